@@ -1,0 +1,44 @@
+# lamina: every target installs what it needs on a fresh Debian machine (as root).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEB_PACKAGES := busybox-static graphviz
+PYTEST_ARGS ?=
+
+.PHONY: all demo test lint docs bench deb clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,docs]' --config-settings editable_mode=compat
+	touch $(STAMP)
+
+# Debian packages the tests and the demo use; installed only when missing.
+deb:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) deb lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+demo: $(STAMP) deb
+	$(BIN)/python -m adapters.demo
+
+docs: $(STAMP) deb
+	$(BIN)/python -m adapters.docs
+
+bench: $(STAMP) deb
+	$(BIN)/python bench/eventlog.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

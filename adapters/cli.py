@@ -1,0 +1,270 @@
+"""The `lamina` command line: a driving adapter over the core's engine and the event log.
+
+Start-up time matters (every container command pays it), so this module imports only
+argparse at load time; each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from core.errors import LaminaError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _log(args: argparse.Namespace, *, create: bool) -> Any:
+    from adapters.compose import open_log, root_dir
+
+    return open_log(root_dir(args.root), create=create)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from core import __version__
+    from events.schema import SCHEMA_VERSION
+
+    if args.format == "json":
+        from adapters.render import json_line
+
+        json_line({"version": __version__, "schema": SCHEMA_VERSION,
+                   "python": sys.version.split()[0]})
+    else:
+        print(f"lamina {__version__} (event log schema {SCHEMA_VERSION}, "
+              f"python {sys.version.split()[0]})")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    log = _log(args, create=False)
+    if log is None:
+        return 0
+    from adapters.render import event_json, event_line, json_line
+    from events.query import select
+
+    out = sys.stdout
+    for rec in select(log.con, args.since, args.until, args.filter or ()):
+        if args.format == "json":
+            json_line(event_json(rec), out)
+        else:
+            out.write(event_line(rec) + "\n")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    log = _log(args, create=False)
+    if log is None:
+        print("no event log yet: nothing to verify")
+        return 0
+    from events.audit import verify
+
+    verdict = verify(log.con)
+    if verdict.ok:
+        print(f"hash chain intact: {verdict.checked} events verified")
+        return 0
+    print(f"lamina: error: hash chain broken at seq {verdict.bad_seq}: {verdict.reason} "
+          f"({verdict.checked} events before it verified)", file=sys.stderr)
+    return 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from adapters import logs
+
+    if args.at is not None:
+        return _replay_at(args)
+    log = _log(args, create=True)
+    from events import replay
+
+    if args.snapshot:
+        seq = replay.snapshot(log.con)
+        logs.log("info", "snapshot", seq=seq)
+        print(f"snapshot taken at seq {seq}")
+        return 0
+    import time
+
+    t0 = time.perf_counter()
+    report = replay.rebuild(log.con, use_snapshots=not args.full)
+    ms = (time.perf_counter() - t0) * 1000
+    logs.log("info", "replayed", events=report.events, from_snapshot=report.from_snapshot)
+    origin = f"snapshot at seq {report.from_snapshot}" if report.from_snapshot else "the start"
+    print(f"replayed {report.events} events from {origin} in {ms:.1f} ms: "
+          f"{report.containers} containers, {report.images} images, {report.layers} layers")
+    return 0
+
+
+def _replay_at(args: argparse.Namespace) -> int:
+    log = _log(args, create=False)
+    from adapters.render import json_line
+    from core.model import World
+    from events import replay
+    from events.query import parse_time
+
+    world = World()
+    if log is not None:
+        at = args.at
+        seq = int(at) if at.isdigit() else replay.seq_at_time(log.con, parse_time(at))
+        world = replay.state_at(log.con, seq, use_snapshots=not args.full)
+    if args.format == "json":
+        json_line(world.to_json())
+        return 0
+    _print_world(world)
+    return 0
+
+
+def _print_world(world: Any) -> None:
+    from adapters.render import status, table
+    from core.references import short
+
+    print(f"state after seq {world.seq}")
+    table(["CONTAINER ID", "NAME", "IMAGE", "STATE"],
+          [[short(c.id), c.name, short(c.image), status(c)] for c in world.containers.values()])
+    print()
+    table(["IMAGE ID", "TAGS", "PARENT", "LAYERS"],
+          [[short(i.id), ",".join(i.tags) or "<none>", short(i.parent or "") or "-",
+            len(i.layers)] for i in world.images.values()])
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    log = _log(args, create=False)
+    containers = log.containers() if log is not None else []
+    if not args.all:
+        containers = [c for c in containers if c.state in ("running", "paused")]
+    from adapters import render
+
+    if args.format == "json":
+        from core.model import to_doc
+
+        for c in containers:
+            render.json_line(to_doc(c))
+        return 0
+    images = {i.id: i for i in log.images()} if log is not None else {}
+    rows = []
+    for c in containers:
+        image = images.get(c.image)
+        shown = image.tags[0] if image is not None and image.tags else render.short(c.image)
+        command = " ".join(c.cmd)
+        rows.append([render.short(c.id), shown, f'"{command[:20]}"', render.ago(c.created),
+                     render.status(c), c.name])
+    render.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    log = _log(args, create=False)
+    from adapters import render
+    from core.images import children
+
+    images = log.images() if log is not None else []
+    layers = {la.id: la for la in log.layers()} if log is not None else {}
+    rows, docs = [], []
+    for i in images:
+        intermediate = i.removed or (not i.tags and children(i.id, images))
+        if intermediate and not args.all:
+            continue
+        size = sum(layers[lid].size for lid in i.layers if lid in layers)
+        for tag in i.tags or ["<none>:<none>"]:
+            repo, _, name = tag.rpartition(":")
+            rows.append([repo, name, render.short(i.id), render.ago(i.created),
+                         render.human_size(size)])
+        docs.append({"id": i.id, "tags": list(i.tags), "parent": i.parent, "size": size,
+                     "created": i.created, "layers": list(i.layers),
+                     "intermediate": bool(intermediate)})
+    if args.format == "json":
+        for d in docs:
+            render.json_line(d)
+        return 0
+    render.table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def _format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["table", "json"], default="table",
+                   help="json: one JSON object per line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lamina",
+        description="A container engine whose only source of truth is an immutable event log.")
+    parser.add_argument("--root", help="state directory (default $LAMINA_ROOT or "
+                                       "/var/lib/lamina)")
+    parser.add_argument("--log-format", choices=["console", "json"], default="console")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        default="warning")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("version", help="show lamina's version")
+    _format(p)
+    p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser("events", help="print the audit trail")
+    p.add_argument("--since", help="ISO time, unix timestamp or duration (10m)")
+    p.add_argument("--until", help="ISO time, unix timestamp or duration (10m)")
+    p.add_argument("--filter", action="append",
+                   help="container=ID|NAME, image=ID|TAG, type=T, user=U (repeatable)")
+    _format(p)
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("audit", help="check the log's integrity")
+    audit = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    a = audit.add_parser("verify", help="recompute the whole hash chain")
+    a.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("replay", help="rebuild the read model from the log, or time-travel")
+    p.add_argument("--at", metavar="SEQ|TIME", help="print the state as it was then")
+    p.add_argument("--snapshot", action="store_true", help="checkpoint the projection")
+    p.add_argument("--full", action="store_true", help="ignore snapshots")
+    _format(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("ps", help="list containers")
+    p.add_argument("-a", "--all", action="store_true", help="stopped ones too")
+    _format(p)
+    p.set_defaults(func=cmd_ps)
+
+    p = sub.add_parser("images", help="list top-level images")
+    p.add_argument("-a", "--all", action="store_true", help="intermediate images too")
+    _format(p)
+    p.set_defaults(func=cmd_images)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.log_format != "console" or args.log_level != "warning":
+        from adapters import logs
+
+        logs.configure(args.log_format, args.log_level)
+    try:
+        return args.func(args)
+    except LaminaError as err:
+        print(f"lamina: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141
+    except OSError as err:
+        print(f"lamina: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: ~5 ms of every command
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,523 @@
+"""Control groups: one container = one `lamina/<id>` cgroup, on cgroup v2 or v1 hosts.
+
+Why two back ends behind one class: a unified (v2) host puts every controller in one tree,
+while a hybrid host (this project's CI) still runs the real controllers on v1 hierarchies,
+one directory per controller. The engine only ever needs the same dozen verbs (limit,
+freeze, thaw, kill, count, remove), so `Cgroup` hides which files implement them.
+
+Two guarantees the rest of the engine relies on:
+- `freeze()` returns only once the kernel says every task is frozen (v2 `cgroup.events`
+  `frozen 1`, v1 `freezer.state` FROZEN), so a paused container really is paused.
+- `kill()` cannot miss a process forked while it runs: v2 uses `cgroup.kill`, everything
+  else freezes the group, signals each pid, then thaws.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import select
+import signal
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PARENT = "lamina"
+CPU_PERIOD_US = 100_000
+MIN_CPU_QUOTA_US = 1_000  # the kernel rejects cpu quotas under 1 ms
+V1_CONTROLLERS = ("freezer", "memory", "pids", "cpu", "cpuacct")
+V2_CONTROLLERS = ("memory", "pids", "cpu")
+_V1_UNLIMITED = 1 << 62  # v1 reports "no memory limit" as PAGE_COUNTER_MAX pages in bytes
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class Mode(StrEnum):
+    V1 = "v1"
+    V2 = "v2"
+
+
+class CgroupError(Exception):
+    """A cgroup operation failed; the message names the file or directory involved."""
+
+
+class CgroupNotFound(CgroupError):
+    """`Cgroup.open` found no cgroup for the id."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits; None means unlimited. cpus is docker's `--cpus` (0.5 = half a CPU)."""
+
+    memory: int | None = None
+    pids: int | None = None
+    cpus: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("memory", "pids"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} limit must be positive, got {value}")
+        if self.cpus is not None and self.cpu_quota_us() < MIN_CPU_QUOTA_US:
+            raise ValueError(f"cpus must be at least 0.01, got {self.cpus}")
+
+    def cpu_quota_us(self) -> int:
+        """CFS quota per CPU_PERIOD_US: the CPU time the group may use each period."""
+        return int((self.cpus or 0) * CPU_PERIOD_US)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Point-in-time usage. memory_limit None = unlimited; pids counts tasks (threads)."""
+
+    cpu_ns: int
+    memory_bytes: int
+    memory_limit: int | None
+    pids: int
+
+
+# --- small file helpers: every cgroup knob is a one-line text file -----------------------
+
+def _read(path: Path) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _read_int(path: Path | None, default: int = 0) -> int:
+    """Missing files (or None) read as `default`: a controller may be absent on this host."""
+    try:
+        return int(_read(path)) if path is not None else default
+    except FileNotFoundError:
+        return default
+
+
+def _read_keyed(path: Path) -> dict[str, str]:
+    """Parse `key value` lines (cgroup.events, memory.events, cpu.stat, oom_control)."""
+    try:
+        lines = _read(path).splitlines()
+    except FileNotFoundError:
+        return {}
+    return dict(line.split(maxsplit=1) for line in lines if " " in line)
+
+
+def _write(path: Path, value: str) -> None:
+    """Write a knob, turning the kernel's bare errno into a message that names the file."""
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise CgroupError(f"write {value!r} to {path}: {e.strerror}") from e
+
+
+def _mkdir(path: Path) -> None:
+    """Make a container's dir (and the shared `lamina` parent); an existing one is an error."""
+    try:
+        path.parent.mkdir(exist_ok=True)
+        path.mkdir()
+    except FileExistsError:
+        raise CgroupError(f"cgroup {path} already exists") from None
+    except OSError as e:
+        raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
+
+
+def _pids_in(path: Path) -> list[int]:
+    try:
+        return sorted(int(line) for line in _read(path / "cgroup.procs").split())
+    except FileNotFoundError:
+        return []
+
+
+def _mount_fstype(path: Path) -> str | None:
+    """Filesystem type mounted exactly at path (the last mount wins, as it shadows others)."""
+    fstype = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields, _, rest = line.partition(" - ")
+            if fields.split()[4] == str(path):
+                fstype = rest.split()[0]
+    return fstype
+
+
+def _wait(predicate: Callable[[], bool], timeout: float,
+          kick: Callable[[], None] | None = None) -> bool:
+    """Poll predicate with a short backoff; `kick` runs every ~100 ms to retry a stuck write."""
+    deadline = time.monotonic() + timeout
+    delay, last_kick = 0.001, time.monotonic()
+    while not predicate():
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        if kick is not None and now - last_kick >= 0.1:
+            kick()
+            last_kick = now
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+    return True
+
+
+def _rmdir_tree(top: Path, timeout: float) -> None:
+    """rmdir top and any sub-cgroups, deepest first, retrying EBUSY while tasks exit.
+
+    Why retry: a killed task leaves cgroup.procs a moment after the signal is sent, and
+    rmdir fails with EBUSY until it has. Already-missing directories are fine (idempotent).
+    """
+    if not top.exists():
+        return
+    dirs = [Path(d) for d, _, _ in os.walk(top, topdown=False)]
+    deadline = time.monotonic() + timeout
+    for d in dirs:
+        while True:
+            try:
+                d.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() >= deadline:
+                    raise CgroupError(f"rmdir {d}: {e.strerror} (pids {_pids_in(d)})") from e
+                time.sleep(0.01)
+
+
+# --- mode detection and layout -----------------------------------------------------------
+
+def detect(root: Path = CGROUP_ROOT) -> Mode:
+    """V2 on a unified host (root itself is cgroup2), else V1 (legacy or hybrid)."""
+    return Mode.V2 if _mount_fstype(Path(root)) == "cgroup2" else Mode.V1
+
+
+def v2_root(root: Path = CGROUP_ROOT) -> Path:
+    """The cgroup2 tree: root on a unified host, root/unified on a hybrid one."""
+    root = Path(root)
+    for candidate in (root, root / "unified"):
+        if _mount_fstype(candidate) == "cgroup2":
+            return candidate
+    raise CgroupError(f"no cgroup2 filesystem mounted at {root} or {root / 'unified'}")
+
+
+def v1_roots(root: Path = CGROUP_ROOT) -> dict[str, Path]:
+    """Controller -> hierarchy root for the v1 controllers this host mounts."""
+    root = Path(root)
+    return {c: root / c for c in V1_CONTROLLERS if (root / c / "cgroup.procs").exists()}
+
+
+def list_lamina_cgroups(mode: Mode | None = None, root: Path = CGROUP_ROOT) -> list[str]:
+    """Ids of every lamina cgroup on the host, so a restarted engine can find leftovers."""
+    mode = mode or detect(root)
+    parents = ([v2_root(root) / PARENT] if mode is Mode.V2
+               else [r / PARENT for r in v1_roots(root).values()])
+    ids: set[str] = set()
+    for parent in parents:
+        if parent.is_dir():
+            ids.update(p.name for p in parent.iterdir() if p.is_dir())
+    return sorted(ids)
+
+
+# --- the adapter -------------------------------------------------------------------------
+
+class Cgroup(ABC):
+    """A container's cgroup. Build with `Cgroup.create` or `Cgroup.open`, not directly."""
+
+    def __init__(self, id: str) -> None:
+        if not _ID.match(id):
+            raise ValueError(f"invalid cgroup id {id!r}: use letters, digits, '_', '.', '-'")
+        self.id = id
+
+    @staticmethod
+    def _for(id: str, mode: Mode | None, root: Path) -> Cgroup:
+        mode = Mode(mode) if mode else detect(root)
+        return CgroupV2(id, v2_root(root)) if mode is Mode.V2 else CgroupV1(id, v1_roots(root))
+
+    @staticmethod
+    def create(id: str, limits: Limits | None = None, mode: Mode | None = None,
+               root: Path = CGROUP_ROOT) -> Cgroup:
+        """Make `lamina/<id>` with limits applied; mode forces v1/v2 (default: detect)."""
+        cgroup = Cgroup._for(id, mode, root)
+        cgroup._make()
+        try:
+            cgroup._apply(limits or Limits())
+        except BaseException:
+            cgroup.remove()
+            raise
+        return cgroup
+
+    @staticmethod
+    def open(id: str, mode: Mode | None = None, root: Path = CGROUP_ROOT) -> Cgroup:
+        """Attach to an existing `lamina/<id>`, e.g. after an engine restart."""
+        cgroup = Cgroup._for(id, mode, root)
+        if not any(d.is_dir() for d in cgroup.dirs()):
+            raise CgroupNotFound(f"no cgroup {PARENT}/{id}")
+        return cgroup
+
+    @property
+    @abstractmethod
+    def mode(self) -> Mode: ...
+
+    @abstractmethod
+    def dirs(self) -> list[Path]:
+        """Every directory this cgroup owns (one per v1 hierarchy, one on v2)."""
+
+    @abstractmethod
+    def _make(self) -> None: ...
+
+    @abstractmethod
+    def _apply(self, limits: Limits) -> None: ...
+
+    @abstractmethod
+    def freeze(self, timeout: float = 5.0) -> None:
+        """Freeze every task; returns only once the kernel reports the group frozen."""
+
+    @abstractmethod
+    def thaw(self, timeout: float = 5.0) -> None: ...
+
+    @abstractmethod
+    def is_frozen(self) -> bool: ...
+
+    @abstractmethod
+    def pids(self) -> list[int]:
+        """Process ids (thread-group leaders) in the cgroup."""
+
+    @abstractmethod
+    def stats(self) -> Stats: ...
+
+    @abstractmethod
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer has killed a task in this cgroup."""
+
+    def add(self, pid: int) -> None:
+        """Move pid (and, from then on, its children) into the cgroup."""
+        for d in self.dirs():
+            _write(d / "cgroup.procs", str(pid))
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal every process; the group is frozen meanwhile so no fork can escape.
+
+        A frozen group stays frozen afterwards, except for SIGKILL, which needs the tasks
+        to run again in order to die. (On v2 the kernel lets any signal whose default
+        action is fatal kill a frozen task at once; handled signals wait for the thaw.)
+        """
+        was_frozen = self.is_frozen()
+        with contextlib.suppress(CgroupError):  # a fork racing the kill beats no kill at all
+            self.freeze()
+        try:
+            for pid in self.pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        finally:
+            if not was_frozen or sig == signal.SIGKILL:
+                self.thaw()
+
+    def remove(self, timeout: float = 2.0) -> None:
+        """Delete the cgroup everywhere; idempotent. Tasks must already be dead or dying."""
+        for d in self.dirs():
+            _rmdir_tree(d, timeout)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {PARENT}/{self.id}>"
+
+
+class CgroupV1(Cgroup):
+    """Legacy/hybrid hierarchies: one directory per controller, joined by the same pid."""
+
+    def __init__(self, id: str, roots: dict[str, Path]) -> None:
+        super().__init__(id)
+        if "freezer" not in roots:
+            raise CgroupError("no cgroup v1 freezer hierarchy: cannot pause or kill reliably")
+        self._dir = {c: r / PARENT / id for c, r in roots.items()}
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.V1
+
+    def dirs(self) -> list[Path]:
+        # cpu and cpuacct are often one hierarchy reached through two symlinks.
+        unique: dict[str, Path] = {}
+        for d in self._dir.values():
+            unique.setdefault(os.path.realpath(d), d)
+        return list(unique.values())
+
+    def _controller(self, name: str) -> Path:
+        if name not in self._dir:
+            raise CgroupError(f"cgroup v1 controller {name!r} is not mounted")
+        return self._dir[name]
+
+    def _make(self) -> None:
+        made: list[Path] = []
+        try:
+            for d in self.dirs():
+                _mkdir(d)
+                made.append(d)
+        except BaseException:
+            for m in made:  # undo only our own dirs: an existing one belongs to someone else
+                m.rmdir()
+            raise
+
+    def _apply(self, limits: Limits) -> None:
+        if limits.memory is not None:
+            _write(self._controller("memory") / "memory.limit_in_bytes", str(limits.memory))
+        if limits.pids is not None:
+            _write(self._controller("pids") / "pids.max", str(limits.pids))
+        if limits.cpus is not None:
+            cpu = self._controller("cpu")
+            _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", str(limits.cpu_quota_us()))
+
+    def _state(self) -> str:
+        return _read(self._dir["freezer"] / "freezer.state")
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        # Re-writing FROZEN makes the kernel retry tasks that dodged the first pass
+        # (runc does the same); a group still FREEZING at the deadline is thawed back.
+        state_file = self._dir["freezer"] / "freezer.state"
+        _write(state_file, "FROZEN")
+        if not _wait(lambda: self._state() == "FROZEN", timeout,
+                     kick=lambda: _write(state_file, "FROZEN")):
+            _write(state_file, "THAWED")
+            raise CgroupError(f"{self!r} did not freeze within {timeout}s")
+
+    def thaw(self, timeout: float = 5.0) -> None:
+        _write(self._dir["freezer"] / "freezer.state", "THAWED")
+        if not _wait(lambda: self._state() == "THAWED", timeout):
+            raise CgroupError(f"{self!r} did not thaw within {timeout}s")
+
+    def is_frozen(self) -> bool:
+        return self._state() == "FROZEN"
+
+    def pids(self) -> list[int]:
+        return _pids_in(self._dir["freezer"])
+
+    def _knob(self, controller: str, name: str) -> Path | None:
+        """A controller file, or None when this host does not mount that controller."""
+        d = self._dir.get(controller)
+        return d / name if d is not None else None
+
+    def stats(self) -> Stats:
+        limit = _read_int(self._knob("memory", "memory.limit_in_bytes"), _V1_UNLIMITED)
+        if "pids" in self._dir:
+            tasks = _read_int(self._knob("pids", "pids.current"))
+        else:
+            tasks = len(_read(self._dir["freezer"] / "tasks").split())
+        return Stats(
+            cpu_ns=_read_int(self._knob("cpuacct", "cpuacct.usage")),
+            memory_bytes=_read_int(self._knob("memory", "memory.usage_in_bytes")),
+            memory_limit=None if limit >= _V1_UNLIMITED else limit,
+            pids=tasks,
+        )
+
+    def oom_killed(self) -> bool:
+        control_file = self._knob("memory", "memory.oom_control")
+        control = _read_keyed(control_file) if control_file else {}
+        if "oom_kill" in control:  # Linux >= 4.13 counts kills exactly
+            return int(control["oom_kill"]) > 0
+        # Older kernels only count hits on the limit: the best available hint.
+        return _read_int(self._knob("memory", "memory.failcnt")) > 0
+
+
+class CgroupV2(Cgroup):
+    """Unified hierarchy: one directory; controllers enabled from the parents downwards."""
+
+    def __init__(self, id: str, root: Path) -> None:
+        super().__init__(id)
+        self._root = root
+        self._path = root / PARENT / id
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.V2
+
+    def dirs(self) -> list[Path]:
+        return [self._path]
+
+    def _enable_controllers(self, needed: set[str]) -> None:
+        """Delegate the controllers limits need (and any others available, for stats).
+
+        Why: on v2 a child only gets a controller's files once every ancestor lists it in
+        cgroup.subtree_control; a hybrid host's cgroup2 tree may have none of them.
+        """
+        available = set(_read(self._root / "cgroup.controllers").split())
+        missing = needed - available
+        if missing:
+            raise CgroupError(f"cgroup2 at {self._root} lacks controllers {sorted(missing)}")
+        wanted = [c for c in V2_CONTROLLERS if c in available]
+        for parent in (self._root, self._root / PARENT):
+            enabled = set(_read(parent / "cgroup.subtree_control").split())
+            for controller in wanted:
+                if controller not in enabled:
+                    _write(parent / "cgroup.subtree_control", f"+{controller}")
+
+    def _make(self) -> None:
+        _mkdir(self._path)
+
+    def _apply(self, limits: Limits) -> None:
+        needed = {name for name, value in (("memory", limits.memory), ("pids", limits.pids),
+                                           ("cpu", limits.cpus)) if value is not None}
+        self._enable_controllers(needed)
+        if limits.memory is not None:
+            _write(self._path / "memory.max", str(limits.memory))
+        if limits.pids is not None:
+            _write(self._path / "pids.max", str(limits.pids))
+        if limits.cpus is not None:
+            _write(self._path / "cpu.max", f"{limits.cpu_quota_us()} {CPU_PERIOD_US}")
+
+    def _wait_frozen(self, frozen: bool, timeout: float) -> bool:
+        """Wait for cgroup.events `frozen`, woken by the kernel's POLLPRI on each change."""
+        want = "1" if frozen else "0"
+        events = self._path / "cgroup.events"
+        deadline = time.monotonic() + timeout
+        with open(events) as f:
+            poller = select.poll()
+            poller.register(f, select.POLLPRI)
+            while _read_keyed(events).get("frozen") != want:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                poller.poll(min(remaining, 0.05) * 1000)  # short cap: never trust one wakeup
+        return True
+
+    def freeze(self, timeout: float = 5.0) -> None:
+        _write(self._path / "cgroup.freeze", "1")
+        if not self._wait_frozen(True, timeout):
+            _write(self._path / "cgroup.freeze", "0")
+            raise CgroupError(f"{self!r} did not freeze within {timeout}s")
+
+    def thaw(self, timeout: float = 5.0) -> None:
+        _write(self._path / "cgroup.freeze", "0")
+        if not self._wait_frozen(False, timeout):
+            raise CgroupError(f"{self!r} did not thaw within {timeout}s")
+
+    def is_frozen(self) -> bool:
+        return _read_keyed(self._path / "cgroup.events").get("frozen") == "1"
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        # cgroup.kill (Linux 5.14+) kills atomically, forks included; only SIGKILL though.
+        if sig == signal.SIGKILL and (self._path / "cgroup.kill").exists():
+            _write(self._path / "cgroup.kill", "1")
+        else:
+            super().kill(sig)
+
+    def pids(self) -> list[int]:
+        return _pids_in(self._path)
+
+    def stats(self) -> Stats:
+        cpu = _read_keyed(self._path / "cpu.stat")  # usage_usec exists without the controller
+        try:
+            limit_text = _read(self._path / "memory.max")
+        except FileNotFoundError:
+            limit_text = "max"
+        if (self._path / "pids.current").exists():
+            tasks = _read_int(self._path / "pids.current")
+        else:
+            tasks = len(_read(self._path / "cgroup.threads").split())
+        return Stats(
+            cpu_ns=int(cpu.get("usage_usec", 0)) * 1000,
+            memory_bytes=_read_int(self._path / "memory.current"),
+            memory_limit=None if limit_text == "max" else int(limit_text),
+            pids=tasks,
+        )
+
+    def oom_killed(self) -> bool:
+        return int(_read_keyed(self._path / "memory.events").get("oom_kill", 0)) > 0

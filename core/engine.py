@@ -1,0 +1,438 @@
+"""The service layer: one method per command, the same for the CLI and the HTTP service.
+
+Each command: resolve its target from the read model, ask the lifecycle machine whether the
+move is legal, call the ports, then append its events (all in one atomic append, with the
+version it read as the expected version). A refused command appends one CommandRejected and
+raises. Order of writes: files are made before the log says they exist, and deleted only
+after the log says they are gone, so a crash leaves at worst an orphan for reconciliation.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import lifecycle
+from core.errors import (
+    BadInput,
+    ConcurrencyError,
+    Conflict,
+    IllegalMove,
+    LaminaError,
+    NotFound,
+    StoreError,
+)
+from core.images import RmiPlan, chain_id, image_config, image_id, orphaned_by_container, plan_rmi
+from core.model import Container, Image
+from core.naming import name_for
+from core.ports import EventLog, Ids, LayerStore, Runtime
+from core.references import (
+    check_name,
+    is_id_prefix,
+    normalize_tag,
+    pick_unique,
+    short,
+    strip_digest_prefix,
+)
+from events import types as ev
+
+# What the CLI says when the machine refuses a move, keyed by (trigger, state).
+_REFUSALS = {
+    ("start", "running"): "container {id} is already running",
+    ("start", "paused"): "container {id} is paused, unpause it instead",
+    ("stop", "stopped"): "container {id} is not running",
+    ("kill", "stopped"): "container {id} is not running",
+    ("signal", "stopped"): "container {id} is not running",
+    ("pause", "stopped"): "container {id} is not running",
+    ("pause", "paused"): "container {id} is already paused",
+    ("unpause", "running"): "container {id} is not paused",
+    ("unpause", "stopped"): "container {id} is not paused",
+    ("exec", "stopped"): "container {id} is not running",
+    ("exec", "paused"): "container {id} is paused, unpause the container before exec",
+    ("restart", "paused"): "cannot restart container {id}: container is paused",
+    ("rm", "running"): "cannot remove container {id}: container is running: stop the "
+                       "container before removing or force remove",
+    ("rm", "paused"): "cannot remove container {id}: container is paused: unpause and stop "
+                      "the container before removing or force remove",
+}
+
+
+@dataclass
+class _Command:
+    name: str
+    target: str
+    meta: dict[str, Any]
+
+
+@dataclass
+class Engine:
+    """Commands over ports. Holds no state of its own: the log is the state."""
+
+    log: EventLog
+    layers: LayerStore
+    runtime: Runtime
+    ids: Ids
+    clock: Callable[[], str]
+    meta: Callable[[], dict[str, Any]] = field(default=dict)
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    @contextmanager
+    def _command(self, name: str, target: str) -> Iterator[_Command]:
+        """Run one command; a LaminaError becomes a CommandRejected event, then re-raised."""
+        cmd = _Command(name, target, {**self.meta(), "command": name,
+                                      "command_id": self.ids.new_id()})
+        try:
+            yield cmd
+        except LaminaError as err:
+            if not isinstance(err, StoreError):
+                self._reject(cmd, str(err))
+            raise
+
+    def _reject(self, cmd: _Command, reason: str) -> None:
+        event = ev.CommandRejected(id=cmd.meta["command_id"], command=cmd.name,
+                                   target=cmd.target, reason=reason)
+        self.log.append([event], expected={}, meta=cmd.meta)
+
+    def _append(self, cmd: _Command, events: Sequence[ev.Event],
+                expected: Mapping[str, int]) -> None:
+        self.log.append(events, expected=expected, meta=cmd.meta)
+
+    def _retrying(self, fn: Callable[[], Any]) -> Any:
+        """Optimistic concurrency: on a conflict, reload and judge again, once."""
+        try:
+            return fn()
+        except ConcurrencyError:
+            return fn()
+
+    def _judge(self, c: Container, trigger: str) -> None:
+        if not lifecycle.judge(c.state, trigger):
+            template = _REFUSALS.get((trigger, c.state),
+                                     "cannot {trigger} container {id} in state {state}")
+            raise IllegalMove(template.format(id=short(c.id), trigger=trigger, state=c.state))
+
+    # --- resolution ---------------------------------------------------------------------
+
+    def container(self, ref: str) -> Container:
+        """A container by full id, name or unique id prefix (docker's order)."""
+        log = self.log
+        found = log.container(ref) if len(ref) == 64 else None
+        found = found or log.container_named(ref.lstrip("/"))
+        if found is None and is_id_prefix(ref):
+            cid = pick_unique(ref, log.container_ids(ref), "container")
+            found = log.container(cid) if cid else None
+        if found is None:
+            raise NotFound(f"no such container: {ref}")
+        return found
+
+    def image(self, ref: str) -> Image:
+        """An image by id (with or without sha256:), tag, or unique id prefix."""
+        log = self.log
+        bare = strip_digest_prefix(ref)
+        found = log.image(bare) if len(bare) == 64 else None
+        if found is None and not ref.startswith("sha256:"):
+            try:
+                found = log.image_tagged(normalize_tag(ref))
+            except BadInput:
+                found = None
+        if found is None and is_id_prefix(bare):
+            iid = pick_unique(ref, log.image_ids(bare), "image")
+            found = log.image(iid) if iid else None
+        if found is None:
+            raise NotFound(f"no such image: {ref}")
+        return found
+
+    # --- images -------------------------------------------------------------------------
+
+    def import_image(self, source: Any, tag: str | None = None, *, created_by: str = "",
+                     comment: str = "", config: dict[str, Any] | None = None) -> str:
+        """A rootfs archive becomes a one-layer image (seed: the bottom of a stack)."""
+        with self._command("import", str(tag or source)) as cmd:
+            tag = normalize_tag(tag) if tag else None
+            info = self.layers.import_layer(source, None)
+            now = self.clock()
+            cfg = image_config(base=None, diff_ids=[info.diff_id], created=now,
+                               created_by=created_by or f"lamina import {source}",
+                               comment=comment, config=config)
+            events: list[ev.Event] = [ev.LayerRegistered(
+                id=info.id, parent=None, diff_id=info.diff_id,
+                chain_id=chain_id(None, info.diff_id), size=info.size,
+                created_by=cfg["history"][-1]["created_by"], comment=comment)]
+            iid = image_id(cfg)
+            events.append(ev.ImageCreated(id=iid, parent=None, layers=[info.id], config=cfg,
+                                          created_by=cfg["history"][-1]["created_by"],
+                                          comment=comment, source="import"))
+            expected = {f"layer:{info.id}": 0, f"image:{iid}": 0}
+            events += self._tag_events(iid, tag, expected)
+            self._append(cmd, events, expected)
+            return iid
+
+    def _tag_events(self, iid: str, tag: str | None,
+                    expected: dict[str, int]) -> list[ev.Event]:
+        """ImageTagged, plus ImageUntagged on the image that held the tag before."""
+        if not tag:
+            return []
+        events: list[ev.Event] = []
+        holder = self.log.image_tagged(tag)
+        if holder is not None and holder.id == iid:
+            return []
+        if holder is not None:
+            events.append(ev.ImageUntagged(id=holder.id, tag=tag))
+            expected[f"image:{holder.id}"] = holder.version
+        events.append(ev.ImageTagged(id=iid, tag=tag))
+        return events
+
+    def tag(self, ref: str, tag: str) -> None:
+        with self._command("tag", ref) as cmd:
+            image = self.image(ref)
+            expected = {f"image:{image.id}": image.version}
+            events = self._tag_events(image.id, normalize_tag(tag), expected)
+            if events:
+                self._append(cmd, events, expected)
+
+    def rmi(self, ref: str, force: bool = False) -> RmiPlan:
+        """Remove a top-level image (intermediate ones and ones in use only with -f)."""
+        with self._command("rmi", ref) as cmd:
+            return self._retrying(lambda: self._rmi(cmd, ref, force))
+
+    def _rmi(self, cmd: _Command, ref: str, force: bool) -> RmiPlan:
+        target = self.image(ref)
+        tag = normalize_tag(ref) if ref in target.tags or _looks_like_tag(ref) else ref
+        images = {i.id: i for i in self.log.images()}
+        layers = {la.id: la for la in self.log.layers()}
+        plan = plan_rmi(target, tag, force, images, self.log.containers(), layers)
+        self._apply_plan(cmd, plan, images, force, extra=[], expected={})
+        return plan
+
+    def _apply_plan(self, cmd: _Command, plan: RmiPlan, images: dict[str, Image],
+                    force: bool, extra: list[ev.Event], expected: dict[str, int]) -> None:
+        events = list(extra)
+        for iid, tag in plan.untag:
+            events.append(ev.ImageUntagged(id=iid, tag=tag))
+        for iid, kept in plan.remove:
+            events.append(ev.ImageRemoved(id=iid, force=force, kept=kept))
+        for iid in {iid for iid, _ in plan.untag} | {iid for iid, _ in plan.remove}:
+            expected[f"image:{iid}"] = images[iid].version
+        for lid in plan.delete_layers:
+            events.append(ev.LayerRemoved(id=lid))
+            layer = self.log.layer(lid)
+            expected[f"layer:{lid}"] = layer.version if layer else 0
+        if events:
+            self._append(cmd, events, expected)
+        for lid in plan.delete_layers:  # after the log says they're gone
+            self.layers.remove_layer(lid)
+
+    # --- containers ---------------------------------------------------------------------
+
+    def create(self, image_ref: str, cmd_args: Sequence[str] = (), name: str | None = None,
+               config: dict[str, Any] | None = None) -> str:
+        """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
+        with self._command("create", image_ref) as cmd:
+            image = self.image(image_ref)
+            if name is not None:
+                name = check_name(name)
+                holder = self.log.container_named(name)
+                if holder is not None:
+                    raise Conflict(f'the container name "/{name}" is already in use by '
+                                   f"container {holder.id}")
+            if not lifecycle.judge("image", "create"):
+                raise IllegalMove("create is not a legal move")
+            cid = self.ids.new_id()
+            if name is None:
+                name = name_for(cid, {c.name for c in self.log.containers()})
+            rw = self.layers.create_rw_layer(cid, image.layers)
+            event = ev.ContainerCreated(id=cid, name=name, image=image.id, cmd=list(cmd_args),
+                                        rw_layer=rw, config=dict(config or {}))
+            try:
+                self._append(cmd, [event], {f"container:{cid}": 0})
+            except BaseException:
+                self.layers.remove_rw_layer(rw)  # the log never said it existed
+                raise
+            return cid
+
+    def start(self, ref: str) -> Container:
+        with self._command("start", ref) as cmd:
+            return self._retrying(lambda: self._start(cmd, ref))
+
+    def _start(self, cmd: _Command, ref: str) -> Container:
+        c = self.container(ref)
+        self._judge(c, "start")
+        image = self.log.image(c.image)
+        if image is None:
+            raise NotFound(f"image {short(c.image)} of container {short(c.id)} is gone")
+        started = self.runtime.start(c, image)
+        try:
+            self._append(cmd, [ev.ContainerStarted(id=c.id, pid=started.pid,
+                                                   cgroup=started.cgroup)],
+                         {f"container:{c.id}": c.version})
+        except BaseException:
+            self.runtime.stop(c, 0)
+            self.runtime.release(c)
+            raise
+        return self.log.container(c.id) or c
+
+    def stop(self, ref: str, timeout: float = 10) -> Container:
+        """SIGTERM, then SIGKILL after `timeout` seconds (seed: `docker stop`)."""
+        with self._command("stop", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "stop")
+            ended = self.runtime.stop(c, timeout)
+            self.runtime.release(c)
+            self._append(cmd, [ev.ContainerStopped(id=c.id, signal=ended.signal,
+                                                   exit_code=ended.exit_code)],
+                         {f"container:{c.id}": c.version})
+            return self.log.container(c.id) or c
+
+    def kill(self, ref: str, sig: int = _signal.SIGKILL) -> Container:
+        """Send a signal (SIGKILL by default); the container stops if its process ends."""
+        with self._command("kill", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "signal")
+            ended = self.runtime.signal(c, int(sig))
+            if ended is None:
+                event: ev.Event = ev.ContainerSignalled(id=c.id, signal=int(sig))
+            else:
+                self._judge(c, "kill")
+                self.runtime.release(c)
+                event = ev.ContainerKilled(id=c.id, signal=int(sig), exit_code=ended.exit_code)
+            self._append(cmd, [event], {f"container:{c.id}": c.version})
+            return self.log.container(c.id) or c
+
+    def pause(self, ref: str) -> Container:
+        """Freeze every process of the container through the cgroup freezer; no signals."""
+        with self._command("pause", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "pause")
+            self.runtime.freeze(c)
+            self._append(cmd, [ev.ContainerPaused(id=c.id)], {f"container:{c.id}": c.version})
+            return self.log.container(c.id) or c
+
+    def unpause(self, ref: str) -> Container:
+        with self._command("unpause", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "unpause")
+            self.runtime.thaw(c)
+            self._append(cmd, [ev.ContainerUnpaused(id=c.id)],
+                         {f"container:{c.id}": c.version})
+            return self.log.container(c.id) or c
+
+    def exited(self, ref: str, exit_code: int, oom: bool = False, reason: str = "") -> Container:
+        """Record that the container's process ended by itself (the monitor's report)."""
+        with self._command("exit", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "exit")
+            self.runtime.release(c)
+            self._append(cmd, [ev.ContainerExited(id=c.id, exit_code=exit_code, oom=oom,
+                                                  reason=reason)],
+                         {f"container:{c.id}": c.version})
+            return self.log.container(c.id) or c
+
+    def restart(self, ref: str, timeout: float = 10) -> Container:
+        with self._command("restart", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "restart")
+            image = self.log.image(c.image)
+            if image is None:
+                raise NotFound(f"image {short(c.image)} of container {short(c.id)} is gone")
+            if c.state == "running":
+                self.runtime.stop(c, timeout)
+                self.runtime.release(c)
+            started = self.runtime.start(c, image)
+            self._append(cmd, [ev.ContainerRestarted(id=c.id, pid=started.pid,
+                                                     cgroup=started.cgroup)],
+                         {f"container:{c.id}": c.version})
+            return self.log.container(c.id) or c
+
+    def rm(self, ref: str, force: bool = False) -> None:
+        """Delete the read-write layer and its files; -f kills a live container first."""
+        with self._command("rm", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "rm_force" if force else "rm")
+            if c.state in ("running", "paused"):
+                self.runtime.signal(c, _signal.SIGKILL)
+                self.runtime.release(c)
+            images = {i.id: i for i in self.log.images()}
+            plan = orphaned_by_container(c, images, self.log.containers(),
+                                         {la.id: la for la in self.log.layers()})
+            removed = ev.ContainerRemoved(id=c.id, force=force)
+            self._apply_plan(cmd, plan, images, force=force, extra=[removed],
+                             expected={f"container:{c.id}": c.version})
+            self.layers.remove_rw_layer(c.rw_layer)
+
+    def commit(self, ref: str, tag: str | None = None, *, comment: str = "",
+               author: str = "", changes: dict[str, Any] | None = None) -> str:
+        """Burn the read-write layer into a new read-only layer and image (the container is
+        paused meanwhile when it runs, as docker does)."""
+        with self._command("commit", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "commit")
+            tag = normalize_tag(tag) if tag else None
+            image = self.log.image(c.image)
+            if image is None:
+                raise NotFound(f"image {short(c.image)} of container {short(c.id)} is gone")
+            info = self._commit_layer(c, image)
+            return self._record_commit(cmd, c, image, info, tag, comment, author, changes)
+
+    def _commit_layer(self, c: Container, image: Image) -> Any:
+        parent_layer = image.layers[-1] if image.layers else None
+        freeze = c.state == "running"
+        if freeze:
+            self.runtime.freeze(c)
+        try:
+            return self.layers.commit_rw_layer(c.rw_layer, parent_layer)
+        finally:
+            if freeze:
+                self.runtime.thaw(c)
+
+    def _record_commit(self, cmd: _Command, c: Container, image: Image, info: Any,
+                       tag: str | None, comment: str, author: str,
+                       changes: dict[str, Any] | None) -> str:
+        parent_layer = image.layers[-1] if image.layers else None
+        parent_chain = self.log.layer(parent_layer).chain_id if parent_layer else None
+        diff_ids = list(image.config.get("rootfs", {}).get("diff_ids", [])) + [info.diff_id]
+        created_by = " ".join(c.cmd) if c.cmd else ""
+        cfg = image_config(base=image.config, diff_ids=diff_ids, created=self.clock(),
+                           created_by=created_by, comment=comment, author=author,
+                           config=changes)
+        iid = image_id(cfg)
+        expected = {f"container:{c.id}": c.version, f"layer:{info.id}": 0}
+        events: list[ev.Event] = [
+            ev.LayerRegistered(id=info.id, parent=parent_layer, diff_id=info.diff_id,
+                               chain_id=chain_id(parent_chain, info.diff_id), size=info.size,
+                               created_by=created_by, comment=comment)]
+        if self.log.image(iid) is None:
+            events.append(ev.ImageCreated(id=iid, parent=image.id,
+                                          layers=[*image.layers, info.id], config=cfg,
+                                          created_by=created_by, comment=comment,
+                                          source="commit"))
+            expected[f"image:{iid}"] = 0
+        events += self._tag_events(iid, tag, expected)
+        events.append(ev.ContainerCommitted(id=c.id, image=iid))
+        try:
+            self._append(cmd, events, expected)
+        except BaseException:
+            self.layers.remove_layer(info.id)
+            raise
+        return iid
+
+    def exec(self, ref: str, argv: Sequence[str], user: str = "") -> int:
+        """Run a new process in a running container's namespaces and cgroup."""
+        if not argv:
+            raise BadInput("exec needs a command")
+        with self._command("exec", ref) as cmd:
+            c = self.container(ref)
+            self._judge(c, "exec")
+            exec_id = self.ids.new_id()
+            self._append(cmd, [ev.ExecStarted(id=c.id, exec_id=exec_id, argv=list(argv),
+                                              user=user)],
+                         {f"container:{c.id}": c.version})
+            code = self.runtime.exec(c, argv, user)
+            self._append(cmd, [ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)], {})
+            return code
+
+
+def _looks_like_tag(ref: str) -> bool:
+    return not is_id_prefix(strip_digest_prefix(ref))

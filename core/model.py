@@ -1,0 +1,287 @@
+"""Aggregates and how events evolve them: the projection, as pure functions.
+
+`evolve(aggregate | None, recorded) -> aggregate | None` is the one definition of what an event
+means for its stream. The SQLite read model applies it row by row inside the append's
+transaction; replay and time travel fold it over the whole log. Both use this code, which is
+why they can't disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from core import lifecycle
+from events.types import Recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A container: an image's layers plus one read-write layer, running or not."""
+
+    id: str
+    name: str
+    image: str
+    state: str
+    version: int
+    created: str
+    cmd: tuple[str, ...] = ()
+    rw_layer: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    pid: int = 0
+    cgroup: str = ""
+    exit_code: int | None = None
+    oom: bool = False
+    ran: bool = False
+    started_at: str = ""
+    finished_at: str = ""
+    restart_count: int = 0
+    last_signal: int = 0
+    exit_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image: a config over a stack of read-only layers (bottom first), maybe a parent.
+
+    `removed` marks an image that `rmi -f` took off the top level while a child image or a
+    container still needs it: it has no tags and only `images -a` lists it.
+    """
+
+    id: str
+    parent: str | None
+    layers: tuple[str, ...]
+    version: int
+    created: str
+    config: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    created_by: str = ""
+    comment: str = ""
+    source: str = ""
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """A read-only layer: its digest, size and the layer below it."""
+
+    id: str
+    parent: str | None
+    diff_id: str
+    chain_id: str
+    size: int
+    version: int
+    created: str
+    created_by: str = ""
+    comment: str = ""
+
+
+Aggregate = Container | Image | Layer
+
+# Which lifecycle trigger each container event is the record of.
+TRIGGER_OF: dict[str, str] = {
+    "ContainerCreated": "create",
+    "ContainerStarted": "start",
+    "ContainerPaused": "pause",
+    "ContainerUnpaused": "unpause",
+    "ContainerStopped": "stop",
+    "ContainerKilled": "kill",
+    "ContainerSignalled": "signal",
+    "ContainerExited": "exit",
+    "ContainerRestarted": "restart",
+    "ContainerRemoved": "rm_force",
+    "ContainerCommitted": "commit",
+    "ExecStarted": "exec",
+    "ExecExited": "exec",
+}
+
+
+class ProjectionError(ValueError):
+    """The log holds a move the lifecycle forbids: it was written by a broken or newer lamina."""
+
+
+def _moved(c: Container, rec: Recorded, trigger: str = "", **changes: Any) -> Container:
+    trigger = trigger or TRIGGER_OF[rec.type]
+    dest = lifecycle.destination(c.state, trigger)
+    if dest is None and rec.type in ("ExecExited",):
+        dest = c.state  # an exec may end after the container stopped
+    if dest is None:
+        raise ProjectionError(
+            f"seq {rec.seq}: {rec.type} is not a legal move from {c.state!r} for {c.id[:12]}")
+    return replace(c, state=dest, version=rec.version, **changes)
+
+
+def _container_created(_: Container | None, rec: Recorded) -> Container:
+    d = rec.data
+    return Container(
+        id=d["id"], name=d["name"], image=d["image"], state="stopped", version=rec.version,
+        created=rec.at, cmd=tuple(d.get("cmd") or ()), rw_layer=d.get("rw_layer", ""),
+        config=d.get("config") or {},
+    )
+
+
+def _started(c: Container, rec: Recorded) -> Container:
+    return _moved(c, rec, pid=rec.data["pid"], cgroup=rec.data.get("cgroup", ""), ran=True,
+                  started_at=rec.at, exit_code=None, oom=False, exit_reason="", last_signal=0)
+
+
+def _restarted(c: Container, rec: Recorded) -> Container:
+    return _moved(c, rec, pid=rec.data["pid"], cgroup=rec.data.get("cgroup", ""), ran=True,
+                  started_at=rec.at, exit_code=None, oom=False, exit_reason="",
+                  restart_count=c.restart_count + 1)
+
+
+def _ended(c: Container, rec: Recorded) -> Container:
+    d = rec.data
+    return _moved(c, rec, pid=0, cgroup="", exit_code=d["exit_code"], finished_at=rec.at,
+                  oom=bool(d.get("oom", False)), exit_reason=d.get("reason", ""),
+                  last_signal=d.get("signal", c.last_signal))
+
+
+def _signalled(c: Container, rec: Recorded) -> Container:
+    return _moved(c, rec, last_signal=rec.data["signal"])
+
+
+def _plain(c: Container, rec: Recorded) -> Container:
+    return _moved(c, rec)
+
+
+def _container_removed(c: Container, rec: Recorded) -> None:
+    _moved(c, rec, trigger="rm_force" if rec.data.get("force") else "rm")
+    return None
+
+
+def _image_created(_: Image | None, rec: Recorded) -> Image:
+    d = rec.data
+    return Image(
+        id=d["id"], parent=d.get("parent"), layers=tuple(d["layers"]), version=rec.version,
+        created=rec.at, config=d.get("config") or {}, created_by=d.get("created_by", ""),
+        comment=d.get("comment", ""), source=d.get("source", ""),
+    )
+
+
+def _image_tagged(i: Image, rec: Recorded) -> Image:
+    tags = i.tags if rec.data["tag"] in i.tags else (*i.tags, rec.data["tag"])
+    return replace(i, tags=tags, version=rec.version)
+
+
+def _image_untagged(i: Image, rec: Recorded) -> Image:
+    return replace(i, tags=tuple(t for t in i.tags if t != rec.data["tag"]), version=rec.version)
+
+
+def _image_removed(i: Image, rec: Recorded) -> Image | None:
+    if rec.data.get("kept"):
+        return replace(i, tags=(), removed=True, version=rec.version)
+    return None
+
+
+def _layer_registered(_: Layer | None, rec: Recorded) -> Layer:
+    d = rec.data
+    return Layer(
+        id=d["id"], parent=d.get("parent"), diff_id=d["diff_id"], chain_id=d["chain_id"],
+        size=d["size"], version=rec.version, created=rec.at,
+        created_by=d.get("created_by", ""), comment=d.get("comment", ""),
+    )
+
+
+def _layer_removed(_: Layer, rec: Recorded) -> None:
+    return None
+
+
+EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
+    "ContainerCreated": _container_created,
+    "ContainerStarted": _started,
+    "ContainerRestarted": _restarted,
+    "ContainerPaused": _plain,
+    "ContainerUnpaused": _plain,
+    "ContainerStopped": _ended,
+    "ContainerKilled": _ended,
+    "ContainerExited": _ended,
+    "ContainerSignalled": _signalled,
+    "ContainerCommitted": _plain,
+    "ContainerRemoved": _container_removed,
+    "ExecStarted": _plain,
+    "ExecExited": _plain,
+    "ImageCreated": _image_created,
+    "ImageTagged": _image_tagged,
+    "ImageUntagged": _image_untagged,
+    "ImageRemoved": _image_removed,
+    "LayerRegistered": _layer_registered,
+    "LayerRemoved": _layer_removed,
+}
+
+CREATORS = frozenset({"ContainerCreated", "ImageCreated", "LayerRegistered"})
+
+
+def evolve(agg: Any, rec: Recorded) -> Any:
+    """The aggregate after `rec`; None when the event removes it. Pure."""
+    fn = EVOLVERS.get(rec.type)
+    if fn is None:
+        return agg  # CommandRejected and other events that change no state
+    if agg is None and rec.type not in CREATORS:
+        raise ProjectionError(f"seq {rec.seq}: {rec.type} for unknown {rec.stream}")
+    if agg is not None and rec.type in CREATORS:
+        raise ProjectionError(f"seq {rec.seq}: {rec.type} for existing {rec.stream}")
+    return fn(agg, rec)
+
+
+KINDS: dict[str, type] = {"container": Container, "image": Image, "layer": Layer}
+
+
+def to_doc(agg: Aggregate) -> dict[str, Any]:
+    """The aggregate as plain JSON-able data (the read model's and the snapshot's form)."""
+    return asdict(agg)
+
+
+def from_doc(kind: str, doc: dict[str, Any]) -> Aggregate:
+    cls = KINDS[kind]
+    if kind == "container":
+        doc = {**doc, "cmd": tuple(doc.get("cmd") or ())}
+    elif kind == "image":
+        doc = {**doc, "layers": tuple(doc["layers"]), "tags": tuple(doc.get("tags") or ())}
+    return cls(**doc)
+
+
+@dataclass
+class World:
+    """Every live aggregate, by kind then id: what replay and time travel fold the log into."""
+
+    containers: dict[str, Container] = field(default_factory=dict)
+    images: dict[str, Image] = field(default_factory=dict)
+    layers: dict[str, Layer] = field(default_factory=dict)
+    seq: int = 0
+
+    def table(self, kind: str) -> dict[str, Any]:
+        return {"container": self.containers, "image": self.images, "layer": self.layers}[kind]
+
+    def apply(self, rec: Recorded) -> None:
+        """Fold one event in (the dict is the accumulator; the aggregates stay immutable)."""
+        self.seq = rec.seq
+        kind = rec.kind
+        if kind not in KINDS:
+            return
+        table = self.table(kind)
+        target = rec.target
+        new = evolve(table.get(target), rec)
+        if new is None:
+            table.pop(target, None)
+        else:
+            table[target] = new
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "containers": [to_doc(c) for c in self.containers.values()],
+            "images": [to_doc(i) for i in self.images.values()],
+            "layers": [to_doc(la) for la in self.layers.values()],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> World:
+        w = cls(seq=data["seq"])
+        for kind, key in (("container", "containers"), ("image", "images"), ("layer", "layers")):
+            table = w.table(kind)
+            for doc in data[key]:
+                table[doc["id"]] = from_doc(kind, doc)
+        return w

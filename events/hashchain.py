@@ -1,0 +1,26 @@
+"""The hash chain: each row's hash covers the previous row's hash and the row itself.
+
+hash = sha256(prev_hash + canonical JSON of the row's other columns), canonical meaning sorted
+keys and no spaces. Changing, removing or reordering any row breaks every hash after it, which
+is what `lamina audit verify` looks for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def row_hash(prev_hash: str, seq: int, stream: str, version: int, type_: str, schema: int,
+             data: str, meta: str, at: str) -> str:
+    """The hash of one row; `data` and `meta` are the JSON texts exactly as stored."""
+    body = canonical({"seq": seq, "stream": stream, "version": version, "type": type_,
+                      "schema": schema, "data": data, "meta": meta, "at": at})
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()

@@ -1,0 +1,104 @@
+"""The audit trail's query: `lamina events` filters turned into one SQL statement."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+from core.errors import BadInput
+from events.sqlite_log import EVENT_COLUMNS, recorded
+from events.types import Recorded
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+KINDS = ("container", "image", "layer", "command")
+
+
+def parse_time(text: str, now: datetime | None = None) -> str:
+    """A point in time as the log's `at` text: ISO 8601, a unix timestamp, or `10m` ago."""
+    now = now or datetime.now(UTC)
+    m = _DURATION.match(text)
+    if m:
+        when = now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    elif re.match(r"^\d+(\.\d+)?$", text):
+        when = datetime.fromtimestamp(float(text), UTC)
+    else:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInput(f"invalid time {text!r}: use ISO 8601, a unix timestamp or a "
+                           "duration like 10m") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _names_to_ids(con: sqlite3.Connection, kind: str, ref: str) -> list[str]:
+    """Ids a name (container) or tag (image) ever pointed at, from the log itself."""
+    if kind == "container":
+        sql = ("SELECT DISTINCT substr(stream, 11) FROM events WHERE type = 'ContainerCreated' "
+               "AND json_extract(data, '$.name') = ?")
+    else:
+        sql = ("SELECT DISTINCT substr(stream, 7) FROM events WHERE type = 'ImageTagged' "
+               "AND json_extract(data, '$.tag') IN (?, ? || ':latest')")
+        return [r[0] for r in con.execute(sql, (ref, ref))]
+    return [r[0] for r in con.execute(sql, (ref,))]
+
+
+def _object_clause(con: sqlite3.Connection, kind: str, ref: str) -> tuple[str, list[str]]:
+    ids = _names_to_ids(con, kind, ref)
+    parts, args = [], []
+    for ident in ids:
+        parts.append("stream = ? OR json_extract(data, '$.target') IN (?, ?)")
+        args += [f"{kind}:{ident}", ident, ref]
+    bare = ref[7:] if ref.startswith("sha256:") else ref
+    if re.match(r"^[0-9a-f]{1,64}$", bare):
+        parts.append("stream >= ? AND stream < ?")
+        args += [f"{kind}:{bare}", f"{kind}:{bare}\U0010ffff"]
+        parts.append("(type = 'CommandRejected' AND json_extract(data, '$.target') LIKE ?)")
+        args.append(bare + "%")
+    parts.append("(type = 'CommandRejected' AND json_extract(data, '$.target') = ?)")
+    args.append(ref)
+    return "(" + " OR ".join(f"({p})" for p in parts) + ")", args
+
+
+def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
+                filters: Sequence[str]) -> tuple[str, list]:
+    where, args = ["1"], []
+    if since:
+        where.append("at >= ?")
+        args.append(parse_time(since))
+    if until:
+        where.append("at <= ?")
+        args.append(parse_time(until))
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or not value:
+            raise BadInput(f"invalid filter {f!r}: use key=value")
+        if key in ("container", "image"):
+            clause, more = _object_clause(con, key, value)
+            where.append(clause)
+            args += more
+        elif key in ("type", "event"):
+            if value in KINDS:
+                where.append("stream >= ? AND stream < ?")
+                args += [f"{value}:", f"{value};"]
+            else:
+                where.append("type = ?")
+                args.append(value)
+        elif key == "user":
+            where.append("(json_extract(meta, '$.user') = ? OR "
+                         "CAST(json_extract(meta, '$.uid') AS TEXT) = ?)")
+            args += [value, value]
+        else:
+            raise BadInput(f"invalid filter key {key!r}: use container, image, type or user")
+    return f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq", args
+
+
+def select(con: sqlite3.Connection, since: str | None = None, until: str | None = None,
+           filters: Sequence[str] = ()) -> Iterator[Recorded]:
+    sql, args = build_query(con, since, until, filters)
+    for row in con.execute(sql, args):
+        yield recorded(row)

@@ -1,0 +1,51 @@
+"""The database's shape, created and migrated through sqlite-utils.
+
+Only a new or older database pays for importing sqlite-utils (~150 ms); the hot paths open
+the file with plain sqlite3 and just check `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+APPEND_ONLY_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events is append-only: UPDATE is not allowed'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events is append-only: DELETE is not allowed'); END;
+"""
+
+
+def migrate(con: sqlite3.Connection) -> None:
+    """Bring a database at an older (or no) schema version up to SCHEMA_VERSION."""
+    import sqlite_utils
+
+    db = sqlite_utils.Database(con)
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    if version < 1:
+        _create_v1(db)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _create_v1(db) -> None:
+    db["events"].create(
+        {"seq": int, "stream": str, "version": int, "type": str, "schema": int, "data": str,
+         "meta": str, "at": str, "prev_hash": str, "hash": str},
+        pk="seq", not_null={"stream", "version", "type", "schema", "data", "meta", "at",
+                            "prev_hash", "hash"}, if_not_exists=True,
+    )
+    db["events"].create_index(["stream", "version"], unique=True, if_not_exists=True,
+                              index_name="events_stream_version")
+    db["events"].create_index(["at"], if_not_exists=True, index_name="events_at")
+    db["events"].create_index(["type"], if_not_exists=True, index_name="events_type")
+    db.executescript(APPEND_ONLY_TRIGGERS)
+    for name, extra in (("containers", {"name": str, "image": str, "state": str}),
+                        ("images", {"tags": str}), ("layers", {})):
+        db[name].create({"id": str, "version": int, **extra, "doc": str}, pk="id",
+                        if_not_exists=True)
+    db["containers"].create_index(["name"], unique=True, if_not_exists=True,
+                                  index_name="containers_name")
+    db["snapshots"].create({"seq": int, "at": str, "projection": int, "world": str}, pk="seq",
+                           if_not_exists=True)

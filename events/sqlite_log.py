@@ -1,0 +1,279 @@
+"""The event log in one SQLite file, with the read model kept in the same transactions.
+
+`<root>/events.db`, WAL, synchronous=FULL. Appends take the write lock (BEGIN IMMEDIATE),
+check each stream's expected version, chain the hashes, fold the events into the read-model
+rows with core.model.evolve, and commit all of it or none. Plain sqlite3 on this path: it is
+the one every command pays for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import ConcurrencyError, StoreError
+from core.model import KINDS, Container, Image, Layer, evolve, from_doc, to_doc
+from events.hashchain import GENESIS, canonical, row_hash
+from events.schema import SCHEMA_VERSION, migrate
+from events.types import CURRENT_SCHEMA, Event, Recorded
+from events.upcasting import upcast
+
+DB_NAME = "events.db"
+EVENT_COLUMNS = "seq, stream, version, type, schema, data, meta, at, prev_hash, hash"
+
+
+def utcnow() -> str:
+    """UTC with microseconds, the `at` of every event."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def busy_timeout() -> float:
+    return float(os.environ.get("LAMINA_BUSY_TIMEOUT", "10"))
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    try:
+        con = sqlite3.connect(path, isolation_level=None, timeout=timeout,
+                              check_same_thread=False)
+        con.execute("PRAGMA synchronous=FULL")
+        return con
+    except sqlite3.Error as err:
+        raise StoreError(f"cannot open {path}: {err}") from None
+
+
+def _explain(path: str, err: sqlite3.Error) -> StoreError:
+    text = str(err)
+    if "locked" in text or "busy" in text:
+        return StoreError(f"{path} is locked by another process (gave up after "
+                          f"{busy_timeout():g}s): {text}")
+    if "not a database" in text or "malformed" in text:
+        return StoreError(f"{path} is not a lamina event log or is corrupted: {text}")
+    if "readonly" in text or "unable to open" in text:
+        return StoreError(f"{path} is not writable: {text}")
+    return StoreError(f"{path}: {text}")
+
+
+class SqliteEventLog:
+    """The EventLog port on SQLite. One instance per process is enough."""
+
+    def __init__(self, root: str, *, create: bool = True) -> None:
+        self.root = root
+        self.path = os.path.join(root, DB_NAME)
+        if create:
+            _ensure_root(root)
+        elif not os.path.exists(self.path):
+            raise FileNotFoundError(self.path)
+        self.con = _connect(self.path, busy_timeout())
+        try:
+            self._check_schema(create)
+        except sqlite3.Error as err:
+            self.con.close()
+            raise _explain(self.path, err) from None
+        except BaseException:
+            self.con.close()
+            raise
+
+    def _check_schema(self, create: bool) -> None:
+        version = self.con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer lamina (schema {version}; "
+                             f"this lamina reads up to {SCHEMA_VERSION})")
+        if version < SCHEMA_VERSION:
+            if not create:
+                raise StoreError(f"{self.path} needs migrating: run a lamina command that "
+                                 "changes state")
+            self.con.execute("PRAGMA journal_mode=WAL")
+            self.con.execute("BEGIN IMMEDIATE")
+            try:
+                if self.con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    migrate(self.con)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.con.close()
+
+    # --- append -------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event], *, expected: Mapping[str, int],
+               meta: Mapping[str, Any]) -> list[Recorded]:
+        """Append all of `events` or none; see the EventLog port."""
+        con = self.con
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise _explain(self.path, err) from None
+        try:
+            out = self._append_locked(events, expected, meta)
+            con.execute("COMMIT")
+            return out
+        except sqlite3.IntegrityError as err:
+            con.execute("ROLLBACK")
+            raise ConcurrencyError(f"another command changed the same object first: {err}") \
+                from None
+        except sqlite3.Error as err:
+            con.execute("ROLLBACK")
+            raise _explain(self.path, err) from None
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _version(self, stream: str) -> int:
+        row = self.con.execute("SELECT max(version) FROM events WHERE stream = ?",
+                               (stream,)).fetchone()
+        return row[0] or 0
+
+    def _append_locked(self, events: Sequence[Event], expected: Mapping[str, int],
+                       meta: Mapping[str, Any]) -> list[Recorded]:
+        con = self.con
+        versions: dict[str, int] = {}
+        for stream, want in expected.items():
+            have = versions[stream] = self._version(stream)
+            if have != want:
+                raise ConcurrencyError(f"{stream} changed while this command ran (at version "
+                                       f"{have}, expected {want}): try again")
+        last = con.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = last if last else (0, GENESIS)
+        meta_text = canonical(dict(meta))
+        out: list[Recorded] = []
+        rows = []
+        for event in events:
+            stream = event.stream()
+            if stream not in versions:
+                versions[stream] = self._version(stream)
+            versions[stream] += 1
+            seq += 1
+            data = event.data()
+            data_text, at, type_ = canonical(data), utcnow(), event.type_name()
+            h = row_hash(prev, seq, stream, versions[stream], type_, event.SCHEMA, data_text,
+                         meta_text, at)
+            rows.append((seq, stream, versions[stream], type_, event.SCHEMA, data_text,
+                         meta_text, at, prev, h))
+            out.append(Recorded(seq, stream, versions[stream], type_, event.SCHEMA, data,
+                                dict(meta), at, prev, h))
+            prev = h
+        con.executemany(f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        rows)
+        self._project(out)
+        return out
+
+    def _project(self, recs: Sequence[Recorded]) -> None:
+        """Fold the new events into the read-model rows, inside the append's transaction."""
+        touched: dict[tuple[str, str], Any] = {}
+        for rec in recs:
+            kind = rec.kind
+            if kind not in KINDS:
+                continue
+            key = (kind, rec.target)
+            agg = touched[key] if key in touched else self._load(kind, rec.target)
+            touched[key] = evolve(agg, rec)
+        for (kind, ident), agg in touched.items():
+            if agg is None:
+                self.con.execute(f"DELETE FROM {kind}s WHERE id = ?", (ident,))
+            else:
+                write_row(self.con, kind, agg)
+
+    def _load(self, kind: str, ident: str) -> Any:
+        row = self.con.execute(f"SELECT doc FROM {kind}s WHERE id = ?", (ident,)).fetchone()
+        return from_doc(kind, json.loads(row[0])) if row else None
+
+    # --- read ---------------------------------------------------------------------------
+
+    def read(self, *, after: int = 0, stream: str | None = None) -> Iterator[Recorded]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?"
+        args: list[Any] = [after]
+        if stream is not None:
+            sql += " AND stream = ?"
+            args.append(stream)
+        for row in self.con.execute(sql + " ORDER BY seq", args):
+            yield recorded(row)
+
+    def last_seq(self) -> int:
+        return self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+
+    # --- read model ---------------------------------------------------------------------
+
+    def _one(self, kind: str, where: str, arg: Any) -> Any:
+        row = self.con.execute(f"SELECT doc FROM {kind}s WHERE {where}", (arg,)).fetchone()
+        return from_doc(kind, json.loads(row[0])) if row else None
+
+    def _all(self, kind: str) -> list[Any]:
+        return [from_doc(kind, json.loads(doc))
+                for (doc,) in self.con.execute(f"SELECT doc FROM {kind}s ORDER BY rowid")]
+
+    def _ids(self, kind: str, prefix: str, limit: int) -> list[str]:
+        rows = self.con.execute(f"SELECT id FROM {kind}s WHERE id >= ? AND id < ? LIMIT ?",
+                                (prefix, prefix + "\U0010ffff", limit))
+        return [r[0] for r in rows]
+
+    def container(self, cid: str) -> Container | None:
+        return self._one("container", "id = ?", cid)
+
+    def containers(self) -> list[Container]:
+        return self._all("container")
+
+    def container_named(self, name: str) -> Container | None:
+        return self._one("container", "name = ?", name)
+
+    def container_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return self._ids("container", prefix, limit)
+
+    def image(self, iid: str) -> Image | None:
+        return self._one("image", "id = ?", iid)
+
+    def images(self) -> list[Image]:
+        return self._all("image")
+
+    def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return self._ids("image", prefix, limit)
+
+    def image_tagged(self, tag: str) -> Image | None:
+        return self._one("image", "EXISTS (SELECT 1 FROM json_each(images.tags) "
+                                  "WHERE value = ?)", tag)
+
+    def layer(self, lid: str) -> Layer | None:
+        return self._one("layer", "id = ?", lid)
+
+    def layers(self) -> list[Layer]:
+        return self._all("layer")
+
+
+def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
+    """Upsert one aggregate's read-model row (the same form for appends and rebuilds)."""
+    doc = canonical(to_doc(agg))
+    if kind == "container":
+        con.execute("INSERT OR REPLACE INTO containers (id, version, name, image, state, doc) "
+                    "VALUES (?,?,?,?,?,?)", (agg.id, agg.version, agg.name, agg.image,
+                                             agg.state, doc))
+    elif kind == "image":
+        con.execute("INSERT OR REPLACE INTO images (id, version, tags, doc) VALUES (?,?,?,?)",
+                    (agg.id, agg.version, canonical(list(agg.tags)), doc))
+    else:
+        con.execute("INSERT OR REPLACE INTO layers (id, version, doc) VALUES (?,?,?)",
+                    (agg.id, agg.version, doc))
+
+
+def recorded(row: Sequence[Any]) -> Recorded:
+    """A Recorded from a full events row, its data upcast to the current schema."""
+    seq, stream, version, type_, schema, data, meta, at, prev, h = row
+    data = json.loads(data)
+    if schema != CURRENT_SCHEMA.get(type_):
+        data = upcast(type_, schema, data)
+    return Recorded(seq, stream, version, type_, schema, data, json.loads(meta), at, prev, h)
+
+
+def _ensure_root(root: str) -> None:
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"cannot create root directory {root}: {err.strerror}") from None
+    if not os.path.isdir(root):
+        raise StoreError(f"root {root} is not a directory")
+    if not os.access(root, os.W_OK):
+        raise StoreError(f"root directory {root} is not writable")

@@ -1,0 +1,259 @@
+"""Event types: what lamina records, one frozen dataclass per fact.
+
+Each type has a schema version (SCHEMA). Old rows are never rewritten: when a type's shape
+changes, its SCHEMA goes up and an upcaster (events/upcasting.py) turns older data into the
+current shape on read. Every event belongs to one stream, named by its KIND and its `id`:
+`container:<id>`, `image:<id>`, `layer:<id>`, `command:<id>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every domain event; `id` names the aggregate (the stream) it belongs to."""
+
+    KIND: ClassVar[str] = ""
+    SCHEMA: ClassVar[int] = 1
+    id: str
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+    def stream(self) -> str:
+        return f"{self.KIND}:{self.id}"
+
+    def data(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+# --- containers --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerCreated(Event):
+    """A read-write layer was put on top of an image (seed: `docker create`).
+
+    Schema 2: `cmd` is an argv list. Schema 1 stored `command` as one shell string.
+    """
+
+    KIND: ClassVar[str] = "container"
+    SCHEMA: ClassVar[int] = 2
+    name: str
+    image: str
+    cmd: list[str] = field(default_factory=list)
+    rw_layer: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStarted(Event):
+    """A process space was made around the union view (seed: `docker start`)."""
+
+    KIND: ClassVar[str] = "container"
+    pid: int
+    cgroup: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPaused(Event):
+    """Every process of the container was frozen through the cgroup freezer."""
+
+    KIND: ClassVar[str] = "container"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerUnpaused(Event):
+    KIND: ClassVar[str] = "container"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStopped(Event):
+    """`stop`: SIGTERM, then SIGKILL after the timeout; `signal` is the one that ended it."""
+
+    KIND: ClassVar[str] = "container"
+    signal: int
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerKilled(Event):
+    """`kill` with a signal that ended the container (SIGKILL by default)."""
+
+    KIND: ClassVar[str] = "container"
+    signal: int
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSignalled(Event):
+    """`kill -s SIG` whose signal the process survived: the state stays as it was."""
+
+    KIND: ClassVar[str] = "container"
+    signal: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerExited(Event):
+    """The container's process ended by itself (recorded by the monitor or reconciliation)."""
+
+    KIND: ClassVar[str] = "container"
+    exit_code: int
+    oom: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRestarted(Event):
+    KIND: ClassVar[str] = "container"
+    pid: int
+    cgroup: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRemoved(Event):
+    """The read-write layer and its files are gone; what remains is the image."""
+
+    KIND: ClassVar[str] = "container"
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerCommitted(Event):
+    """The read-write layer was burnt into a new read-only layer and image."""
+
+    KIND: ClassVar[str] = "container"
+    image: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecStarted(Event):
+    KIND: ClassVar[str] = "container"
+    exec_id: str
+    argv: list[str]
+    user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecExited(Event):
+    KIND: ClassVar[str] = "container"
+    exec_id: str
+    exit_code: int
+
+
+# --- layers and images -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRegistered(Event):
+    """A read-only layer is in the store: its files, digest and parent pointer."""
+
+    KIND: ClassVar[str] = "layer"
+    parent: str | None
+    diff_id: str
+    chain_id: str
+    size: int
+    created_by: str = ""
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRemoved(Event):
+    KIND: ClassVar[str] = "layer"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCreated(Event):
+    """An image: a config over a stack of layers (`layers` bottom first), maybe a parent image."""
+
+    KIND: ClassVar[str] = "image"
+    parent: str | None
+    layers: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    created_by: str = ""
+    comment: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageTagged(Event):
+    KIND: ClassVar[str] = "image"
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUntagged(Event):
+    KIND: ClassVar[str] = "image"
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRemoved(Event):
+    """The image is no longer a top-level image. With force, its layers may stay for children."""
+
+    KIND: ClassVar[str] = "image"
+    force: bool = False
+    kept: bool = False
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected(Event):
+    """A command that was refused: it changes no state, but the audit shows it was tried."""
+
+    KIND: ClassVar[str] = "command"
+    command: str
+    target: str
+    reason: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        ContainerCreated, ContainerStarted, ContainerPaused, ContainerUnpaused,
+        ContainerStopped, ContainerKilled, ContainerSignalled, ContainerExited,
+        ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecExited,
+        LayerRegistered, LayerRemoved, ImageCreated, ImageTagged, ImageUntagged, ImageRemoved,
+        CommandRejected,
+    )
+}
+
+CURRENT_SCHEMA: dict[str, int] = {name: cls.SCHEMA for name, cls in EVENT_TYPES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One row of the log as read back: the envelope around an event's data.
+
+    `data` is already upcast to the current schema of its type.
+    """
+
+    seq: int
+    stream: str
+    version: int
+    type: str
+    schema: int
+    data: dict[str, Any]
+    meta: dict[str, Any]
+    at: str
+    prev_hash: str = ""
+    hash: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.stream.split(":", 1)[0]
+
+    @property
+    def target(self) -> str:
+        return self.stream.split(":", 1)[1]
+
+    def event(self) -> Event:
+        """The typed event (for code that wants the dataclass rather than the dict)."""
+        return EVENT_TYPES[self.type](**self.data)

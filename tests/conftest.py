@@ -1,0 +1,25 @@
+"""Shared test fixtures.
+
+Tests that need root skip with a reason when not root, and fail instead of skipping when
+CI=true: a skipped kernel test in CI would hide a broken engine.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def require_root() -> None:
+    """Skip (or, under CI, fail) a test that needs root on a real kernel."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("this test needs root, and CI must run it as root")
+    pytest.skip("needs root (overlayfs, namespaces, cgroups)")
+
+
+@pytest.fixture
+def root_required() -> None:
+    require_root()

@@ -257,6 +257,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"lamina: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
               file=sys.stderr)
         return 1
+    except Exception as err:
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is None or not isinstance(err, sqlite3.Error):
+            raise
+        print(f"lamina: error: event log: {err}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> None:

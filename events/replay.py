@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core.model import KINDS, World
 from events.hashchain import canonical
-from events.sqlite_log import utcnow, write_row
+from events.sqlite_log import utcnow, write_row, write_transaction
 from events.types import CURRENT_SCHEMA, Recorded
 from events.upcasting import upcast
 
@@ -76,10 +76,13 @@ class RebuildReport:
     layers: int
 
 
+def _path(con: sqlite3.Connection) -> str:
+    return con.execute("PRAGMA database_list").fetchone()[2]
+
+
 def rebuild(con: sqlite3.Connection, use_snapshots: bool = True) -> RebuildReport:
     """Replace the read-model tables with the fold of the log, in one transaction."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(con, _path(con)):
         start = newest_snapshot(con) if use_snapshots else None
         base = start.seq if start else 0
         world = fold(con, start)
@@ -87,26 +90,17 @@ def rebuild(con: sqlite3.Connection, use_snapshots: bool = True) -> RebuildRepor
             con.execute(f"DELETE FROM {kind}s")
             for agg in world.table(kind).values():
                 write_row(con, kind, agg)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return RebuildReport(world.seq - base, base, len(world.containers), len(world.images),
                          len(world.layers))
 
 
 def snapshot(con: sqlite3.Connection) -> int:
     """Checkpoint the projection at the log's current end; returns the snapshot's seq."""
-    world = state_at(con)
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(con, _path(con)):
+        world = state_at(con)
         con.execute("INSERT OR REPLACE INTO snapshots (seq, at, projection, world) "
                     "VALUES (?,?,?,?)", (world.seq, utcnow(), PROJECTION_VERSION,
                                          canonical(world.to_json())))
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return world.seq
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +43,7 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
         con.execute("PRAGMA synchronous=FULL")
         return con
     except sqlite3.Error as err:
-        raise StoreError(f"cannot open {path}: {err}") from None
+        raise _explain(path, err) from None
 
 
 def _explain(path: str, err: sqlite3.Error) -> StoreError:
@@ -55,6 +56,28 @@ def _explain(path: str, err: sqlite3.Error) -> StoreError:
     if "readonly" in text or "unable to open" in text:
         return StoreError(f"{path} is not writable: {text}")
     return StoreError(f"{path}: {text}")
+
+
+@contextmanager
+def write_transaction(con: sqlite3.Connection, path: str) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; sqlite errors become StoreError."""
+    try:
+        con.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as err:
+        raise _explain(path, err) from None
+    try:
+        yield
+        con.execute("COMMIT")
+    except sqlite3.IntegrityError as err:
+        con.execute("ROLLBACK")
+        raise ConcurrencyError(f"another command changed the same object first: {err}") \
+            from None
+    except sqlite3.Error as err:
+        con.execute("ROLLBACK")
+        raise _explain(path, err) from None
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 class SqliteEventLog:
@@ -87,14 +110,9 @@ class SqliteEventLog:
                 raise StoreError(f"{self.path} needs migrating: run a lamina command that "
                                  "changes state")
             self.con.execute("PRAGMA journal_mode=WAL")
-            self.con.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(self.con, self.path):
                 if self.con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     migrate(self.con)
-                self.con.execute("COMMIT")
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         self.con.close()
@@ -104,25 +122,8 @@ class SqliteEventLog:
     def append(self, events: Sequence[Event], *, expected: Mapping[str, int],
                meta: Mapping[str, Any]) -> list[Recorded]:
         """Append all of `events` or none; see the EventLog port."""
-        con = self.con
-        try:
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as err:
-            raise _explain(self.path, err) from None
-        try:
-            out = self._append_locked(events, expected, meta)
-            con.execute("COMMIT")
-            return out
-        except sqlite3.IntegrityError as err:
-            con.execute("ROLLBACK")
-            raise ConcurrencyError(f"another command changed the same object first: {err}") \
-                from None
-        except sqlite3.Error as err:
-            con.execute("ROLLBACK")
-            raise _explain(self.path, err) from None
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        with write_transaction(self.con, self.path):
+            return self._append_locked(events, expected, meta)
 
     def _version(self, stream: str) -> int:
         row = self.con.execute("SELECT max(version) FROM events WHERE stream = ?",
@@ -269,6 +270,8 @@ def recorded(row: Sequence[Any]) -> Recorded:
 
 
 def _ensure_root(root: str) -> None:
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise StoreError(f"root {root} is not a directory")
     try:
         os.makedirs(root, exist_ok=True)
     except OSError as err:

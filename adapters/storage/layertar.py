@@ -1,0 +1,602 @@
+"""Layer tars: deterministic archives of layer directories, and their safe extraction.
+
+A layer on disk is an overlayfs upper/lower directory: a deleted file is a 0/0 character
+device, a directory that hides everything below it carries `trusted.overlay.opaque=y`. A layer
+tar is the OCI form of the same thing: `.wh.<name>` files and `<dir>/.wh..wh..opq` markers.
+`write_layer_tar` converts the first into the second, `extract_layer_tar` the reverse.
+
+Determinism (the same files give the same bytes, hence the same diff_id): members sorted by
+their path bytes; PAX format; numeric uid/gid with empty uname/gname; mode bits and mtimes
+kept, mtimes in whole seconds (as docker does: sub-second mtimes would add a PAX record to
+every member, and most tools drop them anyway); xattrs as `SCHILY.xattr.*` records in name
+order; no atime/ctime; the archive ends with exactly two zero blocks (no padding to a 10 KiB
+record, like Go's archive/tar). Sockets are skipped: a tar cannot hold them.
+
+Extraction policy (hostile input; every refusal is a one-line `LayerError`):
+- member and hardlink names with `..` components, absolute names, NUL bytes: refused.
+- every parent directory is opened from the destination's fd, one component at a time, with
+  O_NOFOLLOW|O_DIRECTORY. A member below a symlink is refused, whether or not the symlink
+  leads outside: a real layer directory cannot hold a path below a symlink it also holds, and
+  refusing all of them needs no path resolution to get right. Symlinks themselves are stored
+  as they are, whatever they point to.
+- files are created with O_CREAT|O_EXCL|O_NOFOLLOW, so nothing is ever written through an
+  existing name.
+- duplicate entries are refused (docker lets the later one win). A deterministic writer never
+  makes them, and "later wins" lets one tar show a scanner one file and the container another.
+  `x` together with `.wh.x` counts as a duplicate. A directory first created implicitly (as
+  the parent of an earlier member) may still get its own entry later.
+- hardlinks must name an earlier, non-directory member of the same tar.
+- block and character devices are refused, except a 0/0 character device, which *is* an
+  overlay whiteout. FIFOs are fine. `write_*` does archive device nodes faithfully (an export
+  should not silently lose files); such a tar is then refused on import.
+- overlayfs-private xattrs (`trusted.overlay.*`, `user.overlay.*`) are refused: they could
+  redirect or hide paths in the union.
+- a tar that ends without an end-of-archive zero block, or in the middle of a header or of a
+  member's data, is refused as truncated.
+Nothing is ever written outside `dest_dir`; on failure, what was extracted so far stays in
+`dest_dir` for the caller (who stages in a temp dir) to remove. Ownership is restored only when
+running as root.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import stat
+import tarfile
+from collections import OrderedDict
+from typing import BinaryIO
+
+BLOCK = 512
+CHUNK = 1 << 20
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+OVERLAY_OPAQUE = "trusted.overlay.opaque"
+PRIVATE_XATTRS = ("trusted.overlay.", "user.overlay.")
+XATTR_PAX = "SCHILY.xattr."
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+_DIR_FD_CACHE = 128
+_WHITEOUT = b"whiteout"  # kinds of tree entries, and what the extractor records
+_OPAQUE = b"opaque"
+_FILE = b"file"
+# errnos that mean "this tar conflicts with itself" rather than "the host is in trouble".
+_INPUT_ERRNOS = {errno.EEXIST, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG}
+
+
+class LayerError(ValueError):
+    """A layer tar or directory that lamina refuses; str() is one line naming the member."""
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def write_layer_tar(diff_dir: str, out_fileobj: BinaryIO) -> tuple[str, int]:
+    """Archive a layer directory as an OCI layer tar; return (diff_id, bytes written).
+
+    Overlay whiteouts become `.wh.` files and opaque directories get a `.wh..wh..opq` entry.
+    The digest is computed while streaming: there is no second pass over the output.
+    """
+    return _TarWriter(out_fileobj, layer=True).archive(diff_dir)
+
+
+def write_flat_tar(root_dir: str, out: BinaryIO) -> tuple[str, int]:
+    """Archive a plain directory tree (an `export` of a mounted union view) deterministically.
+
+    No whiteout conversion: a union view has none. Returns (sha256 digest, bytes written).
+    """
+    return _TarWriter(out, layer=False).archive(root_dir)
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The OCI ChainID of every layer of a stack given bottom first.
+
+    ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
+    """
+    chain: list[str] = []
+    for diff_id in diff_ids:
+        if not _DIGEST.fullmatch(diff_id):
+            raise LayerError(f"not a sha256 diff_id: {diff_id!r}")
+        if chain:
+            text = f"{chain[-1]} {diff_id}".encode()
+            diff_id = "sha256:" + hashlib.sha256(text).hexdigest()
+        chain.append(diff_id)
+    return chain
+
+
+def chain_id(diff_ids: list[str]) -> str:
+    """The ChainID of the top layer of a stack given bottom first."""
+    if not diff_ids:
+        raise LayerError("a chain needs at least one layer")
+    return chain_ids(diff_ids)[-1]
+
+
+class _Sink:
+    """Writes to the output while hashing and counting."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.hash.update(data)
+        self.out.write(data)
+        self.size += len(data)
+
+
+class _TarWriter:
+    """One archive: headers through TarInfo.tobuf, file data in 1 MiB reads."""
+
+    def __init__(self, out: BinaryIO, layer: bool) -> None:
+        self.sink = _Sink(out)
+        self.layer = layer
+        self.buf = bytearray(CHUNK)
+        self.links: dict[tuple[int, int], str] = {}
+
+    def archive(self, root: str) -> tuple[str, int]:
+        for _, rel, kind in _sorted_tree(root, self.layer):
+            path = os.path.join(root, rel)
+            if kind == _OPAQUE:
+                self._opaque_marker(rel, os.lstat(path))
+            elif kind == _WHITEOUT:
+                self._whiteout(rel, os.lstat(path))
+            else:
+                self._member(rel, path)
+        self.sink.write(bytes(2 * BLOCK))
+        return "sha256:" + self.sink.hash.hexdigest(), self.sink.size
+
+    def _member(self, rel: str, path: str) -> None:
+        st = os.lstat(path)
+        info = _tarinfo(rel, st)
+        if self._hardlink(info, st):
+            self._header(info)
+            return
+        if not self._set_type(info, st, path):
+            return  # a socket
+        info.pax_headers = {XATTR_PAX + k: v.decode(**_ENCODING)
+                            for k, v in _read_xattrs(path).items()}
+        self._header(info)
+        if info.type == tarfile.REGTYPE and info.size:
+            self._data(rel, path, st)
+
+    def _hardlink(self, info: tarfile.TarInfo, st: os.stat_result) -> bool:
+        """Second and later names of one inode become tar hardlinks to the first name."""
+        if stat.S_ISDIR(st.st_mode) or st.st_nlink < 2:
+            return False
+        first = self.links.setdefault((st.st_dev, st.st_ino), info.name)
+        if first == info.name:
+            return False
+        info.type, info.linkname, info.size = tarfile.LNKTYPE, first, 0
+        return True
+
+    @staticmethod
+    def _set_type(info: tarfile.TarInfo, st: os.stat_result, path: str) -> bool:
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            info.type, info.size = tarfile.REGTYPE, st.st_size
+        elif stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+        elif stat.S_ISLNK(mode):
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+        elif stat.S_ISFIFO(mode):
+            info.type = tarfile.FIFOTYPE
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        else:
+            return False
+        return True
+
+    def _whiteout(self, rel: str, st: os.stat_result) -> None:
+        head, base = os.path.split(rel)
+        info = _tarinfo(os.path.join(head, WHITEOUT_PREFIX + base), st)
+        info.mode = 0o600
+        self._header(info)
+
+    def _opaque_marker(self, rel: str, st: os.stat_result) -> None:
+        info = _tarinfo(os.path.join(rel, OPAQUE_MARKER), st)
+        info.mode &= 0o777
+        self._header(info)
+
+    def _header(self, info: tarfile.TarInfo) -> None:
+        self.sink.write(info.tobuf(tarfile.PAX_FORMAT, **_ENCODING))
+
+    def _data(self, rel: str, path: str, st: os.stat_result) -> None:
+        """Stream exactly st_size bytes (the size the header promised), then pad the block."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_ino != st.st_ino:
+                raise LayerError(f"{rel!r} was replaced while archiving")
+            view, left = memoryview(self.buf), st.st_size
+            while left:
+                n = os.readv(fd, [view[:min(left, CHUNK)]])
+                if not n:
+                    raise LayerError(f"{rel!r} shrank while archiving")
+                self.sink.write(view[:n])
+                left -= n
+        finally:
+            os.close(fd)
+        if st.st_size % BLOCK:
+            self.sink.write(bytes(BLOCK - st.st_size % BLOCK))
+
+
+def _sorted_tree(root: str, layer: bool) -> list[tuple[bytes, str, bytes]]:
+    """(tar name, path below root, kind) for everything below root, sorted by tar name.
+
+    In a layer, a whiteout `x` is sorted as `.wh.x`, and an opaque directory gets a virtual
+    entry `dir/.wh..wh..opq`, so that the archive is in member-name order.
+    """
+    entries: list[tuple[bytes, str, bytes]] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(root, rel)) as it:
+            for entry in it:
+                entries.append(_tree_entry(rel, entry, layer))
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entries[-1][1])
+                    if layer and _xattr(entry.path, OVERLAY_OPAQUE) == b"y":
+                        marker = os.path.join(entries[-1][1], OPAQUE_MARKER)
+                        entries.append((os.fsencode(marker), entries[-1][1], _OPAQUE))
+    entries.sort()
+    return entries
+
+
+def _tree_entry(rel: str, entry: os.DirEntry[str], layer: bool) -> tuple[bytes, str, bytes]:
+    path = os.path.join(rel, entry.name)
+    if entry.name.startswith(WHITEOUT_PREFIX):
+        raise LayerError(f"{path!r}: names starting with {WHITEOUT_PREFIX!r} are reserved for "
+                         "whiteouts in a layer tar")
+    if layer and _is_whiteout(entry):
+        return os.fsencode(os.path.join(rel, WHITEOUT_PREFIX + entry.name)), path, _WHITEOUT
+    return os.fsencode(path), path, _FILE
+
+
+def _tarinfo(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.uname = info.gname = ""
+    info.mtime = st.st_mtime_ns // 1_000_000_000
+    return info
+
+
+def _is_whiteout(entry: os.DirEntry[str]) -> bool:
+    """An overlay whiteout in an upper dir: a 0/0 character device.
+
+    (Kernels >= 6.7 also read "xwhiteouts", empty files marked by xattr, but only userspace
+    tools such as composefs make those; an upper dir written by the kernel never holds one.)
+    """
+    if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
+        return False
+    st = entry.stat(follow_symlinks=False)
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _read_xattrs(path: str) -> dict[str, bytes]:
+    """All xattrs but overlayfs' private ones, in name order."""
+    names = sorted(n for n in os.listxattr(path, follow_symlinks=False)
+                   if not n.startswith(PRIVATE_XATTRS))
+    return {n: os.getxattr(path, n, follow_symlinks=False) for n in names}
+
+
+def _xattr(path: str, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+            return None
+        raise
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def extract_layer_tar(tar_fileobj: BinaryIO, dest_dir: str) -> tuple[str, int]:
+    """Extract an (uncompressed) OCI layer tar into a fresh directory in overlay form.
+
+    Returns (diff_id, size) of the tar stream as read, end-of-archive padding included.
+    `dest_dir` is created if missing and must be empty. See the module docstring for what is
+    refused; a refusal raises LayerError.
+    """
+    _fresh_dir(dest_dir)
+    src = _HashingReader(tar_fileobj)
+    extractor = _Extractor(dest_dir)
+    try:
+        with tarfile.open(fileobj=src, mode="r|", tarinfo=_StrictTarInfo,
+                          **_ENCODING) as archive:
+            for member in archive:
+                extractor.add(member, archive)
+        extractor.finish()
+    except tarfile.TarError as exc:
+        raise LayerError(f"truncated or corrupt tar: {exc}") from None
+    finally:
+        extractor.close()
+    src.drain()
+    return "sha256:" + src.hash.hexdigest(), src.size
+
+
+def _fresh_dir(path: str) -> None:
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        if os.listdir(path):
+            raise OSError(errno.ENOTEMPTY, f"extract into a fresh directory: {path}") from None
+
+
+class _HashingReader:
+    """The tar stream as tarfile reads it, hashed and counted on the way through."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Hash what follows the end-of-archive blocks: the diff_id covers the whole stream."""
+        while self.read(CHUNK):
+            pass
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """tarfile ends an archive quietly at a truncated or garbage header; we refuse it.
+
+    Only a zero block (EOFHeaderError) is a proper end.
+    """
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.EOFHeaderError:
+            raise
+        except tarfile.EmptyHeaderError:
+            raise LayerError("truncated tar: no end-of-archive block") from None
+        except tarfile.HeaderError as exc:
+            raise LayerError(f"truncated or corrupt tar header: {exc}") from None
+
+
+def _split(name: str, what: str = "member") -> list[str]:
+    """A member name as path components; refuses what could leave the destination."""
+    if "\x00" in name:
+        raise LayerError(f"{what} name has a NUL byte: {name!r}")
+    if name.startswith("/"):
+        raise LayerError(f"{what} has an absolute path: {name!r}")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise LayerError(f"{what} path has '..': {name!r}")
+    return parts
+
+
+class _Extractor:
+    """Creates members under one directory fd, never following a symlink on the way."""
+
+    def __init__(self, dest: str) -> None:
+        self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.fds: OrderedDict[str, int] = OrderedDict()
+        self.seen: dict[str, int] = {}  # explicit entries: path -> tar type
+        self.implicit: set[str] = set()
+        self.dir_meta: list[tuple[list[str], tarfile.TarInfo]] = []
+        self.buf = bytearray(CHUNK)
+        self.as_root = os.geteuid() == 0
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+        os.close(self.root)
+
+    def add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        parts = _split(member.name)
+        try:
+            self._dispatch(parts, member, archive)
+        except OSError as exc:
+            if exc.errno not in _INPUT_ERRNOS:
+                raise
+            raise LayerError(f"{member.name!r}: {os.strerror(exc.errno)}") from None
+
+    def _dispatch(self, parts: list[str], m: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        if not parts:
+            if not m.isdir():
+                raise LayerError(f"{m.name!r}: the layer root can only be a directory")
+            return  # the root's own entry: dest_dir is ours, keep its metadata
+        base = parts[-1]
+        if base == OPAQUE_MARKER:
+            self._opaque(parts, m)
+        elif base.startswith(WHITEOUT_PREFIX):
+            self._whiteout_entry(parts, m)
+        elif m.ischr() and m.devmajor == 0 and m.devminor == 0:
+            self._claim(parts, _WHITEOUT)
+            self._mknod_whiteout(parts, m)
+        else:
+            self._claim(parts, m.type)
+            self._create(parts, m, archive)
+
+    def _claim(self, parts: list[str], kind: bytes) -> None:
+        """Record an explicit entry; a second entry for the same path is refused."""
+        rel = "/".join(parts)
+        if rel in self.seen:
+            raise LayerError(f"duplicate entry {rel!r}")
+        if rel in self.implicit and kind != tarfile.DIRTYPE:
+            raise LayerError(f"{rel!r} is a directory (parent of an earlier member), "
+                             "and then not")
+        self.seen[rel] = kind
+
+    def _create(self, parts: list[str], m: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
+        if m.isreg():
+            self._regular(self._dir_fd(parts[:-1]), parts[-1], m, archive)
+        elif m.isdir():
+            self._directory(parts, m)
+        elif m.islnk():
+            self._hardlink(parts, m)
+        elif m.issym():
+            self._symlink(self._dir_fd(parts[:-1]), parts[-1], m)
+        elif m.isfifo():
+            self._fifo(self._dir_fd(parts[:-1]), parts[-1], m)
+        elif m.ischr() or m.isblk():
+            raise LayerError(f"{m.name!r}: device nodes are refused "
+                             f"({m.devmajor}:{m.devminor})")
+        else:
+            raise LayerError(f"{m.name!r}: unsupported tar entry type {m.type!r}")
+
+    def _regular(self, parent: int, base: str, m: tarfile.TarInfo,
+                 archive: tarfile.TarFile) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(base, flags, 0o600, dir_fd=parent)
+        try:
+            self._copy(archive, m, fd)
+            if self.as_root:
+                os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, m.mode & 0o7777)
+            for key, value in _member_xattrs(m):
+                os.setxattr(fd, key, value)
+            os.utime(fd, ns=(m.mtime * 10**9,) * 2)
+        finally:
+            os.close(fd)
+
+    def _copy(self, archive: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+        data = archive.extractfile(m)
+        if data is None:
+            return
+        view, left = memoryview(self.buf), m.size
+        while left:
+            n = data.readinto(view[:min(left, CHUNK)])
+            if not n:
+                raise LayerError(f"{m.name!r}: truncated tar: member data ends early")
+            written = 0
+            while written < n:
+                written += os.write(fd, view[written:n])
+            left -= n
+
+    def _directory(self, parts: list[str], m: tarfile.TarInfo) -> None:
+        rel = "/".join(parts)
+        if rel not in self.implicit:
+            os.mkdir(parts[-1], 0o700, dir_fd=self._dir_fd(parts[:-1]))
+        fd = self._dir_fd(parts)
+        if self.as_root:
+            os.fchown(fd, m.uid, m.gid)
+        for key, value in _member_xattrs(m):
+            os.setxattr(fd, key, value)
+        self.dir_meta.append((parts, m))  # mode and mtime last: children change the mtime
+
+    def _symlink(self, parent: int, base: str, m: tarfile.TarInfo) -> None:
+        os.symlink(m.linkname, base, dir_fd=parent)
+        self._metadata(parent, base, m, chmod=False)
+
+    def _fifo(self, parent: int, base: str, m: tarfile.TarInfo) -> None:
+        os.mkfifo(base, 0o600, dir_fd=parent)
+        self._metadata(parent, base, m, chmod=True)
+
+    def _metadata(self, parent: int, base: str, m: tarfile.TarInfo, chmod: bool) -> None:
+        """Owner, mode, xattrs, mtime of a node we cannot open, never following it."""
+        if self.as_root:
+            os.chown(base, m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+        if chmod:
+            os.chmod(base, m.mode & 0o7777, dir_fd=parent)  # a FIFO we just created
+        path = f"/proc/self/fd/{parent}/{base}"
+        for key, value in _member_xattrs(m):
+            os.setxattr(path, key, value, follow_symlinks=False)
+        os.utime(base, ns=(m.mtime * 10**9,) * 2, dir_fd=parent, follow_symlinks=False)
+
+    def _hardlink(self, parts: list[str], m: tarfile.TarInfo) -> None:
+        target = _split(m.linkname, "hardlink target")
+        rel = "/".join(target)
+        own = rel == "/".join(parts)
+        if own or self.seen.get(rel, _WHITEOUT) in (_WHITEOUT, tarfile.DIRTYPE):
+            raise LayerError(f"{m.name!r}: hardlink target {m.linkname!r} is not an earlier "
+                             "file of this layer")
+        src = os.dup(self._dir_fd(target[:-1]))
+        try:
+            os.link(target[-1], parts[-1], src_dir_fd=src, dst_dir_fd=self._dir_fd(parts[:-1]),
+                    follow_symlinks=False)
+        finally:
+            os.close(src)
+
+    def _whiteout_entry(self, parts: list[str], m: tarfile.TarInfo) -> None:
+        name = parts[-1][len(WHITEOUT_PREFIX):]
+        if not m.isreg() or name.startswith(WHITEOUT_PREFIX) or name in ("", ".", ".."):
+            raise LayerError(f"{m.name!r}: not a valid whiteout")
+        target = [*parts[:-1], name]
+        self._claim(target, _WHITEOUT)
+        self._mknod_whiteout(target, m)
+
+    def _mknod_whiteout(self, parts: list[str], m: tarfile.TarInfo) -> None:
+        parent = self._dir_fd(parts[:-1])
+        os.mknod(parts[-1], stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+        if self.as_root:
+            os.chown(parts[-1], m.uid, m.gid, dir_fd=parent, follow_symlinks=False)
+        os.utime(parts[-1], ns=(m.mtime * 10**9,) * 2, dir_fd=parent, follow_symlinks=False)
+
+    def _opaque(self, parts: list[str], m: tarfile.TarInfo) -> None:
+        if len(parts) < 2:
+            raise LayerError(f"{m.name!r}: an opaque marker at the layer root is not supported")
+        self._claim(parts, _WHITEOUT)
+        os.setxattr(self._dir_fd(parts[:-1]), OVERLAY_OPAQUE, b"y")
+
+    def _dir_fd(self, parts: list[str]) -> int:
+        """An fd of the directory `parts` below dest, creating missing parents (0755).
+
+        Each component is opened with O_NOFOLLOW|O_DIRECTORY relative to its parent's fd, so
+        a symlink or non-directory anywhere on the way is refused, never followed.
+        """
+        depth = len(parts)
+        while depth and "/".join(parts[:depth]) not in self.fds:
+            depth -= 1
+        fd = self.root
+        if depth:
+            key = "/".join(parts[:depth])
+            self.fds.move_to_end(key)
+            fd = self.fds[key]
+        for i in range(depth, len(parts)):
+            fd = self._open_child(fd, parts, i)
+        return fd
+
+    def _open_child(self, parent: int, parts: list[str], i: int) -> int:
+        rel, name = "/".join(parts[: i + 1]), parts[i]
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(name, flags, dir_fd=parent)
+        except FileNotFoundError:
+            os.mkdir(name, 0o755, dir_fd=parent)
+            self.implicit.add(rel)
+            fd = os.open(name, flags, dir_fd=parent)
+            os.fchmod(fd, 0o755)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            kind = "symlink" if self.seen.get(rel) == tarfile.SYMTYPE else "non-directory"
+            raise LayerError(f"{'/'.join(parts)!r}: refused, its parent {rel!r} is a {kind}"
+                             ) from None
+        self.fds[rel] = fd
+        while len(self.fds) > _DIR_FD_CACHE:
+            os.close(self.fds.popitem(last=False)[1])
+        return fd
+
+    def finish(self) -> None:
+        """Directory modes and mtimes, deepest first, once no child will change them."""
+        for parts, m in sorted(self.dir_meta, key=lambda pm: -len(pm[0])):
+            fd = self._dir_fd(parts)
+            os.fchmod(fd, m.mode & 0o7777)
+            os.utime(fd, ns=(m.mtime * 10**9,) * 2)
+
+
+def _member_xattrs(m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    """SCHILY.xattr.* records as (name, raw value); overlay-private names are refused."""
+    out = []
+    for key, value in sorted(m.pax_headers.items()):
+        if not key.startswith(XATTR_PAX):
+            continue
+        name = key[len(XATTR_PAX):]
+        if name.startswith(PRIVATE_XATTRS):
+            raise LayerError(f"{m.name!r}: sets overlayfs-private xattr {name!r}")
+        out.append((name, value.encode(**_ENCODING)))
+    return out

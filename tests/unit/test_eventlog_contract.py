@@ -1,0 +1,118 @@
+"""One contract for the EventLog port, run against every implementation.
+
+As in the eventsourcing library: an abstract test case, subclassed per implementation, so the
+in-memory fake can't drift from the SQLite log the engine really uses.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ConcurrencyError
+from core.memory import MemoryEventLog
+from core.model import ProjectionError
+from events import types as ev
+from events.sqlite_log import SqliteEventLog
+
+CID = "c" * 64
+CID2 = "c" * 63 + "d"
+IID = "a" * 64
+LID = "b" * 64
+META = {"uid": 0, "user": "root", "command_id": "x"}
+
+
+def _image_events() -> list[ev.Event]:
+    return [
+        ev.LayerRegistered(id=LID, parent=None, diff_id="sha256:" + "1" * 64,
+                           chain_id="sha256:" + "1" * 64, size=10),
+        ev.ImageCreated(id=IID, parent=None, layers=[LID], config={}),
+        ev.ImageTagged(id=IID, tag="busybox:latest"),
+    ]
+
+
+class EventLogContract:
+    """Subclasses provide `make_log()`."""
+
+    def make_log(self, tmp_path):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @pytest.fixture
+    def log(self, tmp_path):
+        log = self.make_log(tmp_path)
+        log.append(_image_events(), expected={f"image:{IID}": 0, f"layer:{LID}": 0}, meta=META)
+        return log
+
+    def create(self, log, cid=CID, name="web"):
+        return log.append([ev.ContainerCreated(id=cid, name=name, image=IID, cmd=["sh"])],
+                          expected={f"container:{cid}": 0}, meta=META)
+
+    def test_seq_is_global_and_version_per_stream(self, log) -> None:
+        recs = self.create(log)
+        recs += log.append([ev.ContainerStarted(id=CID, pid=42)],
+                           expected={f"container:{CID}": 1}, meta=META)
+        assert [r.seq for r in recs] == [4, 5]
+        assert [r.version for r in recs] == [1, 2]
+        assert [r.type for r in log.read(stream=f"container:{CID}")] == [
+            "ContainerCreated", "ContainerStarted"]
+        assert recs[0].meta["command_id"] == "x"
+
+    def test_stale_expected_version_conflicts_and_appends_nothing(self, log) -> None:
+        self.create(log)
+        before = list(log.read())
+        with pytest.raises(ConcurrencyError):
+            log.append([ev.ContainerStarted(id=CID, pid=1)],
+                       expected={f"container:{CID}": 0}, meta=META)
+        assert list(log.read()) == before
+
+    def test_a_batch_is_atomic_across_streams(self, log) -> None:
+        before = list(log.read())
+        with pytest.raises(ProjectionError):
+            log.append([ev.ContainerCreated(id=CID, name="web", image=IID),
+                        ev.ContainerStarted(id=CID2, pid=1)],  # CID2 was never created
+                       expected={}, meta=META)
+        assert list(log.read()) == before
+        assert log.container(CID) is None
+
+    def test_read_model_follows_the_events(self, log) -> None:
+        self.create(log)
+        log.append([ev.ContainerStarted(id=CID, pid=7), ev.ContainerPaused(id=CID)],
+                   expected={f"container:{CID}": 1}, meta=META)
+        c = log.container(CID)
+        assert (c.state, c.pid, c.version, c.name) == ("paused", 7, 3, "web")
+        assert log.container_named("web").id == CID
+        assert log.image_tagged("busybox:latest").id == IID
+        assert [la.id for la in log.layers()] == [LID]
+
+    def test_prefix_lookup(self, log) -> None:
+        self.create(log)
+        self.create(log, CID2, "db")
+        assert sorted(log.container_ids("ccc")) == sorted([CID, CID2])
+        assert log.container_ids("c" * 63 + "d") == [CID2]
+        assert log.container_ids("e") == []
+        assert log.image_ids("a") == [IID]
+
+    def test_removal_deletes_the_read_model_row_and_frees_the_name(self, log) -> None:
+        self.create(log)
+        log.append([ev.ContainerRemoved(id=CID)], expected={f"container:{CID}": 1}, meta=META)
+        assert log.container(CID) is None
+        assert log.container_named("web") is None
+        self.create(log, CID2, "web")
+        assert log.container_named("web").id == CID2
+
+    def test_rejections_change_no_state(self, log) -> None:
+        self.create(log)
+        before = [log.container(CID)]
+        log.append([ev.CommandRejected(id="r" * 64, command="start", target="web",
+                                       reason="nope")], expected={}, meta=META)
+        assert [log.container(CID)] == before
+        assert list(log.read())[-1].type == "CommandRejected"
+
+
+class TestMemoryEventLog(EventLogContract):
+    def make_log(self, tmp_path):
+        return MemoryEventLog()
+
+
+class TestSqliteEventLog(EventLogContract):
+    def make_log(self, tmp_path):
+        return SqliteEventLog(str(tmp_path / "root"))

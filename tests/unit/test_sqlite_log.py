@@ -1,0 +1,205 @@
+"""The SQLite log's own guarantees: append-only, hash chain, upcasting, races, time travel."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sqlite3
+
+import pytest
+
+from core.errors import ConcurrencyError, StoreError
+from events import replay
+from events import types as ev
+from events.audit import verify
+from events.hashchain import row_hash
+from events.sqlite_log import SqliteEventLog, utcnow
+from tests.sessions import engine as _engine
+from tests.sessions import session as _session
+
+IID, LID, CID = "a" * 64, "b" * 64, "c" * 64
+META = {"uid": 0, "user": "root"}
+
+
+def test_updates_and_deletes_are_refused_by_triggers(tmp_path) -> None:
+    e = _session(str(tmp_path))
+    con = e.log.con
+    with pytest.raises(sqlite3.IntegrityError, match="append-only: UPDATE"):
+        con.execute("UPDATE events SET type = 'x' WHERE seq = 1")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only: DELETE"):
+        con.execute("DELETE FROM events WHERE seq = 1")
+    assert verify(con).ok
+
+
+def test_every_row_is_chained(tmp_path) -> None:
+    e = _session(str(tmp_path))
+    rows = e.log.con.execute("SELECT seq, stream, version, type, schema, data, meta, at, "
+                             "prev_hash, hash FROM events ORDER BY seq").fetchall()
+    prev = "0" * 64
+    for seq, stream, version, type_, schema, data, meta, at, prev_hash, h in rows:
+        assert prev_hash == prev
+        assert h == row_hash(prev, seq, stream, version, type_, schema, data, meta, at)
+        assert json.loads(meta)["user"] == "root"
+        assert at.endswith("Z") and len(at) == 27  # UTC with microseconds
+        prev = h
+    assert [r[0] for r in rows] == list(range(1, len(rows) + 1))  # gap-free
+
+
+@pytest.mark.parametrize("how", ["data", "delete", "swap-hash"])
+def test_audit_verify_names_the_first_bad_seq(tmp_path, how: str) -> None:
+    e = _session(str(tmp_path))
+    con = sqlite3.connect(e.log.path)
+    con.executescript("DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete;")
+    if how == "data":
+        con.execute("UPDATE events SET data = replace(data, '\"pid\":', '\"pid\":1') "
+                    "WHERE seq = 5")
+    elif how == "delete":
+        con.execute("DELETE FROM events WHERE seq = 5")
+    else:
+        con.execute("UPDATE events SET hash = (SELECT hash FROM events WHERE seq = 4) "
+                    "WHERE seq = 5")
+    con.commit()
+    verdict = verify(e.log.con)
+    assert not verdict.ok
+    assert verdict.bad_seq == 5
+    assert verdict.checked == 4
+
+
+def test_an_old_schema_event_is_upcast_on_read(tmp_path) -> None:
+    """A hand-written ContainerCreated at schema 1 (a shell string) reads back as schema 2."""
+    e = _engine(str(tmp_path))
+    e.import_image({"bin/sh": "x"}, "busybox")
+    image = e.log.image_tagged("busybox:latest")
+    con = e.log.con
+    seq, prev = con.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    data = json.dumps({"id": CID, "name": "old", "image": image.id,
+                       "command": "echo 'hello world'"}, sort_keys=True, separators=(",", ":"))
+    meta, at = "{}", utcnow()
+    h = row_hash(prev, seq + 1, f"container:{CID}", 1, "ContainerCreated", 1, data, meta, at)
+    con.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (seq + 1, f"container:{CID}", 1, "ContainerCreated", 1, data, meta, at, prev, h))
+    rec = list(e.log.read(stream=f"container:{CID}"))[0]
+    assert rec.schema == 1
+    assert rec.data["cmd"] == ["echo", "hello world"]
+    assert "command" not in rec.data
+    replay.rebuild(con)
+    assert e.log.container(CID).cmd == ("echo", "hello world")
+    assert verify(con).ok
+
+
+def test_rebuild_equals_the_incremental_read_model(tmp_path) -> None:
+    e = _session(str(tmp_path))
+    before = replay.read_model_rows(e.log.con)
+    report = replay.rebuild(e.log.con, use_snapshots=False)
+    assert replay.read_model_rows(e.log.con) == before
+    assert report.containers == 2 and report.images == 2
+
+
+def test_snapshot_plus_tail_equals_full_replay(tmp_path) -> None:
+    e = _session(str(tmp_path))
+    con = e.log.con
+    at = replay.snapshot(con)
+    e.start("db")
+    e.rm("web")
+    assert replay.newest_snapshot(con).seq == at
+    replay.rebuild(con, use_snapshots=True)
+    from_snapshot = replay.read_model_rows(con)
+    replay.rebuild(con, use_snapshots=False)
+    assert replay.read_model_rows(con) == from_snapshot
+    assert replay.state_at(con).to_json() == replay.state_at(con, use_snapshots=False).to_json()
+
+
+def test_time_travel_by_seq_and_by_time(tmp_path) -> None:
+    e = _session(str(tmp_path))
+    con = e.log.con
+    started = next(r for r in e.log.read() if r.type == "ContainerStarted")
+    then = replay.state_at(con, started.seq)
+    assert [c.state for c in then.containers.values()] == ["running"]
+    assert replay.seq_at_time(con, started.at) == started.seq
+    now = replay.state_at(con)
+    assert sorted(c.state for c in now.containers.values()) == ["stopped", "stopped"]
+    assert now.seq == e.log.last_seq()
+
+
+def _race(root: str, barrier, results) -> None:
+    log = SqliteEventLog(root)
+    barrier.wait()
+    try:
+        log.append([ev.ContainerStarted(id=CID, pid=1)], expected={f"container:{CID}": 1},
+                   meta=META)
+        results.put("won")
+    except ConcurrencyError:
+        results.put("conflict")
+
+
+def test_of_two_racing_processes_exactly_one_wins(tmp_path) -> None:
+    root = str(tmp_path)
+    log = SqliteEventLog(root)
+    log.append([ev.LayerRegistered(id=LID, parent=None, diff_id="d", chain_id="d", size=1),
+                ev.ImageCreated(id=IID, parent=None, layers=[LID])], expected={}, meta=META)
+    log.append([ev.ContainerCreated(id=CID, name="x", image=IID)], expected={}, meta=META)
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(root, barrier, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    outcomes = sorted(results.get(timeout=5) for _ in procs)
+    assert outcomes == ["conflict", "conflict", "conflict", "won"]
+    assert [r.type for r in log.read(stream=f"container:{CID}")] == [
+        "ContainerCreated", "ContainerStarted"]
+
+
+def test_engine_retries_once_after_a_conflict(tmp_path) -> None:
+    """A command that lost a race reloads, judges again and then succeeds or is refused."""
+    e = _session(str(tmp_path))
+    other = _engine(str(tmp_path))
+    stale = e.container("db")
+    other.start("db")  # moves db behind e's back
+    calls = []
+    original = e.log.container
+
+    def stale_first(cid):
+        calls.append(cid)
+        return stale if len(calls) == 1 else original(cid)
+
+    e.log.container = stale_first
+    with pytest.raises(Exception, match="already running"):
+        e.start(stale.id)
+
+
+def test_newer_schema_is_refused_and_left_alone(tmp_path) -> None:
+    root = str(tmp_path)
+    _session(root)
+    path = tmp_path / "events.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA user_version = 99")
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="newer lamina .schema 99"):
+        SqliteEventLog(root)
+    assert path.read_bytes() == before
+
+
+def test_a_corrupt_file_is_refused_and_left_alone(tmp_path) -> None:
+    path = tmp_path / "events.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="not a lamina event log"):
+        SqliteEventLog(str(tmp_path))
+    assert path.read_bytes() == b"this is not sqlite at all" * 100
+
+
+def test_a_locked_log_gives_up_with_a_clear_error(tmp_path, monkeypatch) -> None:
+    e = _session(str(tmp_path))
+    monkeypatch.setenv("LAMINA_BUSY_TIMEOUT", "0.2")
+    blocker = sqlite3.connect(e.log.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        log = SqliteEventLog(str(tmp_path))
+        n = log.last_seq()
+        with pytest.raises(StoreError, match="locked by another process"):
+            log.append([ev.ContainerStarted(id=CID, pid=1)], expected={}, meta=META)
+    finally:
+        blocker.execute("ROLLBACK")
+    assert log.last_seq() == n

@@ -23,6 +23,13 @@ def _log(args: argparse.Namespace, *, create: bool) -> Any:
     return open_log(root_dir(args.root), create=create)
 
 
+def engine(args: argparse.Namespace) -> Any:
+    """The engine on the real adapters, for commands that change state."""
+    from adapters.compose import build_engine, root_dir
+
+    return build_engine(root_dir(args.root))
+
+
 # --- commands ------------------------------------------------------------------------------
 
 
@@ -235,7 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-a", "--all", action="store_true", help="intermediate images too")
     _format(p)
     p.set_defaults(func=cmd_images)
+    for module in COMMAND_MODULES:
+        import importlib
+
+        importlib.import_module(module).register(sub, _format)
     return parser
+
+
+# Modules that add their own commands: each has register(subparsers, add_format_option).
+COMMAND_MODULES: tuple[str, ...] = ("adapters.cli_storage", "adapters.cli_runtime")
 
 
 def run(argv: Sequence[str] | None = None) -> int:

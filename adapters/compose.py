@@ -34,3 +34,28 @@ def open_log(root: str, *, create: bool) -> Any:
     if not create and not os.path.exists(os.path.join(root, DB_NAME)):
         return None
     return SqliteEventLog(root, create=create)
+
+
+class RandomIds:
+    """64-hex-character ids from the OS's random source, as docker's."""
+
+    def new_id(self) -> str:
+        return os.urandom(32).hex()
+
+
+def build_engine(root: str, monitor: bool = False) -> Any:
+    """The Engine wired to the real adapters: SQLite log, overlayfs layers, Linux runtime.
+
+    A container's monitor records as itself (`lamina-monitor`), not as the command that
+    happened to fork it."""
+    from adapters.runtime.linux import LinuxRuntime
+    from adapters.storage.store import LinuxLayerStore
+    from core.engine import Engine
+    from events.sqlite_log import SqliteEventLog, utcnow
+
+    log = SqliteEventLog(root)
+    layers = LinuxLayerStore(root)
+    runtime = LinuxRuntime(root, layers, log)
+    meta = (lambda: caller_meta(["lamina-monitor"])) if monitor else caller_meta
+    return Engine(log=log, layers=layers, runtime=runtime, ids=RandomIds(), clock=utcnow,
+                  meta=meta)

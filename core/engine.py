@@ -260,45 +260,62 @@ class Engine:
     def _start(self, cmd: _Command, ref: str) -> Container:
         c = self.container(ref)
         self._judge(c, "start")
-        image = self.log.image(c.image)
-        if image is None:
-            raise NotFound(f"image {short(c.image)} of container {short(c.id)} is gone")
+        image = self._image_of(c)
         started = self.runtime.start(c, image)
         try:
             self._append(cmd, [ev.ContainerStarted(id=c.id, pid=started.pid,
                                                    cgroup=started.cgroup)],
                          {f"container:{c.id}": c.version})
         except BaseException:
-            self.runtime.stop(c, 0)
-            self.runtime.release(c)
+            self.runtime.abort_start(c)
             raise
+        self.runtime.confirm_start(c)
         return self.log.container(c.id) or c
+
+    def _image_of(self, c: Container) -> Image:
+        image = self.log.image(c.image)
+        if image is None:
+            raise NotFound(f"image {short(c.image)} of container {short(c.id)} is gone")
+        return image
+
+    @contextmanager
+    def _ending(self, ref: str, trigger: str) -> Iterator[Container]:
+        """Judge a move that ends the process while holding the right to record the end.
+
+        The container is read again under the guard: the monitor may have recorded an exit
+        between the first read and the guard.
+        """
+        c = self.container(ref)
+        with self.runtime.ending(c):
+            c = self.log.container(c.id) or c
+            self._judge(c, trigger)
+            yield c
 
     def stop(self, ref: str, timeout: float = 10) -> Container:
         """SIGTERM, then SIGKILL after `timeout` seconds (seed: `docker stop`)."""
         with self._command("stop", ref) as cmd:
-            c = self.container(ref)
-            self._judge(c, "stop")
-            ended = self.runtime.stop(c, timeout)
+            with self._ending(ref, "stop") as c:
+                ended = self.runtime.stop(c, timeout)
+                self._append(cmd, [ev.ContainerStopped(id=c.id, signal=ended.signal,
+                                                       exit_code=ended.exit_code)],
+                             {f"container:{c.id}": c.version})
             self.runtime.release(c)
-            self._append(cmd, [ev.ContainerStopped(id=c.id, signal=ended.signal,
-                                                   exit_code=ended.exit_code)],
-                         {f"container:{c.id}": c.version})
             return self.log.container(c.id) or c
 
     def kill(self, ref: str, sig: int = _signal.SIGKILL) -> Container:
         """Send a signal (SIGKILL by default); the container stops if its process ends."""
         with self._command("kill", ref) as cmd:
-            c = self.container(ref)
-            self._judge(c, "signal")
-            ended = self.runtime.signal(c, int(sig))
-            if ended is None:
-                event: ev.Event = ev.ContainerSignalled(id=c.id, signal=int(sig))
-            else:
-                self._judge(c, "kill")
+            with self._ending(ref, "signal") as c:
+                ended = self.runtime.signal(c, int(sig))
+                if ended is None:
+                    event: ev.Event = ev.ContainerSignalled(id=c.id, signal=int(sig))
+                else:
+                    self._judge(c, "kill")
+                    event = ev.ContainerKilled(id=c.id, signal=int(sig),
+                                               exit_code=ended.exit_code)
+                self._append(cmd, [event], {f"container:{c.id}": c.version})
+            if ended is not None:
                 self.runtime.release(c)
-                event = ev.ContainerKilled(id=c.id, signal=int(sig), exit_code=ended.exit_code)
-            self._append(cmd, [event], {f"container:{c.id}": c.version})
             return self.log.container(c.id) or c
 
     def pause(self, ref: str) -> Container:
@@ -319,48 +336,59 @@ class Engine:
                          {f"container:{c.id}": c.version})
             return self.log.container(c.id) or c
 
-    def exited(self, ref: str, exit_code: int, oom: bool = False, reason: str = "") -> Container:
-        """Record that the container's process ended by itself (the monitor's report)."""
+    def exited(self, ref: str, exit_code: int, oom: bool = False, reason: str = "",
+               pid: int | None = None) -> Container | None:
+        """Record that the container's process ended by itself (the monitor's report).
+
+        With `pid`, only that process's end is recorded: if the container was stopped or
+        restarted meanwhile, there is nothing to record and None is returned.
+        """
         with self._command("exit", ref) as cmd:
             c = self.container(ref)
-            self._judge(c, "exit")
+            with self.runtime.ending(c):
+                c = self.log.container(c.id) or c
+                if pid is not None and (c.pid != pid or c.state not in ("running", "paused")):
+                    return None
+                self._judge(c, "exit")
+                self._append(cmd, [ev.ContainerExited(id=c.id, exit_code=exit_code, oom=oom,
+                                                      reason=reason)],
+                             {f"container:{c.id}": c.version})
             self.runtime.release(c)
-            self._append(cmd, [ev.ContainerExited(id=c.id, exit_code=exit_code, oom=oom,
-                                                  reason=reason)],
-                         {f"container:{c.id}": c.version})
             return self.log.container(c.id) or c
 
     def restart(self, ref: str, timeout: float = 10) -> Container:
         with self._command("restart", ref) as cmd:
-            c = self.container(ref)
-            self._judge(c, "restart")
-            image = self.log.image(c.image)
-            if image is None:
-                raise NotFound(f"image {short(c.image)} of container {short(c.id)} is gone")
-            if c.state == "running":
-                self.runtime.stop(c, timeout)
-                self.runtime.release(c)
-            started = self.runtime.start(c, image)
-            self._append(cmd, [ev.ContainerRestarted(id=c.id, pid=started.pid,
-                                                     cgroup=started.cgroup)],
-                         {f"container:{c.id}": c.version})
+            with self._ending(ref, "restart") as c:
+                image = self._image_of(c)
+                if c.state == "running":
+                    self.runtime.stop(c, timeout)
+                    self.runtime.release(c)
+                started = self.runtime.start(c, image)
+                try:
+                    self._append(cmd, [ev.ContainerRestarted(id=c.id, pid=started.pid,
+                                                             cgroup=started.cgroup)],
+                                 {f"container:{c.id}": c.version})
+                except BaseException:
+                    self.runtime.abort_start(c)
+                    raise
+            self.runtime.confirm_start(c)
             return self.log.container(c.id) or c
 
     def rm(self, ref: str, force: bool = False) -> None:
         """Delete the read-write layer and its files; -f kills a live container first."""
         with self._command("rm", ref) as cmd:
-            c = self.container(ref)
-            self._judge(c, "rm_force" if force else "rm")
-            if c.state in ("running", "paused"):
-                self.runtime.signal(c, _signal.SIGKILL)
-                self.runtime.release(c)
-            images = {i.id: i for i in self.log.images()}
-            plan = orphaned_by_container(c, images, self.log.containers(),
-                                         {la.id: la for la in self.log.layers()})
-            removed = ev.ContainerRemoved(id=c.id, force=force)
-            self._apply_plan(cmd, plan, images, force=force, extra=[removed],
-                             expected={f"container:{c.id}": c.version})
+            with self._ending(ref, "rm_force" if force else "rm") as c:
+                if c.state in ("running", "paused"):
+                    self.runtime.signal(c, _signal.SIGKILL)
+                images = {i.id: i for i in self.log.images()}
+                plan = orphaned_by_container(c, images, self.log.containers(),
+                                             {la.id: la for la in self.log.layers()})
+                removed = ev.ContainerRemoved(id=c.id, force=force)
+                self._apply_plan(cmd, plan, images, force=force, extra=[removed],
+                                 expected={f"container:{c.id}": c.version})
+            self.runtime.release(c)
             self.layers.remove_rw_layer(c.rw_layer)
+            self.runtime.remove(c)
 
     def commit(self, ref: str, tag: str | None = None, *, comment: str = "",
                author: str = "", changes: dict[str, Any] | None = None) -> str:
@@ -370,9 +398,7 @@ class Engine:
             c = self.container(ref)
             self._judge(c, "commit")
             tag = normalize_tag(tag) if tag else None
-            image = self.log.image(c.image)
-            if image is None:
-                raise NotFound(f"image {short(c.image)} of container {short(c.id)} is gone")
+            image = self._image_of(c)
             info = self._commit_layer(c, image)
             return self._record_commit(cmd, c, image, info, tag, comment, author, changes)
 
@@ -418,7 +444,8 @@ class Engine:
             raise
         return iid
 
-    def exec(self, ref: str, argv: Sequence[str], user: str = "") -> int:
+    def exec(self, ref: str, argv: Sequence[str], user: str = "",
+             options: Mapping[str, Any] | None = None) -> int:
         """Run a new process in a running container's namespaces and cgroup."""
         if not argv:
             raise BadInput("exec needs a command")
@@ -429,7 +456,7 @@ class Engine:
             self._append(cmd, [ev.ExecStarted(id=c.id, exec_id=exec_id, argv=list(argv),
                                               user=user)],
                          {f"container:{c.id}": c.version})
-            code = self.runtime.exec(c, argv, user)
+            code = self.runtime.exec(c, argv, user, dict(options or {}))
             self._append(cmd, [ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)], {})
             return code
 

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import signal as _signal
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,7 +179,17 @@ class MemoryRuntime:
         proc.frozen = False
         proc.pending.clear()  # pending survivable signals are delivered, and survived
 
-    def exec(self, container: Container, argv: Sequence[str], user: str) -> int:
+    def confirm_start(self, container: Container) -> None:
+        pass
+
+    def abort_start(self, container: Container) -> None:
+        self.procs.pop(container.id, None)
+
+    def ending(self, container: Container) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def exec(self, container: Container, argv: Sequence[str], user: str,
+             options: Mapping[str, Any] | None = None) -> int:
         if argv[0] == "false":
             return 1
         return 0
@@ -187,6 +198,9 @@ class MemoryRuntime:
         proc = self.procs.get(container.id)
         if proc is not None and not proc.alive:
             del self.procs[container.id]
+
+    def remove(self, container: Container) -> None:
+        self.procs.pop(container.id, None)
 
     def finish(self, container_id: str, exit_code: int) -> None:
         """The process ends by itself (what the model checker's `exit` step does)."""

@@ -8,6 +8,7 @@ per port runs against each implementation.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,9 +86,27 @@ class Ended:
 
 
 class Runtime(Protocol):
-    """Processes in namespaces and cgroups."""
+    """Processes in namespaces and cgroups.
+
+    Who records a process's end: the command that ends it (stop, kill, rm -f, restart) holds
+    `ending(container)` while it signals and appends; the monitor, which sees every exit,
+    takes the same guard and records `exit` only if nobody else did. A start is confirmed
+    only after ContainerStarted is in the log, so an exit is never recorded before its start.
+    """
 
     def start(self, container: Container, image: Image) -> Started: ...
+
+    def confirm_start(self, container: Container) -> None:
+        """ContainerStarted is in the log: the monitor may now record the exit."""
+        ...
+
+    def abort_start(self, container: Container) -> None:
+        """ContainerStarted could not be appended: undo the start."""
+        ...
+
+    def ending(self, container: Container) -> AbstractContextManager[None]:
+        """Exclusive right to record how the container's current process ends."""
+        ...
 
     def signal(self, container: Container, sig: int) -> Ended | None:
         """Send sig; return how the process ended if it did, None if it survived."""
@@ -99,10 +118,15 @@ class Runtime(Protocol):
 
     def thaw(self, container: Container) -> None: ...
 
-    def exec(self, container: Container, argv: Sequence[str], user: str) -> int: ...
+    def exec(self, container: Container, argv: Sequence[str], user: str,
+             options: Mapping[str, Any]) -> int: ...
 
     def release(self, container: Container) -> None:
         """Free what a stopped container's process left (cgroup, mounts kept by the runtime)."""
+        ...
+
+    def remove(self, container: Container) -> None:
+        """The container is gone: delete its runtime files (logs, exit records)."""
         ...
 
 

@@ -90,14 +90,14 @@ class SqliteEventLog:
             _ensure_root(root)
         elif not os.path.exists(self.path):
             raise FileNotFoundError(self.path)
-        self.con = _connect(self.path, busy_timeout())
+        self._con: sqlite3.Connection | None = _connect(self.path, busy_timeout())
         try:
             self._check_schema(create)
         except sqlite3.Error as err:
-            self.con.close()
+            self.suspend()
             raise _explain(self.path, err) from None
         except BaseException:
-            self.con.close()
+            self.suspend()
             raise
 
     def _check_schema(self, create: bool) -> None:
@@ -114,8 +114,21 @@ class SqliteEventLog:
                 if self.con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     migrate(self.con)
 
-    def close(self) -> None:
-        self.con.close()
+    @property
+    def con(self) -> sqlite3.Connection:
+        """The connection, reopened if `suspend()` closed it."""
+        if self._con is None:
+            self._con = _connect(self.path, busy_timeout())
+        return self._con
+
+    def suspend(self) -> None:
+        """Close the connection before fork(): SQLite's state must not cross into a child
+        (its locks and WAL bookkeeping would then be shared). The next use reopens it."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    close = suspend
 
     # --- append -------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ make the kernel resolve them by `chdir`-ing into `<root>/l` for the duration of 
 call (docker does this in a re-exec'd child). The working directory is per process, so the
 switch is serialised by a lock and always undone (via fchdir to the saved directory) in a
 `finally`. The alternative, `/proc/self/fd/N/NAME`, avoids touching the cwd but costs 16 more
-bytes per layer, which would bring the limit back down to ~95 layers. Lamina uses absolute
+bytes per layer, which would bring the limit back down to ~90 layers. Lamina uses absolute
 paths everywhere else, so the short window in which the cwd differs harms no other thread.
 
 Short names are derived, not random: SHORT = base32(sha256(layer-id))[:26] (130 bits). That
@@ -34,6 +34,7 @@ import hashlib
 import os
 import re
 import threading
+from collections.abc import Iterator
 
 from adapters.kernel import libc
 
@@ -84,9 +85,10 @@ def mount_overlay(lowers: list[str], upper: str, work: str, target: str,
     """Mount `lowers` (top-most first) under a writable `upper` at `target`.
 
     `work` must be an empty directory on the same filesystem as `upper`. With more layers
-    than fit one page of options, all lowers must live directly in one `layers_root` (by
-    default their common parent) so that their short links in `<layers_root>/l` can be used.
-    The kernel itself caps the stack at 500 lowers.
+    than fit one page of options, all lowers must live below one `layers_root` (by default
+    their common parent directory) so that their short links in `<layers_root>/l` can be used;
+    an E2BIG OverlayError says when even those do not fit (~140 layers). The kernel itself caps
+    the stack at 500 lowers.
     """
     if not lowers:
         raise OverlayError(errno.EINVAL, "an overlay needs at least one lower layer")
@@ -106,6 +108,17 @@ def mount_overlay(lowers: list[str], upper: str, work: str, target: str,
         raise OverlayError(errno.E2BIG, f"{len(lowers)} layers do not fit one page of mount "
                                         f"options even with short links ({len(short)} bytes)")
     _mount_in(links_dir, target, short)
+
+
+@contextlib.contextmanager
+def overlay_view(lowers: list[str], upper: str, work: str, target: str,
+                 layers_root: str | None = None) -> Iterator[str]:
+    """`mount_overlay` for the length of a `with` block; always unmounted afterwards."""
+    mount_overlay(lowers, upper, work, target, layers_root)
+    try:
+        yield target
+    finally:
+        unmount(target)
 
 
 def unmount(target: str) -> None:

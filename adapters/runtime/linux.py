@@ -1,0 +1,252 @@
+"""The Runtime port on Linux: overlay mount, cgroup, monitor, namespaces, signals, freezer.
+
+Per container it keeps `<root>/containers/<id>/`: the json-file log, the monitor's exit
+record, the files bound into the container (hostname, hosts, resolv.conf) and `lock`, the
+flock that decides who records a process's end (see core.ports.Runtime).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
+from adapters.runtime import frames, monitor
+from adapters.runtime.init import InitPlan
+from core.errors import LaminaError
+from core.model import Container, Image
+from core.ports import Ended, Started
+from core.process import ProcessSpec, process_spec
+
+
+class RuntimeError_(LaminaError):
+    """The container could not be started or signalled; the message says why.
+
+    Exit codes as docker's: 125 for the engine's own failures, 126 when the command can't
+    be run, 127 when it isn't found."""
+
+    exit_code = 125
+
+
+class LinuxRuntime:
+    def __init__(self, root: str, layers: Any, log: Any) -> None:
+        self.root = root
+        self.layers = layers
+        self.log = log  # suspended around fork()
+        self.clients: dict[str, socket.socket] = {}
+
+    # --- paths ---------------------------------------------------------------------------
+
+    def container_dir(self, cid: str) -> str:
+        return os.path.join(self.root, "containers", cid)
+
+    def log_path(self, cid: str) -> str:
+        return os.path.join(self.container_dir(cid), f"{cid}-json.log")
+
+    # --- start ---------------------------------------------------------------------------
+
+    def spec(self, container: Container, image: Image) -> ProcessSpec:
+        return process_spec(image.config, container.cmd, container.config, container.id)
+
+    def start(self, container: Container, image: Image) -> Started:
+        spec = self.spec(container, image)
+        cdir = self.container_dir(container.id)
+        os.makedirs(cdir, exist_ok=True)
+        merged = self.layers.mount(container.rw_layer, image.layers)
+        cgroup = self._cgroup(container.id, spec)
+        plan = InitPlan(spec=spec, rootfs=merged, cgroup_dirs=[str(d) for d in cgroup.dirs()],
+                        files=self._files(cdir, spec))
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.log.suspend()
+        monitor.spawn(monitor.MonitorJob(self.root, container.id, cdir, plan), (), theirs)
+        theirs.close()
+        report = frames.recv(mine)
+        text = report[1].decode() if report else "failed the monitor died before reporting"
+        if not text.startswith("started "):
+            mine.close()
+            self._cleanup(container, cgroup)
+            message = text.removeprefix("failed ")
+            code, _, message = message.partition(" ")
+            err = RuntimeError_(f"cannot start container {container.id[:12]}: {message}")
+            err.exit_code = int(code) if code.isdigit() else 125
+            raise err
+        self.clients[container.id] = mine
+        return Started(pid=int(text.split()[1]), cgroup=f"lamina/{container.id}")
+
+    def _cgroup(self, cid: str, spec: ProcessSpec) -> Cgroup:
+        limits = Limits(memory=spec.limits.get("memory"), pids=spec.limits.get("pids"),
+                        cpus=spec.limits.get("cpus"))
+        with suppress(CgroupError):
+            Cgroup.open(cid).remove()
+        return Cgroup.create(cid, limits)
+
+    def _files(self, cdir: str, spec: ProcessSpec) -> dict[str, str]:
+        files = {"/etc/hostname": f"{spec.hostname}\n",
+                 "/etc/hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
+                               f"127.0.1.1\t{spec.hostname}\n"}
+        if spec.network == "host" and os.path.exists("/etc/resolv.conf"):
+            with open("/etc/resolv.conf") as f:
+                files["/etc/resolv.conf"] = f.read()
+        out = {}
+        for inside, text in files.items():
+            path = os.path.join(cdir, os.path.basename(inside))
+            with open(path, "w") as f:
+                f.write(text)
+            out[inside] = path
+        return out
+
+    def confirm_start(self, container: Container) -> None:
+        sock = self.clients.get(container.id)
+        if sock is not None:
+            frames.send(sock, frames.RECORDED, b"")
+
+    def abort_start(self, container: Container) -> None:
+        sock = self.clients.pop(container.id, None)
+        if sock is not None:
+            sock.close()  # the monitor kills init and exits
+        self._wait_gone(container.pid, 5) if container.pid else None
+        self.release(container)
+
+    def attach(self, container_id: str) -> socket.socket | None:
+        """The attach stream of a container this process started (for a foreground run)."""
+        return self.clients.pop(container_id, None)
+
+    def detach(self, container_id: str) -> None:
+        sock = self.clients.pop(container_id, None)
+        if sock is not None:
+            sock.close()
+
+    # --- ending --------------------------------------------------------------------------
+
+    @contextmanager
+    def ending(self, container: Container) -> Iterator[None]:
+        cdir = self.container_dir(container.id)
+        os.makedirs(cdir, exist_ok=True)
+        fd = os.open(os.path.join(cdir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _exit_of(self, container: Container, timeout: float) -> dict[str, Any] | None:
+        """Wait for the monitor's record of the container's exit."""
+        deadline = time.monotonic() + timeout
+        cdir = self.container_dir(container.id)
+        self._wait_gone(container.pid, timeout)
+        while True:
+            record = monitor.read_exit(cdir, container.pid)
+            if record is not None or time.monotonic() >= deadline:
+                return record
+            time.sleep(0.002)
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return True
+        try:
+            return bool(select.select([fd], [], [], timeout)[0])
+        finally:
+            os.close(fd)
+
+    def _ended(self, container: Container, sig: int, timeout: float) -> Ended | None:
+        record = self._exit_of(container, timeout)
+        if record is None:
+            return None
+        return Ended(signal=sig, exit_code=int(record["code"]))
+
+    def signal(self, container: Container, sig: int) -> Ended | None:
+        cgroup = self._open_cgroup(container)
+        paused = cgroup is not None and cgroup.is_frozen()
+        if sig == signal.SIGKILL:
+            self._kill_all(container, cgroup)
+            return self._ended(container, sig, 10) or Ended(sig, 128 + sig)
+        _send(container.pid, sig)
+        if paused:
+            return None  # delivered when thawed, as docker does
+        return self._ended(container, sig, 0.05)
+
+    def _kill_all(self, container: Container, cgroup: Cgroup | None) -> None:
+        if cgroup is not None:
+            cgroup.kill(signal.SIGKILL)
+            if cgroup.is_frozen():
+                cgroup.thaw()
+        _send(container.pid, signal.SIGKILL)
+
+    def stop(self, container: Container, timeout: float) -> Ended:
+        cgroup = self._open_cgroup(container)
+        _send(container.pid, signal.SIGTERM)
+        if cgroup is not None and cgroup.is_frozen():
+            cgroup.thaw()  # the SIGTERM is delivered now
+        ended = self._ended(container, signal.SIGTERM, timeout)
+        if ended is not None:
+            return ended
+        self._kill_all(container, self._open_cgroup(container))
+        return self._ended(container, signal.SIGKILL, 10) or Ended(signal.SIGKILL, 137)
+
+    # --- freezer, exec, release --------------------------------------------------------------
+
+    def _open_cgroup(self, container: Container) -> Cgroup | None:
+        try:
+            return Cgroup.open(container.id)
+        except CgroupError:
+            return None
+
+    def freeze(self, container: Container) -> None:
+        cgroup = self._open_cgroup(container)
+        if cgroup is None:
+            raise RuntimeError_(f"container {container.id[:12]} has no cgroup to freeze")
+        cgroup.freeze()
+
+    def thaw(self, container: Container) -> None:
+        cgroup = self._open_cgroup(container)
+        if cgroup is None:
+            raise RuntimeError_(f"container {container.id[:12]} has no cgroup to thaw")
+        cgroup.thaw()
+
+    def exec(self, container: Container, argv: Sequence[str], user: str,
+             options: Mapping[str, Any]) -> int:
+        from adapters.runtime.exec import run_exec
+
+        image = self.log.image(container.image)
+        spec = self.spec(container, image)
+        cgroup = self._open_cgroup(container)
+        dirs = [str(d) for d in cgroup.dirs()] if cgroup is not None else []
+        self.log.suspend()
+        return run_exec(container.pid, dirs, spec, argv, user, options)
+
+    def release(self, container: Container) -> None:
+        cgroup = self._open_cgroup(container)
+        if cgroup is not None:
+            self._cleanup(container, cgroup)
+        else:
+            self.layers.unmount(container.rw_layer)
+
+    def _cleanup(self, container: Container, cgroup: Cgroup) -> None:
+        try:
+            if cgroup.pids():
+                cgroup.kill(signal.SIGKILL)
+            cgroup.remove()
+        except CgroupError:
+            pass
+        self.layers.unmount(container.rw_layer)
+
+    def remove(self, container: Container) -> None:
+        """The container is gone: delete its logs and runtime files."""
+        shutil.rmtree(self.container_dir(container.id), ignore_errors=True)
+
+
+def _send(pid: int, sig: int) -> None:
+    if pid <= 0:
+        return
+    with suppress(ProcessLookupError):
+        os.kill(pid, sig)

@@ -1,0 +1,73 @@
+"""What a container runs: the image config and the run options merged, as docker merges them.
+
+Pure: the runtime adapter turns a ProcessSpec into namespaces, mounts and an exec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import BadInput
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """Everything the container's first process needs, decided before anything is forked."""
+
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str = "/"
+    user: str = ""
+    hostname: str = ""
+    network: str = "none"
+    tty: bool = False
+    interactive: bool = False
+    no_new_privs: bool = True
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+def merge_env(base: Sequence[str], extra: Sequence[str]) -> tuple[str, ...]:
+    """Later values win, order of first appearance kept; PATH defaults like docker's."""
+    out: dict[str, str] = {}
+    for item in [*base, *extra]:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise BadInput(f"invalid environment variable {item!r}")
+        out[key] = value if sep else ""
+    out.setdefault("PATH", DEFAULT_PATH)
+    return tuple(f"{k}={v}" for k, v in out.items())
+
+
+def command_line(image_config: Mapping[str, Any], cmd: Sequence[str],
+                 entrypoint: Sequence[str] | None = None) -> tuple[str, ...]:
+    """Entrypoint + Cmd, where a given command replaces the image's Cmd (docker's rule)."""
+    ep = list(entrypoint if entrypoint is not None else image_config.get("Entrypoint") or [])
+    args = list(cmd) if cmd else list(image_config.get("Cmd") or [])
+    argv = tuple(ep + args)
+    if not argv:
+        raise BadInput("no command specified")
+    return argv
+
+
+def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
+                 options: Mapping[str, Any], container_id: str) -> ProcessSpec:
+    """The ProcessSpec for a container: image config `config` section plus run options."""
+    cfg = image_config.get("config") or {}
+    hostname = options.get("hostname") or container_id[:12]
+    return ProcessSpec(
+        argv=command_line(cfg, cmd, options.get("entrypoint")),
+        env=merge_env([*(cfg.get("Env") or []), f"HOSTNAME={hostname}"],
+                      options.get("env") or []),
+        cwd=options.get("workdir") or cfg.get("WorkingDir") or "/",
+        user=options.get("user") or cfg.get("User") or "",
+        hostname=hostname,
+        network=options.get("network") or "none",
+        tty=bool(options.get("tty")),
+        interactive=bool(options.get("interactive")),
+        no_new_privs=options.get("no_new_privs", True),
+        limits={k: options[k] for k in ("memory", "pids", "cpus") if options.get(k)},
+    )

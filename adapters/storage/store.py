@@ -119,6 +119,7 @@ class LinuxLayerStore:
         with self.staging() as stage:
             for sub in ("diff", "work", "merged"):
                 os.mkdir(os.path.join(stage, sub))
+            _init_layer(os.path.join(stage, "init"))
             with open(os.path.join(stage, "lower"), "w") as f:
                 f.write("\n".join(layers))
             os.rename(stage, self.layer_dir(rw))
@@ -136,7 +137,8 @@ class LinuxLayerStore:
         """Mount the union view at MergedDir (idempotent) and return its path."""
         merged = self.merged_dir(rw_layer)
         if not overlay.is_mounted(merged):
-            overlay.mount_overlay(self.lowers(layers), self.diff_dir(rw_layer),
+            init = os.path.join(self.layer_dir(rw_layer), "init")
+            overlay.mount_overlay([init, *self.lowers(layers)], self.diff_dir(rw_layer),
                                   self.work_dir(rw_layer), merged, self.layers_dir)
         return merged
 
@@ -161,6 +163,20 @@ class LinuxLayerStore:
             return
         self.unmount(rw_layer)
         _remove_tree(path, self.tmp_dir)
+
+
+# What docker's `-init` layer holds: the mount points and files the runtime binds over, so
+# that they never show up in the container's own read-write layer (diff, commit).
+INIT_DIRS = ("dev", "proc", "sys", "etc", "dev/pts", "dev/shm")
+INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf", "dev/console")
+
+
+def _init_layer(path: str) -> None:
+    for d in INIT_DIRS:
+        os.makedirs(os.path.join(path, d), mode=0o755, exist_ok=True)
+    for name in INIT_FILES:
+        with open(os.path.join(path, name), "w"):
+            pass
 
 
 def _tree_size(path: str) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 from core import lifecycle
 from core.engine import Engine
-from core.errors import Conflict, IllegalMove, LaminaError, NotFound
+from core.errors import Ambiguous, Conflict, IllegalMove, LaminaError, NotFound
 from core.memory import (
     SURVIVABLE,
     CountingIds,
@@ -31,6 +31,7 @@ from core.memory import (
     memory_engine,
 )
 from core.model import Container, Image, Layer, World
+from core.references import is_id_prefix, normalize_tag
 from events.types import Recorded
 
 SLOTS: tuple[str, ...] = ("c0", "c1", "c2")
@@ -137,7 +138,10 @@ def perform(engine: Engine, step: Step) -> Any:
         case "unpause":
             return engine.unpause(slot)
         case "exit":
-            c = engine.log.container_named(slot)
+            try:
+                c: Container | None = engine.container(slot)  # as exited() resolves it
+            except LaminaError:
+                c = None
             proc = engine.runtime.procs.get(c.id) if c is not None else None
             if proc is not None and proc.alive and not proc.frozen:
                 engine.runtime.finish(c.id, 3)  # the process ends by itself...
@@ -218,10 +222,6 @@ class Snapshot:
                    proc_view(engine), store_view(engine),
                    {c.name: c for c in w.containers.values()})
 
-    def state(self, slot: str) -> str:
-        c = self.by_name.get(slot)
-        return c.state if c is not None else "image"
-
 
 @dataclass
 class Outcome:
@@ -274,24 +274,60 @@ def check_move(step: Step, before: Snapshot, after: Snapshot, error: LaminaError
             _check_rmi(step, before, after, error)
 
 
+def resolve(snap: Snapshot, ref: str) -> tuple[Container | None, type[LaminaError]]:
+    """The container `ref` names, as the engine resolves it: by name, then by unique id
+    prefix (docker's order). The slot names c0-c2 are hex, so `start c2` with no container
+    named c2 acts on a container whose id starts with c2. Else the error to expect."""
+    found = snap.by_name.get(ref)
+    if found is None and is_id_prefix(ref):
+        matches = [c for c in snap.containers.values() if c.id.startswith(ref)]
+        if len(matches) > 1:
+            return None, Ambiguous
+        found = matches[0] if matches else None
+    return found, NotFound
+
+
+def _image_exists(snap: Snapshot, step: Step) -> bool:
+    if step.image is not None:
+        return step.image in snap.images
+    ref = step.ref or ""
+    try:
+        tag = normalize_tag(ref)
+    except LaminaError:
+        tag = ""
+    return any(i.id == ref or tag in i.tags for i in snap.images.values())
+
+
 def _check_container_move(step: Step, before: Snapshot, after: Snapshot,
                           error: LaminaError | None) -> None:
     slot = step.slot or ""
-    was, now = before.state(slot), after.state(slot)
-    if was == "image" and step.op != "create":
-        expect = None  # no such container: nothing to move, whatever the machine says
-    elif step.op == "create" and step.image not in before.images:
-        expect = None  # no such image
+    wanted: type[LaminaError] = IllegalMove
+    if step.op == "create":
+        target = None
+        holder = before.by_name.get(slot)  # a new name: never a prefix
+        was = holder.state if holder else "image"
+        made = [c for cid, c in after.containers.items() if cid not in before.containers]
+        now = made[0].state if made else was
+        if not _image_exists(before, step):
+            expect, wanted = None, NotFound
+        else:
+            expect, wanted = lifecycle.destination(was, "create"), Conflict
+        if error is None and not (len(made) == 1 and made[0].name == slot):
+            _fail(f"{step} made {[c.name for c in made]}")
     else:
-        expect = lifecycle.destination(was, step.trigger)
+        target, wanted_missing = resolve(before, slot)
+        if target is None:  # nothing to move, whatever the machine says (rm -f is legal)
+            was = now = "image"
+            expect, wanted = None, wanted_missing
+        else:
+            was = target.state
+            moved = after.containers.get(target.id)
+            now = moved.state if moved is not None else "image"
+            expect = lifecycle.destination(was, step.trigger)
     if expect is None:
         if error is None:
             _fail(f"{step}: the machine forbids {step.trigger!r} from {was!r}, yet it "
                   f"succeeded ({was} -> {now})")
-        if step.op == "create":
-            wanted: type[LaminaError] = Conflict if was != "image" else NotFound
-        else:
-            wanted = NotFound if was == "image" else IllegalMove
         if not isinstance(error, wanted):
             _fail(f"{step} from {was!r} was refused with {error!r}, expected a "
                   f"{wanted.__name__}")
@@ -301,15 +337,13 @@ def _check_container_move(step: Step, before: Snapshot, after: Snapshot,
         if now != expect:
             _fail(f"{step}: {step.trigger!r} from {was!r} should lead to {expect!r}, "
                   f"led to {now!r}")
-    others = set(before.by_name) | set(after.by_name)
-    others.discard(slot)
-    for name in others:
-        if before.by_name.get(name) != after.by_name.get(name):
-            _fail(f"{step} changed another container, {name}")
-    if error is None and step.op in ("create", "rm"):
-        return
-    if error is None and before.by_name[slot].id != after.by_name[slot].id:
-        _fail(f"{step} replaced the container {slot}")
+    for cid in set(before.containers) | set(after.containers):
+        if target is not None and cid == target.id:
+            continue
+        if step.op == "create" and cid not in before.containers:
+            continue
+        if before.containers.get(cid) != after.containers.get(cid):
+            _fail(f"{step} changed another container, {cid[:12]}")
 
 
 def _check_rmi(step: Step, before: Snapshot, after: Snapshot,

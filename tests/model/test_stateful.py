@@ -230,7 +230,7 @@ class SqliteMachine(MemoryMachine):
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-MemoryMachine.TestCase.settings = settings(max_examples=500, stateful_step_count=50,
+MemoryMachine.TestCase.settings = settings(max_examples=400, stateful_step_count=50,
                                            **SETTINGS)
 SqliteMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=50,
                                            **SETTINGS)

@@ -1,0 +1,78 @@
+"""A temporary lamina root with a busybox image, for real-kernel runtime tests.
+
+Teardown removes every container (rm -f) and then checks the host is clean: no mount under
+the root, no lamina cgroup of ours, no process of ours.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+LAMINA = str(Path(sys.executable).with_name("lamina"))
+
+
+class Lamina:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, *argv: str, check: bool = False, timeout: float = 60,
+                 input: str | None = None) -> subprocess.CompletedProcess:
+        out = subprocess.run([LAMINA, "--root", str(self.root), *argv], capture_output=True,
+                             text=True, timeout=timeout, input=input,
+                             stdin=None if input is not None else subprocess.DEVNULL)
+        if check and out.returncode != 0:
+            raise AssertionError(f"lamina {' '.join(argv)} exited {out.returncode}: "
+                                 f"{out.stderr}")
+        return out
+
+    def ok(self, *argv: str, **kw) -> str:
+        return self(*argv, check=True, **kw).stdout
+
+    def container_ids(self) -> list[str]:
+        import json
+
+        out = self.ok("ps", "-a", "--format", "json")
+        return [json.loads(line)["id"] for line in out.splitlines()]
+
+    def events(self, *filters: str) -> list[dict]:
+        import json
+
+        argv = ["events", "--format", "json"]
+        for f in filters:
+            argv += ["--filter", f]
+        return [json.loads(line) for line in self.ok(*argv).splitlines()]
+
+
+def busybox_tar(directory: Path) -> Path:
+    from adapters.storage.busybox import write_busybox_rootfs_tar
+
+    path = directory / "busybox.tar"
+    if not path.exists():
+        with open(path, "wb") as f:
+            write_busybox_rootfs_tar(f)
+    return path
+
+
+def leftovers(root: Path, ids: list[str]) -> list[str]:
+    """Mounts under root, cgroups and monitor processes of these containers still around."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        found += [line.split()[4] for line in f if str(root) in line.split()[4]]
+    for cid in ids:
+        found += glob.glob(f"/sys/fs/cgroup/*/lamina/{cid}")
+        found += glob.glob(f"/sys/fs/cgroup/unified/lamina/{cid}")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if str(root).encode() in cmd:
+            found.append(f"process {pid}: {cmd[:80]!r}")
+    return found

@@ -34,7 +34,7 @@ def run(lamina: Lamina, *argv: str, **kw):
 
 
 def cid_of(lamina: Lamina, name: str) -> str:
-    cid = lamina.ok("inspect-id", name).strip() if False else None
+    cid = None
     for line in lamina.ok("ps", "-a", "--format", "json").splitlines():
         doc = json.loads(line)
         if doc["name"] == name:
@@ -145,7 +145,8 @@ def test_pause_freezes_every_process_and_unpause_thaws(lamina: Lamina) -> None:
 def test_isolation_from_inside(lamina: Lamina) -> None:
     script = ("echo pid=$$; hostname; mount -t tmpfs x /tmp && echo MOUNTED; "
               "cat /proc/kcore > /dev/null 2>&1 && echo KCORE; ls /proc/$$/fd | tr '\\n' ' '; "
-              "echo; ps -o comm | grep -c -e python -e pytest -e init -e systemd; cat /proc/net/dev | tail -n +3 | wc -l; "
+              "echo; ps -o comm | grep -c -e python -e pytest -e init -e systemd; "
+              "cat /proc/net/dev | tail -n +3 | wc -l; "
               "grep -c ' /work\\| /root ' /proc/mounts; grep NoNewPrivs /proc/self/status; "
               "grep CapEff /proc/self/status")
     out = run(lamina, "--rm", "--name", "isolated", "busybox", "sh", "-c", script)

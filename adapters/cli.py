@@ -260,9 +260,12 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         logs.configure(args.log_format, args.log_level)
     try:
-        return args.func(args)
+        code = args.func(args)
+        _log_outcome(args, code)
+        return code
     except LaminaError as err:
         print(f"lamina: error: {err}", file=sys.stderr)
+        _log_outcome(args, err.exit_code, str(err))
         return err.exit_code
     except KeyboardInterrupt:
         return 130
@@ -278,6 +281,17 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lamina: error: event log: {err}", file=sys.stderr)
         return 1
+
+
+def _log_outcome(args: argparse.Namespace, code: int, error: str = "") -> None:
+    """One structured line per command at info level (nothing is imported when it's off)."""
+    from adapters import logs
+
+    if logs.enabled("info"):
+        fields = {"command": args.command, "exit_code": code}
+        if error:
+            fields["error"] = error
+        logs.log("warning" if error else "info", "command", **fields)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

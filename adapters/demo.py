@@ -1,99 +1,114 @@
-"""`make demo`: the seed's commands as a scripted session, then the log, replay and audit.
+"""`make demo`: the seed's walk-through on real containers, then the log, replay and audit.
 
-Until the runtime lands, the session drives the real engine and the real SQLite event log,
-with the in-memory layer store and runtime standing in for overlayfs and namespaces (the
-demo says so when it starts). Everything shown is read back from the log through the CLI.
+Every step is the real `lamina` command in a temporary root: a busybox image built from
+Debian's busybox-static, `run busybox touch happiness.txt`, the file found in the container's
+read-write layer on the host, commit, history, pause, the audit trail, time travel and a
+tampering caught by `audit verify`. The root is removed at the end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-from adapters.cli import run
-from adapters.compose import caller_meta
-from core.engine import Engine
-from core.errors import LaminaError
-from core.memory import CountingIds, MemoryLayerStore, MemoryRuntime
-from events.sqlite_log import SqliteEventLog, utcnow
+LAMINA = str(Path(sys.executable).with_name("lamina"))
 
 
 def banner(text: str) -> None:
-    print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}")
+    print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
 
 
-def lamina(root: str, *argv: str) -> int:
-    print(f"$ lamina {' '.join(argv)}")
-    sys.stdout.flush()
-    code = run(["--root", root, *argv])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return code
+def lamina(root: str, *argv: str, show: bool = True) -> subprocess.CompletedProcess:
+    if show:
+        print(f"$ lamina {' '.join(argv)}", flush=True)
+    out = subprocess.run([LAMINA, "--root", root, *argv], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL)
+    if show:
+        sys.stdout.write(out.stdout)
+        sys.stdout.write("".join(f"  (stderr) {line}\n" for line in out.stderr.splitlines()))
+        if out.returncode:
+            print(f"  (exit code {out.returncode})")
+        sys.stdout.flush()
+    return out
 
 
-def session(engine: Engine) -> None:
-    """The seed's walk-through, command by command."""
-    steps = [
-        ("import a busybox rootfs as an image", lambda: engine.import_image(
-            {"bin/busybox": "ELF", "etc/passwd": "root:x:0:0"}, "busybox")),
-        ("create: a read-write layer on top of the image", lambda: engine.create(
-            "busybox", ["touch", "happiness.txt"], name="happy")),
-        ("start: a process space around the union view", lambda: engine.start("happy")),
-        ("start again: refused by the state machine", lambda: engine.start("happy")),
-        ("pause: freeze the cgroup", lambda: engine.pause("happy")),
-        ("exec in a paused container: refused", lambda: engine.exec("happy", ["ls"])),
-        ("unpause", lambda: engine.unpause("happy")),
-        ("commit: burn the read-write layer into an image", lambda: engine.commit(
-            "happy", "happy:v1", comment="the seed's happiness.txt")),
-        ("stop: SIGTERM", lambda: engine.stop("happy")),
-        ("rmi of an image with a child image: refused", lambda: engine.rmi("busybox")),
-        ("rm: the read-write layer goes", lambda: engine.rm("happy")),
-        ("rmi of the committed image", lambda: engine.rmi("happy:v1")),
-    ]
-    for text, step in steps:
-        try:
-            step()
-            print(f"  ok       {text}")
-        except LaminaError as err:
-            print(f"  refused  {text}: {err}")
+def build_busybox(work: str) -> str:
+    from adapters.storage.busybox import write_busybox_rootfs_tar
+
+    path = os.path.join(work, "busybox.tar")
+    with open(path, "wb") as f:
+        write_busybox_rootfs_tar(f)
+    return path
 
 
-def tamper(root: str) -> None:
-    """Change one recorded row behind the append-only triggers' back."""
+def walk_through(root: str, work: str) -> None:
+    banner("an image: a busybox rootfs imported as one read-only layer")
+    lamina(root, "import", build_busybox(work), "busybox")
+    lamina(root, "images", "-a")
+
+    banner("the seed's example: run busybox touch happiness.txt")
+    lamina(root, "run", "--name", "happy", "busybox", "touch", "happiness.txt")
+    lamina(root, "ps", "-a")
+    cid = json.loads(lamina(root, "ps", "-a", "--format", "json", show=False)
+                     .stdout.splitlines()[0])["id"]
+    upper = Path(root) / "layers" / f"rw-{cid}" / "diff"
+    print(f"$ ls -l {upper}   # the read-write layer on the host, nothing running")
+    for p in sorted(upper.iterdir()):
+        print(f"  {p.name}  ({p.stat().st_size} bytes)")
+
+    banner("commit: the read-write layer burnt into a new read-only layer")
+    lamina(root, "commit", "-m", "the seed's happiness", "happy", "happy:v1")
+    lamina(root, "history", "happy:v1")
+    lamina(root, "images", "-a")
+
+    banner("a running container, paused by the cgroup freezer, then stopped")
+    lamina(root, "run", "-d", "--name", "counter", "busybox", "sh", "-c",
+           "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+    lamina(root, "pause", "counter")
+    lamina(root, "exec", "counter", "true")
+    lamina(root, "unpause", "counter")
+    lamina(root, "exec", "counter", "sh", "-c", "echo I am pid $$ in $(hostname)")
+    lamina(root, "stop", "counter")
+    lamina(root, "rmi", "busybox")
+    lamina(root, "ps", "-a")
+
+
+def audit(root: str) -> None:
+    banner("the audit trail: every command, accepted or refused")
+    lamina(root, "events")
+    seq = next(e["seq"] for e in map(json.loads, lamina(
+        root, "events", "--format", "json", show=False).stdout.splitlines())
+        if e["type"] == "ContainerPaused")
+    banner(f"time travel: the state right after seq {seq}")
+    lamina(root, "replay", "--at", str(seq))
+    banner("replay: the read model rebuilt from the log")
+    lamina(root, "replay")
+    banner("audit verify, then a row changed behind the triggers' back")
+    lamina(root, "audit", "verify")
     con = sqlite3.connect(os.path.join(root, "events.db"))
     con.executescript("DROP TRIGGER events_no_update;"
-                      "UPDATE events SET data = replace(data, 'happy', 'sad') WHERE seq = 4;")
+                      "UPDATE events SET data = replace(data, 'happiness', 'sadness') "
+                      "WHERE type = 'ContainerCreated';")
     con.close()
+    lamina(root, "audit", "verify")
 
 
 def main() -> None:
-    root = tempfile.mkdtemp(prefix="lamina-demo-")
+    work = tempfile.mkdtemp(prefix="lamina-demo-")
+    root = os.path.join(work, "root")
     try:
-        banner(f"a scripted session (root {root}; in-memory runtime until the runtime lands)")
-        log = SqliteEventLog(root)
-        ids = CountingIds()
-        engine = Engine(log=log, layers=MemoryLayerStore(ids=CountingIds(n=10**6)),
-                        runtime=MemoryRuntime(), ids=ids, clock=utcnow,
-                        meta=lambda: caller_meta(["demo"]))
-        session(engine)
-        banner("the audit trail: every command, accepted or refused")
-        lamina(root, "events")
-        banner("time travel: the state right after the commit (seq 12)")
-        lamina(root, "replay", "--at", "12")
-        banner("replay: rebuild the read model from the log")
-        lamina(root, "replay")
-        lamina(root, "images", "-a")
-        banner("audit: the hash chain verifies")
-        lamina(root, "audit", "verify")
-        banner("tamper with seq 4 behind the triggers' back, then verify again")
-        tamper(root)
-        code = lamina(root, "audit", "verify")
-        print(f"(exit code {code})")
+        walk_through(root, work)
+        audit(root)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        for line in lamina(root, "ps", "-a", "--format", "json", show=False).stdout.splitlines():
+            lamina(root, "rm", "-f", json.loads(line)["id"], show=False)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

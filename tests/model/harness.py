@@ -47,7 +47,6 @@ TRIGGERS = {"create": "create", "start": "start", "stop": "stop", "pause": "paus
             "unpause": "unpause", "exit": "exit", "restart": "restart", "commit": "commit",
             "exec": "exec"}
 CONTAINER_OPS = (*TRIGGERS, "kill", "rm")
-IMAGE_OPS = ("rmi", "tag")
 
 
 # --- the bounded world -------------------------------------------------------------------

@@ -190,3 +190,12 @@ def test_a_read_only_root(root: Path) -> None:
                          text=True, timeout=60)
     _one_line_error(out, "not writable")
     assert _snapshot(root) == before
+
+
+def test_structured_logs_as_json(root: Path) -> None:
+    out = lamina(root, "--log-format", "json", "--log-level", "info", "replay", "--snapshot")
+    lines = [json.loads(line) for line in out.stderr.splitlines()]
+    assert {"event": "snapshot", "level": "info"}.items() <= lines[0].items()
+    assert lines[-1]["event"] == "command" and lines[-1]["exit_code"] == 0
+    quiet = lamina(root, "replay", "--snapshot")
+    assert quiet.stderr == ""

@@ -198,7 +198,43 @@ def _format(p: argparse.ArgumentParser) -> None:
                    help="json: one JSON object per line")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Skipped:
+    """Stands in for the parser of a command that isn't being run: every call is a no-op."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Skipped]:
+        return lambda *args, **kwargs: self
+
+
+class _OnlyOne:
+    """Subparsers that build only the named command's parser: argparse spends ~1 ms per
+    command building parsers, and a command should not pay for all thirty."""
+
+    def __init__(self, sub: Any, only: str) -> None:
+        self.sub, self.only = sub, only
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        return self.sub.add_parser(name, **kwargs) if name == self.only else _Skipped()
+
+
+_GLOBAL_WITH_VALUE = {"--root", "--log-format", "--log-level"}
+
+
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command word in argv, skipping the global options before it."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+        elif not word.startswith("--") or "=" not in word:
+            return None  # -h and friends: build everything
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lamina",
         description="A container engine whose only source of truth is an immutable event log.")
@@ -207,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=["console", "json"], default="console")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                         default="warning")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    real_sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    only = _command_name(argv) if argv is not None else None
+    sub = _OnlyOne(real_sub, only) if only and only in COMMAND_NAMES else real_sub
 
     p = sub.add_parser("version", help="show lamina's version")
     _format(p)
@@ -249,12 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Every command word, so that an unknown one still gets argparse's full "invalid choice".
+COMMAND_NAMES = frozenset({
+    "version", "events", "audit", "replay", "ps", "images", "import", "create", "rm", "rmi",
+    "commit", "tag", "history", "inspect", "diff", "export", "save", "load", "run", "start",
+    "stop", "restart", "kill", "pause", "unpause", "wait", "exec", "logs", "stats",
+})
+
 # Modules that add their own commands: each has register(subparsers, add_format_option).
 COMMAND_MODULES: tuple[str, ...] = ("adapters.cli_storage", "adapters.cli_runtime")
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     if args.log_format != "console" or args.log_level != "warning":
         from adapters import logs
 

@@ -1,4 +1,6 @@
-"""CLI commands for images, layers and containers' files: import, create, rm, rmi, commit, tag."""
+"""CLI commands for images, layers and containers' files: import, create, rm, rmi, commit, tag,
+save, load, export (which change state or record who took what) and the pure queries
+inspect, history and diff (which append nothing)."""
 
 from __future__ import annotations
 
@@ -107,6 +109,176 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- archives -----------------------------------------------------------------------------------
+
+
+def _output(path: str | None, what: str) -> tuple[Any, str]:
+    """(where to write, what the audit records): a path, or stdout when it is not a tty."""
+    import os
+
+    from core.errors import BadInput
+
+    if path and path != "-":
+        return os.path.abspath(path), os.path.abspath(path)
+    if sys.stdout.isatty():
+        raise BadInput(f"cowardly refusing to write {what} to a terminal: use -o FILE or "
+                       "redirect the output")
+    sys.stdout.flush()
+    return sys.stdout.buffer, "-"
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    e = _engine(args)
+    output, file = _output(args.output, "an image archive")
+    e.save(args.images, output, file=file)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    e = _engine(args)
+    output, file = _output(args.output, "a container's files")
+    e.export(args.container, output, file=file)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    import os
+
+    e = _engine(args)
+    if args.input and args.input != "-":
+        loaded = e.load(os.path.abspath(args.input), file=os.path.abspath(args.input))
+    else:
+        loaded = e.load(sys.stdin.buffer, file="-")
+    if not args.quiet:
+        for iid, tags in loaded:
+            for tag in tags:
+                print(f"Loaded image: {_familiar(tag)}")
+            if not tags:
+                print(f"Loaded image ID: sha256:{iid}")
+    return 0
+
+
+def _familiar(tag: str) -> str:
+    from adapters.storage.archive import familiar
+
+    return familiar(tag)
+
+
+# --- pure queries --------------------------------------------------------------------------------
+
+
+def _reader(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """(engine for name resolution, layer store, root) without the runtime: queries append
+    nothing and start nothing. The engine is None when the root has no log yet."""
+    from adapters.compose import open_log, root_dir
+    from adapters.storage.store import LinuxLayerStore
+
+    root = root_dir(args.root)
+    store = LinuxLayerStore(root)
+    log = open_log(root, create=False)
+    if log is None:
+        return None, store, root
+    from core.engine import Engine
+
+    engine = Engine(log=log, layers=store, runtime=None, ids=None, clock=None)  # type: ignore
+    return engine, store, root
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from adapters.storage import inspect
+    from core.errors import LaminaError
+
+    e, store, root = _reader(args)
+    docs, code = [], 0
+    for ref in args.objects:
+        try:
+            docs.append(_inspect_one(e, store, root, ref, args.type, inspect))
+        except LaminaError as err:
+            print(f"lamina: error: {err}", file=sys.stderr)
+            code = 1
+    print(json.dumps(docs, indent=4, ensure_ascii=False))
+    return code
+
+
+def _inspect_one(e: Any, store: Any, root: str, ref: str, kind: str | None,
+                 inspect: Any) -> dict[str, Any]:
+    """Containers first, then images (docker's order); --type limits it to one."""
+    from core.errors import NotFound
+
+    if e is None:
+        raise NotFound(f"no such object: {ref}")
+    if kind in (None, "container"):
+        try:
+            c = e.container(ref)
+        except NotFound:
+            if kind == "container":
+                raise NotFound(f"no such container: {ref}") from None
+        else:
+            return inspect.container_doc(c, e.log.image(c.image), store, root)
+    try:
+        image = e.image(ref)
+    except NotFound:
+        raise NotFound(f"no such {'image' if kind else 'object'}: {ref}") from None
+    layers = {la.id: la for la in e.log.layers()}
+    return inspect.image_doc(image, layers, store)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from adapters import render
+    from adapters.storage import inspect
+    from core.errors import NotFound
+
+    e, _, _ = _reader(args)
+    if e is None:
+        raise NotFound(f"no such image: {args.image}")
+    image = e.image(args.image)
+    images = {i.id: i for i in e.log.images()}
+    rows = inspect.history_rows(image, images, {la.id: la for la in e.log.layers()})
+    if args.format == "json":
+        for row in rows:
+            render.json_line(row)
+        return 0
+    if args.quiet:
+        for row in rows:
+            print(row["Id"] if args.no_trunc or row["Id"] == "<missing>"
+                  else render.short(row["Id"]))
+        return 0
+    table = []
+    for row in rows:
+        ident = row["Id"] if args.no_trunc or row["Id"] == "<missing>" else \
+            render.short(row["Id"])
+        by = row["CreatedBy"]
+        if not args.no_trunc and len(by) > 45:
+            by = by[:44] + "…"
+        table.append([ident, render.ago(row["Created"]) if args.human else row["Created"], by,
+                      render.human_size(row["Size"]) if args.human else row["Size"],
+                      row["Comment"]])
+    render.table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], table)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from adapters import render
+    from adapters.storage import inspect
+    from core.errors import NotFound
+
+    e, store, _ = _reader(args)
+    if e is None:
+        raise NotFound(f"no such container: {args.container}")
+    c = e.container(args.container)
+    image = e.log.image(c.image)
+    lowers = [store.init_dir(c.rw_layer),
+              *(store.diff_dir(lid) for lid in reversed(image.layers if image else ()))]
+    for kind, path in inspect.changes(store.diff_dir(c.rw_layer), lowers):
+        if args.format == "json":
+            render.json_line({"Kind": inspect.CHANGE_KINDS[kind], "Path": path})
+        else:
+            print(f"{kind} {path}")
+    return 0
+
+
 def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name")
     p.add_argument("-e", "--env", action="append", help="K=V (repeatable)")
@@ -157,3 +329,36 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("image")
     p.add_argument("reference")
     p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("save", help="images into a docker-archive / OCI-layout tar")
+    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p.add_argument("images", nargs="+")
+    p.set_defaults(func=cmd_save)
+
+    p = sub.add_parser("load", help="images from a docker or OCI archive")
+    p.add_argument("-i", "--input", help="archive to read (default: stdin)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("export", help="a container's filesystem as a flat tar")
+    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("inspect", help="low-level JSON about containers and images")
+    p.add_argument("--type", choices=["container", "image"])
+    p.add_argument("objects", nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("history", help="the layers and history of an image")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-H", "--human", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("-q", "--quiet", action="store_true")
+    fmt(p)
+    p.add_argument("image")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("diff", help="files a container added (A), changed (C), deleted (D)")
+    fmt(p)
+    p.add_argument("container")
+    p.set_defaults(func=cmd_diff)

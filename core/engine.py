@@ -460,6 +460,205 @@ class Engine:
             self._append(cmd, [ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)], {})
             return code
 
+    # --- archives: save, load, export ---------------------------------------------------
+    # These need a layer store that can write and read archives (adapters/storage/store.py:
+    # save_images, open_archive, install_layer, export); the formats live there, not here.
+
+    def save(self, refs: Sequence[str], output: Any, file: str = "-") -> list[str]:
+        """Images into one archive (docker-archive and OCI layout at once). `output` is a path
+        or a binary stream; `file` is what the audit records. Returns the ids saved."""
+        with self._command("save", " ".join(refs)) as cmd:
+            if not refs:
+                raise BadInput("save needs at least one image")
+            chosen: dict[str, tuple[Image, list[str]]] = {}
+            for ref in refs:
+                for image, tag in self._save_targets(ref):
+                    _, tags = chosen.setdefault(image.id, (image, []))
+                    if tag and tag not in tags:
+                        tags.append(tag)
+            entries = []
+            for image, tags in chosen.values():
+                layers = [self.log.layer(lid) for lid in image.layers]
+                if any(layer is None for layer in layers):
+                    raise NotFound(f"a layer of image {short(image.id)} is gone")
+                entries.append({"id": image.id, "config": self._config_bytes(image),
+                                "tags": tags, "layers": list(image.layers),
+                                "diff_ids": [layer.diff_id for layer in layers if layer],
+                                "parent": image.parent if image.parent in chosen else None})
+            store: Any = self.layers
+            digest, size = store.save_images(entries, output)
+
+            def record() -> None:
+                events: list[ev.Event] = []
+                expected: dict[str, int] = {}
+                for iid, (_, tags) in chosen.items():
+                    current = self.log.image(iid)
+                    if current is None:
+                        raise NotFound(f"image {short(iid)} was removed while it was saved")
+                    expected[f"image:{iid}"] = current.version
+                    events.append(ev.ImageSaved(id=iid, file=file, tags=list(tags),
+                                                digest=digest, size=size))
+                self._append(cmd, events, expected)
+
+            self._retrying(record)
+            return list(chosen)
+
+    def _save_targets(self, ref: str) -> list[tuple[Image, str | None]]:
+        """docker's rules: REPO:TAG saves that tag, a bare REPO every tag of that repository,
+        an id the image without tags."""
+        if not ref.startswith("sha256:"):
+            try:
+                tag = normalize_tag(ref)
+            except BadInput:
+                tag = None
+            last = ref.rsplit("/", 1)[-1]
+            if tag is not None and ":" in last:
+                holder = self.log.image_tagged(tag)
+                if holder is not None:
+                    return [(holder, tag)]
+            elif tag is not None:
+                found = [(i, t) for i in self.log.images() for t in i.tags
+                         if t.rsplit(":", 1)[0] == ref]
+                if found:
+                    return sorted(found, key=lambda it: it[1])
+        return [(self.image(ref), None)]
+
+    def _config_bytes(self, image: Image) -> bytes:
+        """The bytes the image id is the sha256 of: as loaded, or lamina's canonical JSON."""
+        import base64
+        import hashlib
+
+        from core.images import canonical_json
+
+        for rec in self.log.read(stream=f"image:{image.id}"):
+            if rec.type == "ImageLoaded":
+                data = base64.b64decode((rec.data.get("config") or {}).get("data") or "")
+                if hashlib.sha256(data).hexdigest() == image.id:
+                    return data
+        data = canonical_json(image.config).encode()
+        if hashlib.sha256(data).hexdigest() != image.id:
+            raise Conflict(f"image {short(image.id)}: its config no longer hashes to its id")
+        return data
+
+    def export(self, ref: str, output: Any, file: str = "-") -> str:
+        """A container's filesystem (its union view) as one flat tar; the state stays."""
+        with self._command("export", ref) as cmd:
+            c = self.container(ref)
+            image = self._image_of(c)
+            store: Any = self.layers
+            digest, size = store.export(c.rw_layer, image.layers, output)
+
+            def record() -> None:
+                current = self.log.container(c.id)
+                if current is None:
+                    raise NotFound(f"container {short(c.id)} was removed while it was exported")
+                self._append(cmd, [ev.ContainerExported(id=c.id, file=file, digest=digest,
+                                                        size=size)],
+                             {f"container:{c.id}": current.version})
+
+            self._retrying(record)
+            return c.id
+
+    def load(self, source: Any, file: str = "-") -> list[tuple[str, list[str]]]:
+        """Images from a docker or OCI archive: layers not already here (by chain id) are
+        staged and checked first, installed only once all are, and the log then says so.
+        Returns (image id, tags) per image."""
+        with self._command("load", file) as cmd:
+            store: Any = self.layers
+            with store.open_archive(source) as archive:
+                return self._load(cmd, store, archive, file)
+
+    def _load(self, cmd: _Command, store: Any, archive: Any,
+              file: str) -> list[tuple[str, list[str]]]:
+        images = {img.id: img for img in archive.images()}  # the same image twice: once
+        ordered = sorted(images.values(), key=lambda img: len(img.diff_ids))  # parents first
+        known = {la.chain_id: la.id for la in self.log.layers()}
+        todo: dict[str, tuple[Any, str | None, Any, int]] = {}
+        chains: dict[str, list[str]] = {}
+        for img in ordered:
+            chain: str | None = None
+            chains[img.id] = []
+            for i, diff_id in enumerate(img.diff_ids):
+                parent_chain, chain = chain, chain_id(chain, diff_id)
+                chains[img.id].append(chain)
+                if chain not in known and chain not in todo:
+                    todo[chain] = (archive.stage(img, i), parent_chain, img, i)
+        installed: list[str] = []
+        try:
+            events: list[ev.Event] = []
+            expected: dict[str, int] = {}
+            for chain, (staged, parent_chain, img, i) in todo.items():
+                parent = known[parent_chain] if parent_chain else None
+                info = store.install_layer(staged, parent)
+                installed.append(info.id)
+                known[chain] = info.id
+                hist = _layer_history(img.config, i)
+                events.append(ev.LayerRegistered(
+                    id=info.id, parent=parent, diff_id=info.diff_id, chain_id=chain,
+                    size=info.size, created_by=str(hist.get("created_by") or ""),
+                    comment=str(hist.get("comment") or "")))
+                expected[f"layer:{info.id}"] = 0
+            for img in ordered:
+                existing = self.log.image(img.id)
+                if existing is not None:
+                    expected[f"image:{img.id}"] = existing.version
+                    continue
+                last = (img.config.get("history") or [{}])[-1]
+                events.append(ev.ImageCreated(
+                    id=img.id, parent=self._loaded_parent(img, images),
+                    layers=[known[c] for c in chains[img.id]], config=img.config,
+                    created_by=str(last.get("created_by") or ""),
+                    comment=str(last.get("comment") or ""), source="load"))
+                expected[f"image:{img.id}"] = self._stream_version(f"image:{img.id}")
+            final = {tag: img.id for img in ordered for tag in img.tags}  # the last one wins
+            for tag, iid in final.items():
+                events += self._tag_events(iid, tag, expected)
+            out = []
+            for img in ordered:
+                tags = [t for t, iid in final.items() if iid == img.id]
+                events.append(ev.ImageLoaded(id=img.id, file=file, tags=tags,
+                                             config=img.descriptor()))
+                out.append((img.id, tags))
+            self._append(cmd, events, expected)
+        except BaseException:
+            for lid in installed:  # the log never said they existed
+                store.remove_layer(lid)
+            raise
+        return out
+
+    def _loaded_parent(self, img: Any, loading: Mapping[str, Any]) -> str | None:
+        """The Parent a docker archive names, kept only if that image is (being) loaded and
+        really is the parent: its layers and history one step short of the child's."""
+        pid = img.parent
+        if not pid or pid == img.id:
+            return None
+        parent = loading.get(pid)
+        config = parent.config if parent is not None else None
+        if config is None:
+            existing = self.log.image(pid)
+            config = existing.config if existing is not None else None
+        if config is None:
+            return None
+        p_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        p_hist = list(config.get("history") or [])
+        c_hist = list(img.config.get("history") or [])
+        if img.diff_ids[:len(p_ids)] != p_ids or len(img.diff_ids) - len(p_ids) not in (0, 1):
+            return None
+        if len(c_hist) - len(p_hist) != 1 or c_hist[:len(p_hist)] != p_hist:
+            return None
+        return pid
+
+    def _stream_version(self, stream: str) -> int:
+        """The version a stream is at, also after its aggregate was removed (0 if new)."""
+        return max((rec.version for rec in self.log.read(stream=stream)), default=0)
+
 
 def _looks_like_tag(ref: str) -> bool:
     return not is_id_prefix(strip_digest_prefix(ref))
+
+
+def _layer_history(config: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """The history entry of the `index`-th layer (entries with empty_layer skipped)."""
+    entries = [h for h in config.get("history") or []
+               if isinstance(h, dict) and not h.get("empty_layer")]
+    return entries[index] if index < len(entries) else {}

@@ -18,7 +18,8 @@ from typing import Any
 from core.errors import BadInput, ConcurrencyError
 from core.model import Container, Image, Layer, World
 from core.ports import Ended, LayerInfo, Started
-from events.types import Event, Recorded
+from events.envelope import Recorded
+from events.types import Event
 
 
 class MemoryEventLog:

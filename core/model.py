@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core import lifecycle
-from events.types import Recorded
+from events.envelope import Recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ def _image_created(_: Image | None, rec: Recorded) -> Image:
 
 def _image_tagged(i: Image, rec: Recorded) -> Image:
     tags = i.tags if rec.data["tag"] in i.tags else (*i.tags, rec.data["tag"])
-    return replace(i, tags=tags, version=rec.version)
+    return replace(i, tags=tags, removed=False, version=rec.version)  # top-level again
 
 
 def _image_untagged(i: Image, rec: Recorded) -> Image:
@@ -189,6 +189,12 @@ def _layer_removed(_: Layer, rec: Recorded) -> None:
     return None
 
 
+def _recorded_only(agg: Any, rec: Recorded) -> Any:
+    """An audit event (save, load, export): the stream's version moves, nothing else does
+    (no lifecycle move: a container's state stays what it was)."""
+    return replace(agg, version=rec.version)
+
+
 EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "ContainerCreated": _container_created,
     "ContainerStarted": _started,
@@ -209,6 +215,9 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "ImageRemoved": _image_removed,
     "LayerRegistered": _layer_registered,
     "LayerRemoved": _layer_removed,
+    "ImageSaved": _recorded_only,
+    "ImageLoaded": _recorded_only,
+    "ContainerExported": _recorded_only,
 }
 
 CREATORS = frozenset({"ContainerCreated", "ImageCreated", "LayerRegistered"})

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.model import Container, Image, Layer
-from events.types import Event, Recorded
+from events.envelope import Recorded
+
+if TYPE_CHECKING:
+    from events.types import Event
 
 
 class EventLog(Protocol):

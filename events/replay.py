@@ -12,10 +12,9 @@ import sqlite3
 from dataclasses import dataclass
 
 from core.model import KINDS, World
+from events.envelope import Recorded
 from events.hashchain import canonical
-from events.sqlite_log import utcnow, write_row, write_transaction
-from events.types import CURRENT_SCHEMA, Recorded
-from events.upcasting import upcast
+from events.sqlite_log import current_schema, utcnow, write_row, write_transaction
 
 # Bump when the shape of the aggregates changes: older snapshots are then ignored.
 PROJECTION_VERSION = 1
@@ -29,7 +28,7 @@ def fold(con: sqlite3.Connection, world: World | None = None, until: int | None 
     if until is not None:
         sql += " AND seq <= ?"
         args.append(until)
-    current = CURRENT_SCHEMA
+    current = current_schema()
     loads = json.loads
     apply = world.apply
     for seq, stream, version, type_, schema, data, at in con.execute(sql + " ORDER BY seq",
@@ -39,6 +38,8 @@ def fold(con: sqlite3.Connection, world: World | None = None, until: int | None 
             continue
         data = loads(data)
         if schema != current.get(type_):
+            from events.upcasting import upcast
+
             data = upcast(type_, schema, data)
         apply(Recorded(seq, stream, version, type_, schema, data, {}, at))
     if until is not None and world.seq < until:

@@ -6,7 +6,10 @@ the file with plain sqlite3 and just check `PRAGMA user_version`.
 
 from __future__ import annotations
 
-import sqlite3
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
 
 SCHEMA_VERSION = 1
 

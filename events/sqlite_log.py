@@ -14,14 +14,16 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConcurrencyError, StoreError
 from core.model import KINDS, Container, Image, Layer, evolve, from_doc, to_doc
+from events.envelope import Recorded
 from events.hashchain import GENESIS, canonical, row_hash
 from events.schema import SCHEMA_VERSION, migrate
-from events.types import CURRENT_SCHEMA, Event, Recorded
-from events.upcasting import upcast
+
+if TYPE_CHECKING:
+    from events.types import Event
 
 DB_NAME = "events.db"
 EVENT_COLUMNS = "seq, stream, version, type, schema, data, meta, at, prev_hash, hash"
@@ -273,11 +275,21 @@ def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
                     (agg.id, agg.version, doc))
 
 
+def current_schema() -> dict[str, int]:
+    """Each event type's current schema version (defining the types costs ~10 ms: only
+    commands that read or write events pay it)."""
+    from events.types import CURRENT_SCHEMA
+
+    return CURRENT_SCHEMA
+
+
 def recorded(row: Sequence[Any]) -> Recorded:
     """A Recorded from a full events row, its data upcast to the current schema."""
     seq, stream, version, type_, schema, data, meta, at, prev, h = row
     data = json.loads(data)
-    if schema != CURRENT_SCHEMA.get(type_):
+    if schema != current_schema().get(type_):
+        from events.upcasting import upcast
+
         data = upcast(type_, schema, data)
     return Recorded(seq, stream, version, type_, schema, data, json.loads(meta), at, prev, h)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Event:
     """Base of every domain event; `id` names the aggregate (the stream) it belongs to."""
 
@@ -35,7 +35,7 @@ class Event:
 # --- containers --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerCreated(Event):
     """A read-write layer was put on top of an image (seed: `docker create`).
 
@@ -51,7 +51,7 @@ class ContainerCreated(Event):
     config: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerStarted(Event):
     """A process space was made around the union view (seed: `docker start`)."""
 
@@ -60,19 +60,19 @@ class ContainerStarted(Event):
     cgroup: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerPaused(Event):
     """Every process of the container was frozen through the cgroup freezer."""
 
     KIND: ClassVar[str] = "container"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerUnpaused(Event):
     KIND: ClassVar[str] = "container"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerStopped(Event):
     """`stop`: SIGTERM, then SIGKILL after the timeout; `signal` is the one that ended it."""
 
@@ -81,7 +81,7 @@ class ContainerStopped(Event):
     exit_code: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerKilled(Event):
     """`kill` with a signal that ended the container (SIGKILL by default)."""
 
@@ -90,7 +90,7 @@ class ContainerKilled(Event):
     exit_code: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerSignalled(Event):
     """`kill -s SIG` whose signal the process survived: the state stays as it was."""
 
@@ -98,7 +98,7 @@ class ContainerSignalled(Event):
     signal: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerExited(Event):
     """The container's process ended by itself (recorded by the monitor or reconciliation)."""
 
@@ -108,14 +108,14 @@ class ContainerExited(Event):
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerRestarted(Event):
     KIND: ClassVar[str] = "container"
     pid: int
     cgroup: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerRemoved(Event):
     """The read-write layer and its files are gone; what remains is the image."""
 
@@ -123,7 +123,7 @@ class ContainerRemoved(Event):
     force: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerCommitted(Event):
     """The read-write layer was burnt into a new read-only layer and image."""
 
@@ -131,7 +131,7 @@ class ContainerCommitted(Event):
     image: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ExecStarted(Event):
     KIND: ClassVar[str] = "container"
     exec_id: str
@@ -139,7 +139,7 @@ class ExecStarted(Event):
     user: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ExecExited(Event):
     KIND: ClassVar[str] = "container"
     exec_id: str
@@ -149,7 +149,7 @@ class ExecExited(Event):
 # --- layers and images -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class LayerRegistered(Event):
     """A read-only layer is in the store: its files, digest and parent pointer."""
 
@@ -162,12 +162,12 @@ class LayerRegistered(Event):
     comment: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class LayerRemoved(Event):
     KIND: ClassVar[str] = "layer"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ImageCreated(Event):
     """An image: a config over a stack of layers (`layers` bottom first), maybe a parent image."""
 
@@ -180,19 +180,19 @@ class ImageCreated(Event):
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ImageTagged(Event):
     KIND: ClassVar[str] = "image"
     tag: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ImageUntagged(Event):
     KIND: ClassVar[str] = "image"
     tag: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class ImageRemoved(Event):
     """The image is no longer a top-level image. With force, its layers may stay for children."""
 
@@ -204,7 +204,7 @@ class ImageRemoved(Event):
 # --- commands ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class CommandRejected(Event):
     """A command that was refused: it changes no state, but the audit shows it was tried."""
 
@@ -214,6 +214,45 @@ class CommandRejected(Event):
     reason: str
 
 
+
+# --- archives: who took what out, and what came in -----------------------------------------
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ImageSaved(Event):
+    """`save` wrote the image into an archive: `file` ("-" for stdout), the tags it went
+    under, and the archive's digest and size. The image itself is unchanged."""
+
+    KIND: ClassVar[str] = "image"
+    file: str
+    tags: list[str] = field(default_factory=list)
+    digest: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ImageLoaded(Event):
+    """`load` read the image from an archive (after its ImageCreated, if it was new).
+
+    `config` is an OCI descriptor of the config with its bytes embedded (`data`, base64):
+    the exact bytes the image id is the sha256 of, which `save` writes back."""
+
+    KIND: ClassVar[str] = "image"
+    file: str
+    tags: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerExported(Event):
+    """`export` wrote the container's filesystem (its union view) as a flat tar to `file`
+    ("-" for stdout). The container's state does not move."""
+
+    KIND: ClassVar[str] = "container"
+    file: str
+    digest: str = ""
+    size: int = 0
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -221,39 +260,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ContainerStopped, ContainerKilled, ContainerSignalled, ContainerExited,
         ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecExited,
         LayerRegistered, LayerRemoved, ImageCreated, ImageTagged, ImageUntagged, ImageRemoved,
-        CommandRejected,
+        CommandRejected, ImageSaved, ImageLoaded, ContainerExported,
     )
 }
 
 CURRENT_SCHEMA: dict[str, int] = {name: cls.SCHEMA for name, cls in EVENT_TYPES.items()}
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """One row of the log as read back: the envelope around an event's data.
-
-    `data` is already upcast to the current schema of its type.
-    """
-
-    seq: int
-    stream: str
-    version: int
-    type: str
-    schema: int
-    data: dict[str, Any]
-    meta: dict[str, Any]
-    at: str
-    prev_hash: str = ""
-    hash: str = ""
-
-    @property
-    def kind(self) -> str:
-        return self.stream.split(":", 1)[0]
-
-    @property
-    def target(self) -> str:
-        return self.stream.split(":", 1)[1]
-
-    def event(self) -> Event:
-        """The typed event (for code that wants the dataclass rather than the dict)."""
-        return EVENT_TYPES[self.type](**self.data)
+from events.envelope import Recorded  # noqa: E402,F401 - re-exported for callers

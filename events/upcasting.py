@@ -6,7 +6,6 @@ SCHEMA goes up and a function here maps version N's data to N+1. Reads chain the
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -52,7 +51,12 @@ def _container_created_v1(data: Data) -> Data:
     """Schema 1 kept the command as one shell string in `command`; 2 keeps an argv `cmd`."""
     new = {k: v for k, v in data.items() if k != "command"}
     command = data.get("command") or ""
-    new["cmd"] = shlex.split(command) if isinstance(command, str) else list(command)
+    if isinstance(command, str):
+        import shlex
+
+        new["cmd"] = shlex.split(command)
+    else:
+        new["cmd"] = list(command)
     new.setdefault("rw_layer", "")
     new.setdefault("config", {})
     return new

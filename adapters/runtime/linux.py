@@ -19,8 +19,6 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
-from adapters.runtime import frames, monitor
-from adapters.runtime.init import InitPlan
 from core.errors import LaminaError
 from core.model import Container, Image
 from core.ports import Ended, Started
@@ -57,6 +55,9 @@ class LinuxRuntime:
         return process_spec(image.config, container.cmd, container.config, container.id)
 
     def start(self, container: Container, image: Image) -> Started:
+        from adapters.runtime import frames, monitor
+        from adapters.runtime.init import InitPlan
+
         spec = self.spec(container, image)
         cdir = self.container_dir(container.id)
         os.makedirs(cdir, exist_ok=True)
@@ -104,6 +105,8 @@ class LinuxRuntime:
         return out
 
     def confirm_start(self, container: Container) -> None:
+        from adapters.runtime import frames
+
         sock = self.clients.get(container.id)
         if sock is not None:
             frames.send(sock, frames.RECORDED, b"")
@@ -139,6 +142,8 @@ class LinuxRuntime:
 
     def _exit_of(self, container: Container, timeout: float) -> dict[str, Any] | None:
         """Wait for the monitor's record of the container's exit."""
+        from adapters.runtime import monitor
+
         deadline = time.monotonic() + timeout
         cdir = self.container_dir(container.id)
         self._wait_gone(container.pid, timeout)

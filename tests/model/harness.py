@@ -32,7 +32,7 @@ from core.memory import (
 )
 from core.model import Container, Image, Layer, World
 from core.references import is_id_prefix, normalize_tag
-from events.types import Recorded
+from events.envelope import Recorded
 
 SLOTS: tuple[str, ...] = ("c0", "c1", "c2")
 SIGKILL = int(signal.SIGKILL)
@@ -366,6 +366,9 @@ def _check_rmi(step: Step, before: Snapshot, after: Snapshot,
     else:
         if step.force:
             _fail(f"{step} was refused: {error!r}")
+        if tag_only:
+            _fail(f"{step} names one of the tags {target.tags}: it should only have dropped "
+                  f"that tag, but was refused: {error!r}")
         if not (kids or users):
             _fail(f"{step} of an image nothing uses was refused: {error!r}")
         if not isinstance(error, Conflict):

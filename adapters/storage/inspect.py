@@ -1,0 +1,251 @@
+"""Pure queries on images, containers and their files: inspect, history, diff.
+
+They read the log's read model and the layer store's directories, and append nothing.
+Field names are docker's (`docker inspect`, `docker history`, `docker diff`), so that scripts
+written against docker's JSON keep working; lamina's state words ("stopped"...) stay in
+State.Status.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from core.model import Container, Image, Layer
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}  # docker's API numbers for diff kinds
+
+
+# --- inspect -----------------------------------------------------------------------------------
+
+
+def image_doc(image: Image, layers: dict[str, Layer], store: Any) -> dict[str, Any]:
+    """`docker image inspect`'s fields for one image."""
+    cfg = image.config
+    history = [h for h in cfg.get("history") or [] if isinstance(h, dict)]
+    last = history[-1] if history else {}
+    diffs = [store.diff_dir(lid) for lid in image.layers]
+    data: dict[str, str] = {}
+    if diffs:
+        top = store.layer_dir(image.layers[-1])
+        if len(diffs) > 1:
+            data["LowerDir"] = ":".join(reversed(diffs[:-1]))
+        data.update({"MergedDir": os.path.join(top, "merged"), "UpperDir": diffs[-1],
+                     "WorkDir": os.path.join(top, "work")})
+    return {
+        "Id": f"sha256:{image.id}",
+        "RepoTags": list(image.tags),
+        "RepoDigests": [],
+        "Parent": f"sha256:{image.parent}" if image.parent else "",
+        "Comment": last.get("comment", image.comment) or "",
+        "Created": cfg.get("created") or image.created,
+        "Container": "",
+        "DockerVersion": "",
+        "Author": cfg.get("author", ""),
+        "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""),
+        "Os": cfg.get("os", ""),
+        "Size": sum(layers[lid].size for lid in image.layers if lid in layers),
+        "GraphDriver": {"Name": "overlay2", "Data": data},
+        "RootFS": {"Type": "layers",
+                   "Layers": list((cfg.get("rootfs") or {}).get("diff_ids") or [])},
+        "Metadata": {"LastTagTime": ZERO_TIME},
+        "Lamina": {"Layers": list(image.layers), "Source": image.source,
+                   "Intermediate": image.removed},
+    }
+
+
+def container_doc(c: Container, image: Image | None, store: Any, root: str) -> dict[str, Any]:
+    """`docker container inspect`'s fields for one container."""
+    from core.process import command_line, merge_env
+
+    opts = c.config
+    cfg = (image.config.get("config") if image else None) or {}
+    try:
+        argv = list(command_line(cfg, c.cmd, opts.get("entrypoint")))
+    except Exception:  # no command at all: docker shows an empty Path
+        argv = []
+    hostname = opts.get("hostname") or c.id[:12]
+    env = list(merge_env([*(cfg.get("Env") or []), f"HOSTNAME={hostname}"],
+                         opts.get("env") or []))
+    layers = list(image.layers) if image else []
+    running = c.state in ("running", "paused")
+    lower = [store.init_dir(c.rw_layer), *(store.diff_dir(lid) for lid in reversed(layers))]
+    entrypoint = opts.get("entrypoint")
+    return {
+        "Id": c.id,
+        "Created": c.created,
+        "Path": argv[0] if argv else "",
+        "Args": argv[1:],
+        "State": {
+            "Status": c.state,
+            "Running": running,
+            "Paused": c.state == "paused",
+            "Restarting": False,
+            "OOMKilled": c.oom,
+            "Dead": False,
+            "Pid": c.pid if running else 0,
+            "ExitCode": c.exit_code or 0,
+            "Error": "",
+            "StartedAt": c.started_at or ZERO_TIME,
+            "FinishedAt": c.finished_at or ZERO_TIME,
+        },
+        "Image": f"sha256:{c.image}",
+        "Name": f"/{c.name}",
+        "RestartCount": c.restart_count,
+        "Driver": "overlay2",
+        "LogPath": os.path.join(root, "containers", c.id, f"{c.id}-json.log"),
+        "HostConfig": {
+            "NetworkMode": opts.get("network") or "none",
+            "Memory": opts.get("memory") or 0,
+            "NanoCpus": int((opts.get("cpus") or 0) * 1e9),
+            "PidsLimit": opts.get("pids") or None,
+        },
+        "GraphDriver": {"Name": "overlay2", "Data": {
+            "LowerDir": ":".join(lower),
+            "UpperDir": store.diff_dir(c.rw_layer),
+            "MergedDir": store.merged_dir(c.rw_layer),
+            "WorkDir": store.work_dir(c.rw_layer),
+        }},
+        "Config": {
+            "Hostname": hostname,
+            "User": opts.get("user") or cfg.get("User") or "",
+            "Env": env,
+            "Cmd": list(c.cmd) or list(cfg.get("Cmd") or []),
+            "Entrypoint": entrypoint if entrypoint is not None else cfg.get("Entrypoint"),
+            "WorkingDir": opts.get("workdir") or cfg.get("WorkingDir") or "",
+            "Image": image.tags[0] if image and image.tags else f"sha256:{c.image}",
+            "Tty": bool(opts.get("tty")),
+            "OpenStdin": bool(opts.get("interactive")),
+        },
+    }
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+def history_rows(image: Image, images: dict[str, Image],
+                 layers: dict[str, Layer]) -> list[dict[str, Any]]:
+    """docker history: one row per history entry, newest first; the top row has the image's
+    id, each row below it its parent's (while there is one), the rest `<missing>`."""
+    entries = [h for h in image.config.get("history") or [] if isinstance(h, dict)]
+    if not entries:  # an image without history: one row per layer
+        entries = [{"created": image.config.get("created", ""), "created_by": ""}
+                   for _ in image.layers]
+    rows, n = [], 0
+    for h in entries:
+        size = 0
+        if not h.get("empty_layer"):
+            if n < len(image.layers) and image.layers[n] in layers:
+                size = layers[image.layers[n]].size
+            n += 1
+        rows.append({"Id": "<missing>", "Created": h.get("created", ""),
+                     "CreatedBy": h.get("created_by", ""), "Size": size,
+                     "Comment": h.get("comment", ""), "Tags": []})
+    rows.reverse()
+    current: Image | None = image
+    for row in rows:
+        if current is None:
+            break
+        row["Id"] = f"sha256:{current.id}"
+        row["Tags"] = list(current.tags)
+        current = images.get(current.parent) if current.parent else None
+    return rows
+
+
+# --- diff --------------------------------------------------------------------------------------
+
+
+def changes(upper: str, lowers: Sequence[str]) -> list[tuple[str, str]]:
+    """docker diff of an overlay upper dir: (kind, /path) with kind A, C or D, sorted by path.
+
+    A whiteout (0/0 character device) is D. An opaque directory is C if it existed below
+    (A if not): its old contents are gone, and what it holds now is listed. Any other entry
+    is C if the lower layers have that path, A if not; a directory that only carries
+    unchanged metadata is left out, unless something below it was added or deleted (docker
+    then lists it as C).
+    """
+    out: dict[str, str] = {}
+    for rel, st in _walk(upper):
+        path = "/" + rel
+        if _is_whiteout(st):
+            kind = "D"
+        else:
+            below = _lower_stat(lowers, rel)
+            if below is None:
+                kind = "A"
+            elif stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode) and \
+                    not _opaque(os.path.join(upper, rel)) and _same_dir(st, below):
+                continue
+            else:
+                kind = "C"
+        out[path] = kind
+        parent = os.path.dirname(path)
+        if kind in "AD" and parent != "/" and parent not in out:
+            out[parent] = "C"
+    return sorted(((k, p) for p, k in out.items()), key=lambda kp: kp[1])
+
+
+def _walk(top: str) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, lstat) of everything below top, parents before children."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = sorted(os.scandir(os.path.join(top, rel)), key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        for entry in reversed(entries):
+            child = os.path.join(rel, entry.name)
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(child)
+            yield child, st
+
+
+def _lower_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
+    """How the path looks in the union of the lower layers (top first); None if absent."""
+    parts = rel.split("/")
+    for lower in lowers:
+        try:
+            st = os.lstat(os.path.join(lower, rel))
+        except (FileNotFoundError, NotADirectoryError):
+            if _hides_below(lower, parts):
+                return None
+            continue
+        return None if _is_whiteout(st) else st
+    return None
+
+
+def _hides_below(lower: str, parts: list[str]) -> bool:
+    """Whether this layer hides the path in the layers under it: a parent deleted, replaced
+    by a non-directory, or made opaque."""
+    for i in range(1, len(parts)):
+        path = os.path.join(lower, *parts[:i])
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not stat.S_ISDIR(st.st_mode) or _opaque(path):
+            return True
+    return False
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
+    return a.st_mode == b.st_mode and int(a.st_mtime) == int(b.st_mtime) and \
+        a.st_uid == b.st_uid and a.st_gid == b.st_gid
+
+
+def _opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:
+        return False

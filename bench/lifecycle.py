@@ -1,0 +1,259 @@
+"""Lifecycle benchmark: lamina beside runc, crun, podman and docker, in one run.
+
+    python bench/lifecycle.py [--runs N] [--json FILE]
+
+Measures, as whole processes (what a user waits for), median and p95 over N runs:
+- `run --rm busybox true` end to end;
+- create + start + wait + rm;
+- a pause + unpause pair through the CLI;
+- `exec true` in a running container;
+- the monitor's resident memory per running container (lamina only; from /proc).
+Peers run the way ../shared/peers.md describes for this kind of host; a peer that is not
+installed (or can't run here) is reported as such, not guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))
+LAMINA = str(Path(sys.executable).with_name("lamina"))
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 2) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return {"median": statistics.median(samples),
+            "p95": samples[min(len(samples) - 1, int(len(samples) * 0.95))]}
+
+
+def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=check, capture_output=True, text=True, **kw)
+
+
+# --- lamina -----------------------------------------------------------------------------------
+
+
+class Lamina:
+    name = "lamina"
+
+    def __init__(self, work: Path, tar: Path) -> None:
+        self.root = str(work / "lamina-root")
+        self.l(["import", str(tar), "busybox"])
+
+    def l(self, argv: list[str]) -> str:  # noqa: E743
+        return sh(LAMINA, "--root", self.root, *argv).stdout
+
+    def run_rm(self) -> None:
+        self.l(["run", "--rm", "busybox", "true"])
+
+    def lifecycle(self) -> None:
+        cid = self.l(["create", "busybox", "true"]).strip()
+        self.l(["start", cid])
+        self.l(["wait", cid])
+        self.l(["rm", cid])
+
+    def start_long(self) -> str:
+        return self.l(["run", "-d", "busybox", "sleep", "600"]).strip()
+
+    def pause_pair(self, cid: str) -> None:
+        self.l(["pause", cid])
+        self.l(["unpause", cid])
+
+    def exec_true(self, cid: str) -> None:
+        self.l(["exec", cid, "true"])
+
+    def remove(self, cid: str) -> None:
+        self.l(["rm", "-f", cid])
+
+    def monitor_rss_kb(self, cid: str) -> int:
+        doc = json.loads(self.l(["ps", "--format", "json"]).splitlines()[0])
+        ppid = _status(doc["pid"])["PPid"]
+        return int(_status(int(ppid))["VmRSS"].split()[0])
+
+
+def _status(pid: int) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+# --- runc / crun ------------------------------------------------------------------------------
+
+
+class Oci:
+    """A bare OCI runtime with a busybox bundle (no image store, no log: the floor)."""
+
+    def __init__(self, name: str, work: Path, rootfs: Path) -> None:
+        self.name = name
+        self.bundle = work / f"{name}-bundle"
+        self.bundle.mkdir()
+        shutil.copytree(rootfs, self.bundle / "rootfs", symlinks=True)
+        sh(name, "spec", cwd=self.bundle)
+        spec = json.loads((self.bundle / "config.json").read_text())
+        spec["process"]["terminal"] = False
+        spec["process"]["args"] = ["true"]
+        (self.bundle / "config.json").write_text(json.dumps(spec))
+        self.prefix: list[str] = []
+        self.ns_file = None
+        if name == "crun":
+            self.ns_file = f"/run/lamina-bench-{os.getpid()}.mnt"
+            Path(self.ns_file).touch()
+            sh("unshare", f"--mount={self.ns_file}", "--propagation", "private",
+               "umount", "/sys/fs/cgroup/unified", check=False)
+            self.prefix = ["nsenter", f"--mount={self.ns_file}"]
+        self.n = 0
+
+    def run_rm(self) -> None:
+        self.n += 1
+        sh(*self.prefix, self.name, "run", "--bundle", str(self.bundle), f"lb{os.getpid()}-{self.n}")
+
+    def close(self) -> None:
+        if self.ns_file:
+            sh("umount", self.ns_file, check=False)
+            os.unlink(self.ns_file)
+
+
+# --- podman -----------------------------------------------------------------------------------
+
+
+class Podman:
+    name = "podman"
+    FLAGS = ["--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+    RUN = ["--runtime", "runc", "--network", "none", "--ulimit", "nofile=20000:20000",
+           "--ulimit", "nproc=32768:32768"]
+
+    def __init__(self, work: Path, tar: Path) -> None:
+        self.root = work / "podman"
+        self.base = ["podman", "--root", str(self.root / "root"), "--runroot",
+                     str(self.root / "run"), *self.FLAGS]
+        sh(*self.base, "import", str(tar), "localhost/busybox:latest")
+
+    def p(self, *argv: str) -> str:
+        return sh(*self.base, *argv).stdout
+
+    def run_rm(self) -> None:
+        self.p("run", "--rm", *self.RUN, "localhost/busybox", "true")
+
+    def lifecycle(self) -> None:
+        cid = self.p("create", *self.RUN, "localhost/busybox", "true").strip()
+        self.p("start", cid)
+        self.p("wait", cid)
+        self.p("rm", cid)
+
+    def start_long(self) -> str:
+        return self.p("run", "-d", *self.RUN, "localhost/busybox", "sleep", "600").strip()
+
+    def pause_pair(self, cid: str) -> None:
+        self.p("pause", cid)
+        self.p("unpause", cid)
+
+    def exec_true(self, cid: str) -> None:
+        self.p("exec", cid, "true")
+
+    def remove(self, cid: str) -> None:
+        self.p("rm", "-f", "-t", "0", cid)
+
+    def close(self) -> None:
+        sh(*self.base, "system", "reset", "-f", check=False)
+
+
+def measure(engine, runs: int) -> dict[str, object]:
+    out: dict[str, object] = {"run --rm true": timed(engine.run_rm, runs)}
+    if hasattr(engine, "lifecycle"):
+        out["create+start+wait+rm"] = timed(engine.lifecycle, runs)
+        cid = engine.start_long()
+        try:
+            out["pause+unpause"] = timed(lambda: engine.pause_pair(cid), runs)
+            out["exec true"] = timed(lambda: engine.exec_true(cid), runs)
+            if hasattr(engine, "monitor_rss_kb"):
+                out["monitor RSS (KiB)"] = engine.monitor_rss_kb(cid)
+        finally:
+            engine.remove(cid)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    from adapters.storage.busybox import build_busybox_rootfs, write_busybox_rootfs_tar
+
+    work = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
+    results: dict[str, dict] = {}
+    try:
+        tar = work / "busybox.tar"
+        with open(tar, "wb") as f:
+            write_busybox_rootfs_tar(f)
+        rootfs = work / "rootfs"
+        build_busybox_rootfs(str(rootfs))
+        results["lamina"] = measure(Lamina(work, tar), args.runs)
+        for name in ("runc", "crun"):
+            if shutil.which(name):
+                oci = Oci(name, work, rootfs)
+                try:
+                    results[name] = measure(oci, args.runs)
+                except subprocess.CalledProcessError as err:
+                    results[name] = {"error": (err.stderr or "").strip()[:200]}
+                finally:
+                    oci.close()
+            else:
+                results[name] = {"error": "not installed"}
+        if shutil.which("podman"):
+            podman = Podman(work, tar)
+            try:
+                results["podman"] = measure(podman, max(5, args.runs // 2))
+            except subprocess.CalledProcessError as err:
+                results["podman"] = {"error": (err.stderr or "").strip()[:200]}
+            finally:
+                podman.close()
+        else:
+            results["podman"] = {"error": "not installed"}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def print_table(results: dict[str, dict]) -> None:
+    rows = ["run --rm true", "create+start+wait+rm", "pause+unpause", "exec true",
+            "monitor RSS (KiB)"]
+    engines = list(results)
+    print("| work | " + " | ".join(engines) + " |")
+    print("|---|" + "---:|" * len(engines))
+    for row in rows:
+        cells = []
+        for e in engines:
+            v = results[e].get(row)
+            if isinstance(v, dict):
+                cells.append(f"{v['median']:.0f} ms (p95 {v['p95']:.0f})")
+            elif v is not None:
+                cells.append(str(v))
+            else:
+                cells.append(results[e].get("error", "—") if row == rows[0] else "—")
+        print(f"| {row} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -221,3 +221,47 @@ def test_refused_moves_through_the_cli(lamina: Lamina) -> None:
     assert lamina.ok("wait", "idle").strip() == "0"
     rejected = lamina.events("container=idle", "type=CommandRejected")
     assert [r["data"]["command"] for r in rejected] == ["stop", "pause", "unpause", "kill"]
+
+
+def test_run_it_gives_an_interactive_shell_on_a_terminal(lamina: Lamina) -> None:
+    """`lamina run -it busybox sh` driven through a pseudo-terminal, as a person would."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    from tests.kernel.runtime_env import LAMINA
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(LAMINA, [LAMINA, "--root", str(lamina.root), "run", "-it", "--rm",
+                          "busybox", "sh"])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+
+    def read_until(marker: bytes, timeout: float = 10) -> bytes:
+        out, end = b"", time.monotonic() + timeout
+        while marker not in out and time.monotonic() < end:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    break
+        return out
+
+    assert b"# " in read_until(b"# ")
+    os.write(fd, b"echo $((6*7)); stty size\r")
+    out = read_until(b"40 120")
+    assert b"42" in out and b"40 120" in out
+    os.write(fd, b"exit 5\r")
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 5
+
+
+def test_host_network(lamina: Lamina) -> None:
+    out = run(lamina, "--rm", "--network", "host", "busybox", "sh", "-c",
+              "tail -n +3 /proc/net/dev | wc -l")
+    with open("/proc/net/dev") as f:
+        host = len(f.read().splitlines()) - 2
+    assert int(out.stdout) == host

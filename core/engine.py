@@ -200,7 +200,9 @@ class Engine:
 
     def _rmi(self, cmd: _Command, ref: str, force: bool) -> RmiPlan:
         target = self.image(ref)
-        tag = normalize_tag(ref) if ref in target.tags or _looks_like_tag(ref) else ref
+        tag = _as_tag(ref)
+        if tag not in target.tags:
+            tag = ref  # named by id or id prefix
         images = {i.id: i for i in self.log.images()}
         layers = {la.id: la for la in self.log.layers()}
         plan = plan_rmi(target, tag, force, images, self.log.containers(), layers)
@@ -653,8 +655,12 @@ class Engine:
         return max((rec.version for rec in self.log.read(stream=stream)), default=0)
 
 
-def _looks_like_tag(ref: str) -> bool:
-    return not is_id_prefix(strip_digest_prefix(ref))
+def _as_tag(ref: str) -> str:
+    """The tag a reference names, normalized (`cafe` -> `cafe:latest`), or ref itself."""
+    try:
+        return normalize_tag(ref)
+    except BadInput:
+        return ref
 
 
 def _layer_history(config: Mapping[str, Any], index: int) -> dict[str, Any]:

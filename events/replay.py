@@ -17,7 +17,7 @@ from events.hashchain import canonical
 from events.sqlite_log import current_schema, utcnow, write_row, write_transaction
 
 # Bump when the shape of the aggregates changes: older snapshots are then ignored.
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2  # 2: tagging a removed image makes it top-level again
 
 
 def fold(con: sqlite3.Connection, world: World | None = None, until: int | None = None) -> World:

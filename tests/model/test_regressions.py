@@ -6,8 +6,6 @@ so the marker (and any workaround in the model checkers) gets removed.
 
 from __future__ import annotations
 
-import pytest
-
 from core.memory import memory_engine
 from tests.model.harness import Step, check_world, replay, run_step
 
@@ -28,12 +26,6 @@ def test_tagging_a_removed_image_makes_it_top_level_again() -> None:
     check_world(engine, replay(engine.log.records))
 
 
-HEX_TAG = ("core/engine.py Engine._rmi: `ref in target.tags` compares the typed ref with "
-           "normalized tags (never equal without ':'), so a tag that looks like an id prefix "
-           "(cafe, beef, add) is taken for an id and the whole image goes, not just that tag")
-
-
-@pytest.mark.xfail(strict=True, reason=HEX_TAG)
 def test_rmi_of_a_hex_looking_tag_only_untags() -> None:
     engine = memory_engine()
     iid = engine.import_image({"bin/sh": "ash"}, "cafe")

@@ -177,7 +177,8 @@ def cmd_images(args: argparse.Namespace) -> int:
         size = sum(layers[lid].size for lid in i.layers if lid in layers)
         for tag in i.tags or ["<none>:<none>"]:
             repo, _, name = tag.rpartition(":")
-            rows.append([repo, name, render.short(i.id), render.ago(i.created),
+            created = i.config.get("created") or i.created  # docker shows the config's
+            rows.append([repo, name, render.short(i.id), render.ago(created),
                          render.human_size(size)])
         docs.append({"id": i.id, "tags": list(i.tags), "parent": i.parent, "size": size,
                      "created": i.created, "layers": list(i.layers),

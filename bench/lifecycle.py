@@ -125,7 +125,8 @@ class Oci:
 
     def run_rm(self) -> None:
         self.n += 1
-        sh(*self.prefix, self.name, "run", "--bundle", str(self.bundle), f"lb{os.getpid()}-{self.n}")
+        name = f"lb{os.getpid()}-{self.n}"
+        sh(*self.prefix, self.name, "run", "--bundle", str(self.bundle), name)
 
     def close(self) -> None:
         if self.ns_file:

@@ -24,24 +24,32 @@ place, never unpacked: member names are checked (no absolute paths, no `..`, no 
 duplicates), device nodes and FIFOs are refused, a symlink or hardlink must point at another
 member of the archive, and the tar must end properly. A blob named by a digest must have that
 digest, and an image's id is the sha256 of its config bytes.
+
+Also here, because they are about tar streams rather than the store's directories: the
+tar-split format (a layer's tar minus its file contents, see adapters/storage/store.py) and
+the stream helpers that sniff compression and keep a copy of what was read.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
+import io
 import json
 import os
 import posixpath
 import re
 import shutil
+import struct
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from adapters.storage.layertar import WHITEOUT_PREFIX, LayerError
 from core.errors import BadInput
 from core.references import normalize_tag
 
@@ -61,6 +69,15 @@ _HEX_NAME = re.compile(r"(?:^|/)(?:sha256:)?([0-9a-f]{64})(?:\.json|\.tar)?$")
 _ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 _CHUNK = 1 << 20
 _MAX_JSON = 64 << 20  # a manifest or config bigger than this is not one
+SPLIT_MAGIC = b"lamina-tar-split 1\n"
+# The first bytes of a compressed stream, and how to read it (docker import/load accept these).
+GZIP, BZIP2, XZ, ZSTD = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"
+
+
+def _damaged(message: str) -> BadInput:
+    from adapters.storage.store import LayerDamaged
+
+    return LayerDamaged(message)
 
 
 # --- the docker name of a tag ----------------------------------------------------------------
@@ -581,8 +598,6 @@ def opened(source: Any, tmp_dir: str) -> Iterator[ArchiveReader]:
 
 
 def _spool(source: Any, work: str) -> str:
-    from adapters.storage.store import _decompress_errors, _decompressor, _peek
-
     if isinstance(source, str | os.PathLike):
         try:
             f: Any = open(source, "rb")  # noqa: SIM115
@@ -593,8 +608,8 @@ def _spool(source: Any, work: str) -> str:
     else:
         f = source
     try:
-        head, stream = _peek(f, 6)
-        opener = _decompressor(head)
+        head, stream = peek(f, 6)
+        opener = decompressor(head)
         if opener is None and isinstance(source, str | os.PathLike):
             return os.fspath(source)
         path = os.path.join(work, "archive.tar")
@@ -605,9 +620,264 @@ def _spool(source: Any, work: str) -> str:
             if err.errno:
                 raise
             raise BadInput(f"corrupt compressed archive: {err}") from None
-        except _decompress_errors() as err:
+        except decompress_errors() as err:
             raise BadInput(f"corrupt compressed archive: {err}") from None
         return path
     finally:
         if f is not source:
             f.close()
+
+
+# --- tar-split -----------------------------------------------------------------------------
+
+
+def write_split(src: BinaryIO, digest: str, size: int, path: str) -> None:
+    """Record how to rebuild the tar `src` (seekable, `size` bytes from 0) from its extracted
+    files: raw segments for everything but the members' contents, a file reference for each
+    regular member's contents."""
+    try:
+        with tarfile.open(fileobj=src, mode="r:", **_ENCODING) as archive:
+            members = archive.getmembers()
+    except tarfile.TarError as err:
+        raise LayerError(f"truncated or corrupt tar: {err}") from None
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        out.write(SPLIT_MAGIC + json.dumps({"digest": digest, "size": size}).encode() + b"\n")
+        pos = 0
+        for m in members:
+            name = _payload_name(m)
+            if name is None:
+                continue
+            _raw_record(src, pos, m.offset_data - pos, out)
+            encoded = os.fsencode(name)
+            out.write(b"F" + struct.pack(">I", len(encoded)) + encoded + struct.pack(">Q", m.size))
+            pos = m.offset_data + m.size
+        _raw_record(src, pos, size - pos, out)
+        out.write(b"E")
+
+
+def _payload_name(m: tarfile.TarInfo) -> str | None:
+    """Where the extracted contents of a member are, if they are a file's contents."""
+    if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE) or m.size <= 0:
+        return None
+    if m.issparse():
+        return None
+    parts = [p for p in m.name.split("/") if p not in ("", ".")]
+    if not parts or parts[-1].startswith(WHITEOUT_PREFIX):
+        return None
+    return "/".join(parts)
+
+
+def _raw_record(src: BinaryIO, pos: int, n: int, out: Any) -> None:
+    if n <= 0:
+        return
+    src.seek(pos)
+    out.write(b"R" + struct.pack(">Q", n))
+    while n:
+        data = src.read(min(n, _CHUNK))
+        if not data:
+            raise LayerError("truncated tar: the stream ended early")
+        out.write(data)
+        n -= len(data)
+
+
+def read_split_header(path: str) -> tuple[str, int]:
+    with gzip.open(path, "rb") as f:
+        return _split_header(f)
+
+
+def _split_header(f: Any) -> tuple[str, int]:
+    if f.read(len(SPLIT_MAGIC)) != SPLIT_MAGIC:
+        raise _damaged(f"{path_hint(f)}: not a lamina tar-split")
+    head = json.loads(f.readline())
+    return head["digest"], int(head["size"])
+
+
+def path_hint(f: Any) -> str:
+    return str(getattr(f, "name", "tar-split"))
+
+
+def rebuild_from_split(split: str, diff_dir: str, out: BinaryIO) -> tuple[str, int]:
+    """Write the layer tar again from its tar-split and files; refuse (LayerDamaged) if the
+    bytes come out different from the digest recorded when the layer was stored."""
+    sink = _HashingWriter(out)
+    buf = bytearray(_CHUNK)
+    with gzip.open(split, "rb") as f:
+        digest, size = _split_header(f)
+        while True:
+            kind = f.read(1)
+            if kind == b"R":
+                (n,) = struct.unpack(">Q", f.read(8))
+                while n:
+                    data = f.read(min(n, _CHUNK))
+                    if not data:
+                        raise _damaged(f"{split}: truncated")
+                    sink.write(data)
+                    n -= len(data)
+            elif kind == b"F":
+                (n,) = struct.unpack(">I", f.read(4))
+                name = os.fsdecode(f.read(n))
+                (length,) = struct.unpack(">Q", f.read(8))
+                _copy_file(os.path.join(diff_dir, name), length, sink, buf)
+            elif kind == b"E":
+                break
+            else:
+                raise _damaged(f"{split}: corrupt record")
+    got = "sha256:" + sink.hash.hexdigest()
+    if got != digest or sink.size != size:
+        raise _damaged(f"layer {os.path.basename(os.path.dirname(diff_dir))} changed on "
+                           f"disk: its tar is now {got}, not {digest}")
+    return got, sink.size
+
+
+def _copy_file(path: str, length: int, sink: _HashingWriter, buf: bytearray) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise _damaged(f"{path}: {err.strerror} (the layer changed on disk)") from None
+    try:
+        if os.fstat(fd).st_size != length:
+            raise _damaged(f"{path}: size changed on disk")
+        view = memoryview(buf)
+        while length:
+            n = os.readv(fd, [view[:min(length, _CHUNK)]])
+            if not n:
+                raise _damaged(f"{path}: shrank on disk")
+            sink.write(view[:n])
+            length -= n
+    finally:
+        os.close(fd)
+
+
+class _HashingWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.hash.update(data)
+        self.out.write(data)
+        self.size += len(data)
+
+
+# --- streams -------------------------------------------------------------------------------
+
+
+class Window(io.RawIOBase):
+    """Bytes [start, start+length) of a seekable file, as a file of its own."""
+
+    def __init__(self, f: BinaryIO, start: int, length: int) -> None:
+        self.f, self.start, self.length, self.pos = f, start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.length}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self.length - self.pos)
+        if n <= 0:
+            return 0
+        self.f.seek(self.start + self.pos)
+        data = self.f.read(n)
+        b[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.length - self.pos
+        n = min(size, self.length - self.pos)
+        if n <= 0:
+            return b""
+        self.f.seek(self.start + self.pos)
+        data = self.f.read(n)
+        self.pos += len(data)
+        return data
+
+
+class Tee:
+    """Reads from a stream and keeps a copy of every byte in a file."""
+
+    def __init__(self, src: Any, copy: BinaryIO) -> None:
+        self.src, self.copy = src, copy
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.src.read(size)
+        self.copy.write(data)
+        return data
+
+
+class _Prefixed:
+    """A stream whose first bytes were already read (to sniff its compression)."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(size)
+        if size is None or size < 0:
+            data, self.head = self.head + self.rest.read(), b""
+            return data
+        data, self.head = self.head[:size], self.head[size:]
+        if len(data) < size:
+            data += self.rest.read(size - len(data))
+        return data
+
+
+def seekable(f: Any) -> bool:
+    try:
+        return bool(f.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def peek(f: Any, n: int) -> tuple[bytes, Any]:
+    """The first n bytes of a stream, and a stream that still starts with them."""
+    if seekable(f):
+        pos = f.tell()
+        head = f.read(n)
+        f.seek(pos)
+        return head, f
+    head = b""
+    while len(head) < n:
+        more = f.read(n - len(head))
+        if not more:
+            break
+        head += more
+    return head, _Prefixed(head, f)
+
+
+def decompress_errors() -> tuple[type[BaseException], ...]:
+    """What a corrupt compressed stream raises, besides OSError."""
+    import sys
+    import zlib
+
+    errors: list[type[BaseException]] = [EOFError, zlib.error]
+    if "lzma" in sys.modules:
+        errors.append(sys.modules["lzma"].LZMAError)
+    return tuple(errors)
+
+
+def decompressor(head: bytes) -> Callable[[Any], Any] | None:
+    if head.startswith(GZIP):
+        return lambda f: gzip.GzipFile(fileobj=f, mode="rb")
+    if head.startswith(BZIP2):
+        import bz2
+
+        return lambda f: bz2.BZ2File(f, "rb")
+    if head.startswith(XZ):
+        import lzma
+
+        return lambda f: lzma.LZMAFile(f, "rb")
+    return None

@@ -13,10 +13,10 @@ import stat
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from adapters.storage.store import is_opaque, is_whiteout, union_stat
 from core.model import Container, Image, Layer
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-OPAQUE_XATTR = "trusted.overlay.opaque"
 CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}  # docker's API numbers for diff kinds
 
 
@@ -172,14 +172,14 @@ def changes(upper: str, lowers: Sequence[str]) -> list[tuple[str, str]]:
     out: dict[str, str] = {}
     for rel, st in _walk(upper):
         path = "/" + rel
-        if _is_whiteout(st):
+        if is_whiteout(st):
             kind = "D"
         else:
-            below = _lower_stat(lowers, rel)
+            below = union_stat(lowers, rel)
             if below is None:
                 kind = "A"
             elif stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode) and \
-                    not _opaque(os.path.join(upper, rel)) and _same_dir(st, below):
+                    not is_opaque(os.path.join(upper, rel)) and _same_dir(st, below):
                 continue
             else:
                 kind = "C"
@@ -207,45 +207,6 @@ def _walk(top: str) -> Iterator[tuple[str, os.stat_result]]:
             yield child, st
 
 
-def _lower_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
-    """How the path looks in the union of the lower layers (top first); None if absent."""
-    parts = rel.split("/")
-    for lower in lowers:
-        try:
-            st = os.lstat(os.path.join(lower, rel))
-        except (FileNotFoundError, NotADirectoryError):
-            if _hides_below(lower, parts):
-                return None
-            continue
-        return None if _is_whiteout(st) else st
-    return None
-
-
-def _hides_below(lower: str, parts: list[str]) -> bool:
-    """Whether this layer hides the path in the layers under it: a parent deleted, replaced
-    by a non-directory, or made opaque."""
-    for i in range(1, len(parts)):
-        path = os.path.join(lower, *parts[:i])
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        if not stat.S_ISDIR(st.st_mode) or _opaque(path):
-            return True
-    return False
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
 def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_mode == b.st_mode and int(a.st_mtime) == int(b.st_mtime) and \
         a.st_uid == b.st_uid and a.st_gid == b.st_gid
-
-
-def _opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False

@@ -23,54 +23,46 @@ together and checks the digest as it streams.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
 import os
 import shutil
-import struct
-import tarfile
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from adapters.storage import layertar, overlay
+from adapters.storage import overlay
 from core.errors import BadInput
 from core.ports import LayerInfo
 
+# Imported when used (create and mount, which every container pays for, need neither):
+# adapters.storage.layertar (tars), adapters.storage.archive (tar-splits, image archives).
+
 RW_PREFIX = "rw-"
 SPLIT_FILE = "tar-split.gz"
-_SPLIT_MAGIC = b"lamina-tar-split 1\n"
 _CHUNK = 1 << 20
-_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
-# The first bytes of a compressed stream, and how to read it (docker import/load accept these).
-_GZIP, _BZIP2, _XZ, _ZSTD = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"
+OVERLAY_OPAQUE = "trusted.overlay.opaque"
 
 
 class LayerDamaged(BadInput):
     """A stored layer no longer matches its digest (its files were changed on disk)."""
 
 
-@dataclass
 class StagedLayer:
     """A layer extracted and checked under <root>/tmp, not yet in the store."""
 
-    path: str
-    diff_id: str
-    size: int
+    def __init__(self, path: str, diff_id: str, size: int) -> None:
+        self.path, self.diff_id, self.size = path, diff_id, size
 
 
-@dataclass
 class LayerBlob:
     """A stored layer as its tar: `size` bytes with sha256 `digest`, written by `write_to`."""
 
-    digest: str
-    size: int
-    write_to: Callable[[BinaryIO], None]
-    cleanup: Callable[[], None] = lambda: None
+    def __init__(self, digest: str, size: int, write_to: Callable[[BinaryIO], None],
+                 cleanup: Callable[[], None] | None = None) -> None:
+        self.digest, self.size, self.write_to = digest, size, write_to
+        self.cleanup = cleanup or (lambda: None)
 
 
 class LinuxLayerStore:
@@ -127,24 +119,36 @@ class LinuxLayerStore:
                     expect: str | None = None) -> StagedLayer:
         """Extract a layer tar (maybe gzip, bzip2 or xz compressed) into `stage`/diff, with
         its tar-split; with `expect`, its diff_id (of the uncompressed tar) must be that."""
+        from adapters.storage import layertar
+        from adapters.storage.archive import (
+            ZSTD,
+            Tee,
+            Window,
+            decompress_errors,
+            decompressor,
+            peek,
+            seekable,
+            write_split,
+        )
+
         try:
-            head, source = _peek(source, 6)
-            if head.startswith(_ZSTD):
+            head, source = peek(source, 6)
+            if head.startswith(ZSTD):
                 raise BadInput("zstd-compressed layers are not supported")
-            opener = _decompressor(head)
+            opener = decompressor(head)
             diff = os.path.join(stage, "diff")
             split = os.path.join(stage, SPLIT_FILE)
-            if opener is None and _seekable(source):
+            if opener is None and seekable(source):
                 start = source.tell()
                 diff_id, size = layertar.extract_layer_tar(source, diff)
                 source.seek(start)
-                write_split(_Window(source, start, size), diff_id, size, split)
+                write_split(Window(source, start, size), diff_id, size, split)
             else:
                 plain = opener(source) if opener is not None else source
                 spool = os.path.join(stage, "layer.tar")
                 with open(spool, "w+b") as tee_file:
-                    diff_id, size = layertar.extract_layer_tar(_Tee(plain, tee_file), diff)
-                    write_split(_Window(tee_file, 0, size), diff_id, size, split)
+                    diff_id, size = layertar.extract_layer_tar(Tee(plain, tee_file), diff)
+                    write_split(Window(tee_file, 0, size), diff_id, size, split)
                 os.unlink(spool)
         except layertar.LayerError as err:
             raise BadInput(str(err)) from None
@@ -154,7 +158,7 @@ class LinuxLayerStore:
             if err.errno:
                 raise  # the host's trouble (no space, I/O error), not the input's
             raise BadInput(f"corrupt compressed layer: {err}") from None
-        except _decompress_errors() as err:
+        except decompress_errors() as err:
             raise BadInput(f"corrupt compressed layer: {err}") from None
         if expect is not None and diff_id != expect:
             raise BadInput(f"layer content does not match its diff_id: expected {expect}, "
@@ -178,6 +182,9 @@ class LinuxLayerStore:
 
         Going through the tar makes the stored layer exactly what its diff_id describes.
         """
+        from adapters.storage import layertar
+        from adapters.storage.archive import Window, write_split
+
         with self.staging() as stage:
             tar_path = os.path.join(stage, "layer.tar")
             with open(tar_path, "wb") as out:
@@ -185,7 +192,7 @@ class LinuxLayerStore:
             with open(tar_path, "rb") as f:
                 _, size = layertar.extract_layer_tar(f, os.path.join(stage, "diff"))
                 f.seek(0)
-                write_split(_Window(f, 0, size), diff_id, size,
+                write_split(Window(f, 0, size), diff_id, size,
                             os.path.join(stage, SPLIT_FILE))
             os.unlink(tar_path)
             return self._install(stage, diff_id, parent)
@@ -204,6 +211,9 @@ class LinuxLayerStore:
 
         From the tar-split when there is one; a layer stored before tar-splits existed is
         archived again (deterministically) into a temp file first."""
+        from adapters.storage import layertar
+        from adapters.storage.archive import read_split_header, rebuild_from_split
+
         split = os.path.join(self.layer_dir(layer_id), SPLIT_FILE)
         if os.path.exists(split):
             digest, size = read_split_header(split)
@@ -236,7 +246,7 @@ class LinuxLayerStore:
         with self.staging() as stage:
             for sub in ("diff", "work", "merged"):
                 os.mkdir(os.path.join(stage, sub))
-            _init_layer(os.path.join(stage, "init"))
+            _init_layer(os.path.join(stage, "init"), self.lowers(layers))
             with open(os.path.join(stage, "lower"), "w") as f:
                 f.write("\n".join(layers))
             os.rename(stage, self.layer_dir(rw))
@@ -279,6 +289,7 @@ class LinuxLayerStore:
         """The union view as one flat tar (whiteouts applied, nothing of the layers' own
         metadata), mounted for the length of the export if it was not already. `output` is a
         path (written to a temp file, then renamed) or a binary stream."""
+        from adapters.storage import layertar
         from adapters.storage.archive import output_file
 
         with self.union_view(rw_layer, layers) as merged:
@@ -346,17 +357,86 @@ class LinuxLayerStore:
 
 
 # What docker's `-init` layer holds: the mount points and files the runtime binds over, so
-# that they never show up in the container's own read-write layer (diff, commit).
+# that they never show up in the container's own read-write layer (diff, commit). As docker,
+# only what the image lacks is made: a directory the image has keeps its own mode, owner and
+# mtime in the union (the init layer is the top-most lower, so its copy would win).
 INIT_DIRS = ("dev", "proc", "sys", "etc", "dev/pts", "dev/shm")
 INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf", "dev/console")
 
 
-def _init_layer(path: str) -> None:
+def _init_layer(path: str, lowers: Sequence[str]) -> None:
+    os.makedirs(path, mode=0o755)
+    below: dict[str, os.stat_result | None] = {}
+
+    def seen(rel: str) -> os.stat_result | None:
+        if rel not in below:
+            below[rel] = union_stat(lowers, rel)
+        return below[rel]
+
+    def parents(rel: str) -> None:
+        head = os.path.dirname(rel)
+        if head and not os.path.isdir(os.path.join(path, head)):
+            parents(head)
+            os.mkdir(os.path.join(path, head), 0o755)
+
     for d in INIT_DIRS:
-        os.makedirs(os.path.join(path, d), mode=0o755, exist_ok=True)
+        if seen(d) is None:
+            parents(d)
+            os.makedirs(os.path.join(path, d), mode=0o755, exist_ok=True)
     for name in INIT_FILES:
-        with open(os.path.join(path, name), "w"):
-            pass
+        if seen(name) is None and not os.path.lexists(os.path.join(path, name)):
+            parents(name)
+            with open(os.path.join(path, name), "w"):
+                pass
+    # a directory made only to hold a mount point looks like the image's own
+    for top, dirs, _ in os.walk(path, topdown=False):
+        for name in dirs:
+            full = os.path.join(top, name)
+            st = seen(os.path.relpath(full, path))
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                os.chown(full, st.st_uid, st.st_gid)
+                os.chmod(full, stat.S_IMODE(st.st_mode))
+                os.utime(full, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def union_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
+    """How the path looks in the union of the lower layers (top first); None if absent."""
+    parts = rel.split("/")
+    for lower in lowers:
+        try:
+            st = os.lstat(os.path.join(lower, rel))
+        except (FileNotFoundError, NotADirectoryError):
+            if _hides_below(lower, parts):
+                return None
+            continue
+        return None if is_whiteout(st) else st
+    return None
+
+
+def _hides_below(lower: str, parts: list[str]) -> bool:
+    """Whether this layer hides the path in the layers under it: a parent deleted, replaced
+    by a non-directory, or made opaque."""
+    for i in range(1, len(parts)):
+        path = os.path.join(lower, *parts[:i])
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        if not stat.S_ISDIR(st.st_mode) or is_opaque(path):
+            return True
+    return False
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path: str) -> bool:
+    """An overlay directory that hides everything below it (trusted.overlay.opaque=y)."""
+    try:
+        return os.getxattr(path, OVERLAY_OPAQUE, follow_symlinks=False) == b"y"
+    except OSError:
+        return False
 
 
 def _tree_size(path: str) -> int:
@@ -376,261 +456,6 @@ def _remove_tree(path: str, tmp_dir: str) -> None:
     doomed = tempfile.mkdtemp(dir=tmp_dir, prefix="rm-")
     os.rename(path, os.path.join(doomed, "x"))
     shutil.rmtree(doomed, ignore_errors=True)
-
-
-# --- tar-split -----------------------------------------------------------------------------
-
-
-def write_split(src: BinaryIO, digest: str, size: int, path: str) -> None:
-    """Record how to rebuild the tar `src` (seekable, `size` bytes from 0) from its extracted
-    files: raw segments for everything but the members' contents, a file reference for each
-    regular member's contents."""
-    try:
-        with tarfile.open(fileobj=src, mode="r:", **_ENCODING) as archive:
-            members = archive.getmembers()
-    except tarfile.TarError as err:
-        raise layertar.LayerError(f"truncated or corrupt tar: {err}") from None
-    with gzip.open(path, "wb", compresslevel=1) as out:
-        out.write(_SPLIT_MAGIC + json.dumps({"digest": digest, "size": size}).encode() + b"\n")
-        pos = 0
-        for m in members:
-            name = _payload_name(m)
-            if name is None:
-                continue
-            _raw_record(src, pos, m.offset_data - pos, out)
-            encoded = os.fsencode(name)
-            out.write(b"F" + struct.pack(">I", len(encoded)) + encoded + struct.pack(">Q", m.size))
-            pos = m.offset_data + m.size
-        _raw_record(src, pos, size - pos, out)
-        out.write(b"E")
-
-
-def _payload_name(m: tarfile.TarInfo) -> str | None:
-    """Where the extracted contents of a member are, if they are a file's contents."""
-    if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE) or m.size <= 0:
-        return None
-    if m.issparse():
-        return None
-    parts = [p for p in m.name.split("/") if p not in ("", ".")]
-    if not parts or parts[-1].startswith(layertar.WHITEOUT_PREFIX):
-        return None
-    return "/".join(parts)
-
-
-def _raw_record(src: BinaryIO, pos: int, n: int, out: Any) -> None:
-    if n <= 0:
-        return
-    src.seek(pos)
-    out.write(b"R" + struct.pack(">Q", n))
-    while n:
-        data = src.read(min(n, _CHUNK))
-        if not data:
-            raise layertar.LayerError("truncated tar: the stream ended early")
-        out.write(data)
-        n -= len(data)
-
-
-def read_split_header(path: str) -> tuple[str, int]:
-    with gzip.open(path, "rb") as f:
-        return _split_header(f)
-
-
-def _split_header(f: Any) -> tuple[str, int]:
-    if f.read(len(_SPLIT_MAGIC)) != _SPLIT_MAGIC:
-        raise LayerDamaged(f"{path_hint(f)}: not a lamina tar-split")
-    head = json.loads(f.readline())
-    return head["digest"], int(head["size"])
-
-
-def path_hint(f: Any) -> str:
-    return str(getattr(f, "name", "tar-split"))
-
-
-def rebuild_from_split(split: str, diff_dir: str, out: BinaryIO) -> tuple[str, int]:
-    """Write the layer tar again from its tar-split and files; refuse (LayerDamaged) if the
-    bytes come out different from the digest recorded when the layer was stored."""
-    sink = _HashingWriter(out)
-    buf = bytearray(_CHUNK)
-    with gzip.open(split, "rb") as f:
-        digest, size = _split_header(f)
-        while True:
-            kind = f.read(1)
-            if kind == b"R":
-                (n,) = struct.unpack(">Q", f.read(8))
-                while n:
-                    data = f.read(min(n, _CHUNK))
-                    if not data:
-                        raise LayerDamaged(f"{split}: truncated")
-                    sink.write(data)
-                    n -= len(data)
-            elif kind == b"F":
-                (n,) = struct.unpack(">I", f.read(4))
-                name = os.fsdecode(f.read(n))
-                (length,) = struct.unpack(">Q", f.read(8))
-                _copy_file(os.path.join(diff_dir, name), length, sink, buf)
-            elif kind == b"E":
-                break
-            else:
-                raise LayerDamaged(f"{split}: corrupt record")
-    got = "sha256:" + sink.hash.hexdigest()
-    if got != digest or sink.size != size:
-        raise LayerDamaged(f"layer {os.path.basename(os.path.dirname(diff_dir))} changed on "
-                           f"disk: its tar is now {got}, not {digest}")
-    return got, sink.size
-
-
-def _copy_file(path: str, length: int, sink: _HashingWriter, buf: bytearray) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as err:
-        raise LayerDamaged(f"{path}: {err.strerror} (the layer changed on disk)") from None
-    try:
-        if os.fstat(fd).st_size != length:
-            raise LayerDamaged(f"{path}: size changed on disk")
-        view = memoryview(buf)
-        while length:
-            n = os.readv(fd, [view[:min(length, _CHUNK)]])
-            if not n:
-                raise LayerDamaged(f"{path}: shrank on disk")
-            sink.write(view[:n])
-            length -= n
-    finally:
-        os.close(fd)
-
-
-class _HashingWriter:
-    def __init__(self, out: BinaryIO) -> None:
-        self.out = out
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | memoryview) -> None:
-        self.hash.update(data)
-        self.out.write(data)
-        self.size += len(data)
-
-
-# --- streams -------------------------------------------------------------------------------
-
-
-class _Window(io.RawIOBase):
-    """Bytes [start, start+length) of a seekable file, as a file of its own."""
-
-    def __init__(self, f: BinaryIO, start: int, length: int) -> None:
-        self.f, self.start, self.length, self.pos = f, start, length, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.length}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), self.length - self.pos)
-        if n <= 0:
-            return 0
-        self.f.seek(self.start + self.pos)
-        data = self.f.read(n)
-        b[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = self.length - self.pos
-        n = min(size, self.length - self.pos)
-        if n <= 0:
-            return b""
-        self.f.seek(self.start + self.pos)
-        data = self.f.read(n)
-        self.pos += len(data)
-        return data
-
-
-class _Tee:
-    """Reads from a stream and keeps a copy of every byte in a file."""
-
-    def __init__(self, src: Any, copy: BinaryIO) -> None:
-        self.src, self.copy = src, copy
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.src.read(size)
-        self.copy.write(data)
-        return data
-
-
-class _Prefixed:
-    """A stream whose first bytes were already read (to sniff its compression)."""
-
-    def __init__(self, head: bytes, rest: Any) -> None:
-        self.head, self.rest = head, rest
-
-    def read(self, size: int = -1) -> bytes:
-        if not self.head:
-            return self.rest.read(size)
-        if size is None or size < 0:
-            data, self.head = self.head + self.rest.read(), b""
-            return data
-        data, self.head = self.head[:size], self.head[size:]
-        if len(data) < size:
-            data += self.rest.read(size - len(data))
-        return data
-
-
-def _seekable(f: Any) -> bool:
-    try:
-        return bool(f.seekable())
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _peek(f: Any, n: int) -> tuple[bytes, Any]:
-    """The first n bytes of a stream, and a stream that still starts with them."""
-    if _seekable(f):
-        pos = f.tell()
-        head = f.read(n)
-        f.seek(pos)
-        return head, f
-    head = b""
-    while len(head) < n:
-        more = f.read(n - len(head))
-        if not more:
-            break
-        head += more
-    return head, _Prefixed(head, f)
-
-
-def _decompress_errors() -> tuple[type[BaseException], ...]:
-    """What a corrupt compressed stream raises, besides OSError."""
-    import sys
-    import zlib
-
-    errors: list[type[BaseException]] = [EOFError, zlib.error]
-    if "lzma" in sys.modules:
-        errors.append(sys.modules["lzma"].LZMAError)
-    return tuple(errors)
-
-
-def _decompressor(head: bytes) -> Callable[[Any], Any] | None:
-    if head.startswith(_GZIP):
-        return lambda f: gzip.GzipFile(fileobj=f, mode="rb")
-    if head.startswith(_BZIP2):
-        import bz2
-
-        return lambda f: bz2.BZ2File(f, "rb")
-    if head.startswith(_XZ):
-        import lzma
-
-        return lambda f: lzma.LZMAFile(f, "rb")
-    return None
 
 
 class ArchiveSession:

@@ -165,9 +165,14 @@ class Engine:
             events.append(ev.ImageCreated(id=iid, parent=None, layers=[info.id], config=cfg,
                                           created_by=cfg["history"][-1]["created_by"],
                                           comment=comment, source="import"))
-            expected = {f"layer:{info.id}": 0, f"image:{iid}": 0}
+            expected = {f"layer:{info.id}": 0,
+                        f"image:{iid}": self._stream_version(f"image:{iid}")}
             events += self._tag_events(iid, tag, expected)
-            self._append(cmd, events, expected)
+            try:
+                self._append(cmd, events, expected)
+            except BaseException:
+                self.layers.remove_layer(info.id)  # the log never said it existed
+                raise
             return iid
 
     def _tag_events(self, iid: str, tag: str | None,
@@ -436,7 +441,7 @@ class Engine:
                                           layers=[*image.layers, info.id], config=cfg,
                                           created_by=created_by, comment=comment,
                                           source="commit"))
-            expected[f"image:{iid}"] = 0
+            expected[f"image:{iid}"] = self._stream_version(f"image:{iid}")
         events += self._tag_events(iid, tag, expected)
         events.append(ev.ContainerCommitted(id=c.id, image=iid))
         try:

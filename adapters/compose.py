@@ -29,10 +29,10 @@ def caller_meta(argv: list[str] | None = None) -> dict[str, Any]:
 
 def open_log(root: str, *, create: bool) -> Any:
     """The SQLite event log under root; None when reading a root that has no log yet."""
-    from events.sqlite_log import DB_NAME, SqliteEventLog
+    if not create and not os.path.exists(os.path.join(root, "events.db")):
+        return None  # checked before importing the log: an empty root costs nothing
+    from events.sqlite_log import SqliteEventLog
 
-    if not create and not os.path.exists(os.path.join(root, DB_NAME)):
-        return None
     return SqliteEventLog(root, create=create)
 
 

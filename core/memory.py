@@ -60,8 +60,8 @@ class MemoryEventLog:
     def container(self, cid: str) -> Container | None:
         return self.world.containers.get(cid)
 
-    def containers(self) -> list[Container]:
-        return list(self.world.containers.values())
+    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
+        return [c for c in self.world.containers.values() if states is None or c.state in states]
 
     def container_named(self, name: str) -> Container | None:
         return next((c for c in self.world.containers.values() if c.name == name), None)

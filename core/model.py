@@ -9,7 +9,7 @@ why they can't disagree.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from core import lifecycle
@@ -79,6 +79,21 @@ class Layer:
 
 Aggregate = Container | Image | Layer
 
+
+def _replacer(cls: type) -> Callable[..., Any]:
+    """`dataclasses.replace` for one class, generated once: replace() looks up the fields
+    and builds a kwargs dict on every call, the fold's top cost."""
+    names = [f.name for f in fields(cls)]
+    params = ", ".join(f"{n}=_KEEP" for n in names)
+    args = ", ".join(f"obj.{n} if {n} is _KEEP else {n}" for n in names)
+    scope: dict[str, Any] = {"cls": cls, "_KEEP": object()}
+    exec(f"def replace(obj, *, {params}):\n    return cls({args})", scope)
+    return scope["replace"]
+
+
+_replace_container = _replacer(Container)
+_replace_image = _replacer(Image)
+
 # Which lifecycle trigger each container event is the record of.
 TRIGGER_OF: dict[str, str] = {
     "ContainerCreated": "create",
@@ -109,7 +124,7 @@ def _moved(c: Container, rec: Recorded, trigger: str = "", **changes: Any) -> Co
     if dest is None:
         raise ProjectionError(
             f"seq {rec.seq}: {rec.type} is not a legal move from {c.state!r} for {c.id[:12]}")
-    return replace(c, state=dest, version=rec.version, **changes)
+    return _replace_container(c, state=dest, version=rec.version, **changes)
 
 
 def _container_created(_: Container | None, rec: Recorded) -> Container:
@@ -163,16 +178,17 @@ def _image_created(_: Image | None, rec: Recorded) -> Image:
 
 def _image_tagged(i: Image, rec: Recorded) -> Image:
     tags = i.tags if rec.data["tag"] in i.tags else (*i.tags, rec.data["tag"])
-    return replace(i, tags=tags, removed=False, version=rec.version)  # top-level again
+    return _replace_image(i, tags=tags, removed=False, version=rec.version)  # top-level again
 
 
 def _image_untagged(i: Image, rec: Recorded) -> Image:
-    return replace(i, tags=tuple(t for t in i.tags if t != rec.data["tag"]), version=rec.version)
+    return _replace_image(i, tags=tuple(t for t in i.tags if t != rec.data["tag"]),
+                          version=rec.version)
 
 
 def _image_removed(i: Image, rec: Recorded) -> Image | None:
     if rec.data.get("kept"):
-        return replace(i, tags=(), removed=True, version=rec.version)
+        return _replace_image(i, tags=(), removed=True, version=rec.version)
     return None
 
 
@@ -236,11 +252,13 @@ def evolve(agg: Any, rec: Recorded) -> Any:
 
 
 KINDS: dict[str, type] = {"container": Container, "image": Image, "layer": Layer}
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in KINDS.values()}
+_TABLES = {"container": "containers", "image": "images", "layer": "layers"}
 
 
 def to_doc(agg: Aggregate) -> dict[str, Any]:
     """The aggregate as plain JSON-able data (the read model's and the snapshot's form)."""
-    return asdict(agg)
+    return {name: getattr(agg, name) for name in _FIELDS[type(agg)]}
 
 
 def from_doc(kind: str, doc: dict[str, Any]) -> Aggregate:
@@ -262,16 +280,15 @@ class World:
     seq: int = 0
 
     def table(self, kind: str) -> dict[str, Any]:
-        return {"container": self.containers, "image": self.images, "layer": self.layers}[kind]
+        return getattr(self, _TABLES[kind])
 
     def apply(self, rec: Recorded) -> None:
         """Fold one event in (the dict is the accumulator; the aggregates stay immutable)."""
         self.seq = rec.seq
-        kind = rec.kind
+        kind, _, target = rec.stream.partition(":")
         if kind not in KINDS:
             return
-        table = self.table(kind)
-        target = rec.target
+        table = getattr(self, _TABLES[kind])
         new = evolve(table.get(target), rec)
         if new is None:
             table.pop(target, None)

@@ -231,8 +231,14 @@ class SqliteEventLog:
     def container(self, cid: str) -> Container | None:
         return self._one("container", "id = ?", cid)
 
-    def containers(self) -> list[Container]:
-        return self._all("container")
+    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
+        """Every container, or those in `states` (filtered in SQL: ps lists only live ones)."""
+        if states is None:
+            return self._all("container")
+        marks = ",".join("?" * len(states))
+        rows = self.con.execute(f"SELECT doc FROM containers WHERE state IN ({marks}) "
+                                "ORDER BY rowid", tuple(states))
+        return [from_doc("container", json.loads(doc)) for (doc,) in rows]
 
     def container_named(self, name: str) -> Container | None:
         return self._one("container", "name = ?", name)

@@ -12,17 +12,19 @@ import os
 import select
 import shutil
 import signal
-import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
 from core.errors import LaminaError
 from core.model import Container, Image
 from core.ports import Ended, Started
 from core.process import ProcessSpec, process_spec
+
+if TYPE_CHECKING:
+    import socket
 
 
 class RuntimeError_(LaminaError):
@@ -65,6 +67,8 @@ class LinuxRuntime:
         cgroup = self._cgroup(container.id, spec)
         plan = InitPlan(spec=spec, rootfs=merged, cgroup_dirs=[str(d) for d in cgroup.dirs()],
                         files=self._files(cdir, spec))
+        import socket
+
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.log.suspend()
         monitor.spawn(monitor.MonitorJob(self.root, container.id, cdir, plan), (), theirs)

@@ -115,14 +115,22 @@ def _write(path: Path, value: str) -> None:
 
 
 def _mkdir(path: Path) -> None:
-    """Make a container's dir (and the shared `lamina` parent); an existing one is an error."""
-    try:
-        path.parent.mkdir(exist_ok=True)
-        path.mkdir()
-    except FileExistsError:
-        raise CgroupError(f"cgroup {path} already exists") from None
-    except OSError as e:
-        raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
+    """Make a container's dir (and the shared `lamina` parent); an existing one is an error.
+
+    The parent is removed by the last container's `remove()`, possibly between our two
+    mkdirs: then make it again."""
+    for attempt in range(5):
+        try:
+            path.parent.mkdir(exist_ok=True)
+            path.mkdir()
+            return
+        except FileExistsError:
+            raise CgroupError(f"cgroup {path} already exists") from None
+        except FileNotFoundError as e:
+            if attempt == 4:
+                raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
+        except OSError as e:
+            raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
 
 
 def _pids_in(path: Path) -> list[int]:
@@ -312,9 +320,14 @@ class Cgroup(ABC):
                 self.thaw()
 
     def remove(self, timeout: float = 2.0) -> None:
-        """Delete the cgroup everywhere; idempotent. Tasks must already be dead or dying."""
+        """Delete the cgroup everywhere; idempotent. Tasks must already be dead or dying.
+
+        The shared `lamina` parent goes too once it is empty, so no trace is left on the host
+        (rmdir fails harmlessly while other containers' cgroups are in it)."""
         for d in self.dirs():
             _rmdir_tree(d, timeout)
+            with contextlib.suppress(OSError):
+                d.parent.rmdir()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {PARENT}/{self.id}>"

@@ -267,17 +267,20 @@ class Engine:
     def _start(self, cmd: _Command, ref: str) -> Container:
         c = self.container(ref)
         self._judge(c, "start")
-        image = self._image_of(c)
+        self._launch(cmd, c, self._image_of(c), ev.ContainerStarted)
+        self.runtime.confirm_start(c)
+        return self.log.container(c.id) or c
+
+    def _launch(self, cmd: _Command, c: Container, image: Image,
+                event: type[ev.ContainerStarted] | type[ev.ContainerRestarted]) -> None:
+        """Start the process, then record it; if the record fails, undo the start."""
         started = self.runtime.start(c, image)
         try:
-            self._append(cmd, [ev.ContainerStarted(id=c.id, pid=started.pid,
-                                                   cgroup=started.cgroup)],
+            self._append(cmd, [event(id=c.id, pid=started.pid, cgroup=started.cgroup)],
                          {f"container:{c.id}": c.version})
         except BaseException:
             self.runtime.abort_start(c)
             raise
-        self.runtime.confirm_start(c)
-        return self.log.container(c.id) or c
 
     def _image_of(self, c: Container) -> Image:
         image = self.log.image(c.image)
@@ -370,14 +373,7 @@ class Engine:
                 if c.state == "running":
                     self.runtime.stop(c, timeout)
                     self.runtime.release(c)
-                started = self.runtime.start(c, image)
-                try:
-                    self._append(cmd, [ev.ContainerRestarted(id=c.id, pid=started.pid,
-                                                             cgroup=started.cgroup)],
-                                 {f"container:{c.id}": c.version})
-                except BaseException:
-                    self.runtime.abort_start(c)
-                    raise
+                self._launch(cmd, c, image, ev.ContainerRestarted)
             self.runtime.confirm_start(c)
             return self.log.container(c.id) or c
 

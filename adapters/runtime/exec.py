@@ -14,13 +14,7 @@ from typing import Any
 
 from adapters.kernel import namespaces
 from adapters.runtime import users
-from adapters.runtime.init import (
-    become,
-    close_other_fds,
-    enter_workdir,
-    fail,
-    process_env,
-)
+from adapters.runtime.init import exec_process, fail
 from adapters.runtime.terminal import proxy_pty
 from core.process import ProcessSpec, merge_env
 
@@ -73,7 +67,6 @@ def _joiner(cgroup_dirs: Sequence[str], ns: list[tuple[int, int]], proc: Process
 
 
 def _execer(proc: ProcessSpec, slave: int | None, interactive: bool, err_w: int) -> None:
-    step = "setup"
     try:
         if slave is not None:
             for fd in (0, 1, 2):
@@ -87,16 +80,6 @@ def _execer(proc: ProcessSpec, slave: int | None, interactive: bool, err_w: int)
             devnull = os.open("/dev/null", os.O_RDONLY)
             os.dup2(devnull, 0)
         ident = users.resolve(proc.user)
-        env = process_env(proc, ident)
-        step = "workdir"
-        enter_workdir(proc.cwd)
-        step = "security"
-        become(ident, proc)
-        close_other_fds(err_w)
-        step = "exec"
-        os.execvpe(proc.argv[0], list(proc.argv), env)
-    except FileNotFoundError as err:
-        fail(err_w, f'exec: "{proc.argv[0]}": executable file not found in $PATH'
-             if step == "exec" else f"{step}: {err}", 127)
-    except BaseException as err:  # noqa: BLE001
-        fail(err_w, f"{step}: {err}", 126)
+    except BaseException as err:  # noqa: BLE001 - everything must reach the pipe
+        fail(err_w, f"setup: {err}", 126)
+    exec_process(proc, ident, err_w)

@@ -97,9 +97,19 @@ def run(plan: InitPlan, err_fd: int) -> None:
                      files=plan.files)
         step = "user"
         ident = users.resolve(spec.user)
-        env = process_env(spec, ident)
         _stdio(plan)
-        step = "workdir"
+    except BaseException as err:  # noqa: BLE001 - everything must reach the pipe
+        fail(err_fd, f"{step}: {err}", 127)
+    exec_process(spec, ident, err_fd)
+
+
+def exec_process(spec: ProcessSpec, ident: users.Identity, err_fd: int) -> None:
+    """The end both init and exec share: working directory, credentials, descriptors, exec.
+
+    Failures go to err_fd with docker's exit codes: 127 not found, 126 not executable."""
+    step = "workdir"
+    try:
+        env = process_env(spec, ident)
         enter_workdir(spec.cwd)
         step = "security"
         become(ident, spec)
@@ -107,12 +117,11 @@ def run(plan: InitPlan, err_fd: int) -> None:
         step = "exec"
         os.execvpe(spec.argv[0], list(spec.argv), env)
     except FileNotFoundError as err:
-        msg = (f'exec: "{spec.argv[0]}": executable file not found in $PATH'
-               if step == "exec" else f"{step}: {err}")
-        fail(err_fd, msg, 127)
+        fail(err_fd, f'exec: "{spec.argv[0]}": executable file not found in $PATH'
+             if step == "exec" else f"{step}: {err}", 127)
     except PermissionError as err:
         fail(err_fd, f'exec: "{spec.argv[0]}": permission denied' if step == "exec"
-              else f"{step}: {err}", 126)
+             else f"{step}: {err}", 126)
     except BaseException as err:  # noqa: BLE001 - everything must reach the pipe
         fail(err_fd, f"{step}: {err}", 127)
 

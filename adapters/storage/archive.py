@@ -49,7 +49,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from adapters.storage.layertar import WHITEOUT_PREFIX, LayerError
+from adapters.storage.layertar import WHITEOUT_PREFIX, LayerError, StrictTarInfo
 from core.errors import BadInput
 from core.references import normalize_tag
 
@@ -518,19 +518,10 @@ def _image(data: bytes, what: str) -> LoadImage:
 # --- reading a tar strictly --------------------------------------------------------------------
 
 
-class _StrictTarInfo(tarfile.TarInfo):
-    """A tar that ends without its end-of-archive block, or mid-header, is refused."""
+class _StrictTarInfo(StrictTarInfo):
+    """A truncated archive is bad input to load, as a truncated layer is to import."""
 
-    @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        try:
-            return super().fromtarfile(tarfile_)
-        except tarfile.EOFHeaderError:
-            raise
-        except tarfile.EmptyHeaderError:
-            raise BadInput("truncated archive: no end-of-archive block") from None
-        except tarfile.HeaderError as exc:
-            raise BadInput(f"truncated or corrupt archive header: {exc}") from None
+    error = BadInput
 
 
 def _parts(name: str, what: str) -> list[str]:

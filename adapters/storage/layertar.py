@@ -314,7 +314,7 @@ def extract_layer_tar(tar_fileobj: BinaryIO, dest_dir: str) -> tuple[str, int]:
     src = _HashingReader(tar_fileobj)
     extractor = _Extractor(dest_dir)
     try:
-        with tarfile.open(fileobj=src, mode="r|", tarinfo=_StrictTarInfo,
+        with tarfile.open(fileobj=src, mode="r|", tarinfo=StrictTarInfo,
                           **_ENCODING) as archive:
             for member in archive:
                 extractor.add(member, archive)
@@ -355,11 +355,13 @@ class _HashingReader:
             pass
 
 
-class _StrictTarInfo(tarfile.TarInfo):
+class StrictTarInfo(tarfile.TarInfo):
     """tarfile ends an archive quietly at a truncated or garbage header; we refuse it.
 
     Only a zero block (EOFHeaderError) is a proper end.
     """
+
+    error: type[Exception] = LayerError
 
     @classmethod
     def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
@@ -368,9 +370,9 @@ class _StrictTarInfo(tarfile.TarInfo):
         except tarfile.EOFHeaderError:
             raise
         except tarfile.EmptyHeaderError:
-            raise LayerError("truncated tar: no end-of-archive block") from None
+            raise cls.error("truncated tar: no end-of-archive block") from None
         except tarfile.HeaderError as exc:
-            raise LayerError(f"truncated or corrupt tar header: {exc}") from None
+            raise cls.error(f"truncated or corrupt tar header: {exc}") from None
 
 
 def _split(name: str, what: str = "member") -> list[str]:

@@ -7,6 +7,8 @@ CI=true: a skipped kernel test in CI would hide a broken engine.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +25,16 @@ def require_root() -> None:
 @pytest.fixture
 def root_required() -> None:
     require_root()
+
+
+@pytest.fixture
+def no_leftover_mounts(tmp_path: Path) -> Iterator[None]:
+    """Root required; afterwards nothing may stay mounted under the test's tmp_path."""
+    require_root()
+    yield
+    from adapters.storage.overlay import mounts_under, unmount
+
+    leftover = mounts_under(str(tmp_path))
+    for target in reversed(leftover):
+        unmount(target)
+    assert leftover == [], "a test left mounts behind"

@@ -49,7 +49,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from adapters.storage.layertar import WHITEOUT_PREFIX, LayerError, StrictTarInfo
+from adapters.storage.layertar import (
+    WHITEOUT_PREFIX,
+    HashingSink,
+    LayerError,
+    StrictTarInfo,
+)
 from core.errors import BadInput
 from core.references import normalize_tag
 
@@ -173,7 +178,7 @@ def archive_entries(images: Sequence[SaveImage]) -> list[tuple[str, Any]]:
 
 def write_archive(images: Sequence[SaveImage], out: BinaryIO) -> tuple[str, int]:
     """Write the archive to `out`; return its (sha256 digest, size)."""
-    sink = _Sink(out)
+    sink = HashingSink(out)
     for name, content in archive_entries(images):
         info = tarfile.TarInfo(name)
         info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
@@ -195,21 +200,6 @@ def write_archive(images: Sequence[SaveImage], out: BinaryIO) -> tuple[str, int]
             sink.write(bytes(tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE))
     sink.write(bytes(2 * tarfile.BLOCKSIZE))
     return "sha256:" + sink.hash.hexdigest(), sink.size
-
-
-class _Sink:
-    def __init__(self, out: BinaryIO) -> None:
-        self.out = out
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.hash.update(data)
-        done = self.out.write(data)
-        while done is not None and done < len(data):
-            done += self.out.write(memoryview(data)[done:])
-        self.size += len(data)
-        return len(data)
 
 
 @contextmanager

@@ -118,7 +118,7 @@ def chain_id(diff_ids: list[str]) -> str:
     return chain_ids(diff_ids)[-1]
 
 
-class _Sink:
+class HashingSink:
     """Writes to the output while hashing and counting."""
 
     def __init__(self, out: BinaryIO) -> None:
@@ -126,19 +126,20 @@ class _Sink:
         self.hash = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes | memoryview) -> int:
         self.hash.update(data)
         done = self.out.write(data)
         while done is not None and done < len(data):  # a raw file or pipe may write less
             done += self.out.write(memoryview(data)[done:])
         self.size += len(data)
+        return len(data)
 
 
 class _TarWriter:
     """One archive: headers through TarInfo.tobuf, file data in 1 MiB reads."""
 
     def __init__(self, out: BinaryIO, layer: bool) -> None:
-        self.sink = _Sink(out)
+        self.sink = HashingSink(out)
         self.layer = layer
         self.buf = bytearray(CHUNK)
         self.links: dict[tuple[int, int], str] = {}

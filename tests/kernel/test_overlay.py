@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,9 @@ from adapters.storage.overlay import (
     overlay_view,
     unmount,
 )
-from tests.conftest import require_root
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("no_leftover_mounts")]
 
-
-@pytest.fixture(autouse=True)
-def _root_and_no_leftover_mounts(tmp_path: Path) -> Iterator[None]:
-    require_root()
-    yield
-    leftover = mounts_under(str(tmp_path))
-    for target in reversed(leftover):
-        unmount(target)
-    assert leftover == [], "a test left mounts behind"
 
 
 def _layers(root: Path, count: int) -> list[str]:

@@ -6,7 +6,6 @@ import io
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,10 @@ from adapters.storage.busybox import (
     write_busybox_rootfs_tar,
 )
 from adapters.storage.layertar import extract_layer_tar
-from adapters.storage.overlay import mounts_under, overlay_view, unmount
-from tests.conftest import require_root
+from adapters.storage.overlay import overlay_view
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("no_leftover_mounts")]
 
-
-@pytest.fixture(autouse=True)
-def _root_and_no_leftover_mounts(tmp_path: Path) -> Iterator[None]:
-    require_root()
-    yield
-    leftover = mounts_under(str(tmp_path))
-    for target in reversed(leftover):
-        unmount(target)
-    assert leftover == [], "a test left mounts behind"
 
 
 def test_rootfs_layout(tmp_path: Path) -> None:

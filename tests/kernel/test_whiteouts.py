@@ -13,28 +13,18 @@ import os
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from adapters.storage.layertar import extract_layer_tar, write_flat_tar, write_layer_tar
-from adapters.storage.overlay import mounts_under, overlay_view, unmount
-from tests.conftest import require_root
+from adapters.storage.overlay import overlay_view
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("no_leftover_mounts")]
 
 _ids = itertools.count()
 
-
-@pytest.fixture(autouse=True)
-def _root_and_no_leftover_mounts(tmp_path: Path) -> Iterator[None]:
-    require_root()
-    yield
-    leftover = mounts_under(str(tmp_path))
-    for target in reversed(leftover):
-        unmount(target)
-    assert leftover == [], "a test left mounts behind"
 
 
 def snapshot(root: str) -> dict[str, tuple[object, ...]]:

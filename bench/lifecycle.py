@@ -178,6 +178,64 @@ class Podman:
         sh(*self.base, "system", "reset", "-f", check=False)
 
 
+class Docker:
+    """Debian's dockerd 20.10 in the background on its own socket and data root."""
+
+    name = "docker"
+
+    def __init__(self, work: Path, tar: Path) -> None:
+        self.sock = f"/run/lamina-bench-docker-{os.getpid()}.sock"
+        self.pidfile = str(work / "dockerd.pid")
+        self.log = open(work / "dockerd.log", "w")  # noqa: SIM115 - lives as long as dockerd
+        self.proc = subprocess.Popen(
+            ["dockerd", "--iptables=false", "--bridge=none", "--data-root",
+             str(work / "docker"), "--exec-root", str(work / "docker-exec"), "--pidfile",
+             self.pidfile, "-H", f"unix://{self.sock}"], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 60
+        while sh("/usr/bin/docker", "-H", f"unix://{self.sock}", "version",
+                 check=False).returncode != 0:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("dockerd did not start")
+            time.sleep(0.5)
+        sh(*self.base(), "import", str(tar), "busybox:latest")
+
+    def base(self) -> list[str]:
+        return ["/usr/bin/docker", "-H", f"unix://{self.sock}"]
+
+    def d(self, *argv: str) -> str:
+        return sh(*self.base(), *argv).stdout
+
+    def run_rm(self) -> None:
+        self.d("run", "--rm", "--network", "none", "busybox", "true")
+
+    def lifecycle(self) -> None:
+        cid = self.d("create", "--network", "none", "busybox", "true").strip()
+        self.d("start", cid)
+        self.d("wait", cid)
+        self.d("rm", cid)
+
+    def start_long(self) -> str:
+        return self.d("run", "-d", "--network", "none", "busybox", "sleep", "600").strip()
+
+    def pause_pair(self, cid: str) -> None:
+        self.d("pause", cid)
+        self.d("unpause", cid)
+
+    def exec_true(self, cid: str) -> None:
+        self.d("exec", cid, "true")
+
+    def remove(self, cid: str) -> None:
+        self.d("rm", "-f", cid)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
 def measure(engine, runs: int) -> dict[str, object]:
     out: dict[str, object] = {"run --rm true": timed(engine.run_rm, runs)}
     if hasattr(engine, "lifecycle"):
@@ -230,11 +288,27 @@ def main() -> None:
                 podman.close()
         else:
             results["podman"] = {"error": "not installed"}
+        results["docker"] = _docker(work, tar, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def _docker(work: Path, tar: Path, runs: int) -> dict[str, object]:
+    if not shutil.which("dockerd"):
+        return {"error": "not installed"}
+    try:
+        docker = Docker(work, tar)
+    except (RuntimeError, subprocess.CalledProcessError) as err:
+        return {"error": str(err)[:200]}
+    try:
+        return measure(docker, max(5, runs // 2))
+    except subprocess.CalledProcessError as err:
+        return {"error": (err.stderr or "").strip()[:200]}
+    finally:
+        docker.close()
 
 
 def print_table(results: dict[str, dict]) -> None:

@@ -31,6 +31,20 @@ def engine(args: argparse.Namespace) -> Any:
     return build_engine(root_dir(args.root))
 
 
+def for_each(refs: Sequence[str], fn: Callable[[str], object]) -> int:
+    """Apply fn to each named object, printing its name; a refusal is one line on stderr
+    and the others still go ahead, as docker does. Exit 1 if any was refused."""
+    code = 0
+    for ref in refs:
+        try:
+            fn(ref)
+            print(ref)
+        except LaminaError as err:
+            print(f"lamina: error: {err}", file=sys.stderr)
+            code = 1
+    return code
+
+
 # --- commands ------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from adapters.cli import for_each
 from core.errors import BadInput, LaminaError
 
 
@@ -30,19 +31,6 @@ def parse_signal(text: str) -> int:
         return int(signal.Signals[name])
     except KeyError:
         raise BadInput(f"invalid signal: {text}") from None
-
-
-def _each(args: argparse.Namespace, refs: list[str], fn: Callable[[str], Any]) -> int:
-    """Apply fn to each container; report failures one line each, like docker."""
-    code = 0
-    for ref in refs:
-        try:
-            fn(ref)
-            print(ref)
-        except LaminaError as err:
-            print(f"lamina: error: {err}", file=sys.stderr)
-            code = 1
-    return code
 
 
 def _attached(e: Any, cid: str, interactive: bool, tty: bool) -> int:
@@ -109,12 +97,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         c = e.start(ref)
         e.runtime.detach(c.id)
 
-    return _each(args, args.containers, start)
+    return for_each(args.containers, start)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     e = _engine(args)
-    return _each(args, args.containers, lambda ref: e.stop(ref, args.time))
+    return for_each(args.containers, lambda ref: e.stop(ref, args.time))
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
@@ -124,23 +112,23 @@ def cmd_restart(args: argparse.Namespace) -> int:
         c = e.restart(ref, args.time)
         e.runtime.detach(c.id)
 
-    return _each(args, args.containers, restart)
+    return for_each(args.containers, restart)
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
     e = _engine(args)
     sig = parse_signal(args.signal)
-    return _each(args, args.containers, lambda ref: e.kill(ref, sig))
+    return for_each(args.containers, lambda ref: e.kill(ref, sig))
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
     e = _engine(args)
-    return _each(args, args.containers, e.pause)
+    return for_each(args.containers, e.pause)
 
 
 def cmd_unpause(args: argparse.Namespace) -> int:
     e = _engine(args)
-    return _each(args, args.containers, e.unpause)
+    return for_each(args.containers, e.unpause)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:

@@ -54,20 +54,10 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    e = _engine(args)
-    code = 0
-    for ref in args.containers:
-        try:
-            e.rm(ref, force=args.force)
-            print(ref)
-        except Exception as err:
-            from core.errors import LaminaError
+    from adapters.cli import for_each
 
-            if not isinstance(err, LaminaError):
-                raise
-            print(f"lamina: error: {err}", file=sys.stderr)
-            code = 1
-    return code
+    e = _engine(args)
+    return for_each(args.containers, lambda ref: e.rm(ref, force=args.force))
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:

@@ -320,7 +320,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 COMMAND_NAMES = frozenset({
     "version", "events", "audit", "replay", "ps", "images", "import", "create", "rm", "rmi",
     "commit", "tag", "history", "inspect", "diff", "export", "save", "load", "run", "start",
-    "stop", "restart", "kill", "pause", "unpause", "wait", "exec", "logs", "stats",
+    "stop", "restart", "kill", "pause", "unpause", "wait", "exec", "logs", "stats", "system",
 })
 
 # Modules that add their own commands: each has register(subparsers, add_format_option).

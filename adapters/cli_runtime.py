@@ -207,6 +207,19 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_system(args: argparse.Namespace) -> int:
+    """check: print what the log and the host disagree on (exit 1 if anything);
+    reconcile: repair it. Both are recorded."""
+    e = _engine(args)
+    repair = args.system_command == "reconcile"
+    findings = e.reconcile(repair=repair)
+    for line in findings:
+        print(("repaired: " if repair else "") + line)
+    if not findings:
+        print("the log and the host agree")
+    return 1 if findings and not repair else 0
+
+
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     from adapters.cli_storage import add_create_options
 
@@ -255,6 +268,12 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("container")
     p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("system", help="compare the log with the host, or repair")
+    actions = p.add_subparsers(dest="system_command", metavar="ACTION", required=True)
+    for name, what in (("check", "print the differences (exit 1 if any); change nothing"),
+                       ("reconcile", "record lost processes' ends and clean leftovers")):
+        actions.add_parser(name, help=what).set_defaults(func=cmd_system)
 
     p = sub.add_parser("stats", help="CPU, memory and pids from the cgroup")
     p.add_argument("--no-stream", action="store_true", help="one sample (the only mode)")

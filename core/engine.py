@@ -360,6 +360,8 @@ class Engine:
                 if pid is not None and (c.pid != pid or c.state not in ("running", "paused")):
                     return None
                 self._judge(c, "exit")
+                if self.runtime.alive(c):
+                    raise Conflict(f"container {short(c.id)}'s process is still running")
                 self._append(cmd, [ev.ContainerExited(id=c.id, exit_code=exit_code, oom=oom,
                                                       reason=reason)],
                              {f"container:{c.id}": c.version})
@@ -651,9 +653,47 @@ class Engine:
             return None
         return pid
 
+    def reconcile(self, repair: bool) -> list[str]:
+        """Compare the log with the host: containers recorded live whose process is gone,
+        and what the host holds that no container accounts for. With `repair`, record the
+        lost processes' ends (with the reason) and clean the leftovers. Audited either way
+        (`system check` / `system reconcile`)."""
+        name = "system reconcile" if repair else "system check"
+        with self._command(name, "host") as cmd:
+            findings = []
+            for c in self.log.containers(("running", "paused")):
+                if not self.runtime.alive(c):
+                    findings.append(f"container {short(c.id)} ({c.name}) is {c.state} in the "
+                                    "log but its process is gone")
+                    if repair:
+                        _reconcile_container(self, cmd, c)
+            known = {c.id: c for c in self.log.containers()}
+            findings += self.runtime.orphans(known)
+            if repair:
+                self.runtime.clean_orphans(known)
+            self._append(cmd, [ev.HostChecked(id="host", findings=findings, repaired=repair)],
+                         {})
+            return findings
+
     def _stream_version(self, stream: str) -> int:
         """The version a stream is at, also after its aggregate was removed (0 if new)."""
         return max((rec.version for rec in self.log.read(stream=stream)), default=0)
+
+
+def _reconcile_container(engine: Engine, cmd: _Command, c: Container) -> None:
+    """Record that a live container's process is gone, unless someone did meanwhile."""
+    with engine.runtime.ending(c):
+        now = engine.log.container(c.id)
+        if now is None or now.state not in ("running", "paused") or now.pid != c.pid \
+                or engine.runtime.alive(now):
+            return
+        code = engine.runtime.last_exit(now)
+        reason = ("the process ended while no monitor watched"
+                  + ("" if code is not None else " (exit status unknown)"))
+        engine._append(cmd, [ev.ContainerExited(id=c.id, exit_code=255 if code is None
+                                                else code, reason=reason)],
+                       {f"container:{c.id}": now.version})
+    engine.runtime.release(c)
 
 
 def _as_tag(ref: str) -> str:

@@ -30,7 +30,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "stop", "source": _LIVE, "dest": "stopped"},
     {"trigger": "kill", "source": _LIVE, "dest": "stopped"},
     {"trigger": "signal", "source": _LIVE, "dest": None},
-    {"trigger": "exit", "source": "running", "dest": "stopped"},
+    # exit: the process ended by itself. From paused too: a reboot or a killed monitor can
+    # take a frozen container's processes away, and reconciliation records that.
+    {"trigger": "exit", "source": _LIVE, "dest": "stopped"},
     {"trigger": "restart", "source": ["stopped", "running"], "dest": "running"},
     {"trigger": "rm", "source": "stopped", "dest": "image"},
     {"trigger": "rm_force", "source": "*", "dest": "image"},

@@ -203,6 +203,22 @@ class MemoryRuntime:
     def remove(self, container: Container) -> None:
         self.procs.pop(container.id, None)
 
+    def alive(self, container: Container) -> bool:
+        proc = self.procs.get(container.id)
+        return proc is not None and proc.alive
+
+    def last_exit(self, container: Container) -> int | None:
+        proc = self.procs.get(container.id)
+        return proc.exit_code if proc is not None else None
+
+    def orphans(self, known: Mapping[str, Container]) -> list[str]:
+        return [f"process of unknown container {cid[:12]}" for cid in self.procs
+                if cid not in known]
+
+    def clean_orphans(self, known: Mapping[str, Container]) -> None:
+        for cid in [cid for cid in self.procs if cid not in known]:
+            del self.procs[cid]
+
     def finish(self, container_id: str, exit_code: int) -> None:
         """The process ends by itself (what the model checker's `exit` step does)."""
         proc = self.procs[container_id]

@@ -132,6 +132,20 @@ class Runtime(Protocol):
         """The container is gone: delete its runtime files (logs, exit records)."""
         ...
 
+    def alive(self, container: Container) -> bool:
+        """Whether the container's recorded process is still there (and still its own)."""
+        ...
+
+    def last_exit(self, container: Container) -> int | None:
+        """The exit code the monitor saw for the recorded process, if it wrote one."""
+        ...
+
+    def orphans(self, known: Mapping[str, Container]) -> list[str]:
+        """What the host holds that the log doesn't account for, one line each."""
+        ...
+
+    def clean_orphans(self, known: Mapping[str, Container]) -> None: ...
+
 
 class Ids(Protocol):
     def new_id(self) -> str:

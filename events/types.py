@@ -215,6 +215,18 @@ class CommandRejected(Event):
 
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class HostChecked(Event):
+    """`system check` or `system reconcile` compared the log with the host.
+
+    `findings` are the differences seen (one line each); `repaired` says whether they were
+    repaired (reconcile) or only reported (check). Stream `system:host`."""
+
+    KIND: ClassVar[str] = "system"
+    findings: list[str]
+    repaired: bool = False
+
+
 # --- archives: who took what out, and what came in -----------------------------------------
 
 
@@ -260,7 +272,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ContainerStopped, ContainerKilled, ContainerSignalled, ContainerExited,
         ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecExited,
         LayerRegistered, LayerRemoved, ImageCreated, ImageTagged, ImageUntagged, ImageRemoved,
-        CommandRejected, ImageSaved, ImageLoaded, ContainerExported,
+        CommandRejected, ImageSaved, ImageLoaded, ContainerExported, HostChecked,
     )
 }
 

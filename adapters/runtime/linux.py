@@ -249,6 +249,78 @@ class LinuxRuntime:
             pass
         self.layers.unmount(container.rw_layer)
 
+    # --- reconciliation ------------------------------------------------------------------
+
+    def alive(self, container: Container) -> bool:
+        """The recorded pid exists and sits in this container's cgroup (so a reused pid of
+        some other process doesn't count)."""
+        if container.pid <= 0:
+            return False
+        try:
+            with open(f"/proc/{container.pid}/cgroup") as f:
+                return f"/lamina/{container.id}" in f.read()
+        except OSError:
+            return False
+
+    def last_exit(self, container: Container) -> int | None:
+        from adapters.runtime import monitor
+
+        record = monitor.read_exit(self.container_dir(container.id), container.pid)
+        return int(record["code"]) if record else None
+
+    def _ours(self, cid: str, known: Mapping[str, Container]) -> bool:
+        """A cgroup id is this root's if its log knows the container (other roots' are not
+        ours to judge)."""
+        return cid in known or next(self.log.read(stream=f"container:{cid}"), None) is not None
+
+    def _orphan_cgroups(self, known: Mapping[str, Container]) -> list[str]:
+        from adapters.kernel.cgroups import list_lamina_cgroups
+
+        live = ("running", "paused")
+        return [cid for cid in list_lamina_cgroups() if self._ours(cid, known)
+                and (cid not in known or known[cid].state not in live)]
+
+    def _orphan_mounts(self, known: Mapping[str, Container]) -> list[str]:
+        from adapters.storage.overlay import mounts_under
+
+        layers = self.layers.layers_dir
+        running = {self.layers.merged_dir(c.rw_layer) for c in known.values()
+                   if c.state in ("running", "paused")}
+        return [m for m in mounts_under(layers) if m not in running]
+
+    def _stale_staging(self, age: float = 60) -> list[str]:
+        tmp = self.layers.tmp_dir
+        if not os.path.isdir(tmp):
+            return []
+        now = time.time()
+        return [os.path.join(tmp, n) for n in sorted(os.listdir(tmp))
+                if now - os.lstat(os.path.join(tmp, n)).st_mtime > age]
+
+    def orphans(self, known: Mapping[str, Container]) -> list[str]:
+        return ([f"cgroup lamina/{cid[:12]} belongs to no running container"
+                 for cid in self._orphan_cgroups(known)]
+                + [f"{m} is mounted but its container isn't running"
+                   for m in self._orphan_mounts(known)]
+                + [f"staging leftover {p}" for p in self._stale_staging()])
+
+    def clean_orphans(self, known: Mapping[str, Container]) -> None:
+        from adapters.storage.overlay import unmount
+
+        for cid in self._orphan_cgroups(known):
+            try:
+                cgroup = Cgroup.open(cid)
+                if cgroup.is_frozen():
+                    cgroup.thaw()
+                if cgroup.pids():
+                    cgroup.kill(signal.SIGKILL)
+                cgroup.remove()
+            except CgroupError:
+                pass
+        for m in reversed(self._orphan_mounts(known)):
+            unmount(m)
+        for path in self._stale_staging():
+            shutil.rmtree(path, ignore_errors=True)
+
     def remove(self, container: Container) -> None:
         """The container is gone: delete its logs and runtime files."""
         shutil.rmtree(self.container_dir(container.id), ignore_errors=True)

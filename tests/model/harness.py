@@ -142,8 +142,9 @@ def perform(engine: Engine, step: Step) -> Any:
             except LaminaError:
                 c = None
             proc = engine.runtime.procs.get(c.id) if c is not None else None
-            if proc is not None and proc.alive and not proc.frozen:
-                engine.runtime.finish(c.id, 3)  # the process ends by itself...
+            if proc is not None and proc.alive:
+                engine.runtime.finish(c.id, 3)  # the process ends by itself (a frozen one:
+                # as a reboot or a killed monitor would take it)...
             return engine.exited(slot, 3)  # ...and the monitor reports it
         case "restart":
             return engine.restart(slot, timeout=0)

@@ -16,6 +16,7 @@ EXPECTED = {
     ("running", "kill"): "stopped",
     ("paused", "kill"): "stopped",
     ("running", "exit"): "stopped",
+    ("paused", "exit"): "stopped",
     ("stopped", "restart"): "running",
     ("running", "restart"): "running",
     ("stopped", "rm"): "image",

@@ -1,0 +1,117 @@
+"""Reconciliation: the log and the host after a monitor was killed, and after a reboot."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.conftest import require_root
+from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
+
+
+@pytest.fixture
+def lamina(tmp_path) -> Lamina:
+    require_root()
+    lam = Lamina(tmp_path / "root")
+    lam.ok("import", str(busybox_tar(tmp_path)), "busybox")
+    yield lam
+    ids = lam.container_ids()
+    for cid in ids:
+        lam("rm", "-f", cid)
+    assert leftovers(lam.root, ids) == []
+
+
+def _doc(lamina: Lamina, name: str) -> dict:
+    return next(json.loads(line) for line in lamina.ok("ps", "-a", "--format", "json")
+                .splitlines() if json.loads(line)["name"] == name)
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
+
+
+def _gone(pid: int, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_a_lost_process_is_found_and_recorded(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "--name", "lost", "busybox", "sleep", "600")
+    doc = _doc(lamina, "lost")
+    monitor = _ppid(doc["pid"])
+    os.kill(monitor, signal.SIGKILL)  # nobody watches any more...
+    _gone(monitor)
+    os.kill(doc["pid"], signal.SIGKILL)  # ...when the container's process dies
+    _gone(doc["pid"])
+    before = lamina.events()
+    check = lamina("system", "check")
+    assert check.returncode == 1
+    assert f"container {doc['id'][:12]} (lost) is running in the log but its process is gone" \
+        in check.stdout
+    after = lamina.events()
+    assert [e["type"] for e in after[len(before):]] == ["HostChecked"]
+    assert _doc(lamina, "lost")["state"] == "running"  # check changes nothing
+
+    lamina.ok("system", "reconcile")
+    now = _doc(lamina, "lost")
+    assert (now["state"], now["exit_code"]) == ("stopped", 255)
+    assert "no monitor watched" in now["exit_reason"]
+    assert leftovers(lamina.root, [doc["id"]]) == []
+    assert lamina("system", "check").returncode == 0
+    assert lamina.ok("audit", "verify").startswith("hash chain intact")
+
+
+def test_a_reboot_converges_and_start_brings_containers_back(lamina: Lamina) -> None:
+    from adapters.kernel.cgroups import Cgroup
+    from adapters.storage.overlay import mounts_under, unmount
+
+    lamina.ok("run", "-d", "--name", "up", "busybox", "sleep", "600")
+    lamina.ok("run", "-d", "--name", "frozen", "busybox", "sleep", "600")
+    lamina.ok("pause", "frozen")
+    docs = [_doc(lamina, "up"), _doc(lamina, "frozen")]
+    for doc in docs:  # the reboot: every process and monitor, every mount and cgroup gone
+        monitor = _ppid(doc["pid"])
+        os.kill(monitor, signal.SIGKILL)
+        _gone(monitor)
+        cgroup = Cgroup.open(doc["id"])
+        cgroup.kill(signal.SIGKILL)
+        if cgroup.is_frozen():
+            cgroup.thaw()
+        _gone(doc["pid"])
+        cgroup.remove()
+    for m in reversed(mounts_under(str(lamina.root))):
+        unmount(m)
+
+    lamina.ok("system", "reconcile")
+    for name in ("up", "frozen"):
+        now = _doc(lamina, name)
+        assert now["state"] == "stopped" and "no monitor watched" in now["exit_reason"]
+    assert lamina("system", "check").returncode == 0
+    lamina.ok("start", "up")
+    assert _doc(lamina, "up")["state"] == "running"
+    assert lamina.ok("exec", "up", "echo", "back").strip() == "back"
+
+
+def test_leftover_mounts_and_staging_are_cleaned(lamina: Lamina) -> None:
+    lamina.ok("create", "--name", "idle", "busybox", "true")
+    doc = _doc(lamina, "idle")
+    from adapters.compose import build_engine
+
+    engine = build_engine(str(lamina.root))
+    image = engine.log.image(doc["image"])
+    merged = engine.layers.mount(doc["rw_layer"], image.layers)  # as a crash would leave it
+    stale = lamina.root / "tmp" / "half-written"
+    stale.mkdir(parents=True)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    check = lamina("system", "check")
+    assert check.returncode == 1
+    assert f"{merged} is mounted" in check.stdout and "staging leftover" in check.stdout
+    lamina.ok("system", "reconcile")
+    assert not os.path.ismount(merged) and not stale.exists()
+    assert lamina("system", "check").returncode == 0

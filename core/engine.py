@@ -249,7 +249,7 @@ class Engine:
                 raise IllegalMove("create is not a legal move")
             cid = self.ids.new_id()
             if name is None:
-                name = name_for(cid, {c.name for c in self.log.containers()})
+                name = name_for(cid, lambda n: self.log.container_named(n) is not None)
             rw = self.layers.create_rw_layer(cid, image.layers)
             event = ev.ContainerCreated(id=cid, name=name, image=image.id, cmd=list(cmd_args),
                                         rw_layer=rw, config=dict(config or {}))

@@ -54,6 +54,7 @@ from adapters.storage.layertar import (
     HashingSink,
     LayerError,
     StrictTarInfo,
+    split_member_name,
 )
 from core.errors import BadInput
 from core.references import normalize_tag
@@ -515,14 +516,7 @@ class _StrictTarInfo(StrictTarInfo):
 
 
 def _parts(name: str, what: str) -> list[str]:
-    if "\x00" in name:
-        raise BadInput(f"{what} name has a NUL byte: {name!r}")
-    if name.startswith("/"):
-        raise BadInput(f"{what} has an absolute path: {name!r}")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise BadInput(f"{what} path has '..': {name!r}")
-    return parts
+    return split_member_name(name, what, BadInput)
 
 
 def _index_members(archive: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:

@@ -376,16 +376,18 @@ class StrictTarInfo(tarfile.TarInfo):
             raise cls.error(f"truncated or corrupt tar header: {exc}") from None
 
 
-def _split(name: str, what: str = "member") -> list[str]:
+def split_member_name(name: str, what: str = "member",
+                      error: type[Exception] = LayerError) -> list[str]:
     """A member name as path components; refuses what could leave the destination."""
     if "\x00" in name:
-        raise LayerError(f"{what} name has a NUL byte: {name!r}")
+        raise error(f"{what} name has a NUL byte: {name!r}")
     if name.startswith("/"):
-        raise LayerError(f"{what} has an absolute path: {name!r}")
+        raise error(f"{what} has an absolute path: {name!r}")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise LayerError(f"{what} path has '..': {name!r}")
+        raise error(f"{what} path has '..': {name!r}")
     return parts
+
 
 
 class _Extractor:
@@ -409,7 +411,7 @@ class _Extractor:
 
     def add(self, member: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         self.current = member.name
-        parts = _split(member.name)
+        parts = split_member_name(member.name)
         try:
             self._dispatch(parts, member, archive)
         except OSError as exc:
@@ -517,7 +519,7 @@ class _Extractor:
         os.utime(base, ns=_times(m), dir_fd=parent, follow_symlinks=False)
 
     def _hardlink(self, parts: list[str], m: tarfile.TarInfo) -> None:
-        target = _split(m.linkname, "hardlink target")
+        target = split_member_name(m.linkname, "hardlink target")
         rel = "/".join(target)
         own = rel == "/".join(parts)
         if own or self.seen.get(rel, _WHITEOUT) in (_WHITEOUT, tarfile.DIRTYPE):

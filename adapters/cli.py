@@ -321,10 +321,12 @@ COMMAND_NAMES = frozenset({
     "version", "events", "audit", "replay", "ps", "images", "import", "create", "rm", "rmi",
     "commit", "tag", "history", "inspect", "diff", "export", "save", "load", "run", "start",
     "stop", "restart", "kill", "pause", "unpause", "wait", "exec", "logs", "stats", "system",
+    "viz",
 })
 
 # Modules that add their own commands: each has register(subparsers, add_format_option).
 COMMAND_MODULES: tuple[str, ...] = ("adapters.cli_storage", "adapters.cli_runtime")
+COMMAND_MODULES += ("adapters.cli_viz",)  # lamina viz: pictures (issue 8)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

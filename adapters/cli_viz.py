@@ -1,0 +1,79 @@
+"""`lamina viz`: pictures of images, containers, the layer tree and a container's history,
+drawn from the read model now or from any point of the log (`--at`).
+
+Start-up stays lean: graphviz and rich are imported only when a picture is drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+
+def _store(root: str) -> Any:
+    from adapters.storage.store import LinuxLayerStore
+
+    return LinuxLayerStore(root)
+
+
+def _picture(args: argparse.Namespace) -> tuple[Any, Callable[[Any], Any], Callable[[Any], Any]]:
+    """(model, graph maker, terminal renderable maker) for what the arguments ask for."""
+    from adapters.compose import root_dir
+    from adapters.viz import dot, model, source, term
+    from core.errors import BadInput
+
+    root = root_dir(args.root)
+    src = source.open_source(root, args.at)
+    if args.tree:
+        return model.tree(src), dot.tree_graph, term.tree_renderable
+    if args.history:
+        from adapters.viz.history import history
+
+        until = src.seq if args.at is not None else None
+        return history(src, args.history, until), dot.history_graph, term.history_renderable
+    if not args.object:
+        raise BadInput("viz needs IMAGE or CONTAINER, --tree, or --history CONTAINER")
+    return model.stack(src, args.object, _store(root)), dot.stack_graph, term.stack_renderable
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from core.errors import BadInput
+
+    if sum(bool(x) for x in (args.object, args.tree, args.history)) > 1:
+        raise BadInput("viz draws one picture: IMAGE|CONTAINER, --tree or --history CONTAINER")
+    picture, graph, renderable = _picture(args)
+    if args.format == "json":
+        import sys
+
+        from adapters.render import json_line
+
+        json_line(picture.to_json(), sys.stdout)
+        return 0
+    if args.output:
+        from adapters.viz.dot import render
+
+        render(graph(picture), args.output)
+        print(args.output)
+        return 0
+    from adapters.viz.term import console
+
+    console().print(renderable(picture))
+    return 0
+
+
+def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("viz", help="draw an image's or a container's layers, the layer tree, "
+                                   "or a container's history (SVG, PNG or the terminal)")
+    p.add_argument("object", nargs="?", metavar="IMAGE|CONTAINER")
+    p.add_argument("-o", "--output", metavar="FILE.svg|FILE.png",
+                   help="write the picture to this file (default: draw it in the terminal)")
+    p.add_argument("--at", metavar="SEQ|TIME",
+                   help="draw it as it was then (a seq of the log, ISO time, unix time, 10m)")
+    p.add_argument("--tree", action="store_true",
+                   help="every image and container as one layer tree, shared layers once")
+    p.add_argument("--history", metavar="CONTAINER",
+                   help="the container's path through image/stopped/running/paused")
+    fmt(p)
+    p.set_defaults(func=cmd_viz)
+

@@ -1,0 +1,110 @@
+"""Where a picture's data comes from: the read model now, or the World as it was at a seq.
+
+`WorldReader` gives a folded World the read methods of the event log's read model, so the
+engine's own name resolution (id, name or tag, unique prefix) works on the past too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.model import Container, Image, Layer, World
+
+
+class WorldReader:
+    """The EventLog port's read side over a World (what `replay --at` folds the log into)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def container(self, cid: str) -> Container | None:
+        return self.world.containers.get(cid)
+
+    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
+        return [c for c in self.world.containers.values() if states is None or c.state in states]
+
+    def container_named(self, name: str) -> Container | None:
+        return next((c for c in self.world.containers.values() if c.name == name), None)
+
+    def container_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return [i for i in self.world.containers if i.startswith(prefix)][:limit]
+
+    def image(self, iid: str) -> Image | None:
+        return self.world.images.get(iid)
+
+    def images(self) -> list[Image]:
+        return list(self.world.images.values())
+
+    def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return [i for i in self.world.images if i.startswith(prefix)][:limit]
+
+    def image_tagged(self, tag: str) -> Image | None:
+        return next((i for i in self.world.images.values() if tag in i.tags), None)
+
+    def layer(self, lid: str) -> Layer | None:
+        return self.world.layers.get(lid)
+
+    def layers(self) -> list[Layer]:
+        return list(self.world.layers.values())
+
+
+@dataclass
+class Source:
+    """What a picture is drawn from.
+
+    live: the read model now, so the host (layer directories, cgroups) can be asked too;
+    otherwise the log folded to `seq`, and only what the log recorded is drawn.
+    """
+
+    reader: Any  # the read model (SqliteEventLog) or a WorldReader
+    seq: int
+    live: bool
+    when: str = ""  # the time of the event at seq
+    con: Any = None  # the log's sqlite3 connection (None: no log yet)
+
+    def engine(self) -> Any:
+        """An engine for name resolution only: no layer store, no runtime."""
+        from core.engine import Engine
+
+        return Engine(log=self.reader, layers=None, runtime=None, ids=None,  # type: ignore
+                      clock=None)  # type: ignore
+
+    def container(self, ref: str) -> Container:
+        return self.engine().container(ref)
+
+    def image(self, ref: str) -> Image:
+        return self.engine().image(ref)
+
+
+def _time_of(con: Any, seq: int) -> str:
+    row = con.execute("SELECT at FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+                      (seq,)).fetchone()
+    return row[0] if row else ""
+
+
+def resolve_at(con: Any, at: str) -> int:
+    """SEQ or TIME (ISO 8601, unix timestamp, `10m` ago) -> a seq of the log, as `replay --at`."""
+    from events import replay
+    from events.query import parse_time
+
+    return int(at) if at.isdigit() else replay.seq_at_time(con, parse_time(at))
+
+
+def open_source(root: str, at: str | None = None) -> Source:
+    """The live read model, or (with `at`) the World folded up to that point of the log."""
+    from adapters.compose import open_log
+
+    log = open_log(root, create=False)
+    if log is None:
+        return Source(WorldReader(World()), 0, live=at is None)
+    if at is None:
+        seq = log.last_seq()
+        return Source(log, seq, live=True, when=_time_of(log.con, seq), con=log.con)
+    from events import replay
+
+    seq = resolve_at(log.con, at)
+    world = replay.state_at(log.con, seq)
+    return Source(WorldReader(world), world.seq, live=False, when=_time_of(log.con, world.seq),
+                  con=log.con)

@@ -1,0 +1,111 @@
+"""The same pictures in the terminal, with rich: a stack as a table (top layer first) inside
+the panels of its process space, the tree as a rich Tree, a history as a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.viz.history import History
+from adapters.viz.model import Stack, Tree, short_cgroup
+
+STYLES = {"image": "white", "stopped": "grey62", "running": "green", "paused": "cyan"}
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _size(n: int) -> str:
+    from adapters.render import human_size
+
+    return human_size(n) if n >= 0 else "?"
+
+
+def _layers_table(s: Stack) -> Any:
+    from rich.table import Table
+
+    t = Table(title="read-only layers (top first)" if s.rw is None else
+              "read-write layer over read-only layers (top first)", title_justify="left",
+              expand=False)
+    t.add_column("LAYER", style="bold")
+    t.add_column("CREATED BY", overflow="fold", max_width=60)
+    t.add_column("SIZE", justify="right")
+    if s.rw is not None:
+        t.add_row(s.rw.short, s.rw.created_by, _size(s.rw.size),
+                  style="black on yellow", end_section=True)
+    for b in reversed(s.layers):
+        t.add_row(b.short, b.created_by, _size(b.size))
+    return t
+
+
+def _changes(s: Stack) -> str:
+    if s.rw is None:
+        return ""
+    if s.changes is None:
+        return "changes: not in the log (files are not events)"
+    if not s.changes:
+        return "changes: none"
+    return "changes:\n" + "\n".join(f"  {k} {p}" for k, p in s.changes[:20]) + \
+        (f"\n  … {len(s.changes) - 20} more" if len(s.changes) > 20 else "")
+
+
+def stack_renderable(s: Stack) -> Any:
+    from rich.console import Group
+    from rich.panel import Panel
+
+    union = "union view: " + (" ".join(s.union) if s.union else "(files not on this host)")
+    parts = [_layers_table(s), _changes(s), union]
+    body = Group(*[p for p in parts if p])
+    if s.process is not None:
+        p = s.process
+        procs = ", ".join(f"{pid} ({c})" if c else str(pid)
+                          for pid, c in zip(p.pids, p.commands or ("",) * len(p.pids),
+                                            strict=True))
+        head = (f"process space: pid {p.pid}, cgroup {short_cgroup(p.cgroup)}, "
+                f"{'frozen' if p.frozen else 'not frozen'}"
+                + ("" if p.live else " (as recorded)"))
+        body = Panel(Group(f"processes: {procs or '-'}", body), title=head,
+                     border_style=STYLES[s.state])
+    what = (f"container {s.label} ({s.id[:12]}) [{STYLES[s.state]}]{s.state}[/]"
+            if s.kind == "container" else f"image {s.label} (sha256:{s.id[:12]})")
+    when = "now" if s.live else "as it was"
+    return Panel(body, title=what, subtitle=f"{when} at seq {s.seq} {s.when}".rstrip(),
+                 expand=False)
+
+
+def tree_renderable(t: Tree) -> Any:
+    from rich.tree import Tree as RichTree
+
+    root = RichTree(f"layer tree at seq {t.seq} {t.when}".rstrip())
+    on_top: dict[str, list[str]] = {}
+    for iid, (_, top) in t.images.items():
+        on_top.setdefault(top, []).append(iid)
+
+    def add(node: Any, lid: str | None) -> None:
+        for child in t.children(lid):
+            box = t.layers[child]
+            branch = node.add(f"[bold]{box.short}[/] {_size(box.size)} {box.created_by[:50]}")
+            for iid in on_top.get(child, []):
+                img = branch.add(f"[magenta]{t.images[iid][0]}[/] sha256:{iid[:12]}")
+                for cid, (name, state, image) in t.containers.items():
+                    if image == iid:
+                        img.add(f"[{STYLES.get(state, 'white')}]{name}[/] {cid[:12]}: {state}")
+            add(branch, child)
+
+    add(root, None)
+    return root
+
+
+def history_renderable(h: History) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"container {h.name} ({h.id[:12]})", title_justify="left")
+    for col in ("SEQ", "TIME", "EVENT", "MOVE", "DETAIL"):
+        t.add_column(col)
+    for s in h.steps:
+        move = f"{s.before} → [{STYLES[s.after]}]{s.after}[/]" if not s.refused else "-"
+        t.add_row(str(s.seq), s.at, s.type, move, s.detail,
+                  style="red" if s.refused else None)
+    return t

@@ -327,6 +327,8 @@ COMMAND_NAMES = frozenset({
 # Modules that add their own commands: each has register(subparsers, add_format_option).
 COMMAND_MODULES: tuple[str, ...] = ("adapters.cli_storage", "adapters.cli_runtime")
 COMMAND_MODULES += ("adapters.cli_viz",)  # lamina viz: pictures (issue 8)
+COMMAND_NAMES |= {"serve"}  # the Docker Engine API service (issue 7)
+COMMAND_MODULES += ("adapters.cli_service",)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,31 @@
+"""`lamina serve`: the Docker Engine API on a Unix socket (adapters/dockerapi)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from typing import Any
+
+
+def serve(root: str, socket_path: str) -> int:
+    """Serve until SIGTERM or SIGINT. Kept a plain function: others may wrap it."""
+    from adapters.dockerapi.server import serve as run
+
+    return run(root, socket_path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from adapters import logs
+    from adapters.compose import root_dir
+
+    root = root_dir(args.root)
+    if args.log_level == "warning":  # a service logs its requests unless told otherwise
+        logs.configure(args.log_format, "info")
+    return serve(root, os.path.abspath(args.socket or os.path.join(root, "lamina.sock")))
+
+
+def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("serve", help="serve the Docker Engine API on a Unix socket")
+    p.add_argument("--socket", help="socket path (default <root>/lamina.sock, mode 0660)")
+    p.set_defaults(func=cmd_serve)

@@ -1,0 +1,423 @@
+"""Container endpoints. Queries answer inline; commands run in forked workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from typing import Any
+
+from adapters.dockerapi import shapes, streams
+from adapters.dockerapi.http import HttpError, Request
+from adapters.dockerapi.server import TAKEN, Ctx, Parked, raise_for, route
+from core.errors import LaminaError, NotFound
+
+PARK_LIMIT = 600.0  # seconds an attach may wait for its container's start
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def find(ctx: Ctx, ref: str) -> Any:
+    try:
+        return ctx.engine.container(ref)
+    except NotFound:
+        raise HttpError(404, f"No such container: {ref}") from None
+    except LaminaError as err:
+        raise HttpError(400, str(err)) from None
+
+
+async def take_over(ctx: Ctx, req: Request, job: Any) -> Any:
+    """Hand the connection to a worker that answers on it itself; this process lets go."""
+    fd = req.conn.sock.fileno()
+    ctx.workers.fork(job, ctx.meta(req), keep=(fd,))
+    req.conn.taken = True
+    req.conn.close()
+    return TAKEN
+
+
+# --- queries ------------------------------------------------------------------------------------
+
+
+@route("GET", "/containers/json", body="none")
+async def list_containers(ctx: Ctx, req: Request) -> int:
+    log = ctx.log
+    everything = req.flag("all")
+    filters = req.filters()
+    states = None if everything or "status" in filters else ("running", "paused")
+    images = {i.id: i for i in log.images()}
+    out = []
+    for c in log.containers(states):
+        if not _match(c, filters):
+            continue
+        out.append(shapes.container_summary(c, images.get(c.image)))
+    out.reverse()  # docker lists the newest first
+    limit = int(req.q("limit") or -1)
+    if limit > 0:
+        out = out[:limit]
+    await req.conn.respond(200, dumps(out))
+    return 200
+
+
+def _match(c: Any, filters: dict[str, list[str]]) -> bool:
+    checks = {
+        "status": lambda v: shapes.state_word(c) == v,
+        "name": lambda v: v.lstrip("/") in c.name,
+        "id": lambda v: c.id.startswith(v),
+        "ancestor": lambda v: c.image.startswith(v.removeprefix("sha256:")),
+        "label": lambda v: False,
+    }
+    for key, values in filters.items():
+        check = checks.get(key)
+        if check is None:
+            raise HttpError(400, f"invalid filter '{key}'")
+        if not any(check(v) for v in values):
+            return False
+    return True
+
+
+@route("GET", "/containers/(?P<ref>[^/]+)/json", body="none")
+async def inspect(ctx: Ctx, req: Request, ref: str) -> int:
+    c = find(ctx, ref)
+    store = ctx.engine.layers
+    doc = shapes.container_inspect(c, ctx.log.image(c.image), store, ctx.root)
+    await req.conn.respond(200, dumps(doc))
+    return 200
+
+
+@route("GET", "/containers/(?P<ref>[^/]+)/changes", body="none")
+async def changes(ctx: Ctx, req: Request, ref: str) -> int:
+    from adapters.storage import inspect as files
+
+    c = find(ctx, ref)
+    store = ctx.engine.layers
+    image = ctx.log.image(c.image)
+    lowers = [store.init_dir(c.rw_layer),
+              *(store.diff_dir(lid) for lid in reversed(image.layers if image else ()))]
+    out = [{"Kind": files.CHANGE_KINDS[kind], "Path": path}
+           for kind, path in files.changes(store.diff_dir(c.rw_layer), lowers)]
+    await req.conn.respond(200, dumps(out or None))
+    return 200
+
+
+@route("POST", "/containers/(?P<ref>[^/]+)/wait")
+async def wait(ctx: Ctx, req: Request, ref: str) -> int:
+    """Answer when the container is stopped (`not-running`), ends its next run (`next-exit`)
+    or is removed (`removed`)."""
+    condition = req.q("condition") or "not-running"
+    c = find(ctx, ref)
+    first = c.finished_at
+    conn = req.conn
+    await conn.start_stream(200, "application/json")
+    while True:
+        now = ctx.log.container(c.id)
+        code = None
+        if now is None:
+            code = c.exit_code if c.exit_code is not None else 0
+        elif condition != "removed" and now.state == "stopped" and \
+                (condition == "not-running" or now.finished_at != first):
+            code = now.exit_code or 0
+        if code is not None:
+            await conn.stream(dumps({"StatusCode": code, "Error": None}) + b"\n")
+            await conn.end_stream()
+            return 200
+        if now is not None:
+            c = now
+        await ctx.workers.settle(0.1)
+
+
+@route("GET", "/containers/(?P<ref>[^/]+)/logs", body="none")
+async def logs(ctx: Ctx, req: Request, ref: str) -> int:
+    from adapters.runtime import logfile
+
+    c = find(ctx, ref)
+    path = ctx.engine.runtime.log_path(c.id)
+    tty = bool(c.config.get("tty"))
+    want = {"stdout": req.flag("stdout"), "stderr": req.flag("stderr")}
+    follow, stamps = req.flag("follow"), req.flag("timestamps")
+    tail = req.q("tail") or "all"
+    entries = list(logfile.read(path))
+    offset = entries[-1][0] if entries else 0
+    if tail != "all" and tail.isdigit():
+        entries = entries[-int(tail):] if int(tail) else []
+    conn = req.conn
+    ctype = "application/vnd.docker.raw-stream" if tty else \
+        "application/vnd.docker.multiplexed-stream"
+    await conn.start_stream(200, ctype)
+    await conn.stream(streams.log_frames([e for _, e in entries], want, tty, stamps))
+    while follow:
+        now = ctx.log.container(c.id)
+        more = list(logfile.read(path, offset))
+        if more:
+            offset = more[-1][0]
+            await conn.stream(streams.log_frames([e for _, e in more], want, tty, stamps))
+        if now is None or now.state == "stopped":
+            break
+        await ctx.workers.settle(0.1)
+    await conn.end_stream()
+    return 200
+
+
+@route("GET", "/containers/(?P<ref>[^/]+)/stats", body="none")
+async def stats(ctx: Ctx, req: Request, ref: str) -> int:
+    c = find(ctx, ref)
+    first = streams.cgroup_sample(c)
+    await asyncio.sleep(0.25)
+    second = streams.cgroup_sample(c)
+    doc = streams.stats_doc(c, second, first)
+    stream = req.flag("stream", True) and not req.flag("one-shot")
+    conn = req.conn
+    if not stream:
+        await conn.respond(200, dumps(doc))
+        return 200
+    await conn.start_stream(200, "application/json")
+    await conn.stream(dumps(doc) + b"\n")
+    while (now := ctx.log.container(c.id)) is not None and now.state != "stopped":
+        await asyncio.sleep(1)
+        first, second = second, streams.cgroup_sample(c)
+        await conn.stream(dumps(streams.stats_doc(c, second, first)) + b"\n")
+    await conn.end_stream()
+    return 200
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def create_options(body: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """docker's create body -> (cmd, lamina's run options, as the CLI records them)."""
+    if not isinstance(body, dict):
+        raise HttpError(400, "the create body must be a JSON object")
+    host = body.get("HostConfig") or {}
+    cmd = body.get("Cmd") or []
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    network = host.get("NetworkMode") or ""
+    if network not in ("", "default", "bridge", "none", "host"):
+        raise HttpError(400, f"network mode {network!r} is not supported (use none or host)")
+    options: dict[str, Any] = {
+        "env": body.get("Env") or [], "workdir": body.get("WorkingDir") or None,
+        "user": body.get("User") or None, "hostname": body.get("Hostname") or None,
+        "network": network if network in ("none", "host") else None,
+        "memory": host.get("Memory") or None, "pids": host.get("PidsLimit") or None,
+        "cpus": (host.get("NanoCpus") or 0) / 1e9 or None, "tty": bool(body.get("Tty")),
+        "interactive": bool(body.get("OpenStdin")),
+        "no_new_privs": "no-new-privileges=false" not in (host.get("SecurityOpt") or []),
+        "auto_remove": bool(host.get("AutoRemove")), "labels": body.get("Labels") or {},
+    }
+    entrypoint = body.get("Entrypoint")
+    if entrypoint is not None:
+        entrypoint = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
+        options["entrypoint"] = [] if entrypoint == [""] else entrypoint
+    kept = {k: v for k, v in options.items() if v not in (None, [], False, "", {})
+            or k == "no_new_privs"}
+    return [str(a) for a in cmd], kept
+
+
+@route("POST", "/containers/create")
+async def create(ctx: Ctx, req: Request) -> int:
+    body = req.json()
+    cmd, options = create_options(body)
+    image = body.get("Image") or ""
+    if not image:
+        raise HttpError(400, "config cannot be empty in order to create a container")
+    name = req.q("name") or None
+
+    def job(e: Any, _: Any) -> str:
+        return e.create(image, cmd, name=name, config=options)
+
+    cid = raise_for(await ctx.run(req, job))
+    await req.conn.respond(201, dumps({"Id": cid, "Warnings": []}))
+    return 201
+
+
+@route("POST", "/containers/(?P<ref>[^/]+)/start")
+async def start(ctx: Ctx, req: Request, ref: str) -> int:
+    try:
+        cid = ctx.engine.container(ref).id
+    except LaminaError:
+        cid = ""
+    parked = ctx.parked.pop(cid, None) if cid else None
+    keep: tuple[int, ...] = ()
+    resize_r = resize_w = -1
+    if parked is not None:
+        resize_r, resize_w = os.pipe2(os.O_CLOEXEC)
+        keep = (parked.conn.sock.fileno(), resize_r)
+    spec = streams.AttachSpec.of(parked, resize_r)
+
+    def job(e: Any, rep: Any) -> None:
+        streams.start_and_attach(e, rep, ref, spec)
+
+    def ended() -> None:
+        if ctx.resizers.get(cid) == resize_w:
+            ctx.resizers.pop(cid, None)
+        with contextlib.suppress(OSError):
+            os.close(resize_w) if resize_w >= 0 else None
+
+    pid, r = ctx.workers.fork(job, ctx.meta(req), keep, on_exit=ended)
+    if parked is not None:
+        os.close(resize_r)
+        ctx.resizers[cid] = resize_w
+        parked.conn.close()  # the worker has its own copy now
+    report = await ctx.workers.report(r)
+    if not report.ok and report.kind == "IllegalMove":
+        now = ctx.log.container(cid) if cid else None
+        if now is not None and now.state == "running":
+            await req.conn.respond(304)
+            return 304
+    raise_for(report)
+    await req.conn.respond(204)
+    return 204
+
+
+def _simple(name: str, call: Any, not_modified: bool = False) -> Any:
+    async def handler(ctx: Ctx, req: Request, ref: str) -> int:
+        args = call(req)
+
+        def job(e: Any, _: Any) -> None:
+            getattr(e, name)(ref, *args)
+            if name == "restart":
+                e.runtime.detach(e.container(ref).id)
+
+        report = await ctx.run(req, job)
+        if not report.ok and report.kind == "IllegalMove" and not_modified:
+            try:
+                now = ctx.engine.container(ref)
+            except LaminaError:
+                now = None
+            if now is not None and now.state == "stopped":
+                await req.conn.respond(304)
+                return 304
+        raise_for(report)
+        await req.conn.respond(204)
+        return 204
+
+    handler.__name__ = name
+    return handler
+
+
+def _timeout(req: Request) -> tuple[float]:
+    t = req.q("t") or req.q("timeout")
+    try:
+        return (float(t) if t not in (None, "") else 10.0,)
+    except ValueError:
+        raise HttpError(400, f"invalid timeout: {t}") from None
+
+
+def _signal(req: Request) -> tuple[int]:
+    from adapters.cli_runtime import parse_signal
+
+    try:
+        return (parse_signal(req.q("signal") or "KILL"),)
+    except LaminaError as err:
+        raise HttpError(400, str(err)) from None
+
+
+route("POST", "/containers/(?P<ref>[^/]+)/stop")(_simple("stop", _timeout, True))
+route("POST", "/containers/(?P<ref>[^/]+)/restart")(_simple("restart", _timeout))
+route("POST", "/containers/(?P<ref>[^/]+)/kill")(_simple("kill", _signal))
+route("POST", "/containers/(?P<ref>[^/]+)/pause")(_simple("pause", lambda req: ()))
+route("POST", "/containers/(?P<ref>[^/]+)/unpause")(_simple("unpause", lambda req: ()))
+
+
+@route("DELETE", "/containers/(?P<ref>[^/]+)", body="none")
+async def remove(ctx: Ctx, req: Request, ref: str) -> int:
+    force = req.flag("force")
+
+    def job(e: Any, _: Any) -> None:
+        e.rm(ref, force=force)
+
+    raise_for(await ctx.run(req, job))
+    for cid, parked in list(ctx.parked.items()):
+        if ctx.log.container(cid) is None:
+            ctx.parked.pop(cid).conn.close()
+            del parked
+    await req.conn.respond(204)
+    return 204
+
+
+@route("POST", "/containers/(?P<ref>[^/]+)/attach", body="none")
+async def attach(ctx: Ctx, req: Request, ref: str) -> Any:
+    """The 101 now; the stream starts when the container does (docker run attaches first)."""
+    from adapters.dockerapi.http import hijack_head
+
+    c = find(ctx, ref)
+    if c.state != "stopped":
+        return await _attach_running(ctx, req, c)
+    old = ctx.parked.pop(c.id, None)
+    if old is not None:
+        old.conn.close()
+    conn = req.conn
+    await conn.send(hijack_head(req.upgrade, bool(c.config.get("tty"))))
+    conn.taken = True
+    ctx.parked[c.id] = Parked(conn, req.flag("stdin"), req.flag("stdout"), req.flag("stderr"),
+                              conn.leftover())
+    return TAKEN
+
+
+async def _attach_running(ctx: Ctx, req: Request, c: Any) -> Any:
+    """A running container's output from now on, read from its json-file log (its stdin
+    belongs to whoever started it)."""
+    from adapters.dockerapi.http import hijack_head
+    from adapters.runtime import logfile
+
+    conn = req.conn
+    tty = bool(c.config.get("tty"))
+    await conn.send(hijack_head(req.upgrade, tty))
+    conn.taken = True
+    path = ctx.engine.runtime.log_path(c.id)
+    offset = os.path.getsize(path) if os.path.exists(path) else 0
+    want = {"stdout": req.flag("stdout"), "stderr": req.flag("stderr")}
+    try:
+        while True:
+            more = list(logfile.read(path, offset))
+            if more:
+                offset = more[-1][0]
+                await conn.send(streams.log_frames([e for _, e in more], want, tty, False))
+            now = ctx.log.container(c.id)
+            if now is None or now.state == "stopped":
+                break
+            await ctx.workers.settle(0.1)
+    finally:
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+    return TAKEN
+
+
+@route("POST", "/containers/(?P<ref>[^/]+)/resize", body="none")
+async def resize(ctx: Ctx, req: Request, ref: str) -> int:
+    c = find(ctx, ref)
+    h, w = req.q("h") or "0", req.q("w") or "0"
+    if not (h.isdigit() and w.isdigit()):
+        raise HttpError(400, "resize needs numeric h and w")
+    fd = ctx.resizers.get(c.id)
+    if fd is not None and int(h) and int(w):
+        with contextlib.suppress(OSError):
+            os.write(fd, f"{h} {w}\n".encode())
+    await req.conn.respond(200)
+    return 200
+
+
+@route("GET", "/containers/(?P<ref>[^/]+)/export", body="none")
+async def export(ctx: Ctx, req: Request, ref: str) -> Any:
+    fd = req.conn.sock.fileno()
+
+    def job(e: Any, rep: Any) -> None:
+        streams.download(fd, lambda out: e.export(ref, out, file="docker-api"))
+
+    return await take_over(ctx, req, job)
+
+
+async def janitor(ctx: Ctx) -> None:
+    """Close attaches whose container never started (their client gave up, surely)."""
+    while True:
+        await asyncio.sleep(30)
+        now = time.monotonic()
+        for cid, parked in list(ctx.parked.items()):
+            if now - parked.since > PARK_LIMIT or ctx.log.container(cid) is None:
+                ctx.parked.pop(cid, None)
+                parked.conn.close()

@@ -1,0 +1,117 @@
+"""exec: create (an instance in memory, as dockerd keeps them), start (a worker takes the
+connection: ExecStarted/ExecExited are its events), inspect (its exit code)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from adapters.dockerapi import streams
+from adapters.dockerapi.containers import find
+from adapters.dockerapi.http import HttpError, Request
+from adapters.dockerapi.server import TAKEN, Ctx, raise_for, route
+
+MAX_EXECS = 10000  # finished instances kept for inspect; the oldest go first
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+@route("POST", "/containers/(?P<ref>[^/]+)/exec")
+async def create(ctx: Ctx, req: Request, ref: str) -> int:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise HttpError(400, "the exec body must be a JSON object")
+    cmd = body.get("Cmd") or []
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    if not cmd:
+        raise HttpError(400, "No exec command specified")
+    c = find(ctx, ref)
+    if c.state != "running":
+        def job(e: Any, _: Any) -> None:  # the engine judges and records the refusal
+            e.exec(ref, cmd)
+
+        raise_for(await ctx.run(req, job))
+    exec_id = os.urandom(32).hex()
+    ctx.execs[exec_id] = {
+        "ID": exec_id, "ContainerID": c.id, "Cmd": [str(a) for a in cmd],
+        "Env": body.get("Env") or [], "WorkingDir": body.get("WorkingDir") or None,
+        "User": body.get("User") or "", "Tty": bool(body.get("Tty")),
+        "AttachStdin": bool(body.get("AttachStdin")),
+        "AttachStdout": bool(body.get("AttachStdout", True)),
+        "AttachStderr": bool(body.get("AttachStderr", True)),
+        "Running": False, "ExitCode": None, "done": None,
+    }
+    _trim(ctx)
+    await req.conn.respond(201, dumps({"Id": exec_id}))
+    return 201
+
+
+def _trim(ctx: Ctx) -> None:
+    while len(ctx.execs) > MAX_EXECS:
+        oldest = next(iter(ctx.execs))
+        ctx.execs.pop(oldest)
+
+
+def _instance(ctx: Ctx, exec_id: str) -> dict[str, Any]:
+    inst = ctx.execs.get(exec_id)
+    if inst is None:
+        raise HttpError(404, f"No such exec instance: {exec_id}")
+    return inst
+
+
+@route("POST", "/exec/(?P<exec_id>[^/]+)/start")
+async def start(ctx: Ctx, req: Request, exec_id: str) -> Any:
+    inst = _instance(ctx, exec_id)
+    body = req.json()
+    detach = bool(body.get("Detach")) if isinstance(body, dict) else False
+    if inst["Running"] or inst["ExitCode"] is not None:
+        raise HttpError(409, f"exec {exec_id[:12]} has already run")
+    fd = req.conn.sock.fileno()
+    upgrade = req.upgrade
+    spec = {k: v for k, v in inst.items() if k != "done"}
+
+    def job(e: Any, _: Any) -> int:
+        return streams.exec_stream(e, fd, upgrade, spec, detach)
+
+    _, r = ctx.workers.fork(job, ctx.meta(req), keep=(fd,))
+    req.conn.taken = True
+    req.conn.close()
+    inst["Running"] = True
+    inst["done"] = asyncio.ensure_future(_finish(ctx, inst, r))
+    return TAKEN
+
+
+async def _finish(ctx: Ctx, inst: dict[str, Any], r: int) -> None:
+    report = await ctx.workers.report(r)
+    inst["Running"] = False
+    inst["ExitCode"] = report.value if report.ok and isinstance(report.value, int) else 126
+    inst["Error"] = report.error
+
+
+@route("GET", "/exec/(?P<exec_id>[^/]+)/json", body="none")
+async def inspect(ctx: Ctx, req: Request, exec_id: str) -> int:
+    inst = _instance(ctx, exec_id)
+    done = inst.get("done")
+    if inst["Running"] and done is not None:  # the stream may have ended a moment ago
+        await asyncio.wait([done], timeout=0.05)
+    doc = {"ID": inst["ID"], "Running": inst["Running"], "ExitCode": inst["ExitCode"],
+           "ProcessConfig": {"tty": inst["Tty"], "entrypoint": inst["Cmd"][0],
+                             "arguments": inst["Cmd"][1:], "privileged": False,
+                             "user": inst["User"]},
+           "OpenStdin": inst["AttachStdin"], "OpenStdout": inst["AttachStdout"],
+           "OpenStderr": inst["AttachStderr"], "CanRemove": False,
+           "ContainerID": inst["ContainerID"], "DetachKeys": "", "Pid": 0}
+    await req.conn.respond(200, dumps(doc))
+    return 200
+
+
+@route("POST", "/exec/(?P<exec_id>[^/]+)/resize", body="none")
+async def resize(ctx: Ctx, req: Request, exec_id: str) -> int:
+    _instance(ctx, exec_id)
+    await req.conn.respond(200)
+    return 200

@@ -1,0 +1,210 @@
+"""Image endpoints: list, inspect, history (inline); rmi, tag, commit, save, load, import
+(workers)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from adapters.dockerapi import shapes
+from adapters.dockerapi.containers import take_over
+from adapters.dockerapi.http import HttpError, Request
+from adapters.dockerapi.server import Ctx, raise_for, route
+from core.errors import LaminaError, NotFound
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def find(ctx: Ctx, ref: str) -> Any:
+    try:
+        return ctx.engine.image(ref)
+    except NotFound:
+        raise HttpError(404, f"No such image: {ref}") from None
+    except LaminaError as err:
+        raise HttpError(400, str(err)) from None
+
+
+def _layers(ctx: Ctx) -> dict[str, Any]:
+    return {la.id: la for la in ctx.log.layers()}
+
+
+@route("GET", "/images/json", body="none")
+async def list_images(ctx: Ctx, req: Request) -> int:
+    from core.images import children
+
+    images = ctx.log.images()
+    layers = _layers(ctx)
+    used: dict[str, int] = {}
+    for c in ctx.log.containers():
+        used[c.image] = used.get(c.image, 0) + 1
+    everything = req.flag("all")
+    out = []
+    for i in reversed(images):
+        intermediate = i.removed or (not i.tags and children(i.id, images))
+        if intermediate and not everything:
+            continue
+        out.append(shapes.image_summary(i, layers, used.get(i.id, 0)))
+    await req.conn.respond(200, dumps(out))
+    return 200
+
+
+@route("GET", "/images/(?P<ref>.+)/json", body="none")
+async def inspect(ctx: Ctx, req: Request, ref: str) -> int:
+    image = find(ctx, ref)
+    await req.conn.respond(200, dumps(shapes.image_inspect(image, _layers(ctx),
+                                                           ctx.engine.layers)))
+    return 200
+
+
+@route("GET", "/images/(?P<ref>.+)/history", body="none")
+async def history(ctx: Ctx, req: Request, ref: str) -> int:
+    from adapters.storage import inspect as files
+
+    image = find(ctx, ref)
+    images = {i.id: i for i in ctx.log.images()}
+    rows = files.history_rows(image, images, _layers(ctx))
+    await req.conn.respond(200, dumps(shapes.history(rows)))
+    return 200
+
+
+@route("DELETE", "/images/(?P<ref>.+)", body="none")
+async def remove(ctx: Ctx, req: Request, ref: str) -> int:
+    force = req.flag("force")
+
+    def job(e: Any, _: Any) -> list[dict[str, str]]:
+        plan = e.rmi(ref, force=force)
+        out = [{"Untagged": shapes.familiar(tag)} for _, tag in plan.untag]
+        out += [{"Deleted": f"sha256:{iid}"} for iid, kept in plan.remove if not kept]
+        return out
+
+    report = await ctx.run(req, job)
+    if not report.ok and report.kind == "Conflict":
+        raise HttpError(409, report.error)
+    await req.conn.respond(200, dumps(raise_for(report)))
+    return 200
+
+
+@route("POST", "/images/(?P<ref>.+)/tag", body="none")
+async def tag(ctx: Ctx, req: Request, ref: str) -> int:
+    repo, name = req.q("repo") or "", req.q("tag") or "latest"
+    if not repo:
+        raise HttpError(400, "repository name must have at least one component")
+
+    def job(e: Any, _: Any) -> None:
+        e.tag(ref, f"{repo}:{name}")
+
+    raise_for(await ctx.run(req, job))
+    await req.conn.respond(201)
+    return 201
+
+
+@route("POST", "/commit")
+async def commit(ctx: Ctx, req: Request) -> int:
+    ref = req.q("container") or ""
+    repo, name = req.q("repo") or "", req.q("tag") or ""
+    target = f"{repo}:{name or 'latest'}" if repo else None
+    comment, author = req.q("comment") or "", req.q("author") or ""
+    body = req.json()
+    keys = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "StopSignal")
+    changes = {k: body[k] for k in keys if isinstance(body, dict) and body.get(k)}
+    changes.update(_changes(req.query.get("changes") or []) or {})
+    changes = changes or None
+
+    def job(e: Any, _: Any) -> str:
+        return e.commit(ref, target, comment=comment, author=author, changes=changes)
+
+    iid = raise_for(await ctx.run(req, job))
+    await req.conn.respond(201, dumps({"Id": f"sha256:{iid}"}))
+    return 201
+
+
+@route("GET", "/images/get", body="none")
+async def save_many(ctx: Ctx, req: Request) -> Any:
+    names = req.query.get("names") or []
+    return await _save(ctx, req, names)
+
+
+@route("GET", "/images/(?P<ref>.+)/get", body="none")
+async def save_one(ctx: Ctx, req: Request, ref: str) -> Any:
+    return await _save(ctx, req, [ref])
+
+
+async def _save(ctx: Ctx, req: Request, names: list[str]) -> Any:
+    from adapters.dockerapi import streams
+
+    if not names:
+        raise HttpError(400, "save needs at least one image")
+    fd = req.conn.sock.fileno()
+
+    def job(e: Any, _: Any) -> None:
+        streams.download(fd, lambda out: e.save(names, out, file="docker-api"))
+
+    return await take_over(ctx, req, job)
+
+
+@route("POST", "/images/load", body="file")
+async def load(ctx: Ctx, req: Request) -> int:
+    path = req.body_path
+
+    def job(e: Any, _: Any) -> list[Any]:
+        return e.load(path, file="docker-api")
+
+    loaded = raise_for(await ctx.run(req, job))
+    lines = []
+    for iid, tags in loaded:
+        lines += [f"Loaded image: {shapes.familiar(t)}\n" for t in tags]
+        if not tags:
+            lines.append(f"Loaded image ID: sha256:{iid}\n")
+    body = b"".join(dumps({"stream": line}) + b"\n" for line in lines)
+    await req.conn.respond(200, body)
+    return 200
+
+
+@route("POST", "/images/create", body="file")
+async def create(ctx: Ctx, req: Request) -> int:
+    """`docker import` (fromSrc=-: the body is the tar); a pull has nowhere to pull from."""
+    source = req.q("fromSrc")
+    if source != "-":
+        image = req.q("fromImage") or source or ""
+        raise HttpError(404, f"pull access denied for {image}: lamina has no registry; "
+                             "use docker load or docker import")
+    repo, name = req.q("repo") or "", req.q("tag") or ""
+    target = f"{repo}:{name or 'latest'}" if repo else None
+    message = req.q("message") or ""
+    path = req.body_path
+    changes = req.query.get("changes") or []
+
+    def job(e: Any, _: Any) -> str:
+        config = _changes(changes)
+        return e.import_image(path, target, created_by="docker import -", comment=message,
+                              config=config)
+
+    iid = raise_for(await ctx.run(req, job))
+    await req.conn.respond(200, dumps({"status": f"sha256:{iid}"}) + b"\n")
+    return 200
+
+
+def _changes(lines: list[str]) -> dict[str, Any] | None:
+    """`--change 'CMD ["sh"]'` and friends, the few import supports."""
+    out: dict[str, Any] = {}
+    for line in lines:
+        word, _, rest = line.strip().partition(" ")
+        rest = rest.strip()
+        try:
+            value = json.loads(rest) if rest.startswith("[") else rest.split()
+        except ValueError:
+            value = rest.split()
+        key = {"CMD": "Cmd", "ENTRYPOINT": "Entrypoint", "WORKDIR": "WorkingDir",
+               "USER": "User", "ENV": "Env"}.get(word.upper())
+        if key is None:
+            raise HttpError(400, f"{word} is not a change import supports")
+        if key in ("WorkingDir", "User"):
+            out[key] = rest
+        elif key == "Env":
+            out.setdefault("Env", []).append(rest.replace(" ", "=", 1) if "=" not in rest
+                                             else rest)
+        else:
+            out[key] = value
+    return out or None

@@ -1,0 +1,302 @@
+"""The service's loop: accept on the Unix socket, parse with h11, route, answer.
+
+One process, one thread. Read-only requests are answered inline from the read model; the
+rest go to forked workers (worker.py). Each request is one access-log line (structlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters import logs
+from adapters.dockerapi.http import (
+    FILE_LIMIT,
+    JSON_LIMIT,
+    Conn,
+    HttpError,
+    Request,
+    error_body,
+)
+from adapters.dockerapi.worker import Report, Workers
+from core.errors import Ambiguous, BadInput, Conflict, IllegalMove, LaminaError, NotFound
+
+Handler = Callable[..., Awaitable[Any]]
+TAKEN = object()  # a handler's answer when a child took the connection over
+MAX_CLIENTS = 1024
+
+
+@dataclass
+class Parked:
+    """An attach that came before its container's start (docker run does that): the 101 is
+    sent, the socket waits here for the start worker to take it."""
+
+    conn: Conn
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    leftover: bytes
+    since: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Ctx:
+    root: str
+    engine: Any
+    workers: Workers
+    parked: dict[str, Parked] = field(default_factory=dict)
+    resizers: dict[str, int] = field(default_factory=dict)
+    execs: dict[str, Any] = field(default_factory=dict)
+    clients: int = 0
+
+    @property
+    def log(self) -> Any:
+        return self.engine.log
+
+    def meta(self, req: Request) -> dict[str, Any]:
+        """Who asked, for the event meta: the peer's uid and pid from SO_PEERCRED."""
+        import pwd
+
+        conn = req.conn
+        try:
+            user = pwd.getpwuid(conn.uid).pw_name
+        except KeyError:
+            user = str(conn.uid)
+        return {"uid": conn.uid, "user": user, "pid": conn.pid, "gid": conn.gid,
+                "host": os.uname().nodename, "via": "docker-api",
+                "argv": ["docker-api", req.method, req.path], "service_pid": os.getpid()}
+
+    async def run(self, req: Request, job: Callable[[Any, Any], Any],
+                  keep: tuple[int, ...] = (), on_exit: Callable[[], None] | None = None
+                  ) -> Report:
+        return await self.workers.call(job, self.meta(req), keep, on_exit)
+
+
+def raise_for(report: Report, not_modified: bool = False) -> Any:
+    """A worker's refusal as docker's status code; its value otherwise."""
+    if report.ok:
+        return report.value
+    raise HttpError(status_for(report.kind, not_modified), capitalized(report.error))
+
+
+def status_for(kind: str, not_modified: bool = False) -> int:
+    if kind == NotFound.__name__:
+        return 404
+    if kind == IllegalMove.__name__:
+        return 304 if not_modified else 409
+    if kind in (Conflict.__name__, "ConcurrencyError"):
+        return 409
+    if kind in (BadInput.__name__, Ambiguous.__name__):
+        return 400
+    return 500
+
+
+def capitalized(message: str) -> str:
+    """docker's messages start with a capital (`No such container: x`)."""
+    return message[:1].upper() + message[1:]
+
+
+def error_for(err: LaminaError) -> HttpError:
+    return HttpError(status_for(type(err).__name__), capitalized(str(err)))
+
+
+# --- routing -----------------------------------------------------------------------------------
+
+ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = []
+
+
+def route(method: str, pattern: str, body: str = "json") -> Callable[[Handler], Handler]:
+    """Register a handler; `body` says how its request body is read: json (in memory, 1 MiB
+    at most), file (spooled to <root>/tmp) or none."""
+    compiled = re.compile("^" + pattern + "$")
+
+    def deco(fn: Handler) -> Handler:
+        ROUTES.append((method, compiled, body, fn))
+        return fn
+
+    return deco
+
+
+def match(method: str, path: str) -> tuple[Handler, str, dict[str, str]]:
+    allowed = False
+    for m, pattern, body, fn in ROUTES:
+        found = pattern.match(path)
+        if found:
+            if m == method or (method == "HEAD" and m == "GET"):
+                return fn, body, found.groupdict()
+            allowed = True
+    if allowed:
+        raise HttpError(405, f"method {method} not allowed for {path}")
+    raise HttpError(404, f"page not found: {method} {path}")
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+async def handle(ctx: Ctx, conn: Conn) -> None:
+    """Requests on one connection until it closes, is taken over, or breaks."""
+    try:
+        while True:
+            req = await conn.next_request()
+            if req is None:
+                return
+            if not await answer(ctx, req) or not conn.reusable():
+                return
+    except (ConnectionError, OSError):
+        return
+    except HttpError as err:  # malformed HTTP before a request was routed
+        with contextlib.suppress(Exception):
+            await conn.respond(err.status, error_body(err.message))
+    except Exception as err:  # h11's protocol errors land here
+        with contextlib.suppress(Exception):
+            await conn.respond(400, error_body(f"bad request: {err}"))
+    finally:
+        if not conn.taken:
+            conn.close()
+
+
+async def answer(ctx: Ctx, req: Request) -> bool:
+    """Route and answer one request; False when the connection must not be reused."""
+    t0 = time.perf_counter()
+    status, keep = 200, True
+    conn = req.conn
+    try:
+        fn, body, params = match(req.method, req.path)
+        await read_body(ctx, req, body)
+        result = await fn(ctx, req, **params)
+        if result is TAKEN:
+            conn.taken = True
+            status, keep = 101, False
+        else:
+            status = result if isinstance(result, int) else 200
+    except HttpError as err:
+        status = err.status
+        keep = await send_error(conn, err)
+    except LaminaError as err:
+        http = error_for(err)
+        status = http.status
+        keep = await send_error(conn, http)
+    except (ConnectionError, BrokenPipeError):
+        status, keep = 499, False
+    except Exception as err:  # a bug must cost one request, never the service
+        logs.log("error", "request failed", path=req.path, error=repr(err))
+        status = 500
+        keep = await send_error(conn, HttpError(500, f"internal error: {err}"))
+    finally:
+        if req.body_path:
+            with contextlib.suppress(OSError):
+                os.unlink(req.body_path)
+    logs.log("info", "request", method=req.method, path=req.path, status=status,
+             api=req.api_version, uid=conn.uid, pid=conn.pid,
+             ms=round((time.perf_counter() - t0) * 1000, 2))
+    return keep
+
+
+async def send_error(conn: Conn, err: HttpError) -> bool:
+    if conn.taken:
+        return False
+    try:
+        await conn.respond(err.status, error_body(err.message))
+    except Exception:
+        return False
+    return err.status not in (413,) and conn.reusable()
+
+
+async def read_body(ctx: Ctx, req: Request, mode: str) -> None:
+    if mode == "file":
+        tmp = os.path.join(ctx.root, "tmp")
+        os.makedirs(tmp, exist_ok=True)
+        req.body_path = os.path.join(tmp, f"upload-{os.getpid()}-{os.urandom(6).hex()}")
+        await req.conn.body_to_file(req.body_path, FILE_LIMIT)
+    elif mode == "json":
+        req.body = await req.conn.read_body(JSON_LIMIT)
+
+
+async def accept_loop(ctx: Ctx, listener: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+    while True:
+        sock, _ = await loop.sock_accept(listener)
+        sock.setblocking(False)
+        try:
+            conn = Conn(sock, loop)
+        except OSError:
+            sock.close()
+            continue
+        task = loop.create_task(_client(ctx, conn))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+
+async def _client(ctx: Ctx, conn: Conn) -> None:
+    ctx.clients += 1
+    try:
+        await handle(ctx, conn)
+    finally:
+        ctx.clients -= 1
+
+
+def listen(path: str) -> socket.socket:
+    """The Unix socket: root-owned, mode 0660 (docker's docker.sock is the same)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o117)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o660)
+    sock.listen(256)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None) -> int:
+    """Serve the Docker Engine API on `socket_path` over the lamina root until SIGTERM/SIGINT."""
+    from adapters.compose import build_engine
+    from adapters.dockerapi import containers, execs, images, system  # noqa: F401 - routes
+
+    engine = build_engine(root)
+    engine.log.con  # noqa: B018 - create or migrate the log before serving
+    listener = listen(socket_path)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    ctx = Ctx(root=root, engine=engine, workers=Workers(engine, loop))
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    logs.log("info", "serving", socket=socket_path, root=root, pid=os.getpid())
+    if ready is not None:
+        ready()
+    server = loop.create_task(accept_loop(ctx, listener))
+    janitor = loop.create_task(containers.janitor(ctx))
+    try:
+        loop.run_until_complete(stop)
+    finally:
+        server.cancel()
+        janitor.cancel()
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+        for parked in ctx.parked.values():
+            parked.conn.close()
+        loop.run_until_complete(_drain(ctx))
+        loop.close()
+    return 0
+
+
+async def _drain(ctx: Ctx, timeout: float = 10) -> None:
+    """Wait (a while) for the workers still running: they finish their engine calls."""
+    deadline = time.monotonic() + timeout
+    while ctx.workers.children and time.monotonic() < deadline:
+        await ctx.workers.settle(0.1)

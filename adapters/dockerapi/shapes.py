@@ -1,0 +1,259 @@
+"""docker's JSON shapes and words for lamina's aggregates and events (pure functions)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from core.model import Container, Image, Layer
+
+
+def parse_at(at: str) -> datetime | None:
+    if not at:
+        return None
+    try:
+        return datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def unix(at: str) -> int:
+    when = parse_at(at)
+    return int(when.timestamp()) if when else 0
+
+
+def human_duration(seconds: float) -> str:
+    """docker's units.HumanDuration: `Less than a second`, `5 minutes`, `About an hour`."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def _since(at: str, now: datetime) -> str:
+    when = parse_at(at)
+    return human_duration((now - when).total_seconds()) if when else ""
+
+
+def state_word(c: Container) -> str:
+    """lamina's four states in docker's words (clarifications: created/exited/running/paused)."""
+    if c.state == "stopped":
+        return "exited" if c.ran else "created"
+    return c.state
+
+
+def status_text(c: Container, now: datetime | None = None) -> str:
+    """ps's STATUS column: `Up 5 minutes (Paused)`, `Exited (0) 2 minutes ago`, `Created`."""
+    now = now or datetime.now(UTC)
+    word = state_word(c)
+    if word == "created":
+        return "Created"
+    if word == "exited":
+        return f"Exited ({c.exit_code or 0}) {_since(c.finished_at, now)} ago"
+    up = f"Up {_since(c.started_at, now)}"
+    return up + " (Paused)" if word == "paused" else up
+
+
+def image_name(image: Image | None, iid: str) -> str:
+    if image is not None and image.tags:
+        return familiar(image.tags[0])
+    return f"sha256:{iid}"
+
+
+def familiar(tag: str) -> str:
+    """`docker.io/library/busybox:latest` -> `busybox:latest`, as docker shows tags."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if tag.startswith(prefix):
+            return tag[len(prefix):]
+    return tag
+
+
+def command_text(c: Container, image: Image | None) -> str:
+    from core.process import command_line
+
+    cfg = (image.config.get("config") if image else None) or {}
+    try:
+        return " ".join(command_line(cfg, c.cmd, c.config.get("entrypoint")))
+    except Exception:
+        return " ".join(c.cmd)
+
+
+def network_mode(c: Container) -> str:
+    return c.config.get("network") or "none"
+
+
+def container_summary(c: Container, image: Image | None) -> dict[str, Any]:
+    """One entry of GET /containers/json (docker ps)."""
+    return {
+        "Id": c.id, "Names": [f"/{c.name}"], "Image": image_name(image, c.image),
+        "ImageID": f"sha256:{c.image}", "Command": command_text(c, image),
+        "Created": unix(c.created), "Ports": [], "Labels": c.config.get("labels") or {},
+        "State": state_word(c), "Status": status_text(c),
+        "HostConfig": {"NetworkMode": network_mode(c)},
+        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+    }
+
+
+def container_inspect(c: Container, image: Image | None, store: Any, root: str
+                      ) -> dict[str, Any]:
+    """GET /containers/{id}/json: lamina's inspect document in docker's words."""
+    from adapters.storage import inspect
+
+    doc = inspect.container_doc(c, image, store, root)
+    doc["State"]["Status"] = state_word(c)
+    doc["State"]["ExitCode"] = c.exit_code or 0
+    doc["State"]["Error"] = c.exit_reason or ""
+    doc["Platform"] = "linux"
+    doc["ResolvConfPath"] = doc["HostnamePath"] = doc["HostsPath"] = ""
+    doc["Mounts"] = []
+    doc["NetworkSettings"] = {"Networks": {}, "Ports": {}}
+    host = doc["HostConfig"]
+    host.update({"AutoRemove": bool(c.config.get("auto_remove")), "Binds": None,
+                 "Privileged": False, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                 "LogConfig": {"Type": "json-file", "Config": {}}})
+    cfg = doc["Config"]
+    cfg.update({"AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
+                "StdinOnce": False, "Labels": c.config.get("labels") or {},
+                "Image": image_name(image, c.image) if image else cfg.get("Image")})
+    return doc
+
+
+def image_summary(i: Image, layers: dict[str, Layer], containers: int) -> dict[str, Any]:
+    """One entry of GET /images/json (docker images)."""
+    size = sum(layers[lid].size for lid in i.layers if lid in layers)
+    cfg = i.config.get("config") or {}
+    return {
+        "Id": f"sha256:{i.id}", "ParentId": f"sha256:{i.parent}" if i.parent else "",
+        "RepoTags": [familiar(t) for t in i.tags], "RepoDigests": [],
+        "Created": unix(i.config.get("created") or i.created), "Size": size,
+        "SharedSize": -1, "VirtualSize": size, "Labels": cfg.get("Labels") or {},
+        "Containers": containers,
+    }
+
+
+def image_inspect(i: Image, layers: dict[str, Layer], store: Any) -> dict[str, Any]:
+    from adapters.storage import inspect
+
+    doc = inspect.image_doc(i, layers, store)
+    doc["RepoTags"] = [familiar(t) for t in i.tags]
+    doc["VirtualSize"] = doc["Size"]
+    doc.setdefault("ContainerConfig", doc.get("Config") or {})
+    return doc
+
+
+def history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**r, "Created": unix(r["Created"]) if isinstance(r["Created"], str)
+             else r["Created"], "Tags": [familiar(t) for t in r.get("Tags") or []] or None}
+            for r in rows]
+
+
+# --- events ------------------------------------------------------------------------------------
+
+_ACTIONS: dict[str, tuple[str, list[str]]] = {
+    "ContainerCreated": ("container", ["create"]),
+    "ContainerStarted": ("container", ["start"]),
+    "ContainerRestarted": ("container", ["restart"]),
+    "ContainerPaused": ("container", ["pause"]),
+    "ContainerUnpaused": ("container", ["unpause"]),
+    "ContainerStopped": ("container", ["die", "stop"]),
+    "ContainerKilled": ("container", ["kill", "die"]),
+    "ContainerSignalled": ("container", ["kill"]),
+    "ContainerExited": ("container", ["die"]),
+    "ContainerRemoved": ("container", ["destroy"]),
+    "ContainerCommitted": ("container", ["commit"]),
+    "ContainerExported": ("container", ["export"]),
+    "ExecStarted": ("container", ["exec_start"]),
+    "ExecExited": ("container", ["exec_die"]),
+    "ImageCreated": ("image", ["create"]),
+    "ImageTagged": ("image", ["tag"]),
+    "ImageUntagged": ("image", ["untag"]),
+    "ImageRemoved": ("image", ["delete"]),
+    "ImageSaved": ("image", ["save"]),
+    "ImageLoaded": ("image", ["load"]),
+    "LayerRegistered": ("layer", ["create"]),
+    "LayerRemoved": ("layer", ["delete"]),
+    "CommandRejected": ("lamina", ["rejected"]),
+}
+
+
+def docker_events(rec: Any, names: dict[str, str]) -> list[dict[str, Any]]:
+    """One lamina event as docker's event messages (Type, Action, Actor, time, timeNano).
+
+    `names` maps container ids to names (from the log: a removed container keeps its name
+    here). Every message carries who asked (`uid`, `user`) and the log's `seq`."""
+    kind, actions = _ACTIONS.get(rec.type, ("lamina", [rec.type]))
+    d = rec.data
+    attrs: dict[str, str] = {"uid": str(rec.meta.get("uid", "")),
+                             "user": str(rec.meta.get("user", "")), "seq": str(rec.seq)}
+    if kind == "container":
+        attrs["name"] = d.get("name") or names.get(rec.target, "")
+        if d.get("image"):
+            attrs["image"] = d["image"]
+        for key, attr in (("exit_code", "exitCode"), ("signal", "signal")):
+            if d.get(key) is not None:
+                attrs[attr] = str(d[key])
+        if rec.type == "ExecStarted":
+            attrs["execID"] = d.get("exec_id", "")
+    elif kind == "image":
+        if d.get("tag"):
+            attrs["name"] = familiar(d["tag"])
+    elif kind == "lamina":
+        attrs.update(command=str(d.get("command", "")), reason=str(d.get("reason", "")))
+    actor = rec.target if kind != "lamina" else str(d.get("target", ""))
+    when = parse_at(rec.at)
+    ns = int(when.timestamp() * 1e9) if when else 0
+    out = []
+    for action in actions:
+        if rec.type == "ExecStarted":
+            action = f"exec_start: {' '.join(d.get('argv') or [])}"
+        msg: dict[str, Any] = {"Type": kind, "Action": action,
+                               "Actor": {"ID": actor, "Attributes": attrs},
+                               "scope": "local", "time": ns // 10**9, "timeNano": ns}
+        if kind == "container":
+            msg.update(status=action, id=actor, **({"from": attrs["image"]}
+                                                   if "image" in attrs else {}))
+        out.append(msg)
+    return out
+
+
+def system_counts(containers: list[Container]) -> dict[str, int]:
+    states = [state_word(c) for c in containers]
+    return {"Containers": len(states), "ContainersRunning": states.count("running"),
+            "ContainersPaused": states.count("paused"),
+            "ContainersStopped": len(states) - states.count("running") - states.count("paused")}
+
+
+def mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def ncpu() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,333 @@
+"""What workers write on a connection they took over: attach and exec streams (docker's
+8-byte header, or raw bytes with a TTY), tar downloads; plus log frames and stats samples."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.dockerapi.http import error_body, hijack_head, raw_response
+from adapters.runtime import frames
+from core.errors import LaminaError
+
+
+@dataclass
+class AttachSpec:
+    """A parked attach handed to the start worker (fds are inherited through fork)."""
+
+    fd: int = -1
+    stdin: bool = False
+    stdout: bool = False
+    stderr: bool = False
+    leftover: bytes = b""
+    resize_fd: int = -1
+
+    @classmethod
+    def of(cls, parked: Any, resize_fd: int) -> AttachSpec:
+        if parked is None:
+            return cls()
+        return cls(parked.conn.sock.fileno(), parked.stdin, parked.stdout, parked.stderr,
+                   parked.leftover, resize_fd)
+
+
+def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
+    """Worker: start the container; report; then, when a client attached or the container
+    removes itself on exit, stay as the monitor's client until the exit (pumping the
+    stream), and remove the container if asked to (docker run --rm)."""
+    client = socket.socket(fileno=spec.fd) if spec.fd >= 0 else None
+    try:
+        c = e.start(ref)
+    except BaseException as err:
+        if client is not None:
+            _close(client)
+        with contextlib.suppress(LaminaError):
+            c0 = e.container(ref)
+            if c0.config.get("auto_remove"):
+                e.rm(c0.id, force=True)
+        if isinstance(err, LaminaError):
+            raise
+        raise
+    auto = bool(c.config.get("auto_remove"))
+    if client is None and not auto:
+        e.runtime.detach(c.id)
+        rep.ok(c.id)
+        return
+    ctl = e.runtime.attach(c.id)
+    rep.ok(c.id)
+    if ctl is not None:
+        pump_attach(ctl, client, bool(c.config.get("tty")), spec)
+        ctl.close()
+    if client is not None:
+        _close(client)
+    if auto:
+        _wait_recorded(e, c.id)
+        with contextlib.suppress(LaminaError):
+            e.rm(c.id, force=True)
+
+
+def _wait_recorded(e: Any, cid: str, timeout: float = 10) -> None:
+    """The monitor records the exit before it sends the exit code; be sure anyway."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = e.log.container(cid)
+        if now is None or now.state == "stopped":
+            return
+        time.sleep(0.01)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
+                spec: AttachSpec) -> int | None:
+    """Monitor frames to the client (raw with a TTY), the client's bytes to the container's
+    stdin, resizes from the server's pipe; until the exit code. A client that goes away
+    stops being written to; the pump still waits for the exit."""
+    sel = selectors.DefaultSelector()
+    sel.register(ctl, selectors.EVENT_READ, "ctl")
+    if client is not None:
+        client.setblocking(True)
+        sel.register(client, selectors.EVENT_READ, "client")
+        if spec.stdin and spec.leftover:
+            frames.send(ctl, frames.STDIN, spec.leftover)
+    if spec.resize_fd >= 0:
+        sel.register(spec.resize_fd, selectors.EVENT_READ, "resize")
+    wanted = {frames.STDOUT: spec.stdout or tty, frames.STDERR: spec.stderr}
+    while True:
+        for key, _ in sel.select():
+            if key.data == "ctl":
+                frame = frames.recv(ctl)
+                if frame is None:
+                    return None
+                stream, payload = frame
+                if stream == frames.EXIT:
+                    return int(payload)
+                if client is not None and wanted.get(stream):
+                    try:
+                        client.sendall(payload if tty else frames.pack(stream, payload))
+                    except OSError:
+                        sel.unregister(client)
+                        client = None
+            elif key.data == "client":
+                try:
+                    data = client.recv(65536) if client is not None else b""
+                except OSError:
+                    data = b""
+                if spec.stdin:
+                    with contextlib.suppress(OSError):
+                        frames.send(ctl, frames.STDIN, data)
+                if not data:
+                    sel.unregister(key.fileobj)
+            else:
+                _resize(ctl, spec.resize_fd, sel)
+
+
+def _resize(ctl: socket.socket, fd: int, sel: selectors.BaseSelector) -> None:
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        data = b""
+    if not data:
+        sel.unregister(fd)
+        return
+    lines = data.decode(errors="replace").split()
+    if len(lines) >= 2:
+        with contextlib.suppress(OSError):
+            frames.send(ctl, frames.RESIZE, f"{lines[-2]} {lines[-1]}".encode())
+
+
+# --- exec ----------------------------------------------------------------------------------------
+
+
+def exec_stream(e: Any, fd: int, upgrade: bool, inst: dict[str, Any], detach: bool) -> int:
+    """Worker: answer exec start on the connection and run the process, its output as
+    docker frames (or raw bytes with a TTY) and the client's bytes as its stdin."""
+    conn = socket.socket(fileno=fd)
+    conn.setblocking(True)
+    tty = bool(inst["Tty"])
+    options = {"env": inst["Env"], "workdir": inst["WorkingDir"], "tty": tty,
+               "interactive": bool(inst["AttachStdin"])}
+    argv, user, cid = inst["Cmd"], inst["User"], inst["ContainerID"]
+    if detach:
+        conn.sendall(raw_response(200, "OK", [("Content-Type", "application/json")], b""))
+        _close(conn)
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for n in (0, 1, 2):
+            os.dup2(devnull, n)
+        return e.exec(cid, argv, user, {**options, "tty": False, "interactive": False})
+    conn.sendall(hijack_head(upgrade, tty))
+    if tty:
+        for n in (0, 1, 2):
+            os.dup2(fd, n)
+        try:
+            return e.exec(cid, argv, user, options)
+        finally:
+            _close(conn)
+    return _exec_framed(e, conn, cid, argv, user, options, inst)
+
+
+def _exec_framed(e: Any, conn: socket.socket, cid: str, argv: list[str], user: str,
+                 options: dict[str, Any], inst: dict[str, Any]) -> int:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pump = os.fork()
+    if pump == 0:
+        os.close(out_w)
+        os.close(err_w)
+        _frame_pipes(conn, {out_r: frames.STDOUT, err_r: frames.STDERR},
+                     inst["AttachStdout"], inst["AttachStderr"])
+        os._exit(0)
+    os.close(out_r)
+    os.close(err_r)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    os.dup2(conn.fileno() if inst["AttachStdin"] else devnull, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(out_w)
+    os.close(err_w)
+    try:
+        return e.exec(cid, argv, user, options)
+    finally:
+        for n in (0, 1, 2):
+            os.dup2(devnull, n)
+        os.waitpid(pump, 0)
+        _close(conn)
+
+
+def _frame_pipes(conn: socket.socket, pipes: dict[int, int], out: bool, err: bool) -> None:
+    sel = selectors.DefaultSelector()
+    for fd in pipes:
+        sel.register(fd, selectors.EVENT_READ)
+    alive = True
+    while pipes:
+        for key, _ in sel.select():
+            data = os.read(key.fd, 65536)
+            if not data:
+                sel.unregister(key.fd)
+                pipes.pop(key.fd)
+                continue
+            stream = pipes[key.fd]
+            if alive and ((stream == frames.STDOUT and out) or (stream == frames.STDERR
+                                                                and err)):
+                try:
+                    conn.sendall(frames.pack(stream, data))
+                except OSError:
+                    alive = False
+
+
+# --- downloads -----------------------------------------------------------------------------------
+
+
+class HttpWriter:
+    """A file-like writer on a taken-over socket that sends the 200 head with the first
+    bytes: until then an error can still be answered as docker's error JSON."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.started = False
+
+    def write(self, data: bytes) -> int:
+        if not self.started:
+            self.sock.sendall(raw_response(200, "OK", [("Content-Type", "application/x-tar"),
+                                                       ("Connection", "close")]))
+            self.started = True
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def download(fd: int, produce: Callable[[HttpWriter], Any]) -> None:
+    """Worker: a tar (save, export) straight onto the connection. A client gone mid-way
+    ends the worker; the engine recorded nothing (its event comes after the last byte)."""
+    from adapters.dockerapi.server import capitalized, status_for
+
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(True)
+    out = HttpWriter(sock)
+    try:
+        produce(out)
+        if not out.started:
+            out.write(b"")
+    except LaminaError as err:
+        if not out.started:
+            status = status_for(type(err).__name__)
+            sock.sendall(raw_response(status, "Error", [("Content-Type", "application/json"),
+                                                        ("Connection", "close")],
+                                      error_body(capitalized(str(err)))))
+        raise
+    finally:
+        _close(sock)
+
+
+# --- logs and stats ------------------------------------------------------------------------------
+
+
+def log_frames(entries: list[dict[str, Any]], want: dict[str, bool], tty: bool,
+               stamps: bool) -> bytes:
+    out = []
+    for entry in entries:
+        stream = entry.get("stream", "stdout")
+        if not want.get(stream):
+            continue
+        data = entry.get("log", "").encode()
+        if stamps:
+            data = entry.get("time", "").encode() + b" " + data
+        out.append(data if tty else frames.pack(frames.STDERR if stream == "stderr"
+                                                else frames.STDOUT, data))
+    return b"".join(out)
+
+
+def cgroup_sample(c: Any) -> dict[str, Any]:
+    from adapters.kernel.cgroups import Cgroup, CgroupError
+
+    sample: dict[str, Any] = {"at": time.time(), "system": _system_ns(), "cpu": 0,
+                              "memory": 0, "limit": 0, "pids": 0}
+    with contextlib.suppress(CgroupError, OSError):
+        s = Cgroup.open(c.id).stats()
+        sample.update(cpu=s.cpu_ns, memory=s.memory_bytes, limit=s.memory_limit or 0,
+                      pids=s.pids)
+    return sample
+
+
+def _system_ns() -> int:
+    """Host CPU time in ns (/proc/stat's first line), the denominator docker's CPU % uses."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:8]
+    return sum(int(x) for x in fields) * 10**9 // os.sysconf("SC_CLK_TCK")
+
+
+def stats_doc(c: Any, now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    from adapters.dockerapi.shapes import mem_total, ncpu
+
+    def cpu(s: dict[str, Any]) -> dict[str, Any]:
+        return {"cpu_usage": {"total_usage": s["cpu"], "usage_in_kernelmode": 0,
+                              "usage_in_usermode": 0},
+                "system_cpu_usage": s["system"], "online_cpus": ncpu(),
+                "throttling_data": {"periods": 0, "throttled_periods": 0,
+                                    "throttled_time": 0}}
+
+    def stamp(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+    return {"read": stamp(now["at"]), "preread": stamp(before["at"]), "id": c.id,
+            "name": f"/{c.name}", "pids_stats": {"current": now["pids"]},
+            "num_procs": 0, "cpu_stats": cpu(now), "precpu_stats": cpu(before),
+            "memory_stats": {"usage": now["memory"], "limit": now["limit"] or mem_total(),
+                             "stats": {}},
+            "blkio_stats": {}, "networks": {}}
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()

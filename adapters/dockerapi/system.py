@@ -1,0 +1,184 @@
+"""System endpoints: _ping, version, info, events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import time
+from typing import Any
+
+from adapters.dockerapi import shapes
+from adapters.dockerapi.http import API_VERSION, HttpError, Request
+from adapters.dockerapi.server import Ctx, route
+from core import __version__
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+@route("GET", "/_ping", body="none")
+async def ping(ctx: Ctx, req: Request) -> int:
+    await req.conn.respond(200, b"OK", "text/plain; charset=utf-8",
+                           [("Cache-Control", "no-cache, no-store, must-revalidate"),
+                            ("Pragma", "no-cache"), ("Builder-Version", "1")],
+                           head=req.method == "HEAD")
+    return 200
+
+
+def version_doc() -> dict[str, Any]:
+    uname = os.uname()
+    details = {"ApiVersion": API_VERSION, "MinAPIVersion": "1.40", "Os": "linux",
+               "Arch": _arch(), "KernelVersion": uname.release, "GitCommit": "",
+               "GoVersion": "python" + platform.python_version(), "BuildTime": ""}
+    return {"Platform": {"Name": "lamina"},
+            "Components": [{"Name": "Engine", "Version": __version__, "Details": details}],
+            "Version": __version__, **details}
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+@route("GET", "/version", body="none")
+async def version(ctx: Ctx, req: Request) -> int:
+    await req.conn.respond(200, dumps(version_doc()))
+    return 200
+
+
+@route("GET", "/info", body="none")
+async def info(ctx: Ctx, req: Request) -> int:
+    from adapters.kernel.cgroups import Mode, detect
+
+    containers = ctx.log.containers()
+    uname = os.uname()
+    doc = {
+        "ID": "lamina", **shapes.system_counts(containers), "Images": len(ctx.log.images()),
+        "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "overlayfs"]],
+        "Plugins": {"Volume": [], "Network": ["host", "none"], "Authorization": None,
+                    "Log": ["json-file"]},
+        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
+        "PidsLimit": True, "IPv4Forwarding": False, "Debug": False,
+        "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 1,
+        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if detect() == Mode.V2 else "1",
+        "KernelVersion": uname.release, "OperatingSystem": _os_name(), "OSType": "linux",
+        "OSVersion": "", "Architecture": uname.machine, "NCPU": shapes.ncpu(),
+        "MemTotal": shapes.mem_total(), "IndexServerAddress": "",
+        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
+        "DockerRootDir": ctx.root, "Name": uname.nodename, "Labels": [],
+        "ExperimentalBuild": False, "ServerVersion": __version__,
+        "Runtimes": {"lamina": {"path": "lamina"}}, "DefaultRuntime": "lamina",
+        "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "",
+                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
+        "SecurityOptions": ["name=seccomp,profile=none", "name=no-new-privileges",
+                            "name=cgroupns"],
+        "Warnings": None,
+    }
+    await req.conn.respond(200, dumps(doc))
+    return 200
+
+
+def _os_name() -> str:
+    with contextlib.suppress(OSError), open("/etc/os-release") as f:
+        for line in f:
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    return "Linux"
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+def _wanted(msg: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """docker's event filters: type, event (action), container, image."""
+    actor = msg["Actor"]
+    attrs = actor["Attributes"]
+    checks = {
+        "type": lambda v: msg["Type"] == v,
+        "event": lambda v: msg["Action"] == v or msg["Action"].split(":")[0] == v,
+        "container": lambda v: msg["Type"] == "container" and (
+            actor["ID"].startswith(v) or attrs.get("name") == v),
+        "image": lambda v: attrs.get("image", "").startswith(v.removeprefix("sha256:"))
+        or attrs.get("name") == v or shapes.familiar(attrs.get("name", "")) == v,
+    }
+    for key, values in filters.items():
+        check = checks.get(key)
+        if check is None:
+            raise HttpError(400, f"invalid filter '{key}'")
+        if not any(check(v) for v in values):
+            return False
+    return True
+
+
+def _time_arg(req: Request, name: str) -> str | None:
+    from events.query import parse_time
+
+    value = req.q(name)
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except Exception as err:
+        raise HttpError(400, str(err)) from None
+
+
+def _names(ctx: Ctx) -> dict[str, str]:
+    rows = ctx.log.con.execute("SELECT substr(stream, 11), json_extract(data, '$.name') "
+                               "FROM events WHERE type = 'ContainerCreated'")
+    return dict(rows)
+
+
+def _batch(ctx: Ctx, after: int, since: str | None, until: str | None,
+           filters: dict[str, list[str]]) -> tuple[list[dict[str, Any]], int]:
+    from events.sqlite_log import EVENT_COLUMNS, recorded
+
+    sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?"
+    args: list[Any] = [after]
+    if since:
+        sql += " AND at >= ?"
+        args.append(since)
+    if until:
+        sql += " AND at <= ?"
+        args.append(until)
+    names = _names(ctx)
+    out, last = [], after
+    for row in ctx.log.con.execute(sql + " ORDER BY seq", args):
+        rec = recorded(row)
+        last = rec.seq
+        out += [m for m in shapes.docker_events(rec, names) if _wanted(m, filters)]
+    return out, last
+
+
+@route("GET", "/events", body="none")
+async def events(ctx: Ctx, req: Request) -> int:
+    """Every event since `since` (back to the first one lamina recorded), then new ones as
+    they come, until `until` or the client goes away."""
+    since, until = _time_arg(req, "since"), _time_arg(req, "until")
+    filters = req.filters()
+    conn = req.conn
+    msgs, last = _batch(ctx, 0, since, until, filters)
+    await conn.start_stream(200, "application/json")
+    await conn.stream(b"".join(dumps(m) + b"\n" for m in msgs))
+    until_t = shapes.parse_at(until).timestamp() if until else None
+    gone = asyncio.ensure_future(conn.loop.sock_recv(conn.sock, 1))
+    try:
+        while until_t is None or time.time() < until_t:
+            await asyncio.wait([gone], timeout=0.1)
+            if gone.done():
+                return 200
+            msgs, last = _batch(ctx, last, since, until, filters)
+            if msgs:
+                await conn.stream(b"".join(dumps(m) + b"\n" for m in msgs))
+        await conn.end_stream()
+    finally:
+        gone.cancel()
+        with contextlib.suppress(BaseException):
+            await gone
+    return 200

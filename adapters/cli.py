@@ -272,6 +272,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=["console", "json"], default="console")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                         default="warning")
+    parser.add_argument("--quiet", dest="no_progress", action="store_true",
+                        help="no progress bars (shown on a terminal for work over a second)")
     real_sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     only = _command_name(argv) if argv is not None else None
     sub = _OnlyOne(real_sub, only) if only and only in COMMAND_NAMES else real_sub

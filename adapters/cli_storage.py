@@ -16,11 +16,25 @@ def _engine(args: argparse.Namespace) -> Any:
     return engine(args)
 
 
+def _progress(args: argparse.Namespace, what: str, counter: str | None = None,
+              path: Any = None) -> Any:
+    """A progress bar for work over a second on a terminal (adapters/progress.py); the
+    bytes expected are the size of `path` when it is a file."""
+    import os
+
+    from adapters.progress import progress
+
+    total = os.path.getsize(path) if isinstance(path, str) and os.path.isfile(path) else None
+    quiet = getattr(args, "quiet", False) or getattr(args, "no_progress", False)
+    return progress(what, counter=counter, total=total, quiet=quiet)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     e = _engine(args)
     source = sys.stdin.buffer if args.file == "-" else args.file
-    iid = e.import_image(source, args.reference, created_by=f"lamina import {args.file}",
-                         comment=args.message or "")
+    with _progress(args, f"importing {args.file}", "rchar", args.file):
+        iid = e.import_image(source, args.reference, created_by=f"lamina import {args.file}",
+                             comment=args.message or "")
     print(f"sha256:{iid}")
     return 0
 
@@ -88,8 +102,9 @@ def cmd_rmi(args: argparse.Namespace) -> int:
 
 def cmd_commit(args: argparse.Namespace) -> int:
     e = _engine(args)
-    iid = e.commit(args.container, args.reference, comment=args.message or "",
-                   author=args.author or "")
+    with _progress(args, f"committing {args.container}"):
+        iid = e.commit(args.container, args.reference, comment=args.message or "",
+                       author=args.author or "")
     print(f"sha256:{iid}")
     return 0
 
@@ -120,14 +135,16 @@ def _output(path: str | None, what: str) -> tuple[Any, str]:
 def cmd_save(args: argparse.Namespace) -> int:
     e = _engine(args)
     output, file = _output(args.output, "an image archive")
-    e.save(args.images, output, file=file)
+    with _progress(args, f"saving {' '.join(args.images)}", "wchar"):
+        e.save(args.images, output, file=file)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     e = _engine(args)
     output, file = _output(args.output, "a container's files")
-    e.export(args.container, output, file=file)
+    with _progress(args, f"exporting {args.container}", "wchar"):
+        e.export(args.container, output, file=file)
     return 0
 
 
@@ -135,10 +152,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     import os
 
     e = _engine(args)
-    if args.input and args.input != "-":
-        loaded = e.load(os.path.abspath(args.input), file=os.path.abspath(args.input))
-    else:
-        loaded = e.load(sys.stdin.buffer, file="-")
+    with _progress(args, f"loading {args.input or '-'}", "rchar", args.input):
+        if args.input and args.input != "-":
+            loaded = e.load(os.path.abspath(args.input), file=os.path.abspath(args.input))
+        else:
+            loaded = e.load(sys.stdin.buffer, file="-")
     if not args.quiet:
         for iid, tags in loaded:
             for tag in tags:

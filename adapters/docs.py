@@ -2,6 +2,8 @@
 
 - docs/state-machine.svg: drawn by transitions' GraphMachine from core.lifecycle's Machine.
 - docs/cli.md: the command reference, from the CLI's own argparse parser.
+- docs/pictures/*.svg: the concept pictures of docs/concepts.md, drawn by `lamina viz` from a
+  real session (real containers in a temporary root, removed afterwards; needs root).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
@@ -49,11 +52,87 @@ def cli_reference(path: str) -> None:
     os.replace(path + ".tmp", path)
 
 
+def _lamina(root: str, *argv: str, cwd: str | None = None) -> str:
+    import subprocess
+
+    lamina = os.path.join(os.path.dirname(sys.executable), "lamina")
+    out = subprocess.run([lamina, "--root", root, *argv], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=120, cwd=cwd)
+    if out.returncode != 0:
+        raise RuntimeError(f"lamina {' '.join(argv)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def _session(root: str, work: str, draw: Any) -> None:
+    """The seed's walk-through, drawn at each step: an image of two layers, a stopped
+    container that changed a file, a running one, a paused one, its history, the tree."""
+    from adapters.storage.busybox import write_busybox_rootfs_tar
+
+    tar = os.path.join(work, "busybox.tar")
+    with open(tar, "wb") as f:
+        write_busybox_rootfs_tar(f)
+    _lamina(root, "import", "busybox.tar", "busybox", cwd=work)  # created_by names no tmp dir
+    _lamina(root, "run", "--name", "builder", "busybox", "sh", "-c",
+            "mkdir /app && echo hello > /app/hello.txt")
+    _lamina(root, "commit", "-m", "add /app", "builder", "app:1")
+    _lamina(root, "rm", "builder")
+    draw("image-stack", "app:1")
+    _lamina(root, "run", "--name", "happy", "app:1", "touch", "happiness.txt")
+    draw("container", "happy")
+    _lamina(root, "run", "-d", "--name", "web", "app:1", "sh", "-c",
+            "echo up > /tmp/state; sleep 600")
+    _lamina(root, "exec", "web", "true")  # the file is written once exec can run
+    draw("running-container", "web")
+    _lamina(root, "pause", "web")
+    paused_at = _lamina(root, "events", "--format", "json").splitlines()[-1]
+    _lamina(root, "unpause", "web")
+    _lamina(root, "stop", "-t", "1", "web")
+    import json
+
+    draw("time-travel", "web", "--at", str(json.loads(paused_at)["seq"]))
+    draw("history", "--history", "web")
+    draw("tree", "--tree")
+
+
+def concept_pictures(directory: str, ext: str = "svg") -> list[str]:
+    """docs/pictures/*.svg (or .png) from a real session in a temporary root (removed
+    afterwards)."""
+    import shutil
+    import tempfile
+
+    os.makedirs(directory, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="lamina-docs-")
+    root = os.path.join(work, "root")
+    written: list[str] = []
+
+    def draw(name: str, *argv: str) -> None:
+        path = os.path.join(directory, f"{name}.{ext}")
+        _lamina(root, "viz", *argv, "-o", path)
+        written.append(path)
+
+    try:
+        _session(root, work, draw)
+    finally:
+        try:
+            ids = [line.split()[0] for line in _lamina(root, "ps", "-a").splitlines()[1:]]
+            if ids:
+                _lamina(root, "rm", "-f", *ids)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return written
+
+
 def main() -> None:
     os.makedirs(DOCS, exist_ok=True)
     state_machine_svg(os.path.join(DOCS, "state-machine.svg"))
     cli_reference(os.path.join(DOCS, "cli.md"))
     print(f"wrote {DOCS}/state-machine.svg and {DOCS}/cli.md", file=sys.stderr)
+    if os.geteuid() != 0:
+        print("not root: docs/pictures left as they are (they need real containers)",
+              file=sys.stderr)
+        return
+    for path in concept_pictures(os.path.join(DOCS, "pictures")):
+        print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

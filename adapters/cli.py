@@ -331,6 +331,8 @@ COMMAND_MODULES: tuple[str, ...] = ("adapters.cli_storage", "adapters.cli_runtim
 COMMAND_MODULES += ("adapters.cli_viz",)  # lamina viz: pictures (issue 8)
 COMMAND_NAMES |= {"serve"}  # the Docker Engine API service (issue 7)
 COMMAND_MODULES += ("adapters.cli_service",)
+COMMAND_NAMES |= {"build"}  # lamina build (issue 6)
+COMMAND_MODULES += ("adapters.cli_build",)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

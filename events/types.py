@@ -265,6 +265,56 @@ class ContainerExported(Event):
     digest: str = ""
     size: int = 0
 
+
+# --- builds: `lamina build`, step by step (stream `build:<id>`, audit only) ---------------------
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class BuildStarted(Event):
+    """A build began: the Dockerfile judged, its base images found, nothing run yet."""
+
+    KIND: ClassVar[str] = "build"
+    context: str
+    dockerfile: str
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    steps: int = 0
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class StepCompleted(Event):
+    """One Dockerfile step done: its image made (`container` ran or copied it) or, with
+    `cached`, an existing child image of the same parent reused."""
+
+    KIND: ClassVar[str] = "build"
+    step: int
+    instruction: str
+    cached: bool
+    image: str
+    container: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class BuildFinished(Event):
+    KIND: ClassVar[str] = "build"
+    image: str
+    tags: list[str] = field(default_factory=list)
+    cached_steps: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class BuildFailed(Event):
+    """A step failed; the images of the steps before it stay, its container is gone."""
+
+    KIND: ClassVar[str] = "build"
+    step: int
+    instruction: str
+    reason: str
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -273,6 +323,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecExited,
         LayerRegistered, LayerRemoved, ImageCreated, ImageTagged, ImageUntagged, ImageRemoved,
         CommandRejected, ImageSaved, ImageLoaded, ContainerExported, HostChecked,
+        BuildStarted, StepCompleted, BuildFinished, BuildFailed,
     )
 }
 

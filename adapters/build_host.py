@@ -1,0 +1,142 @@
+"""The BuildHost of core/build.py on this machine: files from the context, containers run
+through the Engine and attached the way a foreground `run` is.
+
+The entry point for callers (the CLI's `build`, the Docker API's `POST /build`):
+
+    from adapters.build_host import build
+    image_id = build(engine, context_dir, dockerfile, tags, build_args, no_cache, target, out)
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from adapters.storage.context import (
+    Copier,
+    DirSource,
+    IgnoreRules,
+    extract_archive,
+    is_archive,
+    lookup_owner,
+    parse_chmod,
+)
+from core.errors import BadInput, LaminaError
+
+
+def build(engine: Any, context_dir: str, dockerfile: str | None = None,
+          tags: Sequence[str] = (), build_args: Mapping[str, str] | None = None,
+          no_cache: bool = False, target: str | None = None,
+          out: Callable[[str], None] = lambda _text: None) -> str:
+    """Build an image from a Dockerfile in `context_dir`; returns its id (see core/build.py:
+    `out` gets docker's classic progress text, `Successfully built <id>` at the end)."""
+    from core.build import build as core_build
+
+    return core_build(engine, LinuxBuildHost(engine), context_dir, dockerfile, tags,
+                      build_args, no_cache, target, out)
+
+
+class LinuxBuildHost:
+    def __init__(self, engine: Any, poll: float = 0.005) -> None:
+        self.engine = engine
+        self.poll = poll
+
+    def read_dockerfile(self, context_dir: str, dockerfile: str | None) -> tuple[str, str]:
+        if not os.path.isdir(context_dir):
+            raise BadInput(f"unable to prepare context: path {context_dir!r} not found")
+        if dockerfile is None:
+            path, name = os.path.join(context_dir, "Dockerfile"), "Dockerfile"
+        else:
+            path, name = dockerfile, dockerfile
+            if not os.path.isabs(path) and not os.path.exists(path):
+                path = os.path.join(context_dir, dockerfile)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return name, f.read()
+        except FileNotFoundError:
+            raise BadInput(f"cannot find the Dockerfile: {path}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise BadInput(f"cannot read the Dockerfile {path}: {err}") from None
+
+    @contextmanager
+    def context(self, context_dir: str) -> Iterator[DirSource]:
+        root = os.path.realpath(context_dir)
+        yield DirSource(root, context=True, ignore=IgnoreRules.load(root))
+
+    @contextmanager
+    def image_root(self, image: str) -> Iterator[DirSource]:
+        """An image's files, through a container that never runs (its union view mounted
+        for the length of the block, then removed)."""
+        e = self.engine
+        cid = e.create(image, ["#(nop) COPY --from source"])
+        try:
+            c = e.container(cid)
+            with e.layers.union_view(c.rw_layer, e.log.image(c.image).layers) as merged:
+                yield DirSource(merged, context=False, keep_owner=True)
+        finally:
+            e.rm(cid, force=True)
+
+    def copy(self, source: DirSource, container: str, sources: Sequence[str], dest: str,
+             chown: str, chmod: str, add: bool) -> None:
+        e = self.engine
+        c = e.container(container)
+        layers = e.log.image(c.image).layers
+        mode = parse_chmod(chmod)
+        with e.layers.union_view(c.rw_layer, layers) as merged:
+            copier = Copier(merged, lookup_owner(merged, chown), mode)
+            for src in sources:
+                for path in source.resolve(src):
+                    if add and is_archive(path):
+                        self._extract(copier, path, dest)
+                    else:
+                        copier.copy_into(source, path, dest, keep_owner=source.keep_owner)
+
+    def _extract(self, copier: Copier, path: str, dest: str) -> None:
+        with self.engine.layers.staging() as stage:
+            extract_archive(path, stage)
+            staged = DirSource(stage, context=False)
+            copier.copy_into(staged, stage, dest if dest.endswith("/") else dest + "/",
+                             keep_owner=True)
+
+    def run(self, container: str, out: Callable[[str], None]) -> int:
+        """Start the container and stream its output; the exit code once it is recorded."""
+        from adapters.runtime import frames
+
+        e = self.engine
+        e.start(container)
+        sock = e.runtime.attach(container)
+        code: int | None = None
+        if sock is not None:
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            try:
+                while True:
+                    frame = frames.recv(sock)
+                    if frame is None:
+                        break
+                    stream, payload = frame
+                    if stream == frames.EXIT:
+                        code = int(payload)
+                        break
+                    if stream in (frames.STDOUT, frames.STDERR):
+                        text = decoder.decode(payload)
+                        if text:
+                            out(text)
+            finally:
+                sock.close()
+        return self._stopped(container, code)
+
+    def _stopped(self, container: str, code: int | None, timeout: float = 60) -> int:
+        """Wait until the log says the container stopped (the monitor records it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c = self.engine.log.container(container)
+            if c is None:
+                raise LaminaError(f"build container {container[:12]} vanished")
+            if c.state == "stopped":
+                return c.exit_code if c.exit_code is not None else (code or 0)
+            time.sleep(self.poll)
+        raise LaminaError(f"build container {container[:12]} did not stop in {timeout:.0f}s")

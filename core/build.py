@@ -1,0 +1,569 @@
+"""`build`: an image from a Dockerfile, one step at a time, every step audited.
+
+The seed: "the build command iteratively runs multiple commands at once". As docker's classic
+builder, each step starts from the previous step's image: RUN makes a container, runs the
+command in it and commits its read-write layer; COPY and ADD make a container, copy into its
+read-write layer and commit; every other instruction only changes the config, and makes an
+image whose history entry says `empty_layer: true`. `created_by` uses docker's wording, so
+`history` reads as docker's does.
+
+The cache is the read model itself: a step is reused when the current image already has a
+child image, made by a build, with the same `created_by` and the same config (for COPY/ADD the
+`created_by` holds the digest of the copied files and their metadata). Nothing else is stored.
+
+Files and processes are the host's (BuildHost, implemented in adapters/build_host.py); the
+log's events go through the Engine's plumbing, so a build's sub-steps (create, start, rm) are
+audited as those commands, and the build itself as BuildStarted, StepCompleted per step, and
+BuildFinished or BuildFailed.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.dockerfile import (
+    Dockerfile,
+    DockerfileError,
+    Instruction,
+    Stage,
+    arg_pairs,
+    expand,
+    expand_words,
+    key_values,
+    parse,
+)
+from core.errors import BadInput, LaminaError, NotFound
+from core.images import chain_id, image_config, image_id
+from core.model import Image
+from core.references import normalize_tag, short
+from events import types as ev
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+# The config of `FROM scratch`: no layers, no history; one image with this id serves every build.
+SCRATCH_CONFIG: dict[str, Any] = {"architecture": "amd64", "os": "linux", "config": {},
+                                  "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
+Out = Callable[[str], None]
+
+
+class BuildFailedError(LaminaError):
+    """A step failed while the build ran (its message is docker's where docker has one)."""
+
+
+class CopySource(Protocol):
+    """Where COPY and ADD read from: the build context or an image's root filesystem."""
+
+    def digest(self, sources: Sequence[str], chown: str, chmod: str, add: bool) -> str:
+        """`file:<hex>`, `dir:<hex>` or `multi:<hex>` over the files and their metadata
+        (BadInput when a source is missing or outside the context)."""
+        ...
+
+
+class BuildHost(Protocol):
+    """What a build needs from the world besides the Engine."""
+
+    def read_dockerfile(self, context_dir: str, dockerfile: str | None) -> tuple[str, str]:
+        """(name to show in errors, text)."""
+        ...
+
+    def context(self, context_dir: str) -> AbstractContextManager[CopySource]: ...
+
+    def image_root(self, image: str) -> AbstractContextManager[CopySource]: ...
+
+    def copy(self, source: CopySource, container: str, sources: Sequence[str], dest: str,
+             chown: str, chmod: str, add: bool) -> None:
+        """Copy into the container's read-write layer (dest absolute, '/'-ended for dirs)."""
+        ...
+
+    def run(self, container: str, out: Out) -> int:
+        """Start the container, stream its output, wait for it to be recorded stopped;
+        return its exit code."""
+        ...
+
+
+@dataclass
+class _Stage:
+    """A stage's running state: the image so far and what the next step sees."""
+
+    image: Image
+    config: dict[str, Any]
+    args: dict[str, str | None] = field(default_factory=dict)
+    cmd_set: bool = False
+
+    def env(self) -> dict[str, str]:
+        """Substitution values: ARGs, overridden by the image's ENV (docker's order)."""
+        out = {k: v for k, v in self.args.items() if v is not None}
+        for item in self.config.get("Env") or []:
+            key, _, value = item.partition("=")
+            out[key] = value
+        return out
+
+    def run_args(self) -> list[str]:
+        """ARGs with values that no ENV overrides: RUN's extra environment, sorted."""
+        env_keys = {item.partition("=")[0] for item in self.config.get("Env") or []}
+        return sorted(f"{k}={v}" for k, v in self.args.items()
+                      if v is not None and k not in env_keys)
+
+    def shell(self) -> list[str]:
+        return list(self.config.get("Shell") or DEFAULT_SHELL)
+
+
+@dataclass
+class _Run:
+    """One build: its command record, its request and its counters."""
+
+    engine: Any
+    host: BuildHost
+    cmd: Any
+    df: Dockerfile
+    context_dir: str
+    build_args: dict[str, str]
+    no_cache: bool
+    out: Out
+    build_id: str
+    total: int
+    step: int = 0
+    cached_steps: int = 0
+    consumed: set[str] = field(default_factory=set)
+    stage_images: dict[int, str] = field(default_factory=dict)
+    source: CopySource | None = None
+
+
+def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None = None,
+          tags: Sequence[str] = (), build_args: Mapping[str, str] | None = None,
+          no_cache: bool = False, target: str | None = None,
+          out: Out = lambda _text: None) -> str:
+    """Build the Dockerfile (default `<context_dir>/Dockerfile`) and return the image id.
+
+    `out` receives the progress text as docker's classic builder prints it (Step lines, RUN
+    output as it comes, `Successfully built <id>`), chunk by chunk, newlines included. Errors
+    in the Dockerfile or its base images are refused before anything runs (CommandRejected);
+    a failing step raises BuildFailedError after recording BuildFailed.
+    """
+    args = dict(build_args or {})
+    with engine._command("build", tags[0] if tags else context_dir) as cmd:
+        name, text = host.read_dockerfile(context_dir, dockerfile)
+        df = parse(text, name)
+        tags = [normalize_tag(t) for t in tags]
+        last = _target_index(df, target)
+        _check_bases(engine, df, last, args)
+    run = _Run(engine, host, cmd, df, context_dir, args, no_cache, out,
+               engine.ids.new_id(), df.steps(last))
+    t0 = time.monotonic()
+    engine._append(cmd, [ev.BuildStarted(
+        id=run.build_id, context=context_dir, dockerfile=name, tags=list(tags),
+        build_args=args, target=target or "", no_cache=no_cache, steps=run.total)], {})
+    try:
+        with host.context(context_dir) as source:
+            run.source = source
+            for stage in df.stages[:last + 1]:
+                _build_stage(run, stage)
+    except BaseException as err:
+        reason = str(err) or type(err).__name__
+        engine._append(cmd, [ev.BuildFailed(id=run.build_id, step=run.step,
+                                            instruction=_current(run), reason=reason)], {})
+        raise
+    return _finish(run, tags, last, time.monotonic() - t0)
+
+
+def _finish(run: _Run, tags: Sequence[str], last: int, seconds: float) -> str:
+    engine, iid = run.engine, run.stage_images[last]
+    unused = sorted(set(run.build_args) - run.consumed)
+    if unused:
+        run.out(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+    expected: dict[str, int] = {}
+    events: list[ev.Event] = []
+    for tag in tags:
+        events += engine._tag_events(iid, tag, expected)
+    events.append(ev.BuildFinished(id=run.build_id, image=iid, tags=list(tags),
+                                   cached_steps=run.cached_steps, seconds=round(seconds, 3)))
+    engine._retrying(lambda: engine._append(run.cmd, events, expected))
+    run.out(f"Successfully built {short(iid)}\n")
+    for tag in tags:
+        run.out(f"Successfully tagged {tag}\n")
+    return iid
+
+
+def _current(run: _Run) -> str:
+    """The instruction of the step the build is at (for BuildFailed)."""
+    n = 0
+    for stage in run.df.stages:
+        n += 1
+        if n == run.step:
+            return _from_text(stage)
+        for ins in stage.instructions:
+            n += 1
+            if n == run.step:
+                return ins.original
+    return ""
+
+
+def _from_text(stage: Stage) -> str:
+    return f"FROM {stage.base}" + (f" AS {stage.name}" if stage.name else "")
+
+
+# --- before anything runs ----------------------------------------------------------------------
+
+
+def _target_index(df: Dockerfile, target: str | None) -> int:
+    if target is None:
+        return len(df.stages) - 1
+    index = df.stage_index(target)
+    if index is None:
+        raise BadInput(f"failed to reach build target {target} in Dockerfile")
+    return index
+
+
+def _global_env(df: Dockerfile, build_args: Mapping[str, str]) -> dict[str, str]:
+    """The ARGs declared before the first FROM, as FROM lines see them."""
+    env: dict[str, str] = {}
+    for ins in df.global_args:
+        for key, default in arg_pairs(ins.rest, env, df.escape):
+            value = build_args.get(key, default)
+            if value is not None:
+                env[key] = value
+    return env
+
+
+def _check_bases(engine: Any, df: Dockerfile, last: int, build_args: Mapping[str, str]) -> None:
+    """Every FROM and COPY --from names a stage before it, scratch, or an image lamina has."""
+    env = _global_env(df, build_args)
+    for stage in df.stages[:last + 1]:
+        _base_ref(engine, df, stage, env)
+        for ins in stage.instructions:
+            ref = ins.flags.get("from")
+            if ref is not None and df.stage_index(ref) is None:
+                _image_or_error(engine, df, ins.line, ref)
+
+
+def _base_ref(engine: Any, df: Dockerfile, stage: Stage, env: Mapping[str, str]) -> str | int:
+    """A stage's base: an earlier stage's index, "scratch", or an image id."""
+    try:
+        base = expand(stage.base, env, df.escape)
+    except BadInput as err:
+        raise DockerfileError(f"{df.name}:{stage.line}: {err}") from None
+    if not base:
+        raise DockerfileError(f"{df.name}:{stage.line}: FROM needs an image name")
+    earlier = df.stage_index(base)
+    if earlier is not None and earlier < stage.index and not base.isdigit():
+        return earlier
+    if base == "scratch":
+        return "scratch"
+    return _image_or_error(engine, df, stage.line, base).id
+
+
+def _image_or_error(engine: Any, df: Dockerfile, line: int, ref: str) -> Image:
+    try:
+        return engine.image(ref)
+    except NotFound:
+        raise DockerfileError(f"{df.name}:{line}: no such image: {ref} (lamina build does not "
+                              "pull: load or import it first)") from None
+
+
+# --- stages and steps --------------------------------------------------------------------------
+
+
+def _build_stage(run: _Run, stage: Stage) -> None:
+    env = _global_env(run.df, run.build_args)
+    run.consumed |= {k for k in env if k in run.build_args}
+    t0 = _begin(run, _from_text(stage))
+    base = _base_ref(run.engine, run.df, stage, env)
+    if isinstance(base, int):
+        image = run.engine.log.image(run.stage_images[base])
+    elif base == "scratch":
+        image = _scratch(run)
+    else:
+        image = run.engine.log.image(base)
+    state = _Stage(image=image, config=dict(image.config.get("config") or {}))
+    _done(run, t0, image.id, cached=True, container="", is_from=True)
+    for ins in stage.instructions:
+        t0 = _begin(run, ins.original)
+        try:
+            new, cached, cid = _step(run, state, ins, env)
+        except (BadInput, NotFound) as err:
+            if isinstance(err, DockerfileError):
+                raise
+            raise BuildFailedError(f"{run.df.name}:{ins.line}: {err}") from None
+        state.image = new
+        state.config = dict(new.config.get("config") or {})
+        _done(run, t0, new.id, cached, cid)
+    run.stage_images[stage.index] = state.image.id
+
+
+def _begin(run: _Run, text: str) -> float:
+    run.step += 1
+    run.out(f"Step {run.step}/{run.total} : {text}\n")
+    return time.monotonic()
+
+
+def _done(run: _Run, t0: float, iid: str, cached: bool, container: str,
+          is_from: bool = False) -> None:
+    """The step's progress line (with CACHED when reused) and its StepCompleted."""
+    seconds = time.monotonic() - t0
+    if cached and not is_from:
+        run.cached_steps += 1
+    mark = "CACHED " if cached and not is_from else ""
+    run.out(f" ---> {mark}{short(iid)} {seconds:.2f}s\n")
+    run.engine._append(run.cmd, [ev.StepCompleted(
+        id=run.build_id, step=run.step, instruction=_current(run), cached=cached, image=iid,
+        container=container, seconds=round(seconds, 3))], {})
+
+
+def _scratch(run: _Run) -> Image:
+    """The empty base image of `FROM scratch` (recorded once, then reused)."""
+    engine = run.engine
+    iid = image_id(SCRATCH_CONFIG)
+    found = engine.log.image(iid)
+    if found is not None:
+        return found
+    stream = f"image:{iid}"
+    engine._append(run.cmd, [ev.ImageCreated(id=iid, parent=None, layers=[],
+                                             config=json.loads(json.dumps(SCRATCH_CONFIG)),
+                                             created_by="", source="build")],
+                   {stream: engine._stream_version(stream)})
+    return engine.log.image(iid)
+
+
+def _step(run: _Run, state: _Stage, ins: Instruction,
+          stage_env: Mapping[str, str]) -> tuple[Image, bool, str]:
+    """Do one instruction; (resulting image, reused from the cache?, container id or "")."""
+    if ins.keyword == "RUN":
+        return _run_step(run, state, ins)
+    if ins.keyword in ("COPY", "ADD"):
+        return _copy_step(run, state, ins)
+    if ins.keyword == "ARG":
+        return _arg_step(run, state, ins, stage_env)
+    config, comment = _metadata(run.df, state, ins)
+    nop = " ".join([*DEFAULT_SHELL, "#(nop)"]) + (" " if ins.keyword == "WORKDIR" else "  ")
+    return _metadata_image(run, state, nop + comment, config)
+
+
+# --- metadata-only steps ----------------------------------------------------------------------
+
+
+def _json_list(items: Sequence[str]) -> str:
+    """docker's Go `%q` of a string slice: ["/bin/sh" "-c" "echo hi"]."""
+    return "[" + " ".join(json.dumps(i, ensure_ascii=False) for i in items) + "]"
+
+
+def _metadata(df: Dockerfile, state: _Stage, ins: Instruction) -> tuple[dict[str, Any], str]:
+    """The config after a metadata-only instruction, and its history comment."""
+    k, config, env, esc = ins.keyword, dict(state.config), state.env(), df.escape
+    if k == "ENV":
+        pairs = key_values("ENV", ins.rest, env, esc)
+        config["Env"] = _set_env(config.get("Env") or [], pairs)
+        return config, "ENV " + " ".join(f"{key}={value}" for key, value in pairs)
+    if k == "LABEL":
+        pairs = key_values("LABEL", ins.rest, env, esc)
+        config["Labels"] = {**(config.get("Labels") or {}), **dict(pairs)}
+        return config, "LABEL " + " ".join(f"{key}={value}" for key, value in pairs)
+    if k in ("CMD", "ENTRYPOINT"):
+        argv = list(ins.exec_form) if ins.exec_form is not None \
+            else [*state.shell(), ins.rest]
+        if k == "CMD":
+            config["Cmd"] = argv
+            state.cmd_set = True
+        else:
+            config["Entrypoint"] = argv
+            if not state.cmd_set:
+                config["Cmd"] = None  # docker: an ENTRYPOINT resets an inherited CMD
+        return config, f"{k} {_json_list(argv)}"
+    if k == "WORKDIR":
+        path = expand(ins.rest, env, esc)
+        path = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/", path))
+        config["WorkingDir"] = path
+        return config, f"WORKDIR {path}"
+    if k in ("USER", "STOPSIGNAL", "MAINTAINER"):
+        value = expand(ins.rest, env, esc)
+        config[{"USER": "User", "STOPSIGNAL": "StopSignal"}.get(k, "Maintainer")] = value
+        return config, f"{k} {value}"
+    if k == "EXPOSE":
+        ports = expand_words(ins.rest, env, esc)
+        config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
+                                  **{p if "/" in p else f"{p}/tcp": {} for p in ports}}
+        return config, "EXPOSE " + " ".join(ports)
+    if k == "VOLUME":
+        vols = list(ins.exec_form) if ins.exec_form is not None \
+            else expand_words(ins.rest, env, esc)
+        config["Volumes"] = {**(config.get("Volumes") or {}), **{v: {} for v in vols}}
+        return config, f"VOLUME [{' '.join(vols)}]"
+    if k == "SHELL":
+        config["Shell"] = list(ins.exec_form or ())
+        return config, f"SHELL [{' '.join(ins.exec_form or ())}]"
+    raise BadInput(f"unknown instruction: {k}")  # the parser let through only the above
+
+
+def _set_env(env: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[str]:
+    out = {item.partition("=")[0]: item for item in env}
+    for key, value in pairs:
+        out[key] = f"{key}={value}"
+    return list(out.values())
+
+
+def _arg_step(run: _Run, state: _Stage, ins: Instruction,
+              stage_env: Mapping[str, str]) -> tuple[Image, bool, str]:
+    """ARG declares (NAME, default); the value is --build-arg's, else the default, else the
+    global ARG's. The history keeps the Dockerfile's text, as docker's does."""
+    pairs = arg_pairs(ins.rest, state.env(), run.df.escape)
+    for key, default in pairs:
+        if key in run.build_args:
+            state.args[key] = run.build_args[key]
+            run.consumed.add(key)
+        else:
+            state.args[key] = default if default is not None else stage_env.get(key)
+    text = " ".join(key if default is None else f"{key}={default}" for key, default in pairs)
+    return _metadata_image(run, state, f"/bin/sh -c #(nop)  ARG {text}", dict(state.config))
+
+
+def _metadata_image(run: _Run, state: _Stage, created_by: str,
+                    config: dict[str, Any]) -> tuple[Image, bool, str]:
+    """A child image with one more history entry (empty_layer) and this config."""
+    found = _cached(run, state.image, created_by, config)
+    if found is not None:
+        return found, True, ""
+    engine, parent = run.engine, state.image
+    cfg = image_config(base=_base_config(parent), diff_ids=_diff_ids(parent),
+                       created=engine.clock(), created_by=created_by, empty_layer=True,
+                       config=config)
+    cfg["config"] = config  # keys a step clears (Cmd after ENTRYPOINT) stay cleared
+    iid = image_id(cfg)
+    stream = f"image:{iid}"
+    engine._append(run.cmd, [ev.ImageCreated(id=iid, parent=parent.id, layers=list(parent.layers),
+                                             config=cfg, created_by=created_by,
+                                             source="build")],
+                   {stream: engine._stream_version(stream)})
+    return engine.log.image(iid), False, ""
+
+
+def _base_config(image: Image) -> dict[str, Any]:
+    return image.config
+
+
+def _diff_ids(image: Image) -> list[str]:
+    return list((image.config.get("rootfs") or {}).get("diff_ids") or [])
+
+
+def _cached(run: _Run, parent: Image, created_by: str, config: dict[str, Any]) -> Image | None:
+    """A child of `parent` that a build made with this created_by and config, newest first."""
+    if run.no_cache:
+        return None
+    best: Image | None = None
+    for image in run.engine.log.images():
+        if image.parent != parent.id or image.source != "build":
+            continue
+        history = image.config.get("history") or []
+        if not history or history[-1].get("created_by") != created_by:
+            continue
+        if (image.config.get("config") or {}) != config:
+            continue
+        if best is None or image.created > best.created:
+            best = image
+    return best
+
+
+# --- steps with a container: RUN, COPY, ADD ---------------------------------------------------
+
+
+def _run_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool, str]:
+    argv = list(ins.exec_form) if ins.exec_form is not None else [*state.shell(), ins.rest]
+    args = state.run_args()
+    run.consumed |= {a.partition("=")[0] for a in args if a.partition("=")[0] in run.build_args}
+    created_by = " ".join(([f"|{len(args)}", *args] if args else []) + argv)
+    found = _cached(run, state.image, created_by, state.config)
+    if found is not None:
+        return found, True, ""
+    engine = run.engine
+    options = {"entrypoint": [], "env": args, "network": "host"}
+    with _container(engine, state.image, argv, options) as cid:
+        code = run.host.run(cid, run.out)
+        if code != 0:
+            raise BuildFailedError(f"The command '{' '.join(argv)}' returned a non-zero code: "
+                                   f"{code}")
+        return _commit(run, cid, state.image, created_by), False, cid
+
+
+def _copy_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool, str]:
+    words = list(ins.exec_form) if ins.exec_form is not None \
+        else expand_words(ins.rest, state.env(), run.df.escape)
+    sources, dest = words[:-1], words[-1]
+    if len(sources) > 1 and not dest.endswith("/"):
+        raise BadInput(f"When using {ins.keyword} with more than one source file, the "
+                       "destination must be a directory and end with a /")
+    workdir = state.config.get("WorkingDir") or "/"
+    target = posixpath.join(workdir, dest)
+    if dest.endswith("/") or dest in (".", "./") or dest.endswith("/."):
+        target = posixpath.normpath(target) + "/"
+        target = target.replace("//", "/")
+    else:
+        target = posixpath.normpath(target)
+    chown, chmod, add = ins.flags.get("chown", ""), ins.flags.get("chmod", ""), \
+        ins.keyword == "ADD"
+    with _copy_source(run, ins) as source:
+        digest = source.digest(sources, chown, chmod, add)
+        comment = f"#(nop) {ins.keyword} {digest} in {dest} "
+        created_by = " ".join([*DEFAULT_SHELL, comment])
+        found = _cached(run, state.image, created_by, state.config)
+        if found is not None:
+            return found, True, ""
+        with _container(run.engine, state.image, [*DEFAULT_SHELL, comment], {}) as cid:
+            run.host.copy(source, cid, sources, target, chown, chmod, add)
+            return _commit(run, cid, state.image, created_by), False, cid
+
+
+@contextmanager
+def _copy_source(run: _Run, ins: Instruction) -> Iterator[CopySource]:
+    ref = ins.flags.get("from")
+    if ref is None:
+        assert run.source is not None
+        yield run.source
+        return
+    index = run.df.stage_index(ref)
+    image = run.stage_images[index] if index is not None else run.engine.image(ref).id
+    with run.host.image_root(image) as source:
+        yield source
+
+
+@contextmanager
+def _container(engine: Any, image: Image, argv: Sequence[str],
+               options: Mapping[str, Any]) -> Iterator[str]:
+    """A build container for one step; removed afterwards whatever happens."""
+    cid = engine.create(image.id, list(argv), config=dict(options))
+    try:
+        yield cid
+    finally:
+        engine.rm(cid, force=True)
+
+
+def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:
+    """The container's read-write layer as a new layer and a child image of `parent`
+    (Engine.commit's recording, with the build's created_by and source)."""
+    engine = run.engine
+    c = engine.container(cid)
+    info = engine._commit_layer(c, parent)
+    parent_layer = parent.layers[-1] if parent.layers else None
+    parent_chain = engine.log.layer(parent_layer).chain_id if parent_layer else None
+    cfg = image_config(base=_base_config(parent), diff_ids=[*_diff_ids(parent), info.diff_id],
+                       created=engine.clock(), created_by=created_by)
+    cfg["config"] = dict(parent.config.get("config") or {})
+    iid = image_id(cfg)
+    stream = f"image:{iid}"
+    events: list[ev.Event] = [
+        ev.LayerRegistered(id=info.id, parent=parent_layer, diff_id=info.diff_id,
+                           chain_id=chain_id(parent_chain, info.diff_id), size=info.size,
+                           created_by=created_by),
+        ev.ImageCreated(id=iid, parent=parent.id, layers=[*parent.layers, info.id], config=cfg,
+                        created_by=created_by, source="build"),
+        ev.ContainerCommitted(id=c.id, image=iid)]
+    expected = {f"container:{c.id}": c.version, f"layer:{info.id}": 0,
+                stream: engine._stream_version(stream)}
+    try:
+        engine._append(run.cmd, events, expected)
+    except BaseException:
+        engine.layers.remove_layer(info.id)
+        raise
+    return engine.log.image(iid)

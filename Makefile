@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := busybox-static graphviz skopeo umoci
+DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umoci
 PYTEST_ARGS ?=
 
 .PHONY: all demo test lint docs bench deb pyc clean

@@ -333,6 +333,8 @@ COMMAND_NAMES |= {"serve"}  # the Docker Engine API service (issue 7)
 COMMAND_MODULES += ("adapters.cli_service",)
 COMMAND_NAMES |= {"build"}  # lamina build (issue 6)
 COMMAND_MODULES += ("adapters.cli_build",)
+COMMAND_NAMES |= {"pull", "push", "login", "logout"}  # registries (issue 9)
+COMMAND_MODULES += ("adapters.cli_registry",)  # pull, push, login, logout
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -315,6 +315,62 @@ class BuildFailed(Event):
     instruction: str
     reason: str
 
+
+# --- registries: pull and push (issue 9) -------------------------------------------------------
+# The image and layer records of a pull come from the events `load` uses (LayerRegistered,
+# ImageCreated, ImageTagged, ImageLoaded); these only record the registry side, in streams the
+# read model does not fold: `pull:<command id>` for one pull's progress, `registry:<image id>`
+# for where an image came from and went to.
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class PullStarted(Event):
+    """A pull began: the reference as resolved (registry/repository:tag or @digest)."""
+
+    KIND: ClassVar[str] = "pull"
+    reference: str
+    platform: str = ""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LayerFetched(Event):
+    """One layer of a pull: its blob digest and size, and whether it was already here."""
+
+    KIND: ClassVar[str] = "pull"
+    digest: str
+    size: int = 0
+    diff_id: str = ""
+    cached: bool = False
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ImagePulled(Event):
+    """The image (`id`) came from this registry's manifest `manifest_digest`."""
+
+    KIND: ClassVar[str] = "registry"
+    reference: str
+    registry: str = ""
+    repository: str = ""
+    tag: str = ""
+    manifest_digest: str = ""
+    uncompressed: bool = False
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Pushed(Event):
+    """The image (`id`) was pushed: the manifest's digest and size, and for each layer
+    whether the registry had it, mounted it from another repository or received it."""
+
+    KIND: ClassVar[str] = "registry"
+    reference: str
+    registry: str = ""
+    repository: str = ""
+    tag: str = ""
+    manifest_digest: str = ""
+    size: int = 0
+    layers: list[dict[str, Any]] = field(default_factory=list)
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -323,6 +379,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecExited,
         LayerRegistered, LayerRemoved, ImageCreated, ImageTagged, ImageUntagged, ImageRemoved,
         CommandRejected, ImageSaved, ImageLoaded, ContainerExported, HostChecked,
+        PullStarted, LayerFetched, ImagePulled, Pushed,
         BuildStarted, StepCompleted, BuildFinished, BuildFailed,
     )
 }

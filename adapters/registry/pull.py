@@ -1,0 +1,236 @@
+"""Pull: resolve a reference to one image, then fetch its missing layers in parallel.
+
+Resolution: the manifest is asked for with every media type lamina reads (OCI and docker v2
+schema 2 manifests, OCI indexes and docker manifest lists); an index is narrowed to the host's
+platform (or --platform) and its manifest fetched by digest. The config blob is checked
+against its digest, and its sha256 is the image id, as `load` does it (the very function).
+
+Fetching: each missing layer is streamed into a file under <root>/tmp, hashed on the way;
+only a blob whose digest checks out is extracted, by the layer store's own extractor
+(stage_layer: safe extraction, whiteouts, tar-split, diff_id check), into a staging
+directory. Nothing is in the store until the engine installs the staged layers by rename and
+the log says so; a failure or an interrupt leaves only <root>/tmp entries, removed on the way
+out (or by the next reconcile after a kill).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.registry.client import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Client,
+    RegistryError,
+)
+from adapters.registry.reference import Reference
+from core.distribution import choose_platform
+from core.errors import BadInput, NotFound
+
+WORKERS = 3  # docker's max-concurrent-downloads
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class Progress:
+    """What a pull or push reports as it goes; this one says nothing (tests, --quiet)."""
+
+    def begin(self, title: str, layers: Sequence[tuple[str, int, str]]) -> None:
+        """`layers`: (digest, size, first status) for each layer."""
+
+    def update(self, digest: str, status: str, done: int = 0, total: int = 0) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def host_platform() -> str:
+    """This machine's platform in an index's words: `linux/amd64`, `linux/arm64`."""
+    machine = os.uname().machine
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}
+    return f"linux/{arch.get(machine, machine)}"
+
+
+@dataclass
+class RemoteImage:
+    """One image of a registry, resolved and checked: what core/distribution.py records."""
+
+    reference: Reference
+    manifest_digest: str
+    media_type: str
+    image: Any  # adapters.storage.archive.LoadImage: id, config bytes, diff_ids, tags
+    blobs: list[dict[str, Any]] = field(default_factory=list)  # layer descriptors
+
+    @property
+    def source(self) -> str:
+        return f"{self.reference.name}@{self.manifest_digest}"
+
+
+def resolve(client: Client, ref: Reference, platform: str | None) -> RemoteImage:
+    what = f"manifest for {ref} not found"
+    body, media, digest = client.get_manifest(ref.manifest_ref, what)
+    doc = _json(body, f"manifest of {ref}")
+    media = doc.get("mediaType") or media
+    if media in (OCI_INDEX, DOCKER_LIST) or ("manifests" in doc and "layers" not in doc):
+        wanted = platform or host_platform()
+        chosen = choose_platform(doc.get("manifests") or [], wanted)
+        if chosen is None:
+            raise NotFound(f"{ref}: no matching manifest for {wanted} in the manifest list "
+                           "entries")
+        body, media, digest = client.get_manifest(chosen["digest"], what)
+        doc = _json(body, f"manifest {chosen['digest']}")
+        media = doc.get("mediaType") or media
+    if doc.get("schemaVersion") == 1:
+        raise BadInput(f"{ref}: docker image manifest schema 1 is not supported")
+    if media not in (OCI_MANIFEST, DOCKER_MANIFEST) and "layers" not in doc:
+        raise BadInput(f"{ref}: unsupported manifest type {media!r}")
+    return _remote(client, ref, doc, media, digest)
+
+
+def _remote(client: Client, ref: Reference, doc: dict[str, Any], media: str,
+            digest: str) -> RemoteImage:
+    from adapters.storage.archive import OCI_CONFIG, LoadLayer
+    from adapters.storage.archive import _image as parse_config
+
+    config, layers = doc.get("config"), doc.get("layers")
+    if not isinstance(config, dict) or not isinstance(layers, list) or \
+            not all(isinstance(d, dict) and _is_digest(d.get("digest")) and
+                    isinstance(d.get("size"), int) for d in layers) or \
+            not _is_digest(config.get("digest")):
+        raise BadInput(f"{ref}: the manifest has no valid config or layers")
+    data = client.blob_bytes(config["digest"])
+    image = parse_config(data, f"config {config['digest']}")
+    image.media_type = str(config.get("mediaType") or OCI_CONFIG)
+    if len(layers) != len(image.diff_ids):
+        raise BadInput(f"{ref}: the manifest has {len(layers)} layers, its config "
+                       f"{len(image.diff_ids)} diff_ids")
+    image.layers = [LoadLayer(d["digest"], d["digest"]) for d in layers]
+    image.tags = [ref.local_tag] if ref.local_tag else []
+    return RemoteImage(ref, digest, media, image, list(layers))
+
+
+def _json(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput(f"{what} is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise BadInput(f"{what} is not a JSON object")
+    return doc
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("sha256:") and len(value) == 71 and \
+        all(c in "0123456789abcdef" for c in value[7:])
+
+
+class FetchedSession:
+    """`load`'s view of a pulled image (engine._load asks it for images and staged layers)."""
+
+    def __init__(self, remote: RemoteImage, staged: dict[int, Any]) -> None:
+        self.remote, self.staged = remote, staged
+
+    def images(self) -> list[Any]:
+        return [self.remote.image]
+
+    def stage(self, image: Any, index: int) -> Any:
+        try:
+            return self.staged[index]
+        except KeyError:
+            raise BadInput(f"layer {index} of {self.remote.reference} was not fetched "
+                           "(it was removed while the pull ran): pull again") from None
+
+
+@contextmanager
+def fetch(client: Client, store: Any, remote: RemoteImage, need: Sequence[int],
+          progress: Progress) -> Iterator[FetchedSession]:
+    """Download and stage layers `need` (indexes into the manifest), WORKERS at a time.
+    Everything staged and not installed by the end of the block is removed."""
+    with store.staging() as work:
+        stop = threading.Event()
+
+        def one(i: int) -> Any:
+            return _fetch_one(client, store, remote, i, work, progress, stop)
+
+        staged: dict[int, Any] = {}
+        if need:
+            with ThreadPoolExecutor(max_workers=min(WORKERS, len(need))) as pool:
+                futures = {pool.submit(one, i): i for i in need}
+                try:
+                    wait(futures, return_when=FIRST_EXCEPTION)
+                except BaseException:  # an interrupt: the other threads stop too
+                    stop.set()
+                    raise
+                if any(f.done() and f.exception() for f in futures):
+                    stop.set()
+                wait(futures)
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:
+                raise _first_cause(errors)
+            staged = {i: f.result() for f, i in futures.items()}
+        yield FetchedSession(remote, staged)
+
+
+def _first_cause(errors: list[BaseException]) -> BaseException:
+    """The error that stopped the pull, not the `_Cancelled` of the others."""
+    real = [e for e in errors if not isinstance(e, _Cancelled)]
+    return (real or errors)[0]
+
+
+class _Cancelled(RegistryError):
+    """Another layer failed: this one stopped."""
+
+
+def _fetch_one(client: Client, store: Any, remote: RemoteImage, i: int, work: str,
+               progress: Progress, stop: threading.Event) -> Any:
+    desc, diff_id = remote.blobs[i], remote.image.diff_ids[i]
+    digest, size = desc["digest"], desc["size"]
+
+    def tick(done: int) -> None:
+        if stop.is_set():
+            raise _Cancelled("cancelled")
+        progress.update(digest, "Downloading", done, size)
+
+    fd, path = tempfile.mkstemp(dir=work, prefix="blob-")
+    try:
+        try:
+            with os.fdopen(fd, "wb") as out:
+                client.download_blob(digest, size, out, tick)
+        finally:
+            client.close()  # a thread's connection is not kept past its layer
+        progress.update(digest, "Download complete", size, size)
+        progress.update(digest, "Extracting", 0, size)
+        stage = tempfile.mkdtemp(dir=work, prefix="layer-")
+        staged = _stage(store, path, stage, diff_id)
+        progress.update(digest, "Pull complete", size, size)
+        return staged
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def _stage(store: Any, path: str, stage: str, diff_id: str) -> Any:
+    """Extract a verified blob: gzip and plain by the store's extractor, zstd through a
+    decompressing reader in front of it."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(0)
+        if head != ZSTD_MAGIC:
+            return store.stage_layer(f, stage, expect=diff_id)
+        import zstandard
+
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(f, read_size=1 << 20) as plain:
+                return store.stage_layer(plain, stage, expect=diff_id)
+        except zstandard.ZstdError as err:
+            raise BadInput(f"corrupt zstd layer: {err}") from None

@@ -19,7 +19,12 @@ def dumps(value: Any) -> bytes:
 
 def find(ctx: Ctx, ref: str) -> Any:
     try:
-        return ctx.engine.image(ref)
+        try:
+            return ctx.engine.image(ref)
+        except NotFound:
+            if shapes.familiar(ref) == ref:
+                raise
+            return ctx.engine.image(shapes.familiar(ref))  # docker.io/library/x is x
     except NotFound:
         raise HttpError(404, f"No such image: {ref}") from None
     except LaminaError as err:
@@ -88,7 +93,7 @@ async def remove(ctx: Ctx, req: Request, ref: str) -> int:
 
 @route("POST", "/images/(?P<ref>.+)/tag", body="none")
 async def tag(ctx: Ctx, req: Request, ref: str) -> int:
-    repo, name = req.q("repo") or "", req.q("tag") or "latest"
+    repo, name = shapes.familiar(req.q("repo") or ""), req.q("tag") or "latest"
     if not repo:
         raise HttpError(400, "repository name must have at least one component")
 
@@ -103,7 +108,7 @@ async def tag(ctx: Ctx, req: Request, ref: str) -> int:
 @route("POST", "/commit")
 async def commit(ctx: Ctx, req: Request) -> int:
     ref = req.q("container") or ""
-    repo, name = req.q("repo") or "", req.q("tag") or ""
+    repo, name = shapes.familiar(req.q("repo") or ""), req.q("tag") or ""
     target = f"{repo}:{name or 'latest'}" if repo else None
     comment, author = req.q("comment") or "", req.q("author") or ""
     body = req.json()
@@ -170,7 +175,7 @@ async def create(ctx: Ctx, req: Request) -> int:
         image = req.q("fromImage") or source or ""
         raise HttpError(404, f"pull access denied for {image}: lamina has no registry; "
                              "use docker load or docker import")
-    repo, name = req.q("repo") or "", req.q("tag") or ""
+    repo, name = shapes.familiar(req.q("repo") or ""), req.q("tag") or ""
     target = f"{repo}:{name or 'latest'}" if repo else None
     message = req.q("message") or ""
     path = req.body_path

@@ -156,6 +156,7 @@ async def handle(ctx: Ctx, conn: Conn) -> None:
         with contextlib.suppress(Exception):
             await conn.respond(err.status, error_body(err.message))
     except Exception as err:  # h11's protocol errors land here
+        logs.log("warning", "bad request", error=repr(err), uid=conn.uid, pid=conn.pid)
         with contextlib.suppress(Exception):
             await conn.respond(400, error_body(f"bad request: {err}"))
     finally:
@@ -216,7 +217,7 @@ async def read_body(ctx: Ctx, req: Request, mode: str) -> None:
         os.makedirs(tmp, exist_ok=True)
         req.body_path = os.path.join(tmp, f"upload-{os.getpid()}-{os.urandom(6).hex()}")
         await req.conn.body_to_file(req.body_path, FILE_LIMIT)
-    elif mode == "json":
+    else:  # "none" reads (and drops) an empty body all the same: h11 then reuses the conn
         req.body = await req.conn.read_body(JSON_LIMIT)
 
 
@@ -266,6 +267,7 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None) 
     from adapters.compose import build_engine
     from adapters.dockerapi import containers, execs, images, system  # noqa: F401 - routes
 
+    preload()
     engine = build_engine(root)
     engine.log.con  # noqa: B018 - create or migrate the log before serving
     listener = listen(socket_path)
@@ -293,6 +295,26 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None) 
         loop.run_until_complete(_drain(ctx))
         loop.close()
     return 0
+
+
+# What workers use, imported before the first fork: a child then pays nothing for imports,
+# and every worker runs the same code as the server that forked it.
+PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runtime.init",
+           "adapters.runtime.exec", "adapters.runtime.frames", "adapters.runtime.logfile",
+           "adapters.runtime.terminal", "adapters.storage.store", "adapters.storage.archive",
+           "adapters.storage.layertar", "adapters.storage.inspect", "adapters.kernel.cgroups",
+           "adapters.kernel.namespaces", "adapters.kernel.libc", "adapters.kernel.units",
+           "adapters.cli_runtime", "core.engine", "core.images", "core.process",
+           "events.types", "events.query", "events.sqlite_log", "pwd", "tarfile", "hashlib",
+           "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build")
+
+
+def preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 async def _drain(ctx: Ctx, timeout: float = 10) -> None:

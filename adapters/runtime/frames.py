@@ -8,8 +8,11 @@ start is recorded) and 6 (a start report: "started PID" or "failed MESSAGE").
 
 from __future__ import annotations
 
-import socket
 import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the lean monitor imports this module: `socket` costs it ~10 ms
+    import socket
 
 STDIN, STDOUT, STDERR, EXIT, RESIZE, RECORDED, REPORT = range(7)
 HEADER = struct.Struct(">BxxxI")

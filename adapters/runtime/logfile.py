@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the lean monitor imports this module
+    from collections.abc import Iterator
 
 
 def _now() -> str:

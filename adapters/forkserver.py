@@ -1,0 +1,361 @@
+"""The fork server: a resident, single-threaded process with lamina already imported, that
+forks one child per CLI command (`lamina serve` starts it; adapters/client.py talks to it).
+
+Why a fork server and not threads: a command's child forks the container's monitor and
+init, which run Python before they exec; fork() is only safe from a process with one
+thread. Why fork per command: every command then runs exactly the code it runs without a
+server (adapters.cli.run), in a fresh process, with its own SQLite connection; the server
+holds none (a connection must never cross a fork) and no state besides imported modules.
+
+Protocol on `<root>/cli.sock` (mode 0600): the client sends a 4-byte big-endian length and
+its request (adapters.client.encode_request) with its fds 0, 1, 2 attached (SCM_RIGHTS);
+the server answers the child's pid (4 bytes) at once and its exit code (4 bytes) when it
+ends. Only root or the server's own uid may connect (SO_PEERCRED); the child records the
+client's uid and pid in every event's meta, not its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import time
+from dataclasses import dataclass
+
+from adapters.client import SOCKET_NAME
+
+MAX_REQUEST = 1 << 20
+WARM_MODULES = (
+    "adapters.cli", "adapters.cli_storage", "adapters.cli_runtime", "adapters.compose",
+    "adapters.render", "adapters.runtime.linux", "adapters.runtime.monitor",
+    "adapters.runtime.init", "adapters.runtime.exec", "adapters.runtime.terminal",
+    "adapters.storage.store", "adapters.storage.overlay", "adapters.kernel.cgroups",
+    "core.engine", "core.lifecycle", "events.sqlite_log", "events.query", "sqlite3", "pwd",
+    "locale", "json", "adapters.logs",
+)
+
+WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),
+                ("--root", "/r", "pause", "c"), ("version", "--format=json"))
+
+
+def socket_path(root: str) -> str:
+    return os.path.join(root, SOCKET_NAME)
+
+
+def warm() -> None:
+    """Import what commands need and fill the lifecycle machine's caches, once."""
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    from adapters import cli
+    from core import lifecycle
+
+    cli.prebuild(WARM_SAMPLES)  # every command's parser: imports every command module
+
+    for state in lifecycle.STATES:
+        lifecycle.legal_triggers(state)
+    # Children share the server's memory copy-on-write; a garbage collection in a child
+    # would walk (and so copy) every object the server holds. Freeze them out of its reach.
+    gc.collect()
+    gc.freeze()
+
+
+@dataclass
+class _Job:
+    """A forked child: the spare waiting for a client, or a command being run."""
+
+    pid: int
+    pidfd: int
+    conn: socket.socket | None = None  # the client's connection, once the child took one
+
+
+@dataclass
+class Request:
+    argv: list[str]
+    cwd: str
+    umask: int
+    env: dict[str, str]
+
+
+def decode_request(payload: bytes) -> Request:
+    fields = payload.decode("utf-8", "surrogateescape").split("\0")
+    cwd, umask, argc = fields[0], int(fields[1]), int(fields[2])
+    argv = fields[3:3 + argc]
+    env = dict(item.partition("=")[::2] for item in fields[3 + argc:] if "=" in item)
+    return Request(argv=argv, cwd=cwd, umask=umask, env=env)
+
+
+def _peer(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the connected client, from the kernel."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return pid, uid
+
+
+def _receive(conn: socket.socket) -> tuple[Request, list[int]]:
+    """The request and the client's three stdio fds; ValueError on anything malformed."""
+    conn.settimeout(5)  # a client that connects and says nothing must not stall the server
+    fds: list[int] = []
+    data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(3 * 4))
+    for level, kind, cdata in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(cdata) - len(cdata) % 4
+            fds += list(struct.unpack(f"{usable // 4}i", cdata[:usable]))
+    if len(data) < 4 or len(fds) != 3:
+        _close_all(fds)
+        raise ValueError("malformed request")
+    size = int.from_bytes(data[:4], "big")
+    if size > MAX_REQUEST:
+        _close_all(fds)
+        raise ValueError("request too large")
+    payload = data[4:]
+    while len(payload) < size:
+        chunk = conn.recv(size - len(payload))
+        if not chunk:
+            _close_all(fds)
+            raise ValueError("truncated request")
+        payload += chunk
+    conn.settimeout(None)
+    return decode_request(payload), fds
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+class ForkServer:
+    """Keeps one spare child forked ahead of time, blocked in accept(): a command starts
+    in a process that is already forked and has already touched its copy-on-write memory
+    (a garbage collection walks every object), so neither cost is on the client's clock.
+    The spare hands the server a copy of the connection it took (over `ctl`), the server
+    forks the next spare, and reaps the command's child: the child sends its own exit
+    code; the server answers for it only if it was killed by a signal."""
+
+    def __init__(self, root: str, path: str | None = None) -> None:
+        self.root = root
+        self.path = path or socket_path(root)
+        self.sel = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.ctl, self._spare_ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.jobs: dict[int, _Job] = {}  # by pid
+        self.spare: _Job | None = None
+        self.sel.register(self.ctl, selectors.EVENT_READ)
+
+    def bind(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            listener.bind(self.path)
+        finally:
+            os.umask(old)
+        listener.listen(64)
+        self.listener = listener
+
+    def close(self) -> None:
+        """Stop taking commands: the socket goes, the spare goes, commands in flight stay."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        if self.spare is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.spare.pid, signal.SIGKILL)
+
+    def serve_forever(self) -> None:
+        while self.listener is not None or self.jobs:
+            if self.listener is not None and self.spare is None:
+                self._fork_spare()
+            for key, _ in self.sel.select():
+                if key.fileobj is self.ctl:
+                    self._taken()
+                else:
+                    self._reap(key.data)
+
+    def _fork_spare(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            self._spare()
+        pidfd = os.pidfd_open(pid)
+        self.spare = self.jobs[pid] = _Job(pid, pidfd)
+        self.sel.register(pidfd, selectors.EVENT_READ, self.spare)
+
+    def _taken(self) -> None:
+        """The spare took a connection: keep a copy of it, and fork the next spare."""
+        data, ancdata, _flags, _addr = self.ctl.recvmsg(16, socket.CMSG_SPACE(4))
+        pid = int.from_bytes(data, "big")
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fd = struct.unpack("i", cdata[:4])[0]
+                job = self.jobs.get(pid)
+                if job is None:
+                    os.close(fd)
+                    continue
+                job.conn = socket.socket(fileno=fd)
+        if self.spare is not None and self.spare.pid == pid:
+            self.spare = None
+
+    def _reap(self, job: _Job) -> None:
+        self.sel.unregister(job.pidfd)
+        os.close(job.pidfd)
+        del self.jobs[job.pid]
+        _, status = os.waitpid(job.pid, 0)
+        if self.spare is job:
+            self.spare = None
+            time.sleep(0.05)  # a spare that dies at once must not make the loop spin
+        if job.conn is not None:
+            if os.WIFSIGNALED(status):
+                with contextlib.suppress(OSError):
+                    job.conn.sendall((128 + os.WTERMSIG(status)).to_bytes(4, "big"))
+            job.conn.close()
+
+    # --- in the spare ------------------------------------------------------------------
+
+    def _spare(self) -> None:
+        code = 125
+        try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            self.sel.close()
+            self.ctl.close()
+            for job in self.jobs.values():
+                os.close(job.pidfd)
+                if job.conn is not None:
+                    job.conn.close()
+            gc.unfreeze()
+            gc.collect()  # touches every object now, while nobody waits
+            code = self._serve_one()
+        finally:
+            os._exit(code)
+
+    def _serve_one(self) -> int:
+        assert self.listener is not None
+        conn, _ = self.listener.accept()
+        self._spare_ctl.sendmsg([os.getpid().to_bytes(4, "big")],
+                                [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                  struct.pack("i", conn.fileno()))])
+        self.listener.close()
+        self._spare_ctl.close()
+        try:
+            pid, uid = _peer(conn)
+            if uid not in (0, os.getuid()):
+                raise ValueError(f"uid {uid} may not use this server")
+            request, fds = _receive(conn)
+        except (OSError, ValueError):
+            return 125
+        code = 125
+        try:
+            conn.sendall(os.getpid().to_bytes(4, "big", signed=True))
+            code = run_command(request, fds, {"uid": uid, "pid": pid})
+        finally:
+            with contextlib.suppress(OSError):
+                conn.sendall(code.to_bytes(4, "big", signed=True))
+        return code
+
+
+def run_command(request: Request, fds: list[int], peer: dict[str, int]) -> int:
+    """Take the client's stdio, environment and directory, then run adapters.cli."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    _close_all([fd for fd in fds if fd > 2])
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setsid()  # the server's session and signals are not the command's
+    os.umask(request.umask)
+    os.environ.clear()
+    os.environ.update(request.env)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stdio
+    sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.argv = ["lamina", *request.argv]
+    from adapters import compose
+
+    compose.PEER.update(peer)
+    try:
+        os.chdir(request.cwd)
+    except OSError as err:
+        print(f"lamina: error: cannot enter {request.cwd}: {err.strerror}", file=sys.stderr)
+        return 125
+    from adapters.cli import run
+
+    try:
+        code = run(request.argv)
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code if isinstance(exit_.code, int) else 2
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    return code
+
+
+def start_background(root: str, path: str | None = None) -> int:
+    """Fork the server off the calling process (before it starts any thread); it dies with
+    its parent. Returns its pid once the socket accepts connections."""
+    server = ForkServer(root, path)
+    server.bind()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            from adapters.kernel import libc
+
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
+            run_server(server)
+        finally:
+            os._exit(0)
+    assert server.listener is not None
+    server.listener.close()  # the child serves it; ours would keep the socket alive
+    server.ctl.close()
+    server._spare_ctl.close()
+    return pid
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM/SIGINT handler to leave select()."""
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise _Stop
+
+
+def run_server(server: ForkServer) -> None:
+    """Serve until SIGTERM or SIGINT; commands in flight finish and are reaped first."""
+    warm()
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with contextlib.suppress(_Stop):
+        server.serve_forever()
+    server.close()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server.serve_forever()  # only the jobs in flight are left: reap them
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m adapters.forkserver [--root DIR]`: the server in the foreground."""
+    import argparse
+
+    from adapters.client import root_dir
+
+    parser = argparse.ArgumentParser(prog="lamina-forkserver")
+    parser.add_argument("--root")
+    parser.add_argument("--socket")
+    args = parser.parse_args(argv)
+    server = ForkServer(root_dir(args.root), args.socket)
+    server.bind()
+    run_server(server)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Recording a container's exit: what the monitor execs once the container's init ended,
+and what an attached `run` or `start -a` does itself when it gets the exit code.
+
+Whoever comes first records `ContainerExited` (under the runtime's per-container lock, see
+Engine.exited); the other finds the container already stopped and records nothing.
+
+`python -m adapters.runtime.record_exit ROOT CONTAINER_ID PID`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any
+
+from core.errors import LaminaError
+
+
+def record_exit(engine: Any, container_id: str, pid: int) -> Any:
+    """Record the exit the monitor wrote down for `pid`, if nobody recorded it yet."""
+    from adapters.kernel.cgroups import Cgroup
+    from adapters.runtime.supervise import read_exit
+
+    record = read_exit(engine.runtime.container_dir(container_id), pid)
+    if record is None:
+        return None
+    oom = False
+    with contextlib.suppress(Exception):  # the cgroup may already be gone
+        oom = Cgroup.open(container_id).oom_killed()
+    with contextlib.suppress(LaminaError):  # removed or restarted meanwhile
+        return engine.exited(container_id, int(record["code"]), oom=oom, pid=pid,
+                             reason="out of memory" if oom else "")
+    return None
+
+
+def main(argv: list[str]) -> int:
+    from adapters.compose import build_engine
+
+    root, container_id, pid = argv[0], argv[1], int(argv[2])
+    with contextlib.suppress(Exception):  # reconciliation catches what this misses
+        record_exit(build_engine(root, monitor=True), container_id, pid)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

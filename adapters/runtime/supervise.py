@@ -1,0 +1,209 @@
+"""The monitor's long half: a lean interpreter that watches one container until it exits.
+
+Why a second program: the monitor is forked from the lamina command that starts the
+container, and a fork carries that command's whole memory (~25 MB with the engine
+imported). Right after forking the container's init, the monitor execs this module in a
+fresh `python -S` that imports only what watching needs (~10 MB), keeping its file
+descriptors and its place as init's parent. It:
+- reads init's start report (an exec failure arrives on a pipe) and tells the client;
+- waits for the client's word that the start is recorded (or kills init on silence);
+- copies the container's output to the json-file log and to an attached client;
+- when init ends, writes `exit.json` and sends the exit code to the attached client;
+- finally execs `python -m adapters.runtime.record_exit`, which records the exit in the
+  log unless someone (stop, kill, the attached client) already did, and releases the
+  container's cgroup and mount.
+
+Imports here are limited to the interpreter's fast built-ins, json, and the two small
+modules the stream and log formats live in.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import struct
+import sys
+import termios
+from typing import TYPE_CHECKING
+
+from adapters.runtime import frames
+from adapters.runtime.logfile import JsonLog
+
+if TYPE_CHECKING:
+    import socket
+
+
+def exit_file(container_dir: str) -> str:
+    return os.path.join(container_dir, "exit.json")
+
+
+def read_exit(container_dir: str, pid: int) -> dict | None:
+    """The monitor's record of how process `pid` ended, once it is written."""
+    try:
+        with open(exit_file(container_dir)) as f:
+            data = json.load(f)
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if data.get("pid") == pid else None
+
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def boot_argv(job: dict) -> list[str]:
+    """How the monitor execs this module: no site (the venv's .pth files and site-packages
+    cost start-up time and memory), lamina's own directory put on sys.path by hand."""
+    boot = (f"import sys; sys.path.insert(0, {TOP!r}); "
+            "from adapters.runtime.supervise import main; main(sys.argv[1])")
+    return [sys.executable, "-S", "-c", boot, json.dumps(job)]
+
+
+class _Client:
+    """The attached client, if any; once it goes away we stop writing to it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock: socket.socket | None = sock
+
+    def send(self, stream: int, data: bytes) -> None:
+        if self.sock is None:
+            return
+        try:
+            frames.send(self.sock, stream, data)
+        except OSError:
+            self.drop()
+
+    def drop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def main(arg: str) -> None:
+    import _socket
+
+    job = json.loads(arg)
+    ctl = _socket.socket(fileno=job["ctl"])
+    code = 1
+    try:
+        code = _run(job, ctl)
+    finally:
+        os._exit(code)
+
+
+def _run(job: dict, ctl: socket.socket) -> int:
+    pid = job["pid"]
+    failure = _read_all(job["err"])
+    if failure:
+        os.waitpid(pid, 0)
+        _report(ctl, f"failed {failure}")
+        return 1
+    _report(ctl, f"started {pid}")
+    if not _await_recorded(ctl):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return 1
+    outputs = {int(fd): name for fd, name in job["outputs"].items()}
+    code = _supervise(job, pid, _Client(ctl), outputs, job["stdin"])
+    _record(job, pid)
+    return code
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _report(ctl: socket.socket, text: str) -> None:
+    try:  # noqa: SIM105 - contextlib would be one more import
+        frames.send(ctl, frames.REPORT, text.encode())
+    except OSError:
+        pass
+
+
+def _await_recorded(ctl: socket.socket) -> bool:
+    """The client says ContainerStarted is in the log; silence or a hang-up means abort."""
+    frame = frames.recv(ctl)
+    return frame is not None and frame[0] == frames.RECORDED
+
+
+def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
+               stdin_fd: int | None) -> int:
+    log = JsonLog(os.path.join(job["cdir"], f"{job['cid']}-json.log"))
+    poller = select.epoll()
+    for fd in outputs:
+        poller.register(fd, select.EPOLLIN)
+    assert client.sock is not None
+    ctl_fd = client.sock.fileno()
+    poller.register(ctl_fd, select.EPOLLIN)
+    open_outputs = set(outputs)
+    while open_outputs:
+        for fd, _ in poller.poll():
+            if fd == ctl_fd:
+                stdin_fd = _from_client(client, poller, ctl_fd, stdin_fd, outputs)
+                continue
+            data = _read(fd)
+            if not data:
+                poller.unregister(fd)
+                open_outputs.discard(fd)
+                continue
+            log.write(outputs[fd], data)
+            client.send(frames.STDOUT if outputs[fd] == "stdout" else frames.STDERR, data)
+    log.close()
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code
+    path = exit_file(job["cdir"])
+    with open(path + ".tmp", "w") as f:
+        json.dump({"pid": pid, "code": code}, f)
+    os.replace(path + ".tmp", path)
+    client.send(frames.EXIT, str(code).encode())
+    client.drop()
+    return 0
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError as err:
+        if err.errno == errno.EIO:  # a pty whose last slave closed
+            return b""
+        raise
+
+
+def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: int | None,
+                 outputs: dict[int, str]) -> int | None:
+    """A frame from the client: stdin bytes, a resize, or its hang-up."""
+    frame = frames.recv(client.sock) if client.sock is not None else None
+    if frame is None:
+        if client.sock is not None:
+            poller.unregister(ctl_fd)
+        client.drop()
+        if stdin_fd is not None and stdin_fd not in outputs:
+            os.close(stdin_fd)  # stdin reaches EOF, as `docker run -i` gives it
+            return None
+        return stdin_fd
+    stream, payload = frame
+    if stream == frames.STDIN and stdin_fd is not None:
+        if not payload and stdin_fd not in outputs:
+            os.close(stdin_fd)
+            return None
+        os.write(stdin_fd, payload)
+    elif stream == frames.RESIZE and stdin_fd is not None:
+        rows, cols = (int(x) for x in payload.split())
+        fcntl.ioctl(stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    return stdin_fd
+
+
+def _record(job: dict, pid: int) -> None:
+    """Become the full interpreter that records the exit (it needs the engine)."""
+    argv = [sys.executable, "-m", "adapters.runtime.record_exit", job["root"], job["cid"],
+            str(pid)]
+    os.chdir(TOP)
+    os.execv(sys.executable, argv)

@@ -1,0 +1,112 @@
+"""The CLI through the fork server (`lamina serve`'s warm process) behaves as without it.
+
+Each test runs real commands through adapters/client.py against a fork server bound to a
+temporary root: output, exit codes, stdin, the working directory, signals, and the audit
+naming the client (not the server's child) as the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
+    require_root()
+    root = tmp_path_factory.mktemp("fs") / "root"
+    root.mkdir()
+    lamina = Lamina(root)
+    lamina.ok("import", str(busybox_tar(root.parent)), "busybox")
+    server = subprocess.Popen([sys.executable, "-m", "adapters.forkserver", "--root",
+                               str(root)], stderr=subprocess.PIPE)
+    sock = root / "cli.sock"
+    deadline = time.monotonic() + 20
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sock.exists(), "the fork server did not come up"
+    yield lamina
+    for cid in lamina.container_ids():
+        lamina("rm", "-f", cid)
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(10) == 0
+    assert not sock.exists(), "the socket outlived its server"
+    assert leftovers(root, []) == []
+
+
+def state(lamina: Lamina, cid: str) -> str:
+    rows = [json.loads(line) for line in lamina.ok("ps", "-a", "--format", "json").splitlines()]
+    return next(r["state"] for r in rows if r["id"] == cid)
+
+
+def test_output_and_exit_codes_pass_through(served: Lamina) -> None:
+    out = served("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (out.returncode, out.stdout, out.stderr) == (7, "out\n", "err\n")
+    bad = served("stop", "no-such-container")
+    assert bad.returncode == 1 and "no such container" in bad.stderr
+    usage = served("run")
+    assert usage.returncode == 2 and "arguments are required" in usage.stderr
+
+
+def test_stdin_and_working_directory_are_the_clients(served: Lamina, tmp_path: Path) -> None:
+    assert served.ok("run", "--rm", "-i", "busybox", "cat", input="piped\n") == "piped\n"
+    out = subprocess.run([LAMINA, "--root", str(served.root), "save", "-o", "saved.tar",
+                          "busybox"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "saved.tar").stat().st_size > 100_000
+
+
+def test_the_audit_names_the_client(served: Lamina) -> None:
+    proc = subprocess.Popen([LAMINA, "--root", str(served.root), "create", "--name",
+                             "audited", "busybox", "true"], stdout=subprocess.PIPE, text=True)
+    cid = proc.communicate(timeout=30)[0].strip()
+    assert proc.returncode == 0
+    events = [json.loads(line) for line in served.ok(
+        "events", "--format", "json", "--filter", f"container={cid}").splitlines()]
+    meta = events[0]["meta"]
+    assert meta["pid"] == proc.pid and meta["uid"] == os.getuid()
+    served.ok("rm", cid)
+
+
+def test_pause_unpause_and_a_forwarded_signal(served: Lamina) -> None:
+    cid = served.ok("run", "-d", "busybox", "sleep", "60").strip()
+    served.ok("pause", cid)
+    assert state(served, cid) == "paused"
+    served.ok("unpause", cid)
+    assert state(served, cid) == "running"
+    script = 'trap "echo got TERM; exit 3" TERM; echo ready; while :; do sleep 0.1; done'
+    attached = subprocess.Popen([LAMINA, "--root", str(served.root), "run", "--rm", "busybox",
+                                 "sh", "-c", script], stdout=subprocess.PIPE, text=True)
+    assert attached.stdout.readline() == "ready\n"
+    attached.send_signal(signal.SIGTERM)  # client -> command's child -> the container
+    assert attached.wait(20) == 3
+    assert attached.stdout.read() == "got TERM\n"
+    served.ok("rm", "-f", cid)
+
+
+def test_a_stale_socket_falls_back_to_running_here(tmp_path: Path) -> None:
+    import socket
+
+    require_root()
+
+    root = tmp_path / "root"
+    root.mkdir()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(root / "cli.sock"))
+    stale.close()  # bound, never listening: connect() is refused
+    out = subprocess.run([LAMINA, "--root", str(root), "version"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout.startswith("lamina ")

@@ -17,24 +17,24 @@ def _store(root: str) -> Any:
     return LinuxLayerStore(root)
 
 
-def _picture(args: argparse.Namespace) -> tuple[Any, Callable[[Any], Any], Callable[[Any], Any]]:
-    """(model, graph maker, terminal renderable maker) for what the arguments ask for."""
+def _picture(args: argparse.Namespace) -> tuple[Any, str]:
+    """(the picture's model, its kind: stack, tree or history) for what the arguments ask."""
     from adapters.compose import root_dir
-    from adapters.viz import dot, model, source, term
+    from adapters.viz import model, source
     from core.errors import BadInput
 
     root = root_dir(args.root)
     src = source.open_source(root, args.at)
     if args.tree:
-        return model.tree(src), dot.tree_graph, term.tree_renderable
+        return model.tree(src), "tree"
     if args.history:
         from adapters.viz.history import history
 
         until = src.seq if args.at is not None else None
-        return history(src, args.history, until), dot.history_graph, term.history_renderable
+        return history(src, args.history, until), "history"
     if not args.object:
         raise BadInput("viz needs IMAGE or CONTAINER, --tree, or --history CONTAINER")
-    return model.stack(src, args.object, _store(root)), dot.stack_graph, term.stack_renderable
+    return model.stack(src, args.object, _store(root)), "stack"
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
@@ -42,7 +42,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
 
     if sum(bool(x) for x in (args.object, args.tree, args.history)) > 1:
         raise BadInput("viz draws one picture: IMAGE|CONTAINER, --tree or --history CONTAINER")
-    picture, graph, renderable = _picture(args)
+    picture, kind = _picture(args)
     if args.format == "json":
         import sys
 
@@ -51,14 +51,14 @@ def cmd_viz(args: argparse.Namespace) -> int:
         json_line(picture.to_json(), sys.stdout)
         return 0
     if args.output:
-        from adapters.viz.dot import render
+        from adapters.viz import dot
 
-        render(graph(picture), args.output)
+        dot.render(getattr(dot, f"{kind}_graph")(picture), args.output)
         print(args.output)
         return 0
-    from adapters.viz.term import console
+    from adapters.viz import term
 
-    console().print(renderable(picture))
+    term.console().print(getattr(term, f"{kind}_renderable")(picture))
     return 0
 
 

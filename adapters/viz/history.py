@@ -103,5 +103,5 @@ def history(source: Any, ref: str, until: int | None = None) -> History:
         steps.append(Step(rec.seq, rec.at, rec.type, trigger, state, after, _detail(rec)))
         state = after
     if not steps:
-        raise NotFound(f"no such container: {ref}")
+        raise NotFound(f"no such container{'' if until is None else f' at seq {until}'}: {ref}")
     return History(cid, name, tuple(steps))

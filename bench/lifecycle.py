@@ -89,6 +89,28 @@ class Lamina:
         return int(_status(int(ppid))["VmRSS"].split()[0])
 
 
+class LaminaServed(Lamina):
+    """The same commands with a fork server up (what `lamina serve` runs): the lamina
+    command hands each one to a warm, already-forked process instead of importing lamina."""
+
+    name = "lamina (serve)"
+
+    def __init__(self, work: Path, tar: Path) -> None:
+        self.root = str(work / "lamina-served-root")
+        self.l(["import", str(tar), "busybox"])
+        self.server = subprocess.Popen([sys.executable, "-m", "adapters.forkserver", "--root",
+                                        self.root], cwd=HERE)
+        sock = Path(self.root) / "cli.sock"
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the spare's first collection
+
+    def close(self) -> None:
+        self.server.terminate()
+        self.server.wait(30)
+
+
 def _status(pid: int) -> dict[str, str]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -267,6 +289,11 @@ def main() -> None:
         rootfs = work / "rootfs"
         build_busybox_rootfs(str(rootfs))
         results["lamina"] = measure(Lamina(work, tar), args.runs)
+        served = LaminaServed(work, tar)
+        try:
+            results[served.name] = measure(served, args.runs)
+        finally:
+            served.close()
         for name in ("runc", "crun"):
             if shutil.which(name):
                 oci = Oci(name, work, rootfs)

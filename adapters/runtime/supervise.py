@@ -164,8 +164,23 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
         json.dump({"pid": pid, "code": code}, f)
     os.replace(path + ".tmp", path)
     client.send(frames.EXIT, str(code).encode())
-    client.drop()
+    _await_hangup(client)
     return 0
+
+
+def _await_hangup(client: _Client, timeout: float = 5) -> None:
+    """An attached client records the exit itself, then hangs up: wait for that."""
+    if client.sock is None:
+        return
+    poller = select.epoll()
+    poller.register(client.sock.fileno(), select.EPOLLIN)
+    try:
+        while poller.poll(timeout) and frames.recv(client.sock) is not None:
+            pass
+    except OSError:
+        pass
+    poller.close()
+    client.drop()
 
 
 def _read(fd: int) -> bytes:
@@ -201,8 +216,31 @@ def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: i
     return stdin_fd
 
 
+def _recorded(job: dict, pid: int) -> bool:
+    """Whether the log already shows this process ended (an attached client, stop, kill
+    or rm got there first): then there is nothing to record and no engine to start."""
+    import sqlite3
+
+    path = os.path.join(job["root"], "events.db")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = con.execute("SELECT state, doc FROM containers WHERE id = ?",
+                              (job["cid"],)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    if row is None:
+        return True
+    state, doc = row
+    return state not in ("running", "paused") or json.loads(doc).get("pid") != pid
+
+
 def _record(job: dict, pid: int) -> None:
     """Become the full interpreter that records the exit (it needs the engine)."""
+    if _recorded(job, pid):
+        return
     argv = [sys.executable, "-m", "adapters.runtime.record_exit", job["root"], job["cid"],
             str(pid)]
     os.chdir(TOP)

@@ -10,9 +10,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from adapters.registry.pull import Progress
+if TYPE_CHECKING:  # every lamina command imports this module: http.client etc. wait
+    from adapters.registry.pull import Progress
 
 _INSECURE_ENV = "LAMINA_INSECURE_REGISTRIES"  # comma-separated, like the daemon's list
 
@@ -24,7 +25,7 @@ def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
-class PlainProgress(Progress):
+class PlainProgress:  # a Progress (adapters/registry/pull.py), by its methods
     """docker's non-terminal output: one line per layer per change of status."""
 
     def __init__(self, out: Any = None) -> None:
@@ -46,8 +47,11 @@ class PlainProgress(Progress):
         self.last[digest] = status
         self._line(f"{_short(digest)}: {status}")
 
+    def end(self) -> None:
+        pass
 
-class RichProgress(Progress):
+
+class RichProgress:  # a Progress, by its methods
     """A bar per layer on stderr, for a terminal."""
 
     def __init__(self) -> None:
@@ -88,6 +92,8 @@ class RichProgress(Progress):
 
 def _progress(quiet: bool) -> Progress:
     if quiet:
+        from adapters.registry.pull import Progress
+
         return Progress()
     if sys.stderr.isatty():
         return RichProgress()

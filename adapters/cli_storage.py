@@ -18,13 +18,14 @@ def _engine(args: argparse.Namespace) -> Any:
 
 def _progress(args: argparse.Namespace, what: str, counter: str | None = None,
               path: Any = None) -> Any:
-    """A progress bar for work over a second on a terminal (adapters/progress.py); the
-    bytes expected are the size of `path` when it is a file."""
+    """A progress bar for work over a second on a terminal (adapters/progress.py); with a
+    `path` read, the bar names it and expects its size in bytes when it is a file."""
     import os
 
     from adapters.progress import progress
 
     total = os.path.getsize(path) if isinstance(path, str) and os.path.isfile(path) else None
+    what = f"{what} {os.path.basename(path)}" if path else what
     quiet = getattr(args, "quiet", False) or getattr(args, "no_progress", False)
     return progress(what, counter=counter, total=total, quiet=quiet)
 
@@ -32,7 +33,7 @@ def _progress(args: argparse.Namespace, what: str, counter: str | None = None,
 def cmd_import(args: argparse.Namespace) -> int:
     e = _engine(args)
     source = sys.stdin.buffer if args.file == "-" else args.file
-    with _progress(args, f"importing {args.file}", "rchar", args.file):
+    with _progress(args, "importing", "rchar", args.file):
         iid = e.import_image(source, args.reference, created_by=f"lamina import {args.file}",
                              comment=args.message or "")
     print(f"sha256:{iid}")
@@ -152,7 +153,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     import os
 
     e = _engine(args)
-    with _progress(args, f"loading {args.input or '-'}", "rchar", args.input):
+    with _progress(args, "loading", "rchar", args.input or "-"):
         if args.input and args.input != "-":
             loaded = e.load(os.path.abspath(args.input), file=os.path.abspath(args.input))
         else:

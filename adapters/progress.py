@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-DELAY = 1.0  # seconds of work before a bar appears
+DELAY = 1.0  # seconds of work before a bar appears ($LAMINA_PROGRESS_DELAY: for tests)
 
 
 def io_counter(name: str) -> int:
@@ -44,7 +44,7 @@ def wanted(quiet: bool, stream: IO[str] | None = None) -> bool:
 @contextmanager
 def progress(description: str, *, counter: str | None = None, total: int | None = None,
              quiet: bool = False, stream: IO[str] | None = None,
-             delay: float = DELAY) -> Iterator[None]:
+             delay: float | None = None) -> Iterator[None]:
     """Show a bar for the work inside the block if it takes over `delay` seconds.
 
     counter: "rchar" (reading: load, import) or "wchar" (writing: save, export); None for a
@@ -53,6 +53,8 @@ def progress(description: str, *, counter: str | None = None, total: int | None 
     if not wanted(quiet, stream):
         yield
         return
+    if delay is None:
+        delay = float(os.environ.get("LAMINA_PROGRESS_DELAY") or DELAY)
     done = threading.Event()
     start = io_counter(counter) if counter else 0
     watcher = threading.Thread(target=_watch, daemon=True,
@@ -64,6 +66,14 @@ def progress(description: str, *, counter: str | None = None, total: int | None 
     finally:
         done.set()
         watcher.join()
+
+
+def _width(stream: IO[str]) -> int | None:
+    """The terminal's width from the stream itself (rich asks stdin/stdout/stderr first)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _watch(done: threading.Event, description: str, counter: str | None, start: int,
@@ -85,7 +95,7 @@ def _watch(done: threading.Event, description: str, counter: str | None, start: 
     if counter:
         columns += [BarColumn(), DownloadColumn(), TransferSpeedColumn()]
     columns.append(TimeElapsedColumn())
-    bar = Progress(*columns, console=Console(file=stream), transient=True)
+    bar = Progress(*columns, console=Console(file=stream, width=_width(stream)), transient=True)
     with bar:
         task = bar.add_task(description, total=total)
         while not done.wait(0.1):

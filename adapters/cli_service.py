@@ -20,6 +20,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from adapters.compose import root_dir
 
     root = root_dir(args.root)
+    if not args.no_cli_server:
+        from adapters.forkserver import start_background
+
+        # forked first, while this process has one thread: see adapters/forkserver.py
+        start_background(root)
     if args.log_level == "warning":  # a service logs its requests unless told otherwise
         logs.configure(args.log_format, "info")
     return serve(root, os.path.abspath(args.socket or os.path.join(root, "lamina.sock")))
@@ -28,4 +33,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("serve", help="serve the Docker Engine API on a Unix socket")
     p.add_argument("--socket", help="socket path (default <root>/lamina.sock, mode 0660)")
+    p.add_argument("--no-cli-server", action="store_true",
+                   help="don't serve the lamina command's fast path (<root>/cli.sock)")
     p.set_defaults(func=cmd_serve)

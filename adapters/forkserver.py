@@ -279,9 +279,10 @@ def run_command(request: Request, fds: list[int], peer: dict[str, int]) -> int:
     sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.argv = ["lamina", *request.argv]
-    from adapters import compose
+    from adapters import compose, logs
 
     compose.PEER.update(peer)
+    logs.configure()  # the command's own --log-* options decide, not the server's
     try:
         os.chdir(request.cwd)
     except OSError as err:

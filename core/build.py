@@ -479,8 +479,16 @@ def _run_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool, 
         return found, True, ""
     engine = run.engine
     options = {"entrypoint": [], "env": args, "network": "host"}
+    tail = ["\n"]
+
+    def out(text: str) -> None:
+        tail[0] = text[-1:] or tail[0]
+        run.out(text)
+
     with _container(engine, state.image, argv, options) as cid:
-        code = run.host.run(cid, run.out)
+        code = run.host.run(cid, out)
+        if tail[0] != "\n":
+            run.out("\n")  # the step's progress line starts a line of its own
         if code != 0:
             raise BuildFailedError(f"The command '{' '.join(argv)}' returned a non-zero code: "
                                    f"{code}")

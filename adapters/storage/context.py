@@ -258,13 +258,13 @@ def _lookup(root: str, table: str, name: str, column: int) -> int:
 
 def is_archive(path: str) -> bool:
     """A local file that ADD extracts: a tar, maybe gzip, bzip2 or xz compressed."""
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return False
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head == b"\xfd7zXZ\x00":
-        return True
-    return tarfile.is_tarfile(path)
+    try:
+        with tarfile.open(path) as tar:  # a compressed file that holds no tar is copied
+            return tar.next() is not None
+    except (tarfile.TarError, OSError, EOFError):
+        return False
 
 
 def extract_archive(path: str, dest: str) -> None:

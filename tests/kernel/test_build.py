@@ -24,7 +24,7 @@ ENV GREETING=hello \\
 LABEL org.example.title="a demo" version=1
 RUN echo "$GREETING $WHO" > /greeting
 RUN ["/bin/sh", "-c", "echo exec-form > /exec"]
-COPY --chown=65534:65534 app.txt /app/
+COPY --chown=nobody:nogroup app.txt /app/
 ADD bundle.tar /opt/
 WORKDIR /app
 USER nobody

@@ -209,8 +209,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_system(args: argparse.Namespace) -> int:
     """check: print what the log and the host disagree on (exit 1 if anything);
-    reconcile: repair it. Both are recorded."""
-    e = _engine(args)
+    reconcile: repair it. Both are recorded. The engine is built without its start-up
+    recovery: check must report what it finds, not repair it first."""
+    from adapters.compose import build_engine, root_dir
+
+    e = build_engine(root_dir(args.root), recover=False)
     repair = args.system_command == "reconcile"
     findings = e.reconcile(repair=repair)
     for line in findings:

@@ -43,11 +43,13 @@ class RandomIds:
         return os.urandom(32).hex()
 
 
-def build_engine(root: str, monitor: bool = False) -> Any:
+def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
     """The Engine wired to the real adapters: SQLite log, overlayfs layers, Linux runtime.
 
     A container's monitor records as itself (`lamina-monitor`), not as the command that
-    happened to fork it."""
+    happened to fork it. `recover`: first record the end of live containers whose process
+    and monitor are gone (Engine.recover, the cheap start-up check); `system check` turns it
+    off, since it must change nothing. $LAMINA_FAULT arms a fault point (adapters/faults.py)."""
     from adapters.runtime.linux import LinuxRuntime
     from adapters.storage.store import LinuxLayerStore
     from core.engine import Engine
@@ -56,6 +58,14 @@ def build_engine(root: str, monitor: bool = False) -> Any:
     log = SqliteEventLog(root)
     layers = LinuxLayerStore(root)
     runtime = LinuxRuntime(root, layers, log)
+    env = os.environ
+    if "LAMINA_FAULT" in env or "LAMINA_FAULT_TRACE" in env or "adapters.faults" in sys.modules:
+        from adapters.faults import wire
+
+        log, layers, runtime = wire(log, layers, runtime, monitor=monitor)
     meta = (lambda: caller_meta(["lamina-monitor"])) if monitor else caller_meta
-    return Engine(log=log, layers=layers, runtime=runtime, ids=RandomIds(), clock=utcnow,
-                  meta=meta)
+    engine = Engine(log=log, layers=layers, runtime=runtime, ids=RandomIds(), clock=utcnow,
+                    meta=meta)
+    if recover and not monitor:
+        engine.recover()
+    return engine

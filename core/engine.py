@@ -265,9 +265,8 @@ class Engine:
             return self._retrying(lambda: self._start(cmd, ref))
 
     def _start(self, cmd: _Command, ref: str) -> Container:
-        c = self.container(ref)
-        self._judge(c, "start")
-        self._launch(cmd, c, self._image_of(c), ev.ContainerStarted)
+        with self._ending(ref, "start") as c:  # no reconcile takes the half-made start
+            self._launch(cmd, c, self._image_of(c), ev.ContainerStarted)
         self.runtime.confirm_start(c)
         return self.log.container(c.id) or c
 
@@ -276,7 +275,8 @@ class Engine:
         """Start the process, then record it; if the record fails, undo the start."""
         started = self.runtime.start(c, image)
         try:
-            self._append(cmd, [event(id=c.id, pid=started.pid, cgroup=started.cgroup)],
+            self._append(cmd, [event(id=c.id, pid=started.pid, cgroup=started.cgroup,
+                                     start_time=started.start_time)],
                          {f"container:{c.id}": c.version})
         except BaseException:
             self.runtime.abort_start(c)
@@ -331,19 +331,18 @@ class Engine:
     def pause(self, ref: str) -> Container:
         """Freeze every process of the container through the cgroup freezer; no signals."""
         with self._command("pause", ref) as cmd:
-            c = self.container(ref)
-            self._judge(c, "pause")
-            self.runtime.freeze(c)
-            self._append(cmd, [ev.ContainerPaused(id=c.id)], {f"container:{c.id}": c.version})
+            with self._ending(ref, "pause") as c:
+                self.runtime.freeze(c)
+                self._append(cmd, [ev.ContainerPaused(id=c.id)],
+                             {f"container:{c.id}": c.version})
             return self.log.container(c.id) or c
 
     def unpause(self, ref: str) -> Container:
         with self._command("unpause", ref) as cmd:
-            c = self.container(ref)
-            self._judge(c, "unpause")
-            self.runtime.thaw(c)
-            self._append(cmd, [ev.ContainerUnpaused(id=c.id)],
-                         {f"container:{c.id}": c.version})
+            with self._ending(ref, "unpause") as c:
+                self.runtime.thaw(c)
+                self._append(cmd, [ev.ContainerUnpaused(id=c.id)],
+                             {f"container:{c.id}": c.version})
             return self.log.container(c.id) or c
 
     def exited(self, ref: str, exit_code: int, oom: bool = False, reason: str = "",
@@ -400,12 +399,12 @@ class Engine:
         """Burn the read-write layer into a new read-only layer and image (the container is
         paused meanwhile when it runs, as docker does)."""
         with self._command("commit", ref) as cmd:
-            c = self.container(ref)
-            self._judge(c, "commit")
             tag = normalize_tag(tag) if tag else None
-            image = self._image_of(c)
-            info = self._commit_layer(c, image)
-            return self._record_commit(cmd, c, image, info, tag, comment, author, changes)
+            with self._ending(ref, "commit") as c:  # a freeze no reconcile mistakes for stray
+                image = self._image_of(c)
+                info = self._commit_layer(c, image)
+                return self._record_commit(cmd, c, image, info, tag, comment, author,
+                                           changes)
 
     def _commit_layer(self, c: Container, image: Image) -> Any:
         parent_layer = image.layers[-1] if image.layers else None
@@ -551,7 +550,10 @@ class Engine:
             c = self.container(ref)
             image = self._image_of(c)
             store: Any = self.layers
-            digest, size = store.export(c.rw_layer, image.layers, output)
+            with self.runtime.ending(c):  # a stopped container's view is mounted meanwhile:
+                # no start, rm or reconcile may unmount it or build on it under the export
+                c = self.log.container(c.id) or c
+                digest, size = store.export(c.rw_layer, image.layers, output)
 
             def record() -> None:
                 current = self.log.container(c.id)
@@ -654,19 +656,19 @@ class Engine:
         return pid
 
     def reconcile(self, repair: bool) -> list[str]:
-        """Compare the log with the host: containers recorded live whose process is gone,
-        and what the host holds that no container accounts for. With `repair`, record the
-        lost processes' ends (with the reason) and clean the leftovers. Audited either way
-        (`system check` / `system reconcile`)."""
+        """Compare the log with the host: containers recorded live whose process is gone (or
+        is another process by now), and what the host holds that the log doesn't account
+        for (runtime.orphans: cgroups, mounts, freezer states, layer directories, staging).
+        With `repair`, record the lost processes' ends (with the reason) and clean the
+        leftovers. Audited either way (`system check` / `system reconcile`)."""
         name = "system reconcile" if repair else "system check"
         with self._command(name, "host") as cmd:
             findings = []
-            for c in self.log.containers(("running", "paused")):
-                if not self.runtime.alive(c):
-                    findings.append(f"container {short(c.id)} ({c.name}) is {c.state} in the "
-                                    "log but its process is gone")
-                    if repair:
-                        _reconcile_container(self, cmd, c)
+            for c in self._lost(settle=2.0):
+                findings.append(f"container {short(c.id)} ({c.name}) is {c.state} in the "
+                                "log but its process is gone")
+                if repair:
+                    _reconcile_container(self, cmd, c)
             known = {c.id: c for c in self.log.containers()}
             findings += self.runtime.orphans(known)
             if repair:
@@ -675,18 +677,52 @@ class Engine:
                          {})
             return findings
 
+    def recover(self) -> list[str]:
+        """The cheap check every state-changing process runs first: a running or paused
+        container whose process is gone (pid and start time) and whose monitor is gone too
+        gets its end recorded. Nothing else is looked at (a few /proc reads, well under a
+        millisecond); appends only when it finds something (HostChecked, repaired)."""
+        lost = self._lost()
+        if not lost:
+            return []
+        with self._command("system recover", "host") as cmd:
+            findings = []
+            for c in lost:
+                if _reconcile_container(self, cmd, c):
+                    findings.append(f"container {short(c.id)} ({c.name}) was {c.state} in "
+                                    "the log but its process was gone")
+            if findings:
+                self._append(cmd, [ev.HostChecked(id="host", findings=findings,
+                                                  repaired=True)], {})
+            return findings
+
+    def _lost(self, settle: float = 0) -> list[Container]:
+        """Live containers whose process is gone and whose monitor won't record it.
+
+        `settle`: a monitor whose process is gone is about to record the exit, or to give up
+        (its client died before recording the start): wait that long for it to finish."""
+        lost = []
+        for c in self.log.containers(("running", "paused")):
+            if self.runtime.alive(c) or self.runtime.watched(c, settle):
+                continue
+            now = self.log.container(c.id) if settle else c  # the monitor may have recorded
+            if now is not None and now.state in ("running", "paused") and now.pid == c.pid:
+                lost.append(now)
+        return lost
+
     def _stream_version(self, stream: str) -> int:
         """The version a stream is at, also after its aggregate was removed (0 if new)."""
         return max((rec.version for rec in self.log.read(stream=stream)), default=0)
 
 
-def _reconcile_container(engine: Engine, cmd: _Command, c: Container) -> None:
-    """Record that a live container's process is gone, unless someone did meanwhile."""
+def _reconcile_container(engine: Engine, cmd: _Command, c: Container) -> bool:
+    """Record that a live container's process is gone, unless someone did meanwhile.
+    True if this recorded it."""
     with engine.runtime.ending(c):
         now = engine.log.container(c.id)
         if now is None or now.state not in ("running", "paused") or now.pid != c.pid \
-                or engine.runtime.alive(now):
-            return
+                or engine.runtime.alive(now) or engine.runtime.watched(now):
+            return False
         code = engine.runtime.last_exit(now)
         reason = ("the process ended while no monitor watched"
                   + ("" if code is not None else " (exit status unknown)"))
@@ -694,6 +730,7 @@ def _reconcile_container(engine: Engine, cmd: _Command, c: Container) -> None:
                                                 else code, reason=reason)],
                        {f"container:{c.id}": now.version})
     engine.runtime.release(c)
+    return True
 
 
 def _as_tag(ref: str) -> str:

@@ -211,6 +211,9 @@ class MemoryRuntime:
         proc = self.procs.get(container.id)
         return proc.exit_code if proc is not None else None
 
+    def watched(self, container: Container, settle: float = 0) -> bool:
+        return False  # no monitors here: an ended process is recorded by whoever ends it
+
     def orphans(self, known: Mapping[str, Container]) -> list[str]:
         return [f"process of unknown container {cid[:12]}" for cid in self.procs
                 if cid not in known]

@@ -39,6 +39,7 @@ class Container:
     restart_count: int = 0
     last_signal: int = 0
     exit_reason: str = ""
+    start_time: int = 0  # of the process `pid` (see ContainerStarted); 0 if unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,18 +139,20 @@ def _container_created(_: Container | None, rec: Recorded) -> Container:
 
 def _started(c: Container, rec: Recorded) -> Container:
     return _moved(c, rec, pid=rec.data["pid"], cgroup=rec.data.get("cgroup", ""), ran=True,
-                  started_at=rec.at, exit_code=None, oom=False, exit_reason="", last_signal=0)
+                  started_at=rec.at, exit_code=None, oom=False, exit_reason="", last_signal=0,
+                  start_time=rec.data.get("start_time", 0))
 
 
 def _restarted(c: Container, rec: Recorded) -> Container:
     return _moved(c, rec, pid=rec.data["pid"], cgroup=rec.data.get("cgroup", ""), ran=True,
                   started_at=rec.at, exit_code=None, oom=False, exit_reason="",
-                  restart_count=c.restart_count + 1)
+                  restart_count=c.restart_count + 1, start_time=rec.data.get("start_time", 0))
 
 
 def _ended(c: Container, rec: Recorded) -> Container:
     d = rec.data
-    return _moved(c, rec, pid=0, cgroup="", exit_code=d["exit_code"], finished_at=rec.at,
+    return _moved(c, rec, pid=0, cgroup="", start_time=0, exit_code=d["exit_code"],
+                  finished_at=rec.at,
                   oom=bool(d.get("oom", False)), exit_reason=d.get("reason", ""),
                   last_signal=d.get("signal", c.last_signal))
 

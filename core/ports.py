@@ -78,6 +78,7 @@ class LayerStore(Protocol):
 class Started:
     pid: int
     cgroup: str
+    start_time: int = 0  # the process's start time, which tells it from a reused pid
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,11 @@ class Runtime(Protocol):
 
     def last_exit(self, container: Container) -> int | None:
         """The exit code the monitor saw for the recorded process, if it wrote one."""
+        ...
+
+    def watched(self, container: Container, settle: float = 0) -> bool:
+        """Whether the process's monitor still lives (and so will record its end itself);
+        `settle`: wait up to that many seconds for a monitor to finish first."""
         ...
 
     def orphans(self, known: Mapping[str, Container]) -> list[str]:

@@ -53,11 +53,16 @@ class ContainerCreated(Event):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ContainerStarted(Event):
-    """A process space was made around the union view (seed: `docker start`)."""
+    """A process space was made around the union view (seed: `docker start`).
+
+    `start_time` is the init process's start time (/proc/<pid>/stat, clock ticks since boot),
+    so that reconciliation can tell the process from a later one that got the same pid; 0 in
+    events written before it was recorded (the schema stays 1: the field has a default)."""
 
     KIND: ClassVar[str] = "container"
     pid: int
     cgroup: str = ""
+    start_time: int = 0
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -113,6 +118,7 @@ class ContainerRestarted(Event):
     KIND: ClassVar[str] = "container"
     pid: int
     cgroup: str = ""
+    start_time: int = 0  # as ContainerStarted's
 
 
 @dataclass(frozen=True, eq=False, repr=False)

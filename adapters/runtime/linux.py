@@ -84,7 +84,9 @@ class LinuxRuntime:
             err.exit_code = int(code) if code.isdigit() else 125
             raise err
         self.clients[container.id] = mine
-        return Started(pid=int(text.split()[1]), cgroup=f"lamina/{container.id}")
+        pid = int(text.split()[1])
+        return Started(pid=pid, cgroup=f"lamina/{container.id}",
+                       start_time=_note_monitor(cdir, pid))
 
     def _cgroup(self, cid: str, spec: ProcessSpec) -> Cgroup:
         limits = Limits(memory=spec.limits.get("memory"), pids=spec.limits.get("pids"),
@@ -252,13 +254,27 @@ class LinuxRuntime:
     # --- reconciliation ------------------------------------------------------------------
 
     def alive(self, container: Container) -> bool:
-        """The recorded pid exists and sits in this container's cgroup (so a reused pid of
-        some other process doesn't count)."""
+        """The recorded process is still there and still the same one: same pid and start
+        time (a pid reused by another process doesn't count). A start recorded before start
+        times were: the pid must sit in this container's cgroup."""
         if container.pid <= 0:
             return False
+        if container.start_time:
+            from adapters.kernel.proc import is_same
+
+            return is_same(container.pid, container.start_time)
         try:
             with open(f"/proc/{container.pid}/cgroup") as f:
                 return f"/lamina/{container.id}" in f.read()
+        except OSError:
+            return False
+
+    def watched(self, container: Container, settle: float = 0) -> bool:
+        from adapters.kernel.proc import wait_gone
+
+        try:
+            with open(os.path.join(self.container_dir(container.id), "monitor")) as f:
+                return not wait_gone(f.read(), settle)
         except OSError:
             return False
 
@@ -268,62 +284,34 @@ class LinuxRuntime:
         record = monitor.read_exit(self.container_dir(container.id), container.pid)
         return int(record["code"]) if record else None
 
-    def _ours(self, cid: str, known: Mapping[str, Container]) -> bool:
-        """A cgroup id is this root's if its log knows the container (other roots' are not
-        ours to judge)."""
-        return cid in known or next(self.log.read(stream=f"container:{cid}"), None) is not None
-
-    def _orphan_cgroups(self, known: Mapping[str, Container]) -> list[str]:
-        from adapters.kernel.cgroups import list_lamina_cgroups
-
-        live = ("running", "paused")
-        return [cid for cid in list_lamina_cgroups() if self._ours(cid, known)
-                and (cid not in known or known[cid].state not in live)]
-
-    def _orphan_mounts(self, known: Mapping[str, Container]) -> list[str]:
-        from adapters.storage.overlay import mounts_under
-
-        layers = self.layers.layers_dir
-        running = {self.layers.merged_dir(c.rw_layer) for c in known.values()
-                   if c.state in ("running", "paused")}
-        return [m for m in mounts_under(layers) if m not in running]
-
-    def _stale_staging(self, age: float = 60) -> list[str]:
-        tmp = self.layers.tmp_dir
-        if not os.path.isdir(tmp):
-            return []
-        now = time.time()
-        return [os.path.join(tmp, n) for n in sorted(os.listdir(tmp))
-                if now - os.lstat(os.path.join(tmp, n)).st_mtime > age]
-
     def orphans(self, known: Mapping[str, Container]) -> list[str]:
-        return ([f"cgroup lamina/{cid[:12]} belongs to no running container"
-                 for cid in self._orphan_cgroups(known)]
-                + [f"{m} is mounted but its container isn't running"
-                   for m in self._orphan_mounts(known)]
-                + [f"staging leftover {p}" for p in self._stale_staging()])
+        from adapters.runtime import hostcheck
+
+        return [f.text for f in hostcheck.findings(self, known)]
 
     def clean_orphans(self, known: Mapping[str, Container]) -> None:
-        from adapters.storage.overlay import unmount
+        from adapters.runtime import hostcheck
 
-        for cid in self._orphan_cgroups(known):
-            try:
-                cgroup = Cgroup.open(cid)
-                if cgroup.is_frozen():
-                    cgroup.thaw()
-                if cgroup.pids():
-                    cgroup.kill(signal.SIGKILL)
-                cgroup.remove()
-            except CgroupError:
-                pass
-        for m in reversed(self._orphan_mounts(known)):
-            unmount(m)
-        for path in self._stale_staging():
-            shutil.rmtree(path, ignore_errors=True)
+        for finding in hostcheck.findings(self, known):
+            finding.repair()
 
     def remove(self, container: Container) -> None:
         """The container is gone: delete its logs and runtime files."""
         shutil.rmtree(self.container_dir(container.id), ignore_errors=True)
+
+
+def _note_monitor(cdir: str, pid: int) -> int:
+    """Init's start time (for ContainerStarted), and who its monitor (its parent) is, kept in
+    `<cdir>/monitor` as `pid.starttime`: reconciliation leaves a container whose init is gone
+    to a monitor that still lives, since that monitor is about to record the exit."""
+    from adapters.kernel import proc
+
+    fields = proc.stat_fields(pid)
+    if fields is None:
+        return 0
+    with open(os.path.join(cdir, "monitor"), "w") as f:
+        f.write(proc.stamp(int(fields[1])))
+    return int(fields[19])
 
 
 def _send(pid: int, sig: int) -> None:

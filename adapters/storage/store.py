@@ -70,6 +70,7 @@ class LinuxLayerStore:
         self.root = root
         self.layers_dir = os.path.join(root, "layers")
         self.tmp_dir = os.path.join(root, "tmp")
+        self.fault: Callable[[str], None] = _no_fault  # adapters/faults.py arms it
 
     # --- paths ---------------------------------------------------------------------------
 
@@ -90,7 +91,7 @@ class LinuxLayerStore:
         """A fresh directory under <root>/tmp, removed unless renamed away."""
         os.makedirs(self.tmp_dir, exist_ok=True)
         os.makedirs(self.layers_dir, exist_ok=True)
-        path = tempfile.mkdtemp(dir=self.tmp_dir)
+        path = tempfile.mkdtemp(dir=self.tmp_dir, prefix=_owner() + "-")  # whose, for reconcile
         try:
             yield path
         finally:
@@ -173,7 +174,9 @@ class LinuxLayerStore:
         layer_id = os.urandom(32).hex()
         size = _tree_size(os.path.join(stage, "diff"))
         with open(os.path.join(stage, "layer.json"), "w") as f:
-            json.dump({"id": layer_id, "parent": parent, "diff_id": diff_id, "size": size}, f)
+            json.dump({"id": layer_id, "parent": parent, "diff_id": diff_id, "size": size,
+                       "owner": _owner()}, f)  # a live owner may yet register it
+        self.fault("store.staged")
         os.rename(stage, self.layer_dir(layer_id))
         return LayerInfo(id=layer_id, diff_id=diff_id, size=size)
 
@@ -252,6 +255,9 @@ class LinuxLayerStore:
             _init_layer(os.path.join(stage, "init"), self.lowers(layers))
             with open(os.path.join(stage, "lower"), "w") as f:
                 f.write("\n".join(layers))
+            with open(os.path.join(stage, "owner"), "w") as f:
+                f.write(_owner())  # a live owner may yet record the container
+            self.fault("store.staged")
             os.rename(stage, self.layer_dir(rw))
         return rw
 
@@ -479,9 +485,22 @@ def _remove_tree(path: str, tmp_dir: str) -> None:
     if not os.path.exists(path):
         return
     os.makedirs(tmp_dir, exist_ok=True)
-    doomed = tempfile.mkdtemp(dir=tmp_dir, prefix="rm-")
-    os.rename(path, os.path.join(doomed, "x"))
+    doomed = tempfile.mkdtemp(dir=tmp_dir, prefix=f"rm-{_owner()}-")
+    with suppress(FileNotFoundError):  # removed meanwhile (by a reconcile): that's removed
+        os.rename(path, os.path.join(doomed, "x"))
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _no_fault(name: str) -> None:
+    """No fault point is armed (see adapters/faults.py)."""
+
+
+def _owner() -> str:
+    """This process as `pid.starttime` (adapters/kernel/proc.py), stamped on what it writes
+    so that reconciliation can tell a half-written leftover from work in progress."""
+    from adapters.kernel.proc import stamp
+
+    return stamp()
 
 
 class ArchiveSession:

@@ -182,9 +182,17 @@ def history_label(h: History) -> str:
     return "<" + "".join(rows) + ">"
 
 
+MAX_COLUMNS = 40  # a longer history shows its newest events (the picture stays readable)
+
+
 def history_graph(h: History) -> Any:
-    g = _graph("history", label=f"container {h.name} ({h.id[:12]}): its states over time",
-               labelloc="t", fontsize="14")
+    from dataclasses import replace
+
+    title = f"container {h.name} ({h.id[:12]}): its states over time"
+    if len(h.steps) > MAX_COLUMNS:
+        title += f"\n(the last {MAX_COLUMNS} of {len(h.steps)} events)"
+        h = replace(h, steps=h.steps[-MAX_COLUMNS:])
+    g = _graph("history", label=title, labelloc="t", fontsize="14")
     g.node("timeline", history_label(h))
     refused = [s for s in h.steps if s.refused]
     if refused:

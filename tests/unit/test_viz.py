@@ -137,3 +137,17 @@ def test_the_cli_prints_json_and_refuses_a_bad_format(session, tmp_path, capsys)
     assert err.startswith("lamina: error: unknown picture format") and err.count("\n") == 1
     assert run(["--root", session["root"], "viz", "--tree"]) == 0
     assert "busybox:latest" in capsys.readouterr().out
+
+
+def test_a_long_history_draws_its_newest_events(session, tmp_path) -> None:
+    e = session["engine"]
+    for _ in range(25):
+        e.unpause("web")
+        e.pause("web")
+    h = history.history(source.open_source(session["root"]), "web")
+    assert len(h.steps) > dot.MAX_COLUMNS
+    out = tmp_path / "long.svg"
+    dot.render(dot.history_graph(h), str(out))
+    text = _svg_text(out)
+    assert f"the last {dot.MAX_COLUMNS} of {len(h.steps)} events" in text
+    assert f"#{h.steps[-1].seq} " in text and f"#{h.steps[0].seq} " not in text

@@ -1,0 +1,79 @@
+"""Who a process is: its pid plus its start time, so that a reused pid is not mistaken for it.
+
+A pid alone names a process only while it lives; after it ends the kernel may hand the same
+number to any new process. `/proc/<pid>/stat` field 22 (starttime, clock ticks since boot)
+differs between the two, so (pid, starttime) names one process for the life of the boot, and
+after a reboot the old starttime is simply never seen again for that pid (or it is, by a
+chance this module accepts: the check is a cheap guard, not a proof).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3, state, is index 0);
+    None if there is no such process. The name may hold spaces and parentheses, so the
+    split is after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2:].decode().split()
+
+
+def start_time(pid: int | str) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
+    fields = stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def parent(pid: int | str) -> int | None:
+    fields = stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
+def is_same(pid: int, started: int) -> bool:
+    """Whether process `pid` is still the one that started at `started`, and still running:
+    a zombie has ended (its parent just hasn't reaped it, or never will: a double-forked
+    monitor's parent is whatever init the host has)."""
+    if pid <= 0:
+        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X") and int(fields[19]) == started
+
+
+def stamp(pid: int | None = None) -> str:
+    """`<pid>.<starttime>` of a process (this one by default), for files it owns."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}.{start_time(pid) or 0}"
+
+
+def stamp_alive(text: str) -> bool:
+    """Whether the process a `stamp` names is still running (False for a malformed one)."""
+    pid, _, started = text.strip().partition(".")
+    if not pid.isdigit() or not started.isdigit():
+        return False
+    return is_same(int(pid), int(started))
+
+
+def wait_gone(text: str, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for the process a `stamp` names to end; True if it is
+    gone (or never was)."""
+    pid, _, started = text.strip().partition(".")
+    if not pid.isdigit() or not started.isdigit():
+        return True
+    try:
+        fd = os.pidfd_open(int(pid))
+    except OSError:
+        return True
+    try:
+        if start_time(pid) != int(started):  # checked after pidfd_open: the fd is this one
+            return True
+        import select
+
+        return bool(select.select([fd], [], [], max(timeout, 0))[0])  # readable: it ended
+    finally:
+        os.close(fd)

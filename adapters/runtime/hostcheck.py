@@ -1,0 +1,253 @@
+"""What the host holds that the log doesn't account for, and how to clean it (reconcile).
+
+The log is the truth; the host is made to match it. Each check yields Findings: one line for
+`system check` and the repair `system reconcile` runs. What is looked at:
+
+- cgroups of this root's containers that aren't running or paused (killed, thawed, removed);
+- union views mounted under <root>/layers for containers that aren't running or paused;
+- a running container whose cgroup is frozen, or a paused one whose cgroup is not (a pause,
+  unpause or commit that died between the freezer and the log): the freezer is set back to
+  what the log says;
+- layer directories no event accounts for: a read-only layer the read model doesn't hold
+  (written but never registered, or removed from the log but not from the disk) and a
+  read-write layer of no container; and every layer the read model holds must be on disk
+  with the digest it was registered with (checked from its tar-split header or layer.json:
+  cheap; reported, since nothing on this host can bring its files back);
+- staging leftovers under <root>/tmp.
+
+In-flight work is never taken for a leftover: a container whose lock (`Runtime.ending`) is
+held is being worked on (start, pause, commit, export, stop, rm all hold it), and a layer or
+staging directory stamped with a live writer's pid and start time is still being written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.model import Container
+
+LIVE = ("running", "paused")
+STAGING_AGE = 60.0  # seconds; for staging entries that carry no owner stamp
+_STAMP = re.compile(r"^(?:[a-z]+-)?(\d+\.\d+)-")
+_RESERVED = frozenset({"l", "empty"})
+
+
+@dataclass
+class Finding:
+    text: str
+    repair: Callable[[], None]
+
+
+@contextlib.contextmanager
+def idle(runtime: Any, cid: str) -> Iterator[bool]:
+    """Try the container's lock without waiting: yields False if someone holds it."""
+    path = os.path.join(runtime.container_dir(cid), "lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield True  # never locked by anyone: no command is working on it
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def findings(runtime: Any, known: Mapping[str, Container]) -> list[Finding]:
+    return [*_cgroups(runtime, known), *_mounts(runtime, known), *_freezer(runtime, known),
+            *_layers(runtime), *_staging(runtime)]
+
+
+# --- cgroups, mounts, the freezer ------------------------------------------------------------
+
+def _ours(runtime: Any, cid: str, known: Mapping[str, Container]) -> bool:
+    """A cgroup id is this root's if its log knows the container (other roots' are not ours
+    to judge)."""
+    return cid in known or next(runtime.log.read(stream=f"container:{cid}"), None) is not None
+
+
+def _cgroups(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
+    from adapters.kernel.cgroups import list_lamina_cgroups
+
+    for cid in list_lamina_cgroups():
+        if not _ours(runtime, cid, known) or (cid in known and known[cid].state in LIVE):
+            continue
+        yield Finding(f"cgroup lamina/{cid[:12]} belongs to no running container",
+                      lambda cid=cid: _locked(runtime, cid, lambda: _remove_cgroup(cid)))
+
+
+def _remove_cgroup(cid: str) -> None:
+    from adapters.kernel.cgroups import Cgroup, CgroupError
+
+    try:
+        cgroup = Cgroup.open(cid)
+        if cgroup.is_frozen():
+            cgroup.thaw()
+        if cgroup.pids():
+            cgroup.kill(signal.SIGKILL)
+        cgroup.remove()
+    except CgroupError:
+        pass
+
+
+def _locked(runtime: Any, cid: str, fn: Callable[[], None]) -> None:
+    """Run a repair only while nobody works on the container (else it is not stray)."""
+    with idle(runtime, cid) as free:
+        if free:
+            fn()
+
+
+def _mounts(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
+    from adapters.storage.overlay import mounts_under, unmount
+
+    layers_dir = runtime.layers.layers_dir
+    running = {runtime.layers.merged_dir(c.rw_layer) for c in known.values()
+               if c.state in LIVE}
+    for m in reversed(mounts_under(layers_dir)):
+        if m in running:
+            continue
+        top = os.path.relpath(m, layers_dir).split(os.sep)[0]
+        cid = top.removeprefix("rw-")
+        yield Finding(f"{m} is mounted but its container isn't running",
+                      lambda m=m, cid=cid: _locked(runtime, cid, lambda: unmount(m)))
+
+
+def _freezer(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
+    from adapters.kernel.cgroups import Cgroup, CgroupError
+
+    for c in known.values():
+        if c.state not in LIVE:
+            continue
+        try:
+            frozen = Cgroup.open(c.id).is_frozen()
+        except (CgroupError, OSError):
+            continue  # no cgroup: the lost-process check speaks for this container
+        if frozen == (c.state == "paused"):
+            continue
+        want = "freeze" if c.state == "paused" else "thaw"
+        yield Finding(f"container {c.id[:12]} ({c.name}) is {c.state} in the log but "
+                      f"{'frozen' if frozen else 'not frozen'} on the host",
+                      lambda c=c, want=want: _locked(runtime, c.id,
+                                                     lambda: _set_freezer(c.id, want)))
+
+
+def _set_freezer(cid: str, want: str) -> None:
+    from adapters.kernel.cgroups import Cgroup, CgroupError
+
+    with contextlib.suppress(CgroupError, OSError):
+        getattr(Cgroup.open(cid), want)()
+
+
+# --- layers and staging ----------------------------------------------------------------------
+
+def _owner_alive(path: str) -> bool:
+    """Whether the process that wrote this layer directory still runs (it may be about to
+    register it). Read-only layers keep the stamp in layer.json, read-write ones in `owner`."""
+    from adapters.kernel.proc import stamp_alive
+
+    try:
+        with open(os.path.join(path, "layer.json")) as f:
+            text = str(json.load(f).get("owner") or "")
+    except (OSError, ValueError):
+        try:
+            with open(os.path.join(path, "owner")) as f:
+                text = f.read()
+        except OSError:
+            return False
+    return stamp_alive(text)
+
+
+def _layers(runtime: Any) -> Iterator[Finding]:
+    store = runtime.layers
+    try:
+        on_disk = sorted(set(os.listdir(store.layers_dir)) - _RESERVED)
+    except FileNotFoundError:
+        on_disk = []
+    # read the log after listing the disk: a layer renamed in later is not looked at, and one
+    # registered in between is known
+    layers = {la.id: la for la in runtime.log.layers()}
+    rw = {c.rw_layer for c in runtime.log.containers()}
+    for name in on_disk:
+        path = store.layer_dir(name)
+        if name in layers or name in rw or not os.path.isdir(path) or _owner_alive(path):
+            continue
+        if name.startswith("rw-"):
+            yield Finding(f"read-write layer {name[:15]} belongs to no container",
+                          lambda name=name: _locked(runtime, name[3:],
+                                                    lambda: store.remove_rw_layer(name)))
+        else:
+            yield Finding(f"layer {name[:12]} on disk is in no image the log knows "
+                          "(half-written or half-removed)",
+                          lambda name=name: store.remove_layer(name))
+    for la in layers.values():
+        problem = _layer_problem(store, la.id, la.diff_id)
+        if problem:
+            yield Finding(f"layer {la.id[:12]} {problem}", lambda: None)
+
+
+def _layer_problem(store: Any, layer_id: str, diff_id: str) -> str:
+    """Why a registered layer is not what the log says ('' if it is): cheap checks only."""
+    path = store.layer_dir(layer_id)
+    if not os.path.isdir(os.path.join(path, "diff")):
+        return "is in the log but missing on disk"
+    split = os.path.join(path, "tar-split.gz")
+    try:
+        if os.path.exists(split):
+            from adapters.storage.archive import read_split_header
+
+            recorded = read_split_header(split)[0]
+        else:
+            with open(os.path.join(path, "layer.json")) as f:
+                recorded = json.load(f)["diff_id"]
+    except (OSError, ValueError, KeyError) as err:
+        return f"has unreadable metadata on disk ({err})"
+    if recorded != diff_id:
+        return f"on disk is {recorded}, but the log registered {diff_id}"
+    return ""
+
+
+def _staging(runtime: Any) -> Iterator[Finding]:
+    from adapters.kernel.proc import stamp_alive
+
+    tmp = runtime.layers.tmp_dir
+    try:
+        names = sorted(os.listdir(tmp))
+    except FileNotFoundError:
+        return
+    now = time.time()
+    for name in names:
+        path = os.path.join(tmp, name)
+        owner = _STAMP.match(name)
+        if owner is not None:
+            if stamp_alive(owner.group(1)):
+                continue
+        else:
+            try:
+                if now - os.lstat(path).st_mtime <= STAGING_AGE:
+                    continue
+            except FileNotFoundError:
+                continue
+        yield Finding(f"staging leftover {path}", lambda path=path: _remove_path(path))
+
+
+def _remove_path(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -1,0 +1,168 @@
+"""Fault injection: each state-changing command is killed (SIGKILL) at each of its steps.
+
+For every command the harness first runs it once with LAMINA_FAULT_TRACE to learn the fault
+points it passes (adapters/faults.py) and the events a complete run appends; then, for each
+point, it prepares the command again, runs the real CLI with LAMINA_FAULT set to that point
+(the process dies there), runs `lamina system reconcile`, and checks:
+- the crashed command left all of its events or none (one atomic append per command);
+- `system check` then finds nothing;
+- tests/reliability/invariants.py: hash chain, replay == read model with every move legal,
+  no stray mount, cgroup, process, layer directory or staging leftover, every registered
+  layer on disk with its digest.
+
+`make test` injects three points a command (see _chosen); LAMINA_SOAK=1 injects every
+point it passes. The totals are written to $LAMINA_FAULT_REPORT if set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar
+from tests.reliability.invariants import problems
+
+SOAK = os.environ.get("LAMINA_SOAK") == "1"
+REPORT: dict[str, dict] = {}
+
+
+class Root(Lamina):
+    """The shared root, with a counter for unique names."""
+
+    n = 0
+
+    def unique(self, prefix: str) -> str:
+        Root.n += 1
+        return f"{prefix}{Root.n}"
+
+    def run_d(self) -> str:
+        return self.ok("run", "-d", "busybox", "sleep", "600").strip()
+
+
+@pytest.fixture(scope="module")
+def lam(tmp_path_factory) -> Root:
+    require_root()
+    tmp = tmp_path_factory.mktemp("faults")
+    lam = Root(tmp / "root")
+    lam.tar = str(busybox_tar(tmp))
+    lam.ok("import", lam.tar, "busybox")
+    # an archive whose top layer is nowhere in the root: load has to install it
+    cid = lam.ok("create", "busybox", "sh", "-c", "echo fat > /fat").strip()
+    lam.ok("start", "-a", cid)
+    lam.ok("commit", cid, "fat:1")
+    lam.archive = str(tmp / "fat.tar")
+    lam.ok("save", "-o", lam.archive, "fat:1")
+    lam.ok("rm", cid)
+    lam.ok("rmi", "fat:1")
+    yield lam
+    for cid in lam.container_ids():
+        lam("rm", "-f", cid)
+    assert problems(lam.root) == []
+
+
+def _load(lam: Root) -> list[str]:
+    if any("fat:1" in i["tags"] for i in _images(lam)):
+        lam.ok("rmi", "fat:1")
+    return ["load", "-i", lam.archive]
+
+
+def _images(lam: Root) -> list[dict]:
+    return [json.loads(line) for line in lam.ok("images", "--format", "json").splitlines()]
+
+
+PREPARE: dict[str, Callable[[Root], list[str]]] = {
+    "import": lambda lam: ["import", lam.tar, lam.unique("imp:")],
+    "create": lambda lam: ["create", "busybox", "sleep", "600"],
+    "start": lambda lam: ["start", lam.ok("create", "busybox", "sleep", "600").strip()],
+    "pause": lambda lam: ["pause", lam.run_d()],
+    "commit": lambda lam: ["commit", lam.run_d(), lam.unique("snap:")],
+    "rm": lambda lam: ["rm", "-f", lam.run_d()],
+    "rmi": lambda lam: ["rmi", lam.ok("import", lam.tar, lam.unique("gone:")) and
+                        f"gone:{Root.n}"],
+    "load": _load,
+}
+
+
+def _run(lam: Root, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([LAMINA, "--root", str(lam.root), *argv], capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **env})
+
+
+def _check(lam: Root) -> list[str]:
+    """`system check`, in this process (the CLI's is tested in tests/kernel)."""
+    from adapters.compose import build_engine
+
+    e = build_engine(str(lam.root), recover=False)
+    try:
+        return e.reconcile(repair=False)
+    finally:
+        e.log.suspend()
+
+
+def _by(lam: Root, since: int, pid: int) -> list[str]:
+    """Types of the events the process `pid` appended after event number `since`."""
+    return sorted(e["type"] for e in lam.events()[since:] if e["meta"].get("pid") == pid
+                  and e["type"] != "HostChecked")
+
+
+def _points(lam: Root, command: str, tmp: Path) -> tuple[list[str], list[str]]:
+    """The points a complete run passes, and the event types it appends."""
+    trace = tmp / f"{command}.trace"
+    argv = PREPARE[command](lam)
+    since = len(lam.events())
+    proc = subprocess.Popen([LAMINA, "--root", str(lam.root), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "LAMINA_FAULT_TRACE": str(trace)})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    points = list(dict.fromkeys(trace.read_text().split()))
+    return points, _by(lam, since, proc.pid)
+
+
+def _chosen(points: list[str]) -> list[str]:
+    """Every point under LAMINA_SOAK=1; else the three crash states that matter most: a
+    layer staged but not in place, every step done but nothing recorded, recorded but the
+    aftermath (deleting files, confirming the start) not done."""
+    if SOAK:
+        return points
+    append = points.index("before:log.append")
+    chosen = {"store.staged", points[append - 1] if append else points[0], "after:log.append"}
+    return [p for p in points if p in chosen]
+
+
+@pytest.mark.parametrize("command", list(PREPARE))
+def test_a_crash_at_any_step_is_recovered(lam: Root, command: str, tmp_path: Path) -> None:
+    points, complete = _points(lam, command, tmp_path)
+    assert points and complete, f"{command} passed no fault point or appended nothing"
+    report = REPORT.setdefault(command, {"points": points, "injected": 0, "happened": 0,
+                                         "not_happened": 0, "mismatches": 0})
+    for point in _chosen(points):
+        argv = PREPARE[command](lam)
+        since = len(lam.events())
+        proc = subprocess.Popen([LAMINA, "--root", str(lam.root), *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL,
+                                env={**os.environ, "LAMINA_FAULT": point})
+        proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, f"{command}: {point} was not reached"
+        report["injected"] += 1
+        left = _by(lam, since, proc.pid)
+        assert left in ([], complete), f"{command} killed at {point} left {left}"
+        report["happened" if left else "not_happened"] += 1
+        lam.ok("system", "reconcile")
+        check = _check(lam)
+        found = problems(lam.root)
+        if check or found:
+            report["mismatches"] += 1
+        assert check == [], f"{command} at {point}: system check found {check}"
+        assert found == [], f"{command} at {point}: {found}"
+    if os.environ.get("LAMINA_FAULT_REPORT"):
+        Path(os.environ["LAMINA_FAULT_REPORT"]).write_text(json.dumps(REPORT, indent=1))

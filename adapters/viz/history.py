@@ -8,6 +8,7 @@ state's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,10 +73,13 @@ def resolve(source: Any, ref: str) -> str:
     raise NotFound(f"no such container: {ref}")
 
 
+_FULL_ID = re.compile(r"([0-9a-f]{12})[0-9a-f]{52}")
+
+
 def _detail(rec: Any) -> str:
     d = rec.data
-    if rec.type == "CommandRejected":
-        return f"{d.get('command')} refused: {d.get('reason')}"
+    if rec.type == "CommandRejected":  # full ids in reasons shortened, as docker prints them
+        return _FULL_ID.sub(r"\1", f"{d.get('command')} refused: {d.get('reason')}")
     parts = []
     for key in ("pid", "exit_code", "signal", "reason", "command"):
         if d.get(key) not in (None, "", 0) or (key == "exit_code" and key in d):

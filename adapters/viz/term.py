@@ -102,10 +102,11 @@ def history_renderable(h: History) -> Any:
     from rich.table import Table
 
     t = Table(title=f"container {h.name} ({h.id[:12]})", title_justify="left")
-    for col in ("SEQ", "TIME", "EVENT", "MOVE", "DETAIL"):
-        t.add_column(col)
+    for col in ("SEQ", "TIME", "EVENT", "MOVE"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("DETAIL", overflow="fold")
     for s in h.steps:
         move = f"{s.before} → [{STYLES[s.after]}]{s.after}[/]" if not s.refused else "-"
-        t.add_row(str(s.seq), s.at, s.type, move, s.detail,
+        t.add_row(str(s.seq), s.at[:19].replace("T", " "), s.type, move, s.detail,
                   style="red" if s.refused else None)
     return t

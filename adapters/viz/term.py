@@ -107,6 +107,6 @@ def history_renderable(h: History) -> Any:
     t.add_column("DETAIL", overflow="fold")
     for s in h.steps:
         move = f"{s.before} → [{STYLES[s.after]}]{s.after}[/]" if not s.refused else "-"
-        t.add_row(str(s.seq), s.at[:19].replace("T", " "), s.type, move, s.detail,
-                  style="red" if s.refused else None)
+        t.add_row(str(s.seq), s.at[:19].replace("T", " "), s.type.removeprefix("Container"),
+                  move, s.detail, style="red" if s.refused else None)
     return t

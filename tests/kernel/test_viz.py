@@ -84,7 +84,7 @@ def test_tree_and_history_in_the_terminal(lamina: Lamina) -> None:
     tree = lamina.ok("viz", "--tree")
     assert "busybox:latest" in tree and "happy" in tree and "sleeper" in tree
     hist = lamina.ok("viz", "--history", "sleeper")
-    for word in ("ContainerCreated", "ContainerStarted", "ContainerPaused", "paused"):
+    for word in ("Created", "Started", "Paused", "running → paused"):
         assert word in hist
     doc = viz_json(lamina, "--history", "happy")
     assert [s["after"] for s in doc["steps"]] == ["stopped", "running", "stopped"]

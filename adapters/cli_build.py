@@ -37,8 +37,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     iid = build(engine(args), args.context, args.file, args.tag or [],
                 parse_build_args(args.build_arg), args.no_cache, args.target,
-                (lambda _t: None) if args.quiet else out)
-    if args.quiet:
+                (lambda _t: None) if args.only_id else out)
+    if args.only_id:
         print(f"sha256:{iid}")
     return 0
 
@@ -53,6 +53,7 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
                    help="a value for an ARG (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="reuse no earlier step")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("-q", "--quiet", dest="only_id", action="store_true",
+                   help="print only the image id")
     p.add_argument("context", metavar="CONTEXT_DIR")
     p.set_defaults(func=cmd_build)

@@ -97,6 +97,9 @@ class IgnoreRules:
             rules.append((negate, _pattern_regex(cleaned)))
         return cls(tuple(rules))
 
+    def has_exceptions(self) -> bool:
+        return any(negate for negate, _ in self.rules)
+
     def ignored(self, rel: str) -> bool:
         """Whether a context-relative path is hidden (the last matching rule decides)."""
         hidden = False
@@ -194,8 +197,8 @@ class DirSource:
             for name in sorted(dirs + files):
                 full = os.path.join(top, name)
                 if self._hidden(full):
-                    if name in dirs:
-                        dirs.remove(name)
+                    if name in dirs and not self.ignore.has_exceptions():
+                        dirs.remove(name)  # with `!` rules, something below may come back
                     continue
                 yield Entry(full, os.path.relpath(full, path), os.lstat(full))
 

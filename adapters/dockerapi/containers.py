@@ -117,7 +117,7 @@ async def wait(ctx: Ctx, req: Request, ref: str) -> int:
         now = ctx.log.container(c.id)
         code = None
         if now is None:
-            code = c.exit_code if c.exit_code is not None else 0
+            code = last_exit_code(ctx, c.id)
         elif condition != "removed" and now.state == "stopped" and \
                 (condition == "not-running" or now.finished_at != first):
             code = now.exit_code or 0
@@ -128,6 +128,15 @@ async def wait(ctx: Ctx, req: Request, ref: str) -> int:
         if now is not None:
             c = now
         await ctx.workers.settle(0.1)
+
+
+def last_exit_code(ctx: Ctx, cid: str) -> int:
+    """The exit code of a container's last run, from the log (it may be removed by now)."""
+    row = ctx.log.con.execute(
+        "SELECT json_extract(data, '$.exit_code') FROM events WHERE stream = ? AND type IN "
+        "('ContainerExited', 'ContainerStopped', 'ContainerKilled') ORDER BY seq DESC LIMIT 1",
+        (f"container:{cid}",)).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 @route("GET", "/containers/(?P<ref>[^/]+)/logs", body="none")
@@ -280,7 +289,7 @@ def _simple(name: str, call: Any, not_modified: bool = False) -> Any:
         def job(e: Any, _: Any) -> None:
             getattr(e, name)(ref, *args)
             if name == "restart":
-                e.runtime.detach(e.container(ref).id)
+                streams.detach(e.runtime.attach(e.container(ref).id))
 
         report = await ctx.run(req, job)
         if not report.ok and report.kind == "IllegalMove" and not_modified:

@@ -35,6 +35,16 @@ def _layers(ctx: Ctx) -> dict[str, Any]:
     return {la.id: la for la in ctx.log.layers()}
 
 
+def _target(req: Request) -> str | None:
+    """`repo` and `tag` as one reference (the CLI may put the whole REPO:TAG in repo)."""
+    repo, name = shapes.familiar(req.q("repo") or ""), req.q("tag") or ""
+    if not repo:
+        return None
+    if name:
+        return f"{repo}:{name}"
+    return repo if ":" in repo.rsplit("/", 1)[-1] else f"{repo}:latest"
+
+
 @route("GET", "/images/json", body="none")
 async def list_images(ctx: Ctx, req: Request) -> int:
     from core.images import children
@@ -45,14 +55,33 @@ async def list_images(ctx: Ctx, req: Request) -> int:
     for c in ctx.log.containers():
         used[c.image] = used.get(c.image, 0) + 1
     everything = req.flag("all")
+    filters = req.filters()
     out = []
     for i in reversed(images):
         intermediate = i.removed or (not i.tags and children(i.id, images))
-        if intermediate and not everything:
+        if intermediate and not everything or not _match(i, filters):
             continue
         out.append(shapes.image_summary(i, layers, used.get(i.id, 0)))
     await req.conn.respond(200, dumps(out))
     return 200
+
+
+def _match(image: Any, filters: dict[str, list[str]]) -> bool:
+    """docker images' filters: reference (a glob on REPO[:TAG]) and dangling."""
+    import fnmatch
+
+    tags = [shapes.familiar(t) for t in image.tags]
+    for key, values in filters.items():
+        if key == "reference":
+            ok = any(fnmatch.fnmatch(t, v) or fnmatch.fnmatch(t.rsplit(":", 1)[0], v)
+                     for t in tags for v in values)
+        elif key == "dangling":
+            ok = (not tags) == (values[0] in ("true", "1"))
+        else:
+            raise HttpError(400, f"invalid filter '{key}'")
+        if not ok:
+            return False
+    return True
 
 
 @route("GET", "/images/(?P<ref>.+)/json", body="none")
@@ -93,12 +122,12 @@ async def remove(ctx: Ctx, req: Request, ref: str) -> int:
 
 @route("POST", "/images/(?P<ref>.+)/tag", body="none")
 async def tag(ctx: Ctx, req: Request, ref: str) -> int:
-    repo, name = shapes.familiar(req.q("repo") or ""), req.q("tag") or "latest"
-    if not repo:
+    target = _target(req)
+    if not target:
         raise HttpError(400, "repository name must have at least one component")
 
     def job(e: Any, _: Any) -> None:
-        e.tag(ref, f"{repo}:{name}")
+        e.tag(ref, target)
 
     raise_for(await ctx.run(req, job))
     await req.conn.respond(201)
@@ -108,8 +137,7 @@ async def tag(ctx: Ctx, req: Request, ref: str) -> int:
 @route("POST", "/commit")
 async def commit(ctx: Ctx, req: Request) -> int:
     ref = req.q("container") or ""
-    repo, name = shapes.familiar(req.q("repo") or ""), req.q("tag") or ""
-    target = f"{repo}:{name or 'latest'}" if repo else None
+    target = _target(req)
     comment, author = req.q("comment") or "", req.q("author") or ""
     body = req.json()
     keys = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "StopSignal")
@@ -175,8 +203,7 @@ async def create(ctx: Ctx, req: Request) -> int:
         image = req.q("fromImage") or source or ""
         raise HttpError(404, f"pull access denied for {image}: lamina has no registry; "
                              "use docker load or docker import")
-    repo, name = shapes.familiar(req.q("repo") or ""), req.q("tag") or ""
-    target = f"{repo}:{name or 'latest'}" if repo else None
+    target = _target(req)
     message = req.q("message") or ""
     path = req.body_path
     changes = req.query.get("changes") or []

@@ -56,20 +56,34 @@ def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
         raise
     auto = bool(c.config.get("auto_remove"))
     if client is None and not auto:
-        e.runtime.detach(c.id)
+        detach(e.runtime.attach(c.id))
         rep.ok(c.id)
         return
     ctl = e.runtime.attach(c.id)
     rep.ok(c.id)
     if ctl is not None:
         pump_attach(ctl, client, bool(c.config.get("tty")), spec)
-        ctl.close()
+        detach(ctl)
     if client is not None:
         _close(client)
     if auto:
         _wait_recorded(e, c.id)
         with contextlib.suppress(LaminaError):
             e.rm(c.id, force=True)
+
+
+def detach(ctl: socket.socket | None, timeout: float = 2) -> None:
+    """Let go of the monitor's stream without a reset: say we are done writing, read what it
+    still sends until it hangs up, then close. (Closing a socket with unread output in it
+    sends a TCP-style reset, which the monitor's recv takes for an error, not a hang-up.)"""
+    if ctl is None:
+        return
+    with contextlib.suppress(OSError):
+        ctl.shutdown(socket.SHUT_WR)
+        ctl.settimeout(timeout)
+        while ctl.recv(65536):
+            pass
+    ctl.close()
 
 
 def _wait_recorded(e: Any, cid: str, timeout: float = 10) -> None:

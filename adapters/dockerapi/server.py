@@ -212,6 +212,10 @@ async def send_error(conn: Conn, err: HttpError) -> bool:
 
 
 async def read_body(ctx: Ctx, req: Request, mode: str) -> None:
+    length = req.headers.get("content-length", "")
+    limit = FILE_LIMIT if mode == "file" else JSON_LIMIT
+    if length.isdigit() and int(length) > limit:  # refused before a byte of it is read
+        raise HttpError(413, f"request body too large ({length} bytes; at most {limit})")
     if mode == "file":
         tmp = os.path.join(ctx.root, "tmp")
         os.makedirs(tmp, exist_ok=True)

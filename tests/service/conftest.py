@@ -57,7 +57,10 @@ class Service:
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(20)
             s.connect(self.socket)
-            s.sendall(request)
+            try:
+                s.sendall(request)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server refused the rest (413): its answer is still there
             data = b""
             while len(data) < read:
                 chunk = s.recv(read)

@@ -3,6 +3,7 @@ docker CLI and docker-py. Teardown removes every container and checks the host i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -57,10 +58,9 @@ class Service:
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(20)
             s.connect(self.socket)
-            try:
+            # the server may refuse the rest (413): its answer is still there to read
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 s.sendall(request)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the server refused the rest (413): its answer is still there
             data = b""
             while len(data) < read:
                 chunk = s.recv(read)

@@ -24,6 +24,9 @@ deb:
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# the Docker API service's tests drive it with a docker CLI: Debian's when none is here
+	@command -v docker >/dev/null || { echo "installing docker.io (a docker CLI)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; }
 
 # Bytecode for lamina's own modules: the environment may forbid writing it on import
 # (PYTHONDONTWRITEBYTECODE), and recompiling every module costs each command ~60 ms.

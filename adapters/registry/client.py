@@ -15,7 +15,9 @@ import hashlib
 import http.client
 import json
 import threading
+import weakref
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -58,6 +60,8 @@ def _error_text(status: int, body: bytes) -> str:
         if isinstance(e, dict):
             code = str(e.get("code") or "").lower().replace("_", " ")
             parts.append(f"{code}: {e.get('message') or ''}".strip(": "))
+    if not parts and status == 401:  # a HEAD's 401 has no body to say it
+        return "unauthorized: authentication required"
     return "; ".join(parts) or f"HTTP {status} {http.client.responses.get(status, '')}".strip()
 
 
@@ -74,6 +78,7 @@ class Client:
         self._auth: str | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[Any] = weakref.WeakSet()  # every socket opened
 
     # --- connections and requests -------------------------------------------------------
 
@@ -82,15 +87,25 @@ class Client:
         if conn is None or fresh:
             if conn is not None:
                 conn.close()
-            conn = _connect(self.scheme, self.host)
+            conn = _connect(self.scheme, self.host, self._sockets)
             self._local.conn = conn
         return conn
 
     def close(self) -> None:
+        """Close this thread's connection."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+    def abort(self) -> None:
+        """Shut every thread's connection down (from another thread): a read blocked on a
+        stalled server returns at once, so an interrupted pull stops now, not at a timeout."""
+        import socket
+
+        for sock in list(self._sockets):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def _send(self, method: str, path: str, headers: dict[str, str],
               body: bytes | None) -> http.client.HTTPResponse:
@@ -109,9 +124,10 @@ class Client:
 
     def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
                 body: bytes | None = None, ok: Iterable[int] = (200,),
-                what: str = "") -> http.client.HTTPResponse:
+                what: str = "", missing: str = "") -> http.client.HTTPResponse:
         """A request with auth (a 401 answered once by the challenge's scheme); a status
-        not in `ok` raises with the registry's error text. The caller reads the body."""
+        not in `ok` raises with the registry's error text (a 404 prefixed with `missing` if
+        given). The caller reads the body."""
         for attempt in (0, 1):
             sent = dict(headers or {})
             if self._auth:
@@ -125,10 +141,11 @@ class Client:
             break
         if resp.status not in tuple(ok):
             text = _error_text(resp.status, resp.read())
-            if resp.status == 401:
-                raise Unauthorized(f"{what or path}: {text}")
+            if resp.status in (401, 403):
+                hint = "" if self.creds else f" (lamina login {self.host})"
+                raise Unauthorized(f"{what or path}: {text}{hint}")
             if resp.status == 404:
-                raise NotFound(f"{what or path}: {text}")
+                raise NotFound(f"{missing or what or path}: {text}")
             raise RegistryError(f"{what or path}: {text}")
         return resp
 
@@ -203,7 +220,8 @@ class Client:
     def get_manifest(self, ref: str, what: str) -> tuple[bytes, str, str]:
         """(bytes, media type, digest) of a manifest or index; the digest is checked."""
         resp = self.request("GET", self._repo_path(f"manifests/{ref}"),
-                            headers={"Accept": ", ".join(MANIFEST_TYPES)}, what=what)
+                            headers={"Accept": ", ".join(MANIFEST_TYPES)}, what=what,
+                            missing=f"manifest for {what} not found")
         body = resp.read(MAX_MANIFEST + 1)
         if len(body) > MAX_MANIFEST:
             resp.close()
@@ -287,7 +305,7 @@ class Client:
             raise RegistryError(f"blob {digest}: bad redirect {location!r}")
         if url.scheme == "http" and self.scheme == "https":
             raise RegistryError(f"blob {digest}: refusing a redirect to plain HTTP")
-        conn = _connect(url.scheme, url.netloc)
+        conn = _connect(url.scheme, url.netloc, self._sockets)
         self._local.extra = conn
         conn.request("GET", url.path + (f"?{url.query}" if url.query else ""))
         resp = conn.getresponse()
@@ -420,10 +438,34 @@ class _Chunker:
             self.buf.clear()
 
 
-def _connect(scheme: str, netloc: str) -> http.client.HTTPConnection:
+def _connect(scheme: str, netloc: str,
+             sockets: set[Any] | None = None) -> http.client.HTTPConnection:
+    """A connection; with `sockets`, every socket it opens is added there (for abort)."""
     if scheme == "https":
         import ssl
 
-        return http.client.HTTPSConnection(netloc, timeout=_TIMEOUT, blocksize=CHUNK,
-                                           context=ssl.create_default_context())
-    return http.client.HTTPConnection(netloc, timeout=_TIMEOUT, blocksize=CHUNK)
+        conn: http.client.HTTPConnection = _Tracked.Secure(
+            netloc, timeout=_TIMEOUT, blocksize=CHUNK, context=ssl.create_default_context())
+    else:
+        conn = _Tracked.Plain(netloc, timeout=_TIMEOUT, blocksize=CHUNK)
+    conn.sockets = sockets  # type: ignore[attr-defined]
+    return conn
+
+
+class _Tracked:
+    """Connection classes that report each socket they open: a response may hold its
+    socket after the connection let go of it (HTTP/1.0, Connection: close)."""
+
+    @staticmethod
+    def _connect(conn: Any, base: Any) -> None:
+        base.connect(conn)
+        if conn.sockets is not None:
+            conn.sockets.add(conn.sock)
+
+    class Plain(http.client.HTTPConnection):
+        def connect(self) -> None:
+            _Tracked._connect(self, http.client.HTTPConnection)
+
+    class Secure(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            _Tracked._connect(self, http.client.HTTPSConnection)

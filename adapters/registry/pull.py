@@ -77,7 +77,7 @@ class RemoteImage:
 
 
 def resolve(client: Client, ref: Reference, platform: str | None) -> RemoteImage:
-    what = f"manifest for {ref} not found"
+    what = str(ref)
     body, media, digest = client.get_manifest(ref.manifest_ref, what)
     doc = _json(body, f"manifest of {ref}")
     media = doc.get("mediaType") or media
@@ -166,10 +166,14 @@ def fetch(client: Client, store: Any, remote: RemoteImage, need: Sequence[int],
         if need:
             with ThreadPoolExecutor(max_workers=min(WORKERS, len(need))) as pool:
                 futures = {pool.submit(one, i): i for i in need}
-                try:
-                    wait(futures, return_when=FIRST_EXCEPTION)
-                except BaseException:  # an interrupt: the other threads stop too
+                try:  # in short waits: a signal may land on a worker thread, and the
+                    # main thread only runs Python's handler when it wakes up
+                    while wait(futures, 0.1, return_when=FIRST_EXCEPTION).not_done and \
+                            not any(f.done() and f.exception() for f in futures):
+                        pass
+                except BaseException:  # an interrupt: the other threads stop too, now
                     stop.set()
+                    client.abort()
                     raise
                 if any(f.done() and f.exception() for f in futures):
                     stop.set()

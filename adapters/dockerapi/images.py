@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from adapters.dockerapi import shapes
@@ -240,3 +241,30 @@ def _changes(lines: list[str]) -> dict[str, Any] | None:
         else:
             out[key] = value
     return out or None
+
+
+@route("POST", "/build", body="file")
+async def build(ctx: Ctx, req: Request) -> Any:
+    """The classic builder (DOCKER_BUILDKIT=0): the body is the context as a tar; the
+    worker unpacks it under <root>/tmp, builds with core/build.py through the same build
+    host as `lamina build`, and streams docker's JSON progress on the connection."""
+    from adapters.dockerapi import streams
+
+    tags = [shapes.familiar(t) for t in req.query.get("t") or []]
+    try:
+        args = json.loads(req.q("buildargs") or "{}")
+    except ValueError:
+        raise HttpError(400, "invalid buildargs: not JSON") from None
+    if not isinstance(args, dict):
+        raise HttpError(400, "invalid buildargs: not a JSON object")
+    options = {"dockerfile": req.q("dockerfile") or None, "tags": tags,
+               "build_args": {str(k): str(v) for k, v in args.items() if v is not None},
+               "no_cache": req.flag("nocache"), "target": req.q("target") or None,
+               "quiet": req.flag("q")}
+    body, req.body_path = req.body_path, None  # the worker owns (and removes) it now
+    fd = req.conn.sock.fileno()
+
+    def job(e: Any, _: Any) -> None:
+        streams.build_stream(e, fd, body, os.path.join(ctx.root, "tmp"), options)
+
+    return await take_over(ctx, req, job)

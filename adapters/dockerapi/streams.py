@@ -285,6 +285,55 @@ def download(fd: int, produce: Callable[[HttpWriter], Any]) -> None:
         _close(sock)
 
 
+# --- build ---------------------------------------------------------------------------------------
+
+
+def build_stream(e: Any, fd: int, body: str | None, tmp: str, options: dict[str, Any]) -> None:
+    """Worker: unpack the context, build, and write docker's JSON progress lines
+    ({"stream": ...}, {"aux": {"ID": ...}}, or {"error": ...}) on the connection."""
+    import shutil
+    import tarfile
+    import tempfile
+
+    from adapters.build_host import build
+
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(True)
+    context = tempfile.mkdtemp(prefix="build-context-", dir=tmp)
+    alive = True
+
+    def line(doc: dict[str, Any]) -> None:
+        nonlocal alive
+        if alive:
+            try:
+                sock.sendall(dumps(doc) + b"\r\n")
+            except OSError:
+                alive = False
+
+    try:
+        sock.sendall(raw_response(200, "OK", [("Content-Type", "application/json"),
+                                              ("Connection", "close")]))
+        try:
+            if body:
+                with tarfile.open(body) as tar:
+                    tar.extractall(context, filter="data")
+            say = (lambda _t: None) if options["quiet"] else (lambda t: line({"stream": t}))
+            iid = build(e, context, options["dockerfile"], options["tags"],
+                        options["build_args"], options["no_cache"], options["target"], say)
+            line({"aux": {"ID": f"sha256:{iid}"}})
+            if options["quiet"]:
+                line({"stream": f"sha256:{iid}\n"})
+        except (LaminaError, tarfile.TarError, OSError) as err:
+            message = str(err)
+            line({"errorDetail": {"message": message}, "error": message})
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+        if body:
+            with contextlib.suppress(OSError):
+                os.unlink(body)
+        _close(sock)
+
+
 # --- logs and stats ------------------------------------------------------------------------------
 
 

@@ -192,6 +192,20 @@ def test_commit_diff_export_save_load(service: Service, tmp_path: Path) -> None:
     service.ok("rmi", "changed:v1", "flat:1")
 
 
+def test_build_classic(service: Service, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text('FROM busybox\nRUN echo built > /built\n'
+                                         'COPY hello.txt /\nCMD ["cat", "/built", "/hello.txt"]\n')
+    (tmp_path / "hello.txt").write_text("hello\n")
+    out = service.ok("build", "-t", "made:1", str(tmp_path))
+    assert "Step 4/4 : CMD" in out and "Successfully tagged made:1" in out
+    assert service.ok("run", "--rm", "made:1") == "built\nhello\n"
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+    failed = service.docker("build", str(tmp_path))
+    assert failed.returncode == 1 and "returned a non-zero code: 3" in failed.stderr
+    service.ok("rmi", "made:1")
+    assert os.listdir(service.root / "tmp") == []
+
+
 def test_stats(service: Service) -> None:
     service.ok("run", "-d", "--name", "measured", "busybox", "sleep", "300")
     out = service.ok("stats", "--no-stream", "measured").splitlines()

@@ -110,7 +110,7 @@ def test_fifty_clients_at_once(service: Service) -> None:
         client = service.client()
         try:
             assert client.ping()
-            client.containers.list(all=True)
+            client.api.containers(all=True)  # (list() inspects each: racy by design)
             client.images.list()
             if i % 5 == 0:
                 c = client.containers.create("busybox", ["true"], name=f"many{i}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal as _signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from core.errors import (
     StoreError,
 )
 from core.images import RmiPlan, chain_id, image_config, image_id, orphaned_by_container, plan_rmi
-from core.model import Container, Image
+from core.model import Container, Image, ProjectionError
 from core.naming import name_for
 from core.ports import EventLog, Ids, LayerStore, Runtime
 from core.references import (
@@ -297,9 +297,11 @@ class Engine:
         """
         c = self.container(ref)
         with self.runtime.ending(c):
-            c = self.log.container(c.id) or c
-            self._judge(c, trigger)
-            yield c
+            now = self.log.container(c.id)
+            if now is None:  # removed meanwhile: nothing left to move (or to mount)
+                raise NotFound(f"no such container: {ref}")
+            self._judge(now, trigger)
+            yield now
 
     def stop(self, ref: str, timeout: float = 10) -> Container:
         """SIGTERM, then SIGKILL after `timeout` seconds (seed: `docker stop`)."""
@@ -353,11 +355,15 @@ class Engine:
         restarted meanwhile, there is nothing to record and None is returned.
         """
         with self._command("exit", ref) as cmd:
+            if pid is not None and self.log.container(ref) is None:
+                return None  # removed meanwhile (rm -f): nothing to record, nothing refused
             c = self.container(ref)
             with self.runtime.ending(c):
-                c = self.log.container(c.id) or c
-                if pid is not None and (c.pid != pid or c.state not in ("running", "paused")):
+                now = self.log.container(c.id)
+                if pid is not None and (now is None or now.pid != pid
+                                        or now.state not in ("running", "paused")):
                     return None
+                c = now or c
                 self._judge(c, "exit")
                 if self.runtime.alive(c):
                     raise Conflict(f"container {short(c.id)}'s process is still running")
@@ -461,7 +467,10 @@ class Engine:
                                               user=user)],
                          {f"container:{c.id}": c.version})
             code = self.runtime.exec(c, argv, user, dict(options or {}))
-            self._append(cmd, [ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)], {})
+            # rm -f while exec ran closes the container's stream: the exec ended with it
+            with suppress(ProjectionError):
+                self._append(cmd, [ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)],
+                             {})
             return code
 
     # --- archives: save, load, export ---------------------------------------------------
@@ -552,7 +561,10 @@ class Engine:
             store: Any = self.layers
             with self.runtime.ending(c):  # a stopped container's view is mounted meanwhile:
                 # no start, rm or reconcile may unmount it or build on it under the export
-                c = self.log.container(c.id) or c
+                now = self.log.container(c.id)
+                if now is None:
+                    raise NotFound(f"no such container: {ref}")
+                c = now
                 digest, size = store.export(c.rw_layer, image.layers, output)
 
             def record() -> None:

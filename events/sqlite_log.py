@@ -270,9 +270,13 @@ def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
     """Upsert one aggregate's read-model row (the same form for appends and rebuilds)."""
     doc = canonical(to_doc(agg))
     if kind == "container":
-        con.execute("INSERT OR REPLACE INTO containers (id, version, name, image, state, doc) "
-                    "VALUES (?,?,?,?,?,?)", (agg.id, agg.version, agg.name, agg.image,
-                                             agg.state, doc))
+        # an upsert on the id alone: OR REPLACE would also delete another container that
+        # holds the same name (two racing creates), where the UNIQUE name must refuse this one
+        con.execute("INSERT INTO containers (id, version, name, image, state, doc) "
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "version = excluded.version, name = excluded.name, "
+                    "image = excluded.image, state = excluded.state, doc = excluded.doc",
+                    (agg.id, agg.version, agg.name, agg.image, agg.state, doc))
     elif kind == "image":
         con.execute("INSERT OR REPLACE INTO images (id, version, tags, doc) VALUES (?,?,?,?)",
                     (agg.id, agg.version, canonical(list(agg.tags)), doc))

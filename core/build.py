@@ -149,7 +149,7 @@ def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None
     with engine._command("build", tags[0] if tags else context_dir) as cmd:
         name, text = host.read_dockerfile(context_dir, dockerfile)
         df = parse(text, name)
-        tags = [normalize_tag(t) for t in tags]
+        tags = list(dict.fromkeys(normalize_tag(t) for t in tags))
         last = _target_index(df, target)
         _check_bases(engine, df, last, args)
     run = _Run(engine, host, cmd, df, context_dir, args, no_cache, out,
@@ -176,13 +176,18 @@ def _finish(run: _Run, tags: Sequence[str], last: int, seconds: float) -> str:
     unused = sorted(set(run.build_args) - run.consumed)
     if unused:
         run.out(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
-    expected: dict[str, int] = {}
-    events: list[ev.Event] = []
-    for tag in tags:
-        events += engine._tag_events(iid, tag, expected)
-    events.append(ev.BuildFinished(id=run.build_id, image=iid, tags=list(tags),
-                                   cached_steps=run.cached_steps, seconds=round(seconds, 3)))
-    engine._retrying(lambda: engine._append(run.cmd, events, expected))
+
+    def record() -> None:  # read the tags' holders again if another command moved them
+        expected: dict[str, int] = {}
+        events: list[ev.Event] = []
+        for tag in tags:
+            events += engine._tag_events(iid, tag, expected)
+        events.append(ev.BuildFinished(id=run.build_id, image=iid, tags=list(tags),
+                                       cached_steps=run.cached_steps,
+                                       seconds=round(seconds, 3)))
+        engine._append(run.cmd, events, expected)
+
+    engine._retrying(record)
     run.out(f"Successfully built {short(iid)}\n")
     for tag in tags:
         run.out(f"Successfully tagged {tag}\n")

@@ -46,14 +46,16 @@ class LinuxBuildHost:
         self.poll = poll
 
     def read_dockerfile(self, context_dir: str, dockerfile: str | None) -> tuple[str, str]:
+        """The Dockerfile: an absolute path, or a path within the context (default
+        `Dockerfile`), as the Docker API's `dockerfile` parameter is."""
         if not os.path.isdir(context_dir):
             raise BadInput(f"unable to prepare context: path {context_dir!r} not found")
-        if dockerfile is None:
-            path, name = os.path.join(context_dir, "Dockerfile"), "Dockerfile"
-        else:
-            path, name = dockerfile, dockerfile
-            if not os.path.isabs(path) and not os.path.exists(path):
-                path = os.path.join(context_dir, dockerfile)
+        name = dockerfile or "Dockerfile"
+        path = os.path.join(context_dir, name)  # relative: within the context (docker's API)
+        if not os.path.isabs(name):
+            top = os.path.realpath(context_dir)
+            if not os.path.realpath(path).startswith(top + os.sep):
+                raise BadInput(f"the Dockerfile ({name}) must be within the build context")
         try:
             with open(path, encoding="utf-8") as f:
                 return name, f.read()

@@ -28,6 +28,8 @@ def parse_build_args(items: list[str] | None) -> dict[str, str]:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    import os
+
     from adapters.build_host import build
     from adapters.cli import engine
 
@@ -35,7 +37,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    iid = build(engine(args), args.context, args.file, args.tag or [],
+    # docker's CLI reads -f relative to the working directory; the build host, as docker's
+    # API, within the context: an absolute path means the same to both
+    dockerfile = os.path.abspath(args.file) if args.file else None
+    iid = build(engine(args), args.context, dockerfile, args.tag or [],
                 parse_build_args(args.build_arg), args.no_cache, args.target,
                 (lambda _t: None) if args.only_id else out)
     if args.only_id:

@@ -7,11 +7,13 @@ argparse at load time; each command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from adapters.client import command_name
 from core.errors import LaminaError
 
 if TYPE_CHECKING:  # typing costs ~4 ms to import; annotations are strings here
@@ -231,22 +233,9 @@ class _OnlyOne:
         return self.sub.add_parser(name, **kwargs) if name == self.only else _Skipped()
 
 
-_GLOBAL_WITH_VALUE = {"--root", "--log-format", "--log-level"}
-
-
-def _command_name(argv: Sequence[str]) -> str | None:
-    """The command word in argv, skipping the global options before it."""
-    skip = False
-    for word in argv:
-        if skip:
-            skip = False
-        elif word in _GLOBAL_WITH_VALUE:
-            skip = True
-        elif not word.startswith("-"):
-            return word
-        elif not word.startswith("--") or "=" not in word:
-            return None  # -h and friends: build everything
-    return None
+# argparse translates every message through gettext, which searches the disk for catalogs
+# on each call (~0.1 ms apiece, dozens per command); lamina ships none, so look up once.
+argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -275,7 +264,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--quiet", dest="no_progress", action="store_true",
                         help="no progress bars (shown on a terminal for work over a second)")
     real_sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    only = _command_name(argv) if argv is not None else None
+    only = command_name(list(argv)) if argv is not None else None
     sub = _OnlyOne(real_sub, only) if only and only in COMMAND_NAMES else real_sub
 
     p = sub.add_parser("version", help="show lamina's version")
@@ -329,17 +318,31 @@ COMMAND_NAMES = frozenset({
 # Modules that add their own commands: each has register(subparsers, add_format_option).
 COMMAND_MODULES: tuple[str, ...] = ("adapters.cli_storage", "adapters.cli_runtime")
 COMMAND_MODULES += ("adapters.cli_viz",)  # lamina viz: pictures (issue 8)
-COMMAND_NAMES |= {"serve"}  # the Docker Engine API service (issue 7)
-COMMAND_MODULES += ("adapters.cli_service",)
-COMMAND_NAMES |= {"build"}  # lamina build (issue 6)
-COMMAND_MODULES += ("adapters.cli_build",)
 COMMAND_NAMES |= {"pull", "push", "login", "logout"}  # registries (issue 9)
 COMMAND_MODULES += ("adapters.cli_registry",)  # pull, push, login, logout
+COMMAND_NAMES |= {"build"}  # lamina build (issue 6)
+COMMAND_MODULES += ("adapters.cli_build",)
+COMMAND_NAMES |= {"serve"}  # the Docker Engine API service (issue 7)
+COMMAND_MODULES += ("adapters.cli_service",)
+
+
+# The whole parser, built once by a process that runs many commands (the fork server):
+# each command then only parses.
+PREBUILT: argparse.ArgumentParser | None = None
+
+
+def prebuild(samples: Sequence[Sequence[str]] = ()) -> None:
+    """Build every command's parser now and parse the sample command lines (argparse
+    compiles its regular expressions on first use)."""
+    global PREBUILT
+    PREBUILT = build_parser()
+    for sample in samples:
+        PREBUILT.parse_args(list(sample))
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
+    args = (PREBUILT or build_parser(argv)).parse_args(argv)
     if args.log_format != "console" or args.log_level != "warning":
         from adapters import logs
 

@@ -44,9 +44,15 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda signum, _f: _forward(e, cid, signum))
     code = pump_attach(sock, interactive, tty)
-    sock.close()
     if code is None:
-        code = _wait_stopped(e, cid)
+        sock.close()
+        return _wait_stopped(e, cid)
+    c = e.log.container(cid)
+    if c is not None and c.state in ("running", "paused"):
+        from adapters.runtime.record_exit import record_exit
+
+        record_exit(e, cid, c.pid)  # at once, rather than wait for the monitor to
+    sock.close()  # after the record: the monitor then finds nothing left to record
     return code
 
 

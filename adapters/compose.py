@@ -6,25 +6,24 @@ import os
 import sys
 from typing import Any
 
-DEFAULT_ROOT = "/var/lib/lamina"
+from adapters.client import DEFAULT_ROOT, root_dir  # noqa: F401 - one definition
 
-
-def root_dir(cli_root: str | None) -> str:
-    """--root DIR, else $LAMINA_ROOT, else /var/lib/lamina."""
-    return os.path.abspath(cli_root or os.environ.get("LAMINA_ROOT") or DEFAULT_ROOT)
+# Set by the fork server in the child that runs a client's command: the client's uid and
+# pid (from SO_PEERCRED), who the audit must name instead of the server's child.
+PEER: dict[str, int] = {}
 
 
 def caller_meta(argv: list[str] | None = None) -> dict[str, Any]:
     """Who is asking: recorded in every event's meta for the audit."""
     import pwd
 
-    uid = os.getuid()
+    uid = PEER.get("uid", os.getuid())
     try:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:
         user = str(uid)
-    return {"uid": uid, "user": user, "pid": os.getpid(), "host": os.uname().nodename,
-            "argv": list(sys.argv if argv is None else argv)}
+    return {"uid": uid, "user": user, "pid": PEER.get("pid", os.getpid()),
+            "host": os.uname().nodename, "argv": list(sys.argv if argv is None else argv)}
 
 
 def open_log(root: str, *, create: bool) -> Any:

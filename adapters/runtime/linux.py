@@ -148,13 +148,13 @@ class LinuxRuntime:
 
     def _exit_of(self, container: Container, timeout: float) -> dict[str, Any] | None:
         """Wait for the monitor's record of the container's exit."""
-        from adapters.runtime import monitor
+        from adapters.runtime import supervise
 
         deadline = time.monotonic() + timeout
         cdir = self.container_dir(container.id)
         self._wait_gone(container.pid, timeout)
         while True:
-            record = monitor.read_exit(cdir, container.pid)
+            record = supervise.read_exit(cdir, container.pid)
             if record is not None or time.monotonic() >= deadline:
                 return record
             time.sleep(0.002)
@@ -279,9 +279,9 @@ class LinuxRuntime:
             return False
 
     def last_exit(self, container: Container) -> int | None:
-        from adapters.runtime import monitor
+        from adapters.runtime import supervise
 
-        record = monitor.read_exit(self.container_dir(container.id), container.pid)
+        record = supervise.read_exit(self.container_dir(container.id), container.pid)
         return int(record["code"]) if record else None
 
     def orphans(self, known: Mapping[str, Container]) -> list[str]:

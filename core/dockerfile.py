@@ -298,7 +298,8 @@ def _split_flags(keyword: str, rest: str) -> tuple[dict[str, str], str]:
     flags: dict[str, str] = {}
     allowed = _FLAGS.get(keyword, set())
     while rest.startswith("--"):
-        word, _, tail = rest.partition(" ")
+        word, *more = rest.split(None, 1)
+        tail = more[0] if more else ""
         name, sep, value = word[2:].partition("=")
         if name not in allowed:
             raise BadInput(f"unknown flag: --{name}")
@@ -346,8 +347,8 @@ def _check(ins: Instruction, escape: str) -> None:
 
 
 def _instruction(number: int, text: str, escape: str) -> Instruction:
-    keyword, _, rest = text.strip().partition(" ")
-    keyword, rest = keyword.upper(), rest.strip()
+    keyword, *tail = text.strip().split(None, 1)
+    keyword, rest = keyword.upper(), (tail[0].strip() if tail else "")
     if keyword in UNSUPPORTED:
         raise BadInput(f"{keyword} is not supported by lamina build")
     if keyword not in KNOWN:

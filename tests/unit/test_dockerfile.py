@@ -128,6 +128,11 @@ def test_the_error_names_the_file_it_was_given() -> None:
         parse("FROM a\n\nNOPE\n", "build/Dockerfile.dev")
 
 
+def test_tabs_separate_words_too() -> None:
+    (copy,) = only("FROM a\ncopy\t--chown=1\tx /y\n")
+    assert (copy.keyword, copy.flags, copy.rest) == ("COPY", {"chown": "1"}, "x /y")
+
+
 def test_json_that_is_not_a_string_array_is_shell_form() -> None:
     run, cmd = only('FROM a\nRUN [1, 2]\nCMD ["ok"]\n')
     assert run.exec_form is None and run.rest == "[1, 2]"

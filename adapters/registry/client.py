@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from adapters.registry.auth import Challenge, Credentials, parse_challenge
@@ -259,35 +259,11 @@ class Client:
                                  "bytes)")
         return body
 
-    def download_blob(self, digest: str, size: int, out: BinaryIO,
-                      progress: Callable[[int], None] = lambda n: None) -> None:
-        """Stream a blob into `out`, hashing as it goes; a wrong size or digest raises
-        (the caller removes what was written)."""
-        resp = self._blob_response(digest)
-        h, done = hashlib.sha256(), 0
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        try:
-            while True:
-                n = resp.readinto(view)
-                if not n:
-                    break
-                h.update(view[:n])
-                out.write(view[:n])
-                done += n
-                if done > size:
-                    break
-                progress(done)
-        except (OSError, http.client.HTTPException) as err:
-            self.close()
-            raise RegistryError(f"blob {digest}: the download broke off: {err}") from None
-        if done != size:
-            self.close()
-            raise DigestMismatch(f"blob {digest}: expected {size} bytes, got {done}"
-                                 + (" or more" if done > size else ""))
-        if "sha256:" + h.hexdigest() != digest:
-            raise DigestMismatch(f"blob {digest}: digest mismatch: the bytes are "
-                                 f"sha256:{h.hexdigest()}")
+    def open_blob(self, digest: str, size: int,
+                  progress: Callable[[int], None] = lambda n: None) -> BlobReader:
+        """A blob as a stream that hashes what is read; its `verify()` (after the last byte
+        was read) raises unless exactly `size` bytes with that digest came."""
+        return BlobReader(self, self._blob_response(digest), digest, size, progress)
 
     def _blob_response(self, digest: str) -> http.client.HTTPResponse:
         resp = self.request("GET", self._repo_path(f"blobs/{digest}"),
@@ -403,6 +379,47 @@ class Client:
         body = resp.read()
         if resp.status not in ok:
             raise RegistryError(f"{what}: {_error_text(resp.status, body)}")
+
+
+class BlobReader:
+    """A blob's bytes as they arrive, hashed and counted; nothing past `size` is read."""
+
+    def __init__(self, client: Client, resp: http.client.HTTPResponse, digest: str,
+                 size: int, progress: Callable[[int], None]) -> None:
+        self.client, self.resp, self.digest, self.size = client, resp, digest, size
+        self.progress = progress
+        self.hash = hashlib.sha256()
+        self.done = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.size + 1 - self.done  # one byte more shows a blob that is too long
+        n = want if n is None or n < 0 else min(n, want)
+        if n <= 0:
+            return b""
+        try:
+            data = self.resp.read(n)
+        except (OSError, http.client.HTTPException) as err:
+            self.client.close()
+            raise RegistryError(f"blob {self.digest}: the download broke off: {err}") from None
+        self.hash.update(data)
+        self.done += len(data)
+        self.progress(min(self.done, self.size))
+        return data
+
+    def verify(self) -> None:
+        """Read what is left, then check the size and the digest."""
+        while self.read(CHUNK):
+            pass
+        if self.done != self.size:
+            self.client.close()
+            raise DigestMismatch(f"blob {self.digest}: expected {self.size} bytes, got "
+                                 f"{self.done}" + (" or more" if self.done > self.size else ""))
+        if "sha256:" + self.hash.hexdigest() != self.digest:
+            raise DigestMismatch(f"blob {self.digest}: digest mismatch: the bytes are "
+                                 f"sha256:{self.hash.hexdigest()}")
 
 
 class _Sender:

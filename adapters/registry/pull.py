@@ -5,12 +5,14 @@ schema 2 manifests, OCI indexes and docker manifest lists); an index is narrowed
 platform (or --platform) and its manifest fetched by digest. The config blob is checked
 against its digest, and its sha256 is the image id, as `load` does it (the very function).
 
-Fetching: each missing layer is streamed into a file under <root>/tmp, hashed on the way;
-only a blob whose digest checks out is extracted, by the layer store's own extractor
-(stage_layer: safe extraction, whiteouts, tar-split, diff_id check), into a staging
-directory. Nothing is in the store until the engine installs the staged layers by rename and
-the log says so; a failure or an interrupt leaves only <root>/tmp entries, removed on the way
-out (or by the next reconcile after a kill).
+Fetching: each missing layer's blob is streamed from the socket, hashed on the way, into
+the layer store's own extractor (stage_layer: safe extraction of hostile input, whiteouts,
+the tar-split, the diff_id check; it spools the stream into a file under <root>/tmp), so
+download and extraction overlap and nothing is read twice. The staged layer is handed on
+only after the blob's size and digest checked out; a wrong blob's staging is removed.
+Nothing is in the store until the engine installs the staged layers by rename and the log
+says so; a failure or an interrupt leaves only <root>/tmp entries, removed on the way out
+(or by the next reconcile after a kill).
 """
 
 from __future__ import annotations
@@ -197,6 +199,8 @@ class _Cancelled(RegistryError):
 
 def _fetch_one(client: Client, store: Any, remote: RemoteImage, i: int, work: str,
                progress: Progress, stop: threading.Event) -> Any:
+    """Stream one layer blob into the store's extractor while hashing it; the staged layer
+    is handed on only once the blob's size and digest checked out."""
     desc, diff_id = remote.blobs[i], remote.image.diff_ids[i]
     digest, size = desc["digest"], desc["size"]
 
@@ -205,36 +209,34 @@ def _fetch_one(client: Client, store: Any, remote: RemoteImage, i: int, work: st
             raise _Cancelled("cancelled")
         progress.update(digest, "Downloading", done, size)
 
-    fd, path = tempfile.mkstemp(dir=work, prefix="blob-")
+    stage = tempfile.mkdtemp(dir=work, prefix="layer-")
     try:
+        blob = client.open_blob(digest, size, tick)
         try:
-            with os.fdopen(fd, "wb") as out:
-                client.download_blob(digest, size, out, tick)
-        finally:
-            client.close()  # a thread's connection is not kept past its layer
-        progress.update(digest, "Download complete", size, size)
-        progress.update(digest, "Extracting", 0, size)
-        stage = tempfile.mkdtemp(dir=work, prefix="layer-")
-        staged = _stage(store, path, stage, diff_id)
-        progress.update(digest, "Pull complete", size, size)
-        return staged
+            staged = _stage(store, blob, stage, diff_id)
+        except BadInput:
+            blob.verify()  # a broken or wrong download is the error to report
+            raise
+        blob.verify()
     finally:
-        if os.path.exists(path):
-            os.unlink(path)
+        client.close()  # a thread's connection is not kept past its layer
+    progress.update(digest, "Pull complete", size, size)
+    return staged
 
 
-def _stage(store: Any, path: str, stage: str, diff_id: str) -> Any:
-    """Extract a verified blob: gzip and plain by the store's extractor, zstd through a
+def _stage(store: Any, blob: Any, stage: str, diff_id: str) -> Any:
+    """Extract a blob stream: gzip and plain by the store's extractor, zstd through a
     decompressing reader in front of it."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-        f.seek(0)
-        if head != ZSTD_MAGIC:
-            return store.stage_layer(f, stage, expect=diff_id)
-        import zstandard
+    from adapters.storage.archive import peek
 
-        try:
-            with zstandard.ZstdDecompressor().stream_reader(f, read_size=1 << 20) as plain:
-                return store.stage_layer(plain, stage, expect=diff_id)
-        except zstandard.ZstdError as err:
-            raise BadInput(f"corrupt zstd layer: {err}") from None
+    head, stream = peek(blob, 4)
+    if head != ZSTD_MAGIC:
+        return store.stage_layer(stream, stage, expect=diff_id)
+    import zstandard
+
+    try:
+        plain = zstandard.ZstdDecompressor().stream_reader(stream, read_size=1 << 20,
+                                                          read_across_frames=True)
+        return store.stage_layer(plain, stage, expect=diff_id)
+    except zstandard.ZstdError as err:
+        raise BadInput(f"corrupt zstd layer: {err}") from None

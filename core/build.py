@@ -242,8 +242,14 @@ def _check_bases(engine: Any, df: Dockerfile, last: int, build_args: Mapping[str
         _base_ref(engine, df, stage, env)
         for ins in stage.instructions:
             ref = ins.flags.get("from")
-            if ref is not None and df.stage_index(ref) is None:
+            if ref is None:
+                continue
+            index = df.stage_index(ref)
+            if index is None:
                 _image_or_error(engine, df, ins.line, ref)
+            elif index >= stage.index:
+                raise DockerfileError(f"{df.name}:{ins.line}: COPY --from={ref}: stage {ref} "
+                                      "is not an earlier stage")
 
 
 def _base_ref(engine: Any, df: Dockerfile, stage: Stage, env: Mapping[str, str]) -> str | int:
@@ -432,7 +438,7 @@ def _metadata_image(run: _Run, state: _Stage, created_by: str,
     if found is not None:
         return found, True, ""
     engine, parent = run.engine, state.image
-    cfg = image_config(base=_base_config(parent), diff_ids=_diff_ids(parent),
+    cfg = image_config(base=parent.config, diff_ids=_diff_ids(parent),
                        created=engine.clock(), created_by=created_by, empty_layer=True,
                        config=config)
     cfg["config"] = config  # keys a step clears (Cmd after ENTRYPOINT) stay cleared
@@ -443,10 +449,6 @@ def _metadata_image(run: _Run, state: _Stage, created_by: str,
                                              source="build")],
                    {stream: engine._stream_version(stream)})
     return engine.log.image(iid), False, ""
-
-
-def _base_config(image: Image) -> dict[str, Any]:
-    return image.config
 
 
 def _diff_ids(image: Image) -> list[str]:
@@ -560,7 +562,7 @@ def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:
     info = engine._commit_layer(c, parent)
     parent_layer = parent.layers[-1] if parent.layers else None
     parent_chain = engine.log.layer(parent_layer).chain_id if parent_layer else None
-    cfg = image_config(base=_base_config(parent), diff_ids=[*_diff_ids(parent), info.diff_id],
+    cfg = image_config(base=parent.config, diff_ids=[*_diff_ids(parent), info.diff_id],
                        created=engine.clock(), created_by=created_by)
     cfg["config"] = dict(parent.config.get("config") or {})
     iid = image_id(cfg)

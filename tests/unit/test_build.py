@@ -208,7 +208,10 @@ def test_a_bad_dockerfile_is_refused_before_anything_runs() -> None:
         do_build(e, FakeHost(e, "FROM ghost\n"))
     with pytest.raises(DockerfileError, match=r"^Dockerfile:2: no such image: other"):
         do_build(e, FakeHost(e, "FROM busybox\nCOPY --from=other /a /b\n"))
-    assert [r["command"] for r in events(e, "CommandRejected")] == ["build"] * 3
+    with pytest.raises(DockerfileError, match=r"^Dockerfile:2: COPY --from=later: stage later "
+                                              "is not an earlier stage$"):
+        do_build(e, FakeHost(e, "FROM busybox\nCOPY --from=later /a /b\nFROM busybox AS later\n"))
+    assert [r["command"] for r in events(e, "CommandRejected")] == ["build"] * 4
     assert not events(e, "BuildStarted") and e.log.containers() == []
 
 

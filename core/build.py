@@ -516,8 +516,9 @@ def _copy_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool,
         target = target.replace("//", "/")
     else:
         target = posixpath.normpath(target)
-    chown, chmod, add = ins.flags.get("chown", ""), ins.flags.get("chmod", ""), \
-        ins.keyword == "ADD"
+    env, esc = state.env(), run.df.escape
+    chown = expand(ins.flags.get("chown", ""), env, esc)  # --chown=$UID:$GID works too
+    chmod, add = expand(ins.flags.get("chmod", ""), env, esc), ins.keyword == "ADD"
     with _copy_source(run, ins) as source:
         digest = source.digest(sources, chown, chmod, add)
         comment = f"#(nop) {ins.keyword} {digest} in {dest} "

@@ -135,6 +135,15 @@ def test_history_in_docker_wording_with_empty_layers_for_metadata() -> None:
     assert e.log.containers() == []  # build containers are removed
 
 
+def test_copy_flags_take_arg_and_env_values() -> None:
+    e = base_engine()
+    host = FakeHost(e, "FROM busybox\nARG UID=7\nCOPY --chown=$UID:8 app.txt /a\n",
+                    {"app.txt": "x"})
+    iid, _ = do_build(e, host)
+    digest = FakeSource({"app.txt": "x"}).digest(["app.txt"], "7:8", "", False)
+    assert history(e, iid)[-1]["created_by"] == f"/bin/sh -c #(nop) COPY {digest} in /a "
+
+
 def test_an_entrypoint_clears_an_inherited_cmd() -> None:
     e = base_engine()
     first, _ = do_build(e, FakeHost(e, "FROM busybox\nCMD [\"x\"]\n"), tags=["withcmd"])

@@ -22,6 +22,9 @@ def lamina(tmp_path) -> Lamina:
     ids = lam.container_ids()
     for cid in ids:
         lam("rm", "-f", cid)
+    deadline = time.monotonic() + 5  # a monitor may still be finishing its last record
+    while leftovers(lam.root, ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert leftovers(lam.root, ids) == []
 
 
@@ -114,4 +117,73 @@ def test_leftover_mounts_and_staging_are_cleaned(lamina: Lamina) -> None:
     assert f"{merged} is mounted" in check.stdout and "staging leftover" in check.stdout
     lamina.ok("system", "reconcile")
     assert not os.path.ismount(merged) and not stale.exists()
+    assert lamina("system", "check").returncode == 0
+
+
+def test_the_process_is_known_by_pid_and_start_time(tmp_path) -> None:
+    """A pid that now names another process (a reused pid) is not the container's."""
+    from adapters.kernel import proc
+    from adapters.runtime.linux import LinuxRuntime
+    from core.model import Container
+
+    me, started = os.getpid(), proc.start_time(os.getpid())
+    runtime = LinuxRuntime(str(tmp_path), None, None)
+
+    def c(start_time: int) -> Container:
+        return Container(id="x" * 64, name="x", image="", state="running", version=1,
+                         created="", pid=me, start_time=start_time)
+
+    assert runtime.alive(c(started))
+    assert not runtime.alive(c(started + 1))  # same pid, another process
+    assert not proc.stamp_alive(f"{me}.{started + 1}") and proc.stamp_alive(proc.stamp())
+
+
+def test_the_next_command_records_a_lost_process_by_itself(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "--name", "lost", "busybox", "sleep", "600")
+    doc = _doc(lamina, "lost")
+    assert doc["start_time"] > 0
+    monitor = _ppid(doc["pid"])
+    os.kill(monitor, signal.SIGKILL)
+    _gone(monitor)
+    os.kill(doc["pid"], signal.SIGKILL)
+    _gone(doc["pid"])
+    lamina.ok("create", "busybox", "true")  # any state-changing command checks first
+    now = _doc(lamina, "lost")
+    assert now["state"] == "stopped" and "no monitor watched" in now["exit_reason"]
+    recovered = lamina.events("type=HostChecked")[-1]
+    assert recovered["meta"]["command"] == "system recover"
+    assert lamina("system", "check").returncode == 0
+
+
+def test_the_freezer_is_set_back_to_what_the_log_says(lamina: Lamina) -> None:
+    from adapters.kernel.cgroups import Cgroup
+
+    lamina.ok("run", "-d", "--name", "up", "busybox", "sleep", "600")
+    cid = _doc(lamina, "up")["id"]
+    Cgroup.open(cid).freeze()  # as a pause or commit killed after freezing leaves it
+    check = lamina("system", "check")
+    assert check.returncode == 1 and "running in the log but frozen" in check.stdout
+    lamina.ok("system", "reconcile")
+    assert not Cgroup.open(cid).is_frozen()
+    assert lamina("system", "check").returncode == 0
+
+
+def test_layer_directories_no_event_knows_are_removed_unless_in_flight(lamina: Lamina
+                                                                       ) -> None:
+    from adapters.kernel import proc
+
+    layers = lamina.root / "layers"
+    dead, alive = layers / ("d" * 64), layers / ("a" * 64)
+    for path, owner in ((dead, "1.1"), (alive, proc.stamp())):
+        (path / "diff").mkdir(parents=True)
+        (path / "layer.json").write_text(json.dumps({"id": path.name, "owner": owner}))
+    check = lamina("system", "check")
+    assert check.returncode == 1
+    assert f"layer {'d' * 12} on disk is in no image" in check.stdout
+    assert "a" * 12 not in check.stdout  # its writer (this test) may still register it
+    lamina.ok("system", "reconcile")
+    assert not dead.exists() and alive.exists()
+    import shutil
+
+    shutil.rmtree(alive)
     assert lamina("system", "check").returncode == 0

@@ -139,3 +139,14 @@ def _layers(e: Any) -> list[str]:
     if os.path.isdir(store.tmp_dir) and os.listdir(store.tmp_dir):
         out.append(f"staging leftovers: {sorted(os.listdir(store.tmp_dir))}")
     return out
+
+
+def settled(root: Path | str, timeout: float = 10) -> list[str]:
+    """`problems`, given the monitors of containers that just ended the moment they need to
+    finish recording (a monitor's last step is a short process of its own)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (found := problems(root)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import require_root
 from tests.kernel.runtime_env import Lamina, busybox_tar
-from tests.reliability.invariants import problems
+from tests.reliability.invariants import settled
 from tests.reliability.workload import CMDS, IMAGES
 
 WORKERS = 8
@@ -66,7 +66,7 @@ def _soak(tmp_path: Path, seconds: float) -> dict:
         messages.update(result["conflict_messages"])
     try:
         left = _settle(lam)
-        found = problems(lam.root)
+        found = settled(lam.root)
         types = Counter(e["type"] for e in lam.events())
     finally:
         for cid in lam.container_ids():

@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import require_root
 from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar
-from tests.reliability.invariants import problems
+from tests.reliability.invariants import settled
 
 SOAK = os.environ.get("LAMINA_SOAK") == "1"
 REPORT: dict[str, dict] = {}
@@ -64,7 +64,7 @@ def lam(tmp_path_factory) -> Root:
     yield lam
     for cid in lam.container_ids():
         lam("rm", "-f", cid)
-    assert problems(lam.root) == []
+    assert settled(lam.root) == []
 
 
 def _load(lam: Root) -> list[str]:
@@ -159,7 +159,7 @@ def test_a_crash_at_any_step_is_recovered(lam: Root, command: str, tmp_path: Pat
         report["happened" if left else "not_happened"] += 1
         lam.ok("system", "reconcile")
         check = _check(lam)
-        found = problems(lam.root)
+        found = settled(lam.root)
         if check or found:
             report["mismatches"] += 1
         assert check == [], f"{command} at {point}: system check found {check}"

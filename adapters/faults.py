@@ -1,7 +1,8 @@
 """Fault injection: die by SIGKILL at a named step, to prove a crash there is recoverable.
 
 `LAMINA_FAULT=<name>` arms one point per process; `point(name)` then kills the process, with
-no chance to clean up, the first time execution reaches a point of that name. Unarmed (the
+no chance to clean up, the first time execution reaches a point of that name (`<name>#N`:
+the N-th time, for a command that passes it more than once). Unarmed (the
 normal case), a point is one string comparison, and nothing is wrapped or imported at all:
 adapters/compose.build_engine imports this module only when the variable is set.
 
@@ -25,7 +26,7 @@ from typing import Any
 
 ENV = "LAMINA_FAULT"
 TRACE_ENV = "LAMINA_FAULT_TRACE"  # a file: every point passed is appended to it, one a line
-_armed: str | None = os.environ.get(ENV) or None
+_armed: str | None = None
 _trace: str | None = None
 
 # The port methods that change the disk, the processes or the log: a point before and after
@@ -41,11 +42,16 @@ EFFECTS = frozenset({
 })
 
 
+_nth = 1  # `name#N` arms the N-th time a point of that name is reached (default: the 1st)
+_seen = 0
+
+
 def arm(name: str | None) -> None:
-    """Arm `name` (None disarms): what the environment variable does, for a forked child
-    (a monitor must not die of its client's fault point)."""
-    global _armed
-    _armed = name or None
+    """Arm `name` or `name#N` (None disarms): what the environment variable does, for a
+    forked child (a monitor must not die of its client's fault point)."""
+    global _armed, _nth, _seen
+    name, _, nth = (name or "").partition("#")
+    _armed, _nth, _seen = name or None, int(nth) if nth.isdigit() else 1, 0
 
 
 def armed() -> str | None:
@@ -55,7 +61,10 @@ def armed() -> str | None:
 def point(name: str) -> None:
     """Die here, now, by SIGKILL, if `name` is the armed point."""
     if name == _armed:
-        os.kill(os.getpid(), signal.SIGKILL)
+        global _seen
+        _seen += 1
+        if _seen == _nth:
+            os.kill(os.getpid(), signal.SIGKILL)
     if _trace is not None:
         with open(_trace, "a") as f:
             f.write(name + "\n")

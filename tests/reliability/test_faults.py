@@ -123,7 +123,11 @@ def _points(lam: Root, command: str, tmp: Path) -> tuple[list[str], list[str]]:
                             env={**os.environ, "LAMINA_FAULT_TRACE": str(trace)})
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    points = list(dict.fromkeys(trace.read_text().split()))
+    seen: dict[str, int] = {}
+    points = []
+    for name in trace.read_text().split():  # a point passed again is `name#N`
+        seen[name] = seen.get(name, 0) + 1
+        points.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return points, _by(lam, since, proc.pid)
 
 

@@ -13,6 +13,7 @@ The log is the truth; the host is made to match it. Each check yields Findings: 
   read-write layer of no container; and every layer the read model holds must be on disk
   with the digest it was registered with (checked from its tar-split header or layer.json:
   cheap; reported, since nothing on this host can bring its files back);
+- the files of a removed container under <root>/containers;
 - staging leftovers under <root>/tmp.
 
 In-flight work is never taken for a leftover: a container whose lock (`Runtime.ending`) is
@@ -70,7 +71,7 @@ def idle(runtime: Any, cid: str) -> Iterator[bool]:
 
 def findings(runtime: Any, known: Mapping[str, Container]) -> list[Finding]:
     return [*_cgroups(runtime, known), *_mounts(runtime, known), *_freezer(runtime, known),
-            *_layers(runtime), *_staging(runtime)]
+            *_layers(runtime), *_container_dirs(runtime), *_staging(runtime)]
 
 
 # --- cgroups, mounts, the freezer ------------------------------------------------------------
@@ -219,6 +220,23 @@ def _layer_problem(store: Any, layer_id: str, diff_id: str) -> str:
     if recorded != diff_id:
         return f"on disk is {recorded}, but the log registered {diff_id}"
     return ""
+
+
+def _container_dirs(runtime: Any) -> Iterator[Finding]:
+    """<root>/containers/<id> (logs, exit record, lock) of a container the log removed: an
+    rm that died between its append and deleting them."""
+    parent = os.path.join(runtime.root, "containers")
+    try:
+        names = sorted(os.listdir(parent))
+    except FileNotFoundError:
+        return
+    ids = {c.id for c in runtime.log.containers()}  # read after listing, as for layers
+    for cid in names:
+        if cid in ids or next(runtime.log.read(stream=f"container:{cid}"), None) is None:
+            continue  # known, or never recorded (a create may be about to record it)
+        yield Finding(f"files of removed container {cid[:12]} are left in {parent}",
+                      lambda cid=cid: _locked(runtime, cid, lambda: shutil.rmtree(
+                          os.path.join(parent, cid), ignore_errors=True)))
 
 
 def _staging(runtime: Any) -> Iterator[Finding]:

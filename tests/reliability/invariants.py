@@ -136,6 +136,11 @@ def _layers(e: Any) -> list[str]:
             continue
         if digest != la.diff_id:
             out.append(f"layer {la.id[:12]} hashes to {digest}, registered {la.diff_id}")
+    cdirs = os.path.join(os.path.dirname(store.layers_dir), "containers")
+    ids = {c.id for c in e.log.containers()}
+    if os.path.isdir(cdirs):
+        out += [f"files of removed container {n[:12]}" for n in os.listdir(cdirs)
+                if n not in ids]
     if os.path.isdir(store.tmp_dir) and os.listdir(store.tmp_dir):
         out.append(f"staging leftovers: {sorted(os.listdir(store.tmp_dir))}")
     return out

@@ -389,7 +389,7 @@ class BlobReader:
         self.client, self.resp, self.digest, self.size = client, resp, digest, size
         self.progress = progress
         self.hash = hashlib.sha256()
-        self.done = 0
+        self.done = self.reported = 0
 
     def readable(self) -> bool:
         return True
@@ -406,7 +406,9 @@ class BlobReader:
             raise RegistryError(f"blob {self.digest}: the download broke off: {err}") from None
         self.hash.update(data)
         self.done += len(data)
-        self.progress(min(self.done, self.size))
+        if self.done - self.reported >= CHUNK or not data or self.done >= self.size:
+            self.reported = self.done  # progress (and a cancel check) once per MiB
+            self.progress(min(self.done, self.size))
         return data
 
     def verify(self) -> None:

@@ -117,3 +117,14 @@ def test_challenges() -> None:
                         "scope": "repository:a/b:pull,push"}
     basic = auth.parse_challenge('Basic realm="x"')
     assert basic is not None and basic.scheme == "basic"
+
+
+def test_plain_http_only_for_this_machine_or_when_asked() -> None:
+    from adapters.registry.client import Client
+
+    assert Client("127.0.0.1:5000", "x").scheme == "http"
+    assert Client("localhost", "x").scheme == "http"
+    assert Client("registry.example:5000", "x").scheme == "https"
+    assert Client("registry.example:5000", "x", insecure=True).scheme == "http"
+    assert Client("r.example", "a/b", actions=("pull", "push")).scopes == \
+        ["repository:a/b:pull,push"]

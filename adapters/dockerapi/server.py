@@ -310,7 +310,8 @@ PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runti
            "adapters.kernel.namespaces", "adapters.kernel.libc", "adapters.kernel.units",
            "adapters.cli_runtime", "core.engine", "core.images", "core.process",
            "events.types", "events.query", "events.sqlite_log", "pwd", "tarfile", "hashlib",
-           "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build")
+           "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build",
+           "adapters.runtime.record_exit", "adapters.build_host")
 
 
 def preload() -> None:

@@ -61,11 +61,14 @@ def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
         return
     ctl = e.runtime.attach(c.id)
     rep.ok(c.id)
+    code = None
     if ctl is not None:
-        pump_attach(ctl, client, bool(c.config.get("tty")), spec)
+        code = pump_attach(ctl, client, bool(c.config.get("tty")), spec)
         detach(ctl)
     if client is not None:
         _close(client)
+    if code is not None:
+        _record_exit(e, c)
     if auto:
         _wait_recorded(e, c.id)
         with contextlib.suppress(LaminaError):
@@ -84,6 +87,18 @@ def detach(ctl: socket.socket | None, timeout: float = 2) -> None:
         while ctl.recv(65536):
             pass
     ctl.close()
+
+
+def _record_exit(e: Any, c: Any) -> None:
+    """Record the exit now, as an attached `lamina run` does, where the runtime lets its
+    client do so (adapters/runtime/record_exit.py: whoever comes first records it, the
+    monitor's own record then finds it done); else the monitor records it."""
+    try:
+        from adapters.runtime.record_exit import record_exit
+    except ImportError:
+        return
+    with contextlib.suppress(Exception):
+        record_exit(e, c.id, c.pid)
 
 
 def _wait_recorded(e: Any, cid: str, timeout: float = 10) -> None:

@@ -260,10 +260,13 @@ class Client:
         return body
 
     def open_blob(self, digest: str, size: int,
-                  progress: Callable[[int], None] = lambda n: None) -> BlobReader:
+                  progress: Callable[[int], None] = lambda n: None,
+                  hashed: bool = True) -> BlobReader:
         """A blob as a stream that hashes what is read; its `verify()` (after the last byte
-        was read) raises unless exactly `size` bytes with that digest came."""
-        return BlobReader(self, self._blob_response(digest), digest, size, progress)
+        was read) raises unless exactly `size` bytes with that digest came. `hashed=False`
+        is for a reader whose consumer hashes every byte itself against the same digest
+        (an uncompressed layer, whose digest is its diff_id)."""
+        return BlobReader(self, self._blob_response(digest), digest, size, progress, hashed)
 
     def _blob_response(self, digest: str) -> http.client.HTTPResponse:
         resp = self.request("GET", self._repo_path(f"blobs/{digest}"),
@@ -385,10 +388,10 @@ class BlobReader:
     """A blob's bytes as they arrive, hashed and counted; nothing past `size` is read."""
 
     def __init__(self, client: Client, resp: http.client.HTTPResponse, digest: str,
-                 size: int, progress: Callable[[int], None]) -> None:
+                 size: int, progress: Callable[[int], None], hashed: bool = True) -> None:
         self.client, self.resp, self.digest, self.size = client, resp, digest, size
         self.progress = progress
-        self.hash = hashlib.sha256()
+        self.hash: Any = hashlib.sha256() if hashed else None
         self.done = self.reported = 0
 
     def readable(self) -> bool:
@@ -404,7 +407,8 @@ class BlobReader:
         except (OSError, http.client.HTTPException) as err:
             self.client.close()
             raise RegistryError(f"blob {self.digest}: the download broke off: {err}") from None
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.done += len(data)
         if self.done - self.reported >= CHUNK or not data or self.done >= self.size:
             self.reported = self.done  # progress (and a cancel check) once per MiB
@@ -419,7 +423,7 @@ class BlobReader:
             self.client.close()
             raise DigestMismatch(f"blob {self.digest}: expected {self.size} bytes, got "
                                  f"{self.done}" + (" or more" if self.done > self.size else ""))
-        if "sha256:" + self.hash.hexdigest() != self.digest:
+        if self.hash is not None and "sha256:" + self.hash.hexdigest() != self.digest:
             raise DigestMismatch(f"blob {self.digest}: digest mismatch: the bytes are "
                                  f"sha256:{self.hash.hexdigest()}")
 

@@ -39,7 +39,9 @@ from adapters.registry.reference import Reference
 from core.distribution import choose_platform
 from core.errors import BadInput, NotFound
 
-WORKERS = 3  # docker's max-concurrent-downloads
+# docker's max-concurrent-downloads is 3; extraction is Python work, so more threads than
+# cores only queue on the interpreter lock
+WORKERS = min(3, max(2, os.cpu_count() or 2))
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
@@ -211,7 +213,9 @@ def _fetch_one(client: Client, store: Any, remote: RemoteImage, i: int, work: st
 
     stage = tempfile.mkdtemp(dir=work, prefix="layer-")
     try:
-        blob = client.open_blob(digest, size, tick)
+        # an uncompressed blob's digest is its diff_id, which stage_layer checks over every
+        # byte (it reads to the end): hashing it here too would be the same work twice
+        blob = client.open_blob(digest, size, tick, hashed=digest != diff_id)
         try:
             staged = _stage(store, blob, stage, diff_id)
         except BadInput:

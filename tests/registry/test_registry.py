@@ -243,15 +243,17 @@ class FakeRegistry:
         return digest
 
     def image(self, repo: str, layer: bytes, *, arch: str = "amd64",
-              layer_digest: str | None = None, tag: str = "latest") -> str:
-        config = support.image_config([support.sha256(layer)], architecture=arch)
+              layer_digest: str | None = None, tag: str = "latest", diff_id: str = "",
+              compress: bool = True) -> str:
+        config = support.image_config([diff_id or support.sha256(layer)], architecture=arch)
         cfg = self.blob(repo, config)
-        blob = self.blob(repo, gzip.compress(layer, mtime=0), layer_digest)
+        blob = self.blob(repo, gzip.compress(layer, mtime=0) if compress else layer,
+                         layer_digest)
         return self.manifest(repo, tag, {
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                        **blob}]})
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar" +
+                        ("+gzip" if compress else ""), **blob}]})
 
     def close(self) -> None:
         self.release.set()
@@ -280,6 +282,11 @@ def test_a_wrong_digest_is_rejected_with_nothing_stored(fake: FakeRegistry, lam:
     status, ctype, body = fake.routes[path]
     fake.routes[path] = (status, ctype, body.replace(b"step 0", b"step 1"))
     assert "digest mismatch" in fails(lam, "pull", f"{fake.host}/evil2")
+    assert lam.store_state() == before
+    # an uncompressed layer (its digest is its diff_id) with other bytes of the same size
+    claimed = support.sha256(support.small_layer("evil", b"what the digest says!!!!!\n"))
+    fake.image("evil3", layer, layer_digest=claimed, diff_id=claimed, compress=False)
+    assert "does not match" in fails(lam, "pull", f"{fake.host}/evil3")
     assert lam.store_state() == before
     assert lam.event_types()[-2:] == ["PullStarted", "CommandRejected"]
 

@@ -163,7 +163,10 @@ async def events(ctx: Ctx, req: Request) -> int:
     since, until = _time_arg(req, "since"), _time_arg(req, "until")
     filters = req.filters()
     conn = req.conn
-    msgs, last = _batch(ctx, 0, since, until, filters)
+    if since is None:  # docker's default: what happens from now on, no backlog
+        msgs, last = [], ctx.log.last_seq()
+    else:
+        msgs, last = _batch(ctx, 0, since, until, filters)
     await conn.start_stream(200, "application/json")
     await conn.stream(b"".join(dumps(m) + b"\n" for m in msgs))
     until_t = shapes.parse_at(until).timestamp() if until else None

@@ -215,6 +215,7 @@ def test_stats(service: Service) -> None:
 
 
 def test_events_since_the_first(service: Service) -> None:
+    service.ok("run", "--rm", "busybox", "true")
     until = str(int(time.time()) + 1)
     lines = service.ok("events", "--since", "0", "--until", until,
                        "--format", "{{json .}}").splitlines()
@@ -225,6 +226,17 @@ def test_events_since_the_first(service: Service) -> None:
     starts = service.ok("events", "--since", "0", "--until", until, "--filter", "type=container",
                         "--filter", "event=start").splitlines()
     assert starts and all(" container start " in line for line in starts)
+    watch = subprocess.Popen([DOCKER, "events", "--filter", "event=create"], env=service.env,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        service.ok("create", "--name", "watched", "busybox")
+        line = watch.stdout.readline()  # only what happened since it started
+        assert " container create " in line and "name=watched" in line
+    finally:
+        watch.kill()
+        watch.wait()
+    service.ok("rm", "watched")
 
 
 def test_every_call_in_the_log_with_uid(service: Service) -> None:

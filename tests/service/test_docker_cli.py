@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 import tarfile
@@ -239,16 +240,37 @@ def test_events_since_the_first(service: Service) -> None:
     service.ok("rm", "watched")
 
 
+# Requests that are engine commands (each one, refused or not, is in the log): path patterns.
+COMMANDS = re.compile(r"^(POST /containers/create|POST /containers/[^/]+/(start|stop|kill|"
+                      r"pause|unpause|restart)|DELETE /containers/[^/]+|DELETE /images/.+|"
+                      r"POST /images/.+/tag|POST /commit|POST /images/load|POST /build|"
+                      r"POST /images/create|POST /exec/[^/]+/start|GET /containers/[^/]+/export|"
+                      r"GET /images/get|GET /images/.+/get)$")
+
+
 def test_every_call_in_the_log_with_uid(service: Service) -> None:
+    """Every command the tests above sent through the service is in lamina's log, once per
+    call, with the caller's uid and pid (from SO_PEERCRED); refusals too."""
+    access = [json.loads(line) for line in service.log_path.read_text().splitlines()
+              if line.startswith("{")]
+    calls: dict[tuple[str, str], int] = {}
+    for a in access:
+        key = (a.get("method", ""), a.get("path", ""))
+        if a.get("event") == "request" and COMMANDS.match(" ".join(key)) and \
+                a["status"] not in (400, 413) and "fromImage" not in key[1]:
+            assert a["uid"] == os.getuid() and a["pid"] > 0
+            calls[key] = calls.get(key, 0) + 1
     events = [e for e in service.events() if e["meta"].get("via") == "docker-api"]
     assert events and all(e["meta"]["uid"] == os.getuid() and e["meta"]["pid"] > 0
                           for e in events)
+    recorded: dict[tuple[str, str], set[str]] = {}
+    for e in events:
+        _, method, path = e["meta"]["argv"]
+        recorded.setdefault((method, path), set()).add(e["meta"]["command_id"])
+    missing = {k: n for k, n in calls.items() if len(recorded.get(k, ())) < n}
+    assert missing == {}, missing
     commands = {e["meta"]["command"] for e in events}
     assert {"create", "start", "stop", "kill", "pause", "unpause", "restart", "rm", "rmi",
-            "commit", "exec", "export", "save", "load", "import", "tag"} <= commands
-    rejected = [e for e in events if e["type"] == "CommandRejected"]
-    assert {"start", "stop", "pause", "kill", "rm", "exec"} <= \
-        {e["data"]["command"] for e in rejected}
-    access = [json.loads(line) for line in service.log_path.read_text().splitlines()
-              if line.startswith("{")]
-    assert any(a.get("event") == "request" and a.get("uid") == os.getuid() for a in access)
+            "commit", "exec", "export", "save", "load", "import", "tag", "build"} <= commands
+    rejected = {e["data"]["command"] for e in events if e["type"] == "CommandRejected"}
+    assert {"start", "stop", "pause", "kill", "rm", "exec", "rmi"} <= rejected

@@ -104,6 +104,33 @@ async def changes(ctx: Ctx, req: Request, ref: str) -> int:
     return 200
 
 
+@route("GET", "/containers/(?P<ref>[^/]+)/top", body="none")
+async def top(ctx: Ctx, req: Request, ref: str) -> int:
+    """docker top: the processes in the container's cgroup, from /proc (UID PID PPID CMD)."""
+    from adapters.kernel.cgroups import Cgroup, CgroupError
+
+    c = find(ctx, ref)
+    if c.state not in ("running", "paused"):
+        raise HttpError(409, f"Container {c.id[:12]} is not running")
+    try:
+        pids = sorted(Cgroup.open(c.id).pids())
+    except CgroupError:
+        pids = []
+    rows = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/status") as f:
+                status = dict(line.split(":\t", 1) for line in f.read().splitlines()
+                              if ":\t" in line)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            rows.append([status.get("Uid", "0").split()[0], str(pid),
+                         status.get("PPid", "0").strip(), cmd or status.get("Name", "")])
+    await req.conn.respond(200, dumps({"Titles": ["UID", "PID", "PPID", "CMD"],
+                                       "Processes": rows}))
+    return 200
+
+
 @route("POST", "/containers/(?P<ref>[^/]+)/wait")
 async def wait(ctx: Ctx, req: Request, ref: str) -> int:
     """Answer when the container is stopped (`not-running`), ends its next run (`next-exit`)

@@ -4,16 +4,29 @@ progress display."""
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from adapters.registry import auth
-from adapters.registry.client import Client
+from adapters.registry.client import Client, RegistryError
 from adapters.registry.pull import FetchedSession, Progress, RemoteImage, fetch, resolve
 from adapters.registry.push import push_image
 from adapters.registry.reference import Reference, parse
 from core.distribution import PushOutcome
+
+
+@contextmanager
+def network_errors(host: str) -> Iterator[None]:
+    """A connection that breaks or a server that answers garbage is a one-line error."""
+    try:
+        yield
+    except http.client.HTTPException as err:
+        raise RegistryError(f"{host}: the registry's answer broke off or was not HTTP: "
+                            f"{type(err).__name__} {err}".rstrip()) from None
+    except (ConnectionError, TimeoutError) as err:
+        raise RegistryError(f"{host}: {err.strerror or err}") from None
 
 
 class Registry:
@@ -37,7 +50,8 @@ class Registry:
     def resolve(self, ref: Reference, platform: str | None) -> RemoteImage:
         client = self.client(ref)
         try:
-            return resolve(client, ref, platform)
+            with network_errors(ref.registry):
+                return resolve(client, ref, platform)
         finally:
             client.close()
 
@@ -50,7 +64,8 @@ class Registry:
                                     for i, d in enumerate(remote.blobs)])
         client = self.client(ref)
         try:
-            with fetch(client, self.store, remote, need, self.progress) as session:
+            with network_errors(ref.registry), \
+                    fetch(client, self.store, remote, need, self.progress) as session:
                 yield session
         finally:
             self.progress.end()
@@ -61,7 +76,8 @@ class Registry:
         scopes = [f"repository:{mount_from}:pull"] if mount_from else []
         client = self.client(ref, ("pull", "push"), scopes)
         try:
-            return push_image(client, ref, config, layers, mount_from, self.progress,
-                              self.chunk)
+            with network_errors(ref.registry):
+                return push_image(client, ref, config, layers, mount_from, self.progress,
+                                  self.chunk)
         finally:
             client.close()

@@ -141,6 +141,10 @@ def test_missing_tag_is_manifest_unknown(registry: RunningRegistry, tmp_path: Pa
     assert new.event_types() == ["PullStarted", "CommandRejected"]
     err = fails(new, "push", f"{registry.host}/nothing/here")
     assert "an image does not exist locally with the tag" in err
+    from tests.registry.registry_env import free_port
+
+    err = fails(new, "pull", f"127.0.0.1:{free_port()}/nobody/home")
+    assert "cannot reach registry" in err and "refused" in err
 
 
 # --- auth ---------------------------------------------------------------------------------

@@ -90,6 +90,10 @@ def test_push_then_pull_into_a_fresh_root_keeps_the_image_id(
     assert new.ok("run", "--rm", ref, "cat", "/etc/passwd").startswith("root:")
     new.ok("replay")
     assert image_id(new, ref) == image_id(lam, "busybox")
+    by_digest = fresh(tmp_path, "by-digest")
+    pinned = f"{registry.host}/lamina/busybox@{pushed['manifest_digest']}"
+    assert by_digest.ok("pull", "-q", pinned).strip() == pinned
+    assert by_digest.inspect(image_id(lam, "busybox"))[0]["RepoTags"] == []  # no tag
 
 
 def test_a_two_layer_image_round_trips_and_mounts_across_repositories(

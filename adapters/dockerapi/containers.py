@@ -154,7 +154,8 @@ async def wait(ctx: Ctx, req: Request, ref: str) -> int:
             return 200
         if now is not None:
             c = now
-        await ctx.workers.settle(0.1)
+        if not await ctx.idle(req, 0.1):
+            return 499
 
 
 def last_exit_code(ctx: Ctx, cid: str) -> int:
@@ -193,7 +194,8 @@ async def logs(ctx: Ctx, req: Request, ref: str) -> int:
             await conn.stream(streams.log_frames([e for _, e in more], want, tty, stamps))
         if now is None or now.state == "stopped":
             break
-        await ctx.workers.settle(0.1)
+        if not await ctx.idle(req, 0.1):
+            return 499
     await conn.end_stream()
     return 200
 
@@ -213,7 +215,8 @@ async def stats(ctx: Ctx, req: Request, ref: str) -> int:
     await conn.start_stream(200, "application/json")
     await conn.stream(dumps(doc) + b"\n")
     while (now := ctx.log.container(c.id)) is not None and now.state != "stopped":
-        await asyncio.sleep(1)
+        if not await ctx.idle(req, 1):
+            return 499
         first, second = second, streams.cgroup_sample(c)
         await conn.stream(dumps(streams.stats_doc(c, second, first)) + b"\n")
     await conn.end_stream()
@@ -416,7 +419,8 @@ async def _attach_running(ctx: Ctx, req: Request, c: Any) -> Any:
             now = ctx.log.container(c.id)
             if now is None or now.state == "stopped":
                 break
-            await ctx.workers.settle(0.1)
+            if not await ctx.idle(req, 0.1):
+                break
     finally:
         with contextlib.suppress(OSError):
             conn.sock.shutdown(socket.SHUT_RDWR)

@@ -121,6 +121,7 @@ class Conn:
         self.h = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         self.pid, self.uid, self.gid = peer_credentials(sock)
         self.taken = False  # a child took the socket over
+        self._hangup: asyncio.Future[bytes] | None = None
 
     async def _event(self) -> Any:
         while True:
@@ -205,8 +206,25 @@ class Conn:
     async def end_stream(self) -> None:
         await self.send(self.h.send(h11.EndOfMessage()))
 
+    def hangup(self) -> asyncio.Future[bytes]:
+        """Done when the client hangs up while a long answer (wait, logs -f, events) is
+        pending; such a client sends nothing more on the connection meanwhile."""
+        if self._hangup is None:
+            self._hangup = asyncio.ensure_future(self.loop.sock_recv(self.sock, 1))
+        return self._hangup
+
+    def forget_hangup(self) -> bool:
+        """Stop watching; True if the watch read anything (then the conn is not reused)."""
+        watch, self._hangup = self._hangup, None
+        if watch is None:
+            return False
+        if not watch.done():
+            watch.cancel()
+            return False
+        return True
+
     def reusable(self) -> bool:
-        return (not self.taken and self.h.our_state is h11.DONE
+        return (not self.taken and self._hangup is None and self.h.our_state is h11.DONE
                 and self.h.their_state is h11.DONE)
 
     def leftover(self) -> bytes:

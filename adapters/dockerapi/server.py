@@ -74,6 +74,14 @@ class Ctx:
                 "host": os.uname().nodename, "via": "docker-api",
                 "argv": ["docker-api", req.method, req.path], "service_pid": os.getpid()}
 
+    async def idle(self, req: Request, timeout: float) -> bool:
+        """Wait for the next worker to end or `timeout`; False once the client hung up."""
+        gone = req.conn.hangup()
+        settle = asyncio.ensure_future(self.workers.settle(timeout))
+        await asyncio.wait([gone, settle], return_when=asyncio.FIRST_COMPLETED)
+        settle.cancel()
+        return not gone.done()
+
     async def run(self, req: Request, job: Callable[[Any, Any], Any],
                   keep: tuple[int, ...] = (), on_exit: Callable[[], None] | None = None
                   ) -> Report:
@@ -192,6 +200,8 @@ async def answer(ctx: Ctx, req: Request) -> bool:
         status = 500
         keep = await send_error(conn, HttpError(500, f"internal error: {err}"))
     finally:
+        if conn.forget_hangup():
+            keep = False
         if req.body_path:
             with contextlib.suppress(OSError):
                 os.unlink(req.body_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -170,18 +169,11 @@ async def events(ctx: Ctx, req: Request) -> int:
     await conn.start_stream(200, "application/json")
     await conn.stream(b"".join(dumps(m) + b"\n" for m in msgs))
     until_t = shapes.parse_at(until).timestamp() if until else None
-    gone = asyncio.ensure_future(conn.loop.sock_recv(conn.sock, 1))
-    try:
-        while until_t is None or time.time() < until_t:
-            await asyncio.wait([gone], timeout=0.1)
-            if gone.done():
-                return 200
-            msgs, last = _batch(ctx, last, since, until, filters)
-            if msgs:
-                await conn.stream(b"".join(dumps(m) + b"\n" for m in msgs))
-        await conn.end_stream()
-    finally:
-        gone.cancel()
-        with contextlib.suppress(BaseException):
-            await gone
+    while until_t is None or time.time() < until_t:
+        if not await ctx.idle(req, 0.1):
+            return 499
+        msgs, last = _batch(ctx, last, since, until, filters)
+        if msgs:
+            await conn.stream(b"".join(dumps(m) + b"\n" for m in msgs))
+    await conn.end_stream()
     return 200

@@ -95,6 +95,15 @@ def test_client_gone_mid_attach_and_mid_save(service: Service) -> None:
         s.connect(service.socket)
         s.sendall(b"GET /v1.51/images/get?names=busybox HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    service.ok("run", "-d", "--name", "waited", "busybox", "sleep", "300")
+    watchers = [subprocess.Popen([DOCKER, *argv, "waited"], env=service.env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for argv in (["wait"], ["logs", "-f"], ["stats"])]
+    time.sleep(0.8)
+    for w in watchers:  # clients that give up on long answers
+        w.kill()
+        w.wait()
+    service.ok("rm", "-f", "waited")
     saves = [e for e in service.events() if e["type"] == "ImageSaved"]
     time.sleep(0.5)
     assert [e for e in service.events() if e["type"] == "ImageSaved"] == saves

@@ -370,10 +370,8 @@ async def remove(ctx: Ctx, req: Request, ref: str) -> int:
         e.rm(ref, force=force)
 
     raise_for(await ctx.run(req, job))
-    for cid, parked in list(ctx.parked.items()):
-        if ctx.log.container(cid) is None:
-            ctx.parked.pop(cid).conn.close()
-            del parked
+    for cid in [cid for cid in ctx.parked if ctx.log.container(cid) is None]:
+        ctx.parked.pop(cid).conn.close()  # an attach to a container that is gone now
     await req.conn.respond(204)
     return 204
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -260,6 +259,3 @@ def hijack_head(upgrade: bool, tty: bool) -> bytes:
                                               ("Upgrade", "tcp")])
     return raw_response(200, "OK", [ctype, ("Connection", "close")])
 
-
-def set_blocking(fd: int) -> None:
-    os.set_blocking(fd, True)

@@ -44,15 +44,13 @@ def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
     client = socket.socket(fileno=spec.fd) if spec.fd >= 0 else None
     try:
         c = e.start(ref)
-    except BaseException as err:
+    except BaseException:
         if client is not None:
             _close(client)
-        with contextlib.suppress(LaminaError):
-            c0 = e.container(ref)
-            if c0.config.get("auto_remove"):
-                e.rm(c0.id, force=True)
-        if isinstance(err, LaminaError):
-            raise
+        with contextlib.suppress(LaminaError):  # docker run --rm removes what failed to start
+            refused = e.container(ref)
+            if refused.config.get("auto_remove") and refused.state == "stopped":
+                e.rm(refused.id, force=True)
         raise
     auto = bool(c.config.get("auto_remove"))
     if client is None and not auto:

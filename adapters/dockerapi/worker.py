@@ -182,9 +182,6 @@ def _child(engine: Any, job: Job, meta: dict[str, Any], keep: set[int], w: int) 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         close_fds(keep)
-        for fd in keep:
-            with contextlib.suppress(OSError):
-                os.set_inheritable(fd, False) if fd > 2 else None
         engine.meta = lambda: dict(meta)
         value = job(engine, reporter)
         reporter.ok(value)

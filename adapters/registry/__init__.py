@@ -5,6 +5,7 @@
     client.py      the distribution API over HTTP(S): manifests, blobs, uploads
     pull.py        manifest -> platform -> config -> layers fetched in parallel and staged
     push.py        layers (HEAD, mount, upload), config, manifest PUT
+    adapter.py     the RegistryPort core/distribution.py drives (one object per command)
 
 The engine side (what is recorded, which layers are missing) is core/distribution.py.
 """

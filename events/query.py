@@ -47,16 +47,23 @@ def _names_to_ids(con: sqlite3.Connection, kind: str, ref: str) -> list[str]:
     return [r[0] for r in con.execute(sql, (ref,))]
 
 
+# An image's own stream, and the stream of its pulls and pushes (registry:<image id>).
+_STREAMS_OF = {"container": ("container",), "image": ("image", "registry")}
+
+
 def _object_clause(con: sqlite3.Connection, kind: str, ref: str) -> tuple[str, list[str]]:
     ids = _names_to_ids(con, kind, ref)
+    kinds = _STREAMS_OF[kind]
     parts, args = [], []
     for ident in ids:
-        parts.append("stream = ? OR json_extract(data, '$.target') IN (?, ?)")
-        args += [f"{kind}:{ident}", ident, ref]
+        parts.append("stream IN (" + ", ".join("?" * len(kinds)) + ") OR "
+                     "json_extract(data, '$.target') IN (?, ?)")
+        args += [*(f"{k}:{ident}" for k in kinds), ident, ref]
     bare = ref[7:] if ref.startswith("sha256:") else ref
     if re.match(r"^[0-9a-f]{1,64}$", bare):
-        parts.append("stream >= ? AND stream < ?")
-        args += [f"{kind}:{bare}", f"{kind}:{bare}\U0010ffff"]
+        for k in kinds:
+            parts.append("stream >= ? AND stream < ?")
+            args += [f"{k}:{bare}", f"{k}:{bare}\U0010ffff"]
         parts.append("(type = 'CommandRejected' AND json_extract(data, '$.target') LIKE ?)")
         args.append(bare + "%")
     parts.append("(type = 'CommandRejected' AND json_extract(data, '$.target') = ?)")

@@ -199,3 +199,20 @@ def test_structured_logs_as_json(root: Path) -> None:
     assert lines[-1]["event"] == "command" and lines[-1]["exit_code"] == 0
     quiet = lamina(root, "replay", "--snapshot")
     assert quiet.stderr == ""
+
+
+def test_an_image_filter_finds_its_pulls_and_pushes(tmp_path: Path) -> None:
+    """ImagePulled and Pushed live in the `registry:<image id>` stream: `--filter image=`
+    must show them with the image's own events."""
+    from events import types as ev
+    from events.sqlite_log import SqliteEventLog
+
+    iid = "ab" * 32
+    log = SqliteEventLog(str(tmp_path), create=True)
+    log.append([ev.ImagePulled(id=iid, reference="localhost:5000/x:1")], expected={},
+               meta={})
+    log.append([ev.ImagePulled(id="cd" * 32, reference="localhost:5000/y:1")], expected={},
+               meta={})
+    log.close()
+    assert _types(tmp_path, f"image={iid[:12]}") == ["ImagePulled"]
+    assert _types(tmp_path, f"image={iid}") == ["ImagePulled"]

@@ -108,6 +108,19 @@ class Engine:
         except ConcurrencyError:
             return fn()
 
+    def _append_locked(self, cmd: _Command, c: Container, event: ev.Event) -> None:
+        """Append a container's event while holding its lock (Runtime.ending). Only the
+        commands that take no lock (exec, and the records of export and commit) can move
+        the stream's version meanwhile, and they never change its state: on a conflict,
+        take the new version and append once more."""
+        try:
+            self._append(cmd, [event], {f"container:{c.id}": c.version})
+        except ConcurrencyError:
+            now = self.log.container(c.id)
+            if now is None or now.state != c.state:
+                raise
+            self._append(cmd, [event], {f"container:{c.id}": now.version})
+
     def _judge(self, c: Container, trigger: str) -> None:
         if not lifecycle.judge(c.state, trigger):
             template = _REFUSALS.get((trigger, c.state),
@@ -308,10 +321,9 @@ class Engine:
         with self._command("stop", ref) as cmd:
             with self._ending(ref, "stop") as c:
                 ended = self.runtime.stop(c, timeout)
-                self._append(cmd, [ev.ContainerStopped(id=c.id, signal=ended.signal,
-                                                       exit_code=ended.exit_code)],
-                             {f"container:{c.id}": c.version})
-            self.runtime.release(c)
+                self._append_locked(cmd, c, ev.ContainerStopped(
+                    id=c.id, signal=ended.signal, exit_code=ended.exit_code))
+                self.runtime.release(c)  # under the lock: an export must not lose its view
             return self.log.container(c.id) or c
 
     def kill(self, ref: str, sig: int = _signal.SIGKILL) -> Container:
@@ -325,9 +337,9 @@ class Engine:
                     self._judge(c, "kill")
                     event = ev.ContainerKilled(id=c.id, signal=int(sig),
                                                exit_code=ended.exit_code)
-                self._append(cmd, [event], {f"container:{c.id}": c.version})
-            if ended is not None:
-                self.runtime.release(c)
+                self._append_locked(cmd, c, event)
+                if ended is not None:
+                    self.runtime.release(c)
             return self.log.container(c.id) or c
 
     def pause(self, ref: str) -> Container:
@@ -367,10 +379,9 @@ class Engine:
                 self._judge(c, "exit")
                 if self.runtime.alive(c):
                     raise Conflict(f"container {short(c.id)}'s process is still running")
-                self._append(cmd, [ev.ContainerExited(id=c.id, exit_code=exit_code, oom=oom,
-                                                      reason=reason)],
-                             {f"container:{c.id}": c.version})
-            self.runtime.release(c)
+                self._append_locked(cmd, c, ev.ContainerExited(
+                    id=c.id, exit_code=exit_code, oom=oom, reason=reason))
+                self.runtime.release(c)
             return self.log.container(c.id) or c
 
     def restart(self, ref: str, timeout: float = 10) -> Container:
@@ -396,7 +407,7 @@ class Engine:
                 removed = ev.ContainerRemoved(id=c.id, force=force)
                 self._apply_plan(cmd, plan, images, force=force, extra=[removed],
                                  expected={f"container:{c.id}": c.version})
-            self.runtime.release(c)
+                self.runtime.release(c)
             self.layers.remove_rw_layer(c.rw_layer)
             self.runtime.remove(c)
 
@@ -680,7 +691,7 @@ class Engine:
                 findings.append(f"container {short(c.id)} ({c.name}) is {c.state} in the "
                                 "log but its process is gone")
                 if repair:
-                    _reconcile_container(self, cmd, c)
+                    self._retrying(lambda c=c: _reconcile_container(self, cmd, c))
             known = {c.id: c for c in self.log.containers()}
             findings += self.runtime.orphans(known)
             if repair:
@@ -700,7 +711,11 @@ class Engine:
         with self._command("system recover", "host") as cmd:
             findings = []
             for c in lost:
-                if _reconcile_container(self, cmd, c):
+                try:  # an exec or export may record on the stream meanwhile: judge again
+                    done = self._retrying(lambda c=c: _reconcile_container(self, cmd, c))
+                except LaminaError:  # still changing (a ConcurrencyError again), or the
+                    continue         # log is busy: the next command's check looks again
+                if done:
                     findings.append(f"container {short(c.id)} ({c.name}) was {c.state} in "
                                     "the log but its process was gone")
             if findings:
@@ -736,12 +751,11 @@ def _reconcile_container(engine: Engine, cmd: _Command, c: Container) -> bool:
                 or engine.runtime.alive(now) or engine.runtime.watched(now):
             return False
         code = engine.runtime.last_exit(now)
-        reason = ("the process ended while no monitor watched"
-                  + ("" if code is not None else " (exit status unknown)"))
-        engine._append(cmd, [ev.ContainerExited(id=c.id, exit_code=255 if code is None
-                                                else code, reason=reason)],
-                       {f"container:{c.id}": now.version})
-    engine.runtime.release(c)
+        reason = ("the process ended while no monitor watched (exit status unknown)"
+                  if code is None else "the monitor saw the process end but did not record it")
+        engine._append_locked(cmd, now, ev.ContainerExited(
+            id=c.id, exit_code=255 if code is None else code, reason=reason))
+        engine.runtime.release(c)
     return True
 
 

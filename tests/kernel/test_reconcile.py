@@ -91,13 +91,14 @@ def test_a_reboot_converges_and_start_brings_containers_back(lamina: Lamina) -> 
     for m in reversed(mounts_under(str(lamina.root))):
         unmount(m)
 
-    lamina.ok("system", "reconcile")
+    lamina.ok("start", "up")  # its start-up check records what the reboot did, first
     for name in ("up", "frozen"):
-        now = _doc(lamina, name)
-        assert now["state"] == "stopped" and "no monitor watched" in now["exit_reason"]
-    assert lamina("system", "check").returncode == 0
-    lamina.ok("start", "up")
+        ended = [e for e in lamina.events(f"container={name}")
+                 if e["type"] == "ContainerExited"]
+        assert len(ended) == 1 and "no monitor watched" in ended[0]["data"]["reason"]
+    assert _doc(lamina, "frozen")["state"] == "stopped"
     assert _doc(lamina, "up")["state"] == "running"
+    assert lamina("system", "check").returncode == 0
     assert lamina.ok("exec", "up", "echo", "back").strip() == "back"
 
 

@@ -67,12 +67,17 @@ def _soak(tmp_path: Path, seconds: float) -> dict:
     try:
         left = _settle(lam)
         found = settled(lam.root)
-        types = Counter(e["type"] for e in lam.events())
+        events = lam.events()
+        types = Counter(e["type"] for e in events)
+        recovered = [f"{e['data']['exit_code']}: {e['data']['reason']}" for e in events
+                     if e["type"] == "ContainerExited"
+                     and e["meta"]["command"] == "system recover"]
     finally:
         for cid in lam.container_ids():
             lam("rm", "-f", cid)
     report = {"seconds": seconds, "workers": WORKERS, **totals,
               "events": sum(types.values()), "exits_by_monitors": types["ContainerExited"],
+              "recovered_at_start_up": recovered,
               "mismatches": len(left) + len(found), "conflict_messages": sorted(messages)}
     if os.environ.get("LAMINA_CONCURRENCY_REPORT"):
         Path(os.environ["LAMINA_CONCURRENCY_REPORT"]).write_text(json.dumps(report, indent=1))

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.kernel
 
 
 def test_ping_version_info(service: Service) -> None:
+    st = os.stat(service.socket)
+    assert (st.st_mode & 0o777, st.st_uid) == (0o660, 0)  # root-owned, mode 0660
     head = service.raw(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and head.endswith(b"OK")
     assert b"Api-Version: 1.51" in head and b"Ostype: linux" in head

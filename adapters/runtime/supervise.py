@@ -129,7 +129,10 @@ def _report(ctl: socket.socket, text: str) -> None:
 
 def _await_recorded(ctl: socket.socket) -> bool:
     """The client says ContainerStarted is in the log; silence or a hang-up means abort."""
-    frame = frames.recv(ctl)
+    try:
+        frame = frames.recv(ctl)
+    except OSError:
+        return False
     return frame is not None and frame[0] == frames.RECORDED
 
 
@@ -195,7 +198,10 @@ def _read(fd: int) -> bytes:
 def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: int | None,
                  outputs: dict[int, str]) -> int | None:
     """A frame from the client: stdin bytes, a resize, or its hang-up."""
-    frame = frames.recv(client.sock) if client.sock is not None else None
+    try:
+        frame = frames.recv(client.sock) if client.sock is not None else None
+    except OSError:  # a client that closed with unread data: a reset, i.e. a hang-up
+        frame = None
     if frame is None:
         if client.sock is not None:
             poller.unregister(ctl_fd)
@@ -218,7 +224,23 @@ def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: i
 
 def _recorded(job: dict, pid: int) -> bool:
     """Whether the log already shows this process ended (an attached client, stop, kill
-    or rm got there first): then there is nothing to record and no engine to start."""
+    or rm got there first): then there is nothing to record and no engine to start.
+
+    Asked under the container's lock (the one stop, kill and rm hold from their signal to
+    their append), so a stop in flight is seen finished, not still running."""
+    try:
+        lock = os.open(os.path.join(job["cdir"], "lock"),
+                       os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        return True  # rm took the container's directory away
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _recorded_in_log(job, pid)
+    finally:
+        os.close(lock)
+
+
+def _recorded_in_log(job: dict, pid: int) -> bool:
     import sqlite3
 
     path = os.path.join(job["root"], "events.db")

@@ -65,14 +65,27 @@ def leftovers(root: Path, ids: list[str]) -> list[str]:
     for cid in ids:
         found += glob.glob(f"/sys/fs/cgroup/*/lamina/{cid}")
         found += glob.glob(f"/sys/fs/cgroup/unified/lamina/{cid}")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if str(root).encode() in cmd:
-            found.append(f"process {pid}: {cmd[:80]!r}")
-    return found
+    return found + _processes_of(root)
+
+
+def _processes_of(root: Path, grace: float = 5) -> list[str]:
+    """Processes naming root on their command line. A container's monitor finishes just
+    after its container is removed (it checks the log, then exits): give it `grace` s."""
+    import time
+
+    deadline = time.monotonic() + grace
+    while True:
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if str(root).encode() in cmd:
+                found.append(f"process {pid}: {cmd[:80]!r}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)

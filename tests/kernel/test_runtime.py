@@ -271,3 +271,13 @@ def test_host_network(lamina: Lamina) -> None:
     with open("/proc/net/dev") as f:
         host = len(f.read().splitlines()) - 2
     assert int(out.stdout) == host
+
+
+def test_a_detached_terminal_container_outlives_its_starting_command(lamina: Lamina) -> None:
+    """`run -d -it` leaves a shell waiting on its terminal; the starting command hangs up
+    with the prompt unread (a connection reset), which the monitor must take as a hang-up."""
+    for _ in range(3):
+        cid = lamina.ok("run", "-d", "-it", "busybox", "sh").strip()
+        time.sleep(0.3)
+        assert lamina.ok("exec", cid, "echo", "alive") == "alive\n"
+        lamina.ok("rm", "-f", cid)

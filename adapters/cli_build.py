@@ -40,12 +40,66 @@ def cmd_build(args: argparse.Namespace) -> int:
     # docker's CLI reads -f relative to the working directory; the build host, as docker's
     # API, within the context: an absolute path means the same to both
     dockerfile = os.path.abspath(args.file) if args.file else None
-    iid = build(engine(args), args.context, dockerfile, args.tag or [],
-                parse_build_args(args.build_arg), args.no_cache, args.target,
-                (lambda _t: None) if args.only_id else out)
+    bar = StepBar(quiet=not args.only_id or args.no_progress)
+    try:
+        iid = build(engine(args), args.context, dockerfile, args.tag or [],
+                    parse_build_args(args.build_arg), args.no_cache, args.target,
+                    bar.update if args.only_id else out)
+    finally:
+        bar.close()
     if args.only_id:
         print(f"sha256:{iid}")
     return 0
+
+
+class StepBar:
+    """`build -q` on a terminal: a bar of the steps done, once the build takes over a
+    second (without -q the step lines are the progress, as docker's classic builder prints
+    them). Drawn from the build's own output, never from a thread: build forks the step
+    containers' monitors, and fork() is only safe in a process with one thread."""
+
+    def __init__(self, quiet: bool, delay: float | None = None, stream: Any = None) -> None:
+        import os
+        import time
+
+        from adapters.progress import DELAY, wanted
+
+        self.stream = stream or sys.stderr
+        self.on = wanted(quiet, self.stream)
+        self.delay = float(os.environ.get("LAMINA_PROGRESS_DELAY") or DELAY) \
+            if delay is None else delay
+        self.start = time.monotonic()
+        self.bars: Any = None
+        self.task: Any = None
+        self.step, self.total = 0, 0
+
+    def update(self, text: str) -> None:
+        import re
+        import time
+
+        found = re.match(r"Step (\d+)/(\d+) : (.*)", text)
+        if found:
+            self.step, self.total = int(found[1]) - 1, int(found[2])
+            self.what = found[3][:60]
+        elif text.startswith(" ---> ") and self.total:
+            self.step += 1
+        if not self.on or not self.total or time.monotonic() - self.start < self.delay:
+            return
+        if self.bars is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bars = Progress(TextColumn("building"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.description}"), auto_refresh=False,
+                                 transient=True, console=Console(file=self.stream))
+            self.bars.start()
+            self.task = self.bars.add_task("", total=self.total)
+        self.bars.update(self.task, completed=self.step, description=self.what)
+        self.bars.refresh()
+
+    def close(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:

@@ -147,7 +147,10 @@ class ForkServer:
         self.ctl, self._spare_ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.jobs: dict[int, _Job] = {}  # by pid
         self.spare: _Job | None = None
+        self.stopping = False
         self.sel.register(self.ctl, selectors.EVENT_READ)
+        self._wakeup, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.sel.register(self._wakeup, selectors.EVENT_READ)
 
     def bind(self) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -163,25 +166,38 @@ class ForkServer:
         self.listener = listener
 
     def close(self) -> None:
-        """Stop taking commands: the socket goes, the spare goes, commands in flight stay."""
+        """Stop taking commands: the socket goes, spares go, commands in flight stay."""
         if self.listener is not None:
             self.listener.close()
             self.listener = None
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-        if self.spare is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.spare.pid, signal.SIGKILL)
+        for job in self.jobs.values():
+            if job.conn is None:  # a spare: it runs no command
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(job.pid, signal.SIGKILL)
 
     def serve_forever(self) -> None:
-        while self.listener is not None or self.jobs:
+        """Serve until `stop()`; then reap the commands in flight and return."""
+        while True:
+            if self.stopping and self.listener is not None:
+                self.close()
+            if self.listener is None and not self.jobs:
+                return
             if self.listener is not None and self.spare is None:
                 self._fork_spare()
             for key, _ in self.sel.select():
                 if key.fileobj is self.ctl:
                     self._taken()
+                elif key.fileobj is self._wakeup:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wakeup, 512)
                 else:
                     self._reap(key.data)
+
+    def stop(self, _signum: int = 0, _frame: object = None) -> None:
+        """A signal handler: only sets a flag (the wakeup fd ends the select)."""
+        self.stopping = True
 
     def _fork_spare(self) -> None:
         pid = os.fork()
@@ -227,7 +243,13 @@ class ForkServer:
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
+            from adapters.kernel import libc
+
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # no spare outlives its server
             self.sel.close()
+            os.close(self._wakeup)
+            os.close(self._wakeup_w)
             self.ctl.close()
             for job in self.jobs.values():
                 os.close(job.pidfd)
@@ -240,6 +262,9 @@ class ForkServer:
     def _serve_one(self) -> int:
         assert self.listener is not None
         conn, _ = self.listener.accept()
+        from adapters.kernel import libc
+
+        libc.prctl(libc.PR_SET_PDEATHSIG, 0)  # a command, once taken, finishes on its own
         self._spare_ctl.sendmsg([os.getpid().to_bytes(4, "big")],
                                 [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                   struct.pack("i", conn.fileno()))])
@@ -316,30 +341,20 @@ def start_background(root: str, path: str | None = None) -> int:
             os._exit(0)
     assert server.listener is not None
     server.listener.close()  # the child serves it; ours would keep the socket alive
+    for fd in (server._wakeup, server._wakeup_w):
+        os.close(fd)
     server.ctl.close()
     server._spare_ctl.close()
     return pid
 
 
-class _Stop(Exception):
-    """Raised by the SIGTERM/SIGINT handler to leave select()."""
-
-
-def _stop(_signum: int, _frame: object) -> None:
-    raise _Stop
-
-
 def run_server(server: ForkServer) -> None:
     """Serve until SIGTERM or SIGINT; commands in flight finish and are reaped first."""
     warm()
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    with contextlib.suppress(_Stop):
-        server.serve_forever()
-    server.close()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    server.serve_forever()  # only the jobs in flight are left: reap them
+    signal.set_wakeup_fd(server._wakeup_w)
+    signal.signal(signal.SIGTERM, server.stop)
+    signal.signal(signal.SIGINT, server.stop)
+    server.serve_forever()
 
 
 def main(argv: list[str] | None = None) -> None:

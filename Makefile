@@ -48,6 +48,10 @@ docs: $(STAMP) deb
 bench: $(STAMP) deb pyc
 	$(BIN)/python bench/eventlog.py
 	$(BIN)/python bench/lifecycle.py
+	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/build.py
+	$(BIN)/python bench/service.py
+	$(BIN)/python bench/registry.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

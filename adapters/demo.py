@@ -62,10 +62,14 @@ def walk_through(root: str, work: str) -> None:
     for p in sorted(upper.iterdir()):
         print(f"  {p.name}  ({p.stat().st_size} bytes)")
 
+    banner("the seed's picture of that container: read-only layers, a read-write layer")
+    lamina(root, "viz", "happy")
+
     banner("commit: the read-write layer burnt into a new read-only layer")
     lamina(root, "commit", "-m", "the seed's happiness", "happy", "happy:v1")
     lamina(root, "history", "happy:v1")
     lamina(root, "images", "-a")
+    lamina(root, "viz", "--tree")
 
     banner("a running container, paused by the cgroup freezer, then stopped")
     lamina(root, "run", "-d", "--name", "counter", "busybox", "sh", "-c",

@@ -1,53 +1,17 @@
 """Where a picture's data comes from: the read model now, or the World as it was at a seq.
 
-`WorldReader` gives a folded World the read methods of the event log's read model, so the
-engine's own name resolution (id, name or tag, unique prefix) works on the past too.
+`core.memory.WorldReader` gives a folded World the read methods of the event log's read
+model, so the engine's own name resolution (id, name or tag, unique prefix) works on the past
+too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.model import Container, Image, Layer, World
-
-
-class WorldReader:
-    """The EventLog port's read side over a World (what `replay --at` folds the log into)."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-
-    def container(self, cid: str) -> Container | None:
-        return self.world.containers.get(cid)
-
-    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
-        return [c for c in self.world.containers.values() if states is None or c.state in states]
-
-    def container_named(self, name: str) -> Container | None:
-        return next((c for c in self.world.containers.values() if c.name == name), None)
-
-    def container_ids(self, prefix: str, limit: int = 2) -> list[str]:
-        return [i for i in self.world.containers if i.startswith(prefix)][:limit]
-
-    def image(self, iid: str) -> Image | None:
-        return self.world.images.get(iid)
-
-    def images(self) -> list[Image]:
-        return list(self.world.images.values())
-
-    def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
-        return [i for i in self.world.images if i.startswith(prefix)][:limit]
-
-    def image_tagged(self, tag: str) -> Image | None:
-        return next((i for i in self.world.images.values() if tag in i.tags), None)
-
-    def layer(self, lid: str) -> Layer | None:
-        return self.world.layers.get(lid)
-
-    def layers(self) -> list[Layer]:
-        return list(self.world.layers.values())
+from core.memory import WorldReader
+from core.model import Container, Image, World
 
 
 @dataclass

@@ -110,3 +110,27 @@ def test_a_stale_socket_falls_back_to_running_here(tmp_path: Path) -> None:
     out = subprocess.run([LAMINA, "--root", str(root), "version"], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("lamina ")
+
+
+def test_lamina_serve_runs_the_fork_server_and_takes_it_down(tmp_path: Path) -> None:
+    require_root()
+    root = tmp_path / "root"
+    root.mkdir()
+    serve = subprocess.Popen([LAMINA, "--root", str(root), "serve"],
+                             stderr=subprocess.DEVNULL)
+    sock = root / "cli.sock"
+    deadline = time.monotonic() + 30
+    while not (sock.exists() and (root / "lamina.sock").exists()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sock.exists(), "lamina serve did not start the fork server"
+    proc = subprocess.Popen([LAMINA, "--root", str(root), "events"], stdout=subprocess.PIPE)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(20) == 0
+    deadline = time.monotonic() + 10
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sock.exists(), "the fork server outlived lamina serve"
+    assert leftovers(root, []) == []

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from adapters.dockerapi import shapes, streams
-from adapters.dockerapi.http import HttpError, Request
+from adapters.dockerapi.http import HttpError, Request, passes
 from adapters.dockerapi.server import TAKEN, Ctx, Parked, raise_for, route
 from core.errors import LaminaError, NotFound
 
@@ -71,13 +71,7 @@ def _match(c: Any, filters: dict[str, list[str]]) -> bool:
         "ancestor": lambda v: c.image.startswith(v.removeprefix("sha256:")),
         "label": lambda v: False,
     }
-    for key, values in filters.items():
-        check = checks.get(key)
-        if check is None:
-            raise HttpError(400, f"invalid filter '{key}'")
-        if not any(check(v) for v in values):
-            return False
-    return True
+    return passes(checks, filters)
 
 
 @route("GET", "/containers/(?P<ref>[^/]+)/json", body="none")

@@ -10,6 +10,7 @@ import contextlib
 import json
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,6 +32,18 @@ class HttpError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def passes(checks: dict[str, Callable[[str], bool]], filters: dict[str, list[str]]) -> bool:
+    """docker's `filters` rule: every key must hold for at least one of its values; a key
+    with no check is a 400, as docker answers."""
+    for key, values in filters.items():
+        check = checks.get(key)
+        if check is None:
+            raise HttpError(400, f"invalid filter '{key}'")
+        if not any(check(v) for v in values):
+            return False
+    return True
 
 
 def base_headers() -> list[tuple[str, str]]:

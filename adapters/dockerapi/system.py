@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from adapters.dockerapi import shapes
-from adapters.dockerapi.http import API_VERSION, HttpError, Request
+from adapters.dockerapi.http import API_VERSION, HttpError, Request, passes
 from adapters.dockerapi.server import Ctx, route
 from core import __version__
 
@@ -107,13 +107,7 @@ def _wanted(msg: dict[str, Any], filters: dict[str, list[str]]) -> bool:
         "image": lambda v: attrs.get("image", "").startswith(v.removeprefix("sha256:"))
         or attrs.get("name") == v or shapes.familiar(attrs.get("name", "")) == v,
     }
-    for key, values in filters.items():
-        check = checks.get(key)
-        if check is None:
-            raise HttpError(400, f"invalid filter '{key}'")
-        if not any(check(v) for v in values):
-            return False
-    return True
+    return passes(checks, filters)
 
 
 def _time_arg(req: Request, name: str) -> str | None:

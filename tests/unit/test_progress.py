@@ -41,10 +41,16 @@ def test_the_kernel_counts_what_we_write(tmp_path) -> None:
 def test_a_bar_on_a_terminal_once_the_work_is_long(tmp_path) -> None:
     master, slave = os.openpty()
     stream = os.fdopen(slave, "w")
+    drawn = ""
     try:
+        # the work goes on until the bar is seen (or 20 s pass): no race with a loaded CPU
         with progress("saving busybox", counter="wchar", stream=stream, delay=0.2):
-            _write_for(0.6, tmp_path / "f")
-        drawn = _drain(master).decode(errors="replace")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (
+                    "saving busybox" in drawn and ("MB" in drawn or "kB" in drawn)):
+                _write_for(0.1, tmp_path / "f")
+                drawn += _drain(master).decode(errors="replace")
+        drawn += _drain(master).decode(errors="replace")
     finally:
         stream.close()
         os.close(master)

@@ -87,6 +87,9 @@ def via_server(argv: list[str]) -> int | None:
     except OSError:
         sock.close()
         return None  # a stale socket: nobody serves it
+    pending: list[int] = []  # a Ctrl-C before the command's pid is known waits for it
+    for sig in FORWARDED_SIGNALS:
+        _signal.signal(sig, lambda signum, _frame: pending.append(signum))
     umask = os.umask(0)
     os.umask(umask)
     request = encode_request(argv, os.getcwd(), umask, dict(os.environ))
@@ -98,6 +101,8 @@ def via_server(argv: list[str]) -> int | None:
         return 125
     for sig in FORWARDED_SIGNALS:
         _signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
+    for signum in pending:
+        _forward(pid, signum)
     code = _recv_int(sock)
     if code is None:
         print("lamina: error: the fork server went away", file=sys.stderr)

@@ -26,8 +26,44 @@ def caller_meta(argv: list[str] | None = None) -> dict[str, Any]:
             "host": os.uname().nodename, "argv": list(sys.argv if argv is None else argv)}
 
 
+# root -> its event log, opened by the fork server's spare before a client came (prepare).
+_PREPARED: dict[str, Any] = {}
+
+
+def prepare(root: str) -> None:
+    """Do ahead of a command what every command of `root` does first: open its event log
+    (connect, check the schema) and read the live containers as Engine.recover does. The
+    fork server's spare calls this while it waits for a client: the time, and the
+    copy-on-write faults of the pages those paths touch, are then not the client's. It
+    changes nothing; a root without a log is left alone (a command creates it)."""
+    if not os.path.exists(os.path.join(root, "events.db")):
+        return
+    import sqlite3
+
+    from core.errors import LaminaError
+    from events.sqlite_log import SqliteEventLog
+
+    try:
+        log = SqliteEventLog(root, create=False)
+        log.containers(("running", "paused"))
+    except (LaminaError, OSError, sqlite3.Error):
+        return  # e.g. a log to migrate: the command will say so
+    _PREPARED[root] = log
+
+
+def _prepared(root: str) -> Any:
+    log = _PREPARED.pop(root, None)
+    if log is not None and not log.still_current():
+        log.close()
+        return None
+    return log
+
+
 def open_log(root: str, *, create: bool) -> Any:
     """The SQLite event log under root; None when reading a root that has no log yet."""
+    log = _prepared(root)
+    if log is not None:
+        return log
     if not create and not os.path.exists(os.path.join(root, "events.db")):
         return None  # checked before importing the log: an empty root costs nothing
     from events.sqlite_log import SqliteEventLog
@@ -54,7 +90,7 @@ def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
     from core.engine import Engine
     from events.sqlite_log import SqliteEventLog, utcnow
 
-    log = SqliteEventLog(root)
+    log = _prepared(root) or SqliteEventLog(root)
     layers = LinuxLayerStore(root)
     runtime = LinuxRuntime(root, layers, log)
     env = os.environ

@@ -8,6 +8,9 @@ Measures, as whole processes (what a user waits for), median and p95 over N runs
 - a pause + unpause pair through the CLI;
 - `exec true` in a running container;
 - the monitor's resident memory per running container (lamina only; from /proc).
+lamina runs three ways: without a server; with `lamina serve`'s fork server through the
+native client (adapters/client.c, the venv's bin/lamina once `make` built it); and with the
+server through the Python client (bin/lamina under `python -S`, what pip installs).
 Peers run the way ../shared/peers.md describes for this kind of host; a peer that is not
 installed (or can't run here) is reported as such, not guessed.
 """
@@ -28,7 +31,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
-LAMINA = str(Path(sys.executable).with_name("lamina"))
+LAMINA = str(Path(sys.executable).with_name("lamina"))  # the native client, as make builds it
+PYTHON_CLIENT = [sys.executable, "-S", str(HERE / "bin" / "lamina")]  # as pip installs it
 
 
 def timed(fn: Callable[[], object], runs: int, warmup: int = 2) -> dict[str, float]:
@@ -53,13 +57,14 @@ def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 
 class Lamina:
     name = "lamina"
+    client = [LAMINA]
 
     def __init__(self, work: Path, tar: Path) -> None:
         self.root = str(work / "lamina-root")
         self.l(["import", str(tar), "busybox"])
 
     def l(self, argv: list[str]) -> str:  # noqa: E743
-        return sh(LAMINA, "--root", self.root, *argv).stdout
+        return sh(*self.client, "--root", self.root, *argv).stdout
 
     def run_rm(self) -> None:
         self.l(["run", "--rm", "busybox", "true"])
@@ -93,7 +98,7 @@ class LaminaServed(Lamina):
     """The same commands with a fork server up (what `lamina serve` runs): the lamina
     command hands each one to a warm, already-forked process instead of importing lamina."""
 
-    name = "lamina (serve)"
+    name = "lamina (serve, native client)"
 
     def __init__(self, work: Path, tar: Path) -> None:
         self.root = str(work / "lamina-served-root")
@@ -291,6 +296,8 @@ def main() -> None:
         results["lamina"] = measure(Lamina(work, tar), args.runs)
         served = LaminaServed(work, tar)
         try:
+            results[served.name] = measure(served, args.runs)
+            served.client, served.name = PYTHON_CLIENT, "lamina (serve, Python client)"
             results[served.name] = measure(served, args.runs)
         finally:
             served.close()

@@ -92,7 +92,9 @@ class SqliteEventLog:
             _ensure_root(root)
         elif not os.path.exists(self.path):
             raise FileNotFoundError(self.path)
-        self._con: sqlite3.Connection | None = _connect(self.path, busy_timeout())
+        self.timeout = busy_timeout()
+        self._con: sqlite3.Connection | None = _connect(self.path, self.timeout)
+        self._file = _identity(self.path)
         try:
             self._check_schema(create)
         except sqlite3.Error as err:
@@ -120,8 +122,15 @@ class SqliteEventLog:
     def con(self) -> sqlite3.Connection:
         """The connection, reopened if `suspend()` closed it."""
         if self._con is None:
-            self._con = _connect(self.path, busy_timeout())
+            self._con = _connect(self.path, self.timeout)
         return self._con
+
+    def still_current(self) -> bool:
+        """Whether a log opened a while ago (the fork server's spare opens one ahead of its
+        command) still writes the root's log file under the settings a command would open
+        it with now: a root deleted and made again has a new file, and the old connection
+        would write into the deleted one."""
+        return self.timeout == busy_timeout() and _identity(self.path) == self._file
 
     def suspend(self) -> None:
         """Close the connection before fork(): SQLite's state must not cross into a child
@@ -302,6 +311,14 @@ def recorded(row: Sequence[Any]) -> Recorded:
 
         data = upcast(type_, schema, data)
     return Recorded(seq, stream, version, type_, schema, data, json.loads(meta), at, prev, h)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _ensure_root(root: str) -> None:

@@ -97,6 +97,25 @@ def test_pause_unpause_and_a_forwarded_signal(served: Lamina) -> None:
     served.ok("rm", "-f", cid)
 
 
+def test_the_python_client_through_the_server(served: Lamina) -> None:
+    """LAMINA is the native client `make` builds; pip installs bin/lamina, the Python one.
+    Its requests match the native one's (tests/unit/test_client_contract.py); here it
+    drives the real server: output, exit code, and the audit naming it."""
+    python_client = [sys.executable, "-S", str(Path(__file__).parents[2] / "bin" / "lamina")]
+    out = subprocess.run([*python_client, "--root", str(served.root), "run", "--rm", "busybox",
+                          "sh", "-c", "echo py; exit 5"], capture_output=True, text=True,
+                         timeout=60)
+    assert (out.returncode, out.stdout) == (5, "py\n"), out.stderr
+    proc = subprocess.Popen([*python_client, "--root", str(served.root), "create", "busybox",
+                             "true"], stdout=subprocess.PIPE, text=True)
+    cid = proc.communicate(timeout=60)[0].strip()
+    assert proc.returncode == 0
+    meta = served.events(f"container={cid}")[0]["meta"]
+    assert meta["pid"] == proc.pid and meta["argv"][1:] == ["--root", str(served.root),
+                                                            "create", "busybox", "true"]
+    served.ok("rm", cid)
+
+
 def test_a_stale_socket_falls_back_to_running_here(tmp_path: Path) -> None:
     import socket
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.client import command_name, encode_request, root_option
+from adapters.client import absolute, command_name, encode_request, root_option
 from adapters.forkserver import decode_request
 
 text = st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=["Cs"]))
@@ -32,3 +34,11 @@ def test_root_is_read_only_before_the_command() -> None:
     assert root_option(["--root", "/r", "ps"]) == "/r"
     assert root_option(["--root=/x", "ps"]) == "/x"
     assert root_option(["ps", "--root", "/r"]) is None
+    assert root_option(["--log-level", "info", "--root", "/r", "ps"]) == "/r"
+    assert root_option(["--log-format", "--root", "ps"]) is None  # a value, not the option
+
+
+@given(path=st.lists(st.sampled_from(["", ".", "..", "a", "b.c", "..."]), max_size=8)
+       .map("/".join), lead=st.sampled_from(["", "/", "//", "///"]))
+def test_absolute_is_abspath(path: str, lead: str) -> None:
+    assert absolute(lead + path) == os.path.abspath(lead + path)

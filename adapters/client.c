@@ -119,7 +119,7 @@ static int put(struct buf *b, const char *bytes, size_t n) {
             cap *= 2;
         char *data = realloc(b->data, cap);
         if (data == NULL)
-            return -1;
+            return -1; /* errno is ENOMEM */
         b->data = data;
         b->cap = cap;
     }
@@ -153,8 +153,10 @@ static int encode_request(struct buf *b, int argc, char **argv, const char *cwd)
         if ((*e)[0] != '\0' && strchr(*e + 1, '=') != NULL && field(b, *e))
             return -1;
     size_t size = b->len - 4 - 1; /* no NUL after the last field */
-    if (size > MAX_REQUEST)
+    if (size > MAX_REQUEST) {
+        errno = E2BIG;
         return -1;
+    }
     b->len--;
     b->data[0] = (char)(size >> 24);
     b->data[1] = (char)(size >> 16);
@@ -273,7 +275,7 @@ static void via_server(int argc, char **argv) {
     struct buf request = {0};
     if (encode_request(&request, argc, argv, cwd) || send_request(sock, &request)) {
         fprintf(stderr, "lamina: error: cannot send the command to the fork server: %s\n",
-                errno ? strerror(errno) : "request too large");
+                strerror(errno));
         exit(REFUSED);
     }
     int ok;

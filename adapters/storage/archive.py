@@ -26,8 +26,9 @@ member of the archive, and the tar must end properly. A blob named by a digest m
 digest, and an image's id is the sha256 of its config bytes.
 
 Also here, because they are about tar streams rather than the store's directories: the
-tar-split format (a layer's tar minus its file contents, see adapters/storage/store.py) and
-the stream helpers that sniff compression and keep a copy of what was read.
+tar-split format (a layer's tar minus its file contents, see adapters/storage/store.py),
+written as a layer is extracted and read back by `save` and `push`, and the stream helpers
+that sniff compression and decompress.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import io
 import json
 import os
 import posixpath
@@ -44,15 +44,14 @@ import shutil
 import struct
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from adapters.storage.layertar import (
-    WHITEOUT_PREFIX,
     HashingSink,
-    LayerError,
     StrictTarInfo,
     split_member_name,
 )
@@ -606,53 +605,50 @@ def _spool(source: Any, work: str) -> str:
 # --- tar-split -----------------------------------------------------------------------------
 
 
-def write_split(src: BinaryIO, digest: str, size: int, path: str) -> None:
-    """Record how to rebuild the tar `src` (seekable, `size` bytes from 0) from its extracted
-    files: raw segments for everything but the members' contents, a file reference for each
-    regular member's contents."""
-    try:
-        with tarfile.open(fileobj=src, mode="r:", **_ENCODING) as archive:
-            members = archive.getmembers()
-    except tarfile.TarError as err:
-        raise LayerError(f"truncated or corrupt tar: {err}") from None
-    with gzip.open(path, "wb", compresslevel=1) as out:
-        out.write(SPLIT_MAGIC + json.dumps({"digest": digest, "size": size}).encode() + b"\n")
-        pos = 0
-        for m in members:
-            name = _payload_name(m)
-            if name is None:
-                continue
-            _raw_record(src, pos, m.offset_data - pos, out)
-            encoded = os.fsencode(name)
-            out.write(b"F" + struct.pack(">I", len(encoded)) + encoded + struct.pack(">Q", m.size))
-            pos = m.offset_data + m.size
-        _raw_record(src, pos, size - pos, out)
-        out.write(b"E")
+class SplitWriter:
+    """A tar-split written as the layer tar streams by (layertar.SplitRecorder).
 
+    Its header (the tar's digest and size) comes first in the file but is known last, so
+    the records go to a file of their own, one gzip member, and `finish` writes the header as
+    a gzip member in front of them (gzip readers read concatenated members as one stream).
+    Raw bytes are gathered and written as one record per MiB or per file in between."""
 
-def _payload_name(m: tarfile.TarInfo) -> str | None:
-    """Where the extracted contents of a member are, if they are a file's contents."""
-    if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE) or m.size <= 0:
-        return None
-    if m.issparse():
-        return None
-    parts = [p for p in m.name.split("/") if p not in ("", ".")]
-    if not parts or parts[-1].startswith(WHITEOUT_PREFIX):
-        return None
-    return "/".join(parts)
+    def __init__(self, path: str) -> None:
+        self.path, self.body_path = path, path + ".body"
+        self.body = gzip.open(self.body_path, "wb", compresslevel=1)  # noqa: SIM115
+        self.pending = bytearray()
 
+    def raw(self, data: bytes) -> None:
+        self.pending += data
+        if len(self.pending) >= _CHUNK:
+            self._flush()
 
-def _raw_record(src: BinaryIO, pos: int, n: int, out: Any) -> None:
-    if n <= 0:
-        return
-    src.seek(pos)
-    out.write(b"R" + struct.pack(">Q", n))
-    while n:
-        data = src.read(min(n, _CHUNK))
-        if not data:
-            raise LayerError("truncated tar: the stream ended early")
-        out.write(data)
-        n -= len(data)
+    def file(self, name: str, size: int) -> None:
+        self._flush()
+        encoded = os.fsencode(name)
+        self.body.write(b"F" + struct.pack(">I", len(encoded)) + encoded +
+                        struct.pack(">Q", size))
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.body.write(b"R" + struct.pack(">Q", len(self.pending)))
+            self.body.write(self.pending)
+            self.pending.clear()
+
+    def finish(self, digest: str, size: int) -> None:
+        """Close the records and put the header in front: the tar-split is complete."""
+        self._flush()
+        self.body.write(b"E")
+        self.body.close()
+        head = SPLIT_MAGIC + json.dumps({"digest": digest, "size": size}).encode() + b"\n"
+        with open(self.body_path, "rb") as body, open(self.path, "wb") as out:
+            out.write(gzip.compress(head, compresslevel=1, mtime=0))
+            shutil.copyfileobj(body, out, _CHUNK)
+        os.unlink(self.body_path)
+
+    def close(self) -> None:
+        """Let go of the records file (after a failure: the staging is removed anyway)."""
+        self.body.close()
 
 
 def read_split_header(path: str) -> tuple[str, int]:
@@ -738,58 +734,43 @@ class _HashingWriter:
 # --- streams -------------------------------------------------------------------------------
 
 
-class Window(io.RawIOBase):
-    """Bytes [start, start+length) of a seekable file, as a file of its own."""
+class GzipReader:
+    """A gzip stream (one member or several), decompressed with zlib in pieces of 1 MiB.
 
-    def __init__(self, f: BinaryIO, start: int, length: int) -> None:
-        self.f, self.start, self.length, self.pos = f, start, length, 0
+    Why not gzip.GzipFile: it reads its source 8 KiB at a time, each read a trip through the
+    blob reader and the socket; measured on a 20 MB layer, 29 ms against 12 here. zlib
+    checks each member's CRC and length itself (wbits=31); as with GzipFile, anything after
+    the last member must be another member."""
+
+    def __init__(self, src: Any) -> None:
+        self.src = src
+        self.z = zlib.decompressobj(31)
+        self.tail = b""  # compressed bytes not yet given to `z`
 
     def readable(self) -> bool:
         return True
 
-    def seekable(self) -> bool:
-        return True
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(_CHUNK), b""))
+        while n:
+            if self.z.eof:
+                rest = self.z.unused_data or self.src.read(_CHUNK)
+                if not rest:
+                    return b""
+                self.z, self.tail = zlib.decompressobj(31), rest
+            if not self.tail:
+                self.tail = self.src.read(_CHUNK)
+                if not self.tail:
+                    raise EOFError("compressed stream ended before the end-of-stream marker")
+            out = self.z.decompress(self.tail, n)
+            self.tail = self.z.unconsumed_tail
+            if out:
+                return out
+        return b""
 
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self.pos, 2: self.length}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def readinto(self, b: Any) -> int:
-        n = min(len(b), self.length - self.pos)
-        if n <= 0:
-            return 0
-        self.f.seek(self.start + self.pos)
-        data = self.f.read(n)
-        b[: len(data)] = data
-        self.pos += len(data)
-        return len(data)
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = self.length - self.pos
-        n = min(size, self.length - self.pos)
-        if n <= 0:
-            return b""
-        self.f.seek(self.start + self.pos)
-        data = self.f.read(n)
-        self.pos += len(data)
-        return data
-
-
-class Tee:
-    """Reads from a stream and keeps a copy of every byte in a file."""
-
-    def __init__(self, src: Any, copy: BinaryIO) -> None:
-        self.src, self.copy = src, copy
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.src.read(size)
-        self.copy.write(data)
-        return data
+    def close(self) -> None:
+        """Nothing to release: the source belongs to the caller."""
 
 
 class _Prefixed:
@@ -846,7 +827,7 @@ def decompress_errors() -> tuple[type[BaseException], ...]:
 
 def decompressor(head: bytes) -> Callable[[Any], Any] | None:
     if head.startswith(GZIP):
-        return lambda f: gzip.GzipFile(fileobj=f, mode="rb")
+        return GzipReader
     if head.startswith(BZIP2):
         import bz2
 

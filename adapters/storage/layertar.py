@@ -52,7 +52,7 @@ import re
 import stat
 import tarfile
 from collections import OrderedDict
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -304,21 +304,23 @@ def _xattr(path: str, name: str) -> bytes | None:
 # --- reading ------------------------------------------------------------------------------
 
 
-def extract_layer_tar(tar_fileobj: BinaryIO, dest_dir: str) -> tuple[str, int]:
+def extract_layer_tar(tar_fileobj: BinaryIO, dest_dir: str,
+                      split: SplitRecorder | None = None) -> tuple[str, int]:
     """Extract an (uncompressed) OCI layer tar into a fresh directory in overlay form.
 
     Returns (diff_id, size) of the tar stream as read, end-of-archive padding included.
     `dest_dir` is created (with its parents) if missing, and must be empty. See the module
-    docstring for what is refused; a refusal raises LayerError.
+    docstring for what is refused; a refusal raises LayerError. With `split`, every byte of
+    the stream is handed to it as it goes by, as raw bytes or as a regular file's contents
+    (the tar-split, adapters/storage/archive.py), so the stream is read exactly once.
     """
     _fresh_dir(dest_dir)
-    src = _HashingReader(tar_fileobj)
-    extractor = _Extractor(dest_dir)
+    src = TarStream(tar_fileobj, split)
+    extractor = _Extractor(dest_dir, src)
     try:
-        with tarfile.open(fileobj=src, mode="r|", tarinfo=StrictTarInfo,
-                          **_ENCODING) as archive:
-            for member in archive:
-                extractor.add(member, archive)
+        archive = tarfile.TarFile(fileobj=src, mode="r", tarinfo=StrictTarInfo, **_ENCODING)
+        for member in archive:
+            extractor.add(member, archive)
         extractor.finish()
     except tarfile.TarError as exc:
         raise LayerError(f"truncated or corrupt tar: {exc}") from None
@@ -336,24 +338,101 @@ def _fresh_dir(path: str) -> None:
             raise OSError(errno.ENOTEMPTY, f"extract into a fresh directory: {path}") from None
 
 
-class _HashingReader:
-    """The tar stream as tarfile reads it, hashed and counted on the way through."""
+class SplitRecorder(Protocol):
+    """Where the bytes of a layer tar go as they are read (archive.SplitWriter)."""
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
+    def raw(self, data: bytes) -> None:
+        """Bytes kept as they are: headers, PAX records, padding, what follows the end."""
+
+    def file(self, name: str, size: int) -> None:
+        """The next `size` bytes are the contents of the extracted file `name`."""
+
+
+class TarStream:
+    """A tar stream read once, front to back, in 1 MiB pieces, hashed and counted.
+
+    Why not tarfile's own `r|` stream: it reads its source 10 KiB at a time and copies the
+    rest of its buffer on every read, so a big buffer makes small reads quadratic; and a
+    member's contents went through two more buffered layers on the way to the file. Here
+    tarfile (opened in mode "r" on this object: it only reads, tells and seeks forward)
+    parses the headers, and a member's contents go from the buffer to its file in one write
+    per piece (`copy_to`). Every byte read is either raw (tarfile's reads, and what a
+    forward seek skips) or a file's contents: that is the tar-split, handed to `split`.
+    """
+
+    def __init__(self, raw: BinaryIO, split: SplitRecorder | None = None) -> None:
+        self.raw, self.split = raw, split
         self.hash = hashlib.sha256()
-        self.size = 0
+        self.size = 0  # bytes taken from `raw`
+        self.pos = 0  # bytes handed on (read, skipped or copied)
+        self.buf, self.at = b"", 0  # the unread bytes are buf[at:]
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
+    def _fill(self) -> bool:
+        data = self.raw.read(CHUNK)
+        if not data:
+            return False
         self.hash.update(data)
         self.size += len(data)
-        return data
+        self.buf, self.at = data, 0
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to n bytes (fewer only at the end of the stream), all raw for the split."""
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
+        end = self.at + n
+        if end <= len(self.buf):
+            out = self.buf[self.at:end]
+            self.at = end
+        else:
+            parts, got = [self.buf[self.at:]], len(self.buf) - self.at
+            self.at = len(self.buf)
+            while got < n and self._fill():
+                take = min(n - got, len(self.buf))
+                parts.append(self.buf[:take])
+                self.at, got = take, got + take
+            out = b"".join(parts)
+        self.pos += len(out)
+        if self.split is not None and out:
+            self.split.raw(out)
+        return out
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Forward only: what is skipped (padding, data nobody extracted) is read as raw."""
+        if whence != 0 or pos < self.pos:
+            raise tarfile.StreamError("seeking backwards in a layer tar stream")
+        while self.pos < pos and self.read(min(pos - self.pos, CHUNK)):
+            pass
+        return self.pos
+
+    def copy_to(self, fd: int, name: str, n: int) -> None:
+        """The next n bytes, a regular file's contents, written to fd (and to the split as a
+        reference to the file `name`)."""
+        if self.split is not None:
+            self.split.file(name, n)
+        while n:
+            if self.at == len(self.buf) and not self._fill():
+                raise LayerError(f"{name!r}: truncated tar: member data ends early")
+            k = min(n, len(self.buf) - self.at)
+            with memoryview(self.buf) as view:
+                _write_all(fd, view[self.at:self.at + k])
+            self.at += k
+            self.pos += k
+            n -= k
 
     def drain(self) -> None:
-        """Hash what follows the end-of-archive blocks: the diff_id covers the whole stream."""
+        """Read what follows the end-of-archive blocks: the diff_id covers the whole stream."""
         while self.read(CHUNK):
             pass
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    done = 0
+    while done < len(data):
+        done += os.write(fd, data[done:])
 
 
 class StrictTarInfo(tarfile.TarInfo):
@@ -393,13 +472,13 @@ def split_member_name(name: str, what: str = "member",
 class _Extractor:
     """Creates members under one directory fd, never following a symlink on the way."""
 
-    def __init__(self, dest: str) -> None:
+    def __init__(self, dest: str, stream: TarStream) -> None:
+        self.stream = stream
         self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.fds: OrderedDict[str, int] = OrderedDict()
         self.seen: dict[str, bytes] = {}  # explicit entries: path -> tar type or _WHITEOUT
         self.implicit: set[str] = set()
         self.dir_meta: list[tuple[list[str], tarfile.TarInfo]] = []
-        self.buf = bytearray(CHUNK)
         self.as_root = os.geteuid() == 0
         self.current = ""  # the member being extracted, for error messages
 
@@ -448,7 +527,7 @@ class _Extractor:
 
     def _create(self, parts: list[str], m: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         if m.isreg():
-            self._regular(self._dir_fd(parts[:-1]), parts[-1], m, archive)
+            self._regular(parts, m, archive)
         elif m.isdir():
             self._directory(parts, m)
         elif m.islnk():
@@ -463,12 +542,14 @@ class _Extractor:
         else:
             raise LayerError(f"{m.name!r}: unsupported tar entry type {m.type!r}")
 
-    def _regular(self, parent: int, base: str, m: tarfile.TarInfo,
-                 archive: tarfile.TarFile) -> None:
+    def _regular(self, parts: list[str], m: tarfile.TarInfo, archive: tarfile.TarFile) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(base, flags, 0o600, dir_fd=parent)
+        fd = os.open(parts[-1], flags, 0o600, dir_fd=self._dir_fd(parts[:-1]))
         try:
-            self._copy(archive, m, fd)
+            if m.issparse():  # holes and all, through tarfile (raw bytes to the tar-split)
+                self._copy_sparse(archive, m, fd)
+            elif m.size:
+                self.stream.copy_to(fd, "/".join(parts), m.size)
             if self.as_root:
                 os.fchown(fd, m.uid, m.gid)
             os.fchmod(fd, m.mode & 0o7777)
@@ -477,19 +558,12 @@ class _Extractor:
         finally:
             os.close(fd)
 
-    def _copy(self, archive: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+    @staticmethod
+    def _copy_sparse(archive: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
         data = archive.extractfile(m)
-        if data is None:
-            return
-        view, left = memoryview(self.buf), m.size
-        while left:
-            n = data.readinto(view[:min(left, CHUNK)])
-            if not n:
-                raise LayerError(f"{m.name!r}: truncated tar: member data ends early")
-            written = 0
-            while written < n:
-                written += os.write(fd, view[written:n])
-            left -= n
+        assert data is not None
+        while chunk := data.read(CHUNK):
+            _write_all(fd, memoryview(chunk))
 
     def _directory(self, parts: list[str], m: tarfile.TarInfo) -> None:
         rel = "/".join(parts)

@@ -255,12 +255,12 @@ class ForkServer:
                 os.close(job.pidfd)
                 if job.conn is not None:
                     job.conn.close()
-            self._rehearse()
+            self._get_ready()
             code = self._serve_one()
         finally:
             os._exit(code)
 
-    def _rehearse(self) -> None:
+    def _get_ready(self) -> None:
         """While no client waits, do what the next command does first: open the root's
         event log and read its live containers, as Engine.recover will (compose.prepare).
         Besides the connect and schema check, this takes the copy-on-write faults of the

@@ -169,36 +169,26 @@ def test_a_server_that_fails_gives_one_line_and_125(client: list[str], root: Pat
     assert (done.returncode, done.stderr) == (125, f"lamina: error: {message}\n")
 
 
-def test_signals_reach_the_command(client: list[str], root: Path, serve) -> None:
+@pytest.mark.parametrize(("sig", "early"), [(signal.SIGTERM, False), (signal.SIGUSR1, True)])
+def test_signals_reach_the_command(client: list[str], root: Path, serve, sig: int,
+                                   early: bool) -> None:
+    """A signal to the client goes to the command's process; one that came before the
+    server said which process that is (`early`) is held back, then follows it."""
     command = subprocess.Popen(["sleep", "60"])
-    server = serve(pid=command.pid, code=143)
-    proc = subprocess.Popen([*client, "--root", str(root), "stop", "x"], env=ENV)
-    try:
-        assert server.received.wait(30)
-        proc.send_signal(signal.SIGTERM)
-        assert command.wait(10) == -signal.SIGTERM
-        server.release.set()
-        assert proc.wait(10) == 143
-    finally:
-        command.kill()
-        proc.kill()
-
-
-def test_a_signal_before_the_command_started_follows_it(client: list[str], root: Path,
-                                                        serve) -> None:
-    command = subprocess.Popen(["sleep", "60"])
-    server = serve(pid=command.pid, code=138)
-    server.started.clear()  # the command's pid is not known yet
+    server = serve(pid=command.pid, code=128 + sig)
+    if early:
+        server.started.clear()
     proc = subprocess.Popen([*client, "--root", str(root), "stop", "x"], env=ENV)
     try:
         assert server.received.wait(30)  # sent after the client's handlers were in place
-        proc.send_signal(signal.SIGUSR1)
-        with pytest.raises(subprocess.TimeoutExpired):
-            command.wait(0.3)  # held back: there is nobody to give it to yet
-        server.started.set()
-        assert command.wait(10) == -signal.SIGUSR1
+        proc.send_signal(sig)
+        if early:
+            with pytest.raises(subprocess.TimeoutExpired):
+                command.wait(0.3)  # nobody to give it to yet
+            server.started.set()
+        assert command.wait(10) == -sig
         server.release.set()
-        assert proc.wait(10) == 138
+        assert proc.wait(10) == 128 + sig
     finally:
         command.kill()
         proc.kill()

@@ -295,10 +295,20 @@ async def start(ctx: Ctx, req: Request, ref: str) -> int:
         os.close(resize_r)
         ctx.resizers[cid] = resize_w
         parked.conn.close()  # the worker has its own copy now
-    report = await ctx.workers.report(r)
-    if not report.ok and report.kind == "IllegalMove":
-        now = ctx.log.container(cid) if cid else None
-        if now is not None and now.state == "running":
+    return await _answer(ctx, req, ref, await ctx.workers.report(r), already="running")
+
+
+async def _answer(ctx: Ctx, req: Request, ref: str, report: Any,
+                  already: str | None = None) -> int:
+    """204 when the move was made. When the state machine refused it because the container
+    is already where it leads (`already`), docker's 304, the refusal still recorded; any
+    other refusal as its error."""
+    if already and not report.ok and report.kind == "IllegalMove":
+        try:
+            state = ctx.engine.container(ref).state
+        except LaminaError:
+            state = None
+        if state == already:
             await req.conn.respond(304)
             return 304
     raise_for(report)
@@ -316,17 +326,7 @@ def _simple(name: str, call: Any, not_modified: bool = False) -> Any:
                 streams.detach(e.runtime.attach(e.container(ref).id))
 
         report = await ctx.run(req, job)
-        if not report.ok and report.kind == "IllegalMove" and not_modified:
-            try:
-                now = ctx.engine.container(ref)
-            except LaminaError:
-                now = None
-            if now is not None and now.state == "stopped":
-                await req.conn.respond(304)
-                return 304
-        raise_for(report)
-        await req.conn.respond(204)
-        return 204
+        return await _answer(ctx, req, ref, report, "stopped" if not_modified else None)
 
     handler.__name__ = name
     return handler

@@ -22,16 +22,19 @@ import select
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.devices import Rule
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "lamina"
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1_000  # the kernel rejects cpu quotas under 1 ms
-V1_CONTROLLERS = ("freezer", "memory", "pids", "cpu", "cpuacct")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 _V1_UNLIMITED = 1 << 62  # v1 reports "no memory limit" as PAGE_COUNTER_MAX pages in bytes
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -133,6 +136,15 @@ def _mkdir(path: Path) -> None:
             raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
 
 
+def _inherit_cpuset(path: Path) -> None:
+    """A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and nothing can
+    join it until it has some: give it (and the shared parent) their parent's."""
+    for d in (path.parent, path):
+        for knob in ("cpuset.cpus", "cpuset.mems"):
+            if not _read(d / knob).strip():
+                _write(d / knob, _read(d.parent / knob).strip())
+
+
 def _pids_in(path: Path) -> list[int]:
     try:
         return sorted(int(line) for line in _read(path / "cgroup.procs").split())
@@ -208,9 +220,18 @@ def v2_root(root: Path = CGROUP_ROOT) -> Path:
 
 
 def v1_roots(root: Path = CGROUP_ROOT) -> dict[str, Path]:
-    """Controller -> hierarchy root for the v1 controllers this host mounts."""
+    """Hierarchy name -> root for every hierarchy a legacy or hybrid host mounts under
+    `root`: the controllers, the named ones (name=systemd) and a hybrid host's cgroup2
+    (`unified`). A container joins all of them, not just those it limits: in a hierarchy it
+    did not join, its cgroup namespace would be rooted at the host's cgroup, where a
+    process holding CAP_SYS_ADMIN could mount the hierarchy and reach its release_agent
+    (CVE-2022-0492) or other cgroups' files."""
     root = Path(root)
-    return {c: root / c for c in V1_CONTROLLERS if (root / c / "cgroup.procs").exists()}
+    with open("/proc/self/mountinfo") as f:
+        points = [Path(fields.split()[4]) for fields, _, rest in
+                  (line.partition(" - ") for line in f)
+                  if rest.split()[0] in ("cgroup", "cgroup2")]
+    return {p.name: p for p in points if p.parent == root}
 
 
 def list_lamina_cgroups(mode: Mode | None = None, root: Path = CGROUP_ROOT) -> list[str]:
@@ -242,12 +263,17 @@ class Cgroup(ABC):
 
     @staticmethod
     def create(id: str, limits: Limits | None = None, mode: Mode | None = None,
-               root: Path = CGROUP_ROOT) -> Cgroup:
-        """Make `lamina/<id>` with limits applied; mode forces v1/v2 (default: detect)."""
+               root: Path = CGROUP_ROOT, devices: Sequence[Rule] | None = None) -> Cgroup:
+        """Make `lamina/<id>` with limits applied; mode forces v1/v2 (default: detect).
+
+        `devices` (core.devices rules) makes the cgroup deny every device but those, before
+        any process can join it; None leaves device access as the parent's."""
         cgroup = Cgroup._for(id, mode, root)
         cgroup._make()
         try:
             cgroup._apply(limits or Limits())
+            if devices is not None:
+                cgroup._apply_devices(devices)
         except BaseException:
             cgroup.remove()
             raise
@@ -274,6 +300,9 @@ class Cgroup(ABC):
 
     @abstractmethod
     def _apply(self, limits: Limits) -> None: ...
+
+    @abstractmethod
+    def _apply_devices(self, rules: Sequence[Rule]) -> None: ...
 
     @abstractmethod
     def freeze(self, timeout: float = 5.0) -> None:
@@ -364,6 +393,8 @@ class CgroupV1(Cgroup):
             for d in self.dirs():
                 _mkdir(d)
                 made.append(d)
+                if "cpuset" in self._dir and d == self._dir["cpuset"]:
+                    _inherit_cpuset(d)
         except BaseException:
             for m in made:  # undo only our own dirs: an existing one belongs to someone else
                 m.rmdir()
@@ -378,6 +409,11 @@ class CgroupV1(Cgroup):
             cpu = self._controller("cpu")
             _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
             _write(cpu / "cpu.cfs_quota_us", str(limits.cpu_quota_us()))
+
+    def _apply_devices(self, rules: Sequence[Rule]) -> None:
+        from adapters.kernel import devices  # bpf/ctypes only for containers that need it
+
+        devices.apply_v1(self._controller("devices"), rules)
 
     def _state(self) -> str:
         return _read(self._dir["freezer"] / "freezer.state")
@@ -475,6 +511,11 @@ class CgroupV2(Cgroup):
             _write(self._path / "pids.max", str(limits.pids))
         if limits.cpus is not None:
             _write(self._path / "cpu.max", f"{limits.cpu_quota_us()} {CPU_PERIOD_US}")
+
+    def _apply_devices(self, rules: Sequence[Rule]) -> None:
+        from adapters.kernel import devices  # bpf/ctypes only for containers that need it
+
+        devices.attach_v2(self._path, rules)
 
     def _wait_frozen(self, frozen: bool, timeout: float) -> bool:
         """Wait for cgroup.events `frozen`, woken by the kernel's POLLPRI on each change."""

@@ -343,6 +343,9 @@ def prebuild(samples: Sequence[Sequence[str]] = ()) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = (PREBUILT or build_parser(argv)).parse_args(argv)
+    if os.geteuid() != 0:  # the log is root's alone (0600), and so are the kernel's verbs
+        print("lamina: error: lamina must run as root", file=sys.stderr)
+        return 1
     if args.log_format != "console" or args.log_level != "warning":
         from adapters import logs
 

@@ -41,7 +41,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def create_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Run options as recorded in ContainerCreated's config (sizes parsed docker's way)."""
+    """Run options as recorded in ContainerCreated's config (sizes parsed docker's way;
+    --security-opt as given, but a seccomp profile FILE replaced by its text, as docker's
+    CLI sends it). The engine checks them (core.security.normalized) before recording."""
     from adapters.kernel.units import parse_cpus, parse_size
     from core.errors import BadInput
 
@@ -53,12 +55,28 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {"env": args.env or [], "workdir": args.workdir, "user": args.user,
                "hostname": args.hostname, "network": args.network, "memory": memory,
                "pids": args.pids_limit, "cpus": cpus, "tty": args.tty,
-               "interactive": args.interactive,
-               "no_new_privs": "no-new-privileges=false" not in (args.security_opt or [])}
+               "interactive": args.interactive, "privileged": args.privileged,
+               "cap_add": args.cap_add, "cap_drop": args.cap_drop, "read_only": args.read_only,
+               "devices": args.device, "group_add": args.group_add, "pid": args.pid,
+               "ipc": args.ipc, "uts": args.uts,
+               "security_opt": [_profile_text(o) for o in args.security_opt or []]}
     if args.entrypoint is not None:
         options["entrypoint"] = [args.entrypoint] if args.entrypoint else []
-    return {k: v for k, v in options.items() if v not in (None, [], False, "")
-            or k == "no_new_privs"}
+    return {k: v for k, v in options.items() if v not in (None, [], False, "")}
+
+
+def _profile_text(opt: str) -> str:
+    """`seccomp=FILE` -> `seccomp=<the file's JSON>`; other options as they are."""
+    from core.errors import BadInput
+
+    key, sep, value = opt.partition("=")
+    if key != "seccomp" or not sep or value in ("unconfined", "builtin") or value[:1] == "{":
+        return opt
+    try:
+        with open(value) as f:
+            return f"seccomp={f.read()}"
+    except OSError as err:
+        raise BadInput(f"opening seccomp profile ({value}) failed: {err.strerror}") from None
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -299,7 +317,19 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--cpus")
     p.add_argument("--network", choices=["none", "host"], default=None)
-    p.add_argument("--security-opt", action="append")
+    p.add_argument("--security-opt", action="append",
+                   help="no-new-privileges[=false], seccomp=FILE|unconfined, "
+                        "systempaths=unconfined")
+    p.add_argument("--privileged", action="store_true",
+                   help="every capability and device, no seccomp, /sys writable")
+    p.add_argument("--cap-add", action="append", help="add a capability (or ALL)")
+    p.add_argument("--cap-drop", action="append", help="drop a capability (or ALL)")
+    p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+    p.add_argument("--device", action="append", help="HOST[:INSIDE][:rwm] (repeatable)")
+    p.add_argument("--group-add", action="append", help="a supplementary group (repeatable)")
+    p.add_argument("--pid", help="host: share the host's PID namespace")
+    p.add_argument("--ipc", help="host, private, shareable or none")
+    p.add_argument("--uts", help="host: share the host's UTS namespace (hostname)")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
     p.add_argument("image")

@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import lifecycle
+from core import lifecycle, security
 from core.errors import (
     BadInput,
     ConcurrencyError,
@@ -251,6 +251,7 @@ class Engine:
                config: dict[str, Any] | None = None) -> str:
         """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
         with self._command("create", image_ref) as cmd:
+            config = security.normalized(config or {})
             image = self.image(image_ref)
             if name is not None:
                 name = check_name(name)
@@ -265,7 +266,7 @@ class Engine:
                 name = name_for(cid, lambda n: self.log.container_named(n) is not None)
             rw = self.layers.create_rw_layer(cid, image.layers)
             event = ev.ContainerCreated(id=cid, name=name, image=image.id, cmd=list(cmd_args),
-                                        rw_layer=rw, config=dict(config or {}))
+                                        rw_layer=rw, config=config)
             try:
                 self._append(cmd, [event], {f"container:{cid}": 0})
             except BaseException:

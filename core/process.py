@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import BadInput
+from core.security import Security, security_of
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -26,7 +27,7 @@ class ProcessSpec:
     network: str = "none"
     tty: bool = False
     interactive: bool = False
-    no_new_privs: bool = True
+    security: Security = field(default_factory=Security)
     limits: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -68,6 +69,6 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         network=options.get("network") or "none",
         tty=bool(options.get("tty")),
         interactive=bool(options.get("interactive")),
-        no_new_privs=options.get("no_new_privs", True),
+        security=security_of(options),
         limits={k: options[k] for k in ("memory", "pids", "cpus") if options.get(k)},
     )

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,7 @@ class SqliteEventLog:
             _ensure_root(root)
         elif not os.path.exists(self.path):
             raise FileNotFoundError(self.path)
+        keep_private(root, self.path)
         self.timeout = busy_timeout()
         self._con: sqlite3.Connection | None = _connect(self.path, self.timeout)
         self._file = _identity(self.path)
@@ -319,6 +320,33 @@ def _identity(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def keep_private(root: str, path: str) -> None:
+    """The root 0700, the log and its WAL/SHM 0600: the log records every command's
+    arguments and environment (the audit needs them, secrets included), so only root may
+    read it. A new log file is made 0600 before SQLite opens it (SQLite gives its WAL and
+    SHM the main file's mode); an existing root made before this rule is fixed on open.
+    Costs a few stat calls; chmod only when something is off."""
+    _restrict(root, PRIVATE_DIR)
+    if not os.path.exists(path):
+        with suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             PRIVATE_FILE))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        _restrict(name, PRIVATE_FILE)
+
+
+def _restrict(path: str, mode: int) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o777 & ~mode:
+        os.chmod(path, mode)
 
 
 def _ensure_root(root: str) -> None:

@@ -238,16 +238,28 @@ def create_options(body: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
         "memory": host.get("Memory") or None, "pids": host.get("PidsLimit") or None,
         "cpus": (host.get("NanoCpus") or 0) / 1e9 or None, "tty": bool(body.get("Tty")),
         "interactive": bool(body.get("OpenStdin")),
-        "no_new_privs": "no-new-privileges=false" not in (host.get("SecurityOpt") or []),
         "auto_remove": bool(host.get("AutoRemove")), "labels": body.get("Labels") or {},
+        "security_opt": host.get("SecurityOpt") or [], "privileged": bool(host.get("Privileged")),
+        "cap_add": host.get("CapAdd") or [], "cap_drop": host.get("CapDrop") or [],
+        "read_only": bool(host.get("ReadonlyRootfs")), "group_add": host.get("GroupAdd") or [],
+        "devices": [_device(d) for d in host.get("Devices") or []],
+        "pid": host.get("PidMode") or None, "ipc": host.get("IpcMode") or None,
+        "uts": host.get("UTSMode") or None,
     }
     entrypoint = body.get("Entrypoint")
     if entrypoint is not None:
         entrypoint = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
         options["entrypoint"] = [] if entrypoint == [""] else entrypoint
-    kept = {k: v for k, v in options.items() if v not in (None, [], False, "", {})
-            or k == "no_new_privs"}
+    kept = {k: v for k, v in options.items() if v not in (None, [], False, "", {})}
     return [str(a) for a in cmd], kept
+
+
+def _device(d: Any) -> str:
+    """HostConfig.Devices' {PathOnHost, PathInContainer, CgroupPermissions}, as --device."""
+    if not isinstance(d, dict) or not d.get("PathOnHost"):
+        raise HttpError(400, f"HostConfig.Devices: invalid device {d!r}")
+    inside = d.get("PathInContainer") or d["PathOnHost"]
+    return f"{d['PathOnHost']}:{inside}:{d.get('CgroupPermissions') or 'rwm'}"
 
 
 @route("POST", "/containers/create")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from typing import Any
 
 from adapters.dockerapi import shapes
@@ -243,6 +244,15 @@ def _changes(lines: list[str]) -> dict[str, Any] | None:
     return out or None
 
 
+def in_context(dockerfile: str | None) -> str | None:
+    """The `dockerfile` parameter names a file of the uploaded context, as docker's daemon
+    reads it: an absolute or ../ path is taken inside the context (the build host then
+    refuses a symlink out of it), never as a path on this host."""
+    if not dockerfile:
+        return None
+    return posixpath.normpath("/" + dockerfile).lstrip("/") or None
+
+
 @route("POST", "/build", body="file")
 async def build(ctx: Ctx, req: Request) -> Any:
     """The classic builder (DOCKER_BUILDKIT=0): the body is the context as a tar; the
@@ -257,7 +267,7 @@ async def build(ctx: Ctx, req: Request) -> Any:
         raise HttpError(400, "invalid buildargs: not JSON") from None
     if not isinstance(args, dict):
         raise HttpError(400, "invalid buildargs: not a JSON object")
-    options = {"dockerfile": req.q("dockerfile") or None, "tags": tags,
+    options = {"dockerfile": in_context(req.q("dockerfile")), "tags": tags,
                "build_args": {str(k): str(v) for k, v in args.items() if v is not None},
                "no_cache": req.flag("nocache"), "target": req.q("target") or None,
                "quiet": req.flag("q")}

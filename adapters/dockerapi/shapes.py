@@ -130,7 +130,7 @@ def container_inspect(c: Container, image: Image | None, store: Any, root: str
     doc["NetworkSettings"] = {"Networks": {}, "Ports": {}}
     host = doc["HostConfig"]
     host.update({"AutoRemove": bool(c.config.get("auto_remove")), "Binds": None,
-                 "Privileged": False, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                 "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                  "LogConfig": {"Type": "json-file", "Config": {}}})
     cfg = doc["Config"]
     cfg.update({"AttachStdin": False, "AttachStdout": False, "AttachStderr": False,

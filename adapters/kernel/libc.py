@@ -48,7 +48,8 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
 
-def _check(ret: int, what: str) -> int:
+def check(ret: int, what: str) -> int:
+    """ret, or OSError(errno) naming `what` when the call failed (returned < 0)."""
     if ret < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
@@ -64,29 +65,35 @@ def _b(value: str | bytes | None) -> bytes | None:
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:
     """mount(2); raises OSError naming the target on failure."""
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+    check(_libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
            f"mount {target}")
 
 
 def umount(target: str, flags: int = 0) -> None:
     """umount2(2)."""
-    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), f"umount {target}")
+    check(_libc.umount2(_b(target), ctypes.c_int(flags)), f"umount {target}")
 
 
 def unshare(flags: int) -> None:
     """unshare(2)."""
-    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+    check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
     """setns(2) on an open /proc/PID/ns/* file descriptor."""
-    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def syscall(number: int, *args: int | ctypes.c_char_p | None) -> int:
+    """syscall(2) for calls glibc has no wrapper for; every integer goes as a long."""
+    return _libc.syscall(ctypes.c_long(number),
+                         *(ctypes.c_long(a) if isinstance(a, int) else a for a in args))
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2): there is no libc wrapper, so go through syscall(2)."""
     SYS_pivot_root = 155  # x86_64
-    _check(_libc.syscall(ctypes.c_long(SYS_pivot_root), _b(new_root), _b(put_old)),
+    check(_libc.syscall(ctypes.c_long(SYS_pivot_root), _b(new_root), _b(put_old)),
            f"pivot_root {new_root}")
 
 
@@ -124,14 +131,14 @@ class _CapData(ctypes.Structure):
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     """prctl(2); every argument is passed as unsigned long, as the kernel reads them."""
     args = (ctypes.c_ulong(a) for a in (arg2, arg3, arg4, arg5))
-    return _check(_libc.prctl(ctypes.c_int(option), *args), f"prctl({option})")
+    return check(_libc.prctl(ctypes.c_int(option), *args), f"prctl({option})")
 
 
 def capget() -> tuple[int, int, int]:
     """This thread's (effective, permitted, inheritable) capability sets as 64-bit masks."""
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    check(_libc.capget(ctypes.byref(header), data), "capget")
     low, high = data[0], data[1]
     return (low.effective | high.effective << 32,
             low.permitted | high.permitted << 32,
@@ -147,4 +154,4 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    check(_libc.capset(ctypes.byref(header), data), "capset")

@@ -10,47 +10,101 @@ import fcntl
 import os
 import socket
 import struct
+from typing import TYPE_CHECKING
 
 from adapters.kernel import libc
 
-# The order setns() must follow for exec: user first (unused here), mnt last so that /proc
-# paths of the other namespaces are still the host's while we open them.
-JOIN_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
-_FLAGS = {"ipc": libc.CLONE_NEWIPC, "uts": libc.CLONE_NEWUTS, "net": libc.CLONE_NEWNET,
-          "pid": libc.CLONE_NEWPID, "cgroup": libc.CLONE_NEWCGROUP, "mnt": libc.CLONE_NEWNS}
+if TYPE_CHECKING:
+    from core.security import Security
+
+# What exec may join, by their names under /proc/PID/ns. With a pidfd, setns() takes them all
+# in one call and in the kernel's own order (user first), all or nothing.
+EXEC_NAMESPACES = {"user": libc.CLONE_NEWUSER, "mnt": libc.CLONE_NEWNS,
+                   "uts": libc.CLONE_NEWUTS, "ipc": libc.CLONE_NEWIPC,
+                   "net": libc.CLONE_NEWNET, "pid": libc.CLONE_NEWPID,
+                   "cgroup": libc.CLONE_NEWCGROUP}
+# Where a joined namespace shows for the joiner itself: a PID namespace only for its children.
+_JOINED_AS = {"pid": "pid_for_children"}
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 
-def container_flags(network: str) -> int:
-    """Namespaces init creates for itself: mount, UTS, IPC, and net unless --network host."""
-    flags = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC
+def container_flags(network: str, security: Security) -> int:
+    """Namespaces init creates for itself once it sits in its cgroup: mount and cgroup
+    always (the cgroup namespace's root is then the container's own cgroup), UTS, IPC and
+    net unless shared with the host (--uts/--ipc/--network host)."""
+    flags = libc.CLONE_NEWNS | libc.CLONE_NEWCGROUP
+    if security.uts != "host":
+        flags |= libc.CLONE_NEWUTS
+    if security.ipc != "host":
+        flags |= libc.CLONE_NEWIPC
     if network != "host":
         flags |= libc.CLONE_NEWNET
     return flags
 
 
-def open_namespaces(pid: int) -> list[tuple[int, int]]:
-    """Open the namespaces of `pid` that differ from ours, as (fd, nstype), in join order."""
-    out = []
-    for name in JOIN_ORDER:
-        theirs = f"/proc/{pid}/ns/{name}"
-        try:
-            if os.stat(theirs).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
-                continue
-            out.append((os.open(theirs, os.O_RDONLY | os.O_CLOEXEC), _FLAGS[name]))
-        except FileNotFoundError:
-            continue
-    return out
+class NotJoinable(Exception):
+    """The container's init is gone, or is not in the namespaces it must be in."""
 
 
-def join(namespaces: list[tuple[int, int]]) -> None:
-    """setns() into each; a joined PID namespace takes effect for our next child."""
-    for fd, nstype in namespaces:
-        libc.setns(fd, nstype)
-        os.close(fd)
+def owned_flags(network: str, security: Security) -> int:
+    """Every namespace a container's init owns by its options: those init unshares, plus
+    the PID namespace the monitor makes unless --pid host."""
+    flags = container_flags(network, security)
+    if security.pid != "host":
+        flags |= libc.CLONE_NEWPID
+    return flags
+
+
+def inodes(ns_dir: int) -> dict[str, int]:
+    """The namespaces (name -> inode) of the process whose /proc/PID/ns `ns_dir` is open;
+    OSError (ENOENT) once that process has exited."""
+    return {name: os.stat(name, dir_fd=ns_dir).st_ino for name in EXEC_NAMESPACES}
+
+
+def open_ns_dir(pid: int | str) -> int:
+    return os.open(f"/proc/{pid}/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def differing(theirs: dict[str, int], ours: dict[str, int]) -> int:
+    """The setns flags of the namespaces in `theirs` that are not ours."""
+    flags = 0
+    for name, flag in EXEC_NAMESPACES.items():
+        if theirs[name] != ours[name]:
+            flags |= flag
+    return flags
+
+
+def join(pidfd: int, flags: int, required: int) -> None:
+    """setns() into the namespaces `flags` of the process `pidfd` holds, in one call (the
+    kernel does all or none, and fails with ESRCH once that process has exited), then check
+    that we really left ours for each of them. `required` (those the container owns by its
+    options) must all be among `flags`: an init sharing one of ours is not the container's.
+    A joined PID namespace applies to our next child, so fork after this. Raises
+    NotJoinable."""
+    if required & ~flags:
+        raise NotJoinable(f"its init shares namespaces it must own ({required & ~flags:#x})")
+    mine = open_ns_dir("self")
+    try:
+        before = _joined(mine)
+        if flags:
+            libc.setns(pidfd, flags)
+        after = _joined(mine)
+    except OSError as err:
+        raise NotJoinable(f"setns: {err}") from err
+    finally:
+        os.close(mine)
+    still = [name for name, flag in EXEC_NAMESPACES.items()
+             if flag & flags and after[name] == before[name]]
+    if still:
+        raise NotJoinable(f"still in our {', '.join(still)} namespace after setns")
+
+
+def _joined(ns_dir: int) -> dict[str, int]:
+    return {name: os.stat(_JOINED_AS.get(name, name), dir_fd=ns_dir).st_ino
+            for name in EXEC_NAMESPACES}
 
 
 def loopback_up() -> None:

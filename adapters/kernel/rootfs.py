@@ -1,27 +1,34 @@
 """The container's filesystem view, built inside its new mount namespace, then pivot_root.
 
-Docker's defaults: a fresh /proc, a minimal /dev on tmpfs, /sys read-only, masked paths
-(bind /dev/null over files, an empty read-only tmpfs over directories) and read-only paths.
-Mount propagation is made private first, so nothing done here reaches the host.
+Docker's defaults: a fresh /proc, a minimal /dev on tmpfs, a fresh /sys read-only (with
+--network host too: a bind of the host's /sys would carry its writable cgroup mounts), the
+container's own cgroups read-only at /sys/fs/cgroup (through its cgroup namespace), masked
+paths (bind /dev/null over files, an empty read-only tmpfs over directories) and read-only
+paths; --privileged leaves /sys and the cgroups writable and masks nothing, --read-only
+makes the root itself read-only. Mount propagation is made private first, so nothing done
+here reaches the host.
 """
 
 from __future__ import annotations
 
+import glob
 import os
-import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from adapters.kernel import libc
+from adapters.kernel import devices, libc
+from core.devices import DEFAULT_NODES, Node
+from core.security import Security
 
 MASKED_PATHS = (
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/interrupts", "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/sys/devices/system/cpu/cpu*/thermal_throttle",
 )
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
-# (name, major, minor) of the character devices every container gets, mode 0666.
-DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
-           ("urandom", 1, 9), ("tty", 5, 0))
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
@@ -33,22 +40,25 @@ def _mkdir(path: str, mode: int = 0o755) -> None:
     os.makedirs(path, mode=mode, exist_ok=True)
 
 
-def mount_dev(rootfs: str, console: str | None) -> None:
-    """tmpfs /dev with docker's device nodes, devpts (its own instance), shm and mqueue."""
+def mount_dev(rootfs: str, console: str | None, security: Security,
+              nodes: Sequence[Node]) -> None:
+    """tmpfs /dev with its device nodes (docker's defaults, --device's, or the host's with
+    --privileged: adapters/kernel/devices.py), devpts (its own instance), shm and mqueue.
+    /dev/shm follows --ipc: the host's own with `host`, none with `none`."""
     dev = rootfs + "/dev"
     _mkdir(dev)
     libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_STRICTATIME, "mode=755,size=65536k")
-    for name, major, minor in DEVICES:
-        path = f"{dev}/{name}"
-        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-        os.chmod(path, 0o666)
+    devices.make_nodes(dev, nodes)
     for name, target in DEV_LINKS:
         os.symlink(target, f"{dev}/{name}")
     _mkdir(dev + "/pts")
     libc.mount("devpts", dev + "/pts", "devpts", libc.MS_NOSUID | libc.MS_NOEXEC,
                "newinstance,ptmxmode=0666,mode=0620,gid=5")
     _mkdir(dev + "/shm", 0o1777)
-    libc.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
+    if security.ipc == "host":
+        libc.mount("/dev/shm", dev + "/shm", None, libc.MS_BIND)
+    elif security.ipc != "none":
+        libc.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
     _mkdir(dev + "/mqueue")
     libc.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
     if console:
@@ -56,22 +66,80 @@ def mount_dev(rootfs: str, console: str | None) -> None:
         libc.mount(console, dev + "/console", None, libc.MS_BIND)
 
 
-def mount_proc_sys(rootfs: str, host_network: bool) -> None:
+@dataclass(frozen=True)
+class CgroupMount:
+    """One cgroup hierarchy the container sits in, as it is mounted inside: `name` is its
+    directory under /sys/fs/cgroup ("" for a unified host's single cgroup2 tree) and `data`
+    the hierarchy's mount options (a v1 hierarchy mounts only with exactly its own)."""
+
+    name: str
+    fstype: str
+    data: str
+
+
+@dataclass(frozen=True)
+class RootfsPlan:
+    path: str
+    console: str | None
+    files: dict[str, str]
+    security: Security = field(default_factory=Security)
+    cgroups: Sequence[CgroupMount] = ()
+    devices: Sequence[Node] = DEFAULT_NODES
+
+
+def cgroup_mounts(dirs: Iterable[Path | str],
+                  mountinfo: str = "/proc/self/mountinfo") -> list[CgroupMount]:
+    """The hierarchies of the container's cgroup directories, read from the host's mounts
+    (in the parent, before the fork): only hierarchies the container joined are shown to
+    it, since a namespace rooted in someone else's cgroup would show their tree."""
+    with open(mountinfo) as f:
+        mounts = [(fields[4], fields[-3], fields[-1]) for fields in map(str.split, f)
+                  if fields[-3] in ("cgroup", "cgroup2")]
+    out = []
+    for d in dirs:
+        point, fstype, options = max((m for m in mounts if str(d).startswith(m[0] + "/")),
+                                     key=lambda m: len(m[0]))
+        data = ",".join(o for o in options.split(",") if o not in ("rw", "ro"))
+        name = "" if fstype == "cgroup2" and point == "/sys/fs/cgroup" else os.path.basename(point)
+        out.append(CgroupMount(name, fstype, data))
+    return out
+
+
+def mount_proc_sys(rootfs: str, security: Security) -> None:
+    """A fresh sysfs, even sharing the host's network namespace: root of the initial user
+    namespace may mount one, and a bind of the host's /sys would bring its submounts."""
     _mkdir(rootfs + "/proc")
     libc.mount("proc", rootfs + "/proc", "proc", NOSUID_NODEV_NOEXEC)
     _mkdir(rootfs + "/sys")
-    if host_network:  # sysfs can't be mounted fresh without our own net namespace
-        libc.mount("/sys", rootfs + "/sys", None, libc.MS_BIND | libc.MS_REC)
-        libc.mount(None, rootfs + "/sys", None,
-                   libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY | NOSUID_NODEV_NOEXEC)
-    else:
-        libc.mount("sysfs", rootfs + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | libc.MS_RDONLY)
+    readonly = 0 if security.privileged else libc.MS_RDONLY
+    libc.mount("sysfs", rootfs + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | readonly)
+
+
+def mount_cgroups(rootfs: str, cgroups: Sequence[CgroupMount], security: Security) -> None:
+    """The container's own cgroups at /sys/fs/cgroup, read-only unless privileged. Mounted
+    after unshare(CLONE_NEWCGROUP), each hierarchy's root is the container's cgroup: its
+    own limits are what it sees, and a v1 hierarchy's release_agent (a root-only file) is
+    not there at all."""
+    target = rootfs + "/sys/fs/cgroup"
+    readonly = 0 if security.privileged else libc.MS_RDONLY
+    flags = NOSUID_NODEV_NOEXEC | readonly
+    if not cgroups or not os.path.isdir(target):
+        return
+    if len(cgroups) == 1 and cgroups[0].name == "":
+        libc.mount("cgroup2", target, "cgroup2", flags)
+        return
+    libc.mount("tmpfs", target, "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755")
+    for cg in cgroups:
+        _mkdir(f"{target}/{cg.name}")
+        libc.mount("cgroup", f"{target}/{cg.name}", cg.fstype, flags, cg.data or None)
+    libc.mount(None, target, None, libc.MS_REMOUNT | NOSUID_NODEV_NOEXEC | libc.MS_RDONLY,
+               "mode=755")
 
 
 def mask_paths(rootfs: str) -> None:
-    """Hide what a container must not read: /dev/null over files, empty tmpfs over dirs."""
-    for path in MASKED_PATHS:
-        full = rootfs + path
+    """Hide what a container must not read: /dev/null over files, empty tmpfs over dirs.
+    (Only the fresh /proc and /sys are walked: nothing of the image's own is followed.)"""
+    for full in (m for path in MASKED_PATHS for m in glob.glob(rootfs + path) or [rootfs + path]):
         if os.path.isdir(full) and not os.path.islink(full):
             libc.mount("tmpfs", full, "tmpfs", libc.MS_RDONLY, None)
         elif os.path.exists(full):
@@ -108,14 +176,24 @@ def pivot(rootfs: str) -> None:
     os.chdir("/")
 
 
-def build(rootfs: str, *, host_network: bool, console: str | None,
-          files: dict[str, str]) -> None:
+def make_readonly(rootfs: str) -> None:
+    """--read-only: the root's own mount only; /dev, /proc, /sys and the bound files keep
+    their flags, as docker's."""
+    libc.mount(None, rootfs, None, libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY)
+
+
+def build(plan: RootfsPlan) -> None:
     """Everything between unshare(CLONE_NEWNS) and exec, in order."""
+    rootfs, security = plan.path, plan.security
     libc.make_mounts_private("/")
     libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)  # pivot_root needs a mount
-    mount_proc_sys(rootfs, host_network)
-    mount_dev(rootfs, console)
-    bind_files(rootfs, files)
-    mask_paths(rootfs)
-    readonly_paths(rootfs)
+    mount_proc_sys(rootfs, security)
+    mount_cgroups(rootfs, plan.cgroups, security)
+    mount_dev(rootfs, plan.console, security, plan.devices)
+    bind_files(rootfs, plan.files)
+    if security.masked_paths:
+        mask_paths(rootfs)
+        readonly_paths(rootfs)
+    if security.read_only:
+        make_readonly(rootfs)
     pivot(rootfs)

@@ -1,8 +1,18 @@
-"""`exec`: a new process inside a running container's namespaces and cgroup.
+"""`exec`: a new process inside a running container's namespaces and cgroup, or none at all.
 
-The client forks A, which joins the container's cgroup and namespaces (setns; mount last) and
-forks B: only a child enters a joined PID namespace. B sets up stdio, user, capabilities and
-no_new_privs as init did, and execs. A passes B's exit status back as its own.
+Fail closed: a container whose init has just exited still shows as running until its monitor
+records the exit, and an exec in that window must not run anywhere else (the host's
+namespaces, say). So the lamina command (P) holds the init by a pidfd and checks it is still
+that init (pid and start time: a reused pid is never joined), notes which namespaces it owns,
+makes the process's stdio (pipes, or a pty with -t: never our own descriptors) and forks J.
+J puts those stdio on its fds 0-2 (so nothing of the caller's goes further), joins every
+namespace of the init in one setns(pidfd, flags) (all or nothing, ESRCH once the init has
+exited), then the container's cgroup, checks the init still lives, and forks E: only a child
+enters a joined PID namespace, and that fork fails once the namespace's init is gone. E
+starts a session of its own (no controlling terminal of the caller's: /dev/tty reaches
+nothing) and goes through init.exec_process. J passes E's exit status back; P relays the
+pipes or the pty to its own stdio until J ends. Any failure to join is "container X is not
+running", exit 126 (docker's code for an exec that could not start), and no process runs.
 """
 
 from __future__ import annotations
@@ -10,76 +20,207 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from adapters.kernel import namespaces
+from adapters.kernel.proc import is_same
 from adapters.runtime import users
 from adapters.runtime.init import exec_process, fail
-from adapters.runtime.terminal import proxy_pty
+from adapters.runtime.terminal import PipeRelay, proxy_pty
 from core.process import ProcessSpec, merge_env
 
+NOT_RUNNING = "not-running"  # J's failure tag on the error pipe
+CANNOT_START = 126
 
-def run_exec(pid: int, cgroup_dirs: Sequence[str], spec: ProcessSpec, argv: Sequence[str],
-             user: str, options: Mapping[str, Any]) -> int:
-    tty = bool(options.get("tty"))
+
+@dataclass(frozen=True)
+class ExecTarget:
+    """The container's init as its ContainerStarted recorded it, and its cgroup dirs."""
+
+    container_id: str
+    pid: int
+    start_time: int  # 0 for a start recorded before start times were: the cgroup decides
+    cgroup_dirs: tuple[str, ...]
+
+
+@dataclass
+class Stdio:
+    """The process's fds 0-2 (ours to close after the fork) and our ends of them."""
+
+    child: tuple[int, int, int]
+    outputs: dict[int, int]  # our read end of a pipe -> our fd (1, 2) it is copied to
+    stdin: int | None = None  # our write end of its stdin pipe (-i without -t)
+    master: int | None = None  # the pty's master (-t)
+
+    def ours(self) -> list[int]:
+        return [*self.outputs, *(fd for fd in (self.stdin, self.master) if fd is not None)]
+
+
+def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: str,
+             options: Mapping[str, Any], seccomp: bytes | None = None) -> int:
+    """Run argv in the container; its exit code, or 126 with one line on stderr."""
+    tty, interactive = bool(options.get("tty")), bool(options.get("interactive"))
     proc = ProcessSpec(argv=tuple(argv), env=merge_env(spec.env, options.get("env") or []),
                        cwd=options.get("workdir") or spec.cwd, user=user or spec.user,
-                       tty=tty, no_new_privs=spec.no_new_privs)
-    ns = namespaces.open_namespaces(pid)
+                       tty=tty, security=spec.security)
+    try:
+        pidfd, flags = hold_init(target)
+    except (OSError, namespaces.NotJoinable):
+        return _not_running(target)
+    required = namespaces.owned_flags(spec.network, spec.security)
+    _own_std_fds()
+    stdio = make_stdio(tty, interactive)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    master, slave = os.openpty() if tty else (None, None)
     child = os.fork()
     if child == 0:
         os.close(err_r)
-        _joiner(cgroup_dirs, ns, proc, slave, bool(options.get("interactive")), err_w)
-    for fd, _ in ns:
+        _joiner(target, pidfd, flags, required, stdio, proc, err_w, seccomp)
+    for fd in {pidfd, err_w, *stdio.child}:
         os.close(fd)
-    os.close(err_w)
-    if slave is not None:
-        os.close(slave)
-    if master is not None:
-        proxy_pty(master, child)
+    _relay(stdio, child, interactive)
+    return _outcome(target, child, err_r)
+
+
+def _outcome(target: ExecTarget, child: int, err_r: int) -> int:
+    """J's exit code once it ended, and what J or E wrote on the error pipe, if anything."""
     _, status = os.waitpid(child, 0)
-    message = os.read(err_r, 4096).decode(errors="replace")
+    message = os.read(err_r, 4096).decode(errors="replace").partition(" ")[2]
     os.close(err_r)
     code = os.waitstatus_to_exitcode(status)
+    if message.startswith(NOT_RUNNING):
+        return _not_running(target)
     if message:
-        sys.stderr.write(f"lamina: exec failed: {message.partition(' ')[2]}\n")
+        sys.stderr.write(f"lamina: exec failed: {message}\n")
     return 128 - code if code < 0 else code
 
 
-def _joiner(cgroup_dirs: Sequence[str], ns: list[tuple[int, int]], proc: ProcessSpec,
-            slave: int | None, interactive: bool, err_w: int) -> None:
+def hold_init(target: ExecTarget) -> tuple[int, int]:
+    """A pidfd on the container's init, checked to be that very process (checked after the
+    pidfd is open, so the fd holds the process checked), and the setns flags of the
+    namespaces it does not share with us. Raises OSError or NotJoinable."""
+    if not target.cgroup_dirs:
+        raise namespaces.NotJoinable("no cgroup")
+    pidfd = os.pidfd_open(target.pid)
     try:
-        for d in cgroup_dirs:
-            with open(os.path.join(d, "cgroup.procs"), "w") as f:
-                f.write("0")
-        namespaces.join(ns)
+        if not _is_init(target):
+            raise namespaces.NotJoinable("its pid is another process's now")
+        theirs = _inodes_of(target.pid)
+        return pidfd, namespaces.differing(theirs, _inodes_of("self"))
+    except BaseException:
+        os.close(pidfd)
+        raise
+
+
+def _is_init(target: ExecTarget) -> bool:
+    if target.start_time:
+        return is_same(target.pid, target.start_time)
+    try:
+        with open(f"/proc/{target.pid}/cgroup") as f:
+            return f"/lamina/{target.container_id}" in f.read()
+    except OSError:
+        return False
+
+
+def _inodes_of(pid: int | str) -> dict[str, int]:
+    ns_dir = namespaces.open_ns_dir(pid)
+    try:
+        return namespaces.inodes(ns_dir)
+    finally:
+        os.close(ns_dir)
+
+
+def _not_running(target: ExecTarget) -> int:
+    sys.stderr.write(f"lamina: error: container {target.container_id[:12]} is not running\n")
+    return CANNOT_START
+
+
+def _own_std_fds() -> None:
+    """Our fds 0-2 open (on /dev/null if they were closed), so that no pipe made next takes
+    their numbers and our relay writes where it means to."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
+
+
+def make_stdio(tty: bool, interactive: bool) -> Stdio:
+    """A pty with -t; else pipes for stdout and stderr, and for stdin a pipe with -i or
+    /dev/null without (docker's closed stdin). All close-on-exec until J moves them."""
+    if tty:
+        master, slave = os.openpty()
+        return Stdio(child=(slave, slave, slave), outputs={}, master=master)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    if interactive:
+        in_r, in_w = os.pipe()
+        return Stdio((in_r, out_w, err_w), {out_r: 1, err_r: 2}, stdin=in_w)
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    return Stdio((null, out_w, err_w), {out_r: 1, err_r: 2})
+
+
+def _relay(stdio: Stdio, child: int, interactive: bool) -> None:
+    if stdio.master is not None:
+        proxy_pty(stdio.master, child, interactive)
+        return
+    done = os.pidfd_open(child)
+    try:
+        PipeRelay(stdio.outputs, stdio.stdin).run(done)
+    finally:
+        os.close(done)
+
+
+def _joiner(target: ExecTarget, pidfd: int, flags: int, required: int, stdio: Stdio,
+            proc: ProcessSpec, err_w: int, seccomp: bytes | None) -> None:
+    """J: never returns. The exit code is E's, or 126 with NOT_RUNNING on the pipe."""
+    try:
+        _take_stdio(stdio)
+        procs = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                 for d in target.cgroup_dirs]  # opened in our mount namespace
+        namespaces.join(pidfd, flags, required)
+        for fd in procs:
+            os.write(fd, b"0")
+            os.close(fd)
+        if _exited(pidfd):
+            raise namespaces.NotJoinable("its init exited")
+        os.close(pidfd)
         child = os.fork()
-        if child == 0:
-            _execer(proc, slave, interactive, err_w)
-        os.close(err_w)
-        _, status = os.waitpid(child, 0)
-        code = os.waitstatus_to_exitcode(status)
-        os._exit(128 - code if code < 0 else code)
-    except BaseException as err:  # noqa: BLE001
-        fail(err_w, f"join: {err}", 126)
+    except BaseException as err:  # noqa: BLE001 - everything must reach the pipe
+        fail(err_w, f"{NOT_RUNNING} {err}", CANNOT_START)
+    if child == 0:
+        _execer(proc, err_w, seccomp)
+    os.close(err_w)
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(128 - code if code < 0 else code)
 
 
-def _execer(proc: ProcessSpec, slave: int | None, interactive: bool, err_w: int) -> None:
+def _take_stdio(stdio: Stdio) -> None:
+    """The process's stdio onto our fds 0-2 (the caller's are gone from here on), and
+    none of P's ends kept: a stdin pipe whose write end we held would never reach EOF."""
+    for n, fd in enumerate(stdio.child):
+        os.dup2(fd, n)
+    for fd in {*stdio.child, *stdio.ours()}:
+        os.close(fd)
+
+
+def _exited(pidfd: int) -> bool:
+    import select
+
+    return bool(select.select([pidfd], [], [], 0)[0])
+
+
+def _execer(proc: ProcessSpec, err_w: int, seccomp: bytes | None) -> None:
+    """E: a session of its own, the pty as its terminal with -t, then the shared end."""
     try:
-        if slave is not None:
-            for fd in (0, 1, 2):
-                os.dup2(slave, fd)
-            os.setsid()
+        os.setsid()
+        if proc.tty:
             import fcntl
             import termios
 
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        elif not interactive:
-            devnull = os.open("/dev/null", os.O_RDONLY)
-            os.dup2(devnull, 0)
-        ident = users.resolve(proc.user)
+        ident = users.resolve(proc.user, group_add=proc.security.group_add)
     except BaseException as err:  # noqa: BLE001 - everything must reach the pipe
-        fail(err_w, f"setup: {err}", 126)
-    exec_process(proc, ident, err_w)
+        fail(err_w, f"setup: {err}", CANNOT_START)
+    exec_process(proc, ident, err_w, seccomp)

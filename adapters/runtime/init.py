@@ -1,11 +1,13 @@
 """What runs in the forked child that becomes the container's PID 1, up to its exec.
 
-Order matters: join the cgroup (so every later allocation is accounted), unshare the mount,
-UTS, IPC and network namespaces (the PID namespace was made by the monitor, whose child this
-is), set the hostname, bring up loopback, build the root filesystem and pivot into it, look
-up the user in the container's own passwd, wire stdio, drop capabilities, set no_new_privs,
-change user, close every other descriptor, exec. Any failure is written to `err_fd` (close-on-
-exec, so a successful exec closes it with nothing written) and the child exits 127.
+Order matters: join the cgroup (so every later allocation is accounted, and the cgroup
+namespace made next is rooted there), unshare the mount, cgroup, UTS, IPC and network
+namespaces (the PID namespace was made by the monitor, whose child this is), set the
+hostname, bring up loopback, build the root filesystem and pivot into it, look up the user
+in the container's own passwd, wire stdio; then, shared with exec: a new session keyring,
+capabilities, no_new_privs, the user, the seccomp filter, close every other descriptor,
+exec. Any failure is written to `err_fd` (close-on-exec, so a successful exec closes it
+with nothing written) and the child exits 127.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import contextlib
 import fcntl
 import os
 import socket
+import stat
 import termios
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from adapters.kernel import libc, namespaces, rootfs, security
+from adapters.kernel import keyring, libc, namespaces, rootfs, security
+from adapters.kernel import seccomp as filters
 from adapters.runtime import users
+from core.devices import Node
 from core.process import ProcessSpec
 
 
@@ -33,6 +38,9 @@ class InitPlan:
     stdout: int = -1
     stderr: int = -1
     console: str | None = None  # the pty slave's path when there is a terminal
+    seccomp: bytes | None = None  # the compiled filter (adapters/kernel/seccomp.py)
+    cgroup_mounts: Sequence[rootfs.CgroupMount] = ()  # its /sys/fs/cgroup, namespaced
+    devices: Sequence[Node] = ()  # the nodes of its /dev (adapters/kernel/devices.py)
 
 
 def _join_cgroup(dirs: Sequence[str]) -> None:
@@ -50,13 +58,41 @@ def _stdio(plan: InitPlan) -> None:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def become(ident: users.Identity, spec: ProcessSpec) -> None:
-    security.drop_capabilities(security.DEFAULT_CAPS)
-    if spec.no_new_privs:
-        security.set_no_new_privs()
+def become(ident: users.Identity, spec: ProcessSpec, seccomp: bytes | None) -> None:
+    """Keyring, bounding set, user, capabilities, no_new_privs, seccomp: runc's order. The
+    user changes while CAP_SETUID/SETGID are still effective (--cap-drop ALL drops them);
+    the filter goes last so that it never has to allow what this code calls, except that
+    without no_new_privs the kernel only takes a filter from a process holding
+    CAP_SYS_ADMIN, so then it goes before the user changes."""
+    sec = spec.security
+    keyring.join_new_session()
+    security.drop_bounding(sec.caps)
+    if seccomp is not None and not sec.no_new_privs:
+        filters.install(seccomp)
     os.setgroups(list(ident.groups))
     os.setgid(ident.gid)
     os.setuid(ident.uid)  # a non-zero uid loses its permitted capabilities here
+    security.limit_to(sec.caps)
+    if sec.no_new_privs:
+        security.set_no_new_privs()
+        if seccomp is not None:
+            filters.install(seccomp)
+
+
+PTY_MAJORS = range(136, 144)  # Unix98 pty slaves
+
+
+def own_stdio(ident: users.Identity) -> None:
+    """Give the container's user its own stdio, as runc does: the pipes and the pty lamina
+    made for it (never anything else: the caller's files don't reach here), so that a
+    non-root process can reopen /dev/stdout or /proc/self/fd/1 as root's could."""
+    if ident.uid == 0 and ident.gid == 0:
+        return
+    for fd in (0, 1, 2):
+        st = os.fstat(fd)
+        if stat.S_ISFIFO(st.st_mode) or (stat.S_ISCHR(st.st_mode)
+                                          and os.major(st.st_rdev) in PTY_MAJORS):
+            os.fchown(fd, ident.uid, ident.gid)
 
 
 def process_env(spec: ProcessSpec, ident: users.Identity) -> dict[str, str]:
@@ -88,22 +124,26 @@ def run(plan: InitPlan, err_fd: int) -> None:
         step = "cgroup"
         _join_cgroup(plan.cgroup_dirs)
         step = "namespaces"
-        libc.unshare(namespaces.container_flags(spec.network))
-        socket.sethostname(spec.hostname)
+        libc.unshare(namespaces.container_flags(spec.network, spec.security))
+        if spec.security.uts != "host":
+            socket.sethostname(spec.hostname)
         if spec.network != "host":
             namespaces.loopback_up()
         step = "rootfs"
-        rootfs.build(plan.rootfs, host_network=spec.network == "host", console=plan.console,
-                     files=plan.files)
+        rootfs.build(rootfs.RootfsPlan(
+            path=plan.rootfs, console=plan.console,
+            files=plan.files, security=spec.security, cgroups=plan.cgroup_mounts,
+            devices=plan.devices))
         step = "user"
-        ident = users.resolve(spec.user)
+        ident = users.resolve(spec.user, group_add=spec.security.group_add)
         _stdio(plan)
     except BaseException as err:  # noqa: BLE001 - everything must reach the pipe
         fail(err_fd, f"{step}: {err}", 127)
-    exec_process(spec, ident, err_fd)
+    exec_process(spec, ident, err_fd, plan.seccomp)
 
 
-def exec_process(spec: ProcessSpec, ident: users.Identity, err_fd: int) -> None:
+def exec_process(spec: ProcessSpec, ident: users.Identity, err_fd: int,
+                 seccomp: bytes | None) -> None:
     """The end both init and exec share: working directory, credentials, descriptors, exec.
 
     Failures go to err_fd with docker's exit codes: 127 not found, 126 not executable."""
@@ -112,7 +152,8 @@ def exec_process(spec: ProcessSpec, ident: users.Identity, err_fd: int) -> None:
         env = process_env(spec, ident)
         enter_workdir(spec.cwd)
         step = "security"
-        become(ident, spec)
+        own_stdio(ident)
+        become(ident, spec, seccomp)
         close_other_fds(err_fd)
         step = "exec"
         os.execvpe(spec.argv[0], list(spec.argv), env)

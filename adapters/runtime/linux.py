@@ -26,6 +26,8 @@ from core.process import ProcessSpec, process_spec
 if TYPE_CHECKING:
     import socket
 
+    from core.devices import Node
+
 
 class RuntimeError_(LaminaError):
     """The container could not be started or signalled; the message says why.
@@ -57,16 +59,19 @@ class LinuxRuntime:
         return process_spec(image.config, container.cmd, container.config, container.id)
 
     def start(self, container: Container, image: Image) -> Started:
+        from adapters.kernel import devices, rootfs
         from adapters.runtime import frames, monitor
         from adapters.runtime.init import InitPlan
 
         spec = self.spec(container, image)
         cdir = self.container_dir(container.id)
         os.makedirs(cdir, exist_ok=True)
+        nodes = devices.nodes_for(spec.security)  # a bad --device fails before anything
         merged = self.layers.mount(container.rw_layer, image.layers)
-        cgroup = self._cgroup(container.id, spec)
+        cgroup = self._cgroup(container.id, spec, nodes)
         plan = InitPlan(spec=spec, rootfs=merged, cgroup_dirs=[str(d) for d in cgroup.dirs()],
-                        files=self._files(cdir, spec))
+                        files=self._files(cdir, spec), seccomp=self._seccomp(spec),
+                        cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes)
         import socket
 
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -88,12 +93,23 @@ class LinuxRuntime:
         return Started(pid=pid, cgroup=f"lamina/{container.id}",
                        start_time=_note_monitor(cdir, pid))
 
-    def _cgroup(self, cid: str, spec: ProcessSpec) -> Cgroup:
+    def _seccomp(self, spec: ProcessSpec) -> bytes | None:
+        """The container's compiled filter, from the cache under the root after the first."""
+        from adapters.kernel import seccomp
+
+        return seccomp.program(spec.security.seccomp, spec.security.caps,
+                               os.path.join(self.root, "seccomp"))
+
+    def _cgroup(self, cid: str, spec: ProcessSpec, nodes: Sequence[Node]) -> Cgroup:
+        """The container's cgroup with its limits and its device allow-list, both in place
+        before init joins it (the nodes made in its /dev and the rules are the same list)."""
+        from core.devices import rules_for
+
         limits = Limits(memory=spec.limits.get("memory"), pids=spec.limits.get("pids"),
                         cpus=spec.limits.get("cpus"))
         with suppress(CgroupError):
             Cgroup.open(cid).remove()
-        return Cgroup.create(cid, limits)
+        return Cgroup.create(cid, limits, devices=rules_for(spec.security, nodes))
 
     def _files(self, cdir: str, spec: ProcessSpec) -> dict[str, str]:
         files = {"/etc/hostname": f"{spec.hostname}\n",
@@ -226,14 +242,15 @@ class LinuxRuntime:
 
     def exec(self, container: Container, argv: Sequence[str], user: str,
              options: Mapping[str, Any]) -> int:
-        from adapters.runtime.exec import run_exec
+        from adapters.runtime.exec import ExecTarget, run_exec
 
         image = self.log.image(container.image)
         spec = self.spec(container, image)
         cgroup = self._open_cgroup(container)
-        dirs = [str(d) for d in cgroup.dirs()] if cgroup is not None else []
+        dirs = tuple(str(d) for d in cgroup.dirs()) if cgroup is not None else ()
+        target = ExecTarget(container.id, container.pid, container.start_time, dirs)
         self.log.suspend()
-        return run_exec(container.pid, dirs, spec, argv, user, options)
+        return run_exec(target, spec, argv, user, options, self._seccomp(spec))
 
     def release(self, container: Container) -> None:
         cgroup = self._open_cgroup(container)

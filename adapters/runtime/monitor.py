@@ -81,7 +81,8 @@ def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    libc.unshare(libc.CLONE_NEWPID)
+    if job.plan.spec.security.pid != "host":
+        libc.unshare(libc.CLONE_NEWPID)
     outputs, stdin_fd = _stdio_pipes(job)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()

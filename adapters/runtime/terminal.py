@@ -1,10 +1,12 @@
-"""The client's side of a terminal: raw mode, window size, and copying bytes both ways."""
+"""The client's side of a process's stdio: raw mode, window size, and copying bytes both ways
+(through a pty with a terminal, through pipes without one)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import select
 import selectors
 import signal
 import socket
@@ -51,15 +53,17 @@ def _on_winch(fn: Callable[[], None]) -> None:
     signal.signal(signal.SIGWINCH, lambda *_: fn())
 
 
-def proxy_pty(master: int, child: int) -> None:
-    """Copy our stdin to the pty and the pty to our stdout until the process hangs up."""
+def proxy_pty(master: int, child: int, interactive: bool = True) -> None:
+    """Copy the pty to our stdout, and with -i our stdin to the pty, until the process
+    hangs up (docker's `exec -t` without -i reads nothing of ours)."""
     _set_size(master)
     _on_winch(lambda: _set_size(master))
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     sel = selectors.DefaultSelector()
     sel.register(master, selectors.EVENT_READ)
-    sel.register(stdin, selectors.EVENT_READ)
-    with raw_terminal():
+    if interactive:
+        sel.register(stdin, selectors.EVENT_READ)
+    with raw_terminal() if interactive else contextlib.nullcontext():
         while True:
             for key, _ in sel.select():
                 if key.fd == master:
@@ -70,7 +74,7 @@ def proxy_pty(master: int, child: int) -> None:
                     if not data:
                         os.close(master)
                         return
-                    os.write(stdout, data)
+                    write_all(stdout, data)
                 else:
                     data = os.read(stdin, 65536)
                     if not data:
@@ -78,6 +82,133 @@ def proxy_pty(master: int, child: int) -> None:
                         os.write(master, b"\x04")
                         continue
                     os.write(master, data)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`, waiting while `fd` is full (it may be non-blocking: a caller's
+    terminal or socket is theirs to set)."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+# Output left in a process's pipes after it ended is read up to this much per pipe: what it
+# wrote before it exited is all there (a pipe holds at most 1 MiB), while a background
+# process that kept the pipe and writes on must not hold the exec open for ever.
+DRAIN_LIMIT = 16 << 20
+
+
+class PipeRelay:
+    """Without a terminal, a process's stdio are pipes we made, never our own descriptors:
+    its output pipes are copied to our fds (1, 2), in order within each, and with -i our
+    stdin is copied into its stdin pipe, whose write end we close at our EOF.
+
+    A poll loop in this one process: no thread, nothing imported (exec's cost is
+    benchmarked). A pipe's reader that went away (EPIPE on our stdout) closes that pipe, so
+    the process gets EPIPE/SIGPIPE as in a shell pipeline."""
+
+    def __init__(self, outputs: dict[int, int], stdin_pipe: int | None) -> None:
+        self.outputs = dict(outputs)  # our read end -> our fd it is copied to
+        self.stdin_pipe = stdin_pipe
+        self.pending = b""
+        self.poll = select.poll()
+        for fd in self.outputs:
+            self.poll.register(fd, select.POLLIN)
+        if stdin_pipe is not None:
+            os.set_blocking(stdin_pipe, False)
+            self.poll.register(0, select.POLLIN)
+
+    def run(self, done: int) -> None:
+        """Copy until `done` (a pidfd) is readable, i.e. the process ended; then copy what
+        it left in the pipes and close our ends."""
+        self.poll.register(done, select.POLLIN)
+        ended = False
+        while not ended:
+            for fd, _ in self.poll.poll():
+                if fd == done:
+                    ended = True
+                elif fd in self.outputs:
+                    self._copy_out(fd, os.read(fd, 65536))
+                elif fd == 0:
+                    self._read_stdin()
+                else:
+                    self._flush_stdin()
+        for fd in list(self.outputs):
+            self._drain(fd)
+        self._close_stdin()
+
+    def _copy_out(self, fd: int, data: bytes) -> None:
+        if not data:
+            self._close_out(fd)
+            return
+        try:
+            write_all(self.outputs[fd], data)
+        except OSError:  # our reader went away: so does the process's
+            self._close_out(fd)
+
+    def _close_out(self, fd: int) -> None:
+        self.poll.unregister(fd)
+        os.close(fd)
+        del self.outputs[fd]
+
+    def _drain(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        left = DRAIN_LIMIT
+        while fd in self.outputs and left > 0:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            left -= len(data)
+            self._copy_out(fd, data)
+        if fd in self.outputs:
+            self._close_out(fd)
+
+    def _read_stdin(self) -> None:
+        try:
+            data = os.read(0, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._close_stdin()
+            return
+        self.pending = data
+        self._flush_stdin()
+
+    def _flush_stdin(self) -> None:
+        """Write what we hold to the process's stdin without blocking: while it doesn't
+        read, we read no more of ours (and keep copying its output meanwhile)."""
+        assert self.stdin_pipe is not None
+        try:
+            written = os.write(self.stdin_pipe, self.pending)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # it closed its stdin
+            self._close_stdin()
+            return
+        self.pending = self.pending[written:]
+        if self.pending:
+            self._watch(self.stdin_pipe, 0, select.POLLOUT)
+        else:
+            self._watch(0, self.stdin_pipe, select.POLLIN)
+
+    def _watch(self, fd: int, instead_of: int, events: int) -> None:
+        with contextlib.suppress(KeyError):
+            self.poll.unregister(instead_of)
+        self.poll.register(fd, events)
+
+    def _close_stdin(self) -> None:
+        if self.stdin_pipe is None:
+            return
+        for fd in (0, self.stdin_pipe):
+            with contextlib.suppress(KeyError):
+                self.poll.unregister(fd)
+        os.close(self.stdin_pipe)
+        self.stdin_pipe = None
+        self.pending = b""
 
 
 def pump_attach(sock: socket.socket, interactive: bool, use_tty: bool) -> int | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -23,8 +24,9 @@ def _entries(path: str) -> list[list[str]]:
         return []
 
 
-def resolve(user: str, etc: str = "/etc") -> Identity:
-    """`name`, `uid`, `name:group` or `uid:gid`, as docker accepts for --user."""
+def resolve(user: str, etc: str = "/etc", group_add: Sequence[str] = ()) -> Identity:
+    """`name`, `uid`, `name:group` or `uid:gid`, as docker accepts for --user; `group_add`
+    (--group-add: names or gids) joins the supplementary groups."""
     name, _, group = (user or "0").partition(":")
     passwd = _entries(f"{etc}/passwd")
     entry = next((e for e in passwd if len(e) >= 6 and (e[0] == name or e[2] == name)), None)
@@ -45,4 +47,14 @@ def resolve(user: str, etc: str = "/etc") -> Identity:
     login = entry[0] if entry is not None else None
     extra = [int(e[2]) for e in groups_file
              if len(e) >= 4 and login and login in e[3].split(",")]
+    extra += [_gid(g, groups_file) for g in group_add]
     return Identity(uid, gid, tuple(dict.fromkeys([gid, *extra])), home)
+
+
+def _gid(group: str, groups_file: list[list[str]]) -> int:
+    entry = next((e for e in groups_file if len(e) >= 3 and e[0] == group), None)
+    if entry is not None:
+        return int(entry[2])
+    if group.isdigit():
+        return int(group)
+    raise LookupError(f"unable to find group {group}: no matching entries in group file")

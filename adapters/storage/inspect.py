@@ -104,6 +104,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str) -> d
             "Memory": opts.get("memory") or 0,
             "NanoCpus": int((opts.get("cpus") or 0) * 1e9),
             "PidsLimit": opts.get("pids") or None,
+            **security_host_config(opts),
         },
         "GraphDriver": {"Name": "overlay2", "Data": {
             "LowerDir": ":".join(lower),
@@ -210,3 +211,23 @@ def _walk(top: str) -> Iterator[tuple[str, os.stat_result]]:
 def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_mode == b.st_mode and int(a.st_mtime) == int(b.st_mtime) and \
         a.st_uid == b.st_uid and a.st_gid == b.st_gid
+
+
+def security_host_config(opts: dict[str, Any]) -> dict[str, Any]:
+    """HostConfig's security fields, from the recorded options, in docker's words."""
+    from core.security import parse_device
+
+    security_opt = [f"{k}={opts[k]}" for k in ("seccomp", "systempaths") if k in opts]
+    if "no_new_privs" in opts:
+        security_opt.append(f"no-new-privileges={str(opts['no_new_privs']).lower()}")
+    devices = [parse_device(d) for d in opts.get("devices") or []]
+    return {
+        "Privileged": bool(opts.get("privileged")),
+        "CapAdd": opts.get("cap_add") or None, "CapDrop": opts.get("cap_drop") or None,
+        "ReadonlyRootfs": bool(opts.get("read_only")),
+        "Devices": [{"PathOnHost": d.host, "PathInContainer": d.inside,
+                     "CgroupPermissions": d.access} for d in devices],
+        "GroupAdd": opts.get("group_add") or None, "PidMode": opts.get("pid") or "",
+        "IpcMode": opts.get("ipc") or "private", "UTSMode": opts.get("uts") or "",
+        "SecurityOpt": security_opt or None,
+    }

@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umoci gcc libc6-dev
+DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umoci gcc libc6-dev \
+	libseccomp2 keyutils
 PYTEST_ARGS ?=
 
-.PHONY: all demo test lint docs bench deb pyc client clean
+.PHONY: all demo test lint docs bench deb pyc client probes clean
 
 all: test
 
@@ -40,10 +41,16 @@ client: $(STAMP) deb
 	@cc -O2 -Wall -Wextra -DLAMINA_PYTHON='"$(abspath $(BIN))/python3"' \
 	  -o $(BIN)/lamina.new adapters/client.c && mv $(BIN)/lamina.new $(BIN)/lamina
 
+# The isolation probes (tests/probes/probe.c): one static binary that tries, from inside a
+# container, everything a container must not do; static so it runs in any image.
+probes: $(VENV)/probe
+$(VENV)/probe: tests/probes/probe.c | $(STAMP) deb
+	cc -static -O2 -Wall -Wextra -o $@.new $< && mv $@.new $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) deb pyc client lint
+test: $(STAMP) deb pyc client probes lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP) deb pyc client

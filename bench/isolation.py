@@ -83,8 +83,9 @@ def pieces(runs: int, work: Path) -> dict[str, float]:
 
     out["seccomp compile (cache miss)"] = median_ms(compile_miss, max(3, runs // 5))
     seccomp.program(SECCOMP_DEFAULT, DEFAULT_CAPS, cache)
-    hit = [sys.executable, "-c", "import time; t=time.perf_counter();"
+    hit = [sys.executable, "-c", "import time;"
            "from adapters.kernel import seccomp; from core.security import *;"
+           "t=time.perf_counter();"
            f"seccomp.program(SECCOMP_DEFAULT, DEFAULT_CAPS, {cache!r});"
            "print((time.perf_counter()-t)*1000)"]
     out["seccomp program, cache hit, fresh process"] = statistics.median(

@@ -62,7 +62,34 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
                "security_opt": [_profile_text(o) for o in args.security_opt or []]}
     if args.entrypoint is not None:
         options["entrypoint"] = [args.entrypoint] if args.entrypoint else []
+    options.update(refused_options(args))
     return {k: v for k, v in options.items() if v not in (None, [], False, "")}
+
+
+# docker run's flags whose fields lamina refuses (core/compat.py): parsed, so that using one
+# is refused by name and recorded, as the Docker API refuses the same field; never an
+# argparse "unrecognized arguments" that the log would not show.
+_SWITCHES = frozenset({"--init", "--publish-all", "--oom-kill-disable"})
+
+
+def add_refused_flags(p: argparse.ArgumentParser) -> None:
+    from core.compat import FIELDS, Status
+
+    for field in FIELDS:
+        if field.status is Status.REFUSED and field.cli.startswith("-"):
+            flags = field.cli.split(", ")
+            switch = bool(_SWITCHES & set(flags))
+            p.add_argument(*flags, dest=f"refused_{field.key}", help=argparse.SUPPRESS,
+                           action="store_true" if switch else "append")
+
+
+def refused_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The refused flags that were given, as their recorded keys (the engine refuses)."""
+    out: dict[str, Any] = {}
+    for dest, value in vars(args).items():
+        if dest.startswith("refused_") and value:
+            out[dest.removeprefix("refused_")] = value
+    return out
 
 
 def _profile_text(opt: str) -> str:
@@ -316,7 +343,7 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", "-m")
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--cpus")
-    p.add_argument("--network", choices=["none", "host"], default=None)
+    p.add_argument("--network", help="none (the default) or host")
     p.add_argument("--security-opt", action="append",
                    help="no-new-privileges[=false], seccomp=FILE|unconfined, "
                         "systempaths=unconfined")
@@ -332,6 +359,7 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uts", help="host: share the host's UTS namespace (hostname)")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
+    add_refused_flags(p)
     p.add_argument("image")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
 

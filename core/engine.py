@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import lifecycle, security
+from core import compat, lifecycle, security
 from core.errors import (
     BadInput,
     ConcurrencyError,
@@ -251,7 +251,7 @@ class Engine:
                config: dict[str, Any] | None = None) -> str:
         """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
         with self._command("create", image_ref) as cmd:
-            config = security.normalized(config or {})
+            config = security.normalized(compat.checked(config or {}))
             image = self.image(image_ref)
             if name is not None:
                 name = check_name(name)

@@ -8,11 +8,13 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from adapters.dockerapi import shapes, streams
 from adapters.dockerapi.http import HttpError, Request, passes
 from adapters.dockerapi.server import TAKEN, Ctx, Parked, raise_for, route
+from core import compat
 from core.errors import LaminaError, NotFound
 
 PARK_LIMIT = 600.0  # seconds an attach may wait for its container's start
@@ -221,37 +223,90 @@ async def stats(ctx: Ctx, req: Request, ref: str) -> int:
 
 
 def create_options(body: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
-    """docker's create body -> (cmd, lamina's run options, as the CLI records them)."""
+    """docker's create body -> (cmd, lamina's run options, as the CLI records them).
+
+    Every field goes through core.compat's table: an applied one becomes its option, a
+    refused one (or one outside docker's schema) that carries a request is kept so that the
+    engine refuses it by name and records the refusal; docker's own defaults, which its
+    clients send with every create, are no request."""
     if not isinstance(body, dict):
         raise HttpError(400, "the create body must be a JSON object")
-    host = body.get("HostConfig") or {}
     cmd = body.get("Cmd") or []
     if isinstance(cmd, str):
         cmd = [cmd]
-    network = host.get("NetworkMode") or ""
-    if network not in ("", "default", "bridge", "none", "host"):
-        raise HttpError(400, f"network mode {network!r} is not supported (use none or host)")
-    options: dict[str, Any] = {
-        "env": body.get("Env") or [], "workdir": body.get("WorkingDir") or None,
-        "user": body.get("User") or None, "hostname": body.get("Hostname") or None,
-        "network": network if network in ("none", "host") else None,
-        "memory": host.get("Memory") or None, "pids": host.get("PidsLimit") or None,
-        "cpus": (host.get("NanoCpus") or 0) / 1e9 or None, "tty": bool(body.get("Tty")),
-        "interactive": bool(body.get("OpenStdin")),
-        "auto_remove": bool(host.get("AutoRemove")), "labels": body.get("Labels") or {},
-        "security_opt": host.get("SecurityOpt") or [], "privileged": bool(host.get("Privileged")),
-        "cap_add": host.get("CapAdd") or [], "cap_drop": host.get("CapDrop") or [],
-        "read_only": bool(host.get("ReadonlyRootfs")), "group_add": host.get("GroupAdd") or [],
-        "devices": [_device(d) for d in host.get("Devices") or []],
-        "pid": host.get("PidMode") or None, "ipc": host.get("IpcMode") or None,
-        "uts": host.get("UTSMode") or None,
-    }
-    entrypoint = body.get("Entrypoint")
-    if entrypoint is not None:
-        entrypoint = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
-        options["entrypoint"] = [] if entrypoint == [""] else entrypoint
-    kept = {k: v for k, v in options.items() if v not in (None, [], False, "", {})}
-    return [str(a) for a in cmd], kept
+    options: dict[str, Any] = {"unsupported": []}
+    sections = (("Config", {k: v for k, v in body.items()
+                            if k not in ("HostConfig", "NetworkingConfig")}),
+                ("HostConfig", body.get("HostConfig") or {}),
+                ("NetworkingConfig", body.get("NetworkingConfig") or {}))
+    for section, fields in sections:
+        if not isinstance(fields, dict):
+            raise HttpError(400, f"{section} must be a JSON object")
+        for name, value in fields.items():
+            _take(options, f"{section}.{name}", value)
+    _entrypoint(options, body.get("Entrypoint"))
+    _system_paths(options, body.get("HostConfig") or {})
+    if body.get("NetworkDisabled"):
+        options.setdefault("network", "none")
+    return [str(a) for a in cmd], options
+
+
+# What docker's clients send when nothing was asked (beside empty and zero values).
+_DEFAULTS: dict[str, tuple[Any, ...]] = {
+    "HostConfig.NetworkMode": ("default",), "HostConfig.CgroupnsMode": ("private",),
+    "HostConfig.Isolation": ("default",), "HostConfig.MemorySwappiness": (-1,),
+    "HostConfig.PidsLimit": (-1,), "HostConfig.MemorySwap": (-1,),
+}
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "HostConfig.NanoCpus": lambda v: v / 1e9,
+    "HostConfig.Devices": lambda v: [_device(d) for d in v],
+    "Config.Tty": bool, "Config.OpenStdin": bool, "HostConfig.Privileged": bool,
+    "HostConfig.ReadonlyRootfs": bool, "HostConfig.AutoRemove": bool,
+}
+
+
+def _deep_zero(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_deep_zero(v) for v in value.values())
+    return compat.is_zero(value)
+
+
+def _no_request(api: str, value: Any) -> bool:
+    if api == "NetworkingConfig.EndpointsConfig" and isinstance(value, dict):
+        # docker's CLI names the network NetworkMode asked for, with empty settings
+        return set(value) <= {"default", "none", "host"} and _deep_zero(value)
+    if _deep_zero(value) or value in _DEFAULTS.get(api, ()):
+        return True
+    if api == "HostConfig.RestartPolicy" and isinstance(value, dict):
+        return value.get("Name") in (None, "", "no") and not value.get("MaximumRetryCount")
+    if api == "HostConfig.LogConfig" and isinstance(value, dict):
+        return value.get("Type") in (None, "", "json-file") and not value.get("Config")
+    return False
+
+
+def _take(options: dict[str, Any], api: str, value: Any) -> None:
+    field = compat.BY_API.get(api)
+    if field is None:
+        if not _no_request(api, value):
+            options["unsupported"].append(api)
+        return
+    if field.key and field.status is not compat.Status.CLIENT \
+            and not _no_request(api, value) and field.key not in ("entrypoint",):
+        options[field.key] = _CONVERT.get(api, lambda v: v)(value)
+
+
+def _entrypoint(options: dict[str, Any], entrypoint: Any) -> None:
+    """null keeps the image's; [""] (or "") resets it, as docker's."""
+    if entrypoint is None:
+        return
+    entrypoint = [entrypoint] if isinstance(entrypoint, str) else list(entrypoint)
+    options["entrypoint"] = [] if entrypoint in ([""], []) else entrypoint
+
+
+def _system_paths(options: dict[str, Any], host: dict[str, Any]) -> None:
+    """docker's CLI says --security-opt systempaths=unconfined by sending both lists empty."""
+    if host.get("MaskedPaths") == [] and host.get("ReadonlyPaths") == []:
+        options["security_opt"] = [*options.get("security_opt", []), "systempaths=unconfined"]
 
 
 def _device(d: Any) -> str:

@@ -85,3 +85,20 @@ def test_build_refuses_a_dockerfile_symlinked_out_of_its_context(service: Servic
     errors = [line["error"] for line in lines if "error" in line]
     assert errors, lines
     assert "root:" not in str(lines)
+
+
+def test_fields_lamina_cant_honour_are_refused_by_name(service: Service) -> None:
+    """The real docker CLI's own requests: the defaults it always sends pass, a flag whose
+    field lamina doesn't build is a 400 naming it, recorded as CommandRejected."""
+    before = len(service.events())
+    cases = {("-v", "/tmp:/mnt"): "Binds (-v, --volume) is not supported by lamina yet",
+             ("--restart", "always"): "RestartPolicy (--restart) is not supported",
+             ("-p", "8080:80"): "PortBindings (-p, --publish) is not supported",
+             ("--network", "bridge"): "NetworkMode 'bridge'",
+             ("--ulimit", "nofile=10:10"): "Ulimits (--ulimit) is not supported"}
+    for flags, message in cases.items():
+        out = service.docker("create", *flags, "busybox", "true")
+        assert out.returncode != 0 and message in out.stderr, (flags, out.stderr)
+    rejected = [e for e in service.events()[before:] if e["type"] == "CommandRejected"]
+    assert [e["data"]["command"] for e in rejected] == ["create"] * len(cases)
+    assert service.ok("run", "--rm", "busybox", "echo", "plain").strip() == "plain"

@@ -1,0 +1,209 @@
+"""Every field of docker's create request, and what lamina does with it: one table.
+
+Why a table: a request lamina can't honour must be refused by name, never accepted and
+ignored (the honesty rule), and the list of what is honoured must not drift from what the
+code does. The Docker API adapter turns a create body into lamina's recorded options (the
+`key` of each field) and the CLI its flags; `check` refuses every refused field that carries
+a request, before anything is recorded; docs/compatibility.md is generated from FIELDS.
+
+A field at its zero value is no request: docker's clients send most of them every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from core.errors import BadInput
+
+
+class Status(StrEnum):
+    APPLIED = "applied"
+    REFUSED = "refused"
+    CLIENT = "client"  # what docker's own daemon ignores too: the client acts on it
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of docker's create body (`Config.X` fields sit at the body's top level)."""
+
+    api: str  # "HostConfig.Binds"
+    cli: str  # "-v, --volume" ("" when the CLI has no flag for it)
+    status: Status
+    key: str = ""  # lamina's recorded option; "" when the field never becomes one
+    note: str = ""  # how it is applied, or which issue brings it
+    allowed: tuple[str, ...] = ()  # an applied field's values lamina honours (empty: any)
+
+    @property
+    def name(self) -> str:
+        return self.api.removeprefix("Config.")
+
+
+A, R, C = Status.APPLIED, Status.REFUSED, Status.CLIENT
+VOLUMES, NETWORKS, EVERYDAY = "volumes issue", "networks issue", "everyday-surface issue"
+RESOURCES = "resource controls beyond memory, cpus and pids are not built"
+
+FIELDS: tuple[Field, ...] = (
+    # --- Config (the body's top level) ---
+    Field("Config.Hostname", "--hostname", A, "hostname", "docker's -h is lamina's help"),
+    Field("Config.Domainname", "--domainname", R, "domainname", "not built"),
+    Field("Config.User", "-u, --user", A, "user"),
+    Field("Config.AttachStdin", "-a, --attach", C, note="which streams the client attaches"),
+    Field("Config.AttachStdout", "-a, --attach", C, note="which streams the client attaches"),
+    Field("Config.AttachStderr", "-a, --attach", C, note="which streams the client attaches"),
+    Field("Config.ExposedPorts", "--expose", R, "exposed_ports", NETWORKS),
+    Field("Config.Tty", "-t, --tty", A, "tty"),
+    Field("Config.OpenStdin", "-i, --interactive", A, "interactive"),
+    Field("Config.StdinOnce", "", C, note="stdin closes when the attached client's ends"),
+    Field("Config.Env", "-e, --env", A, "env"),
+    Field("Config.Cmd", "COMMAND", A, note="the container's command"),
+    Field("Config.Healthcheck", "--health-cmd", R, "healthcheck", EVERYDAY),
+    Field("Config.ArgsEscaped", "", C, note="Windows only: no effect on Linux, as docker's"),
+    Field("Config.Image", "IMAGE", A, note="the image"),
+    Field("Config.Volumes", "", R, "volumes", VOLUMES),
+    Field("Config.WorkingDir", "-w, --workdir", A, "workdir"),
+    Field("Config.Entrypoint", "--entrypoint", A, "entrypoint"),
+    Field("Config.NetworkDisabled", "", A, "network", "no network: --network none"),
+    Field("Config.OnBuild", "", R, "onbuild", "image metadata only"),
+    Field("Config.Labels", "-l, --label", A, "labels"),
+    Field("Config.StopSignal", "--stop-signal", R, "stop_signal", EVERYDAY),
+    Field("Config.StopTimeout", "--stop-timeout", R, "stop_timeout", EVERYDAY),
+    Field("Config.Shell", "", R, "shell", "image metadata only"),
+    Field("Config.MacAddress", "--mac-address", R, "mac_address", NETWORKS),
+    # --- HostConfig: resources ---
+    Field("HostConfig.Memory", "-m, --memory", A, "memory"),
+    Field("HostConfig.NanoCpus", "--cpus", A, "cpus"),
+    Field("HostConfig.PidsLimit", "--pids-limit", A, "pids"),
+    Field("HostConfig.CpuShares", "-c, --cpu-shares", R, "cpu_shares", RESOURCES),
+    Field("HostConfig.CgroupParent", "--cgroup-parent", R, "cgroup_parent", RESOURCES),
+    Field("HostConfig.BlkioWeight", "--blkio-weight", R, "blkio_weight", RESOURCES),
+    Field("HostConfig.BlkioWeightDevice", "--blkio-weight-device", R, "blkio_weight_device",
+          RESOURCES),
+    Field("HostConfig.BlkioDeviceReadBps", "--device-read-bps", R, "device_read_bps",
+          RESOURCES),
+    Field("HostConfig.BlkioDeviceWriteBps", "--device-write-bps", R, "device_write_bps",
+          RESOURCES),
+    Field("HostConfig.BlkioDeviceReadIOps", "--device-read-iops", R, "device_read_iops",
+          RESOURCES),
+    Field("HostConfig.BlkioDeviceWriteIOps", "--device-write-iops", R, "device_write_iops",
+          RESOURCES),
+    Field("HostConfig.CpuPeriod", "--cpu-period", R, "cpu_period", RESOURCES),
+    Field("HostConfig.CpuQuota", "--cpu-quota", R, "cpu_quota", RESOURCES),
+    Field("HostConfig.CpuRealtimePeriod", "--cpu-rt-period", R, "cpu_rt_period", RESOURCES),
+    Field("HostConfig.CpuRealtimeRuntime", "--cpu-rt-runtime", R, "cpu_rt_runtime",
+          RESOURCES),
+    Field("HostConfig.CpusetCpus", "--cpuset-cpus", R, "cpuset_cpus", RESOURCES),
+    Field("HostConfig.CpusetMems", "--cpuset-mems", R, "cpuset_mems", RESOURCES),
+    Field("HostConfig.Devices", "--device", A, "devices"),
+    Field("HostConfig.DeviceCgroupRules", "--device-cgroup-rule", R, "device_cgroup_rules",
+          "devices are allowed by --device only"),
+    Field("HostConfig.DeviceRequests", "--gpus", R, "device_requests", "no GPU support"),
+    Field("HostConfig.MemoryReservation", "--memory-reservation", R, "memory_reservation",
+          RESOURCES),
+    Field("HostConfig.MemorySwap", "--memory-swap", R, "memory_swap", RESOURCES),
+    Field("HostConfig.MemorySwappiness", "--memory-swappiness", R, "memory_swappiness",
+          RESOURCES),
+    Field("HostConfig.OomKillDisable", "--oom-kill-disable", R, "oom_kill_disable",
+          RESOURCES),
+    Field("HostConfig.Init", "--init", R, "init", EVERYDAY),
+    Field("HostConfig.Ulimits", "--ulimit", R, "ulimits", EVERYDAY),
+    Field("HostConfig.CpuCount", "", R, "cpu_count", "Windows only"),
+    Field("HostConfig.CpuPercent", "", R, "cpu_percent", "Windows only"),
+    Field("HostConfig.IOMaximumIOps", "", R, "io_maximum_iops", "Windows only"),
+    Field("HostConfig.IOMaximumBandwidth", "", R, "io_maximum_bandwidth", "Windows only"),
+    # --- HostConfig: storage ---
+    Field("HostConfig.Binds", "-v, --volume", R, "binds", VOLUMES),
+    Field("HostConfig.Mounts", "--mount", R, "mounts", VOLUMES),
+    Field("HostConfig.Tmpfs", "--tmpfs", R, "tmpfs", VOLUMES),
+    Field("HostConfig.VolumeDriver", "--volume-driver", R, "volume_driver", VOLUMES),
+    Field("HostConfig.VolumesFrom", "--volumes-from", R, "volumes_from", VOLUMES),
+    Field("HostConfig.ReadonlyRootfs", "--read-only", A, "read_only"),
+    Field("HostConfig.StorageOpt", "--storage-opt", R, "storage_opt", "no per-container quota"),
+    Field("HostConfig.ShmSize", "--shm-size", R, "shm_size", EVERYDAY),
+    # --- HostConfig: networks ---
+    Field("HostConfig.NetworkMode", "--network", A, "network",
+          "none (the default) and host; other networks: " + NETWORKS, ("none", "host")),
+    Field("HostConfig.PortBindings", "-p, --publish", R, "port_bindings", NETWORKS),
+    Field("HostConfig.PublishAllPorts", "-P, --publish-all", R, "publish_all", NETWORKS),
+    Field("HostConfig.Dns", "--dns", R, "dns", NETWORKS),
+    Field("HostConfig.DnsOptions", "--dns-option", R, "dns_options", NETWORKS),
+    Field("HostConfig.DnsSearch", "--dns-search", R, "dns_search", NETWORKS),
+    Field("HostConfig.ExtraHosts", "--add-host", R, "extra_hosts", NETWORKS),
+    Field("HostConfig.Links", "--link", R, "links", NETWORKS),
+    Field("NetworkingConfig.EndpointsConfig", "--ip, --network-alias", R, "endpoints",
+          NETWORKS),
+    # --- HostConfig: lifecycle and logs ---
+    Field("HostConfig.RestartPolicy", "--restart", R, "restart", EVERYDAY),
+    Field("HostConfig.AutoRemove", "--rm", A, "auto_remove"),
+    Field("HostConfig.LogConfig", "--log-driver, --log-opt", R, "log_config",
+          "json-file only, as recorded today: " + EVERYDAY),
+    Field("HostConfig.ContainerIDFile", "--cidfile", C,
+          note="written by the client, as docker's daemon leaves it to its CLI"),
+    Field("HostConfig.ConsoleSize", "", C, note="the client sizes the terminal after start"),
+    Field("HostConfig.Annotations", "--annotation", R, "annotations", "no OCI runtime below"),
+    Field("HostConfig.Runtime", "--runtime", R, "runtime", "lamina is its own runtime"),
+    Field("HostConfig.Isolation", "--isolation", R, "isolation", "Windows only"),
+    # --- HostConfig: security and namespaces ---
+    Field("HostConfig.CapAdd", "--cap-add", A, "cap_add"),
+    Field("HostConfig.CapDrop", "--cap-drop", A, "cap_drop"),
+    Field("HostConfig.Privileged", "--privileged", A, "privileged"),
+    Field("HostConfig.SecurityOpt", "--security-opt", A, "security_opt",
+          "no-new-privileges, seccomp, systempaths; others refused by name"),
+    Field("HostConfig.GroupAdd", "--group-add", A, "group_add"),
+    Field("HostConfig.PidMode", "--pid", A, "pid", "host; container:NAME refused"),
+    Field("HostConfig.IpcMode", "--ipc", A, "ipc",
+          "private, shareable, none, host; container:NAME refused"),
+    Field("HostConfig.UTSMode", "--uts", A, "uts", "host"),
+    Field("HostConfig.CgroupnsMode", "--cgroupns", R, "cgroupns",
+          "always private: host refused"),
+    Field("HostConfig.Cgroup", "", R, "cgroup", "another container's cgroup"),
+    Field("HostConfig.UsernsMode", "--userns", R, "userns", "a per-root setting"),
+    Field("HostConfig.OomScoreAdj", "--oom-score-adj", R, "oom_score_adj", RESOURCES),
+    Field("HostConfig.Sysctls", "--sysctl", R, "sysctls", "namespaced sysctls not built"),
+    Field("HostConfig.MaskedPaths", "", R, "masked_paths",
+          "docker's list; [] (with ReadonlyPaths []) is --security-opt systempaths=unconfined"),
+    Field("HostConfig.ReadonlyPaths", "", R, "readonly_paths",
+          "docker's list; see MaskedPaths"),
+)
+
+BY_API = {f.api: f for f in FIELDS}
+BY_KEY = {f.key: f for f in FIELDS if f.key}
+
+
+def refusal(api: str) -> str:
+    """The one line for a refused field (the API's 400 message, the CLI's error)."""
+    field = BY_API.get(api)
+    if field is not None and field.cli and field.cli not in ("COMMAND", "IMAGE"):
+        return f"{field.name} ({field.cli}) is not supported by lamina yet"
+    return f"{api.removeprefix('Config.')} is not supported by lamina yet"
+
+
+def is_zero(value: Any) -> bool:
+    """No request: unset, empty, zero or false."""
+    return value is None or value is False or value in ("", 0) or value == [] or value == {}
+
+
+def checked(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options, once `check` found nothing to refuse (`unsupported` is not recorded)."""
+    check(options)
+    return {k: v for k, v in options.items() if k != "unsupported"}
+
+
+def check(options: Mapping[str, Any]) -> None:
+    """Refuse the first recorded option whose field lamina doesn't honour; `unsupported`
+    names body fields outside docker's schema that carried a value."""
+    for key, value in options.items():
+        if key == "unsupported":
+            if value:
+                raise BadInput(refusal(value[0]))
+            continue
+        field = BY_KEY.get(key)
+        if field is None or is_zero(value):
+            continue
+        if field.status is Status.REFUSED:
+            raise BadInput(refusal(field.api))
+        if field.allowed and value not in field.allowed:
+            raise BadInput(f"{field.name} {value!r} ({field.cli} {value}) is not supported "
+                           f"by lamina yet (use {' or '.join(field.allowed)})")

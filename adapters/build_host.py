@@ -31,13 +31,14 @@ from core.errors import BadInput, LaminaError
 def build(engine: Any, context_dir: str, dockerfile: str | None = None,
           tags: Sequence[str] = (), build_args: Mapping[str, str] | None = None,
           no_cache: bool = False, target: str | None = None,
-          out: Callable[[str], None] = lambda _text: None) -> str:
+          out: Callable[[str], None] = lambda _text: None, extras: Any = None) -> str:
     """Build an image from a Dockerfile in `context_dir`; returns its id (see core/build.py:
-    `out` gets docker's classic progress text, `Successfully built <id>` at the end)."""
+    `out` gets docker's classic progress text, `Successfully built <id>` at the end;
+    `extras`, a core.build.Extras, what the Docker API's request adds)."""
     from core.build import build as core_build
 
     return core_build(engine, LinuxBuildHost(engine), context_dir, dockerfile, tags,
-                      build_args, no_cache, target, out)
+                      build_args, no_cache, target, out, extras)
 
 
 class LinuxBuildHost:

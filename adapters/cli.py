@@ -156,8 +156,15 @@ def _print_world(world: Any) -> None:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     log = _log(args, create=False)
-    states = None if args.all else ("running", "paused")
+    states = None if args.all or args.filter else ("running", "paused")
     containers = log.containers(states) if log is not None else []
+    if args.filter:  # docker's rule, as the API's ps (core/filters.py); oldest first here
+        from core import filters
+
+        images = {i.id: i for i in log.images()} if log is not None else {}
+        chosen = filters.select(containers, images, filters.parse_flags(args.filter),
+                                everything=args.all)
+        containers = chosen[::-1]
     from adapters import render
 
     if args.format == "json":
@@ -239,8 +246,29 @@ argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse's formatter asks shutil for the terminal width on every add_argument, and
-    importing shutil (with lzma, bz2 and zlib) costs a few ms of every command."""
+    """No abbreviations (`--pid 5` once meant `--pids-limit 5`): every command's parser,
+    subcommands included, is one of these. And argparse's formatter asks shutil for the
+    terminal width on every add_argument, and importing shutil (with lzma, bz2 and zlib)
+    costs a few ms of every command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """An argument the command doesn't take is reported with that command's usage
+        (argparse leaves it to the top parser, whose usage says nothing of the command)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._command_parser(getattr(parsed, "command", None))
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _command_parser(self, name: str | None) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]
+        return self
 
     def _get_formatter(self) -> argparse.HelpFormatter:
         width = int(os.environ.get("COLUMNS", "0") or 0)
@@ -293,6 +321,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="stopped ones too")
+    p.add_argument("-f", "--filter", action="append", metavar="K=V",
+                   help="docker's: label=K[=V], name, id, status, exited, ancestor, "
+                        "before, since, ... (repeatable)")
     _format(p)
     p.set_defaults(func=cmd_ps)
 

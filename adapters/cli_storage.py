@@ -35,7 +35,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     source = sys.stdin.buffer if args.file == "-" else args.file
     with _progress(args, "importing", "rchar", args.file):
         iid = e.import_image(source, args.reference, created_by=f"lamina import {args.file}",
-                             comment=args.message or "")
+                             comment=args.message or "", changes=args.change or [])
     print(f"sha256:{iid}")
     return 0
 
@@ -52,7 +52,8 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
         cpus = parse_cpus(args.cpus) if getattr(args, "cpus", None) else None
     except ValueError as err:
         raise BadInput(str(err)) from None
-    options = {"env": args.env or [], "workdir": args.workdir, "user": args.user,
+    options = {"env": [from_caller(e) for e in args.env or []], "workdir": args.workdir,
+               "user": args.user,
                "hostname": args.hostname, "network": args.network, "memory": memory,
                "pids": args.pids_limit, "cpus": cpus, "tty": args.tty,
                "interactive": args.interactive, "privileged": args.privileged,
@@ -62,8 +63,34 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
                "security_opt": [_profile_text(o) for o in args.security_opt or []]}
     if args.entrypoint is not None:
         options["entrypoint"] = [args.entrypoint] if args.entrypoint else []
+    labels = labels_of(args.label_file or [], args.label or [])
+    if labels:
+        options["labels"] = labels
     options.update(refused_options(args))
     return {k: v for k, v in options.items() if v not in (None, [], False, "")}
+
+
+def labels_of(files: list[str], given: list[str]) -> dict[str, str]:
+    """`--label-file` lines, then `-l K[=V]` (a later key wins; `K` alone is K=""): docker's
+    CLI reads them so (a file's blank lines and `#` comments skipped) and sends the map the
+    API records as Config.Labels."""
+    from core.errors import BadInput
+
+    items: list[str] = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = [line.strip() for line in f]
+        except OSError as err:
+            raise BadInput(f"open {path}: {err.strerror}") from None
+        items += [line for line in lines if line and not line.startswith("#")]
+    out: dict[str, str] = {}
+    for item in [*items, *given]:
+        key, _, value = item.partition("=")
+        if not key.strip():
+            raise BadInput(f"invalid label '{item}': empty name")
+        out[key] = value
+    return out
 
 
 # docker run's flags whose fields lamina refuses (core/compat.py): parsed, so that using one
@@ -90,6 +117,16 @@ def refused_options(args: argparse.Namespace) -> dict[str, Any]:
         if dest.startswith("refused_") and value:
             out[dest.removeprefix("refused_")] = value
     return out
+
+
+def from_caller(item: str) -> str:
+    """`-e NAME` takes NAME's value where lamina runs (the client's environment, through
+    the fork server too); unset there, it stays bare, and the container has no NAME."""
+    import os
+
+    if "=" in item or item not in os.environ:
+        return item
+    return f"{item}={os.environ[item]}"
 
 
 def _profile_text(opt: str) -> str:
@@ -150,7 +187,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
     e = _engine(args)
     with _progress(args, f"committing {args.container}"):
         iid = e.commit(args.container, args.reference, comment=args.message or "",
-                       author=args.author or "")
+                       author=args.author or "", changes=args.change or [])
     print(f"sha256:{iid}")
     return 0
 
@@ -359,6 +396,10 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uts", help="host: share the host's UTS namespace (hostname)")
     p.add_argument("-i", "--interactive", action="store_true")
     p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-l", "--label", action="append", metavar="K[=V]",
+                   help="a label on the container (repeatable)")
+    p.add_argument("--label-file", action="append", metavar="FILE",
+                   help="labels from a file of K[=V] lines (repeatable)")
     add_refused_flags(p)
     p.add_argument("image")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -369,6 +410,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("file", help="tar file, or - for stdin")
     p.add_argument("reference", nargs="?", help="REPO[:TAG]")
     p.add_argument("-m", "--message")
+    p.add_argument("-c", "--change", action="append",
+                   help="a Dockerfile instruction for the image's config (as commit's)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("create", help="add a read-write layer on top of an image")
@@ -388,6 +431,9 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("commit", help="a container's read-write layer becomes an image")
     p.add_argument("-m", "--message")
     p.add_argument("-a", "--author")
+    p.add_argument("-c", "--change", action="append",
+                   help="a Dockerfile instruction for the image's config: CMD, ENTRYPOINT, "
+                        "ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL (repeatable)")
     p.add_argument("container")
     p.add_argument("reference", nargs="?")
     p.set_defaults(func=cmd_commit)

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 from adapters.client import SOCKET_NAME
+from core.errors import Conflict
 
 MAX_REQUEST = 1 << 20
 WARM_MODULES = (
@@ -130,6 +131,88 @@ def _close_all(fds: list[int]) -> None:
             os.close(fd)
 
 
+# --- one server per root, and only our own sockets removed ----------------------------
+
+
+def unlink_stale(path: str) -> None:
+    """Remove the socket file at `path` only when it is a dead server's leftover (nobody
+    listens: connection refused); a server that answers, or anything else at that path, is
+    a Conflict (fail closed: never remove what might be in use, nor what is no socket)."""
+    import stat
+
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise Conflict(f"{path} exists and is not a socket")
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise Conflict(f"{path} is in use by another server ({err})") from None
+    finally:
+        probe.close()
+    raise Conflict(f"{path} is in use by another server")
+
+
+def file_id(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`: which socket file is there now."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def unlink_own(path: str, mine: tuple[int, int] | None) -> None:
+    """Remove the socket file we bound, and only it: another server may have replaced a
+    file we lost (it answered nobody), and its socket is not ours to remove."""
+    if mine is not None and file_id(path) == mine:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+SERVE_LOCK = "serve.pid"
+
+
+def claim(root: str) -> int:
+    """One `lamina serve` per root: a POSIX record lock on <root>/serve.pid, held by this
+    process until it exits (the kernel drops it even on SIGKILL, so there is no stale lock
+    to clean up). Record locks are per process, so the forked fork server, workers and
+    monitors never hold it. Returns the lock file's fd, to keep open; Conflict naming the
+    running server's pid when another holds it."""
+    import fcntl
+
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(root, SERVE_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pid = _holder(fd)
+        os.close(fd)
+        raise Conflict(f"lamina serve is already running for {root}, pid {pid}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _holder(fd: int, wait: float = 1.0) -> str:
+    """The pid the lock's holder wrote (it writes just after locking: wait a moment)."""
+    deadline = time.monotonic() + wait
+    while True:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text.isdigit() or time.monotonic() > deadline:
+            return text or "unknown"
+        time.sleep(0.02)
+
+
 class ForkServer:
     """Keeps one spare child forked ahead of time, blocked in accept(): a command starts
     in a process that is already forked, so the fork is not on the client's clock. (Also
@@ -148,14 +231,15 @@ class ForkServer:
         self.jobs: dict[int, _Job] = {}  # by pid
         self.spare: _Job | None = None
         self.stopping = False
+        self.bound: tuple[int, int] | None = None  # the socket file we made (file_id)
         self.sel.register(self.ctl, selectors.EVENT_READ)
         self._wakeup, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self._wakeup, selectors.EVENT_READ)
 
     def bind(self) -> None:
+        """Listen on the socket; one another server answers on is refused (Conflict)."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        unlink_stale(self.path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
@@ -164,14 +248,14 @@ class ForkServer:
             os.umask(old)
         listener.listen(64)
         self.listener = listener
+        self.bound = file_id(self.path)
 
     def close(self) -> None:
         """Stop taking commands: the socket goes, spares go, commands in flight stay."""
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+            unlink_own(self.path, self.bound)
         for job in self.jobs.values():
             if job.conn is None:  # a spare: it runs no command
                 with contextlib.suppress(ProcessLookupError):

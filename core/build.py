@@ -24,7 +24,7 @@ import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from core.dockerfile import (
@@ -52,7 +52,36 @@ Out = Callable[[str], None]
 
 
 class BuildFailedError(LaminaError):
-    """A step failed while the build ran (its message is docker's where docker has one)."""
+    """A step failed while the build ran (its message is docker's where docker has one);
+    `code` is the exit code of a failed RUN (docker's errorDetail.code)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unsupported(BadInput):
+    """A field of the build request lamina can't honour: refused before anything runs."""
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What a build request (the Docker API's /build) asks beyond the CLI's flags.
+
+    `labels` become LABEL steps at the end of the built stage, one per key in key order,
+    never expanded (docker's --label); `cache_from`, when given, lets only those images and
+    their ancestors serve the cache (a name that names no image serves nothing, as docker);
+    `refused` names request fields lamina can't honour (the first is refused, recorded);
+    `run_options` go to every RUN step's container (memory, network); `keep_containers`
+    leaves the step containers (rm=0); `aux` gets each built stage's image id, docker's aux
+    message, before the `Successfully built` line."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    cache_from: Sequence[str] | None = None
+    refused: Sequence[str] = ()
+    run_options: Mapping[str, Any] = field(default_factory=dict)
+    keep_containers: bool = False
+    aux: Callable[[str], None] | None = None
 
 
 class CopySource(Protocol):
@@ -132,12 +161,14 @@ class _Run:
     consumed: set[str] = field(default_factory=set)
     stage_images: dict[int, str] = field(default_factory=dict)
     source: CopySource | None = None
+    extras: Extras = field(default_factory=Extras)
+    cache_sources: set[str] | None = None  # the images that may serve the cache (cache_from)
 
 
 def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None = None,
           tags: Sequence[str] = (), build_args: Mapping[str, str] | None = None,
           no_cache: bool = False, target: str | None = None,
-          out: Out = lambda _text: None) -> str:
+          out: Out = lambda _text: None, extras: Extras | None = None) -> str:
     """Build the Dockerfile (default `<context_dir>/Dockerfile`) and return the image id.
 
     `out` receives the progress text as docker's classic builder prints it (Step lines, RUN
@@ -146,14 +177,19 @@ def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None
     a failing step raises BuildFailedError after recording BuildFailed.
     """
     args = dict(build_args or {})
+    extras = extras or Extras()
     with engine._command("build", tags[0] if tags else context_dir) as cmd:
+        if extras.refused:
+            raise Unsupported(f"{extras.refused[0]} is not supported by lamina yet")
         name, text = host.read_dockerfile(context_dir, dockerfile)
         df = parse(text, name)
         tags = list(dict.fromkeys(normalize_tag(t) for t in tags))
         last = _target_index(df, target)
+        df = _with_labels(df, last, extras.labels)
         _check_bases(engine, df, last, args)
     run = _Run(engine, host, cmd, df, context_dir, args, no_cache, out,
-               engine.ids.new_id(), df.steps(last))
+               engine.ids.new_id(), df.steps(last), extras=extras,
+               cache_sources=_cache_sources(engine, extras.cache_from))
     t0 = time.monotonic()
     engine._append(cmd, [ev.BuildStarted(
         id=run.build_id, context=context_dir, dockerfile=name, tags=list(tags),
@@ -163,6 +199,8 @@ def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None
             run.source = source
             for stage in df.stages[:last + 1]:
                 _build_stage(run, stage)
+                if extras.aux is not None:
+                    extras.aux(run.stage_images[stage.index])
     except BaseException as err:
         reason = str(err) or type(err).__name__
         engine._append(cmd, [ev.BuildFailed(id=run.build_id, step=run.step,
@@ -222,6 +260,37 @@ def _target_index(df: Dockerfile, target: str | None) -> int:
     if index is None:
         raise BadInput(f"failed to reach build target {target} in Dockerfile")
     return index
+
+
+def _with_labels(df: Dockerfile, last: int, labels: Mapping[str, str]) -> Dockerfile:
+    """The Dockerfile with a `LABEL k=v` step per requested label at the end of the built
+    stage, keys in order (docker's buildLabelOptions). Such a LABEL carries its one pair in
+    `exec_form`, taken as it is: docker does not expand a --label's value."""
+    if not labels:
+        return df
+    stage = df.stages[last]
+    added = tuple(Instruction("LABEL", f"{k}={labels[k]}", 0, f"LABEL {k}={labels[k]}",
+                              exec_form=(k, labels[k])) for k in sorted(labels))
+    stages = list(df.stages)
+    stages[last] = replace(stage, instructions=(*stage.instructions, *added))
+    return replace(df, stages=tuple(stages))
+
+
+def _cache_sources(engine: Any, refs: Sequence[str] | None) -> set[str] | None:
+    """cache_from: the named images and their ancestors, the only images the cache may
+    reuse; a name that names no image adds nothing (docker skips it with a warning)."""
+    if refs is None:
+        return None
+    sources: set[str] = set()
+    for ref in refs:
+        try:
+            image: Image | None = engine.image(ref)
+        except LaminaError:
+            continue
+        while image is not None and image.id not in sources:
+            sources.add(image.id)
+            image = engine.log.image(image.parent) if image.parent else None
+    return sources
 
 
 def _global_env(df: Dockerfile, build_args: Mapping[str, str]) -> dict[str, str]:
@@ -370,7 +439,8 @@ def _metadata(df: Dockerfile, state: _Stage, ins: Instruction) -> tuple[dict[str
         config["Env"] = _set_env(config.get("Env") or [], pairs)
         return config, "ENV " + " ".join(f"{key}={value}" for key, value in pairs)
     if k == "LABEL":
-        pairs = key_values("LABEL", ins.rest, env, esc)
+        pairs = [(ins.exec_form[0], ins.exec_form[1])] if ins.exec_form is not None \
+            else key_values("LABEL", ins.rest, env, esc)
         config["Labels"] = {**(config.get("Labels") or {}), **dict(pairs)}
         return config, "LABEL " + " ".join(f"{key}={value}" for key, value in pairs)
     if k in ("CMD", "ENTRYPOINT"):
@@ -407,6 +477,29 @@ def _metadata(df: Dockerfile, state: _Stage, ins: Instruction) -> tuple[dict[str
         config["Shell"] = list(ins.exec_form or ())
         return config, f"SHELL [{' '.join(ins.exec_form or ())}]"
     raise BadInput(f"unknown instruction: {k}")  # the parser let through only the above
+
+
+# docker's validCommitCommands: what `commit --change` and `import --change` may say
+CHANGE_INSTRUCTIONS = frozenset({"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER",
+                                 "VOLUME", "WORKDIR", "STOPSIGNAL", "ONBUILD"})
+
+
+def apply_changes(image: Image | None, config: Mapping[str, Any],
+                  changes: Sequence[str]) -> dict[str, Any]:
+    """`commit --change` / `import --change`: Dockerfile instructions applied to an image's
+    config, as the build applies them (the same parser and the same metadata steps)."""
+    out = dict(config)
+    if not changes:
+        return out
+    df = parse("FROM scratch\n" + "\n".join(changes), name="--change")
+    state = _Stage(image=image, config=out)  # type: ignore[arg-type]
+    for ins in df.stages[0].instructions:
+        if ins.keyword not in CHANGE_INSTRUCTIONS:
+            raise BadInput(f"{ins.keyword} is not a valid change command")
+        if ins.keyword == "ONBUILD":
+            raise BadInput("--change ONBUILD is not supported by lamina yet")
+        state.config, _ = _metadata(df, state, ins)
+    return state.config
 
 
 def _set_env(env: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[str]:
@@ -463,6 +556,8 @@ def _cached(run: _Run, parent: Image, created_by: str, config: dict[str, Any]) -
     for image in run.engine.log.images():
         if image.parent != parent.id or image.source != "build":
             continue
+        if run.cache_sources is not None and image.id not in run.cache_sources:
+            continue
         history = image.config.get("history") or []
         if not history or history[-1].get("created_by") != created_by:
             continue
@@ -485,20 +580,20 @@ def _run_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool, 
     if found is not None:
         return found, True, ""
     engine = run.engine
-    options = {"entrypoint": [], "env": args, "network": "host"}
+    options = {"entrypoint": [], "env": args, "network": "host", **run.extras.run_options}
     tail = ["\n"]
 
     def out(text: str) -> None:
         tail[0] = text[-1:] or tail[0]
         run.out(text)
 
-    with _container(engine, state.image, argv, options) as cid:
+    with _container(engine, state.image, argv, options, run.extras.keep_containers) as cid:
         code = run.host.run(cid, out)
         if tail[0] != "\n":
             run.out("\n")  # the step's progress line starts a line of its own
         if code != 0:
             raise BuildFailedError(f"The command '{' '.join(argv)}' returned a non-zero code: "
-                                   f"{code}")
+                                   f"{code}", code)
         return _commit(run, cid, state.image, created_by), False, cid
 
 
@@ -526,7 +621,8 @@ def _copy_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool,
         found = _cached(run, state.image, created_by, state.config)
         if found is not None:
             return found, True, ""
-        with _container(run.engine, state.image, [*DEFAULT_SHELL, comment], {}) as cid:
+        with _container(run.engine, state.image, [*DEFAULT_SHELL, comment], {},
+                        run.extras.keep_containers) as cid:
             run.host.copy(source, cid, sources, target, chown, chmod, add)
             return _commit(run, cid, state.image, created_by), False, cid
 
@@ -546,13 +642,15 @@ def _copy_source(run: _Run, ins: Instruction) -> Iterator[CopySource]:
 
 @contextmanager
 def _container(engine: Any, image: Image, argv: Sequence[str],
-               options: Mapping[str, Any]) -> Iterator[str]:
-    """A build container for one step; removed afterwards whatever happens."""
+               options: Mapping[str, Any], keep: bool = False) -> Iterator[str]:
+    """A build container for one step; removed afterwards whatever happens, unless the
+    request keeps them (docker's rm=0)."""
     cid = engine.create(image.id, list(argv), config=dict(options))
     try:
         yield cid
     finally:
-        engine.rm(cid, force=True)
+        if not keep:
+            engine.rm(cid, force=True)
 
 
 def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:

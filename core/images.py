@@ -7,6 +7,8 @@ Rules (from the seed and the clarifications):
   without -f; with -f it loses its tags and its top-level place, and stays (listed by
   `images -a` as an untagged intermediate) as long as something needs it;
 - nothing a child image or a container needs is ever deleted;
+- naming one of an image's several tags removes that tag alone, -f or not; naming the id
+  of an image with several tags needs -f, and then removes them all (docker's rules);
 - removing an image also removes untagged parents that nothing else needs, as docker does.
 """
 
@@ -88,12 +90,20 @@ class RmiPlan:
 
 def plan_rmi(target: Image, ref: str, force: bool, images: dict[str, Image],
              containers: list[Container], layers: dict[str, Layer]) -> RmiPlan:
-    """Decide an rmi, or raise Conflict with docker's kind of message."""
+    """Decide an rmi, or raise Conflict with docker's kind of message.
+
+    Named by one of several tags, only that tag goes, with or without -f: `-f` forces the
+    removal of an image, never of its other names (moby's ImageDelete untags the reference
+    and stops while references remain). Named by id while it has several tags, docker asks
+    for -f ("referenced in multiple repositories"); with -f every tag goes with the image."""
     plan = RmiPlan()
     by_tag = ref in target.tags
-    if by_tag and len(target.tags) > 1 and not force:
-        plan.untag.append((target.id, ref))  # docker: only the reference goes
+    if by_tag and len(target.tags) > 1:
+        plan.untag.append((target.id, ref))
         return plan
+    if not by_tag and len(target.tags) > 1 and not force:
+        raise Conflict(f"conflict: unable to delete {short(target.id)} (must be forced) - "
+                       "image is referenced in multiple repositories")
     kids = [i for i in children(target.id, images.values())]
     used_by = users(target.id, containers)
     if not force:

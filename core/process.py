@@ -32,13 +32,18 @@ class ProcessSpec:
 
 
 def merge_env(base: Sequence[str], extra: Sequence[str]) -> tuple[str, ...]:
-    """Later values win, order of first appearance kept; PATH defaults like docker's."""
+    """Later values win, order of first appearance kept; PATH defaults like docker's. A
+    bare `NAME` unsets NAME, as docker's daemon reads it (its CLI sends one for `-e NAME`
+    when NAME is not set where the client runs)."""
     out: dict[str, str] = {}
     for item in [*base, *extra]:
         key, sep, value = item.partition("=")
         if not key:
             raise BadInput(f"invalid environment variable {item!r}")
-        out[key] = value if sep else ""
+        if sep:
+            out[key] = value
+        else:
+            out.pop(key, None)
     out.setdefault("PATH", DEFAULT_PATH)
     return tuple(f"{k}={v}" for k, v in out.items())
 

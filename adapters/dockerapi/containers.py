@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.dockerapi import shapes, streams
-from adapters.dockerapi.http import HttpError, Request, passes
+from adapters.dockerapi.http import HttpError, Request
 from adapters.dockerapi.server import TAKEN, Ctx, Parked, raise_for, route
 from core import compat
 from core.errors import LaminaError, NotFound
@@ -47,33 +47,26 @@ async def take_over(ctx: Ctx, req: Request, job: Any) -> Any:
 
 @route("GET", "/containers/json", body="none")
 async def list_containers(ctx: Ctx, req: Request) -> int:
+    """docker ps: core.filters.select decides, as for the CLI's `ps --filter`."""
+    from core import filters as rule
+
     log = ctx.log
     everything = req.flag("all")
     filters = req.filters()
-    states = None if everything or "status" in filters else ("running", "paused")
+    try:
+        limit = int(req.q("limit") or -1)
+    except ValueError:
+        raise HttpError(400, f"invalid limit: {req.q('limit')}") from None
+    whole = everything or limit > 0 or bool({"status", "before", "since", "id"} & set(filters))
     images = {i.id: i for i in log.images()}
-    out = []
-    for c in log.containers(states):
-        if not _match(c, filters):
-            continue
-        out.append(shapes.container_summary(c, images.get(c.image)))
-    out.reverse()  # docker lists the newest first
-    limit = int(req.q("limit") or -1)
-    if limit > 0:
-        out = out[:limit]
+    try:
+        chosen = rule.select(log.containers(None if whole else ("running", "paused")), images,
+                             filters, everything, limit)
+    except LaminaError as err:  # docker's words as they are: "invalid filter 'x'"
+        raise HttpError(404 if isinstance(err, NotFound) else 400, str(err)) from None
+    out = [shapes.container_summary(c, images.get(c.image)) for c in chosen]
     await req.conn.respond(200, dumps(out))
     return 200
-
-
-def _match(c: Any, filters: dict[str, list[str]]) -> bool:
-    checks = {
-        "status": lambda v: shapes.state_word(c) == v,
-        "name": lambda v: v.lstrip("/") in c.name,
-        "id": lambda v: c.id.startswith(v),
-        "ancestor": lambda v: c.image.startswith(v.removeprefix("sha256:")),
-        "label": lambda v: False,
-    }
-    return passes(checks, filters)
 
 
 @route("GET", "/containers/(?P<ref>[^/]+)/json", body="none")
@@ -407,13 +400,9 @@ def _timeout(req: Request) -> tuple[float]:
         raise HttpError(400, f"invalid timeout: {t}") from None
 
 
-def _signal(req: Request) -> tuple[int]:
-    from adapters.cli_runtime import parse_signal
-
-    try:
-        return (parse_signal(req.q("signal") or "KILL"),)
-    except LaminaError as err:
-        raise HttpError(400, str(err)) from None
+def _signal(req: Request) -> tuple[str]:
+    """The engine parses it: a bad signal is a recorded refusal (docker's 400)."""
+    return (req.q("signal") or "KILL",)
 
 
 route("POST", "/containers/(?P<ref>[^/]+)/stop")(_simple("stop", _timeout, True))

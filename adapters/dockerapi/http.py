@@ -35,15 +35,15 @@ class HttpError(Exception):
 
 
 def passes(checks: dict[str, Callable[[str], bool]], filters: dict[str, list[str]]) -> bool:
-    """docker's `filters` rule: every key must hold for at least one of its values; a key
-    with no check is a 400, as docker answers."""
-    for key, values in filters.items():
-        check = checks.get(key)
-        if check is None:
-            raise HttpError(400, f"invalid filter '{key}'")
-        if not any(check(v) for v in values):
-            return False
-    return True
+    """docker's `filters` rule (core.filters.passes); a key with no check is a 400, as
+    docker answers."""
+    from core import filters as rule
+    from core.errors import BadInput
+
+    try:
+        return rule.passes(checks, filters)
+    except BadInput as err:
+        raise HttpError(400, str(err)) from None
 
 
 def base_headers() -> list[tuple[str, str]]:

@@ -143,12 +143,12 @@ async def commit(ctx: Ctx, req: Request) -> int:
     comment, author = req.q("comment") or "", req.q("author") or ""
     body = req.json()
     keys = ("Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Labels", "StopSignal")
-    changes = {k: body[k] for k in keys if isinstance(body, dict) and body.get(k)}
-    changes.update(_changes(req.query.get("changes") or []) or {})
-    changes = changes or None
+    config = {k: body[k] for k in keys if isinstance(body, dict) and body.get(k)} or None
+    changes = req.query.get("changes") or []
 
     def job(e: Any, _: Any) -> str:
-        return e.commit(ref, target, comment=comment, author=author, changes=changes)
+        return e.commit(ref, target, comment=comment, author=author, config=config,
+                        changes=changes)
 
     iid = raise_for(await ctx.run(req, job))
     await req.conn.respond(201, dumps({"Id": f"sha256:{iid}"}))
@@ -211,37 +211,12 @@ async def create(ctx: Ctx, req: Request) -> int:
     changes = req.query.get("changes") or []
 
     def job(e: Any, _: Any) -> str:
-        config = _changes(changes)
         return e.import_image(path, target, created_by="docker import -", comment=message,
-                              config=config)
+                              changes=changes)
 
     iid = raise_for(await ctx.run(req, job))
     await req.conn.respond(200, dumps({"status": f"sha256:{iid}"}) + b"\n")
     return 200
-
-
-def _changes(lines: list[str]) -> dict[str, Any] | None:
-    """`--change 'CMD ["sh"]'` and friends, the few import supports."""
-    out: dict[str, Any] = {}
-    for line in lines:
-        word, _, rest = line.strip().partition(" ")
-        rest = rest.strip()
-        try:
-            value = json.loads(rest) if rest.startswith("[") else rest.split()
-        except ValueError:
-            value = rest.split()
-        key = {"CMD": "Cmd", "ENTRYPOINT": "Entrypoint", "WORKDIR": "WorkingDir",
-               "USER": "User", "ENV": "Env"}.get(word.upper())
-        if key is None:
-            raise HttpError(400, f"{word} is not a change import supports")
-        if key in ("WorkingDir", "User"):
-            out[key] = rest
-        elif key == "Env":
-            out.setdefault("Env", []).append(rest.replace(" ", "=", 1) if "=" not in rest
-                                             else rest)
-        else:
-            out[key] = value
-    return out or None
 
 
 def in_context(dockerfile: str | None) -> str | None:
@@ -253,6 +228,87 @@ def in_context(dockerfile: str | None) -> str | None:
     return posixpath.normpath("/" + dockerfile).lstrip("/") or None
 
 
+# /build's fields lamina doesn't build, and the CLI flag docker's users know each by; one
+# with a value that asks for something is refused by name (and recorded) by the worker.
+BUILD_REFUSED = {"remote": "", "pull": "--pull", "squash": "--squash",
+                 "memswap": "--memory-swap", "cpushares": "--cpu-shares",
+                 "cpusetcpus": "--cpuset-cpus", "cpusetmems": "--cpuset-mems",
+                 "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota",
+                 "cgroupparent": "--cgroup-parent", "shmsize": "--shm-size",
+                 "ulimits": "--ulimit", "extrahosts": "--add-host", "outputs": "--output",
+                 "session": "", "buildid": ""}
+_ZERO = ("", "0", "no", "false", "none", "null", "[]", "{}")  # docker's false, 0 or empty
+
+
+def _truthy(value: str | None) -> bool:
+    """docker's BoolValue: anything but empty, 0, no, false and none."""
+    return (value or "").strip().lower() not in _ZERO[:5]
+
+
+def _json_arg(req: Request, name: str, kind: type, what: str) -> Any:
+    text = req.q(name)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise HttpError(400, f"error reading {what}: {err}") from None
+    if not isinstance(value, kind):
+        raise HttpError(400, f"error reading {what}: not a JSON {kind.__name__}")
+    return value
+
+
+def build_refusals(req: Request) -> list[str]:
+    """The request's fields lamina can't honour, named as the refusal says them."""
+    out = []
+    for name, flag in BUILD_REFUSED.items():
+        if any(v.strip().lower() not in _ZERO for v in req.query.get(name) or []):
+            out.append(f"{name} ({flag})" if flag else name)
+    version = req.q("version") or "1"
+    if version not in ("1", "2"):
+        raise HttpError(400, f'invalid version "{version}"')
+    if version == "2":
+        out.append("version=2 (BuildKit)")
+    platform = req.q("platform") or ""
+    if platform not in ("", "linux", "linux/amd64"):
+        out.append(f"platform={platform} (--platform)")
+    network = req.q("networkmode") or "default"
+    if network not in ("default", "host", "none"):
+        out.append(f"networkmode={network} (--network)")
+    return out
+
+
+def build_options(req: Request) -> dict[str, Any]:
+    """/build's query as the worker's options (docker's parsing, its 400s)."""
+    if req.query.get("securityopt"):
+        raise HttpError(400, "security options are not supported on linux")
+    isolation = req.q("isolation") or ""
+    if isolation not in ("", "default"):
+        raise HttpError(400, f'unsupported isolation: "{isolation}"')
+    args = _json_arg(req, "buildargs", dict, "build args") or {}
+    labels = _json_arg(req, "labels", dict, "labels") or {}
+    cache_from = _json_arg(req, "cachefrom", list, "cache-from")
+    try:
+        memory = int(req.q("memory") or 0)
+    except ValueError:
+        raise HttpError(400, f"invalid memory: {req.q('memory')}") from None
+    network = req.q("networkmode") or "default"
+    run_options: dict[str, Any] = {"memory": memory} if memory > 0 else {}
+    if network in ("host", "none"):
+        run_options["network"] = network
+    removing = _truthy(req.q("forcerm")) or req.q("rm") in (None, "") or _truthy(req.q("rm"))
+    return {"dockerfile": in_context(req.q("dockerfile")),
+            "tags": [shapes.familiar(t) for t in req.query.get("t") or []],
+            "build_args": {str(k): str(v) for k, v in args.items() if v is not None},
+            "no_cache": _truthy(req.q("nocache")), "target": req.q("target") or None,
+            "quiet": _truthy(req.q("q")),
+            "labels": {str(k): str(v) for k, v in labels.items()},
+            "cache_from": [shapes.familiar(str(r)) for r in cache_from]
+            if cache_from is not None else None,
+            "refused": build_refusals(req), "run_options": run_options,
+            "keep_containers": not removing}
+
+
 @route("POST", "/build", body="file")
 async def build(ctx: Ctx, req: Request) -> Any:
     """The classic builder (DOCKER_BUILDKIT=0): the body is the context as a tar; the
@@ -260,17 +316,7 @@ async def build(ctx: Ctx, req: Request) -> Any:
     host as `lamina build`, and streams docker's JSON progress on the connection."""
     from adapters.dockerapi import streams
 
-    tags = [shapes.familiar(t) for t in req.query.get("t") or []]
-    try:
-        args = json.loads(req.q("buildargs") or "{}")
-    except ValueError:
-        raise HttpError(400, "invalid buildargs: not JSON") from None
-    if not isinstance(args, dict):
-        raise HttpError(400, "invalid buildargs: not a JSON object")
-    options = {"dockerfile": in_context(req.q("dockerfile")), "tags": tags,
-               "build_args": {str(k): str(v) for k, v in args.items() if v is not None},
-               "no_cache": req.flag("nocache"), "target": req.q("target") or None,
-               "quiet": req.flag("q")}
+    options = build_options(req)
     body, req.body_path = req.body_path, None  # the worker owns (and removes) it now
     fd = req.conn.sock.fileno()
 

@@ -27,6 +27,7 @@ from adapters.dockerapi.http import (
     error_body,
 )
 from adapters.dockerapi.worker import Report, Workers
+from adapters.forkserver import file_id, unlink_own, unlink_stale
 from core.errors import Ambiguous, BadInput, Conflict, IllegalMove, LaminaError, NotFound
 
 Handler = Callable[..., Awaitable[Any]]
@@ -260,9 +261,10 @@ async def _client(ctx: Ctx, conn: Conn) -> None:
 
 
 def listen(path: str) -> socket.socket:
-    """The Unix socket: root-owned, mode 0660 (docker's docker.sock is the same)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+    """The Unix socket: root-owned, mode 0660 (docker's docker.sock is the same). A socket
+    file another server still answers on is refused, never replaced; a stale one (its
+    server gone) is removed first."""
+    unlink_stale(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o117)
@@ -285,6 +287,7 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None) 
     engine = build_engine(root)
     engine.log.con  # noqa: B018 - create or migrate the log before serving
     listener = listen(socket_path)
+    mine = file_id(socket_path)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     ctx = Ctx(root=root, engine=engine, workers=Workers(engine, loop))
@@ -302,8 +305,7 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None) 
         server.cancel()
         janitor.cancel()
         listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(socket_path)
+        unlink_own(socket_path, mine)
         for parked in ctx.parked.values():
             parked.conn.close()
         loop.run_until_complete(_drain(ctx))

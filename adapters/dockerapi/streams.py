@@ -301,44 +301,86 @@ def download(fd: int, produce: Callable[[HttpWriter], Any]) -> None:
 # --- build ---------------------------------------------------------------------------------------
 
 
+class JsonStream:
+    """docker's JSON progress answer (build): one message per chunk of an HTTP/1.1 chunked
+    body, each sent as it comes, as docker's flushing writer does. The 200 head goes with
+    the first message, so a refusal before it can still be an HTTP error."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.started = False
+        self.alive = True
+
+    def send(self, doc: dict[str, Any]) -> None:
+        if not self.alive:
+            return
+        data = json.dumps(doc, separators=(",", ":")).encode() + b"\r\n"
+        try:
+            if not self.started:
+                self.started = True
+                self.sock.sendall(raw_response(200, "OK", [
+                    ("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"),
+                    ("Connection", "close")]))
+            self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+        except OSError:
+            self.alive = False  # the client left: the build goes on, unwatched
+
+    def refuse(self, status: int, message: str) -> None:
+        """An HTTP error instead of the stream (only before anything was sent)."""
+        with contextlib.suppress(OSError):
+            self.sock.sendall(raw_response(status, "Error", [
+                ("Content-Type", "application/json"), ("Connection", "close")],
+                error_body(message)))
+
+    def end(self) -> None:
+        if self.started and self.alive:
+            with contextlib.suppress(OSError):
+                self.sock.sendall(b"0\r\n\r\n")
+
+
 def build_stream(e: Any, fd: int, body: str | None, tmp: str, options: dict[str, Any]) -> None:
-    """Worker: unpack the context, build, and write docker's JSON progress lines
-    ({"stream": ...}, {"aux": {"ID": ...}}, or {"error": ...}) on the connection."""
+    """Worker: unpack the context, build, and answer docker's JSON messages: {"stream": ...}
+    lines, {"aux": {"ID": ...}} as each stage is built (before `Successfully built`, as
+    docker's classic builder sends it), or {"error": ...}. With `q` docker keeps them all
+    back and sends only the id, or, on failure, all it kept and the error. A request field
+    lamina can't honour is refused with a 400 before anything else."""
     import shutil
     import tarfile
     import tempfile
 
     from adapters.build_host import build
+    from core.build import BuildFailedError, Extras, Unsupported
 
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
+    out = JsonStream(sock)
     context = tempfile.mkdtemp(prefix="build-context-", dir=tmp)
-    alive = True
-
-    def line(doc: dict[str, Any]) -> None:
-        nonlocal alive
-        if alive:
-            try:
-                sock.sendall(dumps(doc) + b"\r\n")
-            except OSError:
-                alive = False
-
+    kept: list[dict[str, Any]] = []
+    send = kept.append if options["quiet"] else out.send
+    extras = Extras(labels=options["labels"], cache_from=options["cache_from"],
+                    refused=options["refused"], run_options=options["run_options"],
+                    keep_containers=options["keep_containers"],
+                    aux=lambda iid: send({"aux": {"ID": f"sha256:{iid}"}}))
     try:
-        sock.sendall(raw_response(200, "OK", [("Content-Type", "application/json"),
-                                              ("Connection", "close")]))
         try:
-            if body:
+            if body and not options["refused"]:
                 with tarfile.open(body) as tar:
                     tar.extractall(context, filter="data")
-            say = (lambda _t: None) if options["quiet"] else (lambda t: line({"stream": t}))
             iid = build(e, context, options["dockerfile"], options["tags"],
-                        options["build_args"], options["no_cache"], options["target"], say)
-            line({"aux": {"ID": f"sha256:{iid}"}})
+                        options["build_args"], options["no_cache"], options["target"],
+                        lambda text: send({"stream": text}), extras)
             if options["quiet"]:
-                line({"stream": f"sha256:{iid}\n"})
+                out.send({"stream": f"sha256:{iid}\n"})
+        except Unsupported as err:
+            out.refuse(400, str(err))
         except (LaminaError, tarfile.TarError, OSError) as err:
-            message = str(err)
-            line({"errorDetail": {"message": message}, "error": message})
+            for doc in kept:
+                out.send(doc)
+            detail: dict[str, Any] = {"message": str(err)}
+            if isinstance(err, BuildFailedError) and err.code is not None:
+                detail = {"code": err.code, **detail}
+            out.send({"errorDetail": detail, "error": str(err)})
+        out.end()
     finally:
         shutil.rmtree(context, ignore_errors=True)
         if body:

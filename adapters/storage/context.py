@@ -192,6 +192,9 @@ class DirSource:
         yield Entry(path, "", os.lstat(path))
         if not os.path.isdir(path) or os.path.islink(path):
             return
+        # A hidden directory that `!` rules bring something back from is copied too (it
+        # holds what came back), as docker copies the directories of the files it sends.
+        held: dict[str, Entry] = {}
         for top, dirs, files in os.walk(path):
             dirs.sort()
             for name in sorted(dirs + files):
@@ -199,7 +202,10 @@ class DirSource:
                 if self._hidden(full):
                     if name in dirs and not self.ignore.has_exceptions():
                         dirs.remove(name)  # with `!` rules, something below may come back
+                    elif name in dirs:
+                        held[full] = Entry(full, os.path.relpath(full, path), os.lstat(full))
                     continue
+                yield from _held_parents(held, full)
                 yield Entry(full, os.path.relpath(full, path), os.lstat(full))
 
     def digest(self, sources: Sequence[str], chown: str, chmod: str, add: bool) -> str:
@@ -213,6 +219,12 @@ class DirSource:
                     _hash_entry(h, e, self.keep_owner)
         kind = kinds[0] if len(kinds) == 1 else "multi"
         return f"{kind}:{h.hexdigest()}"
+
+
+def _held_parents(held: dict[str, Entry], full: str) -> Iterator[Entry]:
+    """The held (hidden) directories above `full`, outermost first, each given once."""
+    for parent in sorted(p for p in held if full.startswith(p + os.sep)):
+        yield held.pop(parent)
 
 
 def _hash_entry(h: hashlib._Hash, e: Entry, keep_owner: bool) -> None:

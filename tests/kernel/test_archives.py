@@ -267,7 +267,7 @@ def test_umoci_unpacks_the_same_files_export_writes(chain: dict[str, Any],
                           str(tmp_path / "bundle")], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    cid = root.ok("create", "bb2").strip()
+    cid = root.ok("create", "bb2", "true").strip()
     try:
         root.ok("export", "-o", str(tmp_path / "export.tar"), cid)
     finally:

@@ -351,9 +351,13 @@ def _check_rmi(step: Step, before: Snapshot, after: Snapshot,
     target = before.images[step.image or ""]
     kids = [i for i in before.images.values() if i.parent == target.id]
     users = [c for c in before.containers.values() if c.image == target.id]
-    tag_only = (step.ref or "") != target.id and len(target.tags) > 1 and not step.force
+    by_id = (step.ref or "") == target.id
+    tag_only = not by_id and len(target.tags) > 1  # with or without -f: only that tag
+    many_by_id = by_id and len(target.tags) > 1 and not step.force  # docker: must be forced
     if error is None:
         still = after.images.get(target.id)
+        if many_by_id:
+            _fail(f"{step} removed an image of several tags {target.tags} by id without -f")
         if tag_only:
             if still is None or len(still.tags) != len(target.tags) - 1:
                 _fail(f"{step} should only have dropped one tag of {target.tags}")
@@ -370,7 +374,7 @@ def _check_rmi(step: Step, before: Snapshot, after: Snapshot,
         if tag_only:
             _fail(f"{step} names one of the tags {target.tags}: it should only have dropped "
                   f"that tag, but was refused: {error!r}")
-        if not (kids or users):
+        if not (kids or users or many_by_id):
             _fail(f"{step} of an image nothing uses was refused: {error!r}")
         if not isinstance(error, Conflict):
             _fail(f"{step} was refused with {error!r}, expected a Conflict")

@@ -102,3 +102,40 @@ def test_fields_lamina_cant_honour_are_refused_by_name(service: Service) -> None
     rejected = [e for e in service.events()[before:] if e["type"] == "CommandRejected"]
     assert [e["data"]["command"] for e in rejected] == ["create"] * len(cases)
     assert service.ok("run", "--rm", "busybox", "echo", "plain").strip() == "plain"
+
+
+def test_a_bad_kill_signal_is_a_recorded_400(service: Service) -> None:
+    c = service.client().containers.run("busybox", ["sleep", "60"], detach=True)
+    try:
+        before = len(service.events())
+        status, doc = _status(service.raw(
+            f"POST /containers/{c.id}/kill?signal=BOGUS HTTP/1.1\r\nHost: x\r\n"
+            "Content-Length: 0\r\n\r\n".encode()))
+        assert status == 400 and doc["message"] == "Invalid signal: BOGUS"
+        new = service.events()[before:]
+        assert [(e["type"], e["data"]["command"]) for e in new] == [("CommandRejected", "kill")]
+    finally:
+        c.remove(force=True)
+
+
+def _status(raw: bytes) -> tuple[int, dict]:
+    import json
+
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body or b"{}")
+
+
+def test_commit_changes_through_the_docker_cli(service: Service) -> None:
+    service.ok("create", "--name", "to-commit", "busybox", "true")
+    try:
+        service.ok("commit", "-c", 'CMD ["echo", "changed"]', "-c", "ENV X=1", "to-commit",
+                   "committed:1")
+        assert service.ok("run", "--rm", "committed:1") == "changed\n"
+        assert "X=1" in service.ok("inspect", "-f", "{{.Config.Env}}", "committed:1")
+        before = len(service.events())
+        out = service.docker("commit", "-c", "RUN true", "to-commit", "bad:1")
+        assert out.returncode != 0 and "RUN is not a valid change command" in out.stderr
+        assert [e["type"] for e in service.events()[before:]] == ["CommandRejected"]
+    finally:
+        service.docker("rm", "-f", "to-commit")
+        service.docker("rmi", "committed:1")

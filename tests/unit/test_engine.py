@@ -27,7 +27,7 @@ def test_ids_names_and_prefixes(e) -> None:
     assert e.container(a).name == "a"
     assert e.container("a").id == a
     assert e.container(a[:5]).id == a
-    generated = e.create("busybox")
+    generated = e.create("busybox", ["sh"])
     assert "_" in e.container(generated).name
     with pytest.raises(NotFound, match="no such container: nope"):
         e.start("nope")
@@ -35,7 +35,7 @@ def test_ids_names_and_prefixes(e) -> None:
 
 
 def test_an_ambiguous_prefix_is_an_error(e) -> None:
-    ids = [e.create("busybox") for _ in range(40)]
+    ids = [e.create("busybox", ["sh"]) for _ in range(40)]
     first = {}
     for cid in ids:
         first.setdefault(cid[0], []).append(cid)
@@ -46,11 +46,11 @@ def test_an_ambiguous_prefix_is_an_error(e) -> None:
 
 
 def test_names_are_unique_and_checked(e) -> None:
-    e.create("busybox", name="web")
+    e.create("busybox", ["sh"], name="web")
     with pytest.raises(Conflict, match='name "/web" is already in use'):
-        e.create("busybox", name="web")
+        e.create("busybox", ["sh"], name="web")
     with pytest.raises(BadInput, match="invalid container name"):
-        e.create("busybox", name="bad name")
+        e.create("busybox", ["sh"], name="bad name")
 
 
 def test_images_resolve_by_tag_id_and_prefix(e) -> None:
@@ -63,7 +63,7 @@ def test_images_resolve_by_tag_id_and_prefix(e) -> None:
 
 
 def test_illegal_moves_are_refused_and_recorded(e) -> None:
-    e.create("busybox", name="c")
+    e.create("busybox", ["sh"], name="c")
     for move in (e.stop, e.pause, e.unpause, e.kill):
         with pytest.raises(IllegalMove):
             move("c")
@@ -72,7 +72,7 @@ def test_illegal_moves_are_refused_and_recorded(e) -> None:
 
 
 def test_kill_survivable_signal_and_sigkill(e) -> None:
-    e.create("busybox", name="c")
+    e.create("busybox", ["sh"], name="c")
     e.start("c")
     assert e.kill("c", signal.SIGHUP).state == "running"
     c = e.kill("c")
@@ -80,7 +80,7 @@ def test_kill_survivable_signal_and_sigkill(e) -> None:
 
 
 def test_sigkill_reaches_a_paused_container(e) -> None:
-    e.create("busybox", name="c")
+    e.create("busybox", ["sh"], name="c")
     e.start("c")
     e.pause("c")
     assert e.kill("c", signal.SIGHUP).state == "paused"
@@ -116,11 +116,11 @@ def test_commit_of_a_running_container_freezes_it_meanwhile(e) -> None:
 
 def test_rmi_rules(e) -> None:
     base = e.log.image_tagged("busybox:latest")
-    e.create("busybox", name="c")
+    e.create("busybox", ["sh"], name="c")
     child = e.commit("c", "child")
     with pytest.raises(Conflict, match="image has dependent child images"):
         e.rmi("busybox")
-    e.create("child", name="user")
+    e.create("child", ["sh"], name="user")
     with pytest.raises(Conflict, match="container .* is using its referenced image"):
         e.rmi("child")
     # -f on an image a container uses: untagged, kept, listed as intermediate
@@ -137,7 +137,7 @@ def test_rmi_rules(e) -> None:
 
 def test_rmi_force_of_a_parent_keeps_what_children_need(e) -> None:
     base = e.log.image_tagged("busybox:latest")
-    e.create("busybox", name="c")
+    e.create("busybox", ["sh"], name="c")
     e.commit("c", "child")
     e.rm("c")
     e.rmi("busybox", force=True)
@@ -157,7 +157,7 @@ def test_rmi_of_one_tag_among_several_only_untags(e) -> None:
 
 
 def test_exec_records_start_and_exit(e) -> None:
-    e.create("busybox", name="c")
+    e.create("busybox", ["sh"], name="c")
     with pytest.raises(IllegalMove, match="not running"):
         e.exec("c", ["true"])
     e.start("c")
@@ -168,7 +168,7 @@ def test_exec_records_start_and_exit(e) -> None:
 
 
 def test_restart_and_exit(e) -> None:
-    e.create("busybox", name="c")
+    e.create("busybox", ["sh"], name="c")
     e.start("c")
     pid = e.container("c").pid
     c = e.restart("c")
@@ -179,7 +179,7 @@ def test_restart_and_exit(e) -> None:
 
 
 def test_rm_refuses_live_containers_without_force(e) -> None:
-    e.create("busybox", name="c")
+    e.create("busybox", ["sh"], name="c")
     e.start("c")
     with pytest.raises(IllegalMove, match="stop the container before removing or force"):
         e.rm("c")

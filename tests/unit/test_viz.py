@@ -32,7 +32,7 @@ def session(tmp_path):
     e.pause(web)
     with pytest.raises(Exception, match="paused"):
         e.exec(web, ["true"])  # refused: recorded as CommandRejected
-    e.create("busybox", name="idle")
+    e.create("busybox", ["sh"], name="idle")
     return {"root": root, "engine": e, "web": web, "child": child,
             "seq_running": seq_running}
 

@@ -41,15 +41,30 @@ def cmd_build(args: argparse.Namespace) -> int:
     # API, within the context: an absolute path means the same to both
     dockerfile = os.path.abspath(args.file) if args.file else None
     bar = StepBar(quiet=not args.only_id or args.no_progress)
+    e = engine(args)
     try:
-        iid = build(engine(args), args.context, dockerfile, args.tag or [],
+        iid = build(e, args.context, dockerfile, args.tag or [],
                     parse_build_args(args.build_arg), args.no_cache, args.target,
-                    bar.update if args.only_id else out)
+                    bar.update if args.only_id else out, extras=_extras(e, args.network))
     finally:
         bar.close()
     if args.only_id:
         print(f"sha256:{iid}")
     return 0
+
+
+def _extras(e: Any, network: str | None) -> Any:
+    """--network for the RUN steps: host unless asked, but none on a --userns-remap root,
+    whose containers can't share the host's network namespace (core/rootconfig.py)."""
+    from core.rootconfig import current
+
+    if network is None and current(e.log).remapped:
+        network = "none"
+    if network is None:
+        return None
+    from core.build import Extras
+
+    return Extras(run_options={"network": network})
 
 
 class StepBar:
@@ -111,6 +126,9 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--build-arg", action="append", metavar="K=V",
                    help="a value for an ARG (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="reuse no earlier step")
+    p.add_argument("--network", choices=["host", "none"],
+                   help="the RUN steps' network (default: host; none on a --userns-remap "
+                        "root, whose containers can't share the host's)")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")
     p.add_argument("-q", "--quiet", dest="only_id", action="store_true",
                    help="print only the image id")

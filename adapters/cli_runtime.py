@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -19,18 +20,6 @@ def _engine(args: argparse.Namespace) -> Any:
     from adapters.cli import engine
 
     return engine(args)
-
-
-def parse_signal(text: str) -> int:
-    """`KILL`, `SIGKILL`, `kill` or `9`."""
-    if text.isdigit():
-        return int(text)
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise BadInput(f"invalid signal: {text}") from None
 
 
 def _attached(e: Any, cid: str, interactive: bool, tty: bool) -> int:
@@ -76,6 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from adapters.cli_storage import create_options
 
     e = _engine(args)
+    if args.tty and args.interactive and not args.detach and not os.isatty(0):
+        e.refuse("run", args.image, "the input device is not a TTY")
     cid = e.create(args.image, args.cmd, name=args.name, config=create_options(args))
     try:
         e.start(cid)
@@ -123,8 +114,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 def cmd_kill(args: argparse.Namespace) -> int:
     e = _engine(args)
-    sig = parse_signal(args.signal)
-    return for_each(args.containers, lambda ref: e.kill(ref, sig))
+    return for_each(args.containers, lambda ref: e.kill(ref, args.signal))
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
@@ -140,9 +130,11 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.cmd:
         raise BadInput("exec needs a command")
+    from adapters.cli_storage import from_caller
+
     e = _engine(args)
-    options = {"env": args.env or [], "workdir": args.workdir, "tty": args.tty,
-               "interactive": args.interactive}
+    options = {"env": [from_caller(v) for v in args.env or []], "workdir": args.workdir,
+               "tty": args.tty, "interactive": args.interactive}
     return e.exec(args.container, args.cmd, args.user or "", options)
 
 
@@ -229,6 +221,41 @@ def cmd_system(args: argparse.Namespace) -> int:
     return 1 if findings and not repair else 0
 
 
+def add_userns_remap(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--userns-remap", metavar="default|USER[:GROUP]|off",
+                   help="run every container of the root in a user namespace whose root is "
+                        "a subordinate id of USER (default: the laminaremap user, made if "
+                        "missing); refused once the root has containers")
+
+
+def configure_root(root: str, setting: str) -> Any:
+    """Record the root's --userns-remap (Engine.configure_root); the RootConfig."""
+    from adapters import remap
+    from adapters.compose import build_engine
+
+    engine = build_engine(root)
+    try:
+        return engine.configure_root(setting, lambda s: remap.resolve(s, root))
+    finally:
+        engine.log.close()  # `serve` forks its servers next: no SQLite state across a fork
+
+
+def cmd_system_configure(args: argparse.Namespace) -> int:
+    """`system configure --userns-remap X`: chosen once, before the first container (a
+    refusal is one line and a CommandRejected); without options: the current setting."""
+    from adapters.compose import open_log, root_dir
+    from core import rootconfig
+
+    root = root_dir(args.root)
+    if args.userns_remap is not None:
+        config = configure_root(root, args.userns_remap)
+    else:
+        log = open_log(root, create=False)
+        config = rootconfig.current(log) if log is not None else rootconfig.RootConfig()
+    print(config.describe())
+    return 0
+
+
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     from adapters.cli_storage import add_create_options
 
@@ -278,11 +305,16 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("container")
     p.set_defaults(func=cmd_logs)
 
-    p = sub.add_parser("system", help="compare the log with the host, or repair")
+    p = sub.add_parser("system", help="compare the log with the host, or repair; "
+                                      "configure the root")
     actions = p.add_subparsers(dest="system_command", metavar="ACTION", required=True)
     for name, what in (("check", "print the differences (exit 1 if any); change nothing"),
                        ("reconcile", "record lost processes' ends and clean leftovers")):
         actions.add_parser(name, help=what).set_defaults(func=cmd_system)
+    a = actions.add_parser("configure", help="the root's settings (before its first "
+                                              "container); without options, show them")
+    add_userns_remap(a)
+    a.set_defaults(func=cmd_system_configure)
 
     p = sub.add_parser("stats", help="CPU, memory and pids from the cgroup")
     p.add_argument("--no-stream", action="store_true", help="one sample (the only mode)")

@@ -18,8 +18,16 @@ def serve(root: str, socket_path: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from adapters import logs
     from adapters.compose import root_dir
+    from adapters.forkserver import claim, unlink_stale
 
     root = root_dir(args.root)
+    api_socket = os.path.abspath(args.socket or os.path.join(root, "lamina.sock"))
+    held = claim(root)  # one server per root: held until serve returns
+    unlink_stale(api_socket)  # refused before the fork server starts, if another answers
+    if args.userns_remap is not None:  # before anything serves: refused -> exit 1
+        from adapters.cli_runtime import configure_root
+
+        configure_root(root, args.userns_remap)
     if not args.no_cli_server:
         from adapters.forkserver import start_background
 
@@ -27,7 +35,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         start_background(root)
     if args.log_level == "warning":  # a service logs its requests unless told otherwise
         logs.configure(args.log_format, "info")
-    return serve(root, os.path.abspath(args.socket or os.path.join(root, "lamina.sock")))
+    try:
+        return serve(root, api_socket)
+    finally:
+        os.close(held)
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -35,4 +46,7 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--socket", help="socket path (default <root>/lamina.sock, mode 0660)")
     p.add_argument("--no-cli-server", action="store_true",
                    help="don't serve the lamina command's fast path (<root>/cli.sock)")
+    from adapters.cli_runtime import add_userns_remap
+
+    add_userns_remap(p)
     p.set_defaults(func=cmd_serve)

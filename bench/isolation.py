@@ -1,6 +1,7 @@
-"""What isolation costs a container's start: seccomp, the device allow-list, the keyring.
+"""What isolation costs a container's start: seccomp, the device allow-list, the keyring,
+and a --userns-remap root.
 
-    python bench/isolation.py [--runs N] [--json FILE]
+    python bench/isolation.py [--runs N] [--json FILE] [--only pieces|end-to-end|remap]
 
 Two views, both on this machine in one run:
 - the pieces, timed alone (median of N): compiling the seccomp profile (a cache miss), the
@@ -11,7 +12,11 @@ Two views, both on this machine in one run:
   once as shipped and once with those three steps switched off by patching the functions
   in the benchmark's own process (nothing in lamina can switch them off). The difference
   of the medians is the cost; with ~100 ms runs and a few ms of noise, trust it only over
-  many runs, and the pieces' sum more.
+  many runs, and the pieces' sum more;
+- `run --rm busybox true` with the installed `lamina` command, A/B: a plain root against a
+  --userns-remap default root (its user and ids made in a prefix under the temp dir, never
+  the host's), alternating: the cost of the user namespace, the idmapped layers and the
+  binds that replace mknod.
 """
 
 from __future__ import annotations
@@ -158,16 +163,61 @@ def end_to_end(runs: int, work: Path) -> dict[str, float]:
     return out
 
 
+def remap_ab(runs: int, work: Path) -> dict[str, float]:
+    """`lamina run --rm busybox true` on a plain root and on a --userns-remap root (users
+    and ids in a prefix under `work`, never the host's), alternating, 2 warm-ups each."""
+    from adapters.storage.busybox import write_busybox_rootfs_tar
+
+    lamina = str(Path(sys.executable).with_name("lamina"))
+    tar = work / "busybox-remap.tar"
+    with open(tar, "wb") as f:
+        write_busybox_rootfs_tar(f)
+    roots = {"plain": work / "root-plain", "remapped": work / "root-remapped"}
+    prefix = work / "prefix"
+    (prefix / "etc").mkdir(parents=True)
+    for name, text in (("passwd", "root:x:0:0:root:/root:/bin/sh\n"), ("group", "root:x:0:\n"),
+                       ("shadow", "root:*:19000:0:99999:7:::\n"), ("gshadow", "root:*::\n"),
+                       ("subuid", ""), ("subgid", "")):
+        (prefix / "etc" / name).write_text(text)
+    (prefix / "etc/login.defs").write_bytes(Path("/etc/login.defs").read_bytes())
+    env = {**os.environ, "LAMINA_SUBID_PREFIX": str(prefix)}
+    subprocess.run([lamina, "--root", str(roots["remapped"]), "system", "configure",
+                    "--userns-remap", "default"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    for root in roots.values():
+        subprocess.run([lamina, "--root", str(root), "import", str(tar), "busybox"],
+                       check=True, stdout=subprocess.DEVNULL)
+    samples: dict[str, list[float]] = {label: [] for label in roots}
+    for i in range(runs + 2):
+        for label, root in roots.items():
+            t0 = time.perf_counter()
+            subprocess.run([lamina, "--root", str(root), "run", "--rm", "busybox", "true"],
+                           check=True, stdin=subprocess.DEVNULL)
+            if i >= 2:
+                samples[label].append((time.perf_counter() - t0) * 1000)
+    out = {f"run --rm true, {label} root": statistics.median(v) for label, v in samples.items()}
+    out.update({f"run --rm true, {label} root, min": min(v) for label, v in samples.items()})
+    out["difference (remapped - plain)"] = out["run --rm true, remapped root"] - \
+        out["run --rm true, plain root"]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--json")
+    ap.add_argument("--only", choices=["pieces", "end-to-end", "remap"],
+                    help="one part (default: all three)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/isolation.py needs root")
+    parts = {"pieces": pieces, "end-to-end": end_to_end, "remap": remap_ab}
     with tempfile.TemporaryDirectory(prefix="lamina-bench-iso-") as tmp:
         work = Path(tmp)
-        results = {**pieces(args.runs, work), **end_to_end(args.runs, work)}
+        results = {}
+        for name, part in parts.items():
+            if args.only in (None, name):
+                results.update(part(args.runs, work))
     width = max(map(len, results))
     print(f"isolation costs, medians of {args.runs} runs (ms)")
     for name, value in results.items():

@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import compat, lifecycle, security
+from core import compat, lifecycle, rootconfig, security
 from core.errors import (
     BadInput,
     ConcurrencyError,
@@ -29,6 +29,7 @@ from core.images import RmiPlan, chain_id, image_config, image_id, orphaned_by_c
 from core.model import Container, Image, ProjectionError
 from core.naming import name_for
 from core.ports import EventLog, Ids, LayerStore, Runtime
+from core.process import command_line
 from core.references import (
     check_name,
     is_id_prefix,
@@ -37,6 +38,7 @@ from core.references import (
     short,
     strip_digest_prefix,
 )
+from core.signals import parse_signal
 from events import types as ev
 
 # What the CLI says when the machine refuses a move, keyed by (trigger, state).
@@ -91,6 +93,12 @@ class Engine:
             if not isinstance(err, StoreError):
                 self._reject(cmd, str(err))
             raise
+
+    def refuse(self, command: str, target: str, reason: str) -> None:
+        """A request an adapter can't honour, judged where only the adapter can see (the
+        client's terminal, say): recorded as refused like any other, then raised."""
+        with self._command(command, target):
+            raise BadInput(reason)
 
     def _reject(self, cmd: _Command, reason: str) -> None:
         event = ev.CommandRejected(id=cmd.meta["command_id"], command=cmd.name,
@@ -161,10 +169,13 @@ class Engine:
     # --- images -------------------------------------------------------------------------
 
     def import_image(self, source: Any, tag: str | None = None, *, created_by: str = "",
-                     comment: str = "", config: dict[str, Any] | None = None) -> str:
-        """A rootfs archive becomes a one-layer image (seed: the bottom of a stack)."""
+                     comment: str = "", config: dict[str, Any] | None = None,
+                     changes: Sequence[str] = ()) -> str:
+        """A rootfs archive becomes a one-layer image (seed: the bottom of a stack);
+        `changes` are docker's --change instructions for its config."""
         with self._command("import", str(tag or source)) as cmd:
             tag = normalize_tag(tag) if tag else None
+            config = _changed(config or {}, changes, None)
             info = self.layers.import_layer(source, None)
             now = self.clock()
             cfg = image_config(base=None, diff_ids=[info.diff_id], created=now,
@@ -252,7 +263,13 @@ class Engine:
         """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
         with self._command("create", image_ref) as cmd:
             config = security.normalized(compat.checked(config or {}))
+            root, root_version = rootconfig.read(self.log)
+            rootconfig.check_container(config, root)
             image = self.image(image_ref)
+            image_cfg = image.config.get("config") or {}
+            command_line(image_cfg, cmd_args, config.get("entrypoint"))
+            if image_cfg.get("Labels"):  # docker's: the image's labels, then the request's
+                config["labels"] = {**image_cfg["Labels"], **(config.get("labels") or {})}
             if name is not None:
                 name = check_name(name)
                 holder = self.log.container_named(name)
@@ -267,8 +284,10 @@ class Engine:
             rw = self.layers.create_rw_layer(cid, image.layers)
             event = ev.ContainerCreated(id=cid, name=name, image=image.id, cmd=list(cmd_args),
                                         rw_layer=rw, config=config)
+            # the root's setting as judged: a configure appended meanwhile fails this append
+            expected = {f"container:{cid}": 0, rootconfig.ROOT_STREAM: root_version}
             try:
-                self._append(cmd, [event], {f"container:{cid}": 0})
+                self._append(cmd, [event], expected)
             except BaseException:
                 self.layers.remove_rw_layer(rw)  # the log never said it existed
                 raise
@@ -286,7 +305,10 @@ class Engine:
 
     def _launch(self, cmd: _Command, c: Container, image: Image,
                 event: type[ev.ContainerStarted] | type[ev.ContainerRestarted]) -> None:
-        """Start the process, then record it; if the record fails, undo the start."""
+        """Start the process, then record it; if the record fails, undo the start. The
+        root's setting is judged again: a create that raced a `system configure` must not
+        start with options the new setting refuses."""
+        rootconfig.check_container(c.config, rootconfig.current(self.log))
         started = self.runtime.start(c, image)
         try:
             self._append(cmd, [event(id=c.id, pid=started.pid, cgroup=started.cgroup,
@@ -327,9 +349,11 @@ class Engine:
                 self.runtime.release(c)  # under the lock: an export must not lose its view
             return self.log.container(c.id) or c
 
-    def kill(self, ref: str, sig: int = _signal.SIGKILL) -> Container:
-        """Send a signal (SIGKILL by default); the container stops if its process ends."""
+    def kill(self, ref: str, sig: int | str = _signal.SIGKILL) -> Container:
+        """Send a signal (SIGKILL by default; a name or number, docker's forms); the
+        container stops if its process ends. A bad signal is refused and recorded."""
         with self._command("kill", ref) as cmd:
+            sig = parse_signal(sig)
             with self._ending(ref, "signal") as c:
                 ended = self.runtime.signal(c, int(sig))
                 if ended is None:
@@ -413,16 +437,20 @@ class Engine:
             self.runtime.remove(c)
 
     def commit(self, ref: str, tag: str | None = None, *, comment: str = "",
-               author: str = "", changes: dict[str, Any] | None = None) -> str:
+               author: str = "", config: dict[str, Any] | None = None,
+               changes: Sequence[str] = ()) -> str:
         """Burn the read-write layer into a new read-only layer and image (the container is
-        paused meanwhile when it runs, as docker does)."""
+        paused meanwhile when it runs, as docker does). `config` overrides fields of the
+        image's config (the Docker API's body), then `changes` (docker's --change:
+        Dockerfile instructions) apply, both judged before anything is written."""
         with self._command("commit", ref) as cmd:
             tag = normalize_tag(tag) if tag else None
             with self._ending(ref, "commit") as c:  # a freeze no reconcile mistakes for stray
                 image = self._image_of(c)
+                new = _changed({**(image.config.get("config") or {}), **(config or {})},
+                               changes, image)
                 info = self._commit_layer(c, image)
-                return self._record_commit(cmd, c, image, info, tag, comment, author,
-                                           changes)
+                return self._record_commit(cmd, c, image, info, tag, comment, author, new)
 
     def _commit_layer(self, c: Container, image: Image) -> Any:
         parent_layer = image.layers[-1] if image.layers else None
@@ -484,6 +512,28 @@ class Engine:
                 self._append(cmd, [ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)],
                              {})
             return code
+
+    # --- the root ------------------------------------------------------------------------
+
+    def configure_root(self, userns_remap: str,
+                       resolve: Callable[[str], rootconfig.RootConfig]) -> rootconfig.RootConfig:
+        """Choose the root's --userns-remap; `resolve` turns the setting into maps (the
+        adapters' work: users, /etc/subuid, what the kernel supports). Only while the root
+        has no container, since its containers' processes and files were made under the old
+        setting; the same setting again records nothing. Returns the setting in force."""
+        with self._command("system configure", "root") as cmd:
+            wanted = rootconfig.setting(userns_remap)
+            now, version = rootconfig.read(self.log)
+            if now.userns_remap == wanted:
+                return now
+            count = len(self.log.containers())
+            if count:
+                raise Conflict(f"this root has {count} container{'s' if count > 1 else ''}: "
+                               "remove them before changing --userns-remap")
+            config = resolve(wanted)
+            self._append(cmd, [ev.RootConfigured(id="root", **config.data())],
+                         {rootconfig.ROOT_STREAM: version})
+            return config
 
     # --- archives: save, load, export ---------------------------------------------------
     # These need a layer store that can write and read archives (adapters/storage/store.py:
@@ -773,3 +823,13 @@ def _layer_history(config: Mapping[str, Any], index: int) -> dict[str, Any]:
     entries = [h for h in config.get("history") or []
                if isinstance(h, dict) and not h.get("empty_layer")]
     return entries[index] if index < len(entries) else {}
+
+
+def _changed(config: dict[str, Any], changes: Sequence[str], image: Image | None
+             ) -> dict[str, Any]:
+    """A config with docker's --change instructions applied, as a build applies them."""
+    if not changes:
+        return config
+    from core.build import apply_changes  # the build's parser: imported when asked for
+
+    return apply_changes(image, config, changes)

@@ -13,7 +13,8 @@ from events.sqlite_log import EVENT_COLUMNS, recorded
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-KINDS = ("container", "image", "layer", "command", "build", "pull", "registry", "system")
+KINDS = ("container", "image", "layer", "command", "build", "pull", "registry", "system",
+         "root")
 
 
 def parse_time(text: str, now: datetime | None = None) -> str:

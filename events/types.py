@@ -3,7 +3,7 @@
 Each type has a schema version (SCHEMA). Old rows are never rewritten: when a type's shape
 changes, its SCHEMA goes up and an upcaster (events/upcasting.py) turns older data into the
 current shape on read. Every event belongs to one stream, named by its KIND and its `id`:
-`container:<id>`, `image:<id>`, `layer:<id>`, `command:<id>`.
+`container:<id>`, `image:<id>`, `layer:<id>`, `command:<id>`, `root:root`.
 """
 
 from __future__ import annotations
@@ -233,6 +233,30 @@ class HostChecked(Event):
     repaired: bool = False
 
 
+# --- the root: settings every container of the root runs under (stream `root:root`) ---------
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class RootConfigured(Event):
+    """`system configure` (or `serve --userns-remap`) chose the root's user-namespace
+    remapping. Recorded only while the root has no container, so every container of a root
+    ran under the setting its start read. `userns_remap` is as given ("" is off, "default",
+    or USER[:GROUP]); `user` the user whose subordinate ids it uses; `uid_map`/`gid_map` the
+    maps resolved then ([inside, outside, count] rows), so that no later command reads
+    /etc/subuid on its way to a container; `storage` how layers reach a remapped container
+    ("idmapped": idmapped mounts of the unshifted layers); `source` the directory whose
+    etc/subuid and etc/subgid the ids were read from ("/", or a test's prefix), for the
+    audit and `system check`."""
+
+    KIND: ClassVar[str] = "root"
+    userns_remap: str = ""
+    user: str = ""
+    uid_map: list[list[int]] = field(default_factory=list)
+    gid_map: list[list[int]] = field(default_factory=list)
+    storage: str = ""
+    source: str = ""
+
+
 # --- archives: who took what out, and what came in -----------------------------------------
 
 
@@ -384,7 +408,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ContainerStopped, ContainerKilled, ContainerSignalled, ContainerExited,
         ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecExited,
         LayerRegistered, LayerRemoved, ImageCreated, ImageTagged, ImageUntagged, ImageRemoved,
-        CommandRejected, ImageSaved, ImageLoaded, ContainerExported, HostChecked,
+        CommandRejected, ImageSaved, ImageLoaded, ContainerExported, HostChecked, RootConfigured,
         PullStarted, LayerFetched, ImagePulled, Pushed,
         BuildStarted, StepCompleted, BuildFinished, BuildFailed,
     )

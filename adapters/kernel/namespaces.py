@@ -1,7 +1,9 @@
 """Namespaces: making new ones for a container's init, joining them for exec.
 
 A new PID namespace applies to the caller's children, not the caller: the monitor unshares
-CLONE_NEWPID, then forks init (PID 1 there). Init unshares the rest itself.
+CLONE_NEWPID, then forks init (PID 1 there); on a --userns-remap root it clones init into a
+new user namespace and a PID namespace owned by it (adapters/kernel/userns.py). Init
+unshares the rest itself (owned, then, by its user namespace).
 """
 
 from __future__ import annotations
@@ -49,12 +51,16 @@ class NotJoinable(Exception):
     """The container's init is gone, or is not in the namespaces it must be in."""
 
 
-def owned_flags(network: str, security: Security) -> int:
+def owned_flags(network: str, security: Security, remapped: bool = False) -> int:
     """Every namespace a container's init owns by its options: those init unshares, plus
-    the PID namespace the monitor makes unless --pid host."""
+    the PID namespace the monitor makes unless --pid host, plus the user namespace a
+    --userns-remap root's monitor makes (an init sharing ours then is not that container's:
+    joining it would run the exec as host root)."""
     flags = container_flags(network, security)
     if security.pid != "host":
         flags |= libc.CLONE_NEWPID
+    if remapped:
+        flags |= libc.CLONE_NEWUSER
     return flags
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,14 +41,22 @@ def _mkdir(path: str, mode: int = 0o755) -> None:
 
 
 def mount_dev(rootfs: str, console: str | None, security: Security,
-              nodes: Sequence[Node]) -> None:
+              nodes: Sequence[Node], sources: Mapping[str, str | int] | None = None) -> None:
     """tmpfs /dev with its device nodes (docker's defaults, --device's, or the host's with
     --privileged: adapters/kernel/devices.py), devpts (its own instance), shm and mqueue.
-    /dev/shm follows --ipc: the host's own with `host`, none with `none`."""
+    /dev/shm follows --ipc: the host's own with `host`, none with `none`.
+
+    With `sources` (a remapped container: a user namespace may not mknod) each node is a
+    bind of the host's node at sources[node.path] instead; the devices cgroup still decides
+    what may be opened. /dev stays 0755 either way: a bind target in a sticky
+    world-writable directory could not be opened."""
     dev = rootfs + "/dev"
     _mkdir(dev)
     libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_STRICTATIME, "mode=755,size=65536k")
-    devices.make_nodes(dev, nodes)
+    if sources is None:
+        devices.make_nodes(dev, nodes)
+    else:
+        bind_nodes(dev, nodes, sources)
     for name, target in DEV_LINKS:
         os.symlink(target, f"{dev}/{name}")
     _mkdir(dev + "/pts")
@@ -60,10 +68,51 @@ def mount_dev(rootfs: str, console: str | None, security: Security,
     elif security.ipc != "none":
         libc.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
     _mkdir(dev + "/mqueue")
-    libc.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
+    if sources is None or security.ipc != "host":  # the host's IPC namespace's mqueue is
+        libc.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)  # not ours
     if console:
         open(dev + "/console", "a").close()
         libc.mount(console, dev + "/console", None, libc.MS_BIND)
+
+
+def bind(source: str | int, target: str) -> None:
+    """A bind of a host path, or the attach of a detached tree (an fd: a remapped init's
+    sources, cloned by the host with open_tree, since a bind's source must be a path in
+    the caller's own mount namespace)."""
+    if isinstance(source, int):
+        from adapters.kernel.idmap import attach
+
+        attach(source, target)
+    else:
+        libc.mount(source, target, None, libc.MS_BIND)
+
+
+def bind_nodes(dev: str, nodes: Sequence[Node], sources: Mapping[str, str | int]) -> None:
+    """Each node as a bind of its host node (an empty file made first as the target)."""
+    for node in nodes:
+        target = dev + node.path.removeprefix("/dev")
+        _mkdir(os.path.dirname(target))
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o600))
+            bind(sources[node.path], target)
+        except (OSError, KeyError) as err:
+            reason = err.strerror if isinstance(err, OSError) else "no host node"
+            raise devices.DeviceError(f"cannot bind device node {node.path}: {reason}") \
+                from None
+
+
+def node_sources(nodes: Sequence[Node], security: Security) -> dict[str, str | int]:
+    """The host node to bind at each node's path: the host's own /dev path for the
+    defaults, and below a --device's host path for its nodes (a later one wins, as in
+    devices.container_nodes). The runtime clones each and checks it is that very device."""
+    out: dict[str, str | int] = {node.path: node.path for node in nodes}
+    for device in security.devices:
+        host = os.path.realpath(device.host) if os.path.islink(device.host) else device.host
+        for node in nodes:
+            if node.path == device.inside or node.path.startswith(device.inside + "/"):
+                out[node.path] = host + node.path[len(device.inside):]
+    return out
 
 
 @dataclass(frozen=True)
@@ -81,10 +130,12 @@ class CgroupMount:
 class RootfsPlan:
     path: str
     console: str | None
-    files: dict[str, str]
+    files: Mapping[str, str | int]
     security: Security = field(default_factory=Security)
     cgroups: Sequence[CgroupMount] = ()
     devices: Sequence[Node] = DEFAULT_NODES
+    remapped: bool = False  # path is "." (the monitor's cwd): see build
+    dev_sources: Mapping[str, str | int] = field(default_factory=dict)
 
 
 def cgroup_mounts(dirs: Iterable[Path | str],
@@ -103,6 +154,23 @@ def cgroup_mounts(dirs: Iterable[Path | str],
         name = "" if fstype == "cgroup2" and point == "/sys/fs/cgroup" else os.path.basename(point)
         out.append(CgroupMount(name, fstype, data))
     return out
+
+
+def enter_bind_of_cwd() -> None:
+    """Bind the cwd (the union view) onto itself and move into the bind, for pivot_root:
+    the view's own mount came with the mount namespace, and a mount copied into a
+    namespace of a less privileged user namespace is locked (pivot_root refuses it). A
+    bind made by path would not be entered by "." (the cwd stays on the mount below), and
+    the path to the view is not ours to walk: so the bind is a detached clone of the cwd,
+    attached onto it, and its fd is where we fchdir."""
+    from adapters.kernel.idmap import attach, cloned_tree
+
+    fd = cloned_tree(".")
+    try:
+        attach(fd, ".")
+        os.fchdir(fd)
+    finally:
+        os.close(fd)
 
 
 def mount_proc_sys(rootfs: str, security: Security) -> None:
@@ -156,8 +224,9 @@ def readonly_paths(rootfs: str) -> None:
                    libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY | NOSUID_NODEV_NOEXEC)
 
 
-def bind_files(rootfs: str, files: dict[str, str]) -> None:
-    """Bind host files (hostname, hosts, resolv.conf) over paths in the container."""
+def bind_files(rootfs: str, files: Mapping[str, str | int]) -> None:
+    """Bind host files (hostname, hosts, resolv.conf) over paths in the container (a path,
+    or a detached tree: see `bind`)."""
     for inside, host in files.items():
         target = rootfs + inside
         _mkdir(os.path.dirname(target))
@@ -165,7 +234,7 @@ def bind_files(rootfs: str, files: dict[str, str]) -> None:
             if os.path.islink(target):
                 os.unlink(target)
             open(target, "a").close()
-        libc.mount(host, target, None, libc.MS_BIND)
+        bind(host, target)
 
 
 def pivot(rootfs: str) -> None:
@@ -183,13 +252,22 @@ def make_readonly(rootfs: str) -> None:
 
 
 def build(plan: RootfsPlan) -> None:
-    """Everything between unshare(CLONE_NEWNS) and exec, in order."""
+    """Everything between unshare(CLONE_NEWNS) and exec, in order.
+
+    A remapped container's init is an unprivileged host uid, which may not walk the root's
+    0700 directories down to its union view: the monitor starts it *in* the view (its cwd,
+    `path` "."), and it works relative to that (`enter_bind_of_cwd`). The host files and
+    nodes it binds come as detached trees the runtime cloned (fds)."""
     rootfs, security = plan.path, plan.security
     libc.make_mounts_private("/")
-    libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)  # pivot_root needs a mount
+    if plan.remapped:
+        enter_bind_of_cwd()
+    else:
+        libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)  # pivot_root needs a mount
     mount_proc_sys(rootfs, security)
     mount_cgroups(rootfs, plan.cgroups, security)
-    mount_dev(rootfs, plan.console, security, plan.devices)
+    mount_dev(rootfs, plan.console, security, plan.devices,
+              plan.dev_sources if plan.remapped else None)
     bind_files(rootfs, plan.files)
     if security.masked_paths:
         mask_paths(rootfs)

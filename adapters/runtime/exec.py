@@ -7,7 +7,9 @@ that init (pid and start time: a reused pid is never joined), notes which namesp
 makes the process's stdio (pipes, or a pty with -t: never our own descriptors) and forks J.
 J puts those stdio on its fds 0-2 (so nothing of the caller's goes further), joins every
 namespace of the init in one setns(pidfd, flags) (all or nothing, ESRCH once the init has
-exited), then the container's cgroup, checks the init still lives, and forks E: only a child
+exited; the user namespace too on a --userns-remap root, and J then takes the container
+root's ids: no process of host root's stays in the container), then the container's
+cgroup, checks the init still lives, and forks E: only a child
 enters a joined PID namespace, and that fork fails once the namespace's init is gone. E
 starts a session of its own (no controlling terminal of the caller's: /dev/tty reaches
 nothing) and goes through init.exec_process. J passes E's exit status back; P relays the
@@ -26,7 +28,7 @@ from typing import Any
 from adapters.kernel import namespaces
 from adapters.kernel.proc import is_same
 from adapters.runtime import users
-from adapters.runtime.init import exec_process, fail
+from adapters.runtime.init import exec_process, fail, made_for_it
 from adapters.runtime.terminal import PipeRelay, proxy_pty
 from core.process import ProcessSpec, merge_env
 
@@ -42,6 +44,7 @@ class ExecTarget:
     pid: int
     start_time: int  # 0 for a start recorded before start times were: the cgroup decides
     cgroup_dirs: tuple[str, ...]
+    root_ids: tuple[int, int] | None = None  # host uid, gid of its root: --userns-remap
 
 
 @dataclass
@@ -68,9 +71,14 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         pidfd, flags = hold_init(target)
     except (OSError, namespaces.NotJoinable):
         return _not_running(target)
-    required = namespaces.owned_flags(spec.network, spec.security)
+    required = namespaces.owned_flags(spec.network, spec.security,
+                                      remapped=target.root_ids is not None)
     _own_std_fds()
     stdio = make_stdio(tty, interactive)
+    if target.root_ids is not None:  # the container's root gives them to its user
+        for fd in set(stdio.child):
+            if made_for_it(fd):  # not a stdin of /dev/null: that is the host's node
+                os.fchown(fd, *target.root_ids)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
@@ -178,8 +186,12 @@ def _joiner(target: ExecTarget, pidfd: int, flags: int, required: int, stdio: St
         _take_stdio(stdio)
         procs = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
                  for d in target.cgroup_dirs]  # opened in our mount namespace
+        if target.root_ids is not None:  # imported while our files are still in reach
+            from adapters.kernel.userns import become_root
         namespaces.join(pidfd, flags, required)
-        for fd in procs:
+        if target.root_ids is not None:  # its root, not host root, from here on
+            become_root()
+        for fd in procs:  # allowed by who opened them
             os.write(fd, b"0")
             os.close(fd)
         if _exited(pidfd):

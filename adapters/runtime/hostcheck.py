@@ -14,7 +14,8 @@ The log is the truth; the host is made to match it. Each check yields Findings: 
   with the digest it was registered with (checked from its tar-split header or layer.json:
   cheap; reported, since nothing on this host can bring its files back);
 - the files of a removed container under <root>/containers;
-- staging leftovers under <root>/tmp.
+- staging leftovers under <root>/tmp;
+- on a --userns-remap root, subordinate ranges that are no longer the ones it recorded.
 
 In-flight work is never taken for a leftover: a container whose lock (`Runtime.ending`) is
 held is being worked on (start, pause, commit, export, stop, rm all hold it), and a layer or
@@ -71,7 +72,24 @@ def idle(runtime: Any, cid: str) -> Iterator[bool]:
 
 def findings(runtime: Any, known: Mapping[str, Container]) -> list[Finding]:
     return [*_cgroups(runtime, known), *_mounts(runtime, known), *_freezer(runtime, known),
-            *_layers(runtime), *_container_dirs(runtime), *_staging(runtime)]
+            *_layers(runtime), *_container_dirs(runtime), *_staging(runtime),
+            *_remap(runtime)]
+
+
+def _remap(runtime: Any) -> Iterator[Finding]:
+    """A --userns-remap root whose recorded ranges are no longer its user's alone in
+    /etc/subuid and /etc/subgid (moved, shrunk, or also handed to another user): its
+    containers could then share host ids with someone else's. Reported; the repair is the
+    administrator's (lamina never edits ranges it did not make)."""
+    from core.rootconfig import current
+
+    config = current(runtime.log)
+    if not config.remapped:
+        return
+    from adapters.remap import check
+
+    for line in check(config):
+        yield Finding(line, lambda: None)
 
 
 # --- cgroups, mounts, the freezer ------------------------------------------------------------

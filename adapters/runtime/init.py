@@ -2,7 +2,9 @@
 
 Order matters: join the cgroup (so every later allocation is accounted, and the cgroup
 namespace made next is rooted there), unshare the mount, cgroup, UTS, IPC and network
-namespaces (the PID namespace was made by the monitor, whose child this is), set the
+namespaces (the PID namespace was made by the monitor, whose child this is; on a
+--userns-remap root the monitor also made its user namespace, and the namespaces unshared
+here are then that user namespace's), set the
 hostname, bring up loopback, build the root filesystem and pivot into it, look up the user
 in the container's own passwd, wire stdio; then, shared with exec: a new session keyring,
 capabilities, no_new_privs, the user, the seccomp filter, close every other descriptor,
@@ -15,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import signal
 import socket
 import stat
 import termios
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from adapters.kernel import keyring, libc, namespaces, rootfs, security
 from adapters.kernel import seccomp as filters
@@ -27,13 +31,16 @@ from adapters.runtime import users
 from core.devices import Node
 from core.process import ProcessSpec
 
+if TYPE_CHECKING:
+    from adapters.kernel.idmap import IdMap
+
 
 @dataclass
 class InitPlan:
     spec: ProcessSpec
     rootfs: str
     cgroup_dirs: Sequence[str]
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str | int] = field(default_factory=dict)  # inside -> host path or tree
     stdin: int = -1
     stdout: int = -1
     stderr: int = -1
@@ -41,10 +48,24 @@ class InitPlan:
     seccomp: bytes | None = None  # the compiled filter (adapters/kernel/seccomp.py)
     cgroup_mounts: Sequence[rootfs.CgroupMount] = ()  # its /sys/fs/cgroup, namespaced
     devices: Sequence[Node] = ()  # the nodes of its /dev (adapters/kernel/devices.py)
+    # A --userns-remap root's container: its maps, and the host node bound at each path of
+    # its /dev (a user namespace may not mknod), a detached mount of it (adapters/kernel/
+    # idmap.py cloned_tree) as its bound files are. The monitor starts init in a user
+    # namespace of its own, in the union view's directory.
+    idmap: IdMap | None = None
+    dev_sources: Mapping[str, str | int] = field(default_factory=dict)
+    cgroup_fds: Sequence[int] = ()  # its cgroup.procs, opened by the monitor
 
 
-def _join_cgroup(dirs: Sequence[str]) -> None:
-    for d in dirs:
+def _join_cgroup(plan: InitPlan) -> None:
+    """Into each of the container's cgroups; a remapped init, which may not open them,
+    writes to the cgroup.procs its monitor opened (the kernel judges the opener)."""
+    if plan.cgroup_fds:
+        for fd in plan.cgroup_fds:
+            os.write(fd, b"0")
+            os.close(fd)
+        return
+    for d in plan.cgroup_dirs:
         with open(os.path.join(d, "cgroup.procs"), "w") as f:
             f.write("0")
 
@@ -82,6 +103,14 @@ def become(ident: users.Identity, spec: ProcessSpec, seccomp: bytes | None) -> N
 PTY_MAJORS = range(136, 144)  # Unix98 pty slaves
 
 
+def made_for_it(fd: int) -> bool:
+    """A pipe or a pty slave: what lamina makes for a container's stdio, and so the only
+    kind of stdio that may be given away (a stdin of /dev/null is the host's node)."""
+    st = os.fstat(fd)
+    return stat.S_ISFIFO(st.st_mode) or (stat.S_ISCHR(st.st_mode)
+                                         and os.major(st.st_rdev) in PTY_MAJORS)
+
+
 def own_stdio(ident: users.Identity) -> None:
     """Give the container's user its own stdio, as runc does: the pipes and the pty lamina
     made for it (never anything else: the caller's files don't reach here), so that a
@@ -89,9 +118,7 @@ def own_stdio(ident: users.Identity) -> None:
     if ident.uid == 0 and ident.gid == 0:
         return
     for fd in (0, 1, 2):
-        st = os.fstat(fd)
-        if stat.S_ISFIFO(st.st_mode) or (stat.S_ISCHR(st.st_mode)
-                                          and os.major(st.st_rdev) in PTY_MAJORS):
+        if made_for_it(fd):
             os.fchown(fd, ident.uid, ident.gid)
 
 
@@ -122,7 +149,7 @@ def run(plan: InitPlan, err_fd: int) -> None:
     step = "start"
     try:
         step = "cgroup"
-        _join_cgroup(plan.cgroup_dirs)
+        _join_cgroup(plan)
         step = "namespaces"
         libc.unshare(namespaces.container_flags(spec.network, spec.security))
         if spec.security.uts != "host":
@@ -131,9 +158,10 @@ def run(plan: InitPlan, err_fd: int) -> None:
             namespaces.loopback_up()
         step = "rootfs"
         rootfs.build(rootfs.RootfsPlan(
-            path=plan.rootfs, console=plan.console,
+            path=plan.rootfs if plan.idmap is None else ".", console=plan.console,
             files=plan.files, security=spec.security, cgroups=plan.cgroup_mounts,
-            devices=plan.devices))
+            devices=plan.devices, remapped=plan.idmap is not None,
+            dev_sources=plan.dev_sources))
         step = "user"
         ident = users.resolve(spec.user, group_add=spec.security.group_add)
         _stdio(plan)
@@ -155,6 +183,7 @@ def exec_process(spec: ProcessSpec, ident: users.Identity, err_fd: int,
         own_stdio(ident)
         become(ident, spec, seccomp)
         close_other_fds(err_fd)
+        clean_signals()
         step = "exec"
         os.execvpe(spec.argv[0], list(spec.argv), env)
     except FileNotFoundError as err:
@@ -165,6 +194,18 @@ def exec_process(spec: ProcessSpec, ident: users.Identity, err_fd: int,
              else f"{step}: {err}", 126)
     except BaseException as err:  # noqa: BLE001 - everything must reach the pipe
         fail(err_fd, f"{step}: {err}", 127)
+
+
+def clean_signals() -> None:
+    """Every signal at its default and none blocked, as a fresh process has them: exec
+    keeps what is ignored and the mask, and lamina's own processes ignore SIGINT, SIGHUP,
+    SIGPIPE and SIGXFSZ (the monitor, Python itself). Without this, Ctrl-C did nothing in
+    `run -it ... sh` and `yes | head -2` said "Broken pipe"."""
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):  # 32, 33: glibc's own
+                signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 def fail(err_fd: int, message: str, code: int) -> None:

@@ -12,6 +12,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -26,6 +27,8 @@ from core.process import ProcessSpec, process_spec
 if TYPE_CHECKING:
     import socket
 
+    from adapters.kernel.idmap import IdMap
+    from adapters.runtime.init import InitPlan
     from core.devices import Node
 
 
@@ -67,16 +70,29 @@ class LinuxRuntime:
         cdir = self.container_dir(container.id)
         os.makedirs(cdir, exist_ok=True)
         nodes = devices.nodes_for(spec.security)  # a bad --device fails before anything
-        merged = self.layers.mount(container.rw_layer, image.layers)
+        idmap = self.idmap()
+        merged = self.layers.mount(container.rw_layer, image.layers, idmap=idmap)
         cgroup = self._cgroup(container.id, spec, nodes)
         plan = InitPlan(spec=spec, rootfs=merged, cgroup_dirs=[str(d) for d in cgroup.dirs()],
-                        files=self._files(cdir, spec), seccomp=self._seccomp(spec),
-                        cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes)
+                        files=self._files(cdir, spec, idmap), seccomp=self._seccomp(spec),
+                        cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes,
+                        idmap=idmap, dev_sources=rootfs.node_sources(nodes, spec.security)
+                        if idmap is not None else {})
         import socket
 
+        try:
+            held = _hold_host_inputs(plan) if idmap is not None else []
+        except BaseException:
+            self._cleanup(container, cgroup)
+            raise
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.log.suspend()
-        monitor.spawn(monitor.MonitorJob(self.root, container.id, cdir, plan), (), theirs)
+        try:
+            monitor.spawn(monitor.MonitorJob(self.root, container.id, cdir, plan),
+                          tuple(held), theirs)
+        finally:
+            for fd in held:
+                os.close(fd)
         theirs.close()
         report = frames.recv(mine)
         text = report[1].decode() if report else "failed the monitor died before reporting"
@@ -92,6 +108,19 @@ class LinuxRuntime:
         pid = int(text.split()[1])
         return Started(pid=pid, cgroup=f"lamina/{container.id}",
                        start_time=_note_monitor(cdir, pid))
+
+    def idmap(self) -> IdMap | None:
+        """The maps of the root's --userns-remap (None: plain), read from the log on every
+        start and exec: one indexed read, and a long-lived daemon never acts on a setting
+        the log no longer holds."""
+        from core.rootconfig import current
+
+        config = current(self.log)
+        if not config.remapped:
+            return None
+        from adapters.kernel.idmap import IdMap
+
+        return IdMap.from_rows(config.uid_map, config.gid_map)
 
     def _seccomp(self, spec: ProcessSpec) -> bytes | None:
         """The container's compiled filter, from the cache under the root after the first."""
@@ -111,18 +140,24 @@ class LinuxRuntime:
             Cgroup.open(cid).remove()
         return Cgroup.create(cid, limits, devices=rules_for(spec.security, nodes))
 
-    def _files(self, cdir: str, spec: ProcessSpec) -> dict[str, str]:
+    def _files(self, cdir: str, spec: ProcessSpec,
+               idmap: IdMap | None) -> dict[str, str | int]:
+        """The files bound over /etc/hostname, hosts (and resolv.conf with the host's
+        network). A remapped container's root owns them (as it owns them in docker), else
+        they would be the host root's: nobody's inside, and not writable."""
         files = {"/etc/hostname": f"{spec.hostname}\n",
                  "/etc/hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
                                f"127.0.1.1\t{spec.hostname}\n"}
         if spec.network == "host" and os.path.exists("/etc/resolv.conf"):
             with open("/etc/resolv.conf") as f:
                 files["/etc/resolv.conf"] = f.read()
-        out = {}
+        out: dict[str, str | int] = {}
         for inside, text in files.items():
             path = os.path.join(cdir, os.path.basename(inside))
             with open(path, "w") as f:
                 f.write(text)
+                if idmap is not None:
+                    os.fchown(f.fileno(), idmap.host_uid(0), idmap.host_gid(0))
             out[inside] = path
         return out
 
@@ -248,7 +283,9 @@ class LinuxRuntime:
         spec = self.spec(container, image)
         cgroup = self._open_cgroup(container)
         dirs = tuple(str(d) for d in cgroup.dirs()) if cgroup is not None else ()
-        target = ExecTarget(container.id, container.pid, container.start_time, dirs)
+        idmap = self.idmap()
+        root_ids = (idmap.host_uid(0), idmap.host_gid(0)) if idmap is not None else None
+        target = ExecTarget(container.id, container.pid, container.start_time, dirs, root_ids)
         self.log.suspend()
         return run_exec(target, spec, argv, user, options, self._seccomp(spec))
 
@@ -315,6 +352,43 @@ class LinuxRuntime:
     def remove(self, container: Container) -> None:
         """The container is gone: delete its logs and runtime files."""
         shutil.rmtree(self.container_dir(container.id), ignore_errors=True)
+
+
+def _hold_host_inputs(plan: InitPlan) -> list[int]:
+    """What a remapped init binds from the host, as detached mounts made here (open_tree):
+    it runs as a subordinate uid that may not walk this root's 0700 directories (nor a
+    --device path's), and a bind needs its source in init's own mount namespace; a detached
+    clone is attached there (move_mount) instead. The fds are inherited by the monitor and
+    init, and closed by init's exec. Each device is checked to be the very node the
+    container was given."""
+    from adapters.kernel.idmap import cloned_tree
+
+    fds: list[int] = []
+
+    def held(path: str) -> int:
+        fds.append(cloned_tree(path))
+        return fds[-1]
+
+    try:
+        plan.files = {inside: held(path) for inside, path in plan.files.items()}
+        sources: dict[str, str | int] = {}
+        for node in plan.devices:
+            host = str(plan.dev_sources[node.path])
+            sources[node.path] = held(host)
+            st = os.fstat(fds[-1])
+            kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else "-"
+            if (kind, os.major(st.st_rdev), os.minor(st.st_rdev)) != \
+                    (node.type, node.major, node.minor):
+                raise RuntimeError_(f"device {host} is not {node.type} {node.major}:"
+                                    f"{node.minor}: it changed since the container was made")
+        plan.dev_sources = sources
+    except BaseException as err:
+        for fd in fds:
+            os.close(fd)
+        if isinstance(err, OSError):
+            raise RuntimeError_(f"cannot start the container: {err}") from None
+        raise
+    return fds
 
 
 def _note_monitor(cdir: str, pid: int) -> int:

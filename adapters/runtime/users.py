@@ -48,7 +48,32 @@ def resolve(user: str, etc: str = "/etc", group_add: Sequence[str] = ()) -> Iden
     extra = [int(e[2]) for e in groups_file
              if len(e) >= 4 and login and login in e[3].split(",")]
     extra += [_gid(g, groups_file) for g in group_add]
-    return Identity(uid, gid, tuple(dict.fromkeys([gid, *extra])), home)
+    ident = Identity(uid, gid, tuple(dict.fromkeys([gid, *extra])), home)
+    require_mapped(ident)
+    return ident
+
+
+def _mapped(path: str) -> list[tuple[int, int]]:
+    """The container ids a /proc/self/uid_map or gid_map maps, as [first, end) spans."""
+    try:
+        with open(path) as f:
+            rows = [line.split() for line in f if line.strip()]
+    except FileNotFoundError:  # no /proc: nothing to say
+        return [(0, 1 << 32)]
+    return [(int(inside), int(inside) + int(count)) for inside, _, count in rows]
+
+
+def require_mapped(ident: Identity) -> None:
+    """In a remapped container (a user namespace mapping 0-65535) an id outside the map
+    can't be taken: one line naming it, instead of setuid's bare EINVAL. (A plain
+    container's map is the host's, 0 to 2^32-2: everything passes.)"""
+    for kind, ids in (("user", (ident.uid,)), ("group", ident.groups or (ident.gid,))):
+        spans = _mapped(f"/proc/self/{'uid' if kind == 'user' else 'gid'}_map")
+        for ident_id in ids:
+            if not any(a <= ident_id < b for a, b in spans):
+                shown = ", ".join(f"{a}-{b - 1}" for a, b in spans)
+                raise LookupError(f"{kind} {ident_id} is outside the container's id map "
+                                  f"({shown})")
 
 
 def _gid(group: str, groups_file: list[list[str]]) -> int:

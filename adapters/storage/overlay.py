@@ -35,8 +35,12 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from adapters.kernel import libc
+
+if TYPE_CHECKING:
+    from adapters.kernel.idmap import IdMap
 
 LINKS_DIR = "l"
 SHORT_NAME_LEN = 26
@@ -108,6 +112,36 @@ def mount_overlay(lowers: list[str], upper: str, work: str, target: str,
         raise OverlayError(errno.E2BIG, f"{len(lowers)} layers do not fit one page of mount "
                                         f"options even with short links ({len(short)} bytes)")
     _mount_in(links_dir, target, short)
+
+
+def mount_idmapped(lowers: list[str], rw_dir: str, target: str, idmap: IdMap) -> None:
+    """Mount `lowers` (top-most first) under `rw_dir`/diff (work dir `rw_dir`/work) at
+    `target`, every layer seen through `idmap`: a container of a --userns-remap root sees
+    the image's files with their own owners (root's as its root's), and what it writes
+    reaches the disk with container ids, so its layer commits and exports as any other.
+
+    Each layer is a detached idmapped clone (open_tree + mount_setattr) handed to overlay
+    as an fd (fsconfig "lowerdir+": kernel 6.13+), created as the container's root would
+    (adapters/kernel/idmap.py, mount_overlay): nothing but the overlay itself is ever
+    attached, so there is nothing else to unmount, and no page of options to fill."""
+    from adapters.kernel import idmap as idmaps
+
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    fds: list[int] = []
+    try:
+        with idmaps.userns_holding(idmap) as ns:
+            fds += [idmaps.idmapped_tree(os.path.abspath(p), ns) for p in lowers]
+            top = idmaps.idmapped_tree(os.path.abspath(rw_dir), ns)
+            fds.append(top)
+        upper = os.open("diff", flags, dir_fd=top)
+        fds.append(upper)
+        work = os.open("work", flags, dir_fd=top)
+        fds.append(work)
+        idmaps.mount_overlay(fds[:len(lowers)], upper, work, target, idmap,
+                             _feature_options())
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 @contextlib.contextmanager

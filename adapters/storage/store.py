@@ -30,11 +30,14 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from adapters.storage import overlay
-from core.errors import BadInput
+from core.errors import BadInput, Conflict
 from core.ports import LayerInfo
+
+if TYPE_CHECKING:
+    from adapters.kernel.idmap import IdMap
 
 # Imported when used (create and mount, which every container pays for, need neither):
 # adapters.storage.layertar (tars), adapters.storage.archive (tar-splits, image archives).
@@ -43,6 +46,13 @@ RW_PREFIX = "rw-"
 SPLIT_FILE = "tar-split.gz"
 _CHUNK = 1 << 20
 OVERLAY_OPAQUE = "trusted.overlay.opaque"
+
+
+IDMAP_MARKER = "idmapped"  # in rw-<cid>/ while its view is mounted idmapped: the map
+
+
+class ViewBusy(Conflict):
+    """A container's union view is mounted in the other mode (plain or idmapped)."""
 
 
 class LayerDamaged(BadInput):
@@ -265,24 +275,68 @@ class LinuxLayerStore:
             return [empty]
         return [self.diff_dir(lid) for lid in reversed(layers)]
 
-    def mount(self, rw_layer: str, layers: Sequence[str]) -> str:
-        """Mount the union view at MergedDir (idempotent) and return its path."""
+    def mount(self, rw_layer: str, layers: Sequence[str], idmap: IdMap | None = None) -> str:
+        """Mount the union view at MergedDir (idempotent) and return its path.
+
+        With `idmap` (a container of a --userns-remap root) every layer is an idmapped
+        mount (overlay.mount_idmapped): the container's root sees the image as root's and
+        writes container ids to the disk. A view already mounted the other way is refused,
+        not reused: a remapped container on a plain view would see its files as nobody's,
+        a plain one on an idmapped view would write shifted ids into its layer."""
         merged = self.merged_dir(rw_layer)
-        if not overlay.is_mounted(merged):
-            init = os.path.join(self.layer_dir(rw_layer), "init")
-            overlay.mount_overlay([init, *self.lowers(layers)], self.diff_dir(rw_layer),
-                                  self.work_dir(rw_layer), merged, self.layers_dir)
+        if overlay.is_mounted(merged):
+            if self.mounted_idmap(rw_layer) != idmap:
+                raise ViewBusy(f"the union view of {rw_layer[:15]} is mounted "
+                               f"{'plain' if idmap else 'idmapped'} by another user of it "
+                               "(an export or a build): try again")
+            return merged
+        init = os.path.join(self.layer_dir(rw_layer), "init")
+        lowers = [init, *self.lowers(layers)]
+        marker = self._idmap_marker(rw_layer)
+        if idmap is None:
+            with suppress(FileNotFoundError):
+                os.unlink(marker)
+            overlay.mount_overlay(lowers, self.diff_dir(rw_layer), self.work_dir(rw_layer),
+                                  merged, self.layers_dir)
+            return merged
+        with open(marker, "w") as f:  # written first: a mount is never there without it
+            f.write(idmap.uid_map() + "/\n" + idmap.gid_map())
+        try:
+            overlay.mount_idmapped(lowers, self.layer_dir(rw_layer), merged, idmap)
+        except BaseException:
+            os.unlink(marker)
+            raise
         return merged
+
+    def _idmap_marker(self, rw_layer: str) -> str:
+        return os.path.join(self.layer_dir(rw_layer), IDMAP_MARKER)
+
+    def mounted_idmap(self, rw_layer: str) -> IdMap | None:
+        """The id map the union view is mounted with (None: plain or not mounted)."""
+        from adapters.kernel.idmap import IdMap, parse_map
+
+        if not overlay.is_mounted(self.merged_dir(rw_layer)):
+            return None
+        try:
+            with open(self._idmap_marker(rw_layer)) as f:
+                uids, _, gids = f.read().partition("/\n")
+        except FileNotFoundError:
+            return None
+        return IdMap(parse_map(uids), parse_map(gids))
 
     def unmount(self, rw_layer: str) -> None:
         overlay.unmount(self.merged_dir(rw_layer))
+        with suppress(FileNotFoundError):
+            os.unlink(self._idmap_marker(rw_layer))
 
     @contextmanager
     def union_view(self, rw_layer: str, layers: Sequence[str]) -> Iterator[str]:
-        """The union view for the length of a block; left mounted if it already was."""
+        """The union view for the length of a block; left mounted (as it was, idmapped or
+        not: see `mounted_idmap`) if it already was, else a plain view."""
         merged = self.merged_dir(rw_layer)
         was = overlay.is_mounted(merged)
-        self.mount(rw_layer, layers)
+        if not was:
+            self.mount(rw_layer, layers)
         try:
             yield merged
         finally:
@@ -298,11 +352,14 @@ class LinuxLayerStore:
         from adapters.storage.archive import output_file
 
         with self.union_view(rw_layer, layers) as merged:
+            idmap = self.mounted_idmap(rw_layer)
+            write = layertar.write_flat_tar if idmap is None else \
+                (lambda root, out: _flat_tar_unmapped(root, out, idmap))
             try:
                 if isinstance(output, str):
                     with output_file(output) as f:
-                        return layertar.write_flat_tar(merged, f)
-                return layertar.write_flat_tar(merged, output)
+                        return write(merged, f)
+                return write(merged, output)
             except layertar.LayerError as err:
                 raise BadInput(str(err)) from None
 
@@ -497,6 +554,53 @@ def _owner() -> str:
     from adapters.kernel.proc import stamp
 
     return stamp()
+
+
+def _flat_tar_unmapped(root: str, out: BinaryIO, idmap: IdMap) -> tuple[str, int]:
+    """`write_flat_tar` of an idmapped view (a running remapped container's) with the
+    container's ids, not the host's: the host sees its files shifted (0 as 200000), a
+    process in a user namespace holding the same map sees them as the container does. So
+    a forked child joins such a namespace (a fresh one: the container need not live) and
+    writes the tar into a pipe; this process copies it to `out`, hashing what it copies.
+    An id outside the map shows as the overflow id (65534) there, as it does inside."""
+    import hashlib
+
+    from adapters.kernel import idmap as idmaps
+    from adapters.kernel import libc
+    from adapters.storage import layertar
+
+    data_r, data_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    with idmaps.userns_holding(idmap) as ns:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - a child: reports through err_w
+            code = 0
+            try:
+                os.close(data_r)
+                os.close(err_r)
+                libc.setns(ns, libc.CLONE_NEWUSER)
+                with os.fdopen(data_w, "wb") as f:
+                    layertar.write_flat_tar(root, f)
+            except BaseException as err:  # noqa: BLE001 - everything must reach the pipe
+                os.write(err_w, str(err).encode() or b"failed")
+                code = 1
+            os._exit(code)
+    os.close(data_w)
+    os.close(err_w)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with os.fdopen(data_r, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+    finally:
+        status = os.waitpid(pid, 0)[1]
+        with os.fdopen(err_r, "rb") as f:
+            failed = f.read().decode(errors="replace")
+    if failed or os.waitstatus_to_exitcode(status) != 0:
+        raise layertar.LayerError(f"exporting the remapped view failed: {failed or status}")
+    return f"sha256:{digest.hexdigest()}", size
 
 
 class ArchiveSession:

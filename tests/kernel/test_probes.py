@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import leftovers
+from tests.kernel.remap_env import configure, subid_prefix
+from tests.kernel.runtime_env import Lamina, leftovers
 from tests.probes import (
     ProbeError,
     Suite,
     key_in_user_keyring,
     loop_attached,
     parse,
+    remapped,
     suite,
 )
 from tests.probes.expected import ALL_CELLS, DEVICE_RUN, PROBES, Cell, mismatches
@@ -46,6 +48,23 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     assert not loop_attached(backing), "the loop device is still attached"
     assert not key_in_user_keyring(key), "the host key is still in root's user keyring"
     assert leftovers(s.lamina.root, ids) == []
+
+
+@pytest.fixture(scope="module")
+def remapped_probes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    """The same suite on a --userns-remap root (users and ids in a test prefix)."""
+    require_root()
+    workdir = tmp_path_factory.mktemp("probes-remapped")
+    root = workdir / "root"
+    configure(Lamina(root), subid_prefix(workdir / "prefix"))
+    ids: list[str] = []
+    with suite(workdir, root) as s:
+        yield s
+        ids = s.container_ids()
+        backing, key = s.loop.backing, s.key.description
+    assert not loop_attached(backing), "the loop device is still attached"
+    assert not key_in_user_keyring(key), "the host key is still in root's user keyring"
+    assert leftovers(root, ids) == []
 
 
 def table(cell: Cell, rows: list[tuple[str, str, str]]) -> str:
@@ -74,6 +93,34 @@ def test_device_given_read_only(probes: Suite) -> None:
     rows = mismatches(DEVICE_RUN, lines)
     assert not rows, table(DEVICE_RUN, rows)
     assert str(lines["device_read"]) == "allowed marker"
+
+
+@pytest.mark.parametrize("cell", remapped.CELLS, ids=lambda c: f"{c[0]}-{c[1]}")
+def test_probes_on_a_remapped_root(remapped_probes: Suite, cell: Cell) -> None:
+    """Every probe in a container whose root is a subordinate uid: as on a plain root but
+    for tests/probes/remapped.py's differences (never a weaker outcome)."""
+    try:
+        lines = remapped_probes.run(*cell)
+    except ProbeError as err:
+        pytest.fail(str(err))
+    rows = remapped.mismatches(cell, lines)
+    assert not rows, table(cell, rows)
+
+
+def test_the_remapped_device_run_and_keyring(remapped_probes: Suite) -> None:
+    """The --device run (the host node's own permissions apply), and the keyring probes
+    without the seccomp filter: host root's key is not found, since the container's root
+    is not uid 0 to the kernel."""
+    try:
+        device = remapped_probes.run_device()
+        keys = remapped_probes.run("default", "root", remapped.UNCONFINED,
+                                   tuple(remapped.KEYRING))
+    except ProbeError as err:
+        pytest.fail(str(err))
+    rows = remapped.mismatches(DEVICE_RUN, device)
+    assert not rows, table(DEVICE_RUN, rows)
+    rows = remapped.keyring_mismatches(keys)
+    assert not rows, table(("seccomp=unconfined", "root"), rows)
 
 
 def test_every_probe_has_an_expectation(probes: Suite) -> None:

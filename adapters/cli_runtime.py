@@ -67,7 +67,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     e = _engine(args)
     if args.tty and args.interactive and not args.detach and not os.isatty(0):
         e.refuse("run", args.image, "the input device is not a TTY")
-    cid = e.create(args.image, args.cmd, name=args.name, config=create_options(args))
+    options = create_options(args)
+    if args.rm:  # recorded: a detached one is removed by its monitor when it ends
+        options["auto_remove"] = True
+    cid = e.create(args.image, args.cmd, name=args.name, config=options)
     try:
         e.start(cid)
     except LaminaError:

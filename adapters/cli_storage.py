@@ -59,7 +59,7 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
                "interactive": args.interactive, "privileged": args.privileged,
                "cap_add": args.cap_add, "cap_drop": args.cap_drop, "read_only": args.read_only,
                "devices": args.device, "group_add": args.group_add, "pid": args.pid,
-               "ipc": args.ipc, "uts": args.uts,
+               "ipc": args.ipc, "uts": args.uts, "extra_hosts": args.extra_hosts,
                "security_opt": [_profile_text(o) for o in args.security_opt or []]}
     if args.entrypoint is not None:
         options["entrypoint"] = [args.entrypoint] if args.entrypoint else []
@@ -391,6 +391,8 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-only", action="store_true", help="mount the root read-only")
     p.add_argument("--device", action="append", help="HOST[:INSIDE][:rwm] (repeatable)")
     p.add_argument("--group-add", action="append", help="a supplementary group (repeatable)")
+    p.add_argument("--add-host", action="append", dest="extra_hosts",
+                   help="NAME:IP, a line of the container's /etc/hosts (repeatable)")
     p.add_argument("--pid", help="host: share the host's PID namespace")
     p.add_argument("--ipc", help="host, private, shareable or none")
     p.add_argument("--uts", help="host: share the host's UTS namespace (hostname)")

@@ -29,7 +29,7 @@ from core.images import RmiPlan, chain_id, image_config, image_id, orphaned_by_c
 from core.model import Container, Image, ProjectionError
 from core.naming import name_for
 from core.ports import EventLog, Ids, LayerStore, Runtime
-from core.process import command_line
+from core.process import command_line, extra_host
 from core.references import (
     check_name,
     is_id_prefix,
@@ -268,6 +268,8 @@ class Engine:
             image = self.image(image_ref)
             image_cfg = image.config.get("config") or {}
             command_line(image_cfg, cmd_args, config.get("entrypoint"))
+            for entry in config.get("extra_hosts") or ():
+                extra_host(entry)
             if image_cfg.get("Labels"):  # docker's: the image's labels, then the request's
                 config["labels"] = {**image_cfg["Labels"], **(config.get("labels") or {})}
             if name is not None:

@@ -29,6 +29,32 @@ class ProcessSpec:
     interactive: bool = False
     security: Security = field(default_factory=Security)
     limits: Mapping[str, Any] = field(default_factory=dict)
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host NAME:IP, as (name, ip)
+
+
+def extra_host(entry: str) -> tuple[str, str]:
+    """docker's --add-host: NAME:IP or NAME=IP (an IPv6 address keeps its colons); the
+    special host-gateway needs a network lamina doesn't build yet."""
+    import ipaddress
+
+    name, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
+    ip = ip.strip("[]")
+    if not sep or not name or not ip:
+        raise BadInput(f"invalid --add-host {entry!r}: use NAME:IP")
+    if ip == "host-gateway":
+        raise BadInput("--add-host NAME:host-gateway is not supported by lamina yet")
+    try:
+        ipaddress.ip_address(ip)
+    except ValueError:
+        raise BadInput(f"invalid IP address in --add-host {entry!r}: {ip}") from None
+    return name, ip
+
+
+def hosts_file(spec: ProcessSpec) -> str:
+    """The container's /etc/hosts: docker's lines, then its --add-host entries."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost",
+             f"127.0.1.1\t{spec.hostname}", *(f"{ip}\t{name}" for name, ip in spec.extra_hosts)]
+    return "\n".join(lines) + "\n"
 
 
 def merge_env(base: Sequence[str], extra: Sequence[str]) -> tuple[str, ...]:
@@ -75,5 +101,6 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         tty=bool(options.get("tty")),
         interactive=bool(options.get("interactive")),
         security=security_of(options),
+        extra_hosts=tuple(extra_host(h) for h in options.get("extra_hosts") or ()),
         limits={k: options[k] for k in ("memory", "pids", "cpus") if options.get(k)},
     )

@@ -235,7 +235,7 @@ BUILD_REFUSED = {"remote": "", "pull": "--pull", "squash": "--squash",
                  "cpusetcpus": "--cpuset-cpus", "cpusetmems": "--cpuset-mems",
                  "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota",
                  "cgroupparent": "--cgroup-parent", "shmsize": "--shm-size",
-                 "ulimits": "--ulimit", "extrahosts": "--add-host", "outputs": "--output",
+                 "ulimits": "--ulimit", "outputs": "--output",
                  "session": "", "buildid": ""}
 _ZERO = ("", "0", "no", "false", "none", "null", "[]", "{}")  # docker's false, 0 or empty
 
@@ -296,6 +296,9 @@ def build_options(req: Request) -> dict[str, Any]:
     run_options: dict[str, Any] = {"memory": memory} if memory > 0 else {}
     if network in ("host", "none"):
         run_options["network"] = network
+    hosts = [h for v in req.query.get("extrahosts") or [] for h in v.split(",") if h]
+    if hosts:  # docker's CLI joins them with commas; docker-py repeats the parameter
+        run_options["extra_hosts"] = hosts
     removing = _truthy(req.q("forcerm")) or req.q("rm") in (None, "") or _truthy(req.q("rm"))
     return {"dockerfile": in_context(req.q("dockerfile")),
             "tags": [shapes.familiar(t) for t in req.query.get("t") or []],

@@ -129,7 +129,7 @@ def container_inspect(c: Container, image: Image | None, store: Any, root: str
     doc["Mounts"] = []
     doc["NetworkSettings"] = {"Networks": {}, "Ports": {}}
     host = doc["HostConfig"]
-    host.update({"AutoRemove": bool(c.config.get("auto_remove")), "Binds": None,
+    host.update({"Binds": None,
                  "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                  "LogConfig": {"Type": "json-file", "Config": {}}})
     cfg = doc["Config"]

@@ -80,6 +80,7 @@ def detach(ctl: socket.socket | None, timeout: float = 2) -> None:
     if ctl is None:
         return
     with contextlib.suppress(OSError):
+        frames.send(ctl, frames.DETACH, b"")
         ctl.shutdown(socket.SHUT_WR)
         ctl.settimeout(timeout)
         while ctl.recv(65536):

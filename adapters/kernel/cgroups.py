@@ -28,6 +28,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.errors import LaminaError
+
 if TYPE_CHECKING:
     from core.devices import Rule
 
@@ -45,8 +47,11 @@ class Mode(StrEnum):
     V2 = "v2"
 
 
-class CgroupError(Exception):
-    """A cgroup operation failed; the message names the file or directory involved."""
+class CgroupError(LaminaError):
+    """A cgroup operation failed, or the host lacks a hierarchy lamina needs; the message
+    names the file, directory or hierarchy involved (one line, as every LaminaError)."""
+
+    exit_code = 125
 
 
 class CgroupNotFound(CgroupError):

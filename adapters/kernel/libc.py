@@ -90,6 +90,17 @@ def syscall(number: int, *args: int | ctypes.c_char_p | None) -> int:
                          *(ctypes.c_long(a) if isinstance(a, int) else a for a in args))
 
 
+SYS_RT_SIGACTION = 13  # x86_64
+
+
+def default_signal(sig: int) -> None:
+    """rt_sigaction(sig, SIG_DFL) as the kernel takes it: glibc's sigaction (and so
+    Python's signal.signal) refuses 32 and 33, which glibc keeps for its threads, yet a
+    process can inherit either as ignored."""
+    act = (ctypes.c_ulong * 4)()  # handler SIG_DFL, flags, restorer, mask: all zero
+    check(syscall(SYS_RT_SIGACTION, sig, ctypes.addressof(act), 0, 8), f"rt_sigaction({sig})")
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     """pivot_root(2): there is no libc wrapper, so go through syscall(2)."""
     SYS_pivot_root = 155  # x86_64

@@ -71,7 +71,8 @@ def idle(runtime: Any, cid: str) -> Iterator[bool]:
 
 
 def findings(runtime: Any, known: Mapping[str, Container]) -> list[Finding]:
-    return [*_cgroups(runtime, known), *_mounts(runtime, known), *_freezer(runtime, known),
+    return [*_cgroups(runtime, known), *_mounts(runtime, known), *_views(runtime, known),
+            *_freezer(runtime, known),
             *_layers(runtime), *_container_dirs(runtime), *_staging(runtime),
             *_remap(runtime)]
 
@@ -144,6 +145,25 @@ def _mounts(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
         cid = top.removeprefix("rw-")
         yield Finding(f"{m} is mounted but its container isn't running",
                       lambda m=m, cid=cid: _locked(runtime, cid, lambda: unmount(m)))
+
+
+def _views(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
+    """A live container's union view must be mounted on the host (its MergedDir, as
+    docker's): export, diff and commit read it there. Someone unmounted it (the process
+    keeps its own copy in its mount namespace): mount it again."""
+    for c in known.values():
+        merged = runtime.layers.merged_dir(c.rw_layer)
+        if c.state not in LIVE or os.path.ismount(merged):
+            continue
+        yield Finding(f"container {c.id[:12]} ({c.name}) is {c.state} but its union view "
+                      f"{merged} is not mounted on the host",
+                      lambda c=c: _locked(runtime, c.id, lambda: _remount(runtime, c)))
+
+
+def _remount(runtime: Any, c: Container) -> None:
+    image = runtime.log.image(c.image)
+    if image is not None:
+        runtime.layers.mount(c.rw_layer, image.layers, idmap=runtime.idmap())
 
 
 def _freezer(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:

@@ -203,8 +203,10 @@ def clean_signals() -> None:
     `run -it ... sh` and `yes | head -2` said "Broken pipe"."""
     for sig in range(1, signal.NSIG):
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            with contextlib.suppress(OSError, ValueError):  # 32, 33: glibc's own
+            try:
                 signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):  # 32, 33: glibc's own, refused by its sigaction
+                libc.default_signal(sig)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 

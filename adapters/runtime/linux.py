@@ -22,7 +22,7 @@ from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
 from core.errors import LaminaError
 from core.model import Container, Image
 from core.ports import Ended, Started
-from core.process import ProcessSpec, process_spec
+from core.process import ProcessSpec, hosts_file, process_spec
 
 if TYPE_CHECKING:
     import socket
@@ -72,15 +72,20 @@ class LinuxRuntime:
         nodes = devices.nodes_for(spec.security)  # a bad --device fails before anything
         idmap = self.idmap()
         merged = self.layers.mount(container.rw_layer, image.layers, idmap=idmap)
-        cgroup = self._cgroup(container.id, spec, nodes)
-        plan = InitPlan(spec=spec, rootfs=merged, cgroup_dirs=[str(d) for d in cgroup.dirs()],
-                        files=self._files(cdir, spec, idmap), seccomp=self._seccomp(spec),
-                        cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes,
-                        idmap=idmap, dev_sources=rootfs.node_sources(nodes, spec.security)
-                        if idmap is not None else {})
+        try:  # a host without what lamina needs fails here: leave nothing mounted
+            cgroup = self._cgroup(container.id, spec, nodes)
+        except BaseException:
+            self.layers.unmount(container.rw_layer)
+            raise
         import socket
 
         try:
+            plan = InitPlan(
+                spec=spec, rootfs=merged, cgroup_dirs=[str(d) for d in cgroup.dirs()],
+                files=self._files(cdir, spec, idmap), seccomp=self._seccomp(spec),
+                cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes,
+                idmap=idmap, dev_sources=rootfs.node_sources(nodes, spec.security)
+                if idmap is not None else {})
             held = _hold_host_inputs(plan) if idmap is not None else []
         except BaseException:
             self._cleanup(container, cgroup)
@@ -145,9 +150,7 @@ class LinuxRuntime:
         """The files bound over /etc/hostname, hosts (and resolv.conf with the host's
         network). A remapped container's root owns them (as it owns them in docker), else
         they would be the host root's: nobody's inside, and not writable."""
-        files = {"/etc/hostname": f"{spec.hostname}\n",
-                 "/etc/hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
-                               f"127.0.1.1\t{spec.hostname}\n"}
+        files = {"/etc/hostname": f"{spec.hostname}\n", "/etc/hosts": hosts_file(spec)}
         if spec.network == "host" and os.path.exists("/etc/resolv.conf"):
             with open("/etc/resolv.conf") as f:
                 files["/etc/resolv.conf"] = f.read()
@@ -180,8 +183,14 @@ class LinuxRuntime:
         return self.clients.pop(container_id, None)
 
     def detach(self, container_id: str) -> None:
+        """Let go of a started container: its monitor records its end (and removes it
+        with --rm) instead of waiting for us to."""
+        from adapters.runtime import frames
+
         sock = self.clients.pop(container_id, None)
         if sock is not None:
+            with suppress(OSError):
+                frames.send(sock, frames.DETACH, b"")
             sock.close()
 
     # --- ending --------------------------------------------------------------------------

@@ -4,7 +4,7 @@ and what an attached `run` or `start -a` does itself when it gets the exit code.
 Whoever comes first records `ContainerExited` (under the runtime's per-container lock, see
 Engine.exited); the other finds the container already stopped and records nothing.
 
-`python -m adapters.runtime.record_exit ROOT CONTAINER_ID PID`.
+`python -m adapters.runtime.record_exit ROOT CONTAINER_ID PID [--remove]`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,23 @@ def record_exit(engine: Any, container_id: str, pid: int) -> Any:
     return None
 
 
+def remove_ended(engine: Any, container_id: str) -> None:
+    """--rm of a container nobody attached: gone once its end is recorded (stop, kill or
+    this monitor recorded it). Not while it runs again (a start meanwhile)."""
+    c = engine.log.container(container_id)
+    if c is not None and c.state == "stopped":
+        engine.rm(container_id, force=True)
+
+
 def main(argv: list[str]) -> int:
     from adapters.compose import build_engine
 
     root, container_id, pid = argv[0], argv[1], int(argv[2])
     with contextlib.suppress(Exception):  # reconciliation catches what this misses
-        record_exit(build_engine(root, monitor=True), container_id, pid)
+        engine = build_engine(root, monitor=True)
+        record_exit(engine, container_id, pid)
+        if "--remove" in argv[3:]:
+            remove_ended(engine, container_id)
     return 0
 
 

@@ -67,6 +67,7 @@ class _Client:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock: socket.socket | None = sock
+        self.was_attached = False  # still there when the container's process ended
 
     def send(self, stream: int, data: bytes) -> None:
         if self.sock is None:
@@ -107,8 +108,9 @@ def _run(job: dict, ctl: socket.socket) -> int:
         os.waitpid(pid, 0)
         return 1
     outputs = {int(fd): name for fd, name in job["outputs"].items()}
-    code = _supervise(job, pid, _Client(ctl), outputs, job["stdin"])
-    _record(job, pid)
+    client = _Client(ctl)
+    code = _supervise(job, pid, client, outputs, job["stdin"])
+    _record(job, pid, attached=client.was_attached)
     return code
 
 
@@ -166,6 +168,7 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
     with open(path + ".tmp", "w") as f:
         json.dump({"pid": pid, "code": code}, f)
     os.replace(path + ".tmp", path)
+    client.was_attached = client.sock is not None
     client.send(frames.EXIT, str(code).encode())
     _await_hangup(client)
     return 0
@@ -178,8 +181,12 @@ def _await_hangup(client: _Client, timeout: float = 5) -> None:
     poller = select.epoll()
     poller.register(client.sock.fileno(), select.EPOLLIN)
     try:
-        while poller.poll(timeout) and frames.recv(client.sock) is not None:
-            pass
+        while poller.poll(timeout):
+            frame = frames.recv(client.sock)
+            if frame is None:
+                break
+            if frame[0] == frames.DETACH:  # it let go before it heard of the exit
+                client.was_attached = False
     except OSError:
         pass
     poller.close()
@@ -211,6 +218,10 @@ def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: i
             return None
         return stdin_fd
     stream, payload = frame
+    if stream == frames.DETACH:  # gone as a hang-up is: nobody attached any more
+        poller.unregister(ctl_fd)
+        client.drop()
+        return stdin_fd
     if stream == frames.STDIN and stdin_fd is not None:
         if not payload and stdin_fd not in outputs:
             os.close(stdin_fd)
@@ -222,7 +233,7 @@ def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: i
     return stdin_fd
 
 
-def _recorded(job: dict, pid: int) -> bool:
+def _recorded(job: dict, pid: int) -> tuple[bool, bool]:
     """Whether the log already shows this process ended (an attached client, stop, kill
     or rm got there first): then there is nothing to record and no engine to start.
 
@@ -232,7 +243,7 @@ def _recorded(job: dict, pid: int) -> bool:
         lock = os.open(os.path.join(job["cdir"], "lock"),
                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
-        return True  # rm took the container's directory away
+        return True, False  # rm took the container's directory away
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _recorded_in_log(job, pid)
@@ -240,7 +251,8 @@ def _recorded(job: dict, pid: int) -> bool:
         os.close(lock)
 
 
-def _recorded_in_log(job: dict, pid: int) -> bool:
+def _recorded_in_log(job: dict, pid: int) -> tuple[bool, bool]:
+    """(the exit is in the log, the container asked to be removed when it ends)."""
     import sqlite3
 
     path = os.path.join(job["root"], "events.db")
@@ -252,18 +264,24 @@ def _recorded_in_log(job: dict, pid: int) -> bool:
         finally:
             con.close()
     except sqlite3.Error:
-        return False
+        return False, False
     if row is None:
-        return True
+        return True, False
     state, doc = row
-    return state not in ("running", "paused") or json.loads(doc).get("pid") != pid
+    doc = json.loads(doc)
+    auto_remove = bool((doc.get("config") or {}).get("auto_remove"))
+    return state not in ("running", "paused") or doc.get("pid") != pid, auto_remove
 
 
-def _record(job: dict, pid: int) -> None:
-    """Become the full interpreter that records the exit (it needs the engine)."""
-    if _recorded(job, pid):
+def _record(job: dict, pid: int, attached: bool) -> None:
+    """Become the full interpreter that records the exit (it needs the engine), and removes
+    a container that asked for it (--rm, AutoRemove) when no client is attached to do it:
+    a detached one, or one whose client went away, is removed all the same."""
+    recorded, auto_remove = _recorded(job, pid)
+    remove = auto_remove and not attached
+    if recorded and not remove:
         return
     argv = [sys.executable, "-m", "adapters.runtime.record_exit", job["root"], job["cid"],
-            str(pid)]
+            str(pid), *(["--remove"] if remove else [])]
     os.chdir(TOP)
     os.execv(sys.executable, argv)

@@ -104,6 +104,8 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str) -> d
             "Memory": opts.get("memory") or 0,
             "NanoCpus": int((opts.get("cpus") or 0) * 1e9),
             "PidsLimit": opts.get("pids") or None,
+            "AutoRemove": bool(opts.get("auto_remove")),
+            "ExtraHosts": opts.get("extra_hosts") or None,
             **security_host_config(opts),
         },
         "GraphDriver": {"Name": "overlay2", "Data": {
@@ -122,6 +124,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str) -> d
             "Image": image.tags[0] if image and image.tags else f"sha256:{c.image}",
             "Tty": bool(opts.get("tty")),
             "OpenStdin": bool(opts.get("interactive")),
+            "Labels": opts.get("labels") or {},
         },
     }
 

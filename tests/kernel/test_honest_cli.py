@@ -113,6 +113,24 @@ def test_processes_start_with_clean_signal_state(lamina: Lamina, tmp_path) -> No
     """Nothing ignored, nothing blocked: run, start, exec and a build's RUN step."""
     status = ["grep", "-E", "SigIgn|SigBlk", "/proc/self/status"]
     assert signal_state(lamina.ok("run", "--rm", "busybox", *status)) == CLEAN
+    # a caller that ignores and blocks signals, 32 (glibc's own) among them, passes none on
+    import ctypes
+    import signal
+    import subprocess
+
+    from adapters.kernel import libc
+    from tests.kernel.runtime_env import LAMINA
+
+    def hostile_caller() -> None:
+        act = (ctypes.c_ulong * 4)(1, 0, 0, 0)  # SIG_IGN
+        libc.check(libc.syscall(13, 32, ctypes.addressof(act), 0, 8), "ignore 32")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+    out = subprocess.run([LAMINA, "--root", str(lamina.root), "run", "--rm", "busybox",
+                          *status], capture_output=True, text=True, timeout=60,
+                         preexec_fn=hostile_caller)
+    assert signal_state(out.stdout) == CLEAN, out
     cid = lamina.ok("create", "busybox", *status).strip()
     try:
         lamina.ok("start", "-a", cid)
@@ -136,3 +154,79 @@ def test_processes_start_with_clean_signal_state(lamina: Lamina, tmp_path) -> No
     # what SIGPIPE at its default gives: no "Broken pipe" from the writer
     out = lamina("run", "--rm", "busybox", "sh", "-c", "yes | head -2")
     assert out.stdout == "y\ny\n" and "Broken pipe" not in out.stderr
+
+
+def test_add_host_lines(lamina: Lamina) -> None:
+    out = lamina.ok("run", "--rm", "--add-host", "db:10.0.0.5", "--add-host", "v6=fd00::1",
+                    "busybox", "cat", "/etc/hosts")
+    assert out.splitlines()[-2:] == ["10.0.0.5\tdb", "fd00::1\tv6"]
+    refused(lamina, "run", "--add-host", "db:not-an-ip", "busybox", "true",
+            message="invalid IP address in --add-host 'db:not-an-ip': not-an-ip",
+            command="create")
+
+
+def gone(lamina: Lamina, cid: str, timeout: float = 15) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while cid in lamina.container_ids():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_detached_rm_is_removed_when_it_ends(lamina: Lamina) -> None:
+    """--rm is recorded (auto_remove) and honoured without a client: the monitor removes a
+    detached container once its end is recorded, whoever recorded it."""
+    ended = lamina.ok("run", "-d", "--rm", "busybox", "true").strip()
+    assert gone(lamina, ended)
+    stopped = lamina.ok("run", "-d", "--rm", "busybox", "sleep", "60").strip()
+    lamina.ok("kill", stopped)
+    assert gone(lamina, stopped)
+    removed = [e for e in lamina.events() if e["type"] == "ContainerRemoved"
+               and e["data"]["id"] in (ended, stopped)]
+    assert len(removed) == 2
+    assert not [e for e in lamina.events() if e["type"] == "CommandRejected"
+                and e["data"]["target"] in (ended, stopped)]
+
+
+def test_a_host_without_cgroups_gets_one_line(lamina: Lamina) -> None:
+    """What `ip netns exec` does to /sys: in a mount namespace of the test's own, without
+    /sys/fs/cgroup, run says what is missing in one line, leaves nothing mounted and no
+    container (--rm), and the refusal is recorded."""
+    import subprocess
+
+    from tests.kernel.runtime_env import LAMINA
+
+    before = len(lamina.events())
+    script = (f"mount --make-rprivate / && umount -R /sys/fs/cgroup && exec {LAMINA} "
+              f"--root {lamina.root} run --rm busybox true")
+    out = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 125, out
+    assert out.stderr.startswith("lamina: error: ") and "cgroup" in out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr  # one line, no traceback
+    types = [e["type"] for e in lamina.events()[before:]]
+    assert types[0] == "ContainerCreated" and "CommandRejected" in types
+    assert types[-1] == "ContainerRemoved"
+    with open("/proc/self/mountinfo") as f:
+        assert str(lamina.root) not in f.read()
+
+
+def test_system_check_sees_a_live_container_without_its_union_view(lamina: Lamina) -> None:
+    from adapters.storage.overlay import unmount
+
+    cid = lamina.ok("run", "-d", "busybox", "sleep", "60").strip()
+    merged = lamina.root / "layers" / f"rw-{cid}" / "merged"
+    try:
+        assert os.path.ismount(merged)
+        unmount(str(merged))
+        out = lamina("system", "check")
+        assert out.returncode == 1
+        assert f"is running but its union view {merged} is not mounted" in out.stdout
+        lamina.ok("system", "reconcile")
+        assert os.path.ismount(merged)
+        assert lamina("system", "check").returncode == 0
+    finally:
+        lamina("rm", "-f", cid)

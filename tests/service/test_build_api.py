@@ -176,18 +176,31 @@ def test_rm_keeps_or_removes_the_step_containers(service: Service) -> None:
 
 def test_a_field_lamina_cant_honour_is_a_recorded_400(service: Service,
                                                       tmp_path: Path) -> None:
-    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN cat /etc/hosts\n")
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN true\n")
     before = len(service.events())
-    refused = service.docker("build", "--add-host", "db:10.0.0.1", str(tmp_path))
+    refused = service.docker("build", "--shm-size", "128m", str(tmp_path))
     assert refused.returncode == 1
-    assert "extrahosts (--add-host) is not supported by lamina yet" in refused.stderr
+    assert "shmsize (--shm-size) is not supported by lamina yet" in refused.stderr
     import docker
 
     with pytest.raises(docker.errors.APIError) as err:
-        service.client().images.build(path=str(tmp_path), extra_hosts={"db": "10.0.0.1"})
+        service.client().images.build(path=str(tmp_path), shmsize=1 << 27)
     assert err.value.status_code == 400
-    assert err.value.explanation == "extrahosts (--add-host) is not supported by lamina yet"
+    assert err.value.explanation == "shmsize (--shm-size) is not supported by lamina yet"
     new = service.events()[before:]
     assert [(e["type"], e["data"]["command"]) for e in new] == [("CommandRejected",
                                                                  "build")] * 2
-    assert new[0]["data"]["reason"] == "extrahosts (--add-host) is not supported by lamina yet"
+    assert new[0]["data"]["reason"] == "shmsize (--shm-size) is not supported by lamina yet"
+
+
+def test_extra_hosts_reach_the_run_steps(service: Service, tmp_path: Path) -> None:
+    """--add-host of the docker CLI (comma-joined) and docker-py's extra_hosts (repeated)."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN grep -E 'db|cache' /etc/hosts > /h\n"
+                                         'CMD ["cat", "/h"]\n')
+    service.ok("build", "--no-cache", "--add-host", "db:10.0.0.1", "--add-host",
+               "cache:10.0.0.2", "-t", "hosts:1", str(tmp_path))
+    assert service.ok("run", "--rm", "hosts:1") == "10.0.0.1\tdb\n10.0.0.2\tcache\n"
+    image, _ = service.client().images.build(path=str(tmp_path), nocache=True,
+                                             extra_hosts={"db": "10.0.0.9"}, tag="hosts:2")
+    assert service.ok("run", "--rm", "hosts:2") == "10.0.0.9\tdb\n"
+    service.ok("rmi", "hosts:1", "hosts:2")

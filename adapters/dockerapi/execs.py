@@ -20,6 +20,12 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
+# An exec's fields lamina doesn't build: a request that sets one is refused by name and
+# recorded (the others, Cmd, Env, WorkingDir, User, Tty and the Attach* flags, are applied;
+# ConsoleSize and DetachKeys are the client's).
+EXEC_REFUSED = {"Privileged": "exec --privileged"}
+
+
 @route("POST", "/containers/(?P<ref>[^/]+)/exec")
 async def create(ctx: Ctx, req: Request, ref: str) -> int:
     body = req.json()
@@ -30,6 +36,13 @@ async def create(ctx: Ctx, req: Request, ref: str) -> int:
         cmd = [cmd]
     if not cmd:
         raise HttpError(400, "No exec command specified")
+    refused = [f"{field} ({flag}) is not supported by lamina yet"
+               for field, flag in EXEC_REFUSED.items() if body.get(field)]
+    if refused:
+        def refuse(e: Any, _: Any) -> None:
+            e.refuse("exec", ref, refused[0])
+
+        raise_for(await ctx.run(req, refuse))
     c = find(ctx, ref)
     if c.state != "running":
         def job(e: Any, _: Any) -> None:  # the engine judges and records the refusal

@@ -139,3 +139,17 @@ def test_commit_changes_through_the_docker_cli(service: Service) -> None:
     finally:
         service.docker("rm", "-f", "to-commit")
         service.docker("rmi", "committed:1")
+
+
+def test_exec_privileged_is_refused_and_recorded(service: Service) -> None:
+    c = service.client().containers.run("busybox", ["sleep", "60"], detach=True)
+    try:
+        before = len(service.events())
+        out = service.docker("exec", "--privileged", c.id, "true")
+        assert out.returncode != 0
+        assert "Privileged (exec --privileged) is not supported by lamina yet" in out.stderr
+        new = service.events()[before:]
+        assert [(e["type"], e["data"]["command"]) for e in new] == [("CommandRejected", "exec")]
+        assert service.ok("exec", c.id, "echo", "plain") == "plain\n"
+    finally:
+        c.remove(force=True)

@@ -45,6 +45,20 @@ def is_same(pid: int, started: int) -> bool:
     return fields is not None and fields[0] not in ("Z", "X") and int(fields[19]) == started
 
 
+def is_init_of(pid: int, started: int, container_id: str) -> bool:
+    """Whether `pid` is still the container's init: the same process by start time, or,
+    for a start recorded before start times were, a process sitting in its cgroup."""
+    if pid <= 0:
+        return False
+    if started:
+        return is_same(pid, started)
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f"/lamina/{container_id}" in f.read()
+    except OSError:
+        return False
+
+
 def stamp(pid: int | None = None) -> str:
     """`<pid>.<starttime>` of a process (this one by default), for files it owns."""
     pid = os.getpid() if pid is None else pid

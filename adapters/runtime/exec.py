@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.kernel import namespaces
-from adapters.kernel.proc import is_same
+from adapters.kernel.proc import is_init_of
 from adapters.runtime import users
 from adapters.runtime.init import exec_process, fail, made_for_it
 from adapters.runtime.terminal import PipeRelay, proxy_pty
@@ -111,23 +111,13 @@ def hold_init(target: ExecTarget) -> tuple[int, int]:
         raise namespaces.NotJoinable("no cgroup")
     pidfd = os.pidfd_open(target.pid)
     try:
-        if not _is_init(target):
+        if not is_init_of(target.pid, target.start_time, target.container_id):
             raise namespaces.NotJoinable("its pid is another process's now")
         theirs = _inodes_of(target.pid)
         return pidfd, namespaces.differing(theirs, _inodes_of("self"))
     except BaseException:
         os.close(pidfd)
         raise
-
-
-def _is_init(target: ExecTarget) -> bool:
-    if target.start_time:
-        return is_same(target.pid, target.start_time)
-    try:
-        with open(f"/proc/{target.pid}/cgroup") as f:
-            return f"/lamina/{target.container_id}" in f.read()
-    except OSError:
-        return False
 
 
 def _inodes_of(pid: int | str) -> dict[str, int]:

@@ -320,17 +320,9 @@ class LinuxRuntime:
         """The recorded process is still there and still the same one: same pid and start
         time (a pid reused by another process doesn't count). A start recorded before start
         times were: the pid must sit in this container's cgroup."""
-        if container.pid <= 0:
-            return False
-        if container.start_time:
-            from adapters.kernel.proc import is_same
+        from adapters.kernel.proc import is_init_of
 
-            return is_same(container.pid, container.start_time)
-        try:
-            with open(f"/proc/{container.pid}/cgroup") as f:
-                return f"/lamina/{container.id}" in f.read()
-        except OSError:
-            return False
+        return is_init_of(container.pid, container.start_time, container.id)
 
     def watched(self, container: Container, settle: float = 0) -> bool:
         from adapters.kernel.proc import wait_gone

@@ -10,6 +10,7 @@ import glob
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 LAMINA = str(Path(sys.executable).with_name("lamina"))
@@ -55,6 +56,18 @@ def busybox_tar(directory: Path) -> Path:
         with open(path, "wb") as f:
             write_busybox_rootfs_tar(f)
     return path
+
+
+def busybox_lamina(base: Path) -> Iterator[Lamina]:
+    """A root under `base` holding the busybox image; afterwards every container is
+    removed and the host checked clean (for a module's `lamina` fixture)."""
+    lam = Lamina(base / "root")
+    lam.ok("import", str(busybox_tar(base)), "busybox")
+    yield lam
+    ids = lam.container_ids()
+    for cid in ids:
+        lam("rm", "-f", cid)
+    assert leftovers(lam.root, ids) == []
 
 
 def leftovers(root: Path, ids: list[str]) -> list[str]:

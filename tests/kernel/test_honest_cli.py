@@ -4,26 +4,20 @@ caller's environment, abbreviations, an image without a command."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
+from tests.kernel.runtime_env import Lamina, busybox_lamina, busybox_tar
 
 pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture(scope="module")
-def lamina(tmp_path_factory: pytest.TempPathFactory) -> Lamina:
+def lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
     require_root()
-    base = tmp_path_factory.mktemp("honest")
-    lam = Lamina(base / "root")
-    lam.ok("import", str(busybox_tar(base)), "busybox")
-    yield lam
-    ids = lam.container_ids()
-    for cid in ids:
-        lam("rm", "-f", cid)
-    assert leftovers(lam.root, ids) == []
+    yield from busybox_lamina(tmp_path_factory.mktemp("honest"))
 
 
 def refused(lamina: Lamina, *argv: str, message: str, command: str) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,22 +19,15 @@ import pytest
 from core.security import DEFAULT_CAPS, capabilities
 from tests.conftest import require_root
 from tests.kernel.conftest import Loop
-from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
+from tests.kernel.runtime_env import Lamina, busybox_lamina
 
 pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture(scope="module")
-def lamina(tmp_path_factory: pytest.TempPathFactory) -> Lamina:
+def lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
     require_root()
-    base = tmp_path_factory.mktemp("isolation")
-    lam = Lamina(base / "root")
-    lam.ok("import", str(busybox_tar(base)), "busybox")
-    yield lam
-    ids = lam.container_ids()
-    for cid in ids:
-        lam("rm", "-f", cid)
-    assert leftovers(lam.root, ids) == []
+    yield from busybox_lamina(tmp_path_factory.mktemp("isolation"))
 
 
 def inside(lamina: Lamina, *argv: str) -> str:

@@ -51,8 +51,8 @@ def for_each(refs: Sequence[str], fn: Callable[[str], object]) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:
+    from adapters.eventstore.schema import SCHEMA_VERSION
     from core import __version__
-    from events.schema import SCHEMA_VERSION
 
     if args.format == "json":
         from adapters.render import json_line
@@ -69,8 +69,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     log = _log(args, create=False)
     if log is None:
         return 0
+    from adapters.eventstore.query import select
     from adapters.render import event_json, event_line, json_line
-    from events.query import select
 
     out = sys.stdout
     for rec in select(log.con, args.since, args.until, args.filter or ()):
@@ -86,7 +86,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if log is None:
         print("no event log yet: nothing to verify")
         return 0
-    from events.audit import verify
+    from adapters.eventstore.audit import verify
 
     verdict = verify(log.con)
     if verdict.ok:
@@ -103,7 +103,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.at is not None:
         return _replay_at(args)
     log = _log(args, create=True)
-    from events import replay
+    from adapters.eventstore import replay
 
     if args.snapshot:
         seq = replay.snapshot(log.con)
@@ -124,10 +124,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _replay_at(args: argparse.Namespace) -> int:
     log = _log(args, create=False)
+    from adapters.eventstore import replay
+    from adapters.eventstore.query import parse_time
     from adapters.render import json_line
     from core.model import World
-    from events import replay
-    from events.query import parse_time
 
     world = World()
     if log is not None:

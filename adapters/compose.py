@@ -40,8 +40,8 @@ def prepare(root: str) -> None:
         return
     import sqlite3
 
+    from adapters.eventstore.sqlite_log import SqliteEventLog
     from core.errors import LaminaError
-    from events.sqlite_log import SqliteEventLog
 
     try:
         log = SqliteEventLog(root, create=False)
@@ -66,7 +66,7 @@ def open_log(root: str, *, create: bool) -> Any:
         return log
     if not create and not os.path.exists(os.path.join(root, "events.db")):
         return None  # checked before importing the log: an empty root costs nothing
-    from events.sqlite_log import SqliteEventLog
+    from adapters.eventstore.sqlite_log import SqliteEventLog
 
     return SqliteEventLog(root, create=create)
 
@@ -85,10 +85,10 @@ def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
     happened to fork it. `recover`: first record the end of live containers whose process
     and monitor are gone (Engine.recover, the cheap start-up check); `system check` turns it
     off, since it must change nothing. $LAMINA_FAULT arms a fault point (adapters/faults.py)."""
+    from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
     from adapters.runtime.linux import LinuxRuntime
     from adapters.storage.store import LinuxLayerStore
     from core.engine import Engine
-    from events.sqlite_log import SqliteEventLog, utcnow
 
     log = _prepared(root) or SqliteEventLog(root)
     layers = LinuxLayerStore(root)

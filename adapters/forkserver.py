@@ -37,7 +37,8 @@ WARM_MODULES = (
     "adapters.render", "adapters.runtime.linux", "adapters.runtime.monitor",
     "adapters.runtime.init", "adapters.runtime.exec", "adapters.runtime.terminal",
     "adapters.storage.store", "adapters.storage.overlay", "adapters.kernel.cgroups",
-    "core.engine", "core.lifecycle", "events.sqlite_log", "events.query", "sqlite3", "pwd",
+    "core.engine", "core.lifecycle", "adapters.eventstore.sqlite_log", "adapters.eventstore.query",
+    "sqlite3", "pwd",
     "locale", "json", "adapters.logs",
 )
 

@@ -36,9 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from adapters.eventstore.replay import read_model_rows, rebuild, snapshot, state_at  # noqa: E402
+from adapters.eventstore.sqlite_log import SqliteEventLog  # noqa: E402
 from events import types as ev  # noqa: E402
-from events.replay import read_model_rows, rebuild, snapshot, state_at  # noqa: E402
-from events.sqlite_log import SqliteEventLog  # noqa: E402
 
 # The targets: (key in RESULTS, what, comparison, bound, unit).
 TARGETS = [

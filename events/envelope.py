@@ -1,6 +1,7 @@
 """The envelope of a recorded event: one row of the log as read back.
 
-Kept apart from the event types so that queries (ps, images) never pay for defining them.
+Kept apart from the event types so that queries (ps, images) never pay for defining them;
+this module needs the types only when asked for one (`event()`), and they never import it.
 """
 
 from __future__ import annotations

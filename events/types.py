@@ -416,5 +416,3 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 CURRENT_SCHEMA: dict[str, int] = {name: cls.SCHEMA for name, cls in EVENT_TYPES.items()}
 
-
-from events.envelope import Recorded  # noqa: E402,F401 - re-exported for callers

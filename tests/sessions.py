@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
 from core.engine import Engine
 from core.errors import LaminaError
 from core.memory import CountingIds, MemoryLayerStore, MemoryRuntime
-from events.sqlite_log import SqliteEventLog, utcnow
 
 META = {"uid": 0, "user": "root"}
 

@@ -321,7 +321,8 @@ PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runti
            "adapters.storage.layertar", "adapters.storage.inspect", "adapters.kernel.cgroups",
            "adapters.kernel.namespaces", "adapters.kernel.libc", "adapters.kernel.units",
            "adapters.cli_runtime", "core.engine", "core.images", "core.process",
-           "events.types", "events.query", "events.sqlite_log", "pwd", "tarfile", "hashlib",
+           "events.types", "adapters.eventstore.query", "adapters.eventstore.sqlite_log", "pwd",
+           "tarfile", "hashlib",
            "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build",
            "adapters.runtime.record_exit", "adapters.build_host")
 

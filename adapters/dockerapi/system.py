@@ -111,7 +111,7 @@ def _wanted(msg: dict[str, Any], filters: dict[str, list[str]]) -> bool:
 
 
 def _time_arg(req: Request, name: str) -> str | None:
-    from events.query import parse_time
+    from adapters.eventstore.query import parse_time
 
     value = req.q(name)
     if not value:
@@ -130,7 +130,7 @@ def _names(ctx: Ctx) -> dict[str, str]:
 
 def _batch(ctx: Ctx, after: int, since: str | None, until: str | None,
            filters: dict[str, list[str]]) -> tuple[list[dict[str, Any]], int]:
-    from events.sqlite_log import EVENT_COLUMNS, recorded
+    from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 
     sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?"
     args: list[Any] = [after]

@@ -89,7 +89,7 @@ def _detail(rec: Any) -> str:
 
 def history(source: Any, ref: str, until: int | None = None) -> History:
     """The timeline of the container's events up to `until` (the whole log if None)."""
-    from events.query import select
+    from adapters.eventstore.query import select
 
     cid = resolve(source, ref)
     state, name, steps = "image", "", []

@@ -50,8 +50,8 @@ def _time_of(con: Any, seq: int) -> str:
 
 def resolve_at(con: Any, at: str) -> int:
     """SEQ or TIME (ISO 8601, unix timestamp, `10m` ago) -> a seq of the log, as `replay --at`."""
-    from events import replay
-    from events.query import parse_time
+    from adapters.eventstore import replay
+    from adapters.eventstore.query import parse_time
 
     return int(at) if at.isdigit() else replay.seq_at_time(con, parse_time(at))
 
@@ -66,7 +66,7 @@ def open_source(root: str, at: str | None = None) -> Source:
     if at is None:
         seq = log.last_seq()
         return Source(log, seq, live=True, when=_time_of(log.con, seq), con=log.con)
-    from events import replay
+    from adapters.eventstore import replay
 
     seq = resolve_at(log.con, at)
     world = replay.state_at(log.con, seq)

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from adapters.eventstore import replay as rp
+from adapters.eventstore.sqlite_log import SqliteEventLog
 from core.model import Image, World
-from events import replay as rp
-from events.sqlite_log import SqliteEventLog
 from tests.model.harness import (
     SIGHUP,
     SIGKILL,

@@ -1,7 +1,7 @@
 """What must hold of a lamina root once nobody is working on it, checked from outside.
 
 `problems(root)` returns one line per violation (an empty list is the verdict "consistent"):
-- the hash chain verifies (events/audit.py);
+- the hash chain verifies (adapters/eventstore/audit.py);
 - the log, replayed through the lifecycle from the first event (no stream skipped), holds no
   illegal move and equals the read model, row for row;
 - the host matches the projection: a running or paused container has its process (same pid,
@@ -41,9 +41,9 @@ def problems(root: Path | str) -> list[str]:
 
 
 def _log(con: Any) -> list[str]:
+    from adapters.eventstore import replay
+    from adapters.eventstore.audit import verify
     from core.model import ProjectionError
-    from events import replay
-    from events.audit import verify
 
     out = []
     verdict = verify(con)

@@ -204,8 +204,8 @@ def test_structured_logs_as_json(root: Path) -> None:
 def test_an_image_filter_finds_its_pulls_and_pushes(tmp_path: Path) -> None:
     """ImagePulled and Pushed live in the `registry:<image id>` stream: `--filter image=`
     must show them with the image's own events."""
+    from adapters.eventstore.sqlite_log import SqliteEventLog
     from events import types as ev
-    from events.sqlite_log import SqliteEventLog
 
     iid = "ab" * 32
     log = SqliteEventLog(str(tmp_path), create=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.eventstore.sqlite_log import SqliteEventLog
 from core.errors import ConcurrencyError
 from core.memory import MemoryEventLog
 from core.model import ProjectionError
 from events import types as ev
-from events.sqlite_log import SqliteEventLog
 
 CID = "c" * 64
 CID2 = "c" * 63 + "d"

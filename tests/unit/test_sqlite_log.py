@@ -8,12 +8,12 @@ import sqlite3
 
 import pytest
 
+from adapters.eventstore import replay
+from adapters.eventstore.audit import verify
+from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
 from core.errors import ConcurrencyError, StoreError
-from events import replay
 from events import types as ev
-from events.audit import verify
 from events.hashchain import row_hash
-from events.sqlite_log import SqliteEventLog, utcnow
 from tests.sessions import engine as _engine
 from tests.sessions import session as _session
 

@@ -9,11 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from adapters.eventstore.sqlite_log import SqliteEventLog
 from adapters.viz import dot, history, model, source
 from core.engine import Engine
 from core.errors import NotFound
 from core.memory import CountingIds, MemoryLayerStore, MemoryRuntime, TickingClock
-from events.sqlite_log import SqliteEventLog
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
+from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 from core.errors import BadInput
 from events.envelope import Recorded
-from events.sqlite_log import EVENT_COLUMNS, recorded
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

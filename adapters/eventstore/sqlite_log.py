@@ -16,11 +16,11 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from adapters.eventstore.schema import SCHEMA_VERSION, migrate
 from core.errors import ConcurrencyError, StoreError
 from core.model import KINDS, Container, Image, Layer, evolve, from_doc, to_doc
 from events.envelope import Recorded
 from events.hashchain import GENESIS, canonical, row_hash
-from events.schema import SCHEMA_VERSION, migrate
 
 if TYPE_CHECKING:
     from events.types import Event

@@ -12,10 +12,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.eventstore.sqlite_log import current_schema, utcnow, write_row, write_transaction
 from core.model import CREATORS, EVOLVERS, KINDS, World, evolve
 from events.envelope import Recorded
 from events.hashchain import canonical
-from events.sqlite_log import current_schema, utcnow, write_row, write_transaction
 
 # Bump when the shape of the aggregates changes: older snapshots are then ignored.
 PROJECTION_VERSION = 2  # 2: tagging a removed image makes it top-level again

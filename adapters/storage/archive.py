@@ -79,10 +79,9 @@ SPLIT_MAGIC = b"lamina-tar-split 1\n"
 GZIP, BZIP2, XZ, ZSTD = b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd"
 
 
-def _damaged(message: str) -> BadInput:
-    from adapters.storage.store import LayerDamaged
-
-    return LayerDamaged(message)
+class LayerDamaged(BadInput):
+    """A stored layer no longer matches its digest (its files were changed on disk): found
+    while its tar is rebuilt from the tar-split (here) or checked against its image (store)."""
 
 
 # --- the docker name of a tag ----------------------------------------------------------------
@@ -658,7 +657,7 @@ def read_split_header(path: str) -> tuple[str, int]:
 
 def _split_header(f: Any) -> tuple[str, int]:
     if f.read(len(SPLIT_MAGIC)) != SPLIT_MAGIC:
-        raise _damaged(f"{path_hint(f)}: not a lamina tar-split")
+        raise LayerDamaged(f"{path_hint(f)}: not a lamina tar-split")
     head = json.loads(f.readline())
     return head["digest"], int(head["size"])
 
@@ -681,7 +680,7 @@ def rebuild_from_split(split: str, diff_dir: str, out: BinaryIO) -> tuple[str, i
                 while n:
                     data = f.read(min(n, _CHUNK))
                     if not data:
-                        raise _damaged(f"{split}: truncated")
+                        raise LayerDamaged(f"{split}: truncated")
                     sink.write(data)
                     n -= len(data)
             elif kind == b"F":
@@ -692,10 +691,10 @@ def rebuild_from_split(split: str, diff_dir: str, out: BinaryIO) -> tuple[str, i
             elif kind == b"E":
                 break
             else:
-                raise _damaged(f"{split}: corrupt record")
+                raise LayerDamaged(f"{split}: corrupt record")
     got = "sha256:" + sink.hash.hexdigest()
     if got != digest or sink.size != size:
-        raise _damaged(f"layer {os.path.basename(os.path.dirname(diff_dir))} changed on "
+        raise LayerDamaged(f"layer {os.path.basename(os.path.dirname(diff_dir))} changed on "
                            f"disk: its tar is now {got}, not {digest}")
     return got, sink.size
 
@@ -704,15 +703,15 @@ def _copy_file(path: str, length: int, sink: _HashingWriter, buf: bytearray) -> 
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
-        raise _damaged(f"{path}: {err.strerror} (the layer changed on disk)") from None
+        raise LayerDamaged(f"{path}: {err.strerror} (the layer changed on disk)") from None
     try:
         if os.fstat(fd).st_size != length:
-            raise _damaged(f"{path}: size changed on disk")
+            raise LayerDamaged(f"{path}: size changed on disk")
         view = memoryview(buf)
         while length:
             n = os.readv(fd, [view[:min(length, _CHUNK)]])
             if not n:
-                raise _damaged(f"{path}: shrank on disk")
+                raise LayerDamaged(f"{path}: shrank on disk")
             sink.write(view[:n])
             length -= n
     finally:

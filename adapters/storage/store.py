@@ -55,9 +55,6 @@ class ViewBusy(Conflict):
     """A container's union view is mounted in the other mode (plain or idmapped)."""
 
 
-class LayerDamaged(BadInput):
-    """A stored layer no longer matches its digest (its files were changed on disk)."""
-
 
 class StagedLayer:
     """A layer extracted and checked under <root>/tmp, not yet in the store."""
@@ -382,8 +379,8 @@ class LinuxLayerStore:
                     if lid not in blobs:
                         blobs[lid] = self.layer_blob(lid)
                     if blobs[lid].digest != diff_id:
-                        raise LayerDamaged(f"layer {lid[:12]} is {blobs[lid].digest}, but its "
-                                           f"image says {diff_id}")
+                        raise archive.LayerDamaged(f"layer {lid[:12]} is {blobs[lid].digest}, "
+                                                   f"but its image says {diff_id}")
                     layers.append(blobs[lid])
                 cfg = json.loads(img["config"])
                 platform = {"architecture": cfg.get("architecture", "amd64"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import time
@@ -13,33 +12,20 @@ from typing import Any
 
 from adapters.dockerapi import shapes, streams
 from adapters.dockerapi.http import HttpError, Request
-from adapters.dockerapi.server import TAKEN, Ctx, Parked, raise_for, route
+from adapters.dockerapi.routing import (
+    TAKEN,
+    Ctx,
+    Parked,
+    dumps,
+    find_container,
+    raise_for,
+    route,
+    take_over,
+)
 from core import compat
 from core.errors import LaminaError, NotFound
 
 PARK_LIMIT = 600.0  # seconds an attach may wait for its container's start
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()
-
-
-def find(ctx: Ctx, ref: str) -> Any:
-    try:
-        return ctx.engine.container(ref)
-    except NotFound:
-        raise HttpError(404, f"No such container: {ref}") from None
-    except LaminaError as err:
-        raise HttpError(400, str(err)) from None
-
-
-async def take_over(ctx: Ctx, req: Request, job: Any) -> Any:
-    """Hand the connection to a worker that answers on it itself; this process lets go."""
-    fd = req.conn.sock.fileno()
-    ctx.workers.fork(job, ctx.meta(req), keep=(fd,))
-    req.conn.taken = True
-    req.conn.close()
-    return TAKEN
 
 
 # --- queries ------------------------------------------------------------------------------------
@@ -71,7 +57,7 @@ async def list_containers(ctx: Ctx, req: Request) -> int:
 
 @route("GET", "/containers/(?P<ref>[^/]+)/json", body="none")
 async def inspect(ctx: Ctx, req: Request, ref: str) -> int:
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     store = ctx.engine.layers
     doc = shapes.container_inspect(c, ctx.log.image(c.image), store, ctx.root)
     await req.conn.respond(200, dumps(doc))
@@ -82,7 +68,7 @@ async def inspect(ctx: Ctx, req: Request, ref: str) -> int:
 async def changes(ctx: Ctx, req: Request, ref: str) -> int:
     from adapters.storage import inspect as files
 
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     store = ctx.engine.layers
     image = ctx.log.image(c.image)
     lowers = [store.init_dir(c.rw_layer),
@@ -98,7 +84,7 @@ async def top(ctx: Ctx, req: Request, ref: str) -> int:
     """docker top: the processes in the container's cgroup, from /proc (UID PID PPID CMD)."""
     from adapters.kernel.cgroups import Cgroup, CgroupError
 
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     if c.state not in ("running", "paused"):
         raise HttpError(409, f"Container {c.id[:12]} is not running")
     try:
@@ -125,7 +111,7 @@ async def wait(ctx: Ctx, req: Request, ref: str) -> int:
     """Answer when the container is stopped (`not-running`), ends its next run (`next-exit`)
     or is removed (`removed`)."""
     condition = req.q("condition") or "not-running"
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     first = c.finished_at
     conn = req.conn
     await conn.start_stream(200, "application/json")
@@ -160,7 +146,7 @@ def last_exit_code(ctx: Ctx, cid: str) -> int:
 async def logs(ctx: Ctx, req: Request, ref: str) -> int:
     from adapters.runtime import logfile
 
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     path = ctx.engine.runtime.log_path(c.id)
     tty = bool(c.config.get("tty"))
     want = {"stdout": req.flag("stdout"), "stderr": req.flag("stderr")}
@@ -191,7 +177,7 @@ async def logs(ctx: Ctx, req: Request, ref: str) -> int:
 
 @route("GET", "/containers/(?P<ref>[^/]+)/stats", body="none")
 async def stats(ctx: Ctx, req: Request, ref: str) -> int:
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     first = streams.cgroup_sample(c)
     await asyncio.sleep(0.25)
     second = streams.cgroup_sample(c)
@@ -431,7 +417,7 @@ async def attach(ctx: Ctx, req: Request, ref: str) -> Any:
     """The 101 now; the stream starts when the container does (docker run attaches first)."""
     from adapters.dockerapi.http import hijack_head
 
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     if c.state != "stopped":
         return await _attach_running(ctx, req, c)
     old = ctx.parked.pop(c.id, None)
@@ -478,7 +464,7 @@ async def _attach_running(ctx: Ctx, req: Request, c: Any) -> Any:
 
 @route("POST", "/containers/(?P<ref>[^/]+)/resize", body="none")
 async def resize(ctx: Ctx, req: Request, ref: str) -> int:
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     h, w = req.q("h") or "0", req.q("w") or "0"
     if not (h.isdigit() and w.isdigit()):
         raise HttpError(400, "resize needs numeric h and w")

@@ -4,20 +4,14 @@ connection: ExecStarted/ExecExited are its events), inspect (its exit code)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from typing import Any
 
 from adapters.dockerapi import streams
-from adapters.dockerapi.containers import find
 from adapters.dockerapi.http import HttpError, Request
-from adapters.dockerapi.server import TAKEN, Ctx, raise_for, route
+from adapters.dockerapi.routing import TAKEN, Ctx, dumps, find_container, raise_for, route
 
 MAX_EXECS = 10000  # finished instances kept for inspect; the oldest go first
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()
 
 
 # An exec's fields lamina doesn't build: a request that sets one is refused by name and
@@ -43,7 +37,7 @@ async def create(ctx: Ctx, req: Request, ref: str) -> int:
             e.refuse("exec", ref, refused[0])
 
         raise_for(await ctx.run(req, refuse))
-    c = find(ctx, ref)
+    c = find_container(ctx, ref)
     if c.state != "running":
         def job(e: Any, _: Any) -> None:  # the engine judges and records the refusal
             e.exec(ref, cmd)

@@ -9,14 +9,9 @@ import posixpath
 from typing import Any
 
 from adapters.dockerapi import shapes
-from adapters.dockerapi.containers import take_over
 from adapters.dockerapi.http import HttpError, Request
-from adapters.dockerapi.server import Ctx, raise_for, route
+from adapters.dockerapi.routing import Ctx, dumps, raise_for, route, take_over
 from core.errors import LaminaError, NotFound
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()
 
 
 def find(ctx: Ctx, ref: str) -> Any:

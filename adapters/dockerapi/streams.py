@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.dockerapi.http import error_body, hijack_head, raw_response
+from adapters.dockerapi.routing import capitalized, status_for
 from adapters.runtime import frames
 from core.errors import LaminaError
 
@@ -279,7 +280,6 @@ class HttpWriter:
 def download(fd: int, produce: Callable[[HttpWriter], Any]) -> None:
     """Worker: a tar (save, export) straight onto the connection. A client gone mid-way
     ends the worker; the engine recorded nothing (its event comes after the last byte)."""
-    from adapters.dockerapi.server import capitalized, status_for
 
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
@@ -446,7 +446,3 @@ def stats_doc(c: Any, now: dict[str, Any], before: dict[str, Any]) -> dict[str, 
             "memory_stats": {"usage": now["memory"], "limit": now["limit"] or mem_total(),
                              "stats": {}},
             "blkio_stats": {}, "networks": {}}
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import time
@@ -11,12 +10,8 @@ from typing import Any
 
 from adapters.dockerapi import shapes
 from adapters.dockerapi.http import API_VERSION, HttpError, Request, passes
-from adapters.dockerapi.server import Ctx, route
+from adapters.dockerapi.routing import Ctx, dumps, route
 from core import __version__
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()
 
 
 @route("GET", "/_ping", body="none")

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from adapters.kernel import libc
+from adapters.kernel.syscalls import LINUX, Syscalls
 from core.devices import (
     Node,
     Policy,
@@ -131,60 +132,62 @@ def nodes_for(security: Security) -> list[Node]:
 
 
 @contextlib.contextmanager
-def _umask(mask: int) -> Iterator[None]:
-    old = os.umask(mask)
+def _umask(syscall: Syscalls, mask: int) -> Iterator[None]:
+    old = syscall.umask(mask)
     try:
         yield
     finally:
-        os.umask(old)
+        syscall.umask(old)
 
 
-def _open_dir(name: str, dir_fd: int, create: bool) -> int:
+def _open_dir(syscall: Syscalls, name: str, dir_fd: int, create: bool) -> int:
     """Open (making it first if asked) the directory `name` in dir_fd, never via a symlink."""
     if create:
         with contextlib.suppress(FileExistsError):
-            os.mkdir(name, 0o755, dir_fd=dir_fd)
-    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                   dir_fd=dir_fd)
+            syscall.mkdir(name, 0o755, dir_fd=dir_fd)
+    return syscall.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=dir_fd)
 
 
-def _make_one(dev_fd: int, node: Node) -> None:
+def _make_one(syscall: Syscalls, dev_fd: int, node: Node) -> None:
     parts = inside_parts(node.path)
-    fd = os.dup(dev_fd)
+    fd = syscall.dup(dev_fd)
     try:
         for part in parts[:-1]:
-            parent, fd = fd, _open_dir(part, fd, create=True)
-            os.close(parent)
+            parent, fd = fd, _open_dir(syscall, part, fd, create=True)
+            syscall.close(parent)
         kind = stat.S_IFCHR if node.type == "c" else stat.S_IFBLK
-        os.mknod(parts[-1], kind | node.mode, os.makedev(node.major, node.minor), dir_fd=fd)
-        os.chown(parts[-1], node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
-        st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        syscall.mknod(parts[-1], kind | node.mode, os.makedev(node.major, node.minor),
+                      dir_fd=fd)
+        syscall.chown(parts[-1], node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
+        st = syscall.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
         if stat.S_IMODE(st.st_mode) != node.mode:  # chown may drop set-id bits
-            os.chmod(parts[-1], node.mode, dir_fd=fd)
+            syscall.chmod(parts[-1], node.mode, dir_fd=fd)
     finally:
-        os.close(fd)
+        syscall.close(fd)
 
 
-def make_nodes(dev_dir: str, nodes: Sequence[Node]) -> None:
+def make_nodes(dev_dir: str, nodes: Sequence[Node], *, syscall: Syscalls = LINUX) -> None:
     """mknod each node (its path is inside the container, under /dev) below dev_dir, the
     container's fresh /dev, with its mode, uid and gid; parent directories are made 0755.
 
     Every component is opened relative to its parent's fd with O_NOFOLLOW, so a symlink
     (which only a bug could have put there) fails the call instead of being followed."""
     try:
-        dev_fd = os.open(dev_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        dev_fd = syscall.open(dev_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                              | os.O_CLOEXEC)
     except OSError as err:
         raise DeviceError(f"cannot open {dev_dir} to make device nodes: {err.strerror}") from None
     try:
-        with _umask(0):
+        with _umask(syscall, 0):
             for node in nodes:
                 try:
-                    _make_one(dev_fd, node)
+                    _make_one(syscall, dev_fd, node)
                 except (OSError, LaminaError) as err:
                     reason = err.strerror if isinstance(err, OSError) else str(err)
                     raise DeviceError(f"cannot make device node {node.path}: {reason}") from None
     finally:
-        os.close(dev_fd)
+        syscall.close(dev_fd)
 
 
 # --- cgroup v1 -------------------------------------------------------------------------------

@@ -8,13 +8,12 @@ unshares the rest itself (owned, then, by its user namespace).
 
 from __future__ import annotations
 
-import fcntl
 import os
-import socket
-import struct
 from typing import TYPE_CHECKING
 
 from adapters.kernel import libc
+from adapters.kernel.syscalls import LINUX, Syscalls
+from adapters.kernel.syscalls import loopback_up as loopback_up  # its home before the seam
 
 if TYPE_CHECKING:
     from core.security import Security
@@ -27,10 +26,6 @@ EXEC_NAMESPACES = {"user": libc.CLONE_NEWUSER, "mnt": libc.CLONE_NEWNS,
                    "cgroup": libc.CLONE_NEWCGROUP}
 # Where a joined namespace shows for the joiner itself: a PID namespace only for its children.
 _JOINED_AS = {"pid": "pid_for_children"}
-
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
 
 
 def container_flags(network: str, security: Security) -> int:
@@ -45,6 +40,18 @@ def container_flags(network: str, security: Security) -> int:
     if network != "host":
         flags |= libc.CLONE_NEWNET
     return flags
+
+
+def enter(network: str, security: Security, hostname: str, *,
+          syscall: Syscalls = LINUX) -> None:
+    """Init's own namespaces, in order: unshare `container_flags`, then, in the new UTS
+    namespace, its hostname (not with --uts host: that would rename the host), and
+    loopback up in the new network namespace (not with --network host: the host's)."""
+    syscall.unshare(container_flags(network, security))
+    if security.uts != "host":
+        syscall.sethostname(hostname)
+    if network != "host":
+        syscall.loopback_up()
 
 
 class NotJoinable(Exception):
@@ -64,14 +71,14 @@ def owned_flags(network: str, security: Security, remapped: bool = False) -> int
     return flags
 
 
-def inodes(ns_dir: int) -> dict[str, int]:
+def inodes(ns_dir: int, *, syscall: Syscalls = LINUX) -> dict[str, int]:
     """The namespaces (name -> inode) of the process whose /proc/PID/ns `ns_dir` is open;
     OSError (ENOENT) once that process has exited."""
-    return {name: os.stat(name, dir_fd=ns_dir).st_ino for name in EXEC_NAMESPACES}
+    return {name: syscall.stat(name, dir_fd=ns_dir).st_ino for name in EXEC_NAMESPACES}
 
 
-def open_ns_dir(pid: int | str) -> int:
-    return os.open(f"/proc/{pid}/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+def open_ns_dir(pid: int | str, *, syscall: Syscalls = LINUX) -> int:
+    return syscall.open(f"/proc/{pid}/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
 def differing(theirs: dict[str, int], ours: dict[str, int]) -> int:
@@ -83,7 +90,7 @@ def differing(theirs: dict[str, int], ours: dict[str, int]) -> int:
     return flags
 
 
-def join(pidfd: int, flags: int, required: int) -> None:
+def join(pidfd: int, flags: int, required: int, *, syscall: Syscalls = LINUX) -> None:
     """setns() into the namespaces `flags` of the process `pidfd` holds, in one call (the
     kernel does all or none, and fails with ESRCH once that process has exited), then check
     that we really left ours for each of them. `required` (those the container owns by its
@@ -92,30 +99,22 @@ def join(pidfd: int, flags: int, required: int) -> None:
     NotJoinable."""
     if required & ~flags:
         raise NotJoinable(f"its init shares namespaces it must own ({required & ~flags:#x})")
-    mine = open_ns_dir("self")
+    mine = open_ns_dir("self", syscall=syscall)
     try:
-        before = _joined(mine)
+        before = _joined(syscall, mine)
         if flags:
-            libc.setns(pidfd, flags)
-        after = _joined(mine)
+            syscall.setns(pidfd, flags)
+        after = _joined(syscall, mine)
     except OSError as err:
         raise NotJoinable(f"setns: {err}") from err
     finally:
-        os.close(mine)
+        syscall.close(mine)
     still = [name for name, flag in EXEC_NAMESPACES.items()
              if flag & flags and after[name] == before[name]]
     if still:
         raise NotJoinable(f"still in our {', '.join(still)} namespace after setns")
 
 
-def _joined(ns_dir: int) -> dict[str, int]:
-    return {name: os.stat(_JOINED_AS.get(name, name), dir_fd=ns_dir).st_ino
+def _joined(syscall: Syscalls, ns_dir: int) -> dict[str, int]:
+    return {name: syscall.stat(_JOINED_AS.get(name, name), dir_fd=ns_dir).st_ino
             for name in EXEC_NAMESPACES}
-
-
-def loopback_up() -> None:
-    """Bring `lo` up in a fresh network namespace (it starts down)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifr = struct.pack("16sH14s", b"lo", 0, b"")
-        flags = struct.unpack("16sH14s", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | IFF_UP, b""))

@@ -7,17 +7,21 @@ paths (bind /dev/null over files, an empty read-only tmpfs over directories) and
 paths; --privileged leaves /sys and the cgroups writable and masks nothing, --read-only
 makes the root itself read-only. Mount propagation is made private first, so nothing done
 here reaches the host.
+
+Every call goes through `syscall` (adapters/kernel/syscalls.py): the kernel by default, a
+recording double in tests/unit/test_rootfs_seam.py, which checks order and flags without
+root; tests/kernel/ checks the effects.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.kernel import devices, libc
+from adapters.kernel.syscalls import LINUX, Syscalls
 from core.devices import DEFAULT_NODES, Node
 from core.security import Security
 
@@ -36,12 +40,13 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 NOSUID_NODEV_NOEXEC = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC
 
 
-def _mkdir(path: str, mode: int = 0o755) -> None:
-    os.makedirs(path, mode=mode, exist_ok=True)
+def _mkdir(syscall: Syscalls, path: str, mode: int = 0o755) -> None:
+    syscall.makedirs(path, mode, True)
 
 
 def mount_dev(rootfs: str, console: str | None, security: Security,
-              nodes: Sequence[Node], sources: Mapping[str, str | int] | None = None) -> None:
+              nodes: Sequence[Node], sources: Mapping[str, str | int] | None = None, *,
+              syscall: Syscalls = LINUX) -> None:
     """tmpfs /dev with its device nodes (docker's defaults, --device's, or the host's with
     --privileged: adapters/kernel/devices.py), devpts (its own instance), shm and mqueue.
     /dev/shm follows --ipc: the host's own with `host`, none with `none`.
@@ -51,64 +56,66 @@ def mount_dev(rootfs: str, console: str | None, security: Security,
     what may be opened. /dev stays 0755 either way: a bind target in a sticky
     world-writable directory could not be opened."""
     dev = rootfs + "/dev"
-    _mkdir(dev)
-    libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_STRICTATIME, "mode=755,size=65536k")
+    _mkdir(syscall, dev)
+    syscall.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_STRICTATIME,
+                  "mode=755,size=65536k")
     if sources is None:
-        devices.make_nodes(dev, nodes)
+        devices.make_nodes(dev, nodes, syscall=syscall)
     else:
-        bind_nodes(dev, nodes, sources)
+        bind_nodes(dev, nodes, sources, syscall=syscall)
     for name, target in DEV_LINKS:
-        os.symlink(target, f"{dev}/{name}")
-    _mkdir(dev + "/pts")
-    libc.mount("devpts", dev + "/pts", "devpts", libc.MS_NOSUID | libc.MS_NOEXEC,
-               "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    _mkdir(dev + "/shm", 0o1777)
+        syscall.symlink(target, f"{dev}/{name}")
+    _mkdir(syscall, dev + "/pts")
+    syscall.mount("devpts", dev + "/pts", "devpts", libc.MS_NOSUID | libc.MS_NOEXEC,
+                  "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    _mkdir(syscall, dev + "/shm", 0o1777)
     if security.ipc == "host":
-        libc.mount("/dev/shm", dev + "/shm", None, libc.MS_BIND)
+        syscall.mount("/dev/shm", dev + "/shm", None, libc.MS_BIND)
     elif security.ipc != "none":
-        libc.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
-    _mkdir(dev + "/mqueue")
+        syscall.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC,
+                      "mode=1777,size=65536k")
+    _mkdir(syscall, dev + "/mqueue")
     if sources is None or security.ipc != "host":  # the host's IPC namespace's mqueue is
-        libc.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)  # not ours
+        syscall.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)  # not ours
     if console:
-        open(dev + "/console", "a").close()
-        libc.mount(console, dev + "/console", None, libc.MS_BIND)
+        syscall.touch(dev + "/console")
+        syscall.mount(console, dev + "/console", None, libc.MS_BIND)
 
 
-def bind(source: str | int, target: str) -> None:
+def bind(source: str | int, target: str, *, syscall: Syscalls = LINUX) -> None:
     """A bind of a host path, or the attach of a detached tree (an fd: a remapped init's
     sources, cloned by the host with open_tree, since a bind's source must be a path in
     the caller's own mount namespace)."""
     if isinstance(source, int):
-        from adapters.kernel.idmap import attach
-
-        attach(source, target)
+        syscall.attach(source, target)
     else:
-        libc.mount(source, target, None, libc.MS_BIND)
+        syscall.mount(source, target, None, libc.MS_BIND)
 
 
-def bind_nodes(dev: str, nodes: Sequence[Node], sources: Mapping[str, str | int]) -> None:
+def bind_nodes(dev: str, nodes: Sequence[Node], sources: Mapping[str, str | int], *,
+               syscall: Syscalls = LINUX) -> None:
     """Each node as a bind of its host node (an empty file made first as the target)."""
     for node in nodes:
         target = dev + node.path.removeprefix("/dev")
-        _mkdir(os.path.dirname(target))
+        _mkdir(syscall, os.path.dirname(target))
         try:
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o600))
-            bind(sources[node.path], target)
+            syscall.close(syscall.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                       | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+            bind(sources[node.path], target, syscall=syscall)
         except (OSError, KeyError) as err:
             reason = err.strerror if isinstance(err, OSError) else "no host node"
             raise devices.DeviceError(f"cannot bind device node {node.path}: {reason}") \
                 from None
 
 
-def node_sources(nodes: Sequence[Node], security: Security) -> dict[str, str | int]:
+def node_sources(nodes: Sequence[Node], security: Security, *,
+                 syscall: Syscalls = LINUX) -> dict[str, str | int]:
     """The host node to bind at each node's path: the host's own /dev path for the
     defaults, and below a --device's host path for its nodes (a later one wins, as in
     devices.container_nodes). The runtime clones each and checks it is that very device."""
     out: dict[str, str | int] = {node.path: node.path for node in nodes}
     for device in security.devices:
-        host = os.path.realpath(device.host) if os.path.islink(device.host) else device.host
+        host = syscall.realpath(device.host) if syscall.islink(device.host) else device.host
         for node in nodes:
             if node.path == device.inside or node.path.startswith(device.inside + "/"):
                 out[node.path] = host + node.path[len(device.inside):]
@@ -156,34 +163,33 @@ def cgroup_mounts(dirs: Iterable[Path | str],
     return out
 
 
-def enter_bind_of_cwd() -> None:
+def enter_bind_of_cwd(*, syscall: Syscalls = LINUX) -> None:
     """Bind the cwd (the union view) onto itself and move into the bind, for pivot_root:
     the view's own mount came with the mount namespace, and a mount copied into a
     namespace of a less privileged user namespace is locked (pivot_root refuses it). A
     bind made by path would not be entered by "." (the cwd stays on the mount below), and
     the path to the view is not ours to walk: so the bind is a detached clone of the cwd,
     attached onto it, and its fd is where we fchdir."""
-    from adapters.kernel.idmap import attach, cloned_tree
-
-    fd = cloned_tree(".")
+    fd = syscall.clone_tree(".")
     try:
-        attach(fd, ".")
-        os.fchdir(fd)
+        syscall.attach(fd, ".")
+        syscall.fchdir(fd)
     finally:
-        os.close(fd)
+        syscall.close(fd)
 
 
-def mount_proc_sys(rootfs: str, security: Security) -> None:
+def mount_proc_sys(rootfs: str, security: Security, *, syscall: Syscalls = LINUX) -> None:
     """A fresh sysfs, even sharing the host's network namespace: root of the initial user
     namespace may mount one, and a bind of the host's /sys would bring its submounts."""
-    _mkdir(rootfs + "/proc")
-    libc.mount("proc", rootfs + "/proc", "proc", NOSUID_NODEV_NOEXEC)
-    _mkdir(rootfs + "/sys")
+    _mkdir(syscall, rootfs + "/proc")
+    syscall.mount("proc", rootfs + "/proc", "proc", NOSUID_NODEV_NOEXEC)
+    _mkdir(syscall, rootfs + "/sys")
     readonly = 0 if security.privileged else libc.MS_RDONLY
-    libc.mount("sysfs", rootfs + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | readonly)
+    syscall.mount("sysfs", rootfs + "/sys", "sysfs", NOSUID_NODEV_NOEXEC | readonly)
 
 
-def mount_cgroups(rootfs: str, cgroups: Sequence[CgroupMount], security: Security) -> None:
+def mount_cgroups(rootfs: str, cgroups: Sequence[CgroupMount], security: Security, *,
+                  syscall: Syscalls = LINUX) -> None:
     """The container's own cgroups at /sys/fs/cgroup, read-only unless privileged. Mounted
     after unshare(CLONE_NEWCGROUP), each hierarchy's root is the container's cgroup: its
     own limits are what it sees, and a v1 hierarchy's release_agent (a root-only file) is
@@ -191,67 +197,75 @@ def mount_cgroups(rootfs: str, cgroups: Sequence[CgroupMount], security: Securit
     target = rootfs + "/sys/fs/cgroup"
     readonly = 0 if security.privileged else libc.MS_RDONLY
     flags = NOSUID_NODEV_NOEXEC | readonly
-    if not cgroups or not os.path.isdir(target):
+    if not cgroups or not syscall.isdir(target):
         return
     if len(cgroups) == 1 and cgroups[0].name == "":
-        libc.mount("cgroup2", target, "cgroup2", flags)
+        syscall.mount("cgroup2", target, "cgroup2", flags)
         return
-    libc.mount("tmpfs", target, "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755")
+    syscall.mount("tmpfs", target, "tmpfs", NOSUID_NODEV_NOEXEC, "mode=755")
     for cg in cgroups:
-        _mkdir(f"{target}/{cg.name}")
-        libc.mount("cgroup", f"{target}/{cg.name}", cg.fstype, flags, cg.data or None)
-    libc.mount(None, target, None, libc.MS_REMOUNT | NOSUID_NODEV_NOEXEC | libc.MS_RDONLY,
-               "mode=755")
+        _mkdir(syscall, f"{target}/{cg.name}")
+        syscall.mount("cgroup", f"{target}/{cg.name}", cg.fstype, flags, cg.data or None)
+    syscall.mount(None, target, None, libc.MS_REMOUNT | NOSUID_NODEV_NOEXEC | libc.MS_RDONLY,
+                  "mode=755")
 
 
-def mask_paths(rootfs: str) -> None:
+def mask_paths(rootfs: str, *, syscall: Syscalls = LINUX) -> None:
     """Hide what a container must not read: /dev/null over files, empty tmpfs over dirs.
     (Only the fresh /proc and /sys are walked: nothing of the image's own is followed.)"""
-    for full in (m for path in MASKED_PATHS for m in glob.glob(rootfs + path) or [rootfs + path]):
-        if os.path.isdir(full) and not os.path.islink(full):
-            libc.mount("tmpfs", full, "tmpfs", libc.MS_RDONLY, None)
-        elif os.path.exists(full):
-            libc.mount(rootfs + "/dev/null", full, None, libc.MS_BIND)
+    for full in (m for path in MASKED_PATHS
+                 for m in syscall.glob(rootfs + path) or [rootfs + path]):
+        if syscall.isdir(full) and not syscall.islink(full):
+            syscall.mount("tmpfs", full, "tmpfs", libc.MS_RDONLY, None)
+        elif syscall.exists(full):
+            syscall.mount(rootfs + "/dev/null", full, None, libc.MS_BIND)
 
 
-def readonly_paths(rootfs: str) -> None:
+def readonly_paths(rootfs: str, *, syscall: Syscalls = LINUX) -> None:
     for path in READONLY_PATHS:
         full = rootfs + path
-        if not os.path.exists(full):
+        if not syscall.exists(full):
             continue
-        libc.mount(full, full, None, libc.MS_BIND | libc.MS_REC)
-        libc.mount(None, full, None,
-                   libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY | NOSUID_NODEV_NOEXEC)
+        syscall.mount(full, full, None, libc.MS_BIND | libc.MS_REC)
+        syscall.mount(None, full, None,
+                      libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY | NOSUID_NODEV_NOEXEC)
 
 
-def bind_files(rootfs: str, files: Mapping[str, str | int]) -> None:
+def bind_files(rootfs: str, files: Mapping[str, str | int], *,
+               syscall: Syscalls = LINUX) -> None:
     """Bind host files (hostname, hosts, resolv.conf) over paths in the container (a path,
     or a detached tree: see `bind`)."""
     for inside, host in files.items():
         target = rootfs + inside
-        _mkdir(os.path.dirname(target))
-        if not os.path.exists(target) or os.path.islink(target):
-            if os.path.islink(target):
-                os.unlink(target)
-            open(target, "a").close()
-        bind(host, target)
+        _mkdir(syscall, os.path.dirname(target))
+        if not syscall.exists(target) or syscall.islink(target):
+            if syscall.islink(target):
+                syscall.unlink(target)
+            syscall.touch(target)
+        bind(host, target, syscall=syscall)
 
 
-def pivot(rootfs: str) -> None:
+def pivot(rootfs: str, *, syscall: Syscalls = LINUX) -> None:
     """pivot_root into rootfs and drop the old root (runc's pivot_root(".", ".") trick)."""
-    os.chdir(rootfs)
-    libc.pivot_root(".", ".")
-    libc.umount(".", libc.MNT_DETACH)
-    os.chdir("/")
+    syscall.chdir(rootfs)
+    syscall.pivot_root(".", ".")
+    syscall.umount(".", libc.MNT_DETACH)
+    syscall.chdir("/")
 
 
-def make_readonly(rootfs: str) -> None:
+def make_readonly(rootfs: str, *, syscall: Syscalls = LINUX) -> None:
     """--read-only: the root's own mount only; /dev, /proc, /sys and the bound files keep
     their flags, as docker's."""
-    libc.mount(None, rootfs, None, libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY)
+    syscall.mount(None, rootfs, None, libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY)
 
 
-def build(plan: RootfsPlan) -> None:
+def make_mounts_private(*, syscall: Syscalls = LINUX) -> None:
+    """libc.make_mounts_private("/") through the seam: MS_REC|MS_PRIVATE on the whole tree,
+    before any other mount, so that nothing mounted or unmounted here reaches the host."""
+    syscall.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+
+
+def build(plan: RootfsPlan, *, syscall: Syscalls = LINUX) -> None:
     """Everything between unshare(CLONE_NEWNS) and exec, in order.
 
     A remapped container's init is an unprivileged host uid, which may not walk the root's
@@ -259,19 +273,19 @@ def build(plan: RootfsPlan) -> None:
     `path` "."), and it works relative to that (`enter_bind_of_cwd`). The host files and
     nodes it binds come as detached trees the runtime cloned (fds)."""
     rootfs, security = plan.path, plan.security
-    libc.make_mounts_private("/")
+    make_mounts_private(syscall=syscall)
     if plan.remapped:
-        enter_bind_of_cwd()
-    else:
-        libc.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)  # pivot_root needs a mount
-    mount_proc_sys(rootfs, security)
-    mount_cgroups(rootfs, plan.cgroups, security)
+        enter_bind_of_cwd(syscall=syscall)
+    else:  # pivot_root needs a mount
+        syscall.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
+    mount_proc_sys(rootfs, security, syscall=syscall)
+    mount_cgroups(rootfs, plan.cgroups, security, syscall=syscall)
     mount_dev(rootfs, plan.console, security, plan.devices,
-              plan.dev_sources if plan.remapped else None)
-    bind_files(rootfs, plan.files)
+              plan.dev_sources if plan.remapped else None, syscall=syscall)
+    bind_files(rootfs, plan.files, syscall=syscall)
     if security.masked_paths:
-        mask_paths(rootfs)
-        readonly_paths(rootfs)
+        mask_paths(rootfs, syscall=syscall)
+        readonly_paths(rootfs, syscall=syscall)
     if security.read_only:
-        make_readonly(rootfs)
-    pivot(rootfs)
+        make_readonly(rootfs, syscall=syscall)
+    pivot(rootfs, syscall=syscall)

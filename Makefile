@@ -34,12 +34,12 @@ deb:
 pyc: $(STAMP)
 	@$(BIN)/python -m compileall -q core events adapters >/dev/null
 
-# The native client (adapters/client.c) in place of the Python one pip installed as
+# The native client (adapters/fastpath/client.c) in place of the Python one pip installed as
 # bin/lamina: the same protocol to `lamina serve`'s fork server, without an interpreter's
 # ~14 ms start; with no server it runs the command in this venv's Python.
 client: $(STAMP) deb
 	@cc -O2 -Wall -Wextra -DLAMINA_PYTHON='"$(abspath $(BIN))/python3"' \
-	  -o $(BIN)/lamina.new adapters/client.c && mv $(BIN)/lamina.new $(BIN)/lamina
+	  -o $(BIN)/lamina.new adapters/fastpath/client.c && mv $(BIN)/lamina.new $(BIN)/lamina
 
 # The isolation probes (tests/probes/probe.c): one static binary that tries, from inside a
 # container, everything a container must not do; static so it runs in any image.

@@ -4,7 +4,7 @@
 no chance to clean up, the first time execution reaches a point of that name (`<name>#N`:
 the N-th time, for a command that passes it more than once). Unarmed (the
 normal case), a point is one string comparison, and nothing is wrapped or imported at all:
-adapters/compose.build_engine imports this module only when the variable is set.
+adapters/bootstrap.build_engine imports this module only when the variable is set.
 
 Where the points are, and why there: the core stays pure (no I/O, not even a kill), so the
 points sit at the ports, where every step of a command passes anyway. `wrap(obj, "layers")`

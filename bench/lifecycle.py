@@ -9,7 +9,7 @@ Measures, as whole processes (what a user waits for), median and p95 over N runs
 - `exec true` in a running container;
 - the monitor's resident memory per running container (lamina only; from /proc).
 lamina runs three ways: without a server; with `lamina serve`'s fork server through the
-native client (adapters/client.c, the venv's bin/lamina once `make` built it); and with the
+native client (adapters/fastpath/client.c, the venv's bin/lamina once `make` built it); and with the
 server through the Python client (bin/lamina under `python -S`, what pip installs).
 Peers run the way ../shared/peers.md describes for this kind of host; a peer that is not
 installed (or can't run here) is reported as such, not guessed.
@@ -103,7 +103,7 @@ class LaminaServed(Lamina):
     def __init__(self, work: Path, tar: Path) -> None:
         self.root = str(work / "lamina-served-root")
         self.l(["import", str(tar), "busybox"])
-        self.server = subprocess.Popen([sys.executable, "-m", "adapters.forkserver", "--root",
+        self.server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
                                         self.root], cwd=HERE)
         sock = Path(self.root) / "cli.sock"
         deadline = time.monotonic() + 30

@@ -21,7 +21,7 @@ from adapters.dockerapi import containers, execs, images, system  # noqa: F401 -
 from adapters.dockerapi.http import FILE_LIMIT, JSON_LIMIT, Conn, HttpError, Request, error_body
 from adapters.dockerapi.routing import TAKEN, Ctx, error_for, match
 from adapters.dockerapi.worker import Workers
-from adapters.forkserver import file_id, unlink_own, unlink_stale
+from adapters.fastpath.forkserver import file_id, unlink_own, unlink_stale
 from core.errors import LaminaError
 
 # --- serving -----------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def listen(path: str) -> socket.socket:
 
 def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None) -> int:
     """Serve the Docker Engine API on `socket_path` over the lamina root until SIGTERM/SIGINT."""
-    from adapters.compose import build_engine
+    from adapters.bootstrap import build_engine
 
     preload()
     engine = build_engine(root)
@@ -196,11 +196,10 @@ PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runti
            "adapters.runtime.terminal", "adapters.storage.store", "adapters.storage.archive",
            "adapters.storage.layertar", "adapters.storage.inspect", "adapters.kernel.cgroups",
            "adapters.kernel.namespaces", "adapters.kernel.libc", "adapters.kernel.units",
-           "adapters.cli_runtime", "core.engine", "core.images", "core.process",
-           "events.types", "adapters.eventstore.query", "adapters.eventstore.sqlite_log", "pwd",
-           "tarfile", "hashlib",
-           "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build",
-           "adapters.runtime.record_exit", "adapters.build_host")
+           "core.engine", "core.images", "core.process", "events.types",
+           "adapters.eventstore.query", "adapters.eventstore.sqlite_log", "pwd", "tarfile",
+           "hashlib", "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build",
+           "adapters.record_exit", "adapters.build_host")
 
 
 def preload() -> None:

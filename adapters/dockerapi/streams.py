@@ -91,10 +91,10 @@ def detach(ctl: socket.socket | None, timeout: float = 2) -> None:
 
 def _record_exit(e: Any, c: Any) -> None:
     """Record the exit now, as an attached `lamina run` does, where the runtime lets its
-    client do so (adapters/runtime/record_exit.py: whoever comes first records it, the
+    client do so (adapters/record_exit.py: whoever comes first records it, the
     monitor's own record then finds it done); else the monitor records it."""
     try:
-        from adapters.runtime.record_exit import record_exit
+        from adapters.record_exit import record_exit
     except ImportError:
         return
     with contextlib.suppress(Exception):

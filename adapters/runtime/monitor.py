@@ -6,7 +6,7 @@ CLONE_NEWPID, then fork init as PID 1 there; on a --userns-remap root one clone 
 user namespace and the PID namespace it owns) and the container's stdio, then execs the lean
 interpreter of adapters/runtime/supervise.py, which stays init's parent: it reports the
 start, copies the output to the json-file log and an attached client, writes the exit
-status, and has the exit recorded (adapters/runtime/record_exit.py).
+status, and has the exit recorded (adapters/record_exit.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ descriptors and its place as init's parent. It:
 - waits for the client's word that the start is recorded (or kills init on silence);
 - copies the container's output to the json-file log and to an attached client;
 - when init ends, writes `exit.json` and sends the exit code to the attached client;
-- finally execs `python -m adapters.runtime.record_exit`, which records the exit in the
+- finally execs `python -m adapters.record_exit`, which records the exit in the
   log unless someone (stop, kill, the attached client) already did, and releases the
   container's cgroup and mount.
 
@@ -281,7 +281,7 @@ def _record(job: dict, pid: int, attached: bool) -> None:
     remove = auto_remove and not attached
     if recorded and not remove:
         return
-    argv = [sys.executable, "-m", "adapters.runtime.record_exit", job["root"], job["cid"],
+    argv = [sys.executable, "-m", "adapters.record_exit", job["root"], job["cid"],
             str(pid), *(["--remove"] if remove else [])]
     os.chdir(TOP)
     os.execv(sys.executable, argv)

@@ -23,7 +23,7 @@ MAX_TEXT = 48
 
 
 def _size(n: int) -> str:
-    from adapters.render import human_size
+    from core.sizes import human_size
 
     return human_size(n) if n >= 0 else "?"
 

@@ -58,7 +58,7 @@ def resolve_at(con: Any, at: str) -> int:
 
 def open_source(root: str, at: str | None = None) -> Source:
     """The live read model, or (with `at`) the World folded up to that point of the log."""
-    from adapters.compose import open_log
+    from adapters.bootstrap import open_log
 
     log = open_log(root, create=False)
     if log is None:

@@ -167,7 +167,7 @@ def _race_round(lamina: Lamina, pool: ThreadPoolExecutor, execs: int, host: str)
 def served(lamina: Lamina) -> Iterator[Lamina]:
     """The module's root with a fork server on it (`lamina serve`'s warm process), so that
     an exec costs ~30 ms rather than ~150 ms; stopped afterwards."""
-    server = subprocess.Popen([sys.executable, "-m", "adapters.forkserver", "--root",
+    server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
                                str(lamina.root)], stderr=subprocess.DEVNULL)
     sock = lamina.root / "cli.sock"
     deadline = time.monotonic() + 20
@@ -212,7 +212,7 @@ def _exec_as(lamina: Lamina, ref: str, pid: int, start_time: int,
     """The runtime's exec (not the engine's: it would refuse by the log) on the container
     `ref` as if its ContainerStarted had recorded `pid` and `start_time`."""
     script = ("import dataclasses, sys\n"
-              "from adapters.compose import build_engine\n"
+              "from adapters.bootstrap import build_engine\n"
               "e = build_engine(sys.argv[1])\n"
               "c = dataclasses.replace(e.container(sys.argv[2]), pid=int(sys.argv[3]),"
               " start_time=int(sys.argv[4]))\n"

@@ -1,6 +1,6 @@
 """The CLI through the fork server (`lamina serve`'s warm process) behaves as without it.
 
-Each test runs real commands through adapters/client.py against a fork server bound to a
+Each test runs real commands through adapters/fastpath/client.py against a fork server bound to a
 temporary root: output, exit codes, stdin, the working directory, signals, and the audit
 naming the client (not the server's child) as the caller.
 """
@@ -31,7 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
     root.mkdir()
     lamina = Lamina(root)
     lamina.ok("import", str(busybox_tar(root.parent)), "busybox")
-    server = subprocess.Popen([sys.executable, "-m", "adapters.forkserver", "--root",
+    server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
                                str(root)], stderr=subprocess.PIPE)
     sock = root / "cli.sock"
     deadline = time.monotonic() + 20

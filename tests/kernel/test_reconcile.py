@@ -105,7 +105,7 @@ def test_a_reboot_converges_and_start_brings_containers_back(lamina: Lamina) -> 
 def test_leftover_mounts_and_staging_are_cleaned(lamina: Lamina) -> None:
     lamina.ok("create", "--name", "idle", "busybox", "true")
     doc = _doc(lamina, "idle")
-    from adapters.compose import build_engine
+    from adapters.bootstrap import build_engine
 
     engine = build_engine(str(lamina.root))
     image = engine.log.image(doc["image"])

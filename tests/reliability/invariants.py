@@ -30,7 +30,7 @@ class _Null:
 
 
 def problems(root: Path | str) -> list[str]:
-    from adapters.compose import build_engine
+    from adapters.bootstrap import build_engine
 
     root = str(root)
     e = build_engine(root, recover=False)

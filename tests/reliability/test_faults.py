@@ -111,7 +111,7 @@ def _run(lam: Root, argv: list[str], env: dict[str, str]) -> subprocess.Complete
 
 def _check(lam: Root) -> list[str]:
     """`system check`, in this process (the CLI's is tested in tests/kernel)."""
-    from adapters.compose import build_engine
+    from adapters.bootstrap import build_engine
 
     e = build_engine(str(lam.root), recover=False)
     try:

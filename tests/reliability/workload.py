@@ -68,7 +68,7 @@ ACTIONS = {
 
 
 def run(root: str, seed: int, seconds: float) -> dict[str, Any]:
-    from adapters.compose import build_engine
+    from adapters.bootstrap import build_engine
     from core.errors import ConcurrencyError, LaminaError, StoreError
 
     rng = random.Random(seed)

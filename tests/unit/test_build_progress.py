@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from adapters.cli_build import StepBar
+from adapters.cli.build import StepBar
 
 STEPS = ["Step 1/3 : FROM busybox\n", " ---> 1a2b3c4d5e6f 0.00s\n",
          "Step 2/3 : RUN echo hi\n", " ---> 2b3c4d5e6f70 0.41s\n",

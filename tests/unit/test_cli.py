@@ -216,3 +216,42 @@ def test_an_image_filter_finds_its_pulls_and_pushes(tmp_path: Path) -> None:
     log.close()
     assert _types(tmp_path, f"image={iid[:12]}") == ["ImagePulled"]
     assert _types(tmp_path, f"image={iid}") == ["ImagePulled"]
+
+
+def _registered(module: object) -> set[str]:
+    """The command words `module.register` adds to a parser of its own."""
+    import argparse
+
+    from adapters.cli.common import add_format
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    module.register(sub, add_format)  # type: ignore[attr-defined]
+    return set(sub.choices)
+
+
+def test_the_command_table_is_what_each_verb_group_registers() -> None:
+    """Each module's COMMANDS is the table (which words exist, who parses them), so it must
+    be exactly what its register() adds, and no word may belong to two modules."""
+    from adapters.cli import app
+
+    for module in app.MODULES:
+        assert _registered(module) == set(module.COMMANDS), module.__name__
+    words = [w for module in app.MODULES for w in module.COMMANDS]
+    assert len(words) == len(set(words)) == len(app.OWNER)
+
+
+def test_a_command_builds_only_its_own_parser() -> None:
+    """The fast start: `lamina pause` builds pause's parser and no other; no command word,
+    or an unknown one, builds them all (argparse then names every choice)."""
+    from adapters.cli import app
+
+    def commands(argv: list[str]) -> set[str]:
+        import argparse
+
+        parser = app.build_parser(argv)
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return set(sub.choices)
+
+    for word in app.OWNER:
+        assert commands(["--root", "/r", word, "x"]) == {word}
+    assert commands(["nonsense"]) == commands([]) == set(app.OWNER)

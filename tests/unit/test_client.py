@@ -1,14 +1,19 @@
-"""The thin client's request encoding and command-line scanning (adapters/client.py)."""
+"""The thin client's request encoding (adapters/fastpath/client.py), the command-line scanning
+it shares with the CLI (adapters/cmdline.py), and its promise to import only what is built
+into the interpreter."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.client import absolute, command_name, encode_request, root_option
-from adapters.forkserver import decode_request
+from adapters.cmdline import absolute, command_name, root_option
+from adapters.fastpath.client import encode_request
+from adapters.fastpath.forkserver import decode_request
 
 text = st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=["Cs"]))
 
@@ -42,3 +47,16 @@ def test_root_is_read_only_before_the_command() -> None:
        .map("/".join), lead=st.sampled_from(["", "/", "//", "///"]))
 def test_absolute_is_abspath(path: str, lead: str) -> None:
     assert absolute(lead + path) == os.path.abspath(lead + path)
+
+
+def test_the_client_imports_only_what_the_interpreter_has_built_in() -> None:
+    """bin/lamina runs the client under `python -S`, before the fork server takes over: a
+    module read from disk on that path is paid by every served command."""
+    probe = ("import sys; before = set(sys.modules); import adapters.fastpath.client; "
+             "print(' '.join(sorted(set(sys.modules) - before)))")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=repo).stdout.split()
+    own = {"adapters", "adapters.cmdline", "adapters.fastpath", "adapters.fastpath.client"}
+    assert "adapters.fastpath.client" in out
+    assert [m for m in out if m not in own and m not in sys.builtin_module_names] == []

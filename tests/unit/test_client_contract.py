@@ -1,6 +1,6 @@
 """Both `lamina` clients hold to one contract with the fork server.
 
-The native client (adapters/client.c, which `make` builds into the venv's bin/lamina) and
+The native client (adapters/fastpath/client.c, which `make` builds into the venv's bin/lamina) and
 the Python one (bin/lamina, run under `python -S` as pip installs it) talk to a fake fork
 server on a temporary root that parses requests with the real server's own reader
 (forkserver._receive). Each must send the same request for the same command line,
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.forkserver import Request, _receive
+from adapters.fastpath.forkserver import Request, _receive
 
 REPO = Path(__file__).resolve().parents[2]
 NATIVE = Path(sys.executable).with_name("lamina")

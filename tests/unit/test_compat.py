@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.cli import build_parser
-from adapters.cli_storage import create_options
+from adapters.cli.storage import create_options
 from adapters.dockerapi.containers import create_options as api_options
 from adapters.docs import DOCS, compatibility_text
 from core.compat import BY_KEY, FIELDS, Status, checked

@@ -7,7 +7,7 @@ import os
 import select
 import time
 
-from adapters.progress import io_counter, progress
+from adapters.cli.progress import io_counter, progress
 
 
 def _drain(fd: int) -> bytes:

@@ -206,26 +206,26 @@ def test_a_locked_log_gives_up_with_a_clear_error(tmp_path, monkeypatch) -> None
 
 
 def test_a_log_opened_ahead_is_used_only_while_it_is_the_roots(tmp_path, monkeypatch) -> None:
-    """The fork server's spare opens the log before its command (compose.prepare); the
+    """The fork server's spare opens the log before its command (bootstrap.prepare); the
     command takes it only if the root's file is the one it opened, with the same settings."""
-    from adapters import compose
+    from adapters import bootstrap
 
     root = str(tmp_path)
     _session(root)
-    compose.prepare(root)
-    ahead = compose._PREPARED[root]
-    assert compose.open_log(root, create=False) is ahead  # taken once
-    assert compose.open_log(root, create=False) is not ahead
+    bootstrap.prepare(root)
+    ahead = bootstrap._PREPARED[root]
+    assert bootstrap.open_log(root, create=False) is ahead  # taken once
+    assert bootstrap.open_log(root, create=False) is not ahead
 
-    compose.prepare(root)
-    ahead = compose._PREPARED[root]
+    bootstrap.prepare(root)
+    ahead = bootstrap._PREPARED[root]
     monkeypatch.setenv("LAMINA_BUSY_TIMEOUT", "3")
-    assert compose.open_log(root, create=False) is not ahead
+    assert bootstrap.open_log(root, create=False) is not ahead
     monkeypatch.delenv("LAMINA_BUSY_TIMEOUT")
 
-    compose.prepare(root)
-    ahead = compose._PREPARED[root]
+    bootstrap.prepare(root)
+    ahead = bootstrap._PREPARED[root]
     for suffix in ("", "-wal", "-shm"):
         (tmp_path / f"events.db{suffix}").unlink(missing_ok=True)  # the root made again
-    fresh = compose.open_log(root, create=True)
+    fresh = bootstrap.open_log(root, create=True)
     assert fresh is not ahead and fresh.containers() == []

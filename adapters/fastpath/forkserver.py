@@ -1,14 +1,16 @@
 """The fork server: a resident, single-threaded process with lamina already imported, that
-forks one child per CLI command (`lamina serve` starts it; adapters/client.py talks to it).
+forks one child per CLI command (`lamina serve` starts it; client.py talks to it).
 
 Why a fork server and not threads: a command's child forks the container's monitor and
 init, which run Python before they exec; fork() is only safe from a process with one
 thread. Why fork per command: every command then runs exactly the code it runs without a
 server (adapters.cli.run), in a fresh process, with its own SQLite connection; the server
 holds none (a connection must never cross a fork) and no state besides imported modules.
+What it imports, prepares and runs is the CLI's to say (Commands: adapters/cli/app.Served):
+this package knows no command, and the CLI that starts it is the only one to import it.
 
 Protocol on `<root>/cli.sock` (mode 0600): the client sends a 4-byte big-endian length and
-its request (adapters.client.encode_request) with its fds 0, 1, 2 attached (SCM_RIGHTS);
+its request (client.encode_request) with its fds 0, 1, 2 attached (SCM_RIGHTS);
 the server answers the child's pid (4 bytes) at once and its exit code (4 bytes) when it
 ends. Only root or the server's own uid may connect (SO_PEERCRED); the child records the
 client's uid and pid in every event's meta, not its own.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 import selectors
 import signal
@@ -27,40 +28,34 @@ import struct
 import sys
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
-from adapters.client import SOCKET_NAME
+from adapters.fastpath.client import SOCKET_NAME
 from core.errors import Conflict
 
 MAX_REQUEST = 1 << 20
-WARM_MODULES = (
-    "adapters.cli", "adapters.cli_storage", "adapters.cli_runtime", "adapters.compose",
-    "adapters.render", "adapters.runtime.linux", "adapters.runtime.monitor",
-    "adapters.runtime.init", "adapters.runtime.exec", "adapters.runtime.terminal",
-    "adapters.storage.store", "adapters.storage.overlay", "adapters.kernel.cgroups",
-    "core.engine", "core.lifecycle", "adapters.eventstore.sqlite_log", "adapters.eventstore.query",
-    "sqlite3", "pwd",
-    "locale", "json", "adapters.logs",
-)
-
-WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),
-                ("--root", "/r", "pause", "c"), ("version", "--format=json"))
 
 
+class Commands(Protocol):
+    """What the server runs, handed in by whoever starts it (the CLI: adapters/cli/app.Served)."""
+
+    def warm(self) -> None:
+        """In the server, once: import what commands need and build what they build first."""
+
+    def prepare(self, root: str) -> None:
+        """In the spare, while no client waits: what every command of `root` does first."""
+
+    def run(self, argv: list[str], peer: dict[str, int]) -> int:
+        """In the command's child, with the client's stdio, environment and directory: run
+        `argv` for the client `peer` (its uid and pid) and return the exit code."""
 def socket_path(root: str) -> str:
     return os.path.join(root, SOCKET_NAME)
 
 
-def warm() -> None:
-    """Import what commands need and fill the lifecycle machine's caches, once."""
-    for name in WARM_MODULES:
-        importlib.import_module(name)
-    from adapters import cli
-    from core import lifecycle
-
-    cli.prebuild(WARM_SAMPLES)  # every command's parser: imports every command module
-
-    for state in lifecycle.STATES:
-        lifecycle.legal_triggers(state)
+def warm(commands: Commands) -> None:
+    """Import what commands need, once (Commands.warm), then keep it out of the collector's
+    reach."""
+    commands.warm()
     # Children share the server's memory copy-on-write; a garbage collection in a child
     # would walk (and so copy) every object the server holds. Freeze them out of its reach.
     gc.collect()
@@ -223,8 +218,9 @@ class ForkServer:
     forks the next spare, and reaps the command's child: the child sends its own exit
     code; the server answers for it only if it was killed by a signal."""
 
-    def __init__(self, root: str, path: str | None = None) -> None:
+    def __init__(self, root: str, commands: Commands, path: str | None = None) -> None:
         self.root = root
+        self.commands = commands
         self.path = path or socket_path(root)
         self.sel = selectors.DefaultSelector()
         self.listener: socket.socket | None = None
@@ -347,16 +343,14 @@ class ForkServer:
 
     def _get_ready(self) -> None:
         """While no client waits, do what the next command does first: open the root's
-        event log and read its live containers, as Engine.recover will (compose.prepare).
+        event log and read its live containers, as Engine.recover will (Commands.prepare).
         Besides the connect and schema check, this takes the copy-on-write faults of the
         pages those paths write (a child shares the server's pages until it writes them,
         and running Python writes them: reference counts). Measured on a pause in a fresh
         child: ~950 page faults and 9-11 ms without, ~580 and 5.5-7.5 ms with. Running a
         whole `ps -a` as well saved ~130 faults more but costs in proportion to the number
         of containers, on every command."""
-        from adapters import compose
-
-        compose.prepare(self.root)
+        self.commands.prepare(self.root)
 
     def _serve_one(self) -> int:
         assert self.listener is not None
@@ -379,15 +373,16 @@ class ForkServer:
         code = 125
         try:
             conn.sendall(os.getpid().to_bytes(4, "big", signed=True))
-            code = run_command(request, fds, {"uid": uid, "pid": pid})
+            code = run_command(request, fds, {"uid": uid, "pid": pid}, self.commands)
         finally:
             with contextlib.suppress(OSError):
                 conn.sendall(code.to_bytes(4, "big", signed=True))
         return code
 
 
-def run_command(request: Request, fds: list[int], peer: dict[str, int]) -> int:
-    """Take the client's stdio, environment and directory, then run adapters.cli."""
+def run_command(request: Request, fds: list[int], peer: dict[str, int],
+                commands: Commands) -> int:
+    """Take the client's stdio, environment and directory, then run the command."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     _close_all([fd for fd in fds if fd > 2])
@@ -402,19 +397,13 @@ def run_command(request: Request, fds: list[int], peer: dict[str, int]) -> int:
     sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115
     sys.argv = ["lamina", *request.argv]
-    from adapters import compose, logs
-
-    compose.PEER.update(peer)
-    logs.configure()  # the command's own --log-* options decide, not the server's
     try:
         os.chdir(request.cwd)
     except OSError as err:
         print(f"lamina: error: cannot enter {request.cwd}: {err.strerror}", file=sys.stderr)
         return 125
-    from adapters.cli import run
-
     try:
-        code = run(request.argv)
+        code = commands.run(request.argv, peer)
     except SystemExit as exit_:  # argparse's usage errors
         code = exit_.code if isinstance(exit_.code, int) else 2
     with contextlib.suppress(OSError):
@@ -424,10 +413,10 @@ def run_command(request: Request, fds: list[int], peer: dict[str, int]) -> int:
     return code
 
 
-def start_background(root: str, path: str | None = None) -> int:
+def start_background(root: str, commands: Commands, path: str | None = None) -> int:
     """Fork the server off the calling process (before it starts any thread); it dies with
     its parent. Returns its pid once the socket accepts connections."""
-    server = ForkServer(root, path)
+    server = ForkServer(root, commands, path)
     server.bind()
     pid = os.fork()
     if pid == 0:
@@ -449,27 +438,8 @@ def start_background(root: str, path: str | None = None) -> int:
 
 def run_server(server: ForkServer) -> None:
     """Serve until SIGTERM or SIGINT; commands in flight finish and are reaped first."""
-    warm()
+    warm(server.commands)
     signal.set_wakeup_fd(server._wakeup_w)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     server.serve_forever()
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m adapters.forkserver [--root DIR]`: the server in the foreground."""
-    import argparse
-
-    from adapters.client import root_dir
-
-    parser = argparse.ArgumentParser(prog="lamina-forkserver")
-    parser.add_argument("--root")
-    parser.add_argument("--socket")
-    args = parser.parse_args(argv)
-    server = ForkServer(root_dir(args.root), args.socket)
-    server.bind()
-    run_server(server)
-
-
-if __name__ == "__main__":
-    main()

@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+COMMANDS = ("viz",)
+
 
 def _store(root: str) -> Any:
     from adapters.storage.store import LinuxLayerStore
@@ -19,7 +21,7 @@ def _store(root: str) -> Any:
 
 def _picture(args: argparse.Namespace) -> tuple[Any, str]:
     """(the picture's model, its kind: stack, tree or history) for what the arguments ask."""
-    from adapters.compose import root_dir
+    from adapters.cmdline import root_dir
     from adapters.viz import model, source
     from core.errors import BadInput
 
@@ -46,7 +48,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
     if args.format == "json":
         import sys
 
-        from adapters.render import json_line
+        from adapters.cli.render import json_line
 
         json_line(picture.to_json(), sys.stdout)
         return 0

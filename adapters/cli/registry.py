@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # every lamina command imports this module: http.client etc. wait
     from adapters.registry.pull import Progress
 
+COMMANDS = ("pull", "push", "login", "logout")
+
+
 _INSECURE_ENV = "LAMINA_INSECURE_REGISTRIES"  # comma-separated, like the daemon's list
 
 
@@ -106,8 +109,8 @@ def _insecure(args: argparse.Namespace) -> list[str]:
 
 
 def _registry(args: argparse.Namespace, quiet: bool = False) -> tuple[Any, Any]:
-    from adapters.cli import engine
-    from adapters.compose import root_dir
+    from adapters.cli.common import engine
+    from adapters.cmdline import root_dir
     from adapters.registry.adapter import Registry
 
     e = engine(args)
@@ -147,7 +150,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from adapters.compose import root_dir
+    from adapters.cmdline import root_dir
     from adapters.registry import auth
     from adapters.registry.client import Client
     from adapters.registry.reference import registry_host
@@ -195,7 +198,7 @@ def _ask(prompt: str) -> str:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from adapters.compose import root_dir
+    from adapters.cmdline import root_dir
     from adapters.registry import auth
     from adapters.registry.reference import registry_host
 

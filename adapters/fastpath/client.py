@@ -1,11 +1,14 @@
-"""The `lamina` command's entry point: hand the command to a running fork server, else run it.
+"""The fast path's client: hand a command line to the fork server that serves its root.
 
 Why: a Python process spends ~100 ms importing lamina before it does a command's few
 milliseconds of work. `lamina serve` keeps a fork server with everything imported
-(adapters/forkserver.py); when its socket is there, this module passes it the command line,
-the environment, the working directory and our stdin, stdout and stderr (SCM_RIGHTS), so
-the command runs in a warm child that writes straight to our terminal, and exits with the
+(forkserver.py); when its socket is there, this module passes it the command line, the
+environment, the working directory and our stdin, stdout and stderr (SCM_RIGHTS), so the
+command runs in a warm child that writes straight to our terminal, and exits with the
 child's exit code. Our signals (Ctrl-C, SIGTERM, window size changes) are forwarded to it.
+When no server answers, `exit_via_server()` returns and the caller runs the command itself
+(adapters.cli): bin/lamina, the script pip installs, does so, as client.c (the native
+client `make client` builds) does by exec'ing the interpreter.
 
 This module must stay cheap to import, since its start-up is most of a served command's
 time: it uses only modules built into the interpreter (`posix`, `_socket`, `_signal`), not
@@ -16,70 +19,11 @@ time: it uses only modules built into the interpreter (`posix`, `_socket`, `_sig
 import posix
 import sys
 
+from adapters.cmdline import command_name, root_dir, root_option
+
 SOCKET_NAME = "cli.sock"
-DEFAULT_ROOT = "/var/lib/lamina"
-GLOBAL_WITH_VALUE = frozenset({"--root", "--log-format", "--log-level"})
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
 LOCAL_COMMANDS = frozenset({"serve"})  # never run inside the fork server
-
-
-def command_name(argv: list[str]) -> str | None:
-    """The command word in argv, skipping the global options before it."""
-    skip = False
-    for word in argv:
-        if skip:
-            skip = False
-        elif word in GLOBAL_WITH_VALUE:
-            skip = True
-        elif not word.startswith("-"):
-            return word
-        elif not word.startswith("--") or "=" not in word:
-            return None  # -h and friends
-    return None
-
-
-def root_option(argv: list[str]) -> str | None:
-    """The value of a --root given before the command word."""
-    skip = False
-    for i, word in enumerate(argv):
-        if skip:
-            skip = False
-        elif word == "--root":
-            return argv[i + 1] if i + 1 < len(argv) else None
-        elif word.startswith("--root="):
-            return word.partition("=")[2]
-        elif word in GLOBAL_WITH_VALUE:
-            skip = True
-        elif not word.startswith("-"):
-            return None
-    return None
-
-
-def root_dir(cli_root: str | None, env: dict[str, str] | None = None) -> str:
-    """--root DIR, else $LAMINA_ROOT, else /var/lib/lamina; absolute and normalized, as
-    os.path.abspath gives it. `env` defaults to os.environ (the client passes its own,
-    read without importing os)."""
-    if env is None:
-        import os
-
-        env = os.environ  # type: ignore[assignment]
-    assert env is not None
-    return absolute(cli_root or env.get("LAMINA_ROOT") or DEFAULT_ROOT)
-
-
-def absolute(path: str) -> str:
-    """os.path.abspath without importing os."""
-    if not path.startswith("/"):
-        path = posix.getcwd() + "/" + path
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part == "..":
-            if parts:
-                parts.pop()
-        elif part not in ("", "."):
-            parts.append(part)
-    lead = "//" if path.startswith("//") and not path.startswith("///") else "/"
-    return lead + "/".join(parts)
 
 
 def environment() -> dict[str, str]:
@@ -148,7 +92,11 @@ def _forward(pid: int, signum: int) -> None:
         pass
 
 
-def main() -> None:
+def exit_via_server() -> None:
+    """Run this process's command line in the fork server of its root and exit with the
+    command's code. Return when there is none to ask (or $LAMINA_NO_SERVER is set, or the
+    command is one that never runs there), with site's work done: the caller then runs the
+    command here, and that needs all of it."""
     argv = sys.argv[1:]
     env = environment()
     if not env.get("LAMINA_NO_SERVER") and command_name(argv) not in LOCAL_COMMANDS:
@@ -156,14 +104,7 @@ def main() -> None:
         if code is not None:
             sys.stdout.flush()
             posix._exit(code)
-    if sys.flags.no_site:  # bin/lamina skipped site; running here needs all of it
+    if sys.flags.no_site:  # bin/lamina skipped site
         import site
 
         site.main()
-    from adapters.cli import main as run_here
-
-    run_here(argv)
-
-
-if __name__ == "__main__":
-    main()

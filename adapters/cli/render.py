@@ -40,14 +40,6 @@ def ago(at: str, now: datetime | None = None) -> str:
     return "Less than a second ago" if secs < 1 else f"{secs} seconds ago"
 
 
-def human_size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n:.3g}TB"
-
-
 def status(c: Any) -> str:
     """lamina's four states, with the exit code of a container that ran."""
     if c.state == "stopped" and c.ran:

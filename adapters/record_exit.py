@@ -4,7 +4,9 @@ and what an attached `run` or `start -a` does itself when it gets the exit code.
 Whoever comes first records `ContainerExited` (under the runtime's per-container lock, see
 Engine.exited); the other finds the container already stopped and records nothing.
 
-`python -m adapters.runtime.record_exit ROOT CONTAINER_ID PID [--remove]`.
+`python -m adapters.record_exit ROOT CONTAINER_ID PID [--remove]`. Beside the composition
+root rather than in adapters/runtime: it builds an engine (bootstrap.build_engine), which
+wires the runtime, so the runtime names it to exec and never imports it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def remove_ended(engine: Any, container_id: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from adapters.compose import build_engine
+    from adapters.bootstrap import build_engine
 
     root, container_id, pid = argv[0], argv[1], int(argv[2])
     with contextlib.suppress(Exception):  # reconciliation catches what this misses

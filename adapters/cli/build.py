@@ -9,6 +9,8 @@ from typing import Any
 
 from core.errors import BadInput
 
+COMMANDS = ("build",)
+
 
 def parse_build_args(items: list[str] | None) -> dict[str, str]:
     """`--build-arg K=V`; a bare `K` takes K's value from our environment, as docker's."""
@@ -31,7 +33,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     import os
 
     from adapters.build_host import build
-    from adapters.cli import engine
+    from adapters.cli.common import engine
 
     def out(text: str) -> None:
         sys.stdout.write(text)
@@ -77,7 +79,7 @@ class StepBar:
         import os
         import time
 
-        from adapters.progress import DELAY, wanted
+        from adapters.cli.progress import DELAY, wanted
 
         self.stream = stream or sys.stderr
         self.on = wanted(quiet, self.stream)

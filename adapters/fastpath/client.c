@@ -1,5 +1,5 @@
 /*
- * The `lamina` command as a native program: adapters/client.py's protocol, without the
+ * The `lamina` command as a native program: adapters/fastpath/client.py's protocol, without the
  * ~14 ms a Python interpreter spends starting before it can say anything.
  *
  * Why C: with `lamina serve` up, a command's own work in the fork server's warm child is a
@@ -8,7 +8,7 @@
  * client cannot get under ~40 ms here, through this one it takes about half that.
  * Mercurial's chg does the same for hg's command server. This file only forwards: it
  * finds the fork server's socket (<root>/cli.sock), sends the request exactly as
- * adapters.client.encode_request does (cwd, umask, argv, environment) with fds 0-2
+ * adapters.fastpath.client.encode_request does (cwd, umask, argv, environment) with fds 0-2
  * attached, forwards our signals to the command's process, and exits with its code.
  * Everything else, including running the command when no server answers, is Python: we
  * exec the interpreter lamina was installed with (LAMINA_PYTHON, fixed at build time).
@@ -38,7 +38,7 @@
 
 extern char **environ;
 
-/* HUP INT QUIT USR1 USR2 TERM WINCH, as adapters/client.py's FORWARDED_SIGNALS. */
+/* HUP INT QUIT USR1 USR2 TERM WINCH, as adapters/fastpath/client.py's FORWARDED_SIGNALS. */
 static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGTERM, SIGWINCH};
 #define NFORWARDED (sizeof forwarded / sizeof forwarded[0])
 

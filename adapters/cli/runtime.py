@@ -12,12 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from adapters.cli import for_each
+from adapters.cli.common import for_each
 from core.errors import BadInput, LaminaError
+
+COMMANDS = ("run", "start", "stop", "restart", "kill", "pause", "unpause", "wait", "exec", "logs",
+            "system", "stats")
 
 
 def _engine(args: argparse.Namespace) -> Any:
-    from adapters.cli import engine
+    from adapters.cli.common import engine
 
     return engine(args)
 
@@ -38,7 +41,7 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool) -> int:
         return _wait_stopped(e, cid)
     c = e.log.container(cid)
     if c is not None and c.state in ("running", "paused"):
-        from adapters.runtime.record_exit import record_exit
+        from adapters.record_exit import record_exit
 
         record_exit(e, cid, c.pid)  # at once, rather than wait for the monitor to
     sock.close()  # after the record: the monitor then finds nothing left to record
@@ -62,7 +65,7 @@ def _wait_stopped(e: Any, ref: str, poll: float = 0.02) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from adapters.cli_storage import create_options
+    from adapters.cli.storage import create_options
 
     e = _engine(args)
     if args.tty and args.interactive and not args.detach and not os.isatty(0):
@@ -133,7 +136,7 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     if not args.cmd:
         raise BadInput("exec needs a command")
-    from adapters.cli_storage import from_caller
+    from adapters.cli.storage import from_caller
 
     e = _engine(args)
     options = {"env": [from_caller(v) for v in args.env or []], "workdir": args.workdir,
@@ -173,8 +176,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from adapters import render
+    from adapters.cli import render
     from adapters.kernel.cgroups import Cgroup, CgroupError
+    from core.sizes import human_size
 
     e = _engine(args)
     containers = ([e.container(r) for r in args.containers] if args.containers
@@ -195,8 +199,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         cpu = (after.cpu_ns - before.cpu_ns) / ((time.monotonic() - t0) * 1e9) * 100
         limit = after.memory_limit
         rows.append([render.short(c.id), c.name, f"{cpu:.2f}%",
-                     f"{render.human_size(after.memory_bytes)} / "
-                     f"{render.human_size(limit) if limit else 'unlimited'}", after.pids])
+                     f"{human_size(after.memory_bytes)} / "
+                     f"{human_size(limit) if limit else 'unlimited'}", after.pids])
         docs.append({"id": c.id, "name": c.name, "cpu_percent": round(cpu, 2),
                      "cpu_ns": after.cpu_ns, "memory": after.memory_bytes,
                      "memory_limit": limit, "pids": after.pids})
@@ -212,7 +216,8 @@ def cmd_system(args: argparse.Namespace) -> int:
     """check: print what the log and the host disagree on (exit 1 if anything);
     reconcile: repair it. Both are recorded. The engine is built without its start-up
     recovery: check must report what it finds, not repair it first."""
-    from adapters.compose import build_engine, root_dir
+    from adapters.bootstrap import build_engine
+    from adapters.cmdline import root_dir
 
     e = build_engine(root_dir(args.root), recover=False)
     repair = args.system_command == "reconcile"
@@ -234,7 +239,7 @@ def add_userns_remap(p: argparse.ArgumentParser) -> None:
 def configure_root(root: str, setting: str) -> Any:
     """Record the root's --userns-remap (Engine.configure_root); the RootConfig."""
     from adapters import remap
-    from adapters.compose import build_engine
+    from adapters.bootstrap import build_engine
 
     engine = build_engine(root)
     try:
@@ -246,7 +251,8 @@ def configure_root(root: str, setting: str) -> Any:
 def cmd_system_configure(args: argparse.Namespace) -> int:
     """`system configure --userns-remap X`: chosen once, before the first container (a
     refusal is one line and a CommandRejected); without options: the current setting."""
-    from adapters.compose import open_log, root_dir
+    from adapters.bootstrap import open_log
+    from adapters.cmdline import root_dir
     from core import rootconfig
 
     root = root_dir(args.root)
@@ -260,7 +266,7 @@ def cmd_system_configure(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
-    from adapters.cli_storage import add_create_options
+    from adapters.cli.storage import add_create_options
 
     p = sub.add_parser("run", help="create and start a container")
     p.add_argument("-d", "--detach", action="store_true")

@@ -1,4 +1,6 @@
-"""`lamina serve`: the Docker Engine API on a Unix socket (adapters/dockerapi)."""
+"""`lamina serve`: the Docker Engine API on a Unix socket (adapters/dockerapi), and beside it
+the fork server of the command's fast path (adapters/fastpath), running this CLI (app.Served).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import argparse
 import os
 from collections.abc import Callable
 from typing import Any
+
+COMMANDS = ("serve",)
 
 
 def serve(root: str, socket_path: str) -> int:
@@ -17,22 +21,23 @@ def serve(root: str, socket_path: str) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from adapters import logs
-    from adapters.compose import root_dir
-    from adapters.forkserver import claim, unlink_stale
+    from adapters.cmdline import root_dir
+    from adapters.fastpath.forkserver import claim, unlink_stale
 
     root = root_dir(args.root)
     api_socket = os.path.abspath(args.socket or os.path.join(root, "lamina.sock"))
     held = claim(root)  # one server per root: held until serve returns
     unlink_stale(api_socket)  # refused before the fork server starts, if another answers
     if args.userns_remap is not None:  # before anything serves: refused -> exit 1
-        from adapters.cli_runtime import configure_root
+        from adapters.cli.runtime import configure_root
 
         configure_root(root, args.userns_remap)
     if not args.no_cli_server:
-        from adapters.forkserver import start_background
+        from adapters.fastpath.forkserver import start_background
 
-        # forked first, while this process has one thread: see adapters/forkserver.py
-        start_background(root)
+        # forked first, while this process has one thread: see adapters/fastpath/forkserver.py;
+        # it runs this CLI, handed over by the runner (adapters/cli/app.Served)
+        start_background(root, args.served)
     if args.log_level == "warning":  # a service logs its requests unless told otherwise
         logs.configure(args.log_format, "info")
     try:
@@ -46,7 +51,7 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--socket", help="socket path (default <root>/lamina.sock, mode 0660)")
     p.add_argument("--no-cli-server", action="store_true",
                    help="don't serve the lamina command's fast path (<root>/cli.sock)")
-    from adapters.cli_runtime import add_userns_remap
+    from adapters.cli.runtime import add_userns_remap
 
     add_userns_remap(p)
     p.set_defaults(func=cmd_serve)

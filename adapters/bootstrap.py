@@ -1,12 +1,12 @@
-"""The composition root: which adapters the CLI and the service get, and the caller's meta."""
+"""The composition root: which adapters the CLI, the service and the exit recorder get, and
+the caller's meta. Nothing below it imports it (the runtime's monitor execs the exit recorder,
+adapters/record_exit.py, rather than importing this), so the wiring stays on top."""
 
 from __future__ import annotations
 
 import os
 import sys
 from typing import Any
-
-from adapters.client import DEFAULT_ROOT, root_dir  # noqa: F401 - one definition
 
 # Set by the fork server in the child that runs a client's command: the client's uid and
 # pid (from SO_PEERCRED), who the audit must name instead of the server's child.

@@ -9,20 +9,23 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+COMMANDS = ("import", "create", "rm", "rmi", "commit", "tag", "save", "load", "export", "inspect",
+            "history", "diff")
+
 
 def _engine(args: argparse.Namespace) -> Any:
-    from adapters.cli import engine
+    from adapters.cli.common import engine
 
     return engine(args)
 
 
 def _progress(args: argparse.Namespace, what: str, counter: str | None = None,
               path: Any = None) -> Any:
-    """A progress bar for work over a second on a terminal (adapters/progress.py); with a
+    """A progress bar for work over a second on a terminal (adapters/cli/progress.py); with a
     `path` read, the bar names it and expects its size in bytes when it is a file."""
     import os
 
-    from adapters.progress import progress
+    from adapters.cli.progress import progress
 
     total = os.path.getsize(path) if isinstance(path, str) and os.path.isfile(path) else None
     what = f"{what} {os.path.basename(path)}" if path else what
@@ -151,7 +154,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from adapters.cli import for_each
+    from adapters.cli.common import for_each
 
     e = _engine(args)
     return for_each(args.containers, lambda ref: e.rm(ref, force=args.force))
@@ -261,7 +264,8 @@ def _familiar(tag: str) -> str:
 def _reader(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """(engine for name resolution, layer store, root) without the runtime: queries append
     nothing and start nothing. The engine is None when the root has no log yet."""
-    from adapters.compose import open_log, root_dir
+    from adapters.bootstrap import open_log
+    from adapters.cmdline import root_dir
     from adapters.storage.store import LinuxLayerStore
 
     root = root_dir(args.root)
@@ -317,9 +321,10 @@ def _inspect_one(e: Any, store: Any, root: str, ref: str, kind: str | None,
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from adapters import render
+    from adapters.cli import render
     from adapters.storage import inspect
     from core.errors import NotFound
+    from core.sizes import human_size
 
     e, _, _ = _reader(args)
     if e is None:
@@ -344,14 +349,14 @@ def cmd_history(args: argparse.Namespace) -> int:
         if not args.no_trunc and len(by) > 45:
             by = by[:44] + "…"
         table.append([ident, render.ago(row["Created"]) if args.human else row["Created"], by,
-                      render.human_size(row["Size"]) if args.human else row["Size"],
+                      human_size(row["Size"]) if args.human else row["Size"],
                       row["Comment"]])
     render.table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], table)
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from adapters import render
+    from adapters.cli import render
     from adapters.storage import inspect
     from core.errors import NotFound
 

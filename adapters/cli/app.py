@@ -1,0 +1,234 @@
+"""The `lamina` command line's parser and runner: the global options, the command table
+(derived from the verb groups' modules), and one command run with lamina's exit codes.
+
+Start-up time matters (every container command pays it), so this module and the command
+modules import only argparse at load time; each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from adapters.cli import build, eventlog, listing, registry, runtime, serve, storage, viz
+from adapters.cli.common import add_format
+from adapters.cmdline import command_name
+from core.errors import LaminaError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~4 ms)
+if TYPE_CHECKING:  # annotations are strings here
+    from typing import Any
+
+
+# The verb groups, in the order `lamina --help` lists their commands. Each module declares
+# the command words it registers (COMMANDS) and has register(subparsers, add_format).
+MODULES = (eventlog, listing, storage, runtime, viz, registry, build, serve)
+# Every command word and the module that registers it: an unknown word is left to argparse
+# and its full "invalid choice" message.
+OWNER = {word: module for module in MODULES for word in module.COMMANDS}
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+class _Skipped:
+    """Stands in for the parser of a command that isn't being run: every call is a no-op."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Skipped]:
+        return lambda *args, **kwargs: self
+
+
+class _OnlyOne:
+    """Subparsers that build only the named command's parser: argparse spends ~1 ms per
+    command building parsers, and a command should not pay for all thirty."""
+
+    def __init__(self, sub: Any, only: str) -> None:
+        self.sub, self.only = sub, only
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        return self.sub.add_parser(name, **kwargs) if name == self.only else _Skipped()
+
+
+# argparse translates every message through gettext, which searches the disk for catalogs
+# on each call (~0.1 ms apiece, dozens per command); lamina ships none, so look up once.
+argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
+
+
+class _Parser(argparse.ArgumentParser):
+    """No abbreviations (`--pid 5` once meant `--pids-limit 5`): every command's parser,
+    subcommands included, is one of these. And argparse's formatter asks shutil for the
+    terminal width on every add_argument, and importing shutil (with lzma, bz2 and zlib)
+    costs a few ms of every command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """An argument the command doesn't take is reported with that command's usage
+        (argparse leaves it to the top parser, whose usage says nothing of the command)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._command_parser(getattr(parsed, "command", None))
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _command_parser(self, name: str | None) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                return action.choices[name]
+        return self
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        width = int(os.environ.get("COLUMNS", "0") or 0)
+        if not width:
+            try:
+                width = os.get_terminal_size(sys.stdout.fileno()).columns
+            except OSError:
+                width = 80
+        return self.formatter_class(prog=self.prog, width=width - 2)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lamina",
+        description="A container engine whose only source of truth is an immutable event log.")
+    parser.add_argument("--root", help="state directory (default $LAMINA_ROOT or "
+                                       "/var/lib/lamina)")
+    parser.add_argument("--log-format", choices=["console", "json"], default="console")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        default="warning")
+    parser.add_argument("--quiet", dest="no_progress", action="store_true",
+                        help="no progress bars (shown on a terminal for work over a second)")
+    parser.set_defaults(served=SERVED)  # what `lamina serve` hands its fork server
+    real_sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    only = command_name(list(argv)) if argv is not None else None
+    owner = OWNER.get(only) if only else None
+    if owner is not None:  # only the named command's parser: see _OnlyOne
+        owner.register(_OnlyOne(real_sub, only), add_format)
+        return parser
+    for module in MODULES:
+        module.register(real_sub, add_format)
+    return parser
+
+
+# The whole parser, built once by a process that runs many commands (the fork server):
+# each command then only parses.
+PREBUILT: argparse.ArgumentParser | None = None
+
+
+def prebuild(samples: Sequence[Sequence[str]] = ()) -> None:
+    """Build every command's parser now and parse the sample command lines (argparse
+    compiles its regular expressions on first use)."""
+    global PREBUILT
+    PREBUILT = build_parser()
+    for sample in samples:
+        PREBUILT.parse_args(list(sample))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = (PREBUILT or build_parser(argv)).parse_args(argv)
+    if os.geteuid() != 0:  # the log is root's alone (0600), and so are the kernel's verbs
+        print("lamina: error: lamina must run as root", file=sys.stderr)
+        return 1
+    if args.log_format != "console" or args.log_level != "warning":
+        from adapters import logs
+
+        logs.configure(args.log_format, args.log_level)
+    try:
+        code = args.func(args)
+        _log_outcome(args, code)
+        return code
+    except LaminaError as err:
+        print(f"lamina: error: {err}", file=sys.stderr)
+        _log_outcome(args, err.exit_code, str(err))
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141
+    except OSError as err:
+        print(f"lamina: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1
+    except Exception as err:
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is None or not isinstance(err, sqlite3.Error):
+            raise
+        print(f"lamina: error: event log: {err}", file=sys.stderr)
+        return 1
+
+
+def _log_outcome(args: argparse.Namespace, code: int, error: str = "") -> None:
+    """One structured line per command at info level (nothing is imported when it's off)."""
+    from adapters import logs
+
+    if logs.enabled("info"):
+        fields = {"command": args.command, "exit_code": code}
+        if error:
+            fields["error"] = error
+        logs.log("warning" if error else "info", "command", **fields)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: ~5 ms of every command
+
+
+# --- this CLI in the fork server ---------------------------------------------------------
+
+WARM_MODULES = (
+    "adapters.cli.storage", "adapters.cli.runtime", "adapters.bootstrap", "adapters.cli.render",
+    "adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runtime.init",
+    "adapters.runtime.exec", "adapters.runtime.terminal", "adapters.storage.store",
+    "adapters.storage.overlay", "adapters.kernel.cgroups", "core.engine", "core.lifecycle",
+    "adapters.eventstore.sqlite_log", "adapters.eventstore.query", "sqlite3", "pwd", "locale",
+    "json", "adapters.logs",
+)
+
+WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),
+                ("--root", "/r", "pause", "c"), ("version", "--format=json"))
+
+
+class Served:
+    """This CLI as the fork server runs it (adapters/fastpath/forkserver.Commands): what the
+    server imports ahead, what its spare does before a client comes, and a command run for
+    a client. `lamina serve` gets it from the parsed arguments (`served`, a default of the
+    top parser): the serve command's module is one this module imports for its table, so it
+    is handed this rather than importing it."""
+
+    def warm(self) -> None:
+        """Import what commands need, build every parser, fill the lifecycle's caches."""
+        import importlib
+
+        for name in WARM_MODULES:
+            importlib.import_module(name)
+        from core import lifecycle
+
+        prebuild(WARM_SAMPLES)
+        for state in lifecycle.STATES:
+            lifecycle.legal_triggers(state)
+
+    def prepare(self, root: str) -> None:
+        """Open the root's event log and read its live containers (bootstrap.prepare)."""
+        from adapters import bootstrap
+
+        bootstrap.prepare(root)
+
+    def run(self, argv: list[str], peer: dict[str, int]) -> int:
+        """The command, recorded as the client's (`peer`: its uid and pid), not the child's."""
+        from adapters import bootstrap, logs
+
+        bootstrap.PEER.update(peer)
+        logs.configure()  # the command's own --log-* options decide, not the server's
+        return run(argv)
+
+
+SERVED = Served()
+

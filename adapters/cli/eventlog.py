@@ -1,0 +1,143 @@
+"""`lamina version`, `events`, `audit verify` and `replay`: the commands about the event log
+itself (its schema, its trail, its integrity, rebuilding and time travel)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from adapters.cli.common import event_log
+
+COMMANDS = ("version", "events", "audit", "replay")
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from adapters.eventstore.schema import SCHEMA_VERSION
+    from core import __version__
+
+    if args.format == "json":
+        from adapters.cli.render import json_line
+
+        json_line({"version": __version__, "schema": SCHEMA_VERSION,
+                   "python": sys.version.split()[0]})
+    else:
+        print(f"lamina {__version__} (event log schema {SCHEMA_VERSION}, "
+              f"python {sys.version.split()[0]})")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    log = event_log(args, create=False)
+    if log is None:
+        return 0
+    from adapters.cli.render import event_json, event_line, json_line
+    from adapters.eventstore.query import select
+
+    out = sys.stdout
+    for rec in select(log.con, args.since, args.until, args.filter or ()):
+        if args.format == "json":
+            json_line(event_json(rec), out)
+        else:
+            out.write(event_line(rec) + "\n")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    log = event_log(args, create=False)
+    if log is None:
+        print("no event log yet: nothing to verify")
+        return 0
+    from adapters.eventstore.audit import verify
+
+    verdict = verify(log.con)
+    if verdict.ok:
+        print(f"hash chain intact: {verdict.checked} events verified")
+        return 0
+    print(f"lamina: error: hash chain broken at seq {verdict.bad_seq}: {verdict.reason} "
+          f"({verdict.checked} events before it verified)", file=sys.stderr)
+    return 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from adapters import logs
+
+    if args.at is not None:
+        return _replay_at(args)
+    log = event_log(args, create=True)
+    from adapters.eventstore import replay
+
+    if args.snapshot:
+        seq = replay.snapshot(log.con)
+        logs.log("info", "snapshot", seq=seq)
+        print(f"snapshot taken at seq {seq}")
+        return 0
+    import time
+
+    t0 = time.perf_counter()
+    report = replay.rebuild(log.con, use_snapshots=not args.full)
+    ms = (time.perf_counter() - t0) * 1000
+    logs.log("info", "replayed", events=report.events, from_snapshot=report.from_snapshot)
+    origin = f"snapshot at seq {report.from_snapshot}" if report.from_snapshot else "the start"
+    print(f"replayed {report.events} events from {origin} in {ms:.1f} ms: "
+          f"{report.containers} containers, {report.images} images, {report.layers} layers")
+    return 0
+
+
+def _replay_at(args: argparse.Namespace) -> int:
+    log = event_log(args, create=False)
+    from adapters.cli.render import json_line
+    from adapters.eventstore import replay
+    from adapters.eventstore.query import parse_time
+    from core.model import World
+
+    world = World()
+    if log is not None:
+        at = args.at
+        seq = int(at) if at.isdigit() else replay.seq_at_time(log.con, parse_time(at))
+        world = replay.state_at(log.con, seq, use_snapshots=not args.full)
+    if args.format == "json":
+        json_line(world.to_json())
+        return 0
+    _print_world(world)
+    return 0
+
+
+def _print_world(world: Any) -> None:
+    from adapters.cli.render import status, table
+    from core.references import short
+
+    print(f"state after seq {world.seq}")
+    table(["CONTAINER ID", "NAME", "IMAGE", "STATE"],
+          [[short(c.id), c.name, short(c.image), status(c)] for c in world.containers.values()])
+    print()
+    table(["IMAGE ID", "TAGS", "PARENT", "LAYERS"],
+          [[short(i.id), ",".join(i.tags) or "<none>", short(i.parent or "") or "-",
+            len(i.layers)] for i in world.images.values()])
+
+
+def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("version", help="show lamina's version")
+    fmt(p)
+    p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser("events", help="print the audit trail")
+    p.add_argument("--since", help="ISO time, unix timestamp or duration (10m)")
+    p.add_argument("--until", help="ISO time, unix timestamp or duration (10m)")
+    p.add_argument("--filter", action="append",
+                   help="container=ID|NAME, image=ID|TAG, type=T, user=U (repeatable)")
+    fmt(p)
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("audit", help="check the log's integrity")
+    audit = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    a = audit.add_parser("verify", help="recompute the whole hash chain")
+    a.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("replay", help="rebuild the read model from the log, or time-travel")
+    p.add_argument("--at", metavar="SEQ|TIME", help="print the state as it was then")
+    p.add_argument("--snapshot", action="store_true", help="checkpoint the projection")
+    p.add_argument("--full", action="store_true", help="ignore snapshots")
+    fmt(p)
+    p.set_defaults(func=cmd_replay)

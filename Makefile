@@ -60,10 +60,10 @@ test: $(STAMP) deb pyc client probes lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP) deb pyc client
-	$(BIN)/python -m adapters.demo
+	$(BIN)/python -m tools.demo
 
 docs: $(STAMP) deb
-	$(BIN)/python -m adapters.docs
+	$(BIN)/python -m tools.docs
 
 bench: $(STAMP) deb pyc client
 	$(BIN)/python bench/eventlog.py

@@ -12,7 +12,7 @@ from tests.conftest import require_root
 
 def test_concept_pictures_are_drawn_and_the_session_is_cleaned_up(tmp_path) -> None:
     require_root()
-    from adapters.docs import concept_pictures
+    from tools.docs import concept_pictures
 
     pattern = os.path.join(tempfile.gettempdir(), "lamina-docs-*")
     before = set(glob.glob(pattern))

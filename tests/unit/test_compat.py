@@ -10,9 +10,9 @@ import pytest
 from adapters.cli import build_parser
 from adapters.cli.storage import create_options
 from adapters.dockerapi.containers import create_options as api_options
-from adapters.docs import DOCS, compatibility_text
 from core.compat import BY_KEY, FIELDS, Status, checked
 from core.errors import BadInput
+from tools.docs import DOCS, compatibility_text
 
 
 def test_one_entry_per_field_and_key() -> None:

@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import socket
 import stat
 import termios
 from collections.abc import Mapping, Sequence
@@ -151,11 +150,7 @@ def run(plan: InitPlan, err_fd: int) -> None:
         step = "cgroup"
         _join_cgroup(plan)
         step = "namespaces"
-        libc.unshare(namespaces.container_flags(spec.network, spec.security))
-        if spec.security.uts != "host":
-            socket.sethostname(spec.hostname)
-        if spec.network != "host":
-            namespaces.loopback_up()
+        namespaces.enter(spec.network, spec.security, spec.hostname)
         step = "rootfs"
         rootfs.build(rootfs.RootfsPlan(
             path=plan.rootfs if plan.idmap is None else ".", console=plan.console,

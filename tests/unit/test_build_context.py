@@ -9,6 +9,7 @@ import pytest
 
 from adapters.storage.context import Copier, DirSource, IgnoreRules, resolve_in_root
 from core.errors import BadInput
+from tests.conftest import require_root
 
 
 def test_dockerignore_patterns_exceptions_and_directories() -> None:
@@ -68,6 +69,7 @@ def test_an_ignored_directory_keeps_its_exceptions(tmp_path) -> None:
 
 
 def test_a_copy_never_leaves_the_root(tmp_path) -> None:
+    require_root()  # the CLI runs as root only, and chowns to uid 0
     root, ctx = tmp_path / "root", tmp_path / "ctx"
     root.mkdir()
     ctx.mkdir()

@@ -14,6 +14,8 @@ import pytest
 
 from tests.sessions import session
 
+pytestmark = pytest.mark.usefixtures("root_required")  # the CLI is root's only
+
 LAMINA = str(Path(sys.executable).with_name("lamina"))
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from adapters.fastpath.forkserver import Request, _receive
+from tests.conftest import require_root
 
 REPO = Path(__file__).resolve().parents[2]
 NATIVE = Path(sys.executable).with_name("lamina")
@@ -195,6 +196,7 @@ def test_signals_reach_the_command(client: list[str], root: Path, serve, sig: in
 
 
 def test_without_a_server_the_command_runs_here(client: list[str], root: Path) -> None:
+    require_root()  # the command runs here: the CLI is root's only
     done = subprocess.run([*client, "--root", str(root), "version"], env=ENV,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("lamina "), done.stderr
@@ -209,6 +211,7 @@ def test_without_a_server_the_command_runs_here(client: list[str], root: Path) -
 @pytest.mark.parametrize("argv", [["serve", "--help"], ["version"]])
 def test_serve_and_no_server_stay_here(client: list[str], root: Path, serve,
                                        argv: list[str]) -> None:
+    require_root()  # one of the two runs the command here: the CLI is root's only
     server = serve()
     env = {**ENV, "LAMINA_NO_SERVER": "1"} if argv == ["version"] else ENV
     done = subprocess.run([*client, "--root", str(root), *argv], env=env,

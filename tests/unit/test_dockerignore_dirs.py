@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from adapters.storage.context import Copier, DirSource, IgnoreRules
+from tests.conftest import require_root
 
 IGNORE = """ignored
 Dockerfile
@@ -20,6 +21,7 @@ Dockerfile
 
 def test_a_file_brought_back_from_an_ignored_directory_is_copied_with_its_directories(
         tmp_path: Path) -> None:
+    require_root()  # the CLI runs as root only, and chowns to uid 0
     ctx, dest = tmp_path / "ctx", tmp_path / "dest"
     (ctx / "ignored" / "subdir").mkdir(parents=True)
     dest.mkdir()

@@ -14,6 +14,7 @@ from adapters.viz import dot, history, model, source
 from core.engine import Engine
 from core.errors import NotFound
 from core.memory import CountingIds, MemoryLayerStore, MemoryRuntime, TickingClock
+from tests.conftest import require_root
 
 
 @pytest.fixture
@@ -127,6 +128,7 @@ def test_history_of_a_removed_container_comes_from_the_log(session) -> None:
 
 
 def test_the_cli_prints_json_and_refuses_a_bad_format(session, tmp_path, capsys) -> None:
+    require_root()  # the CLI runs as root only, and chowns to uid 0
     from adapters.cli import run
 
     assert run(["--root", session["root"], "viz", "--format", "json", "web"]) == 0

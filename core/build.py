@@ -11,10 +11,13 @@ The cache is the read model itself: a step is reused when the current image alre
 child image, made by a build, with the same `created_by` and the same config (for COPY/ADD the
 `created_by` holds the digest of the copied files and their metadata). Nothing else is stored.
 
-Files and processes are the host's (BuildHost, implemented in adapters/build_host.py); the
-log's events go through the Engine's plumbing, so a build's sub-steps (create, start, rm) are
-audited as those commands, and the build itself as BuildStarted, StepCompleted per step, and
-BuildFinished or BuildFailed.
+Files and processes are the host's (BuildHost, implemented in adapters/build_host.py). The
+build is one command (core/command.py: its meta, expected versions, its rejection) whose
+sub-steps go through the Engine's own commands (create, start, rm: audited as those) and
+its parts (a step's commit is commit's commit_layer, a tag moves as tag's events); the
+build itself is recorded as BuildStarted, StepCompleted per step, and BuildFinished or
+BuildFailed. Metadata-only instructions (ENV, CMD...) are core/instructions.py's, shared
+with commit's and import's --change.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.dockerfile import (
     Dockerfile,
@@ -35,16 +38,21 @@ from core.dockerfile import (
     arg_pairs,
     expand,
     expand_words,
-    key_values,
     parse,
 )
+from core.engine.commit import commit_layer
+from core.engine.images import tag_events
 from core.errors import BadInput, LaminaError, NotFound
 from core.images import chain_id, image_config, image_id
+from core.instructions import DEFAULT_SHELL, StageState, metadata
 from core.model import Image
 from core.references import normalize_tag, short
 from events import types as ev
 
-DEFAULT_SHELL = ["/bin/sh", "-c"]
+if TYPE_CHECKING:
+    from core.command import Command
+    from core.engine import Engine
+
 # The config of `FROM scratch`: no layers, no history; one image with this id serves every build.
 SCRATCH_CONFIG: dict[str, Any] = {"architecture": "amd64", "os": "linux", "config": {},
                                   "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
@@ -116,39 +124,12 @@ class BuildHost(Protocol):
 
 
 @dataclass
-class _Stage:
-    """A stage's running state: the image so far and what the next step sees."""
-
-    image: Image
-    config: dict[str, Any]
-    args: dict[str, str | None] = field(default_factory=dict)
-    cmd_set: bool = False
-
-    def env(self) -> dict[str, str]:
-        """Substitution values: ARGs, overridden by the image's ENV (docker's order)."""
-        out = {k: v for k, v in self.args.items() if v is not None}
-        for item in self.config.get("Env") or []:
-            key, _, value = item.partition("=")
-            out[key] = value
-        return out
-
-    def run_args(self) -> list[str]:
-        """ARGs with values that no ENV overrides: RUN's extra environment, sorted."""
-        env_keys = {item.partition("=")[0] for item in self.config.get("Env") or []}
-        return sorted(f"{k}={v}" for k, v in self.args.items()
-                      if v is not None and k not in env_keys)
-
-    def shell(self) -> list[str]:
-        return list(self.config.get("Shell") or DEFAULT_SHELL)
-
-
-@dataclass
 class _Run:
     """One build: its command record, its request and its counters."""
 
-    engine: Any
+    engine: Engine
     host: BuildHost
-    cmd: Any
+    cmd: Command
     df: Dockerfile
     context_dir: str
     build_args: dict[str, str]
@@ -165,7 +146,7 @@ class _Run:
     cache_sources: set[str] | None = None  # the images that may serve the cache (cache_from)
 
 
-def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None = None,
+def build(engine: Engine, host: BuildHost, context_dir: str, dockerfile: str | None = None,
           tags: Sequence[str] = (), build_args: Mapping[str, str] | None = None,
           no_cache: bool = False, target: str | None = None,
           out: Out = lambda _text: None, extras: Extras | None = None) -> str:
@@ -178,7 +159,7 @@ def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None
     """
     args = dict(build_args or {})
     extras = extras or Extras()
-    with engine._command("build", tags[0] if tags else context_dir) as cmd:
+    with engine.command("build", tags[0] if tags else context_dir) as cmd:
         if extras.refused:
             raise Unsupported(f"{extras.refused[0]} is not supported by lamina yet")
         name, text = host.read_dockerfile(context_dir, dockerfile)
@@ -191,7 +172,7 @@ def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None
                engine.ids.new_id(), df.steps(last), extras=extras,
                cache_sources=_cache_sources(engine, extras.cache_from))
     t0 = time.monotonic()
-    engine._append(cmd, [ev.BuildStarted(
+    cmd.append([ev.BuildStarted(
         id=run.build_id, context=context_dir, dockerfile=name, tags=list(tags),
         build_args=args, target=target or "", no_cache=no_cache, steps=run.total)], {})
     try:
@@ -203,8 +184,8 @@ def build(engine: Any, host: BuildHost, context_dir: str, dockerfile: str | None
                     extras.aux(run.stage_images[stage.index])
     except BaseException as err:
         reason = str(err) or type(err).__name__
-        engine._append(cmd, [ev.BuildFailed(id=run.build_id, step=run.step,
-                                            instruction=_current(run), reason=reason)], {})
+        cmd.append([ev.BuildFailed(id=run.build_id, step=run.step,
+                                   instruction=_current(run), reason=reason)], {})
         raise
     return _finish(run, tags, last, time.monotonic() - t0)
 
@@ -219,13 +200,13 @@ def _finish(run: _Run, tags: Sequence[str], last: int, seconds: float) -> str:
         expected: dict[str, int] = {}
         events: list[ev.Event] = []
         for tag in tags:
-            events += engine._tag_events(iid, tag, expected)
+            events += tag_events(engine, iid, tag, expected)
         events.append(ev.BuildFinished(id=run.build_id, image=iid, tags=list(tags),
                                        cached_steps=run.cached_steps,
                                        seconds=round(seconds, 3)))
-        engine._append(run.cmd, events, expected)
+        run.cmd.append(events, expected)
 
-    engine._retrying(record)
+    run.cmd.retrying(record)
     run.out(f"Successfully built {short(iid)}\n")
     for tag in tags:
         run.out(f"Successfully tagged {tag}\n")
@@ -276,7 +257,7 @@ def _with_labels(df: Dockerfile, last: int, labels: Mapping[str, str]) -> Docker
     return replace(df, stages=tuple(stages))
 
 
-def _cache_sources(engine: Any, refs: Sequence[str] | None) -> set[str] | None:
+def _cache_sources(engine: Engine, refs: Sequence[str] | None) -> set[str] | None:
     """cache_from: the named images and their ancestors, the only images the cache may
     reuse; a name that names no image adds nothing (docker skips it with a warning)."""
     if refs is None:
@@ -304,7 +285,7 @@ def _global_env(df: Dockerfile, build_args: Mapping[str, str]) -> dict[str, str]
     return env
 
 
-def _check_bases(engine: Any, df: Dockerfile, last: int, build_args: Mapping[str, str]) -> None:
+def _check_bases(engine: Engine, df: Dockerfile, last: int, build_args: Mapping[str, str]) -> None:
     """Every FROM and COPY --from names a stage before it, scratch, or an image lamina has."""
     env = _global_env(df, build_args)
     for stage in df.stages[:last + 1]:
@@ -321,7 +302,7 @@ def _check_bases(engine: Any, df: Dockerfile, last: int, build_args: Mapping[str
                                       "is not an earlier stage")
 
 
-def _base_ref(engine: Any, df: Dockerfile, stage: Stage, env: Mapping[str, str]) -> str | int:
+def _base_ref(engine: Engine, df: Dockerfile, stage: Stage, env: Mapping[str, str]) -> str | int:
     """A stage's base: an earlier stage's index, "scratch", or an image id."""
     try:
         base = expand(stage.base, env, df.escape)
@@ -337,7 +318,7 @@ def _base_ref(engine: Any, df: Dockerfile, stage: Stage, env: Mapping[str, str])
     return _image_or_error(engine, df, stage.line, base).id
 
 
-def _image_or_error(engine: Any, df: Dockerfile, line: int, ref: str) -> Image:
+def _image_or_error(engine: Engine, df: Dockerfile, line: int, ref: str) -> Image:
     try:
         return engine.image(ref)
     except NotFound:
@@ -359,7 +340,7 @@ def _build_stage(run: _Run, stage: Stage) -> None:
         image = _scratch(run)
     else:
         image = run.engine.log.image(base)
-    state = _Stage(image=image, config=dict(image.config.get("config") or {}))
+    state = StageState(image=image, config=dict(image.config.get("config") or {}))
     _done(run, t0, image.id, cached=True, container="", is_from=True)
     for ins in stage.instructions:
         t0 = _begin(run, ins.original)
@@ -389,7 +370,7 @@ def _done(run: _Run, t0: float, iid: str, cached: bool, container: str,
         run.cached_steps += 1
     mark = "CACHED " if cached and not is_from else ""
     run.out(f" ---> {mark}{short(iid)} {seconds:.2f}s\n")
-    run.engine._append(run.cmd, [ev.StepCompleted(
+    run.cmd.append([ev.StepCompleted(
         id=run.build_id, step=run.step, instruction=_current(run), cached=cached, image=iid,
         container=container, seconds=round(seconds, 3))], {})
 
@@ -402,14 +383,14 @@ def _scratch(run: _Run) -> Image:
     if found is not None:
         return found
     stream = f"image:{iid}"
-    engine._append(run.cmd, [ev.ImageCreated(id=iid, parent=None, layers=[],
-                                             config=json.loads(json.dumps(SCRATCH_CONFIG)),
-                                             created_by="", source="build")],
-                   {stream: engine._stream_version(stream)})
+    run.cmd.append([ev.ImageCreated(id=iid, parent=None, layers=[],
+                                    config=json.loads(json.dumps(SCRATCH_CONFIG)),
+                                    created_by="", source="build")],
+                   {stream: run.cmd.stream_version(stream)})
     return engine.log.image(iid)
 
 
-def _step(run: _Run, state: _Stage, ins: Instruction,
+def _step(run: _Run, state: StageState, ins: Instruction,
           stage_env: Mapping[str, str]) -> tuple[Image, bool, str]:
     """Do one instruction; (resulting image, reused from the cache?, container id or "")."""
     if ins.keyword == "RUN":
@@ -418,7 +399,7 @@ def _step(run: _Run, state: _Stage, ins: Instruction,
         return _copy_step(run, state, ins)
     if ins.keyword == "ARG":
         return _arg_step(run, state, ins, stage_env)
-    config, comment = _metadata(run.df, state, ins)
+    config, comment = metadata(run.df, state, ins)
     nop = " ".join([*DEFAULT_SHELL, "#(nop)"]) + (" " if ins.keyword == "WORKDIR" else "  ")
     return _metadata_image(run, state, nop + comment, config)
 
@@ -426,90 +407,7 @@ def _step(run: _Run, state: _Stage, ins: Instruction,
 # --- metadata-only steps ----------------------------------------------------------------------
 
 
-def _json_list(items: Sequence[str]) -> str:
-    """docker's Go `%q` of a string slice: ["/bin/sh" "-c" "echo hi"]."""
-    return "[" + " ".join(json.dumps(i, ensure_ascii=False) for i in items) + "]"
-
-
-def _metadata(df: Dockerfile, state: _Stage, ins: Instruction) -> tuple[dict[str, Any], str]:
-    """The config after a metadata-only instruction, and its history comment."""
-    k, config, env, esc = ins.keyword, dict(state.config), state.env(), df.escape
-    if k == "ENV":
-        pairs = key_values("ENV", ins.rest, env, esc)
-        config["Env"] = _set_env(config.get("Env") or [], pairs)
-        return config, "ENV " + " ".join(f"{key}={value}" for key, value in pairs)
-    if k == "LABEL":
-        pairs = [(ins.exec_form[0], ins.exec_form[1])] if ins.exec_form is not None \
-            else key_values("LABEL", ins.rest, env, esc)
-        config["Labels"] = {**(config.get("Labels") or {}), **dict(pairs)}
-        return config, "LABEL " + " ".join(f"{key}={value}" for key, value in pairs)
-    if k in ("CMD", "ENTRYPOINT"):
-        argv = list(ins.exec_form) if ins.exec_form is not None \
-            else [*state.shell(), ins.rest]
-        if k == "CMD":
-            config["Cmd"] = argv
-            state.cmd_set = True
-        else:
-            config["Entrypoint"] = argv
-            if not state.cmd_set:
-                config["Cmd"] = None  # docker: an ENTRYPOINT resets an inherited CMD
-        return config, f"{k} {_json_list(argv)}"
-    if k == "WORKDIR":
-        path = expand(ins.rest, env, esc)
-        path = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/", path))
-        config["WorkingDir"] = path
-        return config, f"WORKDIR {path}"
-    if k in ("USER", "STOPSIGNAL", "MAINTAINER"):
-        value = expand(ins.rest, env, esc)
-        config[{"USER": "User", "STOPSIGNAL": "StopSignal"}.get(k, "Maintainer")] = value
-        return config, f"{k} {value}"
-    if k == "EXPOSE":
-        ports = expand_words(ins.rest, env, esc)
-        config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}),
-                                  **{p if "/" in p else f"{p}/tcp": {} for p in ports}}
-        return config, "EXPOSE " + " ".join(ports)
-    if k == "VOLUME":
-        vols = list(ins.exec_form) if ins.exec_form is not None \
-            else expand_words(ins.rest, env, esc)
-        config["Volumes"] = {**(config.get("Volumes") or {}), **{v: {} for v in vols}}
-        return config, f"VOLUME [{' '.join(vols)}]"
-    if k == "SHELL":
-        config["Shell"] = list(ins.exec_form or ())
-        return config, f"SHELL [{' '.join(ins.exec_form or ())}]"
-    raise BadInput(f"unknown instruction: {k}")  # the parser let through only the above
-
-
-# docker's validCommitCommands: what `commit --change` and `import --change` may say
-CHANGE_INSTRUCTIONS = frozenset({"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "USER",
-                                 "VOLUME", "WORKDIR", "STOPSIGNAL", "ONBUILD"})
-
-
-def apply_changes(image: Image | None, config: Mapping[str, Any],
-                  changes: Sequence[str]) -> dict[str, Any]:
-    """`commit --change` / `import --change`: Dockerfile instructions applied to an image's
-    config, as the build applies them (the same parser and the same metadata steps)."""
-    out = dict(config)
-    if not changes:
-        return out
-    df = parse("FROM scratch\n" + "\n".join(changes), name="--change")
-    state = _Stage(image=image, config=out)  # type: ignore[arg-type]
-    for ins in df.stages[0].instructions:
-        if ins.keyword not in CHANGE_INSTRUCTIONS:
-            raise BadInput(f"{ins.keyword} is not a valid change command")
-        if ins.keyword == "ONBUILD":
-            raise BadInput("--change ONBUILD is not supported by lamina yet")
-        state.config, _ = _metadata(df, state, ins)
-    return state.config
-
-
-def _set_env(env: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[str]:
-    out = {item.partition("=")[0]: item for item in env}
-    for key, value in pairs:
-        out[key] = f"{key}={value}"
-    return list(out.values())
-
-
-def _arg_step(run: _Run, state: _Stage, ins: Instruction,
+def _arg_step(run: _Run, state: StageState, ins: Instruction,
               stage_env: Mapping[str, str]) -> tuple[Image, bool, str]:
     """ARG declares (NAME, default); the value is --build-arg's, else the default, else the
     global ARG's. The history keeps the Dockerfile's text, as docker's does."""
@@ -524,7 +422,7 @@ def _arg_step(run: _Run, state: _Stage, ins: Instruction,
     return _metadata_image(run, state, f"/bin/sh -c #(nop)  ARG {text}", dict(state.config))
 
 
-def _metadata_image(run: _Run, state: _Stage, created_by: str,
+def _metadata_image(run: _Run, state: StageState, created_by: str,
                     config: dict[str, Any]) -> tuple[Image, bool, str]:
     """A child image with one more history entry (empty_layer) and this config."""
     found = _cached(run, state.image, created_by, config)
@@ -537,10 +435,9 @@ def _metadata_image(run: _Run, state: _Stage, created_by: str,
     cfg["config"] = config  # keys a step clears (Cmd after ENTRYPOINT) stay cleared
     iid = image_id(cfg)
     stream = f"image:{iid}"
-    engine._append(run.cmd, [ev.ImageCreated(id=iid, parent=parent.id, layers=list(parent.layers),
-                                             config=cfg, created_by=created_by,
-                                             source="build")],
-                   {stream: engine._stream_version(stream)})
+    run.cmd.append([ev.ImageCreated(id=iid, parent=parent.id, layers=list(parent.layers),
+                                    config=cfg, created_by=created_by, source="build")],
+                   {stream: run.cmd.stream_version(stream)})
     return engine.log.image(iid), False, ""
 
 
@@ -571,7 +468,7 @@ def _cached(run: _Run, parent: Image, created_by: str, config: dict[str, Any]) -
 # --- steps with a container: RUN, COPY, ADD ---------------------------------------------------
 
 
-def _run_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool, str]:
+def _run_step(run: _Run, state: StageState, ins: Instruction) -> tuple[Image, bool, str]:
     argv = list(ins.exec_form) if ins.exec_form is not None else [*state.shell(), ins.rest]
     args = state.run_args()
     run.consumed |= {a.partition("=")[0] for a in args if a.partition("=")[0] in run.build_args}
@@ -597,7 +494,7 @@ def _run_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool, 
         return _commit(run, cid, state.image, created_by), False, cid
 
 
-def _copy_step(run: _Run, state: _Stage, ins: Instruction) -> tuple[Image, bool, str]:
+def _copy_step(run: _Run, state: StageState, ins: Instruction) -> tuple[Image, bool, str]:
     words = list(ins.exec_form) if ins.exec_form is not None \
         else expand_words(ins.rest, state.env(), run.df.escape)
     sources, dest = words[:-1], words[-1]
@@ -641,7 +538,7 @@ def _copy_source(run: _Run, ins: Instruction) -> Iterator[CopySource]:
 
 
 @contextmanager
-def _container(engine: Any, image: Image, argv: Sequence[str],
+def _container(engine: Engine, image: Image, argv: Sequence[str],
                options: Mapping[str, Any], keep: bool = False) -> Iterator[str]:
     """A build container for one step; removed afterwards whatever happens, unless the
     request keeps them (docker's rm=0)."""
@@ -658,7 +555,7 @@ def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:
     (Engine.commit's recording, with the build's created_by and source)."""
     engine = run.engine
     c = engine.container(cid)
-    info = engine._commit_layer(c, parent)
+    info = commit_layer(engine, c, parent)
     parent_layer = parent.layers[-1] if parent.layers else None
     parent_chain = engine.log.layer(parent_layer).chain_id if parent_layer else None
     cfg = image_config(base=parent.config, diff_ids=[*_diff_ids(parent), info.diff_id],
@@ -674,9 +571,9 @@ def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:
                         created_by=created_by, source="build"),
         ev.ContainerCommitted(id=c.id, image=iid)]
     expected = {f"container:{c.id}": c.version, f"layer:{info.id}": 0,
-                stream: engine._stream_version(stream)}
+                stream: run.cmd.stream_version(stream)}
     try:
-        engine._append(run.cmd, events, expected)
+        run.cmd.append(events, expected)
     except BaseException:
         engine.layers.remove_layer(info.id)
         raise

@@ -3,13 +3,14 @@
 A pull is `load` with a registry in place of an archive: the registry adapter resolves the
 reference to one image (manifest, platform, config checked against its digest), this module
 decides which layers are missing (by chain id, as `load` does: a layer already here is not
-fetched again), the adapter fetches and stages only those, and the engine's own `_load`
-installs them and records the same events a load does (LayerRegistered, ImageCreated,
-ImageTagged, ImageLoaded with the registry source as its `file` and the config's exact
-bytes), so replay and the read model need nothing new. Around it, audit-only events:
-PullStarted and LayerFetched (one per layer, fetched or found here) in the command's own
-`pull:<command id>` stream, and ImagePulled / Pushed in the image's `registry:<image id>`
-stream, which answers "where did this image come from, and where did it go".
+fetched again), the adapter fetches and stages only those, and the engine's own
+`load_archive` (core/engine/loading.py) installs them and records the same events a load
+does (LayerRegistered, ImageCreated, ImageTagged, ImageLoaded with the registry source as
+its `file` and the config's exact bytes), so replay and the read model need nothing new.
+Around it, audit-only events: PullStarted and LayerFetched (one per layer, fetched or found
+here) in the command's own `pull:<command id>` stream, and ImagePulled / Pushed in the
+image's `registry:<image id>` stream, which answers "where did this image come from, and
+where did it go".
 
 A push sends an image's layers as the exact tars their diff_ids name (uncompressed, so the
 blob digest is the diff_id), its config as the bytes its id is the digest of, and an OCI
@@ -23,6 +24,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core.engine.archives import config_bytes
+from core.engine.loading import load_archive
 from core.errors import BadInput, NotFound
 from core.images import chain_id
 from core.references import short
@@ -45,7 +48,7 @@ class RegistryPort(Protocol):
         ...
 
     def fetch(self, remote: Any, need: Sequence[int]) -> AbstractContextManager[Any]:
-        """Layers `need` fetched and staged; the session hands them to engine._load."""
+        """Layers `need` fetched and staged; the session hands them to load_archive."""
         ...
 
     def push(self, ref: Any, config: bytes, layers: Sequence[Any],
@@ -136,19 +139,19 @@ def mount_source(history: Iterable[Mapping[str, Any]], registry: str,
 
 def pull(engine: Engine, registry: RegistryPort, text: str,
          platform: str | None = None) -> PullResult:
-    with engine._command("pull", text) as cmd:
+    with engine.command("pull", text) as cmd:
         ref = registry.parse(text)
         if platform:
             parse_platform(platform)
         pull_id = cmd.meta["command_id"]
-        engine._append(cmd, [ev.PullStarted(id=pull_id, reference=str(ref),
-                                            platform=platform or "")], {})
+        cmd.append([ev.PullStarted(id=pull_id, reference=str(ref),
+                                   platform=platform or "")], {})
         remote = registry.resolve(ref, platform)
         img = remote.image
         before = engine.log.image(img.id)
         need = missing_layers(img.diff_ids, (la.chain_id for la in engine.log.layers()))
         with registry.fetch(remote, need) as session:
-            engine._load(cmd, engine.layers, session, remote.source)
+            load_archive(engine, cmd, session, remote.source)
         events: list[ev.Event] = [
             ev.LayerFetched(id=pull_id, digest=d["digest"], size=int(d["size"]),
                             diff_id=img.diff_ids[i], cached=i not in need)
@@ -158,7 +161,7 @@ def pull(engine: Engine, registry: RegistryPort, text: str,
             tag=ref.local_tag or "", manifest_digest=remote.manifest_digest,
             uncompressed=all(d["digest"] == i for d, i in zip(remote.blobs, img.diff_ids,
                                                               strict=True))))
-        engine._append(cmd, events, {})
+        cmd.append(events, {})
         up_to_date = before is not None and not need and \
             (ref.local_tag is None or ref.local_tag in before.tags)
         return PullResult(img.id, str(ref), remote.manifest_digest, len(need),
@@ -166,7 +169,7 @@ def pull(engine: Engine, registry: RegistryPort, text: str,
 
 
 def push(engine: Engine, registry: RegistryPort, text: str) -> PushOutcome:
-    with engine._command("push", text) as cmd:
+    with engine.command("push", text) as cmd:
         ref = registry.parse(text)
         if ref.digest or not ref.local_tag:
             raise BadInput(f"push needs NAME[:TAG], not a digest: {text}")
@@ -176,7 +179,7 @@ def push(engine: Engine, registry: RegistryPort, text: str) -> PushOutcome:
         layers = [engine.log.layer(lid) for lid in image.layers]
         if any(layer is None for layer in layers):
             raise NotFound(f"a layer of image {short(image.id)} is gone")
-        config = engine._config_bytes(image)
+        config = config_bytes(engine.log, image)
         history = [rec.data for rec in engine.log.read(stream=f"registry:{image.id}")]
         store: Any = engine.layers
         blobs = [store.layer_blob(lid) for lid in image.layers]
@@ -190,7 +193,7 @@ def push(engine: Engine, registry: RegistryPort, text: str) -> PushOutcome:
         finally:
             for blob in blobs:
                 blob.cleanup()
-        engine._append(cmd, [ev.Pushed(
+        cmd.append([ev.Pushed(
             id=image.id, reference=str(ref), registry=ref.registry, repository=ref.repository,
             tag=ref.local_tag, manifest_digest=outcome.manifest_digest, size=outcome.size,
             layers=list(outcome.layers))], {})

@@ -1,0 +1,166 @@
+"""The service layer: one method per command, the same for the CLI and the HTTP service.
+
+Each command: resolve its target from the read model, ask the lifecycle machine whether the
+move is legal, call the ports, then append its events (all in one atomic append, with the
+version it read as the expected version). A refused command appends one CommandRejected and
+raises. Order of writes: files are made before the log says they exist, and deleted only
+after the log says they are gone, so a crash leaves at worst an orphan for reconciliation.
+
+`Engine` is the facade every adapter calls. The work is done by one module per aggregate,
+functions over the engine's ports (base.EngineBase), each command in its own unit of work
+(core/command.py):
+
+- containers: create, rm, exec, and the guards of every container move (judge, ending)
+- processes: start, restart, stop, kill, pause, unpause, exited
+- host: system configure, recover (which every state-changing command runs first), system
+  check and reconcile
+- images: import, tag, rmi (and the tag and rmi-plan events rm, commit, load and build
+  record too); commit; archives (save, export); loading (load, and pull's install)
+
+Every command process pays for what `import core.engine` loads, so it loads the container
+and host parts only; the image rules (core/images.py) and the image and archive parts are
+imported by the commands that use them (rm among them, for the layers it may free). A fork
+server should preload them by name (adapters/cli/app.py's WARM_MODULES, the Docker API's
+PRELOAD), so that a served command imports nothing.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from core import rootconfig
+from core.engine import containers, host, processes
+from core.engine.base import EngineBase
+from core.errors import BadInput
+from core.model import Container
+
+if TYPE_CHECKING:
+    from core.images import RmiPlan
+
+__all__ = ["Engine", "EngineBase"]
+
+
+class Engine(EngineBase):
+    """Commands over ports. Holds no state of its own: the log is the state. Its fields
+    (log, layers, runtime, ids, clock, meta) and `command`, `container` and `image` are
+    EngineBase's; each method below is one command."""
+
+    def refuse(self, command: str, target: str, reason: str) -> None:
+        """A request an adapter can't honour, judged where only the adapter can see (the
+        client's terminal, say): recorded as refused like any other, then raised."""
+        with self.command(command, target):
+            raise BadInput(reason)
+
+    # --- images -------------------------------------------------------------------------
+
+    def import_image(self, source: Any, tag: str | None = None, *, created_by: str = "",
+                     comment: str = "", config: dict[str, Any] | None = None,
+                     changes: Sequence[str] = ()) -> str:
+        """A rootfs archive as a one-layer image; `changes` are docker's --change."""
+        from core.engine import images
+
+        return images.import_image(self, source, tag, created_by=created_by,
+                                   comment=comment, config=config, changes=changes)
+
+    def tag(self, ref: str, tag: str) -> None:
+        from core.engine import images
+
+        images.tag(self, ref, tag)
+
+    def rmi(self, ref: str, force: bool = False) -> RmiPlan:
+        """Remove a top-level image (intermediate ones and ones in use only with -f)."""
+        from core.engine import images
+
+        return images.rmi(self, ref, force)
+
+    # --- containers ---------------------------------------------------------------------
+
+    def create(self, image_ref: str, cmd_args: Sequence[str] = (), name: str | None = None,
+               config: dict[str, Any] | None = None) -> str:
+        """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
+        return containers.create(self, image_ref, cmd_args, name, config)
+
+    def rm(self, ref: str, force: bool = False) -> None:
+        """Delete the read-write layer and its files; -f kills a live container first."""
+        containers.rm(self, ref, force)
+
+    def exec(self, ref: str, argv: Sequence[str], user: str = "",
+             options: Mapping[str, Any] | None = None) -> int:
+        """Run a new process in a running container's namespaces and cgroup."""
+        return containers.exec_process(self, ref, argv, user, options)
+
+    def commit(self, ref: str, tag: str | None = None, *, comment: str = "",
+               author: str = "", config: dict[str, Any] | None = None,
+               changes: Sequence[str] = ()) -> str:
+        """The read-write layer as a new layer and image (see core/engine/commit.py)."""
+        from core.engine.commit import commit
+
+        return commit(self, ref, tag, comment=comment, author=author, config=config,
+                      changes=changes)
+
+    # --- a container's process ----------------------------------------------------------
+
+    def start(self, ref: str) -> Container:
+        return processes.start(self, ref)
+
+    def restart(self, ref: str, timeout: float = 10) -> Container:
+        return processes.restart(self, ref, timeout)
+
+    def stop(self, ref: str, timeout: float = 10) -> Container:
+        """SIGTERM, then SIGKILL after `timeout` seconds (seed: `docker stop`)."""
+        return processes.stop(self, ref, timeout)
+
+    def kill(self, ref: str, sig: int | str = _signal.SIGKILL) -> Container:
+        """Send a signal (docker's forms); the container stops if its process ends."""
+        return processes.kill(self, ref, sig)
+
+    def pause(self, ref: str) -> Container:
+        """Freeze every process of the container through the cgroup freezer."""
+        return processes.pause(self, ref)
+
+    def unpause(self, ref: str) -> Container:
+        return processes.unpause(self, ref)
+
+    def exited(self, ref: str, exit_code: int, oom: bool = False, reason: str = "",
+               pid: int | None = None) -> Container | None:
+        """Record the process's own end (the monitor's report); with `pid`, only that
+        process's: None if the container was stopped or restarted meanwhile."""
+        return processes.exited(self, ref, exit_code, oom, reason, pid)
+
+    # --- archives: save, load, export ---------------------------------------------------
+
+    def save(self, refs: Sequence[str], output: Any, file: str = "-") -> list[str]:
+        """Images into one archive (docker-archive and OCI layout at once); their ids."""
+        from core.engine.archives import save
+
+        return save(self, refs, output, file)
+
+    def export(self, ref: str, output: Any, file: str = "-") -> str:
+        """A container's filesystem (its union view) as one flat tar; the state stays."""
+        from core.engine.archives import export
+
+        return export(self, ref, output, file)
+
+    def load(self, source: Any, file: str = "-") -> list[tuple[str, list[str]]]:
+        """Images from a docker or OCI archive: (image id, tags) per image."""
+        from core.engine.loading import load
+
+        return load(self, source, file)
+
+    # --- the root and the host ----------------------------------------------------------
+
+    def configure_root(self, userns_remap: str,
+                       resolve: Callable[[str], rootconfig.RootConfig]
+                       ) -> rootconfig.RootConfig:
+        """Choose the root's --userns-remap (only while it has no container)."""
+        return host.configure_root(self, userns_remap, resolve)
+
+    def reconcile(self, repair: bool) -> list[str]:
+        """`system check` (repair=False) or `system reconcile`: the log against the host."""
+        return host.reconcile(self, repair)
+
+    def recover(self) -> list[str]:
+        """Record the end of live containers whose process and monitor are gone."""
+        return host.recover(self)

@@ -1,0 +1,146 @@
+"""The container aggregate: create, rm, exec, and the guards every move on a container takes
+(judge the move with the lifecycle machine; hold the right to record the process's end)."""
+
+from __future__ import annotations
+
+import signal as _signal
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from core import compat, lifecycle, rootconfig, security
+from core.engine.base import EngineBase
+from core.errors import BadInput, Conflict, IllegalMove, NotFound
+from core.model import Container, Image, ProjectionError
+from core.naming import name_for
+from core.process import command_line, extra_host
+from core.references import check_name, short
+from events import types as ev
+
+# What the CLI says when the machine refuses a move, keyed by (trigger, state).
+_REFUSALS = {
+    ("start", "running"): "container {id} is already running",
+    ("start", "paused"): "container {id} is paused, unpause it instead",
+    ("stop", "stopped"): "container {id} is not running",
+    ("kill", "stopped"): "container {id} is not running",
+    ("signal", "stopped"): "container {id} is not running",
+    ("pause", "stopped"): "container {id} is not running",
+    ("pause", "paused"): "container {id} is already paused",
+    ("unpause", "running"): "container {id} is not paused",
+    ("unpause", "stopped"): "container {id} is not paused",
+    ("exec", "stopped"): "container {id} is not running",
+    ("exec", "paused"): "container {id} is paused, unpause the container before exec",
+    ("restart", "paused"): "cannot restart container {id}: container is paused",
+    ("rm", "running"): "cannot remove container {id}: container is running: stop the "
+                       "container before removing or force remove",
+    ("rm", "paused"): "cannot remove container {id}: container is paused: unpause and stop "
+                      "the container before removing or force remove",
+}
+
+
+def judge(c: Container, trigger: str) -> None:
+    """Refuse (IllegalMove, in the CLI's words) a move the lifecycle machine doesn't allow."""
+    if not lifecycle.judge(c.state, trigger):
+        template = _REFUSALS.get((trigger, c.state),
+                                 "cannot {trigger} container {id} in state {state}")
+        raise IllegalMove(template.format(id=short(c.id), trigger=trigger, state=c.state))
+
+
+@contextmanager
+def ending(e: EngineBase, ref: str, trigger: str) -> Iterator[Container]:
+    """Judge a move that ends the process while holding the right to record the end.
+
+    The container is read again under the guard: the monitor may have recorded an exit
+    between the first read and the guard.
+    """
+    c = e.container(ref)
+    with e.runtime.ending(c):
+        now = e.log.container(c.id)
+        if now is None:  # removed meanwhile: nothing left to move (or to mount)
+            raise NotFound(f"no such container: {ref}")
+        judge(now, trigger)
+        yield now
+
+
+def image_of(e: EngineBase, c: Container) -> Image:
+    """The image a container was created from (NotFound if the log lost it)."""
+    image = e.log.image(c.image)
+    if image is None:
+        raise NotFound(f"image {short(c.image)} of container {short(c.id)} is gone")
+    return image
+
+
+def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
+           name: str | None = None, config: dict[str, Any] | None = None) -> str:
+    """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
+    with e.command("create", image_ref) as cmd:
+        config = security.normalized(compat.checked(config or {}))
+        root, root_version = rootconfig.read(e.log)
+        rootconfig.check_container(config, root)
+        image = e.image(image_ref)
+        image_cfg = image.config.get("config") or {}
+        command_line(image_cfg, cmd_args, config.get("entrypoint"))
+        for entry in config.get("extra_hosts") or ():
+            extra_host(entry)
+        if image_cfg.get("Labels"):  # docker's: the image's labels, then the request's
+            config["labels"] = {**image_cfg["Labels"], **(config.get("labels") or {})}
+        if name is not None:
+            name = check_name(name)
+            holder = e.log.container_named(name)
+            if holder is not None:
+                raise Conflict(f'the container name "/{name}" is already in use by '
+                               f"container {holder.id}")
+        if not lifecycle.judge("image", "create"):
+            raise IllegalMove("create is not a legal move")
+        cid = e.ids.new_id()
+        if name is None:
+            name = name_for(cid, lambda n: e.log.container_named(n) is not None)
+        rw = e.layers.create_rw_layer(cid, image.layers)
+        event = ev.ContainerCreated(id=cid, name=name, image=image.id, cmd=list(cmd_args),
+                                    rw_layer=rw, config=config)
+        # the root's setting as judged: a configure appended meanwhile fails this append
+        expected = {f"container:{cid}": 0, rootconfig.ROOT_STREAM: root_version}
+        try:
+            cmd.append([event], expected)
+        except BaseException:
+            e.layers.remove_rw_layer(rw)  # the log never said it existed
+            raise
+        return cid
+
+
+def rm(e: EngineBase, ref: str, force: bool = False) -> None:
+    """Delete the read-write layer and its files; -f kills a live container first."""
+    from core.engine.images import apply_plan  # the image rules: not on pause's path
+    from core.images import orphaned_by_container
+
+    with e.command("rm", ref) as cmd:
+        with ending(e, ref, "rm_force" if force else "rm") as c:
+            if c.state in ("running", "paused"):
+                e.runtime.signal(c, _signal.SIGKILL)
+            images = {i.id: i for i in e.log.images()}
+            plan = orphaned_by_container(c, images, e.log.containers(),
+                                         {la.id: la for la in e.log.layers()})
+            removed = ev.ContainerRemoved(id=c.id, force=force)
+            apply_plan(e, cmd, plan, images, force=force, extra=[removed],
+                       expected={f"container:{c.id}": c.version})
+            e.runtime.release(c)
+        e.layers.remove_rw_layer(c.rw_layer)
+        e.runtime.remove(c)
+
+
+def exec_process(e: EngineBase, ref: str, argv: Sequence[str], user: str = "",
+                 options: Mapping[str, Any] | None = None) -> int:
+    """Run a new process in a running container's namespaces and cgroup."""
+    if not argv:
+        raise BadInput("exec needs a command")
+    with e.command("exec", ref) as cmd:
+        c = e.container(ref)
+        judge(c, "exec")
+        exec_id = e.ids.new_id()
+        cmd.append([ev.ExecStarted(id=c.id, exec_id=exec_id, argv=list(argv), user=user)],
+                   {f"container:{c.id}": c.version})
+        code = e.runtime.exec(c, argv, user, dict(options or {}))
+        # rm -f while exec ran closes the container's stream: the exec ended with it
+        with suppress(ProjectionError):
+            cmd.append([ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)], {})
+        return code

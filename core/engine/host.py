@@ -1,0 +1,114 @@
+"""The root and the host: the root's setting (system configure), and the log compared with
+the host (recover, the cheap check every state-changing command runs first; system check
+and system reconcile, the whole comparison)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from core import rootconfig
+from core.command import Command
+from core.engine.base import EngineBase
+from core.errors import Conflict, LaminaError
+from core.model import Container
+from core.references import short
+from events import types as ev
+
+
+def configure_root(e: EngineBase, userns_remap: str,
+                   resolve: Callable[[str], rootconfig.RootConfig]) -> rootconfig.RootConfig:
+    """Choose the root's --userns-remap; `resolve` turns the setting into maps (the
+    adapters' work: users, /etc/subuid, what the kernel supports). Only while the root
+    has no container, since its containers' processes and files were made under the old
+    setting; the same setting again records nothing. Returns the setting in force."""
+    with e.command("system configure", "root") as cmd:
+        wanted = rootconfig.setting(userns_remap)
+        now, version = rootconfig.read(e.log)
+        if now.userns_remap == wanted:
+            return now
+        count = len(e.log.containers())
+        if count:
+            raise Conflict(f"this root has {count} container{'s' if count > 1 else ''}: "
+                           "remove them before changing --userns-remap")
+        config = resolve(wanted)
+        cmd.append([ev.RootConfigured(id="root", **config.data())],
+                   {rootconfig.ROOT_STREAM: version})
+        return config
+
+
+def reconcile(e: EngineBase, repair: bool) -> list[str]:
+    """Compare the log with the host: containers recorded live whose process is gone (or
+    is another process by now), and what the host holds that the log doesn't account
+    for (runtime.orphans: cgroups, mounts, freezer states, layer directories, staging).
+    With `repair`, record the lost processes' ends (with the reason) and clean the
+    leftovers. Audited either way (`system check` / `system reconcile`)."""
+    name = "system reconcile" if repair else "system check"
+    with e.command(name, "host") as cmd:
+        findings = []
+        for c in _lost(e, settle=2.0):
+            findings.append(f"container {short(c.id)} ({c.name}) is {c.state} in the "
+                            "log but its process is gone")
+            if repair:
+                cmd.retrying(partial(_record_lost, e, cmd, c))
+        known = {c.id: c for c in e.log.containers()}
+        findings += e.runtime.orphans(known)
+        if repair:
+            e.runtime.clean_orphans(known)
+        cmd.append([ev.HostChecked(id="host", findings=findings, repaired=repair)], {})
+        return findings
+
+
+def recover(e: EngineBase) -> list[str]:
+    """The cheap check every state-changing process runs first: a running or paused
+    container whose process is gone (pid and start time) and whose monitor is gone too
+    gets its end recorded. Nothing else is looked at (a few /proc reads, well under a
+    millisecond); appends only when it finds something (HostChecked, repaired)."""
+    lost = _lost(e)
+    if not lost:
+        return []
+    with e.command("system recover", "host") as cmd:
+        findings = []
+        for c in lost:
+            try:  # an exec or export may record on the stream meanwhile: judge again
+                done = cmd.retrying(partial(_record_lost, e, cmd, c))
+            except LaminaError:  # still changing (a ConcurrencyError again), or the
+                continue         # log is busy: the next command's check looks again
+            if done:
+                findings.append(f"container {short(c.id)} ({c.name}) was {c.state} in "
+                                "the log but its process was gone")
+        if findings:
+            cmd.append([ev.HostChecked(id="host", findings=findings, repaired=True)], {})
+        return findings
+
+
+def _lost(e: EngineBase, settle: float = 0) -> list[Container]:
+    """Live containers whose process is gone and whose monitor won't record it.
+
+    `settle`: a monitor whose process is gone is about to record the exit, or to give up
+    (its client died before recording the start): wait that long for it to finish."""
+    lost = []
+    for c in e.log.containers(("running", "paused")):
+        if e.runtime.alive(c) or e.runtime.watched(c, settle):
+            continue
+        now = e.log.container(c.id) if settle else c  # the monitor may have recorded
+        if now is not None and now.state in ("running", "paused") and now.pid == c.pid:
+            lost.append(now)
+    return lost
+
+
+def _record_lost(e: EngineBase, cmd: Command, c: Container) -> bool:
+    """Record that a live container's process is gone, unless someone did meanwhile.
+    True if this recorded it."""
+    with e.runtime.ending(c):
+        now = e.log.container(c.id)
+        if now is None or now.state not in ("running", "paused") or now.pid != c.pid \
+                or e.runtime.alive(now) or e.runtime.watched(now):
+            return False
+        code = e.runtime.last_exit(now)
+        reason = ("the process ended while no monitor watched (exit status unknown)"
+                  if code is None else "the monitor saw the process end but did not record it")
+        cmd.append_locked(now, ev.ContainerExited(
+            id=c.id, exit_code=255 if code is None else code, reason=reason))
+        e.runtime.release(c)
+    return True

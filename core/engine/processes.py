@@ -1,0 +1,131 @@
+"""A container's process: start, restart, stop, kill, pause, unpause, and its recorded exit.
+
+Each move is judged and recorded while holding the container's guard (Runtime.ending), so a
+stop and the monitor's exit record never both land; a start is recorded before the monitor
+may record its end (Runtime.confirm_start)."""
+
+from __future__ import annotations
+
+import signal as _signal
+
+from core import rootconfig
+from core.command import Command
+from core.engine.base import EngineBase
+from core.engine.containers import ending, image_of, judge
+from core.errors import Conflict
+from core.model import Container, Image
+from core.references import short
+from core.signals import parse_signal
+from events import types as ev
+
+
+def start(e: EngineBase, ref: str) -> Container:
+    with e.command("start", ref) as cmd:
+        return cmd.retrying(lambda: _start(e, cmd, ref))
+
+
+def _start(e: EngineBase, cmd: Command, ref: str) -> Container:
+    with ending(e, ref, "start") as c:  # no reconcile takes the half-made start
+        _launch(e, cmd, c, image_of(e, c), ev.ContainerStarted)
+    e.runtime.confirm_start(c)
+    return e.log.container(c.id) or c
+
+
+def _launch(e: EngineBase, cmd: Command, c: Container, image: Image,
+            event: type[ev.ContainerStarted] | type[ev.ContainerRestarted]) -> None:
+    """Start the process, then record it; if the record fails, undo the start. The
+    root's setting is judged again: a create that raced a `system configure` must not
+    start with options the new setting refuses."""
+    rootconfig.check_container(c.config, rootconfig.current(e.log))
+    started = e.runtime.start(c, image)
+    try:
+        cmd.append([event(id=c.id, pid=started.pid, cgroup=started.cgroup,
+                          start_time=started.start_time)],
+                   {f"container:{c.id}": c.version})
+    except BaseException:
+        e.runtime.abort_start(c)
+        raise
+
+
+def restart(e: EngineBase, ref: str, timeout: float = 10) -> Container:
+    with e.command("restart", ref) as cmd:
+        with ending(e, ref, "restart") as c:
+            image = image_of(e, c)
+            if c.state == "running":
+                e.runtime.stop(c, timeout)
+                e.runtime.release(c)
+            _launch(e, cmd, c, image, ev.ContainerRestarted)
+        e.runtime.confirm_start(c)
+        return e.log.container(c.id) or c
+
+
+def stop(e: EngineBase, ref: str, timeout: float = 10) -> Container:
+    """SIGTERM, then SIGKILL after `timeout` seconds (seed: `docker stop`)."""
+    with e.command("stop", ref) as cmd:
+        with ending(e, ref, "stop") as c:
+            ended = e.runtime.stop(c, timeout)
+            cmd.append_locked(c, ev.ContainerStopped(
+                id=c.id, signal=ended.signal, exit_code=ended.exit_code))
+            e.runtime.release(c)  # under the lock: an export must not lose its view
+        return e.log.container(c.id) or c
+
+
+def kill(e: EngineBase, ref: str, sig: int | str = _signal.SIGKILL) -> Container:
+    """Send a signal (SIGKILL by default; a name or number, docker's forms); the
+    container stops if its process ends. A bad signal is refused and recorded."""
+    with e.command("kill", ref) as cmd:
+        sig = parse_signal(sig)
+        with ending(e, ref, "signal") as c:
+            ended = e.runtime.signal(c, int(sig))
+            if ended is None:
+                event: ev.Event = ev.ContainerSignalled(id=c.id, signal=int(sig))
+            else:
+                judge(c, "kill")
+                event = ev.ContainerKilled(id=c.id, signal=int(sig), exit_code=ended.exit_code)
+            cmd.append_locked(c, event)
+            if ended is not None:
+                e.runtime.release(c)
+        return e.log.container(c.id) or c
+
+
+def pause(e: EngineBase, ref: str) -> Container:
+    """Freeze every process of the container through the cgroup freezer; no signals."""
+    with e.command("pause", ref) as cmd:
+        with ending(e, ref, "pause") as c:
+            e.runtime.freeze(c)
+            cmd.append([ev.ContainerPaused(id=c.id)], {f"container:{c.id}": c.version})
+        return e.log.container(c.id) or c
+
+
+def unpause(e: EngineBase, ref: str) -> Container:
+    with e.command("unpause", ref) as cmd:
+        with ending(e, ref, "unpause") as c:
+            e.runtime.thaw(c)
+            cmd.append([ev.ContainerUnpaused(id=c.id)], {f"container:{c.id}": c.version})
+        return e.log.container(c.id) or c
+
+
+def exited(e: EngineBase, ref: str, exit_code: int, oom: bool = False, reason: str = "",
+           pid: int | None = None) -> Container | None:
+    """Record that the container's process ended by itself (the monitor's report).
+
+    With `pid`, only that process's end is recorded: if the container was stopped or
+    restarted meanwhile, there is nothing to record and None is returned.
+    """
+    with e.command("exit", ref) as cmd:
+        if pid is not None and e.log.container(ref) is None:
+            return None  # removed meanwhile (rm -f): nothing to record, nothing refused
+        c = e.container(ref)
+        with e.runtime.ending(c):
+            now = e.log.container(c.id)
+            if pid is not None and (now is None or now.pid != pid
+                                    or now.state not in ("running", "paused")):
+                return None
+            c = now or c
+            judge(c, "exit")
+            if e.runtime.alive(c):
+                raise Conflict(f"container {short(c.id)}'s process is still running")
+            cmd.append_locked(c, ev.ContainerExited(
+                id=c.id, exit_code=exit_code, oom=oom, reason=reason))
+            e.runtime.release(c)
+        return e.log.container(c.id) or c

@@ -19,18 +19,20 @@ from core.errors import LaminaError
 
 
 def record_exit(engine: Any, container_id: str, pid: int) -> Any:
-    """Record the exit the monitor wrote down for `pid`, if nobody recorded it yet."""
-    from adapters.kernel.cgroups import Cgroup
-    from adapters.runtime.supervise import read_exit
+    """Record the exit the monitor wrote down for `pid`, if nobody recorded it yet.
 
-    record = read_exit(engine.runtime.container_dir(container_id), pid)
-    if record is None:
+    Through the Runtime port: its last_exit is the monitor's record for the recorded pid,
+    so a container recorded with another pid (restarted) or gone (removed) has nothing
+    here to record, as Engine.exited(pid=...) would find too."""
+    c = engine.log.container(container_id)
+    if c is None or c.pid != pid:
         return None
-    oom = False
-    with contextlib.suppress(Exception):  # the cgroup may already be gone
-        oom = Cgroup.open(container_id).oom_killed()
+    code = engine.runtime.last_exit(c)
+    if code is None:
+        return None
+    oom = engine.runtime.oom_killed(c)
     with contextlib.suppress(LaminaError):  # removed or restarted meanwhile
-        return engine.exited(container_id, int(record["code"]), oom=oom, pid=pid,
+        return engine.exited(container_id, code, oom=oom, pid=pid,
                              reason="out of memory" if oom else "")
     return None
 

@@ -20,47 +20,24 @@ manifest; pulled back into any root, it has the same image id.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from core.engine.archives import config_bytes
 from core.engine.loading import load_archive
 from core.errors import BadInput, NotFound
 from core.images import chain_id
+from core.ports import PushOutcome, Registry
 from core.references import short
 from events import types as ev
 
 if TYPE_CHECKING:
     from core.engine import Engine
 
-
-class RegistryPort(Protocol):
-    """What pull and push need from a registry adapter (adapters/registry/)."""
-
-    def parse(self, text: str) -> Any:
-        """A reference: .registry, .repository, .tag, .digest, .local_tag, str()."""
-        ...
-
-    def resolve(self, ref: Any, platform: str | None) -> Any:
-        """The image a reference names: .image (id, config_bytes, diff_ids, tags...),
-        .blobs (layer descriptors), .manifest_digest, .source."""
-        ...
-
-    def fetch(self, remote: Any, need: Sequence[int]) -> AbstractContextManager[Any]:
-        """Layers `need` fetched and staged; the session hands them to load_archive."""
-        ...
-
-    def push(self, ref: Any, config: bytes, layers: Sequence[Any],
-             mount_from: str | None) -> PushOutcome:
-        ...
-
-
-@dataclass(frozen=True)
-class PushOutcome:
-    manifest_digest: str
-    size: int
-    layers: list[dict[str, Any]] = field(default_factory=list)  # digest, size, status
+# The port moved to core/ports.py with the others; the old names stay for the adapters.
+RegistryPort = Registry
+__all__ = ["PullResult", "PushOutcome", "Registry", "RegistryPort", "missing_layers",
+           "parse_platform", "choose_platform", "mount_source", "pull", "push"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +114,7 @@ def mount_source(history: Iterable[Mapping[str, Any]], registry: str,
 # --- commands --------------------------------------------------------------------------------
 
 
-def pull(engine: Engine, registry: RegistryPort, text: str,
+def pull(engine: Engine, registry: Registry, text: str,
          platform: str | None = None) -> PullResult:
     with engine.command("pull", text) as cmd:
         ref = registry.parse(text)
@@ -168,7 +145,7 @@ def pull(engine: Engine, registry: RegistryPort, text: str,
                           len(img.diff_ids) - len(need), up_to_date)
 
 
-def push(engine: Engine, registry: RegistryPort, text: str) -> PushOutcome:
+def push(engine: Engine, registry: Registry, text: str) -> PushOutcome:
     with engine.command("push", text) as cmd:
         ref = registry.parse(text)
         if ref.digest or not ref.local_tag:
@@ -181,8 +158,7 @@ def push(engine: Engine, registry: RegistryPort, text: str) -> PushOutcome:
             raise NotFound(f"a layer of image {short(image.id)} is gone")
         config = config_bytes(engine.log, image)
         history = [rec.data for rec in engine.log.read(stream=f"registry:{image.id}")]
-        store: Any = engine.layers
-        blobs = [store.layer_blob(lid) for lid in image.layers]
+        blobs = [engine.layers.layer_blob(lid) for lid in image.layers]
         try:
             for blob, layer in zip(blobs, layers, strict=True):
                 if layer is not None and blob.digest != layer.diff_id:

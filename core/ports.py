@@ -1,16 +1,26 @@
-"""Ports: the small Protocols through which the pure core talks to the world.
+"""Ports: the Protocols through which the pure core (and the driving adapters) talk to the world.
 
 The core never opens a file or starts a process itself. Real adapters (SQLite log, overlayfs,
-cgroups) and the in-memory ones in core/memory.py both implement these, and one contract test
-per port runs against each implementation.
+cgroups, a registry over HTTP) and the in-memory ones in core/memory.py both implement these,
+and one abstract contract suite per port (tests/contracts/) runs against each implementation.
+Each Protocol declares exactly what its callers use: the engine, build and distribution in
+core/, and the CLI and Docker API adapters for the runtime's attach and logs.
+
+    EventLog     the append-only log and its read model
+    LayerStore   read-only and read-write layers
+    Archive      images and filesystems as archives: save, load (open_archive), export
+    ImageStore   both in one object: what Engine.layers is
+    Runtime      processes in namespaces and cgroups, their stdio and logs
+    Registry     pull and push (core/distribution.py)
+    Ids          fresh ids
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypedDict
 
 from core.model import Container, Image, Layer
 from events.envelope import Recorded
@@ -51,6 +61,9 @@ class EventLog(Protocol):
     def layers(self) -> list[Layer]: ...
 
 
+# --- layers --------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class LayerInfo:
     """What the layer store reports about a read-only layer it has written."""
@@ -60,18 +73,155 @@ class LayerInfo:
     size: int
 
 
+# What import_layer reads a layer from: a path or a binary stream of a layer tar (maybe
+# compressed) on disk; in memory, a dict of files or a stream of the memory store's blob.
+LayerSource = str | BinaryIO | Mapping[str, str]
+# Where an archive is written to (save, export) or read from (load): a binary stream, or a
+# path for a store that has files (the Linux one writes a temp file and renames it).
+ArchiveTarget = str | BinaryIO
+
+
+class StagedLayer(Protocol):
+    """A layer extracted and checked outside the store (its diff_id verified), not in it
+    yet: LayerStore.install_layer moves it in. What an ImageSource's stage() gives."""
+
+    diff_id: str
+    size: int
+
+
+class LayerBlob(Protocol):
+    """A stored layer as the exact bytes its diff_id is the sha256 of: `size` bytes with
+    digest `digest` (equal to the diff_id), known before a byte is written."""
+
+    digest: str
+    size: int
+
+    def write_to(self, out: BinaryIO) -> None: ...
+
+    def cleanup(self) -> None:
+        """Free what producing the bytes held (a spool file); call once done."""
+        ...
+
+
 class LayerStore(Protocol):
-    """Read-only layers, read-write layers and the union view."""
+    """Read-only layers, read-write layers and the union view.
 
-    def import_layer(self, source: Any, parent: str | None) -> LayerInfo: ...
+    Order of writes: a layer appears in the store complete (staged, then installed by one
+    move) before the log registers it, and the engine removes it only after the log says it
+    is gone; so every method here either completes or leaves nothing the store shows.
+    """
 
-    def create_rw_layer(self, container_id: str, layers: Sequence[str]) -> str: ...
+    def import_layer(self, source: LayerSource, parent: str | None) -> LayerInfo:
+        """A layer read from `source` (BadInput if it is not one), installed."""
+        ...
 
-    def commit_rw_layer(self, rw_layer: str, parent: str | None) -> LayerInfo: ...
+    def install_layer(self, staged: StagedLayer, parent: str | None) -> LayerInfo:
+        """Move a staged layer (from an ImageSource) into the store, under a fresh id."""
+        ...
 
-    def remove_rw_layer(self, rw_layer: str) -> None: ...
+    def create_rw_layer(self, container_id: str, layers: Sequence[str]) -> str:
+        """A container's empty read-write layer over `layers` (bottom first); its name."""
+        ...
 
-    def remove_layer(self, layer_id: str) -> None: ...
+    def commit_rw_layer(self, rw_layer: str, parent: str | None) -> LayerInfo:
+        """The read-write layer's changes copied into a new read-only layer; the read-write
+        layer stays as it was."""
+        ...
+
+    def remove_rw_layer(self, rw_layer: str) -> None:
+        """Delete a read-write layer (unmounting its view first); gone already is fine."""
+        ...
+
+    def remove_layer(self, layer_id: str) -> None:
+        """Delete a read-only layer; gone already is fine. The caller (the log) decides that
+        nothing uses it any more: the store does not know its users."""
+        ...
+
+    def layer_blob(self, layer_id: str) -> LayerBlob:
+        """The layer as the bytes its diff_id names (push, save)."""
+        ...
+
+    def changes(self, rw_layer: str, layers: Sequence[str]) -> list[tuple[str, str]]:
+        """`docker diff`: what the read-write layer changed over `layers`, as (kind, path)
+        sorted by path; kind A (added), C (changed) or D (deleted), and a directory holding
+        an added or deleted entry is C."""
+        ...
+
+
+# --- archives --------------------------------------------------------------------------------
+
+
+class SaveEntry(TypedDict):
+    """One image for Archive.save_images: its id, the config bytes the id is the sha256 of,
+    its tags, its layers (ids, bottom first) with their diff_ids, and its parent if that
+    image is saved too (else None)."""
+
+    id: str
+    config: bytes
+    tags: list[str]
+    layers: list[str]
+    diff_ids: list[str]
+    parent: str | None
+
+
+class ArchiveImage(Protocol):
+    """One image an ImageSource holds, checked: `id` is the sha256 of its config's bytes,
+    `diff_ids` are the config's (bottom first), `tags` what the source names it, `parent`
+    what a docker archive says its parent is (judged by the engine before it is kept)."""
+
+    id: str
+    config: dict[str, Any]
+    diff_ids: list[str]
+    tags: list[str]
+    parent: str | None
+
+    def descriptor(self) -> dict[str, Any]:
+        """The config as an OCI descriptor with its exact bytes embedded (recorded in
+        ImageLoaded, so that save and push write back the bytes the id is the digest of)."""
+        ...
+
+
+class ImageSource(Protocol):
+    """Where `load` takes images from: an archive (Archive.open_archive) or what a pull
+    fetched (Registry.fetch). Engine._load asks it for its images, then for the layers it
+    lacks, each staged and checked against its diff_id (BadInput if it does not match)."""
+
+    def images(self) -> list[ArchiveImage]: ...
+
+    def stage(self, image: ArchiveImage, index: int) -> StagedLayer: ...
+
+
+class Archive(Protocol):
+    """Images and filesystems as archives: `save`, `load` and `export`.
+
+    The formats belong to the implementation (Linux: one tar that is both a docker archive
+    and an OCI layout; in memory: a JSON document); what every implementation promises is
+    that what save_images writes, open_archive reads back into the same images and layers.
+    """
+
+    def save_images(self, images: Sequence[SaveEntry], output: ArchiveTarget) -> tuple[str, int]:
+        """Write the images (and their layers) as one archive; its (sha256 digest, size).
+        A layer whose bytes no longer match its image's diff_id is refused (BadInput)."""
+        ...
+
+    def open_archive(self, source: ArchiveTarget) -> AbstractContextManager[ImageSource]:
+        """An archive opened for load (BadInput if it is none); whatever is staged from it
+        and not installed by the end of the block is removed."""
+        ...
+
+    def export(self, rw_layer: str, layers: Sequence[str],
+               output: ArchiveTarget) -> tuple[str, int]:
+        """A container's filesystem (its layers with the read-write layer on top) as one
+        flat archive; its (sha256 digest, size)."""
+        ...
+
+
+class ImageStore(LayerStore, Archive, Protocol):
+    """A layer store that also writes and reads archives: what Engine.layers is. Both
+    implementations (adapters/storage/store.py, core/memory.py) are one object."""
+
+
+# --- the runtime -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +237,23 @@ class Ended:
 
     signal: int
     exit_code: int
+
+
+class LogEntry(TypedDict):
+    """One line of a container's output, as docker's json-file log has it."""
+
+    log: str
+    stream: str  # "stdout" or "stderr"
+    time: str
+
+
+class Attachment(Protocol):
+    """A started container's stdio stream, handed to whoever attaches (a foreground `run`,
+    `start -a`, the API's attach). On Linux it is the monitor's socket, which the CLI and
+    the Docker API pump with their Linux helpers (adapters/runtime/terminal.pump_attach,
+    adapters/dockerapi/streams); closing it hangs up."""
+
+    def close(self) -> None: ...
 
 
 class Runtime(Protocol):
@@ -108,22 +275,37 @@ class Runtime(Protocol):
         """ContainerStarted could not be appended: undo the start."""
         ...
 
+    def attach(self, container_id: str) -> Attachment | None:
+        """The stdio stream of a container this runtime object started (or restarted),
+        handed over once; None if it was not started here, or was taken or let go."""
+        ...
+
+    def detach(self, container_id: str) -> None:
+        """Let go of a container started here without attaching: its monitor records its
+        end itself (and removes it, with --rm). Nothing to let go of is fine."""
+        ...
+
     def ending(self, container: Container) -> AbstractContextManager[None]:
-        """Exclusive right to record how the container's current process ends."""
+        """Exclusive right to record how the container's current process ends: a second
+        holder waits until the first lets go."""
         ...
 
     def signal(self, container: Container, sig: int) -> Ended | None:
         """Send sig; return how the process ended if it did, None if it survived."""
         ...
 
-    def stop(self, container: Container, timeout: float) -> Ended: ...
+    def stop(self, container: Container, timeout: float) -> Ended:
+        """SIGTERM, then SIGKILL after `timeout` seconds; how the process ended."""
+        ...
 
     def freeze(self, container: Container) -> None: ...
 
     def thaw(self, container: Container) -> None: ...
 
     def exec(self, container: Container, argv: Sequence[str], user: str,
-             options: Mapping[str, Any]) -> int: ...
+             options: Mapping[str, Any]) -> int:
+        """Run argv in the running container's namespaces and cgroup; its exit code."""
+        ...
 
     def release(self, container: Container) -> None:
         """Free what a stopped container's process left (cgroup, mounts kept by the runtime)."""
@@ -141,9 +323,23 @@ class Runtime(Protocol):
         """The exit code the monitor saw for the recorded process, if it wrote one."""
         ...
 
+    def oom_killed(self, container: Container) -> bool:
+        """Whether the kernel's OOM killer killed a process of the container (its cgroup's
+        count; False once the cgroup is gone)."""
+        ...
+
     def watched(self, container: Container, settle: float = 0) -> bool:
         """Whether the process's monitor still lives (and so will record its end itself);
         `settle`: wait up to that many seconds for a monitor to finish first."""
+        ...
+
+    def logs(self, container_id: str, offset: int = 0) -> Iterator[tuple[int, LogEntry]]:
+        """The container's output from `offset` on, line by line: (offset after the line,
+        the line). Only complete lines; nothing for a container without output."""
+        ...
+
+    def log_end(self, container_id: str) -> int:
+        """The offset the next line of output will start at (follow from there)."""
         ...
 
     def orphans(self, known: Mapping[str, Container]) -> list[str]:
@@ -151,6 +347,84 @@ class Runtime(Protocol):
         ...
 
     def clean_orphans(self, known: Mapping[str, Container]) -> None: ...
+
+
+# --- registries ------------------------------------------------------------------------------
+
+
+class Reference(Protocol):
+    """A parsed image reference: registry host, repository, and a tag or a digest."""
+
+    @property
+    def registry(self) -> str: ...
+
+    @property
+    def repository(self) -> str: ...
+
+    @property
+    def tag(self) -> str | None: ...
+
+    @property
+    def digest(self) -> str | None: ...
+
+    @property
+    def familiar_name(self) -> str:
+        """The name as docker prints it and lamina tags with it: `busybox`, `host:5000/x`."""
+        ...
+
+    @property
+    def local_tag(self) -> str | None:
+        """The tag a pull gives the image (none for a pull by digest)."""
+        ...
+
+
+class RemoteImage(Protocol):
+    """One image of a registry, resolved and checked: its manifest's digest, the image (its
+    config checked against its digest), the manifest's layer descriptors (digest, size)."""
+
+    @property
+    def image(self) -> ArchiveImage: ...
+
+    @property
+    def blobs(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def manifest_digest(self) -> str: ...
+
+    @property
+    def source(self) -> str:
+        """`name@manifest digest`: what ImageLoaded records as where the image came from."""
+        ...
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    manifest_digest: str
+    size: int
+    layers: list[dict[str, Any]] = field(default_factory=list)  # digest, size, status
+
+
+class Registry(Protocol):
+    """What pull and push (core/distribution.py) need from a registry."""
+
+    def parse(self, text: str) -> Reference:
+        """A reference as typed (NAME[:TAG] or NAME@DIGEST); BadInput if it is none."""
+        ...
+
+    def resolve(self, ref: Reference, platform: str | None) -> RemoteImage:
+        """The image a reference names (one platform's of an index); NotFound if none."""
+        ...
+
+    def fetch(self, remote: RemoteImage,
+              need: Sequence[int]) -> AbstractContextManager[ImageSource]:
+        """Layers `need` (indexes) fetched, checked and staged, for Engine._load; what is
+        not installed by the end of the block is removed."""
+        ...
+
+    def push(self, ref: Reference, config: bytes, layers: Sequence[LayerBlob],
+             mount_from: str | None) -> PushOutcome:
+        """The layers (each the bytes its diff_id names), the config and a manifest."""
+        ...
 
 
 class Ids(Protocol):

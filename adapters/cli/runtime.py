@@ -152,15 +152,12 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from adapters.runtime import logfile
-
     e = _engine(args)
     c = e.container(args.container)
-    path = e.runtime.log_path(c.id)
     offset = 0
     out = {"stdout": sys.stdout, "stderr": sys.stderr}
     while True:
-        for end, entry in logfile.read(path, offset):
+        for end, entry in e.runtime.logs(c.id, offset):
             out.get(entry.get("stream"), sys.stdout).write(entry["log"])
             offset = end
         sys.stdout.flush()
@@ -169,7 +166,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             return 0
         now = e.log.container(c.id)
         if now is None or now.state == "stopped":
-            for _, entry in logfile.read(path, offset):
+            for _, entry in e.runtime.logs(c.id, offset):
                 out.get(entry.get("stream"), sys.stdout).write(entry["log"])
             return 0
         time.sleep(0.1)

@@ -360,14 +360,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from adapters.storage import inspect
     from core.errors import NotFound
 
-    e, store, _ = _reader(args)
+    e, _, _ = _reader(args)
     if e is None:
         raise NotFound(f"no such container: {args.container}")
     c = e.container(args.container)
     image = e.log.image(c.image)
-    lowers = [store.init_dir(c.rw_layer),
-              *(store.diff_dir(lid) for lid in reversed(image.layers if image else ()))]
-    for kind, path in inspect.changes(store.diff_dir(c.rw_layer), lowers):
+    for kind, path in e.layers.changes(c.rw_layer, image.layers if image else ()):
         if args.format == "json":
             render.json_line({"Kind": inspect.CHANGE_KINDS[kind], "Path": path})
         else:

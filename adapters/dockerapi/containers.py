@@ -69,12 +69,10 @@ async def changes(ctx: Ctx, req: Request, ref: str) -> int:
     from adapters.storage import inspect as files
 
     c = find_container(ctx, ref)
-    store = ctx.engine.layers
     image = ctx.log.image(c.image)
-    lowers = [store.init_dir(c.rw_layer),
-              *(store.diff_dir(lid) for lid in reversed(image.layers if image else ()))]
     out = [{"Kind": files.CHANGE_KINDS[kind], "Path": path}
-           for kind, path in files.changes(store.diff_dir(c.rw_layer), lowers)]
+           for kind, path in ctx.engine.layers.changes(c.rw_layer,
+                                                       image.layers if image else ())]
     await req.conn.respond(200, dumps(out or None))
     return 200
 
@@ -144,15 +142,13 @@ def last_exit_code(ctx: Ctx, cid: str) -> int:
 
 @route("GET", "/containers/(?P<ref>[^/]+)/logs", body="none")
 async def logs(ctx: Ctx, req: Request, ref: str) -> int:
-    from adapters.runtime import logfile
-
     c = find_container(ctx, ref)
-    path = ctx.engine.runtime.log_path(c.id)
+    runtime = ctx.engine.runtime
     tty = bool(c.config.get("tty"))
     want = {"stdout": req.flag("stdout"), "stderr": req.flag("stderr")}
     follow, stamps = req.flag("follow"), req.flag("timestamps")
     tail = req.q("tail") or "all"
-    entries = list(logfile.read(path))
+    entries = list(runtime.logs(c.id))
     offset = entries[-1][0] if entries else 0
     if tail != "all" and tail.isdigit():
         entries = entries[-int(tail):] if int(tail) else []
@@ -163,7 +159,7 @@ async def logs(ctx: Ctx, req: Request, ref: str) -> int:
     await conn.stream(streams.log_frames([e for _, e in entries], want, tty, stamps))
     while follow:
         now = ctx.log.container(c.id)
-        more = list(logfile.read(path, offset))
+        more = list(runtime.logs(c.id, offset))
         if more:
             offset = more[-1][0]
             await conn.stream(streams.log_frames([e for _, e in more], want, tty, stamps))
@@ -435,18 +431,17 @@ async def _attach_running(ctx: Ctx, req: Request, c: Any) -> Any:
     """A running container's output from now on, read from its json-file log (its stdin
     belongs to whoever started it)."""
     from adapters.dockerapi.http import hijack_head
-    from adapters.runtime import logfile
 
     conn = req.conn
     tty = bool(c.config.get("tty"))
     await conn.send(hijack_head(req.upgrade, tty))
     conn.taken = True
-    path = ctx.engine.runtime.log_path(c.id)
-    offset = os.path.getsize(path) if os.path.exists(path) else 0
+    runtime = ctx.engine.runtime
+    offset = runtime.log_end(c.id)
     want = {"stdout": req.flag("stdout"), "stderr": req.flag("stderr")}
     try:
         while True:
-            more = list(logfile.read(path, offset))
+            more = list(runtime.logs(c.id, offset))
             if more:
                 offset = more[-1][0]
                 await conn.send(streams.log_frames([e for _, e in more], want, tty, False))

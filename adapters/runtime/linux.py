@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
 from core.errors import LaminaError
 from core.model import Container, Image
-from core.ports import Ended, Started
+from core.ports import Ended, LogEntry, Started
 from core.process import ProcessSpec, hosts_file, process_spec
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ class RuntimeError_(LaminaError):
 
 
 class LinuxRuntime:
+    """The Runtime port (core/ports.py). Beyond it, adapters of this host use container_dir,
+    log_path and idmap (the exit recorder, reconciliation, build)."""
+
     def __init__(self, root: str, layers: Any, log: Any) -> None:
         self.root = root
         self.layers = layers
@@ -55,6 +58,22 @@ class LinuxRuntime:
 
     def log_path(self, cid: str) -> str:
         return os.path.join(self.container_dir(cid), f"{cid}-json.log")
+
+    # --- output --------------------------------------------------------------------------
+
+    def logs(self, container_id: str, offset: int = 0) -> Iterator[tuple[int, LogEntry]]:
+        """The json-file log's complete lines from byte `offset` on (adapters/runtime/
+        logfile.py), which the monitor writes as the container prints."""
+        from adapters.runtime import logfile
+
+        return logfile.read(self.log_path(container_id), offset)  # type: ignore[return-value]
+
+    def log_end(self, container_id: str) -> int:
+        """The log's size: where the next line will start."""
+        try:
+            return os.path.getsize(self.log_path(container_id))
+        except FileNotFoundError:
+            return 0
 
     # --- start ---------------------------------------------------------------------------
 
@@ -338,6 +357,12 @@ class LinuxRuntime:
 
         record = supervise.read_exit(self.container_dir(container.id), container.pid)
         return int(record["code"]) if record else None
+
+    def oom_killed(self, container: Container) -> bool:
+        try:
+            return Cgroup.open(container.id).oom_killed()
+        except Exception:  # noqa: BLE001 - the cgroup may be gone or half-removed by now
+            return False
 
     def orphans(self, known: Mapping[str, Container]) -> list[str]:
         from adapters.runtime import hostcheck

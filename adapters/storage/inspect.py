@@ -1,4 +1,5 @@
-"""Pure queries on images, containers and their files: inspect, history, diff.
+"""Pure queries on images, containers and their files: inspect, history, diff (`changes`,
+in adapters/storage/union.py since the store's LayerStore.changes uses it too).
 
 They read the log's read model and the layer store's directories, and append nothing.
 Field names are docker's (`docker inspect`, `docker history`, `docker diff`), so that scripts
@@ -9,11 +10,9 @@ State.Status.
 from __future__ import annotations
 
 import os
-import stat
-from collections.abc import Iterator, Sequence
 from typing import Any
 
-from adapters.storage.store import is_opaque, is_whiteout, union_stat
+from adapters.storage.union import changes  # noqa: F401 - docker diff, as before: viz uses it
 from core.model import Container, Image, Layer
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -159,61 +158,6 @@ def history_rows(image: Image, images: dict[str, Image],
         row["Tags"] = list(current.tags)
         current = images.get(current.parent) if current.parent else None
     return rows
-
-
-# --- diff --------------------------------------------------------------------------------------
-
-
-def changes(upper: str, lowers: Sequence[str]) -> list[tuple[str, str]]:
-    """docker diff of an overlay upper dir: (kind, /path) with kind A, C or D, sorted by path.
-
-    A whiteout (0/0 character device) is D. An opaque directory is C if it existed below
-    (A if not): its old contents are gone, and what it holds now is listed. Any other entry
-    is C if the lower layers have that path, A if not; a directory that only carries
-    unchanged metadata is left out, unless something below it was added or deleted (docker
-    then lists it as C).
-    """
-    out: dict[str, str] = {}
-    for rel, st in _walk(upper):
-        path = "/" + rel
-        if is_whiteout(st):
-            kind = "D"
-        else:
-            below = union_stat(lowers, rel)
-            if below is None:
-                kind = "A"
-            elif stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode) and \
-                    not is_opaque(os.path.join(upper, rel)) and _same_dir(st, below):
-                continue
-            else:
-                kind = "C"
-        out[path] = kind
-        parent = os.path.dirname(path)
-        if kind in "AD" and parent != "/" and parent not in out:
-            out[parent] = "C"
-    return sorted(((k, p) for p, k in out.items()), key=lambda kp: kp[1])
-
-
-def _walk(top: str) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of everything below top, parents before children."""
-    stack = [""]
-    while stack:
-        rel = stack.pop()
-        try:
-            entries = sorted(os.scandir(os.path.join(top, rel)), key=lambda e: e.name)
-        except FileNotFoundError:
-            continue
-        for entry in reversed(entries):
-            child = os.path.join(rel, entry.name)
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(child)
-            yield child, st
-
-
-def _same_dir(a: os.stat_result, b: os.stat_result) -> bool:
-    return a.st_mode == b.st_mode and int(a.st_mtime) == int(b.st_mtime) and \
-        a.st_uid == b.st_uid and a.st_gid == b.st_gid
 
 
 def security_host_config(opts: dict[str, Any]) -> dict[str, Any]:

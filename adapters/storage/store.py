@@ -33,8 +33,13 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from adapters.storage import overlay
+from adapters.storage.union import (  # noqa: F401 - is_whiteout, is_opaque: named here before
+    is_opaque,
+    is_whiteout,
+    union_stat,
+)
 from core.errors import BadInput, Conflict
-from core.ports import LayerInfo
+from core.ports import LayerInfo, SaveEntry
 
 if TYPE_CHECKING:
     from adapters.kernel.idmap import IdMap
@@ -45,7 +50,6 @@ if TYPE_CHECKING:
 RW_PREFIX = "rw-"
 SPLIT_FILE = "tar-split.gz"
 _CHUNK = 1 << 20
-OVERLAY_OPAQUE = "trusted.overlay.opaque"
 
 
 IDMAP_MARKER = "idmapped"  # in rw-<cid>/ while its view is mounted idmapped: the map
@@ -73,6 +77,10 @@ class LayerBlob:
 
 
 class LinuxLayerStore:
+    """The LayerStore and Archive ports (core/ports.py: ImageStore) on disk. Beyond them,
+    adapters of this host use its paths (layer_dir, diff_dir, merged_dir, init_dir),
+    staging/stage_layer (a pull's fetch), mount/unmount/union_view (the runtime, build)."""
+
     def __init__(self, root: str) -> None:
         self.root = root
         self.layers_dir = os.path.join(root, "layers")
@@ -362,7 +370,7 @@ class LinuxLayerStore:
 
     # --- image archives (save and load) -----------------------------------------------------
 
-    def save_images(self, images: Sequence[dict[str, Any]],
+    def save_images(self, images: Sequence[SaveEntry],
                     output: str | BinaryIO) -> tuple[str, int]:
         """Write images as one docker-archive + OCI-layout tar (adapters/storage/archive.py).
 
@@ -406,6 +414,14 @@ class LinuxLayerStore:
 
     def init_dir(self, rw_layer: str) -> str:
         return os.path.join(self.layer_dir(rw_layer), "init")
+
+    def changes(self, rw_layer: str, layers: Sequence[str]) -> list[tuple[str, str]]:
+        """`docker diff`: the read-write layer against the image's layers (the init layer's
+        mount points and bound files not counted), from the directories, mounted or not."""
+        from adapters.storage.union import changes
+
+        lowers = [self.init_dir(rw_layer), *(self.diff_dir(lid) for lid in reversed(layers))]
+        return changes(self.diff_dir(rw_layer), lowers)
 
     def remove_rw_layer(self, rw_layer: str) -> None:
         path = self.layer_dir(rw_layer)
@@ -456,46 +472,6 @@ def _init_layer(path: str, lowers: Sequence[str]) -> None:
                 os.chown(full, st.st_uid, st.st_gid)
                 os.chmod(full, stat.S_IMODE(st.st_mode))
                 os.utime(full, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def union_stat(lowers: Sequence[str], rel: str) -> os.stat_result | None:
-    """How the path looks in the union of the lower layers (top first); None if absent."""
-    parts = rel.split("/")
-    for lower in lowers:
-        try:
-            st = os.lstat(os.path.join(lower, rel))
-        except (FileNotFoundError, NotADirectoryError):
-            if _hides_below(lower, parts):
-                return None
-            continue
-        return None if is_whiteout(st) else st
-    return None
-
-
-def _hides_below(lower: str, parts: list[str]) -> bool:
-    """Whether this layer hides the path in the layers under it: a parent deleted, replaced
-    by a non-directory, or made opaque."""
-    for i in range(1, len(parts)):
-        path = os.path.join(lower, *parts[:i])
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        if not stat.S_ISDIR(st.st_mode) or is_opaque(path):
-            return True
-    return False
-
-
-def is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path: str) -> bool:
-    """An overlay directory that hides everything below it (trusted.overlay.opaque=y)."""
-    try:
-        return os.getxattr(path, OVERLAY_OPAQUE, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
 
 
 class _NullSink:

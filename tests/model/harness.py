@@ -24,6 +24,7 @@ from core.memory import (
     SURVIVABLE,
     CountingIds,
     FakeProcess,
+    MemoryAttachment,
     MemoryEventLog,
     MemoryLayerStore,
     MemoryRuntime,
@@ -577,8 +578,13 @@ def clone(engine: Engine) -> Engine:
                                  rw={k: dict(v) for k, v in store.rw.items()})
     procs = {cid: FakeProcess(p.pid, p.alive, p.frozen, list(p.pending), p.exit_code)
              for cid, p in runtime.procs.items()}
+    clients = {cid: MemoryAttachment(a.container_id, a.closed)
+               for cid, a in runtime.clients.items()}
+    output = {cid: list(lines) for cid, lines in runtime.output.items()}  # entries: never
+    # changed once written
     return Engine(log=new_log, layers=new_store,
-                  runtime=MemoryRuntime(procs=procs, next_pid=runtime.next_pid),
+                  runtime=MemoryRuntime(procs=procs, next_pid=runtime.next_pid,
+                                        clients=clients, output=output),
                   ids=CountingIds(engine.ids.n), clock=TickingClock(engine.clock.t),
                   meta=engine.meta)
 
@@ -586,7 +592,9 @@ def clone(engine: Engine) -> Engine:
 @cache
 def _shapes_known() -> bool:
     shapes = {Engine: {"log", "layers", "runtime", "ids", "clock", "meta"},
-              MemoryLayerStore: {"ids", "layers", "rw"}, MemoryRuntime: {"procs", "next_pid"},
+              MemoryLayerStore: {"ids", "layers", "rw"},
+              MemoryRuntime: {"procs", "next_pid", "clients", "output"},
+              MemoryAttachment: {"container_id", "closed"},
               FakeProcess: {"pid", "alive", "frozen", "pending", "exit_code"},
               CountingIds: {"n"}, TickingClock: {"t"}}
     return all({f.name for f in fields(cls)} == names for cls, names in shapes.items())

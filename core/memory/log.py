@@ -1,0 +1,87 @@
+"""The EventLog port in memory: a list of Recorded events and the World folded from them."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from core.errors import ConcurrencyError
+from core.model import Container, Image, Layer, World
+from events.envelope import Recorded
+from events.types import Event
+
+
+class WorldReader:
+    """The EventLog port's read side over a World: the in-memory log's read model, and what
+    a picture of the past (`viz --at`) reads a folded World through, so the engine's own
+    name resolution (id, name or tag, unique prefix) works on it too."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def container(self, cid: str) -> Container | None:
+        return self.world.containers.get(cid)
+
+    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
+        return [c for c in self.world.containers.values() if states is None or c.state in states]
+
+    def container_named(self, name: str) -> Container | None:
+        return next((c for c in self.world.containers.values() if c.name == name), None)
+
+    def container_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return sorted(c for c in self.world.containers if c.startswith(prefix))[:limit]
+
+    def image(self, iid: str) -> Image | None:
+        return self.world.images.get(iid)
+
+    def images(self) -> list[Image]:
+        return list(self.world.images.values())
+
+    def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return sorted(i for i in self.world.images if i.startswith(prefix))[:limit]
+
+    def image_tagged(self, tag: str) -> Image | None:
+        return next((i for i in self.world.images.values() if tag in i.tags), None)
+
+    def layer(self, lid: str) -> Layer | None:
+        return self.world.layers.get(lid)
+
+    def layers(self) -> list[Layer]:
+        return list(self.world.layers.values())
+
+
+class MemoryEventLog(WorldReader):
+    """A list of Recorded events and a World folded from them as they are appended."""
+
+    def __init__(self) -> None:
+        self.records: list[Recorded] = []
+        self.world = World()
+        self.versions: dict[str, int] = {}
+
+    def append(self, events: Sequence[Event], *, expected: Mapping[str, int],
+               meta: Mapping[str, Any], at: str = "") -> list[Recorded]:
+        for stream, version in expected.items():
+            if self.versions.get(stream, 0) != version:
+                raise ConcurrencyError(f"{stream} is at version {self.versions.get(stream, 0)}, "
+                                       f"expected {version}")
+        versions = dict(self.versions)
+        world = copy.copy(self.world)
+        world.containers, world.images = dict(world.containers), dict(world.images)
+        world.layers = dict(world.layers)
+        out = []
+        for i, event in enumerate(events):
+            stream = event.stream()
+            versions[stream] = versions.get(stream, 0) + 1
+            seq = len(self.records) + i + 1
+            rec = Recorded(seq=seq, stream=stream, version=versions[stream],
+                           type=event.type_name(), schema=event.SCHEMA, data=event.data(),
+                           meta=dict(meta), at=at or f"t{seq}")
+            world.apply(rec)  # raises before anything is kept
+            out.append(rec)
+        self.records.extend(out)
+        self.versions, self.world = versions, world
+        return out
+
+    def read(self, *, after: int = 0, stream: str | None = None) -> Iterator[Recorded]:
+        return (r for r in self.records[after:] if stream is None or r.stream == stream)

@@ -1,0 +1,190 @@
+"""The Runtime port in memory: a process is a record with `alive` and `frozen` flags.
+
+Enough to check that paused means frozen and stopped means no process. A fake process
+survives the signals a process with default handlers survives (SURVIVABLE) and ends on any
+other, with 128 + the signal as its exit code; one whose command is `echo WORDS` writes
+WORDS to its log when it starts, then runs on (so the logs have something to show).
+`ending` is a real lock per container: a second holder waits, as on the Linux flock."""
+
+from __future__ import annotations
+
+import signal as _signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.model import Container, Image
+from core.ports import Ended, LogEntry, Started
+from core.process import command_line
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    alive: bool = True
+    frozen: bool = False
+    pending: list[int] = field(default_factory=list)
+    exit_code: int | None = None
+
+
+@dataclass
+class MemoryAttachment:
+    """A started container's stdio as handed to whoever attaches (Attachment)."""
+
+    container_id: str
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# Signals a fake process survives (everything else ends it, as with a default handler).
+SURVIVABLE = {_signal.SIGHUP, _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGWINCH,
+              _signal.SIGCHLD, _signal.SIGCONT}
+
+
+# Who holds MemoryRuntime.ending: (id of the runtime, container id) -> thread; one condition
+# for all runtimes (a holder can't be collected, so an id is not reused while it holds).
+_GUARD = threading.Condition()
+_HELD: dict[tuple[int, str], int] = {}
+
+
+@dataclass
+class MemoryRuntime:
+    """Processes as records: enough to check that paused means frozen and stopped means none.
+
+    `clients`: the stdio of containers started here and not yet attached or let go;
+    `output`: each container's log lines. `ending` is a lock per container, as the Linux
+    runtime's flock is: a second holder waits (one thread holding it twice is refused, since
+    it would wait forever). Who holds what is kept outside the runtime (_HELD), so that
+    copies, which the model checker makes by the thousand, share no lock and pay for none."""
+
+    procs: dict[str, FakeProcess] = field(default_factory=dict)
+    next_pid: int = 100
+    clients: dict[str, MemoryAttachment] = field(default_factory=dict)
+    output: dict[str, list[LogEntry]] = field(default_factory=dict)
+
+    def start(self, container: Container, image: Image) -> Started:
+        argv = command_line(image.config.get("config") or {}, container.cmd,
+                            container.config.get("entrypoint"))
+        self.next_pid += 1
+        self.procs[container.id] = FakeProcess(pid=self.next_pid)
+        self.clients[container.id] = MemoryAttachment(container.id)
+        if argv[0] == "echo":
+            self._write(container.id, "stdout", " ".join(argv[1:]) + "\n")
+        return Started(pid=self.next_pid, cgroup=f"lamina/{container.id}")
+
+    def _write(self, container_id: str, stream: str, text: str) -> None:
+        lines = self.output.setdefault(container_id, [])
+        lines.append(LogEntry(log=text, stream=stream, time=f"t{len(lines) + 1}"))
+
+    def _end(self, proc: FakeProcess, sig: int) -> Ended:
+        proc.alive, proc.frozen, proc.exit_code = False, False, 128 + sig
+        return Ended(signal=sig, exit_code=128 + sig)
+
+    def signal(self, container: Container, sig: int) -> Ended | None:
+        proc = self.procs[container.id]
+        if not proc.alive:
+            return Ended(signal=0, exit_code=proc.exit_code or 0)
+        if sig in SURVIVABLE:
+            if proc.frozen:
+                proc.pending.append(sig)
+            return None
+        return self._end(proc, sig)  # SIGKILL reaches even a frozen process, as docker does
+
+    def stop(self, container: Container, timeout: float) -> Ended:
+        proc = self.procs.get(container.id)
+        if proc is None or not proc.alive:
+            return Ended(signal=0, exit_code=proc.exit_code if proc else 0)
+        return self._end(proc, _signal.SIGTERM)
+
+    def freeze(self, container: Container) -> None:
+        self.procs[container.id].frozen = True
+
+    def thaw(self, container: Container) -> None:
+        proc = self.procs[container.id]
+        proc.frozen = False
+        proc.pending.clear()  # pending survivable signals are delivered, and survived
+
+    def confirm_start(self, container: Container) -> None:
+        pass
+
+    def abort_start(self, container: Container) -> None:
+        self.procs.pop(container.id, None)
+        self.clients.pop(container.id, None)
+
+    def attach(self, container_id: str) -> MemoryAttachment | None:
+        return self.clients.pop(container_id, None)
+
+    def detach(self, container_id: str) -> None:
+        self.clients.pop(container_id, None)
+
+    @contextmanager
+    def ending(self, container: Container) -> Iterator[None]:
+        key, me = (id(self), container.id), threading.get_ident()
+        with _GUARD:
+            if _HELD.get(key) == me:
+                raise RuntimeError(f"ending({container.id[:12]}) taken twice by one thread: "
+                                   "it would wait for itself forever")
+            while key in _HELD:
+                _GUARD.wait()
+            _HELD[key] = me
+        try:
+            yield
+        finally:
+            with _GUARD:
+                del _HELD[key]
+                _GUARD.notify_all()
+
+    def exec(self, container: Container, argv: Sequence[str], user: str,
+             options: Mapping[str, Any] | None = None) -> int:
+        if argv[0] == "false":
+            return 1
+        return 0
+
+    def release(self, container: Container) -> None:
+        proc = self.procs.get(container.id)
+        if proc is not None and not proc.alive:
+            del self.procs[container.id]
+
+    def remove(self, container: Container) -> None:
+        self.procs.pop(container.id, None)
+        self.clients.pop(container.id, None)
+        self.output.pop(container.id, None)
+
+    def alive(self, container: Container) -> bool:
+        proc = self.procs.get(container.id)
+        return proc is not None and proc.alive and proc.pid == container.pid
+
+    def last_exit(self, container: Container) -> int | None:
+        proc = self.procs.get(container.id)
+        return proc.exit_code if proc is not None else None
+
+    def oom_killed(self, container: Container) -> bool:
+        return False  # no memory limits here
+
+    def watched(self, container: Container, settle: float = 0) -> bool:
+        return False  # no monitors here: an ended process is recorded by whoever ends it
+
+    def logs(self, container_id: str, offset: int = 0) -> Iterator[tuple[int, LogEntry]]:
+        lines = self.output.get(container_id, [])
+        for n in range(offset, len(lines)):
+            yield n + 1, lines[n]
+
+    def log_end(self, container_id: str) -> int:
+        return len(self.output.get(container_id, []))
+
+    def orphans(self, known: Mapping[str, Container]) -> list[str]:
+        return [f"process of unknown container {cid[:12]}" for cid in self.procs
+                if cid not in known]
+
+    def clean_orphans(self, known: Mapping[str, Container]) -> None:
+        for cid in [cid for cid in self.procs if cid not in known]:
+            del self.procs[cid]
+
+    def finish(self, container_id: str, exit_code: int) -> None:
+        """The process ends by itself (what the model checker's `exit` step does)."""
+        proc = self.procs[container_id]
+        proc.alive, proc.exit_code = False, exit_code

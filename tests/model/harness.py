@@ -5,6 +5,8 @@ machines (test_stateful.py) drive an Engine through `Step`s with `run_step`, whi
 per-move rules (the lifecycle machine is the only judge; a refused command changes nothing
 and leaves exactly one CommandRejected), and then `check_world`, the invariants that must hold
 in every state (replay equals the live world, processes match states, nothing in use is gone).
+Images in transit (save, load, push, pull) are steps too; what must hold after each of them
+is in tests/model/transfer.py.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from core.memory import (
     MemoryAttachment,
     MemoryEventLog,
     MemoryLayerStore,
+    MemoryRegistry,
     MemoryRuntime,
     TickingClock,
     memory_engine,
@@ -34,6 +37,7 @@ from core.memory import (
 from core.model import Container, Image, Layer, World
 from core.references import is_id_prefix, normalize_tag
 from events.envelope import Recorded
+from tests.model import transfer
 
 SLOTS: tuple[str, ...] = ("c0", "c1", "c2")
 SIGKILL = int(signal.SIGKILL)
@@ -86,6 +90,7 @@ class Step:
     force: bool = False
     sig: int = SIGKILL
     tag: str | None = None
+    archive: bytes | None = field(default=None, repr=False)  # what `load` reads
 
     @property
     def trigger(self) -> str:
@@ -110,6 +115,8 @@ class Step:
                 return f"rmi{' -f' if self.force else ''} {ref}"
             case "tag":
                 return f"tag {ref} {self.tag}"
+            case "save" | "load" | "push" | "pull":
+                return f"{self.op} {ref}"
             case _:
                 return f"{self.op} {self.slot}"
 
@@ -121,9 +128,12 @@ def image_ref(image: Image, by_tag: bool = True) -> str:
     return image.id
 
 
-def perform(engine: Engine, step: Step) -> Any:
-    """Run one step on the engine (the exit step first makes the process end by itself)."""
+def perform(engine: Engine, step: Step, registry: MemoryRegistry | None = None) -> Any:
+    """Run one step on the engine (the exit step first makes the process end by itself);
+    push and pull talk to `registry`."""
     slot = step.slot or ""
+    if step.op in transfer.OPS:
+        return transfer.perform(engine, step.op, step.ref or "", step.archive, registry)
     match step.op:
         case "create":
             return engine.create(step.ref or "", CMD, slot)
@@ -229,6 +239,7 @@ class Outcome:
     step: Step
     error: LaminaError | None
     new: list[Recorded]
+    result: Any = None
 
 
 class ModelViolation(AssertionError):
@@ -239,25 +250,31 @@ def _fail(message: str) -> None:
     raise ModelViolation(message)
 
 
-def run_step(engine: Engine, step: Step) -> Outcome:
+def run_step(engine: Engine, step: Step, registry: MemoryRegistry | None = None) -> Outcome:
     """Perform `step` and check the per-move rules (not the state invariants)."""
     before = Snapshot.of(engine)
     error: LaminaError | None = None
+    result = None
     try:
-        perform(engine, step)
+        result = perform(engine, step, registry)
     except LaminaError as err:
         error = err
     after = Snapshot.of(engine)
     new = list(engine.log.read(after=before.seq))
     check_move(step, before, after, error, new)
-    return Outcome(step, error, new)
+    if step.op in transfer.OPS:
+        problem = transfer.check(engine, step.op, step.ref or "", step.image, step.archive,
+                                 registry, error, result)
+        if problem:
+            _fail(f"{step}: {problem}")
+    return Outcome(step, error, new, result)
 
 
 def check_move(step: Step, before: Snapshot, after: Snapshot, error: LaminaError | None,
                new: list[Recorded]) -> None:
     rejected = [r for r in new if r.type == "CommandRejected"]
     if error is not None:
-        if [r.type for r in new] != ["CommandRejected"]:
+        if [r.type for r in new] != transfer.rejected_leaves(step.op):
             _fail(f"refused {step} ({error!r}) appended {[r.type for r in new]}, "
                   "not exactly one CommandRejected")
         for what in ("containers", "images", "layers", "procs", "store"):
@@ -553,7 +570,20 @@ def steps_for(world: World, shape: Abstract, all_slots: bool = False) -> list[St
         steps.append(Step("create", taken[0], image_ref(base), base.id))
     for i in images.values():
         steps += [Step("rmi", ref=image_ref(i), image=i.id),
-                  Step("rmi", ref=image_ref(i), image=i.id, force=True)]
+                  Step("rmi", ref=image_ref(i), image=i.id, force=True),
+                  Step("save", ref=image_ref(i), image=i.id)]
+    return steps + transfer_steps(world)
+
+
+def transfer_steps(world: World) -> list[Step]:
+    """Load the seeded images' archives, pull `derived` (constants: transfer.fixtures), and
+    push SNAP when an image has it (to a copy of the registry: see transfer.py). Pushing
+    `base` or `derived` would always push the seeded image: no tag step moves those here."""
+    fixed = transfer.fixtures()
+    steps = [Step("load", ref=label, archive=data) for label, data in fixed.archives.items()]
+    steps.append(Step("pull", ref="derived"))
+    if any(f"{SNAP}:latest" in i.tags for i in world.images.values()):
+        steps.append(Step("push", ref=SNAP))
     return steps
 
 

@@ -9,6 +9,12 @@ several interchangeable containers, images or empty slots). The slot names are h
 command on an empty slot may reach a container by id prefix, as docker resolves names; the
 harness models that.
 
+Images in transit (save, load, push, pull: tests/model/transfer.py) are tried from every state
+explored, and checked, but the states they lead to are not expanded further (that would
+quadruple the run); `save`, which reads only the image and its tags, once per image, tags
+and reference. The hypothesis machines (test_stateful.py) run them interleaved with
+everything else.
+
 LAMINA_MODEL_DEPTH=10 explores deeper (26252 states, 619910 transitions, ~130 s).
 
 Run with `pytest -s tests/model/test_exhaustive.py` to see what was explored.
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from core.engine import Engine
 from core.memory import MemoryEventLog
 from core.model import World
+from tests.model import transfer
 from tests.model.harness import (
     SLOTS,
     ModelViolation,
@@ -37,6 +44,7 @@ from tests.model.harness import (
     seeded_engine,
     steps_for,
 )
+from tests.model.transfer import copy_registry, fixtures
 
 DEPTH = int(os.environ.get("LAMINA_MODEL_DEPTH", "8"))
 
@@ -63,6 +71,7 @@ class Report:
 def explore(depth: int) -> Report:
     t0 = time.perf_counter()
     engine, names = seeded_engine()
+    fixed = fixtures()
     log = engine.log
     assert isinstance(log, MemoryEventLog)
     root = Node(engine, replay(log.records), ())
@@ -71,6 +80,7 @@ def explore(depth: int) -> Report:
     frontier, per_depth = [root], [1]
     transitions = rejected = 0
     ops: Counter = Counter()
+    saved: set[tuple[str | None, str, tuple[str, ...]]] = set()
     for _ in range(depth):
         following: list[Node] = []
         for node in frontier:
@@ -79,9 +89,16 @@ def explore(depth: int) -> Report:
             tables = (dict(world.containers), dict(world.images), dict(world.layers))
             shape = abstract(world, names)
             for step in steps_for(world, shape):
+                if step.op == "save":  # what it writes depends on the image and its tags
+                    image = world.images[step.image or ""]  # alone: once per such pair
+                    if (step.ref, image.id, image.tags) in saved:
+                        continue
+                    saved.add((step.ref, image.id, image.tags))
                 child = clone(node.engine)
+                registry = copy_registry(fixed.registry) if step.op == "push" else \
+                    fixed.registry  # a pull only reads it; a push's changes are dropped
                 try:
-                    outcome = run_step(child, step)
+                    outcome = run_step(child, step, registry)
                     replayed = replay(outcome.new, node.replayed)
                     check_world(child, replayed)
                 except Exception as err:
@@ -91,6 +108,8 @@ def explore(depth: int) -> Report:
                 if outcome.error is not None:
                     rejected += 1
                     continue
+                if step.op in transfer.OPS:
+                    continue  # checked from every state, not expanded: see the module doc
                 key = abstract(child.log.world, names).key
                 if key not in seen:
                     seen.add(key)
@@ -151,5 +170,6 @@ def test_every_sequence_keeps_the_invariants() -> None:
         assert report.transitions >= 100_000, report
     # every kind of command ran, and some moves were refused and some accepted
     assert set(report.ops) >= {"create", "start", "stop", "kill", "pause", "unpause", "exit",
-                               "restart", "rm", "commit", "exec", "rmi"}
+                               "restart", "rm", "commit", "exec", "rmi", "save", "load",
+                               "push", "pull"}
     assert 0 < report.rejected < report.transitions

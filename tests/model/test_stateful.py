@@ -8,8 +8,10 @@ with and without snapshots, and that reopening the log, or commands coming from 
 connection (another process), change nothing.
 
 The rules are the exhaustive checker's commands (tests/model/harness.py), with unbounded
-commits, more signals, `tag`, and any slot or image as target; the per-move rules are checked
-inside each rule, the state invariants as @invariant()s.
+commits, more signals, `tag`, and any slot or image as target; images in transit too (save
+and load of what the machine saved, push and pull through the machine's own registry:
+tests/model/transfer.py). The per-move rules are checked inside each rule, the state
+invariants as @invariant()s.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from adapters.eventstore import replay as rp
 from adapters.eventstore.sqlite_log import SqliteEventLog
+from core.memory import MemoryRegistry
 from core.model import Image, World
 from tests.model.harness import (
     SIGHUP,
     SIGKILL,
     SLOTS,
     SNAP,
+    Outcome,
     Step,
     check_world,
     image_ref,
@@ -49,6 +53,8 @@ picks = st.integers(min_value=0, max_value=7)
 signals = st.sampled_from([SIGKILL, SIGHUP, int(signal.SIGTERM), int(signal.SIGUSR1)])
 # "cafe" looks like an id prefix: rmi of it must still only untag
 tags = st.sampled_from([SNAP, "extra", "base", "cafe"])
+# what push and pull name (docker.io/library/<name> in the machine's registry)
+remotes = st.sampled_from([SNAP, "base", "extra"])
 
 
 class MemoryMachine(RuleBasedStateMachine):
@@ -57,6 +63,8 @@ class MemoryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.engine, self.names = seeded_engine(self.make_log())
+        self.archives: list[tuple[str, bytes]] = []  # what save wrote, for load
+        self.registry = MemoryRegistry()  # what push sent, for pull
 
     def make_log(self) -> object:
         return None  # the memory_engine's own MemoryEventLog
@@ -79,9 +87,10 @@ class MemoryMachine(RuleBasedStateMachine):
                         key=lambda i: (self.names.get(i.id, "~"), i.created, i.id))
         return images[pick % len(images)] if images else None
 
-    def do(self, step: Step) -> None:
-        outcome = run_step(self.engine, step)
+    def do(self, step: Step) -> Outcome:
+        outcome = run_step(self.engine, step, self.registry)
         event(f"{step.op}: {type(outcome.error).__name__ if outcome.error else 'accepted'}")
+        return outcome
 
     # --- rules: the commands ------------------------------------------------------------
 
@@ -144,6 +153,29 @@ class MemoryMachine(RuleBasedStateMachine):
         image = self.image(pick)
         if image is not None:
             self.do(Step("tag", ref=image_ref(image, by_tag), image=image.id, tag=tag))
+
+    @rule(pick=picks, by_tag=st.booleans())
+    def save(self, pick: int, by_tag: bool) -> None:
+        image = self.image(pick)
+        if image is not None:
+            ref = image_ref(image, by_tag)
+            outcome = self.do(Step("save", ref=ref, image=image.id))
+            if outcome.error is None:
+                self.archives.append((f"{ref[:12]}.tar", outcome.result))
+
+    @rule(pick=picks)
+    def load(self, pick: int) -> None:
+        if self.archives:
+            label, data = self.archives[pick % len(self.archives)]
+            self.do(Step("load", ref=label, archive=data))
+
+    @rule(ref=remotes)
+    def push(self, ref: str) -> None:
+        self.do(Step("push", ref=ref))
+
+    @rule(ref=remotes)
+    def pull(self, ref: str) -> None:
+        self.do(Step("pull", ref=ref))
 
     # --- invariants ---------------------------------------------------------------------
 

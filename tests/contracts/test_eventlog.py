@@ -1,7 +1,8 @@
-"""One contract for the EventLog port, run against every implementation.
+"""The EventLog contract (core/ports.py), run against the in-memory and the SQLite log.
 
 As in the eventsourcing library: an abstract test case, subclassed per implementation, so the
-in-memory fake can't drift from the SQLite log the engine really uses.
+in-memory fake can't drift from the SQLite log the engine really uses. (The SQLite log needs
+no root: it runs in `make unit` with the in-memory one.)
 """
 
 from __future__ import annotations

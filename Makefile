@@ -54,7 +54,8 @@ lint: $(STAMP)
 # through the recording double of adapters/kernel/syscalls.py), the model tests and the
 # registry's pure ones. `make test` runs everything.
 unit: $(STAMP)
-	$(BIN)/pytest -q -m "not kernel" $(PYTEST_ARGS) tests/unit tests/model tests/registry/test_pure.py
+	$(BIN)/pytest -q -m "not kernel" $(PYTEST_ARGS) tests/unit tests/contracts tests/model \
+	  tests/registry/test_pure.py
 
 test: $(STAMP) deb pyc client probes lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -183,8 +183,9 @@ class ArchiveImage(Protocol):
 
 class ImageSource(Protocol):
     """Where `load` takes images from: an archive (Archive.open_archive) or what a pull
-    fetched (Registry.fetch). Engine._load asks it for its images, then for the layers it
-    lacks, each staged and checked against its diff_id (BadInput if it does not match)."""
+    fetched (Registry.fetch). core.engine.loading.load_archive asks it for its images, then
+    for the layers it lacks, each staged and checked against its diff_id (BadInput if it does
+    not match)."""
 
     def images(self) -> list[ArchiveImage]: ...
 
@@ -417,8 +418,9 @@ class Registry(Protocol):
 
     def fetch(self, remote: RemoteImage,
               need: Sequence[int]) -> AbstractContextManager[ImageSource]:
-        """Layers `need` (indexes) fetched, checked and staged, for Engine._load; what is
-        not installed by the end of the block is removed."""
+        """Layers `need` (indexes) fetched, checked and staged, for
+        core.engine.loading.load_archive; what is not installed by the end of the block is
+        removed."""
         ...
 
     def push(self, ref: Reference, config: bytes, layers: Sequence[LayerBlob],

@@ -188,6 +188,8 @@ WARM_MODULES = (
     "adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runtime.init",
     "adapters.runtime.exec", "adapters.runtime.terminal", "adapters.storage.store",
     "adapters.storage.overlay", "adapters.kernel.cgroups", "core.engine", "core.lifecycle",
+    "core.engine.images", "core.engine.commit", "core.engine.archives", "core.engine.loading",
+    "core.images",
     "adapters.eventstore.sqlite_log", "adapters.eventstore.query", "sqlite3", "pwd", "locale",
     "json", "adapters.logs",
 )

@@ -196,7 +196,8 @@ PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runti
            "adapters.runtime.terminal", "adapters.storage.store", "adapters.storage.archive",
            "adapters.storage.layertar", "adapters.storage.inspect", "adapters.kernel.cgroups",
            "adapters.kernel.namespaces", "adapters.kernel.libc", "adapters.kernel.units",
-           "core.engine", "core.images", "core.process", "events.types",
+           "core.engine", "core.engine.images", "core.engine.commit", "core.engine.archives",
+           "core.engine.loading", "core.images", "core.process", "events.types",
            "adapters.eventstore.query", "adapters.eventstore.sqlite_log", "pwd", "tarfile",
            "hashlib", "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build",
            "adapters.record_exit", "adapters.build_host")

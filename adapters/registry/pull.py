@@ -140,7 +140,8 @@ def _is_digest(value: Any) -> bool:
 
 
 class FetchedSession:
-    """`load`'s view of a pulled image (engine._load asks it for images and staged layers)."""
+    """`load`'s view of a pulled image (core.engine.loading.load_archive asks it for images
+    and staged layers)."""
 
     def __init__(self, remote: RemoteImage, staged: dict[int, Any]) -> None:
         self.remote, self.staged = remote, staged

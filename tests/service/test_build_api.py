@@ -195,8 +195,9 @@ def test_a_field_lamina_cant_honour_is_a_recorded_400(service: Service,
 
 def test_extra_hosts_reach_the_run_steps(service: Service, tmp_path: Path) -> None:
     """--add-host of the docker CLI (comma-joined) and docker-py's extra_hosts (repeated)."""
-    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN grep -E 'db|cache' /etc/hosts > /h\n"
-                                         'CMD ["cat", "/h"]\n')
+    (tmp_path / "Dockerfile").write_text(  # anchored: the container's own line has its id
+        "FROM busybox\nRUN grep -E '[[:space:]](db|cache)$' /etc/hosts > /h\n"
+        'CMD ["cat", "/h"]\n')
     service.ok("build", "--no-cache", "--add-host", "db:10.0.0.1", "--add-host",
                "cache:10.0.0.2", "-t", "hosts:1", str(tmp_path))
     assert service.ok("run", "--rm", "hosts:1") == "10.0.0.1\tdb\n10.0.0.2\tcache\n"

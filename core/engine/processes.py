@@ -93,7 +93,11 @@ def pause(e: EngineBase, ref: str) -> Container:
     with e.command("pause", ref) as cmd:
         with ending(e, ref, "pause") as c:
             e.runtime.freeze(c)
-            cmd.append([ev.ContainerPaused(id=c.id)], {f"container:{c.id}": c.version})
+            try:  # an exec recorded meanwhile moves the version: take the new one
+                cmd.append_locked(c, ev.ContainerPaused(id=c.id))
+            except BaseException:
+                e.runtime.thaw(c)  # not recorded: the host must not stay frozen
+                raise
         return e.log.container(c.id) or c
 
 
@@ -101,7 +105,11 @@ def unpause(e: EngineBase, ref: str) -> Container:
     with e.command("unpause", ref) as cmd:
         with ending(e, ref, "unpause") as c:
             e.runtime.thaw(c)
-            cmd.append([ev.ContainerUnpaused(id=c.id)], {f"container:{c.id}": c.version})
+            try:
+                cmd.append_locked(c, ev.ContainerUnpaused(id=c.id))
+            except BaseException:
+                e.runtime.freeze(c)  # not recorded: the host stays paused as the log says
+                raise
         return e.log.container(c.id) or c
 
 

@@ -186,3 +186,33 @@ def test_rm_refuses_live_containers_without_force(e) -> None:
     e.rm("c", force=True)
     assert e.log.containers() == []
     assert e.layers.rw == {}
+
+
+def test_pause_and_unpause_survive_an_exec_recorded_meanwhile(e, monkeypatch) -> None:
+    """An exec appends to the container's stream without its lock: a pause that read the
+    version before must still be recorded (append_locked), and a pause whose record fails
+    must not leave the host frozen."""
+    cid = e.create("busybox", ["sh"], name="p")
+    e.start(cid)
+    freeze = e.runtime.freeze
+
+    def exec_meanwhile(c):
+        freeze(c)
+        e.exec(cid, ["true"])  # moves the stream's version, as a concurrent exec would
+
+    monkeypatch.setattr(e.runtime, "freeze", exec_meanwhile)
+    assert e.pause(cid).state == "paused"
+    monkeypatch.setattr(e.runtime, "freeze", freeze)
+
+    def refuse(*args, **kwargs):
+        raise Conflict("the log refused")
+
+    thawed = e.unpause(cid)
+    assert thawed.state == "running" and not e.runtime.procs[cid].frozen
+    from core import command
+
+    monkeypatch.setattr(command.Command, "append_locked", refuse)
+    with pytest.raises(Conflict):
+        e.pause(cid)
+    assert not e.runtime.procs[cid].frozen  # undone: the log still says running
+    assert e.container(cid).state == "running"

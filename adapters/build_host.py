@@ -1,5 +1,5 @@
-"""The BuildHost of core/build.py on this machine: files from the context, containers run
-through the Engine and attached the way a foreground `run` is.
+"""The BuildHost port (core/ports.py) on this machine: files from the context directory,
+containers run through the Engine and attached the way a foreground `run` is.
 
 The entry point for callers (the CLI's `build`, the Docker API's `POST /build`):
 
@@ -26,6 +26,7 @@ from adapters.storage.context import (
     parse_chmod,
 )
 from core.errors import BadInput, LaminaError
+from core.ports import CopySource
 
 
 def build(engine: Any, context_dir: str, dockerfile: str | None = None,
@@ -42,6 +43,9 @@ def build(engine: Any, context_dir: str, dockerfile: str | None = None,
 
 
 class LinuxBuildHost:
+    """BuildHost: a context directory (with its .dockerignore) and image roots mounted as
+    union views are DirSources; COPY writes through the container's mounted union view."""
+
     def __init__(self, engine: Any, poll: float = 0.005) -> None:
         self.engine = engine
         self.poll = poll
@@ -83,8 +87,10 @@ class LinuxBuildHost:
         finally:
             e.rm(cid, force=True)
 
-    def copy(self, source: DirSource, container: str, sources: Sequence[str], dest: str,
+    def copy(self, source: CopySource, container: str, sources: Sequence[str], dest: str,
              chown: str, chmod: str, add: bool) -> None:
+        if not isinstance(source, DirSource):  # the port's sources are opaque: only ours
+            raise TypeError(f"not a source this build host gave: {source!r}")
         e = self.engine
         c = e.container(container)
         layers = e.log.image(c.image).layers

@@ -11,13 +11,14 @@ The cache is the read model itself: a step is reused when the current image alre
 child image, made by a build, with the same `created_by` and the same config (for COPY/ADD the
 `created_by` holds the digest of the copied files and their metadata). Nothing else is stored.
 
-Files and processes are the host's (BuildHost, implemented in adapters/build_host.py). The
-build is one command (core/command.py: its meta, expected versions, its rejection) whose
-sub-steps go through the Engine's own commands (create, start, rm: audited as those) and
-its parts (a step's commit is commit's commit_layer, a tag moves as tag's events); the
-build itself is recorded as BuildStarted, StepCompleted per step, and BuildFinished or
-BuildFailed. Metadata-only instructions (ENV, CMD...) are core/instructions.py's, shared
-with commit's and import's --change.
+Files and processes are the host's: the BuildHost port (core/ports.py), on this machine
+adapters/build_host.py, in memory core/memory/build_host.py. The build is one command
+(core/command.py: its meta, expected versions, its rejection) whose sub-steps go through the
+Engine's own commands (create, start, rm: audited as those) and its parts (a step's commit is
+commit's commit_layer, a tag moves as tag's events); the build itself is recorded as
+BuildStarted, StepCompleted per step, and BuildFinished or BuildFailed. Metadata-only
+instructions (ENV, CMD...) are core/instructions.py's, shared with commit's and import's
+--change.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import json
 import posixpath
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from core.dockerfile import (
     Dockerfile,
@@ -45,7 +46,8 @@ from core.engine.images import tag_events
 from core.errors import BadInput, LaminaError, NotFound
 from core.images import chain_id, image_config, image_id
 from core.instructions import DEFAULT_SHELL, StageState, metadata
-from core.model import Image
+from core.model import Image, Layer
+from core.ports import BuildHost, CopySource
 from core.references import normalize_tag, short
 from events import types as ev
 
@@ -90,37 +92,6 @@ class Extras:
     run_options: Mapping[str, Any] = field(default_factory=dict)
     keep_containers: bool = False
     aux: Callable[[str], None] | None = None
-
-
-class CopySource(Protocol):
-    """Where COPY and ADD read from: the build context or an image's root filesystem."""
-
-    def digest(self, sources: Sequence[str], chown: str, chmod: str, add: bool) -> str:
-        """`file:<hex>`, `dir:<hex>` or `multi:<hex>` over the files and their metadata
-        (BadInput when a source is missing or outside the context)."""
-        ...
-
-
-class BuildHost(Protocol):
-    """What a build needs from the world besides the Engine."""
-
-    def read_dockerfile(self, context_dir: str, dockerfile: str | None) -> tuple[str, str]:
-        """(name to show in errors, text)."""
-        ...
-
-    def context(self, context_dir: str) -> AbstractContextManager[CopySource]: ...
-
-    def image_root(self, image: str) -> AbstractContextManager[CopySource]: ...
-
-    def copy(self, source: CopySource, container: str, sources: Sequence[str], dest: str,
-             chown: str, chmod: str, add: bool) -> None:
-        """Copy into the container's read-write layer (dest absolute, '/'-ended for dirs)."""
-        ...
-
-    def run(self, container: str, out: Out) -> int:
-        """Start the container, stream its output, wait for it to be recorded stopped;
-        return its exit code."""
-        ...
 
 
 @dataclass
@@ -231,6 +202,22 @@ def _from_text(stage: Stage) -> str:
     return f"FROM {stage.base}" + (f" AS {stage.name}" if stage.name else "")
 
 
+def _recorded(engine: Engine, iid: str) -> Image:
+    """An image the log holds: one this build resolved or has just appended."""
+    image = engine.log.image(iid)
+    if image is None:
+        raise LaminaError(f"image {short(iid)} is not in the log")
+    return image
+
+
+def _recorded_layer(engine: Engine, lid: str) -> Layer:
+    """A layer the log holds: one of an image the log holds."""
+    layer = engine.log.layer(lid)
+    if layer is None:
+        raise LaminaError(f"layer {short(lid)} is not in the log")
+    return layer
+
+
 # --- before anything runs ----------------------------------------------------------------------
 
 
@@ -335,11 +322,11 @@ def _build_stage(run: _Run, stage: Stage) -> None:
     t0 = _begin(run, _from_text(stage))
     base = _base_ref(run.engine, run.df, stage, env)
     if isinstance(base, int):
-        image = run.engine.log.image(run.stage_images[base])
+        image = _recorded(run.engine, run.stage_images[base])
     elif base == "scratch":
         image = _scratch(run)
     else:
-        image = run.engine.log.image(base)
+        image = _recorded(run.engine, base)
     state = StageState(image=image, config=dict(image.config.get("config") or {}))
     _done(run, t0, image.id, cached=True, container="", is_from=True)
     for ins in stage.instructions:
@@ -387,7 +374,7 @@ def _scratch(run: _Run) -> Image:
                                     config=json.loads(json.dumps(SCRATCH_CONFIG)),
                                     created_by="", source="build")],
                    {stream: run.cmd.stream_version(stream)})
-    return engine.log.image(iid)
+    return _recorded(engine, iid)
 
 
 def _step(run: _Run, state: StageState, ins: Instruction,
@@ -438,7 +425,7 @@ def _metadata_image(run: _Run, state: StageState, created_by: str,
     run.cmd.append([ev.ImageCreated(id=iid, parent=parent.id, layers=list(parent.layers),
                                     config=cfg, created_by=created_by, source="build")],
                    {stream: run.cmd.stream_version(stream)})
-    return engine.log.image(iid), False, ""
+    return _recorded(engine, iid), False, ""
 
 
 def _diff_ids(image: Image) -> list[str]:
@@ -557,7 +544,7 @@ def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:
     c = engine.container(cid)
     info = commit_layer(engine, c, parent)
     parent_layer = parent.layers[-1] if parent.layers else None
-    parent_chain = engine.log.layer(parent_layer).chain_id if parent_layer else None
+    parent_chain = _recorded_layer(engine, parent_layer).chain_id if parent_layer else None
     cfg = image_config(base=parent.config, diff_ids=[*_diff_ids(parent), info.diff_id],
                        created=engine.clock(), created_by=created_by)
     cfg["config"] = dict(parent.config.get("config") or {})
@@ -577,4 +564,4 @@ def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:
     except BaseException:
         engine.layers.remove_layer(info.id)
         raise
-    return engine.log.image(iid)
+    return _recorded(engine, iid)

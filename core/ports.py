@@ -12,12 +12,13 @@ core/, and the CLI and Docker API adapters for the runtime's attach and logs.
     ImageStore   both in one object: what Engine.layers is
     Runtime      processes in namespaces and cgroups, their stdio and logs
     Registry     pull and push (core/distribution.py)
+    BuildHost    a build's files and processes (core/build.py), and CopySource, what COPY reads
     Ids          fresh ids
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypedDict
@@ -427,6 +428,54 @@ class Registry(Protocol):
              mount_from: str | None) -> PushOutcome:
         """The layers (each the bytes its diff_id names), the config and a manifest."""
         ...
+
+
+# --- builds --------------------------------------------------------------------------------
+
+
+class CopySource(Protocol):
+    """Where COPY and ADD read from: the build context or an image's root filesystem.
+
+    Opaque to the build on purpose: core/build.py only asks it for the digest its cache key
+    is made of and hands it back to the BuildHost that gave it (BuildHost.copy), so the
+    files can stay wherever the host keeps them (a directory on Linux, a dict in memory).
+    A host copies only from the sources it gave (TypeError for another host's)."""
+
+    def digest(self, sources: Sequence[str], chown: str, chmod: str, add: bool) -> str:
+        """`file:<hex>`, `dir:<hex>` or `multi:<hex>` over the files and their metadata
+        (BadInput when a source is missing or outside the context)."""
+        ...
+
+
+class BuildHost(Protocol):
+    """What a build needs from the world besides the Engine: the Dockerfile and the context
+    it reads, and the two steps that touch a container's files or run its process (COPY,
+    RUN). The containers themselves are the Engine's (create, commit, rm), so that every
+    step is recorded as those commands are; the host only fills and runs them."""
+
+    def read_dockerfile(self, context_dir: str, dockerfile: str | None) -> tuple[str, str]:
+        """(name to show in errors, text): `dockerfile` within the context (default
+        `Dockerfile`) or an absolute path; BadInput, one line, if there is none."""
+        ...
+
+    def context(self, context_dir: str) -> AbstractContextManager[CopySource]: ...
+
+    def image_root(self, image: str) -> AbstractContextManager[CopySource]:
+        """An image's files, for COPY --from, for the length of the block."""
+        ...
+
+    def copy(self, source: CopySource, container: str, sources: Sequence[str], dest: str,
+             chown: str, chmod: str, add: bool) -> None:
+        """Copy into the container's read-write layer (dest absolute, '/'-ended for dirs)."""
+        ...
+
+    def run(self, container: str, out: Callable[[str], None]) -> int:
+        """Start the container, stream its output, wait for it to be recorded stopped;
+        return its exit code."""
+        ...
+
+
+# --- ids -------------------------------------------------------------------------------------
 
 
 class Ids(Protocol):

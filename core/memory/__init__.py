@@ -11,6 +11,8 @@ against both), but hold everything in dicts:
   is a real lock; a process whose command is `echo WORDS` writes WORDS to its log when it
   starts.
 - registry.py, MemoryRegistry: repositories of manifests, configs and layer blobs.
+- build_host.py, MemoryBuildHost: a build's context as a dict of files, COPY into the
+  read-write layer's dict, RUN as a script (what it prints, writes and exits with).
 - ids.py: deterministic ids and a ticking clock.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.memory.build_host import MemoryBuildHost, MemoryFile, MemorySource, Scripted
 from core.memory.ids import CountingIds, TickingClock
 from core.memory.layers import (
     MemoryArchive,
@@ -33,8 +36,9 @@ from core.memory.registry import MemoryFetched, MemoryReference, MemoryRegistry,
 from core.memory.runtime import SURVIVABLE, FakeProcess, MemoryAttachment, MemoryRuntime
 
 __all__ = ["SURVIVABLE", "CountingIds", "FakeProcess", "MemoryArchive", "MemoryAttachment",
-           "MemoryBlob", "MemoryEventLog", "MemoryFetched", "MemoryImage", "MemoryLayerStore",
-           "MemoryReference", "MemoryRegistry", "MemoryRemote", "MemoryRuntime", "MemoryStaged",
+           "MemoryBlob", "MemoryBuildHost", "MemoryEventLog", "MemoryFetched", "MemoryFile",
+           "MemoryImage", "MemoryLayerStore", "MemoryReference", "MemoryRegistry",
+           "MemoryRemote", "MemoryRuntime", "MemorySource", "MemoryStaged", "Scripted",
            "TickingClock", "WorldReader", "layer_bytes", "layer_files", "memory_engine"]
 
 

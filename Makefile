@@ -49,6 +49,7 @@ $(VENV)/probe: tests/probes/probe.c | $(STAMP) deb
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # What needs no root, in under a minute: the unit tests (the kernel adapters' among them,
 # through the recording double of adapters/kernel/syscalls.py), the model tests and the

@@ -142,7 +142,8 @@ class _Lexer:
 
     def words(self, split: bool) -> list[str]:
         words: list[str] = []
-        word, has = [], False
+        word: list[str] = []
+        has = False
         while self.pos < len(self.text):
             ch = self.text[self.pos]
             self.pos += 1
@@ -178,7 +179,7 @@ class _Lexer:
         return out
 
     def _double(self) -> str:
-        out = []
+        out: list[str] = []
         while self.pos < len(self.text):
             ch = self.text[self.pos]
             self.pos += 1
@@ -225,7 +226,7 @@ class _Lexer:
         return word if value else ""
 
     def _word_until_brace(self) -> str:
-        out = []
+        out: list[str] = []
         while self.pos < len(self.text):
             ch = self.text[self.pos]
             self.pos += 1

@@ -97,7 +97,7 @@ class LayerBlob(Protocol):
     digest: str
     size: int
 
-    def write_to(self, out: BinaryIO) -> None: ...
+    def write_to(self, out: BinaryIO) -> object: ...
 
     def cleanup(self) -> None:
         """Free what producing the bytes held (a spool file); call once done."""

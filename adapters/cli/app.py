@@ -89,7 +89,7 @@ class _Parser(argparse.ArgumentParser):
                 width = os.get_terminal_size(sys.stdout.fileno()).columns
             except OSError:
                 width = 80
-        return self.formatter_class(prog=self.prog, width=width - 2)
+        return self.formatter_class(prog=self.prog, width=width - 2)  # type: ignore[call-arg]
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -107,7 +107,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     real_sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     only = command_name(list(argv)) if argv is not None else None
     owner = OWNER.get(only) if only else None
-    if owner is not None:  # only the named command's parser: see _OnlyOne
+    if owner is not None and only is not None:  # only the named command's parser: _OnlyOne
         owner.register(_OnlyOne(real_sub, only), add_format)
         return parser
     for module in MODULES:

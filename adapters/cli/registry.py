@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # every lamina command imports this module: http.client etc. wait
-    from adapters.registry.pull import Progress
+# Every lamina command imports this module: the registry client (http.client etc.) waits.
+from adapters.registry.progress import Progress
 
 COMMANDS = ("pull", "push", "login", "logout")
 
@@ -28,7 +28,7 @@ def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
-class PlainProgress:  # a Progress (adapters/registry/pull.py), by its methods
+class PlainProgress(Progress):
     """docker's non-terminal output: one line per layer per change of status."""
 
     def __init__(self, out: Any = None) -> None:
@@ -54,7 +54,7 @@ class PlainProgress:  # a Progress (adapters/registry/pull.py), by its methods
         pass
 
 
-class RichProgress:  # a Progress, by its methods
+class RichProgress(Progress):
     """A bar per layer on stderr, for a terminal."""
 
     def __init__(self) -> None:
@@ -95,8 +95,6 @@ class RichProgress:  # a Progress, by its methods
 
 def _progress(quiet: bool) -> Progress:
     if quiet:
-        from adapters.registry.pull import Progress
-
         return Progress()
     if sys.stderr.isatty():
         return RichProgress()

@@ -69,7 +69,8 @@ class Ctx:
         """Wait for the next worker to end or `timeout`; False once the client hung up."""
         gone = req.conn.hangup()
         settle = asyncio.ensure_future(self.workers.settle(timeout))
-        await asyncio.wait([gone, settle], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([gone, settle],  # type: ignore[type-var]  # mixed futures
+                           return_when=asyncio.FIRST_COMPLETED)
         settle.cancel()
         return not gone.done()
 

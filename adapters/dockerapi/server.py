@@ -169,7 +169,7 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None) 
     ctx = Ctx(root=root, engine=engine, workers=Workers(engine, loop))
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, lambda: None if stop.done() else stop.set_result(None))
     logs.log("info", "serving", socket=socket_path, root=root, pid=os.getpid())
     if ready is not None:
         ready()

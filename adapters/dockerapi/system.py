@@ -50,7 +50,7 @@ async def info(ctx: Ctx, req: Request) -> int:
 
     containers = ctx.log.containers()
     uname = os.uname()
-    doc = {
+    doc: dict[str, Any] = {
         "ID": "lamina", **shapes.system_counts(containers), "Images": len(ctx.log.images()),
         "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "overlayfs"]],
         "Plugins": {"Volume": [], "Network": ["host", "none"], "Authorization": None,
@@ -152,12 +152,14 @@ async def events(ctx: Ctx, req: Request) -> int:
     filters = req.filters()
     conn = req.conn
     if since is None:  # docker's default: what happens from now on, no backlog
-        msgs, last = [], ctx.log.last_seq()
+        msgs: list[dict[str, Any]] = []
+        last = ctx.log.last_seq()
     else:
         msgs, last = _batch(ctx, 0, since, until, filters)
     await conn.start_stream(200, "application/json")
     await conn.stream(b"".join(dumps(m) + b"\n" for m in msgs))
-    until_t = shapes.parse_at(until).timestamp() if until else None
+    until_at = shapes.parse_at(until) if until else None
+    until_t = until_at.timestamp() if until_at else None
     while until_t is None or time.time() < until_t:
         if not await ctx.idle(req, 0.1):
             return 499

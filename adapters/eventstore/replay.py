@@ -23,7 +23,7 @@ PROJECTION_VERSION = 2  # 2: tagging a removed image makes it top-level again
 
 # The events after which a stream's aggregate no longer exists (ImageRemoved: unless `kept`).
 ENDINGS = ("ContainerRemoved", "ImageRemoved", "LayerRemoved")
-_scan_json = json.JSONDecoder().scan_once
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C scanner
 
 
 def _loads(text: str) -> Any:
@@ -65,12 +65,12 @@ def fold(con: sqlite3.Connection, world: World | None = None, until: int | None 
     if until is not None:
         sql += " AND seq <= ?"
         args.append(until)
-    if prune:
+    if prune and until is not None:  # until is set whenever prune is (above)
         _mark_gone(con, world.seq, until)
         sql += " AND stream NOT IN temp.gone"
     current = current_schema()
     loads = _loads
-    tables = {"container": world.containers, "image": world.images, "layer": world.layers}
+    tables: dict[str, dict[str, Any]] = {kind: world.table(kind) for kind in KINDS}
     evolvers, creators = EVOLVERS, CREATORS
     seq = world.seq
     for seq, stream, version, type_, schema, data, at in con.execute(sql + " ORDER BY seq",

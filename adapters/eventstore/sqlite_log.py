@@ -248,7 +248,8 @@ class SqliteEventLog:
         marks = ",".join("?" * len(states))
         rows = self.con.execute(f"SELECT doc FROM containers WHERE state IN ({marks}) "
                                 "ORDER BY rowid", tuple(states))
-        return [from_doc("container", json.loads(doc)) for (doc,) in rows]
+        found: list[Any] = [from_doc("container", json.loads(doc)) for (doc,) in rows]
+        return found
 
     def container_named(self, name: str) -> Container | None:
         return self._one("container", "name = ?", name)

@@ -73,7 +73,7 @@ class IdRange(NamedTuple):
 
     inside: int
     outside: int
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count, as the file format names it
 
     def to_host(self, ident: int) -> int | None:
         offset = ident - self.inside
@@ -146,7 +146,7 @@ class SubordinateRange(NamedTuple):
     """One `name:start:count` line of /etc/subuid or /etc/subgid."""
 
     start: int
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, as above
 
 
 def subordinate_ranges(path: str, user: str, uid: int | None = None) -> list[SubordinateRange]:

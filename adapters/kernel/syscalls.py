@@ -73,6 +73,10 @@ class Syscalls(Protocol):
     def glob(self, pattern: str) -> list[str]: ...
 
 
+def _realpath(path: str) -> str:
+    return os.path.realpath(path)
+
+
 def _touch(path: str) -> None:
     """An empty file at path unless one is there (a bind target): open(path, "a")."""
     open(path, "a").close()
@@ -133,7 +137,7 @@ class Linux:
     exists = staticmethod(os.path.exists)
     isdir = staticmethod(os.path.isdir)
     islink = staticmethod(os.path.islink)
-    realpath = staticmethod(os.path.realpath)
+    realpath = staticmethod(_realpath)
     glob = staticmethod(glob.glob)
 
 

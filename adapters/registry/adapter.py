@@ -11,7 +11,8 @@ from typing import Any
 
 from adapters.registry import auth
 from adapters.registry.client import Client, RegistryError
-from adapters.registry.pull import FetchedSession, Progress, RemoteImage, fetch, resolve
+from adapters.registry.progress import Progress
+from adapters.registry.pull import FetchedSession, RemoteImage, fetch, resolve
 from adapters.registry.push import push_image
 from adapters.registry.reference import Reference, parse
 from core.distribution import PushOutcome

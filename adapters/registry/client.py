@@ -18,6 +18,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -332,26 +333,26 @@ class Client:
                        write_to: Callable[[Any], None], chunk: int,
                        progress: Callable[[int], None]) -> None:
         """PATCH the blob in pieces of `chunk` bytes, then PUT ?digest= to close it."""
-        state = {"location": location, "sent": 0}
+        state = _Upload(location)
 
         def flush(data: bytes) -> None:
-            start = state["sent"]
+            start = state.sent
             headers = {"Content-Type": "application/octet-stream",
                        "Content-Length": str(len(data)),
                        "Content-Range": f"{start}-{start + len(data) - 1}"}
-            resp = self.request("PATCH", state["location"], headers=headers, body=data,
+            resp = self.request("PATCH", state.location, headers=headers, body=data,
                                 ok=(202,), what=f"upload of {digest}")
             resp.read()
-            state["location"] = self._location(resp, digest)
-            state["sent"] = start + len(data)
-            progress(state["sent"])
+            state.location = self._location(resp, digest)
+            state.sent = start + len(data)
+            progress(state.sent)
 
         sink = _Chunker(chunk, flush)
         write_to(sink)
         sink.close()
-        if state["sent"] != size:
-            raise RegistryError(f"upload of {digest}: sent {state['sent']} of {size} bytes")
-        loc = state["location"]
+        if state.sent != size:
+            raise RegistryError(f"upload of {digest}: sent {state.sent} of {size} bytes")
+        loc = state.location
         resp = self.request("PUT", loc + ("&" if "?" in loc else "?") + f"digest={digest}",
                             headers={"Content-Length": "0"}, body=b"", ok=(201,),
                             what=f"upload of {digest}")
@@ -442,6 +443,14 @@ class _Sender:
         return len(data)
 
 
+@dataclass
+class _Upload:
+    """A chunked upload's place: where the next PATCH goes, and how much has gone."""
+
+    location: str
+    sent: int = 0
+
+
 class _Chunker:
     """A file-like sink that hands on `chunk`-byte pieces (the last one shorter)."""
 
@@ -462,7 +471,7 @@ class _Chunker:
 
 
 def _connect(scheme: str, netloc: str,
-             sockets: set[Any] | None = None) -> http.client.HTTPConnection:
+             sockets: weakref.WeakSet[Any] | None = None) -> http.client.HTTPConnection:
     """A connection; with `sockets`, every socket it opens is added there (for abort)."""
     if scheme == "https":
         import ssl

@@ -35,6 +35,7 @@ from adapters.registry.client import (
     Client,
     RegistryError,
 )
+from adapters.registry.progress import Progress
 from adapters.registry.reference import Reference
 from core.distribution import choose_platform
 from core.errors import BadInput, NotFound
@@ -44,19 +45,6 @@ from core.errors import BadInput, NotFound
 # the rest): measured, 3 threads or a read-ahead thread per layer gained nothing there.
 WORKERS = min(3, max(2, os.cpu_count() or 2))
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-class Progress:
-    """What a pull or push reports as it goes; this one says nothing (tests, --quiet)."""
-
-    def begin(self, title: str, layers: Sequence[tuple[str, int, str]]) -> None:
-        """`layers`: (digest, size, first status) for each layer."""
-
-    def update(self, digest: str, status: str, done: int = 0, total: int = 0) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
 
 
 def host_platform() -> str:
@@ -184,7 +172,7 @@ def fetch(client: Client, store: Any, remote: RemoteImage, need: Sequence[int],
                 if any(f.done() and f.exception() for f in futures):
                     stop.set()
                 wait(futures)
-            errors = [f.exception() for f in futures if f.exception() is not None]
+            errors = [e for e in (f.exception() for f in futures) if e is not None]
             if errors:
                 raise _first_cause(errors)
             staged = {i: f.result() for f, i in futures.items()}

@@ -34,6 +34,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from core.model import Container
@@ -47,7 +48,7 @@ _RESERVED = frozenset({"l", "empty"})
 @dataclass
 class Finding:
     text: str
-    repair: Callable[[], None]
+    repair: Callable[[], object]
 
 
 @contextlib.contextmanager
@@ -108,7 +109,7 @@ def _cgroups(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
         if not _ours(runtime, cid, known) or (cid in known and known[cid].state in LIVE):
             continue
         yield Finding(f"cgroup lamina/{cid[:12]} belongs to no running container",
-                      lambda cid=cid: _locked(runtime, cid, lambda: _remove_cgroup(cid)))
+                      partial(_locked, runtime, cid, partial(_remove_cgroup, cid)))
 
 
 def _remove_cgroup(cid: str) -> None:
@@ -125,7 +126,7 @@ def _remove_cgroup(cid: str) -> None:
         pass
 
 
-def _locked(runtime: Any, cid: str, fn: Callable[[], None]) -> None:
+def _locked(runtime: Any, cid: str, fn: Callable[[], object]) -> None:
     """Run a repair only while nobody works on the container (else it is not stray)."""
     with idle(runtime, cid) as free:
         if free:
@@ -144,7 +145,7 @@ def _mounts(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
         top = os.path.relpath(m, layers_dir).split(os.sep)[0]
         cid = top.removeprefix("rw-")
         yield Finding(f"{m} is mounted but its container isn't running",
-                      lambda m=m, cid=cid: _locked(runtime, cid, lambda: unmount(m)))
+                      partial(_locked, runtime, cid, partial(unmount, m)))
 
 
 def _views(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
@@ -157,7 +158,7 @@ def _views(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
             continue
         yield Finding(f"container {c.id[:12]} ({c.name}) is {c.state} but its union view "
                       f"{merged} is not mounted on the host",
-                      lambda c=c: _locked(runtime, c.id, lambda: _remount(runtime, c)))
+                      partial(_locked, runtime, c.id, partial(_remount, runtime, c)))
 
 
 def _remount(runtime: Any, c: Container) -> None:
@@ -181,8 +182,7 @@ def _freezer(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
         want = "freeze" if c.state == "paused" else "thaw"
         yield Finding(f"container {c.id[:12]} ({c.name}) is {c.state} in the log but "
                       f"{'frozen' if frozen else 'not frozen'} on the host",
-                      lambda c=c, want=want: _locked(runtime, c.id,
-                                                     lambda: _set_freezer(c.id, want)))
+                      partial(_locked, runtime, c.id, partial(_set_freezer, c.id, want)))
 
 
 def _set_freezer(cid: str, want: str) -> None:
@@ -227,12 +227,12 @@ def _layers(runtime: Any) -> Iterator[Finding]:
             continue
         if name.startswith("rw-"):
             yield Finding(f"read-write layer {name[:15]} belongs to no container",
-                          lambda name=name: _locked(runtime, name[3:],
-                                                    lambda: store.remove_rw_layer(name)))
+                          partial(_locked, runtime, name[3:],
+                                  partial(store.remove_rw_layer, name)))
         else:
             yield Finding(f"layer {name[:12]} on disk is in no image the log knows "
                           "(half-written or half-removed)",
-                          lambda name=name: store.remove_layer(name))
+                          partial(store.remove_layer, name))
     for la in layers.values():
         problem = _layer_problem(store, la.id, la.diff_id)
         if problem:
@@ -273,8 +273,8 @@ def _container_dirs(runtime: Any) -> Iterator[Finding]:
         if cid in ids or next(runtime.log.read(stream=f"container:{cid}"), None) is None:
             continue  # known, or never recorded (a create may be about to record it)
         yield Finding(f"files of removed container {cid[:12]} are left in {parent}",
-                      lambda cid=cid: _locked(runtime, cid, lambda: shutil.rmtree(
-                          os.path.join(parent, cid), ignore_errors=True)))
+                      partial(_locked, runtime, cid, partial(
+                          shutil.rmtree, os.path.join(parent, cid), ignore_errors=True)))
 
 
 def _staging(runtime: Any) -> Iterator[Finding]:
@@ -298,7 +298,7 @@ def _staging(runtime: Any) -> Iterator[Finding]:
                     continue
             except FileNotFoundError:
                 continue
-        yield Finding(f"staging leftover {path}", lambda path=path: _remove_path(path))
+        yield Finding(f"staging leftover {path}", partial(_remove_path, path))
 
 
 def _remove_path(path: str) -> None:

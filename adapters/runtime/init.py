@@ -32,6 +32,7 @@ from core.process import ProcessSpec
 
 if TYPE_CHECKING:
     from adapters.kernel.idmap import IdMap
+    from adapters.kernel.rootfs import CgroupMount
 
 
 @dataclass
@@ -45,7 +46,7 @@ class InitPlan:
     stderr: int = -1
     console: str | None = None  # the pty slave's path when there is a terminal
     seccomp: bytes | None = None  # the compiled filter (adapters/kernel/seccomp.py)
-    cgroup_mounts: Sequence[rootfs.CgroupMount] = ()  # its /sys/fs/cgroup, namespaced
+    cgroup_mounts: Sequence[CgroupMount] = ()  # its /sys/fs/cgroup, namespaced
     devices: Sequence[Node] = ()  # the nodes of its /dev (adapters/kernel/devices.py)
     # A --userns-remap root's container: its maps, and the host node bound at each path of
     # its /dev (a user namespace may not mknod), a detached mount of it (adapters/kernel/

@@ -391,7 +391,9 @@ def _hold_host_inputs(plan: InitPlan) -> list[int]:
 
     fds: list[int] = []
 
-    def held(path: str) -> int:
+    def held(path: str | int) -> int:
+        if isinstance(path, int):
+            return path  # held already
         fds.append(cloned_tree(path))
         return fds[-1]
 

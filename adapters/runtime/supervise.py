@@ -28,7 +28,7 @@ import signal
 import struct
 import sys
 import termios
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from adapters.runtime import frames
 from adapters.runtime.logfile import JsonLog
@@ -87,7 +87,9 @@ def main(arg: str) -> None:
     import _socket
 
     job = json.loads(arg)
-    ctl = _socket.socket(fileno=job["ctl"])
+    # _socket, not socket: this process starts with every container, and socket costs an
+    # import; the object is the same one socket.socket wraps.
+    ctl = cast("socket.socket", _socket.socket(fileno=job["ctl"]))
     code = 1
     try:
         code = _run(job, ctl)

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from adapters.storage.layertar import (
+    ENCODING,
     HashingSink,
     StrictTarInfo,
     split_member_name,
@@ -71,7 +72,6 @@ _MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
 _INDEXES = (OCI_INDEX, DOCKER_LIST)
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _HEX_NAME = re.compile(r"(?:^|/)(?:sha256:)?([0-9a-f]{64})(?:\.json|\.tar)?$")
-_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
 _CHUNK = 1 << 20
 _MAX_JSON = 64 << 20  # a manifest or config bigger than this is not one
 SPLIT_MAGIC = b"lamina-tar-split 1\n"
@@ -127,7 +127,9 @@ def _json(value: Any) -> bytes:
 def archive_entries(images: Sequence[SaveImage]) -> list[tuple[str, Any]]:
     """(name, bytes or blob) of every file of the archive, sorted by name."""
     files: dict[str, Any] = {}
-    manifest, index, repositories = [], [], {}
+    manifest: list[dict[str, Any]] = []
+    index: list[dict[str, Any]] = []
+    repositories: dict[str, dict[str, str]] = {}
     for img in images:
         if "sha256:" + hashlib.sha256(img.config).hexdigest() != "sha256:" + img.id:
             raise BadInput(f"image {img.id[:12]}: its config does not hash to its id")
@@ -183,11 +185,11 @@ def write_archive(images: Sequence[SaveImage], out: BinaryIO) -> tuple[str, int]
         info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
         if content is None:
             info.type, info.mode = tarfile.DIRTYPE, 0o755
-            sink.write(info.tobuf(tarfile.PAX_FORMAT, **_ENCODING))
+            sink.write(info.tobuf(tarfile.PAX_FORMAT, **ENCODING))
             continue
         info.mode = 0o644
         info.size = len(content) if isinstance(content, bytes) else content.size
-        sink.write(info.tobuf(tarfile.PAX_FORMAT, **_ENCODING))
+        sink.write(info.tobuf(tarfile.PAX_FORMAT, **ENCODING))
         before = sink.size
         if isinstance(content, bytes):
             sink.write(content)
@@ -268,7 +270,7 @@ class ArchiveReader:
         self.file = open(path, "rb")  # noqa: SIM115 (closed by close())
         try:
             self.tar = tarfile.open(fileobj=self.file, mode="r:",  # noqa: SIM115
-                                    tarinfo=_StrictTarInfo, **_ENCODING)
+                                    tarinfo=_StrictTarInfo, **ENCODING)
             self.members = _index_members(self.tar)
         except tarfile.TarError as err:
             self.close()
@@ -487,7 +489,8 @@ def _image(data: bytes, what: str) -> LoadImage:
         raise BadInput(f"{what} is not a JSON object")
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or rootfs.get("type") != "layers" or \
+    if not isinstance(diff_ids, list) or not isinstance(rootfs, dict) or \
+            rootfs.get("type") != "layers" or \
             not all(isinstance(d, str) and _DIGEST.match(d) for d in diff_ids):
         raise BadInput(f"{what}: rootfs is not a list of sha256 diff_ids")
     if config.get("os", "linux") != "linux":

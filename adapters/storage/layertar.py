@@ -52,7 +52,7 @@ import re
 import stat
 import tarfile
 from collections import OrderedDict
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol, Self, TypedDict, cast
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -62,7 +62,16 @@ OVERLAY_OPAQUE = "trusted.overlay.opaque"
 PRIVATE_XATTRS = ("trusted.overlay.", "user.overlay.")
 XATTR_PAX = "SCHILY.xattr."
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}
+
+
+class _Encoding(TypedDict):
+    encoding: str
+    errors: str
+
+
+# Names in tars are bytes; surrogateescape carries any of them through str and back.
+ENCODING: _Encoding = {"encoding": "utf-8", "errors": "surrogateescape"}
+
 _DIR_FD_CACHE = 128
 _WHITEOUT = b"whiteout"  # kinds of tree entries, and what the extractor records
 _OPAQUE = b"opaque"
@@ -78,7 +87,7 @@ class LayerError(ValueError):
 # --- writing ------------------------------------------------------------------------------
 
 
-def write_layer_tar(diff_dir: str, out_fileobj: BinaryIO) -> tuple[str, int]:
+def write_layer_tar(diff_dir: str, out_fileobj: Sink) -> tuple[str, int]:
     """Archive a layer directory as an OCI layer tar; return (diff_id, bytes written).
 
     Overlay whiteouts become `.wh.` files and opaque directories get a `.wh..wh..opq` entry.
@@ -87,7 +96,7 @@ def write_layer_tar(diff_dir: str, out_fileobj: BinaryIO) -> tuple[str, int]:
     return _TarWriter(out_fileobj, layer=True).archive(diff_dir)
 
 
-def write_flat_tar(root_dir: str, out: BinaryIO) -> tuple[str, int]:
+def write_flat_tar(root_dir: str, out: Sink) -> tuple[str, int]:
     """Archive a plain directory tree (an `export` of a mounted union view) deterministically.
 
     No whiteout conversion: a union view has none. Returns (sha256 digest, bytes written).
@@ -118,10 +127,17 @@ def chain_id(diff_ids: list[str]) -> str:
     return chain_ids(diff_ids)[-1]
 
 
+class Sink(Protocol):
+    """Where a tar is written: a file, a pipe, a socket's file, or nothing (a digest only).
+    A raw file may write less than asked and say how much; a buffered one returns None."""
+
+    def write(self, data: bytes | memoryview, /) -> int | None: ...
+
+
 class HashingSink:
     """Writes to the output while hashing and counting."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: Sink) -> None:
         self.out = out
         self.hash = hashlib.sha256()
         self.size = 0
@@ -130,7 +146,8 @@ class HashingSink:
         self.hash.update(data)
         done = self.out.write(data)
         while done is not None and done < len(data):  # a raw file or pipe may write less
-            done += self.out.write(memoryview(data)[done:])
+            more = self.out.write(memoryview(data)[done:])
+            done = len(data) if more is None else done + more
         self.size += len(data)
         return len(data)
 
@@ -138,7 +155,7 @@ class HashingSink:
 class _TarWriter:
     """One archive: headers through TarInfo.tobuf, file data in 1 MiB reads."""
 
-    def __init__(self, out: BinaryIO, layer: bool) -> None:
+    def __init__(self, out: Sink, layer: bool) -> None:
         self.sink = HashingSink(out)
         self.layer = layer
         self.buf = bytearray(CHUNK)
@@ -164,7 +181,7 @@ class _TarWriter:
         if self._hardlink(info, st):
             self._header(info)
             return
-        info.pax_headers = {XATTR_PAX + k: v.decode(**_ENCODING)
+        info.pax_headers = {XATTR_PAX + k: v.decode(**ENCODING)
                             for k, v in _read_xattrs(path).items()}
         self._header(info)
         if info.type == tarfile.REGTYPE and info.size:
@@ -211,7 +228,7 @@ class _TarWriter:
         self._header(info)
 
     def _header(self, info: tarfile.TarInfo) -> None:
-        self.sink.write(info.tobuf(tarfile.PAX_FORMAT, **_ENCODING))
+        self.sink.write(info.tobuf(tarfile.PAX_FORMAT, **ENCODING))
 
     def _data(self, rel: str, path: str, st: os.stat_result) -> None:
         """Stream exactly st_size bytes (the size the header promised), then pad the block."""
@@ -318,7 +335,8 @@ def extract_layer_tar(tar_fileobj: BinaryIO, dest_dir: str,
     src = TarStream(tar_fileobj, split)
     extractor = _Extractor(dest_dir, src)
     try:
-        archive = tarfile.TarFile(fileobj=src, mode="r", tarinfo=StrictTarInfo, **_ENCODING)
+        archive = tarfile.TarFile(fileobj=cast(IO[bytes], src), mode="r",
+                                  tarinfo=StrictTarInfo, **ENCODING)
         for member in archive:
             extractor.add(member, archive)
         extractor.finish()
@@ -444,12 +462,12 @@ class StrictTarInfo(tarfile.TarInfo):
     error: type[Exception] = LayerError
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.EOFHeaderError:
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # private, not in typeshed
             raise
-        except tarfile.EmptyHeaderError:
+        except tarfile.EmptyHeaderError:  # type: ignore[attr-defined]  # private, as above
             raise cls.error("truncated tar: no end-of-archive block") from None
         except tarfile.HeaderError as exc:
             raise cls.error(f"truncated or corrupt tar header: {exc}") from None
@@ -699,5 +717,5 @@ def _member_xattrs(m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
         name = key[len(XATTR_PAX):]
         if name.startswith(PRIVATE_XATTRS):
             raise LayerError(f"{m.name!r}: sets overlayfs-private xattr {name!r}")
-        out.append((name, value.encode(**_ENCODING)))
+        out.append((name, value.encode(**ENCODING)))
     return out

@@ -38,6 +38,7 @@ from adapters.storage.union import (  # noqa: F401 - is_whiteout, is_opaque: nam
     is_whiteout,
     union_stat,
 )
+from core import ports
 from core.errors import BadInput, Conflict
 from core.ports import LayerInfo, SaveEntry
 
@@ -70,7 +71,7 @@ class StagedLayer:
 class LayerBlob:
     """A stored layer as its tar: `size` bytes with sha256 `digest`, written by `write_to`."""
 
-    def __init__(self, digest: str, size: int, write_to: Callable[[BinaryIO], None],
+    def __init__(self, digest: str, size: int, write_to: Callable[[BinaryIO], object],
                  cleanup: Callable[[], None] | None = None) -> None:
         self.digest, self.size, self.write_to = digest, size, write_to
         self.cleanup = cleanup or (lambda: None)
@@ -177,8 +178,11 @@ class LinuxLayerStore:
                            f"got {diff_id}")
         return StagedLayer(stage, diff_id, size)
 
-    def install_layer(self, staged: StagedLayer, parent: str | None) -> LayerInfo:
-        """Move a staged layer into the store (one rename)."""
+    def install_layer(self, staged: ports.StagedLayer, parent: str | None) -> LayerInfo:
+        """Move a staged layer into the store (one rename). Only this store's own staged
+        layers can be installed: anything else is a programming error."""
+        if not isinstance(staged, StagedLayer):
+            raise TypeError(f"not a layer staged by this store: {staged!r}")
         return self._install(staged.path, staged.diff_id, parent)
 
     def _install(self, stage: str, diff_id: str, parent: str | None) -> LayerInfo:
@@ -477,7 +481,7 @@ def _init_layer(path: str, lowers: Sequence[str]) -> None:
 class _NullSink:
     """A file that keeps nothing: the layer tar is written only to be digested."""
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview, /) -> int:
         return len(data)
 
 

@@ -187,7 +187,8 @@ def container_stack(source: Any, c: Container, store: Any) -> Stack:
     boxes = layer_boxes(image, layers) if image else ()
     lowers = [store.diff_dir(b.id) for b in reversed(boxes)] if store else []
     rw = LayerBox(c.rw_layer, f"read-write layer of {c.name}", -1, rw=True)  # -1: unknown
-    changes, union = None, ()
+    changes = None
+    union: tuple[str, ...] = ()
     if source.live and store is not None:
         from adapters.storage import inspect
 

@@ -57,7 +57,7 @@ def stack_renderable(s: Stack) -> Any:
 
     union = "union view: " + (" ".join(s.union) if s.union else "(files not on this host)")
     parts = [_layers_table(s), _changes(s), union]
-    body = Group(*[p for p in parts if p])
+    body: Group | Panel = Group(*[p for p in parts if p])
     if s.process is not None:
         p = s.process
         procs = ", ".join(f"{pid} ({c})" if c else str(pid)

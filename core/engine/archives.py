@@ -78,7 +78,7 @@ def _save_targets(e: EngineBase, ref: str) -> list[tuple[Image, str | None]]:
             found = [(i, t) for i in e.log.images() for t in i.tags
                      if t.rsplit(":", 1)[0] == ref]
             if found:
-                return sorted(found, key=lambda it: it[1])
+                return sorted(found, key=lambda it: it[1] or "")
     return [(e.image(ref), None)]
 
 

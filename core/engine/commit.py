@@ -15,6 +15,7 @@ from core.engine.containers import ending, image_of
 from core.engine.images import changed, tag_events
 from core.images import chain_id, image_config, image_id
 from core.model import Container, Image
+from core.ports import LayerInfo
 from core.references import normalize_tag
 from events import types as ev
 
@@ -51,11 +52,12 @@ def commit_layer(e: EngineBase, c: Container, image: Image) -> Any:
             e.runtime.thaw(c)
 
 
-def _record(e: EngineBase, cmd: Command, c: Container, image: Image, info: Any,
+def _record(e: EngineBase, cmd: Command, c: Container, image: Image, info: LayerInfo,
             tag: str | None, comment: str, author: str,
             changes: dict[str, Any] | None) -> str:
     parent_layer = image.layers[-1] if image.layers else None
-    parent_chain = e.log.layer(parent_layer).chain_id if parent_layer else None
+    parent = e.log.layer(parent_layer) if parent_layer else None
+    parent_chain = parent.chain_id if parent else None
     diff_ids = list(image.config.get("rootfs", {}).get("diff_ids", [])) + [info.diff_id]
     created_by = " ".join(c.cmd) if c.cmd else ""
     cfg = image_config(base=image.config, diff_ids=diff_ids, created=e.clock(),

@@ -97,7 +97,7 @@ class MemoryRuntime:
     def stop(self, container: Container, timeout: float) -> Ended:
         proc = self.procs.get(container.id)
         if proc is None or not proc.alive:
-            return Ended(signal=0, exit_code=proc.exit_code if proc else 0)
+            return Ended(signal=0, exit_code=proc.exit_code or 0 if proc else 0)
         return self._end(proc, _signal.SIGTERM)
 
     def freeze(self, container: Container) -> None:

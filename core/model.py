@@ -78,7 +78,26 @@ class Layer:
     comment: str = ""
 
 
-Aggregate = Container | Image | Layer
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """A volume: a directory outside every union view that containers mount and outlive.
+
+    `id` is its name (docker's volumes have no other id). `users` maps each container that
+    mounts it, running or not, to the paths it mounts it at: a volume with users can't be
+    removed.
+    """
+
+    id: str
+    version: int
+    created: str
+    driver: str = "local"
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    anonymous: bool = False
+    users: dict[str, list[str]] = field(default_factory=dict)
+
+
+Aggregate = Container | Image | Layer | Volume
 
 
 def _replacer(cls: type) -> Callable[..., Any]:
@@ -208,6 +227,31 @@ def _layer_removed(_: Layer, rec: Recorded) -> None:
     return None
 
 
+def _volume_created(_: Volume | None, rec: Recorded) -> Volume:
+    d = rec.data
+    return Volume(id=d["id"], version=rec.version, created=rec.at,
+                  driver=d.get("driver") or "local", labels=d.get("labels") or {},
+                  options=d.get("options") or {}, anonymous=bool(d.get("anonymous")))
+
+
+def _volume_mounted(v: Volume, rec: Recorded) -> Volume:
+    cid, target = rec.data["container"], rec.data["target"]
+    users = {**v.users, cid: [*v.users.get(cid, ()), target]}
+    return replace(v, version=rec.version, users=users)
+
+
+def _volume_unmounted(v: Volume, rec: Recorded) -> Volume:
+    users = {k: t for k, t in v.users.items() if k != rec.data["container"]}
+    return replace(v, version=rec.version, users=users)
+
+
+def _volume_removed(v: Volume, rec: Recorded) -> None:
+    if v.users:
+        raise ProjectionError(f"seq {rec.seq}: volume {v.id} removed while containers "
+                              f"{', '.join(c[:12] for c in v.users)} use it")
+    return None
+
+
 def _recorded_only(agg: Any, rec: Recorded) -> Any:
     """An audit event (save, load, export): the stream's version moves, nothing else does
     (no lifecycle move: a container's state stays what it was)."""
@@ -237,9 +281,13 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "ImageSaved": _recorded_only,
     "ImageLoaded": _recorded_only,
     "ContainerExported": _recorded_only,
+    "VolumeCreated": _volume_created,
+    "VolumeMounted": _volume_mounted,
+    "VolumeUnmounted": _volume_unmounted,
+    "VolumeRemoved": _volume_removed,
 }
 
-CREATORS = frozenset({"ContainerCreated", "ImageCreated", "LayerRegistered"})
+CREATORS = frozenset({"ContainerCreated", "ImageCreated", "LayerRegistered", "VolumeCreated"})
 
 
 def evolve(agg: Any, rec: Recorded) -> Any:
@@ -254,9 +302,11 @@ def evolve(agg: Any, rec: Recorded) -> Any:
     return fn(agg, rec)
 
 
-KINDS: dict[str, type] = {"container": Container, "image": Image, "layer": Layer}
+KINDS: dict[str, type] = {"container": Container, "image": Image, "layer": Layer,
+                          "volume": Volume}
 _FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in KINDS.values()}
-_TABLES = {"container": "containers", "image": "images", "layer": "layers"}
+_TABLES = {"container": "containers", "image": "images", "layer": "layers",
+           "volume": "volumes"}
 
 
 def to_doc(agg: Aggregate) -> dict[str, Any]:
@@ -280,6 +330,7 @@ class World:
     containers: dict[str, Container] = field(default_factory=dict)
     images: dict[str, Image] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)
+    volumes: dict[str, Volume] = field(default_factory=dict)
     seq: int = 0
 
     def table(self, kind: str) -> dict[str, Any]:
@@ -304,13 +355,14 @@ class World:
             "containers": [to_doc(c) for c in self.containers.values()],
             "images": [to_doc(i) for i in self.images.values()],
             "layers": [to_doc(la) for la in self.layers.values()],
+            "volumes": [to_doc(v) for v in self.volumes.values()],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> World:
         w = cls(seq=data["seq"])
-        for kind, key in (("container", "containers"), ("image", "images"), ("layer", "layers")):
+        for kind, key in _TABLES.items():
             table = w.table(kind)
-            for doc in data[key]:
+            for doc in data.get(key, ()):  # snapshots from before volumes have none
                 table[doc["id"]] = from_doc(kind, doc)
         return w

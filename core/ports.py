@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypedDict
 
-from core.model import Container, Image, Layer
+from core.model import Container, Image, Layer, Volume
 from events.envelope import Recorded
 
 if TYPE_CHECKING:
@@ -60,6 +60,10 @@ class EventLog(Protocol):
     def layer(self, lid: str) -> Layer | None: ...
 
     def layers(self) -> list[Layer]: ...
+
+    def volume(self, name: str) -> Volume | None: ...
+
+    def volumes(self) -> list[Volume]: ...
 
 
 # --- layers --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Each type has a schema version (SCHEMA). Old rows are never rewritten: when a type's shape
 changes, its SCHEMA goes up and an upcaster (events/upcasting.py) turns older data into the
 current shape on read. Every event belongs to one stream, named by its KIND and its `id`:
-`container:<id>`, `image:<id>`, `layer:<id>`, `command:<id>`, `root:root`.
+`container:<id>`, `image:<id>`, `layer:<id>`, `volume:<name>`, `command:<id>`, `root:root`.
 """
 
 from __future__ import annotations
@@ -296,6 +296,49 @@ class ContainerExported(Event):
     size: int = 0
 
 
+# --- volumes: data that outlives a container (stream `volume:<name>`) -----------------------
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class VolumeCreated(Event):
+    """A volume (`id` is its name): a directory of the root, outside every union view, that
+    containers mount and that outlives them. `anonymous` marks one made for a container
+    (`-v /path`, an image's VOLUME) with a random name; `rm -v` removes only those."""
+
+    KIND: ClassVar[str] = "volume"
+    driver: str = "local"
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    anonymous: bool = False
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class VolumeMounted(Event):
+    """A container (created in the same append) mounts the volume at `target`. It stays
+    the volume's user until VolumeUnmounted, running or not, as docker counts use."""
+
+    KIND: ClassVar[str] = "volume"
+    container: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class VolumeUnmounted(Event):
+    """The container was removed: it no longer uses the volume."""
+
+    KIND: ClassVar[str] = "volume"
+    container: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class VolumeRemoved(Event):
+    """`volume rm`, `volume prune` or `rm -v` (an anonymous one): its data is deleted
+    after this is recorded."""
+
+    KIND: ClassVar[str] = "volume"
+
+
 # --- builds: `lamina build`, step by step (stream `build:<id>`, audit only) ---------------------
 
 
@@ -411,6 +454,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CommandRejected, ImageSaved, ImageLoaded, ContainerExported, HostChecked, RootConfigured,
         PullStarted, LayerFetched, ImagePulled, Pushed,
         BuildStarted, StepCompleted, BuildFinished, BuildFailed,
+        VolumeCreated, VolumeMounted, VolumeUnmounted, VolumeRemoved,
     )
 }
 

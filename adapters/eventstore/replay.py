@@ -18,11 +18,11 @@ from events.envelope import Recorded
 from events.hashchain import canonical
 
 # Bump when the shape of the aggregates changes: older snapshots are then ignored.
-PROJECTION_VERSION = 2  # 2: tagging a removed image makes it top-level again
+PROJECTION_VERSION = 3  # 2: tagging a removed image makes it top-level again; 3: volumes
 
 
 # The events after which a stream's aggregate no longer exists (ImageRemoved: unless `kept`).
-ENDINGS = ("ContainerRemoved", "ImageRemoved", "LayerRemoved")
+ENDINGS = ("ContainerRemoved", "ImageRemoved", "LayerRemoved", "VolumeRemoved")
 _scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C scanner
 
 

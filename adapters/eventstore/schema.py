@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the volumes table
 
 APPEND_ONLY_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
@@ -29,6 +29,8 @@ def migrate(con: sqlite3.Connection) -> None:
     version = con.execute("PRAGMA user_version").fetchone()[0]
     if version < 1:
         _create_v1(db)
+    if version < 2:
+        _create_v2(db)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -52,3 +54,9 @@ def _create_v1(db) -> None:
                                   index_name="containers_name")
     db["snapshots"].create({"seq": int, "at": str, "projection": int, "world": str}, pk="seq",
                            if_not_exists=True)
+
+
+def _create_v2(db) -> None:
+    """Volumes' read model. A log written before volumes has no volume events: the table
+    starts empty and is right."""
+    db["volumes"].create({"id": str, "version": int, "doc": str}, pk="id", if_not_exists=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.eventstore.schema import SCHEMA_VERSION, migrate
 from core.errors import ConcurrencyError, StoreError
-from core.model import KINDS, Container, Image, Layer, evolve, from_doc, to_doc
+from core.model import KINDS, Container, Image, Layer, Volume, evolve, from_doc, to_doc
 from events.envelope import Recorded
 from events.hashchain import GENESIS, canonical, row_hash
 
@@ -276,6 +276,12 @@ class SqliteEventLog:
     def layers(self) -> list[Layer]:
         return self._all("layer")
 
+    def volume(self, name: str) -> Volume | None:
+        return self._one("volume", "id = ?", name)
+
+    def volumes(self) -> list[Volume]:
+        return self._all("volume")
+
 
 def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
     """Upsert one aggregate's read-model row (the same form for appends and rebuilds)."""
@@ -291,8 +297,8 @@ def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
     elif kind == "image":
         con.execute("INSERT OR REPLACE INTO images (id, version, tags, doc) VALUES (?,?,?,?)",
                     (agg.id, agg.version, canonical(list(agg.tags)), doc))
-    else:
-        con.execute("INSERT OR REPLACE INTO layers (id, version, doc) VALUES (?,?,?)",
+    else:  # layers, volumes
+        con.execute(f"INSERT OR REPLACE INTO {kind}s (id, version, doc) VALUES (?,?,?)",
                     (agg.id, agg.version, doc))
 
 

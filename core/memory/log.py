@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from core.errors import ConcurrencyError
-from core.model import Container, Image, Layer, World
+from core.model import Container, Image, Layer, Volume, World
 from events.envelope import Recorded
 from events.types import Event
 
@@ -50,6 +50,12 @@ class WorldReader:
     def layers(self) -> list[Layer]:
         return list(self.world.layers.values())
 
+    def volume(self, name: str) -> Volume | None:
+        return self.world.volumes.get(name)
+
+    def volumes(self) -> list[Volume]:
+        return list(self.world.volumes.values())
+
 
 class MemoryEventLog(WorldReader):
     """A list of Recorded events and a World folded from them as they are appended."""
@@ -68,7 +74,7 @@ class MemoryEventLog(WorldReader):
         versions = dict(self.versions)
         world = copy.copy(self.world)
         world.containers, world.images = dict(world.containers), dict(world.images)
-        world.layers = dict(world.layers)
+        world.layers, world.volumes = dict(world.layers), dict(world.volumes)
         out = []
         for i, event in enumerate(events):
             stream = event.stream()

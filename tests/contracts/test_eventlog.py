@@ -108,6 +108,37 @@ class EventLogContract:
         assert [log.container(CID)] == before
         assert list(log.read())[-1].type == "CommandRejected"
 
+    def test_a_volume_counts_its_users_and_outlives_them(self, log) -> None:
+        self.create(log)
+        log.append([ev.VolumeCreated(id="data", labels={"a": "b"}),
+                    ev.VolumeMounted(id="data", container=CID, target="/var/lib/db"),
+                    ev.VolumeMounted(id="data", container=CID, target="/backup",
+                                     read_only=True)],
+                   expected={"volume:data": 0}, meta=META)
+        v = log.volume("data")
+        assert (v.version, v.labels, v.anonymous) == (3, {"a": "b"}, False)
+        assert v.users == {CID: ["/var/lib/db", "/backup"]}
+        log.append([ev.ContainerRemoved(id=CID), ev.VolumeUnmounted(id="data", container=CID)],
+                   expected={f"container:{CID}": 1, "volume:data": 3}, meta=META)
+        assert log.volume("data").users == {}
+        assert [v.id for v in log.volumes()] == ["data"]
+
+    def test_a_volume_in_use_cannot_be_removed_and_a_name_can_come_back(self, log) -> None:
+        self.create(log)
+        log.append([ev.VolumeCreated(id="data"),
+                    ev.VolumeMounted(id="data", container=CID, target="/d")],
+                   expected={"volume:data": 0}, meta=META)
+        before = list(log.read())
+        with pytest.raises(ProjectionError, match="while containers"):
+            log.append([ev.VolumeRemoved(id="data")], expected={"volume:data": 2}, meta=META)
+        assert list(log.read()) == before
+        log.append([ev.VolumeUnmounted(id="data", container=CID), ev.VolumeRemoved(id="data")],
+                   expected={"volume:data": 2}, meta=META)
+        assert log.volume("data") is None and log.volumes() == []
+        log.append([ev.VolumeCreated(id="data", anonymous=True)],
+                   expected={"volume:data": 4}, meta=META)
+        assert (log.volume("data").version, log.volume("data").anonymous) == (5, True)
+
 
 class TestMemoryEventLog(EventLogContract):
     def make_log(self, tmp_path):

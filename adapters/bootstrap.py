@@ -79,7 +79,8 @@ class RandomIds:
 
 
 def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
-    """The Engine wired to the real adapters: SQLite log, overlayfs layers, Linux runtime.
+    """The Engine wired to the real adapters: SQLite log, overlayfs layers, Linux runtime,
+    volumes under <root>/volumes.
 
     A container's monitor records as itself (`lamina-monitor`), not as the command that
     happened to fork it. `recover`: first record the end of live containers whose process
@@ -88,19 +89,22 @@ def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
     from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
     from adapters.runtime.linux import LinuxRuntime
     from adapters.storage.store import LinuxLayerStore
+    from adapters.storage.volumes import LinuxVolumeStore
     from core.engine import Engine
 
     log = _prepared(root) or SqliteEventLog(root)
     layers = LinuxLayerStore(root)
     runtime = LinuxRuntime(root, layers, log)
+    volumes = LinuxVolumeStore(root)
     env = os.environ
     if "LAMINA_FAULT" in env or "LAMINA_FAULT_TRACE" in env or "adapters.faults" in sys.modules:
-        from adapters.faults import wire
+        from adapters.faults import wire, wire_volumes
 
         log, layers, runtime = wire(log, layers, runtime, monitor=monitor)
+        volumes = wire_volumes(volumes)
     meta = (lambda: caller_meta(["lamina-monitor"])) if monitor else caller_meta
     engine = Engine(log=log, layers=layers, runtime=runtime, ids=RandomIds(), clock=utcnow,
-                    meta=meta)
+                    volumes=volumes, meta=meta)
     if recover and not monitor:
         engine.recover()
     return engine

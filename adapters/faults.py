@@ -9,11 +9,13 @@ adapters/bootstrap.build_engine imports this module only when the variable is se
 Where the points are, and why there: the core stays pure (no I/O, not even a kill), so the
 points sit at the ports, where every step of a command passes anyway. `wrap(obj, "layers")`
 puts `before:layers.<method>` and `after:layers.<method>` around each effectful method call
-of a port (the event log, the layer store, the runtime: EFFECTS), which gives a point
-between every two steps of every command, build and pull included, without a line in the
-core. A few steps happen inside one port call; the adapters call `self.fault(name)` there (a
-no-op unless armed): `store.staged` (a layer written under <root>/tmp, not yet renamed into
-place). The full list is in docs/reliability.md. `LAMINA_FAULT_TRACE=<file>` lists the
+of a port (the event log, the layer store, the runtime, the volume store: EFFECTS), which
+gives a point between every two steps of every command, build and pull included, without a
+line in the core. A few steps happen inside one port call; the adapters call
+`self.fault(name)` there (a no-op unless armed): `store.staged` (a layer written under
+<root>/tmp, not yet renamed into place), `volumes.staged` (a volume made under <root>/tmp,
+not yet in place) and `volumes.hidden` (a removed volume moved out of sight, not yet
+deleted). The full list is in docs/reliability.md. `LAMINA_FAULT_TRACE=<file>` lists the
 points a command passes (the harness, tests/reliability/test_faults.py, asks each command
 first, then kills it at each point in turn).
 """
@@ -39,6 +41,7 @@ EFFECTS = frozenset({
     "install_layer", "mount", "unmount", "export", "save_images", "open_archive",
     "start", "confirm_start", "abort_start", "signal", "stop", "freeze", "thaw", "release",
     "remove", "exec",
+    "create",  # volumes (and `remove`, above)
 })
 
 
@@ -114,3 +117,11 @@ def wire(log: Any, layers: Any, runtime: Any, *, monitor: bool) -> tuple[Any, An
     log, layers = wrap(log, "log"), wrap(layers, "layers")
     runtime.layers, runtime.log = layers, log
     return log, layers, wrap(runtime, "runtime")
+
+
+def wire_volumes(volumes: Any) -> Any:
+    """The volume store behind fault points too (after `wire` armed them, or not)."""
+    if not _armed and not _trace:
+        return volumes
+    volumes.fault = point
+    return wrap(volumes, "volumes")

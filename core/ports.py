@@ -14,6 +14,7 @@ core/, and the CLI and Docker API adapters for the runtime's attach and logs.
     Registry     pull and push (core/distribution.py)
     BuildHost    a build's files and processes (core/build.py), and CopySource, what COPY reads
     Ids          fresh ids
+    VolumeStore  volumes' data: one directory per volume, outside every union view
 """
 
 from __future__ import annotations
@@ -485,4 +486,53 @@ class BuildHost(Protocol):
 class Ids(Protocol):
     def new_id(self) -> str:
         """A fresh 64-hex-character id."""
+        ...
+
+
+# --- volumes ---------------------------------------------------------------------------------
+
+
+class VolumeStore(Protocol):
+    """Volumes' data: one directory per volume, outside every union view.
+
+    The log says which volumes exist (core/engine/volumes.py); the store only keeps their
+    data. Order of writes: a volume's directory is made before the log says the volume
+    exists, and deleted only after the log says it is gone. A volume appears whole (staged,
+    then put in place by one move) and is taken away whole (moved out of sight, then
+    deleted), so a crash never leaves a half-made or half-deleted volume that looks whole.
+    """
+
+    def create(self, name: str) -> str:
+        """Make the volume's (empty) data directory, or find the one there is: its host
+        path (the `_data` directory a container mounts)."""
+        ...
+
+    def path(self, name: str) -> str:
+        """Its host path (the same as create's), whether or not it exists."""
+        ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def remove(self, name: str) -> None:
+        """Delete its data; a volume that is not there is no error."""
+        ...
+
+    def size(self, name: str) -> int:
+        """Bytes its files use (for prune's reclaimed space, `system df`); 0 if missing."""
+        ...
+
+    def names(self) -> list[str]:
+        """The volumes on disk, sorted (for reconcile: what the log doesn't know)."""
+        ...
+
+    # What a container's create asks of the host besides volumes (core/engine/mounting.py).
+
+    def empty(self, name: str) -> bool:
+        """Whether the volume holds no file (docker fills only an empty volume from the
+        image); a volume that is not there is empty."""
+        ...
+
+    def bind_source(self, path: str, *, create: bool) -> None:
+        """A bind mount's host source (absolute): there, or made as a directory (0755, as
+        docker's `-v` makes it) when `create`; else BadInput in docker's words."""
         ...

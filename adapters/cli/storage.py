@@ -275,7 +275,8 @@ def _reader(args: argparse.Namespace) -> tuple[Any, Any, str]:
         return None, store, root
     from core.engine import Engine
 
-    engine = Engine(log=log, layers=store, runtime=None, ids=None, clock=None)  # type: ignore
+    engine = Engine(log=log, layers=store, runtime=None, ids=None, clock=None,  # type: ignore
+                    volumes=None)  # type: ignore
     return engine, store, root
 
 

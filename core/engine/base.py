@@ -15,7 +15,7 @@ from typing import Any
 from core.command import Command
 from core.errors import BadInput, NotFound
 from core.model import Container, Image
-from core.ports import EventLog, Ids, LayerStore, Runtime
+from core.ports import EventLog, Ids, LayerStore, Runtime, VolumeStore
 from core.references import is_id_prefix, normalize_tag, pick_unique, strip_digest_prefix
 
 
@@ -29,6 +29,7 @@ class EngineBase:
     runtime: Runtime
     ids: Ids
     clock: Callable[[], str]
+    volumes: VolumeStore
     meta: Callable[[], dict[str, Any]] = field(default=dict)
 
     def command(self, name: str, target: str) -> Command:

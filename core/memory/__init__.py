@@ -13,6 +13,7 @@ against both), but hold everything in dicts:
 - registry.py, MemoryRegistry: repositories of manifests, configs and layer blobs.
 - build_host.py, MemoryBuildHost: a build's context as a dict of files, COPY into the
   read-write layer's dict, RUN as a script (what it prints, writes and exits with).
+- volumes.py, MemoryVolumeStore: a volume's data is a dict of files.
 - ids.py: deterministic ids and a ticking clock.
 """
 
@@ -34,12 +35,13 @@ from core.memory.layers import (
 from core.memory.log import MemoryEventLog, WorldReader
 from core.memory.registry import MemoryFetched, MemoryReference, MemoryRegistry, MemoryRemote
 from core.memory.runtime import SURVIVABLE, FakeProcess, MemoryAttachment, MemoryRuntime
+from core.memory.volumes import MemoryVolumeStore
 
 __all__ = ["SURVIVABLE", "CountingIds", "FakeProcess", "MemoryArchive", "MemoryAttachment",
            "MemoryBlob", "MemoryBuildHost", "MemoryEventLog", "MemoryFetched", "MemoryFile",
            "MemoryImage", "MemoryLayerStore", "MemoryReference", "MemoryRegistry",
-           "MemoryRemote", "MemoryRuntime", "MemorySource", "MemoryStaged", "Scripted",
-           "TickingClock", "WorldReader", "layer_bytes", "layer_files", "memory_engine"]
+           "MemoryRemote", "MemoryRuntime", "MemorySource", "MemoryStaged", "MemoryVolumeStore",
+           "Scripted", "TickingClock", "WorldReader", "layer_bytes", "layer_files", "memory_engine"]
 
 
 def memory_engine(**meta: Any) -> Any:
@@ -49,4 +51,4 @@ def memory_engine(**meta: Any) -> Any:
     ids = CountingIds()
     return Engine(log=MemoryEventLog(), layers=MemoryLayerStore(ids=CountingIds(n=10**6)),
                   runtime=MemoryRuntime(), ids=ids, clock=TickingClock(),
-                  meta=lambda: dict(meta))
+                  volumes=MemoryVolumeStore(), meta=lambda: dict(meta))

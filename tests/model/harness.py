@@ -31,6 +31,7 @@ from core.memory import (
     MemoryLayerStore,
     MemoryRegistry,
     MemoryRuntime,
+    MemoryVolumeStore,
     TickingClock,
     memory_engine,
 )
@@ -593,9 +594,10 @@ def clone(engine: Engine) -> Engine:
     versions are replaced on append, never mutated: those are shared. The BFS checks that
     expanding a state leaves it as it was, so a change to that is caught. When a port has
     types or fields this doesn't know, it falls back to copy.deepcopy."""
-    log, store, runtime = engine.log, engine.layers, engine.runtime
+    log, store, runtime, volumes = engine.log, engine.layers, engine.runtime, engine.volumes
     known = (type(log) is MemoryEventLog and type(store) is MemoryLayerStore
-             and type(runtime) is MemoryRuntime and type(engine.ids) is CountingIds
+             and type(runtime) is MemoryRuntime and type(volumes) is MemoryVolumeStore
+             and type(engine.ids) is CountingIds
              and type(store.ids) is CountingIds and type(engine.clock) is TickingClock
              and type(engine) is Engine and _shapes_known()
              and vars(log).keys() == {"records", "world", "versions"})
@@ -616,12 +618,15 @@ def clone(engine: Engine) -> Engine:
                   runtime=MemoryRuntime(procs=procs, next_pid=runtime.next_pid,
                                         clients=clients, output=output),
                   ids=CountingIds(engine.ids.n), clock=TickingClock(engine.clock.t),
+                  volumes=MemoryVolumeStore(data={k: dict(v) for k, v in volumes.data.items()},
+                                            host=set(volumes.host)),
                   meta=engine.meta)
 
 
 @cache
 def _shapes_known() -> bool:
-    shapes = {Engine: {"log", "layers", "runtime", "ids", "clock", "meta"},
+    shapes = {Engine: {"log", "layers", "runtime", "ids", "clock", "volumes", "meta"},
+              MemoryVolumeStore: {"data", "host"},
               MemoryLayerStore: {"ids", "layers", "rw"},
               MemoryRuntime: {"procs", "next_pid", "clients", "output"},
               MemoryAttachment: {"container_id", "closed"},

@@ -13,7 +13,13 @@ from adapters.eventstore.sqlite_log import SqliteEventLog
 from adapters.viz import dot, history, model, source
 from core.engine import Engine
 from core.errors import NotFound
-from core.memory import CountingIds, MemoryLayerStore, MemoryRuntime, TickingClock
+from core.memory import (
+    CountingIds,
+    MemoryLayerStore,
+    MemoryRuntime,
+    MemoryVolumeStore,
+    TickingClock,
+)
 from tests.conftest import require_root
 
 
@@ -23,7 +29,7 @@ def session(tmp_path):
     root = str(tmp_path)
     e = Engine(log=SqliteEventLog(root), layers=MemoryLayerStore(ids=CountingIds(n=10**6)),
                runtime=MemoryRuntime(), ids=CountingIds(), clock=TickingClock(),
-               meta=lambda: {"user": "t"})
+               volumes=MemoryVolumeStore(), meta=lambda: {"user": "t"})
     e.import_image({"bin/sh": "x"}, "busybox", created_by="lamina import busybox.tar")
     maker = e.create("busybox", ["sh"], name="maker")
     child = e.commit(maker, "app:1", comment="added app")

@@ -16,6 +16,7 @@ functions over the engine's ports (base.EngineBase), each command in its own uni
   check and reconcile
 - images: import, tag, rmi (and the tag and rmi-plan events rm, commit, load and build
   record too); commit; archives (save, export); loading (load, and pull's install)
+- volumes: volume create, rm and prune, and a volume or the list of them (queries)
 
 Every command process pays for what `import core.engine` loads, so it loads the container
 and host parts only; the image rules (core/images.py) and the image and archive parts are
@@ -33,11 +34,13 @@ from typing import TYPE_CHECKING, Any
 from core import rootconfig
 from core.engine import containers, host, processes
 from core.engine.base import EngineBase
-from core.errors import BadInput
+from core.errors import BadInput, LaminaError
 from core.model import Container
 
 if TYPE_CHECKING:
+    from core.engine.volumes import Pruned
     from core.images import RmiPlan
+    from core.model import Volume
 
 __all__ = ["Engine", "EngineBase"]
 
@@ -164,3 +167,49 @@ class Engine(EngineBase):
     def recover(self) -> list[str]:
         """Record the end of live containers whose process and monitor are gone."""
         return host.recover(self)
+
+    # --- volumes ------------------------------------------------------------------------
+
+    def volume_create(self, name: str | None = None, driver: str = "local",
+                      labels: Mapping[str, str] | None = None,
+                      options: Mapping[str, str] | None = None) -> str:
+        """A named volume (or, without a name, an anonymous one): its name. A name that
+        exists is returned as it is, as docker does."""
+        from core.engine import volumes
+
+        return volumes.volume_create(self, name, driver, labels, options)
+
+    def volume_rm(self, names: str | Sequence[str], force: bool = False) -> list[str]:
+        """Remove volumes nothing uses, each its own command (a refusal of one leaves the
+        others removed, then is raised); `force` skips missing ones. The names removed."""
+        from core.engine import volumes
+
+        removed, first = [], None
+        for name in [names] if isinstance(names, str) else names:
+            try:
+                if volumes.volume_rm(self, name, force):
+                    removed.append(name)
+            except LaminaError as err:
+                first = first or err
+        if first is not None:
+            raise first
+        return removed
+
+    def volume_prune(self, filters: Mapping[str, Sequence[str]] | None = None,
+                     all: bool = False) -> Pruned:
+        """Remove unused volumes (anonymous ones unless `all`) the label filters select."""
+        from core.engine import volumes
+
+        return volumes.volume_prune(self, filters, all)
+
+    def volume(self, name: str) -> Volume:
+        """A volume by name (a query: records nothing)."""
+        from core.engine import volumes
+
+        return volumes.find(self, name)
+
+    def volume_list(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[Volume]:
+        """The volumes docker's filters select (dangling, name, driver, label), by name."""
+        from core.engine import volumes
+
+        return volumes.listed(self, filters)

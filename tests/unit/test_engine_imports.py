@@ -10,7 +10,7 @@ import sys
 
 LAZY = ("core.engine.images", "core.engine.commit", "core.engine.archives",
         "core.engine.loading", "core.images", "core.build", "core.instructions",
-        "core.dockerfile", "core.distribution")
+        "core.dockerfile", "core.distribution", "core.engine.volumes")
 
 PROBE = """
 import sys

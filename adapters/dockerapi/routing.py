@@ -2,7 +2,7 @@
 docker's status code, JSON bodies, a connection handed over to a worker.
 
 Kept apart from server.py (the loop that accepts, routes and answers) so that the handler
-modules (containers, images, execs, system) and streams import this, never the server, and
+modules (containers, images, execs, system, volumes) and streams import this, never the server, and
 the server imports them all at its top: their @route decorators fill ROUTES when it loads.
 """
 

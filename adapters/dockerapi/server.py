@@ -17,7 +17,13 @@ import time
 from collections.abc import Callable
 
 from adapters import logs
-from adapters.dockerapi import containers, execs, images, system  # noqa: F401 - their routes
+from adapters.dockerapi import (  # noqa: F401 - their routes
+    containers,
+    execs,
+    images,
+    system,
+    volumes,
+)
 from adapters.dockerapi.http import FILE_LIMIT, JSON_LIMIT, Conn, HttpError, Request, error_body
 from adapters.dockerapi.routing import TAKEN, Ctx, error_for, match
 from adapters.dockerapi.worker import Workers
@@ -197,7 +203,8 @@ PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runti
            "adapters.storage.layertar", "adapters.storage.inspect", "adapters.kernel.cgroups",
            "adapters.kernel.namespaces", "adapters.kernel.libc", "adapters.kernel.units",
            "core.engine", "core.engine.images", "core.engine.commit", "core.engine.archives",
-           "core.engine.loading", "core.images", "core.process", "events.types",
+           "core.engine.loading", "core.engine.volumes", "core.images", "core.process",
+           "events.types",
            "adapters.eventstore.query", "adapters.eventstore.sqlite_log", "pwd", "tarfile",
            "hashlib", "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build",
            "adapters.record_exit", "adapters.build_host")

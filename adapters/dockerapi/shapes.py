@@ -193,6 +193,10 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
     "ImageLoaded": ("image", ["load"]),
     "LayerRegistered": ("layer", ["create"]),
     "LayerRemoved": ("layer", ["delete"]),
+    "VolumeCreated": ("volume", ["create"]),
+    "VolumeMounted": ("volume", ["mount"]),
+    "VolumeUnmounted": ("volume", ["unmount"]),
+    "VolumeRemoved": ("volume", ["destroy"]),
     "CommandRejected": ("lamina", ["rejected"]),
 }
 
@@ -218,6 +222,14 @@ def docker_events(rec: Any, names: dict[str, str]) -> list[dict[str, Any]]:
     elif kind == "image":
         if d.get("tag"):
             attrs["name"] = familiar(d["tag"])
+    elif kind == "volume":  # docker's attributes: the driver; a mount's container and where
+        if rec.type == "VolumeCreated":
+            attrs["driver"] = d.get("driver") or "local"
+        if d.get("container"):
+            attrs["container"] = d["container"]
+        if d.get("target"):
+            attrs["destination"] = d["target"]
+            attrs["read/write"] = "false" if d.get("read_only") else "true"
     elif kind == "lamina":
         attrs.update(command=str(d.get("command", "")), reason=str(d.get("reason", "")))
     actor = rec.target if kind != "lamina" else str(d.get("target", ""))

@@ -42,7 +42,8 @@ def remove_ended(engine: Any, container_id: str) -> None:
     this monitor recorded it). Not while it runs again (a start meanwhile)."""
     c = engine.log.container(container_id)
     if c is not None and c.state == "stopped":
-        engine.rm(container_id, force=True)
+        engine.rm(container_id, force=True, volumes=True)  # docker's --rm: and its
+        # anonymous volumes
 
 
 def main(argv: list[str]) -> int:

@@ -153,6 +153,13 @@ class LayerStore(Protocol):
         an added or deleted entry is C."""
         ...
 
+    def copy_out(self, rw_layer: str, layers: Sequence[str], path: str, dest: str) -> None:
+        """Copy the contents of the directory `path` of the container's union view (resolved
+        inside the view: no symlink leads out of it) into the directory `dest`, keeping
+        owners, modes, links and times: how a new volume gets the image's files at its
+        mount point. Nothing when the view has no directory there."""
+        ...
+
 
 # --- archives --------------------------------------------------------------------------------
 

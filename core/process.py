@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import BadInput
+from core.mounts import MountPoint, recorded
 from core.security import Security, security_of
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -30,6 +31,7 @@ class ProcessSpec:
     security: Security = field(default_factory=Security)
     limits: Mapping[str, Any] = field(default_factory=dict)
     extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host NAME:IP, as (name, ip)
+    mounts: tuple[MountPoint, ...] = ()  # as create recorded them (core/mounts.py)
 
 
 def extra_host(entry: str) -> tuple[str, str]:
@@ -103,4 +105,5 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         security=security_of(options),
         extra_hosts=tuple(extra_host(h) for h in options.get("extra_hosts") or ()),
         limits={k: options[k] for k in ("memory", "pids", "cpus") if options.get(k)},
+        mounts=tuple(recorded(options)) if options.get("mount_points") else (),
     )

@@ -78,15 +78,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         e.start(cid)
     except LaminaError:
         if args.rm:
-            e.rm(cid, force=True)
+            e.rm(cid, force=True, volumes=True)
         raise
     if args.detach:
         e.runtime.detach(cid)
         print(cid)
         return 0
     code = _attached(e, cid, args.interactive, args.tty)
-    if args.rm:
-        e.rm(cid, force=True)
+    if args.rm:  # docker's --rm takes the anonymous volumes along
+        e.rm(cid, force=True, volumes=True)
     return code
 
 

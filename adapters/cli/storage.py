@@ -69,8 +69,28 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
     labels = labels_of(args.label_file or [], args.label or [])
     if labels:
         options["labels"] = labels
+    options.update(_mount_options(args))
     options.update(refused_options(args))
     return {k: v for k, v in options.items() if v not in (None, [], False, "")}
+
+
+def _mount_options(args: argparse.Namespace) -> dict[str, Any]:
+    """-v, --mount, --tmpfs, --volumes-from as docker's CLI sends them (HostConfig.Binds,
+    Mounts, Tmpfs, VolumesFrom; a bare `-v /path` is Config.Volumes), so that a create
+    from either side records the same request. Judged by the engine (core/mounts.py)."""
+    out: dict[str, Any] = {}
+    specs = getattr(args, "volume_specs", None) or []
+    out["binds"] = [s for s in specs if ":" in s]
+    out["volumes"] = [s for s in specs if ":" not in s]
+    if getattr(args, "mount_specs", None):
+        from core.mounts import parse_mount_flag
+
+        out["mounts"] = [parse_mount_flag(s) for s in args.mount_specs]
+    if getattr(args, "tmpfs_specs", None):
+        out["tmpfs"] = dict(s.partition(":")[::2] for s in args.tmpfs_specs)
+    out["volumes_from"] = getattr(args, "volumes_from", None) or []
+    out["volume_driver"] = getattr(args, "volume_driver", None)
+    return out
 
 
 def labels_of(files: list[str], given: list[str]) -> dict[str, str]:
@@ -157,7 +177,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
     from adapters.cli.common import for_each
 
     e = _engine(args)
-    return for_each(args.containers, lambda ref: e.rm(ref, force=args.force))
+    return for_each(args.containers,
+                    lambda ref: e.rm(ref, force=args.force, volumes=args.volumes))
 
 
 def cmd_rmi(args: argparse.Namespace) -> int:
@@ -393,6 +414,19 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cap-add", action="append", help="add a capability (or ALL)")
     p.add_argument("--cap-drop", action="append", help="drop a capability (or ALL)")
     p.add_argument("--read-only", action="store_true", help="mount the root read-only")
+    p.add_argument("-v", "--volume", action="append", dest="volume_specs",
+                   metavar="[SOURCE:]TARGET[:OPTS]",
+                   help="a bind mount (/host/path), a named volume, or an anonymous one "
+                        "(TARGET alone); OPTS: ro, rw, nocopy (repeatable)")
+    p.add_argument("--mount", action="append", dest="mount_specs",
+                   metavar="type=bind|volume|tmpfs,...",
+                   help="source=, target=, readonly, volume-nocopy, tmpfs-size=, ... "
+                        "(repeatable)")
+    p.add_argument("--tmpfs", action="append", dest="tmpfs_specs", metavar="PATH[:OPTS]",
+                   help="a tmpfs at PATH (OPTS: size=, mode=, exec, ...) (repeatable)")
+    p.add_argument("--volumes-from", action="append", metavar="CONTAINER[:ro|rw]",
+                   help="the mounts of another container (repeatable)")
+    p.add_argument("--volume-driver", help="local (the only driver)")
     p.add_argument("--device", action="append", help="HOST[:INSIDE][:rwm] (repeatable)")
     p.add_argument("--group-add", action="append", help="a supplementary group (repeatable)")
     p.add_argument("--add-host", action="append", dest="extra_hosts",
@@ -426,6 +460,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
 
     p = sub.add_parser("rm", help="remove containers (their read-write layers)")
     p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-v", "--volumes", action="store_true",
+                   help="remove the containers' anonymous volumes too")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_rm)
 

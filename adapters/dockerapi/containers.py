@@ -50,7 +50,7 @@ async def list_containers(ctx: Ctx, req: Request) -> int:
                              filters, everything, limit)
     except LaminaError as err:  # docker's words as they are: "invalid filter 'x'"
         raise HttpError(404 if isinstance(err, NotFound) else 400, str(err)) from None
-    out = [shapes.container_summary(c, images.get(c.image)) for c in chosen]
+    out = [shapes.container_summary(c, images.get(c.image), ctx.root) for c in chosen]
     await req.conn.respond(200, dumps(out))
     return 200
 
@@ -247,6 +247,8 @@ def _deep_zero(value: Any) -> bool:
 
 
 def _no_request(api: str, value: Any) -> bool:
+    if api == "Config.Volumes":  # {"/path": {}}: its keys are the request
+        return not value
     if api == "NetworkingConfig.EndpointsConfig" and isinstance(value, dict):
         # docker's CLI names the network NetworkMode asked for, with empty settings
         return set(value) <= {"default", "none", "host"} and _deep_zero(value)
@@ -396,10 +398,10 @@ route("POST", "/containers/(?P<ref>[^/]+)/unpause")(_simple("unpause", lambda re
 
 @route("DELETE", "/containers/(?P<ref>[^/]+)", body="none")
 async def remove(ctx: Ctx, req: Request, ref: str) -> int:
-    force = req.flag("force")
+    force, volumes = req.flag("force"), req.flag("v")
 
     def job(e: Any, _: Any) -> None:
-        e.rm(ref, force=force)
+        e.rm(ref, force=force, volumes=volumes)
 
     raise_for(await ctx.run(req, job))
     for cid in [cid for cid in ctx.parked if ctx.log.container(cid) is None]:

@@ -103,15 +103,17 @@ def network_mode(c: Container) -> str:
     return c.config.get("network") or "none"
 
 
-def container_summary(c: Container, image: Image | None) -> dict[str, Any]:
+def container_summary(c: Container, image: Image | None, root: str) -> dict[str, Any]:
     """One entry of GET /containers/json (docker ps)."""
+    from adapters.storage.inspect import container_mounts
+
     return {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": image_name(image, c.image),
         "ImageID": f"sha256:{c.image}", "Command": command_text(c, image),
         "Created": unix(c.created), "Ports": [], "Labels": c.config.get("labels") or {},
         "State": state_word(c), "Status": status_text(c),
         "HostConfig": {"NetworkMode": network_mode(c)},
-        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+        "NetworkSettings": {"Networks": {}}, "Mounts": container_mounts(c, root),
     }
 
 
@@ -126,11 +128,9 @@ def container_inspect(c: Container, image: Image | None, store: Any, root: str
     doc["State"]["Error"] = c.exit_reason or ""
     doc["Platform"] = "linux"
     doc["ResolvConfPath"] = doc["HostnamePath"] = doc["HostsPath"] = ""
-    doc["Mounts"] = []
     doc["NetworkSettings"] = {"Networks": {}, "Ports": {}}
     host = doc["HostConfig"]
-    host.update({"Binds": None,
-                 "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+    host.update({"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                  "LogConfig": {"Type": "json-file", "Config": {}}})
     cfg = doc["Config"]
     cfg.update({"AttachStdin": False, "AttachStdout": False, "AttachStderr": False,

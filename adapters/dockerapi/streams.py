@@ -51,7 +51,7 @@ def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
         with contextlib.suppress(LaminaError):  # docker run --rm removes what failed to start
             refused = e.container(ref)
             if refused.config.get("auto_remove") and refused.state == "stopped":
-                e.rm(refused.id, force=True)
+                e.rm(refused.id, force=True, volumes=True)
         raise
     auto = bool(c.config.get("auto_remove"))
     if client is None and not auto:
@@ -71,7 +71,7 @@ def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
     if auto:
         _wait_recorded(e, c.id)
         with contextlib.suppress(LaminaError):
-            e.rm(c.id, force=True)
+            e.rm(c.id, force=True, volumes=True)
 
 
 def detach(ctl: socket.socket | None, timeout: float = 2) -> None:

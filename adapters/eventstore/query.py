@@ -13,8 +13,8 @@ from events.envelope import Recorded
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-KINDS = ("container", "image", "layer", "command", "build", "pull", "registry", "system",
-         "root")
+KINDS = ("container", "image", "layer", "volume", "command", "build", "pull", "registry",
+         "system", "root")
 
 
 def parse_time(text: str, now: datetime | None = None) -> str:
@@ -96,12 +96,17 @@ def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
             else:
                 where.append("type = ?")
                 args.append(value)
+        elif key == "volume":  # its own stream, and the commands refused on it
+            where.append("(stream = ? OR (type = 'CommandRejected' AND "
+                         "json_extract(data, '$.target') = ?))")
+            args += [f"volume:{value}", value]
         elif key == "user":
             where.append("(json_extract(meta, '$.user') = ? OR "
                          "CAST(json_extract(meta, '$.uid') AS TEXT) = ?)")
             args += [value, value]
         else:
-            raise BadInput(f"invalid filter key {key!r}: use container, image, type or user")
+            raise BadInput(f"invalid filter key {key!r}: use container, image, volume, type "
+                           "or user")
     return f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq", args
 
 

@@ -131,6 +131,9 @@ class Recording:
     # --- the simulated filesystem ----------------------------------------------------------
 
     def _abs(self, path: str, dir_fd: int | None = None) -> str:
+        magic = path.removeprefix("/proc/self/fd/")
+        if magic != path and magic.isdigit():  # a magic link: the fd's own inode
+            return self._fd(int(magic))
         base = self.cwd if dir_fd is None else self._fd(dir_fd)
         return posixpath.normpath(posixpath.join(base, path))
 
@@ -231,6 +234,41 @@ class Recording:
         self._record("attach", where, (source, target))
         if self._lookup(where) is None:
             raise _error(errno.ENOENT, f"attach {target}")
+
+    def mount_target(self, root: str, path: str, is_dir: bool) -> int:
+        """As openat2(RESOLVE_IN_ROOT) walks: `..` and absolute symlinks stop at root;
+        what is missing is made (directories, and the last as a file unless is_dir)."""
+        top = self._abs(root)
+        self._record("mount_target", posixpath.join(top, path.lstrip("/")), (root, path),
+                     ("dir",) if is_dir else ("file",))
+        done: list[str] = []
+        todo = [p for p in path.split("/") if p not in ("", ".")][::-1]
+        links = 0
+        while todo:
+            part = todo.pop()
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            full = posixpath.join(top, *done, part)
+            kind = self.nodes.get(full)
+            if kind is not None and kind.startswith("-> "):
+                links += 1
+                if links > 40:
+                    raise _error(errno.ELOOP, path)
+                if kind[3:].startswith("/"):
+                    done = []
+                todo.extend([p for p in kind[3:].split("/") if p not in ("", ".")][::-1])
+                continue
+            if kind is None:
+                self._add(full, DIR if todo or is_dir else FILE)
+            elif todo and kind != DIR:
+                raise _error(errno.ENOTDIR, full)
+            done.append(part)
+        where = posixpath.join(top, *done)
+        if is_dir and self.nodes.get(where) != DIR:
+            raise _error(errno.ENOTDIR, where)
+        return self._new_fd(where)
 
     def chdir(self, path: str) -> None:
         where = self._abs(path)

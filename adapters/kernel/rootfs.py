@@ -23,6 +23,7 @@ from pathlib import Path
 from adapters.kernel import devices, libc
 from adapters.kernel.syscalls import LINUX, Syscalls
 from core.devices import DEFAULT_NODES, Node
+from core.mounts import MountPoint
 from core.security import Security
 
 MASKED_PATHS = (
@@ -143,6 +144,9 @@ class RootfsPlan:
     devices: Sequence[Node] = DEFAULT_NODES
     remapped: bool = False  # path is "." (the monitor's cwd): see build
     dev_sources: Mapping[str, str | int] = field(default_factory=dict)
+    # -v/--mount/--tmpfs: each mount point with its host source (a path; a detached tree
+    # for a remapped init, read-only already if asked; "" for a tmpfs)
+    mounts: Sequence[tuple[MountPoint, str | int]] = ()
 
 
 def cgroup_mounts(dirs: Iterable[Path | str],
@@ -245,6 +249,61 @@ def bind_files(rootfs: str, files: Mapping[str, str | int], *,
         bind(host, target, syscall=syscall)
 
 
+def mount_points(rootfs: str, mounts: Sequence[tuple[MountPoint, str | int]], *,
+                 syscall: Syscalls = LINUX) -> None:
+    """The container's binds, volumes and tmpfs, a parent before what is mounted below it
+    (docker's order). Each target is found inside the view (syscalls.mount_target: openat2
+    RESOLVE_IN_ROOT, missing parts made there) and mounted on through its fd; private, as
+    everything in this namespace is. `ro` is a read-only remount of the new mount, found
+    again through the view, which a container without CAP_SYS_ADMIN can't undo."""
+    for m, source in sorted(mounts, key=lambda ms: len(ms[0].target.strip("/").split("/"))):
+        is_dir = m.type != "bind" or isinstance(source, int) or syscall.isdir(source)
+        fd = syscall.mount_target(rootfs, m.target, is_dir)
+        try:
+            where = f"/proc/self/fd/{fd}"
+            if m.type == "tmpfs":
+                flags, data = tmpfs_options(m)
+                syscall.mount("tmpfs", where, "tmpfs", flags, data)
+                continue
+            if isinstance(source, int):  # made read-only where it was cloned
+                syscall.attach(source, where)
+                continue
+            syscall.mount(source, where, None, libc.MS_BIND | libc.MS_REC)
+        finally:
+            syscall.close(fd)
+        if m.read_only:
+            fd = syscall.mount_target(rootfs, m.target, is_dir)  # now the new mount's root
+            try:
+                syscall.mount(None, f"/proc/self/fd/{fd}", None,
+                              libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY)
+            finally:
+                syscall.close(fd)
+
+
+_TMPFS_FLAGS = {"ro": libc.MS_RDONLY, "nosuid": libc.MS_NOSUID, "nodev": libc.MS_NODEV,
+                "noexec": libc.MS_NOEXEC, "noatime": libc.MS_NOATIME,
+                "nodiratime": libc.MS_NODIRATIME, "relatime": libc.MS_RELATIME,
+                "strictatime": libc.MS_STRICTATIME}
+_TMPFS_CLEARS = {"suid": libc.MS_NOSUID, "dev": libc.MS_NODEV, "exec": libc.MS_NOEXEC,
+                 "atime": libc.MS_NOATIME, "diratime": libc.MS_NODIRATIME,
+                 "norelatime": libc.MS_RELATIME, "nostrictatime": libc.MS_STRICTATIME}
+
+
+def tmpfs_options(m: MountPoint) -> tuple[int, str | None]:
+    """(mount flags, data) of a tmpfs: docker's nosuid,nodev,noexec, then its options in
+    order (`exec` clears noexec), `ro`; the rest (size=, mode=, ...) is the data."""
+    flags = NOSUID_NODEV_NOEXEC | (libc.MS_RDONLY if m.read_only else 0)
+    data = []
+    for opt in (o for o in m.options.split(",") if o):
+        if opt in _TMPFS_FLAGS:
+            flags |= _TMPFS_FLAGS[opt]
+        elif opt in _TMPFS_CLEARS:
+            flags &= ~_TMPFS_CLEARS[opt]
+        else:
+            data.append(opt)
+    return flags, ",".join(data) or None
+
+
 def pivot(rootfs: str, *, syscall: Syscalls = LINUX) -> None:
     """pivot_root into rootfs and drop the old root (runc's pivot_root(".", ".") trick)."""
     syscall.chdir(rootfs)
@@ -283,6 +342,7 @@ def build(plan: RootfsPlan, *, syscall: Syscalls = LINUX) -> None:
     mount_dev(rootfs, plan.console, security, plan.devices,
               plan.dev_sources if plan.remapped else None, syscall=syscall)
     bind_files(rootfs, plan.files, syscall=syscall)
+    mount_points(rootfs, plan.mounts, syscall=syscall)
     if security.masked_paths:
         mask_paths(rootfs, syscall=syscall)
         readonly_paths(rootfs, syscall=syscall)

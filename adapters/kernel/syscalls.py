@@ -40,6 +40,7 @@ class Syscalls(Protocol):
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
     def clone_tree(self, source: str) -> int: ...
     def attach(self, tree_fd: int, target: str) -> None: ...
+    def mount_target(self, root: str, path: str, is_dir: bool) -> int: ...
     def chdir(self, path: str) -> None: ...
     def fchdir(self, fd: int) -> None: ...
     # namespaces
@@ -94,6 +95,34 @@ def _attach(tree_fd: int, target: str) -> None:
     attach(tree_fd, target)
 
 
+def _mount_target(root: str, path: str, is_dir: bool) -> int:
+    """An O_PATH fd of `path` resolved inside `root` (openat2 RESOLVE_IN_ROOT: an image's
+    symlink can't send a mount outside the container), its missing directories made there
+    and, for a file's bind (not is_dir), an empty file as its target. Mount on
+    /proc/self/fd/<fd>: the very inode found, with no path left to race."""
+    import posixpath
+
+    from adapters.kernel import inroot
+
+    root_fd = inroot.open_root(root)
+    try:
+        if is_dir:
+            fd = inroot.mkdirs_in_root(root_fd, path)
+            os.close(fd)
+        else:
+            parent = inroot.mkdirs_in_root(root_fd, posixpath.dirname(path))
+            try:
+                os.close(os.open(posixpath.basename(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent))
+            except FileExistsError:
+                pass  # there already (a file, or a symlink followed in root below)
+            finally:
+                os.close(parent)
+        return inroot.open_in_root(root_fd, path, os.O_PATH)
+    finally:
+        os.close(root_fd)
+
+
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -115,6 +144,7 @@ class Linux:
     pivot_root = staticmethod(libc.pivot_root)
     clone_tree = staticmethod(_clone_tree)
     attach = staticmethod(_attach)
+    mount_target = staticmethod(_mount_target)
     chdir = staticmethod(os.chdir)
     fchdir = staticmethod(os.fchdir)
     unshare = staticmethod(libc.unshare)

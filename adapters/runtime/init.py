@@ -28,6 +28,7 @@ from adapters.kernel import keyring, libc, namespaces, rootfs, security
 from adapters.kernel import seccomp as filters
 from adapters.runtime import users
 from core.devices import Node
+from core.mounts import MountPoint
 from core.process import ProcessSpec
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class InitPlan:
     idmap: IdMap | None = None
     dev_sources: Mapping[str, str | int] = field(default_factory=dict)
     cgroup_fds: Sequence[int] = ()  # its cgroup.procs, opened by the monitor
+    # its -v/--mount/--tmpfs with their host sources (adapters/kernel/rootfs.py mount_points)
+    mounts: Sequence[tuple[MountPoint, str | int]] = ()
 
 
 def _join_cgroup(plan: InitPlan) -> None:
@@ -157,7 +160,7 @@ def run(plan: InitPlan, err_fd: int) -> None:
             path=plan.rootfs if plan.idmap is None else ".", console=plan.console,
             files=plan.files, security=spec.security, cgroups=plan.cgroup_mounts,
             devices=plan.devices, remapped=plan.idmap is not None,
-            dev_sources=plan.dev_sources))
+            dev_sources=plan.dev_sources, mounts=plan.mounts))
         step = "user"
         ident = users.resolve(spec.user, group_add=spec.security.group_add)
         _stdio(plan)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from adapters.kernel.idmap import IdMap
     from adapters.runtime.init import InitPlan
     from core.devices import Node
+    from core.mounts import MountPoint
 
 
 class RuntimeError_(LaminaError):
@@ -104,7 +105,7 @@ class LinuxRuntime:
                 files=self._files(cdir, spec, idmap), seccomp=self._seccomp(spec),
                 cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes,
                 idmap=idmap, dev_sources=rootfs.node_sources(nodes, spec.security)
-                if idmap is not None else {})
+                if idmap is not None else {}, mounts=self._mount_sources(spec))
             held = _hold_host_inputs(plan) if idmap is not None else []
         except BaseException:
             self._cleanup(container, cgroup)
@@ -182,6 +183,17 @@ class LinuxRuntime:
                     os.fchown(f.fileno(), idmap.host_uid(0), idmap.host_gid(0))
             out[inside] = path
         return out
+
+    def _mount_sources(self, spec: ProcessSpec) -> list[tuple[MountPoint, str | int]]:
+        """Each mount point with its host source: a bind's path, a volume's directory
+        (adapters/storage/volumes.py), nothing for a tmpfs."""
+        if not spec.mounts:
+            return []
+        from adapters.storage.volumes import LinuxVolumeStore
+
+        volumes = LinuxVolumeStore(self.root)
+        return [(m, volumes.path(m.source) if m.type == "volume" else m.source)
+                for m in spec.mounts]
 
     def confirm_start(self, container: Container) -> None:
         from adapters.runtime import frames
@@ -380,6 +392,16 @@ class LinuxRuntime:
         shutil.rmtree(self.container_dir(container.id), ignore_errors=True)
 
 
+def _held_mount(m: MountPoint, source: str | int, fds: list[int]) -> str | int:
+    """A remapped init's bind or volume as a detached clone (read-only if asked)."""
+    from adapters.kernel.idmap import cloned_mount
+
+    if m.type == "tmpfs" or isinstance(source, int):
+        return source
+    fds.append(cloned_mount(source, m.read_only))
+    return fds[-1]
+
+
 def _hold_host_inputs(plan: InitPlan) -> list[int]:
     """What a remapped init binds from the host, as detached mounts made here (open_tree):
     it runs as a subordinate uid that may not walk this root's 0700 directories (nor a
@@ -410,6 +432,7 @@ def _hold_host_inputs(plan: InitPlan) -> list[int]:
                 raise RuntimeError_(f"device {host} is not {node.type} {node.major}:"
                                     f"{node.minor}: it changed since the container was made")
         plan.dev_sources = sources
+        plan.mounts = [(m, _held_mount(m, source, fds)) for m, source in plan.mounts]
     except BaseException as err:
         for fd in fds:
             os.close(fd)

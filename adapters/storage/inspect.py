@@ -106,7 +106,9 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str) -> d
             "AutoRemove": bool(opts.get("auto_remove")),
             "ExtraHosts": opts.get("extra_hosts") or None,
             **security_host_config(opts),
+            **mount_host_config(opts),
         },
+        "Mounts": container_mounts(c, root),
         "GraphDriver": {"Name": "overlay2", "Data": {
             "LowerDir": ":".join(lower),
             "UpperDir": store.diff_dir(c.rw_layer),
@@ -124,8 +126,31 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str) -> d
             "Tty": bool(opts.get("tty")),
             "OpenStdin": bool(opts.get("interactive")),
             "Labels": opts.get("labels") or {},
+            "Volumes": _volumes_of(opts),
         },
     }
+
+
+def container_mounts(c: Container, root: str) -> list[dict[str, Any]]:
+    """docker inspect's (and ps's) Mounts: the mount points create recorded."""
+    if not c.config.get("mount_points"):
+        return []
+    from adapters.storage.volumes import LinuxVolumeStore
+    from core.mounts import inspect_mounts, recorded
+
+    return inspect_mounts(recorded(c.config), LinuxVolumeStore(root).path)
+
+
+def mount_host_config(opts: dict[str, Any]) -> dict[str, Any]:
+    """The mount requests as given (HostConfig.Binds, Mounts, Tmpfs, VolumesFrom)."""
+    return {"Binds": opts.get("binds") or None, "Mounts": opts.get("mounts") or None,
+            "Tmpfs": opts.get("tmpfs") or None, "VolumesFrom": opts.get("volumes_from") or None,
+            "VolumeDriver": opts.get("volume_driver") or ""}
+
+
+def _volumes_of(opts: dict[str, Any]) -> dict[str, Any] | None:
+    volumes = opts.get("volumes") or ()
+    return {path: {} for path in volumes} or None
 
 
 # --- history -----------------------------------------------------------------------------------

@@ -352,6 +352,33 @@ class LinuxLayerStore:
             if not was:
                 self.unmount(rw_layer)
 
+    def copy_out(self, rw_layer: str, layers: Sequence[str], path: str, dest: str) -> None:
+        """A new volume's first contents: the directory `path` of the union view, found with
+        openat2(RESOLVE_IN_ROOT) (an image's symlink at the mount point can't lead to a host
+        directory) and copied by `cp -a` through this process's fd of it."""
+        import subprocess
+
+        from adapters.kernel import inroot
+
+        with self.union_view(rw_layer, layers) as merged:
+            root = inroot.open_root(merged)
+            try:
+                try:
+                    fd = inroot.open_in_root(root, path, os.O_PATH | os.O_DIRECTORY)
+                except (FileNotFoundError, NotADirectoryError):
+                    return  # the image has nothing there: the volume starts empty
+                try:
+                    done = subprocess.run(["cp", "-a", "--", f"/proc/self/fd/{fd}/.",
+                                           dest], capture_output=True, text=True,
+                                          pass_fds=(fd,))
+                finally:
+                    os.close(fd)
+            finally:
+                os.close(root)
+        if done.returncode != 0:
+            raise OSError(f"filling the volume from the image's {path} failed: "
+                          f"{done.stderr.strip()}")
+
     def export(self, rw_layer: str, layers: Sequence[str],
                output: str | BinaryIO) -> tuple[str, int]:
         """The union view as one flat tar (whiteouts applied, nothing of the layers' own

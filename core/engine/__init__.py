@@ -85,9 +85,10 @@ class Engine(EngineBase):
         """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
         return containers.create(self, image_ref, cmd_args, name, config)
 
-    def rm(self, ref: str, force: bool = False) -> None:
-        """Delete the read-write layer and its files; -f kills a live container first."""
-        containers.rm(self, ref, force)
+    def rm(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """Delete the read-write layer and its files; -f kills a live container first;
+        `volumes` (-v) removes its anonymous volumes too."""
+        containers.rm(self, ref, force, volumes)
 
     def exec(self, ref: str, argv: Sequence[str], user: str = "",
              options: Mapping[str, Any] | None = None) -> int:

@@ -9,6 +9,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from core import compat, lifecycle, rootconfig, security
+from core.engine import mounting
 from core.engine.base import EngineBase
 from core.errors import BadInput, Conflict, IllegalMove, NotFound
 from core.model import Container, Image, ProjectionError
@@ -75,6 +76,8 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
     """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
     with e.command("create", image_ref) as cmd:
         config = security.normalized(compat.checked(config or {}))
+        if "mount_points" in config:  # what create records, judged: never a request
+            raise BadInput("mount_points is recorded by lamina, not a create option")
         root, root_version = rootconfig.read(e.log)
         rootconfig.check_container(config, root)
         image = e.image(image_ref)
@@ -92,24 +95,43 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
                                f"container {holder.id}")
         if not lifecycle.judge("image", "create"):
             raise IllegalMove("create is not a legal move")
+        points = mounting.plan(e, config, image) if _asks_mounts(config, image_cfg) else []
         cid = e.ids.new_id()
         if name is None:
             name = name_for(cid, lambda n: e.log.container_named(n) is not None)
+        if points:
+            config["mount_points"] = [m.to_json() for m in points]
         rw = e.layers.create_rw_layer(cid, image.layers)
+        try:
+            prepared = mounting.prepare(e, cid, rw, points, image)
+        except BaseException:
+            e.layers.remove_rw_layer(rw)
+            raise
         event = ev.ContainerCreated(id=cid, name=name, image=image.id, cmd=list(cmd_args),
                                     rw_layer=rw, config=config)
         # the root's setting as judged: a configure appended meanwhile fails this append
-        expected = {f"container:{cid}": 0, rootconfig.ROOT_STREAM: root_version}
+        expected = {f"container:{cid}": 0, rootconfig.ROOT_STREAM: root_version,
+                    **prepared.expected}
         try:
-            cmd.append([event], expected)
+            cmd.append([event, *prepared.events], expected)
         except BaseException:
-            e.layers.remove_rw_layer(rw)  # the log never said it existed
+            mounting.undo(e, prepared)  # the log never said they existed
+            e.layers.remove_rw_layer(rw)
             raise
         return cid
 
 
-def rm(e: EngineBase, ref: str, force: bool = False) -> None:
-    """Delete the read-write layer and its files; -f kills a live container first."""
+_MOUNT_OPTIONS = ("binds", "mounts", "tmpfs", "volumes", "volumes_from")
+
+
+def _asks_mounts(config: Mapping[str, Any], image_cfg: Mapping[str, Any]) -> bool:
+    """Whether a create has mounts to judge (most don't: the mount rules stay unloaded)."""
+    return bool(image_cfg.get("Volumes")) or any(config.get(k) for k in _MOUNT_OPTIONS)
+
+
+def rm(e: EngineBase, ref: str, force: bool = False, volumes: bool = False) -> None:
+    """Delete the read-write layer and its files; -f kills a live container first; -v
+    (`volumes`) removes its anonymous volumes too, unless another container uses them."""
     from core.engine.images import apply_plan  # the image rules: not on pause's path
     from core.images import orphaned_by_container
 
@@ -121,11 +143,15 @@ def rm(e: EngineBase, ref: str, force: bool = False) -> None:
             plan = orphaned_by_container(c, images, e.log.containers(),
                                          {la.id: la for la in e.log.layers()})
             removed = ev.ContainerRemoved(id=c.id, force=force)
-            apply_plan(e, cmd, plan, images, force=force, extra=[removed],
-                       expected={f"container:{c.id}": c.version})
+            released, versions, gone = mounting.released(e, c, volumes) \
+                if c.config.get("mount_points") else ([], {}, [])
+            apply_plan(e, cmd, plan, images, force=force, extra=[removed, *released],
+                       expected={f"container:{c.id}": c.version, **versions})
             e.runtime.release(c)
         e.layers.remove_rw_layer(c.rw_layer)
         e.runtime.remove(c)
+        for name in gone:
+            e.volumes.remove(name)
 
 
 def exec_process(e: EngineBase, ref: str, argv: Sequence[str], user: str = "",

@@ -203,6 +203,7 @@ class MemoryLayerStore:
     ids: Ids
     layers: dict[str, dict[str, str]] = field(default_factory=dict)
     rw: dict[str, dict[str, str]] = field(default_factory=dict)
+    copied: dict[str, dict[str, str]] = field(default_factory=dict)  # copy_out's, by dest
 
     def _new(self, files: Mapping[str, str], diff_id: str | None = None) -> LayerInfo:
         lid = self.ids.new_id()
@@ -259,6 +260,16 @@ class MemoryLayerStore:
             if kind == "A" and parent:
                 out.setdefault(parent, "C")
         return sorted(((kind, path) for path, kind in out.items()), key=lambda kp: kp[1])
+
+    def copy_out(self, rw_layer: str, layers: Sequence[str], path: str, dest: str) -> None:
+        """The view's files below `path` (upper layers win), kept by `dest`."""
+        prefix = path.strip("/") + "/"
+        view: dict[str, str] = {}
+        for files in [*(self.layers[lid] for lid in layers), self.rw.get(rw_layer, {})]:
+            view.update({rel.strip("/")[len(prefix):]: data for rel, data in files.items()
+                         if rel.strip("/").startswith(prefix)})
+        if view:
+            self.copied.setdefault(dest, {}).update(view)
 
     # --- Archive ---------------------------------------------------------------------------
 

@@ -6,7 +6,12 @@ per-move rules (the lifecycle machine is the only judge; a refused command chang
 and leaves exactly one CommandRejected), and then `check_world`, the invariants that must hold
 in every state (replay equals the live world, processes match states, nothing in use is gone).
 Images in transit (save, load, push, pull) are steps too; what must hold after each of them
-is in tests/model/transfer.py.
+is in tests/model/transfer.py. So are the volume commands (volume create, rm, prune), judged
+by _check_volume_move, with the invariants "no volume is removed while a container has it
+mounted" and "the volume store holds exactly the volumes of the log". A container's use of
+a volume is recorded by its create (the container side of volumes); until the model's
+create asks for volumes, the `mount` and `unmount` steps record a use directly, as that
+create and rm will.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from core.memory import (
     TickingClock,
     memory_engine,
 )
-from core.model import Container, Image, Layer, World
+from core.model import Container, Image, Layer, Volume, World
 from core.references import is_id_prefix, normalize_tag
+from events import types as ev
 from events.envelope import Recorded
 from tests.model import transfer
 
@@ -53,6 +59,10 @@ TRIGGERS = {"create": "create", "start": "start", "stop": "stop", "pause": "paus
             "unpause": "unpause", "exit": "exit", "restart": "restart", "commit": "commit",
             "exec": "exec"}
 CONTAINER_OPS = (*TRIGGERS, "kill", "rm")
+VOLUME_OPS = ("volume create", "volume rm", "volume prune")  # commands, each recorded
+USES = ("mount", "unmount")  # a container's use of a volume, recorded as its create does
+VOLUME_NAMES = ("v0", "v1")  # named volumes (docker's rule: two characters at least)
+MAX_ANONYMOUS = 3  # create an anonymous volume only while fewer than this exist
 
 
 # --- the bounded world -------------------------------------------------------------------
@@ -92,6 +102,7 @@ class Step:
     sig: int = SIGKILL
     tag: str | None = None
     archive: bytes | None = field(default=None, repr=False)  # what `load` reads
+    volume: str | None = None  # volume commands' and uses' volume (None: an anonymous one)
 
     @property
     def trigger(self) -> str:
@@ -118,8 +129,20 @@ class Step:
                 return f"tag {ref} {self.tag}"
             case "save" | "load" | "push" | "pull":
                 return f"{self.op} {ref}"
+            case "volume create":
+                return f"volume create {self.volume or '(anonymous)'}"
+            case "volume rm":
+                return f"volume rm{' -f' if self.force else ''} {_short(self.volume)}"
+            case "volume prune":
+                return f"volume prune{' -a' if self.force else ''}"
+            case "mount" | "unmount":
+                return f"{self.op} {_short(self.volume)} by {self.slot}"
             case _:
                 return f"{self.op} {self.slot}"
+
+
+def _short(name: str | None) -> str:
+    return (name or "")[:12]
 
 
 def image_ref(image: Image, by_tag: bool = True) -> str:
@@ -170,7 +193,27 @@ def perform(engine: Engine, step: Step, registry: MemoryRegistry | None = None) 
             return engine.rmi(step.ref or "", force=step.force)
         case "tag":
             return engine.tag(step.ref or "", step.tag or "")
+        case "volume create":
+            return engine.volume_create(step.volume)
+        case "volume rm":
+            return engine.volume_rm([step.volume or ""], force=step.force)
+        case "volume prune":
+            return engine.volume_prune(all=step.force)
+        case "mount" | "unmount":
+            return use(engine, step.op, slot, step.volume or "")
     raise ValueError(f"unknown op {step.op!r}")
+
+
+def use(engine: Engine, op: str, slot: str, name: str) -> None:
+    """Record that the container in `slot` mounts (or no longer mounts) volume `name`, as
+    a container's create (rm) records it: with the volume's version as expected."""
+    c = engine.log.container_named(slot)
+    v = engine.log.volume(name)
+    assert c is not None and v is not None, f"{op} {name} by {slot}: no such container/volume"
+    event: ev.Event = (ev.VolumeMounted(id=name, container=c.id, target="/data") if op == "mount"
+                       else ev.VolumeUnmounted(id=name, container=c.id))
+    engine.log.append([event], expected={f"volume:{name}": v.version},
+                      meta={"user": "model", "command": "create" if op == "mount" else "rm"})
 
 
 # --- observing a state -------------------------------------------------------------------
@@ -189,7 +232,8 @@ def live_world(log: Any) -> World:
         return log.world
     return World(containers={c.id: c for c in log.containers()},
                  images={i.id: i for i in log.images()},
-                 layers={la.id: la for la in log.layers()}, seq=log.last_seq())
+                 layers={la.id: la for la in log.layers()},
+                 volumes={v.id: v for v in log.volumes()}, seq=log.last_seq())
 
 
 def replay(records: Iterable[Recorded], world: World | None = None) -> World:
@@ -201,7 +245,8 @@ def replay(records: Iterable[Recorded], world: World | None = None) -> World:
 
 
 def copy_world(world: World) -> World:
-    return World(dict(world.containers), dict(world.images), dict(world.layers), world.seq)
+    return World(dict(world.containers), dict(world.images), dict(world.layers),
+                 dict(world.volumes), world.seq)
 
 
 def proc_view(engine: Engine) -> dict[str, tuple]:
@@ -215,6 +260,10 @@ def store_view(engine: Engine) -> tuple:
             {k: dict(v) for k, v in store.rw.items()})
 
 
+def volume_view(engine: Engine) -> dict[str, dict[str, str]]:
+    return {k: dict(v) for k, v in engine.volumes.data.items()}
+
+
 @dataclass
 class Snapshot:
     """What a step may change, observed before it runs."""
@@ -225,14 +274,16 @@ class Snapshot:
     layers: dict[str, Layer]
     procs: dict[str, tuple]
     store: tuple
+    volumes: dict[str, Volume]
+    volume_data: dict[str, dict[str, str]]
     by_name: dict[str, Container] = field(default_factory=dict)
 
     @classmethod
     def of(cls, engine: Engine) -> Snapshot:
         w = live_world(engine.log)
         return cls(last_seq(engine.log), dict(w.containers), dict(w.images), dict(w.layers),
-                   proc_view(engine), store_view(engine),
-                   {c.name: c for c in w.containers.values()})
+                   proc_view(engine), store_view(engine), dict(w.volumes),
+                   volume_view(engine), {c.name: c for c in w.containers.values()})
 
 
 @dataclass
@@ -278,11 +329,24 @@ def check_move(step: Step, before: Snapshot, after: Snapshot, error: LaminaError
         if [r.type for r in new] != transfer.rejected_leaves(step.op):
             _fail(f"refused {step} ({error!r}) appended {[r.type for r in new]}, "
                   "not exactly one CommandRejected")
-        for what in ("containers", "images", "layers", "procs", "store"):
+        for what in ("containers", "images", "layers", "procs", "store", "volumes",
+                     "volume_data"):
             if getattr(before, what) != getattr(after, what):
                 _fail(f"refused {step} ({error!r}) changed the {what}")
     elif rejected:
         _fail(f"{step} succeeded but appended {len(rejected)} CommandRejected")
+    for rec in new:  # the invariant of every move: no volume removed while it is in use
+        if rec.type == "VolumeRemoved" and before.volumes[rec.target].users:
+            _fail(f"{step} removed volume {rec.target[:12]}, which containers "
+                  f"{sorted(before.volumes[rec.target].users)} use")
+    if step.op in VOLUME_OPS or step.op in USES:
+        if step.op in VOLUME_OPS:
+            _check_volume_move(step, before, after, error, new)
+        if after.containers != before.containers:
+            _fail(f"{step} changed a container")
+        return
+    if (after.volumes, after.volume_data) != (before.volumes, before.volume_data):
+        _fail(f"{step} changed the volumes")  # (until a create asks for volumes)
 
     if step.op in CONTAINER_OPS:
         _check_container_move(step, before, after, error)
@@ -399,18 +463,85 @@ def _check_rmi(step: Step, before: Snapshot, after: Snapshot,
             _fail(f"{step} was refused with {error!r}, expected a Conflict")
 
 
+def _check_volume_move(step: Step, before: Snapshot, after: Snapshot,
+                       error: LaminaError | None, new: list[Recorded]) -> None:
+    """docker's answers to volume create, rm and prune (the names here are all valid)."""
+    name = step.volume
+    gone = sorted(set(before.volumes) - set(after.volumes))
+    made = sorted(set(after.volumes) - set(before.volumes))
+    changed = [n for n in after.volumes if n in before.volumes
+               and after.volumes[n] != before.volumes[n]]
+    if changed:
+        _fail(f"{step} changed the volumes {changed}")
+    if step.op == "volume create":
+        if error is not None:
+            _fail(f"{step} was refused: {error!r}")
+        if gone:
+            _fail(f"{step} removed {gone}")
+        if name in before.volumes:  # docker: the volume as it is, nothing recorded
+            if new or made:
+                _fail(f"{step} of an existing volume recorded {[r.type for r in new]}")
+            return
+        if len(made) != 1 or (name is not None and made != [name]):
+            _fail(f"{step} made {made}")
+        v = after.volumes[made[0]]
+        if v.anonymous != (name is None) or v.users or v.driver != "local":
+            _fail(f"{step} made {v}")
+        if after.volume_data.get(v.id) != {} or [r.type for r in new] != ["VolumeCreated"]:
+            _fail(f"{step}: data {after.volume_data.get(v.id)!r}, records "
+                  f"{[r.type for r in new]}")
+        return
+    if made:
+        _fail(f"{step} made {made}")
+    if step.op == "volume rm":
+        was = before.volumes.get(name or "")
+        if was is None:
+            wanted: type[LaminaError] | None = None if step.force else NotFound
+        else:
+            wanted = Conflict if was.users else None
+        if wanted is None and error is not None:
+            _fail(f"{step} was refused: {error!r}")
+        if wanted is not None and not isinstance(error, wanted):
+            _fail(f"{step} answered {error!r}, expected a {wanted.__name__}")
+        expect = [name] if was is not None and not was.users else []
+    else:  # prune: the unused ones, only anonymous ones unless -a
+        if error is not None:
+            _fail(f"{step} was refused: {error!r}")
+        expect = sorted(n for n, v in before.volumes.items()
+                        if not v.users and (step.force or v.anonymous))
+    if gone != expect:
+        _fail(f"{step} removed {gone}, expected {expect}")
+    if [r.type for r in new] != (["VolumeRemoved"] * len(expect) if error is None else
+                                 ["CommandRejected"]):
+        _fail(f"{step} recorded {[r.type for r in new]}")
+    if set(after.volume_data) != set(before.volume_data) - set(expect):
+        _fail(f"{step} left the data of {sorted(set(after.volume_data) & set(expect))}")
+
+
 # --- the invariants of every state -------------------------------------------------------
 
 
 def check_world(engine: Engine, replayed: World) -> None:
     """Every invariant of a state. `replayed` is the fold of the whole log so far."""
     live = live_world(engine.log)
-    for what in ("containers", "images", "layers"):
+    for what in ("containers", "images", "layers", "volumes"):
         if getattr(replayed, what) != getattr(live, what):
             _fail(f"replaying the log gives other {what} than the live world: "
                   f"{_diff(getattr(replayed, what), getattr(live, what))}")
     _check_processes(engine, live)
     _check_images(engine, live)
+    _check_volumes(engine, live)
+
+
+def _check_volumes(engine: Engine, live: World) -> None:
+    """The volume store holds exactly the volumes of the log (made before the log says a
+    volume exists, deleted once it says it is gone: never out of step after a command)."""
+    if engine.volumes.names() != sorted(live.volumes):
+        _fail(f"volume store {engine.volumes.names()} and log {sorted(live.volumes)} "
+              "disagree")
+    for v in live.volumes.values():
+        if v.driver != "local" or v.options:
+            _fail(f"volume {v.id[:12]} has driver {v.driver!r}, options {v.options}")
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -530,6 +661,14 @@ def abstract(world: World, names: dict[str, str]) -> Abstract:
         place(r, "")
     slot_class = {c.name: f"{image_class.get(c.image, c.image)}:{c.state}"
                   for c in world.containers.values()}
+    if world.volumes:  # each volume (a name, or `anon`) with the classes of its users
+        by_id = {c.id: slot_class[c.name] for c in world.containers.values()}
+
+        def label(v: Volume) -> str:
+            users = ",".join(sorted(by_id.get(u, "gone") for u in v.users))
+            return f"{'anon' if v.anonymous else v.id}[{users}]"
+
+        key += " | " + " ".join(sorted(label(v) for v in world.volumes.values()))
     return Abstract(key, image_class, slot_class)
 
 
@@ -588,6 +727,41 @@ def transfer_steps(world: World) -> list[Step]:
     return steps
 
 
+def volume_steps(world: World) -> list[Step]:
+    """The volume commands to try in a state, and the uses of each volume by each container
+    (a mount by a container not yet using it, an unmount by one that does)."""
+    steps = [Step("volume create", volume=name) for name in VOLUME_NAMES]
+    if sum(v.anonymous for v in world.volumes.values()) < MAX_ANONYMOUS:
+        steps.append(Step("volume create"))
+    for name in VOLUME_NAMES:
+        if name not in world.volumes:  # no such volume: refused, and -f is no error
+            steps += [Step("volume rm", volume=name), Step("volume rm", volume=name,
+                                                            force=True)]
+    for v in sorted(world.volumes.values(), key=lambda v: v.id):
+        steps += [Step("volume rm", volume=v.id), Step("volume rm", volume=v.id, force=True)]
+        for c in sorted(world.containers.values(), key=lambda c: c.name):
+            op = "unmount" if c.id in v.users else "mount"
+            steps.append(Step(op, c.name, volume=v.id))
+    return steps + [Step("volume prune"), Step("volume prune", force=True)]
+
+
+def volume_world_steps(world: World, shape: Abstract) -> list[Step]:
+    """The volume world (test_exhaustive's second search): up to three containers on
+    `base`, made one after the other, started and stopped, and every volume command and use
+    between them. (No container is removed: a container's rm records its volumes' unmount,
+    the container side of volumes; until then a removed container would keep its volumes
+    in use for ever.)"""
+    steps = volume_steps(world)
+    taken = {c.name: c for c in world.containers.values()}
+    empty = [s for s in SLOTS if s not in taken]
+    if empty:
+        base = next(i for i in world.images.values() if "base:latest" in i.tags)
+        steps.insert(0, Step("create", empty[0], "base", base.id))
+    for slot, c in sorted(taken.items()):
+        steps.append(Step("stop" if c.state in LIVE else "start", slot))
+    return steps
+
+
 def clone(engine: Engine) -> Engine:
     """A deep copy of an engine on the in-memory ports, made field by field (copy.deepcopy
     took 45% of the BFS's time). The memory log's records are frozen, and its World and
@@ -607,7 +781,8 @@ def clone(engine: Engine) -> Engine:
     new_log.records, new_log.world, new_log.versions = list(log.records), log.world, log.versions
     new_store = MemoryLayerStore(ids=CountingIds(store.ids.n),
                                  layers={k: dict(v) for k, v in store.layers.items()},
-                                 rw={k: dict(v) for k, v in store.rw.items()})
+                                 rw={k: dict(v) for k, v in store.rw.items()},
+                                 copied={k: dict(v) for k, v in store.copied.items()})
     procs = {cid: FakeProcess(p.pid, p.alive, p.frozen, list(p.pending), p.exit_code)
              for cid, p in runtime.procs.items()}
     clients = {cid: MemoryAttachment(a.container_id, a.closed)
@@ -627,7 +802,7 @@ def clone(engine: Engine) -> Engine:
 def _shapes_known() -> bool:
     shapes = {Engine: {"log", "layers", "runtime", "ids", "clock", "volumes", "meta"},
               MemoryVolumeStore: {"data", "host"},
-              MemoryLayerStore: {"ids", "layers", "rw"},
+              MemoryLayerStore: {"ids", "layers", "rw", "copied"},
               MemoryRuntime: {"procs", "next_pid", "clients", "output"},
               MemoryAttachment: {"container_id", "closed"},
               FakeProcess: {"pid", "alive", "frozen", "pending", "exit_code"},

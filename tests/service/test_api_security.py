@@ -91,7 +91,8 @@ def test_fields_lamina_cant_honour_are_refused_by_name(service: Service) -> None
     """The real docker CLI's own requests: the defaults it always sends pass, a flag whose
     field lamina doesn't build is a 400 naming it, recorded as CommandRejected."""
     before = len(service.events())
-    cases = {("-v", "/tmp:/mnt"): "Binds (-v, --volume) is not supported by lamina yet",
+    cases = {("--volume-driver", "flocker"): "VolumeDriver 'flocker' (--volume-driver flocker)"
+             " is not supported by lamina yet",
              ("--restart", "always"): "RestartPolicy (--restart) is not supported",
              ("-p", "8080:80"): "PortBindings (-p, --publish) is not supported",
              ("--network", "bridge"): "NetworkMode 'bridge'",

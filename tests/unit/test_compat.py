@@ -51,7 +51,7 @@ def test_api_defaults_are_no_request_and_requests_are_refused() -> None:
     _, options = api_options(body)
     assert checked(options) == {}
     refusals = {
-        "HostConfig.Binds (-v, --volume)": {"Binds": ["/x:/y"]},
+        "HostConfig.VolumeDriver 'flocker'": {"VolumeDriver": "flocker"},
         "HostConfig.RestartPolicy (--restart)": {"RestartPolicy": {"Name": "always"}},
         "HostConfig.LogConfig": {"LogConfig": {"Type": "syslog"}},
         "HostConfig.KernelMemory is": {"KernelMemory": 4 << 20},

@@ -17,6 +17,7 @@ from adapters.viz.model import LayerBox, Stack, Tree, short_cgroup
 
 FONT = "Helvetica"
 RO, RW = "#dbe4ee", "#fff2a8"
+VOLUME = "#f3dcc3"  # data outside the union view: volumes, binds, tmpfs
 STATE_COLOURS = {"image": "#eeeeee", "stopped": "#d9d9d9", "running": "#bfe8c0",
                  "paused": "#bcd7f5"}
 MAX_TEXT = 48
@@ -95,6 +96,12 @@ def _stack_nodes(g: Any, s: Stack) -> None:
     g.node("stack", stack_label(s))
     g.node("union", _union_label(s), shape="folder", style="filled", fillcolor="white")
     g.edge("stack", "union", label="overlay", style="solid" if s.process else "dashed")
+    for i, m in enumerate(s.mounts):  # the data that lives outside the union view
+        g.node(f"mount{i}", f"{_cut(m.label, 40)}\n{'read-only' if m.read_only else 'rw'}",
+               shape="cylinder" if m.type == "volume" else "box3d" if m.type == "bind"
+               else "note", style="filled", fillcolor=VOLUME)
+        g.edge(f"mount{i}", "union", label=f"at {_cut(m.target, 30)}",
+               style="solid" if s.process else "dashed")
 
 
 def _process_space(g: Any, s: Stack) -> None:

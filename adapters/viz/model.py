@@ -46,6 +46,24 @@ class ProcessSpace:
 
 
 @dataclass(frozen=True)
+class MountBox:
+    """One of the container's mounts as drawn: data that lives outside the union view."""
+
+    type: str  # bind | volume | tmpfs
+    source: str  # the volume's name, the bind's host path, "" for a tmpfs
+    target: str
+    read_only: bool = False
+    anonymous: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.type == "volume":
+            name = short(self.source) if self.anonymous else self.source
+            return f"volume {name}" + (" (anonymous)" if self.anonymous else "")
+        return f"bind {self.source}" if self.type == "bind" else "tmpfs"
+
+
+@dataclass(frozen=True)
 class Stack:
     """An image's stack, or a container's: layers bottom first, the rw layer on top."""
 
@@ -63,6 +81,7 @@ class Stack:
     changes: tuple[tuple[str, str], ...] | None = None  # (A|C|D, path); None: not known
     union: tuple[str, ...] = ()  # top-level names of the union view, when the files exist
     process: ProcessSpace | None = None
+    mounts: tuple[MountBox, ...] = ()  # volumes, binds, tmpfs: beside the view, not in it
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,7 +219,17 @@ def container_stack(source: Any, c: Container, store: Any) -> Stack:
         union = union_entries(lowers)
     return Stack("container", c.id, c.name, c.state, source.seq, source.when, source.live,
                  boxes, image=c.image, image_label=image_label(image), rw=rw, changes=changes,
-                 union=union, process=process_space(c, source.live))
+                 union=union, process=process_space(c, source.live), mounts=mount_boxes(c))
+
+
+def mount_boxes(c: Container) -> tuple[MountBox, ...]:
+    """The container's mounts as its create recorded them (so, at any seq, as they were)."""
+    if not c.config.get("mount_points"):
+        return ()
+    from core.mounts import recorded
+
+    return tuple(MountBox(m.type, m.source, m.target, m.read_only, m.anonymous)
+                 for m in recorded(c.config))
 
 
 def stack(source: Any, ref: str, store: Any = None) -> Stack:

@@ -56,7 +56,10 @@ def stack_renderable(s: Stack) -> Any:
     from rich.panel import Panel
 
     union = "union view: " + (" ".join(s.union) if s.union else "(files not on this host)")
-    parts = [_layers_table(s), _changes(s), union]
+    mounts = "mounts (outside the union view):\n" + "\n".join(
+        f"  {m.label} at {m.target}{' (read-only)' if m.read_only else ''}"
+        for m in s.mounts) if s.mounts else ""
+    parts = [_layers_table(s), _changes(s), union, mounts]
     body: Group | Panel = Group(*[p for p in parts if p])
     if s.process is not None:
         p = s.process

@@ -159,3 +159,24 @@ def test_a_long_history_draws_its_newest_events(session, tmp_path) -> None:
     text = _svg_text(out)
     assert f"the last {dot.MAX_COLUMNS} of {len(h.steps)} events" in text
     assert f"#{h.steps[-1].seq} " in text and f"#{h.steps[0].seq} " not in text
+
+
+def test_a_containers_volumes_are_drawn_beside_its_layers(session, tmp_path) -> None:
+    """The seed's picture plus the data that lives outside the union view; at a past seq,
+    the mounts it had then."""
+    e = session["engine"]
+    e.volumes.host.add("/srv/www")
+    db = e.create("busybox", ["sh"], name="db", config={
+        "binds": ["data:/var/lib/db", "/srv/www:/www:ro"], "tmpfs": {"/run": ""}})
+    s = model.stack(source.open_source(session["root"]), "db")
+    assert [(m.label, m.target, m.read_only) for m in s.mounts] == [
+        ("volume data", "/var/lib/db", False), ("bind /srv/www", "/www", True),
+        ("tmpfs", "/run", False)]
+    out = tmp_path / "db.svg"
+    dot.render(dot.stack_graph(s), str(out))
+    text = _svg_text(out)
+    assert "volume data" in text and "at /var/lib/db" in text and "bind /srv/www" in text
+    before_rm = e.log.last_seq()
+    e.rm(db)
+    gone = source.open_source(session["root"], str(before_rm))
+    assert [m.target for m in model.stack(gone, "db").mounts] == ["/var/lib/db", "/www", "/run"]

@@ -190,6 +190,7 @@ WARM_MODULES = (
     "adapters.storage.overlay", "adapters.kernel.cgroups", "core.engine", "core.lifecycle",
     "core.engine.images", "core.engine.commit", "core.engine.archives", "core.engine.loading",
     "core.images", "core.engine.volumes", "adapters.cli.volumes", "adapters.storage.volumes",
+    "core.mounts", "core.engine.mounting", "adapters.kernel.inroot",
     "adapters.eventstore.sqlite_log", "adapters.eventstore.query", "sqlite3", "pwd", "locale",
     "json", "adapters.logs",
 )

@@ -204,6 +204,8 @@ PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runti
            "adapters.kernel.namespaces", "adapters.kernel.libc", "adapters.kernel.units",
            "core.engine", "core.engine.images", "core.engine.commit", "core.engine.archives",
            "core.engine.loading", "core.engine.volumes", "core.images", "core.process",
+           "core.mounts", "core.engine.mounting", "adapters.kernel.inroot",
+           "adapters.storage.volumes",
            "events.types",
            "adapters.eventstore.query", "adapters.eventstore.sqlite_log", "pwd", "tarfile",
            "hashlib", "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build",

@@ -360,6 +360,10 @@ class LinuxLayerStore:
 
         from adapters.kernel import inroot
 
+        first = next((part for part in path.split("/") if part), "")
+        dirs = [self.diff_dir(rw_layer), self.init_dir(rw_layer), *self.lowers(layers)]
+        if first and not any(os.path.lexists(os.path.join(d, first)) for d in dirs):
+            return  # no layer has anything there: nothing to copy, no view to mount
         with self.union_view(rw_layer, layers) as merged:
             root = inroot.open_root(merged)
             try:

@@ -10,7 +10,9 @@ connection (another process), change nothing.
 The rules are the exhaustive checker's commands (tests/model/harness.py), with unbounded
 commits, more signals, `tag`, and any slot or image as target; images in transit too (save
 and load of what the machine saved, push and pull through the machine's own registry:
-tests/model/transfer.py). The per-move rules are checked inside each rule, the state
+tests/model/transfer.py); and the volume commands (create, rm, prune) with uses of the
+volumes by the containers (harness.use), so that a volume is removed only when no
+container mounts it. The per-move rules are checked inside each rule, the state
 invariants as @invariant()s.
 """
 
@@ -36,6 +38,7 @@ from tests.model.harness import (
     SIGKILL,
     SLOTS,
     SNAP,
+    VOLUME_NAMES,
     Outcome,
     Step,
     check_world,
@@ -55,6 +58,7 @@ signals = st.sampled_from([SIGKILL, SIGHUP, int(signal.SIGTERM), int(signal.SIGU
 tags = st.sampled_from([SNAP, "extra", "base", "cafe"])
 # what push and pull name (docker.io/library/<name> in the machine's registry)
 remotes = st.sampled_from([SNAP, "base", "extra"])
+volume_names = st.sampled_from([*VOLUME_NAMES, None])  # None: an anonymous volume
 
 
 class MemoryMachine(RuleBasedStateMachine):
@@ -177,6 +181,36 @@ class MemoryMachine(RuleBasedStateMachine):
     def pull(self, ref: str) -> None:
         self.do(Step("pull", ref=ref))
 
+    @rule(name=volume_names)
+    def volume_create(self, name: str | None) -> None:
+        self.do(Step("volume create", volume=name))
+
+    def volume(self, pick: int) -> str:
+        """An existing volume (any, by pick), or one of the fixed names when there is none."""
+        names = sorted(live_world(self.engine.log).volumes)
+        if pick < len(VOLUME_NAMES) or not names:
+            return VOLUME_NAMES[pick % len(VOLUME_NAMES)]
+        return names[pick % len(names)]
+
+    @rule(pick=picks, force=st.booleans())
+    def volume_rm(self, pick: int, force: bool) -> None:
+        self.do(Step("volume rm", volume=self.volume(pick), force=force))
+
+    @rule(every=st.booleans())
+    def volume_prune(self, every: bool) -> None:
+        self.do(Step("volume prune", force=every))
+
+    @rule(slot=slots, pick=picks)
+    def use_volume(self, slot: int, pick: int) -> None:
+        """A container mounts a volume (or stops using one it mounts), as its create (rm)
+        records it."""
+        world = live_world(self.engine.log)
+        name = self.volume(pick)
+        v = world.volumes.get(name)
+        c = self.engine.log.container_named(self.slot(slot))
+        if v is not None and c is not None:
+            self.do(Step("unmount" if c.id in v.users else "mount", c.name, volume=name))
+
     # --- invariants ---------------------------------------------------------------------
 
     @invariant()
@@ -226,8 +260,8 @@ class SqliteMachine(MemoryMachine):
         self.engine.log.close()
         self.engine = replace(self.engine, log=SqliteEventLog(self.root, create=False))
         after = live_world(self.engine.log)
-        assert (after.containers, after.images, after.layers, after.seq) == \
-            (before.containers, before.images, before.layers, before.seq)
+        assert (after.containers, after.images, after.layers, after.volumes, after.seq) == \
+            (before.containers, before.images, before.layers, before.volumes, before.seq)
 
     @rule(at=st.integers(min_value=0, max_value=400))
     def time_travel(self, at: int) -> None:

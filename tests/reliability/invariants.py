@@ -10,7 +10,8 @@
   naming the root is alive but the monitors of live containers;
 - the layer directories are exactly the read model's layers and its containers' read-write
   layers, each registered layer's files still hash to its diff_id (the whole tar is rebuilt),
-  and <root>/tmp holds nothing.
+  and <root>/tmp holds nothing;
+- the volume directories are exactly the read model's volumes, each with its `_data`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def problems(root: Path | str) -> list[str]:
     root = str(root)
     e = build_engine(root, recover=False)
     try:
-        return [*_log(e.log.con), *_host(e, root), *_layers(e)]
+        return [*_log(e.log.con), *_host(e, root), *_layers(e), *_volumes(e, root)]
     finally:
         e.log.suspend()
 
@@ -53,7 +54,7 @@ def _log(con: Any) -> list[str]:
         world = replay.fold(con)  # every stream, each move judged by the lifecycle again
     except ProjectionError as err:
         return [*out, f"illegal move in the log: {err}"]
-    for kind in ("container", "image", "layer"):
+    for kind in ("container", "image", "layer", "volume"):
         replayed = {aid: json.loads(_canonical(agg)) for aid, agg in world.table(kind).items()}
         stored = {aid: json.loads(doc) for aid, doc in
                   con.execute(f"SELECT id, doc FROM {kind}s")}
@@ -143,6 +144,16 @@ def _layers(e: Any) -> list[str]:
                 if n not in ids]
     if os.path.isdir(store.tmp_dir) and os.listdir(store.tmp_dir):
         out.append(f"staging leftovers: {sorted(os.listdir(store.tmp_dir))}")
+    return out
+
+
+def _volumes(e: Any, root: str) -> list[str]:
+    wanted = {v.id for v in e.log.volumes()}
+    top = os.path.join(root, "volumes")
+    on_disk = set(os.listdir(top)) if os.path.isdir(top) else set()
+    out = [f"volume directory {n[:15]} belongs to no volume" for n in sorted(on_disk - wanted)]
+    out += [f"volume {n[:15]} is in the log but not on disk" for n in sorted(wanted)
+            if not os.path.isdir(os.path.join(top, n, "_data"))]
     return out
 
 

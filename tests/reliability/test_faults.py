@@ -82,6 +82,14 @@ def _build(lam: Root) -> list[str]:
     return ["build", "-t", tag, str(lam.context)]
 
 
+def _prune(lam: Root) -> list[str]:
+    """An anonymous volume of this run's own label, and a prune of that label only (an
+    earlier run's crash may have left one of its own in the log)."""
+    label = f"run={lam.unique('p')}"
+    lam.ok("volume", "create", "--label", label)
+    return ["volume", "prune", "-f", "--filter", f"label={label}"]
+
+
 def _images(lam: Root) -> list[dict]:
     return [json.loads(line) for line in lam.ok("images", "--format", "json").splitlines()]
 
@@ -97,6 +105,10 @@ PREPARE: dict[str, Callable[[Root], list[str]]] = {
                         f"gone:{Root.n}"],
     "load": _load,
     "build": lambda lam: _build(lam),
+    "volume create": lambda lam: ["volume", "create", lam.unique("vol")],
+    "volume rm": lambda lam: ["volume", "rm", lam.ok("volume", "create",
+                                                     lam.unique("vol")).strip()],
+    "volume prune": _prune,
 }
 # Commands made of several appends: a crash leaves the steps done so far (their layers and
 # images are whole), never the final record; the log tells where the command stopped.
@@ -146,15 +158,17 @@ def _points(lam: Root, command: str, tmp: Path) -> tuple[list[str], list[str]]:
 
 def _chosen(command: str, points: list[str]) -> list[str]:
     """Every point under LAMINA_SOAK=1; else the three crash states that matter most: a
-    layer staged but not in place, every step done but nothing recorded, recorded but the
-    aftermath (deleting files, confirming the start) not done."""
+    layer (a volume) staged but not in place, every step done but nothing recorded,
+    recorded but the aftermath (deleting files, confirming the start) not done; and a
+    removed volume moved out of sight but not deleted."""
     if SOAK:
         return points
     if command in FINAL:  # a RUN step's container started, its layer made, then removed
         return [p for p in points if p in ("store.staged", "after:runtime.start",
                                            "after:layers.commit_rw_layer")]
     append = points.index("before:log.append")
-    chosen = {"store.staged", points[append - 1] if append else points[0], "after:log.append"}
+    chosen = {"store.staged", "volumes.staged", "volumes.hidden",
+              points[append - 1] if append else points[0], "after:log.append"}
     return [p for p in points if p in chosen]
 
 

@@ -46,6 +46,7 @@ AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 0x1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOUNT_ATTR_IDMAP = 0x00100000
+MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
 MOUNT_ATTR_RDONLY = 0x00000001
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 FSOPEN_CLOEXEC = 0x1
@@ -303,17 +304,22 @@ def cloned_tree(source: str) -> int:
     return fd
 
 
-def cloned_mount(source: str, read_only: bool) -> int:
+def cloned_mount(source: str, read_only: bool, userns_fd: int | None = None) -> int:
     """A remapped container's bind or volume: a detached recursive clone of `source` (a
     bind is recursive, as docker's), made read-only here (mount_setattr, recursively) when
-    asked, where we are privileged: the init that attaches it is not."""
+    asked, where we are privileged: the init that attaches it is not. With `userns_fd` (a
+    volume) it is idmapped too, as the layers are: the volume's root-owned files are its
+    root's, and what it writes lands on disk unshifted, so one volume serves plain and
+    remapped containers alike."""
     fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _path(source),
                       OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
     if fd < 0:
         err = ctypes.get_errno()
         raise IdmapError(err, f"cannot clone {source}: {os.strerror(err)}")
-    if read_only:
-        attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    if read_only or userns_fd is not None:
+        attr = _MountAttr((MOUNT_ATTR_RDONLY if read_only else 0)
+                          | (MOUNT_ATTR_IDMAP if userns_fd is not None else 0), 0, 0,
+                          userns_fd or 0)
         ret = libc.syscall(SYS_MOUNT_SETATTR, fd, _path(""), AT_EMPTY_PATH | AT_RECURSIVE,
                            ctypes.addressof(attr), ctypes.sizeof(attr))
         if ret < 0:
@@ -329,10 +335,15 @@ def _idmap_reason(err: int) -> str:
     return os.strerror(err)
 
 
-def attach(tree_fd: int, target: str) -> None:
-    """Attach a detached tree (`idmapped_tree`) at the directory `target`."""
-    ret = libc.syscall(SYS_MOVE_MOUNT, tree_fd, _path(""), AT_FDCWD, _path(target),
-                       MOVE_MOUNT_F_EMPTY_PATH)
+def attach(tree_fd: int, target: str | int) -> None:
+    """Attach a detached tree (`idmapped_tree`) at the directory `target`: a path, or an
+    fd of it (move_mount's MOVE_MOUNT_T_EMPTY_PATH; a /proc/self/fd path is refused)."""
+    if isinstance(target, int):
+        ret = libc.syscall(SYS_MOVE_MOUNT, tree_fd, _path(""), target, _path(""),
+                           MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+    else:
+        ret = libc.syscall(SYS_MOVE_MOUNT, tree_fd, _path(""), AT_FDCWD, _path(target),
+                           MOVE_MOUNT_F_EMPTY_PATH)
     if ret < 0:
         err = ctypes.get_errno()
         raise IdmapError(err, f"cannot attach a mount at {target}: {os.strerror(err)}")

@@ -26,7 +26,6 @@ import contextlib
 import ctypes
 import errno
 import os
-import platform
 
 from adapters.kernel import libc
 
@@ -47,7 +46,7 @@ MAXSYMLINKS = 40  # the kernel's limit, kept by the name-only walk below too
 _NR_BY_MACHINE = {"x86_64": 437, "amd64": 437, "aarch64": 437, "arm64": 437, "i386": 437,
                   "i686": 437, "armv7l": 437, "armv6l": 437, "riscv64": 437, "ppc64le": 437,
                   "ppc64": 437, "s390x": 437}
-_NR_OPENAT2: int | None = _NR_BY_MACHINE.get(platform.machine())
+_NR_OPENAT2: int | None = _NR_BY_MACHINE.get(os.uname().machine)
 _MAX_STEPS = 1 << 16  # components looked at by one walk (links expand a path)
 _RETRIES = 64  # EAGAIN (a rename raced a ".." under IN_ROOT) and EINTR are retried
 
@@ -76,7 +75,7 @@ def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) 
     EINTR and EAGAIN are retried; ENOSYS raises InRootUnsupported.
     """
     if _NR_OPENAT2 is None:
-        raise _unsupported(f"no syscall number known for {platform.machine()!r}")
+        raise _unsupported(f"no syscall number known for {os.uname().machine!r}")
     if not flags & (os.O_CREAT | getattr(os, "O_TMPFILE", 0)):
         mode = 0
     how = OpenHow(flags, mode, resolve)

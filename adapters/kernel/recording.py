@@ -228,9 +228,9 @@ class Recording:
             raise _error(errno.ENOENT, source)
         return self._new_fd(self._resolve(where))
 
-    def attach(self, tree_fd: int, target: str) -> None:
+    def attach(self, tree_fd: int, target: str | int) -> None:
         source = self._fd(tree_fd)
-        where = self._abs(target)
+        where = self._fd(target) if isinstance(target, int) else self._abs(target)
         self._record("attach", where, (source, target))
         if self._lookup(where) is None:
             raise _error(errno.ENOENT, f"attach {target}")

@@ -266,7 +266,7 @@ def mount_points(rootfs: str, mounts: Sequence[tuple[MountPoint, str | int]], *,
                 syscall.mount("tmpfs", where, "tmpfs", flags, data)
                 continue
             if isinstance(source, int):  # made read-only where it was cloned
-                syscall.attach(source, where)
+                syscall.attach(source, fd)
                 continue
             syscall.mount(source, where, None, libc.MS_BIND | libc.MS_REC)
         finally:

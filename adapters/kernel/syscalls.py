@@ -21,11 +21,12 @@ from __future__ import annotations
 import fcntl
 import glob
 import os
+import posixpath
 import socket
 import struct
 from typing import Protocol
 
-from adapters.kernel import libc
+from adapters.kernel import inroot, libc  # inroot: a remapped init can't import (0700 /root)
 
 
 class Syscalls(Protocol):
@@ -39,7 +40,7 @@ class Syscalls(Protocol):
     def umount(self, target: str, flags: int = 0) -> None: ...
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
     def clone_tree(self, source: str) -> int: ...
-    def attach(self, tree_fd: int, target: str) -> None: ...
+    def attach(self, tree_fd: int, target: str | int) -> None: ...
     def mount_target(self, root: str, path: str, is_dir: bool) -> int: ...
     def chdir(self, path: str) -> None: ...
     def fchdir(self, fd: int) -> None: ...
@@ -89,7 +90,7 @@ def _clone_tree(source: str) -> int:
     return cloned_tree(source)
 
 
-def _attach(tree_fd: int, target: str) -> None:
+def _attach(tree_fd: int, target: str | int) -> None:
     from adapters.kernel.idmap import attach
 
     attach(tree_fd, target)
@@ -100,10 +101,6 @@ def _mount_target(root: str, path: str, is_dir: bool) -> int:
     symlink can't send a mount outside the container), its missing directories made there
     and, for a file's bind (not is_dir), an empty file as its target. Mount on
     /proc/self/fd/<fd>: the very inode found, with no path left to race."""
-    import posixpath
-
-    from adapters.kernel import inroot
-
     root_fd = inroot.open_root(root)
     try:
         if is_dir:

@@ -392,14 +392,23 @@ class LinuxRuntime:
         shutil.rmtree(self.container_dir(container.id), ignore_errors=True)
 
 
-def _held_mount(m: MountPoint, source: str | int, fds: list[int]) -> str | int:
-    """A remapped init's bind or volume as a detached clone (read-only if asked)."""
-    from adapters.kernel.idmap import cloned_mount
+def _held_mounts(plan: InitPlan, fds: list[int]) -> list[tuple[MountPoint, str | int]]:
+    """A remapped init's binds and volumes as detached clones (read-only if asked; volumes
+    idmapped to its user namespace's maps, as its layers are; binds as the host owns them,
+    as docker's)."""
+    from adapters.kernel.idmap import cloned_mount, userns_holding
 
-    if m.type == "tmpfs" or isinstance(source, int):
-        return source
-    fds.append(cloned_mount(source, m.read_only))
-    return fds[-1]
+    if not plan.mounts or plan.idmap is None:
+        return list(plan.mounts)
+    out: list[tuple[MountPoint, str | int]] = []
+    with userns_holding(plan.idmap) as ns:
+        for m, source in plan.mounts:
+            if m.type != "tmpfs" and not isinstance(source, int):
+                fds.append(cloned_mount(source, m.read_only,
+                                        ns if m.type == "volume" else None))
+                source = fds[-1]
+            out.append((m, source))
+    return out
 
 
 def _hold_host_inputs(plan: InitPlan) -> list[int]:
@@ -432,7 +441,7 @@ def _hold_host_inputs(plan: InitPlan) -> list[int]:
                 raise RuntimeError_(f"device {host} is not {node.type} {node.major}:"
                                     f"{node.minor}: it changed since the container was made")
         plan.dev_sources = sources
-        plan.mounts = [(m, _held_mount(m, source, fds)) for m, source in plan.mounts]
+        plan.mounts = _held_mounts(plan, fds)
     except BaseException as err:
         for fd in fds:
             os.close(fd)

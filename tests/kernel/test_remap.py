@@ -414,3 +414,24 @@ def test_build_runs_its_steps_remapped_without_the_hosts_network(remapped: Root,
     refused = remapped("build", "--no-cache", "--network", "host", "-t", "built2", str(ctx))
     assert refused.returncode == 1
     assert "--network host is incompatible with this root's --userns-remap" in refused.stderr
+
+
+def test_volumes_binds_and_tmpfs_of_a_remapped_container(remapped: Root,
+                                                         tmp_path: Path) -> None:
+    """A volume is idmapped as the layers are: root inside owns it and its writes land on
+    disk unshifted; a bind is the host's as it is (docker's), read-only on request; a tmpfs
+    is its own."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "f").write_text("host file\n")
+    out = remapped.ok("run", "--rm", "-v", "rvol:/data", "-v", f"{host}:/h:ro",
+                      "--tmpfs", "/t", "busybox", "sh", "-c",
+                      "echo w > /data/root-file && mkdir /data/u && chown 1000:1000 /data/u"
+                      " && stat -c %u:%g /data; cat /h/f; touch /h/x 2>&1; "
+                      "echo t > /t/f && cat /t/f")
+    lines = out.splitlines()
+    assert lines[0] == "0:0" and lines[1] == "host file"
+    assert "Read-only file system" in lines[2] and lines[3] == "t"
+    data = remapped.root / "volumes" / "rvol" / "_data"
+    assert (os.lstat(data / "root-file").st_uid, os.lstat(data / "u").st_uid) == (0, 1000)
+    assert not (host / "x").exists()

@@ -32,7 +32,8 @@ def _mount_calls(rec: Recording) -> list[str]:
     for call in rec.calls:
         if call.name == "mount_target":
             out.append(f"target {call.args[1]} {call.flags[0]}")
-        elif call.name in ("mount", "attach") and str(call.args[1]).startswith("/proc/self/fd"):
+        elif call.name in ("mount", "attach") and (isinstance(call.args[1], int) or str(
+                call.args[1]).startswith("/proc/self/fd")):
             out.append(f"{call.name} {call.args[0]} {'|'.join(call.flags)}".strip())
     return out
 

@@ -119,7 +119,7 @@ FIELDS: tuple[Field, ...] = (
           "host paths and named volumes; propagation private only, z/Z as on a host "
           "without SELinux"),
     Field("HostConfig.Mounts", "--mount", A, "mounts",
-          "bind, volume and tmpfs; no volume drivers, subpaths or non-recursive binds"),
+          "bind, volume (with a subpath) and tmpfs; no volume drivers, non-recursive binds"),
     Field("HostConfig.Tmpfs", "--tmpfs", A, "tmpfs"),
     Field("HostConfig.VolumeDriver", "--volume-driver", A, "volume_driver",
           "the local driver only", allowed=("local",)),

@@ -43,7 +43,8 @@ class MountPoint:
     `source`: the host path of a bind, the volume's name, "" for a tmpfs. `copy`: fill an
     empty volume from the image's files at `target` (docker's default; `nocopy` says no).
     `create_source`: a missing bind source is made (as `-v` does) instead of refused (as
-    `--mount` does); it matters only at create. `options`: a tmpfs's mount data."""
+    `--mount` does); it matters only at create. `options`: a tmpfs's mount data. `subpath`:
+    a path inside the volume, resolved there (never out of it) when the container starts."""
 
     type: str  # bind | volume | tmpfs
     target: str
@@ -55,6 +56,7 @@ class MountPoint:
     anonymous: bool = False
     options: str = ""
     volume_labels: Mapping[str, str] = field(default_factory=dict)
+    subpath: str = ""  # a volume's: only this directory (or file) of it is mounted
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in ("", {}, False)
@@ -167,7 +169,7 @@ def parse_mount_flag(spec: str) -> dict[str, Any]:
             k, _, v = value.partition("=")
             volume.setdefault("DriverConfig", {}).setdefault("Options", {})[k] = v
         elif key == "volume-subpath":
-            raise BadInput("--mount volume-subpath is not supported by lamina yet")
+            volume["Subpath"] = value
         elif key == "tmpfs-size":
             tmpfs["SizeBytes"] = _size(value)
         elif key == "tmpfs-mode":
@@ -235,12 +237,15 @@ def from_api_mount(m: Any) -> MountPoint:
         if driver.get("Name") not in (None, "", "local") or driver.get("Options"):
             raise BadInput("VolumeOptions.DriverConfig (volume drivers and their options) "
                            "is not supported by lamina yet")
-        if opts.get("Subpath"):
-            raise BadInput("VolumeOptions.Subpath is not supported by lamina yet")
+        subpath = _subpath(opts.get("Subpath") or "")
         if source:
             _volume_name(source, source)
-        return MountPoint("volume", target, source, read_only, copy=not opts.get("NoCopy"),
-                          anonymous=not source, volume_labels=dict(opts.get("Labels") or {}))
+        elif subpath:
+            raise BadInput('invalid mount config for type "volume": a subpath needs a named '
+                           "volume")
+        return MountPoint("volume", target, source, read_only,
+                          copy=not opts.get("NoCopy") and not subpath, anonymous=not source,
+                          volume_labels=dict(opts.get("Labels") or {}), subpath=subpath)
     if kind == "tmpfs":
         if source:
             raise BadInput('invalid mount config for type "tmpfs": field Source must be empty')
@@ -259,6 +264,17 @@ def from_api_mount(m: Any) -> MountPoint:
     if kind in ("npipe", "cluster", "image"):
         raise BadInput(f"mount type {kind!r} is not supported by lamina yet")
     raise BadInput(f"invalid mount config: mount type unknown: {kind!r}")
+
+
+def _subpath(path: str) -> str:
+    """docker's rule: relative, and not climbing out of the volume (`..`) even on paper."""
+    if not path:
+        return ""
+    clean = posixpath.normpath(path)
+    if path.startswith("/") or clean == ".." or clean.startswith("../"):
+        raise BadInput(f'invalid mount config for type "volume": subpath must be a relative '
+                       f"path within the volume: {path!r}")
+    return "" if clean == "." else clean
 
 
 def parse_tmpfs(target: str, options: str) -> MountPoint:
@@ -318,7 +334,7 @@ def requested(options: Mapping[str, Any], image_volumes: Sequence[str],
             seen.add(m.target)
             ro = m.read_only if not mode else mode == "ro"
             out.append(MountPoint(m.type, m.target, m.source, ro, m.propagation,
-                                  copy=False, anonymous=False))
+                                  copy=False, anonymous=False, subpath=m.subpath))
     extra = list(options.get("volumes") or ())
     for target in [*extra, *image_volumes]:
         clean = _target(target, "a volume")

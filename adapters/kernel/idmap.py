@@ -304,15 +304,19 @@ def cloned_tree(source: str) -> int:
     return fd
 
 
-def cloned_mount(source: str, read_only: bool, userns_fd: int | None = None) -> int:
+def cloned_mount(source: str | int, read_only: bool, userns_fd: int | None = None) -> int:
     """A remapped container's bind or volume: a detached recursive clone of `source` (a
     bind is recursive, as docker's), made read-only here (mount_setattr, recursively) when
     asked, where we are privileged: the init that attaches it is not. With `userns_fd` (a
     volume) it is idmapped too, as the layers are: the volume's root-owned files are its
     root's, and what it writes lands on disk unshifted, so one volume serves plain and
-    remapped containers alike."""
-    fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _path(source),
-                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+    remapped containers alike. `source` may be an fd (a volume's subpath, found in it with
+    openat2): the very directory found is cloned, with no path to walk again."""
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE
+    if isinstance(source, int):
+        fd = libc.syscall(SYS_OPEN_TREE, source, _path(""), flags | AT_EMPTY_PATH)
+    else:
+        fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _path(source), flags)
     if fd < 0:
         err = ctypes.get_errno()
         raise IdmapError(err, f"cannot clone {source}: {os.strerror(err)}")

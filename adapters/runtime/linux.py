@@ -7,6 +7,7 @@ flock that decides who records a process's end (see core.ports.Runtime).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -106,7 +107,7 @@ class LinuxRuntime:
                 cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes,
                 idmap=idmap, dev_sources=rootfs.node_sources(nodes, spec.security)
                 if idmap is not None else {}, mounts=self._mount_sources(spec))
-            held = _hold_host_inputs(plan) if idmap is not None else []
+            held = _hold_host_inputs(plan) if idmap is not None else _hold_subpaths(plan)
         except BaseException:
             self._cleanup(container, cgroup)
             raise
@@ -393,22 +394,58 @@ class LinuxRuntime:
 
 
 def _held_mounts(plan: InitPlan, fds: list[int]) -> list[tuple[MountPoint, str | int]]:
-    """A remapped init's binds and volumes as detached clones (read-only if asked; volumes
-    idmapped to its user namespace's maps, as its layers are; binds as the host owns them,
-    as docker's)."""
+    """Mounts as detached clones made here: a remapped init's binds and volumes (read-only
+    if asked; volumes idmapped to its user namespace's maps, as its layers are; binds as
+    the host owns them, as docker's), and any container's volume subpath (found inside the
+    volume with openat2, so a symlink another container plants there can't lead out)."""
     from adapters.kernel.idmap import cloned_mount, userns_holding
 
-    if not plan.mounts or plan.idmap is None:
+    if not any(plan.idmap is not None and m.type != "tmpfs" or m.subpath
+               for m, _ in plan.mounts):
         return list(plan.mounts)
     out: list[tuple[MountPoint, str | int]] = []
-    with userns_holding(plan.idmap) as ns:
+    with contextlib.ExitStack() as stack:
+        ns = stack.enter_context(userns_holding(plan.idmap)) if plan.idmap else None
         for m, source in plan.mounts:
-            if m.type != "tmpfs" and not isinstance(source, int):
-                fds.append(cloned_mount(source, m.read_only,
-                                        ns if m.type == "volume" else None))
+            if (plan.idmap is not None or m.subpath) and m.type != "tmpfs" \
+                    and not isinstance(source, int):
+                where: str | int = _subpath(source, m.subpath) if m.subpath else source
+                try:
+                    fds.append(cloned_mount(where, m.read_only,
+                                            ns if m.type == "volume" else None))
+                finally:
+                    if isinstance(where, int):
+                        os.close(where)
                 source = fds[-1]
             out.append((m, source))
     return out
+
+
+def _subpath(volume: str, subpath: str) -> int:
+    """An O_PATH fd of `subpath` inside the volume's directory (it must exist: docker's)."""
+    from adapters.kernel import inroot
+
+    root = inroot.open_root(volume)
+    try:
+        return inroot.open_in_root(root, subpath, os.O_PATH)
+    except OSError as err:
+        raise RuntimeError_(f"cannot mount the volume's subpath: "
+                            f"{inroot.describe(err, subpath)}") from None
+    finally:
+        os.close(root)
+
+
+def _hold_subpaths(plan: InitPlan) -> list[int]:
+    """A plain container's volume subpaths as clones (see _held_mounts); the fds are the
+    caller's to close once init has them."""
+    fds: list[int] = []
+    try:
+        plan.mounts = _held_mounts(plan, fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
 
 
 def _hold_host_inputs(plan: InitPlan) -> list[int]:

@@ -180,3 +180,22 @@ def test_bind_sources_as_docker_treats_them(lamina: Lamina, tmp_path: Path) -> N
     single.write_text("v=1\n")
     assert sh(lamina, "-v", f"{single}:/etc/app.conf:ro", script="cat /etc/app.conf") == \
         "v=1\n"
+
+
+def test_a_volume_subpath_is_found_inside_the_volume(lamina: Lamina, tmp_path: Path) -> None:
+    """--mount volume-subpath=: only that directory of the volume; a symlink in the volume
+    (another container could plant one) is followed inside the volume, never to the host."""
+    sh(lamina, "-v", "sub:/vol", script="mkdir -p /vol/dir && echo inside > /vol/dir/f && "
+       f"ln -s {tmp_path} /vol/escape && ln -s / /vol/root")
+    (tmp_path / "host-only").write_text("host")
+    assert sh(lamina, "--mount", "source=sub,target=/m,volume-subpath=dir,readonly",
+              script="cat /m/f; touch /m/x 2>/dev/null || echo ro") == "inside\nro\n"
+    out = lamina("run", "--rm", "--mount", "source=sub,target=/m,volume-subpath=escape",
+                 "busybox", "ls", "/m")
+    assert "host-only" not in out.stdout and out.returncode != 0
+    assert "subpath" in out.stderr
+    root = sh(lamina, "--mount", "source=sub,target=/m,volume-subpath=root", script="ls /m")
+    assert root.split() == sorted(["dir", "escape", "root"])  # the volume's own root
+    bad = lamina("run", "--rm", "--mount", "source=sub,target=/m,volume-subpath=../x",
+                 "busybox", "true")
+    assert bad.returncode != 0 and "subpath must be a relative path" in bad.stderr

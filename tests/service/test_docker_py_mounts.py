@@ -1,7 +1,7 @@
 """docker-py's own VolumeBindTest (tests/integration/api_container_test.py), its steps as
 written there, against `lamina serve`; and the docker CLI's -v, --mount, --tmpfs and
 --volumes-from through the API. (Its rshared cases fail against a docker daemon on this
-machine as well: the host's / is not a shared mount. Its subpath case needs API 1.45.)"""
+machine as well: the host's / is not a shared mount; lamina refuses them by name.)"""
 
 from __future__ import annotations
 
@@ -105,6 +105,31 @@ def test_create_with_volume_mount(bind: VolumeBind) -> None:
     filtered = [x for x in inspect_data["Mounts"] if x["Destination"] == MOUNT_DEST]
     assert len(filtered) == 1
     assert filtered[0]["Name"] == mount["Source"] and filtered[0]["RW"] is True
+
+
+def test_create_with_subpath_volume_mount(bind: VolumeBind) -> None:
+    """docker-py's test_create_with_subpath_volume_mount, its steps as written there."""
+    import docker
+
+    client = bind.client
+    source_volume = "dockerpy-subpath"
+    client.create_volume(name=source_volume)
+    setup_container = client.create_container(
+        "busybox", ["sh", "-c",
+                    'mkdir -p /vol/subdir && echo "test content" > /vol/subdir/testfile.txt'],
+        host_config=client.create_host_config(binds=[f"{source_volume}:/vol"]))
+    bind.containers.append(setup_container)
+    client.start(setup_container)
+    client.wait(setup_container)
+    mount = docker.types.Mount(type="volume", source=source_volume, target=MOUNT_DEST,
+                               read_only=True, subpath="subdir")
+    test_container = client.create_container(
+        "busybox", ["cat", os.path.join(MOUNT_DEST, "testfile.txt")],
+        host_config=client.create_host_config(mounts=[mount]))
+    bind.containers.append(test_container)
+    client.start(test_container)
+    client.wait(test_container)
+    assert client.logs(test_container).decode("utf-8").strip() == "test content"
 
 
 def test_rshared_is_refused_by_name(bind: VolumeBind) -> None:

@@ -203,3 +203,13 @@ def test_a_volume_in_use_cannot_be_removed() -> None:
     with pytest.raises(Conflict, match=f"volume is in use - \\[{cid}\\]"):
         e.volume_rm(["data"])
     assert e.volumes.exists("data")
+
+
+def test_volume_subpaths() -> None:
+    m = from_api_mount(parse_mount_flag("source=vol,target=/m,volume-subpath=a/./b/"))
+    assert (m.subpath, m.copy) == ("a/b", False)
+    for bad in ("/abs", "../up", "a/../../b"):
+        with pytest.raises(BadInput, match="subpath must be a relative path"):
+            from_api_mount(parse_mount_flag(f"source=vol,target=/m,volume-subpath={bad}"))
+    with pytest.raises(BadInput, match="a subpath needs a named volume"):
+        from_api_mount(parse_mount_flag("type=volume,target=/m,volume-subpath=a"))

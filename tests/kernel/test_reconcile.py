@@ -74,9 +74,12 @@ def test_a_reboot_converges_and_start_brings_containers_back(lamina: Lamina) -> 
     from adapters.kernel.cgroups import Cgroup
     from adapters.storage.overlay import mounts_under, unmount
 
-    lamina.ok("run", "-d", "--name", "up", "busybox", "sleep", "600")
+    lamina.ok("run", "-d", "--name", "up", "-v", "kept:/data", "-v", "/anon", "busybox", "sh",
+              "-c", "[ -f /data/f ] || date +%s%N > /data/f; [ -f /anon/f ] || "
+              "date +%s%N > /anon/f; exec sleep 600")
     lamina.ok("run", "-d", "--name", "frozen", "busybox", "sleep", "600")
     lamina.ok("pause", "frozen")
+    written = lamina.ok("exec", "up", "cat", "/data/f", "/anon/f").split()
     docs = [_doc(lamina, "up"), _doc(lamina, "frozen")]
     for doc in docs:  # the reboot: every process and monitor, every mount and cgroup gone
         monitor = _ppid(doc["pid"])
@@ -100,6 +103,8 @@ def test_a_reboot_converges_and_start_brings_containers_back(lamina: Lamina) -> 
     assert _doc(lamina, "up")["state"] == "running"
     assert lamina("system", "check").returncode == 0
     assert lamina.ok("exec", "up", "echo", "back").strip() == "back"
+    lamina.ok("system", "reconcile")  # the volumes' data outlives the reboot and the repair
+    assert lamina.ok("exec", "up", "cat", "/data/f", "/anon/f").split() == written
 
 
 def test_leftover_mounts_and_staging_are_cleaned(lamina: Lamina) -> None:

@@ -79,7 +79,8 @@ def test_a_reboot_converges_and_start_brings_containers_back(lamina: Lamina) -> 
               "date +%s%N > /anon/f; exec sleep 600")
     lamina.ok("run", "-d", "--name", "frozen", "busybox", "sleep", "600")
     lamina.ok("pause", "frozen")
-    written = lamina.ok("exec", "up", "cat", "/data/f", "/anon/f").split()
+    written = lamina.ok("exec", "up", "sh", "-c", "while [ ! -s /anon/f ]; do sleep 0.05; "
+                        "done; cat /data/f /anon/f").split()
     docs = [_doc(lamina, "up"), _doc(lamina, "frozen")]
     for doc in docs:  # the reboot: every process and monitor, every mount and cgroup gone
         monitor = _ppid(doc["pid"])

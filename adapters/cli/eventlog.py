@@ -81,7 +81,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     logs.log("info", "replayed", events=report.events, from_snapshot=report.from_snapshot)
     origin = f"snapshot at seq {report.from_snapshot}" if report.from_snapshot else "the start"
     print(f"replayed {report.events} events from {origin} in {ms:.1f} ms: "
-          f"{report.containers} containers, {report.images} images, {report.layers} layers")
+          f"{report.containers} containers, {report.images} images, {report.layers} layers, "
+          f"{report.volumes} volumes")
     return 0
 
 
@@ -115,6 +116,12 @@ def _print_world(world: Any) -> None:
     table(["IMAGE ID", "TAGS", "PARENT", "LAYERS"],
           [[short(i.id), ",".join(i.tags) or "<none>", short(i.parent or "") or "-",
             len(i.layers)] for i in world.images.values()])
+    if world.volumes:
+        print()
+        table(["VOLUME NAME", "USED BY"],
+              [[v.id, ", ".join(f"{short(c)} at {', '.join(targets)}"
+                                for c, targets in v.users.items()) or "-"]
+               for v in world.volumes.values()])
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -126,7 +133,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--since", help="ISO time, unix timestamp or duration (10m)")
     p.add_argument("--until", help="ISO time, unix timestamp or duration (10m)")
     p.add_argument("--filter", action="append",
-                   help="container=ID|NAME, image=ID|TAG, type=T, user=U (repeatable)")
+                   help="container=ID|NAME, image=ID|TAG, volume=NAME, type=T, user=U "
+                        "(repeatable)")
     fmt(p)
     p.set_defaults(func=cmd_events)
 

@@ -134,6 +134,7 @@ class RebuildReport:
     containers: int
     images: int
     layers: int
+    volumes: int = 0
 
 
 def _path(con: sqlite3.Connection) -> str:
@@ -151,7 +152,7 @@ def rebuild(con: sqlite3.Connection, use_snapshots: bool = True) -> RebuildRepor
             for agg in world.table(kind).values():
                 write_row(con, kind, agg)
     return RebuildReport(world.seq - base, base, len(world.containers), len(world.images),
-                         len(world.layers))
+                         len(world.layers), len(world.volumes))
 
 
 def snapshot(con: sqlite3.Connection) -> int:

@@ -199,3 +199,19 @@ def test_a_volume_subpath_is_found_inside_the_volume(lamina: Lamina, tmp_path: P
     bad = lamina("run", "--rm", "--mount", "source=sub,target=/m,volume-subpath=../x",
                  "busybox", "true")
     assert bad.returncode != 0 and "subpath must be a relative path" in bad.stderr
+
+
+def test_replay_at_shows_which_volumes_existed_and_who_had_them(lamina: Lamina) -> None:
+    cid = lamina.ok("create", "-v", "travel:/t", "busybox", "true").strip()
+    seq = lamina.events()[-1]["seq"]
+    lamina.ok("rm", cid)
+    lamina.ok("volume", "rm", "travel")
+    then = lamina.ok("replay", "--at", str(seq))
+    row = next(line for line in then.splitlines() if line.startswith("travel"))
+    assert f"{cid[:12]} at /t" in row
+    doc = json.loads(lamina.ok("replay", "--at", str(seq), "--format", "json"))
+    [volume] = [v for v in doc["volumes"] if v["id"] == "travel"]
+    assert volume["users"] == {cid: ["/t"]}
+    now = lamina.ok("replay", "--at", "2999-01-01T00:00:00Z")
+    assert "travel" not in now
+    assert " volumes" in lamina.ok("replay")

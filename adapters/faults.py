@@ -42,6 +42,7 @@ EFFECTS = frozenset({
     "start", "confirm_start", "abort_start", "signal", "stop", "freeze", "thaw", "release",
     "remove", "exec",
     "create",  # volumes (and `remove`, above)
+    "archive_in",  # cp into a container (archive_out and path_stat only read)
 })
 
 

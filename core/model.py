@@ -285,6 +285,8 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "VolumeMounted": _volume_mounted,
     "VolumeUnmounted": _volume_unmounted,
     "VolumeRemoved": _volume_removed,
+    "ContainerCopiedTo": _recorded_only,
+    "ContainerCopiedFrom": _recorded_only,
 }
 
 CREATORS = frozenset({"ContainerCreated", "ImageCreated", "LayerRegistered", "VolumeCreated"})

@@ -362,6 +362,34 @@ class Runtime(Protocol):
 
     def clean_orphans(self, known: Mapping[str, Container]) -> None: ...
 
+    # What `cp` and the archive endpoints need (core/engine/files.py): the container's files
+    # as the container sees them, its volumes, binds and tmpfs included, on any state but
+    # removed. Paths are container paths, resolved inside the container (no symlink or `..`
+    # leads out of it). A missing path is NotFound; one that can't be used as asked BadInput.
+
+    def path_stat(self, container: Container, path: str) -> dict[str, Any]:
+        """docker's ContainerPathStat of `path`: name, size, mode (Go's FileMode bits),
+        mtime (RFC 3339) and linkTarget (a symlink's target, absolute in the container)."""
+        ...
+
+    def archive_out(self, container: Container, path: str, out: BinaryIO,
+                    follow_link: bool = False,
+                    on_stat: Callable[[dict[str, Any]], None] | None = None
+                    ) -> dict[str, Any]:
+        """Write `path` as a tar to `out` (docker's format: the top entry named after the
+        path's base, `.` for `dir/.`); a final symlink archived as itself unless
+        `follow_link`. Returns the path stat (of what was archived), also handed to
+        `on_stat` before the first byte is written (an HTTP answer puts it in its head)."""
+        ...
+
+    def archive_in(self, container: Container, path: str, tar: BinaryIO,
+                   no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
+        """Extract `tar` (plain, gzip, bzip2 or xz) into the directory `path` (BadInput
+        if it is not one, or is on a read-only mount). Owners are the tar's, or with
+        `copy_uid_gid` the container's user's; `no_overwrite_dir_non_dir` refuses to
+        replace a directory with a non-directory and the reverse."""
+        ...
+
 
 # --- registries ------------------------------------------------------------------------------
 

@@ -296,6 +296,36 @@ class ContainerExported(Event):
     size: int = 0
 
 
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerCopiedTo(Event):
+    """`cp SRC CONTAINER:PATH` (or the API's PUT archive) extracted a tar into the directory
+    `path` of the container's files (its union view, volumes, binds and tmpfs as the
+    container sees them). Recorded because it changes the container's files behind its back,
+    as an exec could: an audit must show who put what where. `digest` is the sha256 of the
+    tar as it was received (compressed or not), `size` its bytes; `copy_uid_gid` says the
+    files were given the container's user (-a) rather than the tar's owners. The state does
+    not move."""
+
+    KIND: ClassVar[str] = "container"
+    path: str
+    size: int = 0
+    digest: str = ""
+    copy_uid_gid: bool = False
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerCopiedFrom(Event):
+    """`cp CONTAINER:PATH DEST` (or the API's GET archive) wrote the files at `path` as a tar
+    (`size` bytes, sha256 `digest`): data left the engine, so an audit must show who took
+    what, as for export. A stat (HEAD) is a read and records nothing. The state does not
+    move."""
+
+    KIND: ClassVar[str] = "container"
+    path: str
+    size: int = 0
+    digest: str = ""
+
+
 # --- volumes: data that outlives a container (stream `volume:<name>`) -----------------------
 
 
@@ -455,6 +485,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PullStarted, LayerFetched, ImagePulled, Pushed,
         BuildStarted, StepCompleted, BuildFinished, BuildFailed,
         VolumeCreated, VolumeMounted, VolumeUnmounted, VolumeRemoved,
+        ContainerCopiedTo, ContainerCopiedFrom,
     )
 }
 

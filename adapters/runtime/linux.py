@@ -15,9 +15,9 @@ import shutil
 import signal
 import stat
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
 from core.errors import LaminaError
@@ -391,6 +391,29 @@ class LinuxRuntime:
     def remove(self, container: Container) -> None:
         """The container is gone: delete its logs and runtime files."""
         shutil.rmtree(self.container_dir(container.id), ignore_errors=True)
+
+    # --- files: cp and the archive endpoints (adapters/runtime/files.py) -----------------
+
+    def path_stat(self, container: Container, path: str) -> dict[str, Any]:
+        from adapters.runtime import files
+
+        return files.path_stat(files.view_of(self, container), path)
+
+    def archive_out(self, container: Container, path: str, out: BinaryIO,
+                    follow_link: bool = False,
+                    on_stat: Callable[[dict[str, Any]], None] | None = None
+                    ) -> dict[str, Any]:
+        from adapters.runtime import files
+
+        return files.archive_out(files.view_of(self, container), path, out, follow_link,
+                                 on_stat)
+
+    def archive_in(self, container: Container, path: str, tar: BinaryIO,
+                   no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
+        from adapters.runtime import files
+
+        files.archive_in(files.view_of(self, container), path, tar, no_overwrite_dir_non_dir,
+                         copy_uid_gid)
 
 
 def _held_mounts(plan: InitPlan, fds: list[int]) -> list[tuple[MountPoint, str | int]]:

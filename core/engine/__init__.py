@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import signal as _signal
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from core import rootconfig
 from core.engine import containers, host, processes
@@ -214,3 +214,26 @@ class Engine(EngineBase):
         from core.engine import volumes
 
         return volumes.listed(self, filters)
+
+    # --- files --------------------------------------------------------------------------
+
+    def path_stat(self, ref: str, path: str) -> dict[str, Any]:
+        """docker's path stat of a container's file (a query: records nothing)."""
+        from core.engine import files
+
+        return files.path_stat(self, ref, path)
+
+    def copy_from(self, ref: str, path: str, out: BinaryIO, follow_link: bool = False,
+                  on_stat: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """`cp CONTAINER:PATH ...`: the container's files at `path` as a tar onto `out`;
+        the path stat, handed to `on_stat` before the first byte too."""
+        from core.engine import files
+
+        return files.copy_from(self, ref, path, out, follow_link, on_stat)
+
+    def copy_to(self, ref: str, path: str, tar: BinaryIO, no_overwrite_dir_non_dir: bool = False,
+                copy_uid_gid: bool = False) -> None:
+        """`cp ... CONTAINER:PATH`: a tar extracted into the container's directory `path`."""
+        from core.engine import files
+
+        files.copy_to(self, ref, path, tar, no_overwrite_dir_non_dir, copy_uid_gid)

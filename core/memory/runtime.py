@@ -4,17 +4,24 @@ Enough to check that paused means frozen and stopped means no process. A fake pr
 survives the signals a process with default handlers survives (SURVIVABLE) and ends on any
 other, with 128 + the signal as its exit code; one whose command is `echo WORDS` writes
 WORDS to its log when it starts, then runs on (so the logs have something to show).
-`ending` is a real lock per container: a second holder waits, as on the Linux flock."""
+`ending` is a real lock per container: a second holder waits, as on the Linux flock.
+A container's files (cp, the archive endpoints) are its read-write layer's in the memory
+layer store given as `layers` (memory_engine's), else a dict of its own: real tars of
+regular files, enough for the engine's part of cp."""
 
 from __future__ import annotations
 
+import io
+import posixpath
 import signal as _signal
+import tarfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
+from core.errors import BadInput, NotFound
 from core.model import Container, Image
 from core.ports import Ended, LogEntry, Started
 from core.process import command_line
@@ -65,6 +72,8 @@ class MemoryRuntime:
     next_pid: int = 100
     clients: dict[str, MemoryAttachment] = field(default_factory=dict)
     output: dict[str, list[LogEntry]] = field(default_factory=dict)
+    layers: Any = None  # a MemoryLayerStore: a container's files are its rw layer's there
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # else here, by rw layer
 
     def start(self, container: Container, image: Image) -> Started:
         argv = command_line(image.config.get("config") or {}, container.cmd,
@@ -188,3 +197,117 @@ class MemoryRuntime:
         """The process ends by itself (what the model checker's `exit` step does)."""
         proc = self.procs[container_id]
         proc.alive, proc.exit_code = False, exit_code
+
+    # --- files: cp ------------------------------------------------------------------------
+
+    def _tree(self, container: Container) -> dict[str, str]:
+        """The container's files: relative path -> content (directories are implied)."""
+        rw = self.layers.rw if self.layers is not None else self.files
+        files: dict[str, str] = rw.setdefault(container.rw_layer, {})
+        return files
+
+    def _kind(self, tree: Mapping[str, str], rel: str) -> str | None:
+        if not rel:
+            return "dir"
+        if rel in tree:
+            return "file"
+        prefix = rel + "/"
+        return "dir" if any(k.startswith(prefix) for k in tree) else None
+
+    def _lookup(self, tree: Mapping[str, str], path: str) -> tuple[str, str, str]:
+        """(clean absolute path, relative path, kind) of an existing path; docker's
+        trailing `/` or `/.` asks for a directory."""
+        clean = posixpath.normpath("/" + path.lstrip("/"))
+        rel = clean.strip("/")
+        kind = self._kind(tree, rel)
+        if kind is None:
+            raise NotFound(f"Could not find the file {clean} in the container")
+        if kind == "file" and (path.endswith("/") or path.endswith("/.")):
+            raise BadInput(f"{clean}: Not a directory")
+        return clean, rel, kind
+
+    def path_stat(self, container: Container, path: str) -> dict[str, Any]:
+        tree = self._tree(container)
+        clean, rel, kind = self._lookup(tree, path)
+        dot = path.endswith("/.") or path == "."
+        name = "." if dot else (posixpath.basename(clean) or "/")
+        size = len(tree[rel].encode(errors="surrogateescape")) if kind == "file" else 0
+        mode = (1 << 31 | 0o755) if kind == "dir" else 0o644
+        return {"name": name, "size": size, "mode": mode, "mtime": "1970-01-01T00:00:00Z",
+                "linkTarget": ""}
+
+    def archive_out(self, container: Container, path: str, out: BinaryIO,
+                    follow_link: bool = False,
+                    on_stat: Callable[[dict[str, Any]], None] | None = None
+                    ) -> dict[str, Any]:
+        tree = self._tree(container)
+        stat = self.path_stat(container, path)
+        _, rel, kind = self._lookup(tree, path)
+        top = "" if stat["name"] == "/" else stat["name"]
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            if kind == "file":
+                _add_file(tar, top, tree[rel])
+            else:
+                prefix = rel + "/" if rel else ""
+                below = sorted(k[len(prefix):] for k in tree if k.startswith(prefix))
+                dirs = sorted({"/".join(k.split("/")[:n]) for k in below
+                               for n in range(1, k.count("/") + 1)})
+                if top:
+                    _add_dir(tar, top)
+                for d in dirs:
+                    _add_dir(tar, posixpath.join(top, d) if top else d)
+                for k in below:
+                    _add_file(tar, posixpath.join(top, k) if top else k, tree[prefix + k])
+        if on_stat is not None:
+            on_stat(stat)
+        out.write(buf.getvalue())
+        return stat
+
+    def archive_in(self, container: Container, path: str, tar: BinaryIO,
+                   no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
+        tree = self._tree(container)
+        clean, rel, kind = self._lookup(tree, path)
+        if kind != "dir":
+            raise BadInput(f"{clean}: extraction point is not a directory")
+        try:
+            with tarfile.open(fileobj=tar, mode="r|*") as archive:
+                for m in archive:
+                    name = posixpath.normpath(posixpath.join(rel, m.name.lstrip("/")))
+                    if name == ".." or name.startswith("../"):
+                        raise BadInput(f"member {m.name!r} is outside of the destination")
+                    name = "" if name == "." else name
+                    there = self._kind(tree, name)
+                    if m.isdir():
+                        if there == "file" and no_overwrite_dir_non_dir:
+                            raise BadInput(f"cannot overwrite non-directory {name!r} with "
+                                           f"directory {m.name!r}")
+                        tree.pop(name, None)
+                        continue
+                    if not m.isreg():
+                        raise BadInput(f"{m.name!r}: the in-memory runtime keeps regular "
+                                       "files only")
+                    if there == "dir":
+                        if no_overwrite_dir_non_dir:
+                            raise BadInput(f"cannot overwrite directory {name!r} with "
+                                           f"non-directory {m.name!r}")
+                        for k in [k for k in tree if k.startswith(name + "/")]:
+                            del tree[k]
+                    data = archive.extractfile(m)
+                    raw = data.read() if data is not None else b""
+                    tree[name] = raw.decode(errors="surrogateescape")
+        except tarfile.TarError as err:
+            raise BadInput(f"truncated or corrupt tar: {err}") from None
+
+
+def _add_file(tar: tarfile.TarFile, name: str, content: str) -> None:
+    data = content.encode(errors="surrogateescape")
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    tar.addfile(info)

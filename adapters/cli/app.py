@@ -13,7 +13,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from adapters.cli import build, eventlog, listing, registry, runtime, serve, storage, viz, volumes
+from adapters.cli import (
+    build,
+    eventlog,
+    files,
+    listing,
+    registry,
+    runtime,
+    serve,
+    storage,
+    viz,
+    volumes,
+)
 from adapters.cli.common import add_format
 from adapters.cmdline import command_name
 from core.errors import LaminaError
@@ -25,7 +36,7 @@ if TYPE_CHECKING:  # annotations are strings here
 
 # The verb groups, in the order `lamina --help` lists their commands. Each module declares
 # the command words it registers (COMMANDS) and has register(subparsers, add_format).
-MODULES = (eventlog, listing, storage, volumes, runtime, viz, registry, build, serve)
+MODULES = (eventlog, listing, storage, volumes, files, runtime, viz, registry, build, serve)
 # Every command word and the module that registers it: an unknown word is left to argparse
 # and its full "invalid choice" message.
 OWNER = {word: module for module in MODULES for word in module.COMMANDS}

@@ -2,8 +2,9 @@
 docker's status code, JSON bodies, a connection handed over to a worker.
 
 Kept apart from server.py (the loop that accepts, routes and answers) so that the handler
-modules (containers, images, execs, system, volumes) and streams import this, never the server, and
-the server imports them all at its top: their @route decorators fill ROUTES when it loads.
+modules (containers, archive, images, execs, system, volumes) and streams import this, never
+the server, and the server imports them all at its top: their @route decorators fill ROUTES
+when it loads.
 """
 
 from __future__ import annotations

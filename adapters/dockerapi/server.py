@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from adapters import logs
 from adapters.dockerapi import (  # noqa: F401 - their routes
+    archive,
     containers,
     execs,
     images,
@@ -209,7 +210,9 @@ PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runti
            "events.types",
            "adapters.eventstore.query", "adapters.eventstore.sqlite_log", "pwd", "tarfile",
            "hashlib", "adapters.runtime.supervise", "adapters.runtime.hostcheck", "core.build",
-           "adapters.record_exit", "adapters.build_host")
+           "adapters.record_exit", "adapters.build_host", "core.engine.files",
+           "adapters.runtime.files", "adapters.storage.copyio", "adapters.kernel.inroot",
+           "adapters.storage.archive")
 
 
 def preload() -> None:

@@ -90,6 +90,16 @@ def _prune(lam: Root) -> list[str]:
     return ["volume", "prune", "-f", "--filter", f"label={label}"]
 
 
+def _cp(lam: Root) -> list[str]:
+    """cp of a small tree into a running container: the copy's child process, killed or
+    not with its parent, must leave nothing behind."""
+    src = lam.context.parent / "cp-src"
+    if not src.exists():
+        (src / "sub").mkdir(parents=True)
+        (src / "sub" / "f").write_text("copied\n")
+    return ["cp", str(src), f"{lam.run_d()}:/tmp/"]
+
+
 def _images(lam: Root) -> list[dict]:
     return [json.loads(line) for line in lam.ok("images", "--format", "json").splitlines()]
 
@@ -109,6 +119,7 @@ PREPARE: dict[str, Callable[[Root], list[str]]] = {
     "volume rm": lambda lam: ["volume", "rm", lam.ok("volume", "create",
                                                      lam.unique("vol")).strip()],
     "volume prune": _prune,
+    "cp": _cp,
 }
 # Commands made of several appends: a crash leaves the steps done so far (their layers and
 # images are whole), never the final record; the log tells where the command stopped.

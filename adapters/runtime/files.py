@@ -36,9 +36,14 @@ line. The parent reaps it before returning, whatever happened: no process is lef
 Compressed uploads (gzip, bzip2, xz: what docker's PUT accepts) are decompressed in the
 parent, before anything of the container is in reach, as docker does.
 
-Not done yet: archive_in (and archive_out's owners) on a running container of a
---userns-remap root, whose view shows host-shifted ids: refused by name; a stopped one
-works (its view is plain, with the container's own ids).
+A running container of a --userns-remap root shows its files shifted (its 0 as the host's
+100000: its layers and volumes are idmapped mounts). So its child, once its root fd is
+held and its own root is back on the host's, joins a fresh user namespace holding the
+same maps (adapters/kernel/idmap.py's open_userns: not the container's, which belongs to
+the container) and takes its uid and gid 0 there: the files then show with the
+container's ids, the tar says them, and what is extracted is the container root's with the
+tar's owners, on disk as the container writes them. A stopped one's view is plain: its
+layers and volumes hold the container's own ids on disk.
 """
 
 from __future__ import annotations
@@ -84,7 +89,7 @@ class View:
     mounts: tuple[tuple[MountPoint, str | int], ...] = ()
     read_only_root: bool = False
     user: str = ""  # Config.User, for copyUIDGID
-    remapped: bool = False
+    idmap: Any = None  # a running container of a --userns-remap root: its maps (IdMap)
 
 
 def view_of(runtime: Any, container: Container) -> View:
@@ -99,7 +104,7 @@ def view_of(runtime: Any, container: Container) -> View:
                 start_time=container.start_time, store_root=runtime.root,
                 rw_layer=container.rw_layer, layers=tuple(image.layers), mounts=mounts,
                 read_only_root=spec.security.read_only, user=spec.user,
-                remapped=running and runtime.idmap() is not None)
+                idmap=runtime.idmap() if running else None)
 
 
 # --- the three operations (the parent's side) ------------------------------------------------
@@ -117,10 +122,6 @@ def path_stat(view: View, path: str) -> dict[str, Any]:
 
 def archive_out(view: View, path: str, out: BinaryIO, follow_link: bool = False,
                 on_stat: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    if view.remapped:
-        raise BadInput("cp out of a running container of a --userns-remap root is not "
-                       "supported by lamina yet (its view shows host ids): stop it first")
-
     def job(root: int, data: int | None, send: Callable[[dict[str, Any]], None]) -> None:
         send({"stat": _archived_stat(root, path, follow_link)})
         assert data is not None
@@ -141,9 +142,6 @@ def archive_out(view: View, path: str, out: BinaryIO, follow_link: bool = False,
 
 def archive_in(view: View, path: str, tar: BinaryIO, no_overwrite_dir_non_dir: bool = False,
                copy_uid_gid: bool = False) -> None:
-    if view.remapped:
-        raise BadInput("cp into a running container of a --userns-remap root is not "
-                       "supported by lamina yet (its view shows host ids): stop it first")
     stream = _decompressed(tar)
 
     def job(root: int, data: int | None, send: Callable[[dict[str, Any]], None]) -> None:
@@ -303,6 +301,7 @@ class _Child:
 
     def __init__(self, view: View, job: Job, data: int | None = None) -> None:
         self.view, self.job, self.data = view, job, data
+        self.userns: int | None = None
         self.pid = 0
         self.status = 0
         self.reaped = False
@@ -312,15 +311,22 @@ class _Child:
         ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
         parent = os.getpid()
         try:
+            if self.view.idmap is not None:
+                from adapters.kernel.idmap import open_userns
+                from adapters.kernel.userns import become_root  # noqa: F401 - the child's
+
+                self.userns = open_userns(self.view.idmap)
             self.pid = os.fork()
         except BaseException:
-            for fd in (ctl_r, ctl_w, self.data):
+            for fd in (ctl_r, ctl_w, self.data, self.userns):
                 if fd is not None:
                     os.close(fd)
             raise
         if self.pid == 0:
-            _child_main(self.view, self.job, ctl_w, self.data, parent)
+            _child_main(self.view, self.job, ctl_w, self.data, parent, self.userns)
         os.close(ctl_w)
+        if self.userns is not None:
+            os.close(self.userns)
         if self.data is not None:
             os.close(self.data)  # the child's end
         self.ctl = open(ctl_r, "rb")  # noqa: SIM115 - closed in __exit__
@@ -385,7 +391,8 @@ def _error(kind: str, message: str) -> LaminaError:
     return CopyFailed(message)
 
 
-def _child_main(view: View, job: Job, ctl: int, data: int | None, parent: int) -> None:
+def _child_main(view: View, job: Job, ctl: int, data: int | None, parent: int,
+                userns: int | None) -> None:
     """In the child: never returns."""
     code = 0
 
@@ -400,8 +407,14 @@ def _child_main(view: View, job: Job, ctl: int, data: int | None, parent: int) -
             os._exit(1)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        _keep_only({ctl, *([data] if data is not None else [])})
+        _keep_only({ctl, *(fd for fd in (data, userns) if fd is not None)})
         root = _enter(view)
+        if userns is not None:  # a fresh namespace with the container's maps: its ids
+            from adapters.kernel.userns import become_root
+
+            libc.setns(userns, libc.CLONE_NEWUSER)
+            os.close(userns)
+            become_root()
         job(root, data, send)
         send({"done": True})
     except BaseException as err:  # noqa: BLE001 - everything must reach the pipe, one line

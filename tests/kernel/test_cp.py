@@ -551,3 +551,56 @@ def test_a_copy_killed_midway_leaves_no_process_and_no_mount(lamina: Lamina, tmp
     assert (str(lamina.root / "layers" / f"rw-{cid}" / "merged") in
             _mounts_under(lamina.root)) == (state == "running")
     assert lamina.ok("system", "check").strip() == "the log and the host agree"
+
+
+# --- a --userns-remap root ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def remapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
+    """A root configured with --userns-remap default (its users in a test prefix)."""
+    from tests.kernel.remap_env import configure, host_state, subid_prefix
+    from tests.kernel.runtime_env import busybox_tar, leftovers
+
+    require_root()
+    accounts = host_state()
+    base = tmp_path_factory.mktemp("cp-remap")
+    lam = Lamina(base / "root")
+    configure(lam, subid_prefix(base / "prefix"))
+    lam.ok("import", str(busybox_tar(base)), "busybox")
+    yield lam
+    ids = lam.container_ids()
+    for cid in ids:
+        lam("rm", "-f", cid)
+    assert leftovers(lam.root, ids) == []
+    assert host_state() == accounts
+
+
+@pytest.mark.parametrize("state", ["running", "stopped"])
+def test_a_remapped_root_copies_with_the_containers_own_ids(remapped: Lamina, tmp_path: Path,
+                                                            state: str) -> None:
+    """The running container's view shows its files shifted (its 0 as 100000 on the
+    host): the tars in and out still speak the container's ids, and what is copied in is
+    what the container's root and users own."""
+    cid = _container(remapped, state, "-v", f"remapvol-{state}:/vol", cmd=(
+        "sh", "-c", "echo x > /mine; chown 1000:1000 /mine; exec sleep 600"))
+    for _ in range(100):
+        if state != "running" or remapped("exec", cid, "stat", "-c", "%u", "/mine").stdout \
+                == "1000\n":
+            break
+        time.sleep(0.05)
+    tree = make_tree(tmp_path / "src")
+    want = reference_tar(tree)
+    for where in ("/", "/vol"):
+        remapped.ok("cp", str(tree), f"{cid}:{where}")
+        assert tar_of(remapped, cid, f"{where.rstrip('/')}/tree") == want
+    if state == "running":
+        out = remapped.ok("exec", cid, "stat", "-c", "%u:%g", "/tree/sub/deep/owned",
+                          "/tree/plain", "/vol/tree/sub/deep/owned")
+        assert out.split() == ["1234:5678", "0:0", "1234:5678"]  # as the container sees
+        assert members(tar_of(remapped, cid, "/mine"))["mine"].uid == 1000
+    # on disk, unshifted, whichever way it was copied: one layer for both views
+    diff = remapped.root / "layers" / f"rw-{cid}" / "diff"
+    assert (diff / "tree/sub/deep/owned").stat().st_uid == 1234
+    assert (remapped.root / f"volumes/remapvol-{state}/_data/tree/plain").stat().st_uid == 0
+    assert _only_views(remapped) and _children() == []

@@ -273,16 +273,6 @@ def test_the_read_only_check_resolves_the_destination_first(root: int) -> None:
     _writable(View("c" * 64, running=False), root, "/etc")
 
 
-def test_a_running_container_of_a_remapped_root_is_refused_by_name() -> None:
-    from adapters.runtime.files import archive_in, archive_out
-
-    view = View("c" * 64, running=True, pid=1, remapped=True)
-    with pytest.raises(BadInput, match="--userns-remap root is not supported by lamina yet"):
-        archive_in(view, "/", io.BytesIO(b""))
-    with pytest.raises(BadInput, match="--userns-remap root is not supported by lamina yet"):
-        archive_out(view, "/", io.BytesIO())
-
-
 # --- the engine's part, on the in-memory ports -------------------------------------------------
 
 

@@ -267,6 +267,23 @@ def test_read_only_mounts_and_root_refuse_copies_in_dockers_words(lamina: Lamina
     assert (lamina.root / "volumes/cprw/_data/f").exists()
 
 
+def test_archive_mode_gives_files_the_containers_user(lamina: Lamina, tmp_path: Path) -> None:
+    """-a is docker's copyUIDGID: the container's USER, looked up in its own /etc/passwd;
+    without it the tar's owners stay."""
+    cid = _container(lamina, "stopped", "--user", "nobody")
+    f = tmp_path / "f"
+    f.write_bytes(b"x\n")
+    os.chown(f, 4242, 4343)
+    lamina.ok("cp", str(f), f"{cid}:/tmp/kept")
+    lamina.ok("cp", "-a", str(f), f"{cid}:/tmp/given")
+    m = members(tar_of(lamina, cid, "/tmp"))
+    assert (m["tmp/kept"].uid, m["tmp/kept"].gid) == (4242, 4343)
+    assert (m["tmp/given"].uid, m["tmp/given"].gid) == (65534, 65534)  # busybox's nobody
+    copied = [e["data"]["copy_uid_gid"] for e in lamina.events(f"container={cid}")
+              if e["type"] == "ContainerCopiedTo"]
+    assert copied == [False, True]
+
+
 # --- what is recorded --------------------------------------------------------------------------
 
 

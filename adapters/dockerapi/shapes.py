@@ -183,6 +183,8 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
     "ContainerRemoved": ("container", ["destroy"]),
     "ContainerCommitted": ("container", ["commit"]),
     "ContainerExported": ("container", ["export"]),
+    "ContainerCopiedFrom": ("container", ["archive-path"]),
+    "ContainerCopiedTo": ("container", ["extract-to-dir"]),
     "ExecStarted": ("container", ["exec_start"]),
     "ExecExited": ("container", ["exec_die"]),
     "ImageCreated": ("image", ["create"]),

@@ -255,3 +255,20 @@ def test_docker_cp_both_ways(service: Service, tmp_path, running: bool) -> None:
         assert vol.read_text() == "from the host\n"
     finally:
         service.ok("rm", "-f", "-v", cid)
+
+
+def test_copies_show_in_dockers_event_stream(service: Service, tmp_path) -> None:
+    """A copy out is docker's `archive-path`, a copy in its `extract-to-dir`."""
+    import time
+
+    client = service.client()
+    box = client.containers.create("busybox", ["true"])
+    (tmp_path / "f").write_text("x")
+    service.ok("cp", str(tmp_path / "f"), f"{box.id}:/f")
+    service.ok("cp", f"{box.id}:/f", str(tmp_path / "back"))
+    seen = [e["Action"] for e in client.events(since=0, until=int(time.time()) + 1,
+                                               decode=True)
+            if e.get("Actor", {}).get("ID") == box.id]
+    assert "extract-to-dir" in seen and "archive-path" in seen
+    assert seen.index("extract-to-dir") < seen.index("archive-path")
+    box.remove()

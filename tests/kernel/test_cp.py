@@ -35,6 +35,7 @@ MTIME = 1_500_000_000
 @pytest.fixture(scope="module")
 def lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
     require_root()
+    _BEFORE.update(_all_children())
     yield from busybox_lamina(tmp_path_factory.mktemp("cp"))
 
 
@@ -69,8 +70,17 @@ def _only_views(lamina: Lamina) -> bool:
                for m in _mounts_under(lamina.root))
 
 
+_BEFORE: set[int] = set()  # children this process had before this module's first test
+
+
 def _children() -> list[int]:
-    """Our own children still around (a copy must reap its own)."""
+    """Our own children still around that this module's copies made (a copy must reap its
+    own). Those of earlier test modules (a runtime contract's monitors forked from this
+    process) are not a copy's."""
+    return [pid for pid in _all_children() if pid not in _BEFORE]
+
+
+def _all_children() -> list[int]:
     me = str(os.getpid())
     out = []
     for pid in os.listdir("/proc"):
@@ -580,6 +590,7 @@ def remapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
     from tests.kernel.runtime_env import busybox_tar, leftovers
 
     require_root()
+    _BEFORE.update(_all_children())
     accounts = host_state()
     base = tmp_path_factory.mktemp("cp-remap")
     lam = Lamina(base / "root")

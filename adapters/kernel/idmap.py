@@ -25,7 +25,7 @@ import ctypes
 import errno
 import os
 import pwd
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 from adapters.kernel import libc
@@ -268,6 +268,32 @@ def _path(value: str) -> ctypes.c_char_p:
     return ctypes.c_char_p(os.fsencode(value))
 
 
+def _open_tree(source: str | int, flags: int) -> int:
+    """open_tree(2) of a path, or of an fd (AT_EMPTY_PATH): a detached clone's fd."""
+    if isinstance(source, int):
+        fd = libc.syscall(SYS_OPEN_TREE, source, _path(""), flags | AT_EMPTY_PATH)
+    else:
+        fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _path(source), flags)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise IdmapError(err, f"cannot clone {source}: {os.strerror(err)}")
+    return fd
+
+
+def _set_attr(fd: int, attr_set: int, userns_fd: int, recursive: bool,
+              failure: Callable[[int], str]) -> None:
+    """mount_setattr(2) on a detached tree; on failure the tree is closed, and the error
+    says `failure(errno)`."""
+    attr = _MountAttr(attr_set, 0, 0, userns_fd)
+    ret = libc.syscall(SYS_MOUNT_SETATTR, fd, _path(""),
+                       AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0),
+                       ctypes.addressof(attr), ctypes.sizeof(attr))
+    if ret < 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise IdmapError(err, failure(err))
+
+
 def idmapped_tree(source: str, userns_fd: int, recursive: bool = False) -> int:
     """A detached, idmapped clone of the directory `source`, as an fd.
 
@@ -276,19 +302,10 @@ def idmapped_tree(source: str, userns_fd: int, recursive: bool = False) -> int:
     directory of one filesystem, and a recursive clone would take whatever is mounted below
     it along (the rw layer's own merged overlay, an idmapped mount already there), which
     cannot be idmapped (EPERM/EINVAL) and has no business in a layer."""
-    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
-    fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _path(source), flags)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise IdmapError(err, f"cannot clone {source}: {os.strerror(err)}")
-    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
-    ret = libc.syscall(SYS_MOUNT_SETATTR, fd, _path(""),
-                       AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0),
-                       ctypes.addressof(attr), ctypes.sizeof(attr))
-    if ret < 0:
-        err = ctypes.get_errno()
-        os.close(fd)
-        raise IdmapError(err, f"cannot idmap {source}: {_idmap_reason(err)}")
+    fd = _open_tree(source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC
+                    | (AT_RECURSIVE if recursive else 0))
+    _set_attr(fd, MOUNT_ATTR_IDMAP, userns_fd, recursive,
+              lambda err: f"cannot idmap {source}: {_idmap_reason(err)}")
     return fd
 
 
@@ -297,39 +314,23 @@ def cloned_tree(source: str) -> int:
     a close-on-exec fd: `attach` puts it anywhere, in any mount namespace whose owner we
     are privileged over, without a path walk to `source` there. How a remapped container's
     init, an unprivileged host uid, gets host files its root may not reach by path."""
-    fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _path(source), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise IdmapError(err, f"cannot clone {source}: {os.strerror(err)}")
-    return fd
+    return _open_tree(source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
 
 
 def cloned_mount(source: str | int, read_only: bool, userns_fd: int | None = None) -> int:
-    """A remapped container's bind or volume: a detached recursive clone of `source` (a
-    bind is recursive, as docker's), made read-only here (mount_setattr, recursively) when
-    asked, where we are privileged: the init that attaches it is not. With `userns_fd` (a
-    volume) it is idmapped too, as the layers are: the volume's root-owned files are its
-    root's, and what it writes lands on disk unshifted, so one volume serves plain and
-    remapped containers alike. `source` may be an fd (a volume's subpath, found in it with
-    openat2): the very directory found is cloned, with no path to walk again."""
-    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE
-    if isinstance(source, int):
-        fd = libc.syscall(SYS_OPEN_TREE, source, _path(""), flags | AT_EMPTY_PATH)
-    else:
-        fd = libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _path(source), flags)
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise IdmapError(err, f"cannot clone {source}: {os.strerror(err)}")
-    if read_only or userns_fd is not None:
-        attr = _MountAttr((MOUNT_ATTR_RDONLY if read_only else 0)
-                          | (MOUNT_ATTR_IDMAP if userns_fd is not None else 0), 0, 0,
-                          userns_fd or 0)
-        ret = libc.syscall(SYS_MOUNT_SETATTR, fd, _path(""), AT_EMPTY_PATH | AT_RECURSIVE,
-                           ctypes.addressof(attr), ctypes.sizeof(attr))
-        if ret < 0:
-            err = ctypes.get_errno()
-            os.close(fd)
-            raise IdmapError(err, f"cannot make {source} read-only: {os.strerror(err)}")
+    """A container's bind or volume made here, where we are privileged: a detached
+    recursive clone of `source` (a bind is recursive, as docker's), read-only (recursively)
+    when asked. With `userns_fd` (a remapped container's volume) it is idmapped too, as the
+    layers are: the volume's root-owned files are its root's, and what it writes lands on
+    disk unshifted, so one volume serves plain and remapped containers alike. `source` may
+    be an fd (a volume's subpath, found in it with openat2): the very directory found is
+    cloned, with no path to walk again."""
+    fd = _open_tree(source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+    attrs = (MOUNT_ATTR_RDONLY if read_only else 0) | \
+        (MOUNT_ATTR_IDMAP if userns_fd is not None else 0)
+    if attrs:
+        _set_attr(fd, attrs, userns_fd or 0, True,
+                  lambda err: f"cannot set up the mount of {source}: {os.strerror(err)}")
     return fd
 
 

@@ -7,18 +7,23 @@ and leaves exactly one CommandRejected), and then `check_world`, the invariants 
 in every state (replay equals the live world, processes match states, nothing in use is gone).
 Images in transit (save, load, push, pull) are steps too; what must hold after each of them
 is in tests/model/transfer.py. So are the volume commands (volume create, rm, prune), judged
-by _check_volume_move, with the invariants "no volume is removed while a container has it
-mounted" and "the volume store holds exactly the volumes of the log". A container's use of
-a volume is recorded by its create (the container side of volumes); until the model's
-create asks for volumes, the `mount` and `unmount` steps record a use directly, as that
-create and rm will.
+by _check_volume_move, and the container side of volumes: a create that asks for mounts
+(`-v NAME:/t`, `-v /t`, `--volumes-from`) and `rm` with and without `-v`, judged by
+_check_mounts_move. The volume invariants of every state (_check_volumes,
+_check_volume_users): the volume store holds exactly the volumes of the log; every user of a
+volume is a live container; every live container's recorded volume mount points name a live
+volume that lists it, at that target, and nothing else lists it. Per move: no volume is
+removed while a container has it mounted (a `volume rm` of a used volume is refused with
+only a CommandRejected), and an anonymous volume goes exactly when the last container
+using it is removed with `-v`.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import signal
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
@@ -41,8 +46,8 @@ from core.memory import (
     memory_engine,
 )
 from core.model import Container, Image, Layer, Volume, World
+from core.mounts import recorded
 from core.references import is_id_prefix, normalize_tag
-from events import types as ev
 from events.envelope import Recorded
 from tests.model import transfer
 
@@ -60,9 +65,8 @@ TRIGGERS = {"create": "create", "start": "start", "stop": "stop", "pause": "paus
             "exec": "exec"}
 CONTAINER_OPS = (*TRIGGERS, "kill", "rm")
 VOLUME_OPS = ("volume create", "volume rm", "volume prune")  # commands, each recorded
-USES = ("mount", "unmount")  # a container's use of a volume, recorded as its create does
 VOLUME_NAMES = ("v0", "v1")  # named volumes (docker's rule: two characters at least)
-MAX_ANONYMOUS = 3  # create an anonymous volume only while fewer than this exist
+MAX_ANONYMOUS = 3  # make an anonymous volume only while fewer than this exist
 
 
 # --- the bounded world -------------------------------------------------------------------
@@ -102,7 +106,20 @@ class Step:
     sig: int = SIGKILL
     tag: str | None = None
     archive: bytes | None = field(default=None, repr=False)  # what `load` reads
-    volume: str | None = None  # volume commands' and uses' volume (None: an anonymous one)
+    volume: str | None = None  # volume commands' volume (None: an anonymous one)
+    # create's mounts: `-v NAME:/t` (binds), `-v /t` (anonymous volumes), `--volumes-from`
+    binds: tuple[str, ...] = ()
+    anonymous: tuple[str, ...] = ()
+    volumes_from: tuple[str, ...] = ()
+    volumes: bool = False  # rm -v: the container's anonymous volumes nobody else uses too
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """create's mount options, as the CLI and the API record them (None: no mounts)."""
+        config = {key: list(value) for key, value in (
+            ("binds", self.binds), ("volumes", self.anonymous),
+            ("volumes_from", self.volumes_from)) if value}
+        return config or None
 
     @property
     def trigger(self) -> str:
@@ -116,11 +133,14 @@ class Step:
         ref = self.ref if self.ref is None or len(self.ref) < 64 else self.ref[:12]
         match self.op:
             case "create":
-                return f"create --name {self.slot} {ref}"
+                opts = "".join([*(f" -v {m}" for m in (*self.binds, *self.anonymous)),
+                                *(f" --volumes-from {c}" for c in self.volumes_from)])
+                return f"create --name {self.slot}{opts} {ref}"
             case "kill":
                 return f"kill -s {signal.Signals(self.sig).name} {self.slot}"
             case "rm":
-                return f"rm{' -f' if self.force else ''} {self.slot}"
+                return f"rm{' -f' if self.force else ''}{' -v' if self.volumes else ''} " \
+                    f"{self.slot}"
             case "commit":
                 return f"commit {self.slot}{' ' + self.tag if self.tag else ''}"
             case "rmi":
@@ -135,8 +155,6 @@ class Step:
                 return f"volume rm{' -f' if self.force else ''} {_short(self.volume)}"
             case "volume prune":
                 return f"volume prune{' -a' if self.force else ''}"
-            case "mount" | "unmount":
-                return f"{self.op} {_short(self.volume)} by {self.slot}"
             case _:
                 return f"{self.op} {self.slot}"
 
@@ -160,7 +178,7 @@ def perform(engine: Engine, step: Step, registry: MemoryRegistry | None = None) 
         return transfer.perform(engine, step.op, step.ref or "", step.archive, registry)
     match step.op:
         case "create":
-            return engine.create(step.ref or "", CMD, slot)
+            return engine.create(step.ref or "", CMD, slot, config=step.config)
         case "start":
             return engine.start(slot)
         case "stop":
@@ -184,7 +202,7 @@ def perform(engine: Engine, step: Step, registry: MemoryRegistry | None = None) 
         case "restart":
             return engine.restart(slot, timeout=0)
         case "rm":
-            return engine.rm(slot, force=step.force)
+            return engine.rm(slot, force=step.force, volumes=step.volumes)
         case "commit":
             return engine.commit(slot, step.tag)
         case "exec":
@@ -199,21 +217,7 @@ def perform(engine: Engine, step: Step, registry: MemoryRegistry | None = None) 
             return engine.volume_rm([step.volume or ""], force=step.force)
         case "volume prune":
             return engine.volume_prune(all=step.force)
-        case "mount" | "unmount":
-            return use(engine, step.op, slot, step.volume or "")
     raise ValueError(f"unknown op {step.op!r}")
-
-
-def use(engine: Engine, op: str, slot: str, name: str) -> None:
-    """Record that the container in `slot` mounts (or no longer mounts) volume `name`, as
-    a container's create (rm) records it: with the volume's version as expected."""
-    c = engine.log.container_named(slot)
-    v = engine.log.volume(name)
-    assert c is not None and v is not None, f"{op} {name} by {slot}: no such container/volume"
-    event: ev.Event = (ev.VolumeMounted(id=name, container=c.id, target="/data") if op == "mount"
-                       else ev.VolumeUnmounted(id=name, container=c.id))
-    engine.log.append([event], expected={f"volume:{name}": v.version},
-                      meta={"user": "model", "command": "create" if op == "mount" else "rm"})
 
 
 # --- observing a state -------------------------------------------------------------------
@@ -335,18 +339,27 @@ def check_move(step: Step, before: Snapshot, after: Snapshot, error: LaminaError
                 _fail(f"refused {step} ({error!r}) changed the {what}")
     elif rejected:
         _fail(f"{step} succeeded but appended {len(rejected)} CommandRejected")
-    for rec in new:  # the invariant of every move: no volume removed while it is in use
-        if rec.type == "VolumeRemoved" and before.volumes[rec.target].users:
+    # the invariant of every move: no volume removed while it is in use (followed through
+    # the move's records: an rm unmounts its volumes before it removes them)
+    users = {name: set(v.users) for name, v in before.volumes.items()}
+    for rec in new:
+        if rec.type == "VolumeMounted":
+            users.setdefault(rec.target, set()).add(rec.data["container"])
+        elif rec.type == "VolumeUnmounted":
+            users.get(rec.target, set()).discard(rec.data["container"])
+        elif rec.type == "VolumeRemoved" and users.get(rec.target):
             _fail(f"{step} removed volume {rec.target[:12]}, which containers "
-                  f"{sorted(before.volumes[rec.target].users)} use")
-    if step.op in VOLUME_OPS or step.op in USES:
-        if step.op in VOLUME_OPS:
-            _check_volume_move(step, before, after, error, new)
+                  f"{sorted(users[rec.target])} use")
+    if step.op in VOLUME_OPS:
+        _check_volume_move(step, before, after, error, new)
         if after.containers != before.containers:
             _fail(f"{step} changed a container")
         return
-    if (after.volumes, after.volume_data) != (before.volumes, before.volume_data):
-        _fail(f"{step} changed the volumes")  # (until a create asks for volumes)
+    if step.op in ("create", "rm"):
+        if error is None:
+            _check_mounts_move(step, before, after, new)
+    elif (after.volumes, after.volume_data) != (before.volumes, before.volume_data):
+        _fail(f"{step} changed the volumes")
 
     if step.op in CONTAINER_OPS:
         _check_container_move(step, before, after, error)
@@ -370,6 +383,15 @@ def resolve(snap: Snapshot, ref: str) -> tuple[Container | None, type[LaminaErro
     return found, NotFound
 
 
+def _missing_source(snap: Snapshot, step: Step) -> type[LaminaError] | None:
+    """The error a create's --volumes-from of no (or no single) container gets, if any."""
+    for spec in step.volumes_from:
+        found, wanted = resolve(snap, spec.partition(":")[0])
+        if found is None:
+            return wanted
+    return None
+
+
 def _image_exists(snap: Snapshot, step: Step) -> bool:
     if step.image is not None:
         return step.image in snap.images
@@ -391,10 +413,13 @@ def _check_container_move(step: Step, before: Snapshot, after: Snapshot,
         was = holder.state if holder else "image"
         made = [c for cid, c in after.containers.items() if cid not in before.containers]
         now = made[0].state if made else was
+        missing = _missing_source(before, step)
         if not _image_exists(before, step):
             expect, wanted = None, NotFound
         else:
             expect, wanted = lifecycle.destination(was, "create"), Conflict
+            if expect is not None and missing is not None:  # --volumes-from nothing
+                expect, wanted = None, missing
         if error is None and not (len(made) == 1 and made[0].name == slot):
             _fail(f"{step} made {[c.name for c in made]}")
     else:
@@ -518,6 +543,87 @@ def _check_volume_move(step: Step, before: Snapshot, after: Snapshot,
         _fail(f"{step} left the data of {sorted(set(after.volume_data) & set(expect))}")
 
 
+def _check_mounts_move(step: Step, before: Snapshot, after: Snapshot,
+                       new: list[Recorded]) -> None:
+    """The volumes a create or rm that succeeded changed, and the records it left."""
+    made_volumes = sorted(set(after.volumes) - set(before.volumes))
+    gone_volumes = sorted(set(before.volumes) - set(after.volumes))
+    types = Counter(r.type for r in new if r.type.startswith("Volume"))  # (+: no zeros)
+    if step.op == "create":
+        made = [c for cid, c in after.containers.items() if cid not in before.containers]
+        c = made[0]  # one, named as asked: _check_container_move
+        points = [(m.source, m.target, m.read_only) for m in recorded(c.config)
+                  if m.type == "volume"]
+        named = {spec.split(":")[0] for spec in step.binds}
+        anonymous = {source for source, _, _ in points if source not in before.volumes
+                     and source not in named}
+        expect = _expected_points(step, before)
+        got = sorted(("(anonymous)" if s in anonymous else s, t, ro) for s, t, ro in points)
+        if got != expect:
+            _fail(f"{step} recorded the volume mounts {got}, expected {expect}")
+        wanted_made = sorted({s for s, _, _ in points if s not in before.volumes})
+        if made_volumes != wanted_made or gone_volumes:
+            _fail(f"{step} made the volumes {made_volumes} (removed {gone_volumes}), "
+                  f"expected {wanted_made}")
+        for name in made_volumes:
+            v = after.volumes[name]
+            if v.anonymous != (name in anonymous) or v.driver != "local":
+                _fail(f"{step} made {v}")
+        for name, v in after.volumes.items():
+            targets = sorted(t for s, t, _ in points if s == name)
+            was = {k: sorted(t) for k, t in before.volumes[name].users.items()} \
+                if name in before.volumes else {}
+            if {k: sorted(t) for k, t in v.users.items()} != \
+                    ({**was, c.id: targets} if targets else was):
+                _fail(f"{step}: volume {name[:12]} has the users {v.users}, was {was}, "
+                      f"the new container mounts it at {targets}")
+        if types != +Counter({"VolumeCreated": len(made_volumes),
+                              "VolumeMounted": len(points)}):
+            _fail(f"{step} recorded {dict(types)} for {len(made_volumes)} new volumes and "
+                  f"{len(points)} mounts")
+    else:  # rm: the container's volumes lose it; -v removes the anonymous ones it alone used
+        c = next(c for cid, c in before.containers.items() if cid not in after.containers)
+        used = {name: v for name, v in before.volumes.items() if c.id in v.users}
+        expect_gone = sorted(name for name, v in used.items() if step.volumes
+                             and v.anonymous and set(v.users) == {c.id})
+        if made_volumes or gone_volumes != expect_gone:
+            _fail(f"{step} removed the volumes {gone_volumes} (made {made_volumes}), "
+                  f"expected {expect_gone} (it used {sorted(used)})")
+        for name, v in after.volumes.items():
+            was = before.volumes[name]
+            if v.users != {k: t for k, t in was.users.items() if k != c.id}:
+                _fail(f"{step}: volume {name[:12]} has the users {v.users}, was {was.users}")
+        if types != +Counter({"VolumeUnmounted": len(used),
+                              "VolumeRemoved": len(expect_gone)}):
+            _fail(f"{step} recorded {dict(types)} for {len(used)} volumes used, "
+                  f"{len(expect_gone)} to remove")
+    if set(after.volume_data) != (set(before.volume_data) | set(made_volumes)) \
+            - set(gone_volumes):
+        _fail(f"{step}: volume data {sorted(after.volume_data)} for the volumes "
+              f"{sorted(after.volumes)}")
+
+
+def _expected_points(step: Step, before: Snapshot) -> list[tuple[str, str, bool]]:
+    """The volume mount points a create asks for, by docker's precedence: its own `-v`
+    first, then what --volumes-from brings, then its anonymous volumes where nothing is
+    mounted yet. Sorted; an anonymous volume's name is `(anonymous)`."""
+    out = []
+    for spec in step.binds:
+        name, target = spec.split(":")[:2]
+        out.append((name, target, spec.endswith(":ro")))
+    taken = {t for _, t, _ in out}
+    for spec in step.volumes_from:
+        ref, _, mode = spec.partition(":")
+        source, _ = resolve(before, ref)
+        assert source is not None
+        for m in recorded(source.config):
+            if m.type == "volume" and m.target not in taken:
+                taken.add(m.target)
+                out.append((m.source, m.target, m.read_only if not mode else mode == "ro"))
+    out += [("(anonymous)", t, False) for t in step.anonymous if t not in taken]
+    return sorted(out)
+
+
 # --- the invariants of every state -------------------------------------------------------
 
 
@@ -531,6 +637,7 @@ def check_world(engine: Engine, replayed: World) -> None:
     _check_processes(engine, live)
     _check_images(engine, live)
     _check_volumes(engine, live)
+    _check_volume_users(live)
 
 
 def _check_volumes(engine: Engine, live: World) -> None:
@@ -542,6 +649,43 @@ def _check_volumes(engine: Engine, live: World) -> None:
     for v in live.volumes.values():
         if v.driver != "local" or v.options:
             _fail(f"volume {v.id[:12]} has driver {v.driver!r}, options {v.options}")
+
+
+def _points(c: Container) -> list[dict[str, Any]]:
+    """A container's recorded mount points as the log has them (core.mounts.recorded's
+    documents, without making MountPoints: the invariants read them in every state)."""
+    return c.config.get("mount_points") or []
+
+
+def _check_volume_users(live: World) -> None:
+    """Every user of a volume is a live container (a removed one gave its volumes back);
+    every live container's recorded volume mount points name a live volume that lists it
+    at that target, and no volume lists it elsewhere."""
+    for v in live.volumes.values():
+        for cid in v.users:
+            if cid not in live.containers:
+                _fail(f"volume {v.id[:12]} lists container {cid[:12]}, which is gone, as a "
+                      "user")
+    held: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for v in live.volumes.values():
+        for cid, targets in v.users.items():
+            held[cid] += [(v.id, t) for t in targets]
+    for c in live.containers.values():
+        points = sorted((m.get("source", ""), m.get("target", "")) for m in _points(c)
+                        if m.get("type") == "volume")
+        listed = sorted(held.pop(c.id, []))
+        if listed == points:
+            continue
+        for name, target in points:
+            v = live.volumes.get(name)
+            if v is None:
+                _fail(f"container {c.name} mounts volume {name[:12]} at {target}, which is "
+                      "gone")
+            elif target not in v.users.get(c.id, ()):
+                _fail(f"container {c.name} mounts volume {name[:12]} at {target}, which "
+                      f"doesn't list it there: {v.users}")
+        _fail(f"the volumes list container {c.name} at {listed}, its mount points are "
+              f"{points}")
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
@@ -624,11 +768,13 @@ class Abstract:
     `key` is a canonical form of the labelled forest (node: fixed name or `commit`, tags,
     removed; leaves: container states), so states equal up to ids and slot names get one key.
     `image_class` / `slot_class` name the orbits, so commands on symmetric targets run once.
+    (volume_abstract's: no images; `volume_class` names the volumes' orbits.)
     """
 
     key: str
     image_class: dict[str, str]
     slot_class: dict[str, str]
+    volume_class: dict[str, str] = field(default_factory=dict)
 
 
 def abstract(world: World, names: dict[str, str]) -> Abstract:
@@ -727,39 +873,156 @@ def transfer_steps(world: World) -> list[Step]:
     return steps
 
 
-def volume_steps(world: World) -> list[Step]:
-    """The volume commands to try in a state, and the uses of each volume by each container
-    (a mount by a container not yet using it, an unmount by one that does)."""
+def volume_steps(world: World, max_anonymous: int = MAX_ANONYMOUS,
+                 volume_class: dict[str, str] | None = None) -> list[Step]:
+    """The volume commands to try in a state: create (each name, and an anonymous one while
+    fewer than `max_anonymous` exist), rm with and without -f of each volume there is (used
+    or not; once per orbit of `volume_class`) and of each name there isn't, prune with and
+    without -a."""
     steps = [Step("volume create", volume=name) for name in VOLUME_NAMES]
-    if sum(v.anonymous for v in world.volumes.values()) < MAX_ANONYMOUS:
+    if sum(v.anonymous for v in world.volumes.values()) < max_anonymous:
         steps.append(Step("volume create"))
     for name in VOLUME_NAMES:
         if name not in world.volumes:  # no such volume: refused, and -f is no error
             steps += [Step("volume rm", volume=name), Step("volume rm", volume=name,
                                                             force=True)]
+    classes: set[str] = set()
     for v in sorted(world.volumes.values(), key=lambda v: v.id):
-        steps += [Step("volume rm", volume=v.id), Step("volume rm", volume=v.id, force=True)]
-        for c in sorted(world.containers.values(), key=lambda c: c.name):
-            op = "unmount" if c.id in v.users else "mount"
-            steps.append(Step(op, c.name, volume=v.id))
+        cls = (volume_class or {}).get(v.id, v.id)
+        if cls not in classes:
+            classes.add(cls)
+            steps += [Step("volume rm", volume=v.id),
+                      Step("volume rm", volume=v.id, force=True)]
     return steps + [Step("volume prune"), Step("volume prune", force=True)]
 
 
-def volume_world_steps(world: World, shape: Abstract) -> list[Step]:
-    """The volume world (test_exhaustive's second search): up to three containers on
-    `base`, made one after the other, started and stopped, and every volume command and use
-    between them. (No container is removed: a container's rm records its volumes' unmount,
-    the container side of volumes; until then a removed container would keep its volumes
-    in use for ever.)"""
-    steps = volume_steps(world)
+@dataclass(frozen=True)
+class Mounts:
+    """What a create of the volume world asks for: `-v NAME:/t` (binds), `-v /t`
+    (anonymous), and `--volumes-from` each container there is (`source` "": as it has them,
+    "ro": read-only) or none (None)."""
+
+    binds: tuple[str, ...] = ()
+    anonymous: tuple[str, ...] = ()
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class VolumeWorld:
+    """The bounds of test_exhaustive's volume search."""
+
+    slots: tuple[str, ...]
+    creates: tuple[Mounts, ...]
+    max_anonymous: int = MAX_ANONYMOUS  # a step that makes one only while fewer exist
+    force_rm: bool = False  # also `rm -f -v` of a running (or paused) container
+    pause: bool = False  # also pause a running container, unpause a paused one
+
+
+# `make test`'s: three slots, creates with a named volume, a named and an anonymous one, an
+# anonymous one, and the volumes of another container; pause, unpause, rm -f -v
+VOLUME_WORLD = VolumeWorld(SLOTS, (Mounts(("v0:/data",)), Mounts(("v1:/data",), ("/anon",)),
+                                   Mounts((), ("/anon",)), Mounts(source="")),
+                           force_rm=True, pause=True)
+# LAMINA_SOAK=1's: four slots; creates also with no mounts, two named volumes (one filled
+# from the image's /etc), two anonymous ones, a bind over one of the source's targets and
+# the rest of its volumes read-only
+SOAK_VOLUME_WORLD = replace(VOLUME_WORLD, slots=(*SLOTS, "c3"), creates=(
+    *VOLUME_WORLD.creates, Mounts(), Mounts(("v0:/data", "v1:/etc")),
+    Mounts((), ("/anon", "/anon2")), Mounts(("v1:/data",), ("/anon2",), source="ro")))
+
+
+def volume_world_steps(world: World, shape: Abstract,
+                       bounds: VolumeWorld = VOLUME_WORLD) -> list[Step]:
+    """The volume world (test_exhaustive's second search): containers on `base`, each
+    made with one of the `bounds`' mounts, started and stopped, removed with and without
+    -v, and every volume command between them. A command is tried once per orbit of
+    symmetric targets (containers, volumes: `shape` is volume_abstract's)."""
+    steps = volume_steps(world, bounds.max_anonymous, shape.volume_class)
     taken = {c.name: c for c in world.containers.values()}
-    empty = [s for s in SLOTS if s not in taken]
+    orbits: dict[str, str] = {}  # one container of each orbit: its slot
+    for slot in sorted(taken):
+        orbits.setdefault(shape.slot_class.get(slot, slot), slot)
+    representatives = sorted(orbits.values())
+    empty = [s for s in bounds.slots if s not in taken]
+    anonymous = sum(v.anonymous for v in world.volumes.values())
     if empty:
         base = next(i for i in world.images.values() if "base:latest" in i.tags)
-        steps.insert(0, Step("create", empty[0], "base", base.id))
-    for slot, c in sorted(taken.items()):
-        steps.append(Step("stop" if c.state in LIVE else "start", slot))
+        for m in bounds.creates:
+            if anonymous + len(m.anonymous) > bounds.max_anonymous:
+                continue
+            sources = [()] if m.source is None else \
+                [(f"{name}:{m.source}" if m.source else name,) for name in representatives]
+            steps += [Step("create", empty[0], "base", base.id, binds=m.binds,
+                           anonymous=m.anonymous, volumes_from=s) for s in sources]
+    for slot in representatives:
+        c = taken[slot]
+        steps += [Step("stop" if c.state in LIVE else "start", slot), Step("rm", slot),
+                  Step("rm", slot, volumes=True)]
+        if bounds.pause and c.state in LIVE:
+            steps.append(Step("pause" if c.state == "running" else "unpause", slot))
+        if bounds.force_rm and c.state in LIVE:
+            steps.append(Step("rm", slot, force=True, volumes=True))
     return steps
+
+
+def volume_abstract(world: World, names: dict[str, str]) -> Abstract:
+    """The volume world's states without ids: each container's image, state and volume
+    mounts, each volume's users, with the anonymous volumes' random names and the slots'
+    names replaced by their places in the least of the orders of the containers (exact: two
+    states get one key only if a renaming of slots and anonymous volumes maps one onto the
+    other). Only orders sorted by what no renaming changes are tried. The images are the
+    seeded two, which no step of this world changes. The orbits: two containers (two
+    anonymous volumes) are symmetric when some least order puts them at the same place
+    (gives them the same name); the unused anonymous volumes are all alike."""
+    volumes = world.volumes
+    anonymous = {name for name, v in volumes.items() if v.anonymous and name not in VOLUME_NAMES}
+    shapes = []
+    for c in world.containers.values():
+        mounts = sorted((m.get("target", ""), m.get("type", ""), m.get("source", ""),
+                         bool(m.get("read_only"))) for m in _points(c))
+        plain = f"{names.get(c.image, c.image)}:{c.state}(" + " ".join(
+            f"{kind}:{'#' if source in anonymous else source}:{target}{':ro' if ro else ''}"
+            for target, kind, source, ro in mounts) + ")"
+        shapes.append((plain, c.id, [source for _, _, source, _ in mounts
+                                     if source in anonymous]))
+    shapes.sort()
+    users = [(v.id, v.anonymous, [(cid, t) for cid, ts in v.users.items() for t in ts])
+             for v in volumes.values()]
+    groups = [list(g) for _, g in itertools.groupby(shapes, key=lambda x: x[0])]
+    best: str | None = None
+    orders: list[tuple[list[tuple[str, str, list[str]]], dict[str, str]]] = []  # the least
+    for chosen in itertools.product(*(itertools.permutations(g) for g in groups)):
+        order = [x for group in chosen for x in group]
+        place = {cid: str(n) for n, (_, cid, _) in enumerate(order)}
+        anon: dict[str, str] = {}
+        parts = []
+        for plain, _, sources in order:
+            refs = [anon.setdefault(source, f"#{len(anon)}") for source in sources]
+            parts.append(f"{plain}{','.join(refs)}")
+        listed = []
+        for name, anonymous_flag, pairs in users:
+            label = anon.get(name) or ("anon" if name in anonymous else name)
+            who = sorted(place.get(cid, "gone") + t for cid, t in pairs)
+            listed.append(f"{label}{'*' if anonymous_flag else ''}[{','.join(who)}]")
+        key = f"{' '.join(parts)} | {' '.join(sorted(listed))}"
+        if best is None or key < best:
+            best, orders = key, [(order, anon)]
+        elif key == best:
+            orders.append((order, anon))
+    slot_of = {c.id: c.name for c in world.containers.values()}
+    places: dict[str, int] = {}
+    labels: dict[str, int] = {}
+    for order, anon in orders:
+        for n, (_, cid, _) in enumerate(order):
+            places[slot_of[cid]] = min(places.get(slot_of[cid], n), n)
+        for name, label in anon.items():
+            labels[name] = min(labels.get(name, int(label[1:])), int(label[1:]))
+    volume_class = {name: f"#{labels[name]}" if name in labels
+                    else ("anon" if name in anonymous else name) for name in volumes}
+    images = " ".join(sorted(f"{names.get(i.id, 'commit')}{sorted(i.tags)}{i.removed}"
+                             for i in world.images.values()))
+    return Abstract(f"{images} || {best}", {}, {slot: f"@{n}" for slot, n in places.items()},
+                    volume_class)
 
 
 def clone(engine: Engine) -> Engine:
@@ -789,13 +1052,26 @@ def clone(engine: Engine) -> Engine:
                for cid, a in runtime.clients.items()}
     output = {cid: list(lines) for cid, lines in runtime.output.items()}  # entries: never
     # changed once written
+    files: dict[str, Any] = {}
+    if _runtime_has_files():  # a container's files (cp): the clone's layer store's, or its own
+        files["layers"] = new_store if runtime.layers is store else copy.deepcopy(runtime.layers)
+        files["files"] = {k: dict(v) for k, v in runtime.files.items()}
     return Engine(log=new_log, layers=new_store,
                   runtime=MemoryRuntime(procs=procs, next_pid=runtime.next_pid,
-                                        clients=clients, output=output),
+                                        clients=clients, output=output, **files),
                   ids=CountingIds(engine.ids.n), clock=TickingClock(engine.clock.t),
                   volumes=MemoryVolumeStore(data={k: dict(v) for k, v in volumes.data.items()},
                                             host=set(volumes.host)),
                   meta=engine.meta)
+
+
+_RUNTIME = {"procs", "next_pid", "clients", "output"}
+_RUNTIME_FILES = {"layers", "files"}  # with a container's files, for cp
+
+
+@cache
+def _runtime_has_files() -> bool:
+    return {f.name for f in fields(MemoryRuntime)} == _RUNTIME | _RUNTIME_FILES
 
 
 @cache
@@ -803,8 +1079,9 @@ def _shapes_known() -> bool:
     shapes = {Engine: {"log", "layers", "runtime", "ids", "clock", "volumes", "meta"},
               MemoryVolumeStore: {"data", "host"},
               MemoryLayerStore: {"ids", "layers", "rw", "copied"},
-              MemoryRuntime: {"procs", "next_pid", "clients", "output"},
               MemoryAttachment: {"container_id", "closed"},
               FakeProcess: {"pid", "alive", "frozen", "pending", "exit_code"},
               CountingIds: {"n"}, TickingClock: {"t"}}
-    return all({f.name for f in fields(cls)} == names for cls, names in shapes.items())
+    runtime = {f.name for f in fields(MemoryRuntime)}
+    return runtime in (_RUNTIME, _RUNTIME | _RUNTIME_FILES) and \
+        all({f.name for f in fields(cls)} == names for cls, names in shapes.items())

@@ -17,13 +17,26 @@ everything else.
 
 LAMINA_MODEL_DEPTH=10 explores deeper (26252 states, 619910 transitions, ~130 s).
 
-A second search covers the volumes (harness.volume_world_steps): up to three containers on
-`base`, started and stopped, and every volume command (create of two names and of up to
-three anonymous volumes, rm with and without -f, prune with and without -a) and every use
-of a volume by a container (mount, unmount) from each state, to LAMINA_MODEL_VOLUME_DEPTH
-(default 12: 3362 states, 55481 transitions, ~5 s). It checks the same move rules and
-invariants, and for volumes: docker's answers, the data made and deleted with the log, and
-no volume removed while a container has it mounted.
+A second search covers the volumes (harness.volume_world_steps), with its own exact
+abstraction (harness.volume_abstract: states equal up to a renaming of slots and anonymous
+volumes get one key; a command is tried once per orbit of symmetric containers and
+volumes). The world (harness.VOLUME_WORLD): up to three containers on `base`, each created
+with mounts (`-v v0:/data`; `-v v1:/data -v /anon`; `-v /anon`; `--volumes-from` another
+container), started, stopped, paused, unpaused, removed with and without -v (and `rm -f -v`
+when running or paused); every volume command between them (create of the two names and
+of an anonymous volume, rm with and without -f of every volume, used or not, and of the
+names there aren't, prune with and without -a); at most three anonymous volumes at a time.
+It checks the same move rules and invariants, and for volumes: docker's answers, the mounts
+each create records, the data made and deleted with the log, no volume removed while a
+container has it mounted (a `volume rm` of one refused, only a CommandRejected left), every
+user of a volume a live container and every live container's mounts listed by their
+volumes, an anonymous volume gone exactly when the last container using it is removed with
+-v, the volume store's names the log's volumes. LAMINA_MODEL_VOLUME_DEPTH (default 16)
+reaches every state of that world: 1,677 states, 37,692 transitions, ~5 s.
+Under LAMINA_SOAK=1 the world grows (harness.SOAK_VOLUME_WORLD: four slots, and creates
+also with no mounts, two named volumes (one filled from the image's /etc), two anonymous
+ones, a bind plus --volumes-from :ro) and the depth is 10 unless set: 108,051 states,
+2,180,980 transitions, ~5.5 min.
 
 Run with `pytest -s tests/model/test_exhaustive.py` to see what was explored.
 """
@@ -36,13 +49,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from core.engine import Engine
 from core.memory import MemoryEventLog
 from core.model import World
-from tests.model import transfer
+from tests.model import harness, transfer
 from tests.model.harness import (
     SLOTS,
+    SOAK_VOLUME_WORLD,
     Abstract,
     ModelViolation,
     Step,
@@ -53,12 +68,15 @@ from tests.model.harness import (
     run_step,
     seeded_engine,
     steps_for,
+    volume_abstract,
     volume_world_steps,
 )
 from tests.model.transfer import copy_registry, fixtures
 
 DEPTH = int(os.environ.get("LAMINA_MODEL_DEPTH", "8"))
-VOLUME_DEPTH = int(os.environ.get("LAMINA_MODEL_VOLUME_DEPTH", "12"))
+SOAK = os.environ.get("LAMINA_SOAK") == "1"
+VOLUME_DEPTH = int(os.environ.get("LAMINA_MODEL_VOLUME_DEPTH", "10" if SOAK else "16"))
+VOLUME_WORLD = SOAK_VOLUME_WORLD if SOAK else harness.VOLUME_WORLD
 
 
 @dataclass
@@ -68,6 +86,7 @@ class Node:
     # its new records onto its parent's (each new state also folds the whole log)
     replayed: World
     path: tuple[str, ...]
+    shape: Abstract  # the state's abstraction (its key is what `seen` holds)
 
 
 @dataclass
@@ -81,15 +100,16 @@ class Report:
 
 
 def explore(depth: int,
-            expand: Callable[[World, Abstract], list[Step]] = steps_for) -> Report:
+            expand: Callable[[World, Abstract], list[Step]] = steps_for,
+            abstraction: Callable[[World, dict[str, str]], Abstract] = abstract) -> Report:
     t0 = time.perf_counter()
     engine, names = seeded_engine()
     fixed = fixtures()
     log = engine.log
     assert isinstance(log, MemoryEventLog)
-    root = Node(engine, replay(log.records), ())
+    root = Node(engine, replay(log.records), (), abstraction(log.world, names))
     check_world(engine, root.replayed)
-    seen = {abstract(log.world, names).key}
+    seen = {root.shape.key}
     frontier, per_depth = [root], [1]
     transitions = rejected = 0
     ops: Counter = Counter()
@@ -101,7 +121,7 @@ def explore(depth: int,
             n, world = len(parent_log.records), parent_log.world
             tables = (dict(world.containers), dict(world.images), dict(world.layers),
                       dict(world.volumes))
-            shape = abstract(world, names)
+            shape = node.shape
             for step in expand(world, shape):
                 if step.op == "save":  # what it writes depends on the image and its tags
                     image = world.images[step.image or ""]  # alone: once per such pair
@@ -124,14 +144,14 @@ def explore(depth: int,
                     continue
                 if step.op in transfer.OPS:
                     continue  # checked from every state, not expanded: see the module doc
-                key = abstract(child.log.world, names).key
-                if key not in seen:
-                    seen.add(key)
+                child_shape = abstraction(child.log.world, names)
+                if child_shape.key not in seen:
+                    seen.add(child_shape.key)
                     path = (*node.path, str(step))
                     # once per state, the whole log from scratch, not just the new records
                     if replay(child.log.records) != child.log.world:
                         raise ModelViolation(_trace(node.path, step, "full replay differs"))
-                    following.append(Node(child, replayed, path))
+                    following.append(Node(child, replayed, path, child_shape))
             # the clones shared the parent's records and World: they must be untouched
             world = parent_log.world
             assert len(parent_log.records) == n, _trace(node.path, None, "log grew")
@@ -190,13 +210,32 @@ def test_every_sequence_keeps_the_invariants() -> None:
 
 
 def test_every_volume_sequence_keeps_the_invariants() -> None:
-    report = explore(VOLUME_DEPTH, volume_world_steps)
-    print(f"\nexhaustive model check of volumes: depth {VOLUME_DEPTH}: {report.states} "
-          f"distinct states, {report.transitions} transitions ({report.rejected} refused) "
-          f"in {report.seconds:.1f}s; new states per depth {report.per_depth}; "
-          f"commands {dict(report.ops)}")
-    if VOLUME_DEPTH >= 12:
-        assert report.states >= 3000, report  # 3362 at depth 12 when written
-    assert set(report.ops) == {"create", "start", "stop", "volume create", "volume rm",
-                               "volume prune", "mount", "unmount"}
+    report = explore(VOLUME_DEPTH, partial(volume_world_steps, bounds=VOLUME_WORLD),
+                     volume_abstract)
+    print(f"\nexhaustive model check of volumes{' (soak world)' if SOAK else ''}: depth "
+          f"{VOLUME_DEPTH}: {report.states} distinct states, {report.transitions} "
+          f"transitions ({report.rejected} refused) in {report.seconds:.1f}s; new states "
+          f"per depth {report.per_depth}; commands {dict(report.ops)}")
+    if SOAK and "LAMINA_MODEL_VOLUME_DEPTH" not in os.environ:
+        assert report.states >= 100_000, report  # the clarification's floor
+    elif not SOAK and VOLUME_DEPTH >= 16:  # every state of the world, none left unexpanded
+        assert report.per_depth[-1] == 0 and report.states >= 1600, report  # 1677 written
+    assert set(report.ops) == {"create", "start", "stop", "pause", "unpause", "rm",
+                               "volume create", "volume rm", "volume prune"}
     assert 0 < report.rejected < report.transitions
+
+
+def test_the_volume_world_reaches_every_use() -> None:
+    """The depth `make test` runs reaches each way a volume is used and given back."""
+    engine, _ = seeded_engine()
+    steps = [Step("create", "c0", "base", binds=("v1:/data",), anonymous=("/anon",)),
+             Step("create", "c1", "base", volumes_from=("c0",)),
+             Step("rm", "c0", volumes=True),  # c1 still uses both: nothing removed
+             Step("volume rm", volume="v1"),  # in use: refused
+             Step("rm", "c1", volumes=True)]  # the anonymous volume goes, v1 stays
+    for step in steps:
+        outcome = run_step(engine, step)
+        check_world(engine, replay(engine.log.records))
+        assert (outcome.error is None) == (step.op != "volume rm"), (step, outcome.error)
+    assert [v.anonymous for v in engine.log.world.volumes.values()] == [False]
+    assert engine.volumes.names() == ["v1"]

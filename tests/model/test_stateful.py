@@ -10,10 +10,13 @@ connection (another process), change nothing.
 The rules are the exhaustive checker's commands (tests/model/harness.py), with unbounded
 commits, more signals, `tag`, and any slot or image as target; images in transit too (save
 and load of what the machine saved, push and pull through the machine's own registry:
-tests/model/transfer.py); and the volume commands (create, rm, prune) with uses of the
-volumes by the containers (harness.use), so that a volume is removed only when no
-container mounts it. The per-move rules are checked inside each rule, the state
-invariants as @invariant()s.
+tests/model/transfer.py); and the volume commands (create, rm, prune) with the containers'
+side of volumes: creates that mount named volumes (`-v v0:/data`), anonymous ones (`-v
+/anon`) and another container's (`--volumes-from`, of a container there is or isn't), and
+rm with and without -v, so that a volume is removed only when no container mounts it and an
+anonymous one goes with the last container that uses it (removed with -v). The per-move
+rules are checked inside each rule, the state invariants (harness.check_world, the volume
+users among them) as @invariant()s.
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ tags = st.sampled_from([SNAP, "extra", "base", "cafe"])
 # what push and pull name (docker.io/library/<name> in the machine's registry)
 remotes = st.sampled_from([SNAP, "base", "extra"])
 volume_names = st.sampled_from([*VOLUME_NAMES, None])  # None: an anonymous volume
+# what a create mounts: named volumes at /data or /etc (filled from the image's /etc),
+# anonymous ones, and (below) --volumes-from
+binds = st.lists(st.sampled_from(["v0:/data", "v1:/data", "v0:/etc", "v1:/srv:ro"]),
+                 max_size=2, unique_by=lambda b: b.split(":")[1]).map(tuple)
+anonymous = st.lists(st.sampled_from(["/anon", "/data", "/anon2"]), max_size=2,
+                     unique=True).map(tuple)
 
 
 class MemoryMachine(RuleBasedStateMachine):
@@ -134,9 +143,22 @@ class MemoryMachine(RuleBasedStateMachine):
     def restart(self, slot: int) -> None:
         self.do(Step("restart", self.slot(slot)))
 
-    @rule(slot=slots, force=st.booleans())
-    def rm(self, slot: int, force: bool) -> None:
-        self.do(Step("rm", self.slot(slot), force=force))
+    @rule(slot=slots, pick=picks, binds=binds, anonymous=anonymous,
+          source=st.one_of(st.none(), slots), mode=st.sampled_from(["", ":ro", ":rw"]))
+    def create_with_volumes(self, slot: int, pick: int, binds: tuple[str, ...],
+                            anonymous: tuple[str, ...], source: int | None,
+                            mode: str) -> None:
+        """A create that mounts volumes; --volumes-from a slot (a container, or none:
+        refused with NotFound)."""
+        image = self.image(pick)
+        ref, iid = (image_ref(image), image.id) if image is not None else ("base", None)
+        sources = () if source is None else (self.slot(source) + mode,)
+        self.do(Step("create", self.slot(slot, empty=True), ref, iid, binds=binds,
+                     anonymous=anonymous, volumes_from=sources))
+
+    @rule(slot=slots, force=st.booleans(), volumes=st.booleans())
+    def rm(self, slot: int, force: bool, volumes: bool) -> None:
+        self.do(Step("rm", self.slot(slot), force=force, volumes=volumes))
 
     @rule(slot=slots, tag=st.one_of(st.none(), tags))
     def commit(self, slot: int, tag: str | None) -> None:
@@ -199,17 +221,6 @@ class MemoryMachine(RuleBasedStateMachine):
     @rule(every=st.booleans())
     def volume_prune(self, every: bool) -> None:
         self.do(Step("volume prune", force=every))
-
-    @rule(slot=slots, pick=picks)
-    def use_volume(self, slot: int, pick: int) -> None:
-        """A container mounts a volume (or stops using one it mounts), as its create (rm)
-        records it."""
-        world = live_world(self.engine.log)
-        name = self.volume(pick)
-        v = world.volumes.get(name)
-        c = self.engine.log.container_named(self.slot(slot))
-        if v is not None and c is not None:
-            self.do(Step("unmount" if c.id in v.users else "mount", c.name, volume=name))
 
     # --- invariants ---------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from core.mounts import VOLUME_NAME
 from tests.conftest import require_root
 from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar
 from tests.reliability.invariants import settled
@@ -90,6 +91,25 @@ def _prune(lam: Root) -> list[str]:
     return ["volume", "prune", "-f", "--filter", f"label={label}"]
 
 
+def _create_v(lam: Root) -> list[str]:
+    """A create that makes a named volume (a name no run used yet: lam.unique's `volN`,
+    a valid docker volume name) and an anonymous one (busybox has nothing at either target
+    to fill them with)."""
+    name = lam.unique("vol")
+    assert VOLUME_NAME.fullmatch(name), name
+    return ["create", "-v", f"{name}:/data", "-v", "/anon", "busybox", "sleep", "600"]
+
+
+def _rm_v(lam: Root) -> list[str]:
+    """rm -f -v of a running container with a named volume (kept) and an anonymous one
+    (removed: nobody else uses it)."""
+    name = lam.unique("vol")
+    assert VOLUME_NAME.fullmatch(name), name
+    cid = lam.ok("run", "-d", "-v", f"{name}:/data", "-v", "/anon", "busybox", "sleep",
+                 "600").strip()
+    return ["rm", "-f", "-v", cid]
+
+
 def _cp(lam: Root) -> list[str]:
     """cp of a small tree into a running container: the copy's child process, killed or
     not with its parent, must leave nothing behind."""
@@ -119,6 +139,8 @@ PREPARE: dict[str, Callable[[Root], list[str]]] = {
     "volume rm": lambda lam: ["volume", "rm", lam.ok("volume", "create",
                                                      lam.unique("vol")).strip()],
     "volume prune": _prune,
+    "create -v": _create_v,
+    "rm -v": _rm_v,
     "cp": _cp,
 }
 # Commands made of several appends: a crash leaves the steps done so far (their layers and

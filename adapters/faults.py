@@ -40,7 +40,7 @@ EFFECTS = frozenset({
     "import_layer", "create_rw_layer", "commit_rw_layer", "remove_rw_layer", "remove_layer",
     "install_layer", "mount", "unmount", "export", "save_images", "open_archive",
     "start", "confirm_start", "abort_start", "signal", "stop", "freeze", "thaw", "release",
-    "remove", "exec",
+    "remove", "exec", "copy_out",
     "create",  # volumes (and `remove`, above)
     "archive_in",  # cp into a container (archive_out and path_stat only read)
 })

@@ -333,8 +333,10 @@ def requested(options: Mapping[str, Any], image_volumes: Sequence[str],
                 continue
             seen.add(m.target)
             ro = m.read_only if not mode else mode == "ro"
+            # as docker copies the mount point: an anonymous one stays one (rm -v of the
+            # last container that has it removes it)
             out.append(MountPoint(m.type, m.target, m.source, ro, m.propagation,
-                                  copy=False, anonymous=False, subpath=m.subpath))
+                                  copy=False, anonymous=m.anonymous, subpath=m.subpath))
     extra = list(options.get("volumes") or ())
     for target in [*extra, *image_volumes]:
         clean = _target(target, "a volume")

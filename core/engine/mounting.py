@@ -102,14 +102,17 @@ def released(e: EngineBase, c: Container, remove_anonymous: bool
     events: list[ev.Event] = []
     expected: dict[str, int] = {}
     gone: list[str] = []
-    for name in dict.fromkeys(m.source for m in mounts.recorded(c.config)
-                              if m.type == "volume"):
+    points = [m for m in mounts.recorded(c.config) if m.type == "volume"]
+    # docker's rule: -v removes what this container mounted anonymously (`-v /path`, an
+    # image's VOLUME), not a volume it named, even one that was made anonymous elsewhere
+    unnamed = {m.source for m in points if m.anonymous}
+    for name in dict.fromkeys(m.source for m in points):
         v = e.log.volume(name)
         if v is None or c.id not in v.users:
             continue
         expected[f"volume:{name}"] = v.version
         events.append(ev.VolumeUnmounted(id=name, container=c.id))
-        if remove_anonymous and v.anonymous and set(v.users) == {c.id}:
+        if remove_anonymous and name in unnamed and set(v.users) == {c.id}:
             events.append(ev.VolumeRemoved(id=name))
             gone.append(name)
     return events, expected, gone

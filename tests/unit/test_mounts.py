@@ -213,3 +213,15 @@ def test_volume_subpaths() -> None:
             from_api_mount(parse_mount_flag(f"source=vol,target=/m,volume-subpath={bad}"))
     with pytest.raises(BadInput, match="a subpath needs a named volume"):
         from_api_mount(parse_mount_flag("type=volume,target=/m,volume-subpath=a"))
+
+
+def test_rm_v_spares_a_volume_the_container_named_even_an_anonymous_one() -> None:
+    """docker decides by how the container mounted it: `-v /path` is removed with the
+    container, `-v NAME:/path` never, whoever made NAME."""
+    e, _ = _engine()
+    first = e.create("img", ["sh"], config={"volumes": ["/anon"]})
+    anon = recorded(e.log.container(first).config)[0].source
+    e.rm(first)  # without -v: the anonymous volume stays, unused
+    second = e.create("img", ["sh"], config={"binds": [f"{anon}:/again"]})
+    e.rm(second, volumes=True)
+    assert e.log.volume(anon) is not None and e.volumes.exists(anon)

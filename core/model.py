@@ -97,7 +97,24 @@ class Volume:
     users: dict[str, list[str]] = field(default_factory=dict)
 
 
-Aggregate = Container | Image | Layer | Volume
+@dataclass(frozen=True, slots=True)
+class Network:
+    """A user-defined bridge network (`id` 64 hex; `name` unique among live networks).
+    Members (containers on it, their addresses) come with a later slice."""
+
+    id: str
+    version: int
+    created: str
+    name: str
+    subnet: str
+    gateway: str
+    driver: str = "bridge"
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+
+
+Aggregate = Container | Image | Layer | Volume | Network
 
 
 def _replacer(cls: type) -> Callable[..., Any]:
@@ -252,6 +269,18 @@ def _volume_removed(v: Volume, rec: Recorded) -> None:
     return None
 
 
+def _network_created(_: Network | None, rec: Recorded) -> Network:
+    d = rec.data
+    return Network(id=d["id"], version=rec.version, created=rec.at, name=d["name"],
+                   subnet=d["subnet"], gateway=d["gateway"], driver=d.get("driver") or "bridge",
+                   internal=bool(d.get("internal")), labels=d.get("labels") or {},
+                   options=d.get("options") or {})
+
+
+def _network_removed(_: Network, rec: Recorded) -> None:
+    return None
+
+
 def _recorded_only(agg: Any, rec: Recorded) -> Any:
     """An audit event (save, load, export): the stream's version moves, nothing else does
     (no lifecycle move: a container's state stays what it was)."""
@@ -285,11 +314,14 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "VolumeMounted": _volume_mounted,
     "VolumeUnmounted": _volume_unmounted,
     "VolumeRemoved": _volume_removed,
+    "NetworkCreated": _network_created,
+    "NetworkRemoved": _network_removed,
     "ContainerCopiedTo": _recorded_only,
     "ContainerCopiedFrom": _recorded_only,
 }
 
-CREATORS = frozenset({"ContainerCreated", "ImageCreated", "LayerRegistered", "VolumeCreated"})
+CREATORS = frozenset({"ContainerCreated", "ImageCreated", "LayerRegistered", "VolumeCreated",
+                       "NetworkCreated"})
 
 
 def evolve(agg: Any, rec: Recorded) -> Any:
@@ -305,10 +337,10 @@ def evolve(agg: Any, rec: Recorded) -> Any:
 
 
 KINDS: dict[str, type] = {"container": Container, "image": Image, "layer": Layer,
-                          "volume": Volume}
+                          "volume": Volume, "network": Network}
 _FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in KINDS.values()}
 _TABLES = {"container": "containers", "image": "images", "layer": "layers",
-           "volume": "volumes"}
+           "volume": "volumes", "network": "networks"}
 
 
 def to_doc(agg: Aggregate) -> dict[str, Any]:
@@ -333,6 +365,7 @@ class World:
     images: dict[str, Image] = field(default_factory=dict)
     layers: dict[str, Layer] = field(default_factory=dict)
     volumes: dict[str, Volume] = field(default_factory=dict)
+    networks: dict[str, Network] = field(default_factory=dict)
     seq: int = 0
 
     def table(self, kind: str) -> dict[str, Any]:
@@ -358,6 +391,7 @@ class World:
             "images": [to_doc(i) for i in self.images.values()],
             "layers": [to_doc(la) for la in self.layers.values()],
             "volumes": [to_doc(v) for v in self.volumes.values()],
+            "networks": [to_doc(n) for n in self.networks.values()],
         }
 
     @classmethod
@@ -365,6 +399,6 @@ class World:
         w = cls(seq=data["seq"])
         for kind, key in _TABLES.items():
             table = w.table(kind)
-            for doc in data.get(key, ()):  # snapshots from before volumes have none
+            for doc in data.get(key, ()):  # older snapshots lack the newer kinds
                 table[doc["id"]] = from_doc(kind, doc)
         return w

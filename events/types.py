@@ -3,7 +3,8 @@
 Each type has a schema version (SCHEMA). Old rows are never rewritten: when a type's shape
 changes, its SCHEMA goes up and an upcaster (events/upcasting.py) turns older data into the
 current shape on read. Every event belongs to one stream, named by its KIND and its `id`:
-`container:<id>`, `image:<id>`, `layer:<id>`, `volume:<name>`, `command:<id>`, `root:root`.
+`container:<id>`, `image:<id>`, `layer:<id>`, `volume:<name>`, `network:<id>`, `command:<id>`,
+`root:root`.
 """
 
 from __future__ import annotations
@@ -369,6 +370,34 @@ class VolumeRemoved(Event):
     KIND: ClassVar[str] = "volume"
 
 
+# --- networks: user-defined bridge networks (stream `network:<id>`, 64 hex) ------------------
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class NetworkCreated(Event):
+    """`network create`: a bridge network, its bridge and lamina's nftables chains for it
+    made on the host before this is recorded. `name` is unique among live networks;
+    `subnet` in CIDR form, `gateway` the bridge's own address in it; `internal`: no route
+    out. The predefined networks (bridge, host, none) are not recorded (core/networks.py)."""
+
+    KIND: ClassVar[str] = "network"
+    name: str
+    subnet: str
+    gateway: str
+    driver: str = "bridge"
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class NetworkRemoved(Event):
+    """`network rm` or `network prune`: its bridge and chains are removed after this is
+    recorded."""
+
+    KIND: ClassVar[str] = "network"
+
+
 # --- builds: `lamina build`, step by step (stream `build:<id>`, audit only) ---------------------
 
 
@@ -486,6 +515,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BuildStarted, StepCompleted, BuildFinished, BuildFailed,
         VolumeCreated, VolumeMounted, VolumeUnmounted, VolumeRemoved,
         ContainerCopiedTo, ContainerCopiedFrom,
+        NetworkCreated, NetworkRemoved,
     )
 }
 

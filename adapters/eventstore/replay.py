@@ -18,11 +18,13 @@ from events.envelope import Recorded
 from events.hashchain import canonical
 
 # Bump when the shape of the aggregates changes: older snapshots are then ignored.
-PROJECTION_VERSION = 3  # 2: tagging a removed image makes it top-level again; 3: volumes
+# 2: tagging a removed image makes it top-level again; 3: volumes; 4: networks
+PROJECTION_VERSION = 4
 
 
 # The events after which a stream's aggregate no longer exists (ImageRemoved: unless `kept`).
-ENDINGS = ("ContainerRemoved", "ImageRemoved", "LayerRemoved", "VolumeRemoved")
+ENDINGS = ("ContainerRemoved", "ImageRemoved", "LayerRemoved", "VolumeRemoved",
+           "NetworkRemoved")
 _scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C scanner
 
 
@@ -135,6 +137,7 @@ class RebuildReport:
     images: int
     layers: int
     volumes: int = 0
+    networks: int = 0
 
 
 def _path(con: sqlite3.Connection) -> str:
@@ -152,7 +155,7 @@ def rebuild(con: sqlite3.Connection, use_snapshots: bool = True) -> RebuildRepor
             for agg in world.table(kind).values():
                 write_row(con, kind, agg)
     return RebuildReport(world.seq - base, base, len(world.containers), len(world.images),
-                         len(world.layers), len(world.volumes))
+                         len(world.layers), len(world.volumes), len(world.networks))
 
 
 def snapshot(con: sqlite3.Connection) -> int:

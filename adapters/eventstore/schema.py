@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite3
 
-SCHEMA_VERSION = 2  # 2: the volumes table
+SCHEMA_VERSION = 3  # 2: the volumes table; 3: the networks table
 
 APPEND_ONLY_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
@@ -31,6 +31,8 @@ def migrate(con: sqlite3.Connection) -> None:
         _create_v1(db)
     if version < 2:
         _create_v2(db)
+    if version < 3:
+        _create_v3(db)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -60,3 +62,12 @@ def _create_v2(db) -> None:
     """Volumes' read model. A log written before volumes has no volume events: the table
     starts empty and is right."""
     db["volumes"].create({"id": str, "version": int, "doc": str}, pk="id", if_not_exists=True)
+
+
+def _create_v3(db) -> None:
+    """Networks' read model, a name unique among live networks (as containers' names). A
+    log written before networks has no network events: the table starts empty and is right."""
+    db["networks"].create({"id": str, "version": int, "name": str, "doc": str}, pk="id",
+                          if_not_exists=True)
+    db["networks"].create_index(["name"], unique=True, if_not_exists=True,
+                                index_name="networks_name")

@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.eventstore.schema import SCHEMA_VERSION, migrate
 from core.errors import ConcurrencyError, StoreError
-from core.model import KINDS, Container, Image, Layer, Volume, evolve, from_doc, to_doc
+from core.model import (
+    KINDS,
+    Container,
+    Image,
+    Layer,
+    Network,
+    Volume,
+    evolve,
+    from_doc,
+    to_doc,
+)
 from events.envelope import Recorded
 from events.hashchain import GENESIS, canonical, row_hash
 
@@ -282,6 +292,15 @@ class SqliteEventLog:
     def volumes(self) -> list[Volume]:
         return self._all("volume")
 
+    def network(self, nid: str) -> Network | None:
+        return self._one("network", "id = ?", nid)
+
+    def network_named(self, name: str) -> Network | None:
+        return self._one("network", "name = ?", name)
+
+    def networks(self) -> list[Network]:
+        return self._all("network")
+
 
 def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
     """Upsert one aggregate's read-model row (the same form for appends and rebuilds)."""
@@ -297,6 +316,11 @@ def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
     elif kind == "image":
         con.execute("INSERT OR REPLACE INTO images (id, version, tags, doc) VALUES (?,?,?,?)",
                     (agg.id, agg.version, canonical(list(agg.tags)), doc))
+    elif kind == "network":
+        con.execute("INSERT INTO networks (id, version, name, doc) VALUES (?,?,?,?) "
+                    "ON CONFLICT(id) DO UPDATE SET version = excluded.version, "
+                    "name = excluded.name, doc = excluded.doc",
+                    (agg.id, agg.version, agg.name, doc))
     else:  # layers, volumes
         con.execute(f"INSERT OR REPLACE INTO {kind}s (id, version, doc) VALUES (?,?,?)",
                     (agg.id, agg.version, doc))

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from core.errors import ConcurrencyError
-from core.model import Container, Image, Layer, Volume, World
+from core.model import Container, Image, Layer, Network, Volume, World
 from events.envelope import Recorded
 from events.types import Event
 
@@ -56,6 +56,15 @@ class WorldReader:
     def volumes(self) -> list[Volume]:
         return list(self.world.volumes.values())
 
+    def network(self, nid: str) -> Network | None:
+        return self.world.networks.get(nid)
+
+    def network_named(self, name: str) -> Network | None:
+        return next((n for n in self.world.networks.values() if n.name == name), None)
+
+    def networks(self) -> list[Network]:
+        return list(self.world.networks.values())
+
 
 class MemoryEventLog(WorldReader):
     """A list of Recorded events and a World folded from them as they are appended."""
@@ -75,6 +84,7 @@ class MemoryEventLog(WorldReader):
         world = copy.copy(self.world)
         world.containers, world.images = dict(world.containers), dict(world.images)
         world.layers, world.volumes = dict(world.layers), dict(world.volumes)
+        world.networks = dict(world.networks)
         out = []
         for i, event in enumerate(events):
             stream = event.stream()

@@ -10,6 +10,7 @@ import pytest
 
 from adapters.eventstore import replay
 from adapters.eventstore.audit import verify
+from adapters.eventstore.schema import SCHEMA_VERSION
 from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
 from core.errors import ConcurrencyError, StoreError
 from events import types as ev
@@ -238,12 +239,13 @@ def test_a_log_from_before_volumes_gains_their_table(tmp_path) -> None:
     path = tmp_path / "events.db"
     con = sqlite3.connect(path)
     con.execute("DROP TABLE volumes")
+    con.execute("DROP TABLE networks")
     con.execute("PRAGMA user_version = 1")
     con.commit()
     events_before = con.execute("SELECT * FROM events ORDER BY seq").fetchall()
     con.close()
     log = SqliteEventLog(root)
-    assert log.con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert log.con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert log.con.execute("SELECT * FROM events ORDER BY seq").fetchall() == events_before
     log.append([ev.VolumeCreated(id="data")], expected={"volume:data": 0}, meta=META)
     assert [v.id for v in log.volumes()] == ["data"]
@@ -272,3 +274,62 @@ def test_replay_and_time_travel_see_volumes(tmp_path) -> None:
     now = replay.state_at(log.con)
     assert sorted(now.volumes) == ["other"]
     assert replay.state_at(log.con, mounted, use_snapshots=False) == then
+
+
+NET_A, NET_B = "a" * 64, "b" * 64
+
+
+def _net(nid: str, name: str, subnet: str) -> ev.NetworkCreated:
+    return ev.NetworkCreated(id=nid, name=name, subnet=subnet,
+                             gateway=subnet.replace(".0/16", ".1"), labels={"k": "v"})
+
+
+def test_a_log_from_before_networks_gains_their_table(tmp_path) -> None:
+    """Schema 2 had no networks table: opening it migrates in place, events untouched."""
+    root = str(tmp_path)
+    _session(root)
+    con = sqlite3.connect(tmp_path / "events.db")
+    con.execute("DROP TABLE networks")
+    con.execute("PRAGMA user_version = 2")
+    con.commit()
+    con.close()
+    log = SqliteEventLog(root)
+    assert log.con.execute("PRAGMA user_version").fetchone()[0] == 3
+    log.append([_net(NET_A, "front", "172.18.0.0/16")], expected={f"network:{NET_A}": 0},
+               meta=META)
+    found = log.network_named("front")
+    assert found is not None and found.id == NET_A and found.labels == {"k": "v"}
+    assert log.network(NET_A) == found and log.networks() == [found]
+    assert verify(log.con).ok
+
+
+def test_a_network_name_is_unique_among_live_networks(tmp_path) -> None:
+    log = _session(str(tmp_path)).log
+    log.append([_net(NET_A, "front", "172.18.0.0/16")], expected={f"network:{NET_A}": 0},
+               meta=META)
+    with pytest.raises((StoreError, ConcurrencyError, sqlite3.IntegrityError)):
+        log.append([_net(NET_B, "front", "172.19.0.0/16")],
+                   expected={f"network:{NET_B}": 0}, meta=META)
+    log.append([ev.NetworkRemoved(id=NET_A)], expected={f"network:{NET_A}": 1}, meta=META)
+    assert log.network_named("front") is None and log.networks() == []
+    log.append([_net(NET_B, "front", "172.19.0.0/16")], expected={f"network:{NET_B}": 0},
+               meta=META)
+    assert log.network_named("front").id == NET_B  # type: ignore[union-attr]
+
+
+def test_replay_and_time_travel_see_networks(tmp_path) -> None:
+    log = _session(str(tmp_path)).log
+    log.append([_net(NET_A, "front", "172.18.0.0/16")], expected={f"network:{NET_A}": 0},
+               meta=META)
+    made = log.last_seq()
+    log.append([ev.NetworkRemoved(id=NET_A)], expected={f"network:{NET_A}": 1}, meta=META)
+    log.append([_net(NET_B, "back", "172.19.0.0/16")], expected={f"network:{NET_B}": 0},
+               meta=META)
+    live = replay.read_model_rows(log.con)
+    replay.snapshot(log.con)
+    report = replay.rebuild(log.con)
+    assert report.networks == 1 and replay.read_model_rows(log.con) == live
+    then = replay.state_at(log.con, made)
+    assert [n.name for n in then.networks.values()] == ["front"]
+    assert [n.name for n in replay.state_at(log.con).networks.values()] == ["back"]
+    assert replay.state_at(log.con, made, use_snapshots=False) == then

@@ -80,13 +80,14 @@ class RandomIds:
 
 def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
     """The Engine wired to the real adapters: SQLite log, overlayfs layers, Linux runtime,
-    volumes under <root>/volumes.
+    volumes under <root>/volumes, bridge networks in the caller's network namespace.
 
     A container's monitor records as itself (`lamina-monitor`), not as the command that
     happened to fork it. `recover`: first record the end of live containers whose process
     and monitor are gone (Engine.recover, the cheap start-up check); `system check` turns it
     off, since it must change nothing. $LAMINA_FAULT arms a fault point (adapters/faults.py)."""
     from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
+    from adapters.network.host import LinuxNetworkHost
     from adapters.runtime.linux import LinuxRuntime
     from adapters.storage.store import LinuxLayerStore
     from adapters.storage.volumes import LinuxVolumeStore
@@ -96,15 +97,17 @@ def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
     layers = LinuxLayerStore(root)
     runtime = LinuxRuntime(root, layers, log)
     volumes = LinuxVolumeStore(root)
+    networks: Any = LinuxNetworkHost()
     env = os.environ
     if "LAMINA_FAULT" in env or "LAMINA_FAULT_TRACE" in env or "adapters.faults" in sys.modules:
-        from adapters.faults import wire, wire_volumes
+        from adapters.faults import wire, wire_networks, wire_volumes
 
         log, layers, runtime = wire(log, layers, runtime, monitor=monitor)
         volumes = wire_volumes(volumes)
+        networks = wire_networks(networks)
     meta = (lambda: caller_meta(["lamina-monitor"])) if monitor else caller_meta
     engine = Engine(log=log, layers=layers, runtime=runtime, ids=RandomIds(), clock=utcnow,
-                    volumes=volumes, meta=meta)
+                    volumes=volumes, networks=networks, meta=meta)
     if recover and not monitor:
         engine.recover()
     return engine

@@ -9,7 +9,8 @@ adapters/bootstrap.build_engine imports this module only when the variable is se
 Where the points are, and why there: the core stays pure (no I/O, not even a kill), so the
 points sit at the ports, where every step of a command passes anyway. `wrap(obj, "layers")`
 puts `before:layers.<method>` and `after:layers.<method>` around each effectful method call
-of a port (the event log, the layer store, the runtime, the volume store: EFFECTS), which
+of a port (the event log, the layer store, the runtime, the volume store, the network
+host: EFFECTS), which
 gives a point between every two steps of every command, build and pull included, without a
 line in the core. A few steps happen inside one port call; the adapters call
 `self.fault(name)` there (a no-op unless armed): `store.staged` (a layer written under
@@ -41,7 +42,8 @@ EFFECTS = frozenset({
     "install_layer", "mount", "unmount", "export", "save_images", "open_archive",
     "start", "confirm_start", "abort_start", "signal", "stop", "freeze", "thaw", "release",
     "remove", "exec", "copy_out",
-    "create",  # volumes (and `remove`, above)
+    "create",  # volumes and networks (and `remove`, above)
+    "discard",  # networks: a leftover bridge removed by reconcile
     "archive_in",  # cp into a container (archive_out and path_stat only read)
 })
 
@@ -126,3 +128,8 @@ def wire_volumes(volumes: Any) -> Any:
         return volumes
     volumes.fault = point
     return wrap(volumes, "volumes")
+
+
+def wire_networks(networks: Any) -> Any:
+    """The network host behind fault points too (before/after its create and remove)."""
+    return wrap(networks, "networks")

@@ -24,10 +24,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypedDict
 
-from core.model import Container, Image, Layer, Volume
+from core.model import Container, Image, Layer, Network, Volume
 from events.envelope import Recorded
 
 if TYPE_CHECKING:
+    from core import networks as ipam
     from events.types import Event
 
 
@@ -65,6 +66,12 @@ class EventLog(Protocol):
     def volume(self, name: str) -> Volume | None: ...
 
     def volumes(self) -> list[Volume]: ...
+
+    def network(self, nid: str) -> Network | None: ...
+
+    def network_named(self, name: str) -> Network | None: ...
+
+    def networks(self) -> list[Network]: ...
 
 
 # --- layers --------------------------------------------------------------------------------
@@ -570,4 +577,37 @@ class VolumeStore(Protocol):
     def bind_source(self, path: str, *, create: bool) -> None:
         """A bind mount's host source (absolute): there, or made as a directory (0755, as
         docker's `-v` makes it) when `create`; else BadInput in docker's words."""
+        ...
+
+
+# --- networks ---------------------------------------------------------------------------------
+
+
+class NetworkHost(Protocol):
+    """Bridge networks on the host: one bridge per network, with the gateway's address,
+    and lamina's nftables chains for it.
+
+    The log says which networks exist (core/engine/networks.py); the host only carries
+    them. Order of writes: a network's bridge and chains are made before the log says it
+    exists (and removed again if the append fails); they go only after the log says it is
+    gone. The predefined networks (bridge, host, none) are no concern of this port yet.
+    """
+
+    def create(self, network: ipam.Network) -> None:
+        """Make the network's bridge (its gateway's address, up) and its chains; a bridge
+        already there of that name is taken as it is and given what it lacks."""
+        ...
+
+    def remove(self, network: ipam.Network) -> None:
+        """Remove exactly this network's bridge and chains; what is not there is no error."""
+        ...
+
+    def discard(self, bridge: str) -> None:
+        """Remove a bridge and its chains known by name only (reconcile's leftovers);
+        what is not there is no error."""
+        ...
+
+    def names(self) -> list[str]:
+        """The bridges lamina owns on the host (a bridge of lamina's names, or chains of
+        lamina's table for one), sorted: for reconcile, against the log's networks."""
         ...

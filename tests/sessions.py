@@ -5,7 +5,13 @@ from __future__ import annotations
 from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
 from core.engine import Engine
 from core.errors import LaminaError
-from core.memory import CountingIds, MemoryLayerStore, MemoryRuntime, MemoryVolumeStore
+from core.memory import (
+    CountingIds,
+    MemoryLayerStore,
+    MemoryNetworkHost,
+    MemoryRuntime,
+    MemoryVolumeStore,
+)
 
 META = {"uid": 0, "user": "root"}
 
@@ -13,7 +19,8 @@ META = {"uid": 0, "user": "root"}
 def engine(root: str, ids_from: int = 0) -> Engine:
     return Engine(log=SqliteEventLog(root), layers=MemoryLayerStore(ids=CountingIds(n=10**6)),
                   runtime=MemoryRuntime(), ids=CountingIds(n=ids_from), clock=utcnow,
-                  volumes=MemoryVolumeStore(), meta=lambda: dict(META))
+                  volumes=MemoryVolumeStore(), networks=MemoryNetworkHost(),
+                  meta=lambda: dict(META))
 
 
 def session(root: str) -> Engine:

@@ -18,6 +18,7 @@ from adapters.cli import (
     eventlog,
     files,
     listing,
+    networks,
     registry,
     runtime,
     serve,
@@ -36,7 +37,8 @@ if TYPE_CHECKING:  # annotations are strings here
 
 # The verb groups, in the order `lamina --help` lists their commands. Each module declares
 # the command words it registers (COMMANDS) and has register(subparsers, add_format).
-MODULES = (eventlog, listing, storage, volumes, files, runtime, viz, registry, build, serve)
+MODULES = (eventlog, listing, storage, volumes, networks, files, runtime, viz, registry, build,
+           serve)
 # Every command word and the module that registers it: an unknown word is left to argparse
 # and its full "invalid choice" message.
 OWNER = {word: module for module in MODULES for word in module.COMMANDS}

@@ -297,7 +297,7 @@ def _reader(args: argparse.Namespace) -> tuple[Any, Any, str]:
     from core.engine import Engine
 
     engine = Engine(log=log, layers=store, runtime=None, ids=None, clock=None,  # type: ignore
-                    volumes=None)  # type: ignore
+                    volumes=None, networks=None)  # type: ignore
     return engine, store, root
 
 

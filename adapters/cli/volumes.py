@@ -37,7 +37,8 @@ def _reader(args: argparse.Namespace) -> Any:
     from core.engine import Engine
 
     return Engine(log=log, layers=None, runtime=None, ids=None,  # type: ignore[arg-type]
-                  clock=None, volumes=LinuxVolumeStore(root))  # type: ignore[arg-type]
+                  clock=None, volumes=LinuxVolumeStore(root),  # type: ignore[arg-type]
+                  networks=None)  # type: ignore[arg-type]
 
 
 def _doc(e: Any, v: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from adapters.dockerapi import (  # noqa: F401 - their routes
     containers,
     execs,
     images,
+    networks,
     system,
     volumes,
 )
@@ -204,7 +205,8 @@ PRELOAD = ("adapters.runtime.linux", "adapters.runtime.monitor", "adapters.runti
            "adapters.storage.layertar", "adapters.storage.inspect", "adapters.kernel.cgroups",
            "adapters.kernel.namespaces", "adapters.kernel.libc", "adapters.kernel.units",
            "core.engine", "core.engine.images", "core.engine.commit", "core.engine.archives",
-           "core.engine.loading", "core.engine.volumes", "core.images", "core.process",
+           "core.engine.loading", "core.engine.volumes", "core.engine.networks", "core.images",
+           "core.process",
            "core.mounts", "core.engine.mounting", "adapters.kernel.inroot",
            "adapters.storage.volumes",
            "events.types",

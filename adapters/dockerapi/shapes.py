@@ -199,6 +199,8 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
     "VolumeMounted": ("volume", ["mount"]),
     "VolumeUnmounted": ("volume", ["unmount"]),
     "VolumeRemoved": ("volume", ["destroy"]),
+    "NetworkCreated": ("network", ["create"]),
+    "NetworkRemoved": ("network", ["destroy"]),
     "CommandRejected": ("lamina", ["rejected"]),
 }
 
@@ -232,6 +234,8 @@ def docker_events(rec: Any, names: dict[str, str]) -> list[dict[str, Any]]:
         if d.get("target"):
             attrs["destination"] = d["target"]
             attrs["read/write"] = "false" if d.get("read_only") else "true"
+    elif kind == "network" and rec.type == "NetworkCreated":  # docker's: name and type
+        attrs.update(name=str(d.get("name", "")), type=str(d.get("driver") or "bridge"))
     elif kind == "lamina":
         attrs.update(command=str(d.get("command", "")), reason=str(d.get("reason", "")))
     actor = rec.target if kind != "lamina" else str(d.get("target", ""))

@@ -33,7 +33,7 @@ class Source:
         from core.engine import Engine
 
         return Engine(log=self.reader, layers=None, runtime=None, ids=None,  # type: ignore
-                      clock=None, volumes=None)  # type: ignore
+                      clock=None, volumes=None, networks=None)  # type: ignore
 
     def container(self, ref: str) -> Container:
         return self.engine().container(ref)

@@ -17,6 +17,7 @@ functions over the engine's ports (base.EngineBase), each command in its own uni
 - images: import, tag, rmi (and the tag and rmi-plan events rm, commit, load and build
   record too); commit; archives (save, export); loading (load, and pull's install)
 - volumes: volume create, rm and prune, and a volume or the list of them (queries)
+- networks: network create, rm and prune, and a network or the list of them (queries)
 
 Every command process pays for what `import core.engine` loads, so it loads the container
 and host parts only; the image rules (core/images.py) and the image and archive parts are
@@ -40,7 +41,7 @@ from core.model import Container
 if TYPE_CHECKING:
     from core.engine.volumes import Pruned
     from core.images import RmiPlan
-    from core.model import Volume
+    from core.model import Network, Volume
 
 __all__ = ["Engine", "EngineBase"]
 
@@ -237,3 +238,50 @@ class Engine(EngineBase):
         from core.engine import files
 
         files.copy_to(self, ref, path, tar, no_overwrite_dir_non_dir, copy_uid_gid)
+
+    # --- networks -----------------------------------------------------------------------
+
+    def network_create(self, name: str, subnet: str | None = None,
+                       gateway: str | None = None, internal: bool = False,
+                       labels: Mapping[str, str] | None = None,
+                       options: Mapping[str, str] | None = None,
+                       driver: str = "bridge") -> str:
+        """A user-defined bridge network, its bridge made on the host: its id."""
+        from core.engine import networks
+
+        return networks.network_create(self, name, subnet, gateway, internal, labels,
+                                       options, driver)
+
+    def network_rm(self, refs: str | Sequence[str]) -> list[str]:
+        """Remove user-defined networks, each its own command (a refusal of one leaves the
+        others removed, then is raised). The ids removed."""
+        from core.engine import networks
+
+        removed, first = [], None
+        for ref in [refs] if isinstance(refs, str) else refs:
+            try:
+                removed.append(networks.network_rm(self, ref))
+            except LaminaError as err:
+                first = first or err
+        if first is not None:
+            raise first
+        return removed
+
+    def network_prune(self, filters: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+        """Remove the user-defined networks the label filters select: their names."""
+        from core.engine import networks
+
+        return networks.network_prune(self, filters)
+
+    def network(self, ref: str) -> Network:
+        """A network (predefined or user-defined) by id, name or id prefix (a query)."""
+        from core.engine import networks
+
+        return networks.find(self, ref)
+
+    def network_list(self, filters: Mapping[str, Sequence[str]] | None = None
+                     ) -> list[Network]:
+        """The networks docker's filters select, predefined ones included, by name."""
+        from core.engine import networks
+
+        return networks.listed(self, filters)

@@ -15,7 +15,7 @@ from typing import Any
 from core.command import Command
 from core.errors import BadInput, NotFound
 from core.model import Container, Image
-from core.ports import EventLog, Ids, LayerStore, Runtime, VolumeStore
+from core.ports import EventLog, Ids, LayerStore, NetworkHost, Runtime, VolumeStore
 from core.references import is_id_prefix, normalize_tag, pick_unique, strip_digest_prefix
 
 
@@ -30,6 +30,7 @@ class EngineBase:
     ids: Ids
     clock: Callable[[], str]
     volumes: VolumeStore
+    networks: NetworkHost
     meta: Callable[[], dict[str, Any]] = field(default=dict)
 
     def command(self, name: str, target: str) -> Command:

@@ -41,7 +41,8 @@ def reconcile(e: EngineBase, repair: bool) -> list[str]:
     """Compare the log with the host: containers recorded live whose process is gone (or
     is another process by now), and what the host holds that the log doesn't account
     for (runtime.orphans: cgroups, mounts, freezer states, layer directories, staging;
-    volume directories no volume of the log owns). With `repair`, record the lost
+    volume directories no volume of the log owns; bridges and nftables chains no network of
+    the log has). With `repair`, record the lost
     processes' ends (with the reason) and clean the leftovers. Audited either way
     (`system check` / `system reconcile`)."""
     name = "system reconcile" if repair else "system check"
@@ -57,6 +58,7 @@ def reconcile(e: EngineBase, repair: bool) -> list[str]:
         if repair:
             e.runtime.clean_orphans(known)
         findings += _volumes(e, repair)
+        findings += _networks(e, repair)
         cmd.append([ev.HostChecked(id="host", findings=findings, repaired=repair)], {})
         return findings
 
@@ -75,6 +77,24 @@ def _volumes(e: EngineBase, repair: bool) -> list[str]:
                 e.volumes.remove(name)
     findings += [f"volume {name} is in the log but its data is missing"
                  for name in sorted(recorded) if not e.volumes.exists(name)]
+    return findings
+
+
+def _networks(e: EngineBase, repair: bool) -> list[str]:
+    """Bridges (and their nftables chains) lamina owns on the host that no live network of
+    the log has: made by a create that died before its record, or left by an rm that died
+    after its record. The default bridge lamina0 belongs to the predefined `bridge` network
+    and is left alone."""
+    from core import networks as ipam
+    from core.engine.networks import bridge_of
+
+    live = {bridge_of(n) for n in e.log.networks()} | {ipam.DEFAULT_BRIDGE}
+    findings = []
+    for name in e.networks.names():
+        if name not in live:
+            findings.append(f"network bridge {name} belongs to no network in the log")
+            if repair:
+                e.networks.discard(name)
     return findings
 
 

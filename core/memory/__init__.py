@@ -14,6 +14,7 @@ against both), but hold everything in dicts:
 - build_host.py, MemoryBuildHost: a build's context as a dict of files, COPY into the
   read-write layer's dict, RUN as a script (what it prints, writes and exits with).
 - volumes.py, MemoryVolumeStore: a volume's data is a dict of files.
+- networks.py, MemoryNetworkHost: a bridge is a name with its subnet and gateway.
 - ids.py: deterministic ids and a ticking clock.
 """
 
@@ -33,15 +34,17 @@ from core.memory.layers import (
     layer_files,
 )
 from core.memory.log import MemoryEventLog, WorldReader
+from core.memory.networks import MemoryNetworkHost
 from core.memory.registry import MemoryFetched, MemoryReference, MemoryRegistry, MemoryRemote
 from core.memory.runtime import SURVIVABLE, FakeProcess, MemoryAttachment, MemoryRuntime
 from core.memory.volumes import MemoryVolumeStore
 
 __all__ = ["SURVIVABLE", "CountingIds", "FakeProcess", "MemoryArchive", "MemoryAttachment",
            "MemoryBlob", "MemoryBuildHost", "MemoryEventLog", "MemoryFetched", "MemoryFile",
-           "MemoryImage", "MemoryLayerStore", "MemoryReference", "MemoryRegistry",
-           "MemoryRemote", "MemoryRuntime", "MemorySource", "MemoryStaged", "MemoryVolumeStore",
-           "Scripted", "TickingClock", "WorldReader", "layer_bytes", "layer_files", "memory_engine"]
+           "MemoryImage", "MemoryLayerStore", "MemoryNetworkHost", "MemoryReference",
+           "MemoryRegistry", "MemoryRemote", "MemoryRuntime", "MemorySource", "MemoryStaged",
+           "MemoryVolumeStore", "Scripted", "TickingClock", "WorldReader", "layer_bytes",
+           "layer_files", "memory_engine"]
 
 
 def memory_engine(**meta: Any) -> Any:
@@ -51,4 +54,5 @@ def memory_engine(**meta: Any) -> Any:
     ids = CountingIds()
     return Engine(log=MemoryEventLog(), layers=MemoryLayerStore(ids=CountingIds(n=10**6)),
                   runtime=MemoryRuntime(), ids=ids, clock=TickingClock(),
-                  volumes=MemoryVolumeStore(), meta=lambda: dict(meta))
+                  volumes=MemoryVolumeStore(), networks=MemoryNetworkHost(),
+                  meta=lambda: dict(meta))

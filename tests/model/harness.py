@@ -39,6 +39,7 @@ from core.memory import (
     MemoryAttachment,
     MemoryEventLog,
     MemoryLayerStore,
+    MemoryNetworkHost,
     MemoryRegistry,
     MemoryRuntime,
     MemoryVolumeStore,
@@ -237,7 +238,8 @@ def live_world(log: Any) -> World:
     return World(containers={c.id: c for c in log.containers()},
                  images={i.id: i for i in log.images()},
                  layers={la.id: la for la in log.layers()},
-                 volumes={v.id: v for v in log.volumes()}, seq=log.last_seq())
+                 volumes={v.id: v for v in log.volumes()},
+                 networks={n.id: n for n in log.networks()}, seq=log.last_seq())
 
 
 def replay(records: Iterable[Recorded], world: World | None = None) -> World:
@@ -250,7 +252,7 @@ def replay(records: Iterable[Recorded], world: World | None = None) -> World:
 
 def copy_world(world: World) -> World:
     return World(dict(world.containers), dict(world.images), dict(world.layers),
-                 dict(world.volumes), world.seq)
+                 dict(world.volumes), dict(world.networks), seq=world.seq)
 
 
 def proc_view(engine: Engine) -> dict[str, tuple]:
@@ -1032,8 +1034,10 @@ def clone(engine: Engine) -> Engine:
     expanding a state leaves it as it was, so a change to that is caught. When a port has
     types or fields this doesn't know, it falls back to copy.deepcopy."""
     log, store, runtime, volumes = engine.log, engine.layers, engine.runtime, engine.volumes
+    nets = engine.networks
     known = (type(log) is MemoryEventLog and type(store) is MemoryLayerStore
              and type(runtime) is MemoryRuntime and type(volumes) is MemoryVolumeStore
+             and type(nets) is MemoryNetworkHost
              and type(engine.ids) is CountingIds
              and type(store.ids) is CountingIds and type(engine.clock) is TickingClock
              and type(engine) is Engine and _shapes_known()
@@ -1062,6 +1066,7 @@ def clone(engine: Engine) -> Engine:
                   ids=CountingIds(engine.ids.n), clock=TickingClock(engine.clock.t),
                   volumes=MemoryVolumeStore(data={k: dict(v) for k, v in volumes.data.items()},
                                             host=set(volumes.host)),
+                  networks=MemoryNetworkHost(bridges=dict(nets.bridges)),  # values: frozen
                   meta=engine.meta)
 
 
@@ -1076,8 +1081,10 @@ def _runtime_has_files() -> bool:
 
 @cache
 def _shapes_known() -> bool:
-    shapes = {Engine: {"log", "layers", "runtime", "ids", "clock", "volumes", "meta"},
+    shapes = {Engine: {"log", "layers", "runtime", "ids", "clock", "volumes", "networks",
+                       "meta"},
               MemoryVolumeStore: {"data", "host"},
+              MemoryNetworkHost: {"bridges"},
               MemoryLayerStore: {"ids", "layers", "rw", "copied"},
               MemoryAttachment: {"container_id", "closed"},
               FakeProcess: {"pid", "alive", "frozen", "pending", "exit_code"},

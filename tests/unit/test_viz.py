@@ -16,6 +16,7 @@ from core.errors import NotFound
 from core.memory import (
     CountingIds,
     MemoryLayerStore,
+    MemoryNetworkHost,
     MemoryRuntime,
     MemoryVolumeStore,
     TickingClock,
@@ -29,7 +30,8 @@ def session(tmp_path):
     root = str(tmp_path)
     e = Engine(log=SqliteEventLog(root), layers=MemoryLayerStore(ids=CountingIds(n=10**6)),
                runtime=MemoryRuntime(), ids=CountingIds(), clock=TickingClock(),
-               volumes=MemoryVolumeStore(), meta=lambda: {"user": "t"})
+               volumes=MemoryVolumeStore(), networks=MemoryNetworkHost(),
+               meta=lambda: {"user": "t"})
     e.import_image({"bin/sh": "x"}, "busybox", created_by="lamina import busybox.tar")
     maker = e.create("busybox", ["sh"], name="maker")
     child = e.commit(maker, "app:1", comment="added app")

@@ -1,0 +1,172 @@
+"""`lamina network create|ls|inspect|rm|prune`: networks as docker's CLI shows them.
+
+create, rm and prune change state (each recorded, core/engine/networks.py); ls and inspect
+are pure queries on the read model and append nothing. connect and disconnect are not
+here: containers join no network but none and host yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+COMMANDS = ("network",)
+
+_PRUNE_WARNING = ("WARNING! This will remove all custom networks not used by at least one "
+                  "container.\nAre you sure you want to continue? [y/N] ")
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from adapters.cli.common import engine
+
+    return engine(args)
+
+
+def _reader(args: argparse.Namespace) -> Any:
+    """An engine for the queries: the read model alone (the predefined networks only when
+    the root has no log yet)."""
+    from adapters.bootstrap import open_log
+    from adapters.cmdline import root_dir
+    from core.memory import MemoryEventLog
+
+    log = open_log(root_dir(args.root), create=False) or MemoryEventLog()
+    from core.engine import Engine
+
+    return Engine(log=log, layers=None, runtime=None, ids=None,  # type: ignore[arg-type]
+                  clock=None, volumes=None,  # type: ignore[arg-type]
+                  networks=None)  # type: ignore[arg-type]
+
+
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    from core.errors import BadInput
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise BadInput(f"invalid {what} {item!r}: it should be KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from core.errors import BadInput
+
+    if len(args.subnet or []) > 1 or len(args.gateway or []) > 1:
+        raise BadInput("more than one --subnet or --gateway is not supported by lamina yet")
+    subnet = args.subnet[0] if args.subnet else None
+    gateway = args.gateway[0] if args.gateway else None
+    nid = _engine(args).network_create(args.name, subnet=subnet, gateway=gateway,
+                                       internal=args.internal,
+                                       labels=_pairs(args.label, "label"),
+                                       options=_pairs(args.opt, "option"), driver=args.driver)
+    print(nid)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from adapters.cli import render
+    from core import filters
+    from core.engine.networks import doc
+
+    networks = _reader(args).network_list(filters.parse_flags(args.filter or []))
+    short = (lambda i: i) if args.no_trunc else (lambda i: i[:12])
+    if args.quiet:
+        for n in networks:
+            print(short(n.id))
+    elif args.format == "json":
+        for n in networks:
+            render.json_line(doc(n))
+    else:
+        render.table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+                     [[short(n.id), n.name, n.driver, "local"] for n in networks])
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from core.engine.networks import doc
+    from core.errors import LaminaError
+
+    e = _reader(args)
+    docs, code = [], 0
+    for ref in args.refs:
+        try:
+            docs.append(doc(e.network(ref)))
+        except LaminaError as err:
+            print(f"lamina: error: {err}", file=sys.stderr)
+            code = 1
+    print(json.dumps(docs, indent=4, ensure_ascii=False))
+    return code
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from adapters.cli.common import for_each
+
+    e = _engine(args)
+    return for_each(args.refs, lambda ref: e.network_rm([ref]))
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from core import filters
+
+    wanted = filters.parse_flags(args.filter or [])
+    if not args.force:
+        sys.stdout.write(_PRUNE_WARNING)
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            print("\nlamina: error: network prune has been cancelled", file=sys.stderr)
+            return 1
+    names = _engine(args).network_prune(wanted)
+    if names:
+        print("Deleted Networks:")
+        for name in names:
+            print(name)
+        print()
+    return 0
+
+
+def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
+    p = sub.add_parser("network", help="manage bridge networks")
+    actions = p.add_subparsers(dest="network_command", metavar="ACTION", required=True)
+
+    a = actions.add_parser("create", help="create a bridge network")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("-d", "--driver", default="bridge", help="bridge (the only driver)")
+    a.add_argument("--subnet", action="append", metavar="CIDR",
+                   help="its IPv4 subnet (default: the first free one of docker's pools)")
+    a.add_argument("--gateway", action="append", metavar="IP",
+                   help="the bridge's address in the subnet (default: its first address)")
+    a.add_argument("--internal", action="store_true", help="no route out of the network")
+    a.add_argument("--label", action="append", metavar="K=V",
+                   help="a label on the network (repeatable)")
+    a.add_argument("-o", "--opt", action="append", metavar="K=V",
+                   help="a driver option: com.docker.network.bridge.name only")
+    a.set_defaults(func=cmd_create)
+
+    a = actions.add_parser("ls", help="list networks")
+    a.add_argument("-q", "--quiet", action="store_true", help="only the ids")
+    a.add_argument("--no-trunc", action="store_true", help="full ids")
+    a.add_argument("-f", "--filter", action="append", metavar="K=V",
+                   help="name=, id=, label=K[=V], driver=, type=custom|builtin, scope=, "
+                        "dangling= (repeatable)")
+    fmt(a)
+    a.set_defaults(func=cmd_ls)
+
+    a = actions.add_parser("inspect", help="docker's JSON of networks")
+    a.add_argument("refs", nargs="+", metavar="NETWORK")
+    a.set_defaults(func=cmd_inspect)
+
+    a = actions.add_parser("rm", help="remove user-defined networks")
+    a.add_argument("refs", nargs="+", metavar="NETWORK")
+    a.set_defaults(func=cmd_rm)
+
+    a = actions.add_parser("prune", help="remove every user-defined network nothing uses")
+    a.add_argument("-f", "--force", action="store_true", help="do not ask first")
+    a.add_argument("--filter", action="append", metavar="K=V",
+                   help="label=K[=V], label!=K[=V] (repeatable)")
+    a.set_defaults(func=cmd_prune)

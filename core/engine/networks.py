@@ -1,0 +1,283 @@
+"""The network aggregate: `network create`, `network rm`, `network prune`, and the queries
+(a network by name or id, the list with docker's filters).
+
+A user-defined network is a stream `network:<id>` (64 hex); its bridge and nftables chains
+are the NetworkHost's. Order of writes, as for volumes: the bridge is made before the log
+says the network exists (and removed again if the append fails while the log still doesn't
+say so); NetworkRemoved is recorded before the bridge goes.
+
+The predefined networks, `bridge` (lamina0, 172.17.0.0/16), `host` and `none`, are not
+events: they are constants (PREDEFINED below, ids derived from their names so every
+listing shows the same ones), listed and inspected as docker shows them and never
+removable. The default bridge's subnet counts as in use when a subnet is chosen. Nothing
+joins a network yet (containers stay on none or host until the membership slice), so every
+network has no containers and prune removes every user-defined one the filters select.
+
+docker's rules (moby daemon/network.go, libnetwork), kept:
+- a name is unique: `network with name X already exists` (409); a predefined name is
+  `operation is not permitted on predefined X network`;
+- only the `bridge` driver (`host`, `null`, `overlay`... are refused by name);
+- `--subnet` overlapping another network's is `Pool overlaps with other one on this address
+  space`; without one, the first free subnet of docker's default pools;
+- rm of a missing network is `network X not found` (404); of a predefined one
+  `X is a pre-defined network and cannot be removed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from core import networks as ipam
+from core.command import Command
+from core.engine.base import EngineBase
+from core.errors import Ambiguous, BadInput, Conflict, NotFound
+from core.filters import matches
+from core.model import Network
+from events import types as ev
+
+Filters = Mapping[str, Sequence[str]]
+
+DEFAULT_SUBNET = "172.17.0.0/16"  # docker0's, lamina0's
+DEFAULT_GATEWAY = "172.17.0.1"
+# Options a bridge network takes: its bridge's name alone, for now; docker's other bridge
+# options (mtu, icc, masquerade, host binding) are refused by name until lamina applies them.
+OPTIONS = (ipam.BRIDGE_NAME_OPTION,)
+LIST_KEYS = frozenset({"driver", "id", "label", "name", "scope", "type", "dangling"})
+PRUNE_KEYS = frozenset({"label", "label!"})
+
+
+def _predefined_id(name: str) -> str:
+    return hashlib.sha256(f"lamina predefined network {name}".encode()).hexdigest()
+
+
+def _predefined() -> dict[str, Network]:
+    epoch = "1970-01-01T00:00:00Z"
+    bridge_opts = {ipam.BRIDGE_NAME_OPTION: ipam.DEFAULT_BRIDGE,
+                   "com.docker.network.bridge.default_bridge": "true"}
+    return {
+        "bridge": Network(id=_predefined_id("bridge"), version=0, created=epoch,
+                          name="bridge", subnet=DEFAULT_SUBNET, gateway=DEFAULT_GATEWAY,
+                          driver="bridge", options=bridge_opts),
+        "host": Network(id=_predefined_id("host"), version=0, created=epoch, name="host",
+                        subnet="", gateway="", driver="host"),
+        "none": Network(id=_predefined_id("none"), version=0, created=epoch, name="none",
+                        subnet="", gateway="", driver="null"),
+    }
+
+
+PREDEFINED = _predefined()
+
+
+def is_predefined(n: Network) -> bool:
+    return PREDEFINED.get(n.name) == n
+
+
+def spec(n: Network) -> ipam.Network:
+    """What the host is asked to carry for a recorded network."""
+    return ipam.Network(name=n.name, id=n.id, subnet=n.subnet, gateway=n.gateway,
+                        driver=n.driver, internal=n.internal, labels=n.labels,
+                        options=n.options)
+
+
+def bridge_of(n: Network) -> str:
+    return ipam.bridge_name(spec(n))
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+def network_create(e: EngineBase, name: str, subnet: str | None = None,
+                   gateway: str | None = None, internal: bool = False,
+                   labels: Mapping[str, str] | None = None,
+                   options: Mapping[str, str] | None = None, driver: str = "bridge") -> str:
+    """A new user-defined bridge network: its id."""
+    with e.command("network create", name or "(no name)") as cmd:
+        check_name(name)
+        check_driver(driver)
+        check_options(options or {})
+        nid = e.ids.new_id()
+        return cmd.retrying(lambda: _create(e, cmd, nid, name, subnet, gateway, internal,
+                                            dict(labels or {}), dict(options or {})))
+
+
+def _create(e: EngineBase, cmd: Command, nid: str, name: str, subnet: str | None,
+            gateway: str | None, internal: bool, labels: dict[str, str],
+            options: dict[str, str]) -> str:
+    if e.log.network_named(name) is not None:
+        raise Conflict(f"network with name {name} already exists")
+    live = e.log.networks()
+    in_use = [DEFAULT_SUBNET, *(n.subnet for n in live)]
+    want = ipam.new_network(name, nid, subnet=subnet, gateway=gateway, internal=internal,
+                            labels=labels, options=options, in_use=in_use)
+    if want.bridge == ipam.DEFAULT_BRIDGE or want.bridge in {bridge_of(n) for n in live}:
+        raise Conflict(f"bridge name {want.bridge} is already in use by another network")
+    stream = f"network:{nid}"
+    version = cmd.stream_version(stream)
+    e.networks.create(want)  # before the log says it exists
+    try:
+        cmd.append([ev.NetworkCreated(id=nid, name=name, subnet=want.subnet,
+                                      gateway=want.gateway, driver=ipam.DRIVER,
+                                      internal=internal, labels=labels, options=options)],
+                   {stream: version})
+    except BaseException:
+        if e.log.network(nid) is None:  # the log never said it existed
+            e.networks.remove(want)
+        raise
+    return nid
+
+
+def network_rm(e: EngineBase, ref: str) -> str:
+    """Remove one user-defined network: its id."""
+    with e.command("network rm", ref) as cmd:
+        return cmd.retrying(lambda: _rm(e, cmd, ref))
+
+
+def _rm(e: EngineBase, cmd: Command, ref: str) -> str:
+    n = find(e, ref)
+    if is_predefined(n):
+        raise BadInput(f"{n.name} is a pre-defined network and cannot be removed")
+    cmd.append([ev.NetworkRemoved(id=n.id)], {f"network:{n.id}": n.version})
+    e.networks.remove(spec(n))  # after the log says it is gone
+    return n.id
+
+
+def network_prune(e: EngineBase, filters: Filters | None = None) -> list[str]:
+    """Remove the user-defined networks the filters select (none has containers yet), in
+    one append: their names, sorted."""
+    filters = dict(filters or {})
+    with e.command("network prune", "networks") as cmd:
+        if "until" in filters:
+            raise BadInput("network prune's until filter is not supported by lamina yet")
+        _check_keys(filters, PRUNE_KEYS)
+        return cmd.retrying(lambda: _prune(e, cmd, filters))
+
+
+def _prune(e: EngineBase, cmd: Command, filters: Filters) -> list[str]:
+    doomed = sorted((n for n in e.log.networks() if _labels_hold(n, filters)),
+                    key=lambda n: n.name)
+    if not doomed:
+        return []
+    cmd.append([ev.NetworkRemoved(id=n.id) for n in doomed],
+               {f"network:{n.id}": n.version for n in doomed})
+    for n in doomed:  # after the log says they are gone
+        e.networks.remove(spec(n))
+    return [n.name for n in doomed]
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+def every(e: EngineBase) -> list[Network]:
+    """The predefined networks, then the user-defined ones as recorded."""
+    return [*PREDEFINED.values(), *e.log.networks()]
+
+
+def find(e: EngineBase, ref: str) -> Network:
+    """A network by full id, name, or unique id prefix (docker's order); else docker's
+    `network X not found`."""
+    nets = every(e)
+    for n in nets:
+        if n.id == ref:
+            return n
+    for n in nets:
+        if n.name == ref:
+            return n
+    found = [n for n in nets if ref and n.id.startswith(ref)]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise Ambiguous(f"network {ref} is ambiguous ({len(found)} matches found on name)")
+    raise NotFound(f"network {ref} not found")
+
+
+def listed(e: EngineBase, filters: Filters | None = None) -> list[Network]:
+    """The networks docker's list filters select (driver, id, label, name, scope, type,
+    dangling), by name."""
+    filters = dict(filters or {})
+    _check_keys(filters, LIST_KEYS)
+    out = []
+    for n in every(e):
+        predefined = is_predefined(n)
+        if "driver" in filters and n.driver not in filters["driver"]:
+            continue
+        if "id" in filters and not any(n.id.startswith(v) for v in filters["id"]):
+            continue
+        if "name" in filters and not matches(n.name, filters["name"]):
+            continue
+        if "scope" in filters and "local" not in filters["scope"]:
+            continue
+        if "type" in filters:
+            types = set(filters["type"])
+            if types - {"custom", "builtin"}:
+                raise BadInput(f"invalid filter: 'type'='{','.join(sorted(types))}'")
+            if ("builtin" if predefined else "custom") not in types:
+                continue
+        if "dangling" in filters:  # no network has containers yet: dangling = user-defined
+            wanted = filters["dangling"][0].lower() in ("1", "true")
+            if predefined == wanted:
+                continue
+        if not _labels_hold(n, filters):
+            continue
+        out.append(n)
+    return sorted(out, key=lambda n: n.name)
+
+
+def doc(n: Network) -> dict[str, Any]:
+    """docker's inspect JSON of a network (moby's api/types/network.Inspect); no network
+    has containers yet."""
+    config = [{"Subnet": n.subnet, "Gateway": n.gateway}] if n.subnet else []
+    return {
+        "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local",
+        "Driver": n.driver, "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": None, "Config": config},
+        "Internal": n.internal, "Attachable": False, "Ingress": False,
+        "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+        "Containers": {}, "Options": dict(n.options), "Labels": dict(n.labels),
+    }
+
+
+# --- judging a request --------------------------------------------------------------------
+
+
+def check_name(name: str) -> None:
+    if not name:
+        raise BadInput("network name is required")
+    if name in PREDEFINED:
+        raise BadInput(f"operation is not permitted on predefined {name} network")
+
+
+def check_driver(driver: str | None) -> None:
+    if driver and driver != ipam.DRIVER:
+        raise BadInput(f"network driver {driver!r} is not supported by lamina yet "
+                       f"(only {ipam.DRIVER!r})")
+
+
+def check_options(options: Mapping[str, str]) -> None:
+    for key in options:
+        if key not in OPTIONS:
+            raise BadInput(f"network option {key!r} (-o {key}=...) is not supported by "
+                           "lamina yet")
+
+
+def _check_keys(filters: Filters, accepted: frozenset[str]) -> None:
+    for key in filters:
+        if key not in accepted:
+            raise BadInput(f"invalid filter '{key}'")
+
+
+def _labels_hold(n: Network, filters: Filters) -> bool:
+    """docker's label filters: every `label` (K or K=V) holds; not every `label!` does."""
+    labels = n.labels
+
+    def all_hold(values: Sequence[str]) -> bool:
+        for value in values:
+            key, sep, wanted = value.partition("=")
+            if key not in labels or (sep and labels[key] != wanted):
+                return False
+        return True
+
+    if filters.get("label") and not all_hold(filters["label"]):
+        return False
+    return not (filters.get("label!") and all_hold(filters["label!"]))

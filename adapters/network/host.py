@@ -11,7 +11,10 @@ and every bridge lamina's table has chains for (a bridge named by option is know
 
 from __future__ import annotations
 
-from core import networks as ipam
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # every command builds this host: it imports nothing until used
+    from core import networks as ipam
 
 
 class LinuxNetworkHost:

@@ -82,7 +82,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     origin = f"snapshot at seq {report.from_snapshot}" if report.from_snapshot else "the start"
     print(f"replayed {report.events} events from {origin} in {ms:.1f} ms: "
           f"{report.containers} containers, {report.images} images, {report.layers} layers, "
-          f"{report.volumes} volumes")
+          f"{report.volumes} volumes, {report.networks} networks")
     return 0
 
 
@@ -122,6 +122,11 @@ def _print_world(world: Any) -> None:
               [[v.id, ", ".join(f"{short(c)} at {', '.join(targets)}"
                                 for c, targets in v.users.items()) or "-"]
                for v in world.volumes.values()])
+    if world.networks:
+        print()
+        table(["NETWORK ID", "NAME", "SUBNET", "GATEWAY", "INTERNAL"],
+              [[short(n.id), n.name, n.subnet, n.gateway, "yes" if n.internal else "no"]
+               for n in world.networks.values()])
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -133,8 +138,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--since", help="ISO time, unix timestamp or duration (10m)")
     p.add_argument("--until", help="ISO time, unix timestamp or duration (10m)")
     p.add_argument("--filter", action="append",
-                   help="container=ID|NAME, image=ID|TAG, volume=NAME, type=T, user=U "
-                        "(repeatable)")
+                   help="container=ID|NAME, image=ID|TAG, volume=NAME, network=NAME|ID, "
+                        "type=T, user=U (repeatable)")
     fmt(p)
     p.set_defaults(func=cmd_events)
 

@@ -13,8 +13,8 @@ from events.envelope import Recorded
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-KINDS = ("container", "image", "layer", "volume", "command", "build", "pull", "registry",
-         "system", "root")
+KINDS = ("container", "image", "layer", "volume", "network", "command", "build", "pull",
+         "registry", "system", "root")
 
 
 def parse_time(text: str, now: datetime | None = None) -> str:
@@ -100,13 +100,19 @@ def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
             where.append("(stream = ? OR (type = 'CommandRejected' AND "
                          "json_extract(data, '$.target') = ?))")
             args += [f"volume:{value}", value]
+        elif key == "network":  # by name (every network that had it) or id (or its prefix)
+            where.append("(stream IN (SELECT stream FROM events WHERE type = 'NetworkCreated' "
+                         "AND (json_extract(data, '$.name') = ? OR stream >= ? AND stream < ?))"
+                         " OR (type = 'CommandRejected' AND "
+                         "json_extract(data, '$.target') = ?))")
+            args += [value, f"network:{value}", f"network:{value}\U0010ffff", value]
         elif key == "user":
             where.append("(json_extract(meta, '$.user') = ? OR "
                          "CAST(json_extract(meta, '$.uid') AS TEXT) = ?)")
             args += [value, value]
         else:
-            raise BadInput(f"invalid filter key {key!r}: use container, image, volume, type "
-                           "or user")
+            raise BadInput(f"invalid filter key {key!r}: use container, image, volume, "
+                           "network, type or user")
     return f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq", args
 
 

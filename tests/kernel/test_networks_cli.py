@@ -139,3 +139,23 @@ def test_reconcile_removes_a_bridge_and_chains_the_log_does_not_own(lam: NetLami
     assert ours == [f"lm-{kept[:12]}"]
     assert lam("system", "check").returncode == 0
     lam.ok("network", "rm", "kept")
+
+
+def test_events_by_network_and_replay_at_a_time_it_existed(lam: NetLamina) -> None:
+    nid = lam.ok("network", "create", "--subnet", "10.4.0.0/24", "front").strip()
+    lam.fails("network", "create", "front")
+    seq = max(json.loads(line)["seq"] for line in
+              lam.ok("events", "--format", "json").splitlines())
+    lam.ok("network", "rm", "front")
+    lam.ok("network", "create", "other")
+    by_name = [json.loads(line)["type"] for line in
+               lam.ok("events", "--format", "json", "--filter", "network=front").splitlines()]
+    assert by_name == ["NetworkCreated", "CommandRejected", "NetworkRemoved"]
+    by_id = lam.ok("events", "--format", "json", "--filter", f"network={nid[:10]}")
+    assert [json.loads(line)["type"] for line in by_id.splitlines()] == \
+        ["NetworkCreated", "NetworkRemoved"]
+    then = lam.ok("replay", "--at", str(seq))
+    assert any(line.split()[:4] == [nid[:12], "front", "10.4.0.0/24", "10.4.0.1"]
+               for line in then.splitlines()), then
+    assert "front" not in lam.ok("replay", "--at", "2999-01-01T00:00:00Z")
+    assert "1 networks" in lam.ok("replay")

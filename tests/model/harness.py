@@ -632,7 +632,7 @@ def _expected_points(step: Step, before: Snapshot) -> list[tuple[str, str, bool]
 def check_world(engine: Engine, replayed: World) -> None:
     """Every invariant of a state. `replayed` is the fold of the whole log so far."""
     live = live_world(engine.log)
-    for what in ("containers", "images", "layers", "volumes"):
+    for what in ("containers", "images", "layers", "volumes", "networks"):
         if getattr(replayed, what) != getattr(live, what):
             _fail(f"replaying the log gives other {what} than the live world: "
                   f"{_diff(getattr(replayed, what), getattr(live, what))}")

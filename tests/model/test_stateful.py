@@ -14,7 +14,11 @@ tests/model/transfer.py); and the volume commands (create, rm, prune) with the c
 side of volumes: creates that mount named volumes (`-v v0:/data`), anonymous ones (`-v
 /anon`) and another container's (`--volumes-from`, of a container there is or isn't), and
 rm with and without -v, so that a volume is removed only when no container mounts it and an
-anonymous one goes with the last container that uses it (removed with -v). The per-move
+anonymous one goes with the last container that uses it (removed with -v); and the network
+commands (create with and without a subnet, some overlapping, rm of a network, a predefined
+one or a missing one, prune), so that names stay unique, no two live networks' subnets (nor
+the default bridge's) overlap, a refusal appends one CommandRejected and leaves the host as
+it was, and the host's bridges are exactly the live networks'. The per-move
 rules are checked inside each rule, the state invariants (harness.check_world, the volume
 users among them) as @invariant()s.
 """
@@ -26,7 +30,9 @@ import shutil
 import signal
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
+from ipaddress import IPv4Network
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -34,6 +40,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from adapters.eventstore import replay as rp
 from adapters.eventstore.sqlite_log import SqliteEventLog
+from core.errors import LaminaError
 from core.memory import MemoryRegistry
 from core.model import Image, World
 from tests.model.harness import (
@@ -68,6 +75,11 @@ binds = st.lists(st.sampled_from(["v0:/data", "v1:/data", "v0:/etc", "v1:/srv:ro
                  max_size=2, unique_by=lambda b: b.split(":")[1]).map(tuple)
 anonymous = st.lists(st.sampled_from(["/anon", "/data", "/anon2"]), max_size=2,
                      unique=True).map(tuple)
+network_names = st.sampled_from(["n0", "n1", "n2"])
+# none (docker's pools), and subnets that overlap each other, the default bridge's, or the
+# first pool's
+subnets = st.sampled_from([None, None, "10.1.0.0/16", "10.1.2.0/24", "172.17.9.0/24",
+                           "172.18.0.0/16"])
 
 
 class MemoryMachine(RuleBasedStateMachine):
@@ -222,11 +234,59 @@ class MemoryMachine(RuleBasedStateMachine):
     def volume_prune(self, every: bool) -> None:
         self.do(Step("volume prune", force=every))
 
+    @rule(name=network_names, subnet=subnets, internal=st.booleans())
+    def network_create(self, name: str, subnet: str | None, internal: bool) -> None:
+        self.network_step("network create", lambda: self.engine.network_create(
+            name, subnet=subnet, internal=internal))
+
+    @rule(pick=picks)
+    def network_rm(self, pick: int) -> None:
+        names = sorted(n.name for n in self.engine.log.networks())
+        ref = names[pick % len(names)] if names and pick >= 3 else \
+            ["n0", "bridge", "missing"][pick % 3]
+        self.network_step("network rm", lambda: self.engine.network_rm(ref))
+
+    @rule()
+    def network_prune(self) -> None:
+        self.network_step("network prune", lambda: self.engine.network_prune())
+
+    def network_step(self, op: str, fn: Callable[[], object]) -> None:
+        """Run a network command: refused, it appended exactly one CommandRejected and the
+        host's bridges are as they were; accepted, no CommandRejected."""
+        log, host = self.engine.log, self.engine.networks
+        seq = max((r.seq for r in log.read()), default=0)
+        bridges = host.names()
+        try:
+            fn()
+            error: LaminaError | None = None
+        except LaminaError as err:
+            error = err
+        new = [r.type for r in log.read(after=seq)]
+        event(f"{op}: {type(error).__name__ if error else 'accepted'}")
+        if error is not None:
+            assert new == ["CommandRejected"], f"refused {op} ({error!r}) appended {new}"
+            assert host.names() == bridges, f"refused {op} ({error!r}) changed the host"
+        else:
+            assert "CommandRejected" not in new, f"{op} succeeded but appended {new}"
+
     # --- invariants ---------------------------------------------------------------------
 
     @invariant()
     def world_invariants(self) -> None:
         check_world(self.engine, self.replayed())
+
+    @invariant()
+    def networks_unique_apart_and_on_the_host(self) -> None:
+        from core.engine.networks import DEFAULT_SUBNET, bridge_of
+
+        live = self.engine.log.networks()
+        names = [n.name for n in live]
+        assert len(names) == len(set(names)), f"two live networks share a name: {names}"
+        nets = [IPv4Network(DEFAULT_SUBNET), *(IPv4Network(n.subnet) for n in live)]
+        for i, a in enumerate(nets):
+            for b in nets[i + 1:]:
+                assert not a.overlaps(b), f"live subnets {a} and {b} overlap"
+        assert self.engine.networks.names() == sorted(bridge_of(n) for n in live)
 
 
 class SqliteMachine(MemoryMachine):

@@ -65,9 +65,13 @@ def _create_v2(db) -> None:
 
 
 def _create_v3(db) -> None:
-    """Networks' read model, a name unique among live networks (as containers' names). A
-    log written before networks has no network events: the table starts empty and is right."""
-    db["networks"].create({"id": str, "version": int, "name": str, "doc": str}, pk="id",
-                          if_not_exists=True)
+    """Networks' read model: a name unique among live networks (as containers' names), and
+    a subnet too, so that two creates racing for the same free subnet of the pools can't
+    both record it (the second's append fails and it chooses again). A log written before
+    networks has no network events: the table starts empty and is right."""
+    db["networks"].create({"id": str, "version": int, "name": str, "subnet": str, "doc": str},
+                          pk="id", if_not_exists=True)
     db["networks"].create_index(["name"], unique=True, if_not_exists=True,
                                 index_name="networks_name")
+    db["networks"].create_index(["subnet"], unique=True, if_not_exists=True,
+                                index_name="networks_subnet")

@@ -317,10 +317,11 @@ def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
         con.execute("INSERT OR REPLACE INTO images (id, version, tags, doc) VALUES (?,?,?,?)",
                     (agg.id, agg.version, canonical(list(agg.tags)), doc))
     elif kind == "network":
-        con.execute("INSERT INTO networks (id, version, name, doc) VALUES (?,?,?,?) "
-                    "ON CONFLICT(id) DO UPDATE SET version = excluded.version, "
-                    "name = excluded.name, doc = excluded.doc",
-                    (agg.id, agg.version, agg.name, doc))
+        con.execute("INSERT INTO networks (id, version, name, subnet, doc) "
+                    "VALUES (?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "version = excluded.version, name = excluded.name, "
+                    "subnet = excluded.subnet, doc = excluded.doc",
+                    (agg.id, agg.version, agg.name, agg.subnet, doc))
     else:  # layers, volumes
         con.execute(f"INSERT OR REPLACE INTO {kind}s (id, version, doc) VALUES (?,?,?)",
                     (agg.id, agg.version, doc))

@@ -333,3 +333,23 @@ def test_replay_and_time_travel_see_networks(tmp_path) -> None:
     assert [n.name for n in then.networks.values()] == ["front"]
     assert [n.name for n in replay.state_at(log.con).networks.values()] == ["back"]
     assert replay.state_at(log.con, made, use_snapshots=False) == then
+
+
+def test_two_creates_racing_for_one_free_subnet_record_two(tmp_path) -> None:
+    """The loser's append meets the subnet the winner recorded meanwhile: it chooses again
+    (the next free subnet), its bridge made again for that one."""
+    root = str(tmp_path)
+    first, second = _engine(root), _engine(root, ids_from=500)
+    make = first.networks.create
+
+    def racing(network) -> None:
+        if network.subnet == "172.18.0.0/16" and first.log.network_named("b") is None:
+            second.network_create("b")  # takes 172.18.0.0/16 first
+        make(network)
+
+    first.networks.create = racing
+    first.network_create("a")
+    subnets = {n.name: n.subnet for n in first.log.networks()}
+    assert subnets == {"b": "172.18.0.0/16", "a": "172.19.0.0/16"}
+    made = first.log.network_named("a")
+    assert made is not None and first.networks.names() == [f"lm-{made.id[:12]}"]

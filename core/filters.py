@@ -151,8 +151,19 @@ def _id_holds(c: Container, values: Sequence[str], all_containers: Sequence[Cont
 
 
 def _labels_hold(c: Container, values: Sequence[str]) -> bool:
+    return labels_match(c.config.get("labels") or {}, values)
+
+
+def labels_hold(labels: Mapping[str, str], filters: Filters) -> bool:
+    """`label` and `label!` filters (volumes, networks): every `label` holds, and unless
+    `label!` is absent, not every `label!` does."""
+    if filters.get("label") and not labels_match(labels, filters["label"]):
+        return False
+    return not (filters.get("label!") and labels_match(labels, filters["label!"]))
+
+
+def labels_match(labels: Mapping[str, str], values: Sequence[str]) -> bool:
     """docker's MatchKVList: every `K` must be a label, every `K=V` a label with that value."""
-    labels = c.config.get("labels") or {}
     for value in values:
         key, sep, wanted = value.partition("=")
         if key not in labels or (sep and labels[key] != wanted):

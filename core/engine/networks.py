@@ -33,7 +33,7 @@ from core import networks as ipam
 from core.command import Command
 from core.engine.base import EngineBase
 from core.errors import Ambiguous, BadInput, Conflict, NotFound
-from core.filters import matches
+from core.filters import labels_hold, matches
 from core.model import Network
 from events import types as ev
 
@@ -268,16 +268,4 @@ def _check_keys(filters: Filters, accepted: frozenset[str]) -> None:
 
 
 def _labels_hold(n: Network, filters: Filters) -> bool:
-    """docker's label filters: every `label` (K or K=V) holds; not every `label!` does."""
-    labels = n.labels
-
-    def all_hold(values: Sequence[str]) -> bool:
-        for value in values:
-            key, sep, wanted = value.partition("=")
-            if key not in labels or (sep and labels[key] != wanted):
-                return False
-        return True
-
-    if filters.get("label") and not all_hold(filters["label"]):
-        return False
-    return not (filters.get("label!") and all_hold(filters["label!"]))
+    return labels_hold(n.labels, filters)

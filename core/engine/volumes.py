@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from core.command import Command
 from core.engine.base import EngineBase
 from core.errors import BadInput, Conflict, NotFound
-from core.filters import matches
+from core.filters import labels_hold, matches
 from core.model import Volume
 from events import types as ev
 
@@ -244,17 +244,4 @@ def _all_filter(filters: Filters) -> bool:
 
 
 def _labels_hold(v: Volume, filters: Filters) -> bool:
-    """docker's MatchKVList: every `label` (K or K=V) holds; and unless `label!` is absent,
-    not every `label!` holds."""
-    labels = shown_labels(v)
-
-    def all_hold(values: Sequence[str]) -> bool:
-        for value in values:
-            key, sep, wanted = value.partition("=")
-            if key not in labels or (sep and labels[key] != wanted):
-                return False
-        return True
-
-    if filters.get("label") and not all_hold(filters["label"]):
-        return False
-    return not (filters.get("label!") and all_hold(filters["label!"]))
+    return labels_hold(shown_labels(v), filters)

@@ -71,6 +71,13 @@ def walk_through(root: str, work: str) -> None:
     lamina(root, "images", "-a")
     lamina(root, "viz", "--tree")
 
+    banner("data that outlives a container: a named volume, mounted outside the union view")
+    lamina(root, "run", "--rm", "-v", "notes:/notes", "busybox", "sh", "-c",
+           "echo written by a container that is gone > /notes/today")
+    lamina(root, "run", "--rm", "-v", "notes:/notes:ro", "busybox", "cat", "/notes/today")
+    lamina(root, "volume", "ls")
+    lamina(root, "events", "--filter", "volume=notes")
+
     banner("a running container, paused by the cgroup freezer, then stopped")
     lamina(root, "run", "-d", "--name", "counter", "busybox", "sh", "-c",
            "trap 'exit 0' TERM; while true; do sleep 0.1; done")

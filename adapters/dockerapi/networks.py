@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.dockerapi.http import HttpError, Request
-from adapters.dockerapi.routing import Ctx, dumps, route, status_for
-from adapters.dockerapi.worker import Report
+from adapters.dockerapi.routing import Ctx, dumps, error_for, raise_for, route
 from core.errors import LaminaError
 
 # NetworkCreateRequest's fields lamina takes; CheckDuplicate is moot (names are unique).
@@ -23,14 +22,6 @@ CREATE_FIELDS = ("Name", "CheckDuplicate", "Driver", "Scope", "Internal", "IPAM"
 IPAM_CONFIG_FIELDS = ("Subnet", "Gateway")
 
 
-def _value(report: Report) -> Any:
-    if report.ok:
-        return report.value
-    raise HttpError(status_for(report.kind), report.error)
-
-
-def _refused(err: LaminaError) -> HttpError:
-    return HttpError(status_for(type(err).__name__), str(err))
 
 
 async def _refuse(ctx: Ctx, req: Request, command: str, target: str, reason: str) -> None:
@@ -38,7 +29,7 @@ async def _refuse(ctx: Ctx, req: Request, command: str, target: str, reason: str
     def job(e: Any, _: Any) -> None:
         e.refuse(command, target, reason)
 
-    _value(await ctx.run(req, job))
+    raise_for(await ctx.run(req, job), capital=False)
 
 
 def _unsupported(body: dict[str, Any]) -> str | None:
@@ -93,7 +84,7 @@ async def list_networks(ctx: Ctx, req: Request) -> int:
     try:
         networks = ctx.engine.network_list(req.filters())
     except LaminaError as err:
-        raise _refused(err) from None
+        raise error_for(err, capital=False) from None
     await req.conn.respond(200, dumps([doc(n) for n in networks]))
     return 200
 
@@ -124,7 +115,7 @@ async def create(ctx: Ctx, req: Request) -> int:
                                     labels=labels, options=options, driver=driver)
         return nid
 
-    nid = _value(await ctx.run(req, job))
+    nid = raise_for(await ctx.run(req, job), capital=False)
     await req.conn.respond(201, dumps({"Id": nid, "Warning": ""}))
     return 201
 
@@ -136,7 +127,7 @@ async def prune(ctx: Ctx, req: Request) -> int:
     def job(e: Any, _: Any) -> dict[str, Any]:
         return {"NetworksDeleted": e.network_prune(filters)}
 
-    out = _value(await ctx.run(req, job))
+    out = raise_for(await ctx.run(req, job), capital=False)
     await req.conn.respond(200, dumps(out))
     return 200
 
@@ -148,7 +139,7 @@ async def inspect(ctx: Ctx, req: Request, ref: str) -> int:
     try:
         n = ctx.engine.network(ref)
     except LaminaError as err:
-        raise _refused(err) from None
+        raise error_for(err, capital=False) from None
     if req.q("scope") not in (None, "", "local"):  # every network of lamina's is local
         raise HttpError(404, f"network {ref} not found")
     await req.conn.respond(200, dumps(doc(n)))
@@ -160,7 +151,7 @@ async def remove(ctx: Ctx, req: Request, ref: str) -> int:
     def job(e: Any, _: Any) -> None:
         e.network_rm([ref])
 
-    _value(await ctx.run(req, job))
+    raise_for(await ctx.run(req, job), capital=False)
     await req.conn.respond(204)
     return 204
 

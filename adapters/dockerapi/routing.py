@@ -81,11 +81,13 @@ class Ctx:
         return await self.workers.call(job, self.meta(req), keep, on_exit)
 
 
-def raise_for(report: Report, not_modified: bool = False) -> Any:
-    """A worker's refusal as docker's status code; its value otherwise."""
+def raise_for(report: Report, not_modified: bool = False, capital: bool = True) -> Any:
+    """A worker's refusal as docker's status code; its value otherwise. `capital`: docker
+    capitalizes its container and image errors, not its volume and network ones."""
     if report.ok:
         return report.value
-    raise HttpError(status_for(report.kind, not_modified), capitalized(report.error))
+    message = capitalized(report.error) if capital else report.error
+    raise HttpError(status_for(report.kind, not_modified), message)
 
 
 def status_for(kind: str, not_modified: bool = False) -> int:
@@ -105,8 +107,9 @@ def capitalized(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
-def error_for(err: LaminaError) -> HttpError:
-    return HttpError(status_for(type(err).__name__), capitalized(str(err)))
+def error_for(err: LaminaError, capital: bool = True) -> HttpError:
+    message = capitalized(str(err)) if capital else str(err)
+    return HttpError(status_for(type(err).__name__), message)
 
 
 # --- the routing table ---------------------------------------------------------------------------

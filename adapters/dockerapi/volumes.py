@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapters.dockerapi.http import HttpError, Request
-from adapters.dockerapi.routing import Ctx, dumps, route, status_for
-from adapters.dockerapi.worker import Report
+from adapters.dockerapi.routing import Ctx, dumps, error_for, raise_for, route
 from adapters.storage.volumes import doc
 from core.errors import LaminaError
 
@@ -17,14 +16,6 @@ from core.errors import LaminaError
 CREATE_FIELDS = ("Name", "Driver", "DriverOpts", "Labels")
 
 
-def _value(report: Report) -> Any:
-    if report.ok:
-        return report.value
-    raise HttpError(status_for(report.kind), report.error)
-
-
-def _refused(err: LaminaError) -> HttpError:
-    return HttpError(status_for(type(err).__name__), str(err))
 
 
 def _doc(e: Any, v: Any) -> dict[str, Any]:
@@ -36,7 +27,7 @@ async def list_volumes(ctx: Ctx, req: Request) -> int:
     try:
         volumes = ctx.engine.volume_list(req.filters())
     except LaminaError as err:
-        raise _refused(err) from None
+        raise error_for(err, capital=False) from None
     out = {"Volumes": [_doc(ctx.engine, v) for v in volumes], "Warnings": []}
     await req.conn.respond(200, dumps(out))
     return 200
@@ -64,7 +55,7 @@ async def create(ctx: Ctx, req: Request) -> int:
         made = e.volume_create(name, driver, labels, options)
         return _doc(e, e.volume(made))
 
-    out = _value(await ctx.run(req, job))
+    out = raise_for(await ctx.run(req, job), capital=False)
     await req.conn.respond(201, dumps(out))
     return 201
 
@@ -74,7 +65,7 @@ async def inspect(ctx: Ctx, req: Request, name: str) -> int:
     try:
         v = ctx.engine.volume(name)
     except LaminaError as err:
-        raise _refused(err) from None
+        raise error_for(err, capital=False) from None
     await req.conn.respond(200, dumps(_doc(ctx.engine, v)))
     return 200
 
@@ -86,7 +77,7 @@ async def remove(ctx: Ctx, req: Request, name: str) -> int:
     def job(e: Any, _: Any) -> None:
         e.volume_rm([name], force=force)
 
-    _value(await ctx.run(req, job))
+    raise_for(await ctx.run(req, job), capital=False)
     await req.conn.respond(204)
     return 204
 
@@ -99,6 +90,6 @@ async def prune(ctx: Ctx, req: Request) -> int:
         pruned = e.volume_prune(filters)
         return {"VolumesDeleted": pruned.names, "SpaceReclaimed": pruned.reclaimed}
 
-    out = _value(await ctx.run(req, job))
+    out = raise_for(await ctx.run(req, job), capital=False)
     await req.conn.respond(200, dumps(out))
     return 200

@@ -71,6 +71,16 @@ def open_log(root: str, *, create: bool) -> Any:
     return SqliteEventLog(root, create=create)
 
 
+def query_engine(log: Any, *, layers: Any = None, volumes: Any = None) -> Any:
+    """An engine for queries only (ls, inspect, viz): the read model, and the layer or
+    volume store where a query shows their paths; no runtime, ids or clock, since nothing
+    it is used for acts or records."""
+    from core.engine import Engine
+
+    return Engine(log=log, layers=layers, runtime=None, ids=None, clock=None,  # type: ignore
+                  volumes=volumes, networks=None)  # type: ignore
+
+
 class RandomIds:
     """64-hex-character ids from the OS's random source, as docker's."""
 

@@ -27,16 +27,11 @@ def _engine(args: argparse.Namespace) -> Any:
 def _reader(args: argparse.Namespace) -> Any:
     """An engine for the queries: the read model alone (the predefined networks only when
     the root has no log yet)."""
-    from adapters.bootstrap import open_log
+    from adapters.bootstrap import open_log, query_engine
     from adapters.cmdline import root_dir
     from core.memory import MemoryEventLog
 
-    log = open_log(root_dir(args.root), create=False) or MemoryEventLog()
-    from core.engine import Engine
-
-    return Engine(log=log, layers=None, runtime=None, ids=None,  # type: ignore[arg-type]
-                  clock=None, volumes=None,  # type: ignore[arg-type]
-                  networks=None)  # type: ignore[arg-type]
+    return query_engine(open_log(root_dir(args.root), create=False) or MemoryEventLog())
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:

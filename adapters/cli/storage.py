@@ -294,11 +294,9 @@ def _reader(args: argparse.Namespace) -> tuple[Any, Any, str]:
     log = open_log(root, create=False)
     if log is None:
         return None, store, root
-    from core.engine import Engine
+    from adapters.bootstrap import query_engine
 
-    engine = Engine(log=log, layers=store, runtime=None, ids=None, clock=None,  # type: ignore
-                    volumes=None, networks=None)  # type: ignore
-    return engine, store, root
+    return query_engine(log, layers=store), store, root
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

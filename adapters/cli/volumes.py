@@ -34,11 +34,9 @@ def _reader(args: argparse.Namespace) -> Any:
     log = open_log(root, create=False)
     if log is None:
         return None
-    from core.engine import Engine
+    from adapters.bootstrap import query_engine
 
-    return Engine(log=log, layers=None, runtime=None, ids=None,  # type: ignore[arg-type]
-                  clock=None, volumes=LinuxVolumeStore(root),  # type: ignore[arg-type]
-                  networks=None)  # type: ignore[arg-type]
+    return query_engine(log, volumes=LinuxVolumeStore(root))
 
 
 def _doc(e: Any, v: Any) -> dict[str, Any]:

@@ -30,10 +30,9 @@ class Source:
 
     def engine(self) -> Any:
         """An engine for name resolution only: no layer store, no runtime."""
-        from core.engine import Engine
+        from adapters.bootstrap import query_engine
 
-        return Engine(log=self.reader, layers=None, runtime=None, ids=None,  # type: ignore
-                      clock=None, volumes=None, networks=None)  # type: ignore
+        return query_engine(self.reader)
 
     def container(self, ref: str) -> Container:
         return self.engine().container(ref)

@@ -40,6 +40,9 @@ class Container:
     last_signal: int = 0
     exit_reason: str = ""
     start_time: int = 0  # of the process `pid` (see ContainerStarted); 0 if unknown
+    # the current run's leases (ContainerStarted's networks and ports); empty when not running
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ports: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,18 +179,25 @@ def _container_created(_: Container | None, rec: Recorded) -> Container:
 def _started(c: Container, rec: Recorded) -> Container:
     return _moved(c, rec, pid=rec.data["pid"], cgroup=rec.data.get("cgroup", ""), ran=True,
                   started_at=rec.at, exit_code=None, oom=False, exit_reason="", last_signal=0,
-                  start_time=rec.data.get("start_time", 0))
+                  start_time=rec.data.get("start_time", 0), **_leases(rec))
+
+
+def _leases(rec: Recorded) -> dict[str, Any]:
+    return {"endpoints": dict(rec.data.get("networks") or {}),
+            "ports": tuple(rec.data.get("ports") or ())}
 
 
 def _restarted(c: Container, rec: Recorded) -> Container:
     return _moved(c, rec, pid=rec.data["pid"], cgroup=rec.data.get("cgroup", ""), ran=True,
                   started_at=rec.at, exit_code=None, oom=False, exit_reason="",
-                  restart_count=c.restart_count + 1, start_time=rec.data.get("start_time", 0))
+                  restart_count=c.restart_count + 1, start_time=rec.data.get("start_time", 0),
+                  **_leases(rec))
 
 
 def _ended(c: Container, rec: Recorded) -> Container:
     d = rec.data
-    return _moved(c, rec, pid=0, cgroup="", start_time=0, exit_code=d["exit_code"],
+    return _moved(c, rec, pid=0, cgroup="", start_time=0, endpoints={}, ports=(),
+                  exit_code=d["exit_code"],
                   finished_at=rec.at,
                   oom=bool(d.get("oom", False)), exit_reason=d.get("reason", ""),
                   last_signal=d.get("signal", c.last_signal))
@@ -351,7 +361,7 @@ def to_doc(agg: Aggregate) -> dict[str, Any]:
 def from_doc(kind: str, doc: dict[str, Any]) -> Aggregate:
     cls = KINDS[kind]
     if kind == "container":
-        doc = {**doc, "cmd": tuple(doc.get("cmd") or ())}
+        doc = {**doc, "cmd": tuple(doc.get("cmd") or ()), "ports": tuple(doc.get("ports") or ())}
     elif kind == "image":
         doc = {**doc, "layers": tuple(doc["layers"]), "tags": tuple(doc.get("tags") or ())}
     return cls(**doc)

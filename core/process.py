@@ -32,6 +32,9 @@ class ProcessSpec:
     limits: Mapping[str, Any] = field(default_factory=dict)
     extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host NAME:IP, as (name, ip)
     mounts: tuple[MountPoint, ...] = ()  # as create recorded them (core/mounts.py)
+    dns: tuple[str, ...] = ()  # --dns: the nameservers, instead of the network's
+    dns_search: tuple[str, ...] = ()  # --dns-search
+    dns_options: tuple[str, ...] = ()  # --dns-option
 
 
 def extra_host(entry: str) -> tuple[str, str]:
@@ -52,10 +55,45 @@ def extra_host(entry: str) -> tuple[str, str]:
     return name, ip
 
 
-def hosts_file(spec: ProcessSpec) -> str:
-    """The container's /etc/hosts: docker's lines, then its --add-host entries."""
+def hosts_file(spec: ProcessSpec, endpoints: Mapping[str, Mapping[str, Any]] = {}) -> str:
+    """The container's /etc/hosts: docker's lines, its hostname at its address on its first
+    network (127.0.1.1 without one), then its --add-host entries."""
+    first = min(endpoints.values(), key=lambda e: e["slot"], default=None)
+    own = first["address"] if first else "127.0.1.1"
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost",
-             f"127.0.1.1\t{spec.hostname}", *(f"{ip}\t{name}" for name, ip in spec.extra_hosts)]
+             f"{own}\t{spec.hostname}", *(f"{ip}\t{name}" for name, ip in spec.extra_hosts)]
+    return "\n".join(lines) + "\n"
+
+
+def resolv_conf(host: str, spec: ProcessSpec, endpoints: Mapping[str, Mapping[str, Any]]) -> str:
+    """A bridge container's /etc/resolv.conf, as docker writes it. On a user-defined network
+    the nameserver is the network's DNS responder (its gateway: adapters/network/dns.py),
+    which answers the containers' names, with docker's `ndots:0`; on the default bridge the
+    host's nameservers, except those on loopback (unreachable from the container). The
+    host's search domains and options are kept unless --dns-search/--dns-option replace
+    them, and --dns replaces the nameservers."""
+    servers, search, options = [], [], []
+    for line in host.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "nameserver" and rest.strip():
+            servers.append(rest.strip())
+        elif word in ("search", "domain"):
+            search = rest.split()
+        elif word == "options":
+            options += rest.split()
+    servers = [s for s in servers if not s.startswith("127.") and s != "::1"]
+    embedded = [e for e in sorted(endpoints.values(), key=lambda e: e["slot"]) if e.get("dns")]
+    if embedded:
+        servers = [embedded[0]["gateway"]]
+        options = [*[o for o in options if not o.startswith("ndots:")], "ndots:0"]
+    servers = list(spec.dns) or servers
+    search = list(spec.dns_search) or search
+    options = list(spec.dns_options) or options
+    lines = [f"nameserver {s}" for s in servers]
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
     return "\n".join(lines) + "\n"
 
 
@@ -106,4 +144,7 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         extra_hosts=tuple(extra_host(h) for h in options.get("extra_hosts") or ()),
         limits={k: options[k] for k in ("memory", "pids", "cpus") if options.get(k)},
         mounts=tuple(recorded(options)) if options.get("mount_points") else (),
+        dns=tuple(options.get("dns") or ()),
+        dns_search=tuple(options.get("dns_search") or ()),
+        dns_options=tuple(options.get("dns_options") or ()),
     )

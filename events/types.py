@@ -64,6 +64,12 @@ class ContainerStarted(Event):
     pid: int
     cgroup: str = ""
     start_time: int = 0
+    # Its leases for this run, made on the host before this is recorded and released with
+    # the run's end (core/networks.py): each network it joined, by name, as
+    # {"id", "address", "prefixlen", "gateway", "mac", "bridge", "aliases"}, and each
+    # published port as {"proto", "container_port", "host_ip", "host_port"}.
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ports: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -120,6 +126,8 @@ class ContainerRestarted(Event):
     pid: int
     cgroup: str = ""
     start_time: int = 0  # as ContainerStarted's
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # as ContainerStarted's
+    ports: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, eq=False, repr=False)

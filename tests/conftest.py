@@ -13,6 +13,24 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, the whole run moves into a network namespace of its own (lo up), before
+    any test or thread exists: every process it starts inherits it. Containers join the
+    default bridge unless told otherwise, so a test that runs one makes lamina0, its
+    nftables table and veths; here they are the run's own, never the host's (and go with
+    the namespace when the run ends). Tests that build networks still make a namespace of
+    their own inside this one. LAMINA_TEST_HOST_NETNS=1 keeps the host's (to debug)."""
+    if os.geteuid() != 0 or os.environ.get("LAMINA_TEST_HOST_NETNS") == "1" \
+            or os.environ.get("LAMINA_TEST_NETNS") == str(os.getpid()):
+        return
+    from adapters.kernel import libc
+    from adapters.kernel.syscalls import loopback_up
+
+    libc.unshare(libc.CLONE_NEWNET)
+    loopback_up()
+    os.environ["LAMINA_TEST_NETNS"] = str(os.getpid())
+
+
 def require_root() -> None:
     """Skip (or, under CI, fail) a test that needs root on a real kernel."""
     if os.geteuid() == 0:

@@ -205,7 +205,8 @@ WARM_MODULES = (
     "core.images", "core.engine.volumes", "adapters.cli.volumes", "adapters.storage.volumes",
     "core.mounts", "core.engine.mounting", "adapters.kernel.inroot",
     "adapters.eventstore.sqlite_log", "adapters.eventstore.query", "sqlite3", "pwd", "locale",
-    "json", "adapters.logs",
+    "json", "adapters.logs", "core.engine.attaching", "core.networks",
+    "adapters.network.endpoints", "adapters.network.bridge", "adapters.network.nat",
 )
 
 WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),

@@ -70,6 +70,7 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
     if labels:
         options["labels"] = labels
     options.update(_mount_options(args))
+    options.update(_network_options(args))
     options.update(refused_options(args))
     return {k: v for k, v in options.items() if v not in (None, [], False, "")}
 
@@ -90,6 +91,26 @@ def _mount_options(args: argparse.Namespace) -> dict[str, Any]:
         out["tmpfs"] = dict(s.partition(":")[::2] for s in args.tmpfs_specs)
     out["volumes_from"] = getattr(args, "volumes_from", None) or []
     out["volume_driver"] = getattr(args, "volume_driver", None)
+    return out
+
+
+def _network_options(args: argparse.Namespace) -> dict[str, Any]:
+    """-p, -P, --expose, --ip, --network-alias, --dns*: as docker's CLI sends them
+    (PortBindings as `-p` text, EndpointsConfig for the --network); judged by the engine
+    (core/engine/attaching.py)."""
+    out: dict[str, Any] = {"port_bindings": getattr(args, "publish", None) or [],
+                           "publish_all": getattr(args, "publish_all", False),
+                           "exposed_ports": getattr(args, "expose", None) or [],
+                           "dns": getattr(args, "dns", None) or [],
+                           "dns_search": getattr(args, "dns_search", None) or [],
+                           "dns_options": getattr(args, "dns_option", None) or []}
+    endpoint: dict[str, Any] = {}
+    if getattr(args, "ip", None):
+        endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+    if getattr(args, "network_alias", None):
+        endpoint["Aliases"] = args.network_alias
+    if endpoint:
+        out["endpoints"] = {args.network or "default": endpoint}
     return out
 
 
@@ -119,7 +140,7 @@ def labels_of(files: list[str], given: list[str]) -> dict[str, str]:
 # docker run's flags whose fields lamina refuses (core/compat.py): parsed, so that using one
 # is refused by name and recorded, as the Docker API refuses the same field; never an
 # argparse "unrecognized arguments" that the log would not show.
-_SWITCHES = frozenset({"--init", "--publish-all", "--oom-kill-disable"})
+_SWITCHES = frozenset({"--init", "--oom-kill-disable"})
 
 
 def add_refused_flags(p: argparse.ArgumentParser) -> None:
@@ -403,7 +424,21 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", "-m")
     p.add_argument("--pids-limit", type=int)
     p.add_argument("--cpus")
-    p.add_argument("--network", help="none (the default) or host")
+    p.add_argument("--network", "--net", dest="network",
+                   help="bridge (the default), a network's name, none or host")
+    p.add_argument("-p", "--publish", action="append", dest="publish",
+                   metavar="[HOST_IP:][HOST_PORT:]PORT[/PROTO]",
+                   help="publish a container's port on the host (repeatable)")
+    p.add_argument("-P", "--publish-all", action="store_true",
+                   help="publish every exposed port on an ephemeral host port")
+    p.add_argument("--expose", action="append", metavar="PORT[/PROTO]",
+                   help="expose a port (for -P) (repeatable)")
+    p.add_argument("--ip", help="the container's IPv4 address on its user-defined network")
+    p.add_argument("--network-alias", "--net-alias", action="append", dest="network_alias",
+                   help="another name of the container on its network (repeatable)")
+    p.add_argument("--dns", action="append", help="a nameserver (repeatable)")
+    p.add_argument("--dns-search", action="append", help="a search domain (repeatable)")
+    p.add_argument("--dns-option", action="append", help="a resolver option (repeatable)")
     p.add_argument("--security-opt", action="append",
                    help="no-new-privileges[=false], seccomp=FILE|unconfined, "
                         "systempaths=unconfined")

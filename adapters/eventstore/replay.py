@@ -150,6 +150,8 @@ def rebuild(con: sqlite3.Connection, use_snapshots: bool = True) -> RebuildRepor
         start = newest_snapshot(con) if use_snapshots else None
         base = start.seq if start else 0
         world = fold(con, start, prune=True)
+        con.execute("DELETE FROM leases")
+        con.execute("DELETE FROM bindings")
         for kind in KINDS:
             con.execute(f"DELETE FROM {kind}s")
             for agg in world.table(kind).values():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite3
 
-SCHEMA_VERSION = 3  # 2: the volumes table; 3: the networks table
+SCHEMA_VERSION = 4  # 2: the volumes table; 3: the networks table; 4: leases and bindings
 
 APPEND_ONLY_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
@@ -33,6 +33,8 @@ def migrate(con: sqlite3.Connection) -> None:
         _create_v2(db)
     if version < 3:
         _create_v3(db)
+    if version < 4:
+        _create_v4(db)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -75,3 +77,18 @@ def _create_v3(db) -> None:
                                 index_name="networks_name")
     db["networks"].create_index(["subnet"], unique=True, if_not_exists=True,
                                 index_name="networks_subnet")
+
+
+def _create_v4(db) -> None:
+    """The running containers' leases: an address unique on its network, and published
+    ports (checked for clashes by write_row, since an ANY binding clashes with every
+    address). Two starts racing for one free address or port can't both record it: the
+    second's append fails and it chooses again. Rows come from the containers' docs, so a
+    log from before networks has none and the tables start empty and right."""
+    db["leases"].create({"container": str, "network": str, "address": str},
+                        pk=("network", "address"), if_not_exists=True)
+    db["leases"].create_index(["container"], if_not_exists=True, index_name="leases_container")
+    db["bindings"].create({"container": str, "proto": str, "host_ip": str, "host_port": int},
+                          pk=("proto", "host_port", "host_ip"), if_not_exists=True)
+    db["bindings"].create_index(["container"], if_not_exists=True,
+                                index_name="bindings_container")

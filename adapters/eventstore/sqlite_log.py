@@ -212,6 +212,8 @@ class SqliteEventLog:
         for (kind, ident), agg in touched.items():
             if agg is None:
                 self.con.execute(f"DELETE FROM {kind}s WHERE id = ?", (ident,))
+                if kind == "container":
+                    drop_leases(self.con, ident)
             else:
                 write_row(self.con, kind, agg)
 
@@ -313,6 +315,7 @@ def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
                     "version = excluded.version, name = excluded.name, "
                     "image = excluded.image, state = excluded.state, doc = excluded.doc",
                     (agg.id, agg.version, agg.name, agg.image, agg.state, doc))
+        write_leases(con, agg)
     elif kind == "image":
         con.execute("INSERT OR REPLACE INTO images (id, version, tags, doc) VALUES (?,?,?,?)",
                     (agg.id, agg.version, canonical(list(agg.tags)), doc))
@@ -325,6 +328,33 @@ def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
     else:  # layers, volumes
         con.execute(f"INSERT OR REPLACE INTO {kind}s (id, version, doc) VALUES (?,?,?)",
                     (agg.id, agg.version, doc))
+
+
+def drop_leases(con: sqlite3.Connection, cid: str) -> None:
+    con.execute("DELETE FROM leases WHERE container = ?", (cid,))
+    con.execute("DELETE FROM bindings WHERE container = ?", (cid,))
+
+
+def write_leases(con: sqlite3.Connection, c: Any) -> None:
+    """A container's rows of `leases` and `bindings`: its current run's (none when it
+    doesn't run). An address another container holds on the network fails the primary key,
+    a port clashing with another's binding (same proto and port, same address or either
+    ANY) is refused here: both as IntegrityError, which the append turns into a conflict
+    (the start then chooses again, seeing the other's lease)."""
+    drop_leases(con, c.id)
+    for ep in c.endpoints.values():
+        con.execute("INSERT INTO leases (container, network, address) VALUES (?,?,?)",
+                    (c.id, ep["id"], ep["address"]))
+    for b in c.ports:
+        clash = con.execute(
+            "SELECT container FROM bindings WHERE proto = ? AND host_port = ? AND "
+            "(host_ip = ? OR host_ip = '0.0.0.0' OR ? = '0.0.0.0') LIMIT 1",
+            (b["proto"], b["host_port"], b["host_ip"], b["host_ip"])).fetchone()
+        if clash is not None:
+            raise sqlite3.IntegrityError(f"{b['host_ip']}:{b['host_port']}/{b['proto']} is "
+                                         f"bound by {clash[0][:12]}")
+        con.execute("INSERT INTO bindings (container, proto, host_ip, host_port) "
+                    "VALUES (?,?,?,?)", (c.id, b["proto"], b["host_ip"], b["host_port"]))
 
 
 def current_schema() -> dict[str, int]:

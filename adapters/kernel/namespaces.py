@@ -28,16 +28,25 @@ EXEC_NAMESPACES = {"user": libc.CLONE_NEWUSER, "mnt": libc.CLONE_NEWNS,
 _JOINED_AS = {"pid": "pid_for_children"}
 
 
+def joins_network(network: str) -> bool:
+    """A network namespace made and wired before init (a bridge network's veth in it, or
+    another container's, `container:ID`): the monitor enters it before forking init, so
+    the container's first instruction already has its address and routes. `none` is a
+    fresh namespace init unshares itself, `host` the host's."""
+    return network not in ("none", "host")
+
+
 def container_flags(network: str, security: Security) -> int:
     """Namespaces init creates for itself once it sits in its cgroup: mount and cgroup
     always (the cgroup namespace's root is then the container's own cgroup), UTS, IPC and
-    net unless shared with the host (--uts/--ipc/--network host)."""
+    net unless shared with the host (--uts/--ipc/--network host), or, for net, entered
+    already (joins_network)."""
     flags = libc.CLONE_NEWNS | libc.CLONE_NEWCGROUP
     if security.uts != "host":
         flags |= libc.CLONE_NEWUTS
     if security.ipc != "host":
         flags |= libc.CLONE_NEWIPC
-    if network != "host":
+    if network == "none":
         flags |= libc.CLONE_NEWNET
     return flags
 
@@ -46,11 +55,12 @@ def enter(network: str, security: Security, hostname: str, *,
           syscall: Syscalls = LINUX) -> None:
     """Init's own namespaces, in order: unshare `container_flags`, then, in the new UTS
     namespace, its hostname (not with --uts host: that would rename the host), and
-    loopback up in the new network namespace (not with --network host: the host's)."""
+    loopback up in a new network namespace (not with --network host: the host's; a joined
+    one has it up already)."""
     syscall.unshare(container_flags(network, security))
     if security.uts != "host":
         syscall.sethostname(hostname)
-    if network != "host":
+    if network == "none":
         syscall.loopback_up()
 
 
@@ -59,11 +69,14 @@ class NotJoinable(Exception):
 
 
 def owned_flags(network: str, security: Security, remapped: bool = False) -> int:
-    """Every namespace a container's init owns by its options: those init unshares, plus
+    """Every namespace a container's init owns by its options: those init unshares (and a
+    network namespace the monitor entered for it), plus
     the PID namespace the monitor makes unless --pid host, plus the user namespace a
     --userns-remap root's monitor makes (an init sharing ours then is not that container's:
     joining it would run the exec as host root)."""
     flags = container_flags(network, security)
+    if network != "host":
+        flags |= libc.CLONE_NEWNET
     if security.pid != "host":
         flags |= libc.CLONE_NEWPID
     if remapped:

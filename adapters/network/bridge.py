@@ -186,10 +186,11 @@ def _iproute_in(netns_fd: int) -> Any:
 
 def attach(bridge: str, host_ifname: str, *, address: str, prefixlen: int, gateway: str,
            pid: int | None = None, netns_fd: int | None = None, ifname: str = "eth0",
-           mtu: int | None = None, mac: str | None = None) -> Endpoint:
+           mtu: int | None = None, mac: str | None = None, route: bool = True) -> Endpoint:
     """Connect the network namespace of process `pid` (or the open namespace `netns_fd`) to
     `bridge`: a veth pair, `host_ifname` on the bridge and up, `ifname` in the namespace with
-    `address`/`prefixlen`, up, and a default route via `gateway`; loopback up there too.
+    `address`/`prefixlen`, up, and (with `route`: a container's first network) a default
+    route via `gateway`; loopback up there too.
 
     A leftover `host_ifname` (a crash between two steps) is replaced. On failure, what this
     call made is deleted before the error is raised."""
@@ -221,7 +222,8 @@ def attach(bridge: str, host_ifname: str, *, address: str, prefixlen: int, gatew
                 lo = _index(inner, "lo")
                 if lo is not None and not inner.link("get", index=lo)[0]["flags"] & _IFF_UP:
                     inner.link("set", index=lo, state="up")
-                inner.route("add", dst="0.0.0.0/0", gateway=gateway, oif=inner_index)
+                if route:
+                    inner.route("add", dst="0.0.0.0/0", gateway=gateway, oif=inner_index)
         except NetlinkError as err:
             _undo(ipr, host_ifname)
             raise _fail(f"configure {ifname} of {host_ifname}", err) from None

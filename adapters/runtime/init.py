@@ -58,6 +58,10 @@ class InitPlan:
     cgroup_fds: Sequence[int] = ()  # its cgroup.procs, opened by the monitor
     # its -v/--mount/--tmpfs with their host sources (adapters/kernel/rootfs.py mount_points)
     mounts: Sequence[tuple[MountPoint, str | int]] = ()
+    # the network namespace made and wired for it (adapters/network/endpoints.py), which
+    # the monitor enters before forking init; -1: none (init unshares its own, or --network
+    # host keeps the host's)
+    netns_fd: int = -1
 
 
 def _join_cgroup(plan: InitPlan) -> None:

@@ -23,7 +23,7 @@ from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
 from core.errors import LaminaError
 from core.model import Container, Image
 from core.ports import Ended, LogEntry, Started
-from core.process import ProcessSpec, hosts_file, process_spec
+from core.process import ProcessSpec, hosts_file, process_spec, resolv_conf
 
 if TYPE_CHECKING:
     import socket
@@ -103,11 +103,19 @@ class LinuxRuntime:
         try:
             plan = InitPlan(
                 spec=spec, rootfs=merged, cgroup_dirs=[str(d) for d in cgroup.dirs()],
-                files=self._files(cdir, spec, idmap), seccomp=self._seccomp(spec),
+                files=self._files(cdir, spec, idmap, container), seccomp=self._seccomp(spec),
                 cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes,
                 idmap=idmap, dev_sources=rootfs.node_sources(nodes, spec.security)
                 if idmap is not None else {}, mounts=self._mount_sources(spec))
             held = _hold_host_inputs(plan) if idmap is not None else _hold_subpaths(plan)
+            if container.endpoints:
+                try:
+                    plan.netns_fd = _wire(container)
+                except BaseException:
+                    for fd in held:
+                        os.close(fd)
+                    raise
+                held.append(plan.netns_fd)
         except BaseException:
             self._cleanup(container, cgroup)
             raise
@@ -166,15 +174,22 @@ class LinuxRuntime:
             Cgroup.open(cid).remove()
         return Cgroup.create(cid, limits, devices=rules_for(spec.security, nodes))
 
-    def _files(self, cdir: str, spec: ProcessSpec,
-               idmap: IdMap | None) -> dict[str, str | int]:
-        """The files bound over /etc/hostname, hosts (and resolv.conf with the host's
-        network). A remapped container's root owns them (as it owns them in docker), else
-        they would be the host root's: nobody's inside, and not writable."""
-        files = {"/etc/hostname": f"{spec.hostname}\n", "/etc/hosts": hosts_file(spec)}
-        if spec.network == "host" and os.path.exists("/etc/resolv.conf"):
+    def _files(self, cdir: str, spec: ProcessSpec, idmap: IdMap | None,
+               container: Container) -> dict[str, str | int]:
+        """The files bound over /etc/hostname, hosts (and resolv.conf on a network that
+        has one: the host's, or a bridge's, core/process.resolv_conf). A remapped
+        container's root owns them (as it owns them in docker), else they would be the host
+        root's: nobody's inside, and not writable."""
+        files = {"/etc/hostname": f"{spec.hostname}\n",
+                 "/etc/hosts": hosts_file(spec, container.endpoints)}
+        host = ""
+        if spec.network != "none" and os.path.exists("/etc/resolv.conf"):
             with open("/etc/resolv.conf") as f:
-                files["/etc/resolv.conf"] = f.read()
+                host = f.read()
+        if spec.network == "host" and host:
+            files["/etc/resolv.conf"] = host
+        elif container.endpoints:
+            files["/etc/resolv.conf"] = resolv_conf(host, spec, container.endpoints)
         out: dict[str, str | int] = {}
         for inside, text in files.items():
             path = os.path.join(cdir, os.path.basename(inside))
@@ -335,6 +350,7 @@ class LinuxRuntime:
         if cgroup is not None:
             self._cleanup(container, cgroup)
         else:
+            _unwire(container)
             self.layers.unmount(container.rw_layer)
 
     def _cleanup(self, container: Container, cgroup: Cgroup) -> None:
@@ -344,6 +360,7 @@ class LinuxRuntime:
             cgroup.remove()
         except CgroupError:
             pass
+        _unwire(container)
         self.layers.unmount(container.rw_layer)
 
     # --- reconciliation ------------------------------------------------------------------
@@ -509,6 +526,23 @@ def _hold_host_inputs(plan: InitPlan) -> list[int]:
             raise RuntimeError_(f"cannot start the container: {err}") from None
         raise
     return fds
+
+
+def _wire(container: Container) -> int:
+    """The container's network namespace, wired (adapters/network/endpoints.py)."""
+    from adapters.network import endpoints
+
+    try:
+        return endpoints.wire(container.id, container.endpoints, list(container.ports))
+    except endpoints.WiringError as err:
+        raise RuntimeError_(str(err)) from None
+
+
+def _unwire(container: Container) -> None:
+    if container.endpoints or container.ports:
+        from adapters.network import endpoints
+
+        endpoints.unwire(container.id, container.endpoints, list(container.ports))
 
 
 def _note_monitor(cdir: str, pid: int) -> int:

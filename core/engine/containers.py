@@ -9,7 +9,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from core import compat, lifecycle, rootconfig, security
-from core.engine import mounting
+from core.engine import attaching, mounting
 from core.engine.base import EngineBase
 from core.errors import BadInput, Conflict, IllegalMove, NotFound
 from core.model import Container, Image, ProjectionError
@@ -76,6 +76,7 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
     """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
     with e.command("create", image_ref) as cmd:
         config = security.normalized(compat.checked(config or {}))
+        attaching.judge(e, config)
         if "mount_points" in config:  # what create records, judged: never a request
             raise BadInput("mount_points is recorded by lamina, not a create option")
         root, root_version = rootconfig.read(e.log)

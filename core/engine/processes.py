@@ -10,6 +10,7 @@ import signal as _signal
 
 from core import rootconfig
 from core.command import Command
+from core.engine import attaching
 from core.engine.base import EngineBase
 from core.engine.containers import ending, image_of, judge
 from core.errors import Conflict
@@ -37,10 +38,12 @@ def _launch(e: EngineBase, cmd: Command, c: Container, image: Image,
     root's setting is judged again: a create that raced a `system configure` must not
     start with options the new setting refuses."""
     rootconfig.check_container(c.config, rootconfig.current(e.log))
+    c = attaching.leased(e, c, image)
     started = e.runtime.start(c, image)
     try:
         cmd.append([event(id=c.id, pid=started.pid, cgroup=started.cgroup,
-                          start_time=started.start_time)],
+                          start_time=started.start_time, networks=c.endpoints,
+                          ports=list(c.ports))],
                    {f"container:{c.id}": c.version})
     except BaseException:
         e.runtime.abort_start(c)

@@ -55,15 +55,16 @@ def test_api_defaults_are_no_request_and_requests_are_refused() -> None:
         "HostConfig.RestartPolicy (--restart)": {"RestartPolicy": {"Name": "always"}},
         "HostConfig.LogConfig": {"LogConfig": {"Type": "syslog"}},
         "HostConfig.KernelMemory is": {"KernelMemory": 4 << 20},
-        "HostConfig.NetworkMode 'bridge'": {"NetworkMode": "bridge"},
+        "HostConfig.Links (--link)": {"Links": ["db:db"]},
     }
     for message, host in refusals.items():
         _, options = api_options({"Image": "busybox", "HostConfig": host})
         with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")):
             checked(options)
-    _, options = api_options({"Image": "b", "NetworkingConfig": {"EndpointsConfig": {"net": {}}}})
-    with pytest.raises(BadInput, match="EndpointsConfig"):
-        checked(options)
+    _, options = api_options({"Image": "b", "NetworkingConfig": {"EndpointsConfig": {"net": {
+        "Aliases": ["web"]}}}})
+    assert checked(options) == {"endpoints": {"net": {"Aliases": ["web"]}}}, \
+        "endpoint settings are applied (judged by core/engine/attaching.py)"
 
 
 def test_applied_fields_become_their_options() -> None:

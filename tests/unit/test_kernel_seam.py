@@ -148,27 +148,31 @@ def test_the_double_answers_as_the_filesystem(tmp_path: Path) -> None:
 # --- namespaces --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("network,uts,ipc,pid", list(itertools.product(
-    ("bridge", "host"), ("", "host"), ("", "host"), ("", "host"))))
+    ("none", "host", "bridge"), ("", "host"), ("", "host"), ("", "host"))))
 def test_container_and_owned_flags(network: str, uts: str, ipc: str, pid: str) -> None:
     """Mount and cgroup always; UTS, IPC and net unless shared with the host; the monitor's
-    PID namespace unless --pid host, and a remapped root's user namespace, are owned but
-    not unshared by init."""
+    PID namespace unless --pid host, a remapped root's user namespace, and a bridge
+    network's namespace (wired before init, entered by the monitor) are owned but not
+    unshared by init."""
     security = Security(uts=uts, ipc=ipc, pid=pid)
     made = set(clone_flags(namespaces.container_flags(network, security)))
     expect = {"CLONE_NEWNS", "CLONE_NEWCGROUP"} | {
         name for name, shared in (("CLONE_NEWUTS", uts), ("CLONE_NEWIPC", ipc),
                                   ("CLONE_NEWNET", network)) if shared != "host"}
+    if network == "bridge":
+        expect.discard("CLONE_NEWNET")
     assert made == expect
     for remapped in (False, True):
         owned = set(clone_flags(namespaces.owned_flags(network, security, remapped)))
         assert owned - made == ({"CLONE_NEWPID"} if pid != "host" else set()) | (
-            {"CLONE_NEWUSER"} if remapped else set())
+            {"CLONE_NEWUSER"} if remapped else set()) | (
+            {"CLONE_NEWNET"} if network == "bridge" else set())
     assert "CLONE_NEWUSER" not in made and "CLONE_NEWPID" not in made
 
 
 def test_enter_unshares_then_names_the_host_then_brings_up_lo() -> None:
     rec = Recording()
-    namespaces.enter("bridge", Security(), "web1", syscall=rec)
+    namespaces.enter("none", Security(), "web1", syscall=rec)
     assert rec.calls == [
         Call("unshare", (), ("CLONE_NEWNS", "CLONE_NEWCGROUP", "CLONE_NEWUTS", "CLONE_NEWIPC",
                              "CLONE_NEWNET")),
@@ -178,6 +182,11 @@ def test_enter_unshares_then_names_the_host_then_brings_up_lo() -> None:
                      syscall=shared)
     assert shared.trace() == ["unshare CLONE_NEWNS|CLONE_NEWCGROUP"], \
         "sharing the host's UTS and network namespaces: never rename it or touch its lo"
+    joined = Recording()
+    namespaces.enter("bridge", Security(), "web1", syscall=joined)
+    assert joined.trace() == ["unshare CLONE_NEWNS|CLONE_NEWCGROUP|CLONE_NEWUTS|CLONE_NEWIPC",
+                              "sethostname web1"], \
+        "a bridge network's namespace is entered before init, with its lo up already"
 
 
 THEIRS = {"user": 1, "mnt": 2, "uts": 3, "ipc": 4, "net": 5, "pid": 6, "cgroup": 7}

@@ -294,7 +294,7 @@ def test_a_log_from_before_networks_gains_their_table(tmp_path) -> None:
     con.commit()
     con.close()
     log = SqliteEventLog(root)
-    assert log.con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert log.con.execute("PRAGMA user_version").fetchone()[0] == 4
     log.append([_net(NET_A, "front", "172.18.0.0/16")], expected={f"network:{NET_A}": 0},
                meta=META)
     found = log.network_named("front")

@@ -1,0 +1,206 @@
+"""A container on networks: its request judged at create, its leases decided at start.
+
+At create, the network options become what is recorded (docker's words when wrong):
+`network` (the mode: none, host, bridge or a user-defined network's name; `bridge` when
+none is asked, as docker's default), `endpoints` (per network: aliases and a fixed
+address), `port_bindings` (each `-p` as a PortSpec), `exposed_ports` and `publish_all`
+(`-P` publishes them and the image's EXPOSE), `dns`/`dns_search`/`dns_options`.
+
+At start, the run's leases are decided from the log (core/networks.py judges): an address
+on the network (its `--ip`, or the lowest free one), and a host port for each published
+port (the asked one, or a free ephemeral one), against the leases of every other running
+container. They travel on the Container handed to the runtime (which wires them) and are
+recorded in its ContainerStarted; the read model refuses a second holder of an address or
+port (the start then judges again), and the run's end releases them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from core import networks as ipam
+from core.engine.base import EngineBase
+from core.engine.networks import find, is_predefined, spec
+from core.errors import BadInput
+from core.model import Container, Image, Network
+
+DEFAULT_MODE = ipam.DEFAULT_NETWORK
+LIVE = ("running", "paused")
+
+
+# --- create ------------------------------------------------------------------------------
+
+
+def judge(e: EngineBase, config: dict[str, Any]) -> None:
+    """Normalise and check a create's network options in place (BadInput/NotFound)."""
+    mode = config.get("network") or "default"
+    if mode == "default":
+        mode = DEFAULT_MODE
+    if mode.startswith("container:"):
+        raise BadInput("--network container:NAME is not supported by lamina yet")
+    config["network"] = mode
+    endpoints = _endpoints(config.get("endpoints"), mode)
+    if mode in ("none", "host"):
+        for key, flag in (("port_bindings", "-p, --publish"), ("publish_all", "-P"),
+                          ("endpoints", "--ip, --network-alias"),
+                          ("dns", "--dns"), ("dns_search", "--dns-search"),
+                          ("dns_options", "--dns-option")):
+            if config.get(key) and not (key == "endpoints" and not endpoints):
+                raise BadInput(f"{flag} needs a bridge network: the container's network "
+                               f"is {mode}")
+    else:
+        network = find(e, mode)
+        if network.driver != ipam.DRIVER:
+            raise BadInput(f"network {mode} is not a bridge network")
+        for name, ep in endpoints.items():
+            if name != mode and find(e, name).id != network.id:
+                raise BadInput(f"endpoint settings for network {name}, which the container "
+                               f"is not on (--network {mode})")
+            _check_endpoint(network, ep)
+        endpoints = {mode: endpoints.pop(name) for name in list(endpoints)} \
+            if endpoints else {}
+    if endpoints:
+        config["endpoints"] = endpoints
+    else:
+        config.pop("endpoints", None)
+    if config.get("port_bindings"):
+        config["port_bindings"] = [dataclasses.asdict(s) for s in
+                                   _port_specs(config["port_bindings"])]
+    if config.get("exposed_ports"):
+        config["exposed_ports"] = exposed(config["exposed_ports"])
+    for server in config.get("dns") or ():
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise BadInput(f"{server} is not an ip address") from None
+
+
+def _endpoints(raw: Any, mode: str) -> dict[str, dict[str, Any]]:
+    """docker's EndpointsConfig ({NET: {Aliases, IPAMConfig: {IPv4Address}}}) as recorded:
+    {NET: {"aliases": [...], "ip": "..."}}; settings that ask nothing are dropped."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, settings in (raw or {}).items():
+        settings = settings or {}
+        ipam_cfg = settings.get("IPAMConfig") or {}
+        for key in ("IPv6Address", "LinkLocalIPs"):
+            if ipam_cfg.get(key):
+                raise BadInput(f"{key} (--ip6, --link-local-ip) is not supported by lamina: "
+                               "its networks are IPv4 only")
+        for key in ("Links", "MacAddress", "DriverOpts"):
+            if settings.get(key):
+                raise BadInput(f"endpoint setting {key} is not supported by lamina yet")
+        ep: dict[str, Any] = {}
+        if settings.get("Aliases"):
+            ep["aliases"] = [str(a) for a in settings["Aliases"]]
+        if ipam_cfg.get("IPv4Address"):
+            ep["ip"] = str(ipam_cfg["IPv4Address"])
+        if ep:
+            out[mode if name in ("default", "") else name] = ep
+    return out
+
+
+def _check_endpoint(network: Network, ep: Mapping[str, Any]) -> None:
+    user_defined = not is_predefined(network)
+    if ep.get("aliases") and not user_defined:
+        raise BadInput("network-scoped alias is supported only for containers in user "
+                       "defined networks")
+    if ep.get("ip"):
+        if not user_defined:
+            raise BadInput("user specified IP address is supported on user defined "
+                           "networks only")
+        ipam.lease(spec(network), (), requested=ep["ip"])  # in its subnet, not reserved
+
+
+def _port_specs(raw: Any) -> list[ipam.PortSpec]:
+    """`-p` strings (the CLI's) or docker's PortBindings ({"80/tcp": [{HostIp, HostPort}]})
+    as PortSpecs; a recorded list of PortSpec dicts passes through."""
+    out: list[ipam.PortSpec] = []
+    if isinstance(raw, Mapping):
+        for port, hosts in raw.items():
+            for host in hosts or [{}]:
+                host = host or {}
+                ip, hp = host.get("HostIp") or "", str(host.get("HostPort") or "")
+                text = f"{ip}:{hp}:{port}" if ip else f"{hp}:{port}" if hp else str(port)
+                if ip and ":" in ip:
+                    text = f"[{ip}]:{hp}:{port}"
+                out += ipam.parse_publish(text)
+        return out
+    for item in raw:
+        out += [ipam.PortSpec(**item)] if isinstance(item, Mapping) \
+            else ipam.parse_publish(str(item))
+    return out
+
+
+def exposed(raw: Any) -> list[str]:
+    """--expose values or docker's ExposedPorts keys as sorted `PORT/PROTO` strings (a
+    range expands)."""
+    out: set[str] = set()
+    for item in raw:
+        for s in ipam.parse_publish(str(item)):
+            out.add(f"{s.container_port}/{s.proto}")
+    return sorted(out, key=lambda p: (int(p.split("/")[0]), p))
+
+
+# --- start -------------------------------------------------------------------------------
+
+
+def network_of(e: EngineBase, c: Container) -> Network | None:
+    """The bridge network a container joins at start (None: none, host); NotFound when it
+    was removed since."""
+    mode = c.config.get("network") or "none"
+    if mode in ("none", "host"):
+        return None
+    return find(e, mode)
+
+
+def leased(e: EngineBase, c: Container, image: Image) -> Container:
+    """The container with its run's leases decided (see the module's doc)."""
+    network = network_of(e, c)
+    if network is None:
+        return c
+    others = [x for x in e.log.containers() if x.state in LIVE and x.id != c.id]
+    net = spec(network)
+    wanted = (c.config.get("endpoints") or {}).get(c.config["network"], {})
+    taken = [ep["address"] for x in others for ep in x.endpoints.values()
+             if ep["id"] == network.id]
+    address = ipam.lease(net, taken, requested=wanted.get("ip"))
+    user_defined = not is_predefined(network)
+    names = [c.name, *wanted.get("aliases", ()), c.id[:12]] if user_defined else []
+    endpoint = {"id": network.id, "address": address, "prefixlen": net.prefixlen,
+                "gateway": net.gateway, "mac": ipam.mac_address(address),
+                "bridge": net.bridge, "veth": ipam.veth_name(c.id, network.id),
+                "internal": net.internal, "aliases": list(wanted.get("aliases", ())),
+                "dns_names": names, "dns": user_defined, "slot": 0}
+    ports = _bindings(c, image, others)
+    if ports and net.internal:
+        ports = []  # docker publishes nothing from an internal network
+    return dataclasses.replace(c, endpoints={network.name: endpoint},
+                               ports=tuple(dataclasses.asdict(b) for b in ports))
+
+
+def _bindings(c: Container, image: Image, others: list[Container]) -> list[ipam.PortBinding]:
+    specs = [ipam.PortSpec(**s) for s in c.config.get("port_bindings") or ()]
+    if c.config.get("publish_all"):
+        asked = {(s.container_port, s.proto) for s in specs}
+        for port in exposed_of(c, image):
+            number, _, proto = port.partition("/")
+            if (int(number), proto) not in asked:
+                specs.append(ipam.PortSpec(proto, int(number)))
+    if not specs:
+        return []
+    bound = [ipam.PortBinding(**b) for x in others for b in x.ports]
+    return ipam.bind_ports(specs, bound)
+
+
+def exposed_of(c: Container, image: Image) -> list[str]:
+    """The ports a container exposes: its image's EXPOSE, its --expose, its -p's."""
+    cfg = image.config.get("config") or {}
+    ports = set(exposed(cfg.get("ExposedPorts") or ())) | set(c.config.get("exposed_ports")
+                                                               or ())
+    ports |= {f"{s['container_port']}/{s['proto']}" for s in c.config.get("port_bindings")
+              or ()}
+    return sorted(ports, key=lambda p: (int(p.split("/")[0]), p))
+

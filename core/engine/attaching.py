@@ -60,8 +60,7 @@ def judge(e: EngineBase, config: dict[str, Any]) -> None:
                 raise BadInput(f"endpoint settings for network {name}, which the container "
                                f"is not on (--network {mode})")
             _check_endpoint(network, ep)
-        endpoints = {mode: endpoints.pop(name) for name in list(endpoints)} \
-            if endpoints else {}
+        endpoints = {mode: next(iter(endpoints.values()))} if endpoints else {}
     if endpoints:
         config["endpoints"] = endpoints
     else:

@@ -9,9 +9,9 @@ say so); NetworkRemoved is recorded before the bridge goes.
 The predefined networks, `bridge` (lamina0, 172.17.0.0/16), `host` and `none`, are not
 events: they are constants (PREDEFINED below, ids derived from their names so every
 listing shows the same ones), listed and inspected as docker shows them and never
-removable. The default bridge's subnet counts as in use when a subnet is chosen. Nothing
-joins a network yet (containers stay on none or host until the membership slice), so every
-network has no containers and prune removes every user-defined one the filters select.
+removable. The default bridge's subnet counts as in use when a subnet is chosen. A
+network's members are the containers with an endpoint on it (running or paused: `members`);
+rm refuses a network that has any (`check_unused`) and prune skips it.
 
 docker's rules (moby daemon/network.go, libnetwork), kept:
 - a name is unique: `network with name X already exists` (409); a predefined name is
@@ -34,7 +34,7 @@ from core.command import Command
 from core.engine.base import EngineBase
 from core.errors import Ambiguous, BadInput, Conflict, NotFound
 from core.filters import labels_hold, matches
-from core.model import Network
+from core.model import Container, Network
 from events import types as ev
 
 Filters = Mapping[str, Sequence[str]]
@@ -138,14 +138,15 @@ def _rm(e: EngineBase, cmd: Command, ref: str) -> str:
     n = find(e, ref)
     if is_predefined(n):
         raise BadInput(f"{n.name} is a pre-defined network and cannot be removed")
+    check_unused(e, n)
     cmd.append([ev.NetworkRemoved(id=n.id)], {f"network:{n.id}": n.version})
     e.networks.remove(spec(n))  # after the log says it is gone
     return n.id
 
 
 def network_prune(e: EngineBase, filters: Filters | None = None) -> list[str]:
-    """Remove the user-defined networks the filters select (none has containers yet), in
-    one append: their names, sorted."""
+    """Remove the user-defined networks the filters select and no container is on, in one
+    append: their names, sorted."""
     filters = dict(filters or {})
     with e.command("network prune", "networks") as cmd:
         if "until" in filters:
@@ -155,8 +156,8 @@ def network_prune(e: EngineBase, filters: Filters | None = None) -> list[str]:
 
 
 def _prune(e: EngineBase, cmd: Command, filters: Filters) -> list[str]:
-    doomed = sorted((n for n in e.log.networks() if _labels_hold(n, filters)),
-                    key=lambda n: n.name)
+    doomed = sorted((n for n in e.log.networks()
+                     if _labels_hold(n, filters) and not members(e, n)), key=lambda n: n.name)
     if not doomed:
         return []
     cmd.append([ev.NetworkRemoved(id=n.id) for n in doomed],
@@ -214,9 +215,9 @@ def listed(e: EngineBase, filters: Filters | None = None) -> list[Network]:
                 raise BadInput(f"invalid filter: 'type'='{','.join(sorted(types))}'")
             if ("builtin" if predefined else "custom") not in types:
                 continue
-        if "dangling" in filters:  # no network has containers yet: dangling = user-defined
+        if "dangling" in filters:  # docker's: user-defined with no container on it
             wanted = filters["dangling"][0].lower() in ("1", "true")
-            if predefined == wanted:
+            if (predefined or bool(members(e, n))) == wanted:
                 continue
         if not _labels_hold(n, filters):
             continue
@@ -225,8 +226,9 @@ def listed(e: EngineBase, filters: Filters | None = None) -> list[Network]:
 
 
 def doc(n: Network) -> dict[str, Any]:
-    """docker's inspect JSON of a network (moby's api/types/network.Inspect); no network
-    has containers yet."""
+    """docker's inspect JSON of a network (moby's api/types/network.Inspect), Containers
+    empty as docker's list shows it (adapters/storage/netsettings.py fills them for
+    inspect)."""
     config = [{"Subnet": n.subnet, "Gateway": n.gateway}] if n.subnet else []
     return {
         "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local",
@@ -269,3 +271,28 @@ def _check_keys(filters: Filters, accepted: frozenset[str]) -> None:
 
 def _labels_hold(n: Network, filters: Filters) -> bool:
     return labels_hold(n.labels, filters)
+
+
+# --- members: the containers on a network ---------------------------------------------------
+
+MEMBER_STATES = ("running", "paused")
+
+
+class ActiveEndpoints(Conflict):
+    """A network with containers on it can't be removed (docker's 403, libnetwork's
+    ActiveEndpointsError)."""
+
+
+def members(e: EngineBase, n: Network) -> list[Container]:
+    """The containers with an endpoint on `n` now (running or paused: docker's active
+    endpoints), oldest first. A stopped container holds no endpoint: it neither shows in
+    the network's inspect nor keeps the network from being removed."""
+    return [c for c in e.log.containers(MEMBER_STATES)
+            if any(ep.get("id") == n.id for ep in c.endpoints.values())]
+
+
+def check_unused(e: EngineBase, n: Network) -> None:
+    """rm's guard, in docker's words: no container may be on the network."""
+    if members(e, n):
+        raise ActiveEndpoints(f"error while removing network: network {n.name} id {n.id} "
+                              "has active endpoints")

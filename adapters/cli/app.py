@@ -207,6 +207,8 @@ WARM_MODULES = (
     "adapters.eventstore.sqlite_log", "adapters.eventstore.query", "sqlite3", "pwd", "locale",
     "json", "adapters.logs", "core.engine.attaching", "core.networks",
     "adapters.network.endpoints", "adapters.network.bridge", "adapters.network.nat",
+    "adapters.storage.netsettings",
+    "adapters.network.resolver",
 )
 
 WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),

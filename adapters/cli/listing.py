@@ -1,5 +1,5 @@
-"""`lamina ps` and `lamina images`: the read model's containers and images, as docker lists
-them."""
+"""`lamina ps`, `lamina images` and `lamina port`: the read model's containers, images and
+published ports, as docker lists them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from adapters.cli.common import event_log
 
-COMMANDS = ("ps", "images")
+COMMANDS = ("ps", "images", "port")
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -31,6 +31,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
         for c in containers:
             render.json_line(to_doc(c))
         return 0
+    from adapters.storage.netsettings import ports_text, summary_ports
+
     images = {i.id: i for i in log.images()} if log is not None else {}
     rows = []
     for c in containers:
@@ -38,8 +40,29 @@ def cmd_ps(args: argparse.Namespace) -> int:
         shown = image.tags[0] if image is not None and image.tags else render.short(c.image)
         command = " ".join(c.cmd)
         rows.append([render.short(c.id), shown, f'"{command[:20]}"', render.ago(c.created),
-                     render.status(c), c.name])
-    render.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], rows)
+                     render.status(c), ports_text(summary_ports(c, image)), c.name])
+    render.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                 rows)
+    return 0
+
+
+def cmd_port(args: argparse.Namespace) -> int:
+    """docker port: a container's published ports (`80/tcp -> 0.0.0.0:8080`), or one
+    port's host addresses (`0.0.0.0:8080`)."""
+    from adapters.bootstrap import query_engine
+    from adapters.storage.netsettings import port_lines
+    from core.errors import BadInput, NotFound
+
+    log = event_log(args, create=False)
+    if log is None:
+        raise NotFound(f"No such container: {args.container}")
+    c = query_engine(log).container(args.container)
+    try:
+        lines = port_lines(c, log.image(c.image), args.port)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -81,6 +104,11 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
                         "before, since, ... (repeatable)")
     fmt(p)
     p.set_defaults(func=cmd_ps)
+
+    p = sub.add_parser("port", help="a container's published ports")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("port", metavar="PORT[/PROTO]", nargs="?", help="one port (tcp by default)")
+    p.set_defaults(func=cmd_port)
 
     p = sub.add_parser("images", help="list top-level images")
     p.add_argument("-a", "--all", action="store_true", help="intermediate images too")

@@ -1,8 +1,8 @@
 """`lamina network create|ls|inspect|rm|prune`: networks as docker's CLI shows them.
 
 create, rm and prune change state (each recorded, core/engine/networks.py); ls and inspect
-are pure queries on the read model and append nothing. connect and disconnect are not
-here: containers join no network but none and host yet.
+are pure queries on the read model and append nothing (inspect's Containers: the running
+members, adapters/storage/netsettings.py).
 """
 
 from __future__ import annotations
@@ -83,14 +83,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from core.engine.networks import doc
+    from adapters.storage.netsettings import network_doc
+    from core.engine.networks import members
     from core.errors import LaminaError
 
     e = _reader(args)
     docs, code = [], 0
     for ref in args.refs:
         try:
-            docs.append(doc(e.network(ref)))
+            n = e.network(ref)
+            docs.append(network_doc(n, members(e, n)))
         except LaminaError as err:
             print(f"lamina: error: {err}", file=sys.stderr)
             code = 1

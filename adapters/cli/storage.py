@@ -352,7 +352,9 @@ def _inspect_one(e: Any, store: Any, root: str, ref: str, kind: str | None,
             if kind == "container":
                 raise NotFound(f"no such container: {ref}") from None
         else:
-            return inspect.container_doc(c, e.log.image(c.image), store, root)
+            from core.engine.networks import every
+
+            return inspect.container_doc(c, e.log.image(c.image), store, root, every(e))
     try:
         image = e.image(ref)
     except NotFound:

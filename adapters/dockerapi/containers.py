@@ -23,6 +23,7 @@ from adapters.dockerapi.routing import (
     take_over,
 )
 from core import compat
+from core.engine.networks import every
 from core.errors import LaminaError, NotFound
 
 PARK_LIMIT = 600.0  # seconds an attach may wait for its container's start
@@ -50,7 +51,9 @@ async def list_containers(ctx: Ctx, req: Request) -> int:
                              filters, everything, limit)
     except LaminaError as err:  # docker's words as they are: "invalid filter 'x'"
         raise HttpError(404 if isinstance(err, NotFound) else 400, str(err)) from None
-    out = [shapes.container_summary(c, images.get(c.image), ctx.root) for c in chosen]
+    networks = every(ctx.engine)
+    out = [shapes.container_summary(c, images.get(c.image), ctx.root, networks,
+                                    req.api_version) for c in chosen]
     await req.conn.respond(200, dumps(out))
     return 200
 
@@ -59,7 +62,8 @@ async def list_containers(ctx: Ctx, req: Request) -> int:
 async def inspect(ctx: Ctx, req: Request, ref: str) -> int:
     c = find_container(ctx, ref)
     store = ctx.engine.layers
-    doc = shapes.container_inspect(c, ctx.log.image(c.image), store, ctx.root)
+    doc = shapes.container_inspect(c, ctx.log.image(c.image), store, ctx.root,
+                                   every(ctx.engine), req.api_version)
     await req.conn.respond(200, dumps(doc))
     return 200
 
@@ -247,7 +251,7 @@ def _deep_zero(value: Any) -> bool:
 
 
 def _no_request(api: str, value: Any) -> bool:
-    if api == "Config.Volumes":  # {"/path": {}}: its keys are the request
+    if api in ("Config.Volumes", "Config.ExposedPorts"):  # {"/path": {}}: keys ask
         return not value
     if api == "NetworkingConfig.EndpointsConfig" and isinstance(value, dict):
         # docker's CLI names the network NetworkMode asked for, with empty settings

@@ -134,7 +134,8 @@ async def prune(ctx: Ctx, req: Request) -> int:
 
 @route("GET", "/networks/(?P<ref>[^/]+)", body="none")
 async def inspect(ctx: Ctx, req: Request, ref: str) -> int:
-    from core.engine.networks import doc
+    from adapters.storage.netsettings import network_doc
+    from core.engine.networks import members
 
     try:
         n = ctx.engine.network(ref)
@@ -142,7 +143,7 @@ async def inspect(ctx: Ctx, req: Request, ref: str) -> int:
         raise error_for(err, capital=False) from None
     if req.q("scope") not in (None, "", "local"):  # every network of lamina's is local
         raise HttpError(404, f"network {ref} not found")
-    await req.conn.respond(200, dumps(doc(n)))
+    await req.conn.respond(200, dumps(network_doc(n, members(ctx.engine, n))))
     return 200
 
 

@@ -95,6 +95,8 @@ def status_for(kind: str, not_modified: bool = False) -> int:
         return 404
     if kind == IllegalMove.__name__:
         return 304 if not_modified else 409
+    if kind == "ActiveEndpoints":  # a network with containers on it: moby's Forbidden
+        return 403
     if kind in (Conflict.__name__, "ConcurrencyError"):
         return 409
     if kind in (BadInput.__name__, Ambiguous.__name__):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from core.model import Container, Image, Layer
+from core.model import Container, Image, Layer, Network
 
 
 def parse_at(at: str) -> datetime | None:
@@ -103,32 +104,39 @@ def network_mode(c: Container) -> str:
     return c.config.get("network") or "none"
 
 
-def container_summary(c: Container, image: Image | None, root: str) -> dict[str, Any]:
-    """One entry of GET /containers/json (docker ps)."""
+def container_summary(c: Container, image: Image | None, root: str,
+                      networks: Iterable[Network] = (), api_version: str | None = None
+                      ) -> dict[str, Any]:
+    """One entry of GET /containers/json (docker ps); `networks`: every network, to name
+    the ones it is on."""
+    from adapters.storage import netsettings
     from adapters.storage.inspect import container_mounts
 
     return {
         "Id": c.id, "Names": [f"/{c.name}"], "Image": image_name(image, c.image),
         "ImageID": f"sha256:{c.image}", "Command": command_text(c, image),
-        "Created": unix(c.created), "Ports": [], "Labels": c.config.get("labels") or {},
+        "Created": unix(c.created), "Ports": netsettings.summary_ports(c, image),
+        "Labels": c.config.get("labels") or {},
         "State": state_word(c), "Status": status_text(c),
         "HostConfig": {"NetworkMode": network_mode(c)},
-        "NetworkSettings": {"Networks": {}}, "Mounts": container_mounts(c, root),
+        "NetworkSettings": {"Networks": netsettings.networks_of(
+            c, netsettings.resolver(networks), api_version)},
+        "Mounts": container_mounts(c, root),
     }
 
 
-def container_inspect(c: Container, image: Image | None, store: Any, root: str
+def container_inspect(c: Container, image: Image | None, store: Any, root: str,
+                      networks: Iterable[Network] = (), api_version: str | None = None
                       ) -> dict[str, Any]:
     """GET /containers/{id}/json: lamina's inspect document in docker's words."""
     from adapters.storage import inspect
 
-    doc = inspect.container_doc(c, image, store, root)
+    doc = inspect.container_doc(c, image, store, root, networks, api_version)
     doc["State"]["Status"] = state_word(c)
     doc["State"]["ExitCode"] = c.exit_code or 0
     doc["State"]["Error"] = c.exit_reason or ""
     doc["Platform"] = "linux"
     doc["ResolvConfPath"] = doc["HostnamePath"] = doc["HostsPath"] = ""
-    doc["NetworkSettings"] = {"Networks": {}, "Ports": {}}
     host = doc["HostConfig"]
     host.update({"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                  "LogConfig": {"Type": "json-file", "Config": {}}})

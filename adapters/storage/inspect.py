@@ -10,10 +10,11 @@ State.Status.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from adapters.storage.union import changes  # noqa: F401 - docker diff, as before: viz uses it
-from core.model import Container, Image, Layer
+from core.model import Container, Image, Layer, Network
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}  # docker's API numbers for diff kinds
@@ -58,8 +59,13 @@ def image_doc(image: Image, layers: dict[str, Layer], store: Any) -> dict[str, A
     }
 
 
-def container_doc(c: Container, image: Image | None, store: Any, root: str) -> dict[str, Any]:
-    """`docker container inspect`'s fields for one container."""
+def container_doc(c: Container, image: Image | None, store: Any, root: str,
+                  networks: Iterable[Network] = (), api_version: str | None = None
+                  ) -> dict[str, Any]:
+    """`docker container inspect`'s fields for one container; `networks`: every network
+    (predefined and recorded), to name the ones it is on (adapters/storage/netsettings.py);
+    `api_version`: the Docker API's, when asked through it."""
+    from adapters.storage import netsettings
     from core.process import command_line, merge_env
 
     opts = c.config
@@ -99,7 +105,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str) -> d
         "Driver": "overlay2",
         "LogPath": os.path.join(root, "containers", c.id, f"{c.id}-json.log"),
         "HostConfig": {
-            "NetworkMode": opts.get("network") or "none",
+            **netsettings.host_config(opts),
             "Memory": opts.get("memory") or 0,
             "NanoCpus": int((opts.get("cpus") or 0) * 1e9),
             "PidsLimit": opts.get("pids") or None,
@@ -127,7 +133,11 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str) -> d
             "OpenStdin": bool(opts.get("interactive")),
             "Labels": opts.get("labels") or {},
             "Volumes": _volumes_of(opts),
+            **({"ExposedPorts": ports} if (ports := netsettings.exposed_ports(c, image))
+               else {}),
         },
+        "NetworkSettings": netsettings.network_settings(
+            c, image, netsettings.resolver(networks), api_version),
     }
 
 

@@ -1,14 +1,14 @@
-"""The Docker API's /networks against `lamina serve`, run inside a network namespace this
-module makes (a `unshare -n sleep` process, entered with `nsenter --net` only), through
-docker-py and the docker CLI; the host's links and nftables ruleset are compared before and
-after.
+"""The Docker API's /networks and the network fields of its container documents against
+`lamina serve`, run inside a network namespace this module makes (a `unshare -n sleep`
+process, entered with `nsenter --net` only), through docker-py, the docker CLI and the
+lamina CLI; the host's links and nftables ruleset are compared before and after.
 
-The first part is docker-py's own network tests (tests/integration/api_network_test.py of
-github.com/docker/docker-py) that need no container, case for case with their names and
-assertions, restated against the service (as test_volumes_api.py does for volumes). Left
-out: the connect/disconnect and container cases (containers join no network yet), IPv6,
-swarm's (attachable, ingress, scope=swarm), and test_create_network_with_ipam_config, whose
-IPRange and AuxiliaryAddresses lamina refuses by name (restated below as that refusal)."""
+docker-py's own network tests, case for case, are test_docker_py_networks.py (which uses
+this module's boxed_service); here is what they don't cover: the bridges in the namespace,
+docker's errors and words, the refusals and the audit, the documents of containers on
+networks (inspect's NetworkSettings, ps's Ports, a network's Containers), the rules that
+follow from members (rm's active endpoints, prune, dangling), and the CLIs' ps, port and
+network inspect."""
 
 from __future__ import annotations
 
@@ -20,37 +20,50 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import LAMINA, Lamina
-from tests.kernel.test_network_plumbing import Box, host_network
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers
+from tests.kernel.test_network_plumbing import Box, get, host_network
 from tests.service.conftest import Service
 
 pytestmark = pytest.mark.kernel
 
 
-@pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Box]]:
+@contextlib.contextmanager
+def boxed_service(base: Path, busybox: bool = False) -> Iterator[tuple[Service, Box]]:
+    """`lamina serve` on a root under `base`, run inside a network namespace of its own
+    (a Box: entered with `nsenter --net` only), with the busybox image if asked. Afterwards
+    every container is removed, the host must be clean and the host's network unchanged."""
     require_root()
     before = host_network()
     box = Box()
-    base = tmp_path_factory.mktemp("netsvc")
+    box.ok("ip", "link", "set", "lo", "up")  # a host's loopback is up
     root, sock, log_path = base / "root", str(base / "lamina.sock"), base / "serve.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(box.argv(LAMINA, "--root", str(root), "--log-format", "json",
                                          "serve", "--socket", sock),
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     svc = Service(root, sock, log_path, proc, time.time())
+    ids: list[str] = []
     try:
         deadline = time.monotonic() + 20
         while not os.path.exists(sock):
             assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "lamina serve did not come up"
             time.sleep(0.05)
+        if busybox:
+            svc.ok("import", str(busybox_tar(base)), "busybox")
         yield svc, box
     finally:
+        if root.exists():
+            lamina = Lamina(root)
+            ids = lamina.container_ids()
+            for cid in ids:
+                lamina("rm", "-f", cid)
+            lamina("network", "prune", "-f")  # the DNS responder leaves with the last one
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(20)
@@ -58,7 +71,17 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Box
             proc.kill()
             proc.wait()
         box.close()
+    deadline = time.monotonic() + 10
+    while leftovers(root, ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers(root, ids) == []
     assert host_network() == before, "a network test changed the host's network"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Box]]:
+    with boxed_service(tmp_path_factory.mktemp("netsvc"), busybox=True) as served:
+        yield served
 
 
 @pytest.fixture
@@ -93,121 +116,19 @@ def create_network(api, tmp_networks, *args, **kwargs) -> tuple[str, str]:
     return net_name, net_id
 
 
+def answer(box: Box, url: str, tries: int = 10) -> str | None:
+    """The body at `url` from inside `box`, a few tries given (a server just started)."""
+    for _ in range(tries):
+        body = get(box, url)
+        if body is not None:
+            return body
+        time.sleep(0.3)
+    return None
+
+
 def bridges(box: Box) -> list[str]:
     links = json.loads(box.ok("ip", "-j", "link"))
     return sorted(link["ifname"] for link in links if link["ifname"].startswith("lm-"))
-
-
-# --- docker-py: api_network_test.TestNetworks ------------------------------------------------
-
-
-def test_list_networks(api, tmp_networks) -> None:
-    networks = api.networks()
-    net_name, net_id = create_network(api, tmp_networks)
-    networks = api.networks()
-    assert net_id in [n["Id"] for n in networks]
-    networks_by_name = api.networks(names=[net_name])
-    assert [n["Id"] for n in networks_by_name] == [net_id]
-    networks_by_partial_id = api.networks(ids=[net_id[:8]])
-    assert [n["Id"] for n in networks_by_partial_id] == [net_id]
-
-
-def test_inspect_network(api, tmp_networks) -> None:
-    net_name, net_id = create_network(api, tmp_networks)
-    net = api.inspect_network(net_id)
-    assert net["Id"] == net_id
-    assert net["Name"] == net_name
-    assert net["Driver"] == "bridge"
-    assert net["Scope"] == "local"
-    assert net["IPAM"]["Driver"] == "default"
-
-
-def test_create_network_with_ipam_config_subnet_and_gateway(api, tmp_networks) -> None:
-    """docker-py's case without its IPRange and AuxiliaryAddresses (refused: below)."""
-    from docker.types import IPAMConfig, IPAMPool
-
-    _, net_id = create_network(api, tmp_networks, ipam=IPAMConfig(
-        driver="default", pool_configs=[IPAMPool(subnet="172.28.0.0/16",
-                                                 gateway="172.28.5.254")]))
-    ipam = api.inspect_network(net_id)["IPAM"]
-    assert ipam.pop("Options", None) is None
-    assert ipam["Driver"] == "default"
-    assert ipam["Config"] == [{"Subnet": "172.28.0.0/16", "Gateway": "172.28.5.254"}]
-
-
-def test_create_network_with_ipam_ranges_is_refused_by_name(api, service) -> None:
-    import docker
-    from docker.types import IPAMConfig, IPAMPool
-
-    with pytest.raises(docker.errors.APIError) as cm:
-        api.create_network(random_name(), ipam=IPAMConfig(pool_configs=[IPAMPool(
-            subnet="172.29.0.0/16", iprange="172.29.5.0/24", gateway="172.29.5.254")]))
-    assert cm.value.response.status_code == 400
-    assert cm.value.explanation == "IPAM Config IPRange is not supported by lamina yet"
-
-
-def test_create_network_with_host_driver_fails(api) -> None:
-    import docker
-
-    with pytest.raises(docker.errors.APIError):
-        api.create_network(random_name(), driver="host")
-
-
-def test_remove_network(api, tmp_networks) -> None:
-    net_name, net_id = create_network(api, tmp_networks)
-    assert net_name in [n["Name"] for n in api.networks()]
-    api.remove_network(net_id)
-    assert net_name not in [n["Name"] for n in api.networks()]
-
-
-def test_create_check_duplicate(api, tmp_networks) -> None:
-    import docker
-
-    net_name, net_id = create_network(api, tmp_networks)
-    with pytest.raises(docker.errors.APIError):
-        api.create_network(net_name, check_duplicate=True)
-
-
-def test_create_internal_networks(api, tmp_networks) -> None:
-    _, net_id = create_network(api, tmp_networks, internal=True)
-    net = api.inspect_network(net_id)
-    assert net["Internal"] is True
-
-
-def test_create_network_with_labels(api, tmp_networks) -> None:
-    _, net_id = create_network(api, tmp_networks, labels={"com.docker.py.test": "label"})
-    net = api.inspect_network(net_id)
-    assert "Labels" in net
-    assert len(net["Labels"]) == 1
-    assert net["Labels"] == {"com.docker.py.test": "label"}
-
-
-def test_create_network_with_labels_wrong_type(api, tmp_networks) -> None:
-    with pytest.raises(TypeError):
-        create_network(api, tmp_networks, labels=["com.docker.py.test=label"])
-
-
-def test_prune_networks(api, tmp_networks) -> None:
-    net_name, _ = create_network(api, tmp_networks)
-    result = api.prune_networks()
-    assert net_name in result["NetworksDeleted"]
-
-
-def test_create_inspect_network_with_scope_local(api, tmp_networks) -> None:
-    import docker
-
-    net_name_loc, _ = create_network(api, tmp_networks, scope="local")
-    assert api.inspect_network(net_name_loc)
-    assert api.inspect_network(net_name_loc, scope="local")
-    with pytest.raises(docker.errors.NotFound):
-        api.inspect_network(net_name_loc, scope="global")
-
-
-def test_create_remove_network_with_space_in_name(api, tmp_networks) -> None:
-    net_id = api.create_network("test 01")
-    tmp_networks.append(net_id)
-    assert api.inspect_network("test 01")
-    assert api.remove_network("test 01") is None  # does not raise
 
 
 # --- beyond docker-py: the namespace, errors, refusals, the audit -----------------------------
@@ -276,3 +197,167 @@ def test_the_docker_cli_creates_lists_and_removes(service, box) -> None:
     assert f"lm-{nid[:12]}" in bridges(b)
     assert service.ok("network", "rm", "cli-net").strip() == "cli-net"
     assert f"lm-{nid[:12]}" not in bridges(b)
+
+
+# --- containers on networks: docker's documents ----------------------------------------------
+
+
+def _id(box_ok: str) -> str:
+    return box_ok.strip().splitlines()[-1]
+
+
+def test_a_container_on_the_default_bridge_as_docker_shows_it(api, service, box) -> None:
+    import docker
+
+    _, b = box
+    c = api.create_container(
+        "busybox", ["httpd", "-f", "-p", "80", "-h", "/etc"],
+        ports=[80, (53, "udp"), 7000], name="shown",
+        host_config=api.create_host_config(
+            port_bindings={80: 8080, "53/udp": ("127.0.0.1",)}, dns=["10.0.0.53"],
+            dns_search=["example.test"], dns_opt=["ndots:2"]))
+    try:
+        bridge_id = api.inspect_network("bridge")["Id"]
+        created = api.inspect_container(c)
+        settings = created["NetworkSettings"]
+        assert settings["Ports"] == {} and settings["IPAddress"] == ""
+        assert list(settings["Networks"]) == ["bridge"]
+        assert settings["Networks"]["bridge"]["NetworkID"] == bridge_id
+        assert settings["Networks"]["bridge"]["IPAddress"] == ""
+        host = created["HostConfig"]
+        assert host["NetworkMode"] == "bridge"
+        assert host["PortBindings"] == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                                        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+        assert (host["PublishAllPorts"], host["Dns"], host["DnsSearch"], host["DnsOptions"]) \
+            == (False, ["10.0.0.53"], ["example.test"], ["ndots:2"])
+        assert created["Config"]["ExposedPorts"] == {"53/udp": {}, "80/tcp": {}, "7000/tcp": {}}
+
+        api.start(c)
+        doc = api.inspect_container(c)
+        settings = doc["NetworkSettings"]
+        ep = settings["Networks"]["bridge"]
+        assert ep["IPAddress"].startswith("172.17.") and ep["IPPrefixLen"] == 16
+        assert ep["Gateway"] == "172.17.0.1" and ep["NetworkID"] == bridge_id
+        assert ep["MacAddress"] == "02:42:" + ":".join(
+            f"{int(x):02x}" for x in ep["IPAddress"].split("."))
+        assert ep["Aliases"] is None and ep["DNSNames"] is None and ep["IPAMConfig"] is None
+        assert len(ep["EndpointID"]) == 64
+        for key in ("IPAddress", "IPPrefixLen", "Gateway", "MacAddress", "EndpointID"):
+            assert settings[key] == ep[key], key  # the default bridge's, at the top too
+        ephemeral = settings["Ports"]["53/udp"][0]["HostPort"]
+        assert settings["Ports"] == {
+            "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ephemeral}],
+            "7000/tcp": None, "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
+        assert 49153 <= int(ephemeral) <= 60999
+        assert api.port(c, 80) == [{"HostIp": "0.0.0.0", "HostPort": "8080"}]
+
+        [listed] = api.containers(filters={"name": "shown"})
+        assert listed["Ports"] == [
+            {"IP": "127.0.0.1", "PrivatePort": 53, "PublicPort": int(ephemeral), "Type": "udp"},
+            {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
+            {"PrivatePort": 7000, "Type": "tcp"}]
+        assert listed["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ep["IPAddress"]
+
+        # the docker CLI and lamina's say it as docker's does
+        text = f"7000/tcp, 127.0.0.1:{ephemeral}->53/udp, 0.0.0.0:8080->80/tcp"
+        assert service.ok("ps", "--filter", "name=shown", "--format", "{{.Ports}}").strip() \
+            == text
+        lamina = Lamina(service.root)
+        [row] = [line for line in lamina.ok("ps").splitlines() if line.endswith(" shown")]
+        assert f"   {text}   " in row
+        assert service.ok("port", "shown").splitlines() == lamina.ok(
+            "port", "shown").splitlines() == [f"53/udp -> 127.0.0.1:{ephemeral}",
+                                              "80/tcp -> 0.0.0.0:8080"]
+        assert service.ok("port", "shown", "80").strip() == "0.0.0.0:8080"
+        assert lamina.ok("port", "shown", "80/tcp").strip() == "0.0.0.0:8080"
+        missing = lamina("port", "shown", "81")
+        assert missing.returncode == 1 and "no public port '81' published for shown" in \
+            missing.stderr
+        [cli_doc] = json.loads(lamina.ok("inspect", "shown"))
+        assert cli_doc["NetworkSettings"]["Networks"] == settings["Networks"]
+        assert cli_doc["NetworkSettings"]["Ports"] == settings["Ports"]
+
+        # the published port answers, on 127.0.0.1 too, from inside the namespace
+        assert answer(b, "http://127.0.0.1:8080/hostname") == doc["Config"]["Hostname"]
+
+        api.stop(c, timeout=1)
+        stopped = api.inspect_container(c)["NetworkSettings"]
+        assert stopped["Ports"] == {} and stopped["IPAddress"] == ""
+        assert stopped["Networks"]["bridge"]["NetworkID"] == bridge_id
+        assert stopped["Networks"]["bridge"]["EndpointID"] == ""
+        assert api.containers(all=True, filters={"name": "shown"})[0]["Ports"] == []
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_container(c, force=True)
+
+
+def test_publish_all_publishes_what_is_exposed(service) -> None:
+    cid = service.ok("run", "-d", "-P", "--expose", "80", "--expose", "90-91/udp",
+                     "busybox", "sleep", "60").strip()
+    try:
+        [doc] = json.loads(service.ok("inspect", cid))
+        assert doc["HostConfig"]["PublishAllPorts"] is True
+        ports = doc["NetworkSettings"]["Ports"]
+        assert sorted(ports) == ["80/tcp", "90/udp", "91/udp"]
+        for bindings in ports.values():
+            [b] = bindings
+            assert b["HostIp"] == "0.0.0.0" and 49153 <= int(b["HostPort"]) <= 60999
+    finally:
+        service.ok("rm", "-f", cid)
+
+
+def test_a_network_with_members(api, service, tmp_networks) -> None:
+    import docker
+
+    name, nid = create_network(api, tmp_networks, ipam={"Config": [{"Subnet": "10.66.0.0/24"}]})
+    c = api.create_container(
+        "busybox", ["sleep", "60"], name="member",
+        host_config=api.create_host_config(network_mode=name),
+        networking_config=api.create_networking_config(
+            {name: api.create_endpoint_config(aliases=["db"], ipv4_address="10.66.0.9")}))
+    try:
+        assert api.inspect_network(nid)["Containers"] == {}
+        assert name in [n["Name"] for n in api.networks(filters={"dangling": ["true"]})]
+        api.start(c)
+        cid = c["Id"]
+        ep = api.inspect_container(c)["NetworkSettings"]["Networks"][name]
+        assert (ep["IPAddress"], ep["IPPrefixLen"], ep["Gateway"]) == ("10.66.0.9", 24,
+                                                                        "10.66.0.1")
+        assert ep["IPAMConfig"] == {"IPv4Address": "10.66.0.9"}
+        assert ep["Aliases"] == ["db"]  # API 1.45 and later: no short id
+        assert ep["DNSNames"] == ["member", "db", cid[:12]]
+        old = docker.APIClient(base_url=f"unix://{service.socket}", version="1.41")
+        assert old.inspect_container(c)["NetworkSettings"]["Networks"][name]["Aliases"] == \
+            ["db", cid[:12]]  # before 1.45 docker added it (docker-compose 1.x needs it)
+        old.close()
+        assert service.ok("network", "inspect", name)  # the docker CLI reads it
+        members = {cid: {"Name": "member", "EndpointID": ep["EndpointID"],
+                         "MacAddress": ep["MacAddress"], "IPv4Address": "10.66.0.9/24",
+                         "IPv6Address": ""}}
+        assert api.inspect_network(nid)["Containers"] == members
+        [cli_doc] = json.loads(Lamina(service.root).ok("network", "inspect", name))
+        assert cli_doc["Containers"] == members
+        assert api.networks(names=[name])[0]["Containers"] == {}  # docker's list: none
+
+        with pytest.raises(docker.errors.APIError) as cm:
+            api.remove_network(name)
+        assert cm.value.response.status_code == 403
+        assert cm.value.explanation == (f"error while removing network: network {name} id "
+                                        f"{nid} has active endpoints")
+        assert name not in api.prune_networks()["NetworksDeleted"]
+        assert name not in [n["Name"] for n in api.networks(filters={"dangling": ["true"]})]
+        assert name in [n["Name"] for n in api.networks(filters={"dangling": ["false"]})]
+        rejected = [e for e in Lamina(service.root).events("type=CommandRejected")
+                    if e["data"].get("command") == "network rm"]
+        assert "has active endpoints" in rejected[-1]["data"]["reason"]
+
+        api.stop(c, timeout=1)  # a stopped container holds no endpoint
+        assert api.inspect_network(nid)["Containers"] == {}
+        api.remove_network(nid)
+        with pytest.raises(docker.errors.APIError) as cm:
+            api.start(c)
+        assert f"network {name} not found" in cm.value.explanation.lower()
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_container(c, force=True)
+

@@ -11,7 +11,8 @@ gateway is the one address such a network reaches; nat.py drops only what leaves
 What it answers: A queries (and ANY) for the names the engine supplies, a mapping of name
 -> addresses (core.networks.dns_records: container names and aliases, lower case), kept
 current by `update` or by a records file the engine rewrites (RecordsFile, re-read when it
-changes, so a responder in another process follows containers coming and going). A known
+changes, so a responder in another process follows containers coming and going; the
+running service, adapters/network/resolver.py, reads the log's read model instead). A known
 name asked for another type gets an empty NOERROR (no AAAA: the networks are IPv4 only, and
 an NXDOMAIN there would make a resolver asking A and AAAA at once give up on the name);
 every unknown name gets NXDOMAIN, and a client outside the network REFUSED. No forwarding:
@@ -154,6 +155,40 @@ def write_records(path: str, records: Records) -> None:
     os.replace(tmp, path)
 
 
+def bind(address: str, port: int = PORT) -> socket.socket:
+    """A UDP socket on `address`:`port`, non-blocking, bound with IP_FREEBIND: the
+    gateway's address may not be on its bridge yet (or any more) when the socket is made."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
+        sock.bind((address, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def respond(sock: socket.socket, lookup: Callable[[str], Sequence[str] | None],
+            clients: IPv4Network | None) -> bool:
+    """Answer one waiting query on `sock` (REFUSED to a peer outside `clients`); False when
+    none was waiting. A failure to read, answer or send loses that query only."""
+    try:
+        packet, peer = sock.recvfrom(4096)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    refuse = clients is not None and IPv4Address(peer[0]) not in clients
+    try:
+        reply = answer(packet, lookup, refuse=refuse)
+    except Exception:  # a records file mid-write, say: no answer, not no server
+        return True
+    if reply is not None:
+        with contextlib.suppress(OSError):
+            sock.sendto(reply, peer)
+    return True
+
+
 class Responder:
     """A UDP DNS responder bound to `address`:`port` (port 0: any free one, for tests) in
     the calling thread's network namespace, answering from `records` (a mapping, or a
@@ -165,13 +200,7 @@ class Responder:
                  clients: str | None = None) -> None:
         self._source: Source = records if callable(records) else _fixed(records)
         self.clients = IPv4Network(clients) if clients is not None else None
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self.sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
-            self.sock.bind((address, port))
-        except OSError:
-            self.sock.close()
-            raise
+        self.sock = bind(address, port)
         self.address, self.port = self.sock.getsockname()
         self._wake_r, self._wake_w = os.pipe()
         self._thread: threading.Thread | None = None
@@ -193,19 +222,7 @@ class Responder:
                 ready = {key.fileobj for key, _ in sel.select()}
                 if self._wake_r in ready:
                     return
-                try:
-                    packet, peer = self.sock.recvfrom(4096)
-                except OSError:
-                    continue
-                refuse = (self.clients is not None
-                          and IPv4Address(peer[0]) not in self.clients)
-                try:
-                    reply = answer(packet, self.lookup, refuse=refuse)
-                except Exception:  # a records file mid-write, say: no answer, not no server
-                    continue
-                if reply is not None:
-                    with contextlib.suppress(OSError):
-                        self.sock.sendto(reply, peer)
+                respond(self.sock, self.lookup, self.clients)
 
     def start(self) -> threading.Thread:
         """Serve in a daemon thread."""

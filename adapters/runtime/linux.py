@@ -116,6 +116,10 @@ class LinuxRuntime:
                         os.close(fd)
                     raise
                 held.append(plan.netns_fd)
+                if any(ep.get("dns") for ep in container.endpoints.values()):
+                    from adapters.network import resolver  # serving before init: peers resolve
+
+                    resolver.ensure(self.root)
         except BaseException:
             self._cleanup(container, cgroup)
             raise

@@ -3,7 +3,7 @@ prune (workers, each recorded as the CLI's are). Shapes are moby's api/swagger.y
 (Network, NetworkCreateResponse, NetworkPruneResponse); errors carry docker's own words,
 lower case as its daemon sends them (`network x not found`).
 
-A request field lamina doesn't honour (IPv6, swarm's attachable/ingress/config networks,
+A request field lamina doesn't honour (IPv6, swarm's ingress and config networks,
 an IPAM range or auxiliary addresses, a second subnet) is refused by name before anything
 happens, and recorded as refused. connect and disconnect answer the same way: containers
 join no network but none and host yet."""
@@ -16,9 +16,12 @@ from adapters.dockerapi.http import HttpError, Request
 from adapters.dockerapi.routing import Ctx, dumps, error_for, raise_for, route
 from core.errors import LaminaError
 
-# NetworkCreateRequest's fields lamina takes; CheckDuplicate is moot (names are unique).
+# NetworkCreateRequest's fields lamina takes; CheckDuplicate is moot (names are unique), and
+# so is Attachable on a local network: it lets standalone containers join a swarm-scoped
+# network, and every container may join a local one already (docker-compose 1.x sends it
+# with every create). It is not recorded, so inspect shows Attachable false.
 CREATE_FIELDS = ("Name", "CheckDuplicate", "Driver", "Scope", "Internal", "IPAM", "Options",
-                 "Labels", "EnableIPv4")
+                 "Labels", "EnableIPv4", "Attachable")
 IPAM_CONFIG_FIELDS = ("Subnet", "Gateway")
 
 

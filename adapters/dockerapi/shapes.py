@@ -209,6 +209,8 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
     "VolumeRemoved": ("volume", ["destroy"]),
     "NetworkCreated": ("network", ["create"]),
     "NetworkRemoved": ("network", ["destroy"]),
+    "ContainerConnected": ("network", ["connect"]),
+    "ContainerDisconnected": ("network", ["disconnect"]),
     "CommandRejected": ("lamina", ["rejected"]),
 }
 
@@ -244,9 +246,13 @@ def docker_events(rec: Any, names: dict[str, str]) -> list[dict[str, Any]]:
             attrs["read/write"] = "false" if d.get("read_only") else "true"
     elif kind == "network" and rec.type == "NetworkCreated":  # docker's: name and type
         attrs.update(name=str(d.get("name", "")), type=str(d.get("driver") or "bridge"))
+    elif kind == "network":  # a container joined or left: the network is the actor
+        attrs.update(container=rec.target, name=str(d.get("network", "")), type="bridge")
     elif kind == "lamina":
         attrs.update(command=str(d.get("command", "")), reason=str(d.get("reason", "")))
     actor = rec.target if kind != "lamina" else str(d.get("target", ""))
+    if rec.type in ("ContainerConnected", "ContainerDisconnected"):
+        actor = str(d.get("network_id", ""))
     when = parse_at(rec.at)
     ns = int(when.timestamp() * 1e9) if when else 0
     out = []

@@ -1,4 +1,4 @@
-"""System endpoints: _ping, version, info, events."""
+"""System endpoints: _ping, version, info, events, and swarm's as a node outside one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from adapters.dockerapi import shapes
 from adapters.dockerapi.http import API_VERSION, HttpError, Request, passes
-from adapters.dockerapi.routing import Ctx, dumps, route
+from adapters.dockerapi.routing import Ctx, dumps, raise_for, route
 from core import __version__
 
 
@@ -168,3 +168,29 @@ async def events(ctx: Ctx, req: Request) -> int:
             await conn.stream(b"".join(dumps(m) + b"\n" for m in msgs))
     await conn.end_stream()
     return 200
+
+
+# --- swarm: lamina is a node that is not part of one ----------------------------------------
+
+NO_SWARM = "This node is not part of a swarm"
+
+
+@route("GET", "/swarm", body="none")
+@route("GET", "/swarm/unlockkey", body="none")
+@route("POST", "/swarm/(?:leave|update|unlock)", body="none")
+async def not_in_a_swarm(ctx: Ctx, req: Request) -> int:
+    """What docker's daemon answers on a node outside a swarm (moby's errNoSwarm, 503): what
+    clients read to know there is none (docker-py's leave_swarm(force=True) takes it as
+    done)."""
+    raise HttpError(503, NO_SWARM)
+
+
+@route("POST", "/swarm/(?:init|join)")
+async def swarm_refused(ctx: Ctx, req: Request) -> int:
+    """Joining or making a swarm: refused by name, and recorded as refused."""
+    def job(e: Any, _: Any) -> None:
+        e.refuse("swarm init" if req.path.endswith("init") else "swarm join", "swarm",
+                 "swarm mode is not supported by lamina")
+
+    raise_for(await ctx.run(req, job), capital=False)
+    return 400  # not reached: the refusal raised

@@ -361,3 +361,21 @@ def test_a_network_with_members(api, service, tmp_networks) -> None:
         with contextlib.suppress(docker.errors.APIError):
             api.remove_container(c, force=True)
 
+
+
+def test_a_node_outside_a_swarm(api, service) -> None:
+    """docker's answers on a node that is not part of a swarm (docker-py's network tests
+    leave the swarm in every tearDown); making or joining one is refused and recorded."""
+    import docker
+
+    assert api.leave_swarm(force=True) is True
+    with pytest.raises(docker.errors.APIError) as cm:
+        api.inspect_swarm()
+    assert (cm.value.response.status_code, cm.value.explanation) == (
+        503, "This node is not part of a swarm")
+    with pytest.raises(docker.errors.APIError) as cm:
+        api.init_swarm("127.0.0.1")
+    assert (cm.value.response.status_code, cm.value.explanation) == (
+        400, "swarm mode is not supported by lamina")
+    rejected = Lamina(service.root).events("type=CommandRejected")
+    assert rejected[-1]["data"]["command"] == "swarm init"

@@ -38,6 +38,9 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "rm_force", "source": "*", "dest": "image"},
     {"trigger": "commit", "source": ["stopped", "running", "paused"], "dest": "="},
     {"trigger": "exec", "source": "running", "dest": None},
+    # network connect/disconnect: membership changes, the state stays
+    {"trigger": "connect", "source": ["stopped", "running"], "dest": None},
+    {"trigger": "disconnect", "source": ["stopped", "running"], "dest": None},
 ]
 
 TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(t["trigger"] for t in TRANSITIONS))

@@ -43,6 +43,10 @@ class Container:
     # the current run's leases (ContainerStarted's networks and ports); empty when not running
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     ports: tuple[dict[str, Any], ...] = ()
+    # the bridge networks it is a member of, by name, with what it asked there ({"aliases",
+    # "ip"}): its --network and what `network connect/disconnect` changed since (each run
+    # leases an address on every one of them, in this order)
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,8 @@ TRIGGER_OF: dict[str, str] = {
     "ContainerCommitted": "commit",
     "ExecStarted": "exec",
     "ExecExited": "exec",
+    "ContainerConnected": "connect",
+    "ContainerDisconnected": "disconnect",
 }
 
 
@@ -169,11 +175,36 @@ def _moved(c: Container, rec: Recorded, trigger: str = "", **changes: Any) -> Co
 
 def _container_created(_: Container | None, rec: Recorded) -> Container:
     d = rec.data
+    config = d.get("config") or {}
     return Container(
         id=d["id"], name=d["name"], image=d["image"], state="stopped", version=rec.version,
         created=rec.at, cmd=tuple(d.get("cmd") or ()), rw_layer=d.get("rw_layer", ""),
-        config=d.get("config") or {},
+        config=config, networks=membership(config),
     )
+
+
+def membership(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The networks a create put a container on: its --network when that is a bridge
+    network (not none, host, or a container's), with its endpoint settings."""
+    mode = config.get("network") or "none"
+    if mode in ("none", "host") or mode.startswith("container:"):
+        return {}
+    return {mode: dict((config.get("endpoints") or {}).get(mode) or {})}
+
+
+def _connected(c: Container, rec: Recorded) -> Container:
+    d = rec.data
+    settings = {k: v for k, v in (("aliases", d.get("aliases")), ("ip", d.get("ip"))) if v}
+    endpoints = {**c.endpoints, d["network"]: d["endpoint"]} if d.get("endpoint") \
+        else c.endpoints
+    return _moved(c, rec, networks={**c.networks, d["network"]: settings},
+                  endpoints=endpoints)
+
+
+def _disconnected(c: Container, rec: Recorded) -> Container:
+    name = rec.data["network"]
+    return _moved(c, rec, networks={k: v for k, v in c.networks.items() if k != name},
+                  endpoints={k: v for k, v in c.endpoints.items() if k != name})
 
 
 def _started(c: Container, rec: Recorded) -> Container:
@@ -309,6 +340,8 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "ContainerSignalled": _signalled,
     "ContainerCommitted": _plain,
     "ContainerRemoved": _container_removed,
+    "ContainerConnected": _connected,
+    "ContainerDisconnected": _disconnected,
     "ExecStarted": _plain,
     "ExecExited": _plain,
     "ImageCreated": _image_created,

@@ -332,6 +332,15 @@ class Runtime(Protocol):
         """Free what a stopped container's process left (cgroup, mounts kept by the runtime)."""
         ...
 
+    def connect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
+        """Join a running container to one more network: `endpoint` is its lease there (as
+        core/engine/attaching.endpoint decides it), made real before it is recorded."""
+        ...
+
+    def disconnect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
+        """Take a running container off one network (after that is recorded); idempotent."""
+        ...
+
     def remove(self, container: Container) -> None:
         """The container is gone: delete its runtime files (logs, exit records)."""
         ...

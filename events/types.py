@@ -131,6 +131,32 @@ class ContainerRestarted(Event):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class ContainerConnected(Event):
+    """`network connect`: the container is a member of the network `network` (its name;
+    `network_id` its id) with `aliases` and a fixed `ip` if asked. On a running container,
+    `endpoint` is the lease made on the host before this was recorded (as ContainerStarted's
+    networks hold them); empty on a stopped one, which leases at its next start."""
+
+    KIND: ClassVar[str] = "container"
+    network: str
+    network_id: str
+    aliases: list[str] = field(default_factory=list)
+    ip: str = ""
+    endpoint: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerDisconnected(Event):
+    """`network disconnect`: the container leaves the network (a running one's veth is
+    removed after this is recorded, and its address released)."""
+
+    KIND: ClassVar[str] = "container"
+    network: str
+    network_id: str
+    force: bool = False
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerRemoved(Event):
     """The read-write layer and its files are gone; what remains is the image."""
 

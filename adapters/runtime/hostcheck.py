@@ -75,7 +75,7 @@ def findings(runtime: Any, known: Mapping[str, Container]) -> list[Finding]:
     return [*_cgroups(runtime, known), *_mounts(runtime, known), *_views(runtime, known),
             *_freezer(runtime, known),
             *_layers(runtime), *_container_dirs(runtime), *_staging(runtime),
-            *_remap(runtime)]
+            *_remap(runtime), *_wiring(runtime, known)]
 
 
 def _remap(runtime: Any) -> Iterator[Finding]:
@@ -92,6 +92,50 @@ def _remap(runtime: Any) -> Iterator[Finding]:
 
     for line in check(config):
         yield Finding(line, lambda: None)
+
+
+# --- network wiring ----------------------------------------------------------------------------
+
+def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
+    """A container's veth or published ports (adapters/network/endpoints.py) while it doesn't
+    run: left by a run whose end was recorded by a process that died before unwiring, or
+    by a start that died after wiring. A veth's name is derived from its container's and
+    network's ids and a publication's from its container's: one that no container of this
+    log can own is another root's or an older one's, and one of a container that runs is
+    its own. Repaired under the container's lock (a start wires before it records)."""
+    if not any(c.endpoints or c.config.get("network") not in (None, "none", "host")
+               for c in known.values()):
+        return  # nothing of this root was ever on a bridge: don't load netlink for nothing
+    from adapters.network import bridge, endpoints
+    from adapters.network.host import _nftables
+    from core import networks as ipam
+
+    network_ids = {n.id for n in runtime.log.networks()}
+    network_ids.add(_default_network_id())
+    for c in known.values():
+        network_ids |= {ep["id"] for ep in c.endpoints.values()}
+    owner = {ipam.veth_name(cid, nid): cid for cid in known for nid in network_ids}
+    for name, kind in bridge.links().items():
+        owned = owner.get(name)
+        if kind == "veth" and owned is not None and known[owned].state not in LIVE:
+            yield Finding(f"veth {name} of container {owned[:12]}, which is not running",
+                          partial(_locked, runtime, owned, partial(bridge.detach, name)))
+    if not _nftables():
+        return
+    from adapters.network import nat
+
+    keys = {endpoints.publication_key(cid): cid for cid in known}
+    for key in nat.owned().publications:
+        holder = keys.get(key)
+        if holder is not None and known[holder].state not in LIVE:
+            yield Finding(f"published ports of container {holder[:12]}, which is not running",
+                          partial(_locked, runtime, holder, partial(nat.unpublish, key)))
+
+
+def _default_network_id() -> str:
+    from core.engine.networks import PREDEFINED
+
+    return PREDEFINED["bridge"].id
 
 
 # --- cgroups, mounts, the freezer ------------------------------------------------------------

@@ -88,6 +88,11 @@ class LinuxRuntime:
         from adapters.runtime.init import InitPlan
 
         spec = self.spec(container, image)
+        if spec.network not in ("none", "host") and not container.endpoints:
+            # fail closed: without its leases it would run in our network namespace
+            raise RuntimeError_(f"cannot start container {container.id[:12]}: network "
+                                f"{spec.network} has no endpoint for it (its leases are "
+                                "decided by the engine's start)")
         cdir = self.container_dir(container.id)
         os.makedirs(cdir, exist_ok=True)
         nodes = devices.nodes_for(spec.security)  # a bad --device fails before anything
@@ -356,6 +361,37 @@ class LinuxRuntime:
         else:
             _unwire(container)
             self.layers.unmount(container.rw_layer)
+
+    def connect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
+        """One more veth into the running container's network namespace (its init's)."""
+        from adapters.network import bridge, endpoints
+
+        try:
+            fd = os.open(f"/proc/{container.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as err:
+            raise RuntimeError_(f"container {container.id[:12]}: {err.strerror}") from None
+        try:
+            if not self.alive(container):
+                raise RuntimeError_(f"container {container.id[:12]} is not running")
+            endpoints.ensure_network(endpoint)
+            bridge.attach(endpoint["bridge"], endpoint["veth"], address=endpoint["address"],
+                          prefixlen=int(endpoint["prefixlen"]), gateway=endpoint["gateway"],
+                          netns_fd=fd, ifname=f"eth{endpoint['slot']}", mac=endpoint["mac"],
+                          route=False)
+        except bridge.LinkError as err:
+            raise RuntimeError_(f"cannot connect container {container.id[:12]}: {err}") \
+                from None
+        finally:
+            os.close(fd)
+        if endpoint.get("dns"):
+            from adapters.network import resolver
+
+            resolver.ensure(self.root)
+
+    def disconnect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
+        from adapters.network import bridge
+
+        bridge.detach(endpoint["veth"])
 
     def _cleanup(self, container: Container, cgroup: Cgroup) -> None:
         try:

@@ -273,6 +273,19 @@ class Engine(EngineBase):
 
         return networks.network_prune(self, filters)
 
+    def network_connect(self, net_ref: str, ref: str, aliases: Sequence[str] = (),
+                        ip: str | None = None) -> None:
+        """Put a container on one more network (a running one joins at once)."""
+        from core.engine import networks
+
+        networks.network_connect(self, net_ref, ref, aliases, ip)
+
+    def network_disconnect(self, net_ref: str, ref: str, force: bool = False) -> None:
+        """Take a container off a network."""
+        from core.engine import networks
+
+        networks.network_disconnect(self, net_ref, ref, force)
+
     def network(self, ref: str) -> Network:
         """A network (predefined or user-defined) by id, name or id prefix (a query)."""
         from core.engine import networks

@@ -23,9 +23,9 @@ from typing import Any
 
 from core import networks as ipam
 from core.engine.base import EngineBase
-from core.engine.networks import find, is_predefined, spec
+from core.engine.networks import check_endpoint, endpoint, find
 from core.errors import BadInput
-from core.model import Container, Image, Network
+from core.model import Container, Image
 
 DEFAULT_MODE = ipam.DEFAULT_NETWORK
 LIVE = ("running", "paused")
@@ -34,11 +34,18 @@ LIVE = ("running", "paused")
 # --- create ------------------------------------------------------------------------------
 
 
-def judge(e: EngineBase, config: dict[str, Any]) -> None:
-    """Normalise and check a create's network options in place (BadInput/NotFound)."""
+def judge(e: EngineBase, config: dict[str, Any], remapped: bool = False) -> None:
+    """Normalise and check a create's network options in place (BadInput/NotFound).
+
+    A --userns-remap root's containers default to `none` and are refused a bridge: their
+    network namespace would be made by the host's user namespace, over which their root
+    has no say (it could not mount its /sys), and making it inside theirs is not built."""
     mode = config.get("network") or "default"
     if mode == "default":
-        mode = DEFAULT_MODE
+        mode = "none" if remapped else DEFAULT_MODE
+    if remapped and mode not in ("none", "host"):
+        raise BadInput(f"--network {mode}: bridge networks are not supported on a "
+                       "--userns-remap root yet (use --network none)")
     if mode.startswith("container:"):
         raise BadInput("--network container:NAME is not supported by lamina yet")
     config["network"] = mode
@@ -59,7 +66,7 @@ def judge(e: EngineBase, config: dict[str, Any]) -> None:
             if name != mode and find(e, name).id != network.id:
                 raise BadInput(f"endpoint settings for network {name}, which the container "
                                f"is not on (--network {mode})")
-            _check_endpoint(network, ep)
+            check_endpoint(network, ep)
         endpoints = {mode: next(iter(endpoints.values()))} if endpoints else {}
     if endpoints:
         config["endpoints"] = endpoints
@@ -101,18 +108,6 @@ def _endpoints(raw: Any, mode: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _check_endpoint(network: Network, ep: Mapping[str, Any]) -> None:
-    user_defined = not is_predefined(network)
-    if ep.get("aliases") and not user_defined:
-        raise BadInput("network-scoped alias is supported only for containers in user "
-                       "defined networks")
-    if ep.get("ip"):
-        if not user_defined:
-            raise BadInput("user specified IP address is supported on user defined "
-                           "networks only")
-        ipam.lease(spec(network), (), requested=ep["ip"])  # in its subnet, not reserved
-
-
 def _port_specs(raw: Any) -> list[ipam.PortSpec]:
     """`-p` strings (the CLI's) or docker's PortBindings ({"80/tcp": [{HostIp, HostPort}]})
     as PortSpecs; a recorded list of PortSpec dicts passes through."""
@@ -146,37 +141,20 @@ def exposed(raw: Any) -> list[str]:
 # --- start -------------------------------------------------------------------------------
 
 
-def network_of(e: EngineBase, c: Container) -> Network | None:
-    """The bridge network a container joins at start (None: none, host); NotFound when it
-    was removed since."""
-    mode = c.config.get("network") or "none"
-    if mode in ("none", "host"):
-        return None
-    return find(e, mode)
-
-
 def leased(e: EngineBase, c: Container, image: Image) -> Container:
-    """The container with its run's leases decided (see the module's doc)."""
-    network = network_of(e, c)
-    if network is None:
+    """The container with its run's leases decided (see the module's doc): an endpoint on
+    every network it is a member of, in order (the first one's gateway is its route out and
+    its published ports' address). A member network removed since is docker's `network X
+    not found`."""
+    if not c.networks:
         return c
     others = [x for x in e.log.containers() if x.state in LIVE and x.id != c.id]
-    net = spec(network)
-    wanted = (c.config.get("endpoints") or {}).get(c.config["network"], {})
-    taken = [ep["address"] for x in others for ep in x.endpoints.values()
-             if ep["id"] == network.id]
-    address = ipam.lease(net, taken, requested=wanted.get("ip"))
-    user_defined = not is_predefined(network)
-    names = [c.name, *wanted.get("aliases", ()), c.id[:12]] if user_defined else []
-    endpoint = {"id": network.id, "address": address, "prefixlen": net.prefixlen,
-                "gateway": net.gateway, "mac": ipam.mac_address(address),
-                "bridge": net.bridge, "veth": ipam.veth_name(c.id, network.id),
-                "internal": net.internal, "aliases": list(wanted.get("aliases", ())),
-                "dns_names": names, "dns": user_defined, "slot": 0}
-    ports = _bindings(c, image, others)
-    if ports and net.internal:
-        ports = []  # docker publishes nothing from an internal network
-    return dataclasses.replace(c, endpoints={network.name: endpoint},
+    endpoints: dict[str, dict[str, Any]] = {}
+    for slot, (name, wanted) in enumerate(c.networks.items()):
+        endpoints[name] = endpoint(c, find(e, name), wanted, others, slot)
+    first = next(iter(endpoints.values()))
+    ports = [] if first["internal"] else _bindings(c, image, others)
+    return dataclasses.replace(c, endpoints=endpoints,
                                ports=tuple(dataclasses.asdict(b) for b in ports))
 
 

@@ -76,11 +76,11 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
     """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
     with e.command("create", image_ref) as cmd:
         config = security.normalized(compat.checked(config or {}))
-        attaching.judge(e, config)
         if "mount_points" in config:  # what create records, judged: never a request
             raise BadInput("mount_points is recorded by lamina, not a create option")
         root, root_version = rootconfig.read(e.log)
         rootconfig.check_container(config, root)
+        attaching.judge(e, config, remapped=root.remapped)
         image = e.image(image_ref)
         image_cfg = image.config.get("config") or {}
         command_line(image_cfg, cmd_args, config.get("entrypoint"))

@@ -29,10 +29,11 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from core import lifecycle
 from core import networks as ipam
 from core.command import Command
 from core.engine.base import EngineBase
-from core.errors import Ambiguous, BadInput, Conflict, NotFound
+from core.errors import Ambiguous, BadInput, Conflict, IllegalMove, NotFound
 from core.filters import labels_hold, matches
 from core.model import Container, Network
 from events import types as ev
@@ -296,3 +297,117 @@ def check_unused(e: EngineBase, n: Network) -> None:
     if members(e, n):
         raise ActiveEndpoints(f"error while removing network: network {n.name} id {n.id} "
                               "has active endpoints")
+
+
+# --- membership: network connect / disconnect ---------------------------------------------
+
+
+def check_endpoint(network: Network, ep: Mapping[str, Any]) -> None:
+    user_defined = not is_predefined(network)
+    if ep.get("aliases") and not user_defined:
+        raise BadInput("network-scoped alias is supported only for containers in user "
+                       "defined networks")
+    if ep.get("ip"):
+        if not user_defined:
+            raise BadInput("user specified IP address is supported on user defined "
+                           "networks only")
+        ipam.lease(spec(network), (), requested=ep["ip"])  # in its subnet, not reserved
+
+
+def endpoint(c: Container, network: Network, wanted: Mapping[str, Any],
+             others: list[Container], slot: int) -> dict[str, Any]:
+    """A container's lease on one network, given the other running containers' (an address
+    of its `--ip`, or the lowest free one), with the names its DNS answers for it on a
+    user-defined network (its name, aliases and short id, as docker's)."""
+    net = spec(network)
+    taken = [ep["address"] for x in others for ep in x.endpoints.values()
+             if ep["id"] == network.id]
+    address = ipam.lease(net, taken, requested=wanted.get("ip") or None)
+    user_defined = not is_predefined(network)
+    aliases = list(wanted.get("aliases") or ())
+    return {"id": network.id, "address": address, "prefixlen": net.prefixlen,
+            "gateway": net.gateway, "mac": ipam.mac_address(address), "bridge": net.bridge,
+            "veth": ipam.veth_name(c.id, network.id), "internal": net.internal,
+            "aliases": aliases, "dns": user_defined, "slot": slot,
+            "dns_names": [c.name, *aliases, c.id[:12]] if user_defined else []}
+
+
+
+
+def network_connect(e: EngineBase, net_ref: str, ref: str, aliases: Sequence[str] = (),
+                    ip: str | None = None) -> None:
+    """Make a container a member of one more network (docker's `network connect`): a
+    running one is joined at once (its lease made on the host, then recorded), a stopped
+    one at its next start."""
+    with e.command("network connect", f"{net_ref} {ref}") as cmd:
+        cmd.retrying(lambda: _connect(e, cmd, net_ref, ref, list(aliases), ip))
+
+
+def _connect(e: EngineBase, cmd: Command, net_ref: str, ref: str, aliases: list[str],
+             ip: str | None) -> None:
+    network = find(e, net_ref)
+    c = e.container(ref)
+    mode = c.config.get("network") or "none"
+    if network.driver != ipam.DRIVER or mode == "host":
+        raise BadInput("container sharing network namespace with another container or host "
+                       "cannot be connected to any other network")
+    if mode == "none":
+        raise BadInput("container cannot be connected to multiple networks with one of the "
+                       "networks in private (none) mode")
+    wanted: dict[str, Any] = {k: v for k, v in (("aliases", aliases), ("ip", ip)) if v}
+    check_endpoint(network, wanted)
+    with e.runtime.ending(c):
+        now = e.log.container(c.id)
+        if now is None:
+            raise NotFound(f"no such container: {ref}")
+        if network.name in now.networks:
+            raise Conflict(f"endpoint with name {now.name} already exists in network "
+                           f"{network.name}")
+        _judge(now, "connect")
+        event = ev.ContainerConnected(id=now.id, network=network.name,
+                                      network_id=network.id, aliases=aliases, ip=ip or "")
+        if now.state != "running":
+            cmd.append([event], {f"container:{now.id}": now.version})
+            return
+        others = [x for x in e.log.containers(("running", "paused")) if x.id != now.id]
+        slot = max((ep["slot"] for ep in now.endpoints.values()), default=-1) + 1
+        lease = endpoint(now, network, wanted, others, slot)
+        e.runtime.connect(now, lease)  # before the log says it is joined
+        try:
+            cmd.append([ev.ContainerConnected(id=now.id, network=network.name,
+                                              network_id=network.id, aliases=aliases,
+                                              ip=ip or "", endpoint=lease)],
+                       {f"container:{now.id}": now.version})
+        except BaseException:
+            e.runtime.disconnect(now, lease)
+            raise
+
+
+def network_disconnect(e: EngineBase, net_ref: str, ref: str, force: bool = False) -> None:
+    """Take a container off a network (docker's `network disconnect`); a running one's link
+    goes once that is recorded."""
+    with e.command("network disconnect", f"{net_ref} {ref}") as cmd:
+        cmd.retrying(lambda: _disconnect(e, cmd, net_ref, ref, force))
+
+
+def _disconnect(e: EngineBase, cmd: Command, net_ref: str, ref: str, force: bool) -> None:
+    network = find(e, net_ref)
+    c = e.container(ref)
+    with e.runtime.ending(c):
+        now = e.log.container(c.id)
+        if now is None:
+            raise NotFound(f"no such container: {ref}")
+        if network.name not in now.networks:
+            raise BadInput(f"container {now.id} is not connected to network {network.name}")
+        _judge(now, "disconnect")
+        cmd.append([ev.ContainerDisconnected(id=now.id, network=network.name,
+                                             network_id=network.id, force=force)],
+                   {f"container:{now.id}": now.version})
+        lease = now.endpoints.get(network.name)
+        if lease is not None:
+            e.runtime.disconnect(now, lease)  # after the log says it left
+
+
+def _judge(c: Container, trigger: str) -> None:
+    if not lifecycle.judge(c.state, trigger):
+        raise IllegalMove(f"cannot {trigger} container {c.id[:12]}: it is {c.state}")

@@ -74,6 +74,7 @@ class MemoryRuntime:
     output: dict[str, list[LogEntry]] = field(default_factory=dict)
     layers: Any = None  # a MemoryLayerStore: a container's files are its rw layer's there
     files: dict[str, dict[str, str]] = field(default_factory=dict)  # else here, by rw layer
+    links: set[tuple[str, str]] = field(default_factory=set)  # (container, network) joined
 
     def start(self, container: Container, image: Image) -> Started:
         argv = command_line(image.config.get("config") or {}, container.cmd,
@@ -157,6 +158,14 @@ class MemoryRuntime:
         proc = self.procs.get(container.id)
         if proc is not None and not proc.alive:
             del self.procs[container.id]
+
+    def connect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
+        if container.id not in self.procs or not self.procs[container.id].alive:
+            raise BadInput(f"container {container.id[:12]} has no process to connect")
+        self.links.add((container.id, endpoint["id"]))
+
+    def disconnect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
+        self.links.discard((container.id, endpoint["id"]))
 
     def remove(self, container: Container) -> None:
         self.procs.pop(container.id, None)

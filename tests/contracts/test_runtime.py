@@ -67,7 +67,7 @@ class RuntimeContract:
         self.started: list[Container] = []
 
         def make(cmd: list[str] = SLEEP) -> Container:
-            c = engine.log.container(engine.create(image, cmd))
+            c = engine.log.container(engine.create(image, cmd, config={"network": "none"}))
             made.append(c)
             return c
 

@@ -1062,7 +1062,8 @@ def clone(engine: Engine) -> Engine:
         files["files"] = {k: dict(v) for k, v in runtime.files.items()}
     return Engine(log=new_log, layers=new_store,
                   runtime=MemoryRuntime(procs=procs, next_pid=runtime.next_pid,
-                                        clients=clients, output=output, **files),
+                                        clients=clients, output=output,
+                                        links=set(runtime.links), **files),
                   ids=CountingIds(engine.ids.n), clock=TickingClock(engine.clock.t),
                   volumes=MemoryVolumeStore(data={k: dict(v) for k, v in volumes.data.items()},
                                             host=set(volumes.host)),
@@ -1070,7 +1071,7 @@ def clone(engine: Engine) -> Engine:
                   meta=engine.meta)
 
 
-_RUNTIME = {"procs", "next_pid", "clients", "output"}
+_RUNTIME = {"procs", "next_pid", "clients", "output", "links"}
 _RUNTIME_FILES = {"layers", "files"}  # with a container's files, for cp
 
 

@@ -30,6 +30,10 @@ EXPECTED = {
     ("running", "signal"): "running",
     ("paused", "signal"): "paused",
     ("running", "exec"): "running",
+    ("stopped", "connect"): "stopped",
+    ("running", "connect"): "running",
+    ("stopped", "disconnect"): "stopped",
+    ("running", "disconnect"): "running",
 }
 
 

@@ -549,7 +549,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         BuildStarted, StepCompleted, BuildFinished, BuildFailed,
         VolumeCreated, VolumeMounted, VolumeUnmounted, VolumeRemoved,
         ContainerCopiedTo, ContainerCopiedFrom,
-        NetworkCreated, NetworkRemoved,
+        NetworkCreated, NetworkRemoved, ContainerConnected, ContainerDisconnected,
     )
 }
 

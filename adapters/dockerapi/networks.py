@@ -5,8 +5,8 @@ lower case as its daemon sends them (`network x not found`).
 
 A request field lamina doesn't honour (IPv6, swarm's ingress and config networks,
 an IPAM range or auxiliary addresses, a second subnet) is refused by name before anything
-happens, and recorded as refused. connect and disconnect answer the same way: containers
-join no network but none and host yet."""
+happens, and recorded as refused; so is an endpoint setting connect can't honour (IPv6 and
+link-local addresses, links, a MAC address, driver options), in create's words."""
 
 from __future__ import annotations
 
@@ -160,15 +160,69 @@ async def remove(ctx: Ctx, req: Request, ref: str) -> int:
     return 204
 
 
+def _endpoint_request(body: dict[str, Any]) -> tuple[list[str], str | None, str | None]:
+    """A connect's EndpointConfig as (aliases, IPv4 address, the first field lamina can't
+    honour, named in create's words; None if none)."""
+    config = body.get("EndpointConfig") or {}
+    if not isinstance(config, dict):
+        raise HttpError(400, "invalid JSON: EndpointConfig must be an object")
+    ipam = config.get("IPAMConfig") or {}
+    if not isinstance(ipam, dict):
+        raise HttpError(400, "invalid JSON: EndpointConfig.IPAMConfig must be an object")
+    refused = None
+    for key in ("IPv6Address", "LinkLocalIPs"):
+        if ipam.get(key):
+            refused = (f"{key} (--ip6, --link-local-ip) is not supported by lamina: its "
+                       "networks are IPv4 only")
+    for key in ("Links", "MacAddress", "DriverOpts"):
+        if config.get(key):
+            refused = refused or f"endpoint setting {key} is not supported by lamina yet"
+    aliases = config.get("Aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise HttpError(400, "invalid JSON: EndpointConfig.Aliases must be a list of strings")
+    ip = ipam.get("IPv4Address") or None
+    if ip is not None and not isinstance(ip, str):
+        raise HttpError(400, "invalid JSON: IPAMConfig.IPv4Address must be a string")
+    return aliases, ip, refused
+
+
+def _container_of(body: Any) -> str:
+    if not isinstance(body, dict):
+        raise HttpError(400, "invalid JSON: the request is an object")
+    container = body.get("Container")
+    if not isinstance(container, str) or not container:
+        raise HttpError(400, "invalid JSON: Container must be a container's name or id")
+    return container
+
+
 @route("POST", "/networks/(?P<ref>[^/]+)/connect")
 async def connect(ctx: Ctx, req: Request, ref: str) -> int:
-    await _refuse(ctx, req, "network connect", ref,
-                  "network connect is not supported by lamina yet")
-    return 400  # not reached: the refusal raised
+    """docker network connect: the container joins at once when it runs, at its next start
+    otherwise (moby's 200, no body)."""
+    body = req.json()
+    container = _container_of(body)
+    aliases, ip, refused = _endpoint_request(body)
+    if refused:
+        await _refuse(ctx, req, "network connect", f"{ref} {container}", refused)
+
+    def job(e: Any, _: Any) -> None:
+        e.network_connect(ref, container, aliases=aliases, ip=ip)
+
+    raise_for(await ctx.run(req, job), capital=False)
+    await req.conn.respond(200)
+    return 200
 
 
 @route("POST", "/networks/(?P<ref>[^/]+)/disconnect")
 async def disconnect(ctx: Ctx, req: Request, ref: str) -> int:
-    await _refuse(ctx, req, "network disconnect", ref,
-                  "network disconnect is not supported by lamina yet")
-    return 400  # not reached: the refusal raised
+    """docker network disconnect (moby's 200, no body)."""
+    body = req.json()
+    container = _container_of(body)
+    force = bool(body.get("Force"))
+
+    def job(e: Any, _: Any) -> None:
+        e.network_disconnect(ref, container, force=force)
+
+    raise_for(await ctx.run(req, job), capital=False)
+    await req.conn.respond(200)
+    return 200

@@ -8,10 +8,11 @@ user-defined network's DNS) until it answers, then sleeps. lamina serve, its bri
 and containers live in a network namespace this module makes (test_networks_api's
 boxed_service); the published port is fetched on 127.0.0.1 from inside it.
 
-COMPOSE_API_VERSION=1.41: docker-compose 1.x reads a container's short id in its network
-Aliases (docker put it there before API 1.45) and, when it is missing, disconnects and
-reconnects the container before starting it; at 1.41 lamina answers as docker did then.
-At the API's own version compose needs `network connect`/`disconnect`."""
+Twice: with COMPOSE_API_VERSION=1.41 and at the version compose negotiates. docker-compose
+1.x reads a container's short id in its network Aliases (docker put it there before API
+1.45) and, when it is missing, disconnects the container and connects it again before
+starting it: at 1.41 lamina answers as docker did then, at 1.51 compose goes through
+`network disconnect`/`connect`."""
 
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Box
 
 def compose(service: Service, project: Path, *argv: str, timeout: float = 120
             ) -> subprocess.CompletedProcess[str]:
-    env = {**service.env, "COMPOSE_API_VERSION": "1.41"}
+    env = {**service.env}
+    version = (project / "api-version").read_text()
+    if version:
+        env["COMPOSE_API_VERSION"] = version
     return subprocess.run([COMPOSE, "-H", f"unix://{service.socket}", "-p", PROJECT, *argv],
                           cwd=project, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
@@ -75,11 +79,17 @@ def ok(service: Service, project: Path, *argv: str) -> str:
     return done.stdout
 
 
-def test_a_project_up_reached_and_down(box: tuple[Service, Box], tmp_path: Path) -> None:
+@pytest.mark.parametrize("api_version", ["1.41", ""], ids=["api-1.41", "api-negotiated"])
+def test_a_project_up_reached_and_down(box: tuple[Service, Box], tmp_path: Path,
+                                       api_version: str) -> None:
+    """At 1.41 compose finds its container's short id among its aliases and starts it; at
+    the version it negotiates (lamina's 1.51) it doesn't, so it disconnects the container
+    from the project's network and connects it again first, as it does with docker's."""
     service, b = box
     project = tmp_path / "project"
     project.mkdir()
     (project / "docker-compose.yml").write_text(COMPOSE_FILE)
+    (project / "api-version").write_text(api_version)
     seq = int(Lamina(service.root).events()[-1]["seq"])
     try:
         ok(service, project, "up", "-d")
@@ -128,4 +138,6 @@ def test_a_project_up_reached_and_down(box: tuple[Service, Box], tmp_path: Path)
     commands = {e["meta"].get("command") for e in done}
     assert {"network create", "volume create", "create", "start", "stop", "rm",
             "network rm", "volume rm"} <= commands, commands
+    if not api_version:
+        assert types.count("ContainerDisconnected") == types.count("ContainerConnected") == 2
     assert {e["meta"].get("via") for e in done} == {"docker-api"}

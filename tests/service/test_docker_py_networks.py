@@ -495,3 +495,141 @@ def test_ports_target(docker_client, tmp_containers, ports) -> None:
             assert int(actual_port["HostPort"]) > 0
     if isinstance(ports, list):  # lamina's: both host ports bound
         assert sorted(int(p["HostPort"]) for p in actual_ports["2222/tcp"]) == ports
+
+
+# --- network connect / disconnect (api_network_test, models_networks_test) -------------------
+
+
+def test_connect_and_disconnect_container(t: Helpers) -> None:
+    import docker
+
+    net_name, net_id = t.create_network()
+    container = t.client.create_container(TEST_IMG, "top")
+    t.tmp_containers.append(container)
+    t.client.start(container)
+    network_data = t.client.inspect_network(net_id)
+    assert not network_data.get("Containers")
+    t.client.connect_container_to_network(container, net_id)
+    network_data = t.client.inspect_network(net_id)
+    assert list(network_data["Containers"].keys()) == [container["Id"]]
+    with pytest.raises(docker.errors.APIError):
+        t.client.connect_container_to_network(container, net_id)
+    t.client.disconnect_container_from_network(container, net_id)
+    network_data = t.client.inspect_network(net_id)
+    assert not network_data.get("Containers")
+    with pytest.raises(docker.errors.APIError):
+        t.client.disconnect_container_from_network(container, net_id)
+
+
+def test_connect_and_force_disconnect_container(t: Helpers) -> None:
+    import docker
+
+    net_name, net_id = t.create_network()
+    container = t.client.create_container(TEST_IMG, "top")
+    t.tmp_containers.append(container)
+    t.client.start(container)
+    network_data = t.client.inspect_network(net_id)
+    assert not network_data.get("Containers")
+    t.client.connect_container_to_network(container, net_id)
+    network_data = t.client.inspect_network(net_id)
+    assert list(network_data["Containers"].keys()) == [container["Id"]]
+    t.client.disconnect_container_from_network(container, net_id, True)
+    network_data = t.client.inspect_network(net_id)
+    assert not network_data.get("Containers")
+    with pytest.raises(docker.errors.APIError):
+        t.client.disconnect_container_from_network(container, net_id, force=True)
+
+
+def test_connect_with_aliases(t: Helpers) -> None:
+    net_name, net_id = t.create_network()
+    container = t.client.create_container(TEST_IMG, "top")
+    t.tmp_containers.append(container)
+    t.client.start(container)
+    t.client.connect_container_to_network(container, net_id, aliases=["foo", "bar"])
+    container_data = t.client.inspect_container(container)
+    aliases = container_data["NetworkSettings"]["Networks"][net_name]["Aliases"]
+    assert "foo" in aliases
+    assert "bar" in aliases
+
+
+def test_connect_on_container_create(t: Helpers) -> None:
+    net_name, net_id = t.create_network()
+    container = t.client.create_container(
+        image=TEST_IMG, command="top",
+        host_config=t.client.create_host_config(network_mode=net_name))
+    t.tmp_containers.append(container)
+    t.client.start(container)
+    network_data = t.client.inspect_network(net_id)
+    assert list(network_data["Containers"].keys()) == [container["Id"]]
+    t.client.disconnect_container_from_network(container, net_id)
+    network_data = t.client.inspect_network(net_id)
+    assert not network_data.get("Containers")
+
+
+def test_connect_with_links(t: Helpers) -> None:
+    """docker-py's disconnects, then connects again with a legacy link: the disconnect as
+    docker's, the link refused by name."""
+    net_name, net_id = t.create_network()
+    container = t.create_and_start(
+        host_config=t.client.create_host_config(network_mode=net_name))
+    t.client.disconnect_container_from_network(container, net_name)
+    refused(lambda: t.client.connect_container_to_network(
+        container, net_name, links=[("docker-py-test-upstream", "bar")]),
+        "endpoint setting Links is not supported by lamina yet")
+
+
+def test_connect_with_ipv4_address(t: Helpers) -> None:
+    """docker-py's network has an IPRange (refused: test_create_network_with_ipam_config);
+    here its subnet and gateway alone, and the rest as docker-py's."""
+    from docker.types import IPAMConfig, IPAMPool
+
+    net_name, net_id = t.create_network(ipam=IPAMConfig(driver="default", pool_configs=[
+        IPAMPool(subnet="172.28.0.0/16", gateway="172.28.5.254")]))
+    container = t.create_and_start(
+        host_config=t.client.create_host_config(network_mode=net_name))
+    t.client.disconnect_container_from_network(container, net_name)
+    t.client.connect_container_to_network(container, net_name, ipv4_address="172.28.5.24")
+    container_data = t.client.inspect_container(container)
+    net_data = container_data["NetworkSettings"]["Networks"][net_name]
+    assert net_data["IPAMConfig"]["IPv4Address"] == "172.28.5.24"
+    assert net_data["IPAddress"] == "172.28.5.24"  # lamina's: joined at once
+
+
+def test_connect_with_ipv6_address(t: Helpers) -> None:
+    """Refused by name: IPv6 networks, and an IPv6 address on connect."""
+    net_name, net_id = t.create_network()
+    container = t.create_and_start(
+        host_config=t.client.create_host_config(network_mode=net_name))
+    t.client.disconnect_container_from_network(container, net_name)
+    refused(lambda: t.client.connect_container_to_network(
+        container, net_name, ipv6_address="2001:389::f00d"),
+        "IPv6Address (--ip6, --link-local-ip) is not supported by lamina")
+
+
+def test_connect_with_mac_address(t: Helpers) -> None:
+    """Refused by name: a MAC address of one's own (lamina's come from the address)."""
+    net_name, net_id = t.create_network()
+    container = t.client.create_container(TEST_IMG, "top")
+    t.tmp_containers.append(container)
+    refused(lambda: t.client.connect_container_to_network(
+        container, net_name, mac_address="02:42:ac:11:00:02"),
+        "endpoint setting MacAddress is not supported by lamina yet")
+
+
+def test_connect_disconnect(docker_client, tmp_networks, tmp_containers) -> None:
+    """models_networks_test.NetworkTest."""
+    client = docker_client
+    network = client.networks.create(random_name())
+    tmp_networks.append(network.id)
+    container = client.containers.create(TEST_IMG, "sleep 300")
+    tmp_containers.append(container.id)
+    assert network.containers == []
+    network.connect(container)
+    container.start()
+    assert client.networks.get(network.id).containers == [container]
+    network_containers = [c for net in client.networks.list(ids=[network.id], greedy=True)
+                          for c in net.containers]
+    assert network_containers == [container]
+    network.disconnect(container)
+    assert network.containers == []
+    assert client.networks.get(network.id).containers == []

@@ -67,17 +67,14 @@ def _old_api(api_version: str | None) -> bool:
 
 def attached(c: Container) -> dict[str, dict[str, Any]]:
     """The networks a container is on, as recorded: {network as named: its endpoint
-    settings as asked ({"aliases", "ip"})}: none or host, else its bridge networks (the
-    membership `network connect`/`disconnect` change, when the aggregate has one)."""
+    settings as asked ({"aliases", "ip"})}: none or host, else its bridge networks (its
+    membership: its --network, changed by `network connect`/`disconnect`)."""
     mode = c.config.get("network") or "none"
     if mode in ("none", "host"):
         return {mode: {}}
     if mode.startswith("container:"):
         return {}
-    members = getattr(c, "networks", None)
-    if isinstance(members, dict):
-        return {name: dict(asked or {}) for name, asked in members.items()}
-    return {mode: dict((c.config.get("endpoints") or {}).get(mode) or {})}
+    return {name: dict(asked or {}) for name, asked in c.networks.items()}
 
 
 def live_endpoint(c: Container, network: Network) -> dict[str, Any] | None:

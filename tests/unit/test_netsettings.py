@@ -50,11 +50,8 @@ def test_ports_text_is_docker_cli_s(ports: list[dict[str, Any]], text: str) -> N
 def container(state: str = "running", **config: Any) -> Container:
     endpoint = {"id": NET.id, "address": "10.1.0.5", "prefixlen": 24, "gateway": "10.1.0.1",
                 "mac": "02:42:0a:01:00:05", "dns_names": ["web", "db", "c" * 12]}
-    # the membership map, on an aggregate that has one (network connect's)
-    members = {"networks": {"front": {"aliases": ["db"]}}} \
-        if "networks" in Container.__dataclass_fields__ else {}
     return Container(
-        **members,  # type: ignore[arg-type]
+        networks={"front": {"aliases": ["db"]}},
         id="c" * 64, name="web", image="i", state=state, version=1, created="",
         pid=42 if state == "running" else 0, started_at="t",
         config={"network": "front", "endpoints": {"front": {"aliases": ["db"]}},

@@ -1,8 +1,9 @@
-"""`lamina network create|ls|inspect|rm|prune`: networks as docker's CLI shows them.
+"""`lamina network create|ls|inspect|rm|prune|connect|disconnect`: networks as docker's CLI
+shows them.
 
-create, rm and prune change state (each recorded, core/engine/networks.py); ls and inspect
-are pure queries on the read model and append nothing (inspect's Containers: the running
-members, adapters/storage/netsettings.py).
+create, rm, prune, connect and disconnect change state (each recorded,
+core/engine/networks.py); ls and inspect are pure queries on the read model and append
+nothing (inspect's Containers: the running members, adapters/storage/netsettings.py).
 """
 
 from __future__ import annotations
@@ -107,6 +108,17 @@ def cmd_rm(args: argparse.Namespace) -> int:
     return for_each(args.refs, lambda ref: e.network_rm([ref]))
 
 
+def cmd_connect(args: argparse.Namespace) -> int:
+    _engine(args).network_connect(args.network, args.container, aliases=args.alias or (),
+                                  ip=args.ip)
+    return 0
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    _engine(args).network_disconnect(args.network, args.container, force=args.force)
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from core import filters
 
@@ -161,6 +173,21 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     a = actions.add_parser("rm", help="remove user-defined networks")
     a.add_argument("refs", nargs="+", metavar="NETWORK")
     a.set_defaults(func=cmd_rm)
+
+    a = actions.add_parser("connect", help="put a container on a network (a running one "
+                                           "joins at once)")
+    a.add_argument("--alias", action="append", help="another name of it there (repeatable)")
+    a.add_argument("--ip", help="its IPv4 address there")
+    a.add_argument("network")
+    a.add_argument("container")
+    a.set_defaults(func=cmd_connect)
+
+    a = actions.add_parser("disconnect", help="take a container off a network")
+    a.add_argument("-f", "--force", action="store_true", help="docker's flag (no effect "
+                                                              "beyond being recorded)")
+    a.add_argument("network")
+    a.add_argument("container")
+    a.set_defaults(func=cmd_disconnect)
 
     a = actions.add_parser("prune", help="remove every user-defined network nothing uses")
     a.add_argument("-f", "--force", action="store_true", help="do not ask first")

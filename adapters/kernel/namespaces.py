@@ -30,8 +30,8 @@ _JOINED_AS = {"pid": "pid_for_children"}
 
 def joins_network(network: str) -> bool:
     """A network namespace made and wired before init (a bridge network's veth in it, or
-    another container's, `container:ID`): the monitor enters it before forking init, so
-    the container's first instruction already has its address and routes. `none` is a
+    another container's, `container:ID`): init enters it before anything else, so the
+    container's first instruction already has its address and routes. `none` is a
     fresh namespace init unshares itself, `host` the host's."""
     return network not in ("none", "host")
 
@@ -70,7 +70,7 @@ class NotJoinable(Exception):
 
 def owned_flags(network: str, security: Security, remapped: bool = False) -> int:
     """Every namespace a container's init owns by its options: those init unshares (and a
-    network namespace the monitor entered for it), plus
+    network namespace init entered, wired for it), plus
     the PID namespace the monitor makes unless --pid host, plus the user namespace a
     --userns-remap root's monitor makes (an init sharing ours then is not that container's:
     joining it would run the exec as host root)."""

@@ -12,7 +12,8 @@ become real, in the caller's network namespace (the host's, or a test's):
    address, the default route through the first network's gateway);
 4. the published ports' DNAT rules (nat.publish, one chain per container, keyed by its id).
 
-The namespace's fd goes to the monitor, which enters it before forking init: the
+The namespace's fd goes to init (through the monitor, which stays in the caller's
+namespace, where the run's end is unwired), and init enters it before anything else: the
 container's first instruction already has its address and routes. The namespace lives as
 long as a process is in it; `unwire` deletes the veths and the rules explicitly (the
 kernel would delete a veth with its namespace, but only once the last process is gone,

@@ -59,8 +59,8 @@ class InitPlan:
     # its -v/--mount/--tmpfs with their host sources (adapters/kernel/rootfs.py mount_points)
     mounts: Sequence[tuple[MountPoint, str | int]] = ()
     # the network namespace made and wired for it (adapters/network/endpoints.py), which
-    # the monitor enters before forking init; -1: none (init unshares its own, or --network
-    # host keeps the host's)
+    # init enters first thing (the monitor stays in the caller's, where the run's end is
+    # unwired); -1: none (init unshares its own, or --network host keeps the host's)
     netns_fd: int = -1
 
 
@@ -158,6 +158,9 @@ def run(plan: InitPlan, err_fd: int) -> None:
         step = "cgroup"
         _join_cgroup(plan)
         step = "namespaces"
+        if plan.netns_fd >= 0:  # wired for it (adapters/network/endpoints.py): its first
+            libc.setns(plan.netns_fd, libc.CLONE_NEWNET)  # instruction has its address
+            os.close(plan.netns_fd)
         namespaces.enter(spec.network, spec.security, spec.hostname)
         step = "rootfs"
         rootfs.build(rootfs.RootfsPlan(

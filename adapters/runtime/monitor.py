@@ -130,10 +130,6 @@ def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    if job.plan.netns_fd >= 0:  # before init exists: it starts there, wired
-        libc.setns(job.plan.netns_fd, libc.CLONE_NEWNET)
-        os.close(job.plan.netns_fd)
-        job.plan.netns_fd = -1
     if job.plan.spec.security.pid != "host" and job.plan.idmap is None:
         libc.unshare(libc.CLONE_NEWPID)
     outputs, stdin_fd = _stdio_pipes(job)
@@ -146,6 +142,8 @@ def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int
         frames.send(ctl, frames.REPORT, f"failed 125 init: {err}".encode())
         return 1
     os.close(err_w)
+    if job.plan.netns_fd >= 0:  # init's now: the monitor stays in ours, where it unwires
+        os.close(job.plan.netns_fd)
     for fd in {job.plan.stdin, job.plan.stdout, job.plan.stderr}:
         if fd not in outputs and fd != stdin_fd:
             os.close(fd)

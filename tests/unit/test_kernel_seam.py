@@ -152,7 +152,7 @@ def test_the_double_answers_as_the_filesystem(tmp_path: Path) -> None:
 def test_container_and_owned_flags(network: str, uts: str, ipc: str, pid: str) -> None:
     """Mount and cgroup always; UTS, IPC and net unless shared with the host; the monitor's
     PID namespace unless --pid host, a remapped root's user namespace, and a bridge
-    network's namespace (wired before init, entered by the monitor) are owned but not
+    network's namespace (wired before init, entered by init itself) are owned but not
     unshared by init."""
     security = Security(uts=uts, ipc=ipc, pid=pid)
     made = set(clone_flags(namespaces.container_flags(network, security)))

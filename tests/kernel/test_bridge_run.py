@@ -1,0 +1,183 @@
+"""Containers on bridge networks, for real: lamina, its bridges, nftables rules, DNS
+responder and containers all inside a network namespace the test makes (a Box), traffic
+only to addresses in it. What issue 18 asks to prove: a busybox httpd answers on its
+published port; two containers on a user network reach each other by name; an internal
+network reaches nothing outside; networks are isolated from each other; connect and
+disconnect on a running container; leases in the log; nothing left once the runs end."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root
+from tests.kernel.runtime_env import busybox_tar
+from tests.kernel.test_network_plumbing import Box, host_network
+from tests.kernel.test_networks_cli import NetLamina
+
+pytestmark = pytest.mark.kernel
+
+HTTPD = ("httpd", "-f", "-p", "80", "-h", "/etc")  # serves /etc/hostname: who answered
+
+
+@pytest.fixture
+def lam(tmp_path: Path) -> Iterator[NetLamina]:
+    require_root()
+    before = host_network()
+    box = Box()
+    lam = NetLamina(tmp_path / "root", box)
+    box.ok("ip", "link", "set", "lo", "up")
+    try:
+        lam.ok("import", str(busybox_tar(tmp_path)), "busybox")
+        yield lam
+    finally:
+        ids = [json.loads(line)["id"] for line in
+               lam("ps", "-a", "--format", "json").stdout.splitlines()]
+        if ids:
+            lam("rm", "-f", *ids)
+        for name in lam("network", "ls", "-q", "--filter", "type=custom").stdout.split():
+            lam("network", "rm", name)
+        leftovers = (lam.links(), lam.chains())
+        box.close()
+    assert host_network() == before, "a network test changed the host's network"
+    veths = [name for name in leftovers[0] if name.startswith("lv")]
+    assert veths == [], "a veth outlived its container"
+    assert not [c for c in leftovers[1] if c.startswith("pub-")], "published ports stayed"
+
+
+def inspect(lam: NetLamina, name: str) -> dict:
+    return json.loads(lam.ok("inspect", name))[0]
+
+
+def address(lam: NetLamina, name: str, network: str) -> str:
+    return inspect(lam, name)["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def fetch(lam: NetLamina, url: str, timeout: float = 5) -> str:
+    """GET from the namespace's own side (the 'host' of this test)."""
+    deadline = time.monotonic() + timeout
+    code = ("import sys, urllib.request; "
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())")
+    while True:
+        out = lam.box.run(sys.executable, "-c", code, url)
+        if out.returncode == 0 or time.monotonic() > deadline:
+            return out.stdout if out.returncode == 0 else f"failed: {out.stderr}"
+        time.sleep(0.1)
+
+
+def served(lam: NetLamina, *argv: str) -> str:
+    """Run an httpd container; its id once it answers on its address."""
+    cid = lam.ok("run", "-d", *argv, "busybox", *HTTPD).strip()
+    return cid
+
+
+def test_the_default_bridge_publishes_a_port_and_records_the_leases(lam: NetLamina) -> None:
+    cid = served(lam, "--name", "web", "-p", "18080:80", "-p", "18081:80/udp")
+    doc = inspect(lam, "web")
+    net = doc["NetworkSettings"]["Networks"]["bridge"]
+    assert net["IPAddress"] == "172.17.0.2" and net["Gateway"] == "172.17.0.1"
+    assert net["MacAddress"] == "02:42:ac:11:00:02"
+    assert fetch(lam, "http://127.0.0.1:18080/hostname").strip() == cid[:12], \
+        "the host's loopback reaches the published port (kernel DNAT, no proxy)"
+    assert fetch(lam, "http://172.17.0.2/hostname").strip() == cid[:12]
+    inside = lam.ok("exec", "web", "cat", "/etc/hosts", "/etc/resolv.conf")
+    assert f"172.17.0.2\t{cid[:12]}" in inside
+    started = [json.loads(line) for line in lam.ok("events", "--format", "json",
+                                                    "--filter", "container=web").splitlines()]
+    data = next(e["data"] for e in started if e["type"] == "ContainerStarted")
+    assert data["networks"]["bridge"]["address"] == "172.17.0.2"
+    assert sorted((p["host_port"], p["proto"]) for p in data["ports"]) == \
+        [(18080, "tcp"), (18081, "udp")]
+    clash = lam("run", "-d", "-p", "18080:80", "busybox", *HTTPD)
+    assert clash.returncode != 0
+    assert "Bind for 0.0.0.0:18080 failed: port is already allocated" in clash.stderr
+    lam.ok("stop", "-t", "1", "web")
+    assert not [n for n in lam.links() if n.startswith("lv")], "stop removed the veth"
+    assert not [c for c in lam.chains() if c.startswith("pub-")], "and the DNAT rules"
+    lam.ok("start", "web")
+    assert fetch(lam, "http://127.0.0.1:18080/hostname").strip() == cid[:12], \
+        "a restart leases again"
+
+
+def test_ephemeral_and_publish_all(lam: NetLamina) -> None:
+    lam.ok("run", "-d", "--name", "eph", "-p", "80", "--expose", "8080", "-P",
+           "busybox", *HTTPD)
+    ports = inspect(lam, "eph")["NetworkSettings"]["Ports"]
+    host = int(ports["80/tcp"][0]["HostPort"])
+    assert 49153 <= host <= 60999
+    assert int(ports["8080/tcp"][0]["HostPort"]) not in (host, 0)
+    assert fetch(lam, f"http://127.0.0.1:{host}/hostname").strip()
+
+
+def test_a_user_network_resolves_names_and_isolates(lam: NetLamina) -> None:
+    lam.ok("network", "create", "front")
+    lam.ok("network", "create", "back")
+    web = served(lam, "--name", "web", "--network", "front", "--network-alias", "www")
+    got = lam.ok("run", "--rm", "--network", "front", "busybox", "sh", "-c",
+                 "wget -q -O - http://web/hostname; wget -q -O - http://www/hostname")
+    assert got.split() == [web[:12], web[:12]], "names and aliases resolve on the network"
+    web_ip = address(lam, "web", "front")
+    other = lam.ok("run", "--rm", "--network", "back", "busybox", "sh", "-c",
+                   f"ping -c1 -W1 {web_ip} >/dev/null && echo reached || echo blocked")
+    assert other.strip() == "blocked", "another network can't reach it"
+    lost = lam("run", "--rm", "--network", "back", "busybox", "nslookup", "web")
+    assert web_ip not in lost.stdout, "nor learn its name"
+
+
+def test_an_internal_network_reaches_nothing_outside(lam: NetLamina) -> None:
+    lam.box.ok("ip", "addr", "add", "10.99.0.1/32", "dev", "lo")  # an address outside
+    try:
+        lam.ok("network", "create", "--internal", "vault")
+        db = served(lam, "--name", "db", "--network", "vault")
+        out = lam.ok("run", "--rm", "--network", "vault", "busybox", "sh", "-c",
+                     "wget -q -O - http://db/hostname; "
+                     "ping -c1 -W1 10.99.0.1 >/dev/null && echo reached || echo blocked; "
+                     "ip route")
+        lines = out.splitlines()
+        assert lines[0] == db[:12], "its members reach each other"
+        assert lines[1] == "blocked", "an address outside the network is not reachable"
+        open_net = lam.ok("run", "--rm", "busybox", "sh", "-c",
+                          "ping -c1 -W1 10.99.0.1 >/dev/null && echo reached || echo blocked")
+        assert open_net.strip() == "reached", "while the default bridge routes out"
+    finally:
+        lam.box.run("ip", "addr", "del", "10.99.0.1/32", "dev", "lo")
+
+
+def test_connect_and_disconnect_a_running_container(lam: NetLamina) -> None:
+    lam.ok("network", "create", "front")
+    web = served(lam, "--name", "web")
+    lam.ok("network", "connect", "--alias", "www", "front", "web")
+    links = lam.ok("exec", "web", "ip", "-o", "-4", "addr")
+    assert "eth1" in links and "172.18.0.2" in links
+    got = lam.ok("run", "--rm", "--network", "front", "busybox", "wget", "-q",
+                 "-O", "-", "http://www/hostname")
+    assert got.strip() == web[:12]
+    lam.ok("network", "disconnect", "front", "web")
+    assert "eth1" not in lam.ok("exec", "web", "ip", "-o", "-4", "addr")
+    types = [json.loads(line)["type"] for line in
+             lam.ok("events", "--format", "json", "--filter", "container=web").splitlines()]
+    assert "ContainerConnected" in types and "ContainerDisconnected" in types
+    refused = lam("network", "disconnect", "front", "web")
+    assert refused.returncode == 1 and "is not connected to network front" in refused.stderr
+
+
+def test_a_taken_address_is_refused_and_leaves_nothing(lam: NetLamina) -> None:
+    lam.ok("network", "create", "--subnet", "10.20.0.0/24", "front")
+    lam.ok("run", "-d", "--name", "a", "--network", "front", "--ip", "10.20.0.9",
+           "busybox", "sleep", "60")
+    lam.ok("create", "--name", "b", "--network", "front", "--ip", "10.20.0.9",
+           "busybox", "sleep", "60")
+    refused = lam("start", "b")
+    assert refused.returncode != 0 and "Address already in use" in refused.stderr
+    assert inspect(lam, "b")["State"]["Status"] == "created" or \
+        inspect(lam, "b")["State"]["Running"] is False
+    assert len([n for n in lam.links() if n.startswith("lv")]) == 1, "only a's veth"
+    busy = lam("network", "rm", "front")
+    assert busy.returncode == 1 and "has active endpoints" in busy.stderr
+    check = lam.ok("system", "check")
+    assert "veth" not in check and "published" not in check

@@ -43,6 +43,15 @@ VETH_PREFIX = "lv"  # a container's host-side veth: lv<12 hex>
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 _PORTS = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
+
+def predefined_id(name: str) -> str:
+    """The id of a predefined network (bridge, host, none): derived from its name, the same
+    in every root (they are constants, never recorded)."""
+    return hashlib.sha256(f"lamina predefined network {name}".encode()).hexdigest()
+
+
+DEFAULT_NETWORK_ID = predefined_id(DEFAULT_NETWORK)
+
 NO_POOL = ("could not find an available, non-overlapping IPv4 address pool among the "
            "defaults to assign to the network")
 POOL_OVERLAP = "Pool overlaps with other one on this address space"

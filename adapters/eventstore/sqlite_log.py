@@ -211,6 +211,8 @@ class SqliteEventLog:
             touched[key] = evolve(agg, rec)
         for (kind, ident), agg in touched.items():
             if agg is None:
+                if kind == "network":
+                    check_unleased(self.con, ident)
                 self.con.execute(f"DELETE FROM {kind}s WHERE id = ?", (ident,))
                 if kind == "container":
                     drop_leases(self.con, ident)
@@ -330,6 +332,16 @@ def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:
                     (agg.id, agg.version, doc))
 
 
+def check_unleased(con: sqlite3.Connection, network_id: str) -> None:
+    """A network is removed only while no container holds an address on it: `network rm`
+    judged its members before a start or connect leased there (the removal then fails as
+    a conflict, and is judged again)."""
+    row = con.execute("SELECT container FROM leases WHERE network = ? LIMIT 1",
+                      (network_id,)).fetchone()
+    if row is not None:
+        raise sqlite3.IntegrityError(f"container {row[0][:12]} holds an address on it")
+
+
 def drop_leases(con: sqlite3.Connection, cid: str) -> None:
     con.execute("DELETE FROM leases WHERE container = ?", (cid,))
     con.execute("DELETE FROM bindings WHERE container = ?", (cid,))
@@ -342,7 +354,12 @@ def write_leases(con: sqlite3.Connection, c: Any) -> None:
     ANY) is refused here: both as IntegrityError, which the append turns into a conflict
     (the start then chooses again, seeing the other's lease)."""
     drop_leases(con, c.id)
+    if c.endpoints:
+        from core.networks import DEFAULT_NETWORK_ID
     for ep in c.endpoints.values():
+        if ep["id"] != DEFAULT_NETWORK_ID and con.execute(
+                "SELECT 1 FROM networks WHERE id = ?", (ep["id"],)).fetchone() is None:
+            raise sqlite3.IntegrityError(f"network {ep['id'][:12]} was removed meanwhile")
         con.execute("INSERT INTO leases (container, network, address) VALUES (?,?,?)",
                     (c.id, ep["id"], ep["address"]))
     for b in c.ports:

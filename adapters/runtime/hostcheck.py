@@ -111,7 +111,7 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     from core import networks as ipam
 
     network_ids = {n.id for n in runtime.log.networks()}
-    network_ids.add(_default_network_id())
+    network_ids.add(ipam.DEFAULT_NETWORK_ID)
     for c in known.values():
         network_ids |= {ep["id"] for ep in c.endpoints.values()}
     owner = {ipam.veth_name(cid, nid): cid for cid in known for nid in network_ids}
@@ -130,12 +130,6 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
         if holder is not None and known[holder].state not in LIVE:
             yield Finding(f"published ports of container {holder[:12]}, which is not running",
                           partial(_locked, runtime, holder, partial(nat.unpublish, key)))
-
-
-def _default_network_id() -> str:
-    from core.engine.networks import PREDEFINED
-
-    return PREDEFINED["bridge"].id
 
 
 # --- cgroups, mounts, the freezer ------------------------------------------------------------

@@ -25,7 +25,6 @@ docker's rules (moby daemon/network.go, libnetwork), kept:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,21 +48,17 @@ LIST_KEYS = frozenset({"driver", "id", "label", "name", "scope", "type", "dangli
 PRUNE_KEYS = frozenset({"label", "label!"})
 
 
-def _predefined_id(name: str) -> str:
-    return hashlib.sha256(f"lamina predefined network {name}".encode()).hexdigest()
-
-
 def _predefined() -> dict[str, Network]:
     epoch = "1970-01-01T00:00:00Z"
     bridge_opts = {ipam.BRIDGE_NAME_OPTION: ipam.DEFAULT_BRIDGE,
                    "com.docker.network.bridge.default_bridge": "true"}
     return {
-        "bridge": Network(id=_predefined_id("bridge"), version=0, created=epoch,
+        "bridge": Network(id=ipam.predefined_id("bridge"), version=0, created=epoch,
                           name="bridge", subnet=DEFAULT_SUBNET, gateway=DEFAULT_GATEWAY,
                           driver="bridge", options=bridge_opts),
-        "host": Network(id=_predefined_id("host"), version=0, created=epoch, name="host",
+        "host": Network(id=ipam.predefined_id("host"), version=0, created=epoch, name="host",
                         subnet="", gateway="", driver="host"),
-        "none": Network(id=_predefined_id("none"), version=0, created=epoch, name="none",
+        "none": Network(id=ipam.predefined_id("none"), version=0, created=epoch, name="none",
                         subnet="", gateway="", driver="null"),
     }
 

@@ -353,3 +353,58 @@ def test_two_creates_racing_for_one_free_subnet_record_two(tmp_path) -> None:
     assert subnets == {"b": "172.18.0.0/16", "a": "172.19.0.0/16"}
     made = first.log.network_named("a")
     assert made is not None and first.networks.names() == [f"lm-{made.id[:12]}"]
+
+
+# --- leases: the read model refuses a second holder ------------------------------------------
+
+
+def _on(log: SqliteEventLog, cid: str, network: str, address: str,
+        ports: list[dict] | None = None) -> None:
+    """A container created and started with a lease on `network` (an id)."""
+    log.append([ev.ContainerCreated(id=cid, name=cid[:4], image="i" * 64)],
+               expected={f"container:{cid}": 0}, meta=META)
+    endpoint = {"id": network, "address": address, "slot": 0}
+    log.append([ev.ContainerStarted(id=cid, pid=1, networks={"n": endpoint},
+                                    ports=ports or [])],
+               expected={f"container:{cid}": 1}, meta=META)
+
+
+def _port(host_ip: str, host_port: int, proto: str = "tcp") -> dict:
+    return {"proto": proto, "container_port": 80, "host_ip": host_ip, "host_port": host_port}
+
+
+def test_an_address_or_a_clashing_port_has_one_holder(tmp_path) -> None:
+    log = SqliteEventLog(str(tmp_path))
+    log.append([_net(NET_A, "front", "172.18.0.0/16")], expected={f"network:{NET_A}": 0},
+               meta=META)
+    _on(log, "1" * 64, NET_A, "172.18.0.2", [_port("0.0.0.0", 8080)])
+    with pytest.raises(ConcurrencyError):
+        _on(log, "2" * 64, NET_A, "172.18.0.2")  # its address
+    with pytest.raises(ConcurrencyError):
+        _on(log, "3" * 64, NET_A, "172.18.0.3", [_port("127.0.0.1", 8080)])  # ANY holds it
+    _on(log, "4" * 64, NET_A, "172.18.0.4", [_port("127.0.0.1", 8080, "udp")])
+    assert log.container("2" * 64).state == "stopped", "the refused start is not recorded"
+    leases = log.con.execute("SELECT container, address FROM leases ORDER BY address").fetchall()
+    assert leases == [("1" * 64, "172.18.0.2"), ("4" * 64, "172.18.0.4")]
+    log.append([ev.ContainerStopped(id="1" * 64, signal=15, exit_code=0)],
+               expected={f"container:{'1' * 64}": 2}, meta=META)
+    _on(log, "5" * 64, NET_A, "172.18.0.2", [_port("127.0.0.1", 8080)])  # released: free
+
+
+def test_a_network_with_leases_is_not_removed_and_a_removed_one_leases_nothing(tmp_path):
+    """network rm judges its members, then appends: a start that leased meanwhile makes
+    the removal fail (and be judged again), and a start on a network removed meanwhile
+    fails to record its lease."""
+    log = SqliteEventLog(str(tmp_path))
+    log.append([_net(NET_A, "front", "172.18.0.0/16"), _net(NET_B, "back", "172.19.0.0/16")],
+               expected={f"network:{NET_A}": 0, f"network:{NET_B}": 0}, meta=META)
+    _on(log, "1" * 64, NET_A, "172.18.0.2")
+    with pytest.raises(ConcurrencyError):
+        log.append([ev.NetworkRemoved(id=NET_A)], expected={f"network:{NET_A}": 1}, meta=META)
+    assert log.network(NET_A) is not None
+    log.append([ev.NetworkRemoved(id=NET_B)], expected={f"network:{NET_B}": 1}, meta=META)
+    with pytest.raises(ConcurrencyError):
+        _on(log, "2" * 64, NET_B, "172.19.0.2")
+    from core.networks import DEFAULT_NETWORK_ID
+
+    _on(log, "3" * 64, DEFAULT_NETWORK_ID, "172.17.0.2")  # the predefined bridge: no row

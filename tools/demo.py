@@ -2,8 +2,10 @@
 
 Every step is the real `lamina` command in a temporary root: a busybox image built from
 Debian's busybox-static, `run busybox touch happiness.txt`, the file found in the container's
-read-write layer on the host, commit, history, pause, the audit trail, time travel and a
-tampering caught by `audit verify`. The root is removed at the end.
+read-write layer on the host, commit, history, a named volume, a web server on a published
+port reached by name from another container, pause, the audit trail, time travel and a
+tampering caught by `audit verify`. The root is removed at the end, and what it made on
+the host's network (the default bridge lamina0, its nftables table, ip_forward) with it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,18 @@ def walk_through(root: str, work: str) -> None:
     lamina(root, "volume", "ls")
     lamina(root, "events", "--filter", "volume=notes")
 
+    banner("networks: a web server on a published port, a client that finds it by name")
+    lamina(root, "network", "create", "demo-net")
+    lamina(root, "run", "-d", "--name", "web", "--network", "demo-net", "-p", "18080:80",
+           "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
+    lamina(root, "run", "--rm", "--network", "demo-net", "busybox", "wget", "-q", "-O", "-",
+           "http://web/hostname")
+    print("$ python3 -c 'urlopen(\"http://127.0.0.1:18080/hostname\")'   # from the host")
+    print(f"  {fetch('http://127.0.0.1:18080/hostname')}")
+    lamina(root, "port", "web")
+    lamina(root, "rm", "-f", "web")
+    lamina(root, "network", "rm", "demo-net")
+
     banner("a running container, paused by the cgroup freezer, then stopped")
     lamina(root, "run", "-d", "--name", "counter", "busybox", "sh", "-c",
            "trap 'exit 0' TERM; while true; do sleep 0.1; done")
@@ -88,6 +102,42 @@ def walk_through(root: str, work: str) -> None:
     lamina(root, "stop", "counter")
     lamina(root, "rmi", "busybox")
     lamina(root, "ps", "-a")
+
+
+def fetch(url: str) -> str:
+    import time
+    import urllib.request
+
+    for _ in range(50):
+        try:
+            return urllib.request.urlopen(url, timeout=2).read().decode().strip()
+        except OSError as err:
+            last = err
+            time.sleep(0.1)
+    return f"(failed: {last})"
+
+
+def host_network_before() -> tuple[bool, str]:
+    """Whether the host had lamina's default bridge, and its ip_forward, before the demo:
+    what the demo made on the host's network it takes away again at the end."""
+    import socket
+
+    try:
+        socket.if_nametoindex("lamina0")
+        had = True
+    except OSError:
+        had = False
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        return had, f.read().strip()
+
+
+def restore_host_network(had_bridge: bool, forward: str) -> None:
+    if not had_bridge:
+        from adapters.network.host import LinuxNetworkHost
+
+        LinuxNetworkHost().discard("lamina0")
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+        f.write(forward)
 
 
 def audit(root: str) -> None:
@@ -113,12 +163,17 @@ def audit(root: str) -> None:
 def main() -> None:
     work = tempfile.mkdtemp(prefix="lamina-demo-")
     root = os.path.join(work, "root")
+    had_bridge, forward = host_network_before()
     try:
         walk_through(root, work)
         audit(root)
     finally:
         for line in lamina(root, "ps", "-a", "--format", "json", show=False).stdout.splitlines():
             lamina(root, "rm", "-f", json.loads(line)["id"], show=False)
+        for name in lamina(root, "network", "ls", "-q", "--filter", "type=custom",
+                           show=False).stdout.split():
+            lamina(root, "network", "rm", name, show=False)
+        restore_host_network(had_bridge, forward)
         shutil.rmtree(work, ignore_errors=True)
 
 

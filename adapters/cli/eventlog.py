@@ -99,34 +99,60 @@ def _replay_at(args: argparse.Namespace) -> int:
         seq = int(at) if at.isdigit() else replay.seq_at_time(log.con, parse_time(at))
         world = replay.state_at(log.con, seq, use_snapshots=not args.full)
     if args.format == "json":
-        json_line(world.to_json())
+        json_line({**world.to_json(), "leases": _leases(world)}, sys.stdout)
         return 0
     _print_world(world)
     return 0
+
+
+def _net_map(world: Any) -> Any:
+    from adapters.viz.model import network_map
+
+    return network_map(world.containers.values(), world.networks.values(), world.seq)
+
+
+def _leases(world: Any) -> list[dict[str, Any]]:
+    """Who was on which network then: one entry per member, with its address (none when it
+    was stopped) and the ports published to it."""
+    return [{"network": n.name, "network_id": n.id, "container": m.container,
+             "name": m.name, "state": m.state, "address": m.address,
+             "prefixlen": m.prefixlen, "mac": m.mac, "aliases": list(m.aliases),
+             "ports": list(m.ports)}
+            for n in _net_map(world).networks for m in n.members]
 
 
 def _print_world(world: Any) -> None:
     from adapters.cli.render import status, table
     from core.references import short
 
+    out = sys.stdout  # now (render's default is the one at its import)
     print(f"state after seq {world.seq}")
     table(["CONTAINER ID", "NAME", "IMAGE", "STATE"],
-          [[short(c.id), c.name, short(c.image), status(c)] for c in world.containers.values()])
+          [[short(c.id), c.name, short(c.image), status(c)]
+           for c in world.containers.values()], out)
     print()
     table(["IMAGE ID", "TAGS", "PARENT", "LAYERS"],
           [[short(i.id), ",".join(i.tags) or "<none>", short(i.parent or "") or "-",
-            len(i.layers)] for i in world.images.values()])
+            len(i.layers)] for i in world.images.values()], out)
     if world.volumes:
         print()
         table(["VOLUME NAME", "USED BY"],
               [[v.id, ", ".join(f"{short(c)} at {', '.join(targets)}"
                                 for c, targets in v.users.items()) or "-"]
-               for v in world.volumes.values()])
-    if world.networks:
+               for v in world.volumes.values()], out)
+    nets = _net_map(world).networks
+    if nets:
         print()
         table(["NETWORK ID", "NAME", "SUBNET", "GATEWAY", "INTERNAL"],
               [[short(n.id), n.name, n.subnet, n.gateway, "yes" if n.internal else "no"]
-               for n in world.networks.values()])
+               for n in nets], out)
+    members = [(n, m) for n in nets for m in n.members]
+    if members:
+        print()
+        table(["NETWORK", "CONTAINER ID", "NAME", "ADDRESS", "ALIASES", "PORTS"],
+              [[n.name, short(m.container), m.name, m.cidr or f"- ({m.state})",
+                ",".join(m.aliases) or "-", ", ".join(m.ports) or "-"]
+               for n, m in members], out)
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:

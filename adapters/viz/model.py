@@ -2,13 +2,14 @@
 
 The stack (seed: an image is a stack of read-only layers, a container adds a read-write layer
 on top, a running container has a process space around it), the layer tree of everything
-(shared layers once), and a container's path through the lifecycle's states over time.
+(shared layers once), a container's path through the lifecycle's states over time, and the
+networks with the containers on them (their addresses and published ports).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from core.model import Container, Image, Layer
@@ -288,3 +289,119 @@ def tree(source: Any) -> Tree:
     for c in sorted(source.reader.containers(), key=lambda c: c.created):
         out.containers[c.id] = (c.name, c.state, c.image)
     return out
+
+
+# --- the networks ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """A container on a network: its lease there while it runs (address, mac, the names its
+    DNS answers), none while it is stopped (a member still: it leases again at its next
+    start). `ports` are its published ports in docker's words, on the network they are
+    routed to (its first one); empty on its other networks."""
+
+    container: str  # id
+    name: str
+    state: str
+    address: str = ""  # "" when it holds no lease (stopped)
+    prefixlen: int = 0
+    aliases: tuple[str, ...] = ()
+    mac: str = ""
+    ports: tuple[str, ...] = ()
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.address}/{self.prefixlen}" if self.address else ""
+
+
+@dataclass(frozen=True)
+class NetBox:
+    """One network as drawn: the recorded ones, and the predefined bridge when a container
+    was on it."""
+
+    id: str
+    name: str
+    subnet: str
+    gateway: str
+    bridge: str  # its interface on the host (lamina0, lm-<12 hex>)
+    internal: bool = False
+    predefined: bool = False
+    members: tuple[Member, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetMap:
+    """The networks at a point of the log and who was on them with which address and port."""
+
+    seq: int
+    when: str
+    live: bool
+    networks: tuple[NetBox, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def docker_ports(ports: Any) -> tuple[str, ...]:
+    """A run's port bindings as docker's CLI writes them: `0.0.0.0:8080->80/tcp`."""
+    if not ports:
+        return ()
+    from adapters.storage.netsettings import ports_text
+
+    text = ports_text([{"PrivatePort": p["container_port"], "PublicPort": p["host_port"],
+                        "Type": p["proto"], "IP": p["host_ip"]} for p in ports])
+    return tuple(text.split(", ")) if text else ()
+
+
+def _member(c: Container, name: str, first: bool) -> Member:
+    ep = c.endpoints.get(name)
+    wanted = c.networks.get(name) or {}
+    if not ep:
+        return Member(c.id, c.name, c.state, aliases=tuple(wanted.get("aliases") or ()))
+    return Member(c.id, c.name, c.state, ep.get("address", ""), int(ep.get("prefixlen") or 0),
+                  tuple(ep.get("aliases") or ()), ep.get("mac", ""),
+                  docker_ports(c.ports) if first else ())
+
+
+def network_map(containers: Any, networks: Any, seq: int = 0, when: str = "",
+                live: bool = False) -> NetMap:
+    """Each network with its members, from the aggregates at one point: a container's
+    endpoints (its leases, by network id) while it runs, its membership (by network name)
+    while it doesn't."""
+    from core.engine.networks import PREDEFINED, bridge_of
+
+    nets = sorted(networks, key=lambda n: (n.created, n.name))
+    by_id: dict[str, Any] = {n.id: n for n in nets}
+    by_name: dict[str, Any] = {n.name: n for n in nets}
+    bridge = PREDEFINED["bridge"]
+    members: dict[str, list[Member]] = {}
+    extra: dict[str, NetBox] = {}  # an endpoint on a network the fold no longer has
+    for c in sorted(containers, key=lambda c: (c.created, c.id)):
+        for slot, (name, ep) in enumerate(c.endpoints.items()):
+            nid = ep.get("id", "")
+            net = by_id.get(nid) or (bridge if nid == bridge.id or name == "bridge" else None)
+            if net is None:
+                extra.setdefault(nid, NetBox(nid, name, "", ep.get("gateway", ""),
+                                             ep.get("bridge", "")))
+            members.setdefault(net.id if net else nid, []).append(_member(c, name, slot == 0))
+        for name in c.networks:
+            if name in c.endpoints:
+                continue
+            net = by_name.get(name) or (bridge if name == "bridge" else None)
+            if net is not None:
+                members.setdefault(net.id, []).append(_member(c, name, False))
+    boxes = []
+    if bridge.id in members:
+        nets.insert(0, bridge)
+    for n in nets:
+        boxes.append(NetBox(n.id, n.name, n.subnet, n.gateway, bridge_of(n), n.internal,
+                            n is bridge, tuple(members.get(n.id, ()))))
+    boxes += [replace(b, members=tuple(members[nid])) for nid, b in extra.items()]
+    return NetMap(seq, when, live, tuple(boxes))
+
+
+def networks(source: Any) -> NetMap:
+    """The network picture at the source's point."""
+    return network_map(source.reader.containers(), source.reader.networks(), source.seq,
+                       source.when, source.live)

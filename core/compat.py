@@ -138,7 +138,7 @@ FIELDS: tuple[Field, ...] = (
     Field("HostConfig.DnsOptions", "--dns-option", A, "dns_options"),
     Field("HostConfig.DnsSearch", "--dns-search", A, "dns_search"),
     Field("HostConfig.ExtraHosts", "--add-host", A, "extra_hosts",
-          "NAME:IP lines in /etc/hosts; host-gateway refused"),
+          "NAME:IP lines in /etc/hosts; host-gateway: its first network's gateway"),
     Field("HostConfig.Links", "--link", R, "links", NETWORKS),
     Field("NetworkingConfig.EndpointsConfig", "--ip, --network-alias", A, "endpoints",
           "aliases and an IPv4 address on a user-defined network"),

@@ -37,17 +37,21 @@ class ProcessSpec:
     dns_options: tuple[str, ...] = ()  # --dns-option
 
 
+HOST_GATEWAY = "host-gateway"
+
+
 def extra_host(entry: str) -> tuple[str, str]:
-    """docker's --add-host: NAME:IP or NAME=IP (an IPv6 address keeps its colons); the
-    special host-gateway needs a network lamina doesn't build yet."""
+    """docker's --add-host: NAME:IP or NAME=IP (an IPv6 address keeps its colons), or
+    NAME:host-gateway: the host as the container's first network reaches it (its gateway),
+    filled in at start (hosts_file)."""
     import ipaddress
 
     name, sep, ip = entry.partition("=") if "=" in entry else entry.partition(":")
     ip = ip.strip("[]")
     if not sep or not name or not ip:
         raise BadInput(f"invalid --add-host {entry!r}: use NAME:IP")
-    if ip == "host-gateway":
-        raise BadInput("--add-host NAME:host-gateway is not supported by lamina yet")
+    if ip == HOST_GATEWAY:
+        return name, ip
     try:
         ipaddress.ip_address(ip)
     except ValueError:
@@ -60,8 +64,11 @@ def hosts_file(spec: ProcessSpec, endpoints: Mapping[str, Mapping[str, Any]] = {
     network (127.0.1.1 without one), then its --add-host entries."""
     first = min(endpoints.values(), key=lambda e: e["slot"], default=None)
     own = first["address"] if first else "127.0.1.1"
+    gateway = first["gateway"] if first else ""
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost",
-             f"{own}\t{spec.hostname}", *(f"{ip}\t{name}" for name, ip in spec.extra_hosts)]
+             f"{own}\t{spec.hostname}",
+             *(f"{gateway if ip == HOST_GATEWAY else ip}\t{name}"
+               for name, ip in spec.extra_hosts if ip != HOST_GATEWAY or gateway)]
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,10 @@ def judge(e: EngineBase, config: dict[str, Any], remapped: bool = False) -> None
     if mode.startswith("container:"):
         raise BadInput("--network container:NAME is not supported by lamina yet")
     config["network"] = mode
+    if mode in ("none", "host") and any(str(h).endswith(("host-gateway",))
+                                         for h in config.get("extra_hosts") or ()):
+        raise BadInput(f"--add-host NAME:host-gateway needs a bridge network: the "
+                       f"container's network is {mode}")
     endpoints = _endpoints(config.get("endpoints"), mode)
     if mode in ("none", "host"):
         for key, flag in (("port_bindings", "-p, --publish"), ("publish_all", "-P"),

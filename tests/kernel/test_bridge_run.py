@@ -77,7 +77,8 @@ def served(lam: NetLamina, *argv: str) -> str:
 
 
 def test_the_default_bridge_publishes_a_port_and_records_the_leases(lam: NetLamina) -> None:
-    cid = served(lam, "--name", "web", "-p", "18080:80", "-p", "18081:80/udp")
+    cid = served(lam, "--name", "web", "-p", "18080:80", "-p", "18081:80/udp",
+                 "--add-host", "gw:host-gateway")
     doc = inspect(lam, "web")
     net = doc["NetworkSettings"]["Networks"]["bridge"]
     assert net["IPAddress"] == "172.17.0.2" and net["Gateway"] == "172.17.0.1"
@@ -86,7 +87,7 @@ def test_the_default_bridge_publishes_a_port_and_records_the_leases(lam: NetLami
         "the host's loopback reaches the published port (kernel DNAT, no proxy)"
     assert fetch(lam, "http://172.17.0.2/hostname").strip() == cid[:12]
     inside = lam.ok("exec", "web", "cat", "/etc/hosts", "/etc/resolv.conf")
-    assert f"172.17.0.2\t{cid[:12]}" in inside
+    assert f"172.17.0.2\t{cid[:12]}" in inside and "172.17.0.1\tgw" in inside
     started = [json.loads(line) for line in lam.ok("events", "--format", "json",
                                                     "--filter", "container=web").splitlines()]
     data = next(e["data"] for e in started if e["type"] == "ContainerStarted")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -72,6 +73,79 @@ def _object_clause(con: sqlite3.Connection, kind: str, ref: str) -> tuple[str, l
     return "(" + " OR ".join(f"({p})" for p in parts) + ")", args
 
 
+# --- the container events that concern a network ----------------------------------------------
+
+_MEMBERSHIP = ("ContainerCreated", "ContainerStarted", "ContainerRestarted",
+               "ContainerConnected", "ContainerDisconnected")
+_RUN_ENDS = ("ContainerStopped", "ContainerKilled", "ContainerExited", "ContainerRemoved")
+
+
+def _networks_named(con: sqlite3.Connection, ref: str) -> dict[str, str]:
+    """id -> name of every network the log ever had with this name or id (prefix), the
+    predefined ones (not events: constants) included."""
+    from core.engine.networks import PREDEFINED
+
+    rows = con.execute(
+        "SELECT substr(stream, 9), json_extract(data, '$.name') FROM events "
+        "WHERE type = 'NetworkCreated' AND (json_extract(data, '$.name') = ? OR "
+        "stream >= ? AND stream < ?)", (ref, f"network:{ref}", f"network:{ref}\U0010ffff"))
+    found = dict(rows.fetchall())
+    bare = ref[7:] if ref.startswith("sha256:") else ref
+    for name, n in PREDEFINED.items():
+        if ref == name or (bare and n.id.startswith(bare)):
+            found[n.id] = name
+    return found
+
+
+def _container_seqs(con: sqlite3.Connection, ref: str) -> list[int]:
+    """The seqs of the container events that concern the network(s) `ref` names, as docker's
+    network filter shows containers joining and leaving: the create that made a container a
+    member (its --network), every start or restart that leased an address there,
+    `network connect` and `disconnect`, and the end of a run that held a lease there (the
+    stop, kill, exit or forced rm that released it)."""
+    nets = _networks_named(con, ref)
+    if not nets:
+        return []
+    ids, names = json.dumps(sorted(nets)), json.dumps(sorted({*nets.values()}))
+    in_ids = "IN (SELECT value FROM json_each(:ids))"
+    streams = [r[0] for r in con.execute(
+        "SELECT DISTINCT stream FROM events WHERE stream >= 'container:' AND "
+        "stream < 'container;' AND ("
+        "(type IN ('ContainerConnected', 'ContainerDisconnected') AND "
+        f"json_extract(data, '$.network_id') {in_ids}) OR "
+        "(type IN ('ContainerStarted', 'ContainerRestarted') AND EXISTS (SELECT 1 FROM "
+        f"json_each(events.data, '$.networks') AS n WHERE json_extract(n.value, '$.id') {in_ids}))"
+        " OR (type = 'ContainerCreated' AND json_extract(data, '$.config.network') IN "
+        "(SELECT value FROM json_each(:names))))", {"ids": ids, "names": names})]
+    if not streams:
+        return []
+    types = _MEMBERSHIP + _RUN_ENDS
+    rows = con.execute(
+        "SELECT seq, stream, type, data FROM events WHERE stream IN (SELECT value FROM "
+        f"json_each(?)) AND type IN ({', '.join('?' * len(types))}) ORDER BY seq",
+        (json.dumps(streams), *types))
+    seqs: list[int] = []
+    leased: dict[str, bool] = {}  # stream -> its run holds a lease on the network
+    for seq, stream, type_, text in rows:
+        data = json.loads(text)
+        held = leased.get(stream, False)
+        if type_ == "ContainerCreated":
+            hit = (data.get("config") or {}).get("network") in nets.values()
+        elif type_ in ("ContainerStarted", "ContainerRestarted"):
+            now = any(isinstance(ep, dict) and ep.get("id") in nets
+                      for ep in (data.get("networks") or {}).values())
+            hit, leased[stream] = now or held, now
+        elif type_ in ("ContainerConnected", "ContainerDisconnected"):
+            hit = data.get("network_id") in nets
+            if hit:
+                leased[stream] = type_ == "ContainerConnected" and bool(data.get("endpoint"))
+        else:  # the run's end releases its leases
+            hit, leased[stream] = held, False
+        if hit:
+            seqs.append(seq)
+    return seqs
+
+
 def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
                 filters: Sequence[str]) -> tuple[str, list]:
     where, args = ["1"], []
@@ -104,8 +178,10 @@ def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
             where.append("(stream IN (SELECT stream FROM events WHERE type = 'NetworkCreated' "
                          "AND (json_extract(data, '$.name') = ? OR stream >= ? AND stream < ?))"
                          " OR (type = 'CommandRejected' AND "
-                         "json_extract(data, '$.target') = ?))")
-            args += [value, f"network:{value}", f"network:{value}\U0010ffff", value]
+                         "json_extract(data, '$.target') = ?)"
+                         " OR seq IN (SELECT value FROM json_each(?)))")
+            args += [value, f"network:{value}", f"network:{value}\U0010ffff", value,
+                     json.dumps(_container_seqs(con, value))]
         elif key == "user":
             where.append("(json_extract(meta, '$.user') = ? OR "
                          "CAST(json_extract(meta, '$.uid') AS TEXT) = ?)")

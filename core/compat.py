@@ -129,7 +129,7 @@ FIELDS: tuple[Field, ...] = (
     Field("HostConfig.ShmSize", "--shm-size", R, "shm_size", EVERYDAY),
     # --- HostConfig: networks ---
     Field("HostConfig.NetworkMode", "--network", A, "network",
-          "bridge (the default), a user-defined bridge network, none, host; not "
+          "bridge (the default), a user-defined bridge network, none, host, "
           "container:NAME"),
     Field("HostConfig.PortBindings", "-p, --publish", A, "port_bindings",
           "DNAT by nftables, IPv4"),

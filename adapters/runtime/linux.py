@@ -88,7 +88,8 @@ class LinuxRuntime:
         from adapters.runtime.init import InitPlan
 
         spec = self.spec(container, image)
-        if spec.network not in ("none", "host") and not container.endpoints:
+        if spec.network not in ("none", "host") and not container.endpoints \
+                and not spec.network.startswith("container:"):
             # fail closed: without its leases it would run in our network namespace
             raise RuntimeError_(f"cannot start container {container.id[:12]}: network "
                                 f"{spec.network} has no endpoint for it (its leases are "
@@ -113,9 +114,10 @@ class LinuxRuntime:
                 idmap=idmap, dev_sources=rootfs.node_sources(nodes, spec.security)
                 if idmap is not None else {}, mounts=self._mount_sources(spec))
             held = _hold_host_inputs(plan) if idmap is not None else _hold_subpaths(plan)
-            if container.endpoints:
+            if container.endpoints or spec.network.startswith("container:"):
                 try:
-                    plan.netns_fd = _wire(container)
+                    plan.netns_fd = _wire(container) if container.endpoints else \
+                        self._joined_netns(spec.network.partition(":")[2])
                 except BaseException:
                     for fd in held:
                         os.close(fd)
@@ -151,6 +153,22 @@ class LinuxRuntime:
         pid = int(text.split()[1])
         return Started(pid=pid, cgroup=f"lamina/{container.id}",
                        start_time=_note_monitor(cdir, pid))
+
+    def _joined_netns(self, other_id: str) -> int:
+        """`--network container:ID`: that container's network namespace, as an fd opened
+        while its init is still its own (pid and start time checked after the open)."""
+        other = self.log.container(other_id)
+        if other is None or other.state not in ("running", "paused") or not other.pid:
+            raise RuntimeError_(f"cannot join network of a non running container: {other_id}")
+        try:
+            fd = os.open(f"/proc/{other.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd < 0 or not self.alive(other):
+            if fd >= 0:
+                os.close(fd)
+            raise RuntimeError_(f"cannot join network of a non running container: {other_id}")
+        return fd
 
     def idmap(self) -> IdMap | None:
         """The maps of the root's --userns-remap (None: plain), read from the log on every
@@ -195,7 +213,9 @@ class LinuxRuntime:
         if spec.network != "none" and os.path.exists("/etc/resolv.conf"):
             with open("/etc/resolv.conf") as f:
                 host = f.read()
-        if spec.network == "host" and host:
+        if spec.network.startswith("container:"):  # its hosts and resolv.conf, as docker
+            files.update(self._shared_files(spec.network.partition(":")[2]))
+        elif spec.network == "host" and host:
             files["/etc/resolv.conf"] = host
         elif container.endpoints:
             files["/etc/resolv.conf"] = resolv_conf(host, spec, container.endpoints)
@@ -207,6 +227,14 @@ class LinuxRuntime:
                 if idmap is not None:
                     os.fchown(f.fileno(), idmap.host_uid(0), idmap.host_gid(0))
             out[inside] = path
+        return out
+
+    def _shared_files(self, other_id: str) -> dict[str, str]:
+        out = {}
+        for inside in ("/etc/hosts", "/etc/resolv.conf"):
+            path = os.path.join(self.container_dir(other_id), os.path.basename(inside))
+            with suppress(OSError), open(path) as f:
+                out[inside] = f.read()
         return out
 
     def _mount_sources(self, spec: ProcessSpec) -> list[tuple[MountPoint, str | int]]:

@@ -1,8 +1,9 @@
 """A container on networks: its request judged at create, its leases decided at start.
 
 At create, the network options become what is recorded (docker's words when wrong):
-`network` (the mode: none, host, bridge or a user-defined network's name; `bridge` when
-none is asked, as docker's default), `endpoints` (per network: aliases and a fixed
+`network` (the mode: none, host, bridge, a user-defined network's name, or
+`container:<id>` to share a running container's network namespace; `bridge` when none is
+asked, as docker's default), `endpoints` (per network: aliases and a fixed
 address), `port_bindings` (each `-p` as a PortSpec), `exposed_ports` and `publish_all`
 (`-P` publishes them and the image's EXPOSE), `dns`/`dns_search`/`dns_options`.
 
@@ -24,7 +25,7 @@ from typing import Any
 from core import networks as ipam
 from core.engine.base import EngineBase
 from core.engine.networks import check_endpoint, endpoint, find
-from core.errors import BadInput
+from core.errors import BadInput, Conflict, NotFound
 from core.model import Container, Image
 
 DEFAULT_MODE = ipam.DEFAULT_NETWORK
@@ -47,14 +48,20 @@ def judge(e: EngineBase, config: dict[str, Any], remapped: bool = False) -> None
         raise BadInput(f"--network {mode}: bridge networks are not supported on a "
                        "--userns-remap root yet (use --network none)")
     if mode.startswith("container:"):
-        raise BadInput("--network container:NAME is not supported by lamina yet")
+        mode = f"container:{e.container(mode.partition(':')[2]).id}"
+        for key, what in (("hostname", "hostname"), ("extra_hosts", "custom host-to-IP "
+                          "mapping"), ("dns", "dns"), ("port_bindings", "port publishing"),
+                          ("publish_all", "port publishing")):
+            if config.get(key):
+                raise BadInput(f"conflicting options: {what} and the network mode")
     config["network"] = mode
-    if mode in ("none", "host") and any(str(h).endswith(("host-gateway",))
-                                         for h in config.get("extra_hosts") or ()):
+    shared = mode in ("none", "host") or mode.startswith("container:")
+    if shared and any(str(h).endswith(("host-gateway",))
+                      for h in config.get("extra_hosts") or ()):
         raise BadInput(f"--add-host NAME:host-gateway needs a bridge network: the "
                        f"container's network is {mode}")
     endpoints = _endpoints(config.get("endpoints"), mode)
-    if mode in ("none", "host"):
+    if shared:
         for key, flag in (("port_bindings", "-p, --publish"), ("publish_all", "-P"),
                           ("endpoints", "--ip, --network-alias"),
                           ("dns", "--dns"), ("dns_search", "--dns-search"),
@@ -150,6 +157,15 @@ def leased(e: EngineBase, c: Container, image: Image) -> Container:
     every network it is a member of, in order (the first one's gateway is its route out and
     its published ports' address). A member network removed since is docker's `network X
     not found`."""
+    mode = c.config.get("network") or "none"
+    if mode.startswith("container:"):
+        other = e.log.container(mode.partition(":")[2])
+        if other is None:
+            raise NotFound(f"no such container: {mode.partition(':')[2][:12]} (its "
+                           "--network container)")
+        if other.state not in LIVE:
+            raise Conflict(f"cannot join network of a non running container: {other.id}")
+        return c
     if not c.networks:
         return c
     others = [x for x in e.log.containers() if x.state in LIVE and x.id != c.id]

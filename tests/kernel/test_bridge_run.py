@@ -182,3 +182,22 @@ def test_a_taken_address_is_refused_and_leaves_nothing(lam: NetLamina) -> None:
     assert busy.returncode == 1 and "has active endpoints" in busy.stderr
     check = lam.ok("system", "check")
     assert "veth" not in check and "published" not in check
+
+
+def test_a_container_shares_another_containers_network(lam: NetLamina) -> None:
+    """--network container:NAME: the sidecar pattern. Its init enters the running
+    container's namespace (no veth, no lease of its own); the other's localhost is its."""
+    web = served(lam, "--name", "web")
+    got = lam.ok("run", "--rm", "--network", "container:web", "busybox", "sh", "-c",
+                 "wget -q -O - http://127.0.0.1/hostname; ip -o -4 addr show eth0")
+    lines = got.splitlines()
+    assert lines[0] == web[:12] and "172.17.0.2/16" in lines[1]
+    assert inspect(lam, "web")["State"]["Running"]
+    assert len([n for n in lam.links() if n.startswith("lv")]) == 1, "no veth of its own"
+    refused = lam("run", "--rm", "--network", "container:web", "-p", "80", "busybox", "true")
+    assert "conflicting options: port publishing and the network mode" in refused.stderr
+    lam.ok("create", "--name", "side", "--network", "container:web", "busybox", "true")
+    lam.ok("stop", "-t", "1", "web")
+    late = lam("start", "side")
+    assert late.returncode != 0 and "cannot join network of a non running container" in \
+        late.stderr

@@ -86,6 +86,9 @@ def test_the_default_bridge_publishes_a_port_and_records_the_leases(lam: NetLami
     assert fetch(lam, "http://127.0.0.1:18080/hostname").strip() == cid[:12], \
         "the host's loopback reaches the published port (kernel DNAT, no proxy)"
     assert fetch(lam, "http://172.17.0.2/hostname").strip() == cid[:12]
+    hairpin = lam.ok("run", "--rm", "busybox", "wget", "-q", "-O", "-",
+                     "http://172.17.0.1:18080/hostname")
+    assert hairpin.strip() == cid[:12], "another container reaches it through the host's port"
     inside = lam.ok("exec", "web", "cat", "/etc/hosts", "/etc/resolv.conf")
     assert f"172.17.0.2\t{cid[:12]}" in inside and "172.17.0.1\tgw" in inside
     started = [json.loads(line) for line in lam.ok("events", "--format", "json",

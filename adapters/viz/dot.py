@@ -2,8 +2,11 @@
 
 Layers are rows of an HTML-like table, so a stack reads bottom-up as the seed draws it; the
 union view is a folder beside it; a running container's process space is a cluster drawn
-around both. Colours: read-only layers blue-grey, the read-write layer yellow, running green,
-paused (frozen) blue, stopped grey.
+around both, its networks and published ports beside it. The network picture draws each
+network as a cluster around its bridge, an edge to each container on it labelled with the
+container's address there, and the host's published ports as edges from a `host` node.
+Colours: read-only layers blue-grey, the read-write layer yellow, running green, paused
+(frozen) blue, stopped grey, networks lilac.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from html import escape
 from typing import Any
 
 from adapters.viz.history import History
-from adapters.viz.model import LayerBox, Stack, Tree, short_cgroup
+from adapters.viz.model import LayerBox, NetMap, Stack, Tree, short_cgroup
 
 FONT = "Helvetica"
 RO, RW = "#dbe4ee", "#fff2a8"
 VOLUME = "#f3dcc3"  # data outside the union view: volumes, binds, tmpfs
+NETWORK, HOST = "#e3d7f2", "#f5f5f5"  # a network (its bridge) and the host's ports
 STATE_COLOURS = {"image": "#eeeeee", "stopped": "#d9d9d9", "running": "#bfe8c0",
                  "paused": "#bcd7f5"}
 MAX_TEXT = 48
@@ -119,14 +123,73 @@ def _process_space(g: Any, s: Stack) -> None:
         g.edge(f"pid{pid}", "union", style="dotted", arrowhead="none")
 
 
+def _lease_label(cidr: str, aliases: tuple[str, ...]) -> str:
+    text = cidr or "no lease (not running)"
+    return text + (f"\naliases {_cut(', '.join(aliases), 30)}" if aliases else "")
+
+
+def _stack_networks(g: Any, s: Stack) -> None:
+    """The container's networks beside its process space: an edge from each with its
+    address there; its published ports as an edge from the host."""
+    for i, a in enumerate(s.networks):
+        bridge = f"\nbridge {a.bridge}" if a.bridge else ""
+        g.node(f"net{i}", f"network {_cut(a.network, 30)}{bridge}", shape="box",
+               style="rounded,filled", fillcolor=NETWORK)
+        g.edge(f"net{i}", "union", label=_lease_label(a.cidr, a.aliases),
+               style="solid" if a.cidr else "dashed")
+        if a.ports:
+            g.node("host", "host", shape="box3d", style="filled", fillcolor=HOST)
+            g.edge("host", "union", label="\n".join(a.ports), color="#8e44ad")
+
+
 def stack_graph(s: Stack) -> Any:
     g = _graph("stack", rankdir="LR", label=_title(s), labelloc="t", fontsize="14")
     if s.process is None:
         _stack_nodes(g, s)
-        return g
-    with g.subgraph(name="cluster_process") as cluster:
-        _process_space(cluster, s)
-        _stack_nodes(cluster, s)
+    else:
+        with g.subgraph(name="cluster_process") as cluster:
+            _process_space(cluster, s)
+            _stack_nodes(cluster, s)
+    _stack_networks(g, s)
+    return g
+
+
+def networks_graph(m: NetMap) -> Any:
+    """Each network a cluster around its bridge; each container on one or more of them once,
+    an edge from each network's bridge labelled with its address there (dashed: a member
+    that holds no lease, stopped); published ports as edges from the host."""
+    when = "now" if m.live else "as they were"
+    g = _graph("networks", rankdir="LR", label=f"networks {when} at seq {m.seq}"
+               + (f", {m.when}" if m.when else ""), labelloc="t", fontsize="14")
+    containers: dict[str, tuple[str, str]] = {}
+    for n in m.networks:
+        with g.subgraph(name=f"cluster_n{n.id[:16]}") as cluster:
+            kind = "predefined, " if n.predefined else ""
+            cluster.attr(label=f"network {_cut(n.name, 30)}\n{kind}{n.subnet or '?'}"
+                               + (", internal" if n.internal else ""),
+                         style="rounded,filled", fillcolor=NETWORK, color="#555555")
+            cluster.node(f"n{n.id[:16]}", f"bridge {n.bridge or '?'}\ngateway {n.gateway}",
+                         shape="box", style="filled", fillcolor="white")
+        for mb in n.members:
+            containers.setdefault(mb.container, (mb.name, mb.state))
+    for cid, (name, state) in containers.items():
+        g.node(f"c{cid[:16]}", f"{_cut(name, 30)}\n{cid[:12]}: {state}", shape="box",
+               style="rounded,filled", fillcolor=STATE_COLOURS.get(state, RW))
+    ports = [(mb.container, mb.ports) for n in m.networks for mb in n.members if mb.ports]
+    if ports:
+        g.node("host", "host\n(published ports)", shape="box3d", style="filled",
+               fillcolor=HOST)
+    for n in m.networks:
+        for mb in n.members:
+            g.edge(f"n{n.id[:16]}", f"c{mb.container[:16]}",
+                   label=_lease_label(mb.cidr, mb.aliases),
+                   style="solid" if mb.address else "dashed")
+    for cid, published in ports:
+        g.edge("host", f"c{cid[:16]}", label="\n".join(published), color="#8e44ad",
+               fontcolor="#8e44ad")
+    if not m.networks:
+        g.node("empty", "no networks with containers, no user-defined networks",
+               shape="plaintext")
     return g
 
 

@@ -65,6 +65,18 @@ class MountBox:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """One of a container's networks as its picture draws it: its address there while it
+    runs ("" while stopped), its aliases, and the ports published to it (its first)."""
+
+    network: str
+    bridge: str
+    cidr: str = ""
+    aliases: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Stack:
     """An image's stack, or a container's: layers bottom first, the rw layer on top."""
 
@@ -83,6 +95,7 @@ class Stack:
     union: tuple[str, ...] = ()  # top-level names of the union view, when the files exist
     process: ProcessSpace | None = None
     mounts: tuple[MountBox, ...] = ()  # volumes, binds, tmpfs: beside the view, not in it
+    networks: tuple[Attachment, ...] = ()  # its networks, with its leases while it runs
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,7 +233,20 @@ def container_stack(source: Any, c: Container, store: Any) -> Stack:
         union = union_entries(lowers)
     return Stack("container", c.id, c.name, c.state, source.seq, source.when, source.live,
                  boxes, image=c.image, image_label=image_label(image), rw=rw, changes=changes,
-                 union=union, process=process_space(c, source.live), mounts=mount_boxes(c))
+                 union=union, process=process_space(c, source.live), mounts=mount_boxes(c),
+                 networks=attachments(c))
+
+
+def attachments(c: Container) -> tuple[Attachment, ...]:
+    """The container's networks at the source's point: its run's endpoints first (in the
+    order it leased them), then the networks it is a member of without a lease."""
+    out = []
+    for slot, name in enumerate([*c.endpoints, *(n for n in c.networks
+                                                  if n not in c.endpoints)]):
+        ep = c.endpoints.get(name) or {}
+        m = _member(c, name, slot == 0)
+        out.append(Attachment(name, ep.get("bridge", ""), m.cidr, m.aliases, m.ports))
+    return tuple(out)
 
 
 def mount_boxes(c: Container) -> tuple[MountBox, ...]:

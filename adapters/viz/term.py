@@ -1,12 +1,13 @@
 """The same pictures in the terminal, with rich: a stack as a table (top layer first) inside
-the panels of its process space, the tree as a rich Tree, a history as a table."""
+the panels of its process space, the tree as a rich Tree, a history as a table, the networks
+as a rich Tree (each network, the containers on it with their addresses and ports)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from adapters.viz.history import History
-from adapters.viz.model import Stack, Tree, short_cgroup
+from adapters.viz.model import NetMap, Stack, Tree, short_cgroup
 
 STYLES = {"image": "white", "stopped": "grey62", "running": "green", "paused": "cyan"}
 
@@ -59,7 +60,12 @@ def stack_renderable(s: Stack) -> Any:
     mounts = "mounts (outside the union view):\n" + "\n".join(
         f"  {m.label} at {m.target}{' (read-only)' if m.read_only else ''}"
         for m in s.mounts) if s.mounts else ""
-    parts = [_layers_table(s), _changes(s), union, mounts]
+    nets = "networks:\n" + "\n".join(
+        f"  {a.network}: {a.cidr or 'no lease (not running)'}"
+        + (f" aliases {', '.join(a.aliases)}" if a.aliases else "")
+        + (f" ports {', '.join(a.ports)}" if a.ports else "")
+        for a in s.networks) if s.networks else ""
+    parts = [_layers_table(s), _changes(s), union, mounts, nets]
     body: Group | Panel = Group(*[p for p in parts if p])
     if s.process is not None:
         p = s.process
@@ -113,3 +119,26 @@ def history_renderable(h: History) -> Any:
         t.add_row(str(s.seq), s.at[:19].replace("T", " "), s.type.removeprefix("Container"),
                   move, s.detail, style="red" if s.refused else None)
     return t
+
+
+def networks_renderable(m: NetMap) -> Any:
+    from rich.markup import escape
+    from rich.tree import Tree as RichTree
+
+    when = "now" if m.live else "as they were"
+    root = RichTree(f"networks {when} at seq {m.seq} {m.when}".rstrip())
+    if not m.networks:
+        root.add("no networks with containers, no user-defined networks")
+    for n in m.networks:
+        what = f"{n.subnet or '?'} gateway {n.gateway}, bridge {n.bridge or '?'}" \
+            + (", internal" if n.internal else "") + (", predefined" if n.predefined else "")
+        branch = root.add(f"[magenta]{escape(n.name)}[/] {what}")
+        for mb in n.members:
+            line = (f"[{STYLES.get(mb.state, 'white')}]{escape(mb.name)}[/] "
+                    f"{mb.container[:12]}: {mb.cidr or 'no lease (' + mb.state + ')'}")
+            if mb.aliases:
+                line += f" aliases {escape(', '.join(mb.aliases))}"
+            if mb.ports:
+                line += f" ports {escape(', '.join(mb.ports))}"
+            branch.add(line)
+    return root

@@ -20,6 +20,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 from core.errors import BadInput, Conflict
 
@@ -424,3 +425,37 @@ def dns_records(members: Iterable[tuple[Iterable[str], str]]) -> dict[str, tuple
             if key:
                 out.setdefault(key, set()).add(address)
     return {k: tuple(sorted(v, key=IPv4Address)) for k, v in sorted(out.items())}
+
+
+# --- leases held at once ---------------------------------------------------------------------
+
+
+def lease_clash(live: Iterable[Any], network_ids: Collection[str] | None = None) -> str | None:
+    """What the read model refuses, judged on the containers that run (each with `id`,
+    `endpoints` {name: {"id", "address", ...}} and `ports` [{"proto", "host_ip",
+    "host_port", ...}], as core.model.Container has them): an address two of them hold on
+    one network, a host port two of them bind (same proto and port, same address or either
+    ANY), or, given the ids of the networks there are (`network_ids`, the predefined ones
+    among them), an address on a network that is gone. The first such, in words; None
+    when there is none."""
+    addresses: dict[tuple[str, str], str] = {}
+    bound: list[tuple[str, PortBinding]] = []
+    for c in live:
+        for ep in c.endpoints.values():
+            key = (ep["id"], ep["address"])
+            if key in addresses and addresses[key] != c.id:
+                return (f"address {ep['address']} on network {ep['id'][:12]} is held by "
+                        f"{addresses[key][:12]} and {c.id[:12]}")
+            addresses[key] = c.id
+            if network_ids is not None and ep["id"] not in network_ids:
+                return f"{c.id[:12]} holds an address on network {ep['id'][:12]}, which is gone"
+        for raw in c.ports:
+            b = PortBinding(raw["proto"], int(raw["container_port"]), raw["host_ip"],
+                            int(raw["host_port"]))
+            for holder, other in bound:
+                if other.proto == b.proto and \
+                        other.host_port == b.host_port and clashes(other.host_ip, b.host_ip):
+                    return (f"{b.host_ip}:{b.host_port}/{b.proto} is bound by {holder[:12]} "
+                            f"and {c.id[:12]}")
+            bound.append((c.id, b))
+    return None

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from core import networks as ipam
 from core.errors import ConcurrencyError
 from core.model import Container, Image, Layer, Network, Volume, World
 from events.envelope import Recorded
@@ -66,6 +67,19 @@ class WorldReader:
         return list(self.world.networks.values())
 
 
+LIVE = ("running", "paused")
+
+
+def leases_clash(world: World) -> str | None:
+    """What SQLite's read model refuses of a world's leases (adapters/eventstore/
+    sqlite_log.py write_leases): an address or host port two running containers hold, an
+    address on a network that is gone (core.networks.lease_clash judges)."""
+    live = [c for c in world.containers.values() if c.state in LIVE]
+    if not any(c.endpoints or c.ports for c in live):
+        return None
+    return ipam.lease_clash(live, {*world.networks, ipam.DEFAULT_NETWORK_ID})
+
+
 class MemoryEventLog(WorldReader):
     """A list of Recorded events and a World folded from them as they are appended."""
 
@@ -95,6 +109,9 @@ class MemoryEventLog(WorldReader):
                            meta=dict(meta), at=at or f"t{seq}")
             world.apply(rec)  # raises before anything is kept
             out.append(rec)
+        clash = leases_clash(world)
+        if clash is not None:  # the SQLite read model's refusal (its leases and bindings)
+            raise ConcurrencyError(f"lease refused: {clash}")
         self.records.extend(out)
         self.versions, self.world = versions, world
         return out

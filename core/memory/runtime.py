@@ -74,7 +74,9 @@ class MemoryRuntime:
     output: dict[str, list[LogEntry]] = field(default_factory=dict)
     layers: Any = None  # a MemoryLayerStore: a container's files are its rw layer's there
     files: dict[str, dict[str, str]] = field(default_factory=dict)  # else here, by rw layer
-    links: set[tuple[str, str]] = field(default_factory=set)  # (container, network) joined
+    # (container, network) joined: each endpoint of a run, made at its start or connect,
+    # gone at its end (release) as the Linux runtime's veths are
+    links: set[tuple[str, str]] = field(default_factory=set)
 
     def start(self, container: Container, image: Image) -> Started:
         argv = command_line(image.config.get("config") or {}, container.cmd,
@@ -82,6 +84,7 @@ class MemoryRuntime:
         self.next_pid += 1
         self.procs[container.id] = FakeProcess(pid=self.next_pid)
         self.clients[container.id] = MemoryAttachment(container.id)
+        self.links |= {(container.id, ep["id"]) for ep in container.endpoints.values()}
         if argv[0] == "echo":
             self._write(container.id, "stdout", " ".join(argv[1:]) + "\n")
         return Started(pid=self.next_pid, cgroup=f"lamina/{container.id}")
@@ -124,6 +127,11 @@ class MemoryRuntime:
     def abort_start(self, container: Container) -> None:
         self.procs.pop(container.id, None)
         self.clients.pop(container.id, None)
+        self._unlink(container.id)
+
+    def _unlink(self, container_id: str) -> None:
+        """A run's end unwires it (the Linux runtime's release): its links go."""
+        self.links = {link for link in self.links if link[0] != container_id}
 
     def attach(self, container_id: str) -> MemoryAttachment | None:
         return self.clients.pop(container_id, None)
@@ -158,6 +166,7 @@ class MemoryRuntime:
         proc = self.procs.get(container.id)
         if proc is not None and not proc.alive:
             del self.procs[container.id]
+            self._unlink(container.id)
 
     def connect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
         if container.id not in self.procs or not self.procs[container.id].alive:
@@ -168,6 +177,7 @@ class MemoryRuntime:
         self.links.discard((container.id, endpoint["id"]))
 
     def remove(self, container: Container) -> None:
+        self._unlink(container.id)
         self.procs.pop(container.id, None)
         self.clients.pop(container.id, None)
         self.output.pop(container.id, None)

@@ -6,6 +6,8 @@ so the marker (and any workaround in the model checkers) gets removed.
 
 from __future__ import annotations
 
+import pytest
+
 from core.memory import memory_engine
 from tests.model.harness import Step, check_world, replay, run_step
 
@@ -32,3 +34,21 @@ def test_rmi_of_a_hex_looking_tag_only_untags() -> None:
     engine.tag(iid, "other")
     run_step(engine, Step("rmi", ref="cafe", image=iid))  # as `rmi coffee` does: untag only
     assert engine.log.image_tagged("other:latest") is not None
+
+
+@pytest.mark.xfail(strict=True, reason="open: a disconnect keeps the ports published on the "
+                   "address it gives back (harness.strands_ports keeps the checkers off it)")
+def test_disconnecting_the_network_of_published_ports_leaves_none_bound() -> None:
+    """Found by test_exhaustive's network world (create --network bridge -p 8080:80; start;
+    network disconnect bridge): the container keeps `ports` with no endpoint to publish
+    them from, so its 8080 stays bound in the read model while the DNAT rules (pub-<id>,
+    which runtime.disconnect leaves) point at an address the next start may lease to
+    another container. docker releases the endpoint's port mappings with it (or programs
+    them on the endpoint that becomes the gateway)."""
+    engine = memory_engine()
+    engine.import_image({"bin/sh": "ash"}, "base")
+    engine.create("base", ["sh"], "c0", config={"network": "bridge",
+                                               "port_bindings": ["8080:80"]})
+    engine.start("c0")
+    run_step(engine, Step("network disconnect", "c0", network="bridge"))
+    check_world(engine, replay(engine.log.records))

@@ -674,7 +674,7 @@ def _expected_points(step: Step, before: Snapshot) -> list[tuple[str, str, bool]
 # --- networks: membership, leases, the commands -------------------------------------------
 
 
-def _network(snap: Snapshot, name: str) -> Network | None:
+def _network(snap: Snapshot | World, name: str) -> Network | None:
     """The network `name` names (the default bridge, or a user-defined one), as the log
     has it before a move; None for none (`host` and `none` hold no leases: not here)."""
     if name == DEFAULT_NETWORK:
@@ -682,11 +682,11 @@ def _network(snap: Snapshot, name: str) -> Network | None:
     return next((n for n in snap.networks.values() if n.name == name), None)
 
 
-def _holders(snap: Snapshot, but: str = "") -> list[Container]:
+def _holders(snap: Snapshot | World, but: str = "") -> list[Container]:
     return [c for c in snap.containers.values() if c.state in LIVE and c.id != but]
 
 
-def _lease_refusal(before: Snapshot, c: Container) -> type[LaminaError] | None:
+def _lease_refusal(before: Snapshot | World, c: Container) -> type[LaminaError] | None:
     """Why a start (or restart) of `c` must be refused, judged from the log alone: a
     member network that is gone (docker's `network X not found`), or a host port it asks
     for that another running container binds (`port is already allocated`)."""
@@ -1418,7 +1418,7 @@ def network_world_steps(world: World, shape: Abstract,
                   if not strands_ports(c, name)]
         if bounds.pause and live:
             steps.append(Step("pause" if c.state == "running" else "unpause", slot))
-        if bounds.restart:
+        if bounds.restart and not restart_loses_process(world, c):
             steps.append(Step("restart", slot))
             if live:
                 steps.append(Step("exit", slot))
@@ -1432,6 +1432,15 @@ def strands_ports(c: Container, network: str) -> bool:
     address the next start may lease to another container); the model checkers don't take
     that move until it is fixed (then this goes, with the xfail)."""
     return bool(c.ports) and next(iter(c.endpoints), None) == network
+
+
+def restart_loses_process(world: World, c: Container) -> bool:
+    """Whether a restart of `c` would stop its process and then be refused its leases (a
+    port of its -p another container bound while it ran without publishing it: it was on no
+    network when it started, connected since): the process is gone, the log still says
+    running. An open bug (test_regressions); the model checkers don't take that move until
+    it is fixed (then this goes, with the xfail)."""
+    return c.state in LIVE and _lease_refusal(world, c) is not None
 
 
 def network_abstract(world: World, names: dict[str, str]) -> Abstract:

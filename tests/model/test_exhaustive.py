@@ -103,7 +103,7 @@ DEPTH = int(os.environ.get("LAMINA_MODEL_DEPTH", "8"))
 SOAK = os.environ.get("LAMINA_SOAK") == "1"
 VOLUME_DEPTH = int(os.environ.get("LAMINA_MODEL_VOLUME_DEPTH", "10" if SOAK else "16"))
 VOLUME_WORLD = SOAK_VOLUME_WORLD if SOAK else harness.VOLUME_WORLD
-NETWORK_DEPTH = int(os.environ.get("LAMINA_MODEL_NETWORK_DEPTH", "12" if SOAK else "9"))
+NETWORK_DEPTH = int(os.environ.get("LAMINA_MODEL_NETWORK_DEPTH", "10" if SOAK else "9"))
 NETWORK_WORLD = SOAK_NETWORK_WORLD if SOAK else harness.NETWORK_WORLD
 
 

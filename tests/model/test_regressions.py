@@ -52,3 +52,24 @@ def test_disconnecting_the_network_of_published_ports_leaves_none_bound() -> Non
     engine.start("c0")
     run_step(engine, Step("network disconnect", "c0", network="bridge"))
     check_world(engine, replay(engine.log.records))
+
+
+@pytest.mark.xfail(strict=True, reason="open: a restart refused its leases has already stopped "
+                   "the process (harness.restart_loses_process keeps the checkers off it)")
+def test_a_restart_refused_its_ports_keeps_the_process() -> None:
+    """Found by test_exhaustive's soak network world: c1 asks for 8080, which c0 binds; c1
+    left the bridge, started (on no network: nothing published), joined the bridge again
+    while running; `restart c1` stops its process, then its start is refused the port
+    (Conflict): the refusal is recorded, the log still says running, the process is gone.
+    docker's restart then leaves it exited; lamina could judge the leases before stopping."""
+    engine = memory_engine()
+    engine.import_image({"bin/sh": "ash"}, "base")
+    for name in ("c0", "c1"):
+        engine.create("base", ["sh"], name, config={"network": "bridge",
+                                                  "port_bindings": ["8080:80"]})
+    engine.start("c0")
+    engine.network_disconnect("bridge", "c1")
+    engine.start("c1")
+    engine.network_connect("bridge", "c1")
+    run_step(engine, Step("restart", "c1"))
+    check_world(engine, replay(engine.log.records))

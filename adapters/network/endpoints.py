@@ -87,6 +87,7 @@ def wire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
          ports: list[Mapping[str, Any]]) -> int:
     """Everything of a run's network (see the module's doc); returns the namespace's fd,
     the caller's to close once the monitor has it."""
+    from adapters import faults
     from adapters.network import bridge, nat
 
     fd = new_netns()
@@ -99,10 +100,12 @@ def wire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
                           netns_fd=fd, ifname=f"eth{index}", mac=ep["mac"],
                           route=index == 0)
             made.append(ep["veth"])
+            faults.point("endpoints.wired")  # a veth on the bridge, more to come
         if ports:
             first = min(endpoints.values(), key=lambda e: e["slot"])
             nat.publish(publication_key(container_id), first["address"],
                         [ipam.PortBinding(**b) for b in ports])
+            faults.point("endpoints.published")  # the DNAT rules in, nothing recorded
     except BaseException as err:
         os.close(fd)
         for veth in made:
@@ -117,9 +120,12 @@ def wire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
 def unwire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
            ports: list[Mapping[str, Any]]) -> None:
     """Remove a run's published ports and veths; idempotent (reconcile finishes a crash)."""
+    from adapters import faults
     from adapters.network import bridge, nat
 
     if ports:
         nat.unpublish(publication_key(container_id))
+        faults.point("endpoints.unpublished")  # the veths still there
     for ep in endpoints.values():
         bridge.detach(ep["veth"])
+        faults.point("endpoints.detached")

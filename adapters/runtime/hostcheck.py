@@ -97,14 +97,19 @@ def _remap(runtime: Any) -> Iterator[Finding]:
 # --- network wiring ----------------------------------------------------------------------------
 
 def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
-    """A container's veth or published ports (adapters/network/endpoints.py) while it doesn't
-    run: left by a run whose end was recorded by a process that died before unwiring, or
-    by a start that died after wiring. A veth's name is derived from its container's and
-    network's ids and a publication's from its container's: one that no container of this
-    log can own is another root's or an older one's, and one of a container that runs is
-    its own. Repaired under the container's lock (a start wires before it records)."""
-    if not any(c.endpoints or c.config.get("network") not in (None, "none", "host")
-               for c in known.values()):
+    """A container's veth or published ports (adapters/network/endpoints.py) that its run
+    doesn't account for: while it doesn't run (left by a run whose end was recorded by a
+    process that died before unwiring, or by a start that died after wiring), once it is
+    removed (an rm that died between its record and unwiring), or, while it runs, a veth on
+    a network it is not connected to (a `network connect` that died between the veth and
+    its record, a `network disconnect` between its record and the veth). A veth's name is
+    derived from its container's and network's ids and a publication's from its
+    container's: one that no container of this log (running, stopped, or removed with its
+    files still here) can own is another root's or an older one's. Repaired under the
+    container's lock, judged again there (a start or connect wires before it records)."""
+    gone = _removed(runtime, known)
+    if not gone and not any(c.endpoints or c.config.get("network") not in
+                            (None, "none", "host") for c in known.values()):
         return  # nothing of this root was ever on a bridge: don't load netlink for nothing
     from adapters.network import bridge, endpoints
     from adapters.network.host import _nftables
@@ -114,22 +119,79 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     network_ids.add(ipam.DEFAULT_NETWORK_ID)
     for c in known.values():
         network_ids |= {ep["id"] for ep in c.endpoints.values()}
-    owner = {ipam.veth_name(cid, nid): cid for cid in known for nid in network_ids}
+    owners = [*known, *gone]
+    owner = {ipam.veth_name(cid, nid): cid for cid in owners for nid in network_ids}
     for name, kind in bridge.links().items():
-        owned = owner.get(name)
-        if kind == "veth" and owned is not None and known[owned].state not in LIVE:
-            yield Finding(f"veth {name} of container {owned[:12]}, which is not running",
-                          partial(_locked, runtime, owned, partial(bridge.detach, name)))
+        cid = owner.get(name)
+        if kind != "veth" or cid is None or _wired(known.get(cid), veth=name):
+            continue
+        yield Finding(f"veth {name} of container {cid[:12]}, {_unwired(known.get(cid))}",
+                      partial(_locked, runtime, cid, partial(
+                          _unless_wired, runtime, cid, partial(bridge.detach, name),
+                          veth=name)))
     if not _nftables():
         return
     from adapters.network import nat
 
-    keys = {endpoints.publication_key(cid): cid for cid in known}
+    keys = {endpoints.publication_key(cid): cid for cid in owners}
     for key in nat.owned().publications:
-        holder = keys.get(key)
-        if holder is not None and known[holder].state not in LIVE:
-            yield Finding(f"published ports of container {holder[:12]}, which is not running",
-                          partial(_locked, runtime, holder, partial(nat.unpublish, key)))
+        holder = keys.get(key) or _former(runtime, key)
+        if holder is None or _wired(known.get(holder), veth=None):
+            continue
+        held = known.get(holder)
+        yield Finding(f"published ports of container {holder[:12]}, " + (
+            _unwired(held) if held is None or held.state not in LIVE else "which has none"),
+                      partial(_locked, runtime, holder, partial(
+                          _unless_wired, runtime, holder, partial(nat.unpublish, key),
+                          veth=None)))
+
+
+def _wired(c: Container | None, veth: str | None) -> bool:
+    """Whether a running container's run accounts for the veth `veth` (one of its
+    endpoints'), or with None for a publication (it publishes ports)."""
+    if c is None or c.state not in LIVE:
+        return False
+    if veth is None:
+        return bool(c.ports)
+    return any(ep.get("veth") == veth for ep in c.endpoints.values())
+
+
+def _unwired(c: Container | None) -> str:
+    if c is None:
+        return "which is removed"
+    if c.state not in LIVE:
+        return "which is not running"
+    return "on a network it is not connected to"
+
+
+def _unless_wired(runtime: Any, cid: str, repair: Callable[[], object],
+                  veth: str | None) -> None:
+    """The repair, unless the container's run accounts for it by now (read again under
+    its lock: a start or connect that recorded since the finding was made)."""
+    if not _wired(runtime.log.container(cid), veth):
+        repair()
+
+
+def _removed(runtime: Any, known: Mapping[str, Container]) -> list[str]:
+    """The containers this log removed whose files are still here (an rm that died after
+    its record): their wiring may be left too."""
+    try:
+        names = os.listdir(os.path.join(runtime.root, "containers"))
+    except FileNotFoundError:
+        return []
+    return [cid for cid in names if cid not in known
+            and next(runtime.log.read(stream=f"container:{cid}"), None) is not None]
+
+
+def _former(runtime: Any, key: str) -> str | None:
+    """The id of a container of this log whose publication key (12 hex) is `key`, removed
+    since (its files gone too): by its stream in the log."""
+    con = getattr(runtime.log, "con", None)
+    if con is None or not re.fullmatch(r"[0-9a-f]{12}", key):
+        return None
+    row = con.execute("SELECT stream FROM events WHERE stream >= ? AND stream < ? LIMIT 1",
+                      (f"container:{key}", f"container:{key}g")).fetchone()
+    return row[0].removeprefix("container:") if row is not None else None
 
 
 # --- cgroups, mounts, the freezer ------------------------------------------------------------

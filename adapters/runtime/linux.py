@@ -392,6 +392,7 @@ class LinuxRuntime:
 
     def connect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
         """One more veth into the running container's network namespace (its init's)."""
+        from adapters import faults
         from adapters.network import bridge, endpoints
 
         try:
@@ -406,6 +407,7 @@ class LinuxRuntime:
                           prefixlen=int(endpoint["prefixlen"]), gateway=endpoint["gateway"],
                           netns_fd=fd, ifname=f"eth{endpoint['slot']}", mac=endpoint["mac"],
                           route=False)
+            faults.point("runtime.connected")  # the veth in, the log not told yet
         except bridge.LinkError as err:
             raise RuntimeError_(f"cannot connect container {container.id[:12]}: {err}") \
                 from None
@@ -417,8 +419,10 @@ class LinuxRuntime:
             resolver.ensure(self.root)
 
     def disconnect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
+        from adapters import faults
         from adapters.network import bridge
 
+        faults.point("runtime.disconnecting")  # recorded as left, the veth still there
         bridge.detach(endpoint["veth"])
 
     def _cleanup(self, container: Container, cgroup: Cgroup) -> None:

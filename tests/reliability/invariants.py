@@ -7,7 +7,8 @@
 - the host matches the projection: a running or paused container has its process (same pid,
   same start time), its cgroup, its union view and, when paused, a frozen cgroup; nothing
   else is mounted under the root, no cgroup of this root's containers is left, no process
-  naming the root is alive but the monitors of live containers;
+  naming the root is alive but the monitors of live containers and the root's DNS resolver
+  (adapters/network/resolver.py: it serves while the root has a user-defined network);
 - the layer directories are exactly the read model's layers and its containers' read-write
   layers, each registered layer's files still hash to its diff_id (the whole tar is rebuilt),
   and <root>/tmp holds nothing;
@@ -102,6 +103,9 @@ def _host(e: Any, root: str) -> list[str]:
         if cid in containers or next(e.log.read(stream=f"container:{cid}"), None):
             out.append(f"stray cgroup {path}")
     me = os.getpid()
+    resolver = _resolver(root)
+    if resolver is not None:
+        monitors.add(resolver)
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) in monitors or int(pid) == me:
             continue
@@ -112,6 +116,19 @@ def _host(e: Any, root: str) -> list[str]:
         except OSError:
             continue
     return out
+
+
+def _resolver(root: str) -> int | None:
+    """The pid of the root's DNS resolver while one holds its pidfile (`PID STATE`)."""
+    from adapters.network import resolver
+
+    if not resolver.running(root):
+        return None
+    try:
+        with open(os.path.join(root, resolver.PIDFILE)) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _layers(e: Any) -> list[str]:

@@ -265,8 +265,10 @@ def lamina_is_gone() -> None:
     ruleset = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True)
     assert ruleset.stdout.strip() == ""
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    assert [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()] == [
-        "lo", UPLINK]
+    names = [line.split(":")[1].strip().split("@")[0] for line in links.splitlines()]
+    # the uplink's peer was in the outside box, closed by now: the kernel deletes the pair
+    # with that namespace, asynchronously, so it may or may not still be listed here
+    assert [n for n in names if n != UPLINK] == ["lo"], names
 
 
 def teardown(world: World) -> None:

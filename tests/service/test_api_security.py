@@ -95,7 +95,6 @@ def test_fields_lamina_cant_honour_are_refused_by_name(service: Service) -> None
              " is not supported by lamina yet",
              ("--restart", "always"): "RestartPolicy (--restart) is not supported",
              ("--link", "db:db"): "Links (--link) is not supported",
-             ("--network", "container:other"): "--network container:NAME is not supported",
              ("--ulimit", "nofile=10:10"): "Ulimits (--ulimit) is not supported"}
     for flags, message in cases.items():
         out = service.docker("create", *flags, "busybox", "true")

@@ -74,6 +74,7 @@ bench: $(STAMP) deb pyc client
 	$(BIN)/python bench/build.py
 	$(BIN)/python bench/service.py
 	$(BIN)/python bench/registry.py
+	$(BIN)/python bench/network.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache

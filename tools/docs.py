@@ -157,6 +157,17 @@ def compatibility_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def own_network_namespace() -> None:
+    """The pictures' containers run in a network namespace of this process's own (lo up):
+    they join the default bridge, and drawing pictures must not leave lamina0, an nftables
+    table or ip_forward changed on the host's network."""
+    from adapters.kernel import libc
+    from adapters.kernel.syscalls import loopback_up
+
+    libc.unshare(libc.CLONE_NEWNET)
+    loopback_up()
+
+
 def main() -> None:
     os.makedirs(DOCS, exist_ok=True)
     state_machine_svg(os.path.join(DOCS, "state-machine.svg"))
@@ -169,6 +180,7 @@ def main() -> None:
         print("not root: docs/pictures left as they are (they need real containers)",
               file=sys.stderr)
         return
+    own_network_namespace()
     for path in concept_pictures(os.path.join(DOCS, "pictures")):
         print(f"wrote {path}", file=sys.stderr)
 

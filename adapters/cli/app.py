@@ -228,6 +228,12 @@ class Served:
 
         for name in WARM_MODULES:
             importlib.import_module(name)
+        from contextlib import suppress
+
+        from adapters.network import nat
+
+        with suppress(nat.NftablesError):  # none on this host: bridges fail by name later
+            nat._library()  # libnftables loaded once here, not by every served start
         from core import lifecycle
 
         prebuild(WARM_SAMPLES)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -170,14 +171,25 @@ def _netns_fd(pid: int | None, netns_fd: int | None) -> Iterator[int]:
         os.close(fd)
 
 
-def _iproute_in(netns_fd: int) -> Any:
-    """An IPRoute whose socket is in the namespace `netns_fd`: made by this thread while it
-    sits there, then the thread goes back to its own namespace before anything else."""
+def _ifindex(name: str) -> int | None:
+    """A link's index in the calling thread's namespace, by ioctl (SIOCGIFINDEX): no netlink
+    dump of every link, which pyroute2's link_lookup makes (~0.5 ms each, more with many
+    containers)."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
+def _iproute_in(netns_fd: int, ifname: str) -> tuple[Any, int | None]:
+    """An IPRoute whose socket is in the namespace `netns_fd`, and the index of `ifname`
+    there: made by this thread while it sits there, then the thread goes back to its own
+    namespace before anything else."""
     mine = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         libc.setns(netns_fd, libc.CLONE_NEWNET)
         try:
-            return IPRoute()
+            return IPRoute(), _ifindex(ifname)
         finally:
             libc.setns(mine, libc.CLONE_NEWNET)
     finally:
@@ -186,24 +198,29 @@ def _iproute_in(netns_fd: int) -> Any:
 
 def attach(bridge: str, host_ifname: str, *, address: str, prefixlen: int, gateway: str,
            pid: int | None = None, netns_fd: int | None = None, ifname: str = "eth0",
-           mtu: int | None = None, mac: str | None = None, route: bool = True) -> Endpoint:
+           mtu: int | None = None, mac: str | None = None, route: bool = True,
+           loopback: bool = True) -> Endpoint:
     """Connect the network namespace of process `pid` (or the open namespace `netns_fd`) to
     `bridge`: a veth pair, `host_ifname` on the bridge and up, `ifname` in the namespace with
     `address`/`prefixlen`, up, and (with `route`: a container's first network) a default
-    route via `gateway`; loopback up there too.
+    route via `gateway`; loopback up there too (unless `loopback` is False: a namespace
+    made with it up already, adapters/network/endpoints.py).
 
     A leftover `host_ifname` (a crash between two steps) is replaced. On failure, what this
     call made is deleted before the error is raised."""
     mac = mac or mac_address(address)
     with _netns_fd(pid, netns_fd) as fd, IPRoute() as ipr:
-        master = _index(ipr, bridge)
+        master = _ifindex(bridge)
         if master is None:
             raise LinkError(f"attach {host_ifname}: no bridge {bridge}")
-        old = _index(ipr, host_ifname)
+        old = _ifindex(host_ifname)
         if old is not None:
             ipr.link("del", index=old)
+        # one message makes both ends: the host's on the bridge and up, the container's in
+        # its namespace under its name (each netlink round trip costs ~0.5 ms in pyroute2)
         peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": fd, "address": mac}
-        link: dict[str, Any] = {"ifname": host_ifname, "kind": "veth", "peer": peer}
+        link: dict[str, Any] = {"ifname": host_ifname, "kind": "veth", "peer": peer,
+                                "master": master, "state": "up"}
         if mtu is not None:
             link["mtu"] = peer["mtu"] = mtu
         try:
@@ -211,17 +228,17 @@ def attach(bridge: str, host_ifname: str, *, address: str, prefixlen: int, gatew
         except NetlinkError as err:
             raise _fail(f"create veth {host_ifname} ({ifname} inside)", err) from None
         try:
-            index = _index(ipr, host_ifname)
-            ipr.link("set", index=index, master=master, state="up")
-            with _iproute_in(fd) as inner:
-                inner_index = _index(inner, ifname)
+            inner, inner_index = _iproute_in(fd, ifname)
+            with inner:
                 if inner_index is None:
                     raise LinkError(f"attach {host_ifname}: no {ifname} in the namespace")
                 inner.addr("add", index=inner_index, address=address, prefixlen=prefixlen)
                 inner.link("set", index=inner_index, state="up")
-                lo = _index(inner, "lo")
-                if lo is not None and not inner.link("get", index=lo)[0]["flags"] & _IFF_UP:
-                    inner.link("set", index=lo, state="up")
+                if loopback:
+                    lo = _index(inner, "lo")
+                    if lo is not None and \
+                            not inner.link("get", index=lo)[0]["flags"] & _IFF_UP:
+                        inner.link("set", index=lo, state="up")
                 if route:
                     inner.route("add", dst="0.0.0.0/0", gateway=gateway, oif=inner_index)
         except NetlinkError as err:

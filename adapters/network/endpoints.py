@@ -75,7 +75,7 @@ def ensure_network(ep: Mapping[str, Any]) -> None:
     from adapters.network import bridge, nat
 
     name = ep["bridge"]
-    if _has_link(name) and name in nat.owned().networks:
+    if _has_link(name) and nat.has_network(name):
         return
     subnet = str(ipam.IPv4Network(f"{ep['gateway']}/{ep['prefixlen']}", strict=False))
     bridge.enable_forwarding()
@@ -98,7 +98,7 @@ def wire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
             bridge.attach(ep["bridge"], ep["veth"], address=ep["address"],
                           prefixlen=int(ep["prefixlen"]), gateway=ep["gateway"],
                           netns_fd=fd, ifname=f"eth{index}", mac=ep["mac"],
-                          route=index == 0)
+                          route=index == 0, loopback=False)
             made.append(ep["veth"])
             faults.point("endpoints.wired")  # a veth on the bridge, more to come
         if ports:
@@ -118,14 +118,16 @@ def wire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
 
 
 def unwire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
-           ports: list[Mapping[str, Any]]) -> None:
-    """Remove a run's published ports and veths; idempotent (reconcile finishes a crash)."""
+           ports: list[Mapping[str, Any]], links: bool = True) -> None:
+    """Remove a run's published ports and (with `links`) its veths; idempotent (reconcile
+    finishes a crash). Without `links` the caller knows the namespace is going with its
+    last process, and the kernel deletes each veth pair with it."""
     from adapters import faults
     from adapters.network import bridge, nat
 
     if ports:
         nat.unpublish(publication_key(container_id))
         faults.point("endpoints.unpublished")  # the veths still there
-    for ep in endpoints.values():
+    for ep in endpoints.values() if links else ():
         bridge.detach(ep["veth"])
         faults.point("endpoints.detached")

@@ -68,6 +68,10 @@ class WorldReader:
 
 
 LIVE = ("running", "paused")
+# what can make a lease clash (a new lease, a network gone); any other event only gives
+# leases back, so a world that held none twice still holds none twice after it
+LEASING = frozenset({"ContainerStarted", "ContainerRestarted", "ContainerConnected",
+                     "NetworkRemoved"})
 
 
 def leases_clash(world: World) -> str | None:
@@ -109,9 +113,10 @@ class MemoryEventLog(WorldReader):
                            meta=dict(meta), at=at or f"t{seq}")
             world.apply(rec)  # raises before anything is kept
             out.append(rec)
-        clash = leases_clash(world)
-        if clash is not None:  # the SQLite read model's refusal (its leases and bindings)
-            raise ConcurrencyError(f"lease refused: {clash}")
+        if any(r.type in LEASING for r in out):
+            clash = leases_clash(world)
+            if clash is not None:  # the SQLite read model's refusal (its leases, bindings)
+                raise ConcurrencyError(f"lease refused: {clash}")
         self.records.extend(out)
         self.versions, self.world = versions, world
         return out

@@ -279,6 +279,7 @@ def test_a_crash_wiring_a_container_leaves_nothing_stray(wired: NetRoot, command
     chosen = points if SOAK else [p for p in points if p in CHOSEN[command]]
     assert SOAK or len(chosen) == len(CHOSEN[command]), \
         f"{command} passes {points}: not every point of {CHOSEN[command]}"
+    print(f"\n{command}: killed at {len(chosen)} of its {len(points)} points: {chosen}")
     # run is a create's append, then a start's: a crash between them leaves the create's
     partial = [["ContainerCreated"]] if command.startswith("run") else []
     for point in chosen:

@@ -202,9 +202,20 @@ def _connected(c: Container, rec: Recorded) -> Container:
 
 
 def _disconnected(c: Container, rec: Recorded) -> Container:
+    """Off a network; leaving the one its ports are published on (its first endpoint's)
+    releases the ports too, as docker releases an endpoint's port mappings with it."""
     name = rec.data["network"]
     return _moved(c, rec, networks={k: v for k, v in c.networks.items() if k != name},
-                  endpoints={k: v for k, v in c.endpoints.items() if k != name})
+                  endpoints={k: v for k, v in c.endpoints.items() if k != name},
+                  ports=() if publishing_network(c) == name else c.ports)
+
+
+def publishing_network(c: Container) -> str | None:
+    """The network a running container's published ports are on: its first endpoint's
+    (None when it publishes nothing)."""
+    if not c.ports or not c.endpoints:
+        return None
+    return min(c.endpoints, key=lambda n: c.endpoints[n].get("slot", 0))
 
 
 def _started(c: Container, rec: Recorded) -> Container:

@@ -419,10 +419,18 @@ class LinuxRuntime:
             resolver.ensure(self.root)
 
     def disconnect(self, container: Container, endpoint: Mapping[str, Any]) -> None:
+        """Its link off the network, and its published ports when they were on it (the
+        log released them with the disconnect: core/model.py publishing_network)."""
         from adapters import faults
-        from adapters.network import bridge
+        from adapters.network import bridge, endpoints
+        from core.model import publishing_network
 
         faults.point("runtime.disconnecting")  # recorded as left, the veth still there
+        on_it = [name for name, ep in container.endpoints.items() if ep["id"] == endpoint["id"]]
+        if publishing_network(container) in on_it:
+            from adapters.network import nat
+
+            nat.unpublish(endpoints.publication_key(container.id))
         bridge.detach(endpoint["veth"])
 
     def _cleanup(self, container: Container, cgroup: Cgroup) -> None:

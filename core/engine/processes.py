@@ -54,6 +54,7 @@ def restart(e: EngineBase, ref: str, timeout: float = 10) -> Container:
     with e.command("restart", ref) as cmd:
         with ending(e, ref, "restart") as c:
             image = image_of(e, c)
+            attaching.leased(e, c, image)  # refused leases refuse before the process stops
             if c.state == "running":
                 e.runtime.stop(c, timeout)
                 e.runtime.release(c)

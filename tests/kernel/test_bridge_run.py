@@ -181,6 +181,12 @@ def test_connect_and_disconnect_a_running_container(lam: NetLamina) -> None:
     assert "ContainerConnected" in types and "ContainerDisconnected" in types
     refused = lam("network", "disconnect", "front", "web")
     assert refused.returncode == 1 and "is not connected to network front" in refused.stderr
+    published = served(lam, "--name", "pub", "-p", "18090:80")
+    assert [c for c in lam.chains() if c.startswith("pub-")] == [f"pub-{published[:12]}"]
+    lam.ok("network", "disconnect", "bridge", "pub")
+    assert [c for c in lam.chains() if c.startswith("pub-")] == [], \
+        "leaving the network its ports are published on releases them"
+    assert inspect(lam, "pub")["NetworkSettings"]["Ports"].get("80/tcp") in (None, [])
 
 
 def test_a_taken_address_is_refused_and_leaves_nothing(lam: NetLamina) -> None:

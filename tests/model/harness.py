@@ -1414,33 +1414,14 @@ def network_world_steps(world: World, shape: Abstract,
         live = c.state in LIVE
         steps += [Step("stop" if live else "start", slot), Step("rm", slot, force=True)]
         steps += [Step("network disconnect" if name in c.networks else "network connect",
-                       slot, network=name) for name in (DEFAULT_NETWORK, USER_NETWORK)
-                  if not strands_ports(c, name)]
+                       slot, network=name) for name in (DEFAULT_NETWORK, USER_NETWORK)]
         if bounds.pause and live:
             steps.append(Step("pause" if c.state == "running" else "unpause", slot))
-        if bounds.restart and not restart_loses_process(world, c):
+        if bounds.restart:
             steps.append(Step("restart", slot))
             if live:
                 steps.append(Step("exit", slot))
     return steps
-
-
-def strands_ports(c: Container, network: str) -> bool:
-    """Whether disconnecting `c` from `network` would leave its published ports on an
-    address it no longer holds: the network of its first endpoint, while it publishes.
-    An open bug (test_regressions: the ports stay bound and the DNAT rules point at an
-    address the next start may lease to another container); the model checkers don't take
-    that move until it is fixed (then this goes, with the xfail)."""
-    return bool(c.ports) and next(iter(c.endpoints), None) == network
-
-
-def restart_loses_process(world: World, c: Container) -> bool:
-    """Whether a restart of `c` would stop its process and then be refused its leases (a
-    port of its -p another container bound while it ran without publishing it: it was on no
-    network when it started, connected since): the process is gone, the log still says
-    running. An open bug (test_regressions); the model checkers don't take that move until
-    it is fixed (then this goes, with the xfail)."""
-    return c.state in LIVE and _lease_refusal(world, c) is not None
 
 
 def network_abstract(world: World, names: dict[str, str]) -> Abstract:

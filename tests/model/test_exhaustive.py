@@ -43,9 +43,9 @@ states equal up to a renaming of slots get one key; addresses and host ports are
 values). The world (harness.NETWORK_WORLD): up to three containers on `base`, created on the
 default bridge with `-p 8080:80`, on the user network `n1` with `-p 80` (an ephemeral port)
 or with `-p 8080:80` (so a second start asking for 8080 is refused while the first runs),
-started, stopped, removed with -f, connected to and disconnected from either network (not
-from the one its ports are published on while it publishes: harness.strands_ports, an open
-bug); `network create n1` and `network rm n1` between them. Besides the move rules and
+started, stopped, removed with -f, connected to and disconnected from either network
+(leaving the one its ports are published on releases them); `network create n1` and
+`network rm n1` between them. Besides the move rules and
 invariants above, for networks: docker's answers (a taken port `Conflict`, a member network
 gone `NotFound`, rm of a network with active endpoints refused, connect twice `Conflict`,
 disconnect of a non-member `BadInput`, connect or disconnect of a paused one refused), a

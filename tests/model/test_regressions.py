@@ -6,8 +6,6 @@ so the marker (and any workaround in the model checkers) gets removed.
 
 from __future__ import annotations
 
-import pytest
-
 from core.memory import memory_engine
 from tests.model.harness import Step, check_world, replay, run_step
 
@@ -36,15 +34,12 @@ def test_rmi_of_a_hex_looking_tag_only_untags() -> None:
     assert engine.log.image_tagged("other:latest") is not None
 
 
-@pytest.mark.xfail(strict=True, reason="open: a disconnect keeps the ports published on the "
-                   "address it gives back (harness.strands_ports keeps the checkers off it)")
 def test_disconnecting_the_network_of_published_ports_leaves_none_bound() -> None:
     """Found by test_exhaustive's network world (create --network bridge -p 8080:80; start;
-    network disconnect bridge): the container keeps `ports` with no endpoint to publish
-    them from, so its 8080 stays bound in the read model while the DNAT rules (pub-<id>,
-    which runtime.disconnect leaves) point at an address the next start may lease to
-    another container. docker releases the endpoint's port mappings with it (or programs
-    them on the endpoint that becomes the gateway)."""
+    network disconnect bridge): the container kept `ports` with no endpoint to publish
+    them from, so its 8080 stayed bound in the read model while the DNAT rules pointed at
+    an address the next start may lease to another container. Now the disconnect releases
+    them, as docker releases an endpoint's port mappings with it."""
     engine = memory_engine()
     engine.import_image({"bin/sh": "ash"}, "base")
     engine.create("base", ["sh"], "c0", config={"network": "bridge",
@@ -54,14 +49,12 @@ def test_disconnecting_the_network_of_published_ports_leaves_none_bound() -> Non
     check_world(engine, replay(engine.log.records))
 
 
-@pytest.mark.xfail(strict=True, reason="open: a restart refused its leases has already stopped "
-                   "the process (harness.restart_loses_process keeps the checkers off it)")
 def test_a_restart_refused_its_ports_keeps_the_process() -> None:
     """Found by test_exhaustive's soak network world: c1 asks for 8080, which c0 binds; c1
     left the bridge, started (on no network: nothing published), joined the bridge again
     while running; `restart c1` stops its process, then its start is refused the port
-    (Conflict): the refusal is recorded, the log still says running, the process is gone.
-    docker's restart then leaves it exited; lamina could judge the leases before stopping."""
+    (Conflict): the refusal was recorded, the log still said running, the process was gone.
+    Now the leases are judged before the process is stopped: refused, it keeps running."""
     engine = memory_engine()
     engine.import_image({"bin/sh": "ash"}, "base")
     for name in ("c0", "c1"):

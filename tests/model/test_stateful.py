@@ -55,10 +55,8 @@ from tests.model.harness import (
     image_ref,
     live_world,
     replay,
-    restart_loses_process,
     run_step,
     seeded_engine,
-    strands_ports,
 )
 
 # 0-2 name a slot; 3-7 name an existing container when there is one (most commands on an
@@ -162,10 +160,6 @@ class MemoryMachine(RuleBasedStateMachine):
 
     @rule(slot=slots)
     def restart(self, slot: int) -> None:
-        c = self.engine.log.container_named(self.slot(slot))
-        if c is not None and restart_loses_process(live_world(self.engine.log), c):
-            event("restart: skipped (an open bug: see harness.restart_loses_process)")
-            return
         self.do(Step("restart", self.slot(slot)))
 
     @rule(slot=slots, pick=picks, binds=binds, anonymous=anonymous,
@@ -200,10 +194,6 @@ class MemoryMachine(RuleBasedStateMachine):
     @rule(slot=slots, network=attach_to, connect=st.booleans())
     def network_connect(self, slot: int, network: str, connect: bool) -> None:
         name = self.slot(slot)
-        c = self.engine.log.container_named(name)
-        if not connect and c is not None and strands_ports(c, network):
-            event("network disconnect: skipped (an open bug: see harness.strands_ports)")
-            return
         self.do(Step("network connect" if connect else "network disconnect", name,
                      network=network))
 

@@ -78,7 +78,7 @@ def test_create_records_the_network_request_normalised(e) -> None:
      "supported on user defined networks only"),
     ({"network": "front", "endpoints": {"front": {"IPAMConfig": {"IPv4Address": "10.9.0.1"}}}},
      "does not belong to any of this network's subnets"),
-    ({"network": "container:x"}, "container:NAME is not supported"),
+    ({"network": "container:x"}, "no such container: x"),
     ({"port_bindings": ["99999:80"]}, "invalid hostPort"),
 ])
 def test_create_refuses_what_it_cant_honour(e, config, message) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import runopts
 from core.errors import BadInput
 from core.mounts import MountPoint, recorded
 from core.security import Security, security_of
@@ -35,9 +36,15 @@ class ProcessSpec:
     dns: tuple[str, ...] = ()  # --dns: the nameservers, instead of the network's
     dns_search: tuple[str, ...] = ()  # --dns-search
     dns_options: tuple[str, ...] = ()  # --dns-option
+    init: bool = False  # --init: docker's init (tini) as PID 1, running argv
+    rlimits: tuple[tuple[int, int, int], ...] = ()  # --ulimit: (RLIMIT_*, soft, hard)
+    log_driver: str = "json-file"  # --log-driver: json-file or none
+    log_max_size: int = -1  # --log-opt max-size, in bytes; -1: no rotation
+    log_max_file: int = 1  # --log-opt max-file
 
 
 HOST_GATEWAY = "host-gateway"
+INIT_PATH = "/sbin/docker-init"  # where docker puts its init in the container
 
 
 def extra_host(entry: str) -> tuple[str, str]:
@@ -137,8 +144,12 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
     """The ProcessSpec for a container: image config `config` section plus run options."""
     cfg = image_config.get("config") or {}
     hostname = options.get("hostname") or container_id[:12]
+    argv = command_line(cfg, cmd, options.get("entrypoint"))
+    log = runopts.log_config(options)
+    max_size, max_file = runopts.log_limits(log["Config"]) if log["Type"] == runopts.JSON_FILE \
+        else (-1, 1)
     return ProcessSpec(
-        argv=command_line(cfg, cmd, options.get("entrypoint")),
+        argv=(INIT_PATH, "--", *argv) if options.get("init") else argv,
         env=merge_env([*(cfg.get("Env") or []), f"HOSTNAME={hostname}"],
                       options.get("env") or []),
         cwd=options.get("workdir") or cfg.get("WorkingDir") or "/",
@@ -154,4 +165,7 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         dns=tuple(options.get("dns") or ()),
         dns_search=tuple(options.get("dns_search") or ()),
         dns_options=tuple(options.get("dns_options") or ()),
+        init=bool(options.get("init")),
+        rlimits=runopts.rlimits(options),
+        log_driver=log["Type"], log_max_size=max_size, log_max_file=max_file,
     )

@@ -66,7 +66,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     tty, interactive = bool(options.get("tty")), bool(options.get("interactive"))
     proc = ProcessSpec(argv=tuple(argv), env=merge_env(spec.env, options.get("env") or []),
                        cwd=options.get("workdir") or spec.cwd, user=user or spec.user,
-                       tty=tty, security=spec.security)
+                       tty=tty, security=spec.security, rlimits=spec.rlimits)
     try:
         pidfd, flags = hold_init(target)
     except (OSError, namespaces.NotJoinable):

@@ -142,6 +142,18 @@ def enter_workdir(cwd: str) -> None:
     os.chdir(cwd)
 
 
+def set_rlimits(rlimits: Sequence[tuple[int, int, int]]) -> None:
+    """--ulimit, as runc sets a process's rlimits: before the user and capabilities change
+    (raising a hard limit needs CAP_SYS_RESOURCE); -1 is unlimited (RLIM_INFINITY)."""
+    if not rlimits:
+        return
+    import resource
+
+    for which, soft, hard in rlimits:
+        resource.setrlimit(which, (soft if soft >= 0 else resource.RLIM_INFINITY,
+                                   hard if hard >= 0 else resource.RLIM_INFINITY))
+
+
 def close_other_fds(keep: int) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -185,6 +197,8 @@ def exec_process(spec: ProcessSpec, ident: users.Identity, err_fd: int,
     try:
         env = process_env(spec, ident)
         enter_workdir(spec.cwd)
+        step = "rlimits"
+        set_rlimits(spec.rlimits)
         step = "security"
         own_stdio(ident)
         become(ident, spec, seccomp)

@@ -11,7 +11,8 @@ descriptors and its place as init's parent. It:
 - when init ends, writes `exit.json` and sends the exit code to the attached client;
 - finally execs `python -m adapters.record_exit`, which records the exit in the
   log unless someone (stop, kill, the attached client) already did, and releases the
-  container's cgroup and mount.
+  container's cgroup and mount; with a restart policy, it applies it (waits the back-off
+  and starts the container again, which forks the next run's monitor).
 
 Imports here are limited to the interpreter's fast built-ins, json, and the two small
 modules the stream and log formats live in.
@@ -31,7 +32,7 @@ import termios
 from typing import TYPE_CHECKING, cast
 
 from adapters.runtime import frames
-from adapters.runtime.logfile import JsonLog
+from adapters.runtime.logfile import JsonLog, NoLog
 
 if TYPE_CHECKING:
     import socket
@@ -142,7 +143,7 @@ def _await_recorded(ctl: socket.socket) -> bool:
 
 def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
                stdin_fd: int | None) -> int:
-    log = JsonLog(os.path.join(job["cdir"], f"{job['cid']}-json.log"))
+    log = _log(job)
     poller = select.epoll()
     for fd in outputs:
         poller.register(fd, select.EPOLLIN)
@@ -174,6 +175,14 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
     client.send(frames.EXIT, str(code).encode())
     _await_hangup(client)
     return 0
+
+
+def _log(job: dict) -> JsonLog | NoLog:
+    """The container's log as its --log-driver/--log-opt ask (json-file unless said)."""
+    driver, max_size, max_file = job.get("log") or ("json-file", -1, 1)
+    if driver == "none":
+        return NoLog()
+    return JsonLog(os.path.join(job["cdir"], f"{job['cid']}-json.log"), max_size, max_file)
 
 
 def _await_hangup(client: _Client, timeout: float = 5) -> None:
@@ -235,7 +244,7 @@ def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: i
     return stdin_fd
 
 
-def _recorded(job: dict, pid: int) -> tuple[bool, bool]:
+def _recorded(job: dict, pid: int) -> tuple[bool, bool, bool]:
     """Whether the log already shows this process ended (an attached client, stop, kill
     or rm got there first): then there is nothing to record and no engine to start.
 
@@ -245,7 +254,7 @@ def _recorded(job: dict, pid: int) -> tuple[bool, bool]:
         lock = os.open(os.path.join(job["cdir"], "lock"),
                        os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
-        return True, False  # rm took the container's directory away
+        return True, False, False  # rm took the container's directory away
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _recorded_in_log(job, pid)
@@ -253,8 +262,9 @@ def _recorded(job: dict, pid: int) -> tuple[bool, bool]:
         os.close(lock)
 
 
-def _recorded_in_log(job: dict, pid: int) -> tuple[bool, bool]:
-    """(the exit is in the log, the container asked to be removed when it ends)."""
+def _recorded_in_log(job: dict, pid: int) -> tuple[bool, bool, bool]:
+    """(the exit is in the log, the container asked to be removed when it ends, it has a
+    restart policy: core/restart.py decides, in adapters/record_exit.py)."""
     import sqlite3
 
     path = os.path.join(job["root"], "events.db")
@@ -266,24 +276,28 @@ def _recorded_in_log(job: dict, pid: int) -> tuple[bool, bool]:
         finally:
             con.close()
     except sqlite3.Error:
-        return False, False
+        return False, False, False
     if row is None:
-        return True, False
+        return True, False, False
     state, doc = row
     doc = json.loads(doc)
-    auto_remove = bool((doc.get("config") or {}).get("auto_remove"))
-    return state not in ("running", "paused") or doc.get("pid") != pid, auto_remove
+    config = doc.get("config") or {}
+    policy = (config.get("restart") or {}).get("Name") or "no"
+    return (state not in ("running", "paused") or doc.get("pid") != pid,
+            bool(config.get("auto_remove")), policy != "no")
 
 
 def _record(job: dict, pid: int, attached: bool) -> None:
     """Become the full interpreter that records the exit (it needs the engine), and removes
     a container that asked for it (--rm, AutoRemove) when no client is attached to do it:
     a detached one, or one whose client went away, is removed all the same."""
-    recorded, auto_remove = _recorded(job, pid)
+    recorded, auto_remove, policy = _recorded(job, pid)
     remove = auto_remove and not attached
-    if recorded and not remove:
+    if recorded and not remove and not policy:
         return
+    # with a restart policy, whoever recorded the end: the recorder applies it (and, in
+    # its back-off, is this container's monitor still: the same pid)
     argv = [sys.executable, "-m", "adapters.record_exit", job["root"], job["cid"],
-            str(pid), *(["--remove"] if remove else [])]
+            str(pid), *(["--remove"] if remove else []), *(["--policy"] if policy else [])]
     os.chdir(TOP)
     os.execv(sys.executable, argv)

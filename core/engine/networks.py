@@ -26,9 +26,10 @@ docker's rules (moby daemon/network.go, libnetwork), kept:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from core import lifecycle
+from core import lifecycle, prune
 from core import networks as ipam
 from core.command import Command
 from core.engine.base import EngineBase
@@ -45,7 +46,7 @@ DEFAULT_GATEWAY = "172.17.0.1"
 # options (mtu, icc, masquerade, host binding) are refused by name until lamina applies them.
 OPTIONS = (ipam.BRIDGE_NAME_OPTION,)
 LIST_KEYS = frozenset({"driver", "id", "label", "name", "scope", "type", "dangling"})
-PRUNE_KEYS = frozenset({"label", "label!"})
+PRUNE_KEYS = frozenset({"label", "label!", "until"})
 
 
 def _predefined() -> dict[str, Network]:
@@ -145,15 +146,16 @@ def network_prune(e: EngineBase, filters: Filters | None = None) -> list[str]:
     append: their names, sorted."""
     filters = dict(filters or {})
     with e.command("network prune", "networks") as cmd:
-        if "until" in filters:
-            raise BadInput("network prune's until filter is not supported by lamina yet")
         _check_keys(filters, PRUNE_KEYS)
-        return cmd.retrying(lambda: _prune(e, cmd, filters))
+        until = prune.cutoff(filters, e.clock())
+        return cmd.retrying(lambda: _prune(e, cmd, filters, until))
 
 
-def _prune(e: EngineBase, cmd: Command, filters: Filters) -> list[str]:
+def _prune(e: EngineBase, cmd: Command, filters: Filters, until: datetime | None
+           ) -> list[str]:
     doomed = sorted((n for n in e.log.networks()
-                     if _labels_hold(n, filters) and not members(e, n)), key=lambda n: n.name)
+                     if _labels_hold(n, filters) and prune.created_before(n.created, until)
+                     and not members(e, n)), key=lambda n: n.name)
     if not doomed:
         return []
     cmd.append([ev.NetworkRemoved(id=n.id) for n in doomed],

@@ -22,7 +22,7 @@ import select
 import signal
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -111,6 +111,11 @@ def _read_keyed(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     return dict(line.split(maxsplit=1) for line in lines if " " in line)
+
+
+def _counters(path: Path) -> dict[str, int]:
+    """`key number` lines (memory.stat) as ints; {} when the file is missing."""
+    return {k: int(v) for k, v in _read_keyed(path).items() if v.lstrip("-").isdigit()}
 
 
 def _write(path: Path, value: str) -> None:
@@ -306,6 +311,24 @@ class Cgroup(ABC):
     @abstractmethod
     def _apply(self, limits: Limits) -> None: ...
 
+    def update(self, changes: Mapping[str, int | float | None]) -> None:
+        """`update` of a live container: set the limits named (`memory` bytes, `cpus`,
+        `pids`), None lifting one; the others stay as they are."""
+        for key in changes:
+            if key not in ("memory", "cpus", "pids"):
+                raise CgroupError(f"no cgroup limit {key!r}")
+        try:
+            memory, pids, cpus = (changes.get(k) for k in ("memory", "pids", "cpus"))
+            checked = Limits(memory=None if memory is None else int(memory),
+                             pids=None if pids is None else int(pids),
+                             cpus=None if cpus is None else float(cpus))
+        except ValueError as err:
+            raise CgroupError(str(err)) from None
+        self._update(changes, checked)
+
+    @abstractmethod
+    def _update(self, changes: Mapping[str, int | float | None], checked: Limits) -> None: ...
+
     @abstractmethod
     def _apply_devices(self, rules: Sequence[Rule]) -> None: ...
 
@@ -325,6 +348,12 @@ class Cgroup(ABC):
 
     @abstractmethod
     def stats(self) -> Stats: ...
+
+    @abstractmethod
+    def memory_stat(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def io_bytes(self) -> tuple[int, int]: ...
 
     @abstractmethod
     def oom_killed(self) -> bool:
@@ -420,6 +449,17 @@ class CgroupV1(Cgroup):
 
         devices.apply_v1(self._controller("devices"), rules)
 
+    def _update(self, changes: Mapping[str, int | float | None], checked: Limits) -> None:
+        if "memory" in changes:
+            _write(self._controller("memory") / "memory.limit_in_bytes",
+                   str(checked.memory or -1))
+        if "pids" in changes:
+            _write(self._controller("pids") / "pids.max", str(checked.pids or "max"))
+        if "cpus" in changes:
+            cpu = self._controller("cpu")
+            _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+            _write(cpu / "cpu.cfs_quota_us", str(checked.cpu_quota_us() or -1))
+
     def _state(self) -> str:
         return _read(self._dir["freezer"] / "freezer.state")
 
@@ -469,6 +509,27 @@ class CgroupV1(Cgroup):
             return int(control["oom_kill"]) > 0
         # Older kernels only count hits on the limit: the best available hint.
         return _read_int(self._knob("memory", "memory.failcnt")) > 0
+
+
+    def memory_stat(self) -> dict[str, int]:
+        """memory.stat's counters (docker's memory_stats.stats), {} without the controller."""
+        path = self._knob("memory", "memory.stat")
+        return _counters(path) if path is not None else {}
+
+    def io_bytes(self) -> tuple[int, int]:
+        """Bytes read and written by the group's block I/O (blkio's throttle counters)."""
+        path = self._knob("blkio", "blkio.throttle.io_service_bytes")
+        read = write = 0
+        with contextlib.suppress(OSError):
+            for line in _read(path).splitlines() if path is not None else ():
+                parts = line.split()
+                if len(parts) == 3 and parts[1] in ("Read", "Write"):
+                    if parts[1] == "Read":
+                        read += int(parts[2])
+                    else:
+                        write += int(parts[2])
+        return read, write
+
 
 
 class CgroupV2(Cgroup):
@@ -521,6 +582,17 @@ class CgroupV2(Cgroup):
         from adapters.kernel import devices  # bpf/ctypes only for containers that need it
 
         devices.attach_v2(self._path, rules)
+
+    def _update(self, changes: Mapping[str, int | float | None], checked: Limits) -> None:
+        self._enable_controllers({k for k in changes if k in ("memory", "pids")}
+                                 | ({"cpu"} if "cpus" in changes else set()))
+        if "memory" in changes:
+            _write(self._path / "memory.max", str(checked.memory or "max"))
+        if "pids" in changes:
+            _write(self._path / "pids.max", str(checked.pids or "max"))
+        if "cpus" in changes:
+            quota = checked.cpu_quota_us()
+            _write(self._path / "cpu.max", f"{quota or 'max'} {CPU_PERIOD_US}")
 
     def _wait_frozen(self, frozen: bool, timeout: float) -> bool:
         """Wait for cgroup.events `frozen`, woken by the kernel's POLLPRI on each change."""
@@ -580,3 +652,15 @@ class CgroupV2(Cgroup):
 
     def oom_killed(self) -> bool:
         return int(_read_keyed(self._path / "memory.events").get("oom_kill", 0)) > 0
+
+    def memory_stat(self) -> dict[str, int]:
+        return _counters(self._path / "memory.stat")
+
+    def io_bytes(self) -> tuple[int, int]:
+        read = write = 0
+        with contextlib.suppress(OSError):
+            for line in _read(self._path / "io.stat").splitlines():
+                fields = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
+                read += int(fields.get("rbytes", 0))
+                write += int(fields.get("wbytes", 0))
+        return read, write

@@ -165,7 +165,9 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--until", help="ISO time, unix timestamp or duration (10m)")
     p.add_argument("--filter", action="append",
                    help="container=ID|NAME, image=ID|TAG, volume=NAME, network=NAME|ID, "
-                        "type=T, user=U (repeatable)")
+                        "type=KIND|TYPE, event=ACTION (docker's: start, die, rename...), "
+                        "label=KEY[=VALUE], user=U; repeatable: a key's values are "
+                        "alternatives, different keys must all hold")
     fmt(p)
     p.set_defaults(func=cmd_events)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import time
@@ -46,55 +45,26 @@ async def version(ctx: Ctx, req: Request) -> int:
 
 @route("GET", "/info", body="none")
 async def info(ctx: Ctx, req: Request) -> int:
-    from adapters.kernel.cgroups import Mode, detect
+    from adapters.hostinfo import info_doc
 
-    containers = ctx.log.containers()
-    uname = os.uname()
-    doc: dict[str, Any] = {
-        "ID": "lamina", **shapes.system_counts(containers), "Images": len(ctx.log.images()),
-        "Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "overlayfs"]],
-        "Plugins": {"Volume": [], "Network": ["host", "none"], "Authorization": None,
-                    "Log": ["json-file"]},
-        "MemoryLimit": True, "SwapLimit": False, "CpuCfsPeriod": True, "CpuCfsQuota": True,
-        "PidsLimit": True, "IPv4Forwarding": False, "Debug": False,
-        "NFd": len(os.listdir("/proc/self/fd")), "NGoroutines": 1,
-        "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "LoggingDriver": "json-file",
-        "CgroupDriver": "cgroupfs", "CgroupVersion": "2" if detect() == Mode.V2 else "1",
-        "KernelVersion": uname.release, "OperatingSystem": _os_name(), "OSType": "linux",
-        "OSVersion": "", "Architecture": uname.machine, "NCPU": shapes.ncpu(),
-        "MemTotal": shapes.mem_total(), "IndexServerAddress": "",
-        "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
-        "DockerRootDir": ctx.root, "Name": uname.nodename, "Labels": [],
-        "ExperimentalBuild": False, "ServerVersion": __version__,
-        "Runtimes": {"lamina": {"path": "lamina"}}, "DefaultRuntime": "lamina",
-        "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "",
-                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
-        "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "",
-        "SecurityOptions": ["name=seccomp,profile=none", "name=no-new-privileges",
-                            "name=cgroupns"],
-        "Warnings": None,
-    }
-    await req.conn.respond(200, dumps(doc))
+    await req.conn.respond(200, dumps(info_doc(ctx.log, ctx.root)))
     return 200
-
-
-def _os_name() -> str:
-    with contextlib.suppress(OSError), open("/etc/os-release") as f:
-        for line in f:
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip().strip('"')
-    return "Linux"
 
 
 # --- events ------------------------------------------------------------------------------------
 
 
 def _wanted(msg: dict[str, Any], filters: dict[str, list[str]]) -> bool:
-    """docker's event filters: type, event (action), container, image."""
+    """docker's event filters: type, event (action), container, image, volume, network,
+    scope and daemon (`label` is judged by the stream, in _batch)."""
     actor = msg["Actor"]
     attrs = actor["Attributes"]
     checks = {
+        "volume": lambda v: msg["Type"] == "volume" and actor["ID"] == v,
+        "network": lambda v: msg["Type"] == "network" and (
+            actor["ID"].startswith(v) or attrs.get("name") == v),
+        "scope": lambda v: v == "local",
+        "daemon": lambda v: v in ("lamina", os.uname().nodename),
         "type": lambda v: msg["Type"] == v,
         "event": lambda v: msg["Action"] == v or msg["Action"].split(":")[0] == v,
         "container": lambda v: msg["Type"] == "container" and (
@@ -119,7 +89,8 @@ def _time_arg(req: Request, name: str) -> str | None:
 
 def _names(ctx: Ctx) -> dict[str, str]:
     rows = ctx.log.con.execute("SELECT substr(stream, 11), json_extract(data, '$.name') "
-                               "FROM events WHERE type = 'ContainerCreated'")
+                               "FROM events WHERE type IN ('ContainerCreated', "
+                               "'ContainerRenamed') ORDER BY seq")
     return dict(rows)
 
 
@@ -136,11 +107,19 @@ def _batch(ctx: Ctx, after: int, since: str | None, until: str | None,
         sql += " AND at <= ?"
         args.append(until)
     names = _names(ctx)
+    labelled: set[str] | None = None
+    if filters.get("label"):
+        from adapters.eventstore.query import labelled_streams
+
+        labelled = set(labelled_streams(ctx.log.con, filters["label"]))
+    rest = {k: v for k, v in filters.items() if k != "label"}
     out, last = [], after
     for row in ctx.log.con.execute(sql + " ORDER BY seq", args):
         rec = recorded(row)
         last = rec.seq
-        out += [m for m in shapes.docker_events(rec, names) if _wanted(m, filters)]
+        if labelled is not None and rec.stream not in labelled:
+            continue
+        out += [m for m in shapes.docker_events(rec, names) if _wanted(m, rest)]
     return out, last
 
 

@@ -7,6 +7,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 from core.errors import BadInput
@@ -38,10 +39,11 @@ def parse_time(text: str, now: datetime | None = None) -> str:
 
 
 def _names_to_ids(con: sqlite3.Connection, kind: str, ref: str) -> list[str]:
-    """Ids a name (container) or tag (image) ever pointed at, from the log itself."""
+    """Ids a name (container: created or renamed so) or tag (image) ever pointed at, from
+    the log itself."""
     if kind == "container":
-        sql = ("SELECT DISTINCT substr(stream, 11) FROM events WHERE type = 'ContainerCreated' "
-               "AND json_extract(data, '$.name') = ?")
+        sql = ("SELECT DISTINCT substr(stream, 11) FROM events WHERE type IN "
+               "('ContainerCreated', 'ContainerRenamed') AND json_extract(data, '$.name') = ?")
     else:
         sql = ("SELECT DISTINCT substr(stream, 7) FROM events WHERE type = 'ImageTagged' "
                "AND json_extract(data, '$.tag') IN (?, ? || ':latest')")
@@ -146,8 +148,85 @@ def _container_seqs(con: sqlite3.Connection, ref: str) -> list[int]:
     return seqs
 
 
+# docker's event names (its `event=` filter, the API's Action) and the lamina events that
+# are them; a lamina type name or kind is taken too
+DOCKER_ACTIONS: dict[str, tuple[str, ...]] = {
+    "create": ("ContainerCreated", "ImageCreated", "VolumeCreated", "NetworkCreated",
+               "LayerRegistered"),
+    "start": ("ContainerStarted",), "restart": ("ContainerRestarted",),
+    "pause": ("ContainerPaused",), "unpause": ("ContainerUnpaused",),
+    "die": ("ContainerStopped", "ContainerKilled", "ContainerExited"),
+    "stop": ("ContainerStopped",), "kill": ("ContainerKilled", "ContainerSignalled"),
+    "destroy": ("ContainerRemoved", "VolumeRemoved", "NetworkRemoved"),
+    "commit": ("ContainerCommitted",), "export": ("ContainerExported",),
+    "rename": ("ContainerRenamed",), "update": ("ContainerUpdated",),
+    "exec_start": ("ExecStarted",), "exec_die": ("ExecExited",),
+    "archive-path": ("ContainerCopiedFrom",), "extract-to-dir": ("ContainerCopiedTo",),
+    "connect": ("ContainerConnected",), "disconnect": ("ContainerDisconnected",),
+    "mount": ("VolumeMounted",), "unmount": ("VolumeUnmounted",),
+    "tag": ("ImageTagged",), "untag": ("ImageUntagged",),
+    "delete": ("ImageRemoved", "LayerRemoved"), "save": ("ImageSaved",),
+    "load": ("ImageLoaded",), "pull": ("ImagePulled",), "push": ("Pushed",),
+    "health_status": ("ContainerHealthChanged",),
+}
+KEYS = ("container", "image", "volume", "network", "type", "event", "label", "user")
+
+# the events that made an object with labels, and where they keep them
+_LABELLED = {"ContainerCreated": "$.config.labels", "ImageCreated": "$.config.config.Labels",
+             "VolumeCreated": "$.labels", "NetworkCreated": "$.labels"}
+
+
+def labelled_streams(con: sqlite3.Connection, values: list[str]) -> list[str]:
+    """The streams of the objects (containers, images, volumes, networks) whose labels hold
+    every `label=` value (docker's MatchKVList: `K` a label, `K=V` a label with that value)."""
+    from core.filters import labels_match
+
+    types = list(_LABELLED)
+    rows = con.execute(
+        "SELECT stream, type, data FROM events WHERE type IN "
+        f"({', '.join('?' * len(types))})", types)
+    out = []
+    for stream, type_, text in rows:
+        labels: Any = json.loads(text)
+        for part in _LABELLED[type_].split(".")[1:]:
+            labels = labels.get(part) if isinstance(labels, dict) else None
+        if isinstance(labels, dict) and labels_match(labels, values):
+            out.append(stream)
+    return out
+
+
+def _clause(con: sqlite3.Connection, key: str, value: str) -> tuple[str, list[Any]]:
+    """One `key=value` as SQL over the events table."""
+    if key in ("container", "image"):
+        return _object_clause(con, key, value)
+    if key in ("type", "event"):
+        if value in KINDS:
+            return "stream >= ? AND stream < ?", [f"{value}:", f"{value};"]
+        if key == "event" and value in DOCKER_ACTIONS:
+            types = DOCKER_ACTIONS[value]
+            return f"type IN ({', '.join('?' * len(types))})", list(types)
+        return "type = ?", [value]
+    if key == "volume":  # its own stream, and the commands refused on it
+        return ("(stream = ? OR (type = 'CommandRejected' AND "
+                "json_extract(data, '$.target') = ?))", [f"volume:{value}", value])
+    if key == "network":  # by name (every network that had it) or id (or its prefix)
+        return ("(stream IN (SELECT stream FROM events WHERE type = 'NetworkCreated' "
+                "AND (json_extract(data, '$.name') = ? OR stream >= ? AND stream < ?))"
+                " OR (type = 'CommandRejected' AND json_extract(data, '$.target') = ?)"
+                " OR seq IN (SELECT value FROM json_each(?)))",
+                [value, f"network:{value}", f"network:{value}\U0010ffff", value,
+                 json.dumps(_container_seqs(con, value))])
+    if key == "user":
+        return ("(json_extract(meta, '$.user') = ? OR "
+                "CAST(json_extract(meta, '$.uid') AS TEXT) = ?)", [value, value])
+    raise BadInput(f"invalid filter key {key!r}: use container, image, volume, network, "
+                   "type, event, label or user")
+
+
 def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
                 filters: Sequence[str]) -> tuple[str, list]:
+    """docker's rule: the values of one key are alternatives (any may hold), different keys
+    must all hold."""
     where, args = ["1"], []
     if since:
         where.append("at >= ?")
@@ -155,40 +234,21 @@ def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
     if until:
         where.append("at <= ?")
         args.append(parse_time(until))
+    by_key: dict[str, list[str]] = {}
     for f in filters:
         key, sep, value = f.partition("=")
         if not sep or not value:
             raise BadInput(f"invalid filter {f!r}: use key=value")
-        if key in ("container", "image"):
-            clause, more = _object_clause(con, key, value)
-            where.append(clause)
+        by_key.setdefault(key.strip(), []).append(value.strip())
+    for key, values in by_key.items():
+        if key == "label":  # every label value must hold (docker's), on the object's stream
+            where.append("stream IN (SELECT value FROM json_each(?))")
+            args.append(json.dumps(labelled_streams(con, values)))
+            continue
+        parts = [_clause(con, key, value) for value in values]
+        where.append("(" + " OR ".join(f"({sql})" for sql, _ in parts) + ")")
+        for _, more in parts:
             args += more
-        elif key in ("type", "event"):
-            if value in KINDS:
-                where.append("stream >= ? AND stream < ?")
-                args += [f"{value}:", f"{value};"]
-            else:
-                where.append("type = ?")
-                args.append(value)
-        elif key == "volume":  # its own stream, and the commands refused on it
-            where.append("(stream = ? OR (type = 'CommandRejected' AND "
-                         "json_extract(data, '$.target') = ?))")
-            args += [f"volume:{value}", value]
-        elif key == "network":  # by name (every network that had it) or id (or its prefix)
-            where.append("(stream IN (SELECT stream FROM events WHERE type = 'NetworkCreated' "
-                         "AND (json_extract(data, '$.name') = ? OR stream >= ? AND stream < ?))"
-                         " OR (type = 'CommandRejected' AND "
-                         "json_extract(data, '$.target') = ?)"
-                         " OR seq IN (SELECT value FROM json_each(?)))")
-            args += [value, f"network:{value}", f"network:{value}\U0010ffff", value,
-                     json.dumps(_container_seqs(con, value))]
-        elif key == "user":
-            where.append("(json_extract(meta, '$.user') = ? OR "
-                         "CAST(json_extract(meta, '$.uid') AS TEXT) = ?)")
-            args += [value, value]
-        else:
-            raise BadInput(f"invalid filter key {key!r}: use container, image, volume, "
-                           "network, type or user")
     return f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY seq", args
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import Conflict
+from core.errors import BadInput, Conflict, NotFound
 from core.model import Container, Image, Layer
 from core.references import short
 
@@ -162,3 +162,86 @@ def orphaned_by_container(container: Container, images: dict[str, Image],
     _cascade(image, images, [c for c in containers if c.id != container.id], plan)
     plan.delete_layers = _unneeded_layers(plan, images, layers)
     return plan
+
+
+IMAGE_FILTERS = ("before", "dangling", "label", "reference", "since")
+
+
+def image_filter(images: dict[str, Image], filters: Mapping[str, Sequence[str]]
+                 ) -> Callable[[Image], bool]:
+    """docker images' filters (moby daemon/images/images.go), for the CLI's `images
+    --filter` and the API's GET /images/json: `dangling=true|false` (no tag), `reference`
+    (a glob on REPO or REPO:TAG, docker's short names), `label=K[=V]` (the config's labels),
+    `before`/`since=IMAGE` (created before or after it; else No such image). Keys AND, the
+    values of one key OR (a label's all hold). BadInput for a key or value docker refuses."""
+    import fnmatch
+
+    from core.filters import labels_match
+
+    for key in filters:
+        if key not in IMAGE_FILTERS:
+            raise BadInput(f"invalid filter '{key}'")
+    dangling = filters.get("dangling")
+    if dangling and any(v not in ("true", "false") for v in dangling):
+        raise BadInput(f"invalid filter 'dangling={dangling[0]}'")
+
+    def created(i: Image) -> str:
+        return i.config.get("created") or i.created
+
+    def bound(key: str) -> str | None:
+        values = filters.get(key)
+        if not values:
+            return None
+        found = named(images, values[-1])
+        if found is None:
+            raise NotFound(f"No such image: {values[-1]}")
+        return created(images[found])
+
+    before, since = bound("before"), bound("since")
+
+    def familiar(tag: str) -> str:
+        for prefix in ("docker.io/library/", "docker.io/"):
+            tag = tag.removeprefix(prefix)
+        return tag
+
+    def holds(i: Image) -> bool:
+        if dangling and (not i.tags) != ("true" in dangling):
+            return False
+        if before is not None and not created(i) < before:
+            return False
+        if since is not None and not created(i) > since:
+            return False
+        labels = ((i.config.get("config") or {}).get("Labels")) or {}
+        if filters.get("label") and not labels_match(labels, filters["label"]):
+            return False
+        if filters.get("reference"):
+            names = [familiar(t) for t in i.tags]
+            if not any(fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n.rsplit(":", 1)[0], p)
+                       for n in names for p in filters["reference"]):
+                return False
+        return True
+
+    return holds
+
+
+def named(images: dict[str, Image], ref: str) -> str | None:
+    """An image's id by full id, then tag (docker's short names too), then unique id
+    prefix; None when none."""
+    import re
+
+    from core.references import normalize_tag, strip_digest_prefix
+
+    bare = strip_digest_prefix(ref)
+    if bare in images:
+        return bare
+    for prefix in ("docker.io/library/", "docker.io/"):
+        ref = ref.removeprefix(prefix)
+    try:
+        tag = normalize_tag(ref)
+    except BadInput:
+        tag = ""
+    for image in images.values():
+        if tag in image.tags:
+            return image.id
+    hits = [iid for iid in images if re.fullmatch(r"[0-9a-f]+", bare) and iid.startswith(bare)]
+    return hits[0] if len(hits) == 1 else None

@@ -51,3 +51,19 @@ def for_each(refs: Sequence[str], fn: Callable[[str], object]) -> int:
 def add_format(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["table", "json"], default="table",
                    help="json: one JSON object per line")
+
+
+def add_template_format(p: argparse.ArgumentParser, fields: str) -> None:
+    """--format as docker's list commands take it: table, json, or a Go template
+    (adapters/cli/templates.py) on docker's `fields`."""
+    p.add_argument("--format", default="table", metavar="FORMAT",
+                   help="table (the default), json (one JSON object per line, lamina's "
+                        "fields) or a Go template as docker's: '{{.Name}}', 'table "
+                        f"{{{{.ID}}}}\\t...' with headings; its fields: {fields}")
+
+
+def add_inspect_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="TEMPLATE",
+                   help="a Go template on each document, as docker's: '{{.Id}}', "
+                        "'{{json .Config}}', '{{range .Mounts}}{{.Source}} {{end}}'; json: "
+                        "each document on one line")

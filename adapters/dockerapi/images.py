@@ -44,7 +44,7 @@ def _target(req: Request) -> str | None:
 
 @route("GET", "/images/json", body="none")
 async def list_images(ctx: Ctx, req: Request) -> int:
-    from core.images import children
+    from core.images import children, image_filter
 
     images = ctx.log.images()
     layers = _layers(ctx)
@@ -52,33 +52,20 @@ async def list_images(ctx: Ctx, req: Request) -> int:
     for c in ctx.log.containers():
         used[c.image] = used.get(c.image, 0) + 1
     everything = req.flag("all")
-    filters = req.filters()
+    try:
+        wanted = image_filter({i.id: i for i in images}, req.filters())
+    except NotFound as err:
+        raise HttpError(404, str(err)) from None
+    except LaminaError as err:
+        raise HttpError(400, str(err)) from None
     out = []
     for i in reversed(images):
         intermediate = i.removed or (not i.tags and children(i.id, images))
-        if intermediate and not everything or not _match(i, filters):
+        if intermediate and not everything or not wanted(i):
             continue
         out.append(shapes.image_summary(i, layers, used.get(i.id, 0)))
     await req.conn.respond(200, dumps(out))
     return 200
-
-
-def _match(image: Any, filters: dict[str, list[str]]) -> bool:
-    """docker images' filters: reference (a glob on REPO[:TAG]) and dangling."""
-    import fnmatch
-
-    tags = [shapes.familiar(t) for t in image.tags]
-    for key, values in filters.items():
-        if key == "reference":
-            ok = any(fnmatch.fnmatch(t, v) or fnmatch.fnmatch(t.rsplit(":", 1)[0], v)
-                     for t in tags for v in values)
-        elif key == "dangling":
-            ok = (not tags) == (values[0] in ("true", "1"))
-        else:
-            raise HttpError(400, f"invalid filter '{key}'")
-        if not ok:
-            return False
-    return True
 
 
 @route("GET", "/images/(?P<ref>.+)/json", body="none")

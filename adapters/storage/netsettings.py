@@ -40,16 +40,12 @@ def endpoint_id(c: Container, network_id: str) -> str:
 def resolver(networks: Iterable[Network]) -> Resolve:
     """A network by id, name or unique id prefix (docker's order) among `networks`; None
     when none (a network removed since the container was created)."""
+    from core.engine.networks import matching
+
     nets = list(networks)
 
     def find(ref: str) -> Network | None:
-        for n in nets:
-            if n.id == ref:
-                return n
-        for n in nets:
-            if n.name == ref:
-                return n
-        found = [n for n in nets if ref and n.id.startswith(ref)]
+        found = matching(nets, ref)
         return found[0] if len(found) == 1 else None
 
     return find

@@ -25,7 +25,7 @@ docker's rules (moby daemon/network.go, libnetwork), kept:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -173,17 +173,21 @@ def every(e: EngineBase) -> list[Network]:
     return [*PREDEFINED.values(), *e.log.networks()]
 
 
+def matching(networks: Iterable[Network], ref: str) -> list[Network]:
+    """The networks `ref` names, in docker's order: the one with that full id, else the one
+    with that name, else every one whose id starts with it (one: found; more: ambiguous)."""
+    nets = list(networks)
+    for key in (lambda n: n.id == ref, lambda n: n.name == ref):
+        exact = [n for n in nets if key(n)]
+        if exact:
+            return exact[:1]
+    return [n for n in nets if ref and n.id.startswith(ref)]
+
+
 def find(e: EngineBase, ref: str) -> Network:
     """A network by full id, name, or unique id prefix (docker's order); else docker's
     `network X not found`."""
-    nets = every(e)
-    for n in nets:
-        if n.id == ref:
-            return n
-    for n in nets:
-        if n.name == ref:
-            return n
-    found = [n for n in nets if ref and n.id.startswith(ref)]
+    found = matching(every(e), ref)
     if len(found) == 1:
         return found[0]
     if len(found) > 1:

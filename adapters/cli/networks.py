@@ -63,18 +63,24 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from adapters.cli import render
+    from adapters.cli import formats, render
     from core import filters
     from core.engine.networks import doc
 
     networks = _reader(args).network_list(filters.parse_flags(args.filter or []))
     short = (lambda i: i) if args.no_trunc else (lambda i: i[:12])
     if args.quiet:
+        formats.quiet_warning(args.format)
         for n in networks:
             print(short(n.id))
     elif args.format == "json":
         for n in networks:
             render.json_line(doc(n))
+    elif formats.is_template(args.format):
+        from adapters.cli.rows import NetworkRow
+
+        formats.templated(args.format, (NetworkRow(n, trunc=not args.no_trunc)
+                                        for n in networks), NetworkRow.HEADERS)
     else:
         render.table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
                      [[short(n.id), n.name, n.driver, "local"] for n in networks])
@@ -82,8 +88,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    import json
-
+    from adapters.cli.formats import inspected
     from adapters.storage.netsettings import network_doc
     from core.engine.networks import members
     from core.errors import LaminaError
@@ -97,7 +102,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except LaminaError as err:
             print(f"lamina: error: {err}", file=sys.stderr)
             code = 1
-    print(json.dumps(docs, indent=4, ensure_ascii=False))
+    inspected(docs, args.format)
     return code
 
 
@@ -140,6 +145,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
+    from adapters.cli.common import add_inspect_format, add_template_format
+
     p = sub.add_parser("network", help="manage bridge networks")
     actions = p.add_subparsers(dest="network_command", metavar="ACTION", required=True)
 
@@ -163,11 +170,13 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     a.add_argument("-f", "--filter", action="append", metavar="K=V",
                    help="name=, id=, label=K[=V], driver=, type=custom|builtin, scope=, "
                         "dangling= (repeatable)")
-    fmt(a)
+    add_template_format(a, "ID, Name, Driver, Scope, IPv6, Internal, Labels, Label \"K\", "
+                           "CreatedAt")
     a.set_defaults(func=cmd_ls)
 
     a = actions.add_parser("inspect", help="docker's JSON of networks")
-    a.add_argument("refs", nargs="+", metavar="NETWORK")
+    add_inspect_format(a)
+    a.add_argument("refs", nargs="+", metavar="NETWORK", help="names or ids")
     a.set_defaults(func=cmd_inspect)
 
     a = actions.add_parser("rm", help="remove user-defined networks")

@@ -70,20 +70,27 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
         check_list_filters(wanted)
     volumes = e.volume_list(wanted) if e is not None else []
+    from adapters.cli import formats
+
     if args.quiet:
+        formats.quiet_warning(args.format)
         for v in volumes:
             print(v.id)
     elif args.format == "json":
         for v in volumes:
             render.json_line(_doc(e, v))
+    elif formats.is_template(args.format):
+        from adapters.cli.rows import VolumeRow
+
+        formats.templated(args.format, (VolumeRow(v, e.volumes.path(v.id)) for v in volumes),
+                          VolumeRow.HEADERS)
     else:
         render.table(["DRIVER", "VOLUME NAME"], [[v.driver, v.id] for v in volumes])
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    import json
-
+    from adapters.cli.formats import inspected
     from core.errors import LaminaError, NotFound
 
     e = _reader(args)
@@ -96,7 +103,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except LaminaError as err:
             print(f"lamina: error: {err}", file=sys.stderr)
             code = 1
-    print(json.dumps(docs, indent=4, ensure_ascii=False))
+    inspected(docs, args.format)
     return code
 
 
@@ -130,6 +137,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
+    from adapters.cli.common import add_inspect_format, add_template_format
+
     p = sub.add_parser("volume", help="manage volumes: data that outlives containers")
     actions = p.add_subparsers(dest="volume_command", metavar="ACTION", required=True)
 
@@ -147,11 +156,12 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     a.add_argument("-q", "--quiet", action="store_true", help="only the names")
     a.add_argument("-f", "--filter", action="append", metavar="K=V",
                    help="dangling=true|false, name=, label=K[=V], driver= (repeatable)")
-    fmt(a)
+    add_template_format(a, "Name, Driver, Scope, Mountpoint, Labels, Label \"K\", Links, Size")
     a.set_defaults(func=cmd_ls)
 
     a = actions.add_parser("inspect", help="docker's JSON of volumes")
-    a.add_argument("names", nargs="+", metavar="NAME")
+    add_inspect_format(a)
+    a.add_argument("names", nargs="+", metavar="NAME", help="the volumes' names")
     a.set_defaults(func=cmd_inspect)
 
     a = actions.add_parser("rm", help="remove volumes nothing uses")

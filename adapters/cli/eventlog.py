@@ -36,11 +36,31 @@ def cmd_events(args: argparse.Namespace) -> int:
     from adapters.eventstore.query import select
 
     out = sys.stdout
+    from adapters.cli.formats import is_template
+
+    if is_template(args.format):
+        return _templated_events(args, log, select(log.con, args.since, args.until,
+                                                   args.filter or ()))
     for rec in select(log.con, args.since, args.until, args.filter or ()):
         if args.format == "json":
             json_line(event_json(rec), out)
         else:
             out.write(event_line(rec) + "\n")
+    return 0
+
+
+def _templated_events(args: argparse.Namespace, log: Any, records: Any) -> int:
+    """events --format TEMPLATE: each event as docker's messages (one lamina event may be
+    several: a stop is docker's `die` and `stop`), through the template."""
+    from adapters.cli.formats import templated
+    from adapters.cli.rows import EventRow
+    from adapters.dockerapi.shapes import docker_events
+
+    names = dict(log.con.execute(  # containers' names, removed ones too
+        "SELECT substr(stream, 11), json_extract(data, '$.name') FROM events WHERE type IN "
+        "('ContainerCreated', 'ContainerRenamed') ORDER BY seq"))
+    templated(args.format, (EventRow(m) for rec in records for m in docker_events(rec, names)),
+              {})
     return 0
 
 
@@ -168,7 +188,12 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
                         "type=KIND|TYPE, event=ACTION (docker's: start, die, rename...), "
                         "label=KEY[=VALUE], user=U; repeatable: a key's values are "
                         "alternatives, different keys must all hold")
-    fmt(p)
+    p.add_argument("--format", default="table", metavar="FORMAT",
+                   help="table (the default: a line per event), json (lamina's records, "
+                        "one a line) or a Go template on docker's event messages: "
+                        "'{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}}', "
+                        "'{{json .}}' (fields Type, Action, Actor, Scope, Time, TimeNano, "
+                        "Status, ID, From)")
     p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("audit", help="check the log's integrity")

@@ -305,3 +305,44 @@ class VolumeRow(Row):
 
     def Status(self) -> str:
         return "N/A"
+
+
+class EventRow(Row):
+    """One of docker's event messages (adapters/dockerapi/shapes.docker_events) as `docker
+    events --format` sees it: Go's field names, `{{json .}}` its JSON names."""
+
+    FIELDS = ("Type", "Action", "Actor", "Scope", "Time", "TimeNano", "Status", "ID", "From")
+    TYPE = "events.Message"
+
+    def __init__(self, message: Mapping[str, Any]) -> None:
+        self.m = message
+
+    def fields(self) -> dict[str, Any]:
+        return dict(self.m)
+
+    def Type(self) -> str:
+        return str(self.m.get("Type", ""))
+
+    def Action(self) -> str:
+        return str(self.m.get("Action", ""))
+
+    def Actor(self) -> dict[str, Any]:
+        return dict(self.m.get("Actor") or {})
+
+    def Scope(self) -> str:
+        return str(self.m.get("scope", ""))
+
+    def Time(self) -> int:
+        return int(self.m.get("time", 0))
+
+    def TimeNano(self) -> int:
+        return int(self.m.get("timeNano", 0))
+
+    def Status(self) -> str:
+        return str(self.m.get("status", ""))
+
+    def ID(self) -> str:
+        return str(self.m.get("id", ""))
+
+    def From(self) -> str:
+        return str(self.m.get("from", ""))

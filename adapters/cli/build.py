@@ -134,5 +134,6 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")
     p.add_argument("-q", "--quiet", dest="only_id", action="store_true",
                    help="print only the image id")
-    p.add_argument("context", metavar="CONTEXT_DIR")
+    p.add_argument("context", metavar="CONTEXT_DIR",
+                   help="the directory COPY and ADD read from (.dockerignore honoured)")
     p.set_defaults(func=cmd_build)

@@ -151,7 +151,7 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     actions = p.add_subparsers(dest="network_command", metavar="ACTION", required=True)
 
     a = actions.add_parser("create", help="create a bridge network")
-    a.add_argument("name", metavar="NAME")
+    a.add_argument("name", metavar="NAME", help="the network's name")
     a.add_argument("-d", "--driver", default="bridge", help="bridge (the only driver)")
     a.add_argument("--subnet", action="append", metavar="CIDR",
                    help="its IPv4 subnet (default: the first free one of docker's pools)")
@@ -180,22 +180,22 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     a.set_defaults(func=cmd_inspect)
 
     a = actions.add_parser("rm", help="remove user-defined networks")
-    a.add_argument("refs", nargs="+", metavar="NETWORK")
+    a.add_argument("refs", nargs="+", metavar="NETWORK", help="names or ids")
     a.set_defaults(func=cmd_rm)
 
     a = actions.add_parser("connect", help="put a container on a network (a running one "
                                            "joins at once)")
     a.add_argument("--alias", action="append", help="another name of it there (repeatable)")
     a.add_argument("--ip", help="its IPv4 address there")
-    a.add_argument("network")
-    a.add_argument("container")
+    a.add_argument("network", help="the network's name or id")
+    a.add_argument("container", help="the container's name or id")
     a.set_defaults(func=cmd_connect)
 
     a = actions.add_parser("disconnect", help="take a container off a network")
     a.add_argument("-f", "--force", action="store_true", help="docker's flag (no effect "
                                                               "beyond being recorded)")
-    a.add_argument("network")
-    a.add_argument("container")
+    a.add_argument("network", help="the network's name or id")
+    a.add_argument("container", help="the container's name or id")
     a.set_defaults(func=cmd_disconnect)
 
     a = actions.add_parser("prune", help="remove every user-defined network nothing uses")

@@ -216,27 +216,32 @@ def _insecure_option(p: argparse.ArgumentParser) -> None:
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("pull", help="an image from a registry")
     p.add_argument("--platform", help="os/arch[/variant] (default: this machine's)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress, only the image's name at the end")
     _insecure_option(p)
-    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
+    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]", help="the image to pull")
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("push", help="an image to a registry")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress")
     p.add_argument("--chunk-size", type=int, default=0, metavar="BYTES",
                    help="upload layers bigger than this in chunks (default: in one request)")
     _insecure_option(p)
-    p.add_argument("name", metavar="NAME[:TAG]")
+    p.add_argument("name", metavar="NAME[:TAG]", help="a local image named for its registry")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("login", help="store credentials for a registry")
-    p.add_argument("-u", "--username")
-    p.add_argument("-p", "--password")
-    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("-u", "--username", help="the account's name (asked when not given)")
+    p.add_argument("-p", "--password", help="its password (visible to ps: prefer "
+                                            "--password-stdin)")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input")
     _insecure_option(p)
-    p.add_argument("server", nargs="?", metavar="REGISTRY")
+    p.add_argument("server", nargs="?", metavar="REGISTRY",
+                   help="host[:port] (default: docker.io)")
     p.set_defaults(func=cmd_login)
 
     p = sub.add_parser("logout", help="forget the credentials for a registry")
-    p.add_argument("server", nargs="?", metavar="REGISTRY")
+    p.add_argument("server", nargs="?", metavar="REGISTRY",
+                   help="host[:port] (default: docker.io)")
     p.set_defaults(func=cmd_logout)

@@ -73,7 +73,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("viz", help="draw an image's or a container's layers, the layer tree, "
                                    "the networks, or a container's history (SVG, PNG or "
                                    "the terminal)")
-    p.add_argument("object", nargs="?", metavar="IMAGE|CONTAINER")
+    p.add_argument("object", nargs="?", metavar="IMAGE|CONTAINER",
+                   help="what to draw: its layers (and a container's mounts)")
     p.add_argument("-o", "--output", metavar="FILE.svg|FILE.png",
                    help="write the picture to this file (default: draw it in the terminal)")
     p.add_argument("--at", metavar="SEQ|TIME",

@@ -143,7 +143,7 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     actions = p.add_subparsers(dest="volume_command", metavar="ACTION", required=True)
 
     a = actions.add_parser("create", help="create a volume (without a name: an anonymous one)")
-    a.add_argument("positional", nargs="?", metavar="NAME")
+    a.add_argument("positional", nargs="?", metavar="NAME", help="the volume's name")
     a.add_argument("--name", help="the volume's name")
     a.add_argument("-d", "--driver", default="local", help="local (the only driver)")
     a.add_argument("--label", action="append", metavar="K[=V]",
@@ -166,7 +166,7 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
 
     a = actions.add_parser("rm", help="remove volumes nothing uses")
     a.add_argument("-f", "--force", action="store_true", help="no error for a missing one")
-    a.add_argument("names", nargs="+", metavar="NAME")
+    a.add_argument("names", nargs="+", metavar="NAME", help="the volumes' names")
     a.set_defaults(func=cmd_rm)
 
     a = actions.add_parser("prune", help="remove unused anonymous volumes (all with -a)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import resource  # here, not at its use: after pivot_root the host's modules are out of reach
 import signal
 import stat
 import termios
@@ -145,10 +146,6 @@ def enter_workdir(cwd: str) -> None:
 def set_rlimits(rlimits: Sequence[tuple[int, int, int]]) -> None:
     """--ulimit, as runc sets a process's rlimits: before the user and capabilities change
     (raising a hard limit needs CAP_SYS_RESOURCE); -1 is unlimited (RLIM_INFINITY)."""
-    if not rlimits:
-        return
-    import resource
-
     for which, soft, hard in rlimits:
         resource.setrlimit(which, (soft if soft >= 0 else resource.RLIM_INFINITY,
                                    hard if hard >= 0 else resource.RLIM_INFINITY))

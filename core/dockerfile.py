@@ -17,14 +17,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.errors import BadInput
 
 # Instructions lamina builds; the ones docker knows that lamina refuses say so plainly.
 KNOWN = frozenset({"FROM", "RUN", "CMD", "ENTRYPOINT", "COPY", "ADD", "ENV", "ARG", "WORKDIR",
-                   "LABEL", "USER", "EXPOSE", "VOLUME", "STOPSIGNAL", "SHELL", "MAINTAINER"})
-UNSUPPORTED = frozenset({"HEALTHCHECK", "ONBUILD"})
-_FLAGS = {"COPY": {"from", "chown", "chmod"}, "ADD": {"chown", "chmod"}, "FROM": {"platform"}}
+                   "LABEL", "USER", "EXPOSE", "VOLUME", "STOPSIGNAL", "SHELL", "MAINTAINER",
+                   "HEALTHCHECK"})
+UNSUPPORTED = frozenset({"ONBUILD"})
+_FLAGS = {"COPY": {"from", "chown", "chmod"}, "ADD": {"chown", "chmod"}, "FROM": {"platform"},
+          "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"}}
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_]*)\s*=\s*(.*?)\s*$")
 _REMOTE = re.compile(r"^(https?://|git@|git://|ssh://)", re.IGNORECASE)
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*")
@@ -345,6 +348,20 @@ def _check(ins: Instruction, escape: str) -> None:
                 raise BadInput(f"{k} from a remote URL is not supported: {src}")
     elif k in ("WORKDIR", "USER", "STOPSIGNAL", "EXPOSE", "VOLUME", "MAINTAINER"):
         expand_words(rest, empty, escape)
+    elif k == "HEALTHCHECK":
+        healthcheck(ins)
+
+
+def healthcheck(ins: Instruction) -> dict[str, Any]:
+    """HEALTHCHECK's Config.Healthcheck (core/health.py's rules): `NONE`, or `CMD` and a
+    command in shell form (one string, run by the shell: CMD-SHELL) or exec form (JSON)."""
+    from core.health import from_instruction
+
+    kind, *tail = ins.rest.split(None, 1)
+    command = tail[0].strip() if tail else ""
+    argv = _json_array(command)
+    words = [kind, *(argv if argv is not None else [command] if command else [])]
+    return from_instruction(words, argv is not None, ins.flags)
 
 
 def _instruction(number: int, text: str, escape: str) -> Instruction:
@@ -354,7 +371,8 @@ def _instruction(number: int, text: str, escape: str) -> Instruction:
         raise BadInput(f"{keyword} is not supported by lamina build")
     if keyword not in KNOWN:
         raise BadInput(f"unknown instruction: {text.split()[0]}")
-    flags, rest = _split_flags(keyword, rest) if keyword in ("COPY", "ADD", "FROM", "RUN") \
+    flags, rest = _split_flags(keyword, rest) \
+        if keyword in ("COPY", "ADD", "FROM", "RUN", "HEALTHCHECK") \
         else ({}, rest)
     exec_form = _json_array(rest) if keyword in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "COPY",
                                                   "ADD", "VOLUME") else None

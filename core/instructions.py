@@ -1,5 +1,5 @@
 """What the Dockerfile instructions that change only an image's config do: ENV, LABEL, CMD,
-ENTRYPOINT, WORKDIR, USER, STOPSIGNAL, MAINTAINER, EXPOSE, VOLUME, SHELL.
+ENTRYPOINT, WORKDIR, USER, STOPSIGNAL, MAINTAINER, EXPOSE, VOLUME, SHELL, HEALTHCHECK.
 
 One implementation for the build's metadata steps (core/build.py) and for docker's
 `--change` of commit and import (apply_changes), so `commit --change 'ENV A=b'` makes the
@@ -98,6 +98,12 @@ def metadata(df: Dockerfile, state: StageState, ins: Instruction) -> tuple[dict[
             else expand_words(ins.rest, env, esc)
         config["Volumes"] = {**(config.get("Volumes") or {}), **{v: {} for v in vols}}
         return config, f"VOLUME [{' '.join(vols)}]"
+    if k == "HEALTHCHECK":
+        from core.dockerfile import healthcheck
+        from core.health import history_text
+
+        config["Healthcheck"] = healthcheck(ins)
+        return config, history_text(config["Healthcheck"])
     if k == "SHELL":
         config["Shell"] = list(ins.exec_form or ())
         return config, f"SHELL [{' '.join(ins.exec_form or ())}]"

@@ -58,8 +58,9 @@ def add_template_format(p: argparse.ArgumentParser, fields: str) -> None:
     (adapters/cli/templates.py) on docker's `fields`."""
     p.add_argument("--format", default="table", metavar="FORMAT",
                    help="table (the default), json (one JSON object per line, lamina's "
-                        "fields) or a Go template as docker's: '{{.Name}}', 'table "
-                        f"{{{{.ID}}}}\\t...' with headings; its fields: {fields}")
+                        "fields) or a Go template as docker's: '{{.ID}}', "
+                        "'{{json .}}', 'table {{.ID}}\\t...' with docker's column heads; "
+                        f"its fields: {fields}")
 
 
 def add_inspect_format(p: argparse.ArgumentParser) -> None:

@@ -105,8 +105,14 @@ def status_for(kind: str, not_modified: bool = False) -> int:
 
 
 def capitalized(message: str) -> str:
-    """docker's messages start with a capital (`No such container: x`)."""
+    """docker's messages start with a capital (`No such container: x`), except those its
+    daemon passes on from a package of its own (`logger: no log driver named ...`)."""
+    if message.startswith(_AS_IS):
+        return message
     return message[:1].upper() + message[1:]
+
+
+_AS_IS = ("logger: ",)
 
 
 def error_for(err: LaminaError, capital: bool = True) -> HttpError:

@@ -9,8 +9,9 @@ lets go: it won't record the exit, nor remove an --rm container; the monitor wil
 
 from __future__ import annotations
 
+import os
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the lean monitor imports this module: `socket` costs it ~10 ms
     import socket
@@ -47,3 +48,138 @@ def recv(sock: socket.socket) -> tuple[int, bytes] | None:
     if payload is None:
         return None
     return stream, payload
+
+
+# --- clients that attach to a running container -------------------------------------------
+
+ATTACH_SOCKET = "attach.sock"
+
+
+def attach_address(dir_fd: int) -> str:
+    """The monitor's attach socket, named through an fd of the container's directory: a
+    root's path can be longer than a socket address (108 bytes) may be."""
+    return f"/proc/self/fd/{dir_fd}/{ATTACH_SOCKET}"
+
+
+class Attachers:
+    """The monitor's side of `lamina attach` and the API's attach to a running container:
+    a socket in the container's (0700) directory; each client that connects gets the
+    output from then on, and the exit code when the process ends; its STDIN frames go to
+    the container's stdin (if it has one open), RESIZE to its terminal. A client's hang-up
+    or DETACH drops that client only: the container's stdin stays open, as docker's
+    attach leaves it."""
+
+    def __init__(self, cdir: str, poller: Any) -> None:
+        import _socket
+
+        self.cdir = cdir
+        self.poller = poller
+        self.clients: dict[int, Any] = {}
+        self.listener: Any = None
+        dir_fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            address = attach_address(dir_fd)
+            try:  # noqa: SIM105 - contextlib would be one more import
+                os.unlink(address)
+            except FileNotFoundError:
+                pass
+            listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            listener.bind(address)
+            listener.listen(16)
+            self.listener = listener
+            poller.register(listener.fileno(), 1)  # EPOLLIN
+        except OSError:
+            self.listener = None
+        finally:
+            os.close(dir_fd)
+
+    def __contains__(self, fd: int) -> bool:
+        return fd in self.clients or (self.listener is not None
+                                      and fd == self.listener.fileno())
+
+    def ready(self, fd: int, stdin_fd: int | None) -> None:
+        """A new client, or a frame from one."""
+        if self.listener is not None and fd == self.listener.fileno():
+            import _socket
+
+            try:  # _socket has no accept(): socket.py builds that on _accept()
+                fd, _ = self.listener._accept()
+            except OSError:
+                return
+            sock = _socket.socket(fileno=fd)
+            self.clients[sock.fileno()] = sock
+            self.poller.register(sock.fileno(), 1)
+            return
+        sock = self.clients[fd]
+        try:
+            frame = recv(sock)
+        except OSError:
+            frame = None
+        if frame is None or frame[0] == DETACH:
+            self.drop(fd)
+            return
+        stream, payload = frame
+        try:
+            if stream == STDIN and stdin_fd is not None and payload:
+                os.write(stdin_fd, payload)
+            elif stream == RESIZE and stdin_fd is not None:
+                import fcntl
+                import termios
+
+                rows, cols = (int(x) for x in payload.split())
+                fcntl.ioctl(stdin_fd, termios.TIOCSWINSZ,
+                            struct.pack("HHHH", rows, cols, 0, 0))
+        except (OSError, ValueError):
+            pass
+
+    def send(self, stream: int, data: bytes) -> None:
+        for fd, sock in list(self.clients.items()):
+            try:
+                send(sock, stream, data)
+            except OSError:
+                self.drop(fd)
+
+    def drop(self, fd: int) -> None:
+        sock = self.clients.pop(fd)
+        try:  # noqa: SIM105
+            self.poller.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        sock.close()
+
+    def close(self, code: int | None) -> None:
+        """The process ended: each client gets its exit code; nobody attaches any more."""
+        if self.listener is not None:
+            dir_fd = os.open(self.cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.unlink(attach_address(dir_fd))
+            except OSError:
+                pass
+            finally:
+                os.close(dir_fd)
+            self.listener.close()
+            self.listener = None
+        if code is not None:
+            self.send(EXIT, str(code).encode())
+        for fd in list(self.clients):
+            self.drop(fd)
+
+
+def connect_attach(cdir: str) -> socket.socket | None:
+    """A client's connection to a running container's monitor (None: nothing to attach
+    to: the container is not running, or its monitor predates attach sockets)."""
+    import socket
+
+    try:
+        dir_fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(attach_address(dir_fd))
+    except OSError:
+        sock.close()
+        return None
+    finally:
+        os.close(dir_fd)
+    return sock

@@ -150,11 +150,15 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
     assert client.sock is not None
     ctl_fd = client.sock.fileno()
     poller.register(ctl_fd, select.EPOLLIN)
+    attachers = frames.Attachers(job["cdir"], poller)  # lamina attach, the API's attach
     open_outputs = set(outputs)
     while open_outputs:
         for fd, _ in poller.poll():
             if fd == ctl_fd:
                 stdin_fd = _from_client(client, poller, ctl_fd, stdin_fd, outputs)
+                continue
+            if fd in attachers:
+                attachers.ready(fd, stdin_fd)
                 continue
             data = _read(fd)
             if not data:
@@ -162,7 +166,9 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
                 open_outputs.discard(fd)
                 continue
             log.write(outputs[fd], data)
-            client.send(frames.STDOUT if outputs[fd] == "stdout" else frames.STDERR, data)
+            stream = frames.STDOUT if outputs[fd] == "stdout" else frames.STDERR
+            client.send(stream, data)
+            attachers.send(stream, data)
     log.close()
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
@@ -172,6 +178,7 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
         json.dump({"pid": pid, "code": code}, f)
     os.replace(path + ".tmp", path)
     client.was_attached = client.sock is not None
+    attachers.close(code)
     client.send(frames.EXIT, str(code).encode())
     _await_hangup(client)
     return 0

@@ -211,11 +211,32 @@ class PipeRelay:
         self.pending = b""
 
 
-def pump_attach(sock: socket.socket, interactive: bool, use_tty: bool) -> int | None:
-    """A foreground run: container output to ours, our stdin to it; returns the exit code
-    (None if the monitor went away without sending one)."""
+class Detached(Exception):
+    """The client typed the detach keys: it lets go, the container runs on."""
+
+    def __str__(self) -> str:
+        return "read escape sequence"  # docker's words for it
+
+
+def let_go(sock: socket.socket) -> None:
+    """Tell the monitor we let go (DETACH: it won't wait for us to record the exit), then
+    hang up without a reset."""
+    with contextlib.suppress(OSError):
+        frames.send(sock, frames.DETACH, b"")
+        sock.shutdown(socket.SHUT_WR)
+    sock.close()
+
+
+def pump_attach(sock: socket.socket, interactive: bool, use_tty: bool,
+                detach_keys: bytes | None = None) -> int | None:
+    """A foreground run or an attach: container output to ours, our stdin to it; returns
+    the exit code (None if the monitor went away without sending one). With a terminal
+    and stdin, typing `detach_keys` raises Detached (docker's escape proxy)."""
+    from core.logfilter import EscapeProxy
+
     stdin = sys.stdin.fileno()
     out = {frames.STDOUT: sys.stdout.buffer, frames.STDERR: sys.stderr.buffer}
+    escape = EscapeProxy(detach_keys) if detach_keys and use_tty and interactive else None
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     if interactive:
@@ -224,7 +245,8 @@ def pump_attach(sock: socket.socket, interactive: bool, use_tty: bool) -> int | 
         def resize() -> None:
             size = window_size()
             if size:
-                frames.send(sock, frames.RESIZE, f"{size[0]} {size[1]}".encode())
+                with contextlib.suppress(OSError):
+                    frames.send(sock, frames.RESIZE, f"{size[0]} {size[1]}".encode())
 
         resize()
         _on_winch(resize)
@@ -243,6 +265,13 @@ def pump_attach(sock: socket.socket, interactive: bool, use_tty: bool) -> int | 
                         out[stream].flush()
                 else:
                     data = os.read(stdin, 65536)
+                    if data and escape is not None:
+                        kept = escape.feed(data)
+                        if kept is None:
+                            raise Detached
+                        if not kept:
+                            continue
+                        data = kept
                     frames.send(sock, frames.STDIN, data)
                     if not data:
                         sel.unregister(stdin)

@@ -53,8 +53,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
         command = " ".join(c.cmd)
         row = [c.id if args.no_trunc else render.short(c.id), shown,
                f'"{command}"' if args.no_trunc else f'"{command[:20]}"',
-               render.ago(c.created), render.status(c), ports_text(summary_ports(c, image)),
-               c.name]
+               render.ago(c.created), render.status(c) + _health(c, image),
+               ports_text(summary_ports(c, image)), c.name]
         if args.size:
             row.append(next(iter(_ps_rows(args, log, [c], images))).Size())
         rows.append(row)
@@ -67,6 +67,17 @@ def _headers(name: str) -> Any:
     from adapters.cli import rows
 
     return getattr(rows, name).HEADERS
+
+
+def _health(c: Any, image: Any) -> str:
+    """` (healthy)`, ` (unhealthy)`, ` (health: starting)` after a running container's
+    state, in docker's words (core/health.py); nothing without a healthcheck."""
+    if c.state != "running":
+        return ""
+    from adapters.dockerapi.shapes import health_word
+    from core.health import suffix
+
+    return suffix(health_word(c, image))
 
 
 def _ps_rows(args: argparse.Namespace, log: Any, containers: list[Any],

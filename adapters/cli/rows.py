@@ -102,9 +102,9 @@ class PsRow(Row):
         return state_word(self.c)
 
     def Status(self) -> str:
-        from adapters.dockerapi.shapes import status_text
+        from adapters.dockerapi.shapes import health_word, status_text
 
-        return status_text(self.c, self.now)
+        return status_text(self.c, self.now, health_word(self.c, self.image))
 
     def Size(self) -> str:
         """The read-write layer's size, and with the image's layers `(virtual ...)`."""

@@ -171,3 +171,30 @@ def test_dockerfile_healthcheck() -> None:
                        "'\\x02'}")
     assert made[1][0] == {"Healthcheck": {"Test": ["CMD", "true", "x"]}}
     assert made[2][0] == {"Healthcheck": {"Test": ["NONE"]}}
+
+
+def test_filters_health() -> None:
+    from core.filters import select
+    from core.model import Container, Image
+
+    image = Image(id="i", parent=None, layers=(), version=1, created="",
+                  config={"config": {"Healthcheck": {"Test": ["CMD", "true"]}}})
+    plain = Image(id="p", parent=None, layers=(), version=1, created="")
+
+    def c(name: str, img: str, state: str = "running", h: dict | None = None,
+          ran: bool = True) -> Container:
+        return Container(id=name * 8, name=name, image=img, state=state, version=1,
+                         created="", ran=ran, health=h or {})
+
+    cs = [c("a", "i"), c("b", "i", h={"status": "healthy"}),
+          c("u", "i", h={"status": "unhealthy"}), c("n", "p"), c("s", "i", "stopped"),
+          c("x", "i", "stopped", ran=False)]
+    images = {"i": image, "p": plain}
+
+    def names(value: str) -> list[str]:
+        return sorted(x.name for x in select(cs, images, {"health": [value]}, everything=True))
+
+    assert names("starting") == ["a"]
+    assert names("healthy") == ["b"]
+    assert names("unhealthy") == ["s", "u"]
+    assert names("none") == ["n", "x"]

@@ -198,3 +198,34 @@ def test_filters_health() -> None:
     assert names("healthy") == ["b"]
     assert names("unhealthy") == ["s", "u"]
     assert names("none") == ["n", "x"]
+
+
+def test_the_engine_records_changes_of_the_run_it_was_told() -> None:
+    from core.memory import memory_engine
+    from core.model import World
+
+    e = memory_engine(user="t")
+    e.import_image({"bin/sh": "x"}, "busybox")
+    cid = e.create("busybox", ["sh"], config={"healthcheck": {"Test": ["CMD", "true"]}})
+    assert e.container(cid).config["healthcheck"] == {"Test": ["CMD", "true"]}
+    pid = e.start(cid).pid
+    assert e.health_changed(cid, pid + 1, "healthy") is None  # another run's: nothing
+    c = e.health_changed(cid, pid, "unhealthy", 3, 1, "no")
+    assert c is not None and c.state == "running"
+    assert c.health == {"status": "unhealthy", "failing_streak": 3, "exit_code": 1,
+                        "output": "no"}
+    version = c.version
+    assert e.health_changed(cid, pid, "unhealthy").version == version  # recorded once
+    e.health_changed(cid, pid, "healthy")
+    e.exec(cid, ["true"])  # an exec right after a change takes the moved version
+    e.stop(cid)
+    assert e.health_changed(cid, pid, "unhealthy") is None  # the run is over
+    assert e.container(cid).health["status"] == "healthy"  # the last recorded, kept
+    e.start(cid)
+    assert e.container(cid).health == {}  # a new run starts over: `starting`
+    world = World()
+    for rec in e.log.records:
+        world.apply(rec)
+    assert world.containers[cid] == e.container(cid)
+    assert [r.data["status"] for r in e.log.records if r.type == "ContainerHealthChanged"] \
+        == ["unhealthy", "healthy"]

@@ -159,3 +159,10 @@ def delays(n: int) -> list[float]:
         d = backoff(d, 0)
         out.append(d)
     return out
+
+
+def for_update(value: Any) -> dict[str, Any]:
+    """`update --restart` (the API's RestartPolicy): the policy as create records it. The
+    running container's monitor reads its policy from the log when its process ends, so
+    the change holds from that end on."""
+    return policy(value).api()

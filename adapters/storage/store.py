@@ -450,6 +450,9 @@ class LinuxLayerStore:
     def init_dir(self, rw_layer: str) -> str:
         return os.path.join(self.layer_dir(rw_layer), "init")
 
+    def rw_size(self, rw_layer: str) -> int:
+        return _tree_size(self.diff_dir(rw_layer))
+
     def changes(self, rw_layer: str, layers: Sequence[str]) -> list[tuple[str, str]]:
         """`docker diff`: the read-write layer against the image's layers (the init layer's
         mount points and bound files not counted), from the directories, mounted or not."""

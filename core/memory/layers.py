@@ -233,6 +233,9 @@ class MemoryLayerStore:
     def remove_rw_layer(self, rw_layer: str) -> None:
         self.rw.pop(rw_layer, None)
 
+    def rw_size(self, rw_layer: str) -> int:
+        return sum(len(text) for text in self.rw.get(rw_layer, {}).values())
+
     def remove_layer(self, layer_id: str) -> None:
         self.layers.pop(layer_id, None)
 

@@ -73,6 +73,9 @@ LIVE = ("running", "paused")
 LEASING = frozenset({"ContainerStarted", "ContainerRestarted", "ContainerConnected",
                      "NetworkRemoved"})
 
+# what can give a container a name another holds (SQLite's UNIQUE containers.name refuses it)
+NAMING = frozenset({"ContainerCreated", "ContainerRenamed"})
+
 
 def leases_clash(world: World) -> str | None:
     """What SQLite's read model refuses of a world's leases (adapters/eventstore/
@@ -113,6 +116,10 @@ class MemoryEventLog(WorldReader):
                            meta=dict(meta), at=at or f"t{seq}")
             world.apply(rec)  # raises before anything is kept
             out.append(rec)
+        if any(r.type in NAMING for r in out):
+            names = [c.name for c in world.containers.values()]
+            if len(names) != len(set(names)):  # the SQLite read model's UNIQUE name
+                raise ConcurrencyError("a container name is held twice")
         if any(r.type in LEASING for r in out):
             clash = leases_clash(world)
             if clash is not None:  # the SQLite read model's refusal (its leases, bindings)

@@ -10,13 +10,15 @@ from typing import Any
 from adapters.dockerapi import streams
 from adapters.dockerapi.http import HttpError, Request
 from adapters.dockerapi.routing import TAKEN, Ctx, dumps, find_container, raise_for, route
+from core.errors import LaminaError
+from core.logfilter import detach_keys
 
 MAX_EXECS = 10000  # finished instances kept for inspect; the oldest go first
 
 
 # An exec's fields lamina doesn't build: a request that sets one is refused by name and
-# recorded (the others, Cmd, Env, WorkingDir, User, Tty and the Attach* flags, are applied;
-# ConsoleSize and DetachKeys are the client's).
+# recorded (the others, Cmd, Env, WorkingDir, User, Tty, DetachKeys and the Attach* flags,
+# are applied; ConsoleSize is the client's).
 EXEC_REFUSED = {"Privileged": "exec --privileged"}
 
 
@@ -37,6 +39,11 @@ async def create(ctx: Ctx, req: Request, ref: str) -> int:
             e.refuse("exec", ref, refused[0])
 
         raise_for(await ctx.run(req, refuse))
+    try:
+        asked = next((v for k, v in body.items() if k.lower() == "detachkeys"), None)
+        keys = detach_keys(asked or None)  # Go's JSON names match case-insensitively
+    except LaminaError as err:
+        raise HttpError(400, str(err)) from None
     c = find_container(ctx, ref)
     if c.state != "running":
         def job(e: Any, _: Any) -> None:  # the engine judges and records the refusal
@@ -51,7 +58,7 @@ async def create(ctx: Ctx, req: Request, ref: str) -> int:
         "AttachStdin": bool(body.get("AttachStdin")),
         "AttachStdout": bool(body.get("AttachStdout", True)),
         "AttachStderr": bool(body.get("AttachStderr", True)),
-        "Running": False, "ExitCode": None, "done": None,
+        "DetachKeys": keys.hex(), "Running": False, "ExitCode": None, "done": None,
     }
     _trim(ctx)
     await req.conn.respond(201, dumps({"Id": exec_id}))
@@ -76,6 +83,7 @@ async def start(ctx: Ctx, req: Request, exec_id: str) -> Any:
     inst = _instance(ctx, exec_id)
     body = req.json()
     detach = bool(body.get("Detach")) if isinstance(body, dict) else False
+    raw = bool(body.get("Tty")) if isinstance(body, dict) else False  # framing: start's Tty
     if inst["Running"] or inst["ExitCode"] is not None:
         raise HttpError(409, f"exec {exec_id[:12]} has already run")
     fd = req.conn.sock.fileno()
@@ -83,7 +91,7 @@ async def start(ctx: Ctx, req: Request, exec_id: str) -> Any:
     spec = {k: v for k, v in inst.items() if k != "done"}
 
     def job(e: Any, _: Any) -> int:
-        return streams.exec_stream(e, fd, upgrade, spec, detach)
+        return streams.exec_stream(e, fd, upgrade, spec, detach, raw)
 
     _, r = ctx.workers.fork(job, ctx.meta(req), keep=(fd,))
     req.conn.taken = True
@@ -112,7 +120,7 @@ async def inspect(ctx: Ctx, req: Request, exec_id: str) -> int:
                              "user": inst["User"]},
            "OpenStdin": inst["AttachStdin"], "OpenStdout": inst["AttachStdout"],
            "OpenStderr": inst["AttachStderr"], "CanRemove": False,
-           "ContainerID": inst["ContainerID"], "DetachKeys": "", "Pid": 0}
+           "ContainerID": inst["ContainerID"], "DetachKeys": "", "Pid": 0}  # docker's too
     await req.conn.respond(200, dumps(doc))
     return 200
 

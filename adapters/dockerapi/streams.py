@@ -118,10 +118,16 @@ def _close(sock: socket.socket) -> None:
 
 
 def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
-                spec: AttachSpec) -> int | None:
+                spec: AttachSpec, detach_keys: bytes = b"", stay: bool = True
+                ) -> int | None:
     """Monitor frames to the client (raw with a TTY), the client's bytes to the container's
     stdin, resizes from the server's pipe; until the exit code. A client that goes away
-    stops being written to; the pump still waits for the exit."""
+    stops being written to; the pump still waits for the exit (unless not `stay`: an
+    attach to a running container just ends). With a TTY and stdin, the client's detach
+    keys end the pump at once (None)."""
+    from core.logfilter import EscapeProxy
+
+    escape = EscapeProxy(detach_keys) if detach_keys and tty and spec.stdin else None
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, "ctl")
     if client is not None:
@@ -152,13 +158,68 @@ def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
                     data = client.recv(65536) if client is not None else b""
                 except OSError:
                     data = b""
+                if data and escape is not None:
+                    kept = escape.feed(data)
+                    if kept is None:
+                        return None  # docker's detach: the container runs on
+                    if not kept:
+                        continue
+                    data = kept
                 if spec.stdin:
                     with contextlib.suppress(OSError):
                         frames.send(ctl, frames.STDIN, data)
                 if not data:
                     sel.unregister(key.fileobj)
+                    if not stay:
+                        return None
             else:
                 _resize(ctl, spec.resize_fd, sel)
+
+
+def attach_running(e: Any, fd: int, upgrade: bool, cid: str, tty: bool, spec: AttachSpec,
+                   logs: bool, detach_keys: bytes) -> None:
+    """Worker: an attach to a running container, through its monitor's attach socket
+    (adapters/runtime/frames.Attachers): the log so far if asked, then its output from
+    now on and the client's bytes to its stdin, until it ends, the client leaves or types
+    the detach keys (docker's `docker attach`)."""
+    from core.logfilter import Selection, Window
+
+    client = socket.socket(fileno=fd)
+    client.setblocking(True)
+    ctl = frames.connect_attach(e.runtime.container_dir(cid))
+    try:
+        client.sendall(hijack_head(upgrade, tty))
+        want = {"stdout": spec.stdout, "stderr": spec.stderr}
+        if logs:
+            _, past = Selection(Window()).pick(e.runtime.logs(cid))
+            client.sendall(log_frames(past, want, tty))
+        if ctl is not None:
+            pump_attach(ctl, client, tty, spec, detach_keys, stay=False)
+    except OSError:
+        pass
+    finally:
+        if ctl is not None:
+            ctl.close()
+        _close(client)
+
+
+def logs_only(e: Any, fd: int, upgrade: bool, cid: str, tty: bool, spec: AttachSpec,
+              logs: bool) -> None:
+    """Worker: an attach with stream=0: the log so far (with logs=1), then the end."""
+    from core.logfilter import Selection, Window
+
+    client = socket.socket(fileno=fd)
+    client.setblocking(True)
+    try:
+        client.sendall(hijack_head(upgrade, tty))
+        if logs:
+            _, past = Selection(Window()).pick(e.runtime.logs(cid))
+            client.sendall(log_frames(past, {"stdout": spec.stdout, "stderr": spec.stderr},
+                                      tty))
+    except OSError:
+        pass
+    finally:
+        _close(client)
 
 
 def _resize(ctl: socket.socket, fd: int, sel: selectors.BaseSelector) -> None:
@@ -178,14 +239,18 @@ def _resize(ctl: socket.socket, fd: int, sel: selectors.BaseSelector) -> None:
 # --- exec ----------------------------------------------------------------------------------------
 
 
-def exec_stream(e: Any, fd: int, upgrade: bool, inst: dict[str, Any], detach: bool) -> int:
-    """Worker: answer exec start on the connection and run the process, its output as
-    docker frames (or raw bytes with a TTY) and the client's bytes as its stdin."""
+def exec_stream(e: Any, fd: int, upgrade: bool, inst: dict[str, Any], detach: bool,
+                raw: bool = False) -> int:
+    """Worker: answer exec start on the connection and run the process. Its terminal is
+    exec create's Tty; the answer's framing is exec start's (moby's router): raw bytes
+    with it, docker's frames (a terminal's output all stdout) without. The client's bytes
+    are its stdin; with a terminal its detach keys end our stream, the process runs on."""
     conn = socket.socket(fileno=fd)
     conn.setblocking(True)
     tty = bool(inst["Tty"])
     options = {"env": inst["Env"], "workdir": inst["WorkingDir"], "tty": tty,
-               "interactive": bool(inst["AttachStdin"])}
+               "interactive": bool(inst["AttachStdin"]),
+               "detach_keys": bytes.fromhex(inst.get("DetachKeys") or ""), "stay": True}
     argv, user, cid = inst["Cmd"], inst["User"], inst["ContainerID"]
     if detach:
         conn.sendall(raw_response(200, "OK", [("Content-Type", "application/json")], b""))
@@ -193,9 +258,10 @@ def exec_stream(e: Any, fd: int, upgrade: bool, inst: dict[str, Any], detach: bo
         devnull = os.open("/dev/null", os.O_RDWR)
         for n in (0, 1, 2):
             os.dup2(devnull, n)
-        return e.exec(cid, argv, user, {**options, "tty": False, "interactive": False})
-    conn.sendall(hijack_head(upgrade, tty))
-    if tty:
+        return e.exec(cid, argv, user, {**options, "tty": False, "interactive": False,
+                                        "detach": True})
+    conn.sendall(hijack_head(upgrade, raw))
+    if raw:
         for n in (0, 1, 2):
             os.dup2(fd, n)
         try:
@@ -394,15 +460,15 @@ def build_stream(e: Any, fd: int, body: str | None, tmp: str, options: dict[str,
 
 
 def log_frames(entries: list[dict[str, Any]], want: dict[str, bool], tty: bool,
-               stamps: bool) -> bytes:
+               stamps: bool = False, details: bool = False) -> bytes:
+    from core.logfilter import line
+
     out = []
     for entry in entries:
         stream = entry.get("stream", "stdout")
         if not want.get(stream):
             continue
-        data = entry.get("log", "").encode()
-        if stamps:
-            data = entry.get("time", "").encode() + b" " + data
+        data = line(entry, stamps, details).encode()
         out.append(data if tty else frames.pack(frames.STDERR if stream == "stderr"
                                                 else frames.STDOUT, data))
     return b"".join(out)

@@ -74,7 +74,8 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     required = namespaces.owned_flags(spec.network, spec.security,
                                       remapped=target.root_ids is not None)
     _own_std_fds()
-    stdio = make_stdio(tty, interactive)
+    detached = bool(options.get("detach"))
+    stdio = _no_stdio() if detached else make_stdio(tty, interactive)
     if target.root_ids is not None:  # the container's root gives them to its user
         for fd in set(stdio.child):
             if made_for_it(fd):  # not a stdin of /dev/null: that is the host's node
@@ -86,14 +87,46 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         _joiner(target, pidfd, flags, required, stdio, proc, err_w, seccomp)
     for fd in {pidfd, err_w, *stdio.child}:
         os.close(fd)
-    _relay(stdio, child, interactive)
+    if detached:  # exec -d: no stdio to relay; say whether it started, then wait for it
+        said = _read_all(err_r)
+        started = options.get("started")
+        if started is not None:
+            started(_started_text(target, said))
+        return _outcome(target, child, err_r, said)
+    _relay(stdio, child, interactive, options.get("detach_keys"), bool(options.get("stay")))
     return _outcome(target, child, err_r)
 
 
-def _outcome(target: ExecTarget, child: int, err_r: int) -> int:
+def _read_all(fd: int) -> bytes:
+    """All of the error pipe: EOF once E exec'd (its end is close-on-exec) or failed."""
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _started_text(target: ExecTarget, said: bytes) -> str:
+    """`started`, or `CODE MESSAGE`: why the process could not start."""
+    code, _, message = said.decode(errors="replace").partition(" ")
+    if not said:
+        return "started"
+    if message.startswith(NOT_RUNNING):
+        return f"{CANNOT_START} container {target.container_id[:12]} is not running"
+    return f"{code} exec failed: {message}"
+
+
+def _no_stdio() -> Stdio:
+    """exec -d: the process reads and writes /dev/null, as docker's detached exec."""
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    return Stdio((null, null, null), {})
+
+
+def _outcome(target: ExecTarget, child: int, err_r: int, said: bytes | None = None) -> int:
     """J's exit code once it ended, and what J or E wrote on the error pipe, if anything."""
     _, status = os.waitpid(child, 0)
-    message = os.read(err_r, 4096).decode(errors="replace").partition(" ")[2]
+    if said is None:
+        said = os.read(err_r, 4096)
+    message = said.decode(errors="replace").partition(" ")[2]
     os.close(err_r)
     code = os.waitstatus_to_exitcode(status)
     if message.startswith(NOT_RUNNING):
@@ -158,9 +191,10 @@ def make_stdio(tty: bool, interactive: bool) -> Stdio:
     return Stdio((null, out_w, err_w), {out_r: 1, err_r: 2})
 
 
-def _relay(stdio: Stdio, child: int, interactive: bool) -> None:
+def _relay(stdio: Stdio, child: int, interactive: bool, detach_keys: bytes | None = None,
+           stay: bool = False) -> None:
     if stdio.master is not None:
-        proxy_pty(stdio.master, child, interactive)
+        proxy_pty(stdio.master, child, interactive, detach_keys, stay)
         return
     done = os.pidfd_open(child)
     try:

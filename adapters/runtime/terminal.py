@@ -53,16 +53,24 @@ def _on_winch(fn: Callable[[], None]) -> None:
     signal.signal(signal.SIGWINCH, lambda *_: fn())
 
 
-def proxy_pty(master: int, child: int, interactive: bool = True) -> None:
+def proxy_pty(master: int, child: int, interactive: bool = True,
+              detach_keys: bytes | None = None, stay: bool = False) -> None:
     """Copy the pty to our stdout, and with -i our stdin to the pty, until the process
-    hangs up (docker's `exec -t` without -i reads nothing of ours)."""
+    hangs up (docker's `exec -t` without -i reads nothing of ours). With -i, typing
+    `detach_keys` lets go of the process, which runs on (docker's exec detach): with
+    `stay` (a server's worker) our stdio's socket is shut and we drain the pty until
+    the process ends; else a child of ours drains it and we raise Detached."""
+    from core.logfilter import EscapeProxy
+
     _set_size(master)
     _on_winch(lambda: _set_size(master))
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    escape = EscapeProxy(detach_keys) if detach_keys and interactive else None
     sel = selectors.DefaultSelector()
     sel.register(master, selectors.EVENT_READ)
     if interactive:
         sel.register(stdin, selectors.EVENT_READ)
+    detached = False
     with raw_terminal() if interactive else contextlib.nullcontext():
         while True:
             for key, _ in sel.select():
@@ -74,14 +82,67 @@ def proxy_pty(master: int, child: int, interactive: bool = True) -> None:
                     if not data:
                         os.close(master)
                         return
-                    write_all(stdout, data)
-                else:
-                    data = os.read(stdin, 65536)
-                    if not data:
+                    if not detached:
+                        try:
+                            write_all(stdout, data)
+                        except OSError:  # our reader left: drain on, unwatched
+                            detached = True
+                    continue
+                data = os.read(stdin, 65536)
+                if data and escape is not None:
+                    kept = escape.feed(data)
+                    if kept is None:
                         sel.unregister(stdin)
-                        os.write(master, b"\x04")
+                        detached = True
+                        if not stay:
+                            with contextlib.suppress(OSError):  # out of our group: our
+                                os.setpgid(child, child)  # terminal's hang-up spares it
+                            _drain_behind(master)
+                            raise Detached
+                        _hang_up_stdio()
                         continue
-                    os.write(master, data)
+                    data = kept
+                    if not data:
+                        continue
+                if not data:
+                    sel.unregister(stdin)
+                    os.write(master, b"\x04")
+                    continue
+                os.write(master, data)
+
+
+def _hang_up_stdio() -> None:
+    """A worker's client detached: shut the connection our stdio are (it sees EOF) and
+    put /dev/null in their place."""
+    for fd in (0, 1):  # the socket is stdin, stdout or both
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=os.dup(fd))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _drain_behind(master: int) -> None:
+    """A child that keeps the pty's master open and reads it until the process ends
+    (closing it would hang the process up), in a session of its own; we go on."""
+    if os.fork():
+        os.close(master)
+        return
+    try:
+        os.setsid()
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        while os.read(master, 65536):
+            pass
+    except OSError:
+        pass
+    os._exit(0)
 
 
 def write_all(fd: int, data: bytes) -> None:

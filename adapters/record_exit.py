@@ -4,15 +4,18 @@ and what an attached `run` or `start -a` does itself when it gets the exit code.
 Whoever comes first records `ContainerExited` (under the runtime's per-container lock, see
 Engine.exited); the other finds the container already stopped and records nothing.
 
-`python -m adapters.record_exit ROOT CONTAINER_ID PID [--remove]`. Beside the composition
-root rather than in adapters/runtime: it builds an engine (bootstrap.build_engine), which
-wires the runtime, so the runtime names it to exec and never imports it.
+`python -m adapters.record_exit ROOT CONTAINER_ID PID [--remove | --policy]`; with
+`--policy` it then applies the container's restart policy (`follow_policy`). Beside the
+composition root rather than in adapters/runtime: it builds an engine
+(bootstrap.build_engine), which wires the runtime, so the runtime names it to exec and
+never imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from typing import Any
 
 from core.errors import LaminaError
@@ -46,6 +49,50 @@ def remove_ended(engine: Any, container_id: str) -> None:
         # anonymous volumes
 
 
+def follow_policy(engine: Any, container_id: str, pid: int,
+                  sleep: Any = time.sleep, poll: float = 0.5) -> Any:
+    """The container's restart policy after the end of run `pid` (core/restart.py): record
+    the restart it wants (ContainerRestartScheduled), wait the back-off, start it again.
+
+    This process is the container's monitor while it waits (the same pid: `watched`), so a
+    host start leaves the restart to it. The wait is cut short when the container moves (a
+    user's start, stop, kill or rm): then nothing is restarted. Returns the container
+    started again, or None."""
+    scheduled = engine.schedule_restart(container_id, pid)
+    if scheduled is None:
+        return None
+    deadline = time.monotonic() + scheduled.restart_delay
+    while (left := deadline - time.monotonic()) > 0:
+        sleep(min(left, poll))
+        now = engine.log.container(container_id)
+        if now is None or now.version != scheduled.version:
+            return None
+    own_pid_namespace()
+    with contextlib.suppress(LaminaError):  # refused and recorded (e.g. its image gone)
+        return engine.restart_scheduled(container_id, scheduled.version)
+    return None
+
+
+def own_pid_namespace() -> None:
+    """This process was the monitor, which unshared a PID namespace for its children: the
+    ended run's, whose init is gone, so no child can be forked there any more (ENOMEM).
+    The next run's monitor is forked from here: its children go back to our own one."""
+    import os
+
+    try:
+        if os.stat("/proc/self/ns/pid_for_children").st_ino == os.stat("/proc/self/ns/pid").st_ino:
+            return
+    except OSError:
+        return
+    from adapters.kernel import libc
+
+    fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc.setns(fd, libc.CLONE_NEWPID)
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str]) -> int:
     from adapters.bootstrap import build_engine
 
@@ -55,6 +102,8 @@ def main(argv: list[str]) -> int:
         record_exit(engine, container_id, pid)
         if "--remove" in argv[3:]:
             remove_ended(engine, container_id)
+        elif "--policy" in argv[3:]:
+            follow_policy(engine, container_id, pid)
     return 0
 
 

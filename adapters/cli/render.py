@@ -43,6 +43,8 @@ def ago(at: str, now: datetime | None = None) -> str:
 def status(c: Any) -> str:
     """lamina's four states, with the exit code of a container that ran."""
     if c.state == "stopped" and c.ran:
+        if getattr(c, "restarting", False):  # its restart policy's back-off
+            return f"stopped ({c.exit_code}), restarting"
         return f"stopped ({c.exit_code})"
     return c.state
 

@@ -19,6 +19,37 @@ def serve(root: str, socket_path: str) -> int:
     return run(root, socket_path)
 
 
+def bring_back(root: str) -> list[str]:
+    """docker's daemon start: the stopped containers whose restart policy says so are
+    started again (core/restart.py at_host_start), and those whose process the host lost
+    (a reboot) after their end is recorded (Engine.recover). In a child of its own, waited
+    for: nothing of it (an SQLite connection, the runtime's sockets) may stay in this
+    process, which forks the fork server next. The ids started, as the child prints them."""
+    import contextlib
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            from adapters.bootstrap import build_engine
+
+            back = build_engine(root).bring_back("lamina serve started")
+            os.write(w, "\n".join(back).encode())
+            code = 0
+        except BaseException:  # noqa: BLE001 - never unwind into the server's code
+            pass
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    return out.split()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from adapters import logs
     from adapters.cmdline import root_dir
@@ -32,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from adapters.cli.runtime import configure_root
 
         configure_root(root, args.userns_remap)
+    bring_back(root)
     if not args.no_cli_server:
         from adapters.fastpath.forkserver import start_background
 

@@ -106,6 +106,7 @@ def recover(e: EngineBase) -> list[str]:
     lost = _lost(e)
     if not lost:
         return []
+    recorded = set()
     with e.command("system recover", "host") as cmd:
         findings = []
         for c in lost:
@@ -114,11 +115,17 @@ def recover(e: EngineBase) -> list[str]:
             except LaminaError:  # still changing (a ConcurrencyError again), or the
                 continue         # log is busy: the next command's check looks again
             if done:
+                recorded.add(c.id)
                 findings.append(f"container {short(c.id)} ({c.name}) was {c.state} in "
                                 "the log but its process was gone")
         if findings:
             cmd.append([ev.HostChecked(id="host", findings=findings, repaired=True)], {})
-        return findings
+    if any(c.config.get("restart") for c in lost if c.id in recorded):
+        from core.engine import restarts  # a reboot (or a lost monitor): their policy
+
+        restarts.bring_back(e, "its process was lost (host restarted or monitor gone)",
+                            only=recorded)
+    return findings
 
 
 def _lost(e: EngineBase, settle: float = 0) -> list[Container]:

@@ -1,0 +1,137 @@
+"""Restart policies applied: after a run's end (its monitor asks), when the host starts
+(`lamina serve`, the first command after a reboot), and a user's stop during the back-off.
+
+The rules are core/restart.py's; here they meet the log. A restart is scheduled by its own
+event once the exit is recorded (ContainerRestartScheduled: the container stays stopped,
+docker's "restarting"), and made after the back-off only if nothing happened to the
+container since (the version read then): a user's start, stop, kill or rm meanwhile wins.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from datetime import datetime
+
+from core import restart
+from core.command import Command
+from core.engine.base import EngineBase
+from core.engine.containers import image_of, judge
+from core.errors import LaminaError, NotFound
+from core.model import Container
+from events import types as ev
+
+COMMAND = "restart policy"  # the meta's command of what the policy records
+
+
+def ran_for(c: Container) -> float:
+    """How long the run that ended lasted, in seconds (0 if unknown)."""
+    try:
+        start = datetime.fromisoformat(c.started_at)
+        end = datetime.fromisoformat(c.finished_at)
+    except (TypeError, ValueError):
+        return 0.0
+    return max((end - start).total_seconds(), 0.0)
+
+
+def decision(c: Container) -> restart.Decision | None:
+    """What the container's policy says of its last end (a stopped container)."""
+    return restart.decide(restart.of(c.config), c.exit_code, c.manually_stopped,
+                          c.restart_count, c.restart_delay, ran_for(c))
+
+
+def _find(e: EngineBase, ref: str) -> Container | None:
+    try:
+        return e.container(ref)
+    except NotFound:  # removed meanwhile
+        return None
+
+
+def schedule(e: EngineBase, ref: str, pid: int) -> Container | None:
+    """After the run of init `pid` ended and its end is recorded (by whoever came first):
+    record the restart the policy wants, if any. None when there is nothing to do: no
+    policy, the user stopped it, another run since, or scheduled already."""
+    c = _find(e, ref)
+    if c is None or restart.of(c.config).name == restart.NO:
+        return None
+    with e.command(COMMAND, c.id) as cmd, e.runtime.ending(c):
+        now = e.log.container(c.id)
+        if now is None or now.state != "stopped" or now.ended_pid != pid or now.restarting:
+            return None
+        due = decision(now)
+        if due is None:
+            return None
+        cmd.append([ev.ContainerRestartScheduled(id=c.id, delay=due.delay, count=due.count,
+                                                 reason=due.reason)],
+                   {f"container:{c.id}": now.version})
+    return e.log.container(c.id)
+
+
+def restart_scheduled(e: EngineBase, ref: str, version: int) -> Container | None:
+    """The back-off is over: start the container again, if it is still as scheduled (the
+    same version: nothing happened since). None when something did."""
+    c = _find(e, ref)
+    if c is None or c.version != version or not c.restarting:
+        return None
+    due = decision(c)  # as scheduled: the same end, count and policy
+    if due is None:
+        return None
+    return _restart(e, c, version, due.reason, due.count, c.restart_delay)
+
+
+def _restart(e: EngineBase, c: Container, version: int, reason: str, count: int,
+             delay: float) -> Container | None:
+    from core.engine.processes import launch
+
+    with e.command(COMMAND, c.id) as cmd:
+        started = False
+        with e.runtime.ending(c):
+            now = e.log.container(c.id)
+            if now is None or now.version != version:
+                return None
+            judge(now, "restart")
+            try:
+                launch(e, cmd, now, image_of(e, now), ev.ContainerRestarted,
+                        automatic=True, reason=reason, count=count, delay=delay)
+                started = True
+            except LaminaError as err:
+                _cancel_failed(e, cmd, now, err)
+                raise
+        if started:
+            e.runtime.confirm_start(now)
+            e.runtime.detach(now.id)  # its new monitor records its end (and restarts it)
+        return e.log.container(c.id)
+
+
+def _cancel_failed(e: EngineBase, cmd: Command, c: Container, err: LaminaError) -> None:
+    """A restart that failed leaves the container stopped, no longer restarting (docker
+    sets it stopped too)."""
+    now = e.log.container(c.id)
+    if now is None or not now.restarting:
+        return
+    with suppress(LaminaError):
+        cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=f"restart failed: {err}")],
+                   {f"container:{c.id}": now.version})
+
+
+def bring_back(e: EngineBase, why: str, only: set[str] | None = None) -> list[str]:
+    """The host started (`lamina serve`, or a reboot found by the first command): start the
+    stopped containers their policy brings back (core/restart.py at_host_start), at once,
+    as docker's daemon does at its start (RestartCount starts over). `only`: these ids
+    (those whose process the host lost). A container whose scheduled restart still has its
+    monitor waiting is left to it. The ids started again."""
+    back = []
+    for c in e.log.containers(("stopped",)):
+        if only is not None and c.id not in only:
+            continue
+        p = restart.of(c.config)
+        if p.name == restart.NO or not restart.at_host_start(
+                p, c.exit_code, c.manually_stopped, c.restart_count, c.restarting):
+            continue
+        if c.restarting and e.runtime.watched(c):
+            continue  # its monitor waits out the back-off and restarts it
+        try:
+            if _restart(e, c, c.version, f"{p.text()}: {why}", 0, 0.0) is not None:
+                back.append(c.id)
+        except LaminaError:
+            continue  # recorded as refused; the others still come back
+    return back

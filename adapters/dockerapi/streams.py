@@ -123,8 +123,8 @@ def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
     """Monitor frames to the client (raw with a TTY), the client's bytes to the container's
     stdin, resizes from the server's pipe; until the exit code. A client that goes away
     stops being written to; the pump still waits for the exit (unless not `stay`: an
-    attach to a running container just ends). With a TTY and stdin, the client's detach
-    keys end the pump at once (None)."""
+    attach to a running container just ends then). A client's half-close ends its input
+    only. With a TTY and stdin, the client's detach keys end the pump at once (None)."""
     from core.logfilter import EscapeProxy
 
     escape = EscapeProxy(detach_keys) if detach_keys and tty and spec.stdin else None
@@ -151,8 +151,11 @@ def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
                     try:
                         client.sendall(payload if tty else frames.pack(stream, payload))
                     except OSError:
-                        sel.unregister(client)
+                        with contextlib.suppress(KeyError):
+                            sel.unregister(client)
                         client = None
+                        if not stay:
+                            return None
             elif key.data == "client":
                 try:
                     data = client.recv(65536) if client is not None else b""
@@ -168,10 +171,8 @@ def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
                 if spec.stdin:
                     with contextlib.suppress(OSError):
                         frames.send(ctl, frames.STDIN, data)
-                if not data:
+                if not data:  # a half-close (docker's CLI) still reads our output
                     sel.unregister(key.fileobj)
-                    if not stay:
-                        return None
             else:
                 _resize(ctl, spec.resize_fd, sel)
 

@@ -83,7 +83,8 @@ class Attachers:
                 os.unlink(address)
             except FileNotFoundError:
                 pass
-            listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            listener = _socket.socket(fileno=_high(_socket.socket(
+                _socket.AF_UNIX, _socket.SOCK_STREAM).detach()))
             listener.bind(address)
             listener.listen(16)
             self.listener = listener
@@ -106,7 +107,7 @@ class Attachers:
                 fd, _ = self.listener._accept()
             except OSError:
                 return
-            sock = _socket.socket(fileno=fd)
+            sock = _socket.socket(fileno=_high(fd))
             self.clients[sock.fileno()] = sock
             self.poller.register(sock.fileno(), 1)
             return
@@ -163,6 +164,23 @@ class Attachers:
             self.send(EXIT, str(code).encode())
         for fd in list(self.clients):
             self.drop(fd)
+
+
+FD_FLOOR = 256  # attach sockets' numbers: never one the monitor's start client had
+
+
+def _high(fd: int) -> int:
+    """`fd` moved to a number from FD_FLOOR up: the monitor's poll loop knows its start
+    client by number, and keeps that number even once the client is gone (a closed fd's
+    stale events may still come), so a new client must never get it."""
+    import fcntl
+
+    try:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, FD_FLOOR)
+    except OSError:
+        return fd
+    os.close(fd)
+    return high
 
 
 def connect_attach(cdir: str) -> socket.socket | None:

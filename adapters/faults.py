@@ -41,6 +41,7 @@ EFFECTS = frozenset({
     "import_layer", "create_rw_layer", "commit_rw_layer", "remove_rw_layer", "remove_layer",
     "install_layer", "mount", "unmount", "export", "save_images", "open_archive",
     "start", "confirm_start", "abort_start", "signal", "stop", "freeze", "thaw", "release",
+    "limit",  # update's new limits on a running container's cgroup
     "remove", "exec", "copy_out",
     "create",  # volumes and networks (and `remove`, above)
     "discard",  # networks: a leftover bridge removed by reconcile

@@ -59,7 +59,9 @@ FIELDS: tuple[Field, ...] = (
     Field("Config.StdinOnce", "", C, note="stdin closes when the attached client's ends"),
     Field("Config.Env", "-e, --env", A, "env"),
     Field("Config.Cmd", "COMMAND", A, note="the container's command"),
-    Field("Config.Healthcheck", "--health-cmd", R, "healthcheck", EVERYDAY),
+    Field("Config.Healthcheck", "--health-cmd, --no-healthcheck", A, "healthcheck",
+          "docker's rules, probes exec'd by a health process per running container; status "
+          "changes recorded"),
     Field("Config.ArgsEscaped", "", C, note="Windows only: no effect on Linux, as docker's"),
     Field("Config.Image", "IMAGE", A, note="the image"),
     Field("Config.Volumes", "-v, --volume", A, "volumes",
@@ -69,8 +71,10 @@ FIELDS: tuple[Field, ...] = (
     Field("Config.NetworkDisabled", "", A, "network", "no network: --network none"),
     Field("Config.OnBuild", "", R, "onbuild", "image metadata only"),
     Field("Config.Labels", "-l, --label", A, "labels"),
-    Field("Config.StopSignal", "--stop-signal", R, "stop_signal", EVERYDAY),
-    Field("Config.StopTimeout", "--stop-timeout", R, "stop_timeout", EVERYDAY),
+    Field("Config.StopSignal", "--stop-signal", A, "stop_signal",
+          "what stop sends (else the image's STOPSIGNAL, else SIGTERM)"),
+    Field("Config.StopTimeout", "--stop-timeout", A, "stop_timeout",
+          "stop's and restart's default -t; -1 waits for ever"),
     Field("Config.Shell", "", R, "shell", "image metadata only"),
     Field("Config.MacAddress", "--mac-address", R, "mac_address", NETWORKS),
     # --- HostConfig: resources ---
@@ -108,8 +112,10 @@ FIELDS: tuple[Field, ...] = (
           RESOURCES),
     Field("HostConfig.OomKillDisable", "--oom-kill-disable", R, "oom_kill_disable",
           RESOURCES),
-    Field("HostConfig.Init", "--init", R, "init", EVERYDAY),
-    Field("HostConfig.Ulimits", "--ulimit", R, "ulimits", EVERYDAY),
+    Field("HostConfig.Init", "--init", A, "init",
+          "Debian's static tini bound read-only at /sbin/docker-init, as docker's"),
+    Field("HostConfig.Ulimits", "--ulimit", A, "ulimits",
+          "setrlimit before exec (exec's processes too); docker's names"),
     Field("HostConfig.CpuCount", "", R, "cpu_count", "Windows only"),
     Field("HostConfig.CpuPercent", "", R, "cpu_percent", "Windows only"),
     Field("HostConfig.IOMaximumIOps", "", R, "io_maximum_iops", "Windows only"),
@@ -143,10 +149,13 @@ FIELDS: tuple[Field, ...] = (
     Field("NetworkingConfig.EndpointsConfig", "--ip, --network-alias", A, "endpoints",
           "aliases and an IPv4 address on a user-defined network"),
     # --- HostConfig: lifecycle and logs ---
-    Field("HostConfig.RestartPolicy", "--restart", R, "restart", EVERYDAY),
+    Field("HostConfig.RestartPolicy", "--restart", A, "restart",
+          "no, always, unless-stopped, on-failure[:N], with docker's back-off (100 ms "
+          "doubling to 1 min), applied by the container's monitor; not with --rm"),
     Field("HostConfig.AutoRemove", "--rm", A, "auto_remove"),
-    Field("HostConfig.LogConfig", "--log-driver, --log-opt", R, "log_config",
-          "json-file only, as recorded today: " + EVERYDAY),
+    Field("HostConfig.LogConfig", "--log-driver, --log-opt", A, "log_config",
+          "json-file (max-size, max-file: docker's rotation) and none; other drivers and "
+          "options refused by name"),
     Field("HostConfig.ContainerIDFile", "--cidfile", C,
           note="written by the client, as docker's daemon leaves it to its CLI"),
     Field("HostConfig.ConsoleSize", "", C, note="the client sizes the terminal after start"),
@@ -196,12 +205,25 @@ def is_zero(value: Any) -> bool:
 def checked(options: Mapping[str, Any]) -> dict[str, Any]:
     """The options, once `check` found nothing to refuse (`unsupported` is not recorded)."""
     check(options)
-    return {k: v for k, v in options.items() if k != "unsupported"}
+    out = {k: v for k, v in options.items() if k != "unsupported"}
+    if out.get("restart"):  # the flag's text or the API's body: recorded in the API's shape
+        from core import restart
+
+        out["restart"] = restart.policy(out["restart"]).api()
+    if out.get("healthcheck") is not None:  # docker's daemon's checks, zero fields left out
+        from core import health
+
+        out["healthcheck"] = health.normalized(out["healthcheck"])
+    return out
 
 
 def check(options: Mapping[str, Any]) -> None:
     """Refuse the first recorded option whose field lamina doesn't honour; `unsupported`
     names body fields outside docker's schema that carried a value."""
+    if options.get("restart"):
+        from core import restart
+
+        restart.check(options)
     for key, value in options.items():
         if key == "unsupported":
             if value:

@@ -13,9 +13,11 @@ docker's rules (moby daemon/list.go, daemon/internal/filters), kept exactly:
   any image built on it;
 - a limit (-n) lists stopped containers too, newest first;
 - an unknown key is refused ("invalid filter 'k'"), as is a value docker refuses.
-lamina has no volumes, no published or exposed ports on its containers, no health checks
-and no swarm tasks yet: `volume`, `publish` and `expose` match nothing, `health=none` and
-`is-task=false` match everything, as docker answers for such containers; `network` matches
+`health` takes none, starting, healthy or unhealthy: docker's word for the container's health
+(core/health.py's status_of: `none` without a healthcheck or before its first start).
+lamina has no volumes, no published or exposed ports on its containers
+and no swarm tasks yet: `volume`, `publish` and `expose` match nothing, and
+`is-task=false` matches everything, as docker answers for such containers; `network` matches
 the container's network mode (`none` or `host`); `isolation` is a no-op on Linux in docker.
 """
 
@@ -65,6 +67,8 @@ def passes(checks: Mapping[str, Callable[[str], bool]], filters: Filters) -> boo
 def docker_state(c: Container) -> str:
     """lamina's four states in docker's words (created/exited/running/paused)."""
     if c.state == "stopped":
+        if c.restarting:  # the restart policy's back-off (docker's "restarting")
+            return "restarting"
         return "exited" if c.ran else "created"
     return c.state
 
@@ -98,6 +102,7 @@ def select(containers: Sequence[Container], images: Mapping[str, Image], filters
     before = _container_by(newest, filters.get("before", ()))
     since = _container_by(newest, filters.get("since", ()))
     ancestry = _ancestry(images, filters["ancestor"]) if "ancestor" in filters else None
+    healths = _healths(images, filters.get("health", ()))
     out: list[Container] = []
     for c in newest:
         if before is not None:
@@ -111,7 +116,7 @@ def select(containers: Sequence[Container], images: Mapping[str, Image], filters
             continue
         if 0 < limit == len(out):
             break
-        if _holds(c, filters, codes, ancestry, newest):
+        if _holds(c, filters, codes, ancestry, newest) and healths(c):
             out.append(c)
     return out
 
@@ -130,8 +135,6 @@ def _holds(c: Container, filters: Filters, codes: set[int], ancestry: set[str] |
         return False
     if "status" in filters and not matches(docker_state(c), filters["status"]):
         return False
-    if "health" in filters and "none" not in filters["health"]:
-        return False  # no container of lamina's has a health check
     if ancestry is not None and c.image not in ancestry:
         return False
     if "network" in filters and (c.config.get("network") or "none") not in filters["network"]:
@@ -139,6 +142,22 @@ def _holds(c: Container, filters: Filters, codes: set[int], ancestry: set[str] |
     if any(k in filters for k in ("volume", "publish", "expose")):
         return False  # no volumes and no ports on lamina's containers yet
     return not ("is-task" in filters and _truth(filters["is-task"]))  # never a swarm task
+
+
+def _healths(images: Mapping[str, Image], values: Sequence[str]
+             ) -> Callable[[Container], bool]:
+    """`health=`: docker's health word of the container is one of the values."""
+    if not values:
+        return lambda c: True
+    from core import health
+
+    def holds(c: Container) -> bool:
+        image = images.get(c.image)
+        cfg = (image.config.get("config") if image else None) or {}
+        return health.status_of(c.state, c.ran, c.health,
+                                health.effective(cfg, c.config)) in values
+
+    return holds
 
 
 def _id_holds(c: Container, values: Sequence[str], all_containers: Sequence[Container]) -> bool:

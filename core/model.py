@@ -47,6 +47,16 @@ class Container:
     # "ip"}): its --network and what `network connect/disconnect` changed since (each run
     # leases an address on every one of them, in this order)
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # the restart policy's (core/restart.py): a restart scheduled (docker's "restarting"),
+    # the last back-off in seconds, the user's stop or kill since the last start, and the
+    # pid of the run that ended last (whose monitor applies the policy)
+    restarting: bool = False
+    restart_delay: float = 0.0
+    manually_stopped: bool = False
+    ended_pid: int = 0
+    # the current run's last recorded health change (ContainerHealthChanged's status,
+    # failing_streak, exit_code, output); empty from each start until its first change
+    health: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +229,12 @@ def publishing_network(c: Container) -> str | None:
 
 
 def _started(c: Container, rec: Recorded) -> Container:
+    """The user's start: RestartCount and the back-off start over (docker's)."""
     return _moved(c, rec, pid=rec.data["pid"], cgroup=rec.data.get("cgroup", ""), ran=True,
                   started_at=rec.at, exit_code=None, oom=False, exit_reason="", last_signal=0,
-                  start_time=rec.data.get("start_time", 0), **_leases(rec))
+                  start_time=rec.data.get("start_time", 0), restart_count=0,
+                  restart_delay=0.0, restarting=False, manually_stopped=False,
+                  health={}, **_leases(rec))
 
 
 def _leases(rec: Recorded) -> dict[str, Any]:
@@ -230,10 +243,16 @@ def _leases(rec: Recorded) -> dict[str, Any]:
 
 
 def _restarted(c: Container, rec: Recorded) -> Container:
-    return _moved(c, rec, pid=rec.data["pid"], cgroup=rec.data.get("cgroup", ""), ran=True,
+    """The restart policy's restart counts (RestartCount, as docker's) and keeps its
+    back-off; the user's starts both over, as a start does."""
+    d = rec.data
+    automatic = bool(d.get("automatic"))
+    return _moved(c, rec, pid=d["pid"], cgroup=d.get("cgroup", ""), ran=True,
                   started_at=rec.at, exit_code=None, oom=False, exit_reason="",
-                  restart_count=c.restart_count + 1, start_time=rec.data.get("start_time", 0),
-                  **_leases(rec))
+                  restart_count=int(d.get("count", c.restart_count + 1)) if automatic else 0,
+                  restart_delay=float(d.get("delay") or 0) if automatic else 0.0,
+                  restarting=False, manually_stopped=False,
+                  start_time=d.get("start_time", 0), health={}, **_leases(rec))
 
 
 def _ended(c: Container, rec: Recorded) -> Container:
@@ -242,7 +261,23 @@ def _ended(c: Container, rec: Recorded) -> Container:
                   exit_code=d["exit_code"],
                   finished_at=rec.at,
                   oom=bool(d.get("oom", False)), exit_reason=d.get("reason", ""),
-                  last_signal=d.get("signal", c.last_signal))
+                  last_signal=d.get("signal", c.last_signal), ended_pid=c.pid,
+                  restarting=False, manually_stopped=rec.type != "ContainerExited")
+
+
+def _restart_scheduled(c: Container, rec: Recorded) -> Container:
+    """docker's "restarting": still stopped (no lifecycle move), a restart due."""
+    if c.state != "stopped":
+        raise ProjectionError(f"seq {rec.seq}: a restart scheduled for {c.id[:12]}, which "
+                              f"is {c.state}")
+    return _replace_container(c, version=rec.version, restarting=True,
+                              restart_delay=float(rec.data.get("delay") or 0))
+
+
+def _restart_cancelled(c: Container, rec: Recorded) -> Container:
+    return _replace_container(c, version=rec.version, restarting=False,
+                              manually_stopped=c.manually_stopped
+                              or bool(rec.data.get("by_user")))
 
 
 def _signalled(c: Container, rec: Recorded) -> Container:
@@ -333,6 +368,35 @@ def _network_removed(_: Network, rec: Recorded) -> None:
     return None
 
 
+def _health_changed(c: Container, rec: Recorded) -> Container:
+    """A health status change: recorded, no lifecycle move."""
+    d = rec.data
+    return _replace_container(c, version=rec.version, health={
+        "status": d["status"], "failing_streak": d.get("failing_streak", 0),
+        "exit_code": d.get("exit_code", 0), "output": d.get("output", "")})
+
+
+def _renamed(c: Container, rec: Recorded) -> Container:
+    """`rename`: a new name, no lifecycle move (the read model's UNIQUE name judges); a
+    running container's names on its networks follow (the embedded DNS answers the new)."""
+    old, new = c.name, rec.data["name"]
+    endpoints = {net: {**ep, "dns_names": [new if n == old else n for n in ep["dns_names"]]}
+                 if ep.get("dns_names") else ep for net, ep in c.endpoints.items()}
+    return _replace_container(c, name=new, endpoints=endpoints, version=rec.version)
+
+
+def _updated(c: Container, rec: Recorded) -> Container:
+    """`update`: the run options it changed, as create records them (None: the limit is
+    gone); the next start applies them, a running container's cgroup already has them."""
+    config = dict(c.config)
+    for key, value in (rec.data.get("changes") or {}).items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return _replace_container(c, config=config, version=rec.version)
+
+
 def _recorded_only(agg: Any, rec: Recorded) -> Any:
     """An audit event (save, load, export): the stream's version moves, nothing else does
     (no lifecycle move: a container's state stays what it was)."""
@@ -372,6 +436,11 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "NetworkRemoved": _network_removed,
     "ContainerCopiedTo": _recorded_only,
     "ContainerCopiedFrom": _recorded_only,
+    "ContainerRenamed": _renamed,
+    "ContainerUpdated": _updated,
+    "ContainerHealthChanged": _health_changed,
+    "ContainerRestartScheduled": _restart_scheduled,
+    "ContainerRestartCancelled": _restart_cancelled,
 }
 
 CREATORS = frozenset({"ContainerCreated", "ImageCreated", "LayerRegistered", "VolumeCreated",

@@ -154,6 +154,11 @@ class LayerStore(Protocol):
         """The layer as the bytes its diff_id names (push, save)."""
         ...
 
+    def rw_size(self, rw_layer: str) -> int:
+        """Bytes of the files a container's read-write layer holds (docker's SizeRw): what
+        `container prune` reclaims, what `system df` counts."""
+        ...
+
     def changes(self, rw_layer: str, layers: Sequence[str]) -> list[tuple[str, str]]:
         """`docker diff`: what the read-write layer changed over `layers`, as (kind, path)
         sorted by path; kind A (added), C (changed) or D (deleted), and a directory holding
@@ -315,13 +320,19 @@ class Runtime(Protocol):
         """Send sig; return how the process ended if it did, None if it survived."""
         ...
 
-    def stop(self, container: Container, timeout: float) -> Ended:
-        """SIGTERM, then SIGKILL after `timeout` seconds; how the process ended."""
+    def stop(self, container: Container, timeout: float | None, sig: int = 15) -> Ended:
+        """`sig` (the container's stop signal, SIGTERM by default), then SIGKILL after
+        `timeout` seconds (None: never); how the process ended."""
         ...
 
     def freeze(self, container: Container) -> None: ...
 
     def thaw(self, container: Container) -> None: ...
+
+    def limit(self, container: Container, limits: Mapping[str, Any]) -> None:
+        """`update` of a running or paused container: write new resource limits into its
+        cgroup (`memory` bytes, `cpus`, `pids`; None: no limit). Only the keys given."""
+        ...
 
     def exec(self, container: Container, argv: Sequence[str], user: str,
              options: Mapping[str, Any]) -> int:

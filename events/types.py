@@ -122,12 +122,42 @@ class ContainerExited(Event):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ContainerRestarted(Event):
+    """`restart` (the user's), or the restart policy's (`automatic`): started again after
+    `delay` seconds of back-off for `reason`; `count` is RestartCount from then on (an
+    automatic restart's; the user's starts it at 0). Older rows have none: a user's."""
+
     KIND: ClassVar[str] = "container"
     pid: int
     cgroup: str = ""
     start_time: int = 0  # as ContainerStarted's
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # as ContainerStarted's
     ports: list[dict[str, Any]] = field(default_factory=list)
+    automatic: bool = False
+    reason: str = ""
+    count: int = 0
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerRestartScheduled(Event):
+    """The restart policy will start the stopped container again after `delay` seconds
+    (docker's "restarting"): recorded by its monitor right after the exit, `count` being
+    the RestartCount that restart will make, `reason` why (core/restart.py)."""
+
+    KIND: ClassVar[str] = "container"
+    delay: float
+    count: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerRestartCancelled(Event):
+    """A scheduled restart that won't happen: a user's `stop` or `kill` during the back-off
+    (the container counts as stopped by the user), or the restart failed (`reason`)."""
+
+    KIND: ClassVar[str] = "container"
+    reason: str = ""
+    by_user: bool = False
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -154,6 +184,22 @@ class ContainerDisconnected(Event):
     network: str
     network_id: str
     force: bool = False
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerHealthChanged(Event):
+    """The container's health status changed (docker's `health_status: healthy|unhealthy`
+    event): `status` after the probe that changed it, the failing streak then, and that
+    probe's exit code and output (cut at 4096 bytes, as docker keeps it). Recorded by its
+    health process (adapters/runtime/health.py) for the run of init `pid`; only changes are
+    recorded, not every probe (core/health.py): the state does not move."""
+
+    KIND: ClassVar[str] = "container"
+    status: str
+    pid: int = 0
+    failing_streak: int = 0
+    exit_code: int = 0
+    output: str = ""
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -432,6 +478,33 @@ class NetworkRemoved(Event):
     KIND: ClassVar[str] = "network"
 
 
+# --- a container's name and resources: rename, update (stream `container:<id>`) --------------
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerRenamed(Event):
+    """`rename`: the container is called `name` from now on (`old_name` before). No
+    lifecycle move: any state may be renamed, as docker's. The read model's UNIQUE name
+    refuses a name another container took meanwhile (the append fails, the rename is judged
+    again)."""
+
+    KIND: ClassVar[str] = "container"
+    name: str
+    old_name: str = ""
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerUpdated(Event):
+    """`update`: run options changed, by the key ContainerCreated's config records them
+    under (`memory`, `cpus`, `pids`; None: no limit any more). `applied`: written to the
+    running (or paused) container's cgroup before this was recorded; otherwise recorded for
+    its next start. No lifecycle move."""
+
+    KIND: ClassVar[str] = "container"
+    changes: dict[str, Any] = field(default_factory=dict)
+    applied: bool = False
+
+
 # --- builds: `lamina build`, step by step (stream `build:<id>`, audit only) ---------------------
 
 
@@ -548,8 +621,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PullStarted, LayerFetched, ImagePulled, Pushed,
         BuildStarted, StepCompleted, BuildFinished, BuildFailed,
         VolumeCreated, VolumeMounted, VolumeUnmounted, VolumeRemoved,
-        ContainerCopiedTo, ContainerCopiedFrom,
+        ContainerCopiedTo, ContainerCopiedFrom, ContainerHealthChanged,
         NetworkCreated, NetworkRemoved, ContainerConnected, ContainerDisconnected,
+        ContainerRestartScheduled, ContainerRestartCancelled,
+        ContainerRenamed, ContainerUpdated,
     )
 }
 

@@ -23,6 +23,7 @@ from adapters.cli import (
     runtime,
     serve,
     storage,
+    system,
     viz,
     volumes,
 )
@@ -37,8 +38,8 @@ if TYPE_CHECKING:  # annotations are strings here
 
 # The verb groups, in the order `lamina --help` lists their commands. Each module declares
 # the command words it registers (COMMANDS) and has register(subparsers, add_format).
-MODULES = (eventlog, listing, storage, volumes, networks, files, runtime, viz, registry, build,
-           serve)
+MODULES = (eventlog, listing, storage, volumes, networks, files, runtime, system, viz, registry,
+           build, serve)
 # Every command word and the module that registers it: an unknown word is left to argparse
 # and its full "invalid choice" message.
 OWNER = {word: module for module in MODULES for word in module.COMMANDS}
@@ -209,6 +210,7 @@ WARM_MODULES = (
     "adapters.network.endpoints", "adapters.network.bridge", "adapters.network.nat",
     "adapters.storage.netsettings",
     "adapters.network.resolver",
+    "adapters.cli.formats", "adapters.cli.templates", "adapters.cli.rows",  # --format TEMPLATE
 )
 
 WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),

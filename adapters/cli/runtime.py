@@ -1,5 +1,6 @@
 """CLI commands for running containers: run, start, stop, kill, pause, unpause, exec, logs,
-wait, restart, stats."""
+restart, attach, top (and the work of `system check|reconcile|configure`, which
+adapters/cli/system.py registers)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 from adapters.cli.common import for_each
 from core.errors import BadInput, LaminaError
 
-COMMANDS = ("run", "start", "stop", "restart", "kill", "pause", "unpause", "wait", "exec", "logs",
-            "system", "stats")
+COMMANDS = ("run", "start", "stop", "restart", "kill", "pause", "unpause", "exec", "logs",
+            "attach", "top")  # wait, stats, system: adapters/cli/system.py
 
 
 def _engine(args: argparse.Namespace) -> Any:
@@ -25,17 +26,25 @@ def _engine(args: argparse.Namespace) -> Any:
     return engine(args)
 
 
-def _attached(e: Any, cid: str, interactive: bool, tty: bool) -> int:
-    """Stream a started container's output until it exits; forward our signals to it."""
-    from adapters.runtime.terminal import pump_attach
+def _attached(e: Any, cid: str, interactive: bool, tty: bool,
+              detach_keys: str | None = None) -> int:
+    """Stream a started container's output until it exits; forward our signals to it.
+    With -it, the detach keys let go of it (docker's ctrl-p ctrl-q): it runs on."""
+    from adapters.runtime.terminal import Detached, let_go, pump_attach
+    from core.logfilter import detach_keys as keys_of
 
+    keys = keys_of(detach_keys)
     sock = e.runtime.attach(cid)
     if sock is None:
         raise LaminaError(f"cannot attach to container {cid[:12]}")
     if not tty:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda signum, _f: _forward(e, cid, signum))
-    code = pump_attach(sock, interactive, tty)
+    try:
+        code = pump_attach(sock, interactive, tty, keys)
+    except Detached:
+        let_go(sock)  # its monitor records its end
+        return 0
     if code is None:
         sock.close()
         return _wait_stopped(e, cid)
@@ -84,8 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         e.runtime.detach(cid)
         print(cid)
         return 0
-    code = _attached(e, cid, args.interactive, args.tty)
-    if args.rm:  # docker's --rm takes the anonymous volumes along
+    code = _attached(e, cid, args.interactive, args.tty, args.detach_keys)
+    now = e.log.container(cid)
+    if args.rm and now is not None and now.state == "stopped":  # not when detached:
+        # docker's --rm takes the anonymous volumes along
         e.rm(cid, force=True, volumes=True)
     return code
 
@@ -94,7 +105,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     e = _engine(args)
     if args.attach or args.interactive:
         c = e.start(args.containers[0])
-        return _attached(e, c.id, args.interactive, bool(c.config.get("tty")))
+        return _attached(e, c.id, args.interactive, bool(c.config.get("tty")),
+                         args.detach_keys)
 
     def start(ref: str) -> None:
         c = e.start(ref)
@@ -134,78 +146,175 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
+    """docker exec: -i keeps the process's stdin open until ours ends; -t a terminal, whose
+    detach keys let go of the process (it runs on); -d runs it in the background, recorded,
+    and returns once it started."""
     if not args.cmd:
         raise BadInput("exec needs a command")
     from adapters.cli.storage import from_caller
+    from adapters.runtime.terminal import Detached
+    from core.logfilter import detach_keys
 
     e = _engine(args)
-    options = {"env": [from_caller(v) for v in args.env or []], "workdir": args.workdir,
-               "tty": args.tty, "interactive": args.interactive}
-    return e.exec(args.container, args.cmd, args.user or "", options)
+    options: dict[str, Any] = {
+        "env": [from_caller(v) for v in args.env or []], "workdir": args.workdir,
+        "tty": args.tty and not args.detach, "interactive": args.interactive and not args.detach,
+        "detach_keys": detach_keys(args.detach_keys)}
+    if args.tty and args.interactive and not args.detach and not os.isatty(0):
+        e.refuse("exec", args.container, "the input device is not a TTY")
+    if args.detach:
+        return _exec_detached(e, args.container, args.cmd, args.user or "", options)
+    try:
+        return e.exec(args.container, args.cmd, args.user or "", options)
+    except Detached as detached:
+        sys.stderr.write(f"{detached}\n")  # docker's exec says so, and exits 1
+        return 1
 
 
-def cmd_wait(args: argparse.Namespace) -> int:
+def _exec_detached(e: Any, ref: str, argv: list[str], user: str,
+                   options: dict[str, Any]) -> int:
+    """exec -d: a child of ours, in a session of its own with /dev/null for stdio, runs
+    the exec as the engine does (ExecStarted, ExecExited when it ends) and tells us on a
+    pipe whether the process started; we return then."""
+    e.container(ref)  # a missing container is said here, in our stdio
+    r, w = os.pipe()
+    e.log.suspend()  # no SQLite state across the fork
+    if os.fork() == 0:
+        code = 125
+        try:
+            os.close(r)
+            os.setsid()
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, w)
+            os.closerange(w + 1, 65536)
+
+            def started(text: str) -> None:
+                with contextlib.suppress(OSError):
+                    os.write(w, text.encode())
+                    os.close(w)
+
+            code = e.exec(ref, argv, user, {**options, "detach": True, "started": started})
+        except LaminaError as err:
+            with contextlib.suppress(OSError):
+                os.write(w, f"{err.exit_code} {err}".encode())
+        except BaseException:  # noqa: BLE001, S110 - nothing may unwind into the caller's code
+            pass
+        os._exit(code)
+    os.close(w)
+    try:  # one small write (atomic), not EOF: the exec's joiner holds the pipe till the end
+        said = os.read(r, 65536).decode(errors="replace")
+    finally:
+        os.close(r)
+    if said == "started":
+        return 0
+    code_text, _, message = said.partition(" ")
+    if not code_text.isdigit():
+        code_text, message = "126", said or "the exec did not start"
+    sys.stderr.write(f"lamina: error: {message}\n")
+    return int(code_text)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    """docker attach: a running container's output from now on, our stdin to its stdin
+    (if it was made with -i and not --no-stdin), through its monitor's attach socket; the
+    detach keys (with a terminal) let go of it; else its exit code when it ends."""
+    from adapters.runtime import frames
+    from adapters.runtime.terminal import Detached, pump_attach
+    from core.logfilter import detach_keys
+
     e = _engine(args)
-    for ref in args.containers:
-        print(_wait_stopped(e, ref))
+    keys = detach_keys(args.detach_keys)
+    c = e.container(args.container)
+    if c.state == "stopped":
+        e.refuse("attach", args.container, "You cannot attach to a stopped container, "
+                                           "start it first")
+    if c.state == "paused":
+        e.refuse("attach", args.container, "You cannot attach to a paused container, "
+                                           "unpause it first")
+    tty = bool(c.config.get("tty"))
+    interactive = not args.no_stdin and bool(c.config.get("interactive"))
+    if tty and interactive and not os.isatty(0):
+        e.refuse("attach", args.container, "the input device is not a TTY")
+    sock = frames.connect_attach(e.runtime.container_dir(c.id))
+    if sock is None:
+        raise LaminaError(f"cannot attach to container {c.id[:12]}: it has no attach socket "
+                          "(not running, or started before lamina had attach)")
+    if args.sig_proxy and not tty:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda signum, _f: _forward(e, c.id, signum))
+    try:
+        code = pump_attach(sock, interactive, tty, keys)
+    except Detached as detached:
+        sock.close()
+        sys.stderr.write(f"{detached}\n")  # docker's attach says so, and exits 1
+        return 1
+    finally:
+        sock.close()
+    if code is None:
+        return _wait_stopped(e, c.id)
+    _wait_recorded(e, c.id)  # as docker's attach answers after its wait: the end is in
+    return code
+
+
+def _wait_recorded(e: Any, cid: str, timeout: float = 5) -> None:
+    """Until the log shows the container stopped (its monitor records the end it sent)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = e.log.container(cid)
+        if c is None or c.state == "stopped":
+            return
+        time.sleep(0.02)
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    """docker top: the container's processes as the host's ps shows them (-ef unless
+    other ps options follow the container)."""
+    from adapters.runtime import top
+
+    e = _engine(args)
+    c = e.container(args.container)
+    if c.state not in ("running", "paused"):
+        e.refuse("top", args.container, f"container {c.id} is not running")
+    titles, rows = top.top(top.container_pids(c.id), " ".join(args.ps_options))
+    sys.stdout.write(top.table(titles, rows))
     return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    """docker logs: the json-file log's entries in the window of --since/--until/--tail,
+    with -t's times and --details' attributes; -f follows until the container stops or
+    --until is past."""
+    from core import logfilter
+    from core.runopts import readable
+
     e = _engine(args)
     c = e.container(args.container)
+    readable(c.config)  # --log-driver none keeps nothing to read: docker's refusal
+    window = logfilter.Window.of(args.since, args.until, args.tail)
+    selection = logfilter.Selection(window)
     offset = 0
-    out = {"stdout": sys.stdout, "stderr": sys.stderr}
-    while True:
-        for end, entry in e.runtime.logs(c.id, offset):
-            out.get(entry.get("stream"), sys.stdout).write(entry["log"])
-            offset = end
+    out: dict[str, Any] = {"stdout": sys.stdout, "stderr": sys.stderr}
+
+    def show() -> None:
+        nonlocal offset
+        last, shown = selection.pick(e.runtime.logs(c.id, offset))
+        for entry in shown:
+            out.get(str(entry.get("stream")), out["stdout"]).write(
+                logfilter.line(entry, args.timestamps, args.details))
+        offset = last if last is not None else offset
         sys.stdout.flush()
         sys.stderr.flush()
-        if not args.follow:
-            return 0
+
+    show()
+    while args.follow and not selection.done and not window.ended():
         now = e.log.container(c.id)
         if now is None or now.state == "stopped":
-            for _, entry in e.runtime.logs(c.id, offset):
-                out.get(entry.get("stream"), sys.stdout).write(entry["log"])
+            show()
             return 0
         time.sleep(0.1)
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    from adapters.cli import render
-    from adapters.kernel.cgroups import Cgroup, CgroupError
-    from core.sizes import human_size
-
-    e = _engine(args)
-    containers = ([e.container(r) for r in args.containers] if args.containers
-                  else [c for c in e.log.containers() if c.state in ("running", "paused")])
-    first: dict[str, Any] = {}
-    for c in containers:
-        try:
-            first[c.id] = (Cgroup.open(c.id), Cgroup.open(c.id).stats(), time.monotonic())
-        except CgroupError:
-            continue
-    time.sleep(0.2)
-    rows, docs = [], []
-    for c in containers:
-        if c.id not in first:
-            continue
-        cgroup, before, t0 = first[c.id]
-        after = cgroup.stats()
-        cpu = (after.cpu_ns - before.cpu_ns) / ((time.monotonic() - t0) * 1e9) * 100
-        limit = after.memory_limit
-        rows.append([render.short(c.id), c.name, f"{cpu:.2f}%",
-                     f"{human_size(after.memory_bytes)} / "
-                     f"{human_size(limit) if limit else 'unlimited'}", after.pids])
-        docs.append({"id": c.id, "name": c.name, "cpu_percent": round(cpu, 2),
-                     "cpu_ns": after.cpu_ns, "memory": after.memory_bytes,
-                     "memory_limit": limit, "pids": after.pids})
-    if args.format == "json":
-        for d in docs:
-            render.json_line(d)
-    else:
-        render.table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "PIDS"], rows)
+        show()
     return 0
 
 
@@ -262,11 +371,26 @@ def cmd_system_configure(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_detach_keys(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detach-keys", metavar="KEYS",
+                   help="the key sequence that detaches from the container, with a "
+                        "terminal: docker's spec, e.g. ctrl-a,b (default ctrl-p,ctrl-q)")
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean: {text!r}")
+
+
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     from adapters.cli.storage import add_create_options
 
     p = sub.add_parser("run", help="create and start a container")
     p.add_argument("-d", "--detach", action="store_true")
+    add_detach_keys(p)
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     add_create_options(p)
     p.set_defaults(func=cmd_run)
@@ -274,13 +398,27 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("start", help="start stopped containers")
     p.add_argument("-a", "--attach", action="store_true")
     p.add_argument("-i", "--interactive", action="store_true")
+    add_detach_keys(p)
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_start)
 
-    for name, fn, what in (("stop", cmd_stop, "SIGTERM, then SIGKILL after -t seconds"),
+    p = sub.add_parser("attach", help="attach our stdin and output to a running container")
+    add_detach_keys(p)
+    p.add_argument("--no-stdin", action="store_true", help="do not attach STDIN")
+    p.add_argument("--sig-proxy", type=_boolean, nargs="?", const=True, default=True,
+                   metavar="true|false",
+                   help="proxy the signals we get to the process (without a terminal; "
+                        "default true)")
+    p.add_argument("container", help="a running container (id, prefix or name)")
+    p.set_defaults(func=cmd_attach)
+
+    for name, fn, what in (("stop", cmd_stop, "the stop signal (SIGTERM unless --stop-signal), "
+                                              "then SIGKILL after -t seconds"),
                            ("restart", cmd_restart, "stop (if running) and start again")):
         p = sub.add_parser(name, help=what)
-        p.add_argument("-t", "--time", type=float, default=10)
+        p.add_argument("-t", "--time", type=float, default=None,
+                       help="seconds to wait before SIGKILL (default: the container's "
+                            "--stop-timeout, or 10)")
         p.add_argument("containers", nargs="+")
         p.set_defaults(func=fn)
 
@@ -290,40 +428,44 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.set_defaults(func=cmd_kill)
 
     for name, fn, what in (("pause", cmd_pause, "freeze every process (cgroup freezer)"),
-                           ("unpause", cmd_unpause, "thaw a paused container"),
-                           ("wait", cmd_wait, "wait until containers stop; print exit codes")):
+                           ("unpause", cmd_unpause, "thaw a paused container")):
         p = sub.add_parser(name, help=what)
         p.add_argument("containers", nargs="+")
         p.set_defaults(func=fn)
 
     p = sub.add_parser("exec", help="run a command in a running container")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
-    p.add_argument("-e", "--env", action="append")
-    p.add_argument("-w", "--workdir")
-    p.add_argument("-u", "--user")
-    p.add_argument("container")
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="run the command in the background (recorded; returns once started)")
+    add_detach_keys(p)
+    p.add_argument("-i", "--interactive", action="store_true",
+                   help="keep the command's stdin open until ours ends")
+    p.add_argument("-t", "--tty", action="store_true", help="give the command a terminal")
+    p.add_argument("-e", "--env", action="append", metavar="NAME[=VALUE]",
+                   help="set an environment variable (NAME alone: ours)")
+    p.add_argument("-w", "--workdir", help="the command's working directory")
+    p.add_argument("-u", "--user", metavar="USER[:GROUP]",
+                   help="the user (name or uid) to run the command as")
+    p.add_argument("container", help="a running container (id, prefix or name)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="the command and its arguments")
     p.set_defaults(func=cmd_exec)
 
+    p = sub.add_parser("top", help="the processes of a running container (ps -ef unless "
+                                   "ps options are given)")
+    p.add_argument("container", help="a running container (id, prefix or name)")
+    p.add_argument("ps_options", nargs=argparse.REMAINDER, metavar="PS OPTIONS",
+                   help="options of the host's ps (default -ef)")
+    p.set_defaults(func=cmd_top)
+
     p = sub.add_parser("logs", help="a container's output")
-    p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("container")
+    p.add_argument("-f", "--follow", action="store_true", help="follow log output")
+    p.add_argument("--since", help="show logs since a time: RFC 3339 (2013-01-02T13:23:37Z), "
+                                   "unix seconds, or a duration before now (42m)")
+    p.add_argument("--until", help="show logs before a time (as --since)")
+    p.add_argument("-n", "--tail", default="all",
+                   help='number of lines to show from the end (default "all")')
+    p.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    p.add_argument("--details", action="store_true",
+                   help="show the extra attributes given to the log (--log-opt labels, env)")
+    p.add_argument("container", help="a container (id, prefix or name)")
     p.set_defaults(func=cmd_logs)
-
-    p = sub.add_parser("system", help="compare the log with the host, or repair; "
-                                      "configure the root")
-    actions = p.add_subparsers(dest="system_command", metavar="ACTION", required=True)
-    for name, what in (("check", "print the differences (exit 1 if any); change nothing"),
-                       ("reconcile", "record lost processes' ends and clean leftovers")):
-        actions.add_parser(name, help=what).set_defaults(func=cmd_system)
-    a = actions.add_parser("configure", help="the root's settings (before its first "
-                                              "container); without options, show them")
-    add_userns_remap(a)
-    a.set_defaults(func=cmd_system_configure)
-
-    p = sub.add_parser("stats", help="CPU, memory and pids from the cgroup")
-    p.add_argument("--no-stream", action="store_true", help="one sample (the only mode)")
-    p.add_argument("containers", nargs="*")
-    fmt(p)
-    p.set_defaults(func=cmd_stats)

@@ -55,7 +55,8 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
         cpus = parse_cpus(args.cpus) if getattr(args, "cpus", None) else None
     except ValueError as err:
         raise BadInput(str(err)) from None
-    options = {"env": [from_caller(e) for e in args.env or []], "workdir": args.workdir,
+    options = {"env": [*_env_files(getattr(args, "env_file", None) or []),
+                       *(from_caller(e) for e in args.env or [])], "workdir": args.workdir,
                "user": args.user,
                "hostname": args.hostname, "network": args.network, "memory": memory,
                "pids": args.pids_limit, "cpus": cpus, "tty": args.tty,
@@ -63,6 +64,7 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
                "cap_add": args.cap_add, "cap_drop": args.cap_drop, "read_only": args.read_only,
                "devices": args.device, "group_add": args.group_add, "pid": args.pid,
                "ipc": args.ipc, "uts": args.uts, "extra_hosts": args.extra_hosts,
+               "restart": getattr(args, "restart", None),
                "security_opt": [_profile_text(o) for o in args.security_opt or []]}
     if args.entrypoint is not None:
         options["entrypoint"] = [args.entrypoint] if args.entrypoint else []
@@ -71,8 +73,97 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
         options["labels"] = labels
     options.update(_mount_options(args))
     options.update(_network_options(args))
+    options.update(_process_options(args))
+    options["healthcheck"] = _healthcheck(args)
     options.update(refused_options(args))
-    return {k: v for k, v in options.items() if v not in (None, [], False, "")}
+    options = {k: v for k, v in options.items() if v not in (None, [], False, "")}
+    if getattr(args, "stop_timeout", None) is not None:
+        options["stop_timeout"] = args.stop_timeout
+    return options
+
+
+def _healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
+    """--health-* and --no-healthcheck as docker's CLI sends them (Config.Healthcheck)."""
+    from core.health import from_flags
+
+    return from_flags(getattr(args, "health_cmd", None), getattr(args, "health_interval", None),
+                      getattr(args, "health_timeout", None),
+                      getattr(args, "health_start_period", None),
+                      getattr(args, "health_start_interval", None),
+                      getattr(args, "health_retries", None),
+                      bool(getattr(args, "no_healthcheck", False)))
+
+
+def _process_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--init, --ulimit, --stop-signal, --log-driver/--log-opt as docker's CLI sends them
+    (HostConfig.Init, Ulimits, LogConfig; Config.StopSignal), its flag errors in its words;
+    judged again by the engine (core/runopts.py). --stop-timeout is added after the zero
+    values are dropped: 0 is a request (kill at once)."""
+    from core import runopts
+    from core.errors import BadInput
+
+    out: dict[str, Any] = {"init": getattr(args, "init", False),
+                           "stop_signal": getattr(args, "stop_signal", None)}
+    ulimits = []
+    for flag in getattr(args, "ulimit", None) or []:
+        try:
+            ulimits.append(runopts.parse_ulimit(flag))
+        except BadInput as err:
+            raise BadInput(f'invalid argument "{flag}" for "--ulimit" flag: {err}') from None
+    out["ulimits"] = ulimits
+    driver, opts = getattr(args, "log_driver", None), getattr(args, "log_opt", None) or []
+    if driver == runopts.NONE and opts:
+        raise BadInput(f"invalid logging opts for driver {driver}")
+    if driver or opts:
+        out["log_config"] = {"Type": driver or "", "Config": dict(
+            (o.partition("=")[0], o.partition("=")[2]) for o in opts)}
+    return out
+
+
+def _env_files(paths: list[str]) -> list[str]:
+    """--env-file, as docker's CLI reads it: `K=V` lines as they are (the value untrimmed),
+    `K` alone takes the caller's K (left out when unset there); then -e, which wins."""
+    import os
+
+    out: list[str] = []
+    for path in paths:
+        out += kv_file(path, os.environ.get)
+    return out
+
+
+def kv_file(path: str, lookup: Callable[[str], str | None] | None = None) -> list[str]:
+    """A file of `K[=V]` lines as docker's CLI reads --env-file and --label-file (its
+    pkg/kvfile): a leading BOM dropped, each line's leading whitespace (not its trailing),
+    blank lines and `#` comments skipped, `K=V` kept as it is, `K` alone looked up (left
+    out without a value); a K with whitespace, no K, or bytes that aren't UTF-8 refused
+    in its words."""
+    from core.errors import BadInput
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise BadInput(f"open {path}: {(err.strerror or '').lower()}") from None
+    out: list[str] = []
+    for n, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
+        try:
+            line = raw.removesuffix(b"\r").decode("utf-8").lstrip()
+        except UnicodeDecodeError:
+            raise BadInput(f"invalid env file ({path}): invalid utf8 bytes at line {n}: "
+                           f"{list(raw)}") from None
+        if not line or line.startswith("#"):
+            continue
+        key, sep, _ = line.partition("=")
+        if not key:
+            raise BadInput(f"invalid env file ({path}): no variable name on line '{line}'")
+        if " " in key or "\t" in key:
+            raise BadInput(f"invalid env file ({path}): variable '{key}' contains "
+                           "whitespaces")
+        if sep:
+            out.append(line)
+        elif lookup is not None and (value := lookup(key)) is not None:
+            out.append(f"{key}={value}")
+    return out
 
 
 def _mount_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -115,24 +206,21 @@ def _network_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def labels_of(files: list[str], given: list[str]) -> dict[str, str]:
-    """`--label-file` lines, then `-l K[=V]` (a later key wins; `K` alone is K=""): docker's
-    CLI reads them so (a file's blank lines and `#` comments skipped) and sends the map the
-    API records as Config.Labels."""
+    """`--label-file` lines (kv_file: a `K` alone there is left out, as docker 28's CLI
+    does), then `-l K[=V]` (`K` alone is K=""; a later key wins): docker's CLI reads them so
+    and sends the map the API records as Config.Labels."""
     from core.errors import BadInput
 
     items: list[str] = []
     for path in files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines = [line.strip() for line in f]
-        except OSError as err:
-            raise BadInput(f"open {path}: {err.strerror}") from None
-        items += [line for line in lines if line and not line.startswith("#")]
+        items += kv_file(path)
     out: dict[str, str] = {}
     for item in [*items, *given]:
         key, _, value = item.partition("=")
         if not key.strip():
             raise BadInput(f"invalid label '{item}': empty name")
+        if " " in key.lstrip() or "\t" in key.lstrip():
+            raise BadInput(f"label '{key.lstrip()}' contains whitespaces")
         out[key] = value
     return out
 
@@ -140,7 +228,7 @@ def labels_of(files: list[str], given: list[str]) -> dict[str, str]:
 # docker run's flags whose fields lamina refuses (core/compat.py): parsed, so that using one
 # is refused by name and recorded, as the Docker API refuses the same field; never an
 # argparse "unrecognized arguments" that the log would not show.
-_SWITCHES = frozenset({"--init", "--oom-kill-disable"})
+_SWITCHES = frozenset({"--oom-kill-disable"})
 
 
 def add_refused_flags(p: argparse.ArgumentParser) -> None:
@@ -321,8 +409,7 @@ def _reader(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    import json
-
+    from adapters.cli.formats import inspected
     from adapters.storage import inspect
     from core.errors import LaminaError
 
@@ -334,7 +421,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except LaminaError as err:
             print(f"lamina: error: {err}", file=sys.stderr)
             code = 1
-    print(json.dumps(docs, indent=4, ensure_ascii=False))
+    inspected(docs, args.format)
     return code
 
 
@@ -475,6 +562,39 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
                    help="a label on the container (repeatable)")
     p.add_argument("--label-file", action="append", metavar="FILE",
                    help="labels from a file of K[=V] lines (repeatable)")
+    p.add_argument("--env-file", action="append", metavar="FILE",
+                   help="environment variables from a file of K=V lines (K alone: the "
+                        "caller's value) (repeatable)")
+    p.add_argument("--init", action="store_true",
+                   help="run an init (tini) as PID 1 that forwards signals and reaps "
+                        "processes")
+    p.add_argument("--ulimit", action="append", metavar="NAME=SOFT[:HARD]",
+                   help="a resource limit (nofile, nproc, core, ...) (repeatable)")
+    p.add_argument("--stop-signal", metavar="SIGNAL",
+                   help="the signal stop sends (default: the image's STOPSIGNAL, or SIGTERM)")
+    p.add_argument("--stop-timeout", type=int, metavar="SECONDS",
+                   help="seconds stop waits before SIGKILL (default 10; -1: for ever)")
+    p.add_argument("--log-driver", metavar="DRIVER",
+                   help="json-file (the default) or none: no log is kept")
+    p.add_argument("--log-opt", action="append", metavar="K=V",
+                   help="json-file's max-size=SIZE, max-file=N: rotate the log (repeatable)")
+    p.add_argument("--restart", metavar="POLICY",
+                   help="no, always, unless-stopped or on-failure[:N]: start the container "
+                        "again when it exits (docker's back-off)")
+    p.add_argument("--health-cmd", metavar="COMMAND",
+                   help="a command run in the container (/bin/sh -c) to check its health")
+    p.add_argument("--health-interval", metavar="DURATION",
+                   help="time between checks (ms|s|m|h) (default 30s)")
+    p.add_argument("--health-timeout", metavar="DURATION",
+                   help="longest a check may run (ms|s|m|h) (default 30s)")
+    p.add_argument("--health-retries", type=int, metavar="N",
+                   help="consecutive failures that make it unhealthy (default 3)")
+    p.add_argument("--health-start-period", metavar="DURATION",
+                   help="time to initialize before failures count (ms|s|m|h) (default 0s)")
+    p.add_argument("--health-start-interval", metavar="DURATION",
+                   help="time between checks during the start period (default 5s)")
+    p.add_argument("--no-healthcheck", action="store_true",
+                   help="disable the image's HEALTHCHECK")
     add_refused_flags(p)
     p.add_argument("image")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -536,8 +656,12 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("inspect", help="low-level JSON about containers and images")
-    p.add_argument("--type", choices=["container", "image"])
-    p.add_argument("objects", nargs="+", metavar="ID")
+    p.add_argument("--type", choices=["container", "image"],
+                   help="only containers or only images (default: a container first)")
+    from adapters.cli.common import add_inspect_format
+
+    add_inspect_format(p)
+    p.add_argument("objects", nargs="+", metavar="ID", help="names, tags or ids")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("history", help="the layers and history of an image")

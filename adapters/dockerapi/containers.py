@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from adapters.dockerapi.routing import (
     route,
     take_over,
 )
-from core import compat
+from core import compat, runopts
 from core.engine.networks import every
 from core.errors import LaminaError, NotFound
 
@@ -83,28 +82,18 @@ async def changes(ctx: Ctx, req: Request, ref: str) -> int:
 
 @route("GET", "/containers/(?P<ref>[^/]+)/top", body="none")
 async def top(ctx: Ctx, req: Request, ref: str) -> int:
-    """docker top: the processes in the container's cgroup, from /proc (UID PID PPID CMD)."""
-    from adapters.kernel.cgroups import Cgroup, CgroupError
+    """docker top: the host's ps (ps_args, -ef by default) over the container's cgroup."""
+    from adapters.runtime import top as ps
 
     c = find_container(ctx, ref)
     if c.state not in ("running", "paused"):
-        raise HttpError(409, f"Container {c.id[:12]} is not running")
+        raise HttpError(409, f"container {c.id} is not running")
     try:
-        pids = sorted(Cgroup.open(c.id).pids())
-    except CgroupError:
-        pids = []
-    rows = []
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{pid}/status") as f:
-                status = dict(line.split(":\t", 1) for line in f.read().splitlines()
-                              if ":\t" in line)
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            rows.append([status.get("Uid", "0").split()[0], str(pid),
-                         status.get("PPid", "0").strip(), cmd or status.get("Name", "")])
-    await req.conn.respond(200, dumps({"Titles": ["UID", "PID", "PPID", "CMD"],
-                                       "Processes": rows}))
+        titles, rows = await asyncio.to_thread(ps.top, ps.container_pids(c.id),
+                                               req.q("ps_args") or "")
+    except LaminaError as err:
+        raise HttpError(400 if not isinstance(err, ps.TopError) else 500, str(err)) from None
+    await req.conn.respond(200, dumps({"Titles": titles, "Processes": rows}))
     return 200
 
 
@@ -146,27 +135,39 @@ def last_exit_code(ctx: Ctx, cid: str) -> int:
 
 @route("GET", "/containers/(?P<ref>[^/]+)/logs", body="none")
 async def logs(ctx: Ctx, req: Request, ref: str) -> int:
+    """docker logs: the window of since/until/tail (core/logfilter.py, as the CLI's), with
+    timestamps and details; follow until the container stops or `until` is past."""
+    from core import logfilter
+
     c = find_container(ctx, ref)
+    if runopts.log_driver(c.config) == runopts.NONE:  # docker's ErrReadLogsNotSupported
+        raise HttpError(501, "configured logging driver does not support reading")
     runtime = ctx.engine.runtime
     tty = bool(c.config.get("tty"))
     want = {"stdout": req.flag("stdout"), "stderr": req.flag("stderr")}
-    follow, stamps = req.flag("follow"), req.flag("timestamps")
-    tail = req.q("tail") or "all"
-    entries = list(runtime.logs(c.id))
-    offset = entries[-1][0] if entries else 0
-    if tail != "all" and tail.isdigit():
-        entries = entries[-int(tail):] if int(tail) else []
+    if not (want["stdout"] or want["stderr"]):
+        raise HttpError(400, "You must choose at least one stream")
+    follow = req.flag("follow")
+    shape = {"stamps": req.flag("timestamps"), "details": req.flag("details")}
+    try:
+        window = logfilter.Window.of(req.q("since"), req.q("until"), req.q("tail"))
+    except LaminaError as err:
+        raise HttpError(400, str(err)) from None
+    selection = logfilter.Selection(window)
+    offset, entries = selection.pick(runtime.logs(c.id))
+    offset = offset or 0
     conn = req.conn
     ctype = "application/vnd.docker.raw-stream" if tty else \
         "application/vnd.docker.multiplexed-stream"
     await conn.start_stream(200, ctype)
-    await conn.stream(streams.log_frames([e for _, e in entries], want, tty, stamps))
-    while follow:
+    await conn.stream(streams.log_frames(entries, want, tty, **shape))
+    while follow and not selection.done and not window.ended():
         now = ctx.log.container(c.id)
-        more = list(runtime.logs(c.id, offset))
+        last, more = selection.pick(runtime.logs(c.id, offset))
+        if last is not None:
+            offset = last
         if more:
-            offset = more[-1][0]
-            await conn.stream(streams.log_frames([e for _, e in more], want, tty, stamps))
+            await conn.stream(streams.log_frames(more, want, tty, **shape))
         if now is None or now.state == "stopped":
             break
         if not await ctx.idle(req, 0.1):
@@ -177,14 +178,20 @@ async def logs(ctx: Ctx, req: Request, ref: str) -> int:
 
 @route("GET", "/containers/(?P<ref>[^/]+)/stats", body="none")
 async def stats(ctx: Ctx, req: Request, ref: str) -> int:
+    """docker's StatsJSON (adapters/runtime/sampling.py): one (stream=0 or one-shot) or one
+    a second until the container stops or the client goes."""
+    from adapters.runtime import sampling
+
     c = find_container(ctx, ref)
-    first = streams.cgroup_sample(c)
-    await asyncio.sleep(0.25)
-    second = streams.cgroup_sample(c)
-    doc = streams.stats_doc(c, second, first)
-    stream = req.flag("stream", True) and not req.flag("one-shot")
+    ncpu, total = shapes.ncpu(), shapes.mem_total()
+    first = sampling.sample(c)
+    one_shot = req.flag("one-shot")
+    if not one_shot:
+        await asyncio.sleep(0.25)
+    second = sampling.sample(c)
+    doc = sampling.docker_doc(c, second, first, ncpu, total)
     conn = req.conn
-    if not stream:
+    if not req.flag("stream", True) or one_shot:
         await conn.respond(200, dumps(doc))
         return 200
     await conn.start_stream(200, "application/json")
@@ -192,8 +199,8 @@ async def stats(ctx: Ctx, req: Request, ref: str) -> int:
     while (now := ctx.log.container(c.id)) is not None and now.state != "stopped":
         if not await ctx.idle(req, 1):
             return 499
-        first, second = second, streams.cgroup_sample(c)
-        await conn.stream(dumps(streams.stats_doc(c, second, first)) + b"\n")
+        first, second = second, sampling.sample(now)
+        await conn.stream(dumps(sampling.docker_doc(now, second, first, ncpu, total)) + b"\n")
     await conn.end_stream()
     return 200
 
@@ -240,7 +247,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "HostConfig.NanoCpus": lambda v: v / 1e9,
     "HostConfig.Devices": lambda v: [_device(d) for d in v],
     "Config.Tty": bool, "Config.OpenStdin": bool, "HostConfig.Privileged": bool,
-    "HostConfig.ReadonlyRootfs": bool, "HostConfig.AutoRemove": bool,
+    "HostConfig.ReadonlyRootfs": bool, "HostConfig.AutoRemove": bool, "HostConfig.Init": bool,
 }
 
 
@@ -251,6 +258,8 @@ def _deep_zero(value: Any) -> bool:
 
 
 def _no_request(api: str, value: Any) -> bool:
+    if api == "Config.StopTimeout":  # 0 asks: kill at once
+        return value is None
     if api in ("Config.Volumes", "Config.ExposedPorts"):  # {"/path": {}}: keys ask
         return not value
     if api == "NetworkingConfig.EndpointsConfig" and isinstance(value, dict):
@@ -380,10 +389,11 @@ def _simple(name: str, call: Any, not_modified: bool = False) -> Any:
     return handler
 
 
-def _timeout(req: Request) -> tuple[float]:
+def _timeout(req: Request) -> tuple[float | None]:
+    """None: the container's StopTimeout, or docker's 10 s."""
     t = req.q("t") or req.q("timeout")
     try:
-        return (float(t) if t not in (None, "") else 10.0,)
+        return (float(t) if t not in (None, "") else None,)
     except ValueError:
         raise HttpError(400, f"invalid timeout: {t}") from None
 
@@ -416,50 +426,39 @@ async def remove(ctx: Ctx, req: Request, ref: str) -> int:
 
 @route("POST", "/containers/(?P<ref>[^/]+)/attach", body="none")
 async def attach(ctx: Ctx, req: Request, ref: str) -> Any:
-    """The 101 now; the stream starts when the container does (docker run attaches first)."""
+    """docker attach. stream=0: the log so far (logs=1) and the end. A stopped container:
+    the 101 now, the stream when it starts (docker run attaches first). A running one: a
+    worker joins its monitor's attach socket (output, stdin, the detach keys)."""
     from adapters.dockerapi.http import hijack_head
+    from core.logfilter import detach_keys
 
     c = find_container(ctx, ref)
-    if c.state != "stopped":
-        return await _attach_running(ctx, req, c)
+    try:
+        keys = detach_keys(req.q("detachKeys") or None)
+    except LaminaError as err:
+        raise HttpError(400, str(err)) from None
+    tty = bool(c.config.get("tty"))
+    if not req.flag("stream") or c.state != "stopped":
+        fd = req.conn.sock.fileno()
+        spec = streams.AttachSpec(fd, req.flag("stdin"), req.flag("stdout"),
+                                  req.flag("stderr"), req.conn.leftover())
+        upgrade, logs, cid = req.upgrade, req.flag("logs"), c.id
+
+        def job(e: Any, _: Any) -> None:
+            if not req.flag("stream"):
+                streams.logs_only(e, fd, upgrade, cid, tty, spec, logs)
+            else:
+                streams.attach_running(e, fd, upgrade, cid, tty, spec, logs, keys)
+
+        return await take_over(ctx, req, job)
     old = ctx.parked.pop(c.id, None)
     if old is not None:
         old.conn.close()
     conn = req.conn
-    await conn.send(hijack_head(req.upgrade, bool(c.config.get("tty"))))
+    await conn.send(hijack_head(req.upgrade, tty))
     conn.taken = True
     ctx.parked[c.id] = Parked(conn, req.flag("stdin"), req.flag("stdout"), req.flag("stderr"),
                               conn.leftover())
-    return TAKEN
-
-
-async def _attach_running(ctx: Ctx, req: Request, c: Any) -> Any:
-    """A running container's output from now on, read from its json-file log (its stdin
-    belongs to whoever started it)."""
-    from adapters.dockerapi.http import hijack_head
-
-    conn = req.conn
-    tty = bool(c.config.get("tty"))
-    await conn.send(hijack_head(req.upgrade, tty))
-    conn.taken = True
-    runtime = ctx.engine.runtime
-    offset = runtime.log_end(c.id)
-    want = {"stdout": req.flag("stdout"), "stderr": req.flag("stderr")}
-    try:
-        while True:
-            more = list(runtime.logs(c.id, offset))
-            if more:
-                offset = more[-1][0]
-                await conn.send(streams.log_frames([e for _, e in more], want, tty, False))
-            now = ctx.log.container(c.id)
-            if now is None or now.state == "stopped":
-                break
-            if not await ctx.idle(req, 0.1):
-                break
-    finally:
-        with contextlib.suppress(OSError):
-            conn.sock.shutdown(socket.SHUT_RDWR)
-        conn.close()
     return TAKEN
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from adapters import logs
 from adapters.dockerapi import (  # noqa: F401 - their routes
+    admin,
     archive,
     containers,
     execs,

@@ -60,20 +60,29 @@ def _since(at: str, now: datetime) -> str:
 def state_word(c: Container) -> str:
     """lamina's four states in docker's words (clarifications: created/exited/running/paused)."""
     if c.state == "stopped":
+        if c.restarting:  # its restart policy's back-off: a flag, not a fifth state
+            return "restarting"
         return "exited" if c.ran else "created"
     return c.state
 
 
-def status_text(c: Container, now: datetime | None = None) -> str:
-    """ps's STATUS column: `Up 5 minutes (Paused)`, `Exited (0) 2 minutes ago`, `Created`."""
+def status_text(c: Container, now: datetime | None = None, health: str = "none") -> str:
+    """ps's STATUS column: `Up 5 minutes (Paused)`, `Exited (0) 2 minutes ago`, `Created`;
+    `Up 5 minutes (healthy)` with a healthcheck (`health`: core.health.status_of's word)."""
     now = now or datetime.now(UTC)
     word = state_word(c)
     if word == "created":
         return "Created"
     if word == "exited":
         return f"Exited ({c.exit_code or 0}) {_since(c.finished_at, now)} ago"
+    if word == "restarting":
+        return f"Restarting ({c.exit_code or 0}) {_since(c.finished_at, now)} ago"
     up = f"Up {_since(c.started_at, now)}"
-    return up + " (Paused)" if word == "paused" else up
+    if word == "paused":
+        return up + " (Paused)"
+    from core.health import suffix
+
+    return up + suffix(health)
 
 
 def image_name(image: Image | None, iid: str) -> str:
@@ -100,6 +109,14 @@ def command_text(c: Container, image: Image | None) -> str:
         return " ".join(c.cmd)
 
 
+def health_word(c: Container, image: Image | None) -> str:
+    """docker's health status of a container: none, starting, healthy or unhealthy."""
+    from core import health
+
+    cfg = (image.config.get("config") if image else None) or {}
+    return health.status_of(c.state, c.ran, c.health, health.effective(cfg, c.config))
+
+
 def network_mode(c: Container) -> str:
     return c.config.get("network") or "none"
 
@@ -117,7 +134,7 @@ def container_summary(c: Container, image: Image | None, root: str,
         "ImageID": f"sha256:{c.image}", "Command": command_text(c, image),
         "Created": unix(c.created), "Ports": netsettings.summary_ports(c, image),
         "Labels": c.config.get("labels") or {},
-        "State": state_word(c), "Status": status_text(c),
+        "State": state_word(c), "Status": status_text(c, health=health_word(c, image)),
         "HostConfig": {"NetworkMode": network_mode(c)},
         "NetworkSettings": {"Networks": netsettings.networks_of(
             c, netsettings.resolver(networks), api_version)},
@@ -138,8 +155,8 @@ def container_inspect(c: Container, image: Image | None, store: Any, root: str,
     doc["Platform"] = "linux"
     doc["ResolvConfPath"] = doc["HostnamePath"] = doc["HostsPath"] = ""
     host = doc["HostConfig"]
-    host.update({"RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-                 "LogConfig": {"Type": "json-file", "Config": {}}})
+    host.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
+    host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     cfg = doc["Config"]
     cfg.update({"AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
                 "StdinOnce": False, "Labels": c.config.get("labels") or {},
@@ -193,6 +210,9 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
     "ContainerExported": ("container", ["export"]),
     "ContainerCopiedFrom": ("container", ["archive-path"]),
     "ContainerCopiedTo": ("container", ["extract-to-dir"]),
+    "ContainerRenamed": ("container", ["rename"]),
+    "ContainerUpdated": ("container", ["update"]),
+    "ContainerHealthChanged": ("container", ["health_status"]),
     "ExecStarted": ("container", ["exec_start"]),
     "ExecExited": ("container", ["exec_die"]),
     "ImageCreated": ("image", ["create"]),
@@ -229,10 +249,12 @@ def docker_events(rec: Any, names: dict[str, str]) -> list[dict[str, Any]]:
         if d.get("image"):
             attrs["image"] = d["image"]
         for key, attr in (("exit_code", "exitCode"), ("signal", "signal")):
-            if d.get(key) is not None:
+            if d.get(key) is not None and rec.type != "ContainerHealthChanged":
                 attrs[attr] = str(d[key])
         if rec.type == "ExecStarted":
             attrs["execID"] = d.get("exec_id", "")
+        if rec.type == "ContainerRenamed":  # docker's: the new name, and the old one
+            attrs["oldName"] = f"/{d.get('old_name', '')}"
     elif kind == "image":
         if d.get("tag"):
             attrs["name"] = familiar(d["tag"])
@@ -259,6 +281,8 @@ def docker_events(rec: Any, names: dict[str, str]) -> list[dict[str, Any]]:
     for action in actions:
         if rec.type == "ExecStarted":
             action = f"exec_start: {' '.join(d.get('argv') or [])}"
+        if rec.type == "ContainerHealthChanged":  # docker's "health_status: healthy"
+            action = f"health_status: {d.get('status', '')}"
         msg: dict[str, Any] = {"Type": kind, "Action": action,
                                "Actor": {"ID": actor, "Attributes": attrs},
                                "scope": "local", "time": ns // 10**9, "timeNano": ns}

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from core.mounts import MountPoint
 
 
+_TERM = signal.SIGTERM  # stop's default (the class's own `signal` hides the module there)
+
+
 class RuntimeError_(LaminaError):
     """The container could not be started or signalled; the message says why.
 
@@ -71,11 +74,10 @@ class LinuxRuntime:
         return logfile.read(self.log_path(container_id), offset)  # type: ignore[return-value]
 
     def log_end(self, container_id: str) -> int:
-        """The log's size: where the next line will start."""
-        try:
-            return os.path.getsize(self.log_path(container_id))
-        except FileNotFoundError:
-            return 0
+        """Where the next line will start (past the files rotated away, if any)."""
+        from adapters.runtime import logfile
+
+        return logfile.end(self.log_path(container_id))
 
     # --- start ---------------------------------------------------------------------------
 
@@ -151,8 +153,30 @@ class LinuxRuntime:
             raise err
         self.clients[container.id] = mine
         pid = int(text.split()[1])
-        return Started(pid=pid, cgroup=f"lamina/{container.id}",
-                       start_time=_note_monitor(cdir, pid))
+        start_time = _note_monitor(cdir, pid)
+        self._probe_health(container, image, plan, pid, start_time)
+        return Started(pid=pid, cgroup=f"lamina/{container.id}", start_time=start_time)
+
+    def _probe_health(self, container: Container, image: Image, plan: InitPlan, pid: int,
+                      start_time: int) -> None:
+        """A container with a healthcheck gets its health process (adapters/runtime/
+        health.py), which probes it through exec's path and ends with its init."""
+        from core import health
+
+        cfg = image.config.get("config") or {}
+        hc = health.effective(cfg, container.config)
+        if not health.probes(hc):
+            return
+        from adapters.runtime import health as probing
+        from adapters.runtime.exec import ExecTarget
+
+        assert hc is not None
+        ids = (plan.idmap.host_uid(0), plan.idmap.host_gid(0)) if plan.idmap else None
+        target = ExecTarget(container.id, pid, start_time, tuple(plan.cgroup_dirs), ids)
+        with suppress(OSError):  # no fork left: the status stays `starting`
+            probing.spawn(probing.HealthJob(
+                self.root, self.container_dir(container.id), target, plan.spec, plan.seccomp,
+                hc, health.probe_argv(hc, cfg.get("Shell")), time.time()))
 
     def _joined_netns(self, other_id: str) -> int:
         """`--network container:ID`: that container's network namespace, as an fd opened
@@ -240,13 +264,16 @@ class LinuxRuntime:
     def _mount_sources(self, spec: ProcessSpec) -> list[tuple[MountPoint, str | int]]:
         """Each mount point with its host source: a bind's path, a volume's directory
         (adapters/storage/volumes.py), nothing for a tmpfs."""
+        out: list[tuple[MountPoint, str | int]] = []
+        if spec.init:
+            out.append(_init_mount())
         if not spec.mounts:
-            return []
+            return out
         from adapters.storage.volumes import LinuxVolumeStore
 
         volumes = LinuxVolumeStore(self.root)
-        return [(m, volumes.path(m.source) if m.type == "volume" else m.source)
-                for m in spec.mounts]
+        return out + [(m, volumes.path(m.source) if m.type == "volume" else m.source)
+                      for m in spec.mounts]
 
     def confirm_start(self, container: Container) -> None:
         from adapters.runtime import frames
@@ -337,12 +364,13 @@ class LinuxRuntime:
                 cgroup.thaw()
         _send(container.pid, signal.SIGKILL)
 
-    def stop(self, container: Container, timeout: float) -> Ended:
+    def stop(self, container: Container, timeout: float | None,
+             sig: int = _TERM) -> Ended:
         cgroup = self._open_cgroup(container)
-        _send(container.pid, signal.SIGTERM)
+        _send(container.pid, sig)
         if cgroup is not None and cgroup.is_frozen():
-            cgroup.thaw()  # the SIGTERM is delivered now
-        ended = self._ended(container, signal.SIGTERM, timeout)
+            cgroup.thaw()  # the signal is delivered now
+        ended = self._ended(container, sig, FOREVER if timeout is None else timeout)
         if ended is not None:
             return ended
         self._kill_all(container, self._open_cgroup(container))
@@ -367,6 +395,12 @@ class LinuxRuntime:
         if cgroup is None:
             raise RuntimeError_(f"container {container.id[:12]} has no cgroup to thaw")
         cgroup.thaw()
+
+    def limit(self, container: Container, limits: Mapping[str, Any]) -> None:
+        cgroup = self._open_cgroup(container)
+        if cgroup is None:
+            raise RuntimeError_(f"container {container.id[:12]} has no cgroup to update")
+        cgroup.update(limits)
 
     def exec(self, container: Container, argv: Sequence[str], user: str,
              options: Mapping[str, Any]) -> int:
@@ -624,6 +658,23 @@ def _hold_host_inputs(plan: InitPlan) -> list[int]:
             raise RuntimeError_(f"cannot start the container: {err}") from None
         raise
     return fds
+
+
+INIT_BINARY = "/usr/bin/tini-static"  # Debian's tini, static: it needs nothing inside
+FOREVER = 10.0**9  # a stop timeout of -1: wait for the process, however long
+
+
+def _init_mount() -> tuple[MountPoint, str]:
+    """--init: the host's static tini bound read-only at /sbin/docker-init, as docker binds
+    its docker-init, through the same mount machinery as -v binds."""
+    from core.mounts import MountPoint
+    from core.process import INIT_PATH
+
+    if not os.path.isfile(INIT_BINARY):
+        raise RuntimeError_(f"--init needs {INIT_BINARY} on this host (Debian's tini): "
+                            "it is missing")
+    return MountPoint(type="bind", target=INIT_PATH, source=INIT_BINARY,
+                      read_only=True), INIT_BINARY
 
 
 def _wire(container: Container) -> int:

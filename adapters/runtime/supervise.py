@@ -154,7 +154,7 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
     open_outputs = set(outputs)
     while open_outputs:
         for fd, _ in poller.poll():
-            if fd == ctl_fd and client.sock is not None:  # its number may be reused
+            if fd == ctl_fd:
                 stdin_fd = _from_client(client, poller, ctl_fd, stdin_fd, outputs)
                 continue
             if fd in attachers:

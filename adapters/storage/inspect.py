@@ -81,6 +81,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
     running = c.state in ("running", "paused")
     lower = [store.init_dir(c.rw_layer), *(store.diff_dir(lid) for lid in reversed(layers))]
     entrypoint = opts.get("entrypoint")
+    healthcheck, health = _health(c, cfg, root)
     return {
         "Id": c.id,
         "Created": c.created,
@@ -90,7 +91,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
             "Status": c.state,
             "Running": running,
             "Paused": c.state == "paused",
-            "Restarting": False,
+            "Restarting": c.restarting,
             "OOMKilled": c.oom,
             "Dead": False,
             "Pid": c.pid if running else 0,
@@ -98,6 +99,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
             "Error": "",
             "StartedAt": c.started_at or ZERO_TIME,
             "FinishedAt": c.finished_at or ZERO_TIME,
+            **({"Health": health} if health is not None else {}),
         },
         "Image": f"sha256:{c.image}",
         "Name": f"/{c.name}",
@@ -110,9 +112,12 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
             "NanoCpus": int((opts.get("cpus") or 0) * 1e9),
             "PidsLimit": opts.get("pids") or None,
             "AutoRemove": bool(opts.get("auto_remove")),
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0,
+                              **(opts.get("restart") or {})},
             "ExtraHosts": opts.get("extra_hosts") or None,
             **security_host_config(opts),
             **mount_host_config(opts),
+            **process_host_config(opts),
         },
         "Mounts": container_mounts(c, root),
         "GraphDriver": {"Name": "overlay2", "Data": {
@@ -133,12 +138,36 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
             "OpenStdin": bool(opts.get("interactive")),
             "Labels": opts.get("labels") or {},
             "Volumes": _volumes_of(opts),
+            **process_config(opts, cfg),
+            **({"Healthcheck": healthcheck} if healthcheck else {}),
             **({"ExposedPorts": ports} if (ports := netsettings.exposed_ports(c, image))
                else {}),
         },
         "NetworkSettings": netsettings.network_settings(
             c, image, netsettings.resolver(networks), api_version),
     }
+
+
+def _health(c: Container, image_cfg: dict[str, Any], root: str
+            ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Config.Healthcheck (the container's, merged with its image's) and State.Health: the
+    status from the log, the failing streak and the last 5 probes from the file its health
+    process keeps (adapters/runtime/health.py), as docker keeps them in memory."""
+    from core import health
+
+    hc = health.effective(image_cfg, c.config)
+    status = health.status_of(c.state, c.ran, c.health, hc)
+    if status == health.NONE:
+        return hc, None
+    import json
+
+    try:
+        with open(os.path.join(root, "containers", c.id, "health.json")) as f:
+            runtime = json.load(f)
+    except (OSError, ValueError):
+        runtime = None
+    running = c.state in ("running", "paused")
+    return hc, health.state_doc(status, c.health, runtime, c.pid if running else 0)
 
 
 def container_mounts(c: Container, root: str) -> list[dict[str, Any]]:
@@ -156,6 +185,23 @@ def mount_host_config(opts: dict[str, Any]) -> dict[str, Any]:
     return {"Binds": opts.get("binds") or None, "Mounts": opts.get("mounts") or None,
             "Tmpfs": opts.get("tmpfs") or None, "VolumesFrom": opts.get("volumes_from") or None,
             "VolumeDriver": opts.get("volume_driver") or ""}
+
+
+def process_host_config(opts: dict[str, Any]) -> dict[str, Any]:
+    """HostConfig.Init (shown when asked, as docker's omitempty), Ulimits, LogConfig."""
+    from core.runopts import log_config
+
+    return {**({"Init": True} if opts.get("init") else {}),
+            "Ulimits": opts.get("ulimits") or None, "LogConfig": log_config(opts)}
+
+
+def process_config(opts: dict[str, Any], image_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Config.StopSignal (the container's, else its image's, as docker merges them at
+    create) and StopTimeout, each shown only when set."""
+    signal = opts.get("stop_signal") or image_cfg.get("StopSignal")
+    return {**({"StopSignal": signal} if signal else {}),
+            **({"StopTimeout": opts["stop_timeout"]} if opts.get("stop_timeout") is not None
+               else {})}
 
 
 def _volumes_of(opts: dict[str, Any]) -> dict[str, Any] | None:

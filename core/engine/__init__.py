@@ -39,6 +39,8 @@ from core.errors import BadInput, LaminaError
 from core.model import Container
 
 if TYPE_CHECKING:
+    from core.engine.admin import PrunedContainers, PrunedImages, PrunedSystem
+    from core.engine.usage import DiskUsage
     from core.engine.volumes import Pruned
     from core.images import RmiPlan
     from core.model import Network, Volume
@@ -110,11 +112,12 @@ class Engine(EngineBase):
     def start(self, ref: str) -> Container:
         return processes.start(self, ref)
 
-    def restart(self, ref: str, timeout: float = 10) -> Container:
+    def restart(self, ref: str, timeout: float | None = None) -> Container:
         return processes.restart(self, ref, timeout)
 
-    def stop(self, ref: str, timeout: float = 10) -> Container:
-        """SIGTERM, then SIGKILL after `timeout` seconds (seed: `docker stop`)."""
+    def stop(self, ref: str, timeout: float | None = None) -> Container:
+        """The stop signal (SIGTERM by default), then SIGKILL after `timeout` seconds (the
+        container's --stop-timeout, or 10, when None) (seed: `docker stop`)."""
         return processes.stop(self, ref, timeout)
 
     def kill(self, ref: str, sig: int | str = _signal.SIGKILL) -> Container:
@@ -133,6 +136,35 @@ class Engine(EngineBase):
         """Record the process's own end (the monitor's report); with `pid`, only that
         process's: None if the container was stopped or restarted meanwhile."""
         return processes.exited(self, ref, exit_code, oom, reason, pid)
+
+    # --- restart policies (core/engine/restarts.py) -------------------------------------
+
+    def schedule_restart(self, ref: str, pid: int) -> Container | None:
+        """After the end of run `pid` is recorded: the restart its policy wants, recorded
+        (None: no restart)."""
+        from core.engine import restarts
+
+        return restarts.schedule(self, ref, pid)
+
+    def restart_scheduled(self, ref: str, version: int) -> Container | None:
+        """The back-off is over: start it again unless something happened since `version`."""
+        from core.engine import restarts
+
+        return restarts.restart_scheduled(self, ref, version)
+
+    def bring_back(self, why: str, only: set[str] | None = None) -> list[str]:
+        """The host started: the stopped containers their policy brings back, started."""
+        from core.engine import restarts
+
+        return restarts.bring_back(self, why, only)
+
+    def health_changed(self, ref: str, pid: int, status: str, failing_streak: int = 0,
+                       exit_code: int = 0, output: str = "") -> Container | None:
+        """Record a change of health status (the health process's report) for the run of
+        init `pid`; None when that run is over (see core/engine/health.py)."""
+        from core.engine.health import health_changed
+
+        return health_changed(self, ref, pid, status, failing_streak, exit_code, output)
 
     # --- archives: save, load, export ---------------------------------------------------
 
@@ -298,3 +330,45 @@ class Engine(EngineBase):
         from core.engine import networks
 
         return networks.listed(self, filters)
+
+    # --- rename, update, prunes, disk usage (core/engine/admin.py, usage.py) ------------
+
+    def rename(self, ref: str, new_name: str) -> Container:
+        """Give a container another name (any state; the name must be free)."""
+        from core.engine import admin
+
+        return admin.rename(self, ref, new_name)
+
+    def update(self, ref: str, options: Mapping[str, Any]) -> Container:
+        """New limits (memory, cpus, pids): into a live container's cgroup now, recorded
+        for a stopped one's next start; what lamina can't update refused by name."""
+        from core.engine import admin
+
+        return admin.update(self, ref, options)
+
+    def container_prune(self, filters: Mapping[str, Sequence[str]] | None = None
+                        ) -> PrunedContainers:
+        """Remove the stopped containers the filters (until, label, label!) select."""
+        from core.engine import admin
+
+        return admin.container_prune(self, filters)
+
+    def image_prune(self, filters: Mapping[str, Sequence[str]] | None = None,
+                    all: bool = False) -> PrunedImages:
+        """Remove dangling images (every unused one with `all`) the filters select."""
+        from core.engine import admin
+
+        return admin.image_prune(self, filters, all)
+
+    def system_prune(self, filters: Mapping[str, Sequence[str]] | None = None,
+                     all: bool = False, volumes: bool = False) -> PrunedSystem:
+        """Stopped containers, unused networks, (anonymous) volumes, dangling images."""
+        from core.engine import admin
+
+        return admin.system_prune(self, filters, all, volumes)
+
+    def disk_usage(self) -> DiskUsage:
+        """`system df`: images, containers, volumes and their sizes (a query)."""
+        from core.engine import usage
+
+        return usage.disk_usage(self)

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from core import compat, lifecycle, rootconfig, security
+from core import compat, lifecycle, rootconfig, runopts, security
 from core.engine import attaching, mounting
 from core.engine.base import EngineBase
 from core.errors import BadInput, Conflict, IllegalMove, NotFound
@@ -75,7 +75,7 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
            name: str | None = None, config: dict[str, Any] | None = None) -> str:
     """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
     with e.command("create", image_ref) as cmd:
-        config = security.normalized(compat.checked(config or {}))
+        config = runopts.normalized(security.normalized(compat.checked(config or {})))
         if "mount_points" in config:  # what create records, judged: never a request
             raise BadInput("mount_points is recorded by lamina, not a create option")
         root, root_version = rootconfig.read(e.log)
@@ -164,8 +164,10 @@ def exec_process(e: EngineBase, ref: str, argv: Sequence[str], user: str = "",
         c = e.container(ref)
         judge(c, "exec")
         exec_id = e.ids.new_id()
-        cmd.append([ev.ExecStarted(id=c.id, exec_id=exec_id, argv=list(argv), user=user)],
-                   {f"container:{c.id}": c.version})
+        # a version moved meanwhile by a record that changes no state (a health change,
+        # another exec) is taken: Command.append_locked's rule
+        cmd.append_locked(c, ev.ExecStarted(id=c.id, exec_id=exec_id, argv=list(argv),
+                                            user=user))
         code = e.runtime.exec(c, argv, user, dict(options or {}))
         # rm -f while exec ran closes the container's stream: the exec ended with it
         with suppress(ProjectionError):

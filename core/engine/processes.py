@@ -7,8 +7,9 @@ may record its end (Runtime.confirm_start)."""
 from __future__ import annotations
 
 import signal as _signal
+from typing import Any
 
-from core import rootconfig
+from core import rootconfig, runopts
 from core.command import Command
 from core.engine import attaching
 from core.engine.base import EngineBase
@@ -33,7 +34,8 @@ def _start(e: EngineBase, cmd: Command, ref: str) -> Container:
 
 
 def _launch(e: EngineBase, cmd: Command, c: Container, image: Image,
-            event: type[ev.ContainerStarted] | type[ev.ContainerRestarted]) -> None:
+            event: type[ev.ContainerStarted] | type[ev.ContainerRestarted],
+            **extra: Any) -> None:
     """Start the process, then record it; if the record fails, undo the start. The
     root's setting is judged again: a create that raced a `system configure` must not
     start with options the new setting refuses."""
@@ -43,31 +45,47 @@ def _launch(e: EngineBase, cmd: Command, c: Container, image: Image,
     try:
         cmd.append([event(id=c.id, pid=started.pid, cgroup=started.cgroup,
                           start_time=started.start_time, networks=c.endpoints,
-                          ports=list(c.ports))],
+                          ports=list(c.ports), **extra)],
                    {f"container:{c.id}": c.version})
     except BaseException:
         e.runtime.abort_start(c)
         raise
 
 
-def restart(e: EngineBase, ref: str, timeout: float = 10) -> Container:
+launch = _launch  # the restart policy's restarts too (core/engine/restarts.py)
+
+
+def stop_plan(c: Container, image: Image | None, timeout: float | None
+              ) -> tuple[float | None, int]:
+    """(how long to wait, which signal): `stop -t`, else the container's --stop-timeout,
+    else 10 s; its --stop-signal, else its image's STOPSIGNAL, else SIGTERM (docker's)."""
+    cfg = (image.config.get("config") or {}) if image is not None else {}
+    return runopts.stop_timeout(c.config, timeout), runopts.stop_signal(c.config, cfg)
+
+
+def restart(e: EngineBase, ref: str, timeout: float | None = None) -> Container:
     with e.command("restart", ref) as cmd:
         with ending(e, ref, "restart") as c:
             image = image_of(e, c)
             attaching.leased(e, c, image)  # refused leases refuse before the process stops
             if c.state == "running":
-                e.runtime.stop(c, timeout)
+                e.runtime.stop(c, *stop_plan(c, image, timeout))
                 e.runtime.release(c)
             _launch(e, cmd, c, image, ev.ContainerRestarted)
         e.runtime.confirm_start(c)
         return e.log.container(c.id) or c
 
 
-def stop(e: EngineBase, ref: str, timeout: float = 10) -> Container:
-    """SIGTERM, then SIGKILL after `timeout` seconds (seed: `docker stop`)."""
+def stop(e: EngineBase, ref: str, timeout: float | None = None) -> Container:
+    """The stop signal (SIGTERM unless --stop-signal or the image's STOPSIGNAL says), then
+    SIGKILL after `timeout` seconds (--stop-timeout's, or 10, unless given) (seed: `docker
+    stop`)."""
     with e.command("stop", ref) as cmd:
+        cancelled = cancel_restart(e, cmd, ref, "stopped")
+        if cancelled is not None:  # in its back-off: docker's stop of a restarting one
+            return cancelled
         with ending(e, ref, "stop") as c:
-            ended = e.runtime.stop(c, timeout)
+            ended = e.runtime.stop(c, *stop_plan(c, e.log.image(c.image), timeout))
             cmd.append_locked(c, ev.ContainerStopped(
                 id=c.id, signal=ended.signal, exit_code=ended.exit_code))
             e.runtime.release(c)  # under the lock: an export must not lose its view
@@ -79,6 +97,9 @@ def kill(e: EngineBase, ref: str, sig: int | str = _signal.SIGKILL) -> Container
     container stops if its process ends. A bad signal is refused and recorded."""
     with e.command("kill", ref) as cmd:
         sig = parse_signal(sig)
+        cancelled = cancel_restart(e, cmd, ref, "killed")
+        if cancelled is not None:
+            return cancelled
         with ending(e, ref, "signal") as c:
             ended = e.runtime.signal(c, int(sig))
             if ended is None:
@@ -141,3 +162,20 @@ def exited(e: EngineBase, ref: str, exit_code: int, oom: bool = False, reason: s
                 id=c.id, exit_code=exit_code, oom=oom, reason=reason))
             e.runtime.release(c)
         return e.log.container(c.id) or c
+
+
+def cancel_restart(e: EngineBase, cmd: Command, ref: str, by: str) -> Container | None:
+    """A user's stop or kill of a container in its back-off: the restart won't happen, and
+    the container counts as stopped by the user (docker's). None when it isn't restarting
+    (the caller judges the move as it would have)."""
+    c = e.log.container(ref) or e.container(ref)
+    if not c.restarting:
+        return None
+    with e.runtime.ending(c):
+        now = e.log.container(c.id)
+        if now is None or not now.restarting or now.state != "stopped":
+            return None
+        cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=f"{by} by the user",
+                                                 by_user=True)],
+                   {f"container:{c.id}": now.version})
+    return e.log.container(c.id)

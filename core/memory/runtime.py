@@ -34,6 +34,7 @@ class FakeProcess:
     frozen: bool = False
     pending: list[int] = field(default_factory=list)
     exit_code: int | None = None
+    limits: dict[str, Any] = field(default_factory=dict)  # what `update` wrote (limit)
 
 
 @dataclass
@@ -107,11 +108,12 @@ class MemoryRuntime:
             return None
         return self._end(proc, sig)  # SIGKILL reaches even a frozen process, as docker does
 
-    def stop(self, container: Container, timeout: float) -> Ended:
+    def stop(self, container: Container, timeout: float | None,
+             sig: int = _signal.SIGTERM) -> Ended:
         proc = self.procs.get(container.id)
         if proc is None or not proc.alive:
             return Ended(signal=0, exit_code=proc.exit_code or 0 if proc else 0)
-        return self._end(proc, _signal.SIGTERM)
+        return self._end(proc, sig)
 
     def freeze(self, container: Container) -> None:
         self.procs[container.id].frozen = True
@@ -120,6 +122,10 @@ class MemoryRuntime:
         proc = self.procs[container.id]
         proc.frozen = False
         proc.pending.clear()  # pending survivable signals are delivered, and survived
+
+    def limit(self, container: Container, limits: Mapping[str, Any]) -> None:
+        proc = self.procs[container.id]
+        proc.limits = {**proc.limits, **limits}
 
     def confirm_start(self, container: Container) -> None:
         pass

@@ -1306,7 +1306,8 @@ def clone(engine: Engine) -> Engine:
                                  layers={k: dict(v) for k, v in store.layers.items()},
                                  rw={k: dict(v) for k, v in store.rw.items()},
                                  copied={k: dict(v) for k, v in store.copied.items()})
-    procs = {cid: FakeProcess(p.pid, p.alive, p.frozen, list(p.pending), p.exit_code)
+    procs = {cid: FakeProcess(p.pid, p.alive, p.frozen, list(p.pending), p.exit_code,
+                              dict(p.limits))
              for cid, p in runtime.procs.items()}
     clients = {cid: MemoryAttachment(a.container_id, a.closed)
                for cid, a in runtime.clients.items()}
@@ -1344,7 +1345,7 @@ def _shapes_known() -> bool:
               MemoryNetworkHost: {"bridges"},
               MemoryLayerStore: {"ids", "layers", "rw", "copied"},
               MemoryAttachment: {"container_id", "closed"},
-              FakeProcess: {"pid", "alive", "frozen", "pending", "exit_code"},
+              FakeProcess: {"pid", "alive", "frozen", "pending", "exit_code", "limits"},
               CountingIds: {"n"}, TickingClock: {"t"}}
     runtime = {f.name for f in fields(MemoryRuntime)}
     return runtime in (_RUNTIME, _RUNTIME | _RUNTIME_FILES) and \

@@ -93,9 +93,10 @@ def test_fields_lamina_cant_honour_are_refused_by_name(service: Service) -> None
     before = len(service.events())
     cases = {("--volume-driver", "flocker"): "VolumeDriver 'flocker' (--volume-driver flocker)"
              " is not supported by lamina yet",
-             ("--restart", "always"): "RestartPolicy (--restart) is not supported",
+             ("--cpu-shares", "512"): "CpuShares (-c, --cpu-shares) is not supported",
              ("--link", "db:db"): "Links (--link) is not supported",
-             ("--ulimit", "nofile=10:10"): "Ulimits (--ulimit) is not supported"}
+             ("--log-driver", "syslog"): "driver 'syslog' (--log-driver syslog) is not "
+             "supported by lamina yet"}
     for flags, message in cases.items():
         out = service.docker("create", *flags, "busybox", "true")
         assert out.returncode != 0 and message in out.stderr, (flags, out.stderr)

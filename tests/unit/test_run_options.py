@@ -182,3 +182,49 @@ def test_no_rotation_no_side_file(tmp_path):
     assert [t for _, t in _lines(path)] == ["a\n", "b\n"]
     assert logfile.end(path) == os.path.getsize(path)
     assert logfile.end(str(tmp_path / "missing-json.log")) == 0
+
+
+# --- the CLI's flags, as docker's CLI reads them -------------------------------------------------
+
+def _cli(*argv: str) -> dict:
+    from adapters.cli import build_parser
+    from adapters.cli.storage import create_options
+
+    return create_options(build_parser(["run"]).parse_args(["run", *argv, "busybox"]))
+
+
+def test_cli_flags_become_docker_api_shapes():
+    opts = _cli("--init", "--ulimit", "nofile=64:128", "--stop-signal", "USR1",
+                "--stop-timeout", "0", "--log-opt", "max-size=1k", "--log-opt", "max-file=2")
+    assert opts["init"] is True and opts["stop_signal"] == "USR1"
+    assert opts["stop_timeout"] == 0, "0 is a request: kill at once"
+    assert opts["ulimits"] == [{"Name": "nofile", "Soft": 64, "Hard": 128}]
+    assert opts["log_config"] == {"Type": "", "Config": {"max-size": "1k", "max-file": "2"}}
+    assert _cli("--log-driver", "none")["log_config"] == {"Type": "none", "Config": {}}
+    with pytest.raises(BadInput, match="^invalid logging opts for driver none$"):
+        _cli("--log-driver", "none", "--log-opt", "max-size=1k")
+    with pytest.raises(BadInput, match='^invalid argument "x=1" for "--ulimit" flag: '
+                                       "invalid ulimit type: x$"):
+        _cli("--ulimit", "x=1")
+
+
+def test_env_file_and_label_file_as_docker_kvfile(tmp_path, monkeypatch):
+    env = tmp_path / "env"
+    env.write_bytes(b"\xef\xbb\xbf# comment\nA=1\n  B=two words \nCALLER\nUNSET\n\nC=\r\n")
+    monkeypatch.setenv("CALLER", "here")
+    monkeypatch.delenv("UNSET", raising=False)
+    assert _cli("--env-file", str(env), "-e", "A=2")["env"] == \
+        ["A=1", "B=two words ", "CALLER=here", "C=", "A=2"]
+    labels = tmp_path / "labels"
+    labels.write_text("bare\n  spaced=v  \nk=v\n")
+    assert _cli("--label-file", str(labels), "-l", "x")["labels"] == \
+        {"spaced": "v  ", "k": "v", "x": ""}
+    bad = tmp_path / "bad"
+    bad.write_text("a b=1\n")
+    with pytest.raises(BadInput, match=r"^invalid env file \(.*\): variable 'a b' contains "
+                                       "whitespaces$"):
+        _cli("--env-file", str(bad))
+    with pytest.raises(BadInput, match="^label 'a b' contains whitespaces$"):
+        _cli("-l", "a b=1")
+    with pytest.raises(BadInput, match="^open .*nope: no such file or directory$"):
+        _cli("--env-file", str(tmp_path / "nope"))

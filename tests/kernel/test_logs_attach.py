@@ -1,0 +1,284 @@
+"""logs' window (--since/--until/--tail/-t/--details/-f), attach (through the monitor's
+attach socket, with --detach-keys on a terminal, --no-stdin, --sig-proxy), exec -i/-d and
+the detach keys of exec -it, and top, on the real kernel (busybox, --network none)."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_lamina
+
+pytestmark = pytest.mark.kernel
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z"
+
+
+@pytest.fixture(scope="module")
+def lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
+    require_root()
+    yield from busybox_lamina(tmp_path_factory.mktemp("logsattach"))
+
+
+def _argv(lamina: Lamina, *argv: str) -> list[str]:
+    return [LAMINA, "--root", str(lamina.root), *argv]
+
+
+class Terminal:
+    """A lamina command on a pseudo-terminal, as a person types at it."""
+
+    def __init__(self, argv: list[str]) -> None:
+        import pty
+
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execv(argv[0], argv)
+        self.out = b""
+
+    def read_until(self, marker: bytes, timeout: float = 10) -> bytes:
+        end = time.monotonic() + timeout
+        while marker not in self.out and time.monotonic() < end:
+            if select.select([self.fd], [], [], 0.1)[0]:
+                try:
+                    self.out += os.read(self.fd, 4096)
+                except OSError:
+                    break
+        return self.out
+
+    def type(self, *keys: bytes) -> None:
+        for key in keys:  # one read each, as a person's keys come
+            os.write(self.fd, key)
+            time.sleep(0.2)
+
+    def wait(self, timeout: float = 15) -> int:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.read_until(b"\0", 0.2)
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+            self.read_until(b"\0", 0.1)
+        os.kill(self.pid, 9)
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+        raise AssertionError(f"still running: {self.out!r}")
+
+
+def _running(lamina: Lamina, name: str) -> bool:
+    return lamina.ok("inspect", "-f", "{{.State.Running}}", name).strip() == "true"
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+
+def test_logs_window(lamina: Lamina) -> None:
+    lamina.ok("run", "--name", "win", "--network", "none", "busybox", "sh", "-c",
+              "echo one; echo two >&2; sleep 2; echo three")
+    out = lamina("logs", "win")
+    assert (out.stdout, out.stderr) == ("one\nthree\n", "two\n")
+    assert lamina.ok("logs", "--tail", "1", "win") == "three\n"
+    assert lamina.ok("logs", "-n", "0", "win") == ""
+    assert lamina.ok("logs", "--tail", "all", "win") == "one\nthree\n"
+    assert lamina.ok("logs", "--until", "1", "win") == ""
+    assert lamina.ok("logs", "--since", "10m", "win") == "one\nthree\n"
+    stamped = lamina.ok("logs", "-t", "win").splitlines()
+    assert [re.fullmatch(f"({STAMP}) (.*)", line).group(2) for line in stamped] == \
+        ["one", "three"]
+    first, last = (line.split()[0] for line in stamped)
+    assert lamina.ok("logs", "--since", last, "win") == "three\n"
+    assert lamina.ok("logs", "--until", first, "win") == "one\n"
+    assert lamina.ok("logs", "--since", first, "--until", last, "--tail", "1",
+                     "win") == "three\n"
+    assert lamina.ok("logs", "--details", "win") == " one\n three\n"
+    bad = lamina("logs", "--since", "yesterday", "win")
+    assert bad.returncode != 0 and "failed to parse value as time or duration" in bad.stderr
+    bad = lamina("logs", "--tail", "x", "win")
+    assert bad.returncode != 0 and 'invalid value for "tail"' in bad.stderr
+    lamina.ok("rm", "win")
+
+
+def test_logs_follow_ends_with_the_container_or_at_until(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "--name", "fol", "--network", "none", "busybox", "sh", "-c",
+              "echo a; sleep 1; echo b; sleep 1; echo c")
+    started = time.monotonic()
+    assert lamina.ok("logs", "-f", "--tail", "all", "fol") == "a\nb\nc\n"
+    assert time.monotonic() - started > 1
+    lamina.ok("run", "-d", "--name", "fol2", "--network", "none", "busybox", "sh", "-c",
+              "while true; do echo tick; sleep 0.3; done")
+    until = f"{time.time() + 1.5:.3f}"
+    started = time.monotonic()
+    out = lamina.ok("logs", "-f", "--until", until, "fol2", timeout=20)
+    assert time.monotonic() - started < 6 and out.startswith("tick\n")
+    lamina.ok("rm", "-f", "fol", "fol2")
+
+
+# --- attach -------------------------------------------------------------------------------------
+
+
+def test_attach_sends_stdin_and_receives_output(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "-i", "--name", "att", "--network", "none", "busybox", "sh", "-c",
+              'while read l; do echo "got $l"; [ "$l" = quit ] && exit 3; done')
+    first = subprocess.Popen(_argv(lamina, "attach", "att"), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watcher = subprocess.Popen(_argv(lamina, "attach", "--no-stdin", "att"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert first.stdin is not None and first.stdout is not None
+    time.sleep(1)
+    first.stdin.write(b"hello\n")
+    first.stdin.flush()
+    assert first.stdout.readline() == b"got hello\n"
+    first.stdin.write(b"quit\n")
+    first.stdin.close()
+    assert first.wait(20) == 3 and first.stdout.read() == b"got quit\n"
+    out, _ = watcher.communicate(timeout=20)
+    assert (watcher.returncode, out) == (3, b"got hello\ngot quit\n")
+    bad = lamina("attach", "att")
+    assert bad.returncode != 0 and "cannot attach to a stopped container" in bad.stderr
+    lamina.ok("rm", "att")
+
+
+def test_stdin_eof_of_an_attach_leaves_the_container_s_stdin_open(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "-i", "--name", "open", "--network", "none", "busybox", "cat")
+    one = subprocess.Popen(_argv(lamina, "attach", "open"), stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert one.stdin is not None and one.stdout is not None
+    time.sleep(1)
+    one.stdin.write(b"first\n")
+    one.stdin.close()  # our EOF; cat reads on
+    assert one.stdout.readline() == b"first\n"
+    one.kill()
+    one.wait()
+    assert _running(lamina, "open")
+    two = subprocess.Popen(_argv(lamina, "attach", "open"), stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert two.stdin is not None and two.stdout is not None
+    time.sleep(1)
+    two.stdin.write(b"second\n")
+    two.stdin.flush()
+    assert two.stdout.readline() == b"second\n"
+    two.kill()
+    two.wait()
+    lamina.ok("rm", "-f", "open")
+
+
+def test_attach_detach_keys_on_a_terminal(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "-it", "--name", "tty", "--network", "none", "busybox", "cat")
+    term = Terminal(_argv(lamina, "attach", "tty"))
+    time.sleep(1)
+    term.type(b"hi\r")
+    term.read_until(b"hi\r\n")
+    term.type(b"\x10", b"\x11")  # ctrl-p ctrl-q
+    assert term.wait() == 1 and b"read escape sequence" in term.out
+    assert _running(lamina, "tty")
+    term = Terminal(_argv(lamina, "attach", "--detach-keys", "ctrl-a,b", "tty"))
+    time.sleep(1)
+    term.type(b"\x10", b"\x11", b"x\r")  # docker's default keys are plain input now
+    term.read_until(b"x\r\n")
+    term.type(b"\x01", b"b")
+    assert term.wait() == 1 and b"read escape sequence" in term.out
+    assert _running(lamina, "tty")
+    bad = lamina("attach", "--detach-keys", "ctrl-1", "tty")
+    assert bad.returncode != 0 and "Invalid detach keys (ctrl-1)" in bad.stderr
+    lamina.ok("rm", "-f", "tty")
+
+
+def test_run_it_detaches_and_the_container_runs_on(lamina: Lamina) -> None:
+    term = Terminal(_argv(lamina, "run", "-it", "--name", "runit", "--network", "none",
+                          "busybox", "sh"))
+    term.read_until(b"# ")
+    term.type(b"\x10", b"\x11")
+    assert term.wait() == 0
+    assert _running(lamina, "runit")
+    lamina.ok("kill", "runit")
+    deadline = time.monotonic() + 10
+    while _running(lamina, "runit") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(lamina, "runit")  # the monitor recorded its end
+    lamina.ok("rm", "runit")
+
+
+def test_attach_sig_proxy(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "--name", "sig", "--network", "none", "busybox", "sh", "-c",
+              "trap 'echo term; exit 7' TERM; while true; do sleep 0.1; done")
+    proxied = subprocess.Popen(_argv(lamina, "attach", "sig"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    time.sleep(1)
+    proxied.terminate()
+    out, _ = proxied.communicate(timeout=20)
+    assert (proxied.returncode, out) == (7, b"term\n")
+    lamina.ok("rm", "sig")
+
+
+# --- exec -----------------------------------------------------------------------------------------
+
+
+def test_exec_i_keeps_stdin_open_until_ours_ends(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "--name", "ex", "--network", "none", "busybox", "sleep", "300")
+    assert lamina.ok("exec", "-i", "ex", "cat", input="piped\nlines\n") == "piped\nlines\n"
+    assert lamina.ok("exec", "-i", "ex", "sh", "-c", "cat; echo eof $?",
+                     input="x\n") == "x\neof 0\n"
+    assert lamina.ok("exec", "ex", "cat") == ""  # without -i: /dev/null
+
+
+def test_exec_d_returns_at_once_and_is_recorded(lamina: Lamina) -> None:
+    started = time.monotonic()
+    out = lamina("exec", "-d", "ex", "sh", "-c", "sleep 1; echo later > /tmp/d")
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+    assert time.monotonic() - started < 1
+    deadline = time.monotonic() + 10
+    while lamina("exec", "ex", "test", "-e", "/tmp/d").returncode and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lamina.ok("exec", "ex", "cat", "/tmp/d") == "later\n"
+    time.sleep(0.3)
+    ends = {e["data"]["exec_id"]: e["data"]["exit_code"]
+            for e in lamina.events("container=ex") if e["type"] == "ExecExited"}
+    starts = [e["data"] for e in lamina.events("container=ex") if e["type"] == "ExecStarted"]
+    detached = [s for s in starts if s["argv"][-1] == "sleep 1; echo later > /tmp/d"]
+    assert len(detached) == 1 and ends[detached[0]["exec_id"]] == 0
+    missing = lamina("exec", "-d", "ex", "nosuch")
+    assert missing.returncode == 127 and "executable file not found" in missing.stderr
+
+
+def test_exec_it_detach_keys_leave_the_process_running(lamina: Lamina) -> None:
+    term = Terminal(_argv(lamina, "exec", "-it", "ex", "sh", "-c", "echo $$ > /tmp/pid; cat"))
+    time.sleep(1)
+    term.type(b"typed\r")
+    term.read_until(b"typed\r\n")
+    term.type(b"\x10", b"\x11")
+    assert term.wait() == 1 and b"read escape sequence" in term.out
+    pid = lamina.ok("exec", "ex", "cat", "/tmp/pid").strip()
+    assert lamina("exec", "ex", "kill", "-0", pid).returncode == 0  # still there
+    lamina.ok("exec", "ex", "kill", pid)
+
+
+# --- top ------------------------------------------------------------------------------------------
+
+
+def test_top(lamina: Lamina) -> None:
+    lines = lamina.ok("top", "ex").splitlines()
+    assert lines[0].split() == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert [line.split(None, 7)[-1] for line in lines[1:]] == ["sleep 300"]
+    lines = lamina.ok("top", "ex", "-o", "pid,user,args").splitlines()
+    assert lines[0].split() == ["PID", "USER", "COMMAND"]
+    assert lines[1].split()[1:] == ["root", "sleep", "300"]
+    bad = lamina("top", "ex", "-o", "user=PID")
+    assert bad.returncode != 0 and 'specifying "user=PID" is not allowed' in bad.stderr
+    lamina.ok("create", "--name", "idle", "--network", "none", "busybox", "true")
+    bad = lamina("top", "idle")
+    assert bad.returncode != 0 and "is not running" in bad.stderr
+    lamina.ok("rm", "-f", "ex", "idle")
+
+
+def test_nothing_left(lamina: Lamina) -> None:
+    """Every attach socket went with its monitor."""
+    assert not list(Path(lamina.root, "containers").glob("*/attach.sock"))

@@ -1,0 +1,164 @@
+"""Restart policies on the real kernel: the monitor applies them (with docker's back-off),
+`lamina serve` and the first command after a reboot bring containers back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers
+
+
+@pytest.fixture
+def lamina(tmp_path: Path) -> Iterator[Lamina]:
+    require_root()
+    lam = Lamina(tmp_path / "root")
+    lam.ok("import", str(busybox_tar(tmp_path)), "busybox")
+    yield lam
+    ids = lam.container_ids()
+    for cid in ids:
+        lam("rm", "-f", cid)
+    deadline = time.monotonic() + 5  # a monitor in its back-off sees the rm within 0.5 s
+    while leftovers(lam.root, ids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert leftovers(lam.root, ids) == []
+
+
+def _run(lamina: Lamina, name: str, policy: str, *cmd: str) -> str:
+    return lamina.ok("run", "-d", "--network", "none", "--name", name, "--restart", policy,
+                     "busybox", *cmd).strip()
+
+
+def _inspect(lamina: Lamina, name: str) -> dict:
+    return json.loads(lamina.ok("inspect", name))[0]
+
+
+def _events(lamina: Lamina, name: str, kind: str) -> list[dict]:
+    return [e for e in lamina.events(f"container={name}") if e["type"] == kind]
+
+
+def _wait(what, timeout: float = 15, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(step)
+    raise AssertionError("timed out")
+
+
+def _at(event: dict) -> datetime:
+    return datetime.fromisoformat(event["at"].replace("Z", "+00:00"))
+
+
+def test_always_comes_back_within_dockers_backoff_and_counts(lamina: Lamina) -> None:
+    _run(lamina, "a", "always", "sh", "-c", "exit 3")
+    restarts = _wait(lambda: (r := _events(lamina, "a", "ContainerRestarted"))
+                     and len(r) >= 3 and r)
+    exits = _events(lamina, "a", "ContainerExited")
+    for n, r in enumerate(restarts[:3]):
+        d = r["data"]
+        assert d["automatic"] and d["count"] == n + 1
+        assert d["reason"] == "always: exited with code 3"
+        assert d["delay"] == [0.1, 0.2, 0.4][n]  # moby's table
+        waited = (_at(r) - _at(exits[n])).total_seconds()
+        assert d["delay"] <= waited < d["delay"] + 1.5, (n, waited)  # + a start's cost
+    assert _inspect(lamina, "a")["RestartCount"] >= 3
+    assert _inspect(lamina, "a")["HostConfig"]["RestartPolicy"] == {
+        "Name": "always", "MaximumRetryCount": 0}
+    lamina.ok("stop", "a")  # running or in its back-off: either way it stays stopped now
+    count = len(_events(lamina, "a", "ContainerRestarted"))
+    time.sleep(1.5)
+    doc = _inspect(lamina, "a")
+    assert doc["State"]["Status"] == "stopped" and not doc["State"]["Restarting"]
+    assert len(_events(lamina, "a", "ContainerRestarted")) == count
+
+
+def test_on_failure_stops_after_its_maximum_and_never_for_zero(lamina: Lamina) -> None:
+    _run(lamina, "f", "on-failure:2", "sh", "-c", "exit 1")
+    _run(lamina, "z", "on-failure", "true")
+    _wait(lambda: len(_events(lamina, "f", "ContainerExited")) == 3)
+    time.sleep(1.5)  # a third restart would be due after 0.4 s
+    assert [e["data"]["count"] for e in _events(lamina, "f", "ContainerRestarted")] == [1, 2]
+    doc = _inspect(lamina, "f")
+    assert doc["State"]["Status"] == "stopped" and doc["RestartCount"] == 2
+    assert not doc["State"]["Restarting"]
+    assert _events(lamina, "z", "ContainerRestarted") == []
+    assert _events(lamina, "z", "ContainerRestartScheduled") == []
+
+
+def test_unless_stopped_stays_stopped_after_a_stop(lamina: Lamina) -> None:
+    _run(lamina, "u", "unless-stopped", "sleep", "600")
+    lamina.ok("stop", "-t", "1", "u")
+    time.sleep(1.5)
+    assert _inspect(lamina, "u")["State"]["Status"] == "stopped"
+    assert _events(lamina, "u", "ContainerRestartScheduled") == []
+
+
+def test_rm_with_a_policy_is_refused(lamina: Lamina) -> None:
+    out = lamina("run", "--rm", "--restart", "always", "--network", "none", "busybox", "true")
+    assert out.returncode != 0
+    assert "can't create 'AutoRemove' container with restart policy" in out.stderr
+
+
+def _lose(lamina: Lamina, cid: str) -> None:
+    """A reboot, as the container sees it: its monitor and its processes gone (SIGKILL)."""
+    pid = _inspect(lamina, cid)["State"]["Pid"]
+    with open(lamina.root / "containers" / cid / "monitor") as f:
+        monitor = int(f.read().split(".")[0])
+    os.kill(monitor, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)  # PID 1 of its namespace: the rest go with it
+    _wait(lambda: not os.path.exists(f"/proc/{pid}") and not os.path.exists(f"/proc/{monitor}"))
+
+
+def test_after_the_monitor_is_killed_the_next_command_brings_it_back(lamina: Lamina) -> None:
+    cid = _run(lamina, "a", "always", "sleep", "600")
+    old = _inspect(lamina, "a")["State"]["Pid"]
+    _lose(lamina, cid)
+    lamina("stop", "no-such-container")  # any state-changing command checks first
+    doc = _inspect(lamina, "a")
+    assert doc["State"]["Status"] == "running" and doc["State"]["Pid"] != old
+    last = _events(lamina, "a", "ContainerRestarted")[-1]["data"]
+    assert last["automatic"] and "its process was lost" in last["reason"]
+
+
+def test_serve_killed_and_started_again_brings_containers_back(lamina: Lamina,
+                                                              tmp_path: Path) -> None:
+    sock = tmp_path / "api.sock"
+
+    def serve() -> subprocess.Popen:
+        proc = subprocess.Popen([LAMINA, "--root", str(lamina.root), "serve", "--socket",
+                                 str(sock), "--no-cli-server"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(sock.exists)
+        return proc
+
+    server = serve()
+    cid = _run(lamina, "a", "always", "sleep", "600")
+    _run(lamina, "s", "always", "sleep", "600")
+    _run(lamina, "u", "unless-stopped", "sleep", "600")
+    lamina.ok("stop", "-t", "1", "s", "u")
+    server.kill()
+    server.wait(10)
+    _lose(lamina, cid)  # the reboot
+    sock.unlink(missing_ok=True)
+    server = serve()
+    try:
+        assert _inspect(lamina, "a")["State"]["Status"] == "running"
+        # docker's daemon start: always even after a user's stop, unless-stopped not
+        assert _inspect(lamina, "s")["State"]["Status"] == "running"
+        assert _inspect(lamina, "u")["State"]["Status"] == "stopped"
+        reasons = [e["data"]["reason"] for e in _events(lamina, "s", "ContainerRestarted")]
+        assert reasons == ["always: lamina serve started"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)

@@ -1,0 +1,173 @@
+"""Restart policies: docker's rules (core/restart.py) and the engine applying them on the
+in-memory ports (core/engine/restarts.py); the real monitor's are tests/kernel/test_restart.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import restart
+from core.compat import checked
+from core.errors import BadInput, IllegalMove
+from core.memory import memory_engine
+from core.restart import Policy, backoff, decide
+
+
+def test_the_flag_is_read_as_dockers_cli_reads_it() -> None:
+    assert restart.parse_flag("always") == {"Name": "always", "MaximumRetryCount": 0}
+    assert restart.parse_flag("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
+    with pytest.raises(BadInput, match="maximum retry count must be an integer"):
+        restart.parse_flag("on-failure:x")
+    with pytest.raises(BadInput, match="no policy provided before colon"):
+        restart.parse_flag(":3")
+
+
+def test_policies_are_judged_as_dockers_daemon_judges_them() -> None:
+    assert restart.policy({"Name": "unless-stopped"}) == Policy("unless-stopped")
+    assert restart.policy("on-failure:2") == Policy("on-failure", 2)
+    assert restart.policy({"Name": "", "MaximumRetryCount": 0}) == Policy("no")
+    with pytest.raises(BadInput, match="unknown policy 'sometimes'"):
+        restart.policy({"Name": "sometimes"})
+    with pytest.raises(BadInput, match="can only be used with 'on-failure'"):
+        restart.policy("always:3")
+    with pytest.raises(BadInput, match="cannot be negative"):
+        restart.policy({"Name": "on-failure", "MaximumRetryCount": -1})
+
+
+def test_create_records_the_apis_shape_and_refuses_rm_with_a_policy() -> None:
+    assert checked({"restart": "on-failure:2"}) == {
+        "restart": {"Name": "on-failure", "MaximumRetryCount": 2}}
+    assert checked({"restart": {"Name": "always"}}) == {
+        "restart": {"Name": "always", "MaximumRetryCount": 0}}
+    with pytest.raises(BadInput, match="can't create 'AutoRemove' container with restart"):
+        checked({"restart": "always", "auto_remove": True})
+    assert checked({"restart": "no", "auto_remove": True})["auto_remove"] is True
+
+
+def test_the_backoff_is_morbys_table() -> None:
+    assert restart.delays(12) == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2,
+                                  60.0, 60.0]
+    assert backoff(25.6, ran_for=9.9) == 51.2
+    assert backoff(25.6, ran_for=10) == 0.1  # a run of 10 s starts it over
+
+
+@pytest.mark.parametrize(("policy", "code", "manual", "count", "restarts"), [
+    ("no", 1, False, 0, False),
+    ("always", 0, False, 5, True),
+    ("always", 137, True, 0, False),  # the user's stop or kill
+    ("unless-stopped", 0, False, 0, True),
+    ("unless-stopped", 143, True, 0, False),
+    ("on-failure", 0, False, 0, False),
+    ("on-failure", 1, False, 99, True),  # no maximum
+    ("on-failure:2", 1, False, 1, True),
+    ("on-failure:2", 1, False, 2, False),  # two restarts made
+    ("on-failure:2", 1, True, 0, False),
+])
+def test_who_is_restarted(policy: str, code: int, manual: bool, count: int,
+                          restarts: bool) -> None:
+    due = decide(restart.policy(policy), code, manual, count, 0, 1)
+    assert (due is not None) == restarts
+    if due is not None:
+        assert due.count == count + 1 and due.delay == 0.1 and str(code) in due.reason
+
+
+def test_at_host_start_always_comes_back_even_after_a_stop_and_unless_stopped_not() -> None:
+    at = restart.at_host_start
+    assert at(Policy("always"), 137, True, 0, False)  # docker: "until the daemon restarts"
+    assert not at(Policy("unless-stopped"), 143, True, 0, False)
+    assert at(Policy("unless-stopped"), 0, False, 0, False)
+    assert at(Policy("on-failure", 2), 1, False, 1, False)
+    assert not at(Policy("on-failure", 2), 1, False, 2, False)
+    assert not at(Policy("on-failure"), 0, False, 0, False)
+    assert not at(Policy("no"), 1, False, 0, False)
+
+
+@pytest.fixture
+def e():
+    e = memory_engine(user="t")
+    e.import_image({"bin/sh": "x"}, "busybox")
+    return e
+
+
+def _exit(e, name: str, code: int):
+    c = e.container(name)
+    e.runtime.finish(c.id, code)
+    e.exited(c.id, code, pid=c.pid)
+    return c.pid
+
+
+def test_an_exit_schedules_a_restart_that_counts(e) -> None:
+    cid = e.create("busybox", ["sh"], name="c", config={"restart": "always"})
+    e.start("c")
+    pid = _exit(e, "c", 3)
+    scheduled = e.schedule_restart("c", pid)
+    assert scheduled.restarting and scheduled.state == "stopped"
+    assert scheduled.restart_delay == 0.1
+    assert e.schedule_restart("c", pid) is None  # once
+    c = e.restart_scheduled("c", scheduled.version)
+    assert c.state == "running" and c.restart_count == 1 and not c.restarting
+    last = e.log.records[-1]
+    assert last.type == "ContainerRestarted" and last.data["automatic"] is True
+    assert last.data["count"] == 1 and last.data["reason"] == "always: exited with code 3"
+    pid = _exit(e, "c", 3)
+    scheduled = e.schedule_restart(cid, pid)
+    assert scheduled.restart_delay == pytest.approx(0.2, abs=0.11)  # doubled, unless slow
+    assert e.restart_scheduled(cid, scheduled.version).restart_count == 2
+    assert e.restart("c").restart_count == 0  # the user's restart starts it over
+
+
+def test_on_failure_stops_after_its_maximum_and_not_for_zero(e) -> None:
+    e.create("busybox", ["sh"], name="c", config={"restart": "on-failure:1"})
+    e.start("c")
+    scheduled = e.schedule_restart("c", _exit(e, "c", 1))
+    e.restart_scheduled("c", scheduled.version)
+    assert e.schedule_restart("c", _exit(e, "c", 1)) is None
+    e.start("c")  # the user's start: the count starts over
+    assert e.schedule_restart("c", _exit(e, "c", 0)) is None
+
+
+def test_a_user_stop_in_the_back_off_cancels_and_counts_as_stopped(e) -> None:
+    e.create("busybox", ["sh"], name="c", config={"restart": "unless-stopped"})
+    e.start("c")
+    scheduled = e.schedule_restart("c", _exit(e, "c", 1))
+    c = e.stop("c")
+    assert not c.restarting and c.manually_stopped
+    assert e.log.records[-1].type == "ContainerRestartCancelled"
+    assert e.restart_scheduled("c", scheduled.version) is None
+    with pytest.raises(IllegalMove, match="is not running"):
+        e.stop("c")  # no longer restarting: docker's refusal as before
+    assert e.bring_back("host start") == []  # unless-stopped: not after a user's stop
+
+
+def test_a_user_stop_never_schedules_and_the_host_start_brings_always_back(e) -> None:
+    e.create("busybox", ["sh"], name="a", config={"restart": "always"})
+    e.create("busybox", ["sh"], name="n")
+    e.start("a")
+    e.start("n")
+    pid = e.container("a").pid
+    e.stop("a")
+    e.stop("n")
+    assert e.schedule_restart("a", pid) is None
+    back = e.bring_back("lamina serve started")
+    assert back == [e.container("a").id]
+    c = e.container("a")
+    assert c.state == "running" and c.restart_count == 0
+    assert e.log.records[-1].data["reason"] == "always: lamina serve started"
+
+
+def test_a_start_or_rm_in_the_back_off_wins(e) -> None:
+    e.create("busybox", ["sh"], name="c", config={"restart": "always"})
+    e.start("c")
+    scheduled = e.schedule_restart("c", _exit(e, "c", 0))
+    e.start("c")
+    assert e.restart_scheduled("c", scheduled.version) is None
+    assert e.container("c").restart_count == 0
+    scheduled = e.schedule_restart("c", _exit(e, "c", 0))
+    e.rm("c")
+    assert e.restart_scheduled("c", scheduled.version) is None
+
+
+def test_update_records_the_policy_in_the_apis_shape() -> None:
+    assert restart.for_update("on-failure:3") == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert restart.for_update({"Name": "no"}) == {"Name": "no", "MaximumRetryCount": 0}
+    with pytest.raises(BadInput, match="unknown policy"):
+        restart.for_update({"Name": "never"})

@@ -112,9 +112,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="A container engine whose only source of truth is an immutable event log.")
     parser.add_argument("--root", help="state directory (default $LAMINA_ROOT or "
                                        "/var/lib/lamina)")
-    parser.add_argument("--log-format", choices=["console", "json"], default="console")
+    parser.add_argument("--log-format", choices=["console", "json"], default="console",
+                        help="lamina's own diagnostics on stderr: for people or as JSON")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        default="warning")
+                        default="warning", help="the least severe diagnostic shown")
     parser.add_argument("--quiet", dest="no_progress", action="store_true",
                         help="no progress bars (shown on a terminal for work over a second)")
     parser.set_defaults(served=SERVED)  # what `lamina serve` hands its fork server

@@ -389,17 +389,18 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     from adapters.cli.storage import add_create_options
 
     p = sub.add_parser("run", help="create and start a container")
-    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="print its id and leave it running")
     add_detach_keys(p)
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     add_create_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("start", help="start stopped containers")
-    p.add_argument("-a", "--attach", action="store_true")
-    p.add_argument("-i", "--interactive", action="store_true")
+    p.add_argument("-a", "--attach", action="store_true", help="attach its output")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach its stdin")
     add_detach_keys(p)
-    p.add_argument("containers", nargs="+")
+    p.add_argument("containers", nargs="+", help="containers (ids, id prefixes or names)")
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("attach", help="attach our stdin and output to a running container")
@@ -419,18 +420,19 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
         p.add_argument("-t", "--time", type=float, default=None,
                        help="seconds to wait before SIGKILL (default: the container's "
                             "--stop-timeout, or 10)")
-        p.add_argument("containers", nargs="+")
+        p.add_argument("containers", nargs="+", help="containers (ids, id prefixes or names)")
         p.set_defaults(func=fn)
 
     p = sub.add_parser("kill", help="send a signal (SIGKILL by default)")
-    p.add_argument("-s", "--signal", default="KILL")
-    p.add_argument("containers", nargs="+")
+    p.add_argument("-s", "--signal", default="KILL",
+                   help="a signal's name or number (default KILL)")
+    p.add_argument("containers", nargs="+", help="containers (ids, id prefixes or names)")
     p.set_defaults(func=cmd_kill)
 
     for name, fn, what in (("pause", cmd_pause, "freeze every process (cgroup freezer)"),
                            ("unpause", cmd_unpause, "thaw a paused container")):
         p = sub.add_parser(name, help=what)
-        p.add_argument("containers", nargs="+")
+        p.add_argument("containers", nargs="+", help="containers (ids, id prefixes or names)")
         p.set_defaults(func=fn)
 
     p = sub.add_parser("exec", help="run a command in a running container")

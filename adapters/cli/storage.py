@@ -238,7 +238,9 @@ def add_refused_flags(p: argparse.ArgumentParser) -> None:
         if field.status is Status.REFUSED and field.cli.startswith("-"):
             flags = field.cli.split(", ")
             switch = bool(_SWITCHES & set(flags))
-            p.add_argument(*flags, dest=f"refused_{field.key}", help=argparse.SUPPRESS,
+            p.add_argument(*flags, dest=f"refused_{field.key}",
+                           help=f"refused: not supported by lamina yet ({field.note})"
+                           if field.note else "refused: not supported by lamina yet",
                            action="store_true" if switch else "append")
 
 
@@ -504,15 +506,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def add_create_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name")
+    p.add_argument("--name", help="the container's name (one is made up if not given)")
     p.add_argument("-e", "--env", action="append", help="K=V (repeatable)")
-    p.add_argument("-w", "--workdir")
-    p.add_argument("-u", "--user")
-    p.add_argument("--hostname")
-    p.add_argument("--entrypoint")
-    p.add_argument("--memory", "-m")
-    p.add_argument("--pids-limit", type=int)
-    p.add_argument("--cpus")
+    p.add_argument("-w", "--workdir", help="the working directory inside (made if missing)")
+    p.add_argument("-u", "--user", help="USER[:GROUP] or UID[:GID] the command runs as")
+    p.add_argument("--hostname", help="its hostname (default: its short id)")
+    p.add_argument("--entrypoint", help="replace the image's ENTRYPOINT ('' clears it)")
+    p.add_argument("--memory", "-m", help="memory limit (e.g. 64m, 1g)")
+    p.add_argument("--pids-limit", type=int, help="processes at most")
+    p.add_argument("--cpus", help="CPUs it may use (e.g. 0.5)")
     p.add_argument("--network", "--net", dest="network",
                    help="bridge (the default), a network's name, none or host")
     p.add_argument("-p", "--publish", action="append", dest="publish",
@@ -556,8 +558,8 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pid", help="host: share the host's PID namespace")
     p.add_argument("--ipc", help="host, private, shareable or none")
     p.add_argument("--uts", help="host: share the host's UTS namespace (hostname)")
-    p.add_argument("-i", "--interactive", action="store_true")
-    p.add_argument("-t", "--tty", action="store_true")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep its stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="give it a terminal")
     p.add_argument("-l", "--label", action="append", metavar="K[=V]",
                    help="a label on the container (repeatable)")
     p.add_argument("--label-file", action="append", metavar="FILE",
@@ -596,15 +598,16 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-healthcheck", action="store_true",
                    help="disable the image's HEALTHCHECK")
     add_refused_flags(p)
-    p.add_argument("image")
-    p.add_argument("cmd", nargs=argparse.REMAINDER)
+    p.add_argument("image", help="the image to run (a tag, id or id prefix)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="the command and its arguments (default: the image's)")
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("import", help="a rootfs tar becomes a one-layer image")
     p.add_argument("file", help="tar file, or - for stdin")
     p.add_argument("reference", nargs="?", help="REPO[:TAG]")
-    p.add_argument("-m", "--message")
+    p.add_argument("-m", "--message", help="the history entry's comment")
     p.add_argument("-c", "--change", action="append",
                    help="a Dockerfile instruction for the image's config (as commit's)")
     p.set_defaults(func=cmd_import)
@@ -614,45 +617,46 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.set_defaults(func=cmd_create)
 
     p = sub.add_parser("rm", help="remove containers (their read-write layers)")
-    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-f", "--force", action="store_true", help="kill running ones first")
     p.add_argument("-v", "--volumes", action="store_true",
                    help="remove the containers' anonymous volumes too")
-    p.add_argument("containers", nargs="+")
+    p.add_argument("containers", nargs="+", help="containers (ids, id prefixes or names)")
     p.set_defaults(func=cmd_rm)
 
     p = sub.add_parser("rmi", help="remove top-level images")
-    p.add_argument("-f", "--force", action="store_true")
-    p.add_argument("images", nargs="+")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="untag an image with several tags, or one children still need")
+    p.add_argument("images", nargs="+", help="images (tags, ids or id prefixes)")
     p.set_defaults(func=cmd_rmi)
 
     p = sub.add_parser("commit", help="a container's read-write layer becomes an image")
-    p.add_argument("-m", "--message")
-    p.add_argument("-a", "--author")
+    p.add_argument("-m", "--message", help="the new layer's comment")
+    p.add_argument("-a", "--author", help="the image's author")
     p.add_argument("-c", "--change", action="append",
                    help="a Dockerfile instruction for the image's config: CMD, ENTRYPOINT, "
                         "ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL (repeatable)")
-    p.add_argument("container")
-    p.add_argument("reference", nargs="?")
+    p.add_argument("container", help="the container (id, id prefix or name)")
+    p.add_argument("reference", nargs="?", help="REPO[:TAG] for the new image")
     p.set_defaults(func=cmd_commit)
 
     p = sub.add_parser("tag", help="give an image another name")
-    p.add_argument("image")
-    p.add_argument("reference")
+    p.add_argument("image", help="the image (tag, id or id prefix)")
+    p.add_argument("reference", help="the new name, REPO[:TAG]")
     p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("save", help="images into a docker-archive / OCI-layout tar")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="images (tags, ids or id prefixes)")
     p.set_defaults(func=cmd_save)
 
     p = sub.add_parser("load", help="images from a docker or OCI archive")
     p.add_argument("-i", "--input", help="archive to read (default: stdin)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("export", help="a container's filesystem as a flat tar")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
-    p.add_argument("container")
+    p.add_argument("container", help="the container (id, id prefix or name)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("inspect", help="low-level JSON about containers and images")
@@ -665,14 +669,15 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("history", help="the layers and history of an image")
-    p.add_argument("--no-trunc", action="store_true")
-    p.add_argument("-H", "--human", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true", help="full ids and commands")
+    p.add_argument("-H", "--human", action=argparse.BooleanOptionalAction, default=True,
+                   help="sizes and dates for people (default) or exact")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
     fmt(p)
-    p.add_argument("image")
+    p.add_argument("image", help="the image (tag, id or id prefix)")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("diff", help="files a container added (A), changed (C), deleted (D)")
     fmt(p)
-    p.add_argument("container")
+    p.add_argument("container", help="the container (id, id prefix or name)")
     p.set_defaults(func=cmd_diff)

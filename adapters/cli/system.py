@@ -430,8 +430,8 @@ def _add_prune_filters(p: argparse.ArgumentParser, keys: str) -> None:
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p = sub.add_parser("rename", help="rename a container")
-    p.add_argument("container")
-    p.add_argument("new_name", metavar="NEW_NAME")
+    p.add_argument("container", help="the container (id, id prefix or name)")
+    p.add_argument("new_name", metavar="NEW_NAME", help="its new name")
     p.set_defaults(func=cmd_rename)
 
     p = sub.add_parser("update", help="change the resource limits of containers (running or "
@@ -444,19 +444,19 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     for flag, short_flag, _api in _UNSUPPORTED_UPDATE:
         names = [flag, short_flag] if short_flag else [flag]
         p.add_argument(*names, help="docker's; refused by lamina (not built)")
-    p.add_argument("containers", nargs="+")
+    p.add_argument("containers", nargs="+", help="containers (ids, id prefixes or names)")
     p.set_defaults(func=cmd_update)
 
     p = sub.add_parser("wait", help="wait until containers stop; print their exit codes")
     p.add_argument("--condition", choices=CONDITIONS, default="not-running",
                    help="not-running (default), next-exit or removed")
-    p.add_argument("containers", nargs="+")
+    p.add_argument("containers", nargs="+", help="containers (ids, id prefixes or names)")
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("stats", help="CPU, memory, network, block I/O and pids, refreshed "
                                      "until interrupted")
     p.add_argument("--no-stream", action="store_true", help="one sample, then exit")
-    p.add_argument("containers", nargs="*")
+    p.add_argument("containers", nargs="*", help="containers (default: every running one)")
     fmt(p)
     p.set_defaults(func=cmd_stats)
 

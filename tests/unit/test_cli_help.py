@@ -12,23 +12,7 @@ from adapters.cli.app import build_parser
 # list only shrinks): run/create's options (adapters/cli/storage.add_create_options), the
 # runtime verbs (adapters/cli/runtime.py), the image verbs of adapters/cli/storage.py, the
 # global --log-* options (adapters/cli/app.py).
-NOT_YET = {
-    "lamina": {"--log-format", "--log-level"},
-    "lamina create": {"*"}, "lamina run": {"*"},
-    "lamina import": {"-m/--message"},
-    "lamina rm": {"-f/--force", "containers"}, "lamina rmi": {"-f/--force", "images"},
-    "lamina commit": {"-m/--message", "-a/--author", "container", "reference"},
-    "lamina tag": {"image", "reference"}, "lamina save": {"images"},
-    "lamina load": {"-q/--quiet"}, "lamina export": {"container"},
-    "lamina history": {"--no-trunc", "-H/--human/--no-human", "-q/--quiet", "image"},
-    "lamina diff": {"container"},
-    "lamina start": {"-a/--attach", "-i/--interactive", "containers"},
-    "lamina stop": {"containers"},
-    "lamina restart": {"containers"}, "lamina kill": {"-s/--signal", "containers"},
-    "lamina pause": {"containers"}, "lamina unpause": {"containers"},
-    "lamina rename": {"container", "new_name"}, "lamina update": {"containers"},
-    "lamina wait": {"containers"}, "lamina stats": {"containers"},
-}
+NOT_YET: dict[str, set[str]] = {}
 
 
 def undescribed() -> dict[str, set[str]]:

@@ -15,10 +15,11 @@ docker's rules (moby daemon/list.go, daemon/internal/filters), kept exactly:
 - an unknown key is refused ("invalid filter 'k'"), as is a value docker refuses.
 `health` takes none, starting, healthy or unhealthy: docker's word for the container's health
 (core/health.py's status_of: `none` without a healthcheck or before its first start).
-lamina has no volumes, no published or exposed ports on its containers
-and no swarm tasks yet: `volume`, `publish` and `expose` match nothing, and
-`is-task=false` matches everything, as docker answers for such containers; `network` matches
-the container's network mode (`none` or `host`); `isolation` is a no-op on Linux in docker.
+`volume` matches a mount by volume name, bind source or destination; `network` a network the
+container is a member of (name or id), or its mode (none, host, container:ID); `publish` its
+-p container ports (and the exposed ones with -P), `expose` its exposed ports (--expose and
+-p's); lamina has no swarm tasks: `is-task=false` matches everything, as docker answers for
+such containers; `isolation` is a no-op on Linux in docker.
 """
 
 from __future__ import annotations
@@ -137,11 +138,55 @@ def _holds(c: Container, filters: Filters, codes: set[int], ancestry: set[str] |
         return False
     if ancestry is not None and c.image not in ancestry:
         return False
-    if "network" in filters and (c.config.get("network") or "none") not in filters["network"]:
+    if "network" in filters and not _on_network(c, filters["network"]):
         return False
-    if any(k in filters for k in ("volume", "publish", "expose")):
-        return False  # no volumes and no ports on lamina's containers yet
+    if "volume" in filters and not _mounts_any(c, filters["volume"]):
+        return False
+    for key, ports in (("publish", _published), ("expose", _exposed)):
+        if key in filters and not ports(c) & _port_set(filters[key]):
+            return False
     return not ("is-task" in filters and _truth(filters["is-task"]))  # never a swarm task
+
+
+def _on_network(c: Container, values: Sequence[str]) -> bool:
+    """`network=`: a network it is a member of, by name or id (its endpoints' ids while it
+    runs), or its mode when that is none, host or container:ID."""
+    mode = c.config.get("network") or "none"
+    keys = {*c.networks, *(ep.get("id", "") for ep in c.endpoints.values())}
+    if not c.networks:
+        keys.add(mode)
+    return any(v in keys or (len(v) >= 12 and any(k.startswith(v) for k in keys if len(k) == 64))
+               for v in values)
+
+
+def _mounts_any(c: Container, values: Sequence[str]) -> bool:
+    """`volume=`: a mount of it by volume name, bind source or destination (docker's)."""
+    from core.mounts import recorded
+
+    points = recorded(c.config) if c.config.get("mount_points") else []
+    return any(v in (m.source, m.target) for m in points for v in values)
+
+
+def _port_set(values: Sequence[str]) -> set[str]:
+    """`80`, `80/udp`, `8000-8002/tcp` as docker's port keys (`80/tcp`)."""
+    out = set()
+    for value in values:
+        port, _, proto = value.partition("/")
+        start, _, end = port.partition("-")
+        out |= {f"{n}/{proto or 'tcp'}" for n in range(int(start), int(end or start) + 1)}
+    return out
+
+
+def _published(c: Container) -> set[str]:
+    """Its -p ports (HostConfig.PortBindings' keys), and with -P its exposed ones."""
+    ports = {f"{b['container_port']}/{b['proto']}" for b in c.config.get("port_bindings") or ()}
+    return ports | _exposed(c) if c.config.get("publish_all") else ports
+
+
+def _exposed(c: Container) -> set[str]:
+    """Its Config.ExposedPorts as the create recorded them (--expose, and -p's)."""
+    return set(c.config.get("exposed_ports") or ()) | {
+        f"{b['container_port']}/{b['proto']}" for b in c.config.get("port_bindings") or ()}
 
 
 def _healths(images: Mapping[str, Image], values: Sequence[str]

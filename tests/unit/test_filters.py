@@ -102,6 +102,37 @@ def test_keys_lamina_has_nothing_for_answer_as_docker_does() -> None:
     assert names(["isolation=default"]) == names([])
 
 
+def test_network_volume_publish_and_expose() -> None:
+    """Members of a network by name or id (while running, its endpoint's id), a mount by
+    volume name, source or destination, -p's container ports, exposed ports (--expose, -p's;
+    -P publishes what is exposed)."""
+    mount = {"type": "volume", "source": "data", "target": "/srv", "read_only": False}
+    web = Container(id="7" * 64, name="web", image=BASE.id, state="running", version=1,
+                    created="2026-01-07", config={
+                        "network": "front", "mount_points": [mount],
+                        "port_bindings": [{"proto": "tcp", "container_port": 80,
+                                           "host_ip": "", "host_port": 8080,
+                                           "host_port_end": 0}],
+                        "exposed_ports": ["53/udp"]},
+                    networks={"front": {}}, endpoints={"front": {"id": "f" * 64}})
+    side = Container(id="8" * 64, name="side", image=BASE.id, state="running", version=1,
+                     created="2026-01-08", config={"network": "front", "publish_all": True,
+                                                   "exposed_ports": ["53/udp"]},
+                     networks={"front": {}})
+
+    def picked(flag: str) -> list[str]:
+        chosen = filters.select([web, side], IMAGES, filters.parse_flags([flag]), False, -1)
+        return sorted(c.name for c in chosen)
+
+    assert picked("network=front") == ["side", "web"]
+    assert picked("network=" + "f" * 12) == ["web"], "by id: the running one's endpoint"
+    assert picked("network=bridge") == []
+    assert picked("volume=data") == picked("volume=/srv") == ["web"]
+    assert picked("publish=80") == picked("publish=79-81/tcp") == ["web"]
+    assert picked("publish=53/udp") == ["side"], "-P publishes what it exposes"
+    assert picked("expose=53/udp") == ["side", "web"] and picked("expose=80") == ["web"]
+
+
 @pytest.mark.parametrize("flag, message", [
     ("bogus=1", "invalid filter 'bogus'"),
     ("status=gone", "invalid filter 'status=gone': invalid value for state (gone): must be "

@@ -111,6 +111,28 @@ def _wait_recorded(e: Any, cid: str, timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
+def _until_read(sock: socket.socket, timeout: float = 1.0) -> None:
+    """Wait (a little) until the client has read what we sent (SIOCOUTQ: the bytes still in
+    its receive queue). A client that reads the upgrade's head with a buffered HTTP reader
+    and then the stream from the raw socket (docker-py's attach) loses whatever arrived
+    with the head into its buffer: the log of a stream=0 attach, sent at once, came back
+    empty about one time in four."""
+    import fcntl
+    import struct
+    import termios
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ,
+                                                    b"\0\0\0\0"))[0]
+        except OSError:
+            return
+        if queued == 0:
+            return
+        time.sleep(0.001)
+
+
 def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
@@ -213,6 +235,7 @@ def logs_only(e: Any, fd: int, upgrade: bool, cid: str, tty: bool, spec: AttachS
     client.setblocking(True)
     try:
         client.sendall(hijack_head(upgrade, tty))
+        _until_read(client)
         if logs:
             _, past = Selection(Window()).pick(e.runtime.logs(cid))
             client.sendall(log_frames(past, {"stdout": spec.stdout, "stderr": spec.stderr},

@@ -91,3 +91,16 @@ def wait_gone(text: str, timeout: float) -> bool:
         return bool(select.select([fd], [], [], max(timeout, 0))[0])  # readable: it ended
     finally:
         os.close(fd)
+
+
+def close_all_but(keep: set[int]) -> None:
+    """Close every descriptor of this process but `keep`: what a process lamina starts
+    (a monitor, the DNS resolver) does first, so that none of its caller's files stays
+    open in it."""
+    import contextlib
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)

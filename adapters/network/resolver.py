@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 
+from adapters.kernel.proc import close_all_but
 from adapters.network import dns
 from core.errors import LaminaError
 
@@ -411,15 +412,6 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Stop
 
 
-def _close_fds(keep: set[int]) -> None:
-    """Close every descriptor but `keep`: none of the caller's may stay open here."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The resolver process (`python -m adapters.network.resolver --root ROOT --lock-fd N
     --ready-fd M`), as `ensure` spawns it: detach, then serve until there is nothing to."""
@@ -434,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lock_fd, ready_fd = args.lock_fd, args.ready_fd
     os.chdir("/")
     os.umask(0o077)
-    _close_fds({0, 1, 2, lock_fd, ready_fd})
+    close_all_but({0, 1, 2, lock_fd, ready_fd})
     for fd in (lock_fd, ready_fd):
         os.set_inheritable(fd, False)
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -11,7 +11,6 @@ status, and has the exit recorded (adapters/record_exit.py).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from adapters.kernel import libc
+from adapters.kernel.proc import close_all_but
 from adapters.runtime import supervise
 from adapters.runtime.init import InitPlan, made_for_it
 from adapters.runtime.init import run as run_init
@@ -49,14 +49,6 @@ def spawn(job: MonitorJob, keep_fds: tuple[int, ...], ctl: socket.socket) -> Non
     except BaseException:  # noqa: BLE001 - a monitor must never unwind into the client
         code = 1
     os._exit(code)
-
-
-def _close_fds(keep: set[int]) -> None:
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 def _stdio_pipes(job: MonitorJob) -> tuple[dict[int, str], int | None]:
@@ -123,7 +115,7 @@ def _open_procs(dirs: Sequence[str]) -> list[int]:
 
 
 def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int:
-    _close_fds({0, 1, 2, ctl.fileno(), *keep_fds})
+    close_all_but({0, 1, 2, ctl.fileno(), *keep_fds})
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

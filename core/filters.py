@@ -297,7 +297,7 @@ def _ancestry(images: Mapping[str, Image], refs: Sequence[str]) -> set[str]:
         if image.parent:
             kids.setdefault(image.parent, []).append(image.id)
     for ref in refs:
-        found = _image_named(images, ref)
+        found = image_named(images, ref)
         stack = [found] if found else []
         while stack:
             iid = stack.pop()
@@ -307,7 +307,7 @@ def _ancestry(images: Mapping[str, Image], refs: Sequence[str]) -> set[str]:
     return wanted
 
 
-def _image_named(images: Mapping[str, Image], ref: str) -> str | None:
+def image_named(images: Mapping[str, Image], ref: str) -> str | None:
     """An image by full id, then tag, then unique id prefix (core.references' order)."""
     bare = strip_digest_prefix(ref)
     if bare in images:

@@ -226,22 +226,7 @@ def image_filter(images: dict[str, Image], filters: Mapping[str, Sequence[str]]
 
 def named(images: dict[str, Image], ref: str) -> str | None:
     """An image's id by full id, then tag (docker's short names too), then unique id
-    prefix; None when none."""
-    import re
+    prefix; None when none (core.filters.image_named, the one rule)."""
+    from core.filters import image_named
 
-    from core.references import normalize_tag, strip_digest_prefix
-
-    bare = strip_digest_prefix(ref)
-    if bare in images:
-        return bare
-    for prefix in ("docker.io/library/", "docker.io/"):
-        ref = ref.removeprefix(prefix)
-    try:
-        tag = normalize_tag(ref)
-    except BadInput:
-        tag = ""
-    for image in images.values():
-        if tag in image.tags:
-            return image.id
-    hits = [iid for iid in images if re.fullmatch(r"[0-9a-f]+", bare) and iid.startswith(bare)]
-    return hits[0] if len(hits) == 1 else None
+    return image_named(images, ref)

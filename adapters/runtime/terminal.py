@@ -129,12 +129,20 @@ def _hang_up_stdio() -> None:
 
 def _drain_behind(master: int) -> None:
     """A child that keeps the pty's master open and reads it until the process ends
-    (closing it would hang the process up), in a session of its own; we go on."""
+    (closing it would hang the process up), in a session of its own; we go on once it is
+    there: leaving before would hang up our terminal's foreground group with the child
+    still in it, and the process with it (one detach in seven lost its process)."""
+    ready_r, ready_w = os.pipe()
     if os.fork():
+        os.close(ready_w)
+        os.read(ready_r, 1)  # its setsid is done (or it died: EOF)
+        os.close(ready_r)
         os.close(master)
         return
     try:
+        os.close(ready_r)
         os.setsid()
+        os.close(ready_w)
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)

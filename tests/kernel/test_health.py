@@ -56,7 +56,16 @@ def health_processes(lamina: Lamina, cid: str) -> list[int]:
                         found.append(int(pid))
             except OSError:
                 continue
-    return found
+    # a probe is forked by the health process before it execs: not another health process
+    return [pid for pid in found if _parent(pid) not in found]
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def changes(lamina: Lamina, cid: str) -> list[dict[str, Any]]:

@@ -68,3 +68,15 @@ def add_inspect_format(p: argparse.ArgumentParser) -> None:
                    help="a Go template on each document, as docker's: '{{.Id}}', "
                         "'{{json .Config}}', '{{range .Mounts}}{{.Source}} {{end}}'; json: "
                         "each document on one line")
+
+
+def confirmed(args: argparse.Namespace, warning: str, what: str) -> bool:
+    """docker's prompt (skipped by -f): only y or yes goes ahead."""
+    if args.force:
+        return True
+    sys.stdout.write(warning + "\nAre you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    if sys.stdin.readline().strip().lower() in ("y", "yes"):
+        return True
+    print(f"\nlamina: error: {what} has been cancelled", file=sys.stderr)
+    return False

@@ -16,7 +16,7 @@ from typing import Any
 COMMANDS = ("network",)
 
 _PRUNE_WARNING = ("WARNING! This will remove all custom networks not used by at least one "
-                  "container.\nAre you sure you want to continue? [y/N] ")
+                  "container.")
 
 
 def _engine(args: argparse.Namespace) -> Any:
@@ -128,13 +128,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from core import filters
 
     wanted = filters.parse_flags(args.filter or [])
-    if not args.force:
-        sys.stdout.write(_PRUNE_WARNING)
-        sys.stdout.flush()
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
-            print("\nlamina: error: network prune has been cancelled", file=sys.stderr)
-            return 1
+    from adapters.cli.common import confirmed
+
+    if not confirmed(args, _PRUNE_WARNING, "network prune"):
+        return 1
     names = _engine(args).network_prune(wanted)
     if names:
         print("Deleted Networks:")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.cli import runtime
-from adapters.cli.common import for_each
+from adapters.cli.common import confirmed, for_each
 from core.errors import BadInput, LaminaError
 
 COMMANDS = ("rename", "update", "wait", "stats", "container", "image", "system", "info")
@@ -37,18 +37,6 @@ def _engine(args: argparse.Namespace) -> Any:
     from adapters.cli.common import engine
 
     return engine(args)
-
-
-def _confirmed(args: argparse.Namespace, warning: str, what: str) -> bool:
-    """docker's prompt (skipped by -f): only y or yes goes ahead."""
-    if args.force:
-        return True
-    sys.stdout.write(warning + "\nAre you sure you want to continue? [y/N] ")
-    sys.stdout.flush()
-    if sys.stdin.readline().strip().lower() in ("y", "yes"):
-        return True
-    print(f"\nlamina: error: {what} has been cancelled", file=sys.stderr)
-    return False
 
 
 # --- rename, update ------------------------------------------------------------------------
@@ -261,7 +249,7 @@ def _image_lines(deleted: list[dict[str, str]]) -> list[str]:
 
 def cmd_container_prune(args: argparse.Namespace) -> int:
     wanted = _filters(args)
-    if not _confirmed(args, "WARNING! This will remove all stopped containers.",
+    if not confirmed(args, "WARNING! This will remove all stopped containers.",
                       "container prune"):
         return 1
     pruned = _engine(args).container_prune(wanted)
@@ -274,7 +262,7 @@ def cmd_image_prune(args: argparse.Namespace) -> int:
     wanted = _filters(args)
     what = "all images without at least one container associated to them" if args.all \
         else "all dangling images"
-    if not _confirmed(args, f"WARNING! This will remove {what}.", "image prune"):
+    if not confirmed(args, f"WARNING! This will remove {what}.", "image prune"):
         return 1
     pruned = _engine(args).image_prune(wanted, all=args.all)
     _section("Deleted Images:", _image_lines(pruned.deleted))
@@ -291,7 +279,7 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
                  else "all dangling images")
     items.append("unused build cache")
     warning = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
-    if not _confirmed(args, warning, "system prune"):
+    if not confirmed(args, warning, "system prune"):
         return 1
     pruned = _engine(args).system_prune(wanted, all=args.all, volumes=args.volumes)
     _section("Deleted Containers:", pruned.containers.ids)

@@ -14,7 +14,7 @@ from typing import Any
 COMMANDS = ("volume",)
 
 _PRUNE_WARNING = ("WARNING! This will remove {what} local volumes not used by at least one "
-                  "container.\nAre you sure you want to continue? [y/N] ")
+                  "container.")
 
 
 def _engine(args: argparse.Namespace) -> Any:
@@ -119,13 +119,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from core.sizes import human_size
 
     wanted = filters.parse_flags(args.filter or [])
-    if not args.force:
-        sys.stdout.write(_PRUNE_WARNING.format(what="all" if args.all else "anonymous"))
-        sys.stdout.flush()
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
-            print("\nlamina: error: volume prune has been cancelled", file=sys.stderr)
-            return 1
+    from adapters.cli.common import confirmed
+
+    if not confirmed(args, _PRUNE_WARNING.format(what="all" if args.all else "anonymous"),
+                     "volume prune"):
+        return 1
     pruned = _engine(args).volume_prune(wanted, all=args.all)
     if pruned.names:
         print("Deleted Volumes:")

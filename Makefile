@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umoci gcc libc6-dev \
-	libseccomp2 keyutils nftables iproute2 docker-compose tini
+	libseccomp2 keyutils nftables iproute2 docker-compose tini postgresql
 PYTEST_ARGS ?=
 
 .PHONY: all demo test unit lint docs bench deb pyc client probes clean

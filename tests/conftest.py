@@ -56,3 +56,30 @@ def no_leftover_mounts(tmp_path: Path) -> Iterator[None]:
     for target in reversed(leftover):
         unmount(target)
     assert leftover == [], "a test left mounts behind"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """A temporary PostgreSQL cluster for the whole run (tests/pgcluster.py): Debian's
+    binaries, a unix socket in its own temporary directory, removed at the end. Skips
+    without the postgresql package, except under CI=true (`make test` installs it)."""
+    from tests.pgcluster import Cluster, pg_bin
+
+    bindir = pg_bin()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL's server is not installed (make deb installs postgresql)")
+        pytest.skip("needs Debian's postgresql package (make deb installs it)")
+    cluster = Cluster(bindir)
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: object) -> str:
+    """A fresh database of the run's cluster, for one test."""
+    return pg_cluster.new_database()  # type: ignore[attr-defined]

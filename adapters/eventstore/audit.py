@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from events.hashchain import GENESIS, row_hash
 
@@ -18,9 +20,13 @@ class Verdict:
 
 def verify(con: sqlite3.Connection) -> Verdict:
     """Walk the log in seq order; stop at the first row whose link or hash is wrong."""
+    return check_chain(con.execute("SELECT seq, stream, version, type, schema, data, meta, "
+                                   "at, prev_hash, hash FROM events ORDER BY seq"))
+
+
+def check_chain(rows: Iterable[Sequence[Any]]) -> Verdict:
+    """The chain of these rows (seq order, from seq 1), whichever store they come from."""
     prev, expected_seq, n = GENESIS, 1, 0
-    rows = con.execute("SELECT seq, stream, version, type, schema, data, meta, at, prev_hash, "
-                       "hash FROM events ORDER BY seq")
     for seq, stream, version, type_, schema, data, meta, at, prev_hash, h in rows:
         if seq != expected_seq:
             return Verdict(False, n, expected_seq, f"seq {expected_seq} is missing "

@@ -1,0 +1,432 @@
+"""The event log in PostgreSQL (psycopg 3): the EventLog port for one host's chain in a
+database that holds many hosts' (the fleet's central store, adapters/eventstore/ship.py).
+
+The same rows as SQLite's (seq, stream, version, type, schema, data, meta, at, prev_hash,
+hash; data and meta as the exact JSON texts the hash covers), encoded and decoded by the
+same functions, plus the host they belong to. The database checks each host's chain on
+insert (pg_schema.py); an append also keeps the host's read model in the same transaction.
+
+Concurrency, two ways (bench/fleet.py measures both): `lock` (the default) takes the host's
+`hosts` row FOR UPDATE first, so appends to one host queue behind each other and never
+fail for it; `serializable` runs each append as a SERIALIZABLE transaction without the lock
+and retries it when PostgreSQL reports a serialization failure. A host's appends all extend
+one chain, so they serialize either way; the lock makes them wait instead of redo.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from adapters.eventstore.pg_schema import DDL, SCHEMA_LOCK, SCHEMA_VERSION
+from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded, utcnow
+from core.errors import ConcurrencyError, StoreError
+from core.model import KINDS, Container, Image, Layer, Network, Volume, World, evolve, from_doc
+from core.model import to_doc as _to_doc
+from events.envelope import Recorded
+from events.hashchain import GENESIS, canonical, row_hash
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from events.types import Event
+
+MODES = ("lock", "serializable")
+RETRIES = 50
+# one raw events row as stored: seq, stream, version, type, schema, data, meta, at,
+# prev_hash, hash (data and meta the JSON texts)
+Row = tuple[int, str, int, str, int, str, str, str, str, str]
+
+
+def is_url(text: str | None) -> bool:
+    return bool(text) and str(text).startswith(("postgresql://", "postgres://"))
+
+
+def connect(url: str, *, autocommit: bool = False, timeout: float = 10) -> psycopg.Connection:
+    """A connection, or a one-line StoreError naming what failed (never the password)."""
+    import psycopg
+
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)))
+    except psycopg.Error as err:
+        raise StoreError(f"event store {redacted(url)}: {_first_line(err)}") from None
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def ensure_schema(con: psycopg.Connection) -> None:
+    """Create the tables, functions and triggers once (under an advisory lock: two
+    processes starting at once must not both run the DDL)."""
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        have = con.execute("SELECT to_regclass('lamina_schema')").fetchone()
+        version = 0
+        if have and have[0] is not None:
+            row = con.execute("SELECT max(version) FROM lamina_schema").fetchone()
+            version = (row[0] if row else 0) or 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"the event store was written by a newer lamina (schema "
+                             f"{version}; this lamina reads up to {SCHEMA_VERSION})")
+        if version < SCHEMA_VERSION:
+            con.execute(DDL)
+            con.execute("DELETE FROM lamina_schema")
+            con.execute("INSERT INTO lamina_schema VALUES (%s)", (SCHEMA_VERSION,))
+
+
+def add_host(con: psycopg.Connection, host: str) -> None:
+    con.execute("INSERT INTO hosts (host) VALUES (%s) ON CONFLICT DO NOTHING", (host,))
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where a host's chain ends in the store."""
+
+    seq: int
+    hash: str
+
+
+class PostgresEventLog:
+    """The EventLog port on PostgreSQL for one host's chain."""
+
+    def __init__(self, url: str, host: str, *, concurrency: str = "lock") -> None:
+        if concurrency not in MODES:
+            raise ValueError(f"concurrency must be one of {MODES}")
+        self.url, self.host, self.mode = url, host, concurrency
+        self.con = connect(url, autocommit=True)
+        try:
+            ensure_schema(self.con)
+            with self.con.transaction():
+                add_host(self.con, host)
+        except BaseException:
+            self.con.close()
+            raise
+        self.retries = 0  # serializable mode: how many appends were redone (for the bench)
+
+    def close(self) -> None:
+        self.con.close()
+
+    suspend = close
+
+    # --- append -------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event], *, expected: Mapping[str, int],
+               meta: Mapping[str, Any]) -> list[Recorded]:
+        """Append all of `events` or none; see the EventLog port."""
+        import psycopg
+
+        for _ in range(RETRIES):
+            try:
+                with self._transaction():
+                    return self._append_locked(events, expected, meta)
+            except psycopg.errors.SerializationFailure:
+                self.retries += 1
+            except psycopg.IntegrityError as err:
+                raise ConcurrencyError(f"another command changed the same object first: "
+                                       f"{_first_line(err)}") from None
+            except psycopg.Error as err:
+                raise StoreError(f"event store {redacted(self.url)}: {_first_line(err)}") \
+                    from None
+        raise ConcurrencyError(f"host {self.host}: gave up after {RETRIES} serialization "
+                               "failures: try again")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self.con.transaction():
+            if self.mode == "serializable":
+                self.con.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            yield
+
+    def head(self, *, lock: bool = False) -> Head:
+        sql = "SELECT last_seq, last_hash FROM hosts WHERE host = %s"
+        row = self.con.execute(sql + (" FOR UPDATE" if lock else ""), (self.host,)).fetchone()
+        return Head(*row) if row else Head(0, GENESIS)
+
+    def _version(self, stream: str) -> int:
+        row = self.con.execute("SELECT max(version) FROM events WHERE host = %s AND "
+                               "stream = %s", (self.host, stream)).fetchone()
+        return (row[0] if row else 0) or 0
+
+    def _append_locked(self, events: Sequence[Event], expected: Mapping[str, int],
+                       meta: Mapping[str, Any]) -> list[Recorded]:
+        head = self.head(lock=self.mode == "lock")
+        versions: dict[str, int] = {}
+        for stream, want in expected.items():
+            have = versions[stream] = self._version(stream)
+            if have != want:
+                raise ConcurrencyError(f"{stream} changed while this command ran (at version "
+                                       f"{have}, expected {want}): try again")
+        seq, prev = head.seq, head.hash
+        meta_text = canonical(dict(meta))
+        rows: list[Row] = []
+        out: list[Recorded] = []
+        for event in events:
+            stream = event.stream()
+            if stream not in versions:
+                versions[stream] = self._version(stream)
+            versions[stream] += 1
+            seq += 1
+            data = event.data()
+            data_text, at, type_ = canonical(data), utcnow(), event.type_name()
+            h = row_hash(prev, seq, stream, versions[stream], type_, event.SCHEMA, data_text,
+                         meta_text, at)
+            rows.append((seq, stream, versions[stream], type_, event.SCHEMA, data_text,
+                         meta_text, at, prev, h))
+            out.append(Recorded(seq, stream, versions[stream], type_, event.SCHEMA, data,
+                                dict(meta), at, prev, h))
+            prev = h
+        self._insert(rows)
+        project(self.con, self.host, out)
+        return out
+
+    def _insert(self, rows: Sequence[Row]) -> None:
+        with self.con.cursor() as cur:
+            cur.executemany(f"INSERT INTO events (host, {EVENT_COLUMNS}) VALUES "
+                            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                            [(self.host, *row) for row in rows])
+
+    # --- read ---------------------------------------------------------------------------
+
+    def read(self, *, after: int = 0, stream: str | None = None,
+             until: int | None = None) -> Iterator[Recorded]:
+        for row in self.rows(after=after, stream=stream, until=until):
+            yield recorded(row)
+
+    def rows(self, *, after: int = 0, stream: str | None = None,
+             until: int | None = None) -> Iterator[Row]:
+        """The raw rows in seq order, streamed through a server-side cursor."""
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE host = %s AND seq > %s"
+        args: list[Any] = [self.host, after]
+        if stream is not None:
+            sql += " AND stream = %s"
+            args.append(stream)
+        if until is not None:
+            sql += " AND seq <= %s"
+            args.append(until)
+        with self.con.transaction(), self.con.cursor(name="lamina_read") as cur:
+            cur.itersize = 2000
+            cur.execute(sql + " ORDER BY seq", args)
+            yield from cur
+
+    def last_seq(self) -> int:
+        return self.head().seq
+
+    # --- snapshots and time travel ------------------------------------------------------
+
+    def snapshot(self) -> int:
+        """Checkpoint the host's World at its chain's current end; returns that seq."""
+        from adapters.eventstore.replay import PROJECTION_VERSION
+
+        with self.con.transaction():
+            world = self.state_at()
+            self.con.execute(
+                "INSERT INTO snapshots (host, seq, at, projection, world) VALUES "
+                "(%s,%s,%s,%s,%s) ON CONFLICT (host, seq) DO UPDATE SET world = excluded.world, "
+                "projection = excluded.projection, at = excluded.at",
+                (self.host, world.seq, utcnow(), PROJECTION_VERSION,
+                 canonical(world.to_json())))
+        return world.seq
+
+    def newest_snapshot(self, at_or_before: int | None = None) -> World | None:
+        from adapters.eventstore.replay import PROJECTION_VERSION
+
+        sql = "SELECT world FROM snapshots WHERE host = %s AND projection = %s"
+        args: list[Any] = [self.host, PROJECTION_VERSION]
+        if at_or_before is not None:
+            sql += " AND seq <= %s"
+            args.append(at_or_before)
+        row = self.con.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
+        return World.from_json(json.loads(row[0])) if row else None
+
+    def state_at(self, seq: int | None = None, use_snapshots: bool = True) -> World:
+        """The host's World right after `seq` (now, if None), from its best snapshot."""
+        world = (self.newest_snapshot(seq) if use_snapshots else None) or World()
+        for rec in self.read(after=world.seq, until=seq):
+            world.apply(rec)
+        if seq is not None:
+            world.seq = max(world.seq, min(seq, self.last_seq()))
+        return world
+
+    def seq_at_time(self, when: str) -> int:
+        """The host's last seq recorded at or before the ISO time `when` (UTC)."""
+        row = self.con.execute("SELECT coalesce(max(seq), 0) FROM events WHERE host = %s "
+                               "AND at <= %s", (self.host, when)).fetchone()
+        return row[0] if row else 0
+
+    def verify(self) -> Any:
+        """The host's chain walked as `lamina audit verify` walks SQLite's (audit.Verdict)."""
+        from adapters.eventstore.audit import check_chain
+
+        return check_chain(self.rows())
+
+    # --- read model ---------------------------------------------------------------------
+
+    def _one(self, kind: str, where: str, arg: Any) -> Any:
+        row = self.con.execute(f"SELECT doc FROM aggregates WHERE host = %s AND kind = %s "
+                               f"AND {where}", (self.host, kind, arg)).fetchone()
+        return from_doc(kind, json.loads(row[0])) if row else None
+
+    def _all(self, kind: str, states: Sequence[str] | None = None) -> list[Any]:
+        sql = "SELECT doc FROM aggregates WHERE host = %s AND kind = %s"
+        args: list[Any] = [self.host, kind]
+        if states is not None:
+            sql += " AND state = ANY(%s)"
+            args.append(list(states))
+        return [from_doc(kind, json.loads(doc))
+                for (doc,) in self.con.execute(sql + " ORDER BY ord", args)]
+
+    def _ids(self, kind: str, prefix: str, limit: int) -> list[str]:
+        rows = self.con.execute(
+            "SELECT id FROM aggregates WHERE host = %s AND kind = %s AND id >= %s AND "
+            "id < %s ORDER BY id LIMIT %s",
+            (self.host, kind, prefix, prefix + "\U0010ffff", limit))
+        return [r[0] for r in rows]
+
+    def container(self, cid: str) -> Container | None:
+        return self._one("container", "id = %s", cid)
+
+    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
+        return self._all("container", states)
+
+    def container_named(self, name: str) -> Container | None:
+        return self._one("container", "name = %s", name)
+
+    def container_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return self._ids("container", prefix, limit)
+
+    def image(self, iid: str) -> Image | None:
+        return self._one("image", "id = %s", iid)
+
+    def images(self) -> list[Image]:
+        return self._all("image")
+
+    def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return self._ids("image", prefix, limit)
+
+    def image_tagged(self, tag: str) -> Image | None:
+        return self._one("image", "%s = ANY(tags)", tag)
+
+    def layer(self, lid: str) -> Layer | None:
+        return self._one("layer", "id = %s", lid)
+
+    def layers(self) -> list[Layer]:
+        return self._all("layer")
+
+    def volume(self, name: str) -> Volume | None:
+        return self._one("volume", "id = %s", name)
+
+    def volumes(self) -> list[Volume]:
+        return self._all("volume")
+
+    def network(self, nid: str) -> Network | None:
+        return self._one("network", "id = %s", nid)
+
+    def network_named(self, name: str) -> Network | None:
+        return self._one("network", "name = %s", name)
+
+    def networks(self) -> list[Network]:
+        return self._all("network")
+
+
+# --- the read model, by host ---------------------------------------------------------------
+
+
+def project(con: psycopg.Connection, host: str, recs: Iterable[Recorded]) -> None:
+    """Fold new events into the host's read-model rows, inside the caller's transaction:
+    the same evolve as SQLite's read model and every replay."""
+    touched: dict[tuple[str, str], Any] = {}
+    for rec in recs:
+        kind = rec.kind
+        if kind not in KINDS:
+            continue
+        key = (kind, rec.target)
+        agg = touched[key] if key in touched else _load(con, host, kind, rec.target)
+        touched[key] = evolve(agg, rec)
+    for (kind, ident), agg in touched.items():
+        if agg is None:
+            if kind == "network":
+                _check_unleased(con, host, ident)
+            con.execute("DELETE FROM aggregates WHERE host = %s AND kind = %s AND id = %s",
+                        (host, kind, ident))
+            if kind == "container":
+                _drop_leases(con, host, ident)
+        else:
+            _write_row(con, host, kind, agg)
+
+
+def _load(con: psycopg.Connection, host: str, kind: str, ident: str) -> Any:
+    row = con.execute("SELECT doc FROM aggregates WHERE host = %s AND kind = %s AND id = %s",
+                      (host, kind, ident)).fetchone()
+    return from_doc(kind, json.loads(row[0])) if row else None
+
+
+def _write_row(con: psycopg.Connection, host: str, kind: str, agg: Any) -> None:
+    name = getattr(agg, "name", None) if kind in ("container", "network") else None
+    con.execute(
+        "INSERT INTO aggregates (host, kind, id, version, name, state, subnet, tags, doc) "
+        "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (host, kind, id) DO UPDATE SET "
+        "version = excluded.version, name = excluded.name, state = excluded.state, "
+        "subnet = excluded.subnet, tags = excluded.tags, doc = excluded.doc",
+        (host, kind, agg.id, agg.version, name, getattr(agg, "state", None),
+         agg.subnet if kind == "network" else None, list(getattr(agg, "tags", ()) or ()),
+         canonical(_to_doc(agg))))
+    if kind == "container":
+        _write_leases(con, host, agg)
+
+
+def _check_unleased(con: psycopg.Connection, host: str, network_id: str) -> None:
+    row = con.execute("SELECT container FROM leases WHERE host = %s AND network = %s LIMIT 1",
+                      (host, network_id)).fetchone()
+    if row is not None:
+        raise ConcurrencyError(f"another command changed the same object first: container "
+                               f"{row[0][:12]} holds an address on it")
+
+
+def _drop_leases(con: psycopg.Connection, host: str, cid: str) -> None:
+    con.execute("DELETE FROM leases WHERE host = %s AND container = %s", (host, cid))
+    con.execute("DELETE FROM bindings WHERE host = %s AND container = %s", (host, cid))
+
+
+def _write_leases(con: psycopg.Connection, host: str, c: Any) -> None:
+    """As sqlite_log.write_leases: an address held twice on a network fails the primary
+    key, a clashing published port is refused here; both end the append as a conflict."""
+    _drop_leases(con, host, c.id)
+    if not (c.endpoints or c.ports):
+        return
+    from core.networks import DEFAULT_NETWORK_ID
+
+    for ep in c.endpoints.values():
+        if ep["id"] != DEFAULT_NETWORK_ID and con.execute(
+                "SELECT 1 FROM aggregates WHERE host = %s AND kind = 'network' AND id = %s",
+                (host, ep["id"])).fetchone() is None:
+            raise ConcurrencyError(f"another command changed the same object first: network "
+                                   f"{ep['id'][:12]} was removed meanwhile")
+        con.execute("INSERT INTO leases (host, container, network, address) "
+                    "VALUES (%s,%s,%s,%s)", (host, c.id, ep["id"], ep["address"]))
+    for b in c.ports:
+        clash = con.execute(
+            "SELECT container FROM bindings WHERE host = %s AND proto = %s AND host_port = %s "
+            "AND (host_ip = %s OR host_ip = '0.0.0.0' OR %s = '0.0.0.0') LIMIT 1",
+            (host, b["proto"], b["host_port"], b["host_ip"], b["host_ip"])).fetchone()
+        if clash is not None:
+            raise ConcurrencyError(f"another command changed the same object first: "
+                                   f"{b['host_ip']}:{b['host_port']}/{b['proto']} is bound "
+                                   f"by {clash[0][:12]}")
+        con.execute("INSERT INTO bindings (host, container, proto, host_ip, host_port) "
+                    "VALUES (%s,%s,%s,%s,%s)",
+                    (host, c.id, b["proto"], b["host_ip"], b["host_port"]))

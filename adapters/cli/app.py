@@ -17,6 +17,7 @@ from adapters.cli import (
     build,
     eventlog,
     files,
+    fleet,
     listing,
     networks,
     registry,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # annotations are strings here
 # The verb groups, in the order `lamina --help` lists their commands. Each module declares
 # the command words it registers (COMMANDS) and has register(subparsers, add_format).
 MODULES = (eventlog, listing, storage, volumes, networks, files, runtime, system, viz, registry,
-           build, serve)
+           build, serve, fleet)
 # Every command word and the module that registers it: an unknown word is left to argparse
 # and its full "invalid choice" message.
 OWNER = {word: module for module in MODULES for word in module.COMMANDS}

@@ -121,7 +121,7 @@ def _replay_at(args: argparse.Namespace) -> int:
     if args.format == "json":
         json_line({**world.to_json(), "leases": _leases(world)}, sys.stdout)
         return 0
-    _print_world(world)
+    print_world(world)
     return 0
 
 
@@ -141,7 +141,7 @@ def _leases(world: Any) -> list[dict[str, Any]]:
             for n in _net_map(world).networks for m in n.members]
 
 
-def _print_world(world: Any) -> None:
+def print_world(world: Any) -> None:
     from adapters.cli.render import status, table
     from core.references import short
 

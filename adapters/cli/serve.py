@@ -64,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         configure_root(root, args.userns_remap)
     bring_back(root)
+    shipper = start_shipper(root, args.event_store or os.environ.get("LAMINA_EVENT_STORE"))
     if not args.no_cli_server:
         from adapters.fastpath.forkserver import start_background
 
@@ -75,7 +76,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         return serve(root, api_socket)
     finally:
+        stop_shipper(shipper)
         os.close(held)
+
+
+def start_shipper(root: str, url: str | None) -> Any:
+    """With a central store configured, `lamina ship --follow` beside the server, its own
+    process (nothing of it may be in the process that forks the fork server), ended with
+    the server (SIGTERM on the server's death too). None without a store."""
+    if not url:
+        return None
+    import subprocess
+    import sys
+
+    from adapters.eventstore.ship import store_url
+
+    store_url(url)  # a malformed one is refused now, not in the background
+
+    def die_with_parent() -> None:
+        import signal
+
+        from adapters.kernel import libc
+
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "--root", root, "--log-format", "json",
+         "--log-level", "info", "ship", "--follow", "--event-store", url],
+        stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, close_fds=True)
+
+
+def stop_shipper(proc: Any) -> None:
+    if proc is None:
+        return
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -86,4 +127,7 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     from adapters.cli.runtime import add_userns_remap
 
     add_userns_remap(p)
+    p.add_argument("--event-store", metavar="URL",
+                   help="ship this root's log to the central store postgresql://... in the "
+                        "background (`lamina ship --follow`; default $LAMINA_EVENT_STORE)")
     p.set_defaults(func=cmd_serve)

@@ -104,10 +104,18 @@ class Head:
 class PostgresEventLog:
     """The EventLog port on PostgreSQL for one host's chain."""
 
-    def __init__(self, url: str, host: str, *, concurrency: str = "lock") -> None:
+    def __init__(self, url: str, host: str, *, concurrency: str = "lock",
+                 con: psycopg.Connection | None = None) -> None:
+        """Connects, creates the schema if needed and adds the host; given `con` (an
+        autocommit connection whose schema is ready: the fleet's reader), only reads."""
         if concurrency not in MODES:
             raise ValueError(f"concurrency must be one of {MODES}")
         self.url, self.host, self.mode = url, host, concurrency
+        self.retries = 0  # serializable mode: how many appends were redone (for the bench)
+        self._own = con is None
+        if con is not None:
+            self.con = con
+            return
         self.con = connect(url, autocommit=True)
         try:
             ensure_schema(self.con)
@@ -116,10 +124,10 @@ class PostgresEventLog:
         except BaseException:
             self.con.close()
             raise
-        self.retries = 0  # serializable mode: how many appends were redone (for the bench)
 
     def close(self) -> None:
-        self.con.close()
+        if self._own:
+            self.con.close()
 
     suspend = close
 

@@ -1,0 +1,99 @@
+"""`lamina ship` and `lamina fleet ps / events / audit verify / replay --at` as a user runs
+them: real processes against the run's PostgreSQL, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.sessions import engine, session
+
+pytestmark = pytest.mark.usefixtures("root_required")  # the CLI is root's only
+
+LAMINA = str(Path(sys.executable).with_name("lamina"))
+
+
+def lamina(root: Path, *argv: str, store: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "LAMINA_EVENT_STORE": store}
+    return subprocess.run([LAMINA, "--root", str(root), *argv], capture_output=True,
+                          text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+
+
+def ok(root: Path, *argv: str, store: str = "") -> str:
+    out = lamina(root, *argv, store=store)
+    assert out.returncode == 0, out
+    return out.stdout
+
+
+def count(root: Path) -> int:
+    con = sqlite3.connect(root / "events.db")
+    try:
+        return con.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        con.close()
+
+
+def one_line_error(out: subprocess.CompletedProcess) -> str:
+    assert out.returncode != 0, out
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lamina: error: "), out.stderr
+    return lines[0]
+
+
+def test_ship_then_ask_the_fleet(tmp_path: Path, pg_url: str) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    session(str(a))
+    session(str(b))
+    engine(str(b), ids_from=500).start("web")
+    n_a, n_b = (count(r) for r in (a, b))
+    assert f"shipped {n_a} events" in ok(a, "ship", "--host", "alpha", store=pg_url)
+    assert ok(a, "ship", store=pg_url).startswith("host alpha: shipped 0 events")
+    ok(b, "ship", "--event-store", pg_url, "--host", "beta")
+    ps = ok(a, "fleet", "ps", store=pg_url).splitlines()
+    assert ps[0].split() == ["HOST", "CONTAINER", "ID", "NAME", "IMAGE", "STATUS"]
+    assert [line.split()[::2] for line in ps[1:]] == [["beta", "web", "running"]]
+    every = [json.loads(line) for line in ok(a, "fleet", "ps", "-a", "--host", "alpha",
+                                             "--format", "json", store=pg_url).splitlines()]
+    assert sorted((c["host"], c["name"]) for c in every) == [("alpha", "db"), ("alpha", "web")]
+    events = ok(a, "fleet", "events", "--host", "beta", store=pg_url).splitlines()
+    assert len(events) == n_b and all(line.startswith("beta ") for line in events)
+    assert "ContainerStarted" in events[-1]
+    verified = ok(a, "fleet", "audit", "verify", store=pg_url).splitlines()
+    assert verified == [f"host alpha: hash chain intact: {n_a} events verified",
+                        f"host beta: hash chain intact: {n_b} events verified"]
+    worlds = [json.loads(line) for line in ok(a, "fleet", "replay", "--format", "json",
+                                              store=pg_url).splitlines()]
+    assert [(w["host"], w["seq"]) for w in worlds] == [("alpha", n_a), ("beta", n_b)]
+    [then] = [json.loads(line) for line in ok(a, "fleet", "replay", "--host", "beta",
+                                              "--at", "1970-01-02T00:00:00Z", "--format",
+                                              "json", store=pg_url).splitlines()]
+    assert (then["seq"], then["containers"]) == (0, [])
+    text = ok(a, "fleet", "replay", "--host", "beta", store=pg_url)
+    assert text.startswith(f"== host beta\nstate after seq {n_b}\n")
+
+
+def test_refusals_are_one_line(tmp_path: Path, pg_url: str) -> None:
+    a = tmp_path / "a"
+    assert "no central event store" in one_line_error(lamina(a, "fleet", "ps"))
+    assert "only postgresql://" in one_line_error(lamina(a, "ship", store="/var/x"))
+    assert "no event log yet" in one_line_error(lamina(a, "ship", store=pg_url))
+    assert not a.exists()
+    session(str(a))
+    assert "no host 'nobody'" in one_line_error(
+        lamina(a, "fleet", "ps", "--host", "nobody", store=pg_url))
+    ok(a, "ship", "--host", "alpha", store=pg_url)
+    assert "ships as host 'alpha'" in one_line_error(
+        lamina(a, "ship", "--host", "beta", store=pg_url))
+    with psycopg.connect(pg_url, autocommit=True) as con:  # break the stored chain
+        con.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
+        con.execute("UPDATE events SET data = '{}' WHERE host = 'alpha' AND seq = 4")
+    out = lamina(a, "fleet", "audit", "verify", store=pg_url)
+    assert out.returncode == 1
+    assert out.stderr.startswith("lamina: error: host alpha: hash chain broken at seq 4: ")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -97,3 +99,55 @@ def test_refusals_are_one_line(tmp_path: Path, pg_url: str) -> None:
     out = lamina(a, "fleet", "audit", "verify", store=pg_url)
     assert out.returncode == 1
     assert out.stderr.startswith("lamina: error: host alpha: hash chain broken at seq 4: ")
+
+
+def _shippers_of(root: Path) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if b"ship" in argv and str(root).encode() in argv:
+            found.append(int(pid))
+    return found
+
+
+def _wait(what, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.kernel
+def test_serve_ships_in_the_background_and_stops_its_shipper(tmp_path: Path,
+                                                             pg_url: str) -> None:
+    root = tmp_path / "r"
+    session(str(root))
+    proc = subprocess.Popen([LAMINA, "--root", str(root), "serve", "--no-cli-server",
+                             "--socket", str(tmp_path / "api.sock"), "--event-store", pg_url],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: (root / "host-id").exists())
+        host = (root / "host-id").read_text().strip()
+
+        def shipped() -> bool:
+            with psycopg.connect(pg_url) as con:
+                if con.execute("SELECT to_regclass('hosts')").fetchone() == (None,):
+                    return False  # the shipper has not made the schema yet
+                row = con.execute("SELECT last_seq FROM hosts WHERE host = %s",
+                                  (host,)).fetchone()
+            return bool(row) and row[0] == count(root)
+
+        _wait(shipped)
+        engine(str(root), ids_from=700).create("busybox", ["sh"], name="later")
+        _wait(shipped)  # what a command records later follows
+        assert _shippers_of(root)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    _wait(lambda: not _shippers_of(root), 10)

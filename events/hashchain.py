@@ -8,14 +8,10 @@ is what `lamina audit verify` looks for.
 from __future__ import annotations
 
 import hashlib
-import json
-from typing import Any
+
+from events.codec import encode as canonical
 
 GENESIS = "0" * 64
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def row_hash(prev_hash: str, seq: int, stream: str, version: int, type_: str, schema: int,

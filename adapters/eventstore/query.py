@@ -254,6 +254,9 @@ def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
 
 def select(con: sqlite3.Connection, since: str | None = None, until: str | None = None,
            filters: Sequence[str] = ()) -> Iterator[Recorded]:
+    from events.codec import bulk_decoder
+
     sql, args = build_query(con, since, until, filters)
+    loads = bulk_decoder()
     for row in con.execute(sql, args):
-        yield recorded(row)
+        yield recorded(row, loads)

@@ -29,6 +29,7 @@ from core.model import (
     from_doc,
     to_doc,
 )
+from events.codec import Decode, decode
 from events.envelope import Recorded
 from events.hashchain import GENESIS, canonical, row_hash
 
@@ -382,15 +383,16 @@ def current_schema() -> dict[str, int]:
     return CURRENT_SCHEMA
 
 
-def recorded(row: Sequence[Any]) -> Recorded:
-    """A Recorded from a full events row, its data upcast to the current schema."""
+def recorded(row: Sequence[Any], loads: Decode = decode) -> Recorded:
+    """A Recorded from a full events row, its data upcast to the current schema; `loads`
+    is codec.bulk_decoder() where many rows are read."""
     seq, stream, version, type_, schema, data, meta, at, prev, h = row
-    data = json.loads(data)
+    data = loads(data)
     if schema != current_schema().get(type_):
         from events.upcasting import upcast
 
         data = upcast(type_, schema, data)
-    return Recorded(seq, stream, version, type_, schema, data, json.loads(meta), at, prev, h)
+    return Recorded(seq, stream, version, type_, schema, data, loads(meta), at, prev, h)
 
 
 def _identity(path: str) -> tuple[int, int] | None:

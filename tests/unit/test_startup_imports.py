@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 HEAVY = ("http.client", "asyncio", "rich", "sqlite_utils", "structlog", "ssl", "email",
-         "concurrent.futures", "graphviz", "tarfile", "docker")
+         "concurrent.futures", "graphviz", "tarfile", "docker", "msgspec")
 
 PROBE = """
 import sys

@@ -7,7 +7,7 @@ DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umo
 	libseccomp2 keyutils nftables iproute2 docker-compose tini postgresql
 PYTEST_ARGS ?=
 
-.PHONY: all demo test unit lint docs bench deb pyc client probes clean
+.PHONY: all demo test unit lint docs bench deb pyc client probes clean compat
 
 all: test
 
@@ -66,6 +66,13 @@ demo: $(STAMP) deb pyc client
 
 docs: $(STAMP) deb
 	$(BIN)/python -m tools.docs
+
+# docker-py's own integration tests against a docker daemon here and against `lamina serve`,
+# each in namespaces of its own; writes the tally into docs/compatibility.md. Minutes: not
+# part of `make test`. COMPAT_ARGS="--files api_exec_test --no-docs" runs a part.
+COMPAT_ARGS ?=
+compat: $(STAMP) deb pyc client
+	$(BIN)/python -m tools.dockerpy_compat $(COMPAT_ARGS)
 
 bench: $(STAMP) deb pyc client
 	$(BIN)/python bench/eventlog.py

@@ -3,7 +3,8 @@
 - docs/state-machine.svg: drawn by transitions' GraphMachine from core.lifecycle's Machine.
 - docs/cli.md: the command reference, from the CLI's own argparse parser.
 - docs/compatibility.md: every field of docker's create request and what lamina does with
-  it, from core/compat.py, the table the engine checks requests against.
+  it, from core/compat.py, the table the engine checks requests against; then the tally of
+  docker-py's integration tests that `make compat` last wrote to docs/dockerpy-tally.json.
 - docs/pictures/*.svg: the concept pictures of docs/concepts.md, drawn by `lamina viz` from a
   real session (real containers in a temporary root, removed afterwards; needs root).
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -127,6 +129,7 @@ def concept_pictures(directory: str, ext: str = "svg") -> list[str]:
 def compatibility_text() -> str:
     """docs/compatibility.md's text (a test holds the committed file to it)."""
     from core.compat import FIELDS, Status
+    from tools.dockerpy_compat import TALLY, tally_text
 
     counts = {s: sum(f.status is s for f in FIELDS) for s in Status}
     lines = [
@@ -154,6 +157,8 @@ def compatibility_text() -> str:
     for f in FIELDS:
         flag = f"`{f.cli}`" if f.cli.startswith("-") else f.cli
         lines.append(f"| `{f.api}` | {flag} | {f.status.value} | {f.note} |")
+    if TALLY.exists():
+        lines += tally_text(json.loads(TALLY.read_text()))
     return "\n".join(lines) + "\n"
 
 

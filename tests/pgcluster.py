@@ -36,6 +36,7 @@ class Cluster:
     """One temporary cluster: start(), url(db), kill(), stop(), remove()."""
 
     bindir: str
+    durable: bool = False  # fsync on (the benchmarks'); the tests' clusters skip it
     top: str = ""
     process: subprocess.Popen | None = None
     _names: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -57,11 +58,12 @@ class Cluster:
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections on its socket."""
+        settings = [] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]
         with open(os.path.join(self.top, "server.log"), "ab") as log:
             self.process = subprocess.Popen(
                 [os.path.join(self.bindir, "postgres"), "-D", self.data,
                  "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.top}",
-                 "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"],
+                 "-c", "max_connections=200", *settings],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.top,
                 start_new_session=True, **self._user())
         self.wait_ready()

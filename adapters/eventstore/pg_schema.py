@@ -2,8 +2,9 @@
 
 Each host's events keep their own seq and hash chain (PRIMARY KEY (host, seq)); `hosts`
 holds each chain's head. The chain is checked by the database itself, in a trigger on every
-insert: the seq must follow the head's, prev_hash must be the head's hash and the hash must
-be sha256(prev_hash + the canonical JSON of the row) as events/hashchain.py computes it.
+insert: each seq must follow the one before (the head's, for a batch's first), prev_hash
+must be that row's hash and the hash must be sha256(prev_hash + the canonical JSON of the
+row) as events/hashchain.py computes it.
 Whatever writes (an engine's append, a host's shipper, a hand-typed INSERT), a gap, a fork
 or an edited event is refused with an error naming the host and the seq; UPDATE and DELETE
 of events are refused outright. The read model (one `aggregates` table, by host) and the
@@ -12,7 +13,7 @@ snapshots are kept per host as SQLite's are for one.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the chain checked once per statement, set-based
 
 # pg_advisory_xact_lock key: two processes creating the schema at once wait for each other
 SCHEMA_LOCK = 0x6C616D696E61  # "lamina"
@@ -96,37 +97,47 @@ LANGUAGE sql IMMUTABLE AS $$
     'UTF8')), 'hex')
 $$;
 
+-- Checked once per statement (an INSERT or a COPY of a batch), set-based over the rows it
+-- wrote: each host's head locked (one writer per chain at a time), then every new row must
+-- follow the row before it in the batch, or the head for the first; the first that doesn't
+-- is named. Row by row, a trigger's lookups are planned while the table is empty and
+-- stay sequential scans: quadratic in a batch.
 CREATE OR REPLACE FUNCTION lamina_chain() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-  head_seq bigint;
-  head_hash text;
+  bad record;
 BEGIN
-  SELECT last_seq, last_hash INTO head_seq, head_hash FROM hosts
-    WHERE host = NEW.host FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'host %: unknown host (no hosts row)', NEW.host
-      USING ERRCODE = 'foreign_key_violation';
+  PERFORM 1 FROM hosts WHERE host IN (SELECT DISTINCT host FROM fresh) ORDER BY host
+    FOR UPDATE;
+  SELECT f.* INTO bad FROM (
+      SELECT n.host, n.seq, n.prev_hash, n.hash, h.last_seq AS head_seq,
+             coalesce(lag(n.seq) OVER w, h.last_seq) AS before_seq,
+             coalesce(lag(n.hash) OVER w, h.last_hash) AS before_hash,
+             lamina_row_hash(n.prev_hash, n.seq, n.stream, n.version, n.type, n.schema,
+                             n.data, n.meta, n.at) AS computed
+        FROM fresh AS n JOIN hosts AS h ON h.host = n.host
+        WINDOW w AS (PARTITION BY n.host ORDER BY n.seq)) AS f
+    WHERE f.seq <> f.before_seq + 1 OR f.prev_hash <> f.before_hash OR f.computed <> f.hash
+    ORDER BY f.host, f.seq LIMIT 1;
+  IF FOUND THEN
+    IF bad.seq <= bad.before_seq THEN
+      RAISE EXCEPTION 'host %: seq % is already stored (the chain is at seq %)',
+        bad.host, bad.seq, bad.head_seq USING ERRCODE = 'unique_violation';
+    ELSIF bad.seq > bad.before_seq + 1 THEN
+      RAISE EXCEPTION 'host %: gap: seq % arrived after seq %', bad.host, bad.seq,
+        bad.before_seq USING ERRCODE = 'data_exception';
+    ELSIF bad.prev_hash <> bad.before_hash THEN
+      RAISE EXCEPTION 'host %: fork at seq %: its prev_hash is not the hash of seq %',
+        bad.host, bad.seq, bad.before_seq USING ERRCODE = 'data_exception';
+    ELSE
+      RAISE EXCEPTION 'host %: seq % was edited: its hash does not match its contents',
+        bad.host, bad.seq USING ERRCODE = 'data_exception';
+    END IF;
   END IF;
-  IF NEW.seq <= head_seq THEN
-    RAISE EXCEPTION 'host %: seq % is already stored (the chain is at seq %)',
-      NEW.host, NEW.seq, head_seq USING ERRCODE = 'unique_violation';
-  END IF;
-  IF NEW.seq <> head_seq + 1 THEN
-    RAISE EXCEPTION 'host %: gap: seq % arrived after seq %', NEW.host, NEW.seq, head_seq
-      USING ERRCODE = 'data_exception';
-  END IF;
-  IF NEW.prev_hash <> head_hash THEN
-    RAISE EXCEPTION 'host %: fork at seq %: its prev_hash is not the hash of seq %',
-      NEW.host, NEW.seq, head_seq USING ERRCODE = 'data_exception';
-  END IF;
-  IF lamina_row_hash(NEW.prev_hash, NEW.seq, NEW.stream, NEW.version, NEW.type, NEW.schema,
-                     NEW.data, NEW.meta, NEW.at) <> NEW.hash THEN
-    RAISE EXCEPTION 'host %: seq % was edited: its hash does not match its contents',
-      NEW.host, NEW.seq USING ERRCODE = 'data_exception';
-  END IF;
-  UPDATE hosts SET last_seq = NEW.seq, last_hash = NEW.hash, last_at = NEW.at, updated = now()
-    WHERE host = NEW.host;
-  RETURN NEW;
+  UPDATE hosts AS h SET last_seq = f.seq, last_hash = f.hash, last_at = f.at, updated = now()
+    FROM (SELECT DISTINCT ON (host) host, seq, hash, at FROM fresh
+          ORDER BY host, seq DESC) AS f
+    WHERE h.host = f.host;
+  RETURN NULL;
 END $$;
 
 CREATE OR REPLACE FUNCTION lamina_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -135,8 +146,10 @@ BEGIN
 END $$;
 
 DROP TRIGGER IF EXISTS events_chain ON events;
-CREATE TRIGGER events_chain BEFORE INSERT ON events
-  FOR EACH ROW EXECUTE FUNCTION lamina_chain();
+DROP TRIGGER IF EXISTS events_heads ON events;
+DROP FUNCTION IF EXISTS lamina_heads();
+CREATE TRIGGER events_chain AFTER INSERT ON events REFERENCING NEW TABLE AS fresh
+  FOR EACH STATEMENT EXECUTE FUNCTION lamina_chain();
 DROP TRIGGER IF EXISTS events_append_only ON events;
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events
   FOR EACH ROW EXECUTE FUNCTION lamina_append_only();

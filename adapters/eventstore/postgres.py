@@ -203,10 +203,7 @@ class PostgresEventLog:
         return out
 
     def _insert(self, rows: Sequence[Row]) -> None:
-        with self.con.cursor() as cur:
-            cur.executemany(f"INSERT INTO events (host, {EVENT_COLUMNS}) VALUES "
-                            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                            [(self.host, *row) for row in rows])
+        insert(self.con, self.host, rows)
 
     # --- read ---------------------------------------------------------------------------
 
@@ -351,36 +348,54 @@ class PostgresEventLog:
         return self._all("network")
 
 
+def insert(con: psycopg.Connection, host: str, rows: Sequence[Row]) -> None:
+    """Rows of one host's chain, as stored, in one COPY (the store checks each one)."""
+    with con.cursor() as cur, cur.copy(f"COPY events (host, {EVENT_COLUMNS}) FROM STDIN") \
+            as copy:
+        for row in rows:
+            copy.write_row((host, *row))
+
+
 # --- the read model, by host ---------------------------------------------------------------
 
 
-def project(con: psycopg.Connection, host: str, recs: Iterable[Recorded]) -> None:
+def project(con: psycopg.Connection, host: str, recs: Sequence[Recorded]) -> None:
     """Fold new events into the host's read-model rows, inside the caller's transaction:
-    the same evolve as SQLite's read model and every replay."""
+    the same evolve as SQLite's read model and every replay. The rows touched are read in
+    one query and written in a pipeline (a round trip only where a check needs an answer)."""
+    keys = {(rec.kind, rec.target) for rec in recs if rec.kind in KINDS}
+    stored = _load_many(con, host, keys)
     touched: dict[tuple[str, str], Any] = {}
     for rec in recs:
         kind = rec.kind
         if kind not in KINDS:
             continue
         key = (kind, rec.target)
-        agg = touched[key] if key in touched else _load(con, host, kind, rec.target)
+        agg = touched[key] if key in touched else stored.get(key)
         touched[key] = evolve(agg, rec)
-    for (kind, ident), agg in touched.items():
-        if agg is None:
-            if kind == "network":
-                _check_unleased(con, host, ident)
-            con.execute("DELETE FROM aggregates WHERE host = %s AND kind = %s AND id = %s",
-                        (host, kind, ident))
-            if kind == "container":
-                _drop_leases(con, host, ident)
-        else:
-            _write_row(con, host, kind, agg)
+    with con.pipeline():
+        for (kind, ident), agg in touched.items():
+            if agg is None:
+                if kind == "network":
+                    _check_unleased(con, host, ident)
+                con.execute("DELETE FROM aggregates WHERE host = %s AND kind = %s AND "
+                            "id = %s", (host, kind, ident))
+                if kind == "container":
+                    _drop_leases(con, host, ident)
+            else:
+                _write_row(con, host, kind, agg)
 
 
-def _load(con: psycopg.Connection, host: str, kind: str, ident: str) -> Any:
-    row = con.execute("SELECT doc FROM aggregates WHERE host = %s AND kind = %s AND id = %s",
-                      (host, kind, ident)).fetchone()
-    return from_doc(kind, json.loads(row[0])) if row else None
+def _load_many(con: psycopg.Connection, host: str, keys: Iterable[tuple[str, str]]
+               ) -> dict[tuple[str, str], Any]:
+    keys = list(keys)
+    if not keys:
+        return {}
+    rows = con.execute(
+        "SELECT a.kind, a.id, a.doc FROM aggregates AS a JOIN unnest(%s::text[], %s::text[]) "
+        "AS k(kind, id) ON a.kind = k.kind AND a.id = k.id WHERE a.host = %s",
+        ([k for k, _ in keys], [i for _, i in keys], host))
+    return {(kind, ident): from_doc(kind, json.loads(doc)) for kind, ident, doc in rows}
 
 
 def _write_row(con: psycopg.Connection, host: str, kind: str, agg: Any) -> None:

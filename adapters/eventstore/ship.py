@@ -22,7 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from adapters.eventstore.postgres import Row, add_host, connect, ensure_schema, project, redacted
+from adapters.eventstore.postgres import (
+    Row,
+    add_host,
+    connect,
+    ensure_schema,
+    insert,
+    project,
+    redacted,
+)
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 from core.errors import LaminaError, StoreError
 
@@ -145,10 +153,7 @@ class Shipper:
             rows = _local_rows(self.local.con, seq, self.batch)
             if not rows:
                 return 0, seq
-            with central.cursor() as cur:
-                cur.executemany(f"INSERT INTO events (host, {EVENT_COLUMNS}) VALUES "
-                                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                                [(self.host, *r) for r in rows])
+            insert(central, self.host, rows)
             project(central, self.host, [recorded(r) for r in rows])
         return len(rows), rows[-1][0]
 

@@ -148,8 +148,8 @@ def test_the_store_itself_refuses_a_bad_row_whoever_writes_it(tmp_path: Path,
     ship(root, pg_url, "h")
     rows = local_rows(root)
     with psycopg.connect(pg_url, autocommit=True) as con:
-        seq, *rest = rows[0]
-        bad = (len(rows) + 1, *rest[:-2], rows[-1][-1], "f" * 64)
+        _, _, _, *rest = rows[0]  # its type, schema, data, meta and time, a new stream
+        bad = (len(rows) + 1, "command:" + "e" * 64, 1, *rest[:-2], rows[-1][-1], "f" * 64)
         with pytest.raises(psycopg.Error, match=f"host h: seq {len(rows) + 1} was edited"):
             con.execute(f"INSERT INTO events (host, {EVENT_COLUMNS}) VALUES "
                         "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", ("h", *bad))

@@ -8,7 +8,6 @@ newest snapshot at or before it, as SQLite's replay does for one host.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from adapters.eventstore.postgres import (
 )
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 from core.model import World, from_doc
+from events.codec import bulk_decoder, decode
 
 if TYPE_CHECKING:
     from core.model import Container
@@ -78,7 +78,7 @@ class Fleet:
             sql += " AND host = %s"
             args.append(host)
         rows = self.con.execute(sql + " ORDER BY host, ord", args)
-        found: list[Any] = [(h, from_doc("container", json.loads(doc))) for h, doc in rows]
+        found: list[Any] = [(h, from_doc("container", decode(doc))) for h, doc in rows]
         return found
 
     def events(self, host: str | None = None, since: str | None = None,
@@ -93,8 +93,9 @@ class Fleet:
         with self.con.transaction(), self.con.cursor(name="lamina_fleet_events") as cur:
             cur.itersize = 2000
             cur.execute(sql + " ORDER BY at, host, seq", args)
+            loads = bulk_decoder()
             for host_, *row in cur:
-                yield host_, recorded(row)
+                yield host_, recorded(row, loads)
 
     def _log(self, host: str) -> PostgresEventLog:
         return PostgresEventLog(self.url, host, con=self.con)

@@ -2,9 +2,10 @@
 database that holds many hosts' (the fleet's central store, adapters/eventstore/ship.py).
 
 The same rows as SQLite's (seq, stream, version, type, schema, data, meta, at, prev_hash,
-hash; data and meta as the exact JSON texts the hash covers), encoded and decoded by the
-same functions, plus the host they belong to. The database checks each host's chain on
-insert (pg_schema.py); an append also keeps the host's read model in the same transaction.
+hash; data and meta as the exact texts the hash covers, in `text` columns), encoded and
+decoded by events/codec.py as SQLite's are, plus the host they belong to. The database
+checks each host's chain on insert (pg_schema.py); an append also keeps the host's read
+model in the same transaction.
 
 Concurrency, two ways (bench/fleet.py measures both): `lock` (the default) takes the host's
 `hosts` row FOR UPDATE first, so appends to one host queue behind each other and never
@@ -15,7 +16,6 @@ one chain, so they serialize either way; the lock makes them wait instead of red
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,8 +26,9 @@ from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded, utcnow
 from core.errors import ConcurrencyError, StoreError
 from core.model import KINDS, Container, Image, Layer, Network, Volume, World, evolve, from_doc
 from core.model import to_doc as _to_doc
+from events.codec import bulk_decoder, decode, encode
 from events.envelope import Recorded
-from events.hashchain import GENESIS, canonical, row_hash
+from events.hashchain import GENESIS, row_hash
 
 if TYPE_CHECKING:
     import psycopg
@@ -180,7 +181,7 @@ class PostgresEventLog:
                 raise ConcurrencyError(f"{stream} changed while this command ran (at version "
                                        f"{have}, expected {want}): try again")
         seq, prev = head.seq, head.hash
-        meta_text = canonical(dict(meta))
+        meta_text = encode(dict(meta))
         rows: list[Row] = []
         out: list[Recorded] = []
         for event in events:
@@ -190,7 +191,7 @@ class PostgresEventLog:
             versions[stream] += 1
             seq += 1
             data = event.data()
-            data_text, at, type_ = canonical(data), utcnow(), event.type_name()
+            data_text, at, type_ = encode(data), utcnow(), event.type_name()
             h = row_hash(prev, seq, stream, versions[stream], type_, event.SCHEMA, data_text,
                          meta_text, at)
             rows.append((seq, stream, versions[stream], type_, event.SCHEMA, data_text,
@@ -209,8 +210,9 @@ class PostgresEventLog:
 
     def read(self, *, after: int = 0, stream: str | None = None,
              until: int | None = None) -> Iterator[Recorded]:
+        loads = bulk_decoder()
         for row in self.rows(after=after, stream=stream, until=until):
-            yield recorded(row)
+            yield recorded(row, loads)
 
     def rows(self, *, after: int = 0, stream: str | None = None,
              until: int | None = None) -> Iterator[Row]:
@@ -244,7 +246,7 @@ class PostgresEventLog:
                 "(%s,%s,%s,%s,%s) ON CONFLICT (host, seq) DO UPDATE SET world = excluded.world, "
                 "projection = excluded.projection, at = excluded.at",
                 (self.host, world.seq, utcnow(), PROJECTION_VERSION,
-                 canonical(world.to_json())))
+                 encode(world.to_json())))
         return world.seq
 
     def newest_snapshot(self, at_or_before: int | None = None) -> World | None:
@@ -256,7 +258,7 @@ class PostgresEventLog:
             sql += " AND seq <= %s"
             args.append(at_or_before)
         row = self.con.execute(sql + " ORDER BY seq DESC LIMIT 1", args).fetchone()
-        return World.from_json(json.loads(row[0])) if row else None
+        return World.from_json(decode(row[0])) if row else None
 
     def state_at(self, seq: int | None = None, use_snapshots: bool = True) -> World:
         """The host's World right after `seq` (now, if None), from its best snapshot."""
@@ -284,7 +286,7 @@ class PostgresEventLog:
     def _one(self, kind: str, where: str, arg: Any) -> Any:
         row = self.con.execute(f"SELECT doc FROM aggregates WHERE host = %s AND kind = %s "
                                f"AND {where}", (self.host, kind, arg)).fetchone()
-        return from_doc(kind, json.loads(row[0])) if row else None
+        return from_doc(kind, decode(row[0])) if row else None
 
     def _all(self, kind: str, states: Sequence[str] | None = None) -> list[Any]:
         sql = "SELECT doc FROM aggregates WHERE host = %s AND kind = %s"
@@ -292,7 +294,7 @@ class PostgresEventLog:
         if states is not None:
             sql += " AND state = ANY(%s)"
             args.append(list(states))
-        return [from_doc(kind, json.loads(doc))
+        return [from_doc(kind, decode(doc))
                 for (doc,) in self.con.execute(sql + " ORDER BY ord", args)]
 
     def _ids(self, kind: str, prefix: str, limit: int) -> list[str]:
@@ -395,7 +397,7 @@ def _load_many(con: psycopg.Connection, host: str, keys: Iterable[tuple[str, str
         "SELECT a.kind, a.id, a.doc FROM aggregates AS a JOIN unnest(%s::text[], %s::text[]) "
         "AS k(kind, id) ON a.kind = k.kind AND a.id = k.id WHERE a.host = %s",
         ([k for k, _ in keys], [i for _, i in keys], host))
-    return {(kind, ident): from_doc(kind, json.loads(doc)) for kind, ident, doc in rows}
+    return {(kind, ident): from_doc(kind, decode(doc)) for kind, ident, doc in rows}
 
 
 def _write_row(con: psycopg.Connection, host: str, kind: str, agg: Any) -> None:
@@ -407,7 +409,7 @@ def _write_row(con: psycopg.Connection, host: str, kind: str, agg: Any) -> None:
         "subnet = excluded.subnet, tags = excluded.tags, doc = excluded.doc",
         (host, kind, agg.id, agg.version, name, getattr(agg, "state", None),
          agg.subnet if kind == "network" else None, list(getattr(agg, "tags", ()) or ()),
-         canonical(_to_doc(agg))))
+         encode(_to_doc(agg))))
     if kind == "container":
         _write_leases(con, host, agg)
 

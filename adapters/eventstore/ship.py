@@ -33,6 +33,7 @@ from adapters.eventstore.postgres import (
 )
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 from core.errors import LaminaError, StoreError
+from events.codec import bulk_decoder
 
 if TYPE_CHECKING:
     import sqlite3
@@ -154,7 +155,8 @@ class Shipper:
             if not rows:
                 return 0, seq
             insert(central, self.host, rows)
-            project(central, self.host, [recorded(r) for r in rows])
+            loads = bulk_decoder()
+            project(central, self.host, [recorded(r, loads) for r in rows])
         return len(rows), rows[-1][0]
 
     def _check_same(self, seq: int, central_hash: str) -> None:

@@ -10,6 +10,7 @@ import posix
 
 DEFAULT_ROOT = "/var/lib/lamina"
 GLOBAL_WITH_VALUE = frozenset({"--root", "--log-format", "--log-level"})
+GLOBAL_FLAGS = frozenset({"--quiet", "--no-server"})
 
 
 def command_name(argv: list[str]) -> str | None:
@@ -22,9 +23,24 @@ def command_name(argv: list[str]) -> str | None:
             skip = True
         elif not word.startswith("-"):
             return word
-        elif not word.startswith("--") or "=" not in word:
+        elif word not in GLOBAL_FLAGS and (not word.startswith("--") or "=" not in word):
             return None  # -h and friends
     return None
+
+
+def no_server(argv: list[str]) -> bool:
+    """--no-server among the global options (before the command word)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--no-server":
+            return True
+        elif word in GLOBAL_WITH_VALUE:
+            skip = True
+        elif not word.startswith("-"):
+            return False
+    return False
 
 
 def root_option(argv: list[str]) -> str | None:

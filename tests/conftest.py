@@ -14,12 +14,20 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """As root, the whole run moves into a network namespace of its own (lo up), before
+    """Commands run in-process (LAMINA_NO_SERVER=1) unless LAMINA_TEST_SERVER=1: a test's
+    root would otherwise get a fork server of its own on its second command (~0.4 s of CPU
+    and a resident process each, for hundreds of roots). The server path has its own tests
+    (tests/kernel/test_autostart.py, test_forkserver.py); LAMINA_TEST_SERVER=1 runs every
+    test through auto-started servers, and pytest_sessionfinish makes sure none is left.
+
+    As root, the whole run moves into a network namespace of its own (lo up), before
     any test or thread exists: every process it starts inherits it. Containers join the
     default bridge unless told otherwise, so a test that runs one makes lamina0, its
     nftables table and veths; here they are the run's own, never the host's (and go with
     the namespace when the run ends). Tests that build networks still make a namespace of
     their own inside this one. LAMINA_TEST_HOST_NETNS=1 keeps the host's (to debug)."""
+    if os.environ.get("LAMINA_TEST_SERVER") != "1":
+        os.environ["LAMINA_NO_SERVER"] = "1"
     if os.geteuid() != 0 or os.environ.get("LAMINA_TEST_HOST_NETNS") == "1" \
             or os.environ.get("LAMINA_TEST_NETNS") == str(os.getpid()):
         return
@@ -29,6 +37,45 @@ def pytest_configure(config: pytest.Config) -> None:
     libc.unshare(libc.CLONE_NEWNET)
     loopback_up()
     os.environ["LAMINA_TEST_NETNS"] = str(os.getpid())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No fork server a test started may outlive the run: stop any still serving a root
+    under this run's temporary directory, and fail the run for it."""
+    from tests.servers import servers_under, stop
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    left = servers_under(str(factory.getbasetemp()))
+    for pid, root in left:
+        stop(pid)
+        print(f"\na test left a fork server behind: pid {pid} for {root}")
+    if left:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _servers_stop_with_their_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under LAMINA_TEST_SERVER=1, the servers a module's commands started stop with the
+    module (a fixture's teardown may still use its root's server until then)."""
+    yield
+    if os.environ.get("LAMINA_TEST_SERVER") == "1":
+        from tests.servers import servers_under, stop
+
+        factory = request.config._tmp_path_factory  # type: ignore[attr-defined]
+        for pid, _root in servers_under(str(factory.getbasetemp())):
+            stop(pid)
+
+
+@pytest.fixture(scope="module")
+def served_environment() -> Iterator[None]:
+    """For a module whose commands are to go through fork servers: without the run's
+    LAMINA_NO_SERVER (pytest_configure) while it runs."""
+    saved = os.environ.pop("LAMINA_NO_SERVER", None)
+    yield
+    if saved is not None:
+        os.environ["LAMINA_NO_SERVER"] = saved
 
 
 def require_root() -> None:

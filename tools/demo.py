@@ -174,6 +174,9 @@ def main() -> None:
                            show=False).stdout.split():
             lamina(root, "network", "rm", name, show=False)
         restore_host_network(had_bridge, forward)
+        from adapters.fastpath.forkserver import stop_server
+
+        stop_server(root)  # the one the first command after the import started
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -122,6 +122,9 @@ def concept_pictures(directory: str, ext: str = "svg") -> list[str]:
             if ids:
                 _lamina(root, "rm", "-f", *ids)
         finally:
+            from adapters.fastpath.forkserver import stop_server
+
+            stop_server(root)  # the root's fork server, started by its commands
             shutil.rmtree(work, ignore_errors=True)
     return written
 

@@ -119,6 +119,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         default="warning", help="the least severe diagnostic shown")
     parser.add_argument("--quiet", dest="no_progress", action="store_true",
                         help="no progress bars (shown on a terminal for work over a second)")
+    parser.add_argument("--no-server", action="store_true",
+                        help="run the command in this process, not through the root's fork "
+                             "server, and start none (also LAMINA_NO_SERVER=1)")
     parser.set_defaults(served=SERVED)  # what `lamina serve` hands its fork server
     real_sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     only = command_name(list(argv)) if argv is not None else None

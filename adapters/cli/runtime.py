@@ -325,14 +325,27 @@ def cmd_system(args: argparse.Namespace) -> int:
     from adapters.bootstrap import build_engine
     from adapters.cmdline import root_dir
 
-    e = build_engine(root_dir(args.root), recover=False)
+    root = root_dir(args.root)
+    e = build_engine(root, recover=False)
     repair = args.system_command == "reconcile"
     findings = e.reconcile(repair=repair)
     for line in findings:
         print(("repaired: " if repair else "") + line)
     if not findings:
         print("the log and the host agree")
+    if not repair:
+        print(server_status(root))
     return 1 if findings and not repair else 0
+
+
+def server_status(root: str) -> str:
+    """Whether a fork server serves the root's commands (adapters/fastpath), and which."""
+    from adapters.fastpath.forkserver import holder, socket_path
+
+    pid = holder(root)
+    if pid is None:
+        return "server: none (the next command starts one)"
+    return f"server: running, pid {pid}, socket {socket_path(root)}"
 
 
 def add_userns_remap(p: argparse.ArgumentParser) -> None:

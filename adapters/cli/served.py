@@ -1,13 +1,96 @@
-"""`python -m adapters.cli.served [--root DIR] [--socket PATH]`: the fork server of the
-command's fast path alone, in the foreground, running this CLI (app.Served); `lamina serve`
-starts the same server beside the Docker API.
+"""`python -m adapters.cli.served [--root DIR] [--socket PATH] [--ready-fd N]`: the fork server
+of the command's fast path alone, running this CLI (app.Served); `lamina serve` starts the
+same server beside the Docker API.
+
+With --ready-fd it is the server a client started (adapters/fastpath/client.py start_server,
+client.c): the client made it a session of its own with stdout and stderr on
+<root>/serve.log and holds <root>/cli.start while it waits; the server writes "ready" on
+that fd once it listens. A started server serves until SIGTERM, or until its watch
+(Watch) sees its socket file gone (its root removed) or its code changed on disk (an
+upgrade, a checkout): a server must not keep running the code of before, so it stops and the
+next command starts one with the new code.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+
 from adapters.cli.app import SERVED
 from adapters.cmdline import root_dir
-from adapters.fastpath.forkserver import ForkServer, run_server
+from adapters.fastpath.client import CLI_LOCK
+from adapters.fastpath.forkserver import (
+    ForkServer,
+    claim,
+    file_id,
+    run_server,
+    stop_server,
+)
+
+SOURCES = ("adapters", "core", "events")  # lamina's packages: a change there stops the server
+
+
+def say(message: str) -> None:
+    """One line in serve.log (our stderr), with the time."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    print(f"{stamp} lamina fork server {os.getpid()}: {message}", file=sys.stderr, flush=True)
+
+
+class Watch:
+    """Why a started server should stop, looked at every few seconds (ForkServer.watch):
+    its socket file is no longer the one it bound, or one of lamina's modules it imported
+    changed on disk since it first looked (after warm-up: every module is imported)."""
+
+    def __init__(self, server: ForkServer) -> None:
+        self.server = server
+        self.code: dict[str, tuple[int, int, int]] | None = None
+
+    def __call__(self) -> str | None:
+        if file_id(self.server.path) != self.server.bound:
+            return f"its socket {self.server.path} is gone"
+        now = self._code()
+        if self.code is None:
+            self.code = now
+        elif now != self.code:
+            changed = sorted(p for p in self.code.keys() | now.keys()
+                             if self.code.get(p) != now.get(p))
+            return f"lamina's code changed on disk ({changed[0]})"
+        return None
+
+    @staticmethod
+    def _code() -> dict[str, tuple[int, int, int]]:
+        top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        mine = tuple(os.path.join(top, name) + os.sep for name in SOURCES)
+        stamps = {}
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if not path or not path.startswith(mine):
+                continue
+            try:
+                st = os.stat(path)
+                stamps[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+            except OSError:
+                stamps[path] = (0, 0, 0)
+        return stamps
+
+
+def started(server: ForkServer, ready_fd: int) -> None:
+    """The server a client started: take the root's claim from one that no longer answers
+    (the client found none), listen, tell the client, serve."""
+    try:
+        stop_server(server.root)
+        server.lock = claim(server.root, CLI_LOCK)
+        server.bind()
+    except Exception as err:  # noqa: BLE001 - said in serve.log, and the client runs it
+        say(f"not started: {err}")
+        raise SystemExit(1) from None
+    server.watch = Watch(server)
+    say(f"serving {server.path}")
+    os.write(ready_fd, b"ready\n")
+    os.close(ready_fd)
+    run_server(server)
+    say("stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,8 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lamina-forkserver")
     parser.add_argument("--root")
     parser.add_argument("--socket")
+    parser.add_argument("--ready-fd", type=int,
+                        help="started by a client: say 'ready' on this fd once listening")
     args = parser.parse_args(argv)
     server = ForkServer(root_dir(args.root), SERVED, args.socket)
+    if args.ready_fd is not None:
+        started(server, args.ready_fd)
+        return
+    server.lock = claim(server.root, CLI_LOCK)
     server.bind()
     run_server(server)
 

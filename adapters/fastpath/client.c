@@ -10,7 +10,10 @@
  * finds the fork server's socket (<root>/cli.sock), sends the request exactly as
  * adapters.fastpath.client.encode_request does (cwd, umask, argv, environment) with fds 0-2
  * attached, forwards our signals to the command's process, and exits with its code.
- * Everything else, including running the command when no server answers, is Python: we
+ * When none answers and the root has an event log, it starts one as client.py does
+ * (start_server: `python -m adapters.cli.served --ready-fd 3`, detached, logging to
+ * <root>/serve.log, under <root>/cli.start's flock) and hands it the command.
+ * Everything else, including running the command when no server serves it, is Python: we
  * exec the interpreter lamina was installed with (LAMINA_PYTHON, fixed at build time).
  *
  * Built by `make` (the `client` target) into the venv's bin/lamina; tests/unit/
@@ -18,13 +21,17 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef LAMINA_PYTHON
@@ -32,9 +39,13 @@
 #endif
 
 #define SOCKET_NAME "cli.sock"
+#define START_LOCK "cli.start"
+#define SERVER_LOG "serve.log"
+#define READY_SECONDS 60
 #define DEFAULT_ROOT "/var/lib/lamina"
 #define MAX_REQUEST (1 << 20)
 #define REFUSED 125
+#define RUN_HERE 0 /* the server's answer instead of a pid: run the command yourself */
 
 extern char **environ;
 
@@ -57,6 +68,11 @@ static int takes_value(const char *word) {
            !strcmp(word, "--log-level");
 }
 
+/* The global options without a value (adapters/cmdline.py's GLOBAL_FLAGS). */
+static int global_flag(const char *word) {
+    return !strcmp(word, "--quiet") || !strcmp(word, "--no-server");
+}
+
 /* The command word, skipping the global options before it; NULL for -h and friends. */
 static const char *command_name(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
@@ -65,10 +81,24 @@ static const char *command_name(int argc, char **argv) {
             i++;
         else if (word[0] != '-')
             return word;
-        else if (strncmp(word, "--", 2) != 0 || !strchr(word, '='))
+        else if (!global_flag(word) && (strncmp(word, "--", 2) != 0 || !strchr(word, '=')))
             return NULL;
     }
     return NULL;
+}
+
+/* --no-server among the global options. */
+static int no_server(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *word = argv[i];
+        if (!strcmp(word, "--no-server"))
+            return 1;
+        if (takes_value(word))
+            i++;
+        else if (word[0] != '-')
+            return 0;
+    }
+    return 0;
 }
 
 /* The value of a --root given before the command word. */
@@ -212,10 +242,9 @@ static int recv_int(int sock, int *ok) {
                  data[3]);
 }
 
-/* Connect to <root>/cli.sock; -1 when nobody serves it (no socket, or a stale one). */
-static int connect_server(const char *root) {
-    struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    char cwd[sizeof addr.sun_path];
+/* <root>/<name> as an absolute path in `out`; -1 when it doesn't fit. */
+static int root_path(char *out, size_t size, const char *root, const char *name) {
+    char cwd[4096];
     const char *sep = "";
     cwd[0] = '\0';
     if (root[0] != '/') {
@@ -223,9 +252,14 @@ static int connect_server(const char *root) {
             return -1;
         sep = "/";
     }
-    int n = snprintf(addr.sun_path, sizeof addr.sun_path, "%s%s%s/%s", cwd, sep, root,
-                     SOCKET_NAME);
-    if (n < 0 || (size_t)n >= sizeof addr.sun_path)
+    int n = snprintf(out, size, "%s%s%s/%s", cwd, sep, root, name);
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* Connect to <root>/cli.sock; -1 when nobody serves it (no socket, or a stale one). */
+static int connect_server(const char *root) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (root_path(addr.sun_path, sizeof addr.sun_path, root, SOCKET_NAME) < 0)
         return -1; /* too long for a unix socket: no server can have bound it */
     int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (sock < 0)
@@ -234,6 +268,100 @@ static int connect_server(const char *root) {
         close(sock);
         return -1;
     }
+    return sock;
+}
+
+/* The started server's word on the pipe: "ready" once it listens; EOF or silence for
+ * READY_SECONDS, it did not come up (serve.log says why). */
+static int server_ready(int fd) {
+    char said[64];
+    size_t got = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    while (got < sizeof said) {
+        int n = poll(&p, 1, READY_SECONDS * 1000);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        ssize_t r = read(fd, said + got, sizeof said - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    return got >= 5 && !memcmp(said, "ready", 5);
+}
+
+/* `python -m adapters.cli.served --root ROOT --ready-fd 3` detached from us, as client.py's
+ * _spawn: a session of its own, stdin /dev/null, stdout and stderr appended to
+ * <root>/serve.log, no other descriptor of ours, in /; 1 once it listens. */
+static int spawn_server(const char *root) {
+    char path[4096], absroot[4096];
+    if (root_path(path, sizeof path, root, SERVER_LOG) < 0 ||
+        root_path(absroot, sizeof absroot, root, "") < 0)
+        return 0;
+    absroot[strlen(absroot) - 1] = '\0'; /* the '/' before the empty name */
+    int log = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (log < 0)
+        return 0;
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        close(log);
+        return 0;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        setsid();
+        if (fork() != 0)
+            _exit(0); /* the server is nobody's child: it can't become our zombie */
+        int null = open("/dev/null", O_RDWR);
+        if (chdir("/") < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 ||
+            dup2(log, 2) < 0 || dup2(ready[1], 3) < 0)
+            _exit(127);
+        close_range(4, ~0U, 0);
+        char *args[] = {LAMINA_PYTHON, "-P", "-m", "adapters.cli.served", "--root", absroot,
+                        "--ready-fd", "3", NULL};
+        execv(LAMINA_PYTHON, args);
+        _exit(127);
+    }
+    close(ready[1]);
+    close(log);
+    if (pid < 0) {
+        close(ready[0]);
+        return 0;
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return server_ready(ready[0]);
+}
+
+/* Start the root's fork server and connect to it; -1 when the root has no event log yet
+ * or none could be started. Under <root>/cli.start's flock: of two commands that find no
+ * server, one starts it and the other finds it. */
+static int start_server(const char *root) {
+    char path[4096];
+    struct stat st;
+    if (root_path(path, sizeof path, root, "events.db") < 0 || stat(path, &st) < 0)
+        return -1; /* no log yet: the command makes it */
+    if (root_path(path, sizeof path, root, START_LOCK) < 0)
+        return -1;
+    int lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock < 0)
+        return -1;
+    int sock = -1;
+    while (flock(lock, LOCK_EX) < 0)
+        if (errno != EINTR)
+            goto out;
+    sock = connect_server(root);
+    if (sock < 0 && spawn_server(root))
+        sock = connect_server(root);
+    if (sock < 0)
+        fprintf(stderr, "lamina: warning: could not start a server for %s (see %s/%s); "
+                        "running the command here\n", root, root, SERVER_LOG);
+out:
+    close(lock);
     return sock;
 }
 
@@ -270,6 +398,8 @@ static void via_server(int argc, char **argv) {
         return; /* Python will say what is wrong with the working directory */
     int sock = connect_server(root);
     if (sock < 0)
+        sock = start_server(root);
+    if (sock < 0)
         return;
     forward_signals();
     struct buf request = {0};
@@ -280,6 +410,11 @@ static void via_server(int argc, char **argv) {
     }
     int ok;
     int pid = recv_int(sock, &ok);
+    if (ok && pid == RUN_HERE) {
+        close(sock);
+        free(request.data);
+        return; /* our signals are reset by the exec; one that came meanwhile follows */
+    }
     if (!ok || pid <= 0) {
         fputs("lamina: error: the fork server refused the command\n", stderr);
         exit(REFUSED);
@@ -296,8 +431,14 @@ static void via_server(int argc, char **argv) {
 int main(int argc, char **argv) {
     const char *local = getenv("LAMINA_NO_SERVER");
     const char *command = command_name(argc, argv);
-    if ((local == NULL || local[0] == '\0') && (command == NULL || strcmp(command, "serve")))
+    if ((local == NULL || local[0] == '\0') && command != NULL && strcmp(command, "serve") &&
+        !no_server(argc, argv))
         via_server(argc, argv);
+    for (int sig = 1; sig < NSIG; sig++) /* any that came before a RUN_HERE */
+        if (pending[sig]) {
+            signal(sig, SIG_DFL);
+            raise(sig);
+        }
     run_here(argc, argv);
     return REFUSED;
 }

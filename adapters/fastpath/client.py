@@ -1,4 +1,5 @@
-"""The fast path's client: hand a command line to the fork server that serves its root.
+"""The fast path's client: hand a command line to the fork server that serves its root,
+starting one when none does.
 
 Why: a Python process spends ~100 ms importing lamina before it does a command's few
 milliseconds of work. `lamina serve` keeps a fork server with everything imported
@@ -6,9 +7,14 @@ milliseconds of work. `lamina serve` keeps a fork server with everything importe
 environment, the working directory and our stdin, stdout and stderr (SCM_RIGHTS), so the
 command runs in a warm child that writes straight to our terminal, and exits with the
 child's exit code. Our signals (Ctrl-C, SIGTERM, window size changes) are forwarded to it.
-When no server answers, `exit_via_server()` returns and the caller runs the command itself
-(adapters.cli): bin/lamina, the script pip installs, does so, as client.c (the native
-client `make client` builds) does by exec'ing the interpreter.
+When no server answers and the root has an event log, the client starts one (start_server:
+detached, logging to <root>/serve.log) and hands it the command; so the first command of a
+root starts its server and later ones find it, and a server that died is replaced by the
+next command. Without a log yet (the command will make it), with --no-server or
+$LAMINA_NO_SERVER, for `serve`, or when the server answers RUN_HERE (peer.py),
+`exit_via_server()` returns and the caller runs the command itself (adapters.cli):
+bin/lamina, the script pip installs, does so, as client.c (the native client `make client`
+builds) does by exec'ing the interpreter; both start servers the same way.
 
 This module must stay cheap to import, since its start-up is most of a served command's
 time: it uses only modules built into the interpreter (`posix`, `_socket`, `_signal`), not
@@ -19,9 +25,14 @@ time: it uses only modules built into the interpreter (`posix`, `_socket`, `_sig
 import posix
 import sys
 
-from adapters.cmdline import command_name, root_dir, root_option
+from adapters.cmdline import command_name, no_server, root_dir, root_option
 
 SOCKET_NAME = "cli.sock"
+START_LOCK = "cli.start"  # flock: held by whoever starts the root's fork server
+CLI_LOCK = "cli.pid"  # record lock: held by the fork server serving the root
+SERVER_LOG = "serve.log"
+READY_SECONDS = 60  # for a started server to say it listens (a loaded machine is slow)
+RUN_HERE, REFUSED = 0, -1  # the server's answers instead of a pid
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
 LOCAL_COMMANDS = frozenset({"serve"})  # never run inside the fork server
 
@@ -50,28 +61,125 @@ def _recv_int(sock: object) -> int | None:
     return int.from_bytes(data, "big", signed=True)
 
 
-def via_server(argv: list[str], env: dict[str, str]) -> int | None:
-    """Run the command in the fork server; None when there is none to ask."""
-    import _signal
+def _connect(path: str) -> object | None:
     import _socket
 
-    path = root_dir(root_option(argv), env) + "/" + SOCKET_NAME
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError:
         sock.close()
         return None  # no socket, or a stale one: nobody serves it
+    return sock
+
+
+def start_server(root: str) -> object | None:
+    """Start the fork server of `root` and return a connection to it; None when the root
+    has no event log yet or none could be started. Under <root>/cli.start's flock, so that
+    of two commands that find no server, one starts it and the other finds it."""
+    import fcntl
+
+    try:
+        posix.stat(f"{root}/events.db")
+        lock = posix.open(f"{root}/{START_LOCK}", posix.O_RDWR | posix.O_CREAT | posix.O_CLOEXEC,
+                          0o600)
+    except OSError:
+        return None  # no log yet (the command makes it), or not a root we may use
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = f"{root}/{SOCKET_NAME}"
+        sock = _connect(path)
+        if sock is None and _spawn(root):
+            sock = _connect(path)
+        return sock
+    finally:
+        posix.close(lock)
+
+
+def _spawn(root: str) -> bool:
+    """Run `python -m adapters.cli.served --root ROOT --ready-fd 3` detached from us (a
+    session of its own, stdin /dev/null, stdout and stderr appended to <root>/serve.log,
+    no other descriptor of ours, in /) and wait until it says it listens."""
+    try:
+        log = posix.open(f"{root}/{SERVER_LOG}",
+                         posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    r, w = posix.pipe()
+    pid = posix.fork()
+    if pid == 0:
+        try:
+            posix.setsid()
+            if posix.fork() != 0:
+                posix._exit(0)  # the server is nobody's child: it can't become our zombie
+            posix.chdir("/")
+            null = posix.open("/dev/null", posix.O_RDWR)
+            posix.dup2(null, 0)
+            posix.dup2(log, 1)
+            posix.dup2(log, 2)
+            posix.dup2(w, 3)
+            posix.closerange(4, 1 << 20)
+            python = sys.executable
+            posix.execv(python, [python, "-P", "-m", "adapters.cli.served", "--root", root,
+                                 "--ready-fd", "3"])
+        finally:
+            posix._exit(127)
+    posix.close(w)
+    posix.close(log)
+    posix.waitpid(pid, 0)
+    return _ready(r)
+
+
+def _ready(fd: int) -> bool:
+    """The server's word on the pipe (it writes "ready" once it listens); EOF or silence
+    for READY_SECONDS: it did not come up (serve.log says why)."""
+    import select
+
+    said = b""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        while poller.poll(READY_SECONDS * 1000):
+            chunk = posix.read(fd, 64)
+            if not chunk:
+                break
+            said += chunk
+    finally:
+        posix.close(fd)
+    return said.startswith(b"ready")
+
+
+def via_server(argv: list[str], env: dict[str, str]) -> int | None:
+    """Run the command in the fork server, started if need be; None when the command is to
+    run here (no server, or the server's RUN_HERE)."""
+    import _signal
+
+    root = root_dir(root_option(argv), env)
+    sock = _connect(root + "/" + SOCKET_NAME) or start_server(root)
+    if sock is None:
+        if posix.access(root + "/events.db", posix.F_OK):
+            print(f"lamina: warning: could not start a server for {root} "
+                  f"(see {root}/{SERVER_LOG}); running the command here", file=sys.stderr)
+        return None
     pending: list[int] = []  # a Ctrl-C before the command's pid is known waits for it
-    for sig in FORWARDED_SIGNALS:
-        _signal.signal(sig, lambda signum, _frame: pending.append(signum))
+    previous = {sig: _signal.signal(sig, lambda signum, _frame: pending.append(signum))
+                for sig in FORWARDED_SIGNALS}
     umask = posix.umask(0)
     posix.umask(umask)
     request = encode_request(argv, posix.getcwd(), umask, env)
     fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # a C int[3]
-    sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+    import _socket
+
+    sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])  # type: ignore[attr-defined]
     pid = _recv_int(sock)
-    if pid is None or pid <= 0:
+    if pid == RUN_HERE:
+        sock.close()  # type: ignore[attr-defined]
+        for sig, handler in previous.items():
+            _signal.signal(sig, handler)
+        for signum in pending:
+            posix.kill(posix.getpid(), signum)
+        return None
+    if pid is None or pid < 0:
         print("lamina: error: the fork server refused the command", file=sys.stderr)
         return 125
     for sig in FORWARDED_SIGNALS:
@@ -99,7 +207,9 @@ def exit_via_server() -> None:
     command here, and that needs all of it."""
     argv = sys.argv[1:]
     env = environment()
-    if not env.get("LAMINA_NO_SERVER") and command_name(argv) not in LOCAL_COMMANDS:
+    command = command_name(argv)
+    if not env.get("LAMINA_NO_SERVER") and command is not None \
+            and command not in LOCAL_COMMANDS and not no_server(argv):
         code = via_server(argv, env)
         if code is not None:
             sys.stdout.flush()

@@ -12,8 +12,15 @@ this package knows no command, and the CLI that starts it is the only one to imp
 Protocol on `<root>/cli.sock` (mode 0600): the client sends a 4-byte big-endian length and
 its request (client.encode_request) with its fds 0, 1, 2 attached (SCM_RIGHTS);
 the server answers the child's pid (4 bytes) at once and its exit code (4 bytes) when it
-ends. Only root or the server's own uid may connect (SO_PEERCRED); the child records the
-client's uid and pid in every event's meta, not its own.
+ends; instead of a pid, RUN_HERE (0) tells the client to run the command itself (its
+namespaces, credentials or limits are not the server's: peer.py) and REFUSED (-1) that it
+may not use this server. Only root or the server's own uid may connect (SO_PEERCRED); the
+child records the client's uid and pid in every event's meta, not its own.
+
+Who serves a root: the process holding a record lock on <root>/cli.pid (claim, holder), be
+it the server a client started (adapters/cli/served.py --ready-fd, the auto-start) or the
+one `lamina serve` forks; whoever starts one holds <root>/cli.start (flock) meanwhile, so
+two commands that find no server start one between them.
 """
 
 from __future__ import annotations
@@ -27,13 +34,16 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from adapters.fastpath.client import SOCKET_NAME
+from adapters.fastpath.client import CLI_LOCK, REFUSED, RUN_HERE, SOCKET_NAME
+from adapters.fastpath.peer import View, runs_like, view_of
 from core.errors import Conflict
 
 MAX_REQUEST = 1 << 20
+WATCH_EVERY = 2.0  # seconds between two looks of a watched server at its socket and code
 
 
 class Commands(Protocol):
@@ -178,25 +188,82 @@ def unlink_own(path: str, mine: tuple[int, int] | None) -> None:
 SERVE_LOCK = "serve.pid"
 
 
-def claim(root: str) -> int:
-    """One `lamina serve` per root: a POSIX record lock on <root>/serve.pid, held by this
-    process until it exits (the kernel drops it even on SIGKILL, so there is no stale lock
-    to clean up). Record locks are per process, so the forked fork server, workers and
-    monitors never hold it. Returns the lock file's fd, to keep open; Conflict naming the
-    running server's pid when another holds it."""
+def claim(root: str, name: str = SERVE_LOCK) -> int:
+    """One `lamina serve` (name serve.pid), one fork server (cli.pid) per root: a POSIX
+    record lock on <root>/<name>, held by this process until it exits or closes the fd (the
+    kernel drops it even on SIGKILL, so there is no stale lock to clean up). Record locks
+    are per process, so the processes it forks never hold it; and any close of that file
+    by the holder drops it: the holder must not open it again (holder() is for others).
+    Returns the lock file's fd, to keep open; Conflict naming the holder's pid when another
+    holds it."""
     import fcntl
 
     os.makedirs(root, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(root, SERVE_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(os.path.join(root, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         pid = _holder(fd)
         os.close(fd)
-        raise Conflict(f"lamina serve is already running for {root}, pid {pid}") from None
+        what = "lamina serve" if name == SERVE_LOCK else "a fork server"
+        raise Conflict(f"{what} is already running for {root}, pid {pid}") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+_FLOCK = "hhqqi4x"  # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid
+
+
+def holder(root: str, name: str = CLI_LOCK) -> int | None:
+    """The pid of the process holding <root>/<name>'s lock (claim), None when nobody does;
+    asked of the kernel (F_GETLK), which takes no lock. Not for the holder itself."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(root, name), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, query))
+    finally:
+        os.close(fd)
+    return None if kind == fcntl.F_UNLCK else pid
+
+
+def stop_server(root: str, wait: float = 20.0) -> int | None:
+    """Ask the fork server serving `root` (if any) to stop, and wait until it has let go of
+    the socket; its commands in flight finish on their own. The pid asked, or None.
+    Conflict when it still serves after `wait` seconds."""
+    pid = holder(root)
+    if pid is None or pid <= 0:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while holder(root) == pid:
+        if time.monotonic() > deadline:
+            raise Conflict(f"the fork server of {root} (pid {pid}) did not stop")
+        time.sleep(0.02)
+    return pid
+
+
+START_LOCK = "cli.start"
+
+
+@contextlib.contextmanager
+def starting(root: str) -> Iterator[None]:
+    """Held while a fork server for `root` is being started (the clients take the same
+    flock on <root>/cli.start before starting one): one starter at a time."""
+    import fcntl
+
+    fd = os.open(os.path.join(root, START_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _holder(fd: int, wait: float = 1.0) -> str:
@@ -218,17 +285,24 @@ class ForkServer:
     forks the next spare, and reaps the command's child: the child sends its own exit
     code; the server answers for it only if it was killed by a signal."""
 
-    def __init__(self, root: str, commands: Commands, path: str | None = None) -> None:
+    def __init__(self, root: str, commands: Commands, path: str | None = None,
+                 listener: socket.socket | None = None) -> None:
+        """`listener`: a socket already listening (one systemd passed: LISTEN_FDS), served
+        as it is and never unlinked; else bind() makes <root>/cli.sock."""
         self.root = root
         self.commands = commands
         self.path = path or socket_path(root)
         self.sel = selectors.DefaultSelector()
-        self.listener: socket.socket | None = None
+        self.listener: socket.socket | None = listener
         self.ctl, self._spare_ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.jobs: dict[int, _Job] = {}  # by pid
         self.spare: _Job | None = None
         self.stopping = False
         self.bound: tuple[int, int] | None = None  # the socket file we made (file_id)
+        self.lock: int | None = None  # <root>/cli.pid's claim, dropped when we stop serving
+        self.watch: Callable[[], str | None] | None = None  # why to stop, looked at now and then
+        self.view: View | None = view_of("self")  # what a client must share (peer.py)
+        self._next_look = 0.0
         self.sel.register(self.ctl, selectors.EVENT_READ)
         self._wakeup, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self._wakeup, selectors.EVENT_READ)
@@ -248,11 +322,15 @@ class ForkServer:
         self.bound = file_id(self.path)
 
     def close(self) -> None:
-        """Stop taking commands: the socket goes, spares go, commands in flight stay."""
+        """Stop taking commands: the socket goes, spares go, commands in flight stay; the
+        claim on cli.pid goes with the socket (a successor may start while they finish)."""
         if self.listener is not None:
             self.listener.close()
             self.listener = None
             unlink_own(self.path, self.bound)
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
         for job in self.jobs.values():
             if job.conn is None:  # a spare: it runs no command
                 with contextlib.suppress(ProcessLookupError):
@@ -267,7 +345,9 @@ class ForkServer:
                 return
             if self.listener is not None and self.spare is None:
                 self._fork_spare()
-            for key, _ in self.sel.select():
+            if self.watch is not None and self.listener is not None:
+                self._look()
+            for key, _ in self.sel.select(WATCH_EVERY if self.watch else None):
                 if key.fileobj is self.ctl:
                     self._taken()
                 elif key.fileobj is self._wakeup:
@@ -275,6 +355,20 @@ class ForkServer:
                         os.read(self._wakeup, 512)
                 else:
                     self._reap(key.data)
+
+    def _look(self) -> None:
+        """A watched server stops when its watch gives a reason (served.py: its socket file
+        is gone or another's, its code changed on disk)."""
+        assert self.watch is not None
+        now = time.monotonic()
+        if now < self._next_look:
+            return
+        self._next_look = now + WATCH_EVERY
+        reason = self.watch()
+        if reason:
+            print(f"lamina fork server {os.getpid()}: stopping: {reason}", file=sys.stderr,
+                  flush=True)
+            self.stopping = True
 
     def stop(self, _signum: int = 0, _frame: object = None) -> None:
         """A signal handler: only sets a flag (the wakeup fd ends the select)."""
@@ -366,8 +460,13 @@ class ForkServer:
         try:
             pid, uid = _peer(conn)
             if uid not in (0, os.getuid()):
-                raise ValueError(f"uid {uid} may not use this server")
+                conn.sendall(REFUSED.to_bytes(4, "big", signed=True))
+                return 125
             request, fds = _receive(conn)
+            if not runs_like(self.view, pid):  # not in the client's place: it runs it
+                _close_all(fds)
+                conn.sendall(RUN_HERE.to_bytes(4, "big", signed=True))
+                return 0
         except (OSError, ValueError):
             return 125
         code = 125
@@ -413,20 +512,26 @@ def run_command(request: Request, fds: list[int], peer: dict[str, int],
     return code
 
 
-def start_background(root: str, commands: Commands, path: str | None = None) -> int:
+def start_background(root: str, commands: Commands, path: str | None = None,
+                     listener: socket.socket | None = None) -> int:
     """Fork the server off the calling process (before it starts any thread); it dies with
-    its parent. Returns its pid once the socket accepts connections."""
-    server = ForkServer(root, commands, path)
-    server.bind()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            from adapters.kernel import libc
+    its parent. A fork server a client started for this root stops first (stop_server).
+    Returns its pid once the socket accepts connections."""
+    server = ForkServer(root, commands, path, listener)
+    with starting(root):
+        stop_server(root)
+        if listener is None:
+            server.bind()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                from adapters.kernel import libc
 
-            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
-            run_server(server)
-        finally:
-            os._exit(0)
+                libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGTERM)
+                server.lock = claim(root, CLI_LOCK)
+                run_server(server)
+            finally:
+                os._exit(0)
     assert server.listener is not None
     server.listener.close()  # the child serves it; ours would keep the socket alive
     for fd in (server._wakeup, server._wakeup_w):
@@ -437,9 +542,10 @@ def start_background(root: str, commands: Commands, path: str | None = None) -> 
 
 
 def run_server(server: ForkServer) -> None:
-    """Serve until SIGTERM or SIGINT; commands in flight finish and are reaped first."""
-    warm(server.commands)
+    """Serve until SIGTERM or SIGINT; commands in flight finish and are reaped first. The
+    handlers come first: a SIGTERM during the warm-up must still take the socket away."""
     signal.set_wakeup_fd(server._wakeup_w)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
+    warm(server.commands)
     server.serve_forever()

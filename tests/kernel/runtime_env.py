@@ -71,7 +71,12 @@ def busybox_lamina(base: Path) -> Iterator[Lamina]:
 
 
 def leftovers(root: Path, ids: list[str]) -> list[str]:
-    """Mounts under root, cgroups and monitor processes of these containers still around."""
+    """Mounts under root, cgroups and monitor processes of these containers still around.
+    The root's fork server (under LAMINA_TEST_SERVER=1) is stopped first: it outlives
+    commands by design, not the test."""
+    from tests.servers import stop_servers_of
+
+    stop_servers_of(str(root))
     found = []
     with open("/proc/self/mountinfo") as f:
         found += [line.split()[4] for line in f if str(root) in line.split()[4]]

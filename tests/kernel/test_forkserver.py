@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import require_root
 from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("served_environment")]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.cmdline import absolute, command_name, root_option
+from adapters.cmdline import absolute, command_name, no_server, root_option
 from adapters.fastpath.client import encode_request
 from adapters.fastpath.forkserver import decode_request
 
@@ -32,6 +32,7 @@ def test_the_command_word_skips_global_options() -> None:
     assert command_name(["--root", "/r", "--log-level", "info", "ps", "-a"]) == "ps"
     assert command_name(["--root=/r", "serve"]) == "serve"
     assert command_name(["-h"]) is None
+    assert command_name(["--quiet", "--no-server", "--root", "/r", "pull", "x"]) == "pull"
     assert command_name([]) is None
 
 
@@ -41,6 +42,13 @@ def test_root_is_read_only_before_the_command() -> None:
     assert root_option(["ps", "--root", "/r"]) is None
     assert root_option(["--log-level", "info", "--root", "/r", "ps"]) == "/r"
     assert root_option(["--log-format", "--root", "ps"]) is None  # a value, not the option
+
+
+def test_no_server_is_a_global_option() -> None:
+    assert no_server(["--root", "/r", "--no-server", "ps"])
+    assert not no_server(["--root", "--no-server", "ps"])  # a value, not the option
+    assert not no_server(["ps", "--no-server"])
+    assert not no_server([])
 
 
 @given(path=st.lists(st.sampled_from(["", ".", "..", "a", "b.c", "..."]), max_size=8)

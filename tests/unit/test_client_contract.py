@@ -156,7 +156,7 @@ def test_the_root_comes_from_the_environment_too(client: list[str], root: Path,
 
 
 @pytest.mark.parametrize(("pid", "code", "message"), [
-    (0, None, "the fork server refused the command"),
+    (-1, None, "the fork server refused the command"),
     (4242, None, "the fork server went away"),
     (None, None, "the fork server refused the command"),
 ])
@@ -208,7 +208,19 @@ def test_without_a_server_the_command_runs_here(client: list[str], root: Path) -
     assert done.returncode == 0 and done.stdout.startswith("lamina "), done.stderr
 
 
-@pytest.mark.parametrize("argv", [["serve", "--help"], ["version"]])
+def test_run_here_means_the_client_runs_the_command(client: list[str], root: Path,
+                                                    serve) -> None:
+    """RUN_HERE (0) instead of a pid: the server can't stand in for this client (peer.py)."""
+    require_root()  # the command runs here: the CLI is root's only
+    server = serve(pid=0, code=None)
+    done = subprocess.run([*client, "--root", str(root), "version"], env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("lamina "), done.stderr
+    assert server.received.is_set()
+
+
+@pytest.mark.parametrize("argv", [["serve", "--help"], ["version"], ["--no-server", "version"],
+                                  ["--quiet", "--no-server", "version"]])
 def test_serve_and_no_server_stay_here(client: list[str], root: Path, serve,
                                        argv: list[str]) -> None:
     require_root()  # one of the two runs the command here: the CLI is root's only

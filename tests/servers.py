@@ -1,0 +1,72 @@
+"""Finding and stopping the fork servers tests start (adapters/fastpath): a test run must
+leave no process behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+SERVED = b"adapters.cli.served"
+
+
+def servers_under(top: str) -> list[tuple[int, str]]:
+    """(pid, root) of every fork server whose --root is `top` or under it. Only servers
+    a client started run as `python -m adapters.cli.served` (lamina serve's is its child
+    and dies with it)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if SERVED not in argv or b"--root" not in argv:
+            continue
+        root = argv[argv.index(b"--root") + 1].decode(errors="replace")
+        if (root + "/").startswith(top.rstrip("/") + "/") and _is_leader(int(name)):
+            found.append((int(name), root))
+    return found
+
+
+def _is_leader(pid: int) -> bool:
+    """The server itself, not one of its forked children (a spare, a command)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rpartition(")")[2].split()[1])
+        with open(f"/proc/{ppid}/cmdline", "rb") as f:
+            return SERVED not in f.read().split(b"\0")
+    except (OSError, ValueError):
+        return True
+
+
+def stop(pid: int, wait: float = 10) -> None:
+    """SIGTERM, then SIGKILL after `wait` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_servers_of(root: str) -> None:
+    """Stop the fork server serving `root` (if any) and wait until it is gone."""
+    for pid, _ in servers_under(root):
+        stop(pid)
+

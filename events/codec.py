@@ -8,6 +8,8 @@ so that a log reads the same whichever store wrote it and the hash chain
     decode(text) -> value       one text back (the standard library's parser: no import)
     bulk_decoder() -> decode    a faster decoder for reading many rows (replay, listings):
                                 the same results, for ~10 ms of import paid once
+    typed_decoder(cls, slow)    text straight into a dataclass (the read model's rows)
+    bulk_ready()                whether the faster decoders cost nothing more to use
 
 The stored form is canonical JSON text: sorted keys, no spaces, UTF-8 left unescaped, as
 `json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` writes it.
@@ -35,10 +37,12 @@ A store keeps the text exactly as `encode` returns it: a PostgreSQL `text` colum
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 Decode = Callable[[str | bytes], Any]
+T = TypeVar("T")
 
 encode: Callable[[Any], str] = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
@@ -53,6 +57,32 @@ def bulk_decoder() -> Decode:
     if _bulk is None:
         _bulk = _make_bulk()
     return _bulk
+
+
+def bulk_ready() -> bool:
+    """Whether msgspec is imported already (a server, a replay): then a bulk decoder is
+    worth using for a few rows too."""
+    return "msgspec" in sys.modules
+
+
+def typed_decoder(cls: type[T], slow: Callable[[str | bytes], T]) -> Callable[[str | bytes], T]:
+    """A decoder of texts straight into `cls`, a dataclass, by its fields' types (tuples
+    where they say tuple, a field's default where the text has none): ~3x faster than
+    building it from decode()'s dict. A text it can't read that way (a value of another
+    type than the field says, a field the class no longer has) is `slow`'s, which gives
+    the same instance where both can read it (tests/unit/test_codec.py)."""
+    import msgspec
+
+    fast = msgspec.json.Decoder(cls).decode
+    refused = (msgspec.DecodeError, UnicodeEncodeError)  # ValidationError is a DecodeError
+
+    def decode_typed(text: str | bytes) -> T:
+        try:
+            return fast(text)
+        except refused:
+            return slow(text)
+
+    return decode_typed
 
 
 def _make_bulk() -> Decode:

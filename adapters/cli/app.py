@@ -241,8 +241,10 @@ class Served:
 
         with suppress(nat.NftablesError):  # none on this host: bridges fail by name later
             nat._library()  # libnftables loaded once here, not by every served start
+        from adapters.eventstore.sqlite_log import warm_decoders
         from core import lifecycle
 
+        warm_decoders()
         prebuild(WARM_SAMPLES)
         for state in lifecycle.STATES:
             lifecycle.legal_triggers(state)

@@ -39,7 +39,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             render.json_line(to_doc(c))
         return 0
     if images is None:
-        images = {i.id: i for i in log.images()} if log is not None else {}
+        images = _images_of(log, containers)
     if formats.is_template(args.format):
         formats.templated(args.format, _ps_rows(args, log, containers, images),
                          _headers("PsRow"))
@@ -61,6 +61,18 @@ def cmd_ps(args: argparse.Namespace) -> int:
     render.table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES",
                   *(["SIZE"] if args.size else [])], rows)
     return 0
+
+
+def _images_of(log: Any, containers: list[Any]) -> dict[str, Any]:
+    """The images the listed containers run, by id: read one by one when they are a few
+    (a root with a thousand images need not decode them all for a short list)."""
+    if log is None:
+        return {}
+    ids = {c.image for c in containers}
+    if len(ids) > 64:
+        return {i.id: i for i in log.images()}
+    found = {iid: log.image(iid) for iid in ids}
+    return {iid: image for iid, image in found.items() if image is not None}
 
 
 def _headers(name: str) -> Any:

@@ -28,7 +28,9 @@ ENDINGS = ("ContainerRemoved", "ImageRemoved", "LayerRemoved", "VolumeRemoved",
 
 
 def _mark_gone(con: sqlite3.Connection, after: int, until: int) -> None:
-    """temp.gone: the streams whose last event up to `until` ended them, after `after`."""
+    """temp.gone: the streams whose last event up to `until` ended them, after `after`.
+    Read from the index events_type_stream alone (and each stream's versions from
+    events_stream_version), but an ImageRemoved's `kept`: no other row of the log is read."""
     con.execute("CREATE TEMP TABLE IF NOT EXISTS gone (stream TEXT PRIMARY KEY) WITHOUT ROWID")
     con.execute("DELETE FROM temp.gone")
     con.execute(
@@ -40,32 +42,69 @@ def _mark_gone(con: sqlite3.Connection, after: int, until: int) -> None:
         {"after": after, "until": until})
 
 
+def _mark_live(con: sqlite3.Connection, world: World, after: int, until: int) -> None:
+    """temp.live: the streams a pruned fold reads, those of `world`'s aggregates and those
+    created after `after` up to `until`, minus temp.gone. Every aggregate's stream starts
+    with a creator (evolve refuses anything else, and so did the append that wrote it), so
+    the creators found through events_type_stream name every stream that can be live."""
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS live (stream TEXT PRIMARY KEY) WITHOUT ROWID")
+    con.execute("DELETE FROM temp.live")
+    con.executemany("INSERT OR IGNORE INTO temp.live VALUES (?)",
+                    ((f"{kind}:{ident}",) for kind in KINDS for ident in world.table(kind)))
+    con.execute("INSERT OR IGNORE INTO temp.live SELECT stream FROM events "
+                f"WHERE type IN {tuple(sorted(CREATORS))!r} AND seq > ? AND seq <= ?",
+                (after, until))
+    con.execute("DELETE FROM temp.live WHERE stream IN temp.gone")
+
+
+# A pruned fold: the live streams' events, each stream's through events_stream_version.
+LIVE_EVENTS = ("SELECT e.seq, e.stream, e.version, e.type, e.schema, e.data, e.at "
+               "FROM temp.live AS l CROSS JOIN events AS e ON e.stream = l.stream "
+               "WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq")
+ALL_EVENTS = "SELECT seq, stream, version, type, schema, data, at FROM events WHERE seq > ?"
+
+
 def fold(con: sqlite3.Connection, world: World | None = None, until: int | None = None,
          prune: bool = False) -> World:
     """Fold the events after `world.seq` (up to `until`) into `world`.
 
-    prune: skip every stream whose aggregate is gone by `until` (most of a long log:
-    containers come and go). The World is the same; what is lost is only the re-check of
-    those streams' histories against the lifecycle.
+    prune: read only the streams whose aggregate still exists at `until` (a long log is
+    mostly containers that came and went): the work grows with the streams created and
+    ended, found in indexes, and with the live streams' events, not with the log's
+    length. The World is the same; what is lost is only the re-check of the ended
+    streams' histories against the lifecycle (fold without prune does that).
     """
     world = world or World()
-    if prune and until is None:
-        until = _last_seq(con)  # one bound for both queries, whatever is appended meanwhile
-    sql = "SELECT seq, stream, version, type, schema, data, at FROM events WHERE seq > ?"
-    args: list[int] = [world.seq]
-    if until is not None:
-        sql += " AND seq <= ?"
-        args.append(until)
-    if prune and until is not None:  # until is set whenever prune is (above)
+    if prune:
+        until = _last_seq(con) if until is None else until  # one bound for every query
         _mark_gone(con, world.seq, until)
-        sql += " AND stream NOT IN temp.gone"
+        _mark_live(con, world, world.seq, until)
+        rows = con.execute(LIVE_EVENTS, (world.seq, until))
+    elif until is None:
+        rows = con.execute(ALL_EVENTS + " ORDER BY seq", (world.seq,))
+    else:
+        rows = con.execute(ALL_EVENTS + " AND seq <= ? ORDER BY seq", (world.seq, until))
+    tables: dict[str, dict[str, Any]] = {kind: world.table(kind) for kind in KINDS}
+    started_with = any(tables.values())
+    seq = _fold_rows(rows, tables)
+    world.seq = max(world.seq, seq)
+    if prune and started_with:  # what a snapshot still had and is gone by now
+        for (stream,) in con.execute("SELECT stream FROM temp.gone"):
+            kind, _, target = stream.partition(":")
+            tables[kind].pop(target, None)
+    if until is not None and world.seq < until:
+        world.seq = min(until, _last_seq(con))
+    return world
+
+
+def _fold_rows(rows: Any, tables: dict[str, dict[str, Any]]) -> int:
+    """Evolve the aggregates of `tables` by each row (seq, stream, version, type, schema,
+    data, at), in order; returns the last seq seen (0 if none)."""
     current = current_schema()
     loads = bulk_decoder()
-    tables: dict[str, dict[str, Any]] = {kind: world.table(kind) for kind in KINDS}
     evolvers, creators = EVOLVERS, CREATORS
-    seq = world.seq
-    for seq, stream, version, type_, schema, data, at in con.execute(sql + " ORDER BY seq",
-                                                                       args):
+    seq = 0
+    for seq, stream, version, type_, schema, data, at in rows:
         kind, _, target = stream.partition(":")
         table = tables.get(kind)
         if table is None:
@@ -87,14 +126,7 @@ def fold(con: sqlite3.Connection, world: World | None = None, until: int | None 
             table.pop(target, None)
         else:
             table[target] = new
-    world.seq = max(world.seq, seq)
-    if prune:  # what a snapshot still had and is gone by now
-        for (stream,) in con.execute("SELECT stream FROM temp.gone"):
-            kind, _, target = stream.partition(":")
-            tables[kind].pop(target, None)
-    if until is not None and world.seq < until:
-        world.seq = min(until, _last_seq(con))
-    return world
+    return seq
 
 
 def _last_seq(con: sqlite3.Connection) -> int:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlite3
 
-SCHEMA_VERSION = 4  # 2: the volumes table; 3: the networks table; 4: leases and bindings
+# 2: the volumes table; 3: the networks table; 4: leases and bindings; 5: events_type_stream
+SCHEMA_VERSION = 5
 
 APPEND_ONLY_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
@@ -35,6 +36,8 @@ def migrate(con: sqlite3.Connection) -> None:
         _create_v3(db)
     if version < 4:
         _create_v4(db)
+    if version < 5:
+        _create_v5(db)
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -92,3 +95,14 @@ def _create_v4(db) -> None:
                           pk=("proto", "host_port", "host_ip"), if_not_exists=True)
     db["bindings"].create_index(["container"], if_not_exists=True,
                                 index_name="bindings_container")
+
+
+def _create_v5(db) -> None:
+    """An index of the events by (type, stream, version), in place of the one by type: a
+    replay finds the streams created and ended from it alone, without reading their rows
+    (bench/eventlog.py: replay of 1M events 4.4 s -> ~0.5 s). It answers every query the
+    index by type answered (type is its first column). Built once on an existing log (~4 s
+    per million events)."""
+    db["events"].create_index(["type", "stream", "version"], if_not_exists=True,
+                              index_name="events_type_stream")
+    db.execute("DROP INDEX IF EXISTS events_type")

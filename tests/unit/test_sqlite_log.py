@@ -276,6 +276,33 @@ def test_replay_and_time_travel_see_volumes(tmp_path) -> None:
     assert replay.state_at(log.con, mounted, use_snapshots=False) == then
 
 
+def test_a_log_from_before_the_type_stream_index_gains_it_and_replays_the_same(tmp_path):
+    """Schema 4 indexed events by type alone: opening it builds events_type_stream in its
+    place, events untouched; a replay, which now reads only the live streams' rows through
+    it, gives the world the fold of every event gives, now and in the past."""
+    root = str(tmp_path)
+    e = _session(root)
+    e.rm("web", force=True)
+    con = sqlite3.connect(tmp_path / "events.db")
+    con.execute("DROP INDEX events_type_stream")
+    con.execute("CREATE INDEX events_type ON events (type)")
+    con.execute("PRAGMA user_version = 4")
+    con.commit()
+    events_before = con.execute("SELECT * FROM events ORDER BY seq").fetchall()
+    con.close()
+    log = SqliteEventLog(root)
+    indexes = {r[0] for r in log.con.execute("SELECT name FROM sqlite_master "
+                                             "WHERE type = 'index' AND tbl_name = 'events'")}
+    assert "events_type_stream" in indexes and "events_type" not in indexes
+    assert log.con.execute("SELECT * FROM events ORDER BY seq").fetchall() == events_before
+    rows = replay.read_model_rows(log.con)
+    replay.rebuild(log.con, use_snapshots=False)
+    assert replay.read_model_rows(log.con) == rows
+    for seq in range(log.last_seq() + 1):
+        assert replay.state_at(log.con, seq, use_snapshots=False) == \
+            replay.fold(log.con, until=seq)
+
+
 NET_A, NET_B = "a" * 64, "b" * 64
 
 
@@ -294,7 +321,7 @@ def test_a_log_from_before_networks_gains_their_table(tmp_path) -> None:
     con.commit()
     con.close()
     log = SqliteEventLog(root)
-    assert log.con.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert log.con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     log.append([_net(NET_A, "front", "172.18.0.0/16")], expected={f"network:{NET_A}": 0},
                meta=META)
     found = log.network_named("front")

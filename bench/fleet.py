@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +74,13 @@ def median_ms(fn: Callable[[], Any], runs: int) -> float:
 # --- 1. append concurrency ------------------------------------------------------------------
 
 
-def _appender(log: PostgresEventLog, wl: Workload, appends: int, out: list[float]) -> None:
+def _appender(log: PostgresEventLog, wl: Workload, appends: int, out: list[float],
+              prefix: str) -> None:
+    """One thread's appends: its own containers, named apart from the other threads'."""
     for _ in range(appends):
         events, expected, meta = wl.command()
+        events = [replace(e, name=f"{prefix}{e.name}") if e.type_name() == "ContainerCreated"
+                  else e for e in events]
         t0 = time.perf_counter()
         log.append(events, expected=expected, meta=meta)
         out.append(time.perf_counter() - t0)
@@ -90,8 +96,9 @@ def bench_concurrency(cluster: Cluster, threads: int, appends: int) -> None:
             for events, expected, meta in wl.seed(1):
                 log.append(events, expected=expected, meta=meta)
         per_thread: list[list[float]] = [[] for _ in logs]
-        workers = [threading.Thread(target=_appender, args=(log, wl, appends, out))
-                   for log, wl, out in zip(logs, loads, per_thread, strict=True)]
+        workers = [threading.Thread(target=_appender, args=(log, wl, appends, out, f"t{n}-"))
+                   for n, (log, wl, out) in enumerate(zip(logs, loads, per_thread,
+                                                          strict=True))]
         t0 = time.perf_counter()
         for w in workers:
             w.start()
@@ -253,6 +260,7 @@ def main() -> int:
     if bindir is None:
         print("needs Debian's postgresql (make deb)", file=sys.stderr)
         return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the cleanup below still runs
     tmp = tempfile.mkdtemp(prefix="lamina-bench-fleet-")
     cluster = Cluster(bindir, durable=True)
     try:

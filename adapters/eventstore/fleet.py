@@ -21,7 +21,7 @@ from adapters.eventstore.postgres import (
 )
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 from core.model import World, from_doc
-from events.codec import bulk_decoder, decode
+from events.codec import bulk_decoder
 
 if TYPE_CHECKING:
     from core.model import Container
@@ -78,7 +78,8 @@ class Fleet:
             sql += " AND host = %s"
             args.append(host)
         rows = self.con.execute(sql + " ORDER BY host, ord", args)
-        found: list[Any] = [(h, from_doc("container", decode(doc))) for h, doc in rows]
+        loads = bulk_decoder()
+        found: list[Any] = [(h, from_doc("container", loads(doc))) for h, doc in rows]
         return found
 
     def events(self, host: str | None = None, since: str | None = None,

@@ -145,6 +145,11 @@ class PostgresEventLog:
                     return self._append_locked(events, expected, meta)
             except psycopg.errors.SerializationFailure:
                 self.retries += 1
+            except psycopg.errors.UniqueViolation as err:
+                if not self._raced(err):
+                    raise ConcurrencyError(f"another command changed the same object first: "
+                                           f"{_first_line(err)}") from None
+                self.retries += 1
             except psycopg.IntegrityError as err:
                 raise ConcurrencyError(f"another command changed the same object first: "
                                        f"{_first_line(err)}") from None
@@ -153,6 +158,11 @@ class PostgresEventLog:
                     from None
         raise ConcurrencyError(f"host {self.host}: gave up after {RETRIES} serialization "
                                "failures: try again")
+
+    def _raced(self, err: psycopg.Error) -> bool:
+        """Serializable mode: another append took the seq this one chose (its transaction
+        began before the other's committed): redo, as for a serialization failure."""
+        return self.mode == "serializable" and err.diag.constraint_name == "events_pkey"
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

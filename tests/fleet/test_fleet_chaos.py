@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,12 +22,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from adapters.eventstore.fleet import Fleet
-from adapters.eventstore.sqlite_log import EVENT_COLUMNS
 from tests.conftest import require_root
+from tests.fleet.rows import central_rows, local_rows
 from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
 
 pytestmark = pytest.mark.kernel
@@ -38,20 +36,6 @@ HOSTS = 3
 RUNS = 15 if SOAK else 3  # containers each host runs to their end
 SHIPPER_KILLS = 20 if SOAK else 3
 SERVER_KILLS = 5 if SOAK else 1
-
-
-def local_rows(root: Path) -> list[tuple]:
-    con = sqlite3.connect(root / "events.db")
-    try:
-        return con.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq").fetchall()
-    finally:
-        con.close()
-
-
-def central_rows(url: str, host: str) -> list[tuple]:
-    with psycopg.connect(url) as con:
-        return con.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE host = %s ORDER BY seq",
-                           (host,)).fetchall()
 
 
 class Shippers:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.fleet.rows import local_rows
 from tests.sessions import engine, session
 
 pytestmark = pytest.mark.usefixtures("root_required")  # the CLI is root's only
@@ -34,14 +34,6 @@ def ok(root: Path, *argv: str, store: str = "") -> str:
     return out.stdout
 
 
-def count(root: Path) -> int:
-    con = sqlite3.connect(root / "events.db")
-    try:
-        return con.execute("SELECT count(*) FROM events").fetchone()[0]
-    finally:
-        con.close()
-
-
 def one_line_error(out: subprocess.CompletedProcess) -> str:
     assert out.returncode != 0, out
     lines = out.stderr.splitlines()
@@ -54,7 +46,7 @@ def test_ship_then_ask_the_fleet(tmp_path: Path, pg_url: str) -> None:
     session(str(a))
     session(str(b))
     engine(str(b), ids_from=500).start("web")
-    n_a, n_b = (count(r) for r in (a, b))
+    n_a, n_b = (len(local_rows(r)) for r in (a, b))
     assert f"shipped {n_a} events" in ok(a, "ship", "--host", "alpha", store=pg_url)
     assert ok(a, "ship", store=pg_url).startswith("host alpha: shipped 0 events")
     ok(b, "ship", "--event-store", pg_url, "--host", "beta")
@@ -140,7 +132,7 @@ def test_serve_ships_in_the_background_and_stops_its_shipper(tmp_path: Path,
                     return False  # the shipper has not made the schema yet
                 row = con.execute("SELECT last_seq FROM hosts WHERE host = %s",
                                   (host,)).fetchone()
-            return bool(row) and row[0] == count(root)
+            return bool(row) and row[0] == len(local_rows(root))
 
         _wait(shipped)
         engine(str(root), ids_from=700).create("busybox", ["sh"], name="later")

@@ -15,21 +15,8 @@ from adapters.eventstore.fleet import Fleet
 from adapters.eventstore.ship import ChainRefused, Shipper, host_id
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS
 from core.errors import LaminaError, StoreError
+from tests.fleet.rows import central_rows, local_rows
 from tests.sessions import engine, session
-
-
-def local_rows(root: Path) -> list[tuple]:
-    con = sqlite3.connect(root / "events.db")
-    try:
-        return con.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq").fetchall()
-    finally:
-        con.close()
-
-
-def central_rows(url: str, host: str) -> list[tuple]:
-    with psycopg.connect(url) as con:
-        return con.execute(f"SELECT {EVENT_COLUMNS} FROM events WHERE host = %s ORDER BY seq",
-                           (host,)).fetchall()
 
 
 def edit_local(root: Path, sql: str, *args: object) -> None:

@@ -371,10 +371,15 @@ def insert(con: psycopg.Connection, host: str, rows: Sequence[Row]) -> None:
 # --- the read model, by host ---------------------------------------------------------------
 
 
-def project(con: psycopg.Connection, host: str, recs: Sequence[Recorded]) -> None:
+def project(con: psycopg.Connection, host: str, recs: Sequence[Recorded], *,
+            leases: bool = True) -> None:
     """Fold new events into the host's read-model rows, inside the caller's transaction:
     the same evolve as SQLite's read model and every replay. The rows touched are read in
-    one query and written in a pipeline (a round trip only where a check needs an answer)."""
+    one query and written in a pipeline (a round trip only where a check needs an answer).
+
+    leases: keep the leases and bindings that refuse an address or port held twice, as an
+    engine appending here needs; shipped events were judged by their host's own log, and
+    the fleet's questions don't need them."""
     keys = {(rec.kind, rec.target) for rec in recs if rec.kind in KINDS}
     stored = _load_many(con, host, keys)
     touched: dict[tuple[str, str], Any] = {}
@@ -388,14 +393,16 @@ def project(con: psycopg.Connection, host: str, recs: Sequence[Recorded]) -> Non
     with con.pipeline():
         for (kind, ident), agg in touched.items():
             if agg is None:
-                if kind == "network":
+                if kind == "network" and leases:
                     _check_unleased(con, host, ident)
                 con.execute("DELETE FROM aggregates WHERE host = %s AND kind = %s AND "
                             "id = %s", (host, kind, ident))
-                if kind == "container":
+                if kind == "container" and leases:
                     _drop_leases(con, host, ident)
             else:
                 _write_row(con, host, kind, agg)
+                if kind == "container" and leases:
+                    _write_leases(con, host, agg)
 
 
 def _load_many(con: psycopg.Connection, host: str, keys: Iterable[tuple[str, str]]
@@ -420,8 +427,6 @@ def _write_row(con: psycopg.Connection, host: str, kind: str, agg: Any) -> None:
         (host, kind, agg.id, agg.version, name, getattr(agg, "state", None),
          agg.subnet if kind == "network" else None, list(getattr(agg, "tags", ()) or ()),
          encode(_to_doc(agg))))
-    if kind == "container":
-        _write_leases(con, host, agg)
 
 
 def _check_unleased(con: psycopg.Connection, host: str, network_id: str) -> None:

@@ -33,6 +33,7 @@ from adapters.eventstore.postgres import (
 )
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 from core.errors import LaminaError, StoreError
+from core.model import ProjectionError
 from events.codec import bulk_decoder
 
 if TYPE_CHECKING:
@@ -156,7 +157,11 @@ class Shipper:
                 return 0, seq
             insert(central, self.host, rows)
             loads = bulk_decoder()
-            project(central, self.host, [recorded(r, loads) for r in rows])
+            try:
+                project(central, self.host, [recorded(r, loads) for r in rows], leases=False)
+            except (ProjectionError, LaminaError) as err:
+                raise ChainRefused(f"host {self.host}: seq {seq + 1}-{rows[-1][0]} do not "
+                                   f"fold into the host's read model: {err}") from None
         return len(rows), rows[-1][0]
 
     def _check_same(self, seq: int, central_hash: str) -> None:

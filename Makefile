@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umoci gcc libc6-dev \
-	libseccomp2 keyutils nftables iproute2 docker-compose tini postgresql
+	libseccomp2 keyutils nftables iproute2 docker-compose tini systemd logrotate postgresql
 PYTEST_ARGS ?=
 
 .PHONY: all demo test unit lint docs bench deb pyc client probes clean compat
@@ -85,3 +85,41 @@ bench: $(STAMP) deb pyc client
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
+
+# `make install`: the native client as $(PREFIX)/bin/lamina (it runs this checkout's venv
+# Python: keep the checkout), lamina.socket + lamina.service (socket activation of the
+# Docker API on /run/lamina.sock and of the command's fork server on $(LAMINA_ROOT)/cli.sock),
+# a logrotate file for serve.log, and the group lamina (members may use the API socket: they
+# are root's equals). With DESTDIR (staging a package) nothing outside DESTDIR is touched:
+# no group, no systemctl. Nothing is enabled or started: docs/operations.md says how.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+LOGROTATEDIR ?= /etc/logrotate.d
+LAMINA_ROOT ?= /var/lib/lamina
+INSTALLED := $(DESTDIR)$(BINDIR)/lamina $(DESTDIR)$(UNITDIR)/lamina.socket \
+	$(DESTDIR)$(UNITDIR)/lamina.service $(DESTDIR)$(LOGROTATEDIR)/lamina
+RENDER = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@ROOT@|$(LAMINA_ROOT)|g' \
+	-e 's|@DOCDIR@|$(abspath docs)|g'
+
+install: client
+	install -D -m 0755 $(BIN)/lamina $(DESTDIR)$(BINDIR)/lamina
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOGROTATEDIR)
+	$(RENDER) dist/lamina.socket.in > $(DESTDIR)$(UNITDIR)/lamina.socket
+	$(RENDER) dist/lamina.service.in > $(DESTDIR)$(UNITDIR)/lamina.service
+	$(RENDER) dist/lamina.logrotate.in > $(DESTDIR)$(LOGROTATEDIR)/lamina
+	chmod 0644 $(DESTDIR)$(UNITDIR)/lamina.socket $(DESTDIR)$(UNITDIR)/lamina.service \
+	  $(DESTDIR)$(LOGROTATEDIR)/lamina
+	@if [ -z "$(DESTDIR)" ]; then \
+	  getent group lamina >/dev/null || groupadd --system lamina; \
+	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; \
+	  echo "start it: systemctl enable --now lamina.socket lamina.service"; \
+	  else echo "systemd is not running here: no units started"; fi; fi
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	  systemctl disable --now lamina.service lamina.socket 2>/dev/null || true; fi
+	rm -f $(INSTALLED)
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "kept: the group lamina and $(LAMINA_ROOT) (containers, images, the log)"

@@ -146,10 +146,10 @@ async def _client(ctx: Ctx, conn: Conn) -> None:
         ctx.clients -= 1
 
 
-def listen(path: str) -> socket.socket:
-    """The Unix socket: root-owned, mode 0660 (docker's docker.sock is the same). A socket
-    file another server still answers on is refused, never replaced; a stale one (its
-    server gone) is removed first."""
+def listen(path: str, gid: int | None = None) -> socket.socket:
+    """The Unix socket: root-owned, mode 0660, group `gid` (docker's docker.sock is the
+    same, group docker). A socket file another server still answers on is refused, never
+    replaced; a stale one (its server gone) is removed first."""
     unlink_stale(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -158,27 +158,36 @@ def listen(path: str) -> socket.socket:
         sock.bind(path)
     finally:
         os.umask(old)
+    if gid is not None:
+        os.chown(path, 0, gid)
     os.chmod(path, 0o660)
     sock.listen(256)
     sock.setblocking(False)
     return sock
 
 
-def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None) -> int:
-    """Serve the Docker Engine API on `socket_path` over the lamina root until SIGTERM/SIGINT."""
+def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None,
+          listener: socket.socket | None = None, gid: int | None = None) -> int:
+    """Serve the Docker Engine API on `socket_path` over the lamina root until SIGTERM/SIGINT;
+    on `listener` instead when one is given (systemd's: its file is systemd's, left alone)."""
     from adapters.bootstrap import build_engine
 
     preload()
     engine = build_engine(root)
     engine.log.con  # noqa: B018 - create or migrate the log before serving
-    listener = listen(socket_path)
-    mine = file_id(socket_path)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    ctx = Ctx(root=root, engine=engine, workers=Workers(engine, loop))
     stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the socket: a SIGTERM as soon as
+        # a client sees it still stops us cleanly (and removes it)
         loop.add_signal_handler(sig, lambda: None if stop.done() else stop.set_result(None))
+    if listener is None:
+        listener = listen(socket_path, gid)
+        mine = file_id(socket_path)
+    else:
+        listener.setblocking(False)
+        socket_path, mine = listener.getsockname(), None
+    ctx = Ctx(root=root, engine=engine, workers=Workers(engine, loop))
     logs.log("info", "serving", socket=socket_path, root=root, pid=os.getpid())
     if ready is not None:
         ready()

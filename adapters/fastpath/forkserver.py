@@ -232,12 +232,12 @@ def holder(root: str, name: str = CLI_LOCK) -> int | None:
     return None if kind == fcntl.F_UNLCK else pid
 
 
-def stop_server(root: str, wait: float = 20.0) -> int | None:
-    """Ask the fork server serving `root` (if any) to stop, and wait until it has let go of
-    the socket; its commands in flight finish on their own. The pid asked, or None.
-    Conflict when it still serves after `wait` seconds."""
+def stop_server(root: str, wait: float = 20.0, only: int | None = None) -> int | None:
+    """Ask the fork server serving `root` (if any; `only`: if it is that process) to stop,
+    and wait until it has let go of the socket; its commands in flight finish on their
+    own. The pid asked, or None. Conflict when it still serves after `wait` seconds."""
     pid = holder(root)
-    if pid is None or pid <= 0:
+    if pid is None or pid <= 0 or only not in (None, pid):
         return None
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)

@@ -55,10 +55,9 @@ def _templated_events(args: argparse.Namespace, log: Any, records: Any) -> int:
     from adapters.cli.formats import templated
     from adapters.cli.rows import EventRow
     from adapters.dockerapi.shapes import docker_events
+    from adapters.eventstore.query import ContainerNames
 
-    names = dict(log.con.execute(  # containers' names, removed ones too
-        "SELECT substr(stream, 11), json_extract(data, '$.name') FROM events WHERE type IN "
-        "('ContainerCreated', 'ContainerRenamed') ORDER BY seq"))
+    names = ContainerNames(log.con)  # containers' names, removed ones too
     templated(args.format, (EventRow(m) for rec in records for m in docker_events(rec, names)),
               {})
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -235,7 +235,7 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def docker_events(rec: Any, names: dict[str, str]) -> list[dict[str, Any]]:
+def docker_events(rec: Any, names: Mapping[str, str]) -> list[dict[str, Any]]:
     """One lamina event as docker's event messages (Type, Action, Actor, time, timeNano).
 
     `names` maps container ids to names (from the log: a removed container keeps its name

@@ -87,26 +87,15 @@ def _time_arg(req: Request, name: str) -> str | None:
         raise HttpError(400, str(err)) from None
 
 
-def _names(ctx: Ctx) -> dict[str, str]:
-    rows = ctx.log.con.execute("SELECT substr(stream, 11), json_extract(data, '$.name') "
-                               "FROM events WHERE type IN ('ContainerCreated', "
-                               "'ContainerRenamed') ORDER BY seq")
-    return dict(rows)
-
-
 def _batch(ctx: Ctx, after: int, since: str | None, until: str | None,
            filters: dict[str, list[str]]) -> tuple[list[dict[str, Any]], int]:
+    from adapters.eventstore.query import ContainerNames, time_bounds
     from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
 
-    sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?"
-    args: list[Any] = [after]
-    if since:
-        sql += " AND at >= ?"
-        args.append(since)
-    if until:
-        sql += " AND at <= ?"
-        args.append(until)
-    names = _names(ctx)
+    bounds, more = time_bounds(since, until)
+    sql = " AND ".join([f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?", *bounds])
+    args: list[Any] = [after, *more]
+    names = ContainerNames(ctx.log.con)
     labelled: set[str] | None = None
     if filters.get("label"):
         from adapters.eventstore.query import labelled_streams

@@ -1,5 +1,5 @@
-"""`lamina ship` and `lamina fleet ps / events / audit verify / replay`: a host's log
-forwarded to the central PostgreSQL store, and the fleet read back from it.
+"""`lamina ship` and `lamina fleet ps / images / hosts / events / audit verify / replay`: a
+host's log forwarded to the central PostgreSQL store, and the fleet read back from it.
 
 The central store is `--event-store postgresql://...` or $LAMINA_EVENT_STORE."""
 
@@ -95,6 +95,48 @@ def cmd_fleet_ps(args: argparse.Namespace) -> int:
         return 0
     table(["HOST", "CONTAINER ID", "NAME", "IMAGE", "STATUS"],
           [[host, short(c.id), c.name, short(c.image), status(c)] for host, c in rows])
+    return 0
+
+
+def cmd_fleet_images(args: argparse.Namespace) -> int:
+    from adapters.cli.render import json_line, table
+    from core.model import to_doc
+    from core.references import short
+
+    fleet = _fleet(args)
+    try:
+        if args.host is not None:
+            _hosts(fleet, args.host)
+        rows = fleet.images(args.host)
+    finally:
+        fleet.close()
+    if args.format == "json":
+        for host, i in rows:
+            json_line({"host": host, **to_doc(i)})
+        return 0
+    table(["HOST", "IMAGE ID", "TAGS", "LAYERS"],
+          [[host, short(i.id), ",".join(i.tags) or "<none>", len(i.layers)]
+           for host, i in rows])
+    return 0
+
+
+def cmd_fleet_hosts(args: argparse.Namespace) -> int:
+    """Each host's copy in the store: how far it goes and when it last moved (a host cut
+    off from the store shows here as one whose copy stopped)."""
+    from adapters.cli.render import json_line, table
+
+    fleet = _fleet(args)
+    try:
+        heads = fleet.hosts()
+    finally:
+        fleet.close()
+    if args.format == "json":
+        for h in heads:
+            json_line({"host": h.host, "seq": h.head.seq, "hash": h.head.hash,
+                       "last_event_at": h.last_at, "shipped_at": h.updated})
+        return 0
+    table(["HOST", "EVENTS", "LAST EVENT", "LAST SHIPPED"],
+          [[h.host, h.head.seq, h.last_at or "-", h.updated] for h in heads])
     return 0
 
 
@@ -195,6 +237,18 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     q.add_argument("-a", "--all", action="store_true", help="every container, stopped too")
     fmt(q)
     q.set_defaults(func=cmd_fleet_ps)
+
+    q = fleet.add_parser("images", help="images of every host")
+    _common(q)
+    _host(q)
+    fmt(q)
+    q.set_defaults(func=cmd_fleet_images)
+
+    q = fleet.add_parser("hosts", help="every host in the store: its last event and when it "
+                                       "last shipped")
+    _common(q)
+    fmt(q)
+    q.set_defaults(func=cmd_fleet_hosts)
 
     q = fleet.add_parser("events", help="every host's audit trail, in time order")
     _common(q)

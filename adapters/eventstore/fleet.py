@@ -24,7 +24,7 @@ from core.model import World, from_doc
 from events.codec import bulk_decoder
 
 if TYPE_CHECKING:
-    from core.model import Container
+    from core.model import Container, Image
     from events.envelope import Recorded
 
 LIVE = ("running", "paused")
@@ -80,6 +80,18 @@ class Fleet:
         rows = self.con.execute(sql + " ORDER BY host, ord", args)
         loads = bulk_decoder()
         found: list[Any] = [(h, from_doc("container", loads(doc))) for h, doc in rows]
+        return found
+
+    def images(self, host: str | None = None) -> list[tuple[str, Image]]:
+        """(host, image) for every host's images: one query over the read models."""
+        sql = "SELECT host, doc FROM aggregates WHERE kind = 'image'"
+        args: list[Any] = []
+        if host is not None:
+            sql += " AND host = %s"
+            args.append(host)
+        loads = bulk_decoder()
+        found: list[Any] = [(h, from_doc("image", loads(doc)))
+                            for h, doc in self.con.execute(sql + " ORDER BY host, ord", args)]
         return found
 
     def events(self, host: str | None = None, since: str | None = None,

@@ -56,6 +56,14 @@ def test_ship_then_ask_the_fleet(tmp_path: Path, pg_url: str) -> None:
     every = [json.loads(line) for line in ok(a, "fleet", "ps", "-a", "--host", "alpha",
                                              "--format", "json", store=pg_url).splitlines()]
     assert sorted((c["host"], c["name"]) for c in every) == [("alpha", "db"), ("alpha", "web")]
+    images = ok(a, "fleet", "images", store=pg_url).splitlines()
+    assert images[0].split() == ["HOST", "IMAGE", "ID", "TAGS", "LAYERS"]
+    assert sorted((line.split()[0], line.split()[2]) for line in images[1:]) == [
+        ("alpha", "busybox:latest"), ("alpha", "web:v1"), ("beta", "busybox:latest"),
+        ("beta", "web:v1")]
+    heads = [json.loads(line) for line in ok(a, "fleet", "hosts", "--format", "json",
+                                             store=pg_url).splitlines()]
+    assert [(h["host"], h["seq"]) for h in heads] == [("alpha", n_a), ("beta", n_b)]
     events = ok(a, "fleet", "events", "--host", "beta", store=pg_url).splitlines()
     assert len(events) == n_b and all(line.startswith("beta ") for line in events)
     assert "ContainerStarted" in events[-1]

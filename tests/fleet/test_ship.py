@@ -166,3 +166,47 @@ def test_a_root_keeps_its_host_id(tmp_path: Path) -> None:
         host_id(str(tmp_path), "other")
     with pytest.raises(LaminaError, match="host id"):
         host_id(str(tmp_path / "new"), "bad id/with slash")
+
+
+def test_a_shipper_killed_mid_batch_leaves_whole_batches_and_the_next_one_finishes(
+        tmp_path: Path, pg_url: str, root_required: None) -> None:
+    """SIGKILL of `lamina ship` once its first batch committed, while the next ones are on
+    their way: the store holds whole batches only (a batch is one transaction), and the
+    next shipping sends exactly the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from adapters.eventstore.sqlite_log import SqliteEventLog
+    from events import types as ev
+
+    root = tmp_path / "big"
+    log = SqliteEventLog(str(root))
+    for n in range(40):
+        log.append([ev.VolumeCreated(id=f"v{n}-{i}") for i in range(250)], expected={},
+                   meta={"uid": 0, "user": "root"})
+    log.close()
+    total, batch = 10_000, 250
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", "--root", str(root), "ship",
+                             "--host", "big", "--batch", str(batch), "--event-store", pg_url],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    def head() -> int:
+        with psycopg.connect(pg_url) as con:
+            if con.execute("SELECT to_regclass('hosts')").fetchone() == (None,):
+                return 0
+            row = con.execute("SELECT last_seq FROM hosts WHERE host = 'big'").fetchone()
+        return row[0] if row else 0
+
+    deadline = time.monotonic() + 60
+    while head() == 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "no batch committed"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = head()
+    assert 0 < stored < total and stored % batch == 0, stored
+    assert len(central_rows(pg_url, "big")) == stored
+    assert ship(root, pg_url, "big") == total - stored
+    assert central_rows(pg_url, "big") == local_rows(root)

@@ -76,7 +76,8 @@ FIELDS: tuple[Field, ...] = (
     Field("Config.StopTimeout", "--stop-timeout", A, "stop_timeout",
           "stop's and restart's default -t; -1 waits for ever"),
     Field("Config.Shell", "", R, "shell", "image metadata only"),
-    Field("Config.MacAddress", "--mac-address", R, "mac_address", NETWORKS),
+    Field("Config.MacAddress", "--mac-address", A, "mac_address",
+          "the MAC of its link on its network (before API 1.44; then the endpoint's)"),
     # --- HostConfig: resources ---
     Field("HostConfig.Memory", "-m, --memory", A, "memory"),
     Field("HostConfig.NanoCpus", "--cpus", A, "cpus"),
@@ -145,9 +146,14 @@ FIELDS: tuple[Field, ...] = (
     Field("HostConfig.DnsSearch", "--dns-search", A, "dns_search"),
     Field("HostConfig.ExtraHosts", "--add-host", A, "extra_hosts",
           "NAME:IP lines in /etc/hosts; host-gateway: its first network's gateway"),
-    Field("HostConfig.Links", "--link", R, "links", NETWORKS),
-    Field("NetworkingConfig.EndpointsConfig", "--ip, --network-alias", A, "endpoints",
-          "aliases and an IPv4 address on a user-defined network"),
+    Field("HostConfig.Links", "--link", A, "links",
+          "NAME:ALIAS: on the default bridge docker's legacy links (/etc/hosts, the "
+          "ALIAS_PORT_... variables), on a user-defined network a name its DNS answers "
+          "for this container alone"),
+    Field("NetworkingConfig.EndpointsConfig",
+          "--ip, --ip6, --network-alias, --mac-address, --link-local-ip", A, "endpoints",
+          "aliases, IPv4 and IPv6 addresses on a user-defined network, a MAC, link-local "
+          "addresses, links, driver options (recorded; docker's own refused by name)"),
     # --- HostConfig: lifecycle and logs ---
     Field("HostConfig.RestartPolicy", "--restart", A, "restart",
           "no, always, unless-stopped, on-failure[:N], with docker's back-off (100 ms "

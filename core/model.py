@@ -129,6 +129,12 @@ class Network:
     internal: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    ip_range: str = ""
+    aux_addresses: dict[str, str] = field(default_factory=dict)
+    attachable: bool = False
+    subnet6: str = ""
+    gateway6: str = ""
+    ip_range6: str = ""
 
 
 Aggregate = Container | Image | Layer | Volume | Network
@@ -205,6 +211,7 @@ def membership(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _connected(c: Container, rec: Recorded) -> Container:
     d = rec.data
     settings = {k: v for k, v in (("aliases", d.get("aliases")), ("ip", d.get("ip"))) if v}
+    settings.update(d.get("settings") or {})
     endpoints = {**c.endpoints, d["network"]: d["endpoint"]} if d.get("endpoint") \
         else c.endpoints
     return _moved(c, rec, networks={**c.networks, d["network"]: settings},
@@ -361,7 +368,10 @@ def _network_created(_: Network | None, rec: Recorded) -> Network:
     return Network(id=d["id"], version=rec.version, created=rec.at, name=d["name"],
                    subnet=d["subnet"], gateway=d["gateway"], driver=d.get("driver") or "bridge",
                    internal=bool(d.get("internal")), labels=d.get("labels") or {},
-                   options=d.get("options") or {})
+                   options=d.get("options") or {}, ip_range=d.get("ip_range") or "",
+                   aux_addresses=d.get("aux_addresses") or {},
+                   attachable=bool(d.get("attachable")), subnet6=d.get("subnet6") or "",
+                   gateway6=d.get("gateway6") or "", ip_range6=d.get("ip_range6") or "")
 
 
 def _network_removed(_: Network, rec: Recorded) -> None:

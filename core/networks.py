@@ -8,8 +8,11 @@ makes them real (a bridge, veths, nftables, the DNS responder) is adapters/netwo
 names it gives the kernel's objects are derived here from the ids, so `system reconcile`
 can tell lamina's links and rules from leftovers by the log alone.
 
-IPv4 only, as docker's default bridge: an IPv6 subnet, gateway or host address is refused
-in one line rather than half served.
+A network is IPv4, and dual-stack with `--ipv6` and an IPv6 subnet (docker's
+EnableIPv6): each member then leases an address of each family. An IPAM `--ip-range`
+narrows where dynamic addresses come from (a fixed `--ip` may be anywhere in the subnet),
+and `--aux-address` entries are held by the network and never leased, as docker's IPAM
+holds them.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import ipaddress
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from core.errors import BadInput, Conflict
@@ -42,6 +45,10 @@ IFNAMSIZ = 15  # the longest interface name the kernel takes
 BRIDGE_PREFIX = "lm-"  # a user-defined network's bridge: lm-<12 hex of its id> (docker: br-)
 VETH_PREFIX = "lv"  # a container's host-side veth: lv<12 hex>
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
+MTU_OPTION = "com.docker.network.driver.mtu"
+MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
+IFACE_PREFIX_OPTION = "com.docker.network.container_iface_prefix"
+HOST_BINDING_OPTION = "com.docker.network.bridge.host_binding_ipv4"
 _PORTS = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 
@@ -74,10 +81,36 @@ class Network:
     internal: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, str] = field(default_factory=dict)
+    ip_range: str = ""  # dynamic addresses come from here ("": the whole subnet)
+    aux_addresses: Mapping[str, str] = field(default_factory=dict)  # held, never leased
+    attachable: bool = False
+    subnet6: str = ""  # set: dual-stack (docker's EnableIPv6)
+    gateway6: str = ""
+    ip_range6: str = ""
 
     @property
     def prefixlen(self) -> int:
         return IPv4Network(self.subnet).prefixlen
+
+    @property
+    def ipv6(self) -> bool:
+        return bool(self.subnet6)
+
+    @property
+    def mtu(self) -> int | None:
+        value = self.options.get(MTU_OPTION)
+        return int(value) if value else None
+
+    @property
+    def masquerade(self) -> bool:
+        """Traffic leaving the subnet is masqueraded (docker's default; not on an internal
+        network, nor with enable_ip_masquerade=false)."""
+        return not self.internal and \
+            self.options.get(MASQUERADE_OPTION, "true").lower() not in ("false", "0")
+
+    @property
+    def iface_prefix(self) -> str:
+        return self.options.get(IFACE_PREFIX_OPTION) or "eth"
 
     @property
     def bridge(self) -> str:
@@ -111,6 +144,43 @@ def mac_address(address: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in IPv4Address(address).packed)
 
 
+def check_mac(text: str) -> str:
+    """`--mac-address` as docker takes it (Go's net.ParseMAC, 48 bits): lower case, colons.
+    A multicast address (the first octet's low bit) can't be a link's own, as the kernel
+    refuses it."""
+    parts = re.split(r"[:-]", text.strip()) if re.fullmatch(
+        r"[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}", text.strip()) else []
+    if not parts:
+        raise BadInput(f"invalid MAC address: {text}")
+    mac = ":".join(p.lower() for p in parts)
+    if int(parts[0], 16) & 1:
+        raise BadInput(f"invalid MAC address: {text}: a multicast address")
+    return mac
+
+
+LINK_LOCAL = (IPv4Network("169.254.0.0/16"), IPv6Network("fe80::/64"))
+
+
+def check_link_local(texts: Iterable[str]) -> list[str]:
+    """`--link-local-ip` addresses: each of 169.254.0.0/16 or fe80::/64, given to the
+    container's link as well as its leased one (docker's LinkLocalIPs)."""
+    out = []
+    for text in texts:
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise BadInput(f"invalid link-local IP address: {text}") from None
+        if not any(addr in n for n in LINK_LOCAL):
+            raise BadInput(f"invalid link-local IP address: {text}: not in "
+                           f"{' or '.join(map(str, LINK_LOCAL))}")
+        out.append(str(addr))
+    return out
+
+
+def link_local_prefix(address: str) -> int:
+    return 16 if ipaddress.ip_address(address).version == 4 else 64
+
+
 def check_bridge_name(name: str) -> str:
     if not name or len(name) > IFNAMSIZ or "/" in name or name in (".", "..") \
             or any(c.isspace() for c in name):
@@ -128,26 +198,27 @@ def pools(defaults: Iterable[tuple[str, int]] = DEFAULT_POOLS) -> Iterator[IPv4N
         yield from IPv4Network(base).subnets(new_prefix=size)
 
 
-def parse_subnet(text: str) -> IPv4Network:
-    """`--subnet` as docker takes it: CIDR, host bits clear, IPv4; room for a gateway and
-    at least one container."""
+def parse_subnet(text: str, version: int = 4) -> IPv4Network | IPv6Network:
+    """`--subnet` as docker takes it: CIDR, host bits clear, of the family asked (4, or 6
+    for a dual-stack network's second subnet); room for a gateway and a container."""
     try:
         if "/" not in text:
             raise ValueError(text)
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise BadInput(f"invalid subnet {text}: invalid CIDR address: {text}") from None
-    if not isinstance(net, IPv4Network):
-        raise BadInput(f"invalid subnet {text}: lamina's networks are IPv4 only")
+    if net.version != version:
+        raise BadInput(f"invalid subnet {text}: an IPv{version} subnet was expected")
     if str(net) != text:
         raise BadInput(f"invalid subnet {text}: it should be {net}")
-    if net.prefixlen > 30:
+    if net.prefixlen > net.max_prefixlen - 2:
         raise BadInput(f"invalid subnet {text}: too small for a gateway and a container")
     return net
 
 
-def _networks(in_use: Iterable[str]) -> list[IPv4Network]:
-    return [IPv4Network(s, strict=False) for s in in_use]
+def _networks(in_use: Iterable[str], version: int = 4) -> list[IPv4Network | IPv6Network]:
+    nets = [ipaddress.ip_network(s, strict=False) for s in in_use if s]
+    return [n for n in nets if n.version == version]
 
 
 def choose_subnet(in_use: Iterable[str],
@@ -161,54 +232,118 @@ def choose_subnet(in_use: Iterable[str],
     raise Conflict(NO_POOL)
 
 
-def check_subnet(subnet: str, in_use: Iterable[str]) -> str:
+def choose_subnet6(network_id: str, in_use: Iterable[str]) -> str:
+    """An IPv6 subnet for `--ipv6` without one: a unique local /64 (fd00::/8, RFC 4193),
+    its 40-bit global id taken from the network's id, as docker's default pool gives each
+    network a random ULA /64; the next one when that overlaps one in use."""
+    used = _networks(in_use, 6)
+    seed = int(hashlib.sha256(f"lamina ipv6 {network_id}".encode()).hexdigest()[:10], 16)
+    for n in range(256):
+        base = (0xFD << 120) | (((seed + n) % (1 << 40)) << 80)
+        candidate = IPv6Network((base, 64))
+        if not any(candidate.overlaps(u) for u in used):
+            return str(candidate)
+    raise Conflict("could not find an available, non-overlapping IPv6 address pool")
+
+
+def check_subnet(subnet: str, in_use: Iterable[str], version: int = 4) -> str:
     """A `--subnet` that is valid and overlaps no subnet in use."""
-    net = parse_subnet(subnet)
-    if any(net.overlaps(u) for u in _networks(in_use)):
+    net = parse_subnet(subnet, version)
+    if any(net.overlaps(u) for u in _networks(in_use, version)):
         raise Conflict(POOL_OVERLAP)
     return str(net)
 
 
-def _address(text: str, what: str) -> IPv4Address:
+def _address(text: str, what: str, version: int = 4) -> IPv4Address | IPv6Address:
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
         raise BadInput(f"invalid {what}: {text}") from None
-    if not isinstance(addr, IPv4Address):
-        raise BadInput(f"invalid {what}: {text}: lamina's networks are IPv4 only")
+    if addr.version != version:
+        raise BadInput(f"invalid {what}: {text}: an IPv{version} address was expected")
     return addr
 
 
 def check_gateway(gateway: str, subnet: str) -> str:
     """A `--gateway` inside its subnet, neither the subnet's network nor broadcast address."""
-    addr = _address(gateway, "gateway address")
-    net = IPv4Network(subnet)
+    net = ipaddress.ip_network(subnet)
+    addr = _address(gateway, "gateway address", net.version)
     if addr not in net:
         raise BadInput(f"no matching subnet for gateway {gateway}")
-    if addr in (net.network_address, net.broadcast_address):
+    if addr == net.network_address or (net.version == 4 and addr == net.broadcast_address):
         raise BadInput(f"invalid gateway {gateway}: the subnet's network or broadcast address")
     return str(addr)
+
+
+def check_ip_range(ip_range: str, subnet: str) -> str:
+    """`--ip-range`: a CIDR inside its subnet (docker's `no matching subnet for range`)."""
+    net = ipaddress.ip_network(subnet)
+    try:
+        wanted = ipaddress.ip_network(ip_range, strict=False)
+    except ValueError:
+        raise BadInput(f"invalid ip-range {ip_range}: invalid CIDR address") from None
+    if wanted.network_address != ipaddress.ip_address(ip_range.partition("/")[0]):
+        raise BadInput(f"invalid ip-range {ip_range}: it should be {wanted}")
+    if wanted.version != net.version or not wanted.subnet_of(net):  # type: ignore[arg-type]
+        raise BadInput(f"no matching subnet for range {ip_range}")
+    return str(wanted)
+
+
+def check_aux_addresses(aux: Mapping[str, str], subnets: Iterable[str]) -> dict[str, str]:
+    """`--aux-address NAME=IP`: each address in one of the network's subnets (docker's `no
+    matching subnet for aux-address`); held by the network, never leased."""
+    nets = [ipaddress.ip_network(s) for s in subnets if s]
+    out: dict[str, str] = {}
+    for name, text in aux.items():
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise BadInput(f"invalid aux-address {name}={text}") from None
+        if not any(addr in n for n in nets):
+            raise BadInput(f"no matching subnet for aux-address {text}")
+        out[name] = str(addr)
+    return out
 
 
 def new_network(name: str, network_id: str, *, subnet: str | None = None,
                 gateway: str | None = None, internal: bool = False,
                 labels: Mapping[str, str] | None = None,
                 options: Mapping[str, str] | None = None,
-                in_use: Iterable[str] = ()) -> Network:
-    """A network as `network create` asks for it, checked against the subnets `in_use`:
-    the given subnet (refused if it overlaps one) or the first free default pool, and the
-    given gateway or the subnet's first address."""
+                in_use: Iterable[str] = (), ip_range: str | None = None,
+                aux_addresses: Mapping[str, str] | None = None, attachable: bool = False,
+                ipv6: bool = False, subnet6: str | None = None, gateway6: str | None = None,
+                ip_range6: str | None = None) -> Network:
+    """A network as `network create` asks for it, checked against the subnets `in_use`
+    (both families): the given subnet (refused if it overlaps one) or the first free
+    default pool, the given gateway or the subnet's first address, an ip-range inside it,
+    auxiliary addresses inside a subnet; with `ipv6`, the same of the IPv6 subnet (a unique
+    local /64 when none is given)."""
     used = list(in_use)
     if subnet is None:
-        if gateway is not None:
+        if gateway is not None or ip_range is not None:
             raise BadInput("every ip-range or gateway must have a corresponding subnet")
         chosen = choose_subnet(used)
     else:
         chosen = check_subnet(subnet, used)
     net = IPv4Network(chosen)
     gw = check_gateway(gateway, chosen) if gateway is not None else str(net.network_address + 1)
+    chosen6 = gw6 = range6 = ""
+    if (subnet6 is not None or gateway6 is not None or ip_range6 is not None) and not ipv6:
+        raise BadInput("an IPv6 subnet, gateway or ip-range needs an IPv6 network "
+                       "(--ipv6, EnableIPv6)")
+    if ipv6:
+        if subnet6 is None and (gateway6 is not None or ip_range6 is not None):
+            raise BadInput("every ip-range or gateway must have a corresponding subnet")
+        chosen6 = check_subnet(subnet6, used, 6) if subnet6 is not None \
+            else choose_subnet6(network_id, used)
+        gw6 = check_gateway(gateway6, chosen6) if gateway6 is not None \
+            else str(IPv6Network(chosen6).network_address + 1)
+        range6 = check_ip_range(ip_range6, chosen6) if ip_range6 else ""
     network = Network(name=name, id=network_id, subnet=chosen, gateway=gw, internal=internal,
-                      labels=dict(labels or {}), options=dict(options or {}))
+                      labels=dict(labels or {}), options=dict(options or {}),
+                      ip_range=check_ip_range(ip_range, chosen) if ip_range else "",
+                      aux_addresses=check_aux_addresses(aux_addresses or {}, (chosen, chosen6)),
+                      attachable=attachable, subnet6=chosen6, gateway6=gw6, ip_range6=range6)
     check_bridge_name(network.bridge)
     return network
 
@@ -216,42 +351,57 @@ def new_network(name: str, network_id: str, *, subnet: str | None = None,
 # --- addresses -----------------------------------------------------------------------------
 
 
-def reserved(network: Network) -> frozenset[IPv4Address]:
-    """What no container gets: the subnet's network and broadcast addresses and the
-    gateway (docker's IPAM holds all three from the start)."""
-    net = IPv4Network(network.subnet)
-    return frozenset({net.network_address, net.broadcast_address,
-                      IPv4Address(network.gateway)})
+def reserved(network: Network, version: int = 4) -> frozenset[Any]:
+    """What no container gets: the subnet's network (and, IPv4, broadcast) address, the
+    gateway, and the auxiliary addresses (docker's IPAM holds them all from the start)."""
+    subnet, gateway = (network.subnet, network.gateway) if version == 4 else \
+        (network.subnet6, network.gateway6)
+    net = ipaddress.ip_network(subnet)
+    held = {net.network_address, ipaddress.ip_address(gateway)}
+    if version == 4:
+        held.add(net.broadcast_address)
+    held |= {a for a in map(ipaddress.ip_address, network.aux_addresses.values())
+             if a.version == version}
+    return frozenset(held)
 
 
 def lease(network: Network, leased: Collection[str], *, requested: str | None = None,
-          after: str | None = None) -> str:
-    """An address for a container on `network`, given those `leased` to others.
+          after: str | None = None, version: int = 4) -> str:
+    """An address of family `version` for a container on `network`, given those `leased`
+    to others.
 
-    `requested` (`--ip`) is checked and given as is. Otherwise the lowest free address, or,
-    with `after` (the last one handed out), the next free one after it, wrapping round as
-    docker's serial allocator does so that a released address is not reused at once."""
-    net = IPv4Network(network.subnet)
-    taken = {IPv4Address(a) for a in leased} | reserved(network)
+    `requested` (`--ip`, `--ip6`) is checked and given as is: anywhere in the subnet but a
+    held address. Otherwise the lowest free address of the ip-range (the subnet without
+    one), or, with `after` (the last one handed out), the next free one after it, wrapping
+    round as docker's serial allocator does so that a released address is not reused at
+    once."""
+    subnet, pool = (network.subnet, network.ip_range) if version == 4 else \
+        (network.subnet6, network.ip_range6)
+    net = ipaddress.ip_network(subnet)
+    taken = {ipaddress.ip_address(a) for a in leased} | reserved(network, version)
     if requested is not None:
-        addr = _address(requested, "IPv4 address")
+        addr = _address(requested, f"IPv{version} address", version)
         if addr not in net:
             raise BadInput(f"invalid address {requested}: It does not belong to any of this "
                            "network's subnets")
         if addr in taken:
             raise Conflict(ADDRESS_IN_USE)
         return str(addr)
-    first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
+    span = ipaddress.ip_network(pool) if pool else net
+    first, last = int(span.network_address), int(span.broadcast_address)
+    first, last = max(first, int(net.network_address) + 1), \
+        min(last, int(net.broadcast_address) - (1 if version == 4 else 0))
     start = first
     if after is not None:
-        previous = int(IPv4Address(after))
+        previous = int(ipaddress.ip_address(after))
         if first <= previous < last:
             start = previous + 1
-    for n in _wrapping(start, first, last):
-        candidate = IPv4Address(n)
+    make = IPv4Address if version == 4 else IPv6Address
+    for n in _wrapping(start, first, last):  # ends within len(taken) + 1 steps when free
+        candidate = make(n)
         if candidate not in taken:
             return str(candidate)
-    raise Conflict(f"no available IPv4 addresses on this network's address pools: "
+    raise Conflict(f"no available IPv{version} addresses on this network's address pools: "
                    f"{network.name} ({network.id})")
 
 
@@ -424,7 +574,30 @@ def dns_records(members: Iterable[tuple[Iterable[str], str]]) -> dict[str, tuple
             key = name.rstrip(".").lower()
             if key:
                 out.setdefault(key, set()).add(address)
-    return {k: tuple(sorted(v, key=IPv4Address)) for k, v in sorted(out.items())}
+    return {k: tuple(sorted(v, key=_address_order)) for k, v in sorted(out.items())}
+
+
+def _address_order(text: str) -> tuple[int, int]:
+    a = ipaddress.ip_address(text)
+    return a.version, int(a)
+
+
+def link_records(linking: Iterable[tuple[str, Iterable[str]]],
+                 records: Mapping[str, tuple[str, ...]]
+                 ) -> dict[str, dict[str, tuple[str, ...]]]:
+    """The names each linking member alone resolves on a network (docker's links on a
+    user-defined network: NAME:ALIAS makes ALIAS answer what NAME answers there, for the
+    container that asked for the link): by its address, each alias to NAME's addresses
+    in `records` (dns_records'). A link whose NAME is not on the network answers
+    nothing, as docker's (the name may come later: the answer follows)."""
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for address, links in linking:
+        for link in links:
+            name, _, alias = str(link).partition(":")
+            found = records.get(name.strip("/").lower())
+            if found and alias:
+                out.setdefault(address, {})[alias.lower()] = found
+    return out
 
 
 # --- leases held at once ---------------------------------------------------------------------

@@ -68,15 +68,25 @@ def extra_host(entry: str) -> tuple[str, str]:
 
 def hosts_file(spec: ProcessSpec, endpoints: Mapping[str, Mapping[str, Any]] = {}) -> str:
     """The container's /etc/hosts: docker's lines, its hostname at its address on its first
-    network (127.0.1.1 without one), then its --add-host entries."""
+    network (127.0.1.1 without one; its IPv6 one too on a dual-stack network), then its
+    --add-host entries, then its legacy links' (core/links.py)."""
     first = min(endpoints.values(), key=lambda e: e["slot"], default=None)
     own = first["address"] if first else "127.0.1.1"
     gateway = first["gateway"] if first else ""
+    own6 = [f"{first['address6']}\t{spec.hostname}"] if first and first.get("address6") \
+        else []
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost",
-             f"{own}\t{spec.hostname}",
+             f"{own}\t{spec.hostname}", *own6,
              *(f"{gateway if ip == HOST_GATEWAY else ip}\t{name}"
-               for name, ip in spec.extra_hosts if ip != HOST_GATEWAY or gateway)]
+               for name, ip in spec.extra_hosts if ip != HOST_GATEWAY or gateway),
+             *(f"{address}\t{names}" for ep in endpoints.values()
+               for address, names in ep.get("link_hosts") or ())]
     return "\n".join(lines) + "\n"
+
+
+def link_env(endpoints: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
+    """The variables of a run's legacy links, as its start decided them (core/links.py)."""
+    return tuple(v for ep in endpoints.values() for v in ep.get("link_env") or ())
 
 
 def resolv_conf(host: str, spec: ProcessSpec, endpoints: Mapping[str, Mapping[str, Any]]) -> str:

@@ -173,6 +173,8 @@ class ContainerConnected(Event):
     aliases: list[str] = field(default_factory=list)
     ip: str = ""
     endpoint: dict[str, Any] = field(default_factory=dict)
+    # the endpoint's other settings as asked: ip6, mac, links, link_local_ips, driver_opts
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -468,6 +470,14 @@ class NetworkCreated(Event):
     internal: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    # IPAM beyond the subnet: dynamic addresses from `ip_range`, `aux_addresses` held and
+    # never leased; `attachable` as asked (docker's); an IPv6 subnet makes it dual-stack
+    ip_range: str = ""
+    aux_addresses: dict[str, str] = field(default_factory=dict)
+    attachable: bool = False
+    subnet6: str = ""
+    gateway6: str = ""
+    ip_range6: str = ""
 
 
 @dataclass(frozen=True, eq=False, repr=False)

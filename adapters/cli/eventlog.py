@@ -58,8 +58,8 @@ def _templated_events(args: argparse.Namespace, log: Any, records: Any) -> int:
     from adapters.eventstore.query import ContainerNames
 
     names = ContainerNames(log.con)  # containers' names, removed ones too
-    templated(args.format, (EventRow(m) for rec in records for m in docker_events(rec, names)),
-              {})
+    templated(args.format, (EventRow(m) for rec in records
+                            for m in docker_events(rec, names, log.con)), {})
     return 0
 
 

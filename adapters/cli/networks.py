@@ -48,18 +48,44 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
-    from core.errors import BadInput
-
-    if len(args.subnet or []) > 1 or len(args.gateway or []) > 1:
-        raise BadInput("more than one --subnet or --gateway is not supported by lamina yet")
-    subnet = args.subnet[0] if args.subnet else None
-    gateway = args.gateway[0] if args.gateway else None
-    nid = _engine(args).network_create(args.name, subnet=subnet, gateway=gateway,
-                                       internal=args.internal,
-                                       labels=_pairs(args.label, "label"),
-                                       options=_pairs(args.opt, "option"), driver=args.driver)
+    nid = _engine(args).network_create(
+        args.name, internal=args.internal, labels=_pairs(args.label, "label"),
+        options=_pairs(args.opt, "option"), driver=args.driver, attachable=args.attachable,
+        **_ipam(args))
     print(nid)
     return 0
+
+
+def _ipam(args: argparse.Namespace) -> dict[str, Any]:
+    """--subnet/--gateway/--ip-range (one of each family, as docker pairs them: a gateway
+    or range goes with the subnet it is in), --aux-address, --ipv6."""
+    from core.errors import BadInput
+
+    out: dict[str, Any] = {"ipv6": bool(args.ipv6)}
+    subnets = args.subnet or []
+    for family, suffix in ((4, ""), (6, "6")):
+        mine = [s for s in subnets if _version(s) == family]
+        if len(mine) > 1:
+            raise BadInput(f"more than one IPv{family} --subnet is not supported by lamina yet")
+        if mine:
+            out[f"subnet{suffix}"] = mine[0]
+    for flag, key in (("gateway", "gateway"), ("ip_range", "ip_range")):
+        for value in getattr(args, flag) or []:
+            host = value.partition("/")[0]
+            suffix = "6" if _version(host) == 6 else ""
+            name = f"{key}{suffix}"
+            if name in out:
+                raise BadInput(f"cannot configure multiple {flag.replace('_', '-')}s for the "
+                               "same subnet")
+            out[name] = value
+    aux = _pairs(args.aux_address, "aux-address")
+    if aux:
+        out["aux_addresses"] = aux
+    return out
+
+
+def _version(text: str) -> int:
+    return 6 if ":" in text else 4
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -115,7 +141,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def cmd_connect(args: argparse.Namespace) -> int:
     _engine(args).network_connect(args.network, args.container, aliases=args.alias or (),
-                                  ip=args.ip)
+                                  ip=args.ip, ip6=args.ip6, links=args.link or [],
+                                  link_local_ips=args.link_local_ip or [],
+                                  driver_opts=_pairs(args.driver_opt, "driver option"))
     return 0
 
 
@@ -154,11 +182,24 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
                    help="its IPv4 subnet (default: the first free one of docker's pools)")
     a.add_argument("--gateway", action="append", metavar="IP",
                    help="the bridge's address in the subnet (default: its first address)")
+    a.add_argument("--ip-range", action="append", metavar="CIDR",
+                   help="where containers' addresses come from, inside the subnet")
+    a.add_argument("--aux-address", action="append", metavar="NAME=IP",
+                   help="an address of the subnet never given to a container (repeatable)")
+    a.add_argument("--ipv6", action="store_true",
+                   help="dual-stack: an IPv6 subnet too (--subnet, else a unique local /64)")
+    a.add_argument("--attachable", action="store_true",
+                   help="recorded and shown (docker's; every container may join a local "
+                        "network)")
     a.add_argument("--internal", action="store_true", help="no route out of the network")
     a.add_argument("--label", action="append", metavar="K=V",
                    help="a label on the network (repeatable)")
     a.add_argument("-o", "--opt", action="append", metavar="K=V",
-                   help="a driver option: com.docker.network.bridge.name only")
+                   help="a driver option: com.docker.network.bridge.name, "
+                        "com.docker.network.driver.mtu, "
+                        "com.docker.network.bridge.enable_ip_masquerade, "
+                        "com.docker.network.bridge.host_binding_ipv4, "
+                        "com.docker.network.container_iface_prefix")
     a.set_defaults(func=cmd_create)
 
     a = actions.add_parser("ls", help="list networks")
@@ -184,6 +225,13 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
                                            "joins at once)")
     a.add_argument("--alias", action="append", help="another name of it there (repeatable)")
     a.add_argument("--ip", help="its IPv4 address there")
+    a.add_argument("--ip6", help="its IPv6 address there (an IPv6 network)")
+    a.add_argument("--link", action="append", metavar="NAME:ALIAS",
+                   help="another container, known as ALIAS to this one there (repeatable)")
+    a.add_argument("--link-local-ip", action="append",
+                   help="a link-local address of its link there (repeatable)")
+    a.add_argument("--driver-opt", action="append", metavar="K=V",
+                   help="an endpoint driver option, recorded (repeatable)")
     a.add_argument("network", help="the network's name or id")
     a.add_argument("container", help="the container's name or id")
     a.set_defaults(func=cmd_connect)

@@ -196,10 +196,17 @@ def _network_options(args: argparse.Namespace) -> dict[str, Any]:
                            "dns_search": getattr(args, "dns_search", None) or [],
                            "dns_options": getattr(args, "dns_option", None) or []}
     endpoint: dict[str, Any] = {}
-    if getattr(args, "ip", None):
-        endpoint["IPAMConfig"] = {"IPv4Address": args.ip}
+    ipam = {api: value for api, value in (
+        ("IPv4Address", getattr(args, "ip", None)), ("IPv6Address", getattr(args, "ip6", None)),
+        ("LinkLocalIPs", getattr(args, "link_local_ip", None))) if value}
+    if ipam:
+        endpoint["IPAMConfig"] = ipam
     if getattr(args, "network_alias", None):
         endpoint["Aliases"] = args.network_alias
+    if getattr(args, "mac_address", None):
+        endpoint["MacAddress"] = args.mac_address
+    if getattr(args, "link", None):  # HostConfig.Links, as docker's CLI sends them
+        out["links"] = args.link
     if endpoint:
         out["endpoints"] = {args.network or "default": endpoint}
     return out
@@ -525,6 +532,13 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expose", action="append", metavar="PORT[/PROTO]",
                    help="expose a port (for -P) (repeatable)")
     p.add_argument("--ip", help="the container's IPv4 address on its user-defined network")
+    p.add_argument("--ip6", help="its IPv6 address on its user-defined IPv6 network")
+    p.add_argument("--link-local-ip", action="append", dest="link_local_ip",
+                   help="a link-local address (169.254.0.0/16, fe80::/64) (repeatable)")
+    p.add_argument("--mac-address", dest="mac_address",
+                   help="the MAC address of its link on its network (e.g. 02:42:ac:11:00:02)")
+    p.add_argument("--link", action="append", metavar="NAME[:ALIAS]",
+                   help="a link to another container, known as ALIAS here (repeatable)")
     p.add_argument("--network-alias", "--net-alias", action="append", dest="network_alias",
                    help="another name of the container on its network (repeatable)")
     p.add_argument("--dns", action="append", help="a nameserver (repeatable)")

@@ -3,10 +3,9 @@ prune (workers, each recorded as the CLI's are). Shapes are moby's api/swagger.y
 (Network, NetworkCreateResponse, NetworkPruneResponse); errors carry docker's own words,
 lower case as its daemon sends them (`network x not found`).
 
-A request field lamina doesn't honour (IPv6, swarm's ingress and config networks,
-an IPAM range or auxiliary addresses, a second subnet) is refused by name before anything
-happens, and recorded as refused; so is an endpoint setting connect can't honour (IPv6 and
-link-local addresses, links, a MAC address, driver options), in create's words."""
+A request field lamina doesn't honour (swarm's ingress, scope and config networks, an IPAM
+driver or options, a third subnet) is refused by name before anything happens, and
+recorded as refused, in docker's 400."""
 
 from __future__ import annotations
 
@@ -16,15 +15,12 @@ from adapters.dockerapi.http import HttpError, Request
 from adapters.dockerapi.routing import Ctx, dumps, error_for, raise_for, route
 from core.errors import LaminaError
 
-# NetworkCreateRequest's fields lamina takes; CheckDuplicate is moot (names are unique), and
-# so is Attachable on a local network: it lets standalone containers join a swarm-scoped
-# network, and every container may join a local one already (docker-compose 1.x sends it
-# with every create). It is not recorded, so inspect shows Attachable false.
+# NetworkCreateRequest's fields lamina takes; CheckDuplicate is moot (names are unique).
+# Attachable is recorded and shown (on a local network every container may join already).
 CREATE_FIELDS = ("Name", "CheckDuplicate", "Driver", "Scope", "Internal", "IPAM", "Options",
-                 "Labels", "EnableIPv4", "Attachable")
-IPAM_CONFIG_FIELDS = ("Subnet", "Gateway")
-
-
+                 "Labels", "EnableIPv4", "EnableIPv6", "Attachable")
+IPAM_CONFIG_FIELDS = ("Subnet", "Gateway", "IPRange", "AuxiliaryAddresses")
+SWARM = ("Ingress", "ConfigOnly", "ConfigFrom")
 
 
 async def _refuse(ctx: Ctx, req: Request, command: str, target: str, reason: str) -> None:
@@ -41,10 +37,16 @@ def _unsupported(body: dict[str, Any]) -> str | None:
         if key == "EnableIPv4":
             if value is False:
                 return "EnableIPv4 (false) is not supported by lamina yet"
+        elif key in SWARM and value:
+            return f"{key} is not supported by lamina: it has no swarm mode"
         elif key not in CREATE_FIELDS and value:
             return f"{key} is not supported by lamina yet"
     if body.get("Scope") not in (None, "", "local"):
-        return f"Scope {body['Scope']!r} is not supported by lamina yet"
+        return (f"Scope {body['Scope']!r} is not supported by lamina: its networks are "
+                "local (it has no swarm mode)")
+    if body.get("Driver") in ("overlay", "ingress"):
+        return (f"network driver {body['Driver']!r} is not supported by lamina: it has no "
+                "swarm mode")
     ipam = body.get("IPAM") or {}
     if not isinstance(ipam, dict):
         return None
@@ -54,8 +56,6 @@ def _unsupported(body: dict[str, Any]) -> str | None:
         return "IPAM Options is not supported by lamina yet"
     configs = ipam.get("Config") or []
     if isinstance(configs, list):
-        if len(configs) > 1:
-            return "more than one IPAM Config is not supported by lamina yet"
         for config in configs:
             if isinstance(config, dict):
                 for key, value in config.items():
@@ -64,20 +64,41 @@ def _unsupported(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _ipam(body: dict[str, Any]) -> tuple[str | None, str | None]:
+def _ipam(body: dict[str, Any]) -> dict[str, Any]:
+    """IPAM.Config as network_create's keywords: one entry per family at most (subnet,
+    gateway, ip_range; subnet6, gateway6, ip_range6), the auxiliary addresses of all."""
     ipam = body.get("IPAM") or {}
     if not isinstance(ipam, dict):
         raise HttpError(400, "invalid JSON: IPAM must be an object")
     configs = ipam.get("Config") or []
     if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
         raise HttpError(400, "invalid JSON: IPAM.Config must be a list of objects")
-    if not configs:
-        return None, None
-    subnet, gateway = configs[0].get("Subnet") or None, configs[0].get("Gateway") or None
-    for what, value in (("Subnet", subnet), ("Gateway", gateway)):
-        if value is not None and not isinstance(value, str):
-            raise HttpError(400, f"invalid JSON: IPAM.Config.{what} must be a string")
-    return subnet, gateway
+    out: dict[str, Any] = {}
+    aux: dict[str, str] = {}
+    for config in configs:
+        fields = {k: config.get(api) or None for api, k in
+                  (("Subnet", "subnet"), ("Gateway", "gateway"), ("IPRange", "ip_range"))}
+        for what, value in fields.items():
+            if value is not None and not isinstance(value, str):
+                raise HttpError(400, f"invalid JSON: IPAM.Config.{what} must be a string")
+        given = [v for v in fields.values() if v]
+        suffix = "6" if given and ":" in given[0] else ""
+        for key, value in fields.items():
+            if value is None:
+                continue
+            if f"{key}{suffix}" in out:
+                raise HttpError(400, "more than one IPv6 subnet (or IPv4) is not supported "
+                                     "by lamina yet" if suffix else
+                                "more than one IPv4 subnet is not supported by lamina yet")
+            out[f"{key}{suffix}"] = value
+        more = config.get("AuxiliaryAddresses") or {}
+        if not isinstance(more, dict) or not all(isinstance(v, str) for v in more.values()):
+            raise HttpError(400, "invalid JSON: AuxiliaryAddresses must map names to "
+                                 "addresses")
+        aux.update(more)
+    if aux:
+        out["aux_addresses"] = aux
+    return out
 
 
 @route("GET", "/networks", body="none")
@@ -103,7 +124,7 @@ async def create(ctx: Ctx, req: Request) -> int:
     refused = _unsupported(body)
     if refused:
         await _refuse(ctx, req, "network create", name or "(no name)", refused)
-    subnet, gateway = _ipam(body)
+    ipam = _ipam(body)
     driver = body.get("Driver") or "bridge"
     labels, options = body.get("Labels") or {}, body.get("Options") or {}
     if not isinstance(driver, str):
@@ -112,10 +133,11 @@ async def create(ctx: Ctx, req: Request) -> int:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise HttpError(400, f"invalid JSON: {what} must map strings to strings")
     internal = bool(body.get("Internal"))
+    ipam.update(ipv6=bool(body.get("EnableIPv6")), attachable=bool(body.get("Attachable")))
 
     def job(e: Any, _: Any) -> str:
-        nid: str = e.network_create(name, subnet=subnet, gateway=gateway, internal=internal,
-                                    labels=labels, options=options, driver=driver)
+        nid: str = e.network_create(name, internal=internal, labels=labels, options=options,
+                                    driver=driver, **ipam)
         return nid
 
     nid = raise_for(await ctx.run(req, job), capital=False)
@@ -160,30 +182,20 @@ async def remove(ctx: Ctx, req: Request, ref: str) -> int:
     return 204
 
 
-def _endpoint_request(body: dict[str, Any]) -> tuple[list[str], str | None, str | None]:
-    """A connect's EndpointConfig as (aliases, IPv4 address, the first field lamina can't
-    honour, named in create's words; None if none)."""
+def _endpoint_request(body: dict[str, Any]) -> dict[str, Any]:
+    """A connect's EndpointConfig as network_connect's keywords (aliases, ip, ip6, mac,
+    links, link_local_ips, driver_opts), judged by the engine."""
+    from core.engine.attaching import endpoint_request
+
     config = body.get("EndpointConfig") or {}
     if not isinstance(config, dict):
         raise HttpError(400, "invalid JSON: EndpointConfig must be an object")
-    ipam = config.get("IPAMConfig") or {}
-    if not isinstance(ipam, dict):
+    if not isinstance(config.get("IPAMConfig") or {}, dict):
         raise HttpError(400, "invalid JSON: EndpointConfig.IPAMConfig must be an object")
-    refused = None
-    for key in ("IPv6Address", "LinkLocalIPs"):
-        if ipam.get(key):
-            refused = (f"{key} (--ip6, --link-local-ip) is not supported by lamina: its "
-                       "networks are IPv4 only")
-    for key in ("Links", "MacAddress", "DriverOpts"):
-        if config.get(key):
-            refused = refused or f"endpoint setting {key} is not supported by lamina yet"
-    aliases = config.get("Aliases") or []
-    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-        raise HttpError(400, "invalid JSON: EndpointConfig.Aliases must be a list of strings")
-    ip = ipam.get("IPv4Address") or None
-    if ip is not None and not isinstance(ip, str):
-        raise HttpError(400, "invalid JSON: IPAMConfig.IPv4Address must be a string")
-    return aliases, ip, refused
+    try:
+        return endpoint_request(config)
+    except LaminaError as err:
+        raise error_for(err, capital=False) from None
 
 
 def _container_of(body: Any) -> str:
@@ -201,12 +213,10 @@ async def connect(ctx: Ctx, req: Request, ref: str) -> int:
     otherwise (moby's 200, no body)."""
     body = req.json()
     container = _container_of(body)
-    aliases, ip, refused = _endpoint_request(body)
-    if refused:
-        await _refuse(ctx, req, "network connect", f"{ref} {container}", refused)
+    settings = _endpoint_request(body)
 
     def job(e: Any, _: Any) -> None:
-        e.network_connect(ref, container, aliases=aliases, ip=ip)
+        e.network_connect(ref, container, **settings)
 
     raise_for(await ctx.run(req, job), capital=False)
     await req.conn.respond(200)

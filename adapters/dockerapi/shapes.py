@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -235,11 +236,81 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def docker_events(rec: Any, names: Mapping[str, str]) -> list[dict[str, Any]]:
+# the events that end a run (its leases released with it), and those that begin one
+_ENDING = ("ContainerStopped", "ContainerKilled", "ContainerExited", "ContainerRemoved",
+           "ContainerRestarted")
+_BEGINNING = ("ContainerStarted", "ContainerRestarted")
+
+
+def held_before(con: Any, stream: str, seq: int) -> list[tuple[str, str]]:
+    """The (network id, name) of each endpoint a container held just before event `seq`
+    of its stream, in slot order: its last run's leases as the log recorded them, with
+    the connects and disconnects since (none when that run had ended)."""
+    rows = con.execute(
+        "SELECT type, data FROM events WHERE stream = ? AND seq < ? AND seq >= coalesce(("
+        "SELECT max(seq) FROM events WHERE stream = ? AND seq < ? AND type IN "
+        "('ContainerStarted', 'ContainerRestarted')), ?) ORDER BY seq",
+        (stream, seq, stream, seq, seq))
+    held: dict[str, dict[str, Any]] = {}
+    for kind, data in rows:
+        d = json.loads(data)
+        if kind in _BEGINNING:
+            held = dict(d.get("networks") or {})
+        elif kind == "ContainerConnected" and d.get("endpoint"):
+            held[d["network"]] = d["endpoint"]
+        elif kind == "ContainerDisconnected":
+            held.pop(d["network"], None)
+        elif kind in _ENDING:
+            held = {}
+    ordered = sorted(held.items(), key=lambda kv: kv[1].get("slot", 0))
+    return [(ep.get("id", ""), name) for name, ep in ordered]
+
+
+def _endpoint_event(rec: Any, action: str, network_id: str, network: str,
+                    uid_user: dict[str, str]) -> dict[str, Any]:
+    """docker's `network connect|disconnect` message of one endpoint of a run (the
+    network is the actor, the container an attribute)."""
+    when = parse_at(rec.at)
+    ns = int(when.timestamp() * 1e9) if when else 0
+    attrs = {**uid_user, "container": rec.target, "name": network, "type": "bridge"}
+    return {"Type": "network", "Action": action,
+            "Actor": {"ID": network_id, "Attributes": attrs},
+            "scope": "local", "time": ns // 10**9, "timeNano": ns}
+
+
+def docker_events(rec: Any, names: Mapping[str, str], con: Any = None) -> list[dict[str, Any]]:
     """One lamina event as docker's event messages (Type, Action, Actor, time, timeNano).
 
     `names` maps container ids to names (from the log: a removed container keeps its name
-    here). Every message carries who asked (`uid`, `user`) and the log's `seq`."""
+    here). Every message carries who asked (`uid`, `user`) and the log's `seq`. With the
+    log's connection `con`, a run's start and end carry docker's `network connect` (before
+    `start`) and `network disconnect` (after `die`) for each endpoint it leased or
+    released, as docker's daemon emits them."""
+    if rec.type == "ContainerConnected" and not rec.data.get("endpoint"):
+        return []  # a stopped container's: docker's connects a running one's endpoint only
+    out = _messages(rec, names)
+    if con is None or rec.type not in (*_ENDING, *_BEGINNING):
+        return out
+    who = {"uid": str(rec.meta.get("uid", "")), "user": str(rec.meta.get("user", "")),
+           "seq": str(rec.seq)}
+    if rec.type in _ENDING:
+        gone = [_endpoint_event(rec, "disconnect", nid, name, who)
+                for nid, name in held_before(con, rec.stream, rec.seq)]
+        if gone:  # after die (docker's order: die, network disconnect, stop)
+            at = next((i + 1 for i, m in enumerate(out) if m["Action"] == "die"), 0)
+            out[at:at] = gone
+    if rec.type in _BEGINNING:
+        ordered = sorted((rec.data.get("networks") or {}).items(),
+                         key=lambda kv: kv[1].get("slot", 0))
+        joined = [_endpoint_event(rec, "connect", ep.get("id", ""), name, who)
+                  for name, ep in ordered]
+        at = next((i for i, m in enumerate(out) if m["Action"] in ("start", "restart")),
+                  len(out))
+        out[at:at] = joined
+    return out
+
+
+def _messages(rec: Any, names: Mapping[str, str]) -> list[dict[str, Any]]:
     kind, actions = _ACTIONS.get(rec.type, ("lamina", [rec.type]))
     d = rec.data
     attrs: dict[str, str] = {"uid": str(rec.meta.get("uid", "")),

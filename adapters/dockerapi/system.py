@@ -108,7 +108,7 @@ def _batch(ctx: Ctx, after: int, since: str | None, until: str | None,
         last = rec.seq
         if labelled is not None and rec.stream not in labelled:
             continue
-        out += [m for m in shapes.docker_events(rec, names) if _wanted(m, rest)]
+        out += [m for m in shapes.docker_events(rec, names, ctx.log.con) if _wanted(m, rest)]
     return out, last
 
 

@@ -22,7 +22,7 @@ import errno
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -80,15 +80,34 @@ def _write_sysctl(path: str, value: str) -> None:
         f.write(value)
 
 
-def enable_forwarding() -> None:
-    """net.ipv4.ip_forward=1 in the caller's network namespace: traffic between the bridges
-    and the other links is routed (masquerade, published ports). Per namespace: the engine
-    sets the host's, as docker does; a test sets only that of the namespace it made."""
+def enable_forwarding(ipv6: bool = False) -> None:
+    """net.ipv4.ip_forward=1 in the caller's network namespace (and IPv6 forwarding for a
+    dual-stack network): traffic between the bridges and the other links is routed
+    (masquerade, published ports). Per namespace: the engine sets the host's, as docker
+    does; a test sets only that of the namespace it made."""
     _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
+    if ipv6:
+        _write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+
+
+_IFA_F_NODAD = 0x02  # an IPv6 address usable at once, without duplicate detection's wait
+
+
+def _add_address(ipr: Any, index: int, address: str, prefixlen: int, what: str) -> None:
+    """An address on a link, IPv6 ones without duplicate address detection (the addresses
+    are the log's leases, unique by construction; DAD would leave them tentative, unusable,
+    for a second or more); one already there is no error."""
+    extra = {"flags": _IFA_F_NODAD} if ":" in address else {}
+    try:
+        ipr.addr("add", index=index, address=address, prefixlen=prefixlen, **extra)
+    except NetlinkError as err:
+        if err.code != errno.EEXIST:
+            raise _fail(f"address {address}/{prefixlen} on {what}", err) from None
 
 
 def create_bridge(name: str, address: str, prefixlen: int, *, mtu: int | None = None,
-                  route_localnet: bool = True) -> int:
+                  route_localnet: bool = True,
+                  address6: tuple[str, int] | None = None) -> int:
     """The bridge `name` with the gateway's `address`/`prefixlen`, up; its index.
 
     Idempotent: an existing bridge keeps its index and gets the address and state it lacks
@@ -116,11 +135,9 @@ def create_bridge(name: str, address: str, prefixlen: int, *, mtu: int | None = 
             kind = _kind(ipr.link("get", index=index)[0])
             if kind != "bridge":
                 raise LinkError(f"create bridge {name}: a {kind or 'link'} has that name")
-        try:
-            ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
-        except NetlinkError as err:
-            if err.code != errno.EEXIST:
-                raise _fail(f"address {address}/{prefixlen} on {name}", err) from None
+        _add_address(ipr, index, address, prefixlen, name)
+        if address6 is not None:
+            _add_address(ipr, index, *address6, name)
         ipr.link("set", index=index, state="up")
     if route_localnet:
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
@@ -199,11 +216,13 @@ def _iproute_in(netns_fd: int, ifname: str) -> tuple[Any, int | None]:
 def attach(bridge: str, host_ifname: str, *, address: str, prefixlen: int, gateway: str,
            pid: int | None = None, netns_fd: int | None = None, ifname: str = "eth0",
            mtu: int | None = None, mac: str | None = None, route: bool = True,
-           loopback: bool = True) -> Endpoint:
+           loopback: bool = True, addresses: Sequence[tuple[str, int]] = (),
+           gateway6: str | None = None) -> Endpoint:
     """Connect the network namespace of process `pid` (or the open namespace `netns_fd`) to
     `bridge`: a veth pair, `host_ifname` on the bridge and up, `ifname` in the namespace with
     `address`/`prefixlen`, up, and (with `route`: a container's first network) a default
-    route via `gateway`; loopback up there too (unless `loopback` is False: a namespace
+    route via `gateway` (and `gateway6` for IPv6); `addresses`: more of them (IPv6,
+    link-local) on `ifname`; loopback up there too (unless `loopback` is False: a namespace
     made with it up already, adapters/network/endpoints.py).
 
     A leftover `host_ifname` (a crash between two steps) is replaced. On failure, what this
@@ -233,6 +252,8 @@ def attach(bridge: str, host_ifname: str, *, address: str, prefixlen: int, gatew
                 if inner_index is None:
                     raise LinkError(f"attach {host_ifname}: no {ifname} in the namespace")
                 inner.addr("add", index=inner_index, address=address, prefixlen=prefixlen)
+                for more, length in addresses:
+                    _add_address(inner, inner_index, more, length, ifname)
                 inner.link("set", index=inner_index, state="up")
                 if loopback:
                     lo = _index(inner, "lo")
@@ -241,6 +262,9 @@ def attach(bridge: str, host_ifname: str, *, address: str, prefixlen: int, gatew
                         inner.link("set", index=lo, state="up")
                 if route:
                     inner.route("add", dst="0.0.0.0/0", gateway=gateway, oif=inner_index)
+                    if gateway6:
+                        inner.route("add", dst="::/0", gateway=gateway6, oif=inner_index,
+                                    family=socket.AF_INET6)
         except NetlinkError as err:
             _undo(ipr, host_ifname)
             raise _fail(f"configure {ifname} of {host_ifname}", err) from None

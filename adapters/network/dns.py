@@ -8,13 +8,13 @@ namespace, where one socket per network on an address every container of it alre
 to does the same, costs a start nothing, and is reachable from an internal network too (the
 gateway is the one address such a network reaches; nat.py drops only what leaves it).
 
-What it answers: A queries (and ANY) for the names the engine supplies, a mapping of name
+What it answers: A and AAAA queries (and ANY) for the names the engine supplies, a mapping of name
 -> addresses (core.networks.dns_records: container names and aliases, lower case), kept
 current by `update` or by a records file the engine rewrites (RecordsFile, re-read when it
 changes, so a responder in another process follows containers coming and going; the
 running service, adapters/network/resolver.py, reads the log's read model instead). A known
-name asked for another type gets an empty NOERROR (no AAAA: the networks are IPv4 only, and
-an NXDOMAIN there would make a resolver asking A and AAAA at once give up on the name);
+name asked for a type it has no address of gets an empty NOERROR (an NXDOMAIN there would
+make a resolver asking A and AAAA at once give up on the name);
 every unknown name gets NXDOMAIN, and a client outside the network REFUSED. No forwarding:
 this machine has no route to any upstream resolver, so names outside the network are not
 resolved (docker forwards them to the host's resolvers; a later slice can add that where
@@ -35,7 +35,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, ip_address
 
 PORT = 53
 TTL = 600  # docker's for container names
@@ -48,7 +48,7 @@ _AA = 0x0400
 _TC = 0x0200
 _RD = 0x0100
 NOERROR, FORMERR, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 3, 4, 5
-TYPE_A, TYPE_ANY, CLASS_IN, CLASS_ANY = 1, 255, 1, 255
+TYPE_A, TYPE_AAAA, TYPE_ANY, CLASS_IN, CLASS_ANY = 1, 28, 255, 1, 255
 
 Records = Mapping[str, Sequence[str]]
 Source = Callable[[], Records]
@@ -116,11 +116,13 @@ def answer(packet: bytes, lookup: Callable[[str], Sequence[str] | None], *,
     addresses = lookup(name)
     if addresses is None:
         return reply(NXDOMAIN, question)
-    if qtype not in (TYPE_A, TYPE_ANY):
-        return reply(NOERROR, question)
-    records = [struct.pack("!HHHIH", 0xC00C, TYPE_A, CLASS_IN, TTL, 4)
-               + IPv4Address(a).packed for a in addresses]
-    room = (MAX_UDP - 12 - len(question)) // 16
+    records = []
+    for a in map(ip_address, addresses):
+        rtype = TYPE_A if a.version == 4 else TYPE_AAAA
+        if qtype in (rtype, TYPE_ANY):
+            records.append(struct.pack("!HHHIH", 0xC00C, rtype, CLASS_IN, TTL,
+                                       len(a.packed)) + a.packed)
+    room = (MAX_UDP - 12 - len(question)) // 28
     return reply(NOERROR, question, records[:room], truncated=len(records) > room)
 
 
@@ -169,9 +171,12 @@ def bind(address: str, port: int = PORT) -> socket.socket:
 
 
 def respond(sock: socket.socket, lookup: Callable[[str], Sequence[str] | None],
-            clients: IPv4Network | None) -> bool:
+            clients: IPv4Network | None,
+            for_client: Callable[[str, str], Sequence[str] | None] | None = None) -> bool:
     """Answer one waiting query on `sock` (REFUSED to a peer outside `clients`); False when
-    none was waiting. A failure to read, answer or send loses that query only."""
+    none was waiting. `for_client`, when given, answers instead of `lookup` with the
+    asking peer's address too (names only one container knows: its links). A failure to
+    read, answer or send loses that query only."""
     try:
         packet, peer = sock.recvfrom(4096)
     except BlockingIOError:
@@ -180,7 +185,8 @@ def respond(sock: socket.socket, lookup: Callable[[str], Sequence[str] | None],
         return True
     refuse = clients is not None and IPv4Address(peer[0]) not in clients
     try:
-        reply = answer(packet, lookup, refuse=refuse)
+        asked = lookup if for_client is None else (lambda name: for_client(name, peer[0]))
+        reply = answer(packet, asked, refuse=refuse)
     except Exception:  # a records file mid-write, say: no answer, not no server
         return True
     if reply is not None:

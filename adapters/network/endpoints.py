@@ -22,6 +22,7 @@ and asynchronously). Every step undoes what it made when a later one fails.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -78,9 +79,34 @@ def ensure_network(ep: Mapping[str, Any]) -> None:
     if _has_link(name) and nat.has_network(name):
         return
     subnet = str(ipam.IPv4Network(f"{ep['gateway']}/{ep['prefixlen']}", strict=False))
-    bridge.enable_forwarding()
-    bridge.create_bridge(name, ep["gateway"], int(ep["prefixlen"]))
-    nat.add_network(name, subnet, ep["gateway"], internal=bool(ep.get("internal")))
+    bridge.enable_forwarding(ipv6=bool(ep.get("gateway6")))
+    bridge.create_bridge(name, ep["gateway"], int(ep["prefixlen"]), mtu=ep.get("mtu"),
+                         address6=(ep["gateway6"], int(ep["prefixlen6"]))
+                         if ep.get("gateway6") else None)
+    nat.add_network(name, subnet, ep["gateway"], internal=bool(ep.get("internal")),
+                    masquerade=ep.get("masquerade", True), subnet6=subnet6_of(ep),
+                    gateway6=ep.get("gateway6") or "")
+
+
+def subnet6_of(ep: Mapping[str, Any]) -> str:
+    if not ep.get("gateway6"):
+        return ""
+    return str(ipaddress.ip_network(f"{ep['gateway6']}/{ep['prefixlen6']}", strict=False))
+
+
+def attach(ep: Mapping[str, Any], netns_fd: int, index: int, *, route: bool) -> None:
+    """One endpoint's veth into the namespace `netns_fd`: its addresses (IPv4, IPv6 on a
+    dual-stack network, link-local ones), MAC and MTU, named by its network's prefix and
+    `index` (eth0, eth1...), the default routes when it is the first (`route`)."""
+    from adapters.network import bridge
+
+    more = [(ep["address6"], int(ep["prefixlen6"]))] if ep.get("address6") else []
+    more += [(a, ipam.link_local_prefix(a)) for a in ep.get("link_local") or ()]
+    bridge.attach(ep["bridge"], ep["veth"], address=ep["address"],
+                  prefixlen=int(ep["prefixlen"]), gateway=ep["gateway"], netns_fd=netns_fd,
+                  ifname=f"{ep.get('ifprefix') or 'eth'}{index}", mac=ep["mac"],
+                  route=route, loopback=False, addresses=more, mtu=ep.get("mtu"),
+                  gateway6=ep.get("gateway6") if route else None)
 
 
 def wire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
@@ -95,16 +121,14 @@ def wire(container_id: str, endpoints: Mapping[str, Mapping[str, Any]],
     try:
         for index, ep in enumerate(sorted(endpoints.values(), key=lambda e: e["slot"])):
             ensure_network(ep)
-            bridge.attach(ep["bridge"], ep["veth"], address=ep["address"],
-                          prefixlen=int(ep["prefixlen"]), gateway=ep["gateway"],
-                          netns_fd=fd, ifname=f"eth{index}", mac=ep["mac"],
-                          route=index == 0, loopback=False)
+            attach(ep, fd, index, route=index == 0)
             made.append(ep["veth"])
             faults.point("endpoints.wired")  # a veth on the bridge, more to come
         if ports:
             first = min(endpoints.values(), key=lambda e: e["slot"])
             nat.publish(publication_key(container_id), first["address"],
-                        [ipam.PortBinding(**b) for b in ports])
+                        [ipam.PortBinding(**b) for b in ports],
+                        address6=first.get("address6") or "")
             faults.point("endpoints.published")  # the DNAT rules in, nothing recorded
     except BaseException as err:
         os.close(fd)

@@ -11,6 +11,7 @@ and every bridge lamina's table has chains for (a bridge named by option is know
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # every command builds this host: it imports nothing until used
@@ -22,10 +23,16 @@ class LinuxNetworkHost:
         from adapters.network import bridge, nat
 
         existed = network.bridge in bridge.links()
-        bridge.create_bridge(network.bridge, network.gateway, network.prefixlen)
+        six = ipaddress.ip_network(network.subnet6) if network.subnet6 else None
+        if six is not None:
+            bridge.enable_forwarding(ipv6=True)
+        bridge.create_bridge(network.bridge, network.gateway, network.prefixlen,
+                             mtu=network.mtu, address6=(network.gateway6, six.prefixlen)
+                             if six is not None else None)
         try:
             nat.add_network(network.bridge, network.subnet, network.gateway,
-                            internal=network.internal)
+                            internal=network.internal, masquerade=network.masquerade,
+                            subnet6=network.subnet6, gateway6=network.gateway6)
         except BaseException:
             if not existed:
                 bridge.delete_bridge(network.bridge)

@@ -1,7 +1,9 @@
 """nftables for bridge networks: masquerade, published ports and the forward filter.
 
-Everything lives in one table of lamina's own, `ip lamina` (IPv4, as the networks are), so
-lamina never edits a rule it didn't write and removing the table removes all of it. Talked
+Everything lives in one table of lamina's own, `inet lamina` (both families: a dual-stack
+network's IPv6 subnet gets the same masquerade, isolation and published ports as its IPv4
+one), so lamina never edits a rule it didn't write and removing the table removes all of
+it. Talked
 to through libnftables' JSON interface by ctypes (the library `nft` itself is a shell
 around): a command is one JSON batch, applied by the kernel as one transaction (all of it
 or none), and a listing comes back as JSON with each rule's handle; nothing parses `nft`'s
@@ -56,16 +58,16 @@ first, so the engine serializes the changes to one network (as it does to one co
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Network
 from typing import Any
 
 from core.networks import ANY, PortBinding
 
-FAMILY = "ip"
+FAMILY = "inet"
 TABLE = "lamina"
 LOOPBACK = "127.0.0.0/8"
 PER_NETWORK = ("in-", "out-", "nat-", "guard-")
@@ -167,8 +169,13 @@ def _field(protocol: str, name: str) -> Json:
 
 
 def _prefix(subnet: str) -> Json:
-    net = IPv4Network(subnet)
+    net = ipaddress.ip_network(subnet)
     return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _family(address: str) -> str:
+    """nftables' protocol word of an address or subnet: ip or ip6."""
+    return "ip6" if ":" in address else "ip"
 
 
 def _jump(chain: str) -> Json:
@@ -294,15 +301,18 @@ def _check_bridge(bridge: str) -> str:
     return bridge
 
 
-def add_network(bridge: str, subnet: str, gateway: str, *, internal: bool = False) -> None:
+def add_network(bridge: str, subnet: str, gateway: str, *, internal: bool = False,
+                masquerade: bool = True, subnet6: str = "", gateway6: str = "") -> None:
     """The rules of one network (idempotent: its chains are rewritten and its jumps made
-    once, whatever was there), in one transaction."""
+    once, whatever was there), in one transaction. `masquerade` False: traffic leaving
+    the subnet keeps its source (docker's enable_ip_masquerade=false); `subnet6`: a
+    dual-stack network's IPv6 subnet, masqueraded and guarded as the IPv4 one."""
     _check_bridge(bridge)
     objects = ensure_table()
     is_br = _match(_meta("iifname"), bridge)
     to_br = _match(_meta("oifname"), bridge)
     not_to_br = _match(_meta("oifname"), bridge, "!=")
-    from_subnet = _match(_field("ip", "saddr"), _prefix(subnet))
+    subnets = [subnet, *([subnet6] if subnet6 else [])]
     chains = {p + bridge for p in PER_NETWORK}
     cmds: list[Json] = []
     for c in sorted(chains):
@@ -315,16 +325,19 @@ def add_network(bridge: str, subnet: str, gateway: str, *, internal: bool = Fals
         cmds.append(_rule(f"in-{bridge}", _DNATED, _ACCEPT))
     cmds.append(_rule(f"in-{bridge}", _DROP))
     cmds.append(_rule(f"out-{bridge}", _DROP if internal else _ACCEPT))
-    if not internal:
-        cmds.append(_rule(f"nat-{bridge}", from_subnet, not_to_br, _MASQUERADE))
+    for net in subnets:
+        from_subnet = _match(_field(_family(net), "saddr"), _prefix(net))
+        if masquerade and not internal:
+            cmds.append(_rule(f"nat-{bridge}", from_subnet, not_to_br, _MASQUERADE))
+        cmds.append(_rule(f"nat-{bridge}", _DNATED, from_subnet, to_br, _MASQUERADE))
     cmds.append(_rule(f"nat-{bridge}", _match(_field("ip", "saddr"), _prefix(LOOPBACK)),
                       to_br, _MASQUERADE))
-    cmds.append(_rule(f"nat-{bridge}", _DNATED, from_subnet, to_br, _MASQUERADE))
     cmds.append(_rule(f"guard-{bridge}", _match(_field("ip", "daddr"), _prefix(LOOPBACK)),
                       _DROP))
     if internal:
-        cmds.append(_rule(f"guard-{bridge}", _match(_field("ip", "daddr"), gateway, "!="),
-                          _LOCAL, _DROP))
+        for gw in (gateway, *([gateway6] if gateway6 else [])):
+            cmds.append(_rule(f"guard-{bridge}",
+                              _match(_field(_family(gw), "daddr"), gw, "!="), _LOCAL, _DROP))
     cmds.append(_rule("to-bridges", to_br, _jump(f"in-{bridge}")))
     cmds.append(_rule("from-bridges", is_br, _jump(f"out-{bridge}")))
     cmds.append(_rule("postrouting", _jump(f"nat-{bridge}")))
@@ -360,23 +373,28 @@ def _check_key(key: str) -> str:
     return key
 
 
-def publish(key: str, address: str, bindings: Sequence[PortBinding]) -> None:
+def publish(key: str, address: str, bindings: Sequence[PortBinding],
+            address6: str = "") -> None:
     """DNAT `bindings` (host ip:port -> container port) to `address`, a container's address
     on a bridge, under `key` (the engine's: one per container and network): for traffic
-    from outside (prerouting) and from the host itself (output, loopback included).
-    Idempotent: the key's chain is rewritten."""
+    from outside (prerouting) and from the host itself (output, loopback included). With
+    `address6` (a dual-stack network's), a binding on every address (ANY) is DNAT'ed for
+    IPv6 too, to it (docker's [::]:PORT). Idempotent: the key's chain is rewritten."""
     _check_key(key)
     objects = ensure_table()
     chain = PUBLICATION + key
     cmds: list[Json] = [_chain(chain), {"flush": {"chain": _in_table(name=chain)}}]
     cmds += _jumps_to(objects, {chain})
     for b in bindings:
-        expr = []
-        if b.host_ip != ANY:
-            expr.append(_match(_field("ip", "daddr"), b.host_ip))
-        expr.append(_match(_field(b.proto, "dport"), b.host_port))
-        expr.append({"dnat": {"addr": address, "port": b.container_port}})
-        cmds.append(_rule(chain, *expr))
+        targets = [("ip", address)] + ([("ip6", address6)] if address6 and b.host_ip == ANY
+                                       else [])
+        for family, to in targets:
+            expr = [_match(_meta("nfproto"), "ipv4" if family == "ip" else "ipv6")]
+            if b.host_ip != ANY:
+                expr.append(_match(_field("ip", "daddr"), b.host_ip))
+            expr.append(_match(_field(b.proto, "dport"), b.host_port))
+            expr.append({"dnat": {"family": family, "addr": to, "port": b.container_port}})
+            cmds.append(_rule(chain, *expr))
     cmds.append(_rule("ports", _jump(chain)))
     run(cmds)
 

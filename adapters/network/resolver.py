@@ -211,29 +211,45 @@ class Zone:
     gateway: str
     subnet: str
     records: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # names one member alone resolves (its links' aliases): by its address, then the name
+    links: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+
+    def lookup(self, name: str, client: str | None = None) -> tuple[str, ...] | None:
+        own = self.links.get(client or "", {}).get(name)
+        return own if own is not None else self.records.get(name)
 
 
 def zones(con: sqlite3.Connection) -> dict[str, Zone]:
     """Every user-defined network of the read model (by id) with its containers' names:
     the names of each running or paused container's endpoint on it (core/networks.py
-    dns_records folds names and aliases, as docker does)."""
-    from core.networks import dns_records
+    dns_records folds names and aliases, as docker does), both its addresses on a
+    dual-stack network; and each member's links (NAME:ALIAS: ALIAS answers NAME's
+    addresses, to that member alone)."""
+    from core.networks import dns_records, link_records
 
     members: dict[str, list[tuple[Sequence[str], str]]] = {}
+    linking: dict[str, list[tuple[str, Sequence[str]]]] = {}
     nets: dict[str, tuple[str, str]] = {}
     for nid, doc in con.execute("SELECT id, doc FROM networks"):
         d = json.loads(doc)
         nets[nid] = (d["gateway"], d["subnet"])
-        members[nid] = []
+        members[nid], linking[nid] = [], []
     marks = ",".join("?" * len(LIVE))
     rows = con.execute("SELECT json_extract(doc, '$.endpoints') FROM containers "
                        f"WHERE state IN ({marks})", LIVE)
     for (endpoints,) in rows:
         for ep in json.loads(endpoints or "{}").values():
             if ep.get("dns") and ep.get("id") in members and ep.get("address"):
-                members[ep["id"]].append((ep.get("dns_names") or (), ep["address"]))
-    return {nid: Zone(gw, subnet, dns_records(members[nid]))
-            for nid, (gw, subnet) in nets.items()}
+                for address in (ep["address"], ep.get("address6")):
+                    if address:
+                        members[ep["id"]].append((ep.get("dns_names") or (), address))
+                if ep.get("links"):
+                    linking[ep["id"]].append((ep["address"], ep["links"]))
+    out = {}
+    for nid, (gw, subnet) in nets.items():
+        records = dns_records(members[nid])
+        out[nid] = Zone(gw, subnet, records, link_records(linking[nid], records))
+    return out
 
 
 def connect(root: str) -> sqlite3.Connection:
@@ -299,8 +315,8 @@ class _Bound:
     sock: socket.socket
     clients: IPv4Network
 
-    def lookup(self, name: str) -> tuple[str, ...] | None:
-        return self.zone.records.get(name)
+    def lookup(self, name: str, client: str | None = None) -> tuple[str, ...] | None:
+        return self.zone.lookup(name, client)
 
 
 class Server:
@@ -360,7 +376,8 @@ class Server:
         """Answer what waits on one network's socket (a burst at most)."""
         for _ in range(_MAX_BURST):
             bound = self.bound.get(nid)
-            if bound is None or not dns.respond(bound.sock, bound.lookup, bound.clients):
+            if bound is None or not dns.respond(bound.sock, bound.lookup, bound.clients,
+                                                bound.lookup):
                 return
 
     def serve(self, stay: Callable[[], bool]) -> None:

@@ -8,6 +8,7 @@ flock that decides who records a process's end (see core.ports.Runtime).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 import select
@@ -23,7 +24,14 @@ from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
 from core.errors import LaminaError
 from core.model import Container, Image
 from core.ports import Ended, LogEntry, Started
-from core.process import ProcessSpec, hosts_file, process_spec, resolv_conf
+from core.process import (
+    ProcessSpec,
+    hosts_file,
+    link_env,
+    merge_env,
+    process_spec,
+    resolv_conf,
+)
 
 if TYPE_CHECKING:
     import socket
@@ -82,7 +90,11 @@ class LinuxRuntime:
     # --- start ---------------------------------------------------------------------------
 
     def spec(self, container: Container, image: Image) -> ProcessSpec:
-        return process_spec(image.config, container.cmd, container.config, container.id)
+        spec = process_spec(image.config, container.cmd, container.config, container.id)
+        linked = link_env(container.endpoints)  # before -e's, as docker's
+        if linked:
+            spec = dataclasses.replace(spec, env=merge_env(linked, spec.env))
+        return spec
 
     def start(self, container: Container, image: Image) -> Started:
         from adapters.kernel import devices, rootfs
@@ -437,10 +449,7 @@ class LinuxRuntime:
             if not self.alive(container):
                 raise RuntimeError_(f"container {container.id[:12]} is not running")
             endpoints.ensure_network(endpoint)
-            bridge.attach(endpoint["bridge"], endpoint["veth"], address=endpoint["address"],
-                          prefixlen=int(endpoint["prefixlen"]), gateway=endpoint["gateway"],
-                          netns_fd=fd, ifname=f"eth{endpoint['slot']}", mac=endpoint["mac"],
-                          route=False)
+            endpoints.attach(endpoint, fd, int(endpoint["slot"]), route=False)
             faults.point("runtime.connected")  # the veth in, the log not told yet
         except bridge.LinkError as err:
             raise RuntimeError_(f"cannot connect container {container.id[:12]}: {err}") \

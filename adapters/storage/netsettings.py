@@ -96,18 +96,24 @@ def endpoint_settings(c: Container, asked: Mapping[str, Any], network: Network |
     aliases = [str(a) for a in asked.get("aliases") or ()]
     if user_defined and _old_api(api_version) and c.id[:12] not in aliases:
         aliases.append(c.id[:12])
-    ipam = {"IPv4Address": asked["ip"]} if asked.get("ip") else None
+    ipam = {api: asked[key] for api, key in (("IPv4Address", "ip"), ("IPv6Address", "ip6"),
+                                             ("LinkLocalIPs", "link_local_ips"))
+            if asked.get(key)} or None
     holds = network is not None and running(c) and (live is not None
                                                    or network.name in ("host", "none"))
     return {
-        "IPAMConfig": ipam, "Links": None, "Aliases": aliases or None,
-        "MacAddress": live["mac"] if live else "", "DriverOpts": None, "GwPriority": 0,
+        "IPAMConfig": ipam, "Links": list(asked.get("links") or ()) or None,
+        "Aliases": aliases or None,
+        "MacAddress": live["mac"] if live else asked.get("mac") or "",
+        "DriverOpts": dict(asked.get("driver_opts") or {}) or None, "GwPriority": 0,
         "NetworkID": network.id if network is not None else "",
         "EndpointID": endpoint_id(c, network.id) if holds and network else "",
         "Gateway": live["gateway"] if live else "",
         "IPAddress": live["address"] if live else "",
         "IPPrefixLen": live["prefixlen"] if live else 0,
-        "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": live.get("gateway6", "") if live else "",
+        "GlobalIPv6Address": live.get("address6", "") if live else "",
+        "GlobalIPv6PrefixLen": live.get("prefixlen6", 0) if live else 0,
         "DNSNames": list(live.get("dns_names") or ()) or None if live else None,
     }
 
@@ -137,9 +143,11 @@ def network_settings(c: Container, image: Image | None, resolve: Resolve,
         "Ports": port_map(c, image),
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
         "EndpointID": default.get("EndpointID", ""), "Gateway": default.get("Gateway", ""),
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": default.get("GlobalIPv6Address", ""),
+        "GlobalIPv6PrefixLen": default.get("GlobalIPv6PrefixLen", 0),
         "IPAddress": default.get("IPAddress", ""),
-        "IPPrefixLen": default.get("IPPrefixLen", 0), "IPv6Gateway": "",
+        "IPPrefixLen": default.get("IPPrefixLen", 0),
+        "IPv6Gateway": default.get("IPv6Gateway", ""),
         "MacAddress": default.get("MacAddress", ""),
         "Networks": networks,
     }
@@ -313,7 +321,8 @@ def network_containers(n: Network, members: Iterable[Container]) -> dict[str, An
         out[c.id] = {"Name": c.name, "EndpointID": endpoint_id(c, n.id),
                      "MacAddress": ep["mac"],
                      "IPv4Address": f"{ep['address']}/{ep['prefixlen']}",
-                     "IPv6Address": ""}
+                     "IPv6Address": f"{ep['address6']}/{ep['prefixlen6']}"
+                     if ep.get("address6") else ""}
     return out
 
 

@@ -277,12 +277,13 @@ class Engine(EngineBase):
                        gateway: str | None = None, internal: bool = False,
                        labels: Mapping[str, str] | None = None,
                        options: Mapping[str, str] | None = None,
-                       driver: str = "bridge") -> str:
-        """A user-defined bridge network, its bridge made on the host: its id."""
+                       driver: str = "bridge", **ipam: Any) -> str:
+        """A user-defined bridge network, its bridge made on the host: its id. `ipam`:
+        ip_range, aux_addresses, attachable, ipv6, subnet6, gateway6, ip_range6."""
         from core.engine import networks
 
         return networks.network_create(self, name, subnet, gateway, internal, labels,
-                                       options, driver)
+                                       options, driver, **ipam)
 
     def network_rm(self, refs: str | Sequence[str]) -> list[str]:
         """Remove user-defined networks, each its own command (a refusal of one leaves the
@@ -306,11 +307,12 @@ class Engine(EngineBase):
         return networks.network_prune(self, filters)
 
     def network_connect(self, net_ref: str, ref: str, aliases: Sequence[str] = (),
-                        ip: str | None = None) -> None:
-        """Put a container on one more network (a running one joins at once)."""
+                        ip: str | None = None, **settings: Any) -> None:
+        """Put a container on one more network (a running one joins at once). `settings`:
+        the endpoint's ip6, mac, links, link_local_ips, driver_opts."""
         from core.engine import networks
 
-        networks.network_connect(self, net_ref, ref, aliases, ip)
+        networks.network_connect(self, net_ref, ref, aliases, ip, **settings)
 
     def network_disconnect(self, net_ref: str, ref: str, force: bool = False) -> None:
         """Take a container off a network."""

@@ -26,7 +26,7 @@ from core import networks as ipam
 from core.engine.base import EngineBase
 from core.engine.networks import check_endpoint, endpoint, find
 from core.errors import BadInput, Conflict, NotFound
-from core.model import Container, Image
+from core.model import Container, Image, Network
 
 DEFAULT_MODE = ipam.DEFAULT_NETWORK
 LIVE = ("running", "paused")
@@ -61,9 +61,10 @@ def judge(e: EngineBase, config: dict[str, Any], remapped: bool = False) -> None
         raise BadInput(f"--add-host NAME:host-gateway needs a bridge network: the "
                        f"container's network is {mode}")
     endpoints = _endpoints(config.get("endpoints"), mode)
+    _fold(config, endpoints, mode)
     if shared:
         for key, flag in (("port_bindings", "-p, --publish"), ("publish_all", "-P"),
-                          ("endpoints", "--ip, --network-alias"),
+                          ("endpoints", "--ip, --network-alias, --mac-address, --link"),
                           ("dns", "--dns"), ("dns_search", "--dns-search"),
                           ("dns_options", "--dns-option")):
             if config.get(key) and not (key == "endpoints" and not endpoints):
@@ -78,7 +79,17 @@ def judge(e: EngineBase, config: dict[str, Any], remapped: bool = False) -> None
                 raise BadInput(f"endpoint settings for network {name}, which the container "
                                f"is not on (--network {mode})")
             check_endpoint(network, ep)
-        endpoints = {mode: next(iter(endpoints.values()))} if endpoints else {}
+        merged: dict[str, Any] = {}
+        for ep in endpoints.values():  # the network named twice (by name and by id)
+            merged.update(ep)
+        endpoints = {mode: merged} if merged else {}
+        if network.name == DEFAULT_MODE:  # legacy links: to containers there are
+            for link in merged.get("links") or ():
+                target = link.partition(":")[0]
+                try:
+                    e.container(target)
+                except NotFound:
+                    raise NotFound(f"could not get container for {target}") from None
     if endpoints:
         config["endpoints"] = endpoints
     else:
@@ -95,28 +106,67 @@ def judge(e: EngineBase, config: dict[str, Any], remapped: bool = False) -> None
             raise BadInput(f"{server} is not an ip address") from None
 
 
+# docker's EndpointSettings fields as recorded endpoint settings (core/engine/networks.py)
+_ENDPOINT_FIELDS = (("Aliases", "aliases"), ("Links", "links"), ("MacAddress", "mac"),
+                    ("DriverOpts", "driver_opts"))
+_IPAM_FIELDS = (("IPv4Address", "ip"), ("IPv6Address", "ip6"),
+                ("LinkLocalIPs", "link_local_ips"))
+
+
 def _endpoints(raw: Any, mode: str) -> dict[str, dict[str, Any]]:
-    """docker's EndpointsConfig ({NET: {Aliases, IPAMConfig: {IPv4Address}}}) as recorded:
-    {NET: {"aliases": [...], "ip": "..."}}; settings that ask nothing are dropped."""
+    """docker's EndpointsConfig ({NET: {Aliases, Links, MacAddress, DriverOpts,
+    IPAMConfig: {IPv4Address, IPv6Address, LinkLocalIPs}}}) as recorded: {NET: {"aliases",
+    "links", "mac", "driver_opts", "ip", "ip6", "link_local_ips"}}; settings that ask
+    nothing are dropped. A recorded form (lower-case keys) passes through."""
+    from core.engine.networks import endpoint_settings
+
     out: dict[str, dict[str, Any]] = {}
     for name, settings in (raw or {}).items():
         settings = settings or {}
-        ipam_cfg = settings.get("IPAMConfig") or {}
-        for key in ("IPv6Address", "LinkLocalIPs"):
-            if ipam_cfg.get(key):
-                raise BadInput(f"{key} (--ip6, --link-local-ip) is not supported by lamina: "
-                               "its networks are IPv4 only")
-        for key in ("Links", "MacAddress", "DriverOpts"):
-            if settings.get(key):
-                raise BadInput(f"endpoint setting {key} is not supported by lamina yet")
-        ep: dict[str, Any] = {}
-        if settings.get("Aliases"):
-            ep["aliases"] = [str(a) for a in settings["Aliases"]]
-        if ipam_cfg.get("IPv4Address"):
-            ep["ip"] = str(ipam_cfg["IPv4Address"])
+        recorded = not any(k[:1].isupper() for k in settings)
+        ep = endpoint_settings(settings) if recorded else endpoint_request(settings)
         if ep:
             out[mode if name in ("default", "") else name] = ep
     return out
+
+
+def endpoint_request(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """One of docker's EndpointSettings (a connect's EndpointConfig) as recorded settings,
+    its types checked in one line each."""
+    from core.engine.networks import endpoint_settings
+
+    ipam_cfg = settings.get("IPAMConfig") or {}
+    flat = {key: settings.get(api) for api, key in _ENDPOINT_FIELDS}
+    flat |= {key: ipam_cfg.get(api) for api, key in _IPAM_FIELDS}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        kind = {"aliases": list, "links": list, "link_local_ips": list,
+                "driver_opts": dict}.get(key, str)
+        if not isinstance(value, kind):
+            raise BadInput(f"invalid JSON: endpoint setting {key} must be a "
+                           f"{'list' if kind is list else 'map' if kind is dict else 'string'}")
+    return endpoint_settings(flat)
+
+
+def _fold(config: dict[str, Any], endpoints: dict[str, dict[str, Any]], mode: str) -> None:
+    """Config.MacAddress (`--mac-address`, before API 1.44) and HostConfig.Links (`--link`)
+    are settings of the endpoint on the container's network, as docker's daemon takes
+    them: folded into it (an endpoint's own MacAddress wins). Recorded once, there."""
+    from core import networks as ipam_
+
+    mac = config.pop("mac_address", None)
+    links = config.pop("links", None)
+    if not mac and not links:
+        return
+    ep = endpoints.setdefault(mode, {})
+    if mac:
+        ep.setdefault("mac", ipam_.check_mac(str(mac)))
+    if links:
+        from core.engine.networks import endpoint_settings
+
+        ep["links"] = [*ep.get("links", ()),
+                       *endpoint_settings({"links": list(links)})["links"]]
 
 
 def _port_specs(raw: Any) -> list[ipam.PortSpec]:
@@ -172,20 +222,63 @@ def leased(e: EngineBase, c: Container, image: Image) -> Container:
     endpoints: dict[str, dict[str, Any]] = {}
     for slot, (name, wanted) in enumerate(c.networks.items()):
         endpoints[name] = endpoint(c, find(e, name), wanted, others, slot)
+    default = endpoints.get(DEFAULT_MODE)
+    if default is not None and default.get("links"):
+        default.update(_legacy_links(e, c, default["links"], others))
     first = next(iter(endpoints.values()))
-    ports = [] if first["internal"] else _bindings(c, image, others)
+    ports = [] if first["internal"] else _bindings(c, image, others,
+                                                   find(e, next(iter(endpoints))))
     return dataclasses.replace(c, endpoints=endpoints,
                                ports=tuple(dataclasses.asdict(b) for b in ports))
 
 
-def _bindings(c: Container, image: Image, others: list[Container]) -> list[ipam.PortBinding]:
+def _legacy_links(e: EngineBase, c: Container, wanted: list[str],
+                  others: list[Container]) -> dict[str, Any]:
+    """The /etc/hosts lines and variables of a container's legacy links (core/links.py),
+    each to a running container on the default bridge, in docker's words when not."""
+    from core import links
+    from core.process import merge_env
+
+    hosts, env = [], []
+    for link in wanted:
+        name, _, alias = link.partition(":")
+        try:
+            target = e.container(name)
+        except NotFound:
+            raise NotFound(f"could not get container for {name}") from None
+        live = next((x for x in others if x.id == target.id), None)
+        if live is None:
+            raise Conflict(f"Cannot link to a non running container: /{target.name} AS "
+                           f"/{c.name}/{alias}")
+        ep = live.endpoints.get(DEFAULT_MODE)
+        if ep is None:
+            raise BadInput(f"Cannot link to /{target.name}, as it does not belong to the "
+                           "default network")
+        image = e.log.image(live.image)
+        cfg = ((image.config if image else {}).get("config") or {})
+        other = links.Linked(
+            name=live.name, hostname=live.config.get("hostname") or live.id[:12],
+            address=ep["address"],
+            ports=exposed_of(live, image) if image is not None else [],
+            env=merge_env(cfg.get("Env") or [], live.config.get("env") or []))
+        hosts.append(list(links.hosts_line(alias, other)))
+        env += links.link_env(c.name, alias, other)
+    return {"link_hosts": hosts, "link_env": env}
+
+
+def _bindings(c: Container, image: Image, others: list[Container],
+              network: Network) -> list[ipam.PortBinding]:
     specs = [ipam.PortSpec(**s) for s in c.config.get("port_bindings") or ()]
+    default_ip = network.options.get(ipam.HOST_BINDING_OPTION, "")
+    if default_ip and default_ip != ipam.ANY:  # the network's host_binding_ipv4
+        specs = [dataclasses.replace(s, host_ip=s.host_ip or default_ip) for s in specs]
     if c.config.get("publish_all"):
         asked = {(s.container_port, s.proto) for s in specs}
         for port in exposed_of(c, image):
             number, _, proto = port.partition("/")
             if (int(number), proto) not in asked:
-                specs.append(ipam.PortSpec(proto, int(number)))
+                specs.append(ipam.PortSpec(proto, int(number), default_ip
+                                           if default_ip != ipam.ANY else ""))
     if not specs:
         return []
     bound = [ipam.PortBinding(**b) for x in others for b in x.ports]

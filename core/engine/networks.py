@@ -25,6 +25,7 @@ docker's rules (moby daemon/network.go, libnetwork), kept:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -42,9 +43,17 @@ Filters = Mapping[str, Sequence[str]]
 
 DEFAULT_SUBNET = "172.17.0.0/16"  # docker0's, lamina0's
 DEFAULT_GATEWAY = "172.17.0.1"
-# Options a bridge network takes: its bridge's name alone, for now; docker's other bridge
-# options (mtu, icc, masquerade, host binding) are refused by name until lamina applies them.
-OPTIONS = (ipam.BRIDGE_NAME_OPTION,)
+# The driver options (-o) a bridge network takes, each applied: its bridge's name, the MTU of
+# its bridge and veths, masquerade off (no route out but to the subnet), the name its
+# containers' links get (eth0, eth1: a prefix), the address published ports bind by
+# default. docker's others (icc, inhibit_ipv4, gateway modes...) are refused by name.
+MTU_OPTION, MASQUERADE_OPTION = ipam.MTU_OPTION, ipam.MASQUERADE_OPTION
+IFACE_PREFIX_OPTION, HOST_BINDING_OPTION = ipam.IFACE_PREFIX_OPTION, ipam.HOST_BINDING_OPTION
+OPTIONS = (ipam.BRIDGE_NAME_OPTION, MTU_OPTION, MASQUERADE_OPTION, IFACE_PREFIX_OPTION,
+           HOST_BINDING_OPTION)
+# network create's IPAM and flags beyond subnet and gateway (Engine.network_create's **ipam)
+IPAM_KEYS = frozenset({"ip_range", "aux_addresses", "attachable", "ipv6", "subnet6",
+                       "gateway6", "ip_range6"})
 LIST_KEYS = frozenset({"driver", "id", "label", "name", "scope", "type", "dangling"})
 PRUNE_KEYS = frozenset({"label", "label!", "until"})
 
@@ -75,7 +84,9 @@ def spec(n: Network) -> ipam.Network:
     """What the host is asked to carry for a recorded network."""
     return ipam.Network(name=n.name, id=n.id, subnet=n.subnet, gateway=n.gateway,
                         driver=n.driver, internal=n.internal, labels=n.labels,
-                        options=n.options)
+                        options=n.options, ip_range=n.ip_range,
+                        aux_addresses=n.aux_addresses, attachable=n.attachable,
+                        subnet6=n.subnet6, gateway6=n.gateway6, ip_range6=n.ip_range6)
 
 
 def bridge_of(n: Network) -> str:
@@ -88,26 +99,30 @@ def bridge_of(n: Network) -> str:
 def network_create(e: EngineBase, name: str, subnet: str | None = None,
                    gateway: str | None = None, internal: bool = False,
                    labels: Mapping[str, str] | None = None,
-                   options: Mapping[str, str] | None = None, driver: str = "bridge") -> str:
-    """A new user-defined bridge network: its id."""
+                   options: Mapping[str, str] | None = None, driver: str = "bridge",
+                   **more: Any) -> str:
+    """A new user-defined bridge network: its id. `more`: IPAM_KEYS."""
     with e.command("network create", name or "(no name)") as cmd:
         check_name(name)
         check_driver(driver)
         check_options(options or {})
+        unknown = set(more) - IPAM_KEYS
+        if unknown:
+            raise BadInput(f"network create: unknown settings {sorted(unknown)}")
         nid = e.ids.new_id()
         return cmd.retrying(lambda: _create(e, cmd, nid, name, subnet, gateway, internal,
-                                            dict(labels or {}), dict(options or {})))
+                                            dict(labels or {}), dict(options or {}), more))
 
 
 def _create(e: EngineBase, cmd: Command, nid: str, name: str, subnet: str | None,
             gateway: str | None, internal: bool, labels: dict[str, str],
-            options: dict[str, str]) -> str:
+            options: dict[str, str], more: dict[str, Any]) -> str:
     if e.log.network_named(name) is not None:
         raise Conflict(f"network with name {name} already exists")
     live = e.log.networks()
-    in_use = [DEFAULT_SUBNET, *(n.subnet for n in live)]
+    in_use = [DEFAULT_SUBNET, *(n.subnet for n in live), *(n.subnet6 for n in live)]
     want = ipam.new_network(name, nid, subnet=subnet, gateway=gateway, internal=internal,
-                            labels=labels, options=options, in_use=in_use)
+                            labels=labels, options=options, in_use=in_use, **more)
     if want.bridge == ipam.DEFAULT_BRIDGE or want.bridge in {bridge_of(n) for n in live}:
         raise Conflict(f"bridge name {want.bridge} is already in use by another network")
     stream = f"network:{nid}"
@@ -116,7 +131,11 @@ def _create(e: EngineBase, cmd: Command, nid: str, name: str, subnet: str | None
     try:
         cmd.append([ev.NetworkCreated(id=nid, name=name, subnet=want.subnet,
                                       gateway=want.gateway, driver=ipam.DRIVER,
-                                      internal=internal, labels=labels, options=options)],
+                                      internal=internal, labels=labels, options=options,
+                                      ip_range=want.ip_range,
+                                      aux_addresses=dict(want.aux_addresses),
+                                      attachable=want.attachable, subnet6=want.subnet6,
+                                      gateway6=want.gateway6, ip_range6=want.ip_range6)],
                    {stream: version})
     except BaseException:
         if e.log.network(nid) is None:  # the log never said it existed
@@ -231,15 +250,34 @@ def doc(n: Network) -> dict[str, Any]:
     """docker's inspect JSON of a network (moby's api/types/network.Inspect), Containers
     empty as docker's list shows it (adapters/storage/netsettings.py fills them for
     inspect)."""
-    config = [{"Subnet": n.subnet, "Gateway": n.gateway}] if n.subnet else []
     return {
         "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local",
-        "Driver": n.driver, "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None, "Config": config},
-        "Internal": n.internal, "Attachable": False, "Ingress": False,
+        "Driver": n.driver, "EnableIPv6": bool(n.subnet6),
+        "IPAM": {"Driver": "default", "Options": None, "Config": ipam_config(n)},
+        "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
         "Containers": {}, "Options": dict(n.options), "Labels": dict(n.labels),
     }
+
+
+def ipam_config(n: Network) -> list[dict[str, Any]]:
+    """IPAM.Config: one entry per subnet (IPv4, then IPv6), docker's empty fields left
+    out, each with the auxiliary addresses of its family."""
+    out = []
+    for subnet, gateway, ip_range in ((n.subnet, n.gateway, n.ip_range),
+                                      (n.subnet6, n.gateway6, n.ip_range6)):
+        if not subnet:
+            continue
+        entry: dict[str, Any] = {"Subnet": subnet}
+        if ip_range:
+            entry["IPRange"] = ip_range
+        entry["Gateway"] = gateway
+        net = ipaddress.ip_network(subnet)
+        aux = {k: v for k, v in n.aux_addresses.items() if ipaddress.ip_address(v) in net}
+        if aux:
+            entry["AuxiliaryAddresses"] = aux
+        out.append(entry)
+    return out
 
 
 # --- judging a request --------------------------------------------------------------------
@@ -259,10 +297,21 @@ def check_driver(driver: str | None) -> None:
 
 
 def check_options(options: Mapping[str, str]) -> None:
-    for key in options:
+    """The driver options, each one lamina applies (OPTIONS) with a value it can, in
+    docker's words when wrong; any other refused by name."""
+    for key, value in options.items():
         if key not in OPTIONS:
             raise BadInput(f"network option {key!r} (-o {key}=...) is not supported by "
                            "lamina yet")
+        if key == MTU_OPTION and not (value.isdigit() and 68 <= int(value) <= 65535):
+            raise BadInput(f"invalid MTU number: {value} (68 to 65535)")
+        if key == MASQUERADE_OPTION and value.lower() not in ("true", "false", "1", "0"):
+            raise BadInput(f"{key}: {value!r} is not a boolean")
+        if key == IFACE_PREFIX_OPTION and not (value and len(value) <= 12
+                                               and value.replace("_", "").isalnum()):
+            raise BadInput(f"{key}: {value!r}: letters, digits and _, at most 12")
+        if key == HOST_BINDING_OPTION:
+            ipam.parse_publish(f"{value}:1:1")  # an IPv4 address
 
 
 def _check_keys(filters: Filters, accepted: frozenset[str]) -> None:
@@ -303,49 +352,118 @@ def check_unused(e: EngineBase, n: Network) -> None:
 # --- membership: network connect / disconnect ---------------------------------------------
 
 
+# An endpoint's settings as recorded (create's `endpoints`, ContainerConnected, c.networks):
+# aliases, ip (IPv4), ip6, mac, links ["name:alias"], link_local_ips, driver_opts.
+ENDPOINT_KEYS = ("aliases", "ip", "ip6", "mac", "links", "link_local_ips", "driver_opts")
+# Endpoint driver options docker's bridge driver would act on and lamina doesn't: refused by
+# name. Any other key means nothing to the driver, docker's nor lamina's: recorded and shown.
+_DOCKER_OPTS = "com.docker.network."
+
+
 def check_endpoint(network: Network, ep: Mapping[str, Any]) -> None:
+    """An endpoint's settings on `network`, in docker's words when wrong (aliases, fixed
+    addresses and links only on a user-defined network, addresses in its subnets, IPv6 only
+    on an IPv6 network)."""
     user_defined = not is_predefined(network)
     if ep.get("aliases") and not user_defined:
         raise BadInput("network-scoped alias is supported only for containers in user "
                        "defined networks")
+    if (ep.get("ip") or ep.get("ip6")) and not user_defined:
+        raise BadInput("user specified IP address is supported on user defined "
+                       "networks only")
     if ep.get("ip"):
-        if not user_defined:
-            raise BadInput("user specified IP address is supported on user defined "
-                           "networks only")
         ipam.lease(spec(network), (), requested=ep["ip"])  # in its subnet, not reserved
+    if ep.get("ip6"):
+        if not network.subnet6:
+            raise BadInput(f"invalid address {ep['ip6']}: network {network.name} has no "
+                           "IPv6 subnet (--ipv6)")
+        ipam.lease(spec(network), (), requested=ep["ip6"], version=6)
+    if ep.get("mac"):
+        ipam.check_mac(ep["mac"])
+    ipam.check_link_local(ep.get("link_local_ips") or ())
+    for link in ep.get("links") or ():
+        name, _, alias = str(link).partition(":")
+        if not name.strip("/") or not alias:
+            raise BadInput(f"invalid link {link!r}: it should be NAME:ALIAS")
+    for key in ep.get("driver_opts") or {}:
+        if key.startswith(_DOCKER_OPTS):
+            raise BadInput(f"endpoint driver option {key!r} is not supported by lamina yet")
+
+
+def endpoint_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded settings with the empty ones left out, a MAC normalized, links as
+    `name:alias` (docker's form, a leading / dropped)."""
+    out: dict[str, Any] = {}
+    for key in ENDPOINT_KEYS:
+        value = raw.get(key)
+        if not value:
+            continue
+        if key == "mac":
+            value = ipam.check_mac(str(value))
+        elif key == "links":
+            value = [_link(str(v)) for v in value]
+        elif key in ("aliases", "link_local_ips"):
+            value = [str(v) for v in value]
+        elif key == "driver_opts":
+            value = {str(k): str(v) for k, v in dict(value).items()}
+        else:
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def _link(text: str) -> str:
+    name, sep, alias = text.partition(":")
+    name = name.lstrip("/")
+    return f"{name}:{alias or name}" if sep or name else text
 
 
 def endpoint(c: Container, network: Network, wanted: Mapping[str, Any],
              others: list[Container], slot: int) -> dict[str, Any]:
     """A container's lease on one network, given the other running containers' (an address
-    of its `--ip`, or the lowest free one), with the names its DNS answers for it on a
-    user-defined network (its name, aliases and short id, as docker's)."""
+    of its `--ip`, or the lowest free one; on an IPv6 network an IPv6 one too), with the
+    names its DNS answers for it on a user-defined network (its name, aliases and short id,
+    as docker's)."""
     net = spec(network)
-    taken = [ep["address"] for x in others for ep in x.endpoints.values()
-             if ep["id"] == network.id]
-    address = ipam.lease(net, taken, requested=wanted.get("ip") or None)
+    held = [ep for x in others for ep in x.endpoints.values() if ep["id"] == network.id]
+    address = ipam.lease(net, [ep["address"] for ep in held], requested=wanted.get("ip") or None)
     user_defined = not is_predefined(network)
     aliases = list(wanted.get("aliases") or ())
-    return {"id": network.id, "address": address, "prefixlen": net.prefixlen,
-            "gateway": net.gateway, "mac": ipam.mac_address(address), "bridge": net.bridge,
-            "veth": ipam.veth_name(c.id, network.id), "internal": net.internal,
-            "aliases": aliases, "dns": user_defined, "slot": slot,
-            "dns_names": [c.name, *aliases, c.id[:12]] if user_defined else []}
-
-
+    lease = {"id": network.id, "address": address, "prefixlen": net.prefixlen,
+             "gateway": net.gateway, "mac": wanted.get("mac") or ipam.mac_address(address),
+             "bridge": net.bridge, "veth": ipam.veth_name(c.id, network.id),
+             "internal": net.internal, "aliases": aliases, "dns": user_defined,
+             "slot": slot, "dns_names": [c.name, *aliases, c.id[:12]] if user_defined else []}
+    if net.subnet6:
+        lease.update(address6=ipam.lease(net, [ep["address6"] for ep in held
+                                              if ep.get("address6")],
+                                         requested=wanted.get("ip6") or None, version=6),
+                     prefixlen6=ipaddress.ip_network(net.subnet6).prefixlen,
+                     gateway6=net.gateway6)
+    extra = {"link_local": list(wanted.get("link_local_ips") or ()), "mtu": net.mtu,
+             "links": list(wanted.get("links") or ()),
+             "ifprefix": net.iface_prefix if net.iface_prefix != "eth" else None}
+    lease.update({k: v for k, v in extra.items() if v})
+    if not net.masquerade and not net.internal:
+        lease["masquerade"] = False
+    return lease
 
 
 def network_connect(e: EngineBase, net_ref: str, ref: str, aliases: Sequence[str] = (),
-                    ip: str | None = None) -> None:
+                    ip: str | None = None, **settings: Any) -> None:
     """Make a container a member of one more network (docker's `network connect`): a
     running one is joined at once (its lease made on the host, then recorded), a stopped
-    one at its next start."""
+    one at its next start. `settings`: the endpoint's other ENDPOINT_KEYS."""
     with e.command("network connect", f"{net_ref} {ref}") as cmd:
-        cmd.retrying(lambda: _connect(e, cmd, net_ref, ref, list(aliases), ip))
+        unknown = set(settings) - set(ENDPOINT_KEYS)
+        if unknown:
+            raise BadInput(f"network connect: unknown endpoint settings {sorted(unknown)}")
+        wanted = endpoint_settings({**settings, "aliases": list(aliases), "ip": ip})
+        cmd.retrying(lambda: _connect(e, cmd, net_ref, ref, wanted))
 
 
-def _connect(e: EngineBase, cmd: Command, net_ref: str, ref: str, aliases: list[str],
-             ip: str | None) -> None:
+def _connect(e: EngineBase, cmd: Command, net_ref: str, ref: str,
+             wanted: dict[str, Any]) -> None:
     network = find(e, net_ref)
     c = e.container(ref)
     mode = c.config.get("network") or "none"
@@ -355,7 +473,6 @@ def _connect(e: EngineBase, cmd: Command, net_ref: str, ref: str, aliases: list[
     if mode == "none":
         raise BadInput("container cannot be connected to multiple networks with one of the "
                        "networks in private (none) mode")
-    wanted: dict[str, Any] = {k: v for k, v in (("aliases", aliases), ("ip", ip)) if v}
     check_endpoint(network, wanted)
     with e.runtime.ending(c):
         now = e.log.container(c.id)
@@ -365,19 +482,19 @@ def _connect(e: EngineBase, cmd: Command, net_ref: str, ref: str, aliases: list[
             raise Conflict(f"endpoint with name {now.name} already exists in network "
                            f"{network.name}")
         _judge(now, "connect")
-        event = ev.ContainerConnected(id=now.id, network=network.name,
-                                      network_id=network.id, aliases=aliases, ip=ip or "")
+        fields: dict[str, Any] = {
+                  "id": now.id, "network": network.name, "network_id": network.id,
+                  "aliases": wanted.get("aliases") or [], "ip": wanted.get("ip") or "",
+                  "settings": {k: v for k, v in wanted.items() if k not in ("aliases", "ip")}}
         if now.state != "running":
-            cmd.append([event], {f"container:{now.id}": now.version})
+            cmd.append([ev.ContainerConnected(**fields)], {f"container:{now.id}": now.version})
             return
         others = [x for x in e.log.containers(("running", "paused")) if x.id != now.id]
         slot = max((ep["slot"] for ep in now.endpoints.values()), default=-1) + 1
         lease = endpoint(now, network, wanted, others, slot)
         e.runtime.connect(now, lease)  # before the log says it is joined
         try:
-            cmd.append([ev.ContainerConnected(id=now.id, network=network.name,
-                                              network_id=network.id, aliases=aliases,
-                                              ip=ip or "", endpoint=lease)],
+            cmd.append([ev.ContainerConnected(**fields, endpoint=lease)],
                        {f"container:{now.id}": now.version})
         except BaseException:
             e.runtime.disconnect(now, lease)

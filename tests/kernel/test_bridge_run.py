@@ -3,7 +3,11 @@ responder and containers all inside a network namespace the test makes (a Box), 
 only to addresses in it. What issue 18 asks to prove: a busybox httpd answers on its
 published port; two containers on a user network reach each other by name; an internal
 network reaches nothing outside; networks are isolated from each other; connect and
-disconnect on a running container; leases in the log; nothing left once the runs end."""
+disconnect on a running container; leases in the log; nothing left once the runs end. And
+its last slice: dual-stack networks (an IPv6 address on the link, its name's AAAA, a
+published port reached over IPv6), IPAM ranges and auxiliary addresses, `--mac-address`
+and link-local addresses, driver options that change the bridge (MTU, an interface prefix,
+no masquerade), legacy links on the default bridge (/etc/hosts and docker's variables)."""
 
 from __future__ import annotations
 
@@ -228,3 +232,80 @@ def test_a_container_shares_another_containers_network(lam: NetLamina) -> None:
     late = lam("start", "side")
     assert late.returncode != 0 and "cannot join network of a non running container" in \
         late.stderr
+
+# --- issue 18's last slice: dual-stack networks, IPAM ranges and auxiliary addresses, MACs and
+# link-local addresses, driver options that change the bridge, legacy links ---------------
+
+
+def fetch6(lam: NetLamina, host: str, port: int, timeout: float = 5) -> str:
+    """GET /hostname over IPv6 from the namespace's own side."""
+    code = ("import socket, sys; s = socket.create_connection((sys.argv[1], int(sys.argv[2])),"
+            " timeout=2); s.sendall(b'GET /hostname HTTP/1.0\\r\\n\\r\\n');"
+            " sys.stdout.write(s.makefile('rb').read().decode().split('\\r\\n\\r\\n')[-1])")
+    deadline = time.monotonic() + timeout
+    while True:
+        out = lam.box.run(sys.executable, "-c", code, host, str(port))
+        if out.returncode == 0 or time.monotonic() > deadline:
+            return out.stdout if out.returncode == 0 else f"failed: {out.stderr}"
+        time.sleep(0.1)
+
+
+def test_a_dual_stack_network_with_a_range_macs_and_ipv6_ports(lam: NetLamina) -> None:
+    lam.ok("network", "create", "--ipv6", "--subnet", "10.77.0.0/24", "--ip-range",
+           "10.77.0.128/28", "--aux-address", "printer=10.77.0.128", "--subnet",
+           "fd00:77::/64", "-o", "com.docker.network.driver.mtu=1400", "--attachable", "six")
+    net = json.loads(lam.ok("network", "inspect", "six"))[0]
+    assert net["EnableIPv6"] is True and net["Attachable"] is True
+    assert net["IPAM"]["Config"] == [
+        {"Subnet": "10.77.0.0/24", "IPRange": "10.77.0.128/28", "Gateway": "10.77.0.1",
+         "AuxiliaryAddresses": {"printer": "10.77.0.128"}},
+        {"Subnet": "fd00:77::/64", "Gateway": "fd00:77::1"}]
+    web = served(lam, "--name", "web", "--network", "six", "--mac-address",
+                 "02:42:0a:4d:00:99", "--ip6", "fd00:77::80", "--link-local-ip",
+                 "169.254.7.7", "-p", "18090:80")
+    ep = inspect(lam, "web")["NetworkSettings"]["Networks"]["six"]
+    assert ep["IPAddress"] == "10.77.0.129", "from the range, the auxiliary one skipped"
+    assert (ep["GlobalIPv6Address"], ep["IPv6Gateway"]) == ("fd00:77::80", "fd00:77::1")
+    link = lam.ok("exec", "web", "sh", "-c", "cat /sys/class/net/eth0/address "
+                  "/sys/class/net/eth0/mtu; ip addr show eth0; ip -6 route")
+    assert "02:42:0a:4d:00:99" in link and "1400" in link
+    assert "inet 10.77.0.129/24" in link and "inet 169.254.7.7/16" in link
+    assert "inet6 fd00:77::80/64" in link and "default via fd00:77::1" in link
+    # the name's AAAA, and the peer reaches it over IPv6
+    got = lam.ok("run", "--rm", "--network", "six", "busybox", "sh", "-c",
+                 "nslookup -type=AAAA web; wget -q -O - http://[fd00:77::80]/hostname")
+    assert "fd00:77::80" in got and web[:12] in got
+    assert fetch6(lam, "fd00:77::1", 18090).strip() == web[:12], \
+        "a published port answers on the host's IPv6 addresses too (DNAT to the IPv6 one)"
+    started = [json.loads(line) for line in lam.ok("events", "--format", "json",
+                                                    "--filter", "container=web").splitlines()]
+    lease = next(e["data"] for e in started if e["type"] == "ContainerStarted")["networks"]
+    assert (lease["six"]["address6"], lease["six"]["mac"]) == ("fd00:77::80",
+                                                              "02:42:0a:4d:00:99")
+    taken = lam("run", "--rm", "--network", "six", "--ip", "10.77.0.128", "busybox", "true")
+    assert taken.returncode != 0 and "Address already in use" in taken.stderr
+
+
+def test_driver_options_change_the_bridge_or_are_refused(lam: NetLamina) -> None:
+    lam.ok("network", "create", "-o", "com.docker.network.container_iface_prefix=net",
+           "-o", "com.docker.network.bridge.enable_ip_masquerade=false",
+           "-o", "com.docker.network.bridge.name=lmtest0", "plain")
+    names = lam.ok("run", "--rm", "--network", "plain", "busybox", "ls", "/sys/class/net")
+    assert names.split() == ["lo", "net0"]
+    assert "lmtest0" in lam.links()
+    refused = lam("network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "x")
+    assert refused.returncode != 0
+    assert "network option 'com.docker.network.bridge.enable_icc'" in refused.stderr
+
+
+def test_legacy_links_on_the_default_bridge(lam: NetLamina) -> None:
+    up = served(lam, "--name", "upstream", "-e", "ROLE=db", "--expose", "5432")
+    address = inspect(lam, "upstream")["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    out = lam.ok("run", "--rm", "--link", "upstream:db", "busybox", "sh", "-c",
+                 "grep db /etc/hosts; env | sort; wget -q -O - http://db/hostname")
+    assert f"{address}\tdb {up[:12]} upstream" in out
+    assert f"DB_PORT_5432_TCP=tcp://{address}:5432" in out and "DB_ENV_ROLE=db" in out
+    assert out.rstrip().endswith(up[:12])
+    lam.ok("stop", "-t", "0", "upstream")
+    gone = lam("run", "--rm", "--link", "upstream:db", "busybox", "true")
+    assert gone.returncode != 0 and "Cannot link to a non running container" in gone.stderr

@@ -359,7 +359,7 @@ def test_a_published_port_is_reached_from_outside_the_host_its_loopback_and_a_ne
                     return False
 
         assert not reaches_host_loopback()
-        nat.run([{"flush": {"chain": {"family": "ip", "table": "lamina",
+        nat.run([{"flush": {"chain": {"family": nat.FAMILY, "table": "lamina",
                                       "name": f"guard-{NET_A}"}}}])
         assert reaches_host_loopback()  # the control: the guard is what stops it
         nat.add_network(NET_A, SUBNET_A, GW_A)  # idempotent: puts the guard back

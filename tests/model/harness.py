@@ -847,12 +847,13 @@ def check_world(engine: Engine, replayed: World) -> None:
 
 
 @cache
-def _assignable(address: str, subnet: str, gateway: str) -> bool:
+def _assignable(address: str, subnet: str, gateway: str, aux: tuple[str, ...] = ()) -> bool:
     """An address a container may hold on a network: in its subnet, neither the subnet's
-    network and broadcast addresses nor the gateway (cached: a handful of each)."""
+    network and broadcast addresses nor the gateway, nor an auxiliary address the network
+    holds (cached: a handful of each)."""
     net, addr = ipam.IPv4Network(subnet), ipam.IPv4Address(address)
     return addr in net and addr not in (net.network_address, net.broadcast_address,
-                                         ipam.IPv4Address(gateway))
+                                         ipam.IPv4Address(gateway)) and address not in aux
 
 
 def _check_leases(engine: Engine, live: World) -> None:
@@ -883,8 +884,14 @@ def _check_leases(engine: Engine, live: World) -> None:
             if n is None or n.id != ep["id"]:
                 _fail(f"{c.name} holds {ep['address']} on {name} ({ep['id'][:12]}), which "
                       "is gone")
-            elif not _assignable(ep["address"], n.subnet, n.gateway):
-                _fail(f"{c.name} holds {ep['address']}, not an address of {n.subnet}")
+            elif not _assignable(ep["address"], n.subnet, n.gateway,
+                                 tuple(sorted(n.aux_addresses.values()))):
+                _fail(f"{c.name} holds {ep['address']}, not an address of {n.subnet} "
+                      f"(or an auxiliary one: {n.aux_addresses})")
+            elif n.ip_range and not (c.networks.get(name) or {}).get("ip") and \
+                    ipam.IPv4Address(ep["address"]) not in ipam.IPv4Network(n.ip_range):
+                _fail(f"{c.name} was given {ep['address']}, outside {n.name}'s range "
+                      f"{n.ip_range}")
             held.add((c.id, ep["id"]))
         first = next(iter(c.endpoints.values()), None)
         if c.ports and (first is None or first["internal"]):

@@ -79,7 +79,11 @@ network_names = st.sampled_from(["n0", "n1", "n2"])
 # none (docker's pools), and subnets that overlap each other, the default bridge's, or the
 # first pool's
 subnets = st.sampled_from([None, None, "10.1.0.0/16", "10.1.2.0/24", "172.17.9.0/24",
-                           "172.18.0.0/16"])
+                           "172.18.0.0/16", "10.9.0.0/29"])
+# IPAM beyond the subnet (only with 10.9.0.0/29, a network of 6 hosts, so that its range of
+# 4 fills up): dynamic addresses from a range, an auxiliary address held inside it
+ipams = st.sampled_from([{}, {"ip_range": "10.9.0.4/30", "aux_addresses": {"x": "10.9.0.5"}},
+                         {"aux_addresses": {"y": "10.9.0.2", "z": "10.9.0.3"}}])
 # what a container is created on (the default bridge, the machine's networks, a missing
 # one), connected to and disconnected from
 attach_to = st.sampled_from(["bridge", "bridge", "n0", "n0", "n1", "missing"])
@@ -263,10 +267,12 @@ class MemoryMachine(RuleBasedStateMachine):
     def volume_prune(self, every: bool) -> None:
         self.do(Step("volume prune", force=every))
 
-    @rule(name=network_names, subnet=subnets, internal=st.booleans())
-    def network_create(self, name: str, subnet: str | None, internal: bool) -> None:
+    @rule(name=network_names, subnet=subnets, internal=st.booleans(), more=ipams)
+    def network_create(self, name: str, subnet: str | None, internal: bool,
+                       more: dict) -> None:
+        extra = more if subnet == "10.9.0.0/29" else {}
         self.network_step("network create", lambda: self.engine.network_create(
-            name, subnet=subnet, internal=internal))
+            name, subnet=subnet, internal=internal, **extra))
 
     @rule(pick=picks)
     def network_rm(self, pick: int) -> None:

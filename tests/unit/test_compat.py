@@ -55,7 +55,7 @@ def test_api_defaults_are_no_request_and_requests_are_refused() -> None:
         "HostConfig.VolumeDriver 'flocker'": {"VolumeDriver": "flocker"},
         "logging driver 'syslog' (--log-driver syslog)": {"LogConfig": {"Type": "syslog"}},
         "HostConfig.KernelMemory is": {"KernelMemory": 4 << 20},
-        "HostConfig.Links (--link)": {"Links": ["db:db"]},
+        "HostConfig.Sysctls (--sysctl)": {"Sysctls": {"net.core.somaxconn": "1024"}},
     }
     for message, host in refusals.items():
         _, options = api_options({"Image": "busybox", "HostConfig": host})

@@ -116,16 +116,16 @@ def test_a_records_file_is_reread_when_it_changes(tmp_path: Path) -> None:
 
 
 def _jump_rule(chain: str, target: str, handle: int) -> dict[str, Any]:
-    return {"rule": {"family": "ip", "table": "lamina", "chain": chain, "handle": handle,
+    return {"rule": {"family": nat.FAMILY, "table": "lamina", "chain": chain, "handle": handle,
                      "expr": [{"jump": {"target": target}}]}}
 
 
 def _chain(name: str) -> dict[str, Any]:
-    return {"chain": {"family": "ip", "table": "lamina", "name": name}}
+    return {"chain": {"family": nat.FAMILY, "table": "lamina", "name": name}}
 
 
 LISTING = [
-    {"table": {"family": "ip", "name": "lamina"}},
+    {"table": {"family": nat.FAMILY, "name": "lamina"}},
     *[_chain(c) for c in ("prerouting", "ports", "to-bridges", "in-lm-a", "out-lm-a", "nat-lm-a",
                           "guard-lm-a", "in-lm-b", "out-lm-b", "nat-lm-b", "guard-lm-b",
                           "pub-c1")],
@@ -174,7 +174,7 @@ def test_the_last_thing_removed_takes_the_table(monkeypatch: pytest.MonkeyPatch)
     rest = [c for c in LISTING if "lm-b" not in str(c) and "pub-c1" not in str(c)]
     batches = recording(monkeypatch, rest)
     assert nat.remove_network("lm-a")
-    assert batches == [[{"delete": {"table": {"family": "ip", "name": "lamina"}}}]]
+    assert batches == [[{"delete": {"table": {"family": nat.FAMILY, "name": "lamina"}}}]]
 
 
 def test_names_the_table_can_hold_are_checked() -> None:

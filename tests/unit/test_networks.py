@@ -81,7 +81,7 @@ def test_when_every_pool_is_taken_docker_says_so() -> None:
     ("10.0.0.0", "invalid subnet 10.0.0.0: invalid CIDR address"),
     ("10.0.0.0/33", "invalid CIDR address"),
     ("10.0.0.5/24", "invalid subnet 10.0.0.5/24: it should be 10.0.0.0/24"),
-    ("fd00::/64", "IPv4 only"),
+    ("fd00::/64", "an IPv4 subnet was expected"),
     ("10.0.0.0/31", "too small"),
 ])
 def test_bad_subnets_are_refused_in_one_line(text: str, message: str) -> None:

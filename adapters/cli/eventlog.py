@@ -58,8 +58,11 @@ def _templated_events(args: argparse.Namespace, log: Any, records: Any) -> int:
     from adapters.eventstore.query import ContainerNames
 
     names = ContainerNames(log.con)  # containers' names, removed ones too
+    # a run's network connect/disconnect messages have the network as their actor: docker's
+    # container filter doesn't show them
+    con = None if any(f.startswith("container=") for f in args.filter or ()) else log.con
     templated(args.format, (EventRow(m) for rec in records
-                            for m in docker_events(rec, names, log.con)), {})
+                            for m in docker_events(rec, names, con)), {})
     return 0
 
 

@@ -159,8 +159,8 @@ def test_errors_are_dockers(api, tmp_networks) -> None:
         api.remove_network("bridge")
     assert "bridge is a pre-defined network and cannot be removed" in cm.value.explanation
     with pytest.raises(docker.errors.APIError) as cm:
-        api.create_network(random_name(), enable_ipv6=True)
-    assert cm.value.explanation == "EnableIPv6 is not supported by lamina yet"
+        api.create_network(random_name(), ingress=True)
+    assert cm.value.explanation == "Ingress is not supported by lamina: it has no swarm mode"
 
 
 def test_the_predefined_networks_are_listed_as_docker_lists_them(api) -> None:
@@ -192,7 +192,8 @@ def test_connect_and_disconnect_with_the_docker_cli(service, box) -> None:
         [net] = json.loads(service.ok("network", "inspect", "side"))
         assert net["Containers"][cid]["IPv4Address"] == "10.67.0.7/24"
         assert answer(b, "http://10.67.0.7/hostname") == cid[:12]
-        refused = service.docker("network", "connect", "--link", "x:y", "side", "joiner")
+        refused = service.docker("network", "connect", "--driver-opt",
+                                 "com.docker.network.endpoint.sysctls=x=1", "side", "joiner")
         assert refused.returncode != 0
         service.ok("network", "disconnect", "side", "joiner")
         [doc] = json.loads(service.ok("inspect", cid))

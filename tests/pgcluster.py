@@ -49,7 +49,10 @@ class Cluster:
         return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
 
     def init(self) -> None:
-        self.top = tempfile.mkdtemp(prefix="lamina-pg-")
+        # /tmp as root: the postgres user must reach the directory ($TMPDIR may be root's),
+        # and a unix socket's path must stay short
+        self.top = tempfile.mkdtemp(prefix="lamina-pg-", dir="/tmp" if os.geteuid() == 0
+                                    else None)
         if os.geteuid() == 0:
             shutil.chown(self.top, "postgres", "postgres")
         subprocess.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "postgres",

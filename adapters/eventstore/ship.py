@@ -129,6 +129,7 @@ class Shipper:
         import psycopg
 
         sent = 0
+        self._reopen_if_replaced()
         try:
             while True:
                 n, head = self._one_batch(self._connect())
@@ -143,6 +144,18 @@ class Shipper:
         except psycopg.Error as err:
             self._drop()
             raise StoreError(f"event store {redacted(self.url)}: {_line(err)}") from None
+
+    def _reopen_if_replaced(self) -> None:
+        """A follower outlives its root's log file (a root removed and made again): read the
+        one at the path now (if it forked from what was shipped, shipping says so)."""
+        if not self.local.still_current():
+            from adapters.eventstore.sqlite_log import SqliteEventLog
+
+            self.local.close()
+            try:
+                self.local = SqliteEventLog(self.root, create=False)
+            except FileNotFoundError:
+                raise StoreError(f"{self.root} has no event log any more") from None
 
     def _one_batch(self, central: psycopg.Connection) -> tuple[int, int]:
         with central.transaction():

@@ -126,6 +126,30 @@ def test_a_fork_is_refused_naming_host_and_seq(tmp_path: Path, pg_url: str) -> N
         ship(b, pg_url, "forked")
 
 
+def test_a_follower_reads_a_log_made_again_and_refuses_its_fork(tmp_path: Path,
+                                                                pg_url: str) -> None:
+    """A root removed and made again while its shipper runs: the shipper reads the new
+    file (not the deleted one it had open), and refuses it as a fork of what it shipped."""
+    import shutil
+
+    root = tmp_path / "a"
+    session(str(root))
+    shipper = Shipper(str(root), pg_url, "again")
+    try:
+        assert shipper.ship().events == len(local_rows(root))
+        shutil.rmtree(root)
+        with pytest.raises(StoreError, match="has no event log any more"):
+            shipper.ship()
+        e = engine(str(root), ids_from=300)
+        e.import_image({"bin/sh": "z"}, "busybox")
+        for n in range(20):
+            e.create("busybox", ["sh"], name=f"n{n}")
+        with pytest.raises(ChainRefused, match="host again: fork at seq"):
+            shipper.ship()
+    finally:
+        shipper.close()
+
+
 def test_the_store_itself_refuses_a_bad_row_whoever_writes_it(tmp_path: Path,
                                                              pg_url: str) -> None:
     """The checks are the database's (a trigger), not the shipper's: a hand-made INSERT

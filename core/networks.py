@@ -615,11 +615,12 @@ def lease_clash(live: Iterable[Any], network_ids: Collection[str] | None = None)
     bound: list[tuple[str, PortBinding]] = []
     for c in live:
         for ep in c.endpoints.values():
-            key = (ep["id"], ep["address"])
-            if key in addresses and addresses[key] != c.id:
-                return (f"address {ep['address']} on network {ep['id'][:12]} is held by "
-                        f"{addresses[key][:12]} and {c.id[:12]}")
-            addresses[key] = c.id
+            for address in filter(None, (ep["address"], ep.get("address6"))):
+                key = (ep["id"], address)
+                if key in addresses and addresses[key] != c.id:
+                    return (f"address {address} on network {ep['id'][:12]} is held by "
+                            f"{addresses[key][:12]} and {c.id[:12]}")
+                addresses[key] = c.id
             if network_ids is not None and ep["id"] not in network_ids:
                 return f"{c.id[:12]} holds an address on network {ep['id'][:12]}, which is gone"
         for raw in c.ports:

@@ -392,8 +392,10 @@ def write_leases(con: sqlite3.Connection, c: Any) -> None:
         if ep["id"] != DEFAULT_NETWORK_ID and con.execute(
                 "SELECT 1 FROM networks WHERE id = ?", (ep["id"],)).fetchone() is None:
             raise sqlite3.IntegrityError(f"network {ep['id'][:12]} was removed meanwhile")
-        con.execute("INSERT INTO leases (container, network, address) VALUES (?,?,?)",
-                    (c.id, ep["id"], ep["address"]))
+        for address in (ep["address"], ep.get("address6")):  # both of a dual-stack one
+            if address:
+                con.execute("INSERT INTO leases (container, network, address) VALUES (?,?,?)",
+                            (c.id, ep["id"], address))
     for b in c.ports:
         clash = con.execute(
             "SELECT container FROM bindings WHERE proto = ? AND host_port = ? AND "

@@ -177,3 +177,19 @@ def test_a_run_connects_before_start_and_disconnects_after_die(tmp_path) -> None
         ("container", "kill", ""), ("container", "die", ""),
         ("network", "disconnect", "bridge"), ("network", "disconnect", "front"),
     ]
+
+
+def test_an_ipv6_address_held_twice_is_a_clash_as_an_ipv4_one_is() -> None:
+    from types import SimpleNamespace
+
+    from core.networks import lease_clash
+
+    def member(cid: str, v4: str, v6: str) -> SimpleNamespace:
+        return SimpleNamespace(id=cid, ports=(), endpoints={"six": {
+            "id": NID, "address": v4, "address6": v6}})
+
+    assert lease_clash([member("a" * 64, "10.0.0.2", "fd00::2"),
+                        member("b" * 64, "10.0.0.3", "fd00::3")]) is None
+    clash = lease_clash([member("a" * 64, "10.0.0.2", "fd00::2"),
+                         member("b" * 64, "10.0.0.3", "fd00::2")])
+    assert clash is not None and "address fd00::2" in clash

@@ -386,11 +386,12 @@ def test_two_creates_racing_for_one_free_subnet_record_two(tmp_path) -> None:
 
 
 def _on(log: SqliteEventLog, cid: str, network: str, address: str,
-        ports: list[dict] | None = None) -> None:
+        ports: list[dict] | None = None, address6: str = "") -> None:
     """A container created and started with a lease on `network` (an id)."""
     log.append([ev.ContainerCreated(id=cid, name=cid[:4], image="i" * 64)],
                expected={f"container:{cid}": 0}, meta=META)
-    endpoint = {"id": network, "address": address, "slot": 0}
+    endpoint = {"id": network, "address": address, "slot": 0,
+                **({"address6": address6} if address6 else {})}
     log.append([ev.ContainerStarted(id=cid, pid=1, networks={"n": endpoint},
                                     ports=ports or [])],
                expected={f"container:{cid}": 1}, meta=META)
@@ -416,6 +417,9 @@ def test_an_address_or_a_clashing_port_has_one_holder(tmp_path) -> None:
     log.append([ev.ContainerStopped(id="1" * 64, signal=15, exit_code=0)],
                expected={f"container:{'1' * 64}": 2}, meta=META)
     _on(log, "5" * 64, NET_A, "172.18.0.2", [_port("127.0.0.1", 8080)])  # released: free
+    _on(log, "6" * 64, NET_A, "172.18.0.6", address6="fd00::6")  # dual-stack: both leased
+    with pytest.raises(ConcurrencyError):
+        _on(log, "7" * 64, NET_A, "172.18.0.7", address6="fd00::6")
 
 
 def test_a_network_with_leases_is_not_removed_and_a_removed_one_leases_nothing(tmp_path):

@@ -17,6 +17,9 @@ the end. Events come from bench/eventlog.py's Workload (realistic container life
 3. 100 simulated hosts (one generated log shipped under 100 host ids, K events each), then
    the fleet's questions: `fleet ps` (the query, and the CLI end to end), `fleet replay --at`
    one host (with and without a snapshot), `fleet audit verify` one host, `fleet events`.
+4. As root: three roots as three real hosts, each running `run --rm --network none busybox
+   true` in a loop while `lamina ship --follow` ships: how long after a command ends its
+   events are in the store.
 """
 
 from __future__ import annotations
@@ -236,6 +239,91 @@ def bench_fleet(cluster: Cluster, tmp: str, hosts: int, k: int, runs: int) -> No
         fleet.close()
 
 
+# --- 4. three real hosts running containers ---------------------------------------------------
+
+
+def _lamina(root: str, *argv: str) -> None:
+    env = {**os.environ, "LAMINA_NO_SERVER": "1"}
+    subprocess.run([sys.executable, "-m", "adapters.cli", "--root", root, *argv], env=env,
+                   cwd=REPO, check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+
+def _head(con: Any, host: str) -> int:
+    row = con.execute("SELECT last_seq FROM hosts WHERE host = %s", (host,)).fetchone()
+    return row[0] if row else 0
+
+
+def _real_host(root: str, url: str, host: str, runs: int, lags: list[float]) -> None:
+    """`run --rm --network none busybox true` again and again; after each, how long from
+    the run's last event's time (`at`, this machine's clock) until the store holds it (the
+    follower polls every 0.1 s)."""
+    import sqlite3
+    from datetime import datetime
+
+    import psycopg
+
+    local = sqlite3.connect(os.path.join(root, "events.db"))
+    with psycopg.connect(url, autocommit=True) as con:
+        for _ in range(runs):
+            _lamina(root, "run", "--rm", "--network", "none", "busybox", "true")
+            want, at = local.execute("SELECT seq, at FROM events ORDER BY seq DESC "
+                                     "LIMIT 1").fetchone()
+            while _head(con, host) < want:
+                time.sleep(0.002)
+            recorded = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+            lags.append(time.time() - recorded)
+    local.close()
+
+
+def bench_real(cluster: Cluster, tmp: str, runs: int) -> None:
+    """Three roots as three hosts, each running containers while `lamina ship --follow`
+    ships: the lag from a command's end to its events in the store."""
+    print(f"\n[4] 3 real hosts, {runs} containers each, shipping as they run", flush=True)
+    from adapters.storage.busybox import write_busybox_rootfs_tar
+
+    tar = os.path.join(tmp, "busybox.tar")
+    with open(tar, "wb") as f:
+        write_busybox_rootfs_tar(f)
+    url = cluster.new_database()
+    roots = [os.path.join(tmp, f"host{n}") for n in range(3)]
+    for n, root in enumerate(roots):
+        _lamina(root, "import", tar, "busybox")
+        _lamina(root, "ship", "--host", f"host{n}", "--event-store", url)
+    shippers = [subprocess.Popen([sys.executable, "-m", "adapters.cli", "--root", root,
+                                  "ship", "--follow", "--interval", "0.1", "--event-store",
+                                  url], cwd=REPO, stdin=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL) for root in roots]
+    lags: list[list[float]] = [[], [], []]
+    try:
+        t0 = time.perf_counter()
+        workers = [threading.Thread(target=_real_host, args=(root, url, f"host{n}", runs,
+                                                             lags[n]))
+                   for n, root in enumerate(roots)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        wall = time.perf_counter() - t0
+    finally:
+        for proc in shippers:
+            proc.terminate()
+            proc.wait(30)
+    every = sorted(x for lag in lags for x in lag)
+    fleet = Fleet(url)
+    try:
+        events = sum(h.head.seq for h in fleet.hosts())
+        ms = median_ms(lambda: fleet.containers(every=True), 15)
+        assert all(fleet.verify(f"host{n}").ok for n in range(3))
+    finally:
+        fleet.close()
+    p95 = every[int(0.95 * (len(every) - 1))] * 1000
+    row("4", "a `run --rm`'s last event recorded, to the store (3 hosts at once)", len(every),
+        statistics.median(every) * 1000, f"{3 * runs / wall:,.1f} runs/s",
+        f"p95 {p95:,.0f} ms; follower polls every 0.1 s")
+    row("4", "fleet ps -a: the query, the 3 real hosts", 15, ms, "", f"{events:,} events")
+    RESULTS["real_lag_ms"] = {"median": statistics.median(every) * 1000, "p95": p95}
+
+
 def table() -> str:
     head = ["#", "benchmark", "n", "median", "throughput", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -251,11 +339,14 @@ def main() -> int:
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--host-events", type=int, default=5_000, help="each simulated host's")
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--real-runs", type=int, default=20,
+                    help="containers each of the 3 real hosts runs (root; 0: skip)")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.quick:
         args.appends, args.events, args.hosts, args.host_events, args.runs = \
             50, 5_000, 10, 1_000, 5
+        args.real_runs = min(args.real_runs, 5)
     bindir = pg_bin()
     if bindir is None:
         print("needs Debian's postgresql (make deb)", file=sys.stderr)
@@ -269,6 +360,8 @@ def main() -> int:
         bench_concurrency(cluster, args.threads, args.appends)
         bench_ship(cluster, tmp, args.events)
         bench_fleet(cluster, tmp, args.hosts, args.host_events, args.runs)
+        if os.geteuid() == 0 and args.real_runs:
+            bench_real(cluster, tmp, args.real_runs)
     finally:
         cluster.remove()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -77,47 +77,43 @@ def _hosts(fleet: Any, host: str | None) -> list[str]:
         raise NotFound(str(err)) from None
 
 
-def cmd_fleet_ps(args: argparse.Namespace) -> int:
-    from adapters.cli.render import json_line, status, table
+def _listing(args: argparse.Namespace, query: Callable[[Any], list[tuple[str, Any]]],
+             headers: list[str], cells: Callable[[Any], list[Any]]) -> int:
+    """A read-model listing of every host (or --host's): (host, aggregate) rows, as a table
+    whose first column is the host, or one JSON object per aggregate with its host."""
+    from adapters.cli.render import json_line, table
     from core.model import to_doc
-    from core.references import short
 
     fleet = _fleet(args)
     try:
         if args.host is not None:
             _hosts(fleet, args.host)
-        rows = fleet.containers(args.host, every=args.all)
+        rows = query(fleet)
     finally:
         fleet.close()
     if args.format == "json":
-        for host, c in rows:
-            json_line({"host": host, **to_doc(c)})
+        for host, agg in rows:
+            json_line({"host": host, **to_doc(agg)})
         return 0
-    table(["HOST", "CONTAINER ID", "NAME", "IMAGE", "STATUS"],
-          [[host, short(c.id), c.name, short(c.image), status(c)] for host, c in rows])
+    table(["HOST", *headers], [[host, *cells(agg)] for host, agg in rows])
     return 0
+
+
+def cmd_fleet_ps(args: argparse.Namespace) -> int:
+    from adapters.cli.render import status
+    from core.references import short
+
+    return _listing(args, lambda fleet: fleet.containers(args.host, every=args.all),
+                    ["CONTAINER ID", "NAME", "IMAGE", "STATUS"],
+                    lambda c: [short(c.id), c.name, short(c.image), status(c)])
 
 
 def cmd_fleet_images(args: argparse.Namespace) -> int:
-    from adapters.cli.render import json_line, table
-    from core.model import to_doc
     from core.references import short
 
-    fleet = _fleet(args)
-    try:
-        if args.host is not None:
-            _hosts(fleet, args.host)
-        rows = fleet.images(args.host)
-    finally:
-        fleet.close()
-    if args.format == "json":
-        for host, i in rows:
-            json_line({"host": host, **to_doc(i)})
-        return 0
-    table(["HOST", "IMAGE ID", "TAGS", "LAYERS"],
-          [[host, short(i.id), ",".join(i.tags) or "<none>", len(i.layers)]
-           for host, i in rows])
-    return 0
+    return _listing(args, lambda fleet: fleet.images(args.host),
+                    ["IMAGE ID", "TAGS", "LAYERS"],
+                    lambda i: [short(i.id), ",".join(i.tags) or "<none>", len(i.layers)])
 
 
 def cmd_fleet_hosts(args: argparse.Namespace) -> int:

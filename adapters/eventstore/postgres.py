@@ -458,8 +458,10 @@ def _write_leases(con: psycopg.Connection, host: str, c: Any) -> None:
                 (host, ep["id"])).fetchone() is None:
             raise ConcurrencyError(f"another command changed the same object first: network "
                                    f"{ep['id'][:12]} was removed meanwhile")
-        con.execute("INSERT INTO leases (host, container, network, address) "
-                    "VALUES (%s,%s,%s,%s)", (host, c.id, ep["id"], ep["address"]))
+        for address in (ep["address"], ep.get("address6")):  # both of a dual-stack one
+            if address:
+                con.execute("INSERT INTO leases (host, container, network, address) "
+                            "VALUES (%s,%s,%s,%s)", (host, c.id, ep["id"], address))
     for b in c.ports:
         clash = con.execute(
             "SELECT container FROM bindings WHERE host = %s AND proto = %s AND host_port = %s "

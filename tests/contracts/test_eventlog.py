@@ -145,6 +145,35 @@ class EventLogContract:
         assert (log.volume("data").version, log.volume("data").anonymous) == (5, True)
 
 
+    def start_on(self, log, cid: str, network: str, address: str, ports=(), address6=""):
+        """A container created and started with a lease on `network` (an id)."""
+        log.append([ev.ContainerCreated(id=cid, name=cid[:4], image=IID)],
+                   expected={f"container:{cid}": 0}, meta=META)
+        endpoint = {"id": network, "address": address, "slot": 0,
+                    **({"address6": address6} if address6 else {})}
+        log.append([ev.ContainerStarted(id=cid, pid=1, networks={"n": endpoint},
+                                        ports=list(ports))],
+                   expected={f"container:{cid}": 1}, meta=META)
+
+    def test_an_address_or_a_clashing_port_has_one_holder(self, log) -> None:
+        net = "e" * 64
+        log.append([ev.NetworkCreated(id=net, name="front", subnet="172.18.0.0/16",
+                                      gateway="172.18.0.1")], expected={}, meta=META)
+        port = {"proto": "tcp", "container_port": 80, "host_ip": "0.0.0.0", "host_port": 8080}
+        self.start_on(log, "1" * 64, net, "172.18.0.2", [port])
+        with pytest.raises(ConcurrencyError):
+            self.start_on(log, "2" * 64, net, "172.18.0.2")  # its address
+        with pytest.raises(ConcurrencyError):  # 0.0.0.0 holds the port on every address
+            self.start_on(log, "3" * 64, net, "172.18.0.3", [{**port, "host_ip": "127.0.0.1"}])
+        self.start_on(log, "4" * 64, net, "172.18.0.4", address6="fd00::4")
+        with pytest.raises(ConcurrencyError):  # a dual-stack one's IPv6 address too
+            self.start_on(log, "5" * 64, net, "172.18.0.5", address6="fd00::4")
+        assert log.container("2" * 64).state == log.container("5" * 64).state != "running"
+        with pytest.raises(ConcurrencyError):  # a network with leases stays
+            log.append([ev.NetworkRemoved(id=net)], expected={}, meta=META)
+        assert log.network(net) is not None
+
+
 class DurableLogContract(EventLogContract):
     """What a stored log adds to the port: the chain, upcasters, snapshots. Subclasses give
     the few operations the port doesn't name (`raw_insert`, `snapshot`, `state_at`,

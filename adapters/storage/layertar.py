@@ -87,13 +87,16 @@ class LayerError(ValueError):
 # --- writing ------------------------------------------------------------------------------
 
 
-def write_layer_tar(diff_dir: str, out_fileobj: Sink) -> tuple[str, int]:
+def write_layer_tar(diff_dir: str, out_fileobj: Sink,
+                    split: SplitRecorder | None = None) -> tuple[str, int]:
     """Archive a layer directory as an OCI layer tar; return (diff_id, bytes written).
 
     Overlay whiteouts become `.wh.` files and opaque directories get a `.wh..wh..opq` entry.
-    The digest is computed while streaming: there is no second pass over the output.
+    The digest is computed while streaming: there is no second pass over the output. With
+    `split`, the tar's own bytes go there and each file's contents as a reference to it
+    (its path below diff_dir): the tar-split that rebuilds this very tar from the files.
     """
-    return _TarWriter(out_fileobj, layer=True).archive(diff_dir)
+    return _TarWriter(out_fileobj, layer=True, split=split).archive(diff_dir)
 
 
 def write_flat_tar(root_dir: str, out: Sink) -> tuple[str, int]:
@@ -155,11 +158,18 @@ class HashingSink:
 class _TarWriter:
     """One archive: headers through TarInfo.tobuf, file data in 1 MiB reads."""
 
-    def __init__(self, out: Sink, layer: bool) -> None:
+    def __init__(self, out: Sink, layer: bool, split: SplitRecorder | None = None) -> None:
         self.sink = HashingSink(out)
         self.layer = layer
         self.buf = bytearray(CHUNK)
         self.links: dict[tuple[int, int], str] = {}
+        self.split = split
+
+    def _raw(self, data: bytes) -> None:
+        """Bytes of the tar itself (headers, padding, the end): also the tar-split's."""
+        self.sink.write(data)
+        if self.split is not None:
+            self.split.raw(data)
 
     def archive(self, root: str) -> tuple[str, int]:
         for _, rel, kind in _sorted_tree(root, self.layer):
@@ -170,7 +180,7 @@ class _TarWriter:
                 self._whiteout(rel, os.lstat(path))
             else:
                 self._member(rel, path)
-        self.sink.write(bytes(2 * BLOCK))
+        self._raw(bytes(2 * BLOCK))
         return "sha256:" + self.sink.hash.hexdigest(), self.sink.size
 
     def _member(self, rel: str, path: str) -> None:
@@ -228,7 +238,7 @@ class _TarWriter:
         self._header(info)
 
     def _header(self, info: tarfile.TarInfo) -> None:
-        self.sink.write(info.tobuf(tarfile.PAX_FORMAT, **ENCODING))
+        self._raw(info.tobuf(tarfile.PAX_FORMAT, **ENCODING))
 
     def _data(self, rel: str, path: str, st: os.stat_result) -> None:
         """Stream exactly st_size bytes (the size the header promised), then pad the block."""
@@ -236,6 +246,8 @@ class _TarWriter:
         try:
             if os.fstat(fd).st_ino != st.st_ino:
                 raise LayerError(f"{rel!r} was replaced while archiving")
+            if self.split is not None:
+                self.split.file(rel, st.st_size)
             view, left = memoryview(self.buf), st.st_size
             while left:
                 n = os.readv(fd, [view[:min(left, CHUNK)]])
@@ -246,7 +258,7 @@ class _TarWriter:
         finally:
             os.close(fd)
         if st.st_size % BLOCK:
-            self.sink.write(bytes(BLOCK - st.st_size % BLOCK))
+            self._raw(bytes(BLOCK - st.st_size % BLOCK))
 
 
 def _sorted_tree(root: str, layer: bool) -> list[tuple[bytes, str, bytes]]:

@@ -198,24 +198,42 @@ class LinuxLayerStore:
     def commit_rw_layer(self, rw_layer: str, parent: str | None) -> LayerInfo:
         """The read-write layer's changes copied into a new read-only layer.
 
-        `cp -a` copies in the kernel (copy_file_range) with modes, owners, times, hardlinks,
-        xattrs and whiteout devices; overlayfs' private xattrs other than `opaque` are then
-        dropped. The diff_id is the digest of the layer tar of the copy itself, so the
-        stored layer is exactly what its diff_id describes (save re-tars it the same way).
-        Measured: about 2.5x the throughput of going through a tar file and extracting it.
+        Two things at once, one on each core: `cp -a` copies the read-write layer in the
+        kernel (copy_file_range) with modes, owners, times, hardlinks, xattrs and whiteout
+        devices (overlayfs' private xattrs other than `opaque` are dropped after), while
+        this process archives the same files as the layer tar, only to hash it (its
+        diff_id) and to keep its tar-split, so that `save` streams the layer from its
+        files rather than archiving it again. The container is frozen or stopped, so both
+        read the same files; the tar leaves out what the copy drops (overlayfs' xattrs),
+        and the copy keeps everything the tar records, so the copy's tar is the one
+        hashed: tests/kernel/test_commit_layer.py checks both ways. (The copy stays: the
+        layer can't take the container's own read-write layer, which the container keeps
+        writing in place, nor share its files' inodes with it.)
         """
         import subprocess
 
         from adapters.storage import layertar
+        from adapters.storage.archive import SplitWriter
 
+        source = self.diff_dir(rw_layer)
         with self.staging() as stage:
             dest = os.path.join(stage, "diff")
-            done = subprocess.run(["cp", "-a", "--", self.diff_dir(rw_layer), dest],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                raise OSError(f"copying the read-write layer failed: {done.stderr.strip()}")
+            copy = subprocess.Popen(["cp", "-a", "--", source, dest], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            split = SplitWriter(os.path.join(stage, SPLIT_FILE))
+            try:
+                diff_id, size = layertar.write_layer_tar(source, _NullSink(), split)
+                split.finish(diff_id, size)
+            except BaseException:
+                copy.kill()
+                raise
+            finally:
+                split.close()
+                _, err = copy.communicate()
+            if copy.returncode != 0:
+                raise OSError("copying the read-write layer failed: "
+                              f"{err.decode(errors='replace').strip()}")
             _drop_private_xattrs(dest)
-            diff_id, _ = layertar.write_layer_tar(dest, _NullSink())
             return self._install(stage, diff_id, parent)
 
     def layer_tar(self, layer_id: str, out: BinaryIO) -> tuple[str, int]:

@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""Scale figures: how lamina's costs grow, at up to 10x the spine's sizes.
+
+    .venv/bin/python bench/scale.py --only log                 # 1M, 3M, 10M events (~1 h)
+    .venv/bin/python bench/scale.py --only log --sizes 100000,300000   # a smoke run
+    .venv/bin/python bench/scale.py --only containers          # 10, 100, 1,000 running
+    .venv/bin/python bench/scale.py --only layers              # images of 30, 60, 120 layers
+    unshare --net -- .venv/bin/python bench/scale.py --only containers,clients
+
+Not part of `make test`. Each section prints a Markdown table of sizes and times:
+
+- log: one log grown through the log API (SqliteEventLog.append, 5,000 events an append,
+  bench/eventlog.py's workload) to each size in turn; at each, a replay (rebuild without
+  snapshots) with its CPU time, `lamina events --since` of the last 1,000 events and of
+  none, a snapshot, the ps-style query, the file's size.
+- containers: `sleep` containers started with `run -d --network none` through the root's
+  fork server (started by the first command), in a network namespace of this run's own;
+  at each count, the monitors' memory (their PSS summed: what they cost the machine; RSS
+  counts the pages they share with the server), the server's RSS, `lamina ps` and
+  `ps -q` wall times. All removed at the end.
+- layers: an image of N layers made by N commits, then the time to create and run a
+  container of it and to save it.
+- clients: 1, 10, 100 threads, each a client of the Docker API running what `docker run
+  --rm --network none busybox true` asks (create, start, wait, remove) in a loop, against
+  `lamina serve` and against Debian's dockerd (its own socket, data and exec roots,
+  --bridge=none --iptables=false), one after the other at each level: throughput,
+  median and p99 latency.
+
+containers and clients: run them in a network namespace of their own (`unshare --net`).
+
+Needs root for containers and layers (overlayfs, namespaces, cgroups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+for path in (str(REPO), str(REPO / "bench")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from eventlog import LIVE, Workload  # noqa: E402
+
+from adapters.eventstore.replay import rebuild, snapshot, state_at  # noqa: E402
+from adapters.eventstore.sqlite_log import SqliteEventLog  # noqa: E402
+
+LAMINA = str(Path(sys.executable).with_name("lamina"))
+ENV = {k: v for k, v in os.environ.items()
+       if k not in ("PYTHONDONTWRITEBYTECODE", "LAMINA_ROOT")}
+IN_PROCESS = {**ENV, "LAMINA_NO_SERVER": "1"}
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def ms(seconds: float) -> str:
+    value = seconds * 1000
+    return f"{value / 1000:.2f} s" if value >= 1000 else f"{value:.1f} ms"
+
+
+def cpu_timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall, CPU of this process, result)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def wall(argv: list[str], runs: int, env: dict[str, str] = IN_PROCESS) -> float:
+    """The median wall time of a command (after one run to warm it up)."""
+    subprocess.run(argv, stdout=subprocess.DEVNULL, env=env, check=True)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdout=subprocess.DEVNULL, env=env, check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# --- the log ---------------------------------------------------------------------------------
+
+
+def bench_log(tmp: str, sizes: list[int], batch: int, seed: int) -> str:
+    root = os.path.join(tmp, "log")
+    os.makedirs(root)
+    wl = Workload(seed + 2)
+    log = SqliteEventLog(root)
+    for events, expected, meta in wl.seed():
+        log.append(events, expected=expected, meta=meta)
+    rows, gen_time = [], 0.0
+    for size in sizes:
+        print(f"[log] growing to {size:,} events", flush=True)
+        t0 = time.perf_counter()
+        while (seq := log.last_seq()) < size:
+            events, expected, meta = wl.batch(min(batch, size - seq))
+            log.append(events, expected=expected, meta=meta)
+        gen_time += time.perf_counter() - t0
+        rows.append(_log_row(root, log, size, gen_time))
+        print("  " + " | ".join(rows[-1]), flush=True)
+    log.close()
+    head = ["events", "file", "appended at", "replay (rebuild, no snapshot)", "its CPU",
+            "fold (state_at now)", "snapshot", "`events --since` last 1,000",
+            "`events --since` now", "ps query", "live containers"]
+    return table(head, rows)
+
+
+def _log_row(root: str, log: SqliteEventLog, size: int, gen_time: float) -> list[str]:
+    con = log.con
+    t_rebuild, c_rebuild, report = cpu_timed(lambda: rebuild(con, use_snapshots=False))
+    assert report.events == size, report
+    t_fold, _, world = cpu_timed(lambda: state_at(con, use_snapshots=False))
+    t_snap, _, _ = cpu_timed(lambda: snapshot(con))
+    since = con.execute("SELECT at FROM events WHERE seq = ?", (size - 999,)).fetchone()[0]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    t_since = wall([LAMINA, "--root", root, "events", "--since", since], 5)
+    t_now = wall([LAMINA, "--root", root, "events", "--since", now], 5)
+    ps = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        opened = SqliteEventLog(root, create=False)
+        live = opened.containers(LIVE)
+        opened.close()
+        ps.append(time.perf_counter() - t0)
+    file = sum(os.path.getsize(os.path.join(root, f)) for f in os.listdir(root)
+               if f.startswith("events.db"))
+    return [f"{size:,}", f"{file / 2**20:,.0f} MiB", f"{size / gen_time:,.0f} events/s",
+            f"{ms(t_rebuild)} ({size / t_rebuild:,.0f} events/s)",
+            f"{c_rebuild:.2f} s ({size / c_rebuild:,.0f} events/s)", ms(t_fold), ms(t_snap),
+            ms(t_since), ms(t_now), ms(statistics.median(ps)),
+            f"{len(live):,} of {len(world.containers):,}"]
+
+
+# --- running containers ----------------------------------------------------------------------
+
+
+class Root:
+    """A temporary lamina root driven through the CLI (its fork server by default)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def run(self, *argv: str, env: dict[str, str] = ENV) -> str:
+        done = subprocess.run([LAMINA, "--root", self.path, *argv], capture_output=True,
+                              text=True, env=env, timeout=600)
+        if done.returncode != 0:
+            raise SystemExit(f"lamina {' '.join(argv[:4])} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def timed(self, *argv: str, runs: int = 5) -> float:
+        return wall([LAMINA, "--root", self.path, *argv], runs, ENV)
+
+    def server_pid(self) -> int | None:
+        try:
+            with open(os.path.join(self.path, "cli.pid")) as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        """Remove every container and stop the root's server."""
+        ids = self.run("ps", "-aq", "--no-trunc").split()
+        for start in range(0, len(ids), 100):
+            subprocess.run([LAMINA, "--root", self.path, "rm", "-f", *ids[start:start + 100]],
+                           capture_output=True, env=ENV, timeout=600)
+        from adapters.fastpath.forkserver import stop_server
+
+        stop_server(self.path)
+
+
+def _import_busybox(root: Root, tmp: str) -> None:
+    from adapters.storage.busybox import write_busybox_rootfs_tar
+
+    tar = os.path.join(tmp, "busybox.tar")
+    with open(tar, "wb") as f:
+        write_busybox_rootfs_tar(f)
+    root.run("import", tar, "busybox", env=IN_PROCESS)
+
+
+def _kib(pid: int, field: str) -> int:
+    """A field of /proc/PID/smaps_rollup (Pss, Rss), in KiB; 0 if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _monitors(root: Root) -> list[int]:
+    """The pids of the root's monitors (adapters/runtime/supervise.py, one interpreter per
+    running container, its job naming the root)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "adapters.runtime.supervise" in cmd and f"\"{root.path}\"" in cmd:
+            found.append(int(entry))
+    return found
+
+
+def bench_containers(tmp: str, counts: list[int]) -> str:
+    root = Root(os.path.join(tmp, "containers"))
+    _import_busybox(root, tmp)
+    rows = []
+    started = 0
+    try:
+        root.run("ps")  # starts the root's server
+        for count in counts:
+            print(f"[containers] starting up to {count:,}", flush=True)
+            t0 = time.perf_counter()
+            while started < count:
+                root.run("run", "-d", "--network", "none", "busybox", "sleep", "100000")
+                started += 1
+            rate = time.perf_counter() - t0
+            monitors = _monitors(root)
+            pss = sum(_kib(pid, "Pss") for pid in monitors)
+            rss = sum(_kib(pid, "Rss") for pid in monitors)
+            server = root.server_pid()
+            rows.append([f"{count:,}", f"{len(monitors):,}", f"{pss / 1024:,.0f} MiB",
+                         f"{pss / 1024 / max(len(monitors), 1):.2f} MiB",
+                         f"{rss / 1024 / max(len(monitors), 1):.1f} MiB",
+                         f"{_kib(server, 'Rss') / 1024:,.0f} MiB" if server else "-",
+                         ms(root.timed("ps")), ms(root.timed("ps", "-q")),
+                         ms(rate / max(count - (counts[counts.index(count) - 1]
+                                                if counts.index(count) else 0), 1))])
+            print("  " + " | ".join(rows[-1]), flush=True)
+    finally:
+        root.stop()
+    head = ["running", "monitors", "monitors' PSS", "PSS each", "RSS each", "server RSS",
+            "`lamina ps`", "`lamina ps -q`", "`run -d` each"]
+    return table(head, rows)
+
+
+# --- deep images -----------------------------------------------------------------------------
+
+
+def bench_layers(tmp: str, depths: list[int]) -> str:
+    root = Root(os.path.join(tmp, "layers"))
+    _import_busybox(root, tmp)
+    rows, have, base = [], 1, "busybox"
+    try:
+        for depth in depths:
+            print(f"[layers] committing up to {depth} layers", flush=True)
+            t0 = time.perf_counter()
+            commits = 0
+            while have < depth:
+                root.run("run", "--name", "step", "--network", "none", base, "sh", "-c",
+                         f"echo {have} > /layer{have}")
+                base = f"deep{have}"
+                root.run("commit", "step", base)
+                root.run("rm", "step")
+                have, commits = have + 1, commits + 1
+            per_commit = (time.perf_counter() - t0) / max(commits, 1)
+            t_run = root.timed("run", "--rm", "--network", "none", base, "true")
+            t_create = root.timed("create", "--network", "none", base, "true", runs=3)
+            out = os.path.join(tmp, "deep.tar")
+            t_save = root.timed("save", "-o", out, base, runs=3)
+            size = os.path.getsize(out)
+            os.unlink(out)
+            rows.append([str(depth), ms(per_commit), ms(t_create), ms(t_run), ms(t_save),
+                         f"{size / 1e6:.1f} MB"])
+            print("  " + " | ".join(rows[-1]), flush=True)
+    finally:
+        root.stop()
+    head = ["layers", "run + commit + rm of one more", "`create`", "`run --rm true`",
+            "`save`", "archive"]
+    return table(head, rows)
+
+
+# --- concurrent API clients ------------------------------------------------------------------
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """HTTP/1.1 to a Docker API on a unix socket (the same requests to both engines)."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__("localhost", timeout=900)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.socket_path)
+        self.sock = sock
+
+
+def api(conn: UnixHTTP, method: str, url: str, body: dict | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    conn.request(method, "/v1.41" + url, body=data,
+                 headers={"Content-Type": "application/json"} if data else {})
+    reply = conn.getresponse()
+    text = reply.read()
+    if reply.status >= 300:
+        raise RuntimeError(f"{method} {url}: {reply.status} {text[:200]!r}")
+    return json.loads(text) if text else None
+
+
+def run_rm(socket_path: str) -> float:
+    """What `docker run --rm --network none busybox true` asks of the API: create, start,
+    wait, remove. Returns its wall time."""
+    t0 = time.perf_counter()
+    conn = UnixHTTP(socket_path)
+    try:
+        cid = api(conn, "POST", "/containers/create",
+                  {"Image": "busybox", "Cmd": ["true"],
+                   "HostConfig": {"NetworkMode": "none"}})["Id"]
+        api(conn, "POST", f"/containers/{cid}/start")
+        code = api(conn, "POST", f"/containers/{cid}/wait")["StatusCode"]
+        api(conn, "DELETE", f"/containers/{cid}")
+    finally:
+        conn.close()
+    if code != 0:
+        raise RuntimeError(f"true exited {code}")
+    return time.perf_counter() - t0
+
+
+def load(socket_path: str, clients: int, runs: int) -> tuple[float, list[float]]:
+    """`clients` threads, each a client running `run --rm` in a loop, `runs` in all:
+    (throughput in runs/s, each run's latency)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        latencies = list(pool.map(lambda _: run_rm(socket_path), range(runs)))
+    return runs / (time.perf_counter() - t0), latencies
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def bench_clients(tmp: str, levels: list[int], per_client: int) -> str:
+    """lamina serve's Docker API and dockerd's, side by side, in this network namespace."""
+    from network import Dockerd, peer_paths_before, remove_peer_leftovers
+
+    work = Path(tmp) / "clients"
+    work.mkdir()
+    tar = work / "busybox.tar"
+    from adapters.storage.busybox import write_busybox_rootfs_tar
+
+    with open(tar, "wb") as f:
+        write_busybox_rootfs_tar(f)
+    root, sock = work / "root", str(work / "lamina.sock")
+    log = open(work / "serve.log", "wb")  # noqa: SIM115 - as long as the server runs
+    serve = subprocess.Popen([LAMINA, "--root", str(root), "serve", "--socket", sock],
+                             stdout=log, stderr=log, env=ENV)
+    made = peer_paths_before()
+    docker = None
+    engines: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(sock):
+            if time.monotonic() > deadline or serve.poll() is not None:
+                raise SystemExit("lamina serve did not start")
+            time.sleep(0.1)
+        subprocess.run(["/usr/bin/docker", "-H", f"unix://{sock}", "import", str(tar),
+                        "busybox"], check=True, capture_output=True)
+        engines["lamina serve"] = sock
+        if shutil.which("dockerd"):
+            docker = Dockerd(work, tar, ["--iptables=false", "--bridge=none"], "scale")
+            engines["dockerd 20.10"] = docker.sock
+        rows = []
+        for clients in levels:
+            for name, path in engines.items():
+                print(f"[clients] {name}: {clients} clients", flush=True)
+                load(path, min(clients, 4), min(clients, 4))  # warm up
+                rate, lat = load(path, clients, clients * per_client)
+                rows.append([str(clients), name, f"{len(lat):,}", f"{rate:.1f} runs/s",
+                             ms(statistics.median(lat)), ms(p99(lat))])
+                print("  " + " | ".join(rows[-1]), flush=True)
+    finally:
+        if docker is not None:
+            docker.close()
+        serve.terminate()
+        serve.wait(60)
+        log.close()
+        remove_peer_leftovers(made)
+    head = ["clients", "engine", "runs", "throughput", "median latency", "p99 latency"]
+    return table(head, rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="log,containers,layers,clients")
+    p.add_argument("--sizes", default="1000000,3000000,10000000", help="log sizes")
+    p.add_argument("--counts", default="10,100,1000", help="running containers")
+    p.add_argument("--depths", default="30,60,120", help="image depths")
+    p.add_argument("--clients", default="1,10,100", help="concurrent API clients")
+    p.add_argument("--per-client", type=int, default=3, help="run --rm each client does")
+    p.add_argument("--batch", type=int, default=5000, help="events per append")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tmp", help="where to make the temp roots (default: $TMPDIR or /tmp)")
+    args = p.parse_args(argv)
+    only = set(args.only.split(","))
+    if only - {"log"} and os.geteuid() != 0:
+        raise SystemExit("containers and layers need root")
+    tmp = tempfile.mkdtemp(prefix="lamina-scale-", dir=args.tmp)
+    out = []
+    try:
+        if "log" in only:
+            sizes = [int(s) for s in args.sizes.split(",")]
+            out.append(("The log", bench_log(tmp, sizes, args.batch, args.seed)))
+        if "containers" in only:
+            counts = [int(s) for s in args.counts.split(",")]
+            out.append(("Running containers", bench_containers(tmp, counts)))
+        if "layers" in only:
+            depths = [int(s) for s in args.depths.split(",")]
+            out.append(("Deep images", bench_layers(tmp, depths)))
+        if "clients" in only:
+            levels = [int(s) for s in args.clients.split(",")]
+            out.append(("Concurrent API clients running `docker run --rm`",
+                        bench_clients(tmp, levels, args.per_client)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    load = os.getloadavg()
+    print(f"\n`{' '.join(['bench/scale.py', *(argv or sys.argv[1:])])}`: {os.cpu_count()} "
+          f"CPUs, load average {load[0]:.2f} / {load[1]:.2f} (1 / 5 min) at the end\n")
+    for title, text in out:
+        print(f"### {title}\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

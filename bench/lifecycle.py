@@ -8,9 +8,11 @@ Measures, as whole processes (what a user waits for), median and p95 over N runs
 - a pause + unpause pair through the CLI;
 - `exec true` in a running container;
 - the monitor's resident memory per running container (lamina only; from /proc).
-lamina runs three ways: without a server; with `lamina serve`'s fork server through the
-native client (adapters/fastpath/client.c, the venv's bin/lamina once `make` built it); and with the
-server through the Python client (bin/lamina under `python -S`, what pip installs).
+- the first command of a root, which starts its fork server (lamina only).
+lamina runs three ways: as a user has it (the native client `make` builds, every command
+through the root's fork server, which the first command after the import started: nothing
+started by hand); without a server (LAMINA_NO_SERVER=1); and through the Python client
+(bin/lamina under `python -S`, what pip installs). `--only lamina,runc` picks engines.
 Peers run the way ../shared/peers.md describes for this kind of host; a peer that is not
 installed (or can't run here) is reported as such, not guessed.
 """
@@ -56,27 +58,33 @@ def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 
 
 class Lamina:
+    """lamina as a user has it: the first command after the import starts the root's fork
+    server (in the warm-up runs: `first command` measures that start on its own), and every
+    command goes through it. `--network none`, as docker and podman run here and as runc's
+    bundle has it: no bridge, no veth."""
+
     name = "lamina"
     client = [LAMINA]
+    env: dict[str, str] = {k: v for k, v in os.environ.items() if k != "LAMINA_NO_SERVER"}
 
-    def __init__(self, work: Path, tar: Path) -> None:
-        self.root = str(work / "lamina-root")
+    def __init__(self, work: Path, tar: Path, label: str = "root") -> None:
+        self.root = str(work / f"lamina-{label}")
         self.l(["import", str(tar), "busybox"])
 
     def l(self, argv: list[str]) -> str:  # noqa: E743
-        return sh(*self.client, "--root", self.root, *argv).stdout
+        return sh(*self.client, "--root", self.root, *argv, env=self.env).stdout
 
     def run_rm(self) -> None:
-        self.l(["run", "--rm", "busybox", "true"])
+        self.l(["run", "--rm", "--network", "none", "busybox", "true"])
 
     def lifecycle(self) -> None:
-        cid = self.l(["create", "busybox", "true"]).strip()
+        cid = self.l(["create", "--network", "none", "busybox", "true"]).strip()
         self.l(["start", cid])
         self.l(["wait", cid])
         self.l(["rm", cid])
 
     def start_long(self) -> str:
-        return self.l(["run", "-d", "busybox", "sleep", "600"]).strip()
+        return self.l(["run", "-d", "--network", "none", "busybox", "sleep", "600"]).strip()
 
     def pause_pair(self, cid: str) -> None:
         self.l(["pause", cid])
@@ -88,32 +96,36 @@ class Lamina:
     def remove(self, cid: str) -> None:
         self.l(["rm", "-f", cid])
 
+    def first_command(self) -> None:
+        """`ps` with no server up: the command that starts it, and waits for it."""
+        from adapters.fastpath.forkserver import stop_server
+
+        stop_server(self.root)
+        self.l(["ps"])
+
     def monitor_rss_kb(self, cid: str) -> int:
         doc = json.loads(self.l(["ps", "--format", "json"]).splitlines()[0])
         ppid = _status(doc["pid"])["PPid"]
         return int(_status(int(ppid))["VmRSS"].split()[0])
 
-
-class LaminaServed(Lamina):
-    """The same commands with a fork server up (what `lamina serve` runs): the lamina
-    command hands each one to a warm, already-forked process instead of importing lamina."""
-
-    name = "lamina (serve, native client)"
-
-    def __init__(self, work: Path, tar: Path) -> None:
-        self.root = str(work / "lamina-served-root")
-        self.l(["import", str(tar), "busybox"])
-        self.server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
-                                        self.root], cwd=HERE)
-        sock = Path(self.root) / "cli.sock"
-        deadline = time.monotonic() + 30
-        while not sock.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # the spare's first collection
-
     def close(self) -> None:
-        self.server.terminate()
-        self.server.wait(30)
+        from adapters.fastpath.forkserver import stop_server
+
+        stop_server(self.root)
+
+
+class LaminaInProcess(Lamina):
+    """Without a server (LAMINA_NO_SERVER=1): each command in a fresh interpreter."""
+
+    name = "lamina (no server)"
+    env = {**Lamina.env, "LAMINA_NO_SERVER": "1"}
+
+
+class LaminaPython(Lamina):
+    """The Python client pip installs (bin/lamina under `python -S`), through the server."""
+
+    name = "lamina (Python client)"
+    client = PYTHON_CLIENT
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -154,6 +166,33 @@ class Oci:
         self.n += 1
         name = f"lb{os.getpid()}-{self.n}"
         sh(*self.prefix, self.name, "run", "--bundle", str(self.bundle), name)
+
+    def start_long(self) -> str:
+        """A detached `sleep 600` (its own bundle: the config's args), for pause and exec."""
+        long = self.bundle.with_name(f"{self.name}-long")
+        if not long.exists():
+            long.mkdir()
+            spec = json.loads((self.bundle / "config.json").read_text())
+            spec["root"]["path"] = str(self.bundle / "rootfs")
+            spec["process"]["args"] = ["sleep", "600"]
+            (long / "config.json").write_text(json.dumps(spec))
+        self.n += 1
+        name = f"lb{os.getpid()}-long-{self.n}"
+        subprocess.run([*self.prefix, self.name, "run", "-d", "--bundle", str(long), name],
+                       check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        return name
+
+    def pause_pair(self, cid: str) -> None:
+        sh(*self.prefix, self.name, "pause", cid)
+        sh(*self.prefix, self.name, "resume", cid)
+
+    def exec_true(self, cid: str) -> None:
+        subprocess.run([*self.prefix, self.name, "exec", cid, "true"], check=True,
+                       stdin=subprocess.DEVNULL, capture_output=True)
+
+    def remove(self, cid: str) -> None:
+        sh(*self.prefix, self.name, "delete", "-f", cid, check=False)
 
     def close(self) -> None:
         if self.ns_file:
@@ -267,6 +306,7 @@ def measure(engine, runs: int) -> dict[str, object]:
     out: dict[str, object] = {"run --rm true": timed(engine.run_rm, runs)}
     if hasattr(engine, "lifecycle"):
         out["create+start+wait+rm"] = timed(engine.lifecycle, runs)
+    if hasattr(engine, "start_long"):
         cid = engine.start_long()
         try:
             out["pause+unpause"] = timed(lambda: engine.pause_pair(cid), runs)
@@ -275,14 +315,22 @@ def measure(engine, runs: int) -> dict[str, object]:
                 out["monitor RSS (KiB)"] = engine.monitor_rss_kb(cid)
         finally:
             engine.remove(cid)
+    if hasattr(engine, "first_command") and engine.env.get("LAMINA_NO_SERVER") != "1":
+        out["first command (starts the server)"] = timed(engine.first_command,
+                                                         max(3, runs // 4), warmup=0)
     return out
+
+
+ENGINES = ("lamina", "lamina-no-server", "lamina-python", "runc", "crun", "podman", "docker")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json")
+    parser.add_argument("--only", help=f"comma-separated, of {','.join(ENGINES)}")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else set(ENGINES)
     from adapters.storage.busybox import build_busybox_rootfs, write_busybox_rootfs_tar
 
     work = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
@@ -293,15 +341,17 @@ def main() -> None:
             write_busybox_rootfs_tar(f)
         rootfs = work / "rootfs"
         build_busybox_rootfs(str(rootfs))
-        results["lamina"] = measure(Lamina(work, tar), args.runs)
-        served = LaminaServed(work, tar)
-        try:
-            results[served.name] = measure(served, args.runs)
-            served.client, served.name = PYTHON_CLIENT, "lamina (serve, Python client)"
-            results[served.name] = measure(served, args.runs)
-        finally:
-            served.close()
+        for key, kind in (("lamina", Lamina), ("lamina-no-server", LaminaInProcess),
+                          ("lamina-python", LaminaPython)):
+            if key in only:
+                engine = kind(work, tar, key)
+                try:
+                    results[engine.name] = measure(engine, args.runs)
+                finally:
+                    engine.close()
         for name in ("runc", "crun"):
+            if name not in only:
+                continue
             if shutil.which(name):
                 oci = Oci(name, work, rootfs)
                 try:
@@ -312,7 +362,7 @@ def main() -> None:
                     oci.close()
             else:
                 results[name] = {"error": "not installed"}
-        if shutil.which("podman"):
+        if "podman" in only and shutil.which("podman"):
             podman = Podman(work, tar)
             try:
                 results["podman"] = measure(podman, max(5, args.runs // 2))
@@ -320,9 +370,10 @@ def main() -> None:
                 results["podman"] = {"error": (err.stderr or "").strip()[:200]}
             finally:
                 podman.close()
-        else:
+        elif "podman" in only:
             results["podman"] = {"error": "not installed"}
-        results["docker"] = _docker(work, tar, args.runs)
+        if "docker" in only:
+            results["docker"] = _docker(work, tar, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(results)
@@ -347,7 +398,7 @@ def _docker(work: Path, tar: Path, runs: int) -> dict[str, object]:
 
 def print_table(results: dict[str, dict]) -> None:
     rows = ["run --rm true", "create+start+wait+rm", "pause+unpause", "exec true",
-            "monitor RSS (KiB)"]
+            "monitor RSS (KiB)", "first command (starts the server)"]
     engines = list(results)
     print("| work | " + " | ".join(engines) + " |")
     print("|---|" + "---:|" * len(engines))

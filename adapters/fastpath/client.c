@@ -403,19 +403,29 @@ static void via_server(int argc, char **argv) {
         return;
     forward_signals();
     struct buf request = {0};
-    if (encode_request(&request, argc, argv, cwd) || send_request(sock, &request)) {
+    if (encode_request(&request, argc, argv, cwd)) {
         fprintf(stderr, "lamina: error: cannot send the command to the fork server: %s\n",
                 strerror(errno));
         exit(REFUSED);
     }
-    int ok;
-    int pid = recv_int(sock, &ok);
-    if (ok && pid == RUN_HERE) {
+    /* A connection closed before the pid came (a server going away: its spare took it as
+     * it died) ran nothing: hand the command once more, to a server started afresh. */
+    int ok = 0, pid = -1;
+    if (send_request(sock, &request) == 0)
+        pid = recv_int(sock, &ok);
+    if (!ok) {
         close(sock);
-        free(request.data);
-        return; /* our signals are reset by the exec; one that came meanwhile follows */
+        sock = start_server(root);
+        if (sock >= 0 && send_request(sock, &request) == 0)
+            pid = recv_int(sock, &ok);
     }
-    if (!ok || pid <= 0) {
+    if (!ok || pid == RUN_HERE) {
+        if (sock >= 0)
+            close(sock);
+        free(request.data);
+        return; /* run here: our signals are reset by the exec; one that came follows */
+    }
+    if (pid < 0) {
         fputs("lamina: error: the fork server refused the command\n", stderr);
         exit(REFUSED);
     }

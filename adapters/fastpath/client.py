@@ -54,7 +54,10 @@ def encode_request(argv: list[str], cwd: str, umask: int, env: dict[str, str]) -
 def _recv_int(sock: object) -> int | None:
     data = b""
     while len(data) < 4:
-        chunk = sock.recv(4 - len(data))  # type: ignore[attr-defined]
+        try:
+            chunk = sock.recv(4 - len(data))  # type: ignore[attr-defined]
+        except OSError:  # reset: a server that went away with our connection queued
+            return None
         if not chunk:
             return None
         data += chunk
@@ -151,15 +154,15 @@ def _ready(fd: int) -> bool:
 
 def via_server(argv: list[str], env: dict[str, str]) -> int | None:
     """Run the command in the fork server, started if need be; None when the command is to
-    run here (no server, or the server's RUN_HERE)."""
+    run here (no server, or the server's RUN_HERE). A connection closed before the pid came
+    (a server going away: its spare took the connection as it died) ran nothing: the
+    command is handed once more, to a server started afresh if need be."""
     import _signal
 
     root = root_dir(root_option(argv), env)
     sock = _connect(root + "/" + SOCKET_NAME) or start_server(root)
     if sock is None:
-        if posix.access(root + "/events.db", posix.F_OK):
-            print(f"lamina: warning: could not start a server for {root} "
-                  f"(see {root}/{SERVER_LOG}); running the command here", file=sys.stderr)
+        _could_not_start(root)
         return None
     pending: list[int] = []  # a Ctrl-C before the command's pid is known waits for it
     previous = {sig: _signal.signal(sig, lambda signum, _frame: pending.append(signum))
@@ -167,19 +170,20 @@ def via_server(argv: list[str], env: dict[str, str]) -> int | None:
     umask = posix.umask(0)
     posix.umask(umask)
     request = encode_request(argv, posix.getcwd(), umask, env)
-    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # a C int[3]
-    import _socket
-
-    sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])  # type: ignore[attr-defined]
-    pid = _recv_int(sock)
-    if pid == RUN_HERE:
+    pid = _hand_over(sock, request)
+    if pid is None:
         sock.close()  # type: ignore[attr-defined]
+        sock = start_server(root)
+        pid = _hand_over(sock, request) if sock is not None else None
+    if pid is None or pid == RUN_HERE:
+        if sock is not None:
+            sock.close()  # type: ignore[attr-defined]
         for sig, handler in previous.items():
             _signal.signal(sig, handler)
         for signum in pending:
             posix.kill(posix.getpid(), signum)
         return None
-    if pid is None or pid < 0:
+    if pid < 0:
         print("lamina: error: the fork server refused the command", file=sys.stderr)
         return 125
     for sig in FORWARDED_SIGNALS:
@@ -191,6 +195,25 @@ def via_server(argv: list[str], env: dict[str, str]) -> int | None:
         print("lamina: error: the fork server went away", file=sys.stderr)
         return 125
     return code
+
+
+def _hand_over(sock: object, request: bytes) -> int | None:
+    """Send the request with our fds 0, 1, 2; the server's first answer (a pid, RUN_HERE or
+    REFUSED), None when it closed without one."""
+    import _socket
+
+    fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))  # a C int[3]
+    try:
+        sock.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])  # type: ignore[attr-defined]
+    except OSError:
+        return None
+    return _recv_int(sock)
+
+
+def _could_not_start(root: str) -> None:
+    if posix.access(root + "/events.db", posix.F_OK):
+        print(f"lamina: warning: could not start a server for {root} "
+              f"(see {root}/{SERVER_LOG}); running the command here", file=sys.stderr)
 
 
 def _forward(pid: int, signum: int) -> None:

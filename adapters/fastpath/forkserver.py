@@ -58,6 +58,10 @@ class Commands(Protocol):
     def run(self, argv: list[str], peer: dict[str, int]) -> int:
         """In the command's child, with the client's stdio, environment and directory: run
         `argv` for the client `peer` (its uid and pid) and return the exit code."""
+
+    def finish(self) -> None:
+        """In the command's child, once the client has its exit code and its stdio is let
+        go: the work the command left for after the answer."""
 def socket_path(root: str) -> str:
     return os.path.join(root, SOCKET_NAME)
 
@@ -452,9 +456,10 @@ class ForkServer:
         from adapters.kernel import libc
 
         libc.prctl(libc.PR_SET_PDEATHSIG, 0)  # a command, once taken, finishes on its own
-        self._spare_ctl.sendmsg([os.getpid().to_bytes(4, "big")],
-                                [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                  struct.pack("i", conn.fileno()))])
+        with contextlib.suppress(OSError):  # a server that just died: we run it all the same
+            self._spare_ctl.sendmsg([os.getpid().to_bytes(4, "big")],
+                                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                      struct.pack("i", conn.fileno()))])
         self.listener.close()
         self._spare_ctl.close()
         try:
@@ -476,6 +481,9 @@ class ForkServer:
         finally:
             with contextlib.suppress(OSError):
                 conn.sendall(code.to_bytes(4, "big", signed=True))
+        conn.close()
+        let_go_of_stdio()
+        self.commands.finish()
         return code
 
 
@@ -510,6 +518,15 @@ def run_command(request: Request, fds: list[int], peer: dict[str, int],
     with contextlib.suppress(OSError):
         sys.stderr.flush()
     return code
+
+
+def let_go_of_stdio() -> None:
+    """/dev/null on 0, 1 and 2: the client's terminal or pipes are no longer held (whoever
+    reads the client's output sees its end when the client ends, not when we do)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def start_background(root: str, commands: Commands, path: str | None = None,

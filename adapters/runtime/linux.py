@@ -12,7 +12,6 @@ import dataclasses
 import fcntl
 import os
 import select
-import shutil
 import signal
 import stat
 import time
@@ -547,8 +546,11 @@ class LinuxRuntime:
             finding.repair()
 
     def remove(self, container: Container) -> None:
-        """The container is gone: delete its logs and runtime files."""
-        shutil.rmtree(self.container_dir(container.id), ignore_errors=True)
+        """The container is gone: delete its logs and runtime files (renamed out of sight
+        at once, deleted after the answer when the command defers: adapters/deferred.py)."""
+        from adapters.storage.store import _remove_tree
+
+        _remove_tree(self.container_dir(container.id), self.layers.tmp_dir)
 
     # --- files: cp and the archive endpoints (adapters/runtime/files.py) -----------------
 

@@ -30,6 +30,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from adapters.storage import overlay
@@ -570,7 +571,9 @@ def _remove_tree(path: str, tmp_dir: str) -> None:
     doomed = tempfile.mkdtemp(dir=tmp_dir, prefix=f"rm-{_owner()}-")
     with suppress(FileNotFoundError):  # removed meanwhile (by a reconcile): that's removed
         os.rename(path, os.path.join(doomed, "x"))
-    shutil.rmtree(doomed, ignore_errors=True)
+    from adapters.deferred import later
+
+    later(partial(shutil.rmtree, doomed, ignore_errors=True))  # a served one: after the answer
 
 
 def _no_fault(name: str) -> None:

@@ -227,6 +227,17 @@ def _disconnected(c: Container, rec: Recorded) -> Container:
                   ports=() if publishing_network(c) == name else c.ports)
 
 
+def _unlinked(c: Container, rec: Recorded) -> Container:
+    """A link taken off a network's endpoint settings (no lifecycle move)."""
+    name, link = rec.data["network"], rec.data["link"]
+    settings = dict(c.networks.get(name) or {})
+    settings["links"] = [x for x in settings.get("links") or () if x != link]
+    if not settings["links"]:
+        del settings["links"]
+    return _replace_container(c, networks={**c.networks, name: settings},
+                              version=rec.version)
+
+
 def publishing_network(c: Container) -> str | None:
     """The network a running container's published ports are on: its first endpoint's
     (None when it publishes nothing)."""
@@ -427,6 +438,7 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "ContainerRemoved": _container_removed,
     "ContainerConnected": _connected,
     "ContainerDisconnected": _disconnected,
+    "ContainerUnlinked": _unlinked,
     "ExecStarted": _plain,
     "ExecExited": _plain,
     "ImageCreated": _image_created,

@@ -189,6 +189,17 @@ class ContainerDisconnected(Event):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class ContainerUnlinked(Event):
+    """docker's `rm --link PARENT/ALIAS`: the container no longer links to `link`
+    (`name:alias`) on `network`. Its next start makes no hosts line, variables or name of
+    it; a running one keeps what its start made, as docker's. No lifecycle move."""
+
+    KIND: ClassVar[str] = "container"
+    network: str
+    link: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class ContainerHealthChanged(Event):
     """The container's health status changed (docker's `health_status: healthy|unhealthy`
     event): `status` after the probe that changed it, the failing streak then, and that

@@ -295,6 +295,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
     from adapters.cli.common import for_each
 
     e = _engine(args)
+    if args.link:  # docker's: PARENT/ALIAS, the link only
+        return for_each(args.containers, e.unlink)
     return for_each(args.containers,
                     lambda ref: e.rm(ref, force=args.force, volumes=args.volumes))
 
@@ -634,6 +636,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill running ones first")
     p.add_argument("-v", "--volumes", action="store_true",
                    help="remove the containers' anonymous volumes too")
+    p.add_argument("-l", "--link", action="store_true",
+                   help="remove the link PARENT/ALIAS, not a container")
     p.add_argument("containers", nargs="+", help="containers (ids, id prefixes or names)")
     p.set_defaults(func=cmd_rm)
 

@@ -424,6 +424,20 @@ async def remove(ctx: Ctx, req: Request, ref: str) -> int:
     return 204
 
 
+@route("DELETE", "/containers/(?P<parent>[^/]+)/(?P<alias>[^/]+)", body="none")
+async def remove_link(ctx: Ctx, req: Request, parent: str, alias: str) -> int:
+    """docker's DELETE /containers/PARENT/ALIAS?link=1: a legacy link removed."""
+    if not req.flag("link"):
+        raise HttpError(404, f"page not found: DELETE {req.path}")
+
+    def job(e: Any, _: Any) -> None:
+        e.unlink(f"{parent}/{alias}")
+
+    raise_for(await ctx.run(req, job))
+    await req.conn.respond(204)
+    return 204
+
+
 @route("POST", "/containers/(?P<ref>[^/]+)/attach", body="none")
 async def attach(ctx: Ctx, req: Request, ref: str) -> Any:
     """docker attach. stream=0: the log so far (logs=1) and the end. A stopped container:

@@ -320,6 +320,12 @@ class Engine(EngineBase):
 
         networks.network_disconnect(self, net_ref, ref, force)
 
+    def unlink(self, ref: str) -> str:
+        """docker's `rm --link PARENT/ALIAS`: a legacy link removed, its parent's id."""
+        from core.engine import networks
+
+        return networks.unlink(self, ref)
+
     def network(self, ref: str) -> Network:
         """A network (predefined or user-defined) by id, name or id prefix (a query)."""
         from core.engine import networks

@@ -526,6 +526,28 @@ def _disconnect(e: EngineBase, cmd: Command, net_ref: str, ref: str, force: bool
             e.runtime.disconnect(now, lease)  # after the log says it left
 
 
+def unlink(e: EngineBase, ref: str) -> str:
+    """docker's `rm --link PARENT/ALIAS`: the parent's link of that alias removed (on
+    whichever of its networks has it); the container that was linked to stays."""
+    with e.command("rm --link", ref) as cmd:
+        parent, sep, alias = ref.strip("/").rpartition("/")
+        if not sep or not parent or not alias:
+            raise BadInput(f"Conflict, cannot remove the default link name of the container "
+                           f"({ref}): give PARENT/ALIAS")
+        return cmd.retrying(lambda: _unlink(e, cmd, parent, alias, ref))
+
+
+def _unlink(e: EngineBase, cmd: Command, parent: str, alias: str, ref: str) -> str:
+    c = e.container(parent)
+    for network, settings in c.networks.items():
+        for link in settings.get("links") or ():
+            if link.partition(":")[2] == alias:
+                cmd.append([ev.ContainerUnlinked(id=c.id, network=network, link=link)],
+                           {f"container:{c.id}": c.version})
+                return c.id
+    raise NotFound(f"Could not find a link named {alias} on container {c.name} ({ref})")
+
+
 def _judge(c: Container, trigger: str) -> None:
     if not lifecycle.judge(c.state, trigger):
         raise IllegalMove(f"cannot {trigger} container {c.id[:12]}: it is {c.state}")

@@ -193,3 +193,33 @@ def test_an_ipv6_address_held_twice_is_a_clash_as_an_ipv4_one_is() -> None:
     clash = lease_clash([member("a" * 64, "10.0.0.2", "fd00::2"),
                          member("b" * 64, "10.0.0.3", "fd00::2")])
     assert clash is not None and "address fd00::2" in clash
+
+
+# --- on the engine (in-memory ports): what create records, link removal -------------------
+
+
+def test_create_records_mac_links_and_driver_options_and_unlink_takes_one_off() -> None:
+    from core.memory import memory_engine
+    from core.model import World
+
+    e = memory_engine(user="t")
+    e.import_image({"bin/sh": "x"}, "busybox")
+    e.create("busybox", ["sh"], name="upstream")
+    with pytest.raises(Exception, match="could not get container for missing"):
+        e.create("busybox", ["sh"], name="x", config={"links": ["missing:m"]})
+    cid = e.create("busybox", ["sh"], name="app", config={
+        "mac_address": "02:42:AC:11:00:0A", "links": ["/upstream:db"],
+        "endpoints": {"bridge": {"DriverOpts": {"k": "v"},
+                                 "IPAMConfig": {"LinkLocalIPs": ["169.254.1.1"]}}}})
+    asked = e.log.container(cid).networks["bridge"]
+    assert asked == {"mac": "02:42:ac:11:00:0a", "links": ["upstream:db"],
+                     "driver_opts": {"k": "v"}, "link_local_ips": ["169.254.1.1"]}
+    with pytest.raises(Exception, match="Could not find a link named nope"):
+        e.unlink("app/nope")
+    assert e.unlink("/app/db") == cid
+    assert "links" not in e.log.container(cid).networks["bridge"]
+    world = World()
+    for rec in e.log.records:
+        world.apply(rec)
+    assert world.containers[cid].networks == e.log.container(cid).networks
+    assert [r.type for r in e.log.records][-1] == "ContainerUnlinked"

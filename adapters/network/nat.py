@@ -405,6 +405,26 @@ def unpublish(key: str) -> bool:
     return _remove({PUBLICATION + _check_key(key)})
 
 
+LEGACY = {"family": "ip", "name": TABLE}  # the IPv4-only table lamina wrote before IPv6
+
+
+def legacy_table() -> bool:
+    """Whether an earlier lamina's `ip lamina` table is there (reconcile removes it: its
+    chains would DNAT for runs the log has ended)."""
+    try:
+        run([{"list": {"table": LEGACY}}])
+    except NftablesError as err:
+        if "No such file or directory" in str(err):
+            return False
+        raise
+    return True
+
+
+def remove_legacy() -> None:
+    if legacy_table():
+        run([{"delete": {"table": LEGACY}}])
+
+
 def remove_all() -> bool:
     """Delete lamina's table and everything in it (reconcile, when the log holds no
     network); False when there was none."""

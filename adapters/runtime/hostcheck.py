@@ -107,6 +107,7 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     container's: one that no container of this log (running, stopped, or removed with its
     files still here) can own is another root's or an older one's. Repaired under the
     container's lock, judged again there (a start or connect wires before it records)."""
+    yield from _legacy_table()
     gone = _removed(runtime, known)
     if not gone and not any(c.endpoints or c.config.get("network") not in
                             (None, "none", "host") for c in known.values()):
@@ -144,6 +145,20 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
                       partial(_locked, runtime, holder, partial(
                           _unless_wired, runtime, holder, partial(nat.unpublish, key),
                           veth=None)))
+
+
+def _legacy_table() -> Iterator[Finding]:
+    """An earlier lamina's IPv4-only `ip lamina` table (its chains would DNAT for runs the
+    log has ended): removed. libnftables is loaded for it (~3 ms), on a check only."""
+    from adapters.network.host import _nftables
+
+    if not _nftables():
+        return
+    from adapters.network import nat
+
+    if nat.legacy_table():
+        yield Finding("nftables table ip lamina of an earlier lamina (IPv4 only; lamina's "
+                      "rules are in inet lamina now)", nat.remove_legacy)
 
 
 def _wired(c: Container | None, veth: str | None) -> bool:

@@ -296,6 +296,11 @@ def test_driver_options_change_the_bridge_or_are_refused(lam: NetLamina) -> None
     refused = lam("network", "create", "-o", "com.docker.network.bridge.enable_icc=false", "x")
     assert refused.returncode != 0
     assert "network option 'com.docker.network.bridge.enable_icc'" in refused.stderr
+    # an earlier lamina's IPv4-only table is found and removed by reconcile
+    lam.box.ok("nft", "add", "table", "ip", "lamina")
+    assert "nftables table ip lamina of an earlier lamina" in lam("system", "check").stdout
+    lam.ok("system", "reconcile")
+    assert lam.box.run("nft", "list", "table", "ip", "lamina").returncode != 0
 
 
 def test_legacy_links_on_the_default_bridge(lam: NetLamina) -> None:

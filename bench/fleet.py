@@ -312,15 +312,13 @@ def bench_real(cluster: Cluster, tmp: str, runs: int) -> None:
     fleet = Fleet(url)
     try:
         events = sum(h.head.seq for h in fleet.hosts())
-        ms = median_ms(lambda: fleet.containers(every=True), 15)
         assert all(fleet.verify(f"host{n}").ok for n in range(3))
     finally:
         fleet.close()
     p95 = every[int(0.95 * (len(every) - 1))] * 1000
     row("4", "a `run --rm`'s last event recorded, to the store (3 hosts at once)", len(every),
         statistics.median(every) * 1000, f"{3 * runs / wall:,.1f} runs/s",
-        f"p95 {p95:,.0f} ms; follower polls every 0.1 s")
-    row("4", "fleet ps -a: the query, the 3 real hosts", 15, ms, "", f"{events:,} events")
+        f"p95 {p95:,.0f} ms; {events:,} events shipped; follower polls every 0.1 s")
     RESULTS["real_lag_ms"] = {"median": statistics.median(every) * 1000, "p95": p95}
 
 

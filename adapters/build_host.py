@@ -28,6 +28,10 @@ from adapters.storage.context import (
 from core.errors import BadInput, LaminaError
 from core.ports import CopySource
 
+# docker's classic builder sends what a RUN writes to stderr in red (streamformatter's
+# stderr writer): each write between these two
+STDERR_START, STDERR_END = "\x1b[91m", "\x1b[0m"
+
 
 def build(engine: Any, context_dir: str, dockerfile: str | None = None,
           tags: Sequence[str] = (), build_args: Mapping[str, str] | None = None,
@@ -132,6 +136,8 @@ class LinuxBuildHost:
                         break
                     if stream in (frames.STDOUT, frames.STDERR):
                         text = decoder.decode(payload)
+                        if text and stream == frames.STDERR:  # docker's classic builder's
+                            text = f"{STDERR_START}{text}{STDERR_END}"  # red, per write
                         if text:
                             out(text)
             finally:

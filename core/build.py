@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from core.command import Command
     from core.engine import Engine
 
+USING_CACHE = " ---> Using cache"
+
 # The config of `FROM scratch`: no layers, no history; one image with this id serves every build.
 SCRATCH_CONFIG: dict[str, Any] = {"architecture": "amd64", "os": "linux", "config": {},
                                   "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
@@ -329,6 +331,7 @@ def _build_stage(run: _Run, stage: Stage) -> None:
         image = _recorded(run.engine, base)
     state = StageState(image=image, config=dict(image.config.get("config") or {}))
     _done(run, t0, image.id, cached=True, container="", is_from=True)
+    _triggers(run, state, stage, env)
     for ins in stage.instructions:
         t0 = _begin(run, ins.original)
         try:
@@ -341,6 +344,30 @@ def _build_stage(run: _Run, stage: Stage) -> None:
         state.config = dict(new.config.get("config") or {})
         _done(run, t0, new.id, cached, cid)
     run.stage_images[stage.index] = state.image.id
+
+
+def _triggers(run: _Run, state: StageState, stage: Stage, env: Mapping[str, str]) -> None:
+    """The base image's ONBUILD triggers, in order, before the stage's own instructions
+    (docker's classic builder: "# Executing N build triggers"); the images they make, and
+    the stage's, keep no OnBuild (triggers run once, in the first child)."""
+    from core.dockerfile import trigger
+
+    triggers = state.config.pop("OnBuild", None) or []
+    if not triggers:
+        return
+    run.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
+    for text in triggers:
+        try:
+            ins = trigger(stage.line, text, run.df.escape)
+            new, _cached, _cid = _step(run, state, ins, env)
+        except (BadInput, NotFound) as err:
+            if isinstance(err, DockerfileError):
+                raise
+            raise BuildFailedError(f"{run.df.name}:{stage.line}: ONBUILD {text}: {err}") \
+                from None
+        state.image = new
+        state.config = dict(new.config.get("config") or {})
+        run.out(f" ---> {short(new.id)}\n")
 
 
 def _begin(run: _Run, text: str) -> float:
@@ -356,6 +383,8 @@ def _done(run: _Run, t0: float, iid: str, cached: bool, container: str,
     if cached and not is_from:
         run.cached_steps += 1
     mark = "CACHED " if cached and not is_from else ""
+    if mark:  # docker's classic builder's words, which its clients look for
+        run.out(f"{USING_CACHE}\n")
     run.out(f" ---> {mark}{short(iid)} {seconds:.2f}s\n")
     run.cmd.append([ev.StepCompleted(
         id=run.build_id, step=run.step, instruction=_current(run), cached=cached, image=iid,
@@ -478,7 +507,7 @@ def _run_step(run: _Run, state: StageState, ins: Instruction) -> tuple[Image, bo
         if code != 0:
             raise BuildFailedError(f"The command '{' '.join(argv)}' returned a non-zero code: "
                                    f"{code}", code)
-        return _commit(run, cid, state.image, created_by), False, cid
+        return _commit(run, cid, state.image, created_by, state.config), False, cid
 
 
 def _copy_step(run: _Run, state: StageState, ins: Instruction) -> tuple[Image, bool, str]:
@@ -508,7 +537,7 @@ def _copy_step(run: _Run, state: StageState, ins: Instruction) -> tuple[Image, b
         with _container(run.engine, state.image, [*DEFAULT_SHELL, comment], {},
                         run.extras.keep_containers) as cid:
             run.host.copy(source, cid, sources, target, chown, chmod, add)
-            return _commit(run, cid, state.image, created_by), False, cid
+            return _commit(run, cid, state.image, created_by, state.config), False, cid
 
 
 @contextmanager
@@ -537,9 +566,11 @@ def _container(engine: Engine, image: Image, argv: Sequence[str],
             engine.rm(cid, force=True)
 
 
-def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:
-    """The container's read-write layer as a new layer and a child image of `parent`
-    (Engine.commit's recording, with the build's created_by and source)."""
+def _commit(run: _Run, cid: str, parent: Image, created_by: str,
+            config: dict[str, Any]) -> Image:
+    """The container's read-write layer as a new layer and a child image of `parent` with
+    the stage's `config` (the parent's, less OnBuild once its triggers ran): Engine.commit's
+    recording, with the build's created_by and source."""
     engine = run.engine
     c = engine.container(cid)
     info = commit_layer(engine, c, parent)
@@ -547,7 +578,7 @@ def _commit(run: _Run, cid: str, parent: Image, created_by: str) -> Image:
     parent_chain = _recorded_layer(engine, parent_layer).chain_id if parent_layer else None
     cfg = image_config(base=parent.config, diff_ids=[*_diff_ids(parent), info.diff_id],
                        created=engine.clock(), created_by=created_by)
-    cfg["config"] = dict(parent.config.get("config") or {})
+    cfg["config"] = dict(config)
     iid = image_id(cfg)
     stream = f"image:{iid}"
     events: list[ev.Event] = [

@@ -43,7 +43,9 @@ class Field:
 
 A, R, C = Status.APPLIED, Status.REFUSED, Status.CLIENT
 VOLUMES, NETWORKS, EVERYDAY = "volumes issue", "networks issue", "everyday-surface issue"
-RESOURCES = "resource controls beyond memory, cpus and pids are not built"
+RESOURCES = "resource controls beyond memory, swap, cpus, cpu shares/period/quota, cpuset and " \
+    "pids are not built"
+V1_V2 = "cgroup v1 {v1}; v2 {v2} (core/resources.py judges it as docker does)"
 
 FIELDS: tuple[Field, ...] = (
     # --- Config (the body's top level) ---
@@ -64,6 +66,8 @@ FIELDS: tuple[Field, ...] = (
           "changes recorded"),
     Field("Config.ArgsEscaped", "", C, note="Windows only: no effect on Linux, as docker's"),
     Field("Config.Image", "IMAGE", A, note="the image"),
+    Field("Config.Runtime", "", C,
+          note="docker-py's older place for HostConfig.Runtime: docker's daemon ignores it"),
     Field("Config.Volumes", "-v, --volume", A, "volumes",
           "an anonymous volume at each path (`-v /path`), as an image's VOLUME"),
     Field("Config.WorkingDir", "-w, --workdir", A, "workdir"),
@@ -82,7 +86,8 @@ FIELDS: tuple[Field, ...] = (
     Field("HostConfig.Memory", "-m, --memory", A, "memory"),
     Field("HostConfig.NanoCpus", "--cpus", A, "cpus"),
     Field("HostConfig.PidsLimit", "--pids-limit", A, "pids"),
-    Field("HostConfig.CpuShares", "-c, --cpu-shares", R, "cpu_shares", RESOURCES),
+    Field("HostConfig.CpuShares", "-c, --cpu-shares", A, "cpu_shares",
+          V1_V2.format(v1="cpu.shares", v2="cpu.weight (runc's conversion)")),
     Field("HostConfig.CgroupParent", "--cgroup-parent", R, "cgroup_parent", RESOURCES),
     Field("HostConfig.BlkioWeight", "--blkio-weight", R, "blkio_weight", RESOURCES),
     Field("HostConfig.BlkioWeightDevice", "--blkio-weight-device", R, "blkio_weight_device",
@@ -95,22 +100,28 @@ FIELDS: tuple[Field, ...] = (
           RESOURCES),
     Field("HostConfig.BlkioDeviceWriteIOps", "--device-write-iops", R, "device_write_iops",
           RESOURCES),
-    Field("HostConfig.CpuPeriod", "--cpu-period", R, "cpu_period", RESOURCES),
-    Field("HostConfig.CpuQuota", "--cpu-quota", R, "cpu_quota", RESOURCES),
+    Field("HostConfig.CpuPeriod", "--cpu-period", A, "cpu_period",
+          V1_V2.format(v1="cpu.cfs_period_us", v2="cpu.max")),
+    Field("HostConfig.CpuQuota", "--cpu-quota", A, "cpu_quota",
+          V1_V2.format(v1="cpu.cfs_quota_us", v2="cpu.max")),
     Field("HostConfig.CpuRealtimePeriod", "--cpu-rt-period", R, "cpu_rt_period", RESOURCES),
     Field("HostConfig.CpuRealtimeRuntime", "--cpu-rt-runtime", R, "cpu_rt_runtime",
           RESOURCES),
-    Field("HostConfig.CpusetCpus", "--cpuset-cpus", R, "cpuset_cpus", RESOURCES),
-    Field("HostConfig.CpusetMems", "--cpuset-mems", R, "cpuset_mems", RESOURCES),
+    Field("HostConfig.CpusetCpus", "--cpuset-cpus", A, "cpuset_cpus",
+          V1_V2.format(v1="cpuset.cpus", v2="cpuset.cpus")),
+    Field("HostConfig.CpusetMems", "--cpuset-mems", A, "cpuset_mems",
+          V1_V2.format(v1="cpuset.mems", v2="cpuset.mems")),
     Field("HostConfig.Devices", "--device", A, "devices"),
     Field("HostConfig.DeviceCgroupRules", "--device-cgroup-rule", R, "device_cgroup_rules",
           "devices are allowed by --device only"),
     Field("HostConfig.DeviceRequests", "--gpus", R, "device_requests", "no GPU support"),
-    Field("HostConfig.MemoryReservation", "--memory-reservation", R, "memory_reservation",
-          RESOURCES),
-    Field("HostConfig.MemorySwap", "--memory-swap", R, "memory_swap", RESOURCES),
-    Field("HostConfig.MemorySwappiness", "--memory-swappiness", R, "memory_swappiness",
-          RESOURCES),
+    Field("HostConfig.MemoryReservation", "--memory-reservation", A, "memory_reservation",
+          V1_V2.format(v1="memory.soft_limit_in_bytes", v2="memory.low")),
+    Field("HostConfig.MemorySwap", "--memory-swap", A, "memory_swap",
+          V1_V2.format(v1="memory.memsw.limit_in_bytes (needs swap accounting)",
+                       v2="memory.swap.max (less the memory limit)")),
+    Field("HostConfig.MemorySwappiness", "--memory-swappiness", A, "memory_swappiness",
+          V1_V2.format(v1="memory.swappiness", v2="refused by name (no such knob)")),
     Field("HostConfig.OomKillDisable", "--oom-kill-disable", R, "oom_kill_disable",
           RESOURCES),
     Field("HostConfig.Init", "--init", A, "init",
@@ -133,7 +144,8 @@ FIELDS: tuple[Field, ...] = (
     Field("HostConfig.VolumesFrom", "--volumes-from", A, "volumes_from"),
     Field("HostConfig.ReadonlyRootfs", "--read-only", A, "read_only"),
     Field("HostConfig.StorageOpt", "--storage-opt", R, "storage_opt", "no per-container quota"),
-    Field("HostConfig.ShmSize", "--shm-size", R, "shm_size", EVERYDAY),
+    Field("HostConfig.ShmSize", "--shm-size", A, "shm_size",
+          "the size of /dev/shm's tmpfs (docker's 64 MiB when unset)"),
     # --- HostConfig: networks ---
     Field("HostConfig.NetworkMode", "--network", A, "network",
           "bridge (the default), a user-defined bridge network, none, host, "
@@ -166,8 +178,11 @@ FIELDS: tuple[Field, ...] = (
           note="written by the client, as docker's daemon leaves it to its CLI"),
     Field("HostConfig.ConsoleSize", "", C, note="the client sizes the terminal after start"),
     Field("HostConfig.Annotations", "--annotation", R, "annotations", "no OCI runtime below"),
-    Field("HostConfig.Runtime", "--runtime", R, "runtime", "lamina is its own runtime"),
-    Field("HostConfig.Isolation", "--isolation", R, "isolation", "Windows only"),
+    Field("HostConfig.Runtime", "--runtime", A, "runtime",
+          "runc only, docker's default runtime's name: lamina is its own runtime; others "
+          "refused by name"),
+    Field("HostConfig.Isolation", "--isolation", A, "isolation",
+          "default only (hyperv and process are Windows'); others refused by name"),
     # --- HostConfig: security and namespaces ---
     Field("HostConfig.CapAdd", "--cap-add", A, "cap_add"),
     Field("HostConfig.CapDrop", "--cap-drop", A, "cap_drop"),
@@ -192,6 +207,9 @@ FIELDS: tuple[Field, ...] = (
 )
 
 BY_API = {f.api: f for f in FIELDS}
+# Go's JSON decoding matches field names case-insensitively (docker-py sends
+# CPURealtimeRuntime for CpuRealtimeRuntime): the Docker API adapter looks names up here too
+BY_API_FOLDED = {f.api.lower(): f for f in FIELDS}
 BY_KEY = {f.key: f for f in FIELDS if f.key}
 
 

@@ -24,8 +24,8 @@ from core.errors import BadInput
 # Instructions lamina builds; the ones docker knows that lamina refuses say so plainly.
 KNOWN = frozenset({"FROM", "RUN", "CMD", "ENTRYPOINT", "COPY", "ADD", "ENV", "ARG", "WORKDIR",
                    "LABEL", "USER", "EXPOSE", "VOLUME", "STOPSIGNAL", "SHELL", "MAINTAINER",
-                   "HEALTHCHECK"})
-UNSUPPORTED = frozenset({"ONBUILD"})
+                   "HEALTHCHECK", "ONBUILD"})
+UNSUPPORTED: frozenset[str] = frozenset()
 _FLAGS = {"COPY": {"from", "chown", "chmod"}, "ADD": {"chown", "chmod"}, "FROM": {"platform"},
           "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"}}
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_]*)\s*=\s*(.*?)\s*$")
@@ -350,6 +350,8 @@ def _check(ins: Instruction, escape: str) -> None:
         expand_words(rest, empty, escape)
     elif k == "HEALTHCHECK":
         healthcheck(ins)
+    elif k == "ONBUILD":
+        trigger(ins.line, rest, escape)
 
 
 def healthcheck(ins: Instruction) -> dict[str, Any]:
@@ -362,6 +364,18 @@ def healthcheck(ins: Instruction) -> dict[str, Any]:
     argv = _json_array(command)
     words = [kind, *(argv if argv is not None else [command] if command else [])]
     return from_instruction(words, argv is not None, ins.flags)
+
+
+def trigger(line: int, text: str, escape: str = "\\") -> Instruction:
+    """ONBUILD's instruction (docker's rules: no ONBUILD, FROM or MAINTAINER in it), judged
+    as the file's own are; recorded as written in the image's Config.OnBuild, it runs when a
+    later build starts FROM that image."""
+    keyword = text.split(None, 1)[0].upper()
+    if keyword == "ONBUILD":
+        raise BadInput("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+    if keyword in ("FROM", "MAINTAINER"):
+        raise BadInput(f"{keyword} isn't allowed as an ONBUILD trigger")
+    return _instruction(line, text, escape)
 
 
 def _instruction(number: int, text: str, escape: str) -> Instruction:

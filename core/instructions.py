@@ -107,6 +107,9 @@ def metadata(df: Dockerfile, state: StageState, ins: Instruction) -> tuple[dict[
     if k == "SHELL":
         config["Shell"] = list(ins.exec_form or ())
         return config, f"SHELL [{' '.join(ins.exec_form or ())}]"
+    if k == "ONBUILD":  # kept as written, for the builds that start FROM this image
+        config["OnBuild"] = [*(config.get("OnBuild") or []), ins.rest]
+        return config, f"ONBUILD {ins.rest}"
     raise BadInput(f"unknown instruction: {k}")  # the parser let through only the above
 
 
@@ -127,8 +130,6 @@ def apply_changes(image: Image | None, config: Mapping[str, Any],
     for ins in df.stages[0].instructions:
         if ins.keyword not in CHANGE_INSTRUCTIONS:
             raise BadInput(f"{ins.keyword} is not a valid change command")
-        if ins.keyword == "ONBUILD":
-            raise BadInput("--change ONBUILD is not supported by lamina yet")
         state.config, _ = metadata(df, state, ins)
     return state.config
 

@@ -12,9 +12,11 @@ from typing import Any
 from core import runopts
 from core.errors import BadInput
 from core.mounts import MountPoint, recorded
+from core.resources import KEYS as RESOURCES
 from core.security import Security, security_of
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_SHM_SIZE = 64 << 20  # docker's /dev/shm
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class ProcessSpec:
     log_driver: str = "json-file"  # --log-driver: json-file or none
     log_max_size: int = -1  # --log-opt max-size, in bytes; -1: no rotation
     log_max_file: int = 1  # --log-opt max-file
+    shm_size: int = DEFAULT_SHM_SIZE  # --shm-size: /dev/shm's tmpfs, in bytes
 
 
 HOST_GATEWAY = "host-gateway"
@@ -138,6 +141,17 @@ def merge_env(base: Sequence[str], extra: Sequence[str]) -> tuple[str, ...]:
     return tuple(f"{k}={v}" for k, v in out.items())
 
 
+def config_env(image_env: Sequence[str], env: Sequence[str]) -> list[str]:
+    """docker's Config.Env: the request's entries as given (a bare NAME too, which unsets
+    NAME in the process), then the image's whose names the request doesn't set (moby's
+    runconfig.Merge); PATH as merge_env defaults it when neither sets one."""
+    names = {item.partition("=")[0] for item in env}
+    out = [*env, *(item for item in image_env if item.partition("=")[0] not in names)]
+    if "PATH" not in {item.partition("=")[0] for item in out}:
+        out.append(f"PATH={DEFAULT_PATH}")
+    return out
+
+
 def command_line(image_config: Mapping[str, Any], cmd: Sequence[str],
                  entrypoint: Sequence[str] | None = None) -> tuple[str, ...]:
     """Entrypoint + Cmd, where a given command replaces the image's Cmd (docker's rule)."""
@@ -170,7 +184,8 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         interactive=bool(options.get("interactive")),
         security=security_of(options),
         extra_hosts=tuple(extra_host(h) for h in options.get("extra_hosts") or ()),
-        limits={k: options[k] for k in ("memory", "pids", "cpus") if options.get(k)},
+        limits={**{k: options[k] for k in ("memory", "pids", "cpus") if options.get(k)},
+                **{k: options[k] for k in RESOURCES if options.get(k) is not None}},
         mounts=tuple(recorded(options)) if options.get("mount_points") else (),
         dns=tuple(options.get("dns") or ()),
         dns_search=tuple(options.get("dns_search") or ()),
@@ -178,4 +193,5 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         init=bool(options.get("init")),
         rlimits=runopts.rlimits(options),
         log_driver=log["Type"], log_max_size=max_size, log_max_file=max_file,
+        shm_size=options.get("shm_size") or DEFAULT_SHM_SIZE,
     )

@@ -226,6 +226,21 @@ def normalized(options: Mapping[str, Any]) -> dict[str, Any]:
         out["stop_timeout"] = checked_stop_timeout(out["stop_timeout"])
     if out.get("log_config"):
         out["log_config"] = checked_log_config(out["log_config"])
+    for key, api, allowed in (("isolation", "HostConfig.Isolation", "default"),
+                              ("runtime", "HostConfig.Runtime", "runc")):
+        if out.get(key) not in (None, "", allowed):  # docker's default, by name: no more
+            from core.compat import refusal
+
+            raise BadInput(f"{refusal(api)} ({out[key]!r}; only {allowed!r})")
+    if out.get("shm_size") is not None:
+        try:
+            out["shm_size"] = int(out["shm_size"])
+        except (TypeError, ValueError):
+            raise BadInput(f"invalid ShmSize: {out['shm_size']!r}") from None
+        if out["shm_size"] < 0:
+            raise BadInput("SHM size can not be less than 0")
+        if not out["shm_size"]:
+            del out["shm_size"]
     if "init" in out:
         if not isinstance(out["init"], bool):
             raise BadInput(f"invalid Init: {out['init']!r}")

@@ -73,9 +73,9 @@ class PsRow(Row):
         return self.c.id[:12] if self.trunc else self.c.id
 
     def Image(self) -> str:
-        from adapters.dockerapi.shapes import image_name
+        from adapters.dockerapi.shapes import listed_image
 
-        name = image_name(self.image, self.c.image)
+        name = listed_image(self.c, self.image)
         return name[7:19] if self.trunc and name.startswith("sha256:") else name
 
     def Command(self) -> str:

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from adapters.cli.resources import add_resource_flags, resource_options
+
 COMMANDS = ("import", "create", "rm", "rmi", "commit", "tag", "save", "load", "export", "inspect",
             "history", "diff")
 
@@ -53,18 +55,21 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
     try:
         memory = parse_size(args.memory) if getattr(args, "memory", None) else None
         cpus = parse_cpus(args.cpus) if getattr(args, "cpus", None) else None
+        shm = parse_size(args.shm_size) if getattr(args, "shm_size", None) else None
     except ValueError as err:
         raise BadInput(str(err)) from None
     options = {"env": [*_env_files(getattr(args, "env_file", None) or []),
                        *(from_caller(e) for e in args.env or [])], "workdir": args.workdir,
                "user": args.user,
                "hostname": args.hostname, "network": args.network, "memory": memory,
-               "pids": args.pids_limit, "cpus": cpus, "tty": args.tty,
+               "pids": args.pids_limit, "cpus": cpus, "shm_size": shm, "tty": args.tty,
                "interactive": args.interactive, "privileged": args.privileged,
                "cap_add": args.cap_add, "cap_drop": args.cap_drop, "read_only": args.read_only,
                "devices": args.device, "group_add": args.group_add, "pid": args.pid,
                "ipc": args.ipc, "uts": args.uts, "extra_hosts": args.extra_hosts,
                "restart": getattr(args, "restart", None),
+               "runtime": getattr(args, "runtime", None),
+               "isolation": getattr(args, "isolation", None),
                "security_opt": [_profile_text(o) for o in args.security_opt or []]}
     if args.entrypoint is not None:
         options["entrypoint"] = [args.entrypoint] if args.entrypoint else []
@@ -77,6 +82,7 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
     options["healthcheck"] = _healthcheck(args)
     options.update(refused_options(args))
     options = {k: v for k, v in options.items() if v not in (None, [], False, "")}
+    options.update(resource_options(args))  # 0 asks (--memory-swappiness 0): judged as given
     if getattr(args, "stop_timeout", None) is not None:
         options["stop_timeout"] = args.stop_timeout
     return options
@@ -514,6 +520,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="the container's name (one is made up if not given)")
     p.add_argument("-e", "--env", action="append", help="K=V (repeatable)")
@@ -524,6 +531,11 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory", "-m", help="memory limit (e.g. 64m, 1g)")
     p.add_argument("--pids-limit", type=int, help="processes at most")
     p.add_argument("--cpus", help="CPUs it may use (e.g. 0.5)")
+    add_resource_flags(p)
+    p.add_argument("--shm-size", help="the size of /dev/shm (e.g. 128m; default 64m)")
+    p.add_argument("--runtime", help="runc only: docker's default runtime's name (lamina is "
+                                     "its own runtime)")
+    p.add_argument("--isolation", help="default only (docker's other kinds are Windows')")
     p.add_argument("--network", "--net", dest="network",
                    help="bridge (the default), a network's name, none or host")
     p.add_argument("-p", "--publish", action="append", dest="publish",

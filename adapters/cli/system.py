@@ -12,6 +12,7 @@ from typing import Any
 
 from adapters.cli import runtime
 from adapters.cli.common import confirmed, for_each
+from adapters.cli.resources import add_resource_flags, resource_options
 from core.errors import BadInput, LaminaError
 
 COMMANDS = ("rename", "update", "wait", "stats", "container", "image", "system", "info")
@@ -20,15 +21,9 @@ CONDITIONS = ("not-running", "next-exit", "removed")
 
 # docker update's flags lamina can't apply yet: refused by name (core/compat.py's words)
 _UNSUPPORTED_UPDATE = (
-    ("--cpu-shares", "-c", "HostConfig.CpuShares"), ("--cpu-period", None, "HostConfig.CpuPeriod"),
-    ("--cpu-quota", None, "HostConfig.CpuQuota"),
     ("--cpu-rt-period", None, "HostConfig.CpuRealtimePeriod"),
     ("--cpu-rt-runtime", None, "HostConfig.CpuRealtimeRuntime"),
-    ("--cpuset-cpus", None, "HostConfig.CpusetCpus"),
-    ("--cpuset-mems", None, "HostConfig.CpusetMems"),
     ("--blkio-weight", None, "HostConfig.BlkioWeight"),
-    ("--memory-reservation", None, "HostConfig.MemoryReservation"),
-    ("--memory-swap", None, "HostConfig.MemorySwap"),
     ("--kernel-memory", None, "HostConfig.KernelMemory"),
 )
 
@@ -62,6 +57,7 @@ def update_options(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(str(err)) from None
     if args.pids_limit is not None:
         options["pids"] = args.pids_limit
+    options.update(resource_options(args))
     if args.restart is not None:
         from core import restart
 
@@ -427,6 +423,7 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--memory", "-m", help="memory limit (e.g. 64m; -1: no limit)")
     p.add_argument("--cpus", help="number of CPUs (e.g. 0.5)")
     p.add_argument("--pids-limit", type=int, help="processes at most (-1 or 0: no limit)")
+    add_resource_flags(p, update=True)
     p.add_argument("--restart", help="restart policy (no, always, unless-stopped, "
                                      "on-failure[:N])")
     for flag, short_flag, _api in _UNSUPPORTED_UPDATE:

@@ -10,10 +10,11 @@ from typing import Any
 from adapters.dockerapi import shapes
 from adapters.dockerapi.http import HttpError, Request
 from adapters.dockerapi.routing import Ctx, dumps, raise_for, route
+from core import resources
 
 # UpdateConfig's fields (Resources and RestartPolicy) lamina applies, by its option key
 _APPLIED = {"Memory": "memory", "NanoCpus": "cpus", "PidsLimit": "pids",
-            "RestartPolicy": "restart"}
+            "RestartPolicy": "restart", **{api: key for key, api in resources.KEYS.items()}}
 
 
 @route("POST", "/containers/(?P<ref>[^/]+)/rename", body="none")
@@ -51,6 +52,8 @@ def update_options(body: Any) -> dict[str, Any]:
             options["cpus"] = value / 1e9
         elif key is None:
             options["unsupported"].append(f"HostConfig.{name}")
+        else:
+            options[key] = value
     return options
 
 

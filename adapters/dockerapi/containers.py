@@ -240,7 +240,7 @@ def create_options(body: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
 # What docker's clients send when nothing was asked (beside empty and zero values).
 _DEFAULTS: dict[str, tuple[Any, ...]] = {
     "HostConfig.NetworkMode": ("default",), "HostConfig.CgroupnsMode": ("private",),
-    "HostConfig.Isolation": ("default",), "HostConfig.MemorySwappiness": (-1,),
+    "HostConfig.MemorySwappiness": (-1,),
     "HostConfig.PidsLimit": (-1,), "HostConfig.MemorySwap": (-1,),
 }
 _CONVERT: dict[str, Callable[[Any], Any]] = {
@@ -275,7 +275,7 @@ def _no_request(api: str, value: Any) -> bool:
 
 
 def _take(options: dict[str, Any], api: str, value: Any) -> None:
-    field = compat.BY_API.get(api)
+    field = compat.BY_API.get(api) or compat.BY_API_FOLDED.get(api.lower())
     if field is None:
         if not _no_request(api, value):
             options["unsupported"].append(api)

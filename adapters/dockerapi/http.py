@@ -88,8 +88,10 @@ class Request:
     params: dict[str, str] = field(default_factory=dict)
 
     def q(self, name: str, default: str | None = None) -> str | None:
+        """The parameter's first value, as docker's daemon reads one (Go's FormValue):
+        docker-py sends an out-of-context Dockerfile as dockerfile=NAME&dockerfile=TEXT."""
         values = self.query.get(name)
-        return values[-1] if values else default
+        return values[0] if values else default
 
     def flag(self, name: str, default: bool = False) -> bool:
         value = self.q(name)

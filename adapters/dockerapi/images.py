@@ -10,7 +10,7 @@ from typing import Any
 
 from adapters.dockerapi import shapes
 from adapters.dockerapi.http import HttpError, Request
-from adapters.dockerapi.routing import Ctx, dumps, raise_for, route, take_over
+from adapters.dockerapi.routing import Ctx, capitalized, dumps, raise_for, route, take_over
 from core.errors import LaminaError, NotFound
 
 
@@ -168,7 +168,15 @@ async def load(ctx: Ctx, req: Request) -> int:
     def job(e: Any, _: Any) -> list[Any]:
         return e.load(path, file="docker-api")
 
-    loaded = raise_for(await ctx.run(req, job))
+    report = await ctx.run(req, job)
+    if not report.ok and report.kind == "BadInput":
+        # docker's: the load streams, so a bad archive is an error message in a 200 answer
+        # (docker-py raises ImageLoadError from it)
+        message = capitalized(report.error)
+        await req.conn.respond(200, dumps({"errorDetail": {"message": message},
+                                           "error": message}) + b"\n")
+        return 200
+    loaded = raise_for(report)
     lines = []
     for iid, tags in loaded:
         lines += [f"Loaded image: {shapes.familiar(t)}\n" for t in tags]
@@ -216,7 +224,7 @@ BUILD_REFUSED = {"remote": "", "pull": "--pull", "squash": "--squash",
                  "memswap": "--memory-swap", "cpushares": "--cpu-shares",
                  "cpusetcpus": "--cpuset-cpus", "cpusetmems": "--cpuset-mems",
                  "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota",
-                 "cgroupparent": "--cgroup-parent", "shmsize": "--shm-size",
+                 "cgroupparent": "--cgroup-parent",
                  "ulimits": "--ulimit", "outputs": "--output",
                  "session": "", "buildid": ""}
 _ZERO = ("", "0", "no", "false", "none", "null", "[]", "{}")  # docker's false, 0 or empty
@@ -254,9 +262,6 @@ def build_refusals(req: Request) -> list[str]:
     platform = req.q("platform") or ""
     if platform not in ("", "linux", "linux/amd64"):
         out.append(f"platform={platform} (--platform)")
-    network = req.q("networkmode") or "default"
-    if network not in ("default", "host", "none"):
-        out.append(f"networkmode={network} (--network)")
     return out
 
 
@@ -276,7 +281,13 @@ def build_options(req: Request) -> dict[str, Any]:
         raise HttpError(400, f"invalid memory: {req.q('memory')}") from None
     network = req.q("networkmode") or "default"
     run_options: dict[str, Any] = {"memory": memory} if memory > 0 else {}
-    if network in ("host", "none"):
+    try:
+        shm = int(req.q("shmsize") or 0)
+    except ValueError:
+        raise HttpError(400, f"invalid shmsize: {req.q('shmsize')}") from None
+    if shm:  # the RUN containers' /dev/shm, as docker's builder sizes it
+        run_options["shm_size"] = shm
+    if network != "default":  # host, none, or a network's name or id: the RUN containers'
         run_options["network"] = network
     hosts = [h for v in req.query.get("extrahosts") or [] for h in v.split(",") if h]
     if hosts:  # docker's CLI joins them with commas; docker-py repeats the parameter

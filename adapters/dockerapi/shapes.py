@@ -92,6 +92,23 @@ def image_name(image: Image | None, iid: str) -> str:
     return f"sha256:{iid}"
 
 
+def given_image(c: Container, image: Image | None) -> str:
+    """Config.Image as docker keeps it: the image as the client named it at create (older
+    containers recorded none: their image's first tag)."""
+    return c.config.get("image_ref") or image_name(image, c.image)
+
+
+def listed_image(c: Container, image: Image | None) -> str:
+    """docker ps's IMAGE: the name given at create while it still names the container's
+    image, else the image's id (docker's list.go)."""
+    from core.filters import image_named
+
+    ref = c.config.get("image_ref")
+    if ref and image is not None and image_named({image.id: image}, ref) == image.id:
+        return str(ref)
+    return image_name(image, c.image) if not ref else f"sha256:{c.image}"
+
+
 def familiar(tag: str) -> str:
     """`docker.io/library/busybox:latest` -> `busybox:latest`, as docker shows tags."""
     for prefix in ("docker.io/library/", "docker.io/"):
@@ -131,7 +148,7 @@ def container_summary(c: Container, image: Image | None, root: str,
     from adapters.storage.inspect import container_mounts
 
     return {
-        "Id": c.id, "Names": [f"/{c.name}"], "Image": image_name(image, c.image),
+        "Id": c.id, "Names": [f"/{c.name}"], "Image": listed_image(c, image),
         "ImageID": f"sha256:{c.image}", "Command": command_text(c, image),
         "Created": unix(c.created), "Ports": netsettings.summary_ports(c, image),
         "Labels": c.config.get("labels") or {},
@@ -161,7 +178,7 @@ def container_inspect(c: Container, image: Image | None, store: Any, root: str,
     cfg = doc["Config"]
     cfg.update({"AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
                 "StdinOnce": False, "Labels": c.config.get("labels") or {},
-                "Image": image_name(image, c.image) if image else cfg.get("Image")})
+                "Image": given_image(c, image)})
     return doc
 
 
@@ -199,7 +216,7 @@ def history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 _ACTIONS: dict[str, tuple[str, list[str]]] = {
     "ContainerCreated": ("container", ["create"]),
     "ContainerStarted": ("container", ["start"]),
-    "ContainerRestarted": ("container", ["restart"]),
+    "ContainerRestarted": ("container", ["start", "restart"]),
     "ContainerPaused": ("container", ["pause"]),
     "ContainerUnpaused": ("container", ["unpause"]),
     "ContainerStopped": ("container", ["die", "stop"]),
@@ -313,6 +330,8 @@ def docker_events(rec: Any, names: Mapping[str, str], con: Any = None) -> list[d
 def _messages(rec: Any, names: Mapping[str, str]) -> list[dict[str, Any]]:
     kind, actions = _ACTIONS.get(rec.type, ("lamina", [rec.type]))
     d = rec.data
+    if rec.type == "ContainerRestarted":  # docker's: a policy's restart is a start only
+        actions = ["start"] if d.get("automatic") else ["start", "restart"]
     attrs: dict[str, str] = {"uid": str(rec.meta.get("uid", "")),
                              "user": str(rec.meta.get("user", "")), "seq": str(rec.seq)}
     if kind == "container":

@@ -153,7 +153,7 @@ def _container_seqs(con: sqlite3.Connection, ref: str) -> list[int]:
 DOCKER_ACTIONS: dict[str, tuple[str, ...]] = {
     "create": ("ContainerCreated", "ImageCreated", "VolumeCreated", "NetworkCreated",
                "LayerRegistered"),
-    "start": ("ContainerStarted",), "restart": ("ContainerRestarted",),
+    "start": ("ContainerStarted", "ContainerRestarted"), "restart": ("ContainerRestarted",),
     "pause": ("ContainerPaused",), "unpause": ("ContainerUnpaused",),
     "die": ("ContainerStopped", "ContainerKilled", "ContainerExited"),
     "stop": ("ContainerStopped",), "kill": ("ContainerKilled", "ContainerSignalled"),

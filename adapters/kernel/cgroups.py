@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from core.errors import LaminaError
 
@@ -38,6 +38,18 @@ PARENT = "lamina"
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1_000  # the kernel rejects cpu quotas under 1 ms
 V2_CONTROLLERS = ("memory", "pids", "cpu")
+# Limits' fields beyond memory, pids and cpus (core/resources.py's keys)
+_RESOURCE_KEYS = ("cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems",
+                  "memory_reservation", "memory_swap", "memory_swappiness")
+# v1: key -> (controller, file, the value that lifts it on update; None: leave it)
+_V1_KNOBS: dict[str, tuple[str, str, int | None]] = {
+    "cpu_shares": ("cpu", "cpu.shares", 1024),
+    "cpu_period": ("cpu", "cpu.cfs_period_us", CPU_PERIOD_US),
+    "cpu_quota": ("cpu", "cpu.cfs_quota_us", -1),
+    "memory_reservation": ("memory", "memory.soft_limit_in_bytes", -1),
+    "memory_swap": ("memory", "memory.memsw.limit_in_bytes", -1),
+    "memory_swappiness": ("memory", "memory.swappiness", None),
+}
 _V1_UNLIMITED = 1 << 62  # v1 reports "no memory limit" as PAGE_COUNTER_MAX pages in bytes
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -60,11 +72,33 @@ class CgroupNotFound(CgroupError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits; None means unlimited. cpus is docker's `--cpus` (0.5 = half a CPU)."""
+    """Resource limits; None means unlimited (or the parent's). cpus is docker's `--cpus`
+    (0.5 = half a CPU); the rest are core/resources.py's, judged there, in docker's units
+    (cpu_period and cpu_quota in µs, memory_swap memory plus swap in bytes, -1 unlimited)."""
 
     memory: int | None = None
     pids: int | None = None
     cpus: float | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    memory_reservation: int | None = None
+    memory_swap: int | None = None
+    memory_swappiness: int | None = None
+
+    @staticmethod
+    def of(values: Mapping[str, int | float | str | None]) -> Limits:
+        """Limits from lamina's option keys (a create's spec, an update's changes)."""
+        unknown = set(values) - set(Limits.__dataclass_fields__)
+        if unknown:
+            raise CgroupError(f"no cgroup limit {sorted(unknown)[0]!r}")
+        try:
+            typed: dict[str, Any] = {k: _typed(k, v) for k, v in values.items()}
+            return Limits(**typed)
+        except (TypeError, ValueError) as err:
+            raise CgroupError(str(err)) from None
 
     def __post_init__(self) -> None:
         for name in ("memory", "pids"):
@@ -90,6 +124,19 @@ class Stats:
 
 
 # --- small file helpers: every cgroup knob is a one-line text file -----------------------
+
+def _typed(key: str, value: int | float | str | None) -> int | float | str | None:
+    if value is None:
+        return None
+    if key == "cpus":
+        return float(value)
+    return str(value) if key.startswith("cpuset_") else int(value)
+
+
+def _v2_weight(shares: int) -> int:
+    """cpu.shares (2..262144) as cgroup v2's cpu.weight (1..10000): runc's conversion."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
 
 def _read(path: Path) -> str:
     with open(path) as f:
@@ -290,7 +337,9 @@ class Cgroup(ABC):
         cgroup = Cgroup._for(id, mode, root)
         cgroup._make()
         try:
-            cgroup._apply(limits or Limits())
+            limits = limits or Limits()
+            cgroup._apply(limits)
+            cgroup._set(limits, [k for k in _RESOURCE_KEYS if getattr(limits, k) is not None])
             if devices is not None:
                 cgroup._apply_devices(devices)
         except BaseException:
@@ -320,23 +369,21 @@ class Cgroup(ABC):
     @abstractmethod
     def _apply(self, limits: Limits) -> None: ...
 
-    def update(self, changes: Mapping[str, int | float | None]) -> None:
-        """`update` of a live container: set the limits named (`memory` bytes, `cpus`,
-        `pids`), None lifting one; the others stay as they are."""
-        for key in changes:
-            if key not in ("memory", "cpus", "pids"):
-                raise CgroupError(f"no cgroup limit {key!r}")
-        try:
-            memory, pids, cpus = (changes.get(k) for k in ("memory", "pids", "cpus"))
-            checked = Limits(memory=None if memory is None else int(memory),
-                             pids=None if pids is None else int(pids),
-                             cpus=None if cpus is None else float(cpus))
-        except ValueError as err:
-            raise CgroupError(str(err)) from None
+    def update(self, changes: Mapping[str, int | float | str | None]) -> None:
+        """`update` of a live container: set the limits named (Limits' fields), None
+        lifting one; the others stay as they are."""
+        checked = Limits.of(changes)
         self._update(changes, checked)
+        self._set(checked, [k for k in changes if k in _RESOURCE_KEYS], update=True)
 
     @abstractmethod
-    def _update(self, changes: Mapping[str, int | float | None], checked: Limits) -> None: ...
+    def _update(self, changes: Mapping[str, int | float | str | None],
+                checked: Limits) -> None: ...
+
+    @abstractmethod
+    def _set(self, limits: Limits, keys: Sequence[str], update: bool = False) -> None:
+        """Write core/resources.py's limits named by `keys` (None: back to the default,
+        on update)."""
 
     @abstractmethod
     def _apply_devices(self, rules: Sequence[Rule]) -> None: ...
@@ -458,10 +505,43 @@ class CgroupV1(Cgroup):
 
         devices.apply_v1(self._controller("devices"), rules)
 
-    def _update(self, changes: Mapping[str, int | float | None], checked: Limits) -> None:
+    def _set(self, limits: Limits, keys: Sequence[str], update: bool = False) -> None:
+        for key in keys:
+            value = getattr(limits, key)
+            if key.startswith("cpuset_"):
+                self._cpuset(key, value)
+                continue
+            controller, knob, default = _V1_KNOBS[key]
+            if value is None and default is None:
+                continue  # swappiness: the parent's stays
+            path = self._controller(controller) / knob
+            if not path.exists():
+                raise CgroupError(f"this kernel has no {knob} in its cgroup v1 {controller} "
+                                  "hierarchy")
+            _write(path, str(default if value is None else value))
+
+    def _cpuset(self, key: str, value: str | None) -> None:
+        d = self._controller("cpuset")
+        knob = "cpuset.cpus" if key == "cpuset_cpus" else "cpuset.mems"
+        wanted = value or _read(d.parent / knob)
+        try:
+            _write(d / knob, wanted)
+        except CgroupError:
+            available = _read(d.parent / f"cpuset.effective_{knob.split('.')[1]}")
+            what = "CPUs" if key == "cpuset_cpus" else "memory nodes"
+            raise CgroupError(f"Requested {what} are not available - requested {wanted}, "
+                              f"available: {available}") from None
+
+    def _update(self, changes: Mapping[str, int | float | str | None],
+                checked: Limits) -> None:
         if "memory" in changes:
-            _write(self._controller("memory") / "memory.limit_in_bytes",
-                   str(checked.memory or -1))
+            memory = self._controller("memory") / "memory.limit_in_bytes"
+            try:
+                _write(memory, str(checked.memory or -1))
+            except CgroupError:  # above the swap limit: that one first (the new or none)
+                self._set(checked if "memory_swap" in changes else Limits(),
+                          ["memory_swap"], update=True)
+                _write(memory, str(checked.memory or -1))
         if "pids" in changes:
             _write(self._controller("pids") / "pids.max", str(checked.pids or "max"))
         if "cpus" in changes:
@@ -566,7 +646,7 @@ class CgroupV2(Cgroup):
         missing = needed - available
         if missing:
             raise CgroupError(f"cgroup2 at {self._root} lacks controllers {sorted(missing)}")
-        wanted = [c for c in V2_CONTROLLERS if c in available]
+        wanted = [*sorted(needed), *(c for c in V2_CONTROLLERS if c in available)]
         for parent in (self._root, self._root / PARENT):
             enabled = set(_read(parent / "cgroup.subtree_control").split())
             for controller in wanted:
@@ -592,7 +672,35 @@ class CgroupV2(Cgroup):
 
         devices.attach_v2(self._path, rules)
 
-    def _update(self, changes: Mapping[str, int | float | None], checked: Limits) -> None:
+    def _set(self, limits: Limits, keys: Sequence[str], update: bool = False) -> None:
+        if "memory_swappiness" in keys and limits.memory_swappiness is not None:
+            raise CgroupError("memory swappiness is not supported on cgroup v2 (no such knob)")
+        needed = {"cpuset" if k.startswith("cpuset_") else k.split("_")[0] for k in keys}
+        if not needed:
+            return
+        self._enable_controllers(needed)
+        for key in keys:
+            value = getattr(limits, key)
+            if key == "cpu_shares":
+                _write(self._path / "cpu.weight", str(_v2_weight(value) if value else 100))
+            elif key in ("cpu_period", "cpu_quota"):
+                quota, period = _read(self._path / "cpu.max").split()
+                quota = str(limits.cpu_quota or "max") if "cpu_quota" in keys else quota
+                period = str(limits.cpu_period or CPU_PERIOD_US) if "cpu_period" in keys \
+                    else period
+                _write(self._path / "cpu.max", f"{quota} {period}")
+            elif key.startswith("cpuset_"):
+                knob = "cpuset.cpus" if key == "cpuset_cpus" else "cpuset.mems"
+                _write(self._path / knob, value or "")
+            elif key == "memory_reservation":
+                _write(self._path / "memory.low", str(value or 0))
+            elif key == "memory_swap":
+                memory = limits.memory or _read_int(self._path / "memory.max", 0)
+                swap = "max" if value in (None, -1) else str(max(value - memory, 0))
+                _write(self._path / "memory.swap.max", swap)
+
+    def _update(self, changes: Mapping[str, int | float | str | None],
+                checked: Limits) -> None:
         self._enable_controllers({k for k in changes if k in ("memory", "pids")}
                                  | ({"cpu"} if "cpus" in changes else set()))
         if "memory" in changes:

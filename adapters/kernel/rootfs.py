@@ -47,7 +47,7 @@ def _mkdir(syscall: Syscalls, path: str, mode: int = 0o755) -> None:
 
 def mount_dev(rootfs: str, console: str | None, security: Security,
               nodes: Sequence[Node], sources: Mapping[str, str | int] | None = None, *,
-              syscall: Syscalls = LINUX) -> None:
+              shm_size: int = 64 << 20, syscall: Syscalls = LINUX) -> None:
     """tmpfs /dev with its device nodes (docker's defaults, --device's, or the host's with
     --privileged: adapters/kernel/devices.py), devpts (its own instance), shm and mqueue.
     /dev/shm follows --ipc: the host's own with `host`, none with `none`.
@@ -73,8 +73,9 @@ def mount_dev(rootfs: str, console: str | None, security: Security,
     if security.ipc == "host":
         syscall.mount("/dev/shm", dev + "/shm", None, libc.MS_BIND)
     elif security.ipc != "none":
+        size = f"{shm_size // 1024}k" if shm_size % 1024 == 0 else str(shm_size)
         syscall.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC,
-                      "mode=1777,size=65536k")
+                      f"mode=1777,size={size}")
     _mkdir(syscall, dev + "/mqueue")
     if sources is None or security.ipc != "host":  # the host's IPC namespace's mqueue is
         syscall.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)  # not ours
@@ -147,6 +148,7 @@ class RootfsPlan:
     # -v/--mount/--tmpfs: each mount point with its host source (a path; a detached tree
     # for a remapped init, read-only already if asked; "" for a tmpfs)
     mounts: Sequence[tuple[MountPoint, str | int]] = ()
+    shm_size: int = 64 << 20  # /dev/shm's tmpfs (--shm-size), in bytes
 
 
 def cgroup_mounts(dirs: Iterable[Path | str],
@@ -340,7 +342,8 @@ def build(plan: RootfsPlan, *, syscall: Syscalls = LINUX) -> None:
     mount_proc_sys(rootfs, security, syscall=syscall)
     mount_cgroups(rootfs, plan.cgroups, security, syscall=syscall)
     mount_dev(rootfs, plan.console, security, plan.devices,
-              plan.dev_sources if plan.remapped else None, syscall=syscall)
+              plan.dev_sources if plan.remapped else None, shm_size=plan.shm_size,
+              syscall=syscall)
     bind_files(rootfs, plan.files, syscall=syscall)
     mount_points(rootfs, plan.mounts, syscall=syscall)
     if security.masked_paths:

@@ -176,7 +176,7 @@ def run(plan: InitPlan, err_fd: int) -> None:
             path=plan.rootfs if plan.idmap is None else ".", console=plan.console,
             files=plan.files, security=spec.security, cgroups=plan.cgroup_mounts,
             devices=plan.devices, remapped=plan.idmap is not None,
-            dev_sources=plan.dev_sources, mounts=plan.mounts))
+            dev_sources=plan.dev_sources, mounts=plan.mounts, shm_size=spec.shm_size))
         step = "user"
         ident = users.resolve(spec.user, group_add=spec.security.group_add)
         _stdio(plan)

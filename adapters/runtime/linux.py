@@ -230,8 +230,7 @@ class LinuxRuntime:
         before init joins it (the nodes made in its /dev and the rules are the same list)."""
         from core.devices import rules_for
 
-        limits = Limits(memory=spec.limits.get("memory"), pids=spec.limits.get("pids"),
-                        cpus=spec.limits.get("cpus"))
+        limits = Limits.of(spec.limits)
         with suppress(CgroupError):
             Cgroup.open(cid).remove()
         return Cgroup.create(cid, limits, devices=rules_for(spec.security, nodes))

@@ -66,7 +66,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
     (predefined and recorded), to name the ones it is on (adapters/storage/netsettings.py);
     `api_version`: the Docker API's, when asked through it."""
     from adapters.storage import netsettings
-    from core.process import command_line, merge_env
+    from core.process import command_line, config_env
 
     opts = c.config
     cfg = (image.config.get("config") if image else None) or {}
@@ -75,8 +75,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
     except Exception:  # no command at all: docker shows an empty Path
         argv = []
     hostname = opts.get("hostname") or c.id[:12]
-    env = list(merge_env([*(cfg.get("Env") or []), f"HOSTNAME={hostname}"],
-                         opts.get("env") or []))
+    env = config_env([*(cfg.get("Env") or []), f"HOSTNAME={hostname}"], opts.get("env") or [])
     layers = list(image.layers) if image else []
     running = c.state in ("running", "paused")
     lower = [store.init_dir(c.rw_layer), *(store.diff_dir(lid) for lid in reversed(layers))]
@@ -118,6 +117,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
             **security_host_config(opts),
             **mount_host_config(opts),
             **process_host_config(opts),
+            **resource_host_config(opts),
         },
         "Mounts": container_mounts(c, root),
         "GraphDriver": {"Name": "overlay2", "Data": {
@@ -133,7 +133,8 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
             "Cmd": list(c.cmd) or list(cfg.get("Cmd") or []),
             "Entrypoint": entrypoint if entrypoint is not None else cfg.get("Entrypoint"),
             "WorkingDir": opts.get("workdir") or cfg.get("WorkingDir") or "",
-            "Image": image.tags[0] if image and image.tags else f"sha256:{c.image}",
+            "Image": c.config.get("image_ref") or (image.tags[0] if image and image.tags
+                                                   else f"sha256:{c.image}"),
             "Tty": bool(opts.get("tty")),
             "OpenStdin": bool(opts.get("interactive")),
             "Labels": opts.get("labels") or {},
@@ -185,6 +186,23 @@ def mount_host_config(opts: dict[str, Any]) -> dict[str, Any]:
     return {"Binds": opts.get("binds") or None, "Mounts": opts.get("mounts") or None,
             "Tmpfs": opts.get("tmpfs") or None, "VolumesFrom": opts.get("volumes_from") or None,
             "VolumeDriver": opts.get("volume_driver") or ""}
+
+
+def resource_host_config(opts: dict[str, Any]) -> dict[str, Any]:
+    """HostConfig's resources of core/resources.py (docker shows each, 0 or "" when unset;
+    MemorySwappiness null), the cgroup namespace (always the container's own), the
+    isolation and runtime as asked (core/runopts.py takes docker's defaults only)."""
+    from core.process import DEFAULT_SHM_SIZE
+    from core.resources import KEYS
+
+    out: dict[str, Any] = {api: opts.get(key) or (None if key == "memory_swappiness" else
+                                                  "" if key.startswith("cpuset_") else 0)
+                           for key, api in KEYS.items()}
+    if opts.get("memory_swappiness") == 0:
+        out["MemorySwappiness"] = 0
+    return {**out, "ShmSize": opts.get("shm_size") or DEFAULT_SHM_SIZE,
+            "CgroupnsMode": "private", "Isolation": opts.get("isolation") or "",
+            "Runtime": opts.get("runtime") or "runc"}
 
 
 def process_host_config(opts: dict[str, Any]) -> dict[str, Any]:

@@ -5,13 +5,13 @@ system), in docker's words.
   decided by the read model's UNIQUE name (SQLite's index, the memory log's check): of two
   commands racing for one name, the second append fails and the rename is judged again,
   now against the winner, and refused in docker's words.
-- `update`: new limits (memory, cpus, pids) for a container in any state: written into a
-  running or paused container's cgroup first, then recorded (ContainerUpdated, `applied`);
-  a stopped one's are recorded for its next start. The container's lock is held from the
-  cgroup write to the append, and a failed append puts the old limits back. What lamina
-  can't change is refused by name, as create refuses it. `restart` (a restart policy) is
-  accepted only once core/restart.py judges it (`for_update`): the restart-policy work owns
-  it.
+- `update`: new limits (memory, cpus, pids, core/resources.py's) for a container in any
+  state: written into a running or paused container's cgroup first, then recorded
+  (ContainerUpdated, `applied`); a stopped one's are recorded for its next start. The
+  container's lock is held from the cgroup write to the append, and a failed append puts
+  the old limits back. What lamina can't change is refused by name, as create refuses it.
+  `restart` (a restart policy) is accepted only once core/restart.py judges it
+  (`for_update`): the restart-policy work owns it.
 - `container prune`: every stopped container the filters select (until, label, label!),
   each removed as `rm` removes it; the read-write layers' bytes are what it reclaims.
 - `image prune`: docker's images without children (moby's topImages) that no container
@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import compat
+from core import compat, resources
 from core import prune as rules
 from core.command import Command
 from core.engine.base import EngineBase
@@ -38,7 +38,7 @@ from events import types as ev
 
 Filters = Mapping[str, Sequence[str]]
 
-LIMITS = ("memory", "cpus", "pids")
+LIMITS = ("memory", "cpus", "pids", *resources.KEYS)
 MIN_MEMORY = 6 * 1024 * 1024  # docker's linuxMinMemory
 CONTAINER_PRUNE_KEYS = frozenset({"until", "label", "label!"})
 IMAGE_PRUNE_KEYS = frozenset({"dangling", "until", "label", "label!"})
@@ -106,8 +106,8 @@ def judged(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _limit(key: str, value: Any) -> Any:
-    if value is None:
-        return None
+    if value is None or key in resources.KEYS:  # these judged with the rest, in _update
+        return value
     if key == "memory":
         value = int(value)
         if value < 0:
@@ -137,12 +137,24 @@ def _restart(value: Any) -> Any:
     return judge(value)
 
 
+def _judged_with(c: Container, changes: dict[str, Any]) -> dict[str, Any]:
+    """core/resources.py's changes judged with what the container has (a swap limit
+    against its memory limit...), in their recorded shapes (None: back to no limit)."""
+    if not any(k in resources.KEYS for k in changes):
+        return changes
+    merged = {**{k: c.config.get(k) for k in ("memory", "cpus", *resources.KEYS)},
+              **changes}
+    judged = resources.judged(merged)
+    return {k: judged.get(k) if k in resources.KEYS else v for k, v in changes.items()}
+
+
 def _update(e: EngineBase, cmd: Command, ref: str, changes: dict[str, Any]) -> Container:
     c = e.container(ref)
     with e.runtime.ending(c):  # no start, stop or exit between the cgroup and the record
         now = e.log.container(c.id)
         if now is None:
             raise NotFound(f"no such container: {ref}")
+        changes = _judged_with(now, changes)
         limits = {k: v for k, v in changes.items() if k in LIMITS}
         live = now.state in ("running", "paused") and bool(limits)
         if live:

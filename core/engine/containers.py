@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from core import compat, lifecycle, rootconfig, runopts, security
+from core import compat, lifecycle, resources, rootconfig, runopts, security
 from core.engine import attaching, mounting
 from core.engine.base import EngineBase
 from core.errors import BadInput, Conflict, IllegalMove, NotFound
@@ -75,9 +75,11 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
            name: str | None = None, config: dict[str, Any] | None = None) -> str:
     """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
     with e.command("create", image_ref) as cmd:
-        config = runopts.normalized(security.normalized(compat.checked(config or {})))
-        if "mount_points" in config:  # what create records, judged: never a request
-            raise BadInput("mount_points is recorded by lamina, not a create option")
+        config = resources.judged(runopts.normalized(security.normalized(
+            compat.checked(config or {}))))
+        for recorded in ("mount_points", "image_ref"):  # what create records: never asked
+            if recorded in config:
+                raise BadInput(f"{recorded} is recorded by lamina, not a create option")
         root, root_version = rootconfig.read(e.log)
         rootconfig.check_container(config, root)
         attaching.judge(e, config, remapped=root.remapped)
@@ -102,6 +104,7 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
             name = name_for(cid, lambda n: e.log.container_named(n) is not None)
         if points:
             config["mount_points"] = [m.to_json() for m in points]
+        config["image_ref"] = image_ref  # docker's Config.Image: the image as the client named it
         rw = e.layers.create_rw_layer(cid, image.layers)
         try:
             prepared = mounting.prepare(e, cid, rw, points, image)
@@ -138,6 +141,10 @@ def rm(e: EngineBase, ref: str, force: bool = False, volumes: bool = False) -> N
 
     with e.command("rm", ref) as cmd:
         with ending(e, ref, "rm_force" if force else "rm") as c:
+            if c.restarting and not force:  # docker's: a restart is due, only -f ends it
+                raise IllegalMove(f"cannot remove container {short(c.id)}: container is "
+                                  "restarting: stop the container before removing or force "
+                                  "remove")
             if c.state in ("running", "paused"):
                 e.runtime.signal(c, _signal.SIGKILL)
             images = {i.id: i for i in e.log.images()}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core.build import USING_CACHE
 from tests.conftest import require_root
 from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
 
@@ -84,7 +85,8 @@ def bundle(path: Path) -> None:
 
 
 def steps(out: str) -> list[str]:
-    return [line for line in out.splitlines() if line.startswith(" ---> ")]
+    return [line for line in out.splitlines()
+            if line.startswith(" ---> ") and line != USING_CACHE]
 
 
 def image_of(out: str) -> str:

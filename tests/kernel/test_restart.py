@@ -162,3 +162,19 @@ def test_serve_killed_and_started_again_brings_containers_back(lamina: Lamina,
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
+
+
+def test_rm_in_the_back_off_needs_force(lamina: Lamina) -> None:
+    """docker's: a container whose restart is due is removed only with -f (the refusal
+    recorded as such)."""
+    cid = _run(lamina, "b", "always", "sh", "-c", "exit 2")
+    # from the fourth restart on, the back-off is 0.8 s and more: time to ask in it
+    _wait(lambda: (s := _inspect(lamina, cid))["RestartCount"] >= 4
+          and s["State"]["Restarting"], step=0.02, timeout=30)
+    out = lamina("rm", "b")
+    assert out.returncode != 0 and out.stderr.strip().endswith(
+        f"cannot remove container {cid[:12]}: container is restarting: stop the container "
+        "before removing or force remove")
+    assert _events(lamina, "b", "CommandRejected")
+    lamina.ok("rm", "-f", "b")
+    assert lamina.container_ids() == []

@@ -162,7 +162,10 @@ def test_a_start_or_rm_in_the_back_off_wins(e) -> None:
     assert e.restart_scheduled("c", scheduled.version) is None
     assert e.container("c").restart_count == 0
     scheduled = e.schedule_restart("c", _exit(e, "c", 0))
-    e.rm("c")
+    with pytest.raises(IllegalMove, match="container is restarting: stop the container "
+                                          "before removing or force remove"):
+        e.rm("c")  # docker's: only -f removes a container whose restart is due
+    e.rm("c", force=True)
     assert e.restart_scheduled("c", scheduled.version) is None
 
 

@@ -98,7 +98,28 @@ NOT_RUN: dict[str, str] = {
 }
 
 # A gap's reason when the failure's own first line doesn't say it (test id -> why).
-EXPLAINED: dict[str, str] = {}
+NETWORK_ISSUE = "the network issue's (another engineer's): "
+EXPLAINED: dict[str, str] = {
+    "api_container_test.py::CreateContainerTest::test_create_with_cpu_rt_options": (
+        "docker-py marks it xfail (it looks for /sys/fs/cgroup/cpu.rt_runtime_us, which a v1 "
+        "host keeps under cpu/): docker's create records CpuRealtime*, lamina refuses them by "
+        "name, since giving a container an RT budget needs one on lamina's parent cgroup "
+        "first (docker's daemon-wide --cpu-rt-runtime), not built"),
+    "api_container_test.py::CreateContainerTest::test_create_with_links": (
+        NETWORK_ISSUE + "HostConfig.Links (--link) is refused by name"),
+    "api_container_test.py::LinkTest::test_remove_link": (
+        NETWORK_ISSUE + "HostConfig.Links (--link) is refused by name"),
+    "api_container_test.py::CreateContainerTest::test_create_with_mac_address": (
+        NETWORK_ISSUE + "MacAddress (--mac-address) is refused by name"),
+    "models_containers_test.py::ContainerCollectionTest::test_run_with_networking_config": (
+        NETWORK_ISSUE + "an endpoint's DriverOpts is refused by name"),
+    "api_container_test.py::VolumeBindTest::test_create_with_binds_rw_rshared": (
+        "the volumes issue's: bind propagation other than private (rshared) is refused by "
+        "name, lamina's mounts are private"),
+    "models_containers_test.py::ContainerTest::test_create_with_volume_driver": (
+        "docker's create takes any volume driver's name (and fails at start when no plugin "
+        "answers); lamina has only `local` and refuses another driver by name at create"),
+}
 
 
 # ---------------------------------------------------------------- reading the results

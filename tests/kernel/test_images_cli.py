@@ -69,7 +69,7 @@ def test_inspect_container_fields(lam: Root) -> None:
     assert state["Status"] == "stopped" and state["Running"] is False
     assert state["StartedAt"] == "0001-01-01T00:00:00Z" and state["Pid"] == 0
     config = doc["Config"]
-    assert config["Cmd"] == ["sh", "-c", "exit 3"] and config["Image"] == "busybox:latest"
+    assert config["Cmd"] == ["sh", "-c", "exit 3"] and config["Image"] == "busybox"  # as named
     assert "A=1" in config["Env"] and any(e.startswith("PATH=") for e in config["Env"])
     assert (config["WorkingDir"], config["User"], config["Hostname"]) == ("/tmp", "nobody",
                                                                           "h1")

@@ -62,7 +62,7 @@ def test_ps_format_fields_are_dockers(lam: Lamina) -> None:
     line = lam.ok("ps", "--format", '{{.ID}}|{{.Image}}|{{.Command}}|{{.Label "app"}}|'
                                     "{{.Labels}}|{{.Mounts}}|{{.LocalVolumes}}|{{.Networks}}|"
                                     "{{.Ports}}")
-    assert line == (f'{full["web"][:12]}|busybox:latest|"sleep 300"|shop|'
+    assert line == (f'{full["web"][:12]}|busybox|"sleep 300"|shop|'
                     "app=shop,com.example.app-name=front|data|1|none|\n")
     assert lam.ok("ps", "--no-trunc", "--format", "{{.ID}}") == full["web"] + "\n"
     created = lam.ok("ps", "--format", "{{.CreatedAt}}|{{.RunningFor}}").strip()
@@ -77,7 +77,7 @@ def test_ps_json_template_and_table_heads(lam: Lamina) -> None:
     assert sorted(row) == ["Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes",
                            "Mounts", "Names", "Networks", "Ports", "RunningFor", "Size",
                            "State", "Status"]
-    assert (row["Names"], row["State"], row["Image"]) == ("web", "running", "busybox:latest")
+    assert (row["Names"], row["State"], row["Image"]) == ("web", "running", "busybox")
     table = lam.ok("ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}\\t{{.State}}")
     lines = table.splitlines()
     assert lines[0] == "CONTAINER ID   NAMES     STATE"

@@ -12,6 +12,7 @@ process wrote is in the kernel's page cache already; a real deployment keeps fsy
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import itertools
 import os
@@ -68,7 +69,7 @@ class Cluster:
                  "-c", "listen_addresses=", "-c", f"unix_socket_directories={self.top}",
                  "-c", "max_connections=200", *settings],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.top,
-                start_new_session=True, **self._user())
+                start_new_session=True, preexec_fn=_shut_down_with_parent, **self._user())
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -134,6 +135,16 @@ class Cluster:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the child must not import
+
+
+def _shut_down_with_parent() -> None:
+    """In the server's child before exec (after its user is set, which would clear it): a
+    fast shutdown when the test run that started it dies without stopping it."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
 
 
 def _backends(data: str) -> list[int]:

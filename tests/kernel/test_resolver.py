@@ -96,10 +96,11 @@ def test_containers_resolve_each_other_by_name_and_alias(lam: NetLamina) -> None
               "web", FRONT_GW).stdout
     assert "172.18.0.2" not in out and "REFUSED" in out, out
     lam.ok("rm", "-f", "web")
-    gone = time.monotonic()
+    # the very next queries, each in a container started after the rm: the answers follow
+    # the log (no TTL to wait out); how fast is bench's, not a timed assertion here (two
+    # container starts take over a second on a loaded machine)
     assert "server can't find web: NXDOMAIN" in nslookup(lam, "web")
     assert "server can't find www: NXDOMAIN" in nslookup(lam, "www")
-    assert time.monotonic() - gone < 1
 
 
 def test_the_resolver_goes_with_the_last_network(lam: NetLamina) -> None:

@@ -697,3 +697,32 @@ def test_connect_disconnect(docker_client, tmp_networks, tmp_containers) -> None
     network.disconnect(container)
     assert network.containers == []
     assert client.networks.get(network.id).containers == []
+
+
+# --- api_container_test.LinkTest ---------------------------------------------------------------
+
+
+def test_remove_link(t: Helpers) -> None:
+    container1 = t.client.create_container(TEST_IMG, "cat", detach=True, stdin_open=True)
+    container1_id = container1["Id"]
+    t.tmp_containers.append(container1_id)
+    t.client.start(container1_id)
+    link_path = t.client.inspect_container(container1_id)["Name"][1:]
+    link_alias = "mylink"
+    container2 = t.client.create_container(
+        TEST_IMG, "cat", host_config=t.client.create_host_config(links={link_path: link_alias}))
+    container2_id = container2["Id"]
+    t.tmp_containers.append(container2_id)
+    t.client.start(container2_id)
+    linked_name = t.client.inspect_container(container2_id)["Name"][1:]
+    link_name = f"{linked_name}/{link_alias}"
+    t.client.remove_container(link_name, link=True)
+    containers = t.client.containers(all=True)
+    retrieved = [x for x in containers if link_name in x["Names"]]
+    assert len(retrieved) == 0
+    retrieved = [x for x in containers
+                 if x["Id"].startswith(container1_id) or x["Id"].startswith(container2_id)]
+    assert len(retrieved) == 2
+    # lamina's: the link is off the record (its next start makes none), recorded
+    settings = t.client.inspect_container(container2_id)["NetworkSettings"]["Networks"]
+    assert settings["bridge"]["Links"] is None

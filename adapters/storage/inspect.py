@@ -107,6 +107,7 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
         "LogPath": os.path.join(root, "containers", c.id, f"{c.id}-json.log"),
         "HostConfig": {
             **netsettings.host_config(opts),
+            "Links": netsettings.host_links(c),
             "Memory": opts.get("memory") or 0,
             "NanoCpus": int((opts.get("cpus") or 0) * 1e9),
             "PidsLimit": opts.get("pids") or None,

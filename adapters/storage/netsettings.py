@@ -303,6 +303,15 @@ def host_config(opts: Mapping[str, Any]) -> dict[str, Any]:
             "DnsSearch": list(opts.get("dns_search") or ())}
 
 
+def host_links(c: Container) -> list[str] | None:
+    """HostConfig.Links as docker shows them (`/NAME:/CONTAINER/ALIAS`): the links of the
+    container's network, as recorded (rm --link takes one off); null when none."""
+    mode = c.config.get("network") or "none"
+    links = (c.networks.get(mode) or {}).get("links") or ()
+    return [f"/{name}:/{c.name}/{alias}" for name, _, alias in
+            (str(link).partition(":") for link in links)] or None
+
+
 def exposed_ports(c: Container, image: Image | None) -> dict[str, Any] | None:
     """Config.ExposedPorts ({"80/tcp": {}}), absent when none (docker's omitempty)."""
     return {port: {} for port in exposed(c, image)} or None

@@ -716,6 +716,8 @@ def test_remove_link(t: Helpers) -> None:
     t.client.start(container2_id)
     linked_name = t.client.inspect_container(container2_id)["Name"][1:]
     link_name = f"{linked_name}/{link_alias}"
+    assert t.client.inspect_container(container2_id)["HostConfig"]["Links"] == \
+        [f"/{link_path}:/{linked_name}/{link_alias}"]  # lamina's: docker's form
     t.client.remove_container(link_name, link=True)
     containers = t.client.containers(all=True)
     retrieved = [x for x in containers if link_name in x["Names"]]
@@ -724,5 +726,6 @@ def test_remove_link(t: Helpers) -> None:
                  if x["Id"].startswith(container1_id) or x["Id"].startswith(container2_id)]
     assert len(retrieved) == 2
     # lamina's: the link is off the record (its next start makes none), recorded
-    settings = t.client.inspect_container(container2_id)["NetworkSettings"]["Networks"]
-    assert settings["bridge"]["Links"] is None
+    doc = t.client.inspect_container(container2_id)
+    assert doc["NetworkSettings"]["Networks"]["bridge"]["Links"] is None
+    assert doc["HostConfig"]["Links"] is None

@@ -273,8 +273,10 @@ def test_a_dual_stack_network_with_a_range_macs_and_ipv6_ports(lam: NetLamina) -
     assert "inet6 fd00:77::80/64" in link and "default via fd00:77::1" in link
     # the name's AAAA, and the peer reaches it over IPv6
     got = lam.ok("run", "--rm", "--network", "six", "busybox", "sh", "-c",
-                 "nslookup -type=AAAA web; wget -q -O - http://[fd00:77::80]/hostname")
-    assert "fd00:77::80" in got and web[:12] in got
+                 "nslookup -type=AAAA web; wget -q -O - http://[fd00:77::80]/hostname; "
+                 "wget -q -O - http://[fd00:77::1]:18090/hostname")
+    assert "fd00:77::80" in got and got.count(web[:12]) == 2, \
+        "a peer reaches it by address and through the host's published port (hairpin)"
     assert fetch6(lam, "fd00:77::1", 18090).strip() == web[:12], \
         "a published port answers on the host's IPv6 addresses too (DNAT to the IPv6 one)"
     started = [json.loads(line) for line in lam.ok("events", "--format", "json",

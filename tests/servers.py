@@ -7,8 +7,23 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
+
+from adapters.kernel.proc import parent, stat_fields
 
 SERVED = b"adapters.cli.served"
+
+
+def command_lines() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process there is (one gone meanwhile is left out)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                yield int(name), f.read().split(b"\0")
+        except OSError:
+            continue
 
 
 def servers_under(top: str) -> list[tuple[int, str]]:
@@ -16,30 +31,24 @@ def servers_under(top: str) -> list[tuple[int, str]]:
     a client started run as `python -m adapters.cli.served` (lamina serve's is its child
     and dies with it)."""
     found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in command_lines():
         if SERVED not in argv or b"--root" not in argv:
             continue
         root = argv[argv.index(b"--root") + 1].decode(errors="replace")
-        if (root + "/").startswith(top.rstrip("/") + "/") and _is_leader(int(name)):
-            found.append((int(name), root))
+        if (root + "/").startswith(top.rstrip("/") + "/") and _is_leader(pid):
+            found.append((pid, root))
     return found
 
 
 def _is_leader(pid: int) -> bool:
     """The server itself, not one of its forked children (a spare, a command)."""
+    ppid = parent(pid)
+    if ppid is None:
+        return True
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            ppid = int(f.read().rpartition(")")[2].split()[1])
         with open(f"/proc/{ppid}/cmdline", "rb") as f:
             return SERVED not in f.read().split(b"\0")
-    except (OSError, ValueError):
+    except OSError:
         return True
 
 
@@ -58,15 +67,11 @@ def stop(pid: int, wait: float = 10) -> None:
 
 def _alive(pid: int) -> bool:
     """Running (a zombie waiting for its reaper is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def stop_servers_of(root: str) -> None:
     """Stop the fork server serving `root` (if any) and wait until it is gone."""
     for pid, _ in servers_under(root):
         stop(pid)
-

@@ -7,7 +7,6 @@ the root, no lamina cgroup of ours, no process of ours.
 from __future__ import annotations
 
 import glob
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -91,17 +90,13 @@ def _processes_of(root: Path, grace: float = 5) -> list[str]:
     after its container is removed (it checks the log, then exits): give it `grace` s."""
     import time
 
+    from tests.servers import command_lines
+
     deadline = time.monotonic() + grace
     while True:
         found = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read()
-            except OSError:
-                continue
+        for pid, argv in command_lines():
+            cmd = b"\0".join(argv)
             if str(root).encode() in cmd:
                 found.append(f"process {pid}: {cmd[:80]!r}")
         if not found or time.monotonic() > deadline:

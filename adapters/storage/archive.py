@@ -179,14 +179,7 @@ def archive_entries(images: Sequence[SaveImage]) -> list[tuple[str, Any]]:
 
 def write_archive(images: Sequence[SaveImage], out: BinaryIO) -> tuple[str, int]:
     """Write the archive to `out`; return its (sha256 digest, size)."""
-    sink = HashingSink(out, background=True)
-    try:
-        return _write_entries(images, sink)
-    finally:
-        sink.close()
-
-
-def _write_entries(images: Sequence[SaveImage], sink: HashingSink) -> tuple[str, int]:
+    sink = HashingSink(out)
     for name, content in archive_entries(images):
         info = tarfile.TarInfo(name)
         info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
@@ -679,14 +672,7 @@ def path_hint(f: Any) -> str:
 def rebuild_from_split(split: str, diff_dir: str, out: BinaryIO) -> tuple[str, int]:
     """Write the layer tar again from its tar-split and files; refuse (LayerDamaged) if the
     bytes come out different from the digest recorded when the layer was stored."""
-    sink = HashingSink(out, background=True)
-    try:
-        return _rebuild(split, diff_dir, sink)
-    finally:
-        sink.close()
-
-
-def _rebuild(split: str, diff_dir: str, sink: HashingSink) -> tuple[str, int]:
+    sink = _HashingWriter(out)
     buf = bytearray(_CHUNK)
     with gzip.open(split, "rb") as f:
         digest, size = _split_header(f)
@@ -716,7 +702,7 @@ def _rebuild(split: str, diff_dir: str, sink: HashingSink) -> tuple[str, int]:
     return got, sink.size
 
 
-def _copy_file(path: str, length: int, sink: HashingSink, buf: bytearray) -> None:
+def _copy_file(path: str, length: int, sink: _HashingWriter, buf: bytearray) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
@@ -733,6 +719,18 @@ def _copy_file(path: str, length: int, sink: HashingSink, buf: bytearray) -> Non
             length -= n
     finally:
         os.close(fd)
+
+
+class _HashingWriter:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.hash.update(data)
+        self.out.write(data)
+        self.size += len(data)
 
 
 # --- streams -------------------------------------------------------------------------------

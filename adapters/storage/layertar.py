@@ -52,7 +52,7 @@ import re
 import stat
 import tarfile
 from collections import OrderedDict
-from typing import IO, Any, BinaryIO, Protocol, Self, TypedDict, cast
+from typing import IO, BinaryIO, Protocol, Self, TypedDict, cast
 
 BLOCK = 512
 CHUNK = 1 << 20
@@ -137,68 +137,13 @@ class Sink(Protocol):
     def write(self, data: bytes | memoryview, /) -> int | None: ...
 
 
-class BackgroundSha256:
-    """sha256 computed on a thread of its own, fed what `update` is given: a stream's
-    reading and writing go on here while the other core hashes (hashlib lets go of the GIL
-    for buffers over 2 KiB). Small pieces are gathered into 256 KiB ones; at most 8 are in
-    flight. `hexdigest` waits for the thread; `close` lets it go after a failure.
-
-    Why: `save` and `export` hash everything they write (an archive's digest is recorded,
-    and a layer's is checked), and hashing is the largest part of their CPU; beside
-    `tar | sha256sum`, two processes, one thread did all of it in turn."""
-
-    PIECE = 1 << 18
-
-    def __init__(self) -> None:
-        import queue
-        import threading
-
-        self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self._pending = bytearray()
-        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        self._thread.start()
-        self._done = False
-
-    def _run(self) -> None:
-        while (data := self._queue.get()) is not None:
-            self._hash.update(data)
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) >= self.PIECE and not self._pending:
-            self._queue.put(bytes(data))  # a copy: the caller's buffer is used again
-            return
-        self._pending += data
-        if len(self._pending) >= self.PIECE:
-            self._queue.put(bytes(self._pending))
-            self._pending.clear()
-
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            if self._pending:
-                self._queue.put(bytes(self._pending))
-                self._pending.clear()
-            self._queue.put(None)
-            self._thread.join()
-
-    def hexdigest(self) -> str:
-        self.close()
-        return self._hash.hexdigest()
-
-
 class HashingSink:
-    """Writes to the output while hashing and counting; with `background`, hashing on a
-    thread of its own (BackgroundSha256: call close() when a write fails)."""
+    """Writes to the output while hashing and counting."""
 
-    def __init__(self, out: Sink, background: bool = False) -> None:
+    def __init__(self, out: Sink) -> None:
         self.out = out
-        self.hash: Any = BackgroundSha256() if background else hashlib.sha256()
+        self.hash = hashlib.sha256()
         self.size = 0
-
-    def close(self) -> None:
-        if isinstance(self.hash, BackgroundSha256):
-            self.hash.close()
 
     def write(self, data: bytes | memoryview) -> int:
         self.hash.update(data)
@@ -214,7 +159,7 @@ class _TarWriter:
     """One archive: headers through TarInfo.tobuf, file data in 1 MiB reads."""
 
     def __init__(self, out: Sink, layer: bool, split: SplitRecorder | None = None) -> None:
-        self.sink = HashingSink(out, background=True)
+        self.sink = HashingSink(out)
         self.layer = layer
         self.buf = bytearray(CHUNK)
         self.links: dict[tuple[int, int], str] = {}
@@ -227,19 +172,16 @@ class _TarWriter:
             self.split.raw(data)
 
     def archive(self, root: str) -> tuple[str, int]:
-        try:
-            for _, rel, kind in _sorted_tree(root, self.layer):
-                path = os.path.join(root, rel)
-                if kind == _OPAQUE:
-                    self._opaque_marker(rel, os.lstat(path))
-                elif kind == _WHITEOUT:
-                    self._whiteout(rel, os.lstat(path))
-                else:
-                    self._member(rel, path)
-            self._raw(bytes(2 * BLOCK))
-            return "sha256:" + self.sink.hash.hexdigest(), self.sink.size
-        finally:
-            self.sink.close()
+        for _, rel, kind in _sorted_tree(root, self.layer):
+            path = os.path.join(root, rel)
+            if kind == _OPAQUE:
+                self._opaque_marker(rel, os.lstat(path))
+            elif kind == _WHITEOUT:
+                self._whiteout(rel, os.lstat(path))
+            else:
+                self._member(rel, path)
+        self._raw(bytes(2 * BLOCK))
+        return "sha256:" + self.sink.hash.hexdigest(), self.sink.size
 
     def _member(self, rel: str, path: str) -> None:
         st = os.lstat(path)

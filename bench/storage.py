@@ -104,15 +104,17 @@ def bench_big_layer(b: Bench, files: int, kb: int, work: str) -> None:
         b.rows.append((what, f"{nbytes / 1e6:.0f} MB", f"{seconds:.2f} s, {mbs:.0f} MB/s",
                        f"{mbs / base_mbs:.2f}"))
 
-    row("lamina commit", b.t("commit", "writer", "big"), size)
+    # best of 3, as the baseline: on a shared machine one run may wait on another's writes
+    row("lamina commit (best of 3)",
+        min(b.t("commit", "writer", tag) for tag in ("big", "big2", "big3")), size)
     cid = b.lamina("create", "big", "true").strip()
     out = os.path.join(work, "export.tar")
-    seconds = b.t("export", "-o", out, cid)
-    row("lamina export (union view)", seconds, os.path.getsize(out))
+    seconds = min(b.t("export", "-o", out, cid) for _ in range(3))
+    row("lamina export (union view, best of 3)", seconds, os.path.getsize(out))
     os.unlink(out)
     out = os.path.join(work, "save.tar")
-    seconds = b.t("save", "-o", out, "big")
-    row("lamina save (2 layers)", seconds, os.path.getsize(out))
+    seconds = min(b.t("save", "-o", out, "big") for _ in range(3))
+    row("lamina save (2 layers, best of 3)", seconds, os.path.getsize(out))
     os.unlink(out)
     b.lamina("rm", "-f", cid, "writer")
     if shutil.which("podman"):

@@ -96,9 +96,11 @@ def wall(argv: list[str], runs: int, env: dict[str, str] = IN_PROCESS) -> float:
 # --- the log ---------------------------------------------------------------------------------
 
 
-def bench_log(tmp: str, sizes: list[int], batch: int, seed: int) -> str:
-    root = os.path.join(tmp, "log")
-    os.makedirs(root)
+def bench_log(tmp: str, sizes: list[int], batch: int, seed: int,
+              grow: str | None = None) -> str:
+    """`grow`: an existing root's log to grow on (a workload of another seed: new ids)."""
+    root = grow or os.path.join(tmp, "log")
+    os.makedirs(root, exist_ok=True)
     wl = Workload(seed + 2)
     log = SqliteEventLog(root)
     for events, expected, meta in wl.seed():
@@ -412,6 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--clients", default="1,10,100", help="concurrent API clients")
     p.add_argument("--per-client", type=int, default=3, help="run --rm each client does")
     p.add_argument("--batch", type=int, default=5000, help="events per append")
+    p.add_argument("--grow", metavar="ROOT",
+                   help="log: grow this root's log (kept) instead of a new one; with a "
+                        "--seed other than the one that wrote it")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tmp", help="where to make the temp roots (default: $TMPDIR or /tmp)")
     args = p.parse_args(argv)
@@ -423,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if "log" in only:
             sizes = [int(s) for s in args.sizes.split(",")]
-            out.append(("The log", bench_log(tmp, sizes, args.batch, args.seed)))
+            out.append(("The log", bench_log(tmp, sizes, args.batch, args.seed, args.grow)))
         if "containers" in only:
             counts = [int(s) for s in args.counts.split(",")]
             out.append(("Running containers", bench_containers(tmp, counts)))

@@ -141,6 +141,10 @@ def rules_for(security: Security, nodes: Iterable[Node] = ()) -> list[Rule]:
         rule = Rule(node.type, node.major, node.minor, node.access + "m")
         if rule not in rules:
             rules.append(rule)
+    for text in security.device_rules:  # --device-cgroup-rule: allowed as asked
+        rule = parse_rule(text)
+        if rule not in rules:
+            rules.append(rule)
     return rules
 
 

@@ -17,11 +17,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.errors import BadInput
+
+_DEVICE_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")  # docker's
 
 # Linux capability numbers, from include/uapi/linux/capability.h.
 CAPABILITIES: dict[str, int] = {
@@ -85,6 +88,7 @@ class Security:
     pid: str = ""
     ipc: str = ""
     uts: str = ""
+    device_rules: tuple[str, ...] = ()  # --device-cgroup-rule: `c 42:* rwm`, as given
 
 
 @functools.cache
@@ -239,4 +243,20 @@ def security_of(options: Mapping[str, Any]) -> Security:
         devices=tuple(parse_device(d) for d in options.get("devices") or ()),
         group_add=tuple(str(g) for g in options.get("group_add") or ()),
         pid=_mode(options, "pid"), ipc=_mode(options, "ipc"), uts=_mode(options, "uts"),
+        device_rules=device_rules(options.get("device_cgroup_rules") or ()),
     )
+
+
+def device_rules(values: Iterable[Any]) -> tuple[str, ...]:
+    """--device-cgroup-rule's rules, in docker's format (`TYPE MAJOR:MINOR ACCESS`, `*` for
+    any number) and docker's words when one isn't; kept as given (inspect shows them so)."""
+    out = []
+    for value in values:
+        match = _DEVICE_RULE.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise BadInput(f"invalid device cgroup format '{value}'")
+        if match[1] == "a" and value != "a *:* rwm":  # the kernel's: `a` is every device
+            raise BadInput(f"an 'a' device rule covers every device: {value!r} must be "
+                           "'a *:* rwm'")
+        out.append(value)
+    return tuple(out)

@@ -66,6 +66,7 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
                "interactive": args.interactive, "privileged": args.privileged,
                "cap_add": args.cap_add, "cap_drop": args.cap_drop, "read_only": args.read_only,
                "devices": args.device, "group_add": args.group_add, "pid": args.pid,
+               "device_cgroup_rules": getattr(args, "device_cgroup_rules", None),
                "ipc": args.ipc, "uts": args.uts, "extra_hosts": args.extra_hosts,
                "restart": getattr(args, "restart", None),
                "runtime": getattr(args, "runtime", None),
@@ -580,6 +581,9 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
                    help="the mounts of another container (repeatable)")
     p.add_argument("--volume-driver", help="local (the only driver)")
     p.add_argument("--device", action="append", help="HOST[:INSIDE][:rwm] (repeatable)")
+    p.add_argument("--device-cgroup-rule", action="append", dest="device_cgroup_rules",
+                   help="allow a device in the devices cgroup: 'TYPE MAJOR:MINOR ACCESS' "
+                        "(e.g. 'c 42:* rmw'; repeatable)")
     p.add_argument("--group-add", action="append", help="a supplementary group (repeatable)")
     p.add_argument("--add-host", action="append", dest="extra_hosts",
                    help="NAME:IP, a line of the container's /etc/hosts (repeatable)")

@@ -483,11 +483,28 @@ async def resize(ctx: Ctx, req: Request, ref: str) -> int:
     if not (h.isdigit() and w.isdigit()):
         raise HttpError(400, "resize needs numeric h and w")
     fd = ctx.resizers.get(c.id)
-    if fd is not None and int(h) and int(w):
+    if not (int(h) and int(w)):
+        pass
+    elif fd is not None:  # attached through start: its worker passes the size on
         with contextlib.suppress(OSError):
             os.write(fd, f"{h} {w}\n".encode())
+    elif c.config.get("tty") and c.state in ("running", "paused"):
+        _resize_running(ctx, c.id, f"{h} {w}")
     await req.conn.respond(200)
     return 200
+
+
+def _resize_running(ctx: Ctx, cid: str, size: str) -> None:
+    """A terminal attached to a running container (docker attach, not through start): the
+    size goes to its monitor as any attach client's does, which sets the container's pty."""
+    from adapters.runtime import frames
+
+    ctl = frames.connect_attach(ctx.engine.runtime.container_dir(cid))
+    if ctl is None:
+        return
+    with contextlib.suppress(OSError):
+        frames.send(ctl, frames.RESIZE, size.encode())
+    ctl.close()
 
 
 @route("GET", "/containers/(?P<ref>[^/]+)/export", body="none")

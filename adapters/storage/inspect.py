@@ -274,6 +274,7 @@ def security_host_config(opts: dict[str, Any]) -> dict[str, Any]:
         "ReadonlyRootfs": bool(opts.get("read_only")),
         "Devices": [{"PathOnHost": d.host, "PathInContainer": d.inside,
                      "CgroupPermissions": d.access} for d in devices],
+        "DeviceCgroupRules": opts.get("device_cgroup_rules") or None,
         "GroupAdd": opts.get("group_add") or None, "PidMode": opts.get("pid") or "",
         "IpcMode": opts.get("ipc") or "private", "UTSMode": opts.get("uts") or "",
         "SecurityOpt": security_opt or None,

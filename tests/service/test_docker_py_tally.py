@@ -226,3 +226,42 @@ def test_a_dockerfile_outside_the_context(api, tmp_path) -> None:
     assert sorted(api.logs(cid).split()) == [b".", b"..", b"file.txt"]
     api.remove_container(cid)
     api.remove_image("outside")
+
+
+def test_device_cgroup_rules_allow_what_they_name(api) -> None:
+    """api_container_test's test_create_with_device_cgroup_rules: the rules are kept as given
+    and the devices cgroup allows what they name (mknod of a char device no driver has: the
+    cgroup's EPERM without the rule, the kernel's ENXIO on open with it)."""
+    import docker
+
+    script = "mknod /tmp/x c 42 1 && echo made && cat /tmp/x"
+    with_rule = api.create_container("busybox", ["sh", "-c", script], host_config=(
+        api.create_host_config(device_cgroup_rules=["c 42:* rmw"], network_mode="none")))
+    assert api.inspect_container(with_rule)["HostConfig"]["DeviceCgroupRules"] == [
+        "c 42:* rmw"]
+    without = api.create_container("busybox", ["sh", "-c", script],
+                                   host_config={"NetworkMode": "none"})
+    for cid in (with_rule, without):
+        api.start(cid)
+        api.wait(cid)
+    assert api.logs(with_rule).startswith(b"made\n") \
+        and b"No such device or address" in api.logs(with_rule)
+    assert b"Operation not permitted" in api.logs(without)
+    with pytest.raises(docker.errors.APIError, match="(?i)invalid device cgroup format 'c 42 rw'"):
+        api.create_container("busybox", "true",
+                             host_config=api.create_host_config(device_cgroup_rules=["c 42 rw"]))
+
+
+def test_resize_reaches_a_running_containers_terminal(api) -> None:
+    """docker attach to a running container with a terminal resizes it (the CLI's resize
+    after attach): the container's pty takes the size, as its own `stty` sees it."""
+    cid = api.create_container("busybox", ["sleep", "60"], tty=True,
+                               host_config={"NetworkMode": "none"})["Id"]
+    api.start(cid)
+    api.resize(cid, height=31, width=97)
+
+    def size() -> bytes:
+        run = api.exec_create(cid, ["stty", "-F", "/proc/1/fd/0", "size"])
+        return api.exec_start(run).strip()
+
+    _wait(lambda: size() == b"31 97")

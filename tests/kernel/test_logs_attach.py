@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -211,7 +212,11 @@ def test_attach_sig_proxy(lamina: Lamina) -> None:
               "trap 'echo term; exit 7' TERM; while true; do sleep 0.1; done")
     proxied = subprocess.Popen(_argv(lamina, "attach", "sig"), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    time.sleep(1)
+    # attach catches TERM once it is connected (not after a fixed time: a busy machine)
+    deadline = time.monotonic() + 20
+    while not _catches(proxied.pid, signal.SIGTERM) and time.monotonic() < deadline:
+        assert proxied.poll() is None
+        time.sleep(0.05)
     proxied.terminate()
     out, _ = proxied.communicate(timeout=20)
     assert (proxied.returncode, out) == (7, b"term\n")
@@ -230,20 +235,28 @@ def test_exec_i_keeps_stdin_open_until_ours_ends(lamina: Lamina) -> None:
 
 
 def test_exec_d_returns_at_once_and_is_recorded(lamina: Lamina) -> None:
-    started = time.monotonic()
-    out = lamina("exec", "-d", "ex", "sh", "-c", "sleep 1; echo later > /tmp/d")
+    script = "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo later > /tmp/d"
+    out = lamina("exec", "-d", "ex", "sh", "-c", script)
     assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
-    assert time.monotonic() - started < 1
+    # it returned while its process waits for /tmp/go, which only we make: -d doesn't wait
+    assert lamina("exec", "ex", "test", "-e", "/tmp/d").returncode == 1
+    lamina.ok("exec", "ex", "touch", "/tmp/go")
     deadline = time.monotonic() + 10
     while lamina("exec", "ex", "test", "-e", "/tmp/d").returncode and \
             time.monotonic() < deadline:
         time.sleep(0.2)
     assert lamina.ok("exec", "ex", "cat", "/tmp/d") == "later\n"
-    time.sleep(0.3)
-    ends = {e["data"]["exec_id"]: e["data"]["exit_code"]
-            for e in lamina.events("container=ex") if e["type"] == "ExecExited"}
-    starts = [e["data"] for e in lamina.events("container=ex") if e["type"] == "ExecStarted"]
-    detached = [s for s in starts if s["argv"][-1] == "sleep 1; echo later > /tmp/d"]
+    deadline = time.monotonic() + 10
+    while True:
+        events = lamina.events("container=ex")
+        ends = {e["data"]["exec_id"]: e["data"]["exit_code"]
+                for e in events if e["type"] == "ExecExited"}
+        starts = [e["data"] for e in events if e["type"] == "ExecStarted"]
+        detached = [s for s in starts if s["argv"][-1] == script]
+        if len(detached) != 1 or detached[0]["exec_id"] in ends or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(detached) == 1 and ends[detached[0]["exec_id"]] == 0
     missing = lamina("exec", "-d", "ex", "nosuch")
     assert missing.returncode == 127 and "executable file not found" in missing.stderr
@@ -282,3 +295,10 @@ def test_top(lamina: Lamina) -> None:
 def test_nothing_left(lamina: Lamina) -> None:
     """Every attach socket went with its monitor."""
     assert not list(Path(lamina.root, "containers").glob("*/attach.sock"))
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process pid has a handler for sig (/proc's SigCgt mask)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(mask & (1 << (sig - 1)))

@@ -71,7 +71,8 @@ def test_always_comes_back_within_dockers_backoff_and_counts(lamina: Lamina) -> 
         assert d["reason"] == "always: exited with code 3"
         assert d["delay"] == [0.1, 0.2, 0.4][n]  # moby's table
         waited = (_at(r) - _at(exits[n])).total_seconds()
-        assert d["delay"] <= waited < d["delay"] + 1.5, (n, waited)  # + a start's cost
+        # + a start's cost, which a busy machine (a parallel run) can stretch past a second
+        assert d["delay"] <= waited < d["delay"] + 5, (n, waited)
     assert _inspect(lamina, "a")["RestartCount"] >= 3
     assert _inspect(lamina, "a")["HostConfig"]["RestartPolicy"] == {
         "Name": "always", "MaximumRetryCount": 0}
@@ -168,10 +169,14 @@ def test_rm_in_the_back_off_needs_force(lamina: Lamina) -> None:
     """docker's: a container whose restart is due is removed only with -f (the refusal
     recorded as such)."""
     cid = _run(lamina, "b", "always", "sh", "-c", "exit 2")
-    # from the fourth restart on, the back-off is 0.8 s and more: time to ask in it
-    _wait(lambda: (s := _inspect(lamina, cid))["RestartCount"] >= 4
-          and s["State"]["Restarting"], step=0.02, timeout=30)
-    out = lamina("rm", "b")
+    # from the fourth restart on, the back-off is 0.8 s and more: time to ask in it; a busy
+    # machine may start our rm after the back-off ended: ask in the next, twice as long
+    for _ in range(3):
+        _wait(lambda: (s := _inspect(lamina, cid))["RestartCount"] >= 4
+              and s["State"]["Restarting"], step=0.02, timeout=30)
+        out = lamina("rm", "b")
+        if "container is running" not in out.stderr:
+            break
     assert out.returncode != 0 and out.stderr.strip().endswith(
         f"cannot remove container {cid[:12]}: container is restarting: stop the container "
         "before removing or force remove")

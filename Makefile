@@ -6,6 +6,12 @@ STAMP := $(VENV)/.installed
 DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umoci gcc libc6-dev \
 	libseccomp2 keyutils nftables iproute2 docker-compose tini systemd logrotate postgresql
 PYTEST_ARGS ?=
+# The suite runs on pytest-xdist workers, a test file's tests on one worker (its module
+# fixtures start once): the run is mostly CPU, so one worker a core. PYTEST_WORKERS=0 runs
+# it in this one process (to debug). docs/architecture.md says what a test must respect to
+# run beside others.
+PYTEST_WORKERS ?= 2
+XDIST = -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: all demo test unit lint docs bench deb pyc client probes clean compat
 
@@ -55,11 +61,11 @@ lint: $(STAMP)
 # through the recording double of adapters/kernel/syscalls.py), the model tests and the
 # registry's pure ones. `make test` runs everything.
 unit: $(STAMP)
-	$(BIN)/pytest -q -m "not kernel" $(PYTEST_ARGS) tests/unit tests/contracts tests/model \
+	$(BIN)/pytest -q $(XDIST) -m "not kernel" $(PYTEST_ARGS) tests/unit tests/contracts tests/model \
 	  tests/registry/test_pure.py
 
 test: $(STAMP) deb pyc client probes lint
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
 
 demo: $(STAMP) deb pyc client
 	$(BIN)/python -m tools.demo

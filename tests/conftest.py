@@ -25,7 +25,11 @@ def pytest_configure(config: pytest.Config) -> None:
     default bridge unless told otherwise, so a test that runs one makes lamina0, its
     nftables table and veths; here they are the run's own, never the host's (and go with
     the namespace when the run ends). Tests that build networks still make a namespace of
-    their own inside this one. LAMINA_TEST_HOST_NETNS=1 keeps the host's (to debug)."""
+    their own inside this one. LAMINA_TEST_HOST_NETNS=1 keeps the host's (to debug).
+    Under pytest-xdist each worker is a process of its own and moves into a namespace of
+    its own (its pid is not the one LAMINA_TEST_NETNS names): workers share no bridge,
+    nftables table, veth or port."""
+    _as_without_workers()
     if os.environ.get("LAMINA_TEST_SERVER") != "1":
         os.environ["LAMINA_NO_SERVER"] = "1"
     if os.geteuid() != 0 or os.environ.get("LAMINA_TEST_HOST_NETNS") == "1" \
@@ -76,6 +80,15 @@ def served_environment() -> Iterator[None]:
     yield
     if saved is not None:
         os.environ["LAMINA_NO_SERVER"] = saved
+
+
+def _as_without_workers() -> None:
+    """An xdist worker's environment has COLUMNS=80 and LINES=24 where a run without
+    workers has none: the programs tests start would wrap their tables to that width
+    (docker-compose ps does), so a worker's children see what they would see without it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
 
 
 def require_root() -> None:

@@ -221,9 +221,6 @@ def in_context(dockerfile: str | None) -> str | None:
 # /build's fields lamina doesn't build, and the CLI flag docker's users know each by; one
 # with a value that asks for something is refused by name (and recorded) by the worker.
 BUILD_REFUSED = {"remote": "", "pull": "--pull", "squash": "--squash",
-                 "memswap": "--memory-swap", "cpushares": "--cpu-shares",
-                 "cpusetcpus": "--cpuset-cpus", "cpusetmems": "--cpuset-mems",
-                 "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota",
                  "cgroupparent": "--cgroup-parent",
                  "ulimits": "--ulimit", "outputs": "--output",
                  "session": "", "buildid": ""}
@@ -265,6 +262,29 @@ def build_refusals(req: Request) -> list[str]:
     return out
 
 
+# /build's resource parameters for the RUN containers, by core/resources.py's keys (judged
+# there, at each RUN container's create, as a run's are)
+_BUILD_RESOURCES = {"memswap": "memory_swap", "cpushares": "cpu_shares",
+                    "cpusetcpus": "cpuset_cpus", "cpusetmems": "cpuset_mems",
+                    "cpuperiod": "cpu_period", "cpuquota": "cpu_quota"}
+
+
+def _build_resources(req: Request) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, key in _BUILD_RESOURCES.items():
+        value = req.q(name)
+        if value in (None, "", "0"):
+            continue
+        if key.startswith("cpuset_"):
+            out[key] = value
+            continue
+        try:
+            out[key] = int(value)
+        except ValueError:
+            raise HttpError(400, f"invalid {name}: {value}") from None
+    return out
+
+
 def build_options(req: Request) -> dict[str, Any]:
     """/build's query as the worker's options (docker's parsing, its 400s)."""
     if req.query.get("securityopt"):
@@ -287,6 +307,7 @@ def build_options(req: Request) -> dict[str, Any]:
         raise HttpError(400, f"invalid shmsize: {req.q('shmsize')}") from None
     if shm:  # the RUN containers' /dev/shm, as docker's builder sizes it
         run_options["shm_size"] = shm
+    run_options.update(_build_resources(req))
     if network != "default":  # host, none, or a network's name or id: the RUN containers'
         run_options["network"] = network
     hosts = [h for v in req.query.get("extrahosts") or [] for h in v.split(",") if h]

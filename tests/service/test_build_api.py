@@ -178,19 +178,20 @@ def test_a_field_lamina_cant_honour_is_a_recorded_400(service: Service,
                                                       tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN true\n")
     before = len(service.events())
-    refused = service.docker("build", "--cpu-shares", "512", str(tmp_path))
+    refused = service.docker("build", "--cgroup-parent", "elsewhere", str(tmp_path))
     assert refused.returncode == 1
-    assert "cpushares (--cpu-shares) is not supported by lamina yet" in refused.stderr
+    assert "cgroupparent (--cgroup-parent) is not supported by lamina yet" in refused.stderr
     import docker
 
     with pytest.raises(docker.errors.APIError) as err:
-        service.client().images.build(path=str(tmp_path), container_limits={"cpushares": 512})
+        service.client().images.build(path=str(tmp_path), squash=True)
     assert err.value.status_code == 400
-    assert err.value.explanation == "cpushares (--cpu-shares) is not supported by lamina yet"
+    assert err.value.explanation == "squash (--squash) is not supported by lamina yet"
+    refusal = "cgroupparent (--cgroup-parent) is not supported by lamina yet"
     new = service.events()[before:]
     assert [(e["type"], e["data"]["command"]) for e in new] == [("CommandRejected",
                                                                  "build")] * 2
-    assert new[0]["data"]["reason"] == "cpushares (--cpu-shares) is not supported by lamina yet"
+    assert new[0]["data"]["reason"] == refusal
 
 
 def test_extra_hosts_reach_the_run_steps(service: Service, tmp_path: Path) -> None:

@@ -265,3 +265,17 @@ def test_resize_reaches_a_running_containers_terminal(api) -> None:
         return api.exec_start(run).strip()
 
     _wait(lambda: size() == b"31 97")
+
+
+def test_a_builds_resource_limits_reach_its_run_steps(api) -> None:
+    """docker-py's container_limits (and docker build's --cpu-shares, --cpuset-cpus,
+    --memory-swap...): each RUN container's cgroup has them, as a run's would."""
+    import io
+
+    script = io.BytesIO(b"FROM busybox\nRUN cat /sys/fs/cgroup/cpu/cpu.shares\n"
+                        b"RUN cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes\n")
+    out = "".join(c.get("stream", "") for c in api.build(
+        fileobj=script, nocache=True, rm=True, decode=True, container_limits={
+            "cpushares": 512, "cpusetcpus": "0", "memory": 64 << 20, "memswap": 96 << 20}))
+    lines = out.splitlines()
+    assert "512" in lines and str(96 << 20) in lines, out

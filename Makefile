@@ -75,7 +75,9 @@ docs: $(STAMP) deb
 
 # docker-py's own integration tests against a docker daemon here and against `lamina serve`,
 # each in namespaces of its own; writes the tally into docs/compatibility.md. Minutes: not
-# part of `make test`. COMPAT_ARGS="--files api_exec_test --no-docs" runs a part.
+# part of `make test`. docker-py's tests come from a git clone of it (COMPAT_ARGS="--docker-py
+# PATH" or DOCKERPY_REPO; PyPI's sdist ships none). COMPAT_ARGS="--files api_exec_test --no-docs"
+# runs a part.
 COMPAT_ARGS ?=
 compat: $(STAMP) deb pyc client
 	$(BIN)/python -m tools.dockerpy_compat $(COMPAT_ARGS)

@@ -83,11 +83,16 @@ def test_bad_requests_get_docker_errors(service: Service) -> None:
 def test_client_gone_mid_attach_and_mid_save(service: Service) -> None:
     before = _server_fds(service)
     proc = subprocess.Popen([DOCKER, "run", "--name", "left", "busybox", "sh", "-c",
-                             "sleep 1; echo still here"], env=service.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(0.6)
+                             "while [ ! -e /go ]; do sleep 0.05; done; echo still here"],
+                            env=service.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # the client goes once its container runs (attached), before the container writes
+    deadline = time.monotonic() + 30
+    while service.docker("inspect", "-f", "{{.State.Running}}", "left").stdout.strip() \
+            != "true" and time.monotonic() < deadline:
+        time.sleep(0.05)
     proc.kill()
     proc.wait()
+    service.ok("exec", "left", "touch", "/go")
     assert service.ok("wait", "left").strip() == "0"  # the container ran on to its end
     assert service.ok("logs", "left") == "still here\n"
     service.ok("rm", "left")

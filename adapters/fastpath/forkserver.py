@@ -379,9 +379,10 @@ class ForkServer:
         self.stopping = True
 
     def _fork_spare(self) -> None:
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._spare()
+            self._spare(server)
         pidfd = os.pidfd_open(pid)
         self.spare = self.jobs[pid] = _Job(pid, pidfd)
         self.sel.register(pidfd, selectors.EVENT_READ, self.spare)
@@ -417,7 +418,7 @@ class ForkServer:
 
     # --- in the spare ------------------------------------------------------------------
 
-    def _spare(self) -> None:
+    def _spare(self, server: int) -> None:
         code = 125
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -426,6 +427,8 @@ class ForkServer:
             from adapters.kernel import libc
 
             libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # no spare outlives its server
+            if os.getppid() != server:  # it died before the line above: no signal comes
+                return
             self.sel.close()
             os.close(self._wakeup)
             os.close(self._wakeup_w)

@@ -66,8 +66,8 @@ def test_update_running_and_stopped(lam: Lamina) -> None:
     assert memory_limit(cid) == str(32 << 20)
     host = json.loads(lam.ok("inspect", "up"))[0]["HostConfig"]
     assert (host["Memory"], host["PidsLimit"], host["NanoCpus"]) == (32 << 20, 30, 500_000_000)
-    assert "CpuShares (-c, --cpu-shares) is not supported by lamina yet" in \
-        fails(lam, "update", "--cpu-shares", "2", "up")
+    assert "BlkioWeight (--blkio-weight) is not supported by lamina yet" in \
+        fails(lam, "update", "--blkio-weight", "300", "up")
     assert "Minimum memory limit allowed is 6MB" in fails(lam, "update", "-m", "1m", "up")
     assert "one or more flags" in fails(lam, "update", "up")
     lam.ok("stop", "-t", "0", "up")

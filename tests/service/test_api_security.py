@@ -93,8 +93,8 @@ def test_fields_lamina_cant_honour_are_refused_by_name(service: Service) -> None
     before = len(service.events())
     cases = {("--volume-driver", "flocker"): "VolumeDriver 'flocker' (--volume-driver flocker)"
              " is not supported by lamina yet",
-             ("--cpu-shares", "512"): "CpuShares (-c, --cpu-shares) is not supported",
-             ("--link", "db:db"): "Links (--link) is not supported",
+             ("--blkio-weight", "300"): "BlkioWeight (--blkio-weight) is not supported",
+             ("--oom-score-adj", "100"): "OomScoreAdj (--oom-score-adj) is not supported",
              ("--log-driver", "syslog"): "driver 'syslog' (--log-driver syslog) is not "
              "supported by lamina yet"}
     for flags, message in cases.items():

@@ -40,6 +40,17 @@ def record_exit(engine: Any, container_id: str, pid: int) -> Any:
     return None
 
 
+def wait_recorded(engine: Any, container_id: str, timeout: float = 10) -> None:
+    """Until the log shows the container stopped (or gone): its monitor records the end
+    before it sends the exit code, and a client that saw the code answers only after it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = engine.log.container(container_id)
+        if c is None or c.state == "stopped":
+            return
+        time.sleep(0.01)
+
+
 def remove_ended(engine: Any, container_id: str) -> None:
     """--rm of a container nobody attached: gone once its end is recorded (stop, kill or
     this monitor recorded it). Not while it runs again (a start meanwhile)."""

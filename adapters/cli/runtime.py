@@ -254,18 +254,10 @@ def cmd_attach(args: argparse.Namespace) -> int:
         sock.close()
     if code is None:
         return _wait_stopped(e, c.id)
-    _wait_recorded(e, c.id)  # as docker's attach answers after its wait: the end is in
+    from adapters.record_exit import wait_recorded
+
+    wait_recorded(e, c.id, timeout=5)  # as docker's attach answers after its wait: the end is in
     return code
-
-
-def _wait_recorded(e: Any, cid: str, timeout: float = 5) -> None:
-    """Until the log shows the container stopped (its monitor records the end it sent)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        c = e.log.container(cid)
-        if c is None or c.state == "stopped":
-            return
-        time.sleep(0.02)
 
 
 def cmd_top(args: argparse.Namespace) -> int:

@@ -69,7 +69,9 @@ def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
     if code is not None:
         _record_exit(e, c)
     if auto:
-        _wait_recorded(e, c.id)
+        from adapters.record_exit import wait_recorded
+
+        wait_recorded(e, c.id)
         with contextlib.suppress(LaminaError):
             e.rm(c.id, force=True, volumes=True)
 
@@ -99,16 +101,6 @@ def _record_exit(e: Any, c: Any) -> None:
         return
     with contextlib.suppress(Exception):
         record_exit(e, c.id, c.pid)
-
-
-def _wait_recorded(e: Any, cid: str, timeout: float = 10) -> None:
-    """The monitor records the exit before it sends the exit code; be sure anyway."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        now = e.log.container(cid)
-        if now is None or now.state == "stopped":
-            return
-        time.sleep(0.01)
 
 
 def _until_read(sock: socket.socket, timeout: float = 1.0) -> None:

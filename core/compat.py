@@ -137,10 +137,13 @@ FIELDS: tuple[Field, ...] = (
           "host paths and named volumes; propagation private only, z/Z as on a host "
           "without SELinux"),
     Field("HostConfig.Mounts", "--mount", A, "mounts",
-          "bind, volume (with a subpath) and tmpfs; no volume drivers, non-recursive binds"),
+          "bind, volume (with a subpath) and tmpfs; a volume driver other than local fails as "
+          "docker's does without its plugin; no non-recursive binds"),
     Field("HostConfig.Tmpfs", "--tmpfs", A, "tmpfs"),
     Field("HostConfig.VolumeDriver", "--volume-driver", A, "volume_driver",
-          "the local driver only", allowed=("local",)),
+          "recorded and shown by inspect; lamina has only the local driver, so a volume the "
+          "container creates or mounts with another fails its create as docker's does when "
+          "no plugin answers (`error looking up volume plugin NAME`)"),
     Field("HostConfig.VolumesFrom", "--volumes-from", A, "volumes_from"),
     Field("HostConfig.ReadonlyRootfs", "--read-only", A, "read_only"),
     Field("HostConfig.StorageOpt", "--storage-opt", R, "storage_opt", "no per-container quota"),

@@ -16,12 +16,13 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from core.errors import BadInput
+from core.errors import BadInput, NotFound
 
 VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+LOCAL_DRIVER = "local"  # the only volume driver here: docker's own, no plugins
 _NAME_RULE = '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed'
 # docker's propagation modes; lamina mounts everything private: a shared or slave bind
 # would need the host's mount to keep its peer group, which the container's private
@@ -57,6 +58,7 @@ class MountPoint:
     options: str = ""
     volume_labels: Mapping[str, str] = field(default_factory=dict)
     subpath: str = ""  # a volume's: only this directory (or file) of it is mounted
+    driver: str = ""  # a volume's driver as asked (judged at create: only local is here)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in ("", {}, False)
@@ -234,8 +236,8 @@ def from_api_mount(m: Any) -> MountPoint:
             raise BadInput('invalid mount config for type "volume": only VolumeOptions apply')
         opts = m.get("VolumeOptions") or {}
         driver = opts.get("DriverConfig") or {}
-        if driver.get("Name") not in (None, "", "local") or driver.get("Options"):
-            raise BadInput("VolumeOptions.DriverConfig (volume drivers and their options) "
+        if driver.get("Options") and driver.get("Name") in (None, "", "local"):
+            raise BadInput("VolumeOptions.DriverConfig.Options (the local driver's options) "
                            "is not supported by lamina yet")
         subpath = _subpath(opts.get("Subpath") or "")
         if source:
@@ -245,7 +247,8 @@ def from_api_mount(m: Any) -> MountPoint:
                            "volume")
         return MountPoint("volume", target, source, read_only,
                           copy=not opts.get("NoCopy") and not subpath, anonymous=not source,
-                          volume_labels=dict(opts.get("Labels") or {}), subpath=subpath)
+                          volume_labels=dict(opts.get("Labels") or {}), subpath=subpath,
+                          driver=str(driver.get("Name") or ""))
     if kind == "tmpfs":
         if source:
             raise BadInput('invalid mount config for type "tmpfs": field Source must be empty')
@@ -314,7 +317,9 @@ def requested(options: Mapping[str, Any], image_volumes: Sequence[str],
     --volumes-from brings and the anonymous volumes of Config.Volumes and the image's
     VOLUMEs, each only where nothing is mounted yet. `volumes_from(ref)` gives another
     container's recorded mount points (NotFound when there is no such container)."""
-    asked: list[MountPoint] = [parse_bind(b) for b in _strings(options.get("binds"), "Binds")]
+    driver = str(options.get("volume_driver") or "")  # for -v's volumes and anonymous ones
+    asked = [replace(m, driver=driver) if m.type == "volume" else m
+             for m in map(parse_bind, _strings(options.get("binds"), "Binds"))]
     asked += [from_api_mount(m) for m in options.get("mounts") or ()]
     tmpfs = options.get("tmpfs") or {}
     if not isinstance(tmpfs, Mapping):
@@ -342,8 +347,24 @@ def requested(options: Mapping[str, Any], image_volumes: Sequence[str],
         clean = _target(target, "a volume")
         if clean not in seen:
             seen.add(clean)
-            out.append(MountPoint("volume", clean, anonymous=True))
+            out.append(MountPoint("volume", clean, anonymous=True, driver=driver))
     return out
+
+
+def check_drivers(points: Sequence[MountPoint]) -> None:
+    """docker's create looks up the driver of each volume it creates or mounts (-v's and
+    the anonymous ones take HostConfig.VolumeDriver, --mount's its own): a driver no plugin
+    answers for fails the create, named as docker names it. A VolumeDriver no volume
+    uses is only recorded."""
+    for m in points:
+        if m.type == "volume" and m.driver not in ("", LOCAL_DRIVER):
+            raise NotFound(plugin_not_found(m.source, m.driver))
+
+
+def plugin_not_found(volume: str, driver: str) -> str:
+    """docker's words when no volume plugin of that name answers (lamina has none)."""
+    return f'create {volume}: error looking up volume plugin {driver}: plugin "{driver}" ' \
+        "not found"
 
 
 def _strings(value: Any, what: str) -> list[str]:

@@ -125,9 +125,6 @@ EXPLAINED: dict[str, str] = {
         "not: /swarm/init is refused by name") for name in (
         "test_create_inspect_network_with_scope", "test_create_network_attachable",
         "test_create_network_ingress")},
-    "models_containers_test.py::ContainerTest::test_create_with_volume_driver": (
-        "docker's create takes any volume driver's name (and fails at start when no plugin "
-        "answers); lamina has only `local` and refuses another driver by name at create"),
 }
 
 

@@ -579,7 +579,8 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
                    help="a tmpfs at PATH (OPTS: size=, mode=, exec, ...) (repeatable)")
     p.add_argument("--volumes-from", action="append", metavar="CONTAINER[:ro|rw]",
                    help="the mounts of another container (repeatable)")
-    p.add_argument("--volume-driver", help="local (the only driver)")
+    p.add_argument("--volume-driver", metavar="DRIVER",
+                   help="the driver of the volumes it creates (only local is here)")
     p.add_argument("--device", action="append", help="HOST[:INSIDE][:rwm] (repeatable)")
     p.add_argument("--device-cgroup-rule", action="append", dest="device_cgroup_rules",
                    help="allow a device in the devices cgroup: 'TYPE MAJOR:MINOR ACCESS' "

@@ -143,7 +143,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     a = actions.add_parser("create", help="create a volume (without a name: an anonymous one)")
     a.add_argument("positional", nargs="?", metavar="NAME", help="the volume's name")
     a.add_argument("--name", help="the volume's name")
-    a.add_argument("-d", "--driver", default="local", help="local (the only driver)")
+    a.add_argument("-d", "--driver", default="local",
+                   help="the volume driver (only local is here: another is not found)")
     a.add_argument("--label", action="append", metavar="K[=V]",
                    help="a label on the volume (repeatable)")
     a.add_argument("-o", "--opt", action="append", metavar="K=V",

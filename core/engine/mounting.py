@@ -41,8 +41,10 @@ def plan(e: EngineBase, options: Mapping[str, Any], image: Image) -> list[MountP
     image_cfg = image.config.get("config") or {}
     wanted = mounts.requested(options, sorted(image_cfg.get("Volumes") or {}),
                               lambda ref: mounts.recorded(e.container(ref).config))
-    return [replace(m, source=e.ids.new_id()) if m.type == "volume" and not m.source else m
-            for m in wanted]
+    points = [replace(m, source=e.ids.new_id()) if m.type == "volume" and not m.source else m
+              for m in wanted]
+    mounts.check_drivers(points)
+    return points
 
 
 def prepare(e: EngineBase, cid: str, rw: str, points: list[MountPoint],

@@ -32,11 +32,12 @@ from core.engine.base import EngineBase
 from core.errors import BadInput, Conflict, NotFound
 from core.filters import labels_hold, matches
 from core.model import Volume
+from core.mounts import LOCAL_DRIVER, plugin_not_found
 from events import types as ev
 
 Filters = Mapping[str, Sequence[str]]
 
-DRIVER = "local"
+DRIVER = LOCAL_DRIVER
 NAME_CHARS = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
 _NAME = re.compile(NAME_CHARS + "+")
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"  # docker's mark of an anonymous volume
@@ -62,9 +63,9 @@ def volume_create(e: EngineBase, name: str | None = None, driver: str = DRIVER,
     """A new volume (its name), or the one of that name there is, unchanged."""
     with e.command("volume create", name or "(anonymous)") as cmd:
         check_name(name, "create")
-        check_driver(driver)
-        check_options(options or {})
         chosen = name or e.ids.new_id()
+        check_driver(driver, chosen)
+        check_options(options or {})
         anonymous = name is None or ANONYMOUS_LABEL in (labels or {})
         return cmd.retrying(lambda: _create(e, cmd, chosen, dict(labels or {}), anonymous))
 
@@ -195,10 +196,10 @@ def check_name(name: str | None, op: str) -> None:
                        "directory, use absolute path")
 
 
-def check_driver(driver: str | None) -> None:
+def check_driver(driver: str | None, name: str) -> None:
+    """docker's answer when no plugin is that driver: lamina has no volume plugins."""
     if driver and driver != DRIVER:
-        raise BadInput(f"volume driver {driver!r} is not supported by lamina yet "
-                       f"(only {DRIVER!r})")
+        raise NotFound(plugin_not_found(name, driver))
 
 
 def check_options(options: Mapping[str, str]) -> None:

@@ -91,9 +91,7 @@ def test_fields_lamina_cant_honour_are_refused_by_name(service: Service) -> None
     """The real docker CLI's own requests: the defaults it always sends pass, a flag whose
     field lamina doesn't build is a 400 naming it, recorded as CommandRejected."""
     before = len(service.events())
-    cases = {("--volume-driver", "flocker"): "VolumeDriver 'flocker' (--volume-driver flocker)"
-             " is not supported by lamina yet",
-             ("--blkio-weight", "300"): "BlkioWeight (--blkio-weight) is not supported",
+    cases = {("--blkio-weight", "300"): "BlkioWeight (--blkio-weight) is not supported",
              ("--oom-score-adj", "100"): "OomScoreAdj (--oom-score-adj) is not supported",
              ("--log-driver", "syslog"): "driver 'syslog' (--log-driver syslog) is not "
              "supported by lamina yet"}

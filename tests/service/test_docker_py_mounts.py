@@ -157,3 +157,26 @@ def test_the_docker_cli_mounts(service: Service, tmp_path) -> None:
     shown = service.ok("run", "--rm", "--volumes-from", first, "busybox", "ls", "-d", "/from")
     assert shown == "/from\n"
     service.ok("rm", "-v", first)
+
+
+def test_create_with_volume_driver(service: Service) -> None:
+    """docker-py's models_containers_test ContainerTest.test_create_with_volume_driver, then
+    docker's answer (dockerd 20.10 here) when a volume would need that driver: a 404 at
+    create, recorded as refused, nothing made."""
+    import docker
+
+    client = service.client()
+    container = client.containers.create("busybox", "sleep 300", volume_driver="foo")
+    try:
+        assert container.attrs["HostConfig"]["VolumeDriver"] == "foo"
+        volumes = {v.id for v in client.volumes.list()}
+        before = len(service.events())
+        with pytest.raises(docker.errors.NotFound) as refused:
+            client.containers.create("busybox", "true", volume_driver="foo",
+                                     volumes=["/data"])
+        assert 'error looking up volume plugin foo: plugin "foo" not found' in str(
+            refused.value)
+        assert [e["type"] for e in service.events()[before:]] == ["CommandRejected"]
+        assert {v.id for v in client.volumes.list()} == volumes
+    finally:
+        container.remove(force=True)

@@ -52,7 +52,6 @@ def test_api_defaults_are_no_request_and_requests_are_refused() -> None:
     _, options = api_options(body)
     assert checked(options) == {}
     refusals = {
-        "HostConfig.VolumeDriver 'flocker'": {"VolumeDriver": "flocker"},
         "logging driver 'syslog' (--log-driver syslog)": {"LogConfig": {"Type": "syslog"}},
         "HostConfig.KernelMemory is": {"KernelMemory": 4 << 20},
         "HostConfig.Sysctls (--sysctl)": {"Sysctls": {"net.core.somaxconn": "1024"}},

@@ -71,7 +71,8 @@ def test_mount_flag_becomes_the_apis_mount_and_means_the_same() -> None:
     ({"Type": "bind", "Source": "rel", "Target": "/x"}, "mount path must be absolute"),
     ({"Type": "tmpfs", "Source": "/a", "Target": "/x"}, "Source must be empty"),
     ({"Type": "volume", "Target": "/x",
-      "VolumeOptions": {"DriverConfig": {"Name": "nfs"}}}, "DriverConfig"),
+      "VolumeOptions": {"DriverConfig": {"Options": {"type": "nfs"}}}},
+     "DriverConfig.Options"),
     ({"Type": "npipe", "Target": "/x"}, "not supported by lamina yet"),
     ({"Type": "weird", "Target": "/x"}, "mount type unknown"),
     ({"Type": "bind", "Source": "/a", "Target": "/x",
@@ -157,7 +158,8 @@ def test_refusals_record_nothing_but_the_rejection() -> None:
         ({"mounts": [{"Type": "bind", "Source": "/nope", "Target": "/x"}]}, BadInput,
          "bind source path does not exist: /nope"),
         ({"volumes_from": ["ghost"]}, NotFound, "no such container: ghost"),
-        ({"volume_driver": "nfs"}, BadInput, "VolumeDriver"),
+        ({"volume_driver": "nfs", "binds": ["/x"]}, NotFound,
+         'error looking up volume plugin nfs: plugin "nfs" not found'),
         ({"mount_points": [{"type": "bind", "target": "/x", "source": "/"}]}, BadInput,
          "recorded by lamina"),
     ]:
@@ -225,3 +227,34 @@ def test_rm_v_spares_a_volume_the_container_named_even_an_anonymous_one() -> Non
     second = e.create("img", ["sh"], config={"binds": [f"{anon}:/again"]})
     e.rm(second, volumes=True)
     assert e.log.volume(anon) is not None and e.volumes.exists(anon)
+
+
+def test_a_volume_driver_is_recorded_and_judged_where_docker_judges_it() -> None:
+    """docker's create (20.10, seen here): a VolumeDriver no volume uses is recorded and
+    inspect shows it; -v's volumes (anonymous, named, existing) and Config.Volumes/image
+    VOLUMEs take it and fail the create with 404 `error looking up volume plugin`; a
+    --mount volume takes only its own DriverConfig; a host path bind never asks."""
+    e, _ = _engine()
+    e.volumes.host.add("/srv")
+    cid = e.create("img", ["sh"], config={"volume_driver": "foo", "binds": ["/srv:/www"]})
+    assert e.log.container(cid).config["volume_driver"] == "foo"
+    e.create("img", ["sh"], config={"volume_driver": "foo",
+                                    "mounts": [{"Type": "volume", "Target": "/d"}]})
+    e.create("img", ["sh"], config={"volume_driver": "local", "binds": ["/x"]})
+    e.volume_create("kept")
+    before = len(list(e.log.read()))
+    for config, name in [
+        ({"binds": ["/data"]}, r"[0-9a-f]{64}"), ({"binds": ["newv:/data"]}, "newv"),
+        ({"binds": ["kept:/data"]}, "kept"), ({"volumes": ["/v"]}, r"[0-9a-f]{64}"),
+    ]:
+        with pytest.raises(NotFound, match=f'^create {name}: error looking up volume plugin '
+                                           'foo: plugin "foo" not found$'):
+            e.create("img", ["sh"], config={"volume_driver": "foo", **config})
+    with pytest.raises(NotFound, match='create [0-9a-f]{64}: error looking up volume plugin '
+                                       'bar: plugin "bar" not found'):
+        e.create("img", ["sh"], config={"mounts": [{
+            "Type": "volume", "Target": "/d", "VolumeOptions": {"DriverConfig": {
+                "Name": "bar"}}}]})
+    recs = list(e.log.read())[before:]
+    assert [r.type for r in recs] == ["CommandRejected"] * 5
+    assert sorted(e.volumes.names()) == sorted(v.id for v in e.log.volumes())

@@ -97,10 +97,12 @@ def test_a_bad_name_is_refused_in_dockers_words(e, name: str, reason: str | None
     assert rejected(e)[0]["command"] == "volume create"
 
 
-def test_a_driver_other_than_local_is_refused_by_name(e) -> None:
-    with pytest.raises(BadInput, match="volume driver 'nfs-plugin' is not supported by "
-                                       "lamina yet"):
+def test_a_driver_other_than_local_is_not_found_in_dockers_words(e) -> None:
+    with pytest.raises(NotFound) as err:
         e.volume_create("data", driver="nfs-plugin")
+    assert str(err.value) == ('create data: error looking up volume plugin nfs-plugin: '
+                              'plugin "nfs-plugin" not found')
+    assert types(e) == ["CommandRejected"] and e.volumes.names() == []
     assert e.volume_create("data", driver="local") == "data"
     assert e.volume_create("other", driver="") == "other"
 

@@ -30,7 +30,13 @@ class Event:
         return f"{self.KIND}:{self.id}"
 
     def data(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        names = _FIELD_NAMES.get(type(self))
+        if names is None:  # once per class: dataclasses.fields() is slow for every event
+            names = _FIELD_NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))
+        return {name: getattr(self, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 # --- containers --------------------------------------------------------------------------

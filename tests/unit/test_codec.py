@@ -4,9 +4,11 @@ codec existed replays, lists and verifies the same."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -53,6 +55,30 @@ def test_the_bulk_decoder_reads_what_json_loads_reads(value: object) -> None:
     text = encode(value)
     assert _same(bulk_decoder()(text), json.loads(text))
     assert _same(bulk_decoder()(text.encode()), decode(text))
+
+
+ints = st.integers(min_value=-(2**70), max_value=2**70)
+
+
+@given(st.text(), ints, st.text(), ints, st.text(), ints, st.text(), st.text(), st.text())
+def test_the_row_hash_covers_the_rows_canonical_json(prev: str, seq: int, stream: str,
+                                                     version: int, type_: str, schema: int,
+                                                     data: str, meta: str, at: str) -> None:
+    """row_hash writes the body out piece by piece: the very text canonical() of the row's
+    dict gives (quotes, control characters, non-ASCII, lone surrogates refused alike)."""
+    body = json.dumps({"seq": seq, "stream": stream, "version": version, "type": type_,
+                       "schema": schema, "data": data, "meta": meta, "at": at},
+                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        want = hashlib.sha256((prev + body).encode()).hexdigest()
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            row_hash(prev, seq, stream, version, type_, schema, data, meta, at)
+        return
+    assert row_hash(prev, seq, stream, version, type_, schema, data, meta, at) == want
+    assert row_hash(prev, seq, stream, True, type_, schema, data, meta, at) == hashlib.sha256(
+        (prev + body.replace(f'"version":{version}}}', '"version":true}')).encode()
+    ).hexdigest()
 
 
 def test_what_the_fast_parser_refuses_still_reads() -> None:

@@ -58,7 +58,9 @@ FIELDS: tuple[Field, ...] = (
     Field("Config.ExposedPorts", "--expose", A, "exposed_ports", "published by -P"),
     Field("Config.Tty", "-t, --tty", A, "tty"),
     Field("Config.OpenStdin", "-i, --interactive", A, "interactive"),
-    Field("Config.StdinOnce", "", C, note="stdin closes when the attached client's ends"),
+    Field("Config.StdinOnce", "-i, --interactive", A, "stdin_once",
+          "the container's stdin closes when the first attached client's input ends (not "
+          "with a terminal); the CLI asks it with -i unless -d, as docker's"),
     Field("Config.Env", "-e, --env", A, "env"),
     Field("Config.Cmd", "COMMAND", A, note="the container's command"),
     Field("Config.Healthcheck", "--health-cmd, --no-healthcheck", A, "healthcheck",

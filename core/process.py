@@ -31,6 +31,7 @@ class ProcessSpec:
     network: str = "none"
     tty: bool = False
     interactive: bool = False
+    stdin_once: bool = False  # stdin closes when the first attached client's input ends
     security: Security = field(default_factory=Security)
     limits: Mapping[str, Any] = field(default_factory=dict)
     extra_hosts: tuple[tuple[str, str], ...] = ()  # --add-host NAME:IP, as (name, ip)
@@ -182,6 +183,7 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         network=options.get("network") or "none",
         tty=bool(options.get("tty")),
         interactive=bool(options.get("interactive")),
+        stdin_once=bool(options.get("interactive") and options.get("stdin_once")),
         security=security_of(options),
         extra_hosts=tuple(extra_host(h) for h in options.get("extra_hosts") or ()),
         limits={**{k: options[k] for k in ("memory", "pids", "cpus") if options.get(k)},

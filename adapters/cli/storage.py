@@ -64,6 +64,8 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
                "hostname": args.hostname, "network": args.network, "memory": memory,
                "pids": args.pids_limit, "cpus": cpus, "shm_size": shm, "tty": args.tty,
                "interactive": args.interactive, "privileged": args.privileged,
+               # docker's CLI: stdin attached (-i, not -d) closes when the client's ends
+               "stdin_once": args.interactive and not getattr(args, "detach", False),
                "cap_add": args.cap_add, "cap_drop": args.cap_drop, "read_only": args.read_only,
                "devices": args.device, "group_add": args.group_add, "pid": args.pid,
                "device_cgroup_rules": getattr(args, "device_cgroup_rules", None),

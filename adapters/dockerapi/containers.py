@@ -246,7 +246,8 @@ _DEFAULTS: dict[str, tuple[Any, ...]] = {
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "HostConfig.NanoCpus": lambda v: v / 1e9,
     "HostConfig.Devices": lambda v: [_device(d) for d in v],
-    "Config.Tty": bool, "Config.OpenStdin": bool, "HostConfig.Privileged": bool,
+    "Config.Tty": bool, "Config.OpenStdin": bool, "Config.StdinOnce": bool,
+    "HostConfig.Privileged": bool,
     "HostConfig.ReadonlyRootfs": bool, "HostConfig.AutoRemove": bool, "HostConfig.Init": bool,
 }
 

@@ -177,7 +177,7 @@ def container_inspect(c: Container, image: Image | None, store: Any, root: str,
     host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
     cfg = doc["Config"]
     cfg.update({"AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
-                "StdinOnce": False, "Labels": c.config.get("labels") or {},
+                "Labels": c.config.get("labels") or {},
                 "Image": given_image(c, image)})
     return doc
 

@@ -24,8 +24,13 @@ def pack(stream: int, payload: bytes) -> bytes:
     return HEADER.pack(stream, len(payload)) + payload
 
 
+MSG_NOSIGNAL = 0x4000  # socket.MSG_NOSIGNAL, without importing socket
+
+
 def send(sock: socket.socket, stream: int, payload: bytes) -> None:
-    sock.sendall(pack(stream, payload))
+    """One frame; a peer gone is EPIPE, never SIGPIPE (the CLI runs with SIGPIPE's default
+    action: its client sending stdin just as the container ended was killed by it)."""
+    sock.sendall(pack(stream, payload), MSG_NOSIGNAL)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -66,15 +71,19 @@ class Attachers:
     a socket in the container's (0700) directory; each client that connects gets the
     output from then on, and the exit code when the process ends; its STDIN frames go to
     the container's stdin (if it has one open), RESIZE to its terminal. A client's hang-up
-    or DETACH drops that client only: the container's stdin stays open, as docker's
-    attach leaves it."""
+    or DETACH drops that client only. The end of a client's input (an empty STDIN frame,
+    or a hang-up of a client that sent stdin) leaves the container's stdin open, as
+    docker's attach does, unless the container asked StdinOnce (`once`): then it closes
+    it, for this attach and every later one."""
 
-    def __init__(self, cdir: str, poller: Any) -> None:
+    def __init__(self, cdir: str, poller: Any, once: bool = False) -> None:
         import _socket
 
         self.cdir = cdir
         self.poller = poller
+        self.once = once
         self.clients: dict[int, Any] = {}
+        self.typing: set[int] = set()  # clients that sent stdin
         self.listener: Any = None
         dir_fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -98,30 +107,36 @@ class Attachers:
         return fd in self.clients or (self.listener is not None
                                       and fd == self.listener.fileno())
 
-    def ready(self, fd: int, stdin_fd: int | None) -> None:
-        """A new client, or a frame from one."""
+    def ready(self, fd: int, stdin_fd: int | None) -> int | None:
+        """A new client, or a frame from one; returns the container's stdin (None once
+        closed)."""
         if self.listener is not None and fd == self.listener.fileno():
             import _socket
 
             try:  # _socket has no accept(): socket.py builds that on _accept()
                 fd, _ = self.listener._accept()
             except OSError:
-                return
+                return stdin_fd
             sock = _socket.socket(fileno=_high(fd))
             self.clients[sock.fileno()] = sock
             self.poller.register(sock.fileno(), 1)
-            return
+            return stdin_fd
         sock = self.clients[fd]
         try:
             frame = recv(sock)
         except OSError:
             frame = None
         if frame is None or frame[0] == DETACH:
+            ended = frame is None and fd in self.typing
             self.drop(fd)
-            return
+            return closed_stdin(stdin_fd) if ended and self.once else stdin_fd
         stream, payload = frame
+        if stream == STDIN:
+            self.typing.add(fd)
+            if not payload:
+                return closed_stdin(stdin_fd) if self.once else stdin_fd
         try:
-            if stream == STDIN and stdin_fd is not None and payload:
+            if stream == STDIN and stdin_fd is not None:
                 os.write(stdin_fd, payload)
             elif stream == RESIZE and stdin_fd is not None:
                 import fcntl
@@ -132,6 +147,7 @@ class Attachers:
                             struct.pack("HHHH", rows, cols, 0, 0))
         except (OSError, ValueError):
             pass
+        return stdin_fd
 
     def send(self, stream: int, data: bytes) -> None:
         for fd, sock in list(self.clients.items()):
@@ -142,6 +158,7 @@ class Attachers:
 
     def drop(self, fd: int) -> None:
         sock = self.clients.pop(fd)
+        self.typing.discard(fd)
         try:  # noqa: SIM105
             self.poller.unregister(fd)
         except (OSError, ValueError):
@@ -164,6 +181,17 @@ class Attachers:
             self.send(EXIT, str(code).encode())
         for fd in list(self.clients):
             self.drop(fd)
+
+
+def closed_stdin(fd: int | None) -> int | None:
+    """Close the container's stdin pipe (StdinOnce: its reader gets EOF); what is left of
+    it: None."""
+    if fd is not None:
+        try:  # noqa: SIM105 - contextlib would be one more import
+            os.close(fd)
+        except OSError:
+            pass
+    return None
 
 
 FD_FLOOR = 256  # attach sockets' numbers: never one the monitor's start client had

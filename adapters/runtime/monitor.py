@@ -140,7 +140,8 @@ def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int
         if fd not in outputs and fd != stdin_fd:
             os.close(fd)
     lean = {"root": job.root, "cid": job.container_id, "cdir": job.container_dir, "pid": pid,
-            "ctl": ctl.fileno(), "err": err_r, "stdin": stdin_fd, "log": (
+            "ctl": ctl.fileno(), "err": err_r, "stdin": stdin_fd,
+            "stdin_once": job.plan.spec.stdin_once and not job.plan.spec.tty, "log": (
                 job.plan.spec.log_driver, job.plan.spec.log_max_size,
                 job.plan.spec.log_max_file),
             "outputs": {str(fd): name for fd, name in outputs.items()}}

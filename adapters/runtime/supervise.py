@@ -105,14 +105,19 @@ def _run(job: dict, ctl: socket.socket) -> int:
         os.waitpid(pid, 0)
         _report(ctl, f"failed {failure}")
         return 1
+    poller = select.epoll()
+    # lamina attach, the API's attach: its socket is there before the start is recorded,
+    # so whoever sees the container running can attach (they wait in its backlog)
+    attachers = frames.Attachers(job["cdir"], poller, bool(job.get("stdin_once")))
     _report(ctl, f"started {pid}")
     if not _await_recorded(ctl):
+        attachers.close(None)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         return 1
     outputs = {int(fd): name for fd, name in job["outputs"].items()}
     client = _Client(ctl)
-    code = _supervise(job, pid, client, outputs, job["stdin"])
+    code = _supervise(job, pid, client, outputs, job["stdin"], poller, attachers)
     _record(job, pid, attached=client.was_attached)
     return code
 
@@ -142,23 +147,23 @@ def _await_recorded(ctl: socket.socket) -> bool:
 
 
 def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
-               stdin_fd: int | None) -> int:
+               stdin_fd: int | None, poller: select.epoll, attachers: frames.Attachers
+               ) -> int:
     log = _log(job)
-    poller = select.epoll()
     for fd in outputs:
         poller.register(fd, select.EPOLLIN)
     assert client.sock is not None
     ctl_fd = client.sock.fileno()
     poller.register(ctl_fd, select.EPOLLIN)
-    attachers = frames.Attachers(job["cdir"], poller)  # lamina attach, the API's attach
+    once = attachers.once  # docker's StdinOnce (never with a terminal)
     open_outputs = set(outputs)
     while open_outputs:
         for fd, _ in poller.poll():
             if fd == ctl_fd:
-                stdin_fd = _from_client(client, poller, ctl_fd, stdin_fd, outputs)
+                stdin_fd = _from_client(client, poller, ctl_fd, stdin_fd, once)
                 continue
             if fd in attachers:
-                attachers.ready(fd, stdin_fd)
+                stdin_fd = attachers.ready(fd, stdin_fd)
                 continue
             data = _read(fd)
             if not data:
@@ -221,29 +226,24 @@ def _read(fd: int) -> bytes:
 
 
 def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: int | None,
-                 outputs: dict[int, str]) -> int | None:
-    """A frame from the client: stdin bytes, a resize, or its hang-up."""
+                 once: bool) -> int | None:
+    """A frame from the client: stdin bytes, a resize, or its hang-up. The end of its
+    input (an empty STDIN frame, or a hang-up without DETACH) closes the container's stdin
+    with StdinOnce (`docker run -i`: the container's stdin reaches EOF); else it stays
+    open for the next attach."""
     try:
         frame = frames.recv(client.sock) if client.sock is not None else None
     except OSError:  # a client that closed with unread data: a reset, i.e. a hang-up
         frame = None
-    if frame is None:
+    if frame is None or frame[0] == frames.DETACH:  # DETACH: gone as a hang-up is
         if client.sock is not None:
             poller.unregister(ctl_fd)
         client.drop()
-        if stdin_fd is not None and stdin_fd not in outputs:
-            os.close(stdin_fd)  # stdin reaches EOF, as `docker run -i` gives it
-            return None
-        return stdin_fd
+        return frames.closed_stdin(stdin_fd) if frame is None and once else stdin_fd
     stream, payload = frame
-    if stream == frames.DETACH:  # gone as a hang-up is: nobody attached any more
-        poller.unregister(ctl_fd)
-        client.drop()
-        return stdin_fd
     if stream == frames.STDIN and stdin_fd is not None:
-        if not payload and stdin_fd not in outputs:
-            os.close(stdin_fd)
-            return None
+        if not payload:
+            return frames.closed_stdin(stdin_fd) if once else stdin_fd
         os.write(stdin_fd, payload)
     elif stream == frames.RESIZE and stdin_fd is not None:
         rows, cols = (int(x) for x in payload.split())

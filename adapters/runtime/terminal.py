@@ -341,6 +341,9 @@ def pump_attach(sock: socket.socket, interactive: bool, use_tty: bool,
                         if not kept:
                             continue
                         data = kept
-                    frames.send(sock, frames.STDIN, data)
+                    try:
+                        frames.send(sock, frames.STDIN, data)
+                    except OSError:  # it ended meanwhile: its exit code is still to read
+                        data = b""
                     if not data:
                         sel.unregister(stdin)

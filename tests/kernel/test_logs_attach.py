@@ -140,8 +140,8 @@ def test_attach_sends_stdin_and_receives_output(lamina: Lamina) -> None:
     first.stdin.write(b"quit\n")
     first.stdin.close()
     assert first.wait(20) == 3 and first.stdout.read() == b"got quit\n"
-    out, _ = watcher.communicate(timeout=20)
-    assert (watcher.returncode, out) == (3, b"got hello\ngot quit\n")
+    out, err = watcher.communicate(timeout=20)
+    assert (watcher.returncode, out) == (3, b"got hello\ngot quit\n"), err
     bad = lamina("attach", "att")
     assert bad.returncode != 0 and "cannot attach to a stopped container" in bad.stderr
     lamina.ok("rm", "att")
@@ -149,6 +149,7 @@ def test_attach_sends_stdin_and_receives_output(lamina: Lamina) -> None:
 
 def test_stdin_eof_of_an_attach_leaves_the_container_s_stdin_open(lamina: Lamina) -> None:
     lamina.ok("run", "-d", "-i", "--name", "open", "--network", "none", "busybox", "cat")
+    assert lamina.ok("inspect", "-f", "{{.Config.StdinOnce}}", "open") == "false\n"
     one = subprocess.Popen(_argv(lamina, "attach", "open"), stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert one.stdin is not None and one.stdout is not None
@@ -169,6 +170,42 @@ def test_stdin_eof_of_an_attach_leaves_the_container_s_stdin_open(lamina: Lamina
     two.kill()
     two.wait()
     lamina.ok("rm", "-f", "open")
+
+
+# Reads stdin to its end, then (once /tmp/go is there) reads it again: with its stdin
+# closed, the second read ends at once, whatever a later attach sends.
+STDIN_TWICE = ("cat; echo eof1; while [ ! -e /tmp/go ]; do echo w; sleep 0.1; done; "
+               "cat; echo eof2")
+
+
+def test_stdin_once_closes_the_container_s_stdin_when_the_first_attach_s_ends(
+        lamina: Lamina) -> None:
+    """docker's StdinOnce, which `create -i` (and `run -i` without -d) asks: the end of the
+    first attach's input closes the container's stdin; a second attach finds it closed.
+    `run -d -i` does not ask it (the test above)."""
+    lamina.ok("create", "-i", "--name", "once", "--network", "none", "busybox", "sh", "-c",
+              STDIN_TWICE)
+    assert lamina.ok("inspect", "-f", "{{.Config.StdinOnce}}", "once") == "true\n"
+    lamina.ok("start", "once")
+    first = subprocess.Popen(_argv(lamina, "attach", "once"), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert first.stdin is not None and first.stdout is not None
+    first.stdin.write(b"one\n")
+    first.stdin.close()
+    assert first.stdout.readline() == b"one\n" and first.stdout.readline() == b"eof1\n"
+    first.kill()
+    first.wait()
+    second = subprocess.Popen(_argv(lamina, "attach", "once"), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert second.stdin is not None and second.stdout is not None
+    second.stdin.write(b"two\n")  # and its stdin stays open
+    second.stdin.flush()
+    assert second.stdout.readline() == b"w\n"  # attached
+    lamina.ok("exec", "once", "touch", "/tmp/go")
+    rest = b"".join(iter(second.stdout.readline, b""))
+    assert second.wait(20) == 0 and rest.replace(b"w\n", b"") == b"eof2\n"
+    second.stdin.close()
+    lamina.ok("rm", "once")
 
 
 def test_attach_detach_keys_on_a_terminal(lamina: Lamina) -> None:

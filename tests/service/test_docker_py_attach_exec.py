@@ -617,6 +617,40 @@ def test_docker_cli_attach(service: Service) -> None:
     service.ok("rm", "cliattach")
 
 
+def test_docker_cli_stdin_once(service: Service) -> None:
+    """docker's CLI asks StdinOnce with -i unless -d: `docker run -i` ends with its input;
+    a `create -i` container's stdin is closed by the end of the first attach's input, and
+    a second attach finds it closed (its own input goes nowhere)."""
+    out = service.docker("run", "-i", "--rm", "--network", "none", TEST_IMG, "cat",
+                         input="hi\n")
+    assert (out.returncode, out.stdout) == (0, "hi\n")
+    service.ok("create", "-i", "--name", "clionce", "--network", "none", TEST_IMG, "sh", "-c",
+               "cat; echo eof1; while [ ! -e /tmp/go ]; do echo w; sleep 0.1; done; "
+               "cat; echo eof2")
+    assert service.ok("inspect", "-f", "{{.Config.StdinOnce}}", "clionce") == "true\n"
+    service.ok("start", "clionce")
+    attach = [DOCKER, "attach", "clionce"]
+    first = subprocess.Popen(attach, env=service.env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert first.stdin is not None and first.stdout is not None
+    first.stdin.write(b"one\n")
+    first.stdin.close()
+    assert first.stdout.readline() == b"one\n" and first.stdout.readline() == b"eof1\n"
+    first.kill()
+    first.wait()
+    second = subprocess.Popen(attach, env=service.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert second.stdin is not None and second.stdout is not None
+    second.stdin.write(b"two\n")  # its stdin stays open
+    second.stdin.flush()
+    assert second.stdout.readline() == b"w\n"
+    service.ok("exec", "clionce", "touch", "/tmp/go")
+    rest = b"".join(iter(second.stdout.readline, b""))
+    assert second.wait(20) == 0 and rest.replace(b"w\n", b"") == b"eof2\n"
+    second.stdin.close()
+    service.ok("rm", "clionce")
+
+
 def test_clean_after_detaches(service: Service) -> None:
     """The detached execs and attaches left nothing behind in the server."""
     assert service.alive()

@@ -60,15 +60,44 @@ def _prepared(root: str) -> Any:
 
 
 def open_log(root: str, *, create: bool) -> Any:
-    """The SQLite event log under root; None when reading a root that has no log yet."""
+    """The root's event log, where adapters/eventstore/where.py says it lives: its SQLite
+    file (the default) or its host's chain in PostgreSQL; None when reading a root that has
+    no log yet. Every component that opens a root's log comes through here."""
     log = _prepared(root)
     if log is not None:
         return log
-    if not create and not os.path.exists(os.path.join(root, "events.db")):
+    if os.path.exists(os.path.join(root, "events.db")) and \
+            not os.path.exists(os.path.join(root, "event-store")):
+        from adapters.eventstore.sqlite_log import SqliteEventLog  # the fast path: 2 stats
+
+        return SqliteEventLog(root, create=create)
+    from adapters.eventstore.where import store_url
+
+    url = store_url(root)
+    if url is not None:
+        return _postgres_log(root, url, create=create)
+    if not create:
         return None  # checked before importing the log: an empty root costs nothing
     from adapters.eventstore.sqlite_log import SqliteEventLog
 
     return SqliteEventLog(root, create=create)
+
+
+def _postgres_log(root: str, url: str, *, create: bool) -> Any:
+    """The root's host's chain in the PostgreSQL store at `url` (psycopg is imported only
+    here); a root that has none yet gets its host id and its mark when it is created."""
+    from adapters.eventstore.where import in_postgres, mark
+
+    if not create and not in_postgres(root):
+        return None
+    from adapters.eventstore.postgres import PostgresEventLog
+    from adapters.eventstore.ship import host_id
+    from adapters.eventstore.sqlite_log import ensure_root
+
+    ensure_root(root)
+    log = PostgresEventLog(url, host_id(root))
+    mark(root, url)
+    return log
 
 
 def query_engine(log: Any, *, layers: Any = None, volumes: Any = None) -> Any:
@@ -89,21 +118,21 @@ class RandomIds:
 
 
 def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
-    """The Engine wired to the real adapters: SQLite log, overlayfs layers, Linux runtime,
-    volumes under <root>/volumes, bridge networks in the caller's network namespace.
+    """The Engine wired to the real adapters: the root's log (open_log), overlayfs layers,
+    Linux runtime, volumes under <root>/volumes, bridge networks in the caller's network namespace.
 
     A container's monitor records as itself (`lamina-monitor`), not as the command that
     happened to fork it. `recover`: first record the end of live containers whose process
     and monitor are gone (Engine.recover, the cheap start-up check); `system check` turns it
     off, since it must change nothing. $LAMINA_FAULT arms a fault point (adapters/faults.py)."""
-    from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
+    from adapters.eventstore.sqlite_log import utcnow
     from adapters.network.host import LinuxNetworkHost
     from adapters.runtime.linux import LinuxRuntime
     from adapters.storage.store import LinuxLayerStore
     from adapters.storage.volumes import LinuxVolumeStore
     from core.engine import Engine
 
-    log = _prepared(root) or SqliteEventLog(root)
+    log = open_log(root, create=True)
     layers = LinuxLayerStore(root)
     runtime = LinuxRuntime(root, layers, log)
     volumes = LinuxVolumeStore(root)

@@ -9,7 +9,7 @@ uses only modules built into the interpreter (`posix`).
 import posix
 
 DEFAULT_ROOT = "/var/lib/lamina"
-GLOBAL_WITH_VALUE = frozenset({"--root", "--log-format", "--log-level"})
+GLOBAL_WITH_VALUE = frozenset({"--root", "--log-format", "--log-level", "--event-store"})
 GLOBAL_FLAGS = frozenset({"--quiet", "--no-server"})
 
 

@@ -4,6 +4,7 @@
     .venv/bin/python bench/fleet.py                      # the default sizes (a few minutes)
     .venv/bin/python bench/fleet.py --quick              # a smoke run
     .venv/bin/python bench/fleet.py --json out.json
+    .venv/bin/python bench/fleet.py --scale              # 10/30/100 hosts x 1M events each
 
 A temporary PostgreSQL cluster (tests/pgcluster.py: Debian's binaries, a unix socket in a
 temporary directory, fsync on here, unlike the tests') and temporary roots; all removed at
@@ -339,8 +340,16 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--real-runs", type=int, default=20,
                     help="containers each of the 3 real hosts runs (root; 0: skip)")
+    ap.add_argument("--scale", action="store_true",
+                    help="only the fleet's questions at 10/30/100 hosts of --scale-events "
+                         "each (bench/fleet_scale.py)")
+    ap.add_argument("--scale-events", type=int, default=1_000_000)
+    ap.add_argument("--scale-steps", default="10,30,100")
+    ap.add_argument("--keep-free", type=float, default=12.0, help="GB left free on the disk")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.scale:
+        return scale(args)
     if args.quick:
         args.appends, args.events, args.hosts, args.host_events, args.runs = \
             50, 5_000, 10, 1_000, 5
@@ -367,6 +376,34 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(RESULTS, f, indent=2)
+    return 0
+
+
+def scale(args: argparse.Namespace) -> int:
+    import fleet_scale
+
+    bindir = pg_bin()
+    if bindir is None:
+        print("needs Debian's postgresql (make deb)", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tmp = tempfile.mkdtemp(prefix="lamina-bench-scale-")
+    cluster = Cluster(bindir)  # fsync off: a load bench, not a durability one
+    results: list[dict[str, Any]] = []
+    try:
+        cluster.init()
+        cluster.start()
+        steps = [int(s) for s in args.scale_steps.split(",")]
+        results = fleet_scale.run(cluster, tmp, str(REPO), args.scale_events, steps,
+                                  max(1, args.runs // 5), args.keep_free,
+                                  lambda line: print(line, flush=True))
+    finally:
+        cluster.remove()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\n" + fleet_scale.table(results, args.scale_events))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
     return 0
 
 

@@ -117,6 +117,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                         help="lamina's own diagnostics on stderr: for people or as JSON")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                         default="warning", help="the least severe diagnostic shown")
+    parser.add_argument("--event-store", dest="engine_store", metavar="URL",
+                        help="postgresql://...: a new root keeps its event log there, as its "
+                             "host's chain, and then always needs it (default "
+                             "$LAMINA_EVENT_STORE; without: the root's SQLite file)")
     parser.add_argument("--quiet", dest="no_progress", action="store_true",
                         help="no progress bars (shown on a terminal for work over a second)")
     parser.add_argument("--no-server", action="store_true",
@@ -154,6 +158,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     if os.geteuid() != 0:  # the log is root's alone (0600), and so are the kernel's verbs
         print("lamina: error: lamina must run as root", file=sys.stderr)
         return 1
+    if args.engine_store is not None:
+        try:
+            engine_store(args)
+        except LaminaError as err:
+            print(f"lamina: error: {err}", file=sys.stderr)
+            return 1
     if args.log_format != "console" or args.log_level != "warning":
         from adapters import logs
 
@@ -180,6 +190,31 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lamina: error: event log: {err}", file=sys.stderr)
         return 1
+
+
+# the commands whose own --event-store names the central store they ship to or read
+CENTRAL_STORE = ("ship", "serve", "fleet")
+
+
+def engine_store(args: argparse.Namespace) -> None:
+    """--event-store before the command: $LAMINA_EVENT_STORE for this process and every
+    one it starts (the monitors that record exits find the store so); refused where the
+    root's log is its SQLite file already, for a command of its engine (it would be
+    ignored: adapters/eventstore/where.py)."""
+    from adapters.cmdline import root_dir
+    from adapters.eventstore.where import ENV, SCHEMES, SQLITE_FILE, in_postgres
+    from core.errors import BadInput
+
+    url = args.engine_store
+    if not url.startswith(SCHEMES):
+        raise BadInput(f"--event-store {url!r}: give a postgresql:// URL")
+    root = root_dir(args.root)
+    if args.command not in CENTRAL_STORE and not in_postgres(root) and \
+            os.path.exists(os.path.join(root, SQLITE_FILE)):
+        raise BadInput(f"root {root} keeps its event log in SQLite ({SQLITE_FILE}): "
+                       "--event-store makes a new root's log in PostgreSQL; "
+                       f"{', '.join(CENTRAL_STORE)} take it as the central store")
+    os.environ[ENV] = url
 
 
 def _log_outcome(args: argparse.Namespace, code: int, error: str = "") -> None:

@@ -28,10 +28,18 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_postgres(log: Any) -> bool:
+    """A root whose log is its host's chain in PostgreSQL (adapters/eventstore/where.py)
+    rather than its SQLite file: the same questions, asked through its own SQL."""
+    return getattr(log, "host", None) is not None
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     log = event_log(args, create=False)
     if log is None:
         return 0
+    if _in_postgres(log):
+        return _postgres_events(args, log)
     from adapters.cli.render import event_json, event_line, json_line
     from adapters.eventstore.query import select
 
@@ -46,6 +54,28 @@ def cmd_events(args: argparse.Namespace) -> int:
             json_line(event_json(rec), out)
         else:
             out.write(event_line(rec) + "\n")
+    return 0
+
+
+def _postgres_events(args: argparse.Namespace, log: Any) -> int:
+    """`events` of a root whose log is in PostgreSQL: --since and --until; --filter and a
+    template (docker's messages) are SQLite's queries so far, refused by name."""
+    from adapters.cli.formats import is_template
+    from adapters.cli.render import event_json, event_line, json_line
+    from adapters.eventstore.query import parse_time
+    from core.errors import BadInput
+
+    if args.filter or is_template(args.format):
+        what = "--filter" if args.filter else "--format TEMPLATE"
+        raise BadInput(f"events {what}: not available for a root whose log is in PostgreSQL "
+                       "(--since, --until and --format json are)")
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    for rec in log.select(since, until):
+        if args.format == "json":
+            json_line(event_json(rec), sys.stdout)
+        else:
+            sys.stdout.write(event_line(rec) + "\n")
     return 0
 
 
@@ -71,9 +101,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if log is None:
         print("no event log yet: nothing to verify")
         return 0
-    from adapters.eventstore.audit import verify
+    if _in_postgres(log):
+        verdict = log.verify()
+    else:
+        from adapters.eventstore.audit import verify
 
-    verdict = verify(log.con)
+        verdict = verify(log.con)
     if verdict.ok:
         print(f"hash chain intact: {verdict.checked} events verified")
         return 0
@@ -88,6 +121,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.at is not None:
         return _replay_at(args)
     log = event_log(args, create=True)
+    if _in_postgres(log):
+        return _postgres_replay(args, log)
     from adapters.eventstore import replay
 
     if args.snapshot:
@@ -108,6 +143,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _postgres_replay(args: argparse.Namespace, log: Any) -> int:
+    """`replay` (a snapshot, or the read model rebuilt) of a root whose log is in
+    PostgreSQL: the same as SQLite's, through the host's chain there."""
+    from adapters import logs
+
+    if args.snapshot:
+        seq = log.snapshot()
+        logs.log("info", "snapshot", seq=seq)
+        print(f"snapshot taken at seq {seq}")
+        return 0
+    import time
+
+    t0 = time.perf_counter()
+    world = log.rebuild()
+    ms = (time.perf_counter() - t0) * 1000
+    print(f"replayed {world.seq} events from the start in {ms:.1f} ms: "
+          f"{len(world.containers)} containers, {len(world.images)} images, "
+          f"{len(world.layers)} layers, {len(world.volumes)} volumes, "
+          f"{len(world.networks)} networks")
+    return 0
+
+
 def _replay_at(args: argparse.Namespace) -> int:
     log = event_log(args, create=False)
     from adapters.cli.render import json_line
@@ -118,8 +175,12 @@ def _replay_at(args: argparse.Namespace) -> int:
     world = World()
     if log is not None:
         at = args.at
-        seq = int(at) if at.isdigit() else replay.seq_at_time(log.con, parse_time(at))
-        world = replay.state_at(log.con, seq, use_snapshots=not args.full)
+        if _in_postgres(log):
+            seq = int(at) if at.isdigit() else log.seq_at_time(parse_time(at))
+            world = log.state_at(seq, use_snapshots=not args.full)
+        else:
+            seq = int(at) if at.isdigit() else replay.seq_at_time(log.con, parse_time(at))
+            world = replay.state_at(log.con, seq, use_snapshots=not args.full)
     if args.format == "json":
         json_line({**world.to_json(), "leases": _leases(world)}, sys.stdout)
         return 0

@@ -24,10 +24,14 @@ def cmd_ship(args: argparse.Namespace) -> int:
 
     from adapters.cmdline import root_dir
     from adapters.eventstore.ship import Shipper, host_id
+    from adapters.eventstore.where import in_postgres
     from core.errors import LaminaError
 
     url = _store(args)
     root = root_dir(args.root)
+    if in_postgres(root):  # its commands append to the store already
+        raise LaminaError(f"root {root} keeps its event log in PostgreSQL (host "
+                          f"{host_id(root)}'s chain there): nothing to ship")
     if not os.path.exists(os.path.join(root, "events.db")):
         raise LaminaError(f"root {root} has no event log yet: nothing to ship")
     shipper = Shipper(root, url, host_id(root, args.host), batch=args.batch)

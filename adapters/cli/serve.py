@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from adapters.fastpath.forkserver import claim, socket_path, unlink_stale
 
     root = root_dir(args.root)
+    refuse_postgres(root)
     api_socket = os.path.abspath(args.socket or os.path.join(root, "lamina.sock"))
     passed = passed_sockets(systemd.listen_fds(), socket_path(root))
     api_listener, cli_listener = passed.get("api"), passed.get("cli")
@@ -133,6 +134,18 @@ def passed_sockets(sockets: list[Any], cli_path: str) -> dict[str, Any]:
             continue
         found[use] = sock
     return found
+
+
+def refuse_postgres(root: str) -> None:
+    """The Docker API's /events and a removed container's exit code read SQLite's log:
+    a root whose log is in PostgreSQL (adapters/eventstore/where.py) is refused by name,
+    not served half. (Such a root has nothing to ship either.)"""
+    from adapters.eventstore.where import store_url
+    from core.errors import LaminaError
+
+    if store_url(root) is not None:
+        raise LaminaError(f"serve: root {root} keeps its event log in PostgreSQL; the API "
+                          "server reads SQLite's log (not yet)")
 
 
 def start_shipper(root: str, url: str | None) -> Any:

@@ -116,21 +116,30 @@ class PostgresEventLog:
         self.url, self.host, self.mode = url, host, concurrency
         self.retries = 0  # serializable mode: how many appends were redone (for the bench)
         self._own = con is None
+        self._con: psycopg.Connection | None = con
         if con is not None:
-            self.con = con
             return
-        self.con = connect(url, autocommit=True)
         try:
             ensure_schema(self.con)
             with self.con.transaction():
                 add_host(self.con, host)
         except BaseException:
-            self.con.close()
+            self.close()
             raise
 
+    @property
+    def con(self) -> psycopg.Connection:
+        """The connection, made again if `suspend()` closed it (an engine's log)."""
+        if self._con is None or (self._own and self._con.closed):
+            self._con = connect(self.url, autocommit=True)
+        return self._con
+
     def close(self) -> None:
-        if self._own:
-            self.con.close()
+        """Close the connection before fork() (the engine suspends its log so): libpq's
+        socket must not be shared with a child. The next use connects again."""
+        if self._own and self._con is not None:
+            self._con.close()
+            self._con = None
 
     suspend = close
 
@@ -288,10 +297,48 @@ class PostgresEventLog:
         return row[0] if row else 0
 
     def verify(self) -> Any:
-        """The host's chain walked as `lamina audit verify` walks SQLite's (audit.Verdict)."""
-        from adapters.eventstore.audit import check_chain
+        """The host's chain recomputed from the start, as `lamina audit verify` walks
+        SQLite's, and its end where the store's head says (audit.Verdict)."""
+        from adapters.eventstore.audit import Verdict, check_chain
 
-        return check_chain(self.rows())
+        verdict = check_chain(self.rows())
+        head = self.head()
+        if verdict.ok and verdict.checked != head.seq:
+            return Verdict(False, verdict.checked, verdict.checked + 1,
+                           f"the head says seq {head.seq}, the chain ends at "
+                           f"{verdict.checked}")
+        return verdict
+
+    def select(self, since: str | None = None, until: str | None = None
+               ) -> Iterator[Recorded]:
+        """`lamina events` on this host's chain: its events at or after `since` and at or
+        before `until` (ISO times, the `at` texts), in seq order."""
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE host = %s"
+        args: list[Any] = [self.host]
+        for cond, value in (("at >= %s", since), ("at <= %s", until)):
+            if value is not None:
+                sql += f" AND {cond}"
+                args.append(value)
+        loads = bulk_decoder()
+        with self.con.transaction(), self.con.cursor(name="lamina_select") as cur:
+            cur.itersize = 2000
+            cur.execute(sql + " ORDER BY seq", args)
+            for row in cur:
+                yield recorded(row, loads)
+
+    def rebuild(self) -> World:
+        """The host's read model made again from its events (`lamina replay`): its rows
+        dropped and every event folded again, in one transaction; the World it folds to."""
+        with self.con.transaction():
+            self.head(lock=True)
+            for table in ("aggregates", "leases", "bindings"):
+                self.con.execute(f"DELETE FROM {table} WHERE host = %s", (self.host,))
+            recs = list(self.read())
+            project(self.con, self.host, recs)
+        world = World()
+        for rec in recs:
+            world.apply(rec)
+        return world
 
     # --- read model ---------------------------------------------------------------------
 

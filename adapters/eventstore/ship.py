@@ -32,6 +32,7 @@ from adapters.eventstore.postgres import (
     redacted,
 )
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded
+from adapters.eventstore.where import HOST_FILE
 from core.errors import LaminaError, StoreError
 from core.model import ProjectionError
 from events.codec import bulk_decoder
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
     import psycopg
 
-HOST_FILE = "host-id"
 BATCH = 2000
 RECHECK = 30.0  # seconds a follower trusts the head it saw, while its log has nothing new
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")

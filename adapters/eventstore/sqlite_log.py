@@ -100,7 +100,7 @@ class SqliteEventLog:
         self.root = root
         self.path = os.path.join(root, DB_NAME)
         if create:
-            _ensure_root(root)
+            ensure_root(root)
         elif not os.path.exists(self.path):
             raise FileNotFoundError(self.path)
         keep_private(root, self.path)
@@ -463,7 +463,8 @@ def _restrict(path: str, mode: int) -> None:
         os.chmod(path, mode)
 
 
-def _ensure_root(root: str) -> None:
+def ensure_root(root: str) -> None:
+    """The root directory, made if missing and writable; a one-line error if not."""
     if os.path.exists(root) and not os.path.isdir(root):
         raise StoreError(f"root {root} is not a directory")
     try:

@@ -35,9 +35,10 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
+from typing import Any
 
 from adapters.kernel.proc import close_all_but
 from adapters.network import dns
@@ -225,18 +226,25 @@ def zones(con: sqlite3.Connection) -> dict[str, Zone]:
     dns_records folds names and aliases, as docker does), both its addresses on a
     dual-stack network; and each member's links (NAME:ALIAS: ALIAS answers NAME's
     addresses, to that member alone)."""
+    marks = ",".join("?" * len(LIVE))
+    return zones_of(con.execute("SELECT id, doc FROM networks"),
+                    con.execute("SELECT json_extract(doc, '$.endpoints') FROM containers "
+                                f"WHERE state IN ({marks})", LIVE))
+
+
+def zones_of(networks: Iterable[tuple[str, str]], rows: Iterable[tuple[str | None]]
+             ) -> dict[str, Zone]:
+    """The zones of these networks' (id, doc) rows and the live containers' endpoints
+    (JSON texts), whichever store they were read from."""
     from core.networks import dns_records, link_records
 
     members: dict[str, list[tuple[Sequence[str], str]]] = {}
     linking: dict[str, list[tuple[str, Sequence[str]]]] = {}
     nets: dict[str, tuple[str, str]] = {}
-    for nid, doc in con.execute("SELECT id, doc FROM networks"):
+    for nid, doc in networks:
         d = json.loads(doc)
         nets[nid] = (d["gateway"], d["subnet"])
         members[nid], linking[nid] = [], []
-    marks = ",".join("?" * len(LIVE))
-    rows = con.execute("SELECT json_extract(doc, '$.endpoints') FROM containers "
-                       f"WHERE state IN ({marks})", LIVE)
     for (endpoints,) in rows:
         for ep in json.loads(endpoints or "{}").values():
             if ep.get("dns") and ep.get("id") in members and ep.get("address"):
@@ -294,6 +302,70 @@ class View:
         self.con.close()
 
 
+class PostgresView:
+    """The read model as the resolver follows it for a root whose log is in PostgreSQL
+    (adapters/eventstore/where.py): the host's rows, read again when its head moved (one
+    indexed row per look); `gone` when the root lost its mark (it was deleted). An
+    unreachable store keeps the zones last read and is asked again at the next look."""
+
+    def __init__(self, root: str, url: str) -> None:
+        from adapters.eventstore.where import HOST_FILE
+
+        self.root, self.url = root, url
+        with open(os.path.join(root, HOST_FILE)) as f:
+            self.host = f.read().strip()
+        self.con: Any = None
+        self._version: int | None = None
+        self.zones: dict[str, Zone] = {}
+
+    def changed(self) -> bool:
+        import psycopg
+
+        try:
+            if self.con is None or self.con.closed:
+                self.con = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            row = self.con.execute("SELECT last_seq FROM hosts WHERE host = %s",
+                                   (self.host,)).fetchone()
+            version = row[0] if row else 0
+            if version == self._version:
+                return False
+            args = (self.host,)
+            self.zones = zones_of(
+                self.con.execute("SELECT id, doc FROM aggregates WHERE host = %s AND "
+                                 "kind = 'network'", args).fetchall(),
+                self.con.execute("SELECT doc::json ->> 'endpoints' FROM aggregates WHERE "
+                                 "host = %s AND kind = 'container' AND state = ANY(%s)",
+                                 (self.host, list(LIVE))).fetchall())
+        except psycopg.Error as err:
+            _say(f"event store: {err}".splitlines()[0])
+            self.close()
+            return False
+        self._version = version
+        return True
+
+    def reread(self) -> None:
+        self._version = None
+        self.changed()
+
+    def gone(self) -> bool:
+        from adapters.eventstore.where import in_postgres
+
+        return not in_postgres(self.root)
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+
+def view_of(root: str) -> View | PostgresView:
+    """The view of wherever the root's log lives."""
+    from adapters.eventstore.where import store_url
+
+    url = store_url(root)
+    return View(root) if url is None else PostgresView(root, url)
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -322,7 +394,7 @@ class _Bound:
 class Server:
     """One socket per network, all in one selector loop, answering from `view`."""
 
-    def __init__(self, view: View, port: int = dns.PORT) -> None:
+    def __init__(self, view: View | PostgresView, port: int = dns.PORT) -> None:
         self.view, self.port = view, port
         self.bound: dict[str, _Bound] = {}
         self.sel = selectors.DefaultSelector()
@@ -458,10 +530,10 @@ def _serve(root: str, lock_fd: int, ready_fd: int, port: int) -> int:
     """Open the log (here, after the fork: SQLite's locks don't cross one), bind, say
     ready, serve; `leave` is written on the way out, whatever the way."""
     _write_state(lock_fd, os.getpid(), STARTING)
-    view: View | None = None
+    view: View | PostgresView | None = None
     server: Server | None = None
     try:
-        view = View(root)
+        view = view_of(root)
         server = Server(view, port)
         server.refresh()
         if not view.zones:  # gone before we came: leave, and let go first (the lock)

@@ -189,17 +189,12 @@ def run(job: HealthJob) -> int:
 def _state(job: HealthJob) -> tuple[str, int] | None:
     """The container's state and pid in the log's read model (read-only, as the monitor
     reads it); None when it is gone."""
-    import sqlite3
+    from adapters.eventstore.peek import Unreadable, container_row
+    from core.errors import LaminaError
 
-    try:
-        con = sqlite3.connect(f"file:{os.path.join(job.root, 'events.db')}?mode=ro", uri=True,
-                              timeout=5)
-        try:
-            row = con.execute("SELECT state, doc FROM containers WHERE id = ?",
-                              (job.target.container_id,)).fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:
+    try:  # wherever the root's log lives (adapters/eventstore/where.py)
+        row = container_row(job.root, job.target.container_id)
+    except (Unreadable, LaminaError, OSError):
         return ("", -1)  # busy or unreadable: ask again next time
     if row is None:
         return None

@@ -272,17 +272,12 @@ def _recorded(job: dict, pid: int) -> tuple[bool, bool, bool]:
 def _recorded_in_log(job: dict, pid: int) -> tuple[bool, bool, bool]:
     """(the exit is in the log, the container asked to be removed when it ends, it has a
     restart policy: core/restart.py decides, in adapters/record_exit.py)."""
-    import sqlite3
+    from adapters.eventstore.peek import Unreadable, container_row
+    from core.errors import LaminaError
 
-    path = os.path.join(job["root"], "events.db")
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = con.execute("SELECT state, doc FROM containers WHERE id = ?",
-                              (job["cid"],)).fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:
+    try:  # wherever the root's log lives (adapters/eventstore/where.py)
+        row = container_row(job["root"], job["cid"])
+    except (Unreadable, LaminaError, OSError):
         return False, False, False
     if row is None:
         return True, False, False

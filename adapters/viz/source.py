@@ -62,6 +62,11 @@ def open_source(root: str, at: str | None = None) -> Source:
     log = open_log(root, create=False)
     if log is None:
         return Source(WorldReader(World()), 0, live=at is None)
+    if getattr(log, "host", None) is not None:
+        from core.errors import LaminaError
+
+        raise LaminaError(f"viz reads SQLite's log; root {root} keeps its log in PostgreSQL "
+                          "(not yet)")
     if at is None:
         seq = log.last_seq()
         return Source(log, seq, live=True, when=_time_of(log.con, seq), con=log.con)

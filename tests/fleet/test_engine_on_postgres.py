@@ -121,3 +121,39 @@ def test_refusals_name_where_the_log_is(tmp_path: Path, pg_url: str) -> None:
     assert "postgresql://" in one_line_error(lamina(lite, "ps", url="/tmp/x"))
     # $LAMINA_EVENT_STORE names the central store for a SQLite root: its log stays local
     assert ok(lite, "volume", "ls", env_url=pg_url).split()[-1] == "vol"
+
+
+def test_the_resolver_follows_a_root_whose_log_is_in_postgresql(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DNS resolver's view of such a root: the same zones as from a SQLite log holding
+    the same events, read again only when the host's head moved, gone with the root's mark."""
+    from adapters.eventstore.postgres import PostgresEventLog
+    from adapters.eventstore.where import mark
+    from adapters.network import resolver
+    from tests.unit.test_resolver import Root
+
+    monkeypatch.setenv("LAMINA_EVENT_STORE", pg_url)
+    lite = Root(tmp_path / "lite")
+    pg = Root.__new__(Root)
+    pg.path, pg._nets = str(tmp_path / "pg"), {}
+    os.makedirs(pg.path)
+    (tmp_path / "pg" / "host-id").write_text("dns-host\n")
+    pg.log = PostgresEventLog(pg_url, "dns-host")
+    mark(pg.path, pg_url)
+    view = resolver.view_of(pg.path)
+    try:
+        assert isinstance(view, resolver.PostgresView)
+        for r in (lite, pg):
+            r.network("front", 41)
+            r.run("a" * 64, "web", "front", "127.41.0.2", "www")
+        assert view.changed() and not view.changed()
+        assert view.zones == resolver.zones(resolver.connect(lite.path))
+        pg.run("b" * 64, "api", "front", "127.41.0.3")
+        assert view.changed() and "api" in next(iter(view.zones.values())).records
+        assert not view.gone()
+        os.unlink(os.path.join(pg.path, "event-store"))
+        assert view.gone()
+    finally:
+        view.close()
+        pg.log.close()
+        lite.log.close()

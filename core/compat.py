@@ -136,8 +136,9 @@ FIELDS: tuple[Field, ...] = (
     Field("HostConfig.IOMaximumBandwidth", "", R, "io_maximum_bandwidth", "Windows only"),
     # --- HostConfig: storage ---
     Field("HostConfig.Binds", "-v, --volume", A, "binds",
-          "host paths and named volumes; propagation private only, z/Z as on a host "
-          "without SELinux"),
+          "host paths and named volumes; every propagation mode (a shared or slave bind "
+          "needs its source on a shared or slave mount, as docker checks at start), z/Z as "
+          "on a host without SELinux"),
     Field("HostConfig.Mounts", "--mount", A, "mounts",
           "bind, volume (with a subpath) and tmpfs; a volume driver other than local fails as "
           "docker's does without its plugin; no non-recursive binds"),

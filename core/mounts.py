@@ -24,11 +24,10 @@ from core.errors import BadInput, NotFound
 VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 LOCAL_DRIVER = "local"  # the only volume driver here: docker's own, no plugins
 _NAME_RULE = '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed'
-# docker's propagation modes; lamina mounts everything private: a shared or slave bind
-# would need the host's mount to keep its peer group, which the container's private
-# namespace cuts (see the runtime), so asking for one is refused rather than ignored.
-PROPAGATIONS = ("private", "rprivate")
-_ALL_PROPAGATIONS = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
+# docker's propagation modes of a bind: private ones are cut from the host's mount (the
+# default, rprivate); shared ones keep its peer group both ways, slave ones receive from it
+PROPAGATIONS = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
+SHARED, SLAVE = ("shared", "rshared"), ("slave", "rslave")
 _BIND_MODES = ("ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated")
 TMPFS_DEFAULT = "nosuid,nodev,noexec"  # docker's flags for every tmpfs, before its own
 _TMPFS_FLAGS = ("ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime",
@@ -104,11 +103,11 @@ def parse_bind(spec: str) -> MountPoint:
         modes = parts[2] if len(parts) == 3 else ""
     target = _target(target, spec)
     flags = [m for m in modes.split(",") if m] if modes else []
-    bad = [m for m in flags if m not in _BIND_MODES and m not in _ALL_PROPAGATIONS]
+    bad = [m for m in flags if m not in _BIND_MODES and m not in PROPAGATIONS]
     if bad or ("ro" in flags and "rw" in flags):
         raise BadInput(f"invalid mode: {modes}")
     read_only = "ro" in flags
-    asked = next((m for m in flags if m in _ALL_PROPAGATIONS), "")
+    asked = next((m for m in flags if m in PROPAGATIONS), "")
     if asked and not source.startswith("/"):
         raise BadInput(f"invalid mode: {modes} (propagation applies to bind mounts)")
     if not source:
@@ -118,20 +117,46 @@ def parse_bind(spec: str) -> MountPoint:
         if "nocopy" in flags:
             raise BadInput(f"invalid mode: {modes} (nocopy applies to volumes)")
         return MountPoint("bind", target, posixpath.normpath(source), read_only,
-                          _propagation(asked, spec), create_source=True)
+                          _propagation(asked), create_source=True)
     return MountPoint("volume", target, _volume_name(source, spec), read_only,
                       copy="nocopy" not in flags)
 
 
-def _propagation(value: str, spec: str) -> str:
-    if not value:
-        return ""
-    if value not in _ALL_PROPAGATIONS:
+def _propagation(value: str) -> str:
+    if value and value not in PROPAGATIONS:
         raise BadInput(f"invalid propagation mode: {value}")
-    if value not in PROPAGATIONS:
-        raise BadInput(f"bind propagation {value!r} ({spec}) is not supported by lamina yet "
-                       "(mounts are private)")
     return value
+
+
+def propagation_problem(m: MountPoint, mountinfo: str, resolved: str = "") -> str | None:
+    """docker's check at start of a shared or slave bind (moby's ensureShared and
+    ensureSharedOrSlave): the mount its source is on (the longest mount point above it in
+    `mountinfo`, /proc/self/mountinfo's text; `resolved`: the source with its symlinks
+    resolved) must be shared, or for a slave bind shared or a slave. None when it may be
+    mounted so; else docker's words."""
+    if m.type != "bind" or m.propagation not in SHARED + SLAVE:
+        return None
+    source = resolved or m.source
+    point, tags = "/", ""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) < 7 or "-" not in fields:
+            continue
+        where = fields[4].replace("\\040", " ")
+        if (source == where or source.startswith(where.rstrip("/") + "/")) \
+                and len(where) >= len(point):
+            point, tags = where, " ".join(fields[6:fields.index("-")])
+    if "shared:" in tags or (m.propagation in SLAVE and "master:" in tags):
+        return None
+    kind = "shared" if m.propagation in SHARED else "shared or slave"
+    return f"path {m.source} is mounted on {point} but it is not a {kind} mount"
+
+
+def root_propagation(points: Sequence[MountPoint]) -> str:
+    """The container's root mount's propagation, as docker sets it: shared when a bind is
+    shared, rslave when one is a slave, else private ("": nothing to change)."""
+    modes = {m.propagation for m in points if m.type == "bind"}
+    return "shared" if modes & set(SHARED) else "rslave" if modes & set(SLAVE) else ""
 
 
 def parse_mount_flag(spec: str) -> dict[str, Any]:
@@ -230,7 +255,7 @@ def from_api_mount(m: Any) -> MountPoint:
             if key != "Propagation" and opts[key]:
                 raise BadInput(f"BindOptions.{key} is not supported by lamina yet")
         return MountPoint("bind", target, posixpath.normpath(source), read_only,
-                          _propagation(opts.get("Propagation") or "", source))
+                          _propagation(opts.get("Propagation") or ""))
     if kind == "volume":
         if m.get("BindOptions") or m.get("TmpfsOptions"):
             raise BadInput('invalid mount config for type "volume": only VolumeOptions apply')
@@ -390,9 +415,19 @@ def inspect_mounts(points: Sequence[MountPoint],
             doc |= {"Name": m.source, "Source": volume_path(m.source), "Driver": "local"}
         else:
             doc["Source"] = m.source
-        doc |= {"Destination": m.target, "Mode": "ro" if m.read_only and m.type == "bind"
-                else ("z" if m.type == "volume" else ""),
+        doc |= {"Destination": m.target, "Mode": _mode(m),
                 "RW": not m.read_only,
                 "Propagation": (m.propagation or "rprivate") if m.type == "bind" else ""}
         out.append(doc)
     return out
+
+
+def _mode(m: MountPoint) -> str:
+    """inspect's `Mode`: a volume's "z"; a bind's `ro`, then the propagation `-v` gave
+    (docker shows -v's modes as given: "ro,rshared")."""
+    if m.type == "volume":
+        return "z"
+    if m.type != "bind":
+        return ""
+    asked = m.propagation if m.create_source else ""
+    return ",".join(x for x in ("ro" if m.read_only else "", asked) if x)

@@ -117,9 +117,6 @@ EXPLAINED: dict[str, str] = {
         NETWORK_ISSUE + "MacAddress (--mac-address) is refused by name"),
     "models_containers_test.py::ContainerCollectionTest::test_run_with_networking_config": (
         NETWORK_ISSUE + "an endpoint's DriverOpts is refused by name"),
-    "api_container_test.py::VolumeBindTest::test_create_with_binds_rw_rshared": (
-        "the volumes issue's: bind propagation other than private (rshared) is refused by "
-        "name, lamina's mounts are private"),
     **{f"api_network_test.py::TestNetworks::{name}": (
         "starts swarm mode (docker's orchestrator, a cluster of daemons), which lamina has "
         "not: /swarm/init is refused by name") for name in (

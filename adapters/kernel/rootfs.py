@@ -149,6 +149,8 @@ class RootfsPlan:
     # for a remapped init, read-only already if asked; "" for a tmpfs)
     mounts: Sequence[tuple[MountPoint, str | int]] = ()
     shm_size: int = 64 << 20  # /dev/shm's tmpfs (--shm-size), in bytes
+    # the root mount's propagation once pivoted (core/mounts.root_propagation; "": private)
+    root_propagation: str = ""
 
 
 def cgroup_mounts(dirs: Iterable[Path | str],
@@ -255,9 +257,12 @@ def mount_points(rootfs: str, mounts: Sequence[tuple[MountPoint, str | int]], *,
                  syscall: Syscalls = LINUX) -> None:
     """The container's binds, volumes and tmpfs, a parent before what is mounted below it
     (docker's order). Each target is found inside the view (syscalls.mount_target: openat2
-    RESOLVE_IN_ROOT, missing parts made there) and mounted on through its fd; private, as
-    everything in this namespace is. `ro` is a read-only remount of the new mount, found
-    again through the view, which a container without CAP_SYS_ADMIN can't undo."""
+    RESOLVE_IN_ROOT, missing parts made there) and mounted on through its fd. A bind by
+    path is private, as everything in this namespace is; a clone the runtime made (a
+    detached tree: a remapped container's, a subpath's, a shared or slave bind's) came
+    with its source's peer group, and gets its propagation (rprivate unless asked) once
+    attached. `ro` is a read-only remount of the new mount, found again through the view,
+    which a container without CAP_SYS_ADMIN can't undo."""
     for m, source in sorted(mounts, key=lambda ms: len(ms[0].target.strip("/").split("/"))):
         is_dir = m.type != "bind" or isinstance(source, int) or syscall.isdir(source)
         fd = syscall.mount_target(rootfs, m.target, is_dir)
@@ -269,17 +274,27 @@ def mount_points(rootfs: str, mounts: Sequence[tuple[MountPoint, str | int]], *,
                 continue
             if isinstance(source, int):  # made read-only where it was cloned
                 syscall.attach(source, fd)
-                continue
-            syscall.mount(source, where, None, libc.MS_BIND | libc.MS_REC)
+            else:
+                syscall.mount(source, where, None, libc.MS_BIND | libc.MS_REC)
         finally:
             syscall.close(fd)
-        if m.read_only:
-            fd = syscall.mount_target(rootfs, m.target, is_dir)  # now the new mount's root
-            try:
-                syscall.mount(None, f"/proc/self/fd/{fd}", None,
-                              libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY)
-            finally:
+        propagation = PROPAGATION_FLAGS[m.propagation] if isinstance(source, int) else 0
+        remount = libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY \
+            if m.read_only and not isinstance(source, int) else 0
+        fd = syscall.mount_target(rootfs, m.target, is_dir) if propagation or remount else -1
+        try:  # through the view again: now the new mount's root
+            for flags in (f for f in (propagation, remount) if f):
+                syscall.mount(None, f"/proc/self/fd/{fd}", None, flags)
+        finally:
+            if fd >= 0:
                 syscall.close(fd)
+
+
+# docker's bind propagation modes as mount(2) flags ("": docker's default, rprivate)
+PROPAGATION_FLAGS = {"": libc.MS_PRIVATE | libc.MS_REC, "private": libc.MS_PRIVATE,
+                     "rprivate": libc.MS_PRIVATE | libc.MS_REC, "shared": libc.MS_SHARED,
+                     "rshared": libc.MS_SHARED | libc.MS_REC, "slave": libc.MS_SLAVE,
+                     "rslave": libc.MS_SLAVE | libc.MS_REC}
 
 
 _TMPFS_FLAGS = {"ro": libc.MS_RDONLY, "nosuid": libc.MS_NOSUID, "nodev": libc.MS_NODEV,
@@ -352,3 +367,5 @@ def build(plan: RootfsPlan, *, syscall: Syscalls = LINUX) -> None:
     if security.read_only:
         make_readonly(rootfs, syscall=syscall)
     pivot(rootfs, syscall=syscall)
+    if plan.root_propagation:  # after pivot_root, which refuses a shared root
+        syscall.mount(None, "/", None, PROPAGATION_FLAGS[plan.root_propagation])

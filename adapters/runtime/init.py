@@ -29,7 +29,7 @@ from adapters.kernel import keyring, libc, namespaces, rootfs, security
 from adapters.kernel import seccomp as filters
 from adapters.runtime import users
 from core.devices import Node
-from core.mounts import MountPoint
+from core.mounts import MountPoint, root_propagation
 from core.process import ProcessSpec
 
 if TYPE_CHECKING:
@@ -176,7 +176,8 @@ def run(plan: InitPlan, err_fd: int) -> None:
             path=plan.rootfs if plan.idmap is None else ".", console=plan.console,
             files=plan.files, security=spec.security, cgroups=plan.cgroup_mounts,
             devices=plan.devices, remapped=plan.idmap is not None,
-            dev_sources=plan.dev_sources, mounts=plan.mounts, shm_size=spec.shm_size))
+            dev_sources=plan.dev_sources, mounts=plan.mounts, shm_size=spec.shm_size,
+            root_propagation=root_propagation([m for m, _ in plan.mounts])))
         step = "user"
         ident = users.resolve(spec.user, group_add=spec.security.group_add)
         _stdio(plan)

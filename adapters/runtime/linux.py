@@ -281,6 +281,7 @@ class LinuxRuntime:
             return out
         from adapters.storage.volumes import LinuxVolumeStore
 
+        _check_propagation(spec.mounts)
         volumes = LinuxVolumeStore(self.root)
         return out + [(m, volumes.path(m.source) if m.type == "volume" else m.source)
                       for m in spec.mounts]
@@ -575,22 +576,48 @@ class LinuxRuntime:
                          copy_uid_gid)
 
 
+def _check_propagation(points: Sequence[MountPoint]) -> None:
+    """docker's check at start: a shared bind's source must be on a shared mount, a slave
+    bind's on a shared or slave one, in the namespace the runtime clones it from."""
+    from core.mounts import propagation_problem
+
+    if not any(_keeps_peers(m) for m in points):
+        return
+    with open("/proc/self/mountinfo") as f:
+        mountinfo = f.read()
+    for m in points:
+        problem = propagation_problem(m, mountinfo, os.path.realpath(m.source))
+        if problem:
+            raise RuntimeError_(problem)
+
+
+def _keeps_peers(m: MountPoint) -> bool:
+    """A shared or slave bind: cloned here, where its source's mount keeps its peer group
+    (init makes every mount of its new namespace private before it mounts anything)."""
+    from core.mounts import SHARED, SLAVE
+
+    return m.type == "bind" and m.propagation in SHARED + SLAVE
+
+
 def _held_mounts(plan: InitPlan, fds: list[int]) -> list[tuple[MountPoint, str | int]]:
     """Mounts as detached clones made here: a remapped init's binds and volumes (read-only
     if asked; volumes idmapped to its user namespace's maps, as its layers are; binds as
-    the host owns them, as docker's), and any container's volume subpath (found inside the
-    volume with openat2, so a symlink another container plants there can't lead out)."""
+    the host owns them, as docker's), any container's volume subpath (found inside the
+    volume with openat2, so a symlink another container plants there can't lead out), and
+    a shared or slave bind (a clone keeps the peer group of the mount it was made from)."""
     from adapters.kernel.idmap import cloned_mount, userns_holding
 
-    if not any(plan.idmap is not None and m.type != "tmpfs" or m.subpath
-               for m, _ in plan.mounts):
+    def held(m: MountPoint) -> bool:
+        return m.type != "tmpfs" and (plan.idmap is not None or bool(m.subpath)
+                                      or _keeps_peers(m))
+
+    if not any(held(m) for m, _ in plan.mounts):
         return list(plan.mounts)
     out: list[tuple[MountPoint, str | int]] = []
     with contextlib.ExitStack() as stack:
         ns = stack.enter_context(userns_holding(plan.idmap)) if plan.idmap else None
         for m, source in plan.mounts:
-            if (plan.idmap is not None or m.subpath) and m.type != "tmpfs" \
-                    and not isinstance(source, int):
+            if held(m) and not isinstance(source, int):
                 where: str | int = _subpath(source, m.subpath) if m.subpath else source
                 try:
                     fds.append(cloned_mount(where, m.read_only,

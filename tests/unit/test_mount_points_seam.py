@@ -11,7 +11,7 @@ import pytest
 
 from adapters.kernel import rootfs
 from adapters.kernel.recording import Recording
-from core.mounts import MountPoint, parse_tmpfs
+from core.mounts import MountPoint, parse_tmpfs, root_propagation
 from core.security import Security
 from tests.unit.test_rootfs_seam import FILESYSTEMS, IMAGE, ROOT, plan
 
@@ -89,7 +89,28 @@ def test_a_remapped_init_attaches_the_clones_the_runtime_made() -> None:
     rec = Recording(tree={**IMAGE, **HOST}, filesystems=FILESYSTEMS, fds={7: "/srv/www"})
     rootfs.mount_points(ROOT, [(MountPoint("bind", "/www", "/srv/www", read_only=True), 7)],
                         syscall=rec)
-    assert _mount_calls(rec) == ["target /www dir", "attach /srv/www"]  # ro: on the clone
+    # ro: on the clone; the clone came with its source's peer group: docker's rprivate
+    assert _mount_calls(rec) == ["target /www dir", "attach /srv/www", "target /www dir",
+                                 "mount None MS_REC|MS_PRIVATE"]
+
+
+@pytest.mark.parametrize("mode, flags", [("rshared", "MS_REC|MS_SHARED"),
+                                         ("shared", "MS_SHARED"), ("slave", "MS_SLAVE"),
+                                         ("rslave", "MS_REC|MS_SLAVE")])
+def test_a_shared_or_slave_bind_is_a_clone_given_its_propagation(mode: str,
+                                                                  flags: str) -> None:
+    """The runtime clones a shared or slave bind before init's namespace turns private
+    (adapters/runtime/linux.py _held_mounts); once attached, the new mount's root (found
+    through the view again) gets the mode asked for, and the container's root after
+    pivot_root gets docker's: shared for a shared bind, rslave for a slave one."""
+    rec = Recording(tree={**IMAGE, **HOST}, filesystems=FILESYSTEMS, fds={7: "/srv/www"})
+    m = MountPoint("bind", "/www", "/srv/www", propagation=mode)
+    rootfs.build(plan(mounts=[(m, 7)], root_propagation=root_propagation([m])), syscall=rec)
+    assert _mount_calls(rec) == ["target /www dir", "attach /srv/www", "target /www dir",
+                                 f"mount None {flags}"]
+    root = "MS_SHARED" if "shared" in mode else "MS_REC|MS_SLAVE"
+    assert rec.trace()[-1] == f"mount - / - - {root}"
+    assert root_propagation([MountPoint("bind", "/a", "/a")]) == ""
 
 
 def test_a_failed_mount_closes_its_target() -> None:

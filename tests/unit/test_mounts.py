@@ -15,6 +15,7 @@ from core.mounts import (
     parse_bind,
     parse_mount_flag,
     parse_tmpfs,
+    propagation_problem,
     recorded,
 )
 
@@ -42,7 +43,7 @@ def test_bind_forms() -> None:
     ("/h:relative", "invalid mode: relative"),
     ("name:relative", "not an absolute path"),
     ("./here:/c", "includes invalid characters for a local volume name"),
-    ("/h:/c:rshared", "propagation 'rshared' .* is not supported by lamina yet"),
+    ("/h:/c:rshared,bogus", "invalid mode: rshared,bogus"),
     ("data:/c:rslave", "propagation applies to bind mounts"),
     ("/h:/c:nocopy", "nocopy applies to volumes"),
 ])
@@ -258,3 +259,46 @@ def test_a_volume_driver_is_recorded_and_judged_where_docker_judges_it() -> None
     recs = list(e.log.read())[before:]
     assert [r.type for r in recs] == ["CommandRejected"] * 5
     assert sorted(e.volumes.names()) == sorted(v.id for v in e.log.volumes())
+
+
+MOUNTINFO = """\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+40 27 0:40 / /srv rw,relatime shared:12 - tmpfs tmpfs rw
+41 40 0:41 / /srv/slave rw,relatime master:12 - tmpfs tmpfs rw
+42 27 0:42 / /with\\040space rw shared:13 master:2 - tmpfs tmpfs rw
+"""
+
+
+@pytest.mark.parametrize("source, mode, problem", [
+    ("/srv/a", "rshared", None), ("/srv", "shared", None), ("/srv/a", "rslave", None),
+    ("/srv/slave/x", "rslave", None), ("/with space/x", "rshared", None),
+    ("/srv/slave/x", "rshared",
+     "path /srv/slave/x is mounted on /srv/slave but it is not a shared mount"),
+    ("/home/x", "slave", "path /home/x is mounted on / but it is not a shared or slave mount"),
+    ("/home/x", "rprivate", None), ("/home/x", "", None),
+])
+def test_shared_and_slave_binds_need_such_a_mount_as_docker_checks(
+        source: str, mode: str, problem: str | None) -> None:
+    m = MountPoint("bind", "/c", source, propagation=mode)
+    assert propagation_problem(m, MOUNTINFO) == problem
+
+
+def test_the_check_uses_the_resolved_source_and_names_the_given_one() -> None:
+    m = MountPoint("bind", "/c", "/link", propagation="rshared")
+    assert propagation_problem(m, MOUNTINFO, resolved="/srv/x") is None
+    assert propagation_problem(m, MOUNTINFO, resolved="/home") == \
+        "path /link is mounted on / but it is not a shared mount"
+
+
+def test_every_propagation_mode_is_taken_from_v_and_mount() -> None:
+    for mode in ("shared", "rshared", "slave", "rslave", "private", "rprivate"):
+        assert parse_bind(f"/h:/c:ro,{mode}").propagation == mode
+        assert from_api_mount({"Type": "bind", "Source": "/h", "Target": "/c", "BindOptions": {
+            "Propagation": mode}}).propagation == mode
+    with pytest.raises(BadInput, match="invalid propagation mode: sideways"):
+        from_api_mount({"Type": "bind", "Source": "/h", "Target": "/c",
+                        "BindOptions": {"Propagation": "sideways"}})
+    shown = inspect_mounts([parse_bind("/h:/c:rslave"), parse_bind("/h:/d"),
+                            parse_bind("/h:/e:ro,rshared")], str)
+    assert [m["Propagation"] for m in shown] == ["rslave", "rprivate", "rshared"]
+    assert [m["Mode"] for m in shown] == ["rslave", "", "ro,rshared"]  # dockerd 20.10's

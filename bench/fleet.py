@@ -127,14 +127,15 @@ def bench_concurrency(cluster: Cluster, threads: int, appends: int) -> None:
 # --- 2. shipping ----------------------------------------------------------------------------
 
 
-def make_log(root: str, n: int, seed: int) -> int:
-    """A host's SQLite log of about n events, appended as commands (a batch per append)."""
-    wl = Workload(seed)
+def make_log(root: str, n: int, seed: int, *, keep: float = 0.01, batch: int = 500) -> int:
+    """A host's SQLite log of about n events, appended as commands (`batch` events per
+    append); `keep`: the share of containers left alive (bench/eventlog.py's Workload)."""
+    wl = Workload(seed, keep=keep)
     log = SqliteEventLog(root)
     for events, expected, meta in wl.seed():
         log.append(events, expected=expected, meta=meta)
     while log.last_seq() < n:
-        events, expected, meta = wl.batch(min(500, n - log.last_seq()))
+        events, expected, meta = wl.batch(min(batch, n - log.last_seq()))
         log.append(events, expected=expected, meta=meta)
     count = log.last_seq()
     log.close()
@@ -395,6 +396,8 @@ def scale(args: argparse.Namespace) -> int:
         cluster.start()
         steps = [int(s) for s in args.scale_steps.split(",")]
         results = fleet_scale.run(cluster, tmp, str(REPO), args.scale_events, steps,
+                                  lambda root, n: make_log(root, n, 7, keep=0.0005,
+                                                           batch=2000),
                                   max(1, args.runs // 5), args.keep_free,
                                   lambda line: print(line, flush=True))
     finally:

@@ -33,25 +33,9 @@ from typing import Any
 
 from adapters.eventstore.fleet import Fleet
 from adapters.eventstore.ship import Shipper
-from adapters.eventstore.sqlite_log import EVENT_COLUMNS, SqliteEventLog
+from adapters.eventstore.sqlite_log import EVENT_COLUMNS
 
 GB = 1e9
-
-
-def make_template(root: str, n: int, seed: int = 7) -> int:
-    """One host's SQLite log of about n events, few containers alive at its end."""
-    from eventlog import Workload
-
-    wl = Workload(seed, keep=0.0005)
-    log = SqliteEventLog(root)
-    for events, expected, meta in wl.seed():
-        log.append(events, expected=expected, meta=meta)
-    while log.last_seq() < n:
-        events, expected, meta = wl.batch(min(2000, n - log.last_seq()))
-        log.append(events, expected=expected, meta=meta)
-    count = log.last_seq()
-    log.close()
-    return count
 
 
 def clone_host(con: Any, source: str, host: str) -> None:
@@ -116,14 +100,17 @@ def measure(url: str, repo: str, tmp: str, hosts: int, runs: int) -> dict[str, A
         fleet.close()
 
 
-def run(cluster: Any, tmp: str, repo: str, per_host: int, steps: list[int], runs: int,
-        keep_free: float, say: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Load step by step, measuring at each; returns the measurements (and why it stopped)."""
+def run(cluster: Any, tmp: str, repo: str, per_host: int, steps: list[int],
+        make_log: Callable[[str, int], int], runs: int, keep_free: float,
+        say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Load step by step, measuring at each; returns the measurements (and why it stopped).
+    make_log(root, n): the first host's SQLite log of about n events (bench/fleet.py's,
+    few containers left alive)."""
     import psycopg
 
     template = os.path.join(tmp, "template")
     t0 = time.perf_counter()
-    k = make_template(template, per_host)
+    k = make_log(template, per_host)
     say(f"template log: {k:,} events generated in {time.perf_counter() - t0:.0f} s")
     url = cluster.new_database()
     with psycopg.connect(url, autocommit=True) as con:

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from adapters.eventstore.pg_schema import DDL, SCHEMA_LOCK, SCHEMA_VERSION
-from adapters.eventstore.sqlite_log import EVENT_COLUMNS, recorded, utcnow
+from adapters.eventstore.sqlite_log import EVENT_COLUMNS, ReadModel, recorded, utcnow
 from core.errors import ConcurrencyError, StoreError
-from core.model import KINDS, Container, Image, Layer, Network, Volume, World, evolve, from_doc
+from core.model import KINDS, World, evolve, from_doc
 from core.model import to_doc as _to_doc
 from events.codec import bulk_decoder, decode, encode
 from events.envelope import Recorded
@@ -104,7 +104,7 @@ class Head:
     hash: str
 
 
-class PostgresEventLog:
+class PostgresEventLog(ReadModel):
     """The EventLog port on PostgreSQL for one host's chain."""
 
     def __init__(self, url: str, host: str, *, concurrency: str = "lock",
@@ -340,12 +340,18 @@ class PostgresEventLog:
             world.apply(rec)
         return world
 
-    # --- read model ---------------------------------------------------------------------
+    # --- read model: the accessors are ReadModel's, over these queries ------------------
 
-    def _one(self, kind: str, where: str, arg: Any) -> Any:
+    def _doc(self, kind: str, where: str, arg: Any) -> Any:
         row = self.con.execute(f"SELECT doc FROM aggregates WHERE host = %s AND kind = %s "
                                f"AND {where}", (self.host, kind, arg)).fetchone()
         return from_doc(kind, decode(row[0])) if row else None
+
+    def _by(self, kind: str, column: str, value: str) -> Any:
+        return self._doc(kind, f"{column} = %s", value)
+
+    def _tagged(self, tag: str) -> Any:
+        return self._doc("image", "%s = ANY(tags)", tag)
 
     def _all(self, kind: str, states: Sequence[str] | None = None) -> list[Any]:
         sql = "SELECT doc FROM aggregates WHERE host = %s AND kind = %s"
@@ -362,51 +368,6 @@ class PostgresEventLog:
             "id < %s ORDER BY id LIMIT %s",
             (self.host, kind, prefix, prefix + "\U0010ffff", limit))
         return [r[0] for r in rows]
-
-    def container(self, cid: str) -> Container | None:
-        return self._one("container", "id = %s", cid)
-
-    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
-        return self._all("container", states)
-
-    def container_named(self, name: str) -> Container | None:
-        return self._one("container", "name = %s", name)
-
-    def container_ids(self, prefix: str, limit: int = 2) -> list[str]:
-        return self._ids("container", prefix, limit)
-
-    def image(self, iid: str) -> Image | None:
-        return self._one("image", "id = %s", iid)
-
-    def images(self) -> list[Image]:
-        return self._all("image")
-
-    def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
-        return self._ids("image", prefix, limit)
-
-    def image_tagged(self, tag: str) -> Image | None:
-        return self._one("image", "%s = ANY(tags)", tag)
-
-    def layer(self, lid: str) -> Layer | None:
-        return self._one("layer", "id = %s", lid)
-
-    def layers(self) -> list[Layer]:
-        return self._all("layer")
-
-    def volume(self, name: str) -> Volume | None:
-        return self._one("volume", "id = %s", name)
-
-    def volumes(self) -> list[Volume]:
-        return self._all("volume")
-
-    def network(self, nid: str) -> Network | None:
-        return self._one("network", "id = %s", nid)
-
-    def network_named(self, name: str) -> Network | None:
-        return self._one("network", "name = %s", name)
-
-    def networks(self) -> list[Network]:
-        return self._all("network")
 
 
 def insert(con: psycopg.Connection, host: str, rows: Sequence[Row]) -> None:

@@ -93,7 +93,71 @@ def write_transaction(con: sqlite3.Connection, path: str) -> Iterator[None]:
         raise
 
 
-class SqliteEventLog:
+class ReadModel:
+    """The read model's accessors of the EventLog port, written once for both stores over
+    the queries each writes in its own SQL: `_by` (one aggregate by id or name), `_tagged`
+    (the image with a tag), `_all` (a kind's aggregates, or those in some states, in the
+    order they were made) and `_ids` (ids from a prefix)."""
+
+    def _by(self, kind: str, column: str, value: str) -> Any:
+        raise NotImplementedError
+
+    def _tagged(self, tag: str) -> Any:
+        raise NotImplementedError
+
+    def _all(self, kind: str, states: Sequence[str] | None = None) -> list[Any]:
+        raise NotImplementedError
+
+    def _ids(self, kind: str, prefix: str, limit: int) -> list[str]:
+        raise NotImplementedError
+
+    def container(self, cid: str) -> Container | None:
+        return self._by("container", "id", cid)
+
+    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
+        return self._all("container", states)
+
+    def container_named(self, name: str) -> Container | None:
+        return self._by("container", "name", name)
+
+    def container_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return self._ids("container", prefix, limit)
+
+    def image(self, iid: str) -> Image | None:
+        return self._by("image", "id", iid)
+
+    def images(self) -> list[Image]:
+        return self._all("image")
+
+    def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        return self._ids("image", prefix, limit)
+
+    def image_tagged(self, tag: str) -> Image | None:
+        return self._tagged(tag)
+
+    def layer(self, lid: str) -> Layer | None:
+        return self._by("layer", "id", lid)
+
+    def layers(self) -> list[Layer]:
+        return self._all("layer")
+
+    def volume(self, name: str) -> Volume | None:
+        return self._by("volume", "id", name)
+
+    def volumes(self) -> list[Volume]:
+        return self._all("volume")
+
+    def network(self, nid: str) -> Network | None:
+        return self._by("network", "id", nid)
+
+    def network_named(self, name: str) -> Network | None:
+        return self._by("network", "name", name)
+
+    def networks(self) -> list[Network]:
+        return self._all("network")
+
+
+class SqliteEventLog(ReadModel):
     """The EventLog port on SQLite. One instance per process is enough."""
 
     def __init__(self, root: str, *, create: bool = True) -> None:
@@ -238,71 +302,31 @@ class SqliteEventLog:
     def last_seq(self) -> int:
         return self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
 
-    # --- read model ---------------------------------------------------------------------
+    # --- read model: the accessors are ReadModel's, over these three queries -------------
 
-    def _one(self, kind: str, where: str, arg: Any) -> Any:
-        row = self.con.execute(f"SELECT doc FROM {kind}s WHERE {where}", (arg,)).fetchone()
+    def _by(self, kind: str, column: str, value: str) -> Any:
+        row = self.con.execute(f"SELECT doc FROM {kind}s WHERE {column} = ?",
+                               (value,)).fetchone()
         return from_doc(kind, json.loads(row[0])) if row else None
 
-    def _all(self, kind: str) -> list[Any]:
-        return aggregates(kind, self.con.execute(f"SELECT doc FROM {kind}s ORDER BY rowid"))
+    def _tagged(self, tag: str) -> Any:
+        row = self.con.execute("SELECT doc FROM images WHERE EXISTS (SELECT 1 FROM "
+                               "json_each(images.tags) WHERE value = ?)", (tag,)).fetchone()
+        return from_doc("image", json.loads(row[0])) if row else None
+
+    def _all(self, kind: str, states: Sequence[str] | None = None) -> list[Any]:
+        """Every aggregate of a kind, or those in `states` (filtered in SQL: ps lists only
+        live ones), in the order they were made."""
+        if states is None:
+            return aggregates(kind, self.con.execute(f"SELECT doc FROM {kind}s ORDER BY rowid"))
+        marks = ",".join("?" * len(states))
+        return aggregates(kind, self.con.execute(
+            f"SELECT doc FROM {kind}s WHERE state IN ({marks}) ORDER BY rowid", tuple(states)))
 
     def _ids(self, kind: str, prefix: str, limit: int) -> list[str]:
         rows = self.con.execute(f"SELECT id FROM {kind}s WHERE id >= ? AND id < ? LIMIT ?",
                                 (prefix, prefix + "\U0010ffff", limit))
         return [r[0] for r in rows]
-
-    def container(self, cid: str) -> Container | None:
-        return self._one("container", "id = ?", cid)
-
-    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
-        """Every container, or those in `states` (filtered in SQL: ps lists only live ones)."""
-        if states is None:
-            return self._all("container")
-        marks = ",".join("?" * len(states))
-        return aggregates("container", self.con.execute(
-            f"SELECT doc FROM containers WHERE state IN ({marks}) ORDER BY rowid",
-            tuple(states)))
-
-    def container_named(self, name: str) -> Container | None:
-        return self._one("container", "name = ?", name)
-
-    def container_ids(self, prefix: str, limit: int = 2) -> list[str]:
-        return self._ids("container", prefix, limit)
-
-    def image(self, iid: str) -> Image | None:
-        return self._one("image", "id = ?", iid)
-
-    def images(self) -> list[Image]:
-        return self._all("image")
-
-    def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
-        return self._ids("image", prefix, limit)
-
-    def image_tagged(self, tag: str) -> Image | None:
-        return self._one("image", "EXISTS (SELECT 1 FROM json_each(images.tags) "
-                                  "WHERE value = ?)", tag)
-
-    def layer(self, lid: str) -> Layer | None:
-        return self._one("layer", "id = ?", lid)
-
-    def layers(self) -> list[Layer]:
-        return self._all("layer")
-
-    def volume(self, name: str) -> Volume | None:
-        return self._one("volume", "id = ?", name)
-
-    def volumes(self) -> list[Volume]:
-        return self._all("volume")
-
-    def network(self, nid: str) -> Network | None:
-        return self._one("network", "id = ?", nid)
-
-    def network_named(self, name: str) -> Network | None:
-        return self._one("network", "name = ?", name)
-
-    def networks(self) -> list[Network]:
-        return self._all("network")
 
 
 # From this many rows on, a listing decodes them with codec.typed_decoder: its import

@@ -18,6 +18,7 @@ import pytest
 
 from adapters.eventstore.fleet import Fleet
 from tests.conftest import require_root
+from tests.fleet.test_fleet_cli import one_line_error
 from tests.kernel.runtime_env import busybox_tar, leftovers
 
 pytestmark = pytest.mark.kernel
@@ -38,13 +39,6 @@ def ok(root: Path, *argv: str, **kw: str) -> str:
     out = lamina(root, *argv, **kw)
     assert out.returncode == 0, out
     return out.stdout
-
-
-def one_line_error(out: subprocess.CompletedProcess) -> str:
-    assert out.returncode != 0, out
-    lines = out.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("lamina: error: "), out.stderr
-    return lines[0]
 
 
 def test_the_engine_runs_on_postgresql(tmp_path: Path, pg_url: str) -> None:

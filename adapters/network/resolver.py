@@ -269,7 +269,35 @@ def connect(root: str) -> sqlite3.Connection:
     return con
 
 
-class View:
+class _Following:
+    """What the resolver's views share: `zones`, read again only when the log's version
+    (whatever tells it in each store) moved since they were read."""
+
+    zones: dict[str, Zone]
+    _version: int | None
+
+    def _now(self) -> int:
+        raise NotImplementedError
+
+    def _read(self) -> dict[str, Zone]:
+        raise NotImplementedError
+
+    def changed(self) -> bool:
+        """Read the tables again when the log changed since; whether it did."""
+        version = self._now()
+        if version == self._version:
+            return False
+        self.zones = self._read()
+        self._version = version
+        return True
+
+    def reread(self) -> None:
+        """Read the tables now, whatever the version says (before deciding to leave)."""
+        self._version = None
+        self.changed()
+
+
+class View(_Following):
     """The read model as the resolver follows it: `zones`, read again only when
     `data_version` says another connection committed; `gone` when the log file was
     removed or replaced (the root was deleted)."""
@@ -281,19 +309,11 @@ class View:
         self._version: int | None = None
         self.zones: dict[str, Zone] = {}
 
-    def changed(self) -> bool:
-        """Read the tables again when the log changed since; whether it did."""
-        version = self.con.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._version:
-            return False
-        self.zones = zones(self.con)
-        self._version = version
-        return True
+    def _now(self) -> int:
+        return self.con.execute("PRAGMA data_version").fetchone()[0]
 
-    def reread(self) -> None:
-        """Read the tables now, whatever data_version says (before deciding to leave)."""
-        self._version = None
-        self.changed()
+    def _read(self) -> dict[str, Zone]:
+        return zones(self.con)
 
     def gone(self) -> bool:
         return _identity(self.path) != self._file
@@ -302,7 +322,7 @@ class View:
         self.con.close()
 
 
-class PostgresView:
+class PostgresView(_Following):
     """The read model as the resolver follows it for a root whose log is in PostgreSQL
     (adapters/eventstore/where.py): the host's rows, read again when its head moved (one
     indexed row per look); `gone` when the root lost its mark (it was deleted). An
@@ -322,30 +342,28 @@ class PostgresView:
         import psycopg
 
         try:
-            if self.con is None or self.con.closed:
-                self.con = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-            row = self.con.execute("SELECT last_seq FROM hosts WHERE host = %s",
-                                   (self.host,)).fetchone()
-            version = row[0] if row else 0
-            if version == self._version:
-                return False
-            args = (self.host,)
-            self.zones = zones_of(
-                self.con.execute("SELECT id, doc FROM aggregates WHERE host = %s AND "
-                                 "kind = 'network'", args).fetchall(),
-                self.con.execute("SELECT doc::json ->> 'endpoints' FROM aggregates WHERE "
-                                 "host = %s AND kind = 'container' AND state = ANY(%s)",
-                                 (self.host, list(LIVE))).fetchall())
+            return super().changed()
         except psycopg.Error as err:
             _say(f"event store: {err}".splitlines()[0])
             self.close()
             return False
-        self._version = version
-        return True
 
-    def reread(self) -> None:
-        self._version = None
-        self.changed()
+    def _now(self) -> int:
+        import psycopg
+
+        if self.con is None or self.con.closed:
+            self.con = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        row = self.con.execute("SELECT last_seq FROM hosts WHERE host = %s",
+                               (self.host,)).fetchone()
+        return row[0] if row else 0
+
+    def _read(self) -> dict[str, Zone]:
+        return zones_of(
+            self.con.execute("SELECT id, doc FROM aggregates WHERE host = %s AND "
+                             "kind = 'network'", (self.host,)).fetchall(),
+            self.con.execute("SELECT doc::json ->> 'endpoints' FROM aggregates WHERE "
+                             "host = %s AND kind = 'container' AND state = ANY(%s)",
+                             (self.host, list(LIVE))).fetchall())
 
     def gone(self) -> bool:
         from adapters.eventstore.where import in_postgres

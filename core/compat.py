@@ -90,7 +90,9 @@ FIELDS: tuple[Field, ...] = (
     Field("HostConfig.PidsLimit", "--pids-limit", A, "pids"),
     Field("HostConfig.CpuShares", "-c, --cpu-shares", A, "cpu_shares",
           V1_V2.format(v1="cpu.shares", v2="cpu.weight (runc's conversion)")),
-    Field("HostConfig.CgroupParent", "--cgroup-parent", R, "cgroup_parent", RESOURCES),
+    Field("HostConfig.CgroupParent", "--cgroup-parent", A, "cgroup_parent",
+          "docker's cgroupfs layout: PARENT/<id> in every hierarchy, a relative parent "
+          "taken from the root as an absolute one; `..` refused (core/cgroupparent.py)"),
     Field("HostConfig.BlkioWeight", "--blkio-weight", R, "blkio_weight", RESOURCES),
     Field("HostConfig.BlkioWeightDevice", "--blkio-weight-device", R, "blkio_weight_device",
           RESOURCES),

@@ -269,7 +269,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     c = e.container(args.container)
     if c.state not in ("running", "paused"):
         e.refuse("top", args.container, f"container {c.id} is not running")
-    titles, rows = top.top(top.container_pids(c.id), " ".join(args.ps_options))
+    titles, rows = top.top(top.container_pids(c), " ".join(args.ps_options))
     sys.stdout.write(top.table(titles, rows))
     return 0
 

@@ -69,6 +69,7 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
                "cap_add": args.cap_add, "cap_drop": args.cap_drop, "read_only": args.read_only,
                "devices": args.device, "group_add": args.group_add, "pid": args.pid,
                "device_cgroup_rules": getattr(args, "device_cgroup_rules", None),
+               "cgroup_parent": getattr(args, "cgroup_parent", None),
                "ipc": args.ipc, "uts": args.uts, "extra_hosts": args.extra_hosts,
                "restart": getattr(args, "restart", None),
                "runtime": getattr(args, "runtime", None),
@@ -588,6 +589,9 @@ def add_create_options(p: argparse.ArgumentParser) -> None:
                    help="allow a device in the devices cgroup: 'TYPE MAJOR:MINOR ACCESS' "
                         "(e.g. 'c 42:* rmw'; repeatable)")
     p.add_argument("--group-add", action="append", help="a supplementary group (repeatable)")
+    p.add_argument("--cgroup-parent", metavar="PATH",
+                   help="the cgroup its cgroups go under, from each hierarchy's root "
+                        "(default: lamina)")
     p.add_argument("--add-host", action="append", dest="extra_hosts",
                    help="NAME:IP, a line of the container's /etc/hosts (repeatable)")
     p.add_argument("--pid", help="host: share the host's PID namespace")

@@ -89,7 +89,7 @@ async def top(ctx: Ctx, req: Request, ref: str) -> int:
     if c.state not in ("running", "paused"):
         raise HttpError(409, f"container {c.id} is not running")
     try:
-        titles, rows = await asyncio.to_thread(ps.top, ps.container_pids(c.id),
+        titles, rows = await asyncio.to_thread(ps.top, ps.container_pids(c),
                                                req.q("ps_args") or "")
     except LaminaError as err:
         raise HttpError(400 if not isinstance(err, ps.TopError) else 500, str(err)) from None

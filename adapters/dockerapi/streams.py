@@ -492,11 +492,12 @@ def log_frames(entries: list[dict[str, Any]], want: dict[str, bool], tty: bool,
 
 def cgroup_sample(c: Any) -> dict[str, Any]:
     from adapters.kernel.cgroups import Cgroup, CgroupError
+    from core import cgroupparent
 
     sample: dict[str, Any] = {"at": time.time(), "system": _system_ns(), "cpu": 0,
                               "memory": 0, "limit": 0, "pids": 0}
     with contextlib.suppress(CgroupError, OSError):
-        s = Cgroup.open(c.id).stats()
+        s = Cgroup.open(c.id, parent=cgroupparent.of(c.config)).stats()
         sample.update(cpu=s.cpu_ns, memory=s.memory_bytes, limit=s.memory_limit or 0,
                       pids=s.pids)
     return sample

@@ -28,13 +28,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.cgroupparent import DEFAULT as PARENT
 from core.errors import LaminaError
 
 if TYPE_CHECKING:
     from core.devices import Rule
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-PARENT = "lamina"
 CPU_PERIOD_US = 100_000
 MIN_CPU_QUOTA_US = 1_000  # the kernel rejects cpu quotas under 1 ms
 V2_CONTROLLERS = ("memory", "pids", "cpu")
@@ -175,13 +175,14 @@ def _write(path: Path, value: str) -> None:
 
 
 def _mkdir(path: Path) -> None:
-    """Make a container's dir (and the shared `lamina` parent); an existing one is an error.
+    """Make a container's dir (and its parents: the shared `lamina` one, or a
+    --cgroup-parent's, made as docker's runtime makes them); an existing one is an error.
 
-    The parent is removed by the last container's `remove()`, possibly between our two
-    mkdirs: then make it again."""
+    The `lamina` parent is removed by the last container's `remove()`, possibly between our
+    two mkdirs: then make it again."""
     for attempt in range(5):
         try:
-            path.parent.mkdir(exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
             return
         except FileExistsError:
@@ -193,13 +194,28 @@ def _mkdir(path: Path) -> None:
             raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
 
 
-def _inherit_cpuset(path: Path) -> None:
+def _inherit_cpuset(root: Path, path: Path) -> None:
     """A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and nothing can
-    join it until it has some: give it (and the shared parent) their parent's."""
-    for d in (path.parent, path):
+    join it until it has some: give it (and each parent made for it) their parent's."""
+    for d in [*reversed(_between(root, path)), path]:
         for knob in ("cpuset.cpus", "cpuset.mems"):
             if not _read(d / knob).strip():
                 _write(d / knob, _read(d.parent / knob).strip())
+
+
+def _between(root: Path, path: Path) -> list[Path]:
+    """The cgroups strictly between a hierarchy's root and path, nearest first."""
+    return [p for p in path.parents if p != root and root in p.parents]
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """path, once its real path is known to stay in root's hierarchy (a --cgroup-parent
+    can't reach another hierarchy, or a directory outside cgroupfs, by a symlink)."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise CgroupError(f"cgroup {path} resolves to {real}, outside the hierarchy at "
+                          f"{root}")
+    return path
 
 
 def _pids_in(path: Path) -> list[int]:
@@ -300,15 +316,17 @@ def v1_roots(root: Path = CGROUP_ROOT) -> dict[str, Path]:
     return {p.name: p for p in points if p.parent == root}
 
 
-def list_lamina_cgroups(mode: Mode | None = None, root: Path = CGROUP_ROOT) -> list[str]:
-    """Ids of every lamina cgroup on the host, so a restarted engine can find leftovers."""
+def list_lamina_cgroups(mode: Mode | None = None, root: Path = CGROUP_ROOT,
+                       parent: str = PARENT) -> list[str]:
+    """Ids of every cgroup under `parent` (lamina's own by default, or a --cgroup-parent)
+    on the host, so a restarted engine can find leftovers."""
     mode = mode or detect(root)
-    parents = ([v2_root(root) / PARENT] if mode is Mode.V2
-               else [r / PARENT for r in v1_roots(root).values()])
+    parents = ([v2_root(root) / parent] if mode is Mode.V2
+               else [r / parent for r in v1_roots(root).values()])
     ids: set[str] = set()
-    for parent in parents:
-        if parent.is_dir():
-            ids.update(p.name for p in parent.iterdir() if p.is_dir())
+    for d in parents:
+        if d.is_dir():
+            ids.update(p.name for p in d.iterdir() if p.is_dir() and _ID.match(p.name))
     return sorted(ids)
 
 
@@ -317,24 +335,28 @@ def list_lamina_cgroups(mode: Mode | None = None, root: Path = CGROUP_ROOT) -> l
 class Cgroup(ABC):
     """A container's cgroup. Build with `Cgroup.create` or `Cgroup.open`, not directly."""
 
-    def __init__(self, id: str) -> None:
+    def __init__(self, id: str, parent: str = PARENT) -> None:
         if not _ID.match(id):
             raise ValueError(f"invalid cgroup id {id!r}: use letters, digits, '_', '.', '-'")
         self.id = id
+        self.parent = parent  # relative to each hierarchy's root (core/cgroupparent.py)
 
     @staticmethod
-    def _for(id: str, mode: Mode | None, root: Path) -> Cgroup:
+    def _for(id: str, mode: Mode | None, root: Path, parent: str) -> Cgroup:
         mode = Mode(mode) if mode else detect(root)
-        return CgroupV2(id, v2_root(root)) if mode is Mode.V2 else CgroupV1(id, v1_roots(root))
+        return CgroupV2(id, v2_root(root), parent) if mode is Mode.V2 \
+            else CgroupV1(id, v1_roots(root), parent)
 
     @staticmethod
     def create(id: str, limits: Limits | None = None, mode: Mode | None = None,
-               root: Path = CGROUP_ROOT, devices: Sequence[Rule] | None = None) -> Cgroup:
-        """Make `lamina/<id>` with limits applied; mode forces v1/v2 (default: detect).
+               root: Path = CGROUP_ROOT, devices: Sequence[Rule] | None = None,
+               parent: str = PARENT) -> Cgroup:
+        """Make `<parent>/<id>` with limits applied; mode forces v1/v2 (default: detect).
 
         `devices` (core.devices rules) makes the cgroup deny every device but those, before
-        any process can join it; None leaves device access as the parent's."""
-        cgroup = Cgroup._for(id, mode, root)
+        any process can join it; None leaves device access as the parent's. `parent` is
+        core/cgroupparent.py's (`lamina`, or a --cgroup-parent relative to the root)."""
+        cgroup = Cgroup._for(id, mode, root, parent)
         cgroup._make()
         try:
             limits = limits or Limits()
@@ -348,16 +370,22 @@ class Cgroup(ABC):
         return cgroup
 
     @staticmethod
-    def open(id: str, mode: Mode | None = None, root: Path = CGROUP_ROOT) -> Cgroup:
-        """Attach to an existing `lamina/<id>`, e.g. after an engine restart."""
-        cgroup = Cgroup._for(id, mode, root)
+    def open(id: str, mode: Mode | None = None, root: Path = CGROUP_ROOT,
+             parent: str = PARENT) -> Cgroup:
+        """Attach to an existing `<parent>/<id>`, e.g. after an engine restart."""
+        cgroup = Cgroup._for(id, mode, root, parent)
         if not any(d.is_dir() for d in cgroup.dirs()):
-            raise CgroupNotFound(f"no cgroup {PARENT}/{id}")
+            raise CgroupNotFound(f"no cgroup {cgroup.path}")
         return cgroup
 
     @property
     @abstractmethod
     def mode(self) -> Mode: ...
+
+    @property
+    def path(self) -> str:
+        """`<parent>/<id>` relative to each hierarchy's root (ContainerStarted's cgroup)."""
+        return f"{self.parent}/{self.id}".lstrip("/")
 
     @abstractmethod
     def dirs(self) -> list[Path]:
@@ -442,24 +470,27 @@ class Cgroup(ABC):
         """Delete the cgroup everywhere; idempotent. Tasks must already be dead or dying.
 
         The shared `lamina` parent goes too once it is empty, so no trace is left on the host
-        (rmdir fails harmlessly while other containers' cgroups are in it)."""
+        (rmdir fails harmlessly while other containers' cgroups are in it); a
+        --cgroup-parent stays, as docker's runtime leaves it."""
         for d in self.dirs():
             _rmdir_tree(d, timeout)
-            with contextlib.suppress(OSError):
-                d.parent.rmdir()
+            if self.parent == PARENT:
+                with contextlib.suppress(OSError):
+                    d.parent.rmdir()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {PARENT}/{self.id}>"
+        return f"<{type(self).__name__} {self.path}>"
 
 
 class CgroupV1(Cgroup):
     """Legacy/hybrid hierarchies: one directory per controller, joined by the same pid."""
 
-    def __init__(self, id: str, roots: dict[str, Path]) -> None:
-        super().__init__(id)
+    def __init__(self, id: str, roots: dict[str, Path], parent: str = PARENT) -> None:
+        super().__init__(id, parent)
         if "freezer" not in roots:
             raise CgroupError("no cgroup v1 freezer hierarchy: cannot pause or kill reliably")
-        self._dir = {c: r / PARENT / id for c, r in roots.items()}
+        self._roots = roots
+        self._dir = {c: r / parent / id for c, r in roots.items()}
 
     @property
     def mode(self) -> Mode:
@@ -480,11 +511,13 @@ class CgroupV1(Cgroup):
     def _make(self) -> None:
         made: list[Path] = []
         try:
+            for c, d in self._dir.items():
+                _inside(self._roots[c], d)
             for d in self.dirs():
                 _mkdir(d)
                 made.append(d)
                 if "cpuset" in self._dir and d == self._dir["cpuset"]:
-                    _inherit_cpuset(d)
+                    _inherit_cpuset(self._roots["cpuset"], d)
         except BaseException:
             for m in made:  # undo only our own dirs: an existing one belongs to someone else
                 m.rmdir()
@@ -624,10 +657,10 @@ class CgroupV1(Cgroup):
 class CgroupV2(Cgroup):
     """Unified hierarchy: one directory; controllers enabled from the parents downwards."""
 
-    def __init__(self, id: str, root: Path) -> None:
-        super().__init__(id)
+    def __init__(self, id: str, root: Path, parent: str = PARENT) -> None:
+        super().__init__(id, parent)
         self._root = root
-        self._path = root / PARENT / id
+        self._path = root / parent / id
 
     @property
     def mode(self) -> Mode:
@@ -647,14 +680,14 @@ class CgroupV2(Cgroup):
         if missing:
             raise CgroupError(f"cgroup2 at {self._root} lacks controllers {sorted(missing)}")
         wanted = [*sorted(needed), *(c for c in V2_CONTROLLERS if c in available)]
-        for parent in (self._root, self._root / PARENT):
+        for parent in [self._root, *reversed(_between(self._root, self._path))]:
             enabled = set(_read(parent / "cgroup.subtree_control").split())
             for controller in wanted:
                 if controller not in enabled:
                     _write(parent / "cgroup.subtree_control", f"+{controller}")
 
     def _make(self) -> None:
-        _mkdir(self._path)
+        _mkdir(_inside(self._root, self._path))
 
     def _apply(self, limits: Limits) -> None:
         needed = {name for name, value in (("memory", limits.memory), ("pids", limits.pids),

@@ -218,20 +218,26 @@ def _ours(runtime: Any, cid: str, known: Mapping[str, Container]) -> bool:
 
 
 def _cgroups(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
+    """Under lamina's own parent and every --cgroup-parent the log's containers name (a
+    parent's other cgroups are not ours: the log knows no container of that id)."""
     from adapters.kernel.cgroups import list_lamina_cgroups
+    from core import cgroupparent
 
-    for cid in list_lamina_cgroups():
-        if not _ours(runtime, cid, known) or (cid in known and known[cid].state in LIVE):
-            continue
-        yield Finding(f"cgroup lamina/{cid[:12]} belongs to no running container",
-                      partial(_locked, runtime, cid, partial(_remove_cgroup, cid)))
+    parents = {cgroupparent.DEFAULT, *(cgroupparent.of(c.config) for c in known.values())}
+    for parent in sorted(parents):
+        for cid in list_lamina_cgroups(parent=parent):
+            if not _ours(runtime, cid, known) or (cid in known and known[cid].state in LIVE):
+                continue
+            where = f"{parent}/{cid[:12]}".lstrip("/")
+            yield Finding(f"cgroup {where} belongs to no running container",
+                          partial(_locked, runtime, cid, partial(_remove_cgroup, cid, parent)))
 
 
-def _remove_cgroup(cid: str) -> None:
+def _remove_cgroup(cid: str, parent: str) -> None:
     from adapters.kernel.cgroups import Cgroup, CgroupError
 
     try:
-        cgroup = Cgroup.open(cid)
+        cgroup = Cgroup.open(cid, parent=parent)
         if cgroup.is_frozen():
             cgroup.thaw()
         if cgroup.pids():
@@ -284,12 +290,13 @@ def _remount(runtime: Any, c: Container) -> None:
 
 def _freezer(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     from adapters.kernel.cgroups import Cgroup, CgroupError
+    from core import cgroupparent
 
     for c in known.values():
         if c.state not in LIVE:
             continue
         try:
-            frozen = Cgroup.open(c.id).is_frozen()
+            frozen = Cgroup.open(c.id, parent=cgroupparent.of(c.config)).is_frozen()
         except (CgroupError, OSError):
             continue  # no cgroup: the lost-process check speaks for this container
         if frozen == (c.state == "paused"):
@@ -297,14 +304,15 @@ def _freezer(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
         want = "freeze" if c.state == "paused" else "thaw"
         yield Finding(f"container {c.id[:12]} ({c.name}) is {c.state} in the log but "
                       f"{'frozen' if frozen else 'not frozen'} on the host",
-                      partial(_locked, runtime, c.id, partial(_set_freezer, c.id, want)))
+                      partial(_locked, runtime, c.id,
+                              partial(_set_freezer, c.id, cgroupparent.of(c.config), want)))
 
 
-def _set_freezer(cid: str, want: str) -> None:
+def _set_freezer(cid: str, parent: str, want: str) -> None:
     from adapters.kernel.cgroups import Cgroup, CgroupError
 
     with contextlib.suppress(CgroupError, OSError):
-        getattr(Cgroup.open(cid), want)()
+        getattr(Cgroup.open(cid, parent=parent), want)()
 
 
 # --- layers and staging ----------------------------------------------------------------------

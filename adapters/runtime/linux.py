@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
+from core import cgroupparent
 from core.errors import LaminaError
 from core.model import Container, Image
 from core.ports import Ended, LogEntry, Started
@@ -113,7 +114,7 @@ class LinuxRuntime:
         idmap = self.idmap()
         merged = self.layers.mount(container.rw_layer, image.layers, idmap=idmap)
         try:  # a host without what lamina needs fails here: leave nothing mounted
-            cgroup = self._cgroup(container.id, spec, nodes)
+            cgroup = self._cgroup(container.id, spec, nodes, cgroupparent.of(container.config))
         except BaseException:
             self.layers.unmount(container.rw_layer)
             raise
@@ -166,7 +167,7 @@ class LinuxRuntime:
         pid = int(text.split()[1])
         start_time = _note_monitor(cdir, pid)
         self._probe_health(container, image, plan, pid, start_time)
-        return Started(pid=pid, cgroup=f"lamina/{container.id}", start_time=start_time)
+        return Started(pid=pid, cgroup=cgroup.path, start_time=start_time)
 
     def _probe_health(self, container: Container, image: Image, plan: InitPlan, pid: int,
                       start_time: int) -> None:
@@ -225,15 +226,16 @@ class LinuxRuntime:
         return seccomp.program(spec.security.seccomp, spec.security.caps,
                                os.path.join(self.root, "seccomp"))
 
-    def _cgroup(self, cid: str, spec: ProcessSpec, nodes: Sequence[Node]) -> Cgroup:
+    def _cgroup(self, cid: str, spec: ProcessSpec, nodes: Sequence[Node],
+                parent: str) -> Cgroup:
         """The container's cgroup with its limits and its device allow-list, both in place
         before init joins it (the nodes made in its /dev and the rules are the same list)."""
         from core.devices import rules_for
 
         limits = Limits.of(spec.limits)
         with suppress(CgroupError):
-            Cgroup.open(cid).remove()
-        return Cgroup.create(cid, limits, devices=rules_for(spec.security, nodes))
+            Cgroup.open(cid, parent=parent).remove()
+        return Cgroup.create(cid, limits, devices=rules_for(spec.security, nodes), parent=parent)
 
     def _files(self, cdir: str, spec: ProcessSpec, idmap: IdMap | None,
                container: Container) -> dict[str, str | int]:
@@ -391,7 +393,7 @@ class LinuxRuntime:
 
     def _open_cgroup(self, container: Container) -> Cgroup | None:
         try:
-            return Cgroup.open(container.id)
+            return Cgroup.open(container.id, parent=cgroupparent.of(container.config))
         except CgroupError:
             return None
 
@@ -530,7 +532,8 @@ class LinuxRuntime:
 
     def oom_killed(self, container: Container) -> bool:
         try:
-            return Cgroup.open(container.id).oom_killed()
+            return Cgroup.open(container.id,
+                               parent=cgroupparent.of(container.config)).oom_killed()
         except Exception:  # noqa: BLE001 - the cgroup may be gone or half-removed by now
             return False
 

@@ -38,10 +38,11 @@ class Sample:
 
 def sample(c: Any) -> Sample:
     from adapters.kernel.cgroups import Cgroup, CgroupError
+    from core import cgroupparent
 
     now, system = time.time(), system_ns()
     try:
-        cgroup = Cgroup.open(c.id)
+        cgroup = Cgroup.open(c.id, parent=cgroupparent.of(c.config))
         s = cgroup.stats()
         stat = cgroup.memory_stat()
         read, write = cgroup.io_bytes()

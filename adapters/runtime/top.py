@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Sequence
+from typing import Any
 
 from core.errors import BadInput, LaminaError
 
@@ -78,12 +79,13 @@ def top(pids: Sequence[int], ps_args: str = "") -> tuple[list[str], list[list[st
     return parse(out.stdout, pids)
 
 
-def container_pids(container_id: str) -> list[int]:
+def container_pids(c: Any) -> list[int]:
     """The processes of the container's cgroup (none if it has no cgroup any more)."""
     from adapters.kernel.cgroups import Cgroup, CgroupError
+    from core import cgroupparent
 
     try:
-        return sorted(Cgroup.open(container_id).pids())
+        return sorted(Cgroup.open(c.id, parent=cgroupparent.of(c.config)).pids())
     except CgroupError:
         return []
 

@@ -203,7 +203,8 @@ def resource_host_config(opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("memory_swappiness") == 0:
         out["MemorySwappiness"] = 0
     return {**out, "ShmSize": opts.get("shm_size") or DEFAULT_SHM_SIZE,
-            "CgroupnsMode": "private", "Isolation": opts.get("isolation") or "",
+            "CgroupnsMode": "private", "CgroupParent": opts.get("cgroup_parent") or "",
+            "Isolation": opts.get("isolation") or "",
             "Runtime": opts.get("runtime") or "runc"}
 
 

@@ -183,9 +183,10 @@ def process_space(c: Container, live: bool) -> ProcessSpace | None:
         return ProcessSpace(c.pid, c.cgroup, c.state == "paused", (c.pid,) if c.pid else (),
                             live=False)
     from adapters.kernel.cgroups import Cgroup, CgroupError
+    from core import cgroupparent
 
     try:
-        cgroup = Cgroup.open(c.id)
+        cgroup = Cgroup.open(c.id, parent=cgroupparent.of(c.config))
         pids, frozen = tuple(sorted(cgroup.pids())), cgroup.is_frozen()
     except (CgroupError, OSError, ValueError):
         pids, frozen = (), c.state == "paused"

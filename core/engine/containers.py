@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from core import compat, lifecycle, resources, rootconfig, runopts, security
+from core import cgroupparent, compat, lifecycle, resources, rootconfig, runopts, security
 from core.engine import attaching, mounting
 from core.engine.base import EngineBase
 from core.errors import BadInput, Conflict, IllegalMove, NotFound
@@ -75,8 +75,8 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
            name: str | None = None, config: dict[str, Any] | None = None) -> str:
     """Put a read-write layer on top of an image; run nothing (seed: `docker create`)."""
     with e.command("create", image_ref) as cmd:
-        config = resources.judged(runopts.normalized(security.normalized(
-            compat.checked(config or {}))))
+        config = cgroupparent.judged(resources.judged(runopts.normalized(security.normalized(
+            compat.checked(config or {})))))
         for recorded in ("mount_points", "image_ref"):  # what create records: never asked
             if recorded in config:
                 raise BadInput(f"{recorded} is recorded by lamina, not a create option")

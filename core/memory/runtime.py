@@ -88,7 +88,10 @@ class MemoryRuntime:
         self.links |= {(container.id, ep["id"]) for ep in container.endpoints.values()}
         if argv[0] == "echo":
             self._write(container.id, "stdout", " ".join(argv[1:]) + "\n")
-        return Started(pid=self.next_pid, cgroup=f"lamina/{container.id}")
+        from core import cgroupparent
+
+        where = f"{cgroupparent.of(container.config)}/{container.id}".lstrip("/")
+        return Started(pid=self.next_pid, cgroup=where)
 
     def _write(self, container_id: str, stream: str, text: str) -> None:
         lines = self.output.setdefault(container_id, [])

@@ -1,5 +1,6 @@
 """docker's cgroup resource options beyond --memory, --cpus and --pids-limit: CPU shares, the
-CFS period and quota, the cpuset, the memory reservation, swap limit and swappiness.
+CFS period and quota, the cpuset, the memory reservation, swap limit and swappiness, the
+real-time period and runtime (core/rtbudget.py).
 
 Judged at create and at update in docker's words (moby's daemon_unix.go,
 verifyPlatformContainerResources), recorded as the API's values under the keys below, and
@@ -14,6 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from core import rtbudget
 from core.errors import BadInput
 
 # recorded key -> the API's HostConfig field
@@ -22,6 +24,7 @@ KEYS: dict[str, str] = {
     "cpuset_cpus": "CpusetCpus", "cpuset_mems": "CpusetMems",
     "memory_reservation": "MemoryReservation", "memory_swap": "MemorySwap",
     "memory_swappiness": "MemorySwappiness",
+    "cpu_rt_period": "CpuRealtimePeriod", "cpu_rt_runtime": "CpuRealtimeRuntime",
 }
 MIN_MEMORY = 6 * 1024 * 1024  # docker's linuxMinMemory
 MIN_SHARES, MAX_SHARES = 2, 262144  # the kernel's (and docker's clamp)
@@ -62,6 +65,7 @@ def judged(options: Mapping[str, Any]) -> dict[str, Any]:
         del out["memory_swap"]
     _memory(out)
     _cpu(out)
+    _realtime(out)
     for key, what in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
         if out.get(key):
             out[key] = cpuset(out[key], what)
@@ -91,6 +95,14 @@ def _memory(out: dict[str, Any]) -> None:
         if memory and memory < reservation:
             raise BadInput("Minimum memory limit can not be less than memory reservation "
                            "limit, see usage")
+
+
+def _realtime(out: dict[str, Any]) -> None:
+    """core/rtbudget.py's checks; 0 asks nothing (docker's zero value)."""
+    for key in ("cpu_rt_period", "cpu_rt_runtime"):
+        if out.get(key) == 0:
+            out[key] = None
+    rtbudget.judged(out.get("cpu_rt_period"), out.get("cpu_rt_runtime"))
 
 
 def _cpu(out: dict[str, Any]) -> None:

@@ -104,11 +104,6 @@ NOT_RUN: dict[str, str] = {
 # A gap's reason when the failure's own first line doesn't say it (test id -> why).
 NETWORK_ISSUE = "the network issue's (another engineer's): "
 EXPLAINED: dict[str, str] = {
-    "api_container_test.py::CreateContainerTest::test_create_with_cpu_rt_options": (
-        "docker-py marks it xfail (it looks for /sys/fs/cgroup/cpu.rt_runtime_us, which a v1 "
-        "host keeps under cpu/): docker's create records CpuRealtime*, lamina refuses them by "
-        "name, since giving a container an RT budget needs one on lamina's parent cgroup "
-        "first (docker's daemon-wide --cpu-rt-runtime), not built"),
     "api_container_test.py::CreateContainerTest::test_create_with_links": (
         NETWORK_ISSUE + "HostConfig.Links (--link) is refused by name"),
     "api_container_test.py::LinkTest::test_remove_link": (

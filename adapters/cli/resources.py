@@ -28,6 +28,11 @@ FLAGS: tuple[tuple[str, str | None, str, Callable[[str], Any], str, bool], ...] 
      "memory soft limit (e.g. 32m)", True),
     ("--memory-swap", None, "memory_swap", _size,
      "memory plus swap limit (e.g. 128m; -1: unlimited swap)", True),
+    ("--cpu-rt-period", None, "cpu_rt_period", int,
+     "real-time CPU period in µs (cgroup v1)", True),
+    ("--cpu-rt-runtime", None, "cpu_rt_runtime", int,
+     "real-time CPU runtime in µs per period: what its SCHED_FIFO/RR tasks may use "
+     "(cgroup v1)", True),
     ("--memory-swappiness", None, "memory_swappiness", int,
      "how willingly its memory is swapped (0 to 100; -1: the host's)", False),
 )

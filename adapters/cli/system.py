@@ -21,8 +21,6 @@ CONDITIONS = ("not-running", "next-exit", "removed")
 
 # docker update's flags lamina can't apply yet: refused by name (core/compat.py's words)
 _UNSUPPORTED_UPDATE = (
-    ("--cpu-rt-period", None, "HostConfig.CpuRealtimePeriod"),
-    ("--cpu-rt-runtime", None, "HostConfig.CpuRealtimeRuntime"),
     ("--blkio-weight", None, "HostConfig.BlkioWeight"),
     ("--kernel-memory", None, "HostConfig.KernelMemory"),
 )

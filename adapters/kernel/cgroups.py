@@ -40,7 +40,9 @@ MIN_CPU_QUOTA_US = 1_000  # the kernel rejects cpu quotas under 1 ms
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 # Limits' fields beyond memory, pids and cpus (core/resources.py's keys)
 _RESOURCE_KEYS = ("cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems",
-                  "memory_reservation", "memory_swap", "memory_swappiness")
+                  "memory_reservation", "memory_swap", "memory_swappiness", "cpu_rt_period",
+                  "cpu_rt_runtime")
+_RT_KEYS = ("cpu_rt_period", "cpu_rt_runtime")  # adapters/kernel/rtbudget.py's
 # v1: key -> (controller, file, the value that lifts it on update; None: leave it)
 _V1_KNOBS: dict[str, tuple[str, str, int | None]] = {
     "cpu_shares": ("cpu", "cpu.shares", 1024),
@@ -87,6 +89,8 @@ class Limits:
     memory_reservation: int | None = None
     memory_swap: int | None = None
     memory_swappiness: int | None = None
+    cpu_rt_period: int | None = None
+    cpu_rt_runtime: int | None = None
 
     @staticmethod
     def of(values: Mapping[str, int | float | str | None]) -> Limits:
@@ -539,8 +543,17 @@ class CgroupV1(Cgroup):
         devices.apply_v1(self._controller("devices"), rules)
 
     def _set(self, limits: Limits, keys: Sequence[str], update: bool = False) -> None:
+        if any(k in _RT_KEYS for k in keys):
+            from adapters.kernel import rtbudget
+
+            cpu = self._controller("cpu")
+            rtbudget.give(self._roots["cpu"], cpu,
+                          limits.cpu_rt_period if "cpu_rt_period" in keys else None,
+                          limits.cpu_rt_runtime if "cpu_rt_runtime" in keys else None)
         for key in keys:
             value = getattr(limits, key)
+            if key in _RT_KEYS:
+                continue
             if key.startswith("cpuset_"):
                 self._cpuset(key, value)
                 continue
@@ -581,6 +594,19 @@ class CgroupV1(Cgroup):
             cpu = self._controller("cpu")
             _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
             _write(cpu / "cpu.cfs_quota_us", str(checked.cpu_quota_us() or -1))
+
+    def remove(self, timeout: float = 2.0) -> None:
+        """As Cgroup.remove, and a real-time budget it held is given back by its
+        ancestors (adapters/kernel/rtbudget.py)."""
+        from adapters.kernel import rtbudget
+
+        cpu = self._dir.get("cpu")
+        lent = cpu is not None and cpu.is_dir() and rtbudget.lent(cpu)
+        if lent and cpu is not None:
+            rtbudget.drop(cpu)
+        super().remove(timeout)
+        if lent and cpu is not None:
+            rtbudget.give_back(self._roots["cpu"], cpu.parent)
 
     def _state(self) -> str:
         return _read(self._dir["freezer"] / "freezer.state")
@@ -708,6 +734,10 @@ class CgroupV2(Cgroup):
     def _set(self, limits: Limits, keys: Sequence[str], update: bool = False) -> None:
         if "memory_swappiness" in keys and limits.memory_swappiness is not None:
             raise CgroupError("memory swappiness is not supported on cgroup v2 (no such knob)")
+        for key, flag in zip(_RT_KEYS, ("--cpu-rt-period", "--cpu-rt-runtime"), strict=True):
+            if key in keys and getattr(limits, key):
+                raise CgroupError(f"{flag} is not supported on cgroup v2: real-time group "
+                                  "budgets (cpu.rt_runtime_us) are cgroup v1's")
         needed = {"cpuset" if k.startswith("cpuset_") else k.split("_")[0] for k in keys}
         if not needed:
             return

@@ -128,7 +128,8 @@ def test_resources_docker_refuses_are_refused_in_its_words(api) -> None:
              ({"cpuset_cpus": "0-"}, "Invalid value 0- for cpuset cpus"),
              ({"isolation": "hyperv"}, "Isolation (--isolation) is not supported"),
              ({"runtime": "crun"}, "Runtime (--runtime) is not supported"),
-             ({"cpu_rt_runtime": 500}, "CpuRealtimeRuntime (--cpu-rt-runtime) is not supp")]
+             ({"cpu_rt_period": 1000, "cpu_rt_runtime": 1001},
+              "cpu real-time runtime cannot be higher than cpu real-time period")]
     for options, words in cases:
         with pytest.raises(docker.errors.APIError, match=re.escape(words)):
             api.create_container("busybox", "true",
@@ -138,6 +139,11 @@ def test_resources_docker_refuses_are_refused_in_its_words(api) -> None:
     shown = api.inspect_container(cid)
     assert shown["HostConfig"]["Isolation"] == "default"
     assert shown["Config"]["Env"][:2] == ["Foo", "Other=one"]
+    # api_container_test's test_create_with_cpu_rt_options (given at start: test_cpu_rt.py)
+    cid = api.create_container("busybox", "true", host_config=api.create_host_config(
+        cpu_rt_period=1000, cpu_rt_runtime=500))
+    shown = api.inspect_container(cid)["HostConfig"]
+    assert (shown["CpuRealtimePeriod"], shown["CpuRealtimeRuntime"]) == (1000, 500)
 
 
 def test_a_bad_archive_to_load_is_an_image_load_error(service: Service) -> None:

@@ -28,8 +28,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from adapters.kernel.cgroupfs import CgroupError
+from adapters.kernel.cgroupfs import read as _read
+from adapters.kernel.cgroupfs import read_int as _read_int
+from adapters.kernel.cgroupfs import write as _write
 from core.cgroupparent import DEFAULT as PARENT
-from core.errors import LaminaError
 
 if TYPE_CHECKING:
     from core.devices import Rule
@@ -59,13 +62,6 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 class Mode(StrEnum):
     V1 = "v1"
     V2 = "v2"
-
-
-class CgroupError(LaminaError):
-    """A cgroup operation failed, or the host lacks a hierarchy lamina needs; the message
-    names the file, directory or hierarchy involved (one line, as every LaminaError)."""
-
-    exit_code = 125
 
 
 class CgroupNotFound(CgroupError):
@@ -142,19 +138,6 @@ def _v2_weight(shares: int) -> int:
     return 1 + ((shares - 2) * 9999) // 262142
 
 
-def _read(path: Path) -> str:
-    with open(path) as f:
-        return f.read().strip()
-
-
-def _read_int(path: Path | None, default: int = 0) -> int:
-    """Missing files (or None) read as `default`: a controller may be absent on this host."""
-    try:
-        return int(_read(path)) if path is not None else default
-    except FileNotFoundError:
-        return default
-
-
 def _read_keyed(path: Path) -> dict[str, str]:
     """Parse `key value` lines (cgroup.events, memory.events, cpu.stat, oom_control)."""
     try:
@@ -167,15 +150,6 @@ def _read_keyed(path: Path) -> dict[str, str]:
 def _counters(path: Path) -> dict[str, int]:
     """`key number` lines (memory.stat) as ints; {} when the file is missing."""
     return {k: int(v) for k, v in _read_keyed(path).items() if v.lstrip("-").isdigit()}
-
-
-def _write(path: Path, value: str) -> None:
-    """Write a knob, turning the kernel's bare errno into a message that names the file."""
-    try:
-        with open(path, "w") as f:
-            f.write(value)
-    except OSError as e:
-        raise CgroupError(f"write {value!r} to {path}: {e.strerror}") from e
 
 
 def _mkdir(path: Path) -> None:

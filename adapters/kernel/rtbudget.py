@@ -17,7 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from adapters.kernel.cgroups import CgroupError, _read_int, _write
+from adapters.kernel.cgroupfs import CgroupError
+from adapters.kernel.cgroupfs import read_int as _read_int
+from adapters.kernel.cgroupfs import write as _write
 from core import rtbudget
 from core.rtbudget import Group
 

@@ -129,7 +129,7 @@ def test_resources_docker_refuses_are_refused_in_its_words(api) -> None:
              ({"isolation": "hyperv"}, "Isolation (--isolation) is not supported"),
              ({"runtime": "crun"}, "Runtime (--runtime) is not supported"),
              ({"cpu_rt_period": 1000, "cpu_rt_runtime": 1001},
-              "cpu real-time runtime cannot be higher than cpu real-time period")]
+              "real-time runtime cannot be higher than cpu real-time period")]
     for options, words in cases:
         with pytest.raises(docker.errors.APIError, match=re.escape(words)):
             api.create_container("busybox", "true",

@@ -356,6 +356,11 @@ def _layers(runtime: Any) -> Iterator[Finding]:
             yield Finding(f"layer {name[:12]} on disk is in no image the log knows "
                           "(half-written or half-removed)",
                           partial(store.remove_layer, name))
+    for name in rw:
+        if name and store.unsettled(name):  # killed inside a commit's rebase (store.py)
+            yield Finding(f"read-write layer {name[:15]} was left between two steps of a "
+                          "commit (its fresh upper not in place)",
+                          partial(_locked, runtime, name[3:], partial(store.settle, name)))
     for la in layers.values():
         problem = _layer_problem(store, la.id, la.diff_id)
         if problem:

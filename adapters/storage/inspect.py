@@ -78,7 +78,8 @@ def container_doc(c: Container, image: Image | None, store: Any, root: str,
     env = config_env([*(cfg.get("Env") or []), f"HOSTNAME={hostname}"], opts.get("env") or [])
     layers = list(image.layers) if image else []
     running = c.state in ("running", "paused")
-    lower = [store.init_dir(c.rw_layer), *(store.diff_dir(lid) for lid in reversed(layers))]
+    lower = [*store.bases(c.rw_layer), store.init_dir(c.rw_layer),
+             *(store.diff_dir(lid) for lid in reversed(layers))]
     entrypoint = opts.get("entrypoint")
     healthcheck, health = _health(c, cfg, root)
     return {

@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 # adapters.storage.layertar (tars), adapters.storage.archive (tar-splits, image archives).
 
 RW_PREFIX = "rw-"
+BASE_PREFIX = "base-"  # in rw-<cid>/: what its upper held at a commit (store.bases)
+NEXT_UPPER = "next"  # in rw-<cid>/: a fresh upper on its way to diff/ (store._rebase)
 SPLIT_FILE = "tar-split.gz"
 _CHUNK = 1 << 20
 
@@ -197,25 +199,68 @@ class LinuxLayerStore:
         return LayerInfo(id=layer_id, diff_id=diff_id, size=size)
 
     def commit_rw_layer(self, rw_layer: str, parent: str | None) -> LayerInfo:
-        """The read-write layer's changes copied into a new read-only layer.
+        """The read-write layer's changes made a new read-only layer.
 
-        Two things at once, one on each core: `cp -a` copies the read-write layer in the
+        A container whose union view is not mounted (stopped: the engine holds its lock,
+        so nothing mounts it meanwhile) is committed by rename, with one pass over its
+        files (`_commit_by_rename`); a running or paused one, frozen by the engine, is
+        copied (`_commit_by_copy`)."""
+        self.settle(rw_layer)
+        if overlay.is_mounted(self.merged_dir(rw_layer)):
+            return self._commit_by_copy(rw_layer, parent)
+        return self._commit_by_rename(rw_layer, parent)
+
+    def _commit_by_rename(self, rw_layer: str, parent: str | None) -> LayerInfo:
+        """Nothing of the files' contents is copied, and they are read once, to hash them:
+
+        1. the new layer is a tree of hard links to the container's files, built under
+           <root>/tmp (from the read-write layer and what earlier commits made of it, as
+           overlay stacks them: see `bases`), then archived only to be hashed (its diff_id)
+           and to keep its tar-split;
+        2. the container is rebased (`_rebase`): its upper becomes a lower of its own,
+           `base-N` in its read-write layer, read-only as the layer is, and a fresh empty
+           upper takes its place. The two never write the inodes they share: a write
+           through the union view copies the file up first, as for any image file. The
+           container sees the same files;
+        3. the layer is renamed into the store (store.staged before it).
+        A crash before 2 leaves the container as it was, with a staged layer reconcile
+        removes; between 2's renames, a container with no upper and the fresh one beside
+        it (`settle` puts it in place, at the next use or reconcile); after 2, a layer the
+        log never knew (reconcile removes it) on a container that sees what it saw."""
+        from adapters.storage import layertar
+        from adapters.storage.archive import SplitWriter
+
+        with self.staging() as stage:
+            dest = os.path.join(stage, "diff")
+            _link_tree([self.diff_dir(rw_layer), *self.bases(rw_layer)], dest)
+            split = SplitWriter(os.path.join(stage, SPLIT_FILE))
+            try:
+                diff_id, size = layertar.write_layer_tar(dest, _NullSink(), split)
+                split.finish(diff_id, size)
+            finally:
+                split.close()
+            self._rebase(rw_layer)
+            return self._install(stage, diff_id, parent)
+
+    def _commit_by_copy(self, rw_layer: str, parent: str | None) -> LayerInfo:
+        """Two things at once, one on each core: `cp -a` copies the read-write layer in the
         kernel (copy_file_range) with modes, owners, times, hardlinks, xattrs and whiteout
         devices (overlayfs' private xattrs other than `opaque` are dropped after), while
         this process archives the same files as the layer tar, only to hash it (its
         diff_id) and to keep its tar-split, so that `save` streams the layer from its
-        files rather than archiving it again. The container is frozen or stopped, so both
-        read the same files; the tar leaves out what the copy drops (overlayfs' xattrs),
-        and the copy keeps everything the tar records, so the copy's tar is the one
-        hashed: tests/kernel/test_commit_layer.py checks both ways. (The copy stays: the
-        layer can't take the container's own read-write layer, which the container keeps
-        writing in place, nor share its files' inodes with it.)
+        files rather than archiving it again. The container is frozen, so both read the
+        same files; the tar leaves out what the copy drops (overlayfs' xattrs), and the
+        copy keeps everything the tar records, so the copy's tar is the one hashed:
+        tests/kernel/test_commit_layer.py checks both ways. (A running container's upper
+        is in use by its mount: it can't be renamed away.)
         """
         import subprocess
 
         from adapters.storage import layertar
         from adapters.storage.archive import SplitWriter
 
+        if self.bases(rw_layer):  # what earlier commits made of its upper is below it
+            return self._commit_stacked_copy(rw_layer, parent)
         source = self.diff_dir(rw_layer)
         with self.staging() as stage:
             dest = os.path.join(stage, "diff")
@@ -236,6 +281,71 @@ class LinuxLayerStore:
                               f"{err.decode(errors='replace').strip()}")
             _drop_private_xattrs(dest)
             return self._install(stage, diff_id, parent)
+
+    def _commit_stacked_copy(self, rw_layer: str, parent: str | None) -> LayerInfo:
+        """A running container committed by rename before: its changes are its upper and
+        its bases stacked. The bases are linked (they are read-only), the upper copied."""
+        from adapters.storage import layertar
+        from adapters.storage.archive import SplitWriter
+
+        with self.staging() as stage:
+            dest = os.path.join(stage, "diff")
+            _link_tree([self.diff_dir(rw_layer), *self.bases(rw_layer)], dest,
+                       copy_from=self.diff_dir(rw_layer))
+            split = SplitWriter(os.path.join(stage, SPLIT_FILE))
+            try:
+                diff_id, size = layertar.write_layer_tar(dest, _NullSink(), split)
+                split.finish(diff_id, size)
+            finally:
+                split.close()
+            return self._install(stage, diff_id, parent)
+
+    def bases(self, rw_layer: str) -> list[str]:
+        """The container's own lower dirs, top-most first: what its upper held at each
+        commit by rename (`base-1` the first). They sit between its upper and its init
+        layer, so that its union view is what it was before each commit."""
+        path = self.layer_dir(rw_layer)
+        try:
+            names = [n for n in os.listdir(path) if n.startswith(BASE_PREFIX)]
+        except FileNotFoundError:
+            return []
+        names.sort(key=lambda n: int(n[len(BASE_PREFIX):]), reverse=True)
+        return [os.path.join(path, n) for n in names]
+
+    def _rebase(self, rw_layer: str) -> None:
+        """The upper becomes base-N and a fresh empty upper takes its place (made first,
+        as `next`, then renamed in: `settle` finishes what a crash leaves)."""
+        path = self.layer_dir(rw_layer)
+        fresh = os.path.join(path, NEXT_UPPER)
+        with suppress(FileNotFoundError):
+            shutil.rmtree(fresh)
+        upper = self.diff_dir(rw_layer)
+        st = os.lstat(upper)
+        os.mkdir(fresh)
+        os.chown(fresh, st.st_uid, st.st_gid)
+        os.chmod(fresh, stat.S_IMODE(st.st_mode))
+        bases = self.bases(rw_layer)
+        n = int(os.path.basename(bases[0])[len(BASE_PREFIX):]) + 1 if bases else 1
+        os.rename(upper, os.path.join(path, f"{BASE_PREFIX}{n}"))
+        self.fault("store.rebased")
+        self.settle(rw_layer)
+
+    def settle(self, rw_layer: str) -> None:
+        """Finish or undo a rebase a crash interrupted: a fresh upper (`next`) with no
+        upper beside it takes the upper's place; beside one, it is removed (the rebase
+        never began)."""
+        fresh = os.path.join(self.layer_dir(rw_layer), NEXT_UPPER)
+        if not os.path.isdir(fresh):
+            return
+        if os.path.lexists(self.diff_dir(rw_layer)):
+            shutil.rmtree(fresh, ignore_errors=True)
+        else:
+            with suppress(FileNotFoundError):  # settled meanwhile by another command
+                os.rename(fresh, self.diff_dir(rw_layer))
+
+    def unsettled(self, rw_layer: str) -> bool:
+        """Whether a crash left a rebase half done (see `settle`)."""
+        return os.path.isdir(os.path.join(self.layer_dir(rw_layer), NEXT_UPPER))
 
     def layer_tar(self, layer_id: str, out: BinaryIO) -> tuple[str, int]:
         """Write a stored layer as its OCI layer tar: the very bytes its diff_id names."""
@@ -318,8 +428,9 @@ class LinuxLayerStore:
                                f"{'plain' if idmap else 'idmapped'} by another user of it "
                                "(an export or a build): try again")
             return merged
+        self.settle(rw_layer)
         init = os.path.join(self.layer_dir(rw_layer), "init")
-        lowers = [init, *self.lowers(layers)]
+        lowers = [*self.bases(rw_layer), init, *self.lowers(layers)]
         marker = self._idmap_marker(rw_layer)
         if idmap is None:
             with suppress(FileNotFoundError):
@@ -380,7 +491,9 @@ class LinuxLayerStore:
         from adapters.kernel import inroot
 
         first = next((part for part in path.split("/") if part), "")
-        dirs = [self.diff_dir(rw_layer), self.init_dir(rw_layer), *self.lowers(layers)]
+        self.settle(rw_layer)
+        dirs = [self.diff_dir(rw_layer), *self.bases(rw_layer), self.init_dir(rw_layer),
+                *self.lowers(layers)]
         if first and not any(os.path.lexists(os.path.join(d, first)) for d in dirs):
             return  # no layer has anything there: nothing to copy, no view to mount
         with self.union_view(rw_layer, layers) as merged:
@@ -470,15 +583,18 @@ class LinuxLayerStore:
         return os.path.join(self.layer_dir(rw_layer), "init")
 
     def rw_size(self, rw_layer: str) -> int:
-        return _tree_size(self.diff_dir(rw_layer))
+        return sum(_tree_size(d) for d in (self.diff_dir(rw_layer), *self.bases(rw_layer)))
 
     def changes(self, rw_layer: str, layers: Sequence[str]) -> list[tuple[str, str]]:
         """`docker diff`: the read-write layer against the image's layers (the init layer's
         mount points and bound files not counted), from the directories, mounted or not."""
         from adapters.storage.union import changes
 
+        self.settle(rw_layer)
         lowers = [self.init_dir(rw_layer), *(self.diff_dir(lid) for lid in reversed(layers))]
-        return changes(self.diff_dir(rw_layer), lowers)
+        bases = self.bases(rw_layer)
+        upper = self.diff_dir(rw_layer)
+        return changes([upper, *bases] if bases else upper, lowers)
 
     def remove_rw_layer(self, rw_layer: str) -> None:
         path = self.layer_dir(rw_layer)
@@ -552,6 +668,63 @@ def _drop_private_xattrs(root: str) -> None:
             for attr in names:
                 if attr.startswith(PRIVATE_XATTRS) and attr != OVERLAY_OPAQUE:
                     os.removexattr(path, attr, follow_symlinks=False)
+
+
+def _link_tree(uppers: Sequence[str], dest: str, copy_from: str | None = None) -> None:
+    """`dest` made a layer of the overlay upper dirs `uppers` stacked (top-most first; see
+    union.stacked_entries): directories made anew with their metadata (opaque where the
+    stack hides the layers below), everything else a hard link to its top-most copy, or a
+    copy (`cp -a`'s way: contents, mode, owner, times, xattrs) of what is in `copy_from`
+    (an upper still in use). overlayfs' private xattrs, other than opaque, are dropped."""
+    from adapters.storage.layertar import OVERLAY_OPAQUE, PRIVATE_XATTRS
+    from adapters.storage.union import stacked_entries
+
+    os.mkdir(dest)
+    top = uppers[0]
+    dirs: list[tuple[str, str, os.stat_result]] = [(dest, top, os.lstat(top))]
+    links: dict[tuple[int, int], str] = {}  # a copied file's other names stay hard links
+    for rel, src_top, st, opaque in stacked_entries(uppers):
+        src, path = os.path.join(src_top, rel), os.path.join(dest, rel)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(path)
+            if opaque:
+                os.setxattr(path, OVERLAY_OPAQUE, b"y", follow_symlinks=False)
+            dirs.append((path, src, st))
+        elif src_top == copy_from:
+            first = links.get((st.st_dev, st.st_ino))
+            if first is not None:
+                os.link(first, path)
+                continue
+            _copy_entry(src, path)
+            links[(st.st_dev, st.st_ino)] = path
+        else:
+            os.link(src, path, follow_symlinks=False)
+    for path, src, st in reversed(dirs):  # children first: their times stay as set
+        for name in os.listxattr(src, follow_symlinks=False):
+            if not name.startswith(PRIVATE_XATTRS):
+                os.setxattr(path, name, os.getxattr(src, name, follow_symlinks=False),
+                            follow_symlinks=False)
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    _drop_private_xattrs(dest)
+
+
+def _copy_entry(src: str, dest: str) -> None:
+    """One entry (not a directory) copied as `cp -a` copies it."""
+    import subprocess
+
+    st = os.lstat(src)
+    if stat.S_ISREG(st.st_mode):  # the common case, without a process each
+        shutil.copy2(src, dest)  # contents, times, xattrs
+        os.chown(dest, st.st_uid, st.st_gid)
+        os.chmod(dest, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return
+    done = subprocess.run(["cp", "-a", "--no-dereference", "--", src, dest],
+                          stdin=subprocess.DEVNULL, capture_output=True)
+    if done.returncode != 0:
+        raise OSError(f"copying {src} failed: {done.stderr.decode(errors='replace').strip()}")
 
 
 def _tree_size(path: str) -> int:

@@ -55,7 +55,7 @@ def is_opaque(path: str) -> bool:
         return False
 
 
-def changes(upper: str, lowers: Sequence[str]) -> list[tuple[str, str]]:
+def changes(upper: str | Sequence[str], lowers: Sequence[str]) -> list[tuple[str, str]]:
     """docker diff of an overlay upper dir: (kind, /path) with kind A, C or D, sorted by path.
 
     A whiteout (0/0 character device) is D. An opaque directory is C if it existed below
@@ -63,26 +63,79 @@ def changes(upper: str, lowers: Sequence[str]) -> list[tuple[str, str]]:
     is C if the lower layers have that path, A if not; a directory that only carries
     unchanged metadata is left out, unless something below it was added or deleted (docker
     then lists it as C).
+
+    `upper` may be several dirs stacked, top-most first (a container committed by rename
+    keeps what its upper held as lowers of its own: store.py): they count as one upper, and
+    a whiteout there of what the lower layers never had but a dir under it in the stack
+    did (added, committed, then deleted) is no change.
     """
+    stacked = not isinstance(upper, str)
+    entries = (stacked_entries(upper) if not isinstance(upper, str) else
+               ((rel, upper, st, False) for rel, st in _walk(upper)))
     out: dict[str, str] = {}
-    for rel, st in _walk(upper):
+    for rel, top, st, opaque in entries:
         path = "/" + rel
+        below = union_stat(lowers, rel) if stacked or not is_whiteout(st) else None
         if is_whiteout(st):
-            kind = "D"
-        else:
-            below = union_stat(lowers, rel)
-            if below is None:
-                kind = "A"
-            elif stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode) and \
-                    not is_opaque(os.path.join(upper, rel)) and _same_dir(st, below):
+            if below is None and stacked and _added_below(upper, top, rel):
                 continue
-            else:
-                kind = "C"
+            kind = "D"
+        elif below is None:
+            kind = "A"
+        elif stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(below.st_mode) and \
+                not (opaque or is_opaque(os.path.join(top, rel))) and _same_dir(st, below):
+            continue
+        else:
+            kind = "C"
         out[path] = kind
         parent = os.path.dirname(path)
         if kind in "AD" and parent != "/" and parent not in out:
             out[parent] = "C"
     return sorted(((k, p) for p, k in out.items()), key=lambda kp: kp[1])
+
+
+def _added_below(uppers: Sequence[str], top: str, rel: str) -> bool:
+    """Whether a dir of the stack under `top` has the path `rel`."""
+    below = list(uppers)[list(uppers).index(top) + 1:]
+    return any(os.path.lexists(os.path.join(u, rel)) for u in below)
+
+
+def stacked_entries(uppers: Sequence[str], rel: str = ""
+                    ) -> Iterator[tuple[str, str, os.stat_result, bool]]:
+    """The entries of overlay upper dirs stacked top-most first, as overlay would merge
+    them: (relative path, the dir its top-most copy is in, its lstat, opaque), parents
+    before children. What a whiteout, a non-directory or an opaque directory hides in the
+    dirs under it is left out; a directory is opaque (it hides the lower layers' one) if
+    a copy of it that takes part in the merge is, or if one sits on a non-directory."""
+    names: dict[str, int] = {}
+    for i, top in enumerate(uppers):
+        try:
+            with os.scandir(os.path.join(top, rel)) as found:
+                for entry in found:
+                    names.setdefault(entry.name, i)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    for name in sorted(names):
+        i, child = names[name], os.path.join(rel, name)
+        st = os.lstat(os.path.join(uppers[i], child))
+        if not stat.S_ISDIR(st.st_mode):
+            yield child, uppers[i], st, False
+            continue
+        merged, opaque = [uppers[i]], is_opaque(os.path.join(uppers[i], child))
+        for below in uppers[i + 1:]:
+            if opaque:
+                break
+            try:
+                under = os.lstat(os.path.join(below, child))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not stat.S_ISDIR(under.st_mode):
+                opaque = True
+                break
+            merged.append(below)
+            opaque = is_opaque(os.path.join(below, child))
+        yield child, uppers[i], st, opaque
+        yield from stacked_entries(merged, child)
 
 
 def _walk(top: str) -> Iterator[tuple[str, os.stat_result]]:

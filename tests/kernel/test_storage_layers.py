@@ -100,6 +100,36 @@ def test_whiteouts_go_through_commit(lam: Root, tmp_path: Path) -> None:
     assert lam.ok("diff", "g").splitlines() == ["C /root", "D /root/r"]
 
 
+def test_a_container_committed_stopped_runs_on_with_its_files(lam: Root,
+                                                              tmp_path: Path) -> None:
+    """A stopped container is committed by rename (store.py): afterwards it starts and
+    sees its own files, its diff and export are what they were, a second commit holds
+    both commits' changes, and rm leaves the image's layer whole."""
+    lam.ok("run", "--name", "w", "busybox", "sh", "-c", "echo one > /one; rm -f /etc/group")
+    before = lam.ok("diff", "w")
+    lam.ok("commit", "w", "first")
+    assert lam.ok("diff", "w") == before
+    out = lam.ok("start", "-a", "w")  # the same command again: it writes over its file
+    assert out == "" and lam.ok("diff", "w") == before
+    lam.ok("run", "--name", "w2", "busybox", "true")
+    assert lam("start", "-a", "w").returncode == 0
+    lam.ok("commit", "--change", "CMD cat /one /two", "w", "second")
+    lam.ok("rm", "w", "w2")
+    lam.ok("run", "--name", "more", "first", "sh", "-c", "echo two > /two; cat /one")
+    exported = tmp_path / "more.tar"
+    lam.ok("export", "-o", str(exported), "more")
+    with tarfile.open(exported) as tf:
+        assert {"one", "two"} <= set(tf.getnames()) and "etc/group" not in tf.getnames()
+    lam.ok("commit", "more", "third")
+    assert lam.ok("run", "--rm", "third", "cat", "/one", "/two") == "one\ntwo\n"
+    second = lam.ok("run", "--rm", "second", "sh", "-c", "cat /one; ls /etc/group 2>&1; true")
+    assert second.startswith("one\n") and "No such file" in second
+    lam.ok("rm", "more")
+    assert lam.ok("run", "--rm", "first", "cat", "/one") == "one\n"
+    saved = tmp_path / "third.tar"
+    lam.ok("save", "-o", str(saved), "third")  # its layers' tars match their diff_ids
+
+
 def test_no_mount_is_left_after_rm(lam: Root) -> None:
     cid = lam.ok("run", "-d", "busybox", "sleep", "30").strip()
     merged = lam.inspect(cid)[0]["GraphDriver"]["Data"]["MergedDir"]

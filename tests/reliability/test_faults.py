@@ -46,6 +46,12 @@ class Root(Lamina):
     def run_d(self) -> str:
         return self.ok("run", "-d", "busybox", "sleep", "600").strip()
 
+    def exited(self) -> str:
+        """A container that wrote a file and exited: committed by rename (store.py)."""
+        cid = self.ok("create", "busybox", "sh", "-c", "echo x > /made").strip()
+        self.ok("start", "-a", cid)
+        return cid
+
 
 @pytest.fixture(scope="module")
 def lam(tmp_path_factory) -> Root:
@@ -130,6 +136,7 @@ PREPARE: dict[str, Callable[[Root], list[str]]] = {
     "start": lambda lam: ["start", lam.ok("create", "busybox", "sleep", "600").strip()],
     "pause": lambda lam: ["pause", lam.run_d()],
     "commit": lambda lam: ["commit", lam.run_d(), lam.unique("snap:")],
+    "commit stopped": lambda lam: ["commit", lam.exited(), lam.unique("snap:")],
     "rm": lambda lam: ["rm", "-f", lam.run_d()],
     "rmi": lambda lam: ["rmi", lam.ok("import", lam.tar, lam.unique("gone:")) and
                         f"gone:{Root.n}"],
@@ -200,7 +207,7 @@ def _chosen(command: str, points: list[str]) -> list[str]:
         return [p for p in points if p in ("store.staged", "after:runtime.start",
                                            "after:layers.commit_rw_layer")]
     append = points.index("before:log.append")
-    chosen = {"store.staged", "volumes.staged", "volumes.hidden",
+    chosen = {"store.staged", "store.rebased", "volumes.staged", "volumes.hidden",
               points[append - 1] if append else points[0], "after:log.append"}
     return [p for p in points if p in chosen]
 

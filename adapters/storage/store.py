@@ -6,7 +6,9 @@
     <root>/layers/<id>/tar-split.gz  how to rebuild the exact layer tar it came from (see
                                      below), so that `save` writes blobs matching the diff_id
     <root>/layers/rw-<cid>/          a container's read-write layer: diff/ (UpperDir), work/,
-                                     merged/ (MergedDir, mounted while the container runs)
+                                     merged/ (MergedDir, mounted while the container runs),
+                                     base-N/ (what diff/ held at its N-th commit by rename:
+                                     lowers of its own, under diff/; see commit_rw_layer)
     <root>/layers/l/                 short links for images too deep for one page of options
     <root>/tmp/                      staging: a layer is written here, then renamed in place
 

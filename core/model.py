@@ -440,6 +440,7 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "ContainerDisconnected": _disconnected,
     "ContainerUnlinked": _unlinked,
     "ExecStarted": _plain,
+    "ExecDetached": _recorded_only,
     "ExecExited": _plain,
     "ImageCreated": _image_created,
     "ImageTagged": _image_tagged,

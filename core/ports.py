@@ -336,7 +336,8 @@ class Runtime(Protocol):
 
     def exec(self, container: Container, argv: Sequence[str], user: str,
              options: Mapping[str, Any]) -> int:
-        """Run argv in the running container's namespaces and cgroup; its exit code."""
+        """Run argv in the running container's namespaces and cgroup; its exit code.
+        Raises ExecDetached when its client types the detach keys (the process runs on)."""
         ...
 
     def release(self, container: Container) -> None:
@@ -631,3 +632,15 @@ class NetworkHost(Protocol):
         """The bridges lamina owns on the host (a bridge of lamina's names, or chains of
         lamina's table for one), sorted: for reconcile, against the log's networks."""
         ...
+
+
+class ExecDetached(Exception):  # noqa: N818 - docker's word: the client detached
+    """Raised by Runtime.exec when the exec's client typed the detach keys: the process
+    runs on, unwatched by the client. `watch(record)` waits for its end where the runtime
+    can: in this process (a server's worker: it returns the exit code, having called
+    `record` with it), or in a child that outlives the caller (it returns None at once;
+    the child calls `record` when the process ends, or never if its code is lost)."""
+
+    def __init__(self, watch: Callable[[Callable[[int], None]], int | None]) -> None:
+        super().__init__("read escape sequence")  # docker's words for it
+        self.watch = watch

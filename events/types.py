@@ -246,6 +246,15 @@ class ExecStarted(Event):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class ExecDetached(Event):
+    """The exec's client typed the detach keys and let go; the process runs on (its end
+    is an ExecExited later, recorded by whoever waits for it)."""
+
+    KIND: ClassVar[str] = "container"
+    exec_id: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class ExecExited(Event):
     KIND: ClassVar[str] = "container"
     exec_id: str
@@ -642,7 +651,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         ContainerCreated, ContainerStarted, ContainerPaused, ContainerUnpaused,
         ContainerStopped, ContainerKilled, ContainerSignalled, ContainerExited,
-        ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecExited,
+        ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecDetached,
+        ExecExited,
         LayerRegistered, LayerRemoved, ImageCreated, ImageTagged, ImageUntagged, ImageRemoved,
         CommandRejected, ImageSaved, ImageLoaded, ContainerExported, HostChecked, RootConfigured,
         PullStarted, LayerFetched, ImagePulled, Pushed,

@@ -152,8 +152,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not args.cmd:
         raise BadInput("exec needs a command")
     from adapters.cli.storage import from_caller
-    from adapters.runtime.terminal import Detached
     from core.logfilter import detach_keys
+    from core.ports import ExecDetached
 
     e = _engine(args)
     options: dict[str, Any] = {
@@ -166,7 +166,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         return _exec_detached(e, args.container, args.cmd, args.user or "", options)
     try:
         return e.exec(args.container, args.cmd, args.user or "", options)
-    except Detached as detached:
+    except ExecDetached as detached:  # recorded; the process's end will be too
         sys.stderr.write(f"{detached}\n")  # docker's exec says so, and exits 1
         return 1
 

@@ -232,6 +232,7 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
     "ContainerUpdated": ("container", ["update"]),
     "ContainerHealthChanged": ("container", ["health_status"]),
     "ExecStarted": ("container", ["exec_start"]),
+    "ExecDetached": ("container", ["exec_detach"]),
     "ExecExited": ("container", ["exec_die"]),
     "ImageCreated": ("image", ["create"]),
     "ImageTagged": ("image", ["tag"]),
@@ -341,7 +342,7 @@ def _messages(rec: Any, names: Mapping[str, str]) -> list[dict[str, Any]]:
         for key, attr in (("exit_code", "exitCode"), ("signal", "signal")):
             if d.get(key) is not None and rec.type != "ContainerHealthChanged":
                 attrs[attr] = str(d[key])
-        if rec.type == "ExecStarted":
+        if rec.type.startswith("Exec"):  # docker's exec_start, exec_detach, exec_die
             attrs["execID"] = d.get("exec_id", "")
         if rec.type == "ContainerRenamed":  # docker's: the new name, and the old one
             attrs["oldName"] = f"/{d.get('old_name', '')}"

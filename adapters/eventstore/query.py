@@ -161,6 +161,7 @@ DOCKER_ACTIONS: dict[str, tuple[str, ...]] = {
     "commit": ("ContainerCommitted",), "export": ("ContainerExported",),
     "rename": ("ContainerRenamed",), "update": ("ContainerUpdated",),
     "exec_start": ("ExecStarted",), "exec_die": ("ExecExited",),
+    "exec_detach": ("ExecDetached",),
     "archive-path": ("ContainerCopiedFrom",), "extract-to-dir": ("ContainerCopiedTo",),
     "connect": ("ContainerConnected",), "disconnect": ("ContainerDisconnected",),
     "mount": ("VolumeMounted",), "unmount": ("VolumeUnmounted",),

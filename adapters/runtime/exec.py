@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,8 @@ from adapters.kernel import namespaces
 from adapters.kernel.proc import is_init_of
 from adapters.runtime import users
 from adapters.runtime.init import exec_process, fail, made_for_it
-from adapters.runtime.terminal import PipeRelay, proxy_pty
+from adapters.runtime.terminal import Detached, PipeRelay, drain, outlive, proxy_pty
+from core.ports import ExecDetached
 from core.process import ProcessSpec, merge_env
 
 NOT_RUNNING = "not-running"  # J's failure tag on the error pipe
@@ -61,8 +62,11 @@ class Stdio:
 
 
 def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: str,
-             options: Mapping[str, Any], seccomp: bytes | None = None) -> int:
-    """Run argv in the container; its exit code, or 126 with one line on stderr."""
+             options: Mapping[str, Any], seccomp: bytes | None = None,
+             before_fork: Callable[[], None] = lambda: None) -> int:
+    """Run argv in the container; its exit code, or 126 with one line on stderr. With a
+    terminal and stdin, the detach keys raise ExecDetached (see `_watcher`);
+    `before_fork` readies the caller for a fork then (closes its log)."""
     tty, interactive = bool(options.get("tty")), bool(options.get("interactive"))
     proc = ProcessSpec(argv=tuple(argv), env=merge_env(spec.env, options.get("env") or []),
                        cwd=options.get("workdir") or spec.cwd, user=user or spec.user,
@@ -81,11 +85,15 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
             if made_for_it(fd):  # not a stdin of /dev/null: that is the host's node
                 os.fchown(fd, *target.root_ids)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    # J's exit code, written on a pipe as well: a detached exec's watcher is not J's
+    # parent (the CLI's process that is leaves at once), so it can't wait for J
+    done_r, done_w = os.pipe2(os.O_CLOEXEC) if stdio.master is not None and interactive \
+        and options.get("detach_keys") else (-1, -1)
     child = os.fork()
     if child == 0:
         os.close(err_r)
-        _joiner(target, pidfd, flags, required, stdio, proc, err_w, seccomp)
-    for fd in {pidfd, err_w, *stdio.child}:
+        _joiner(target, pidfd, flags, required, stdio, proc, err_w, seccomp, done_w)
+    for fd in {pidfd, err_w, done_w, *stdio.child} - {-1}:
         os.close(fd)
     if detached:  # exec -d: no stdio to relay; say whether it started, then wait for it
         said = _read_all(err_r)
@@ -93,8 +101,47 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         if started is not None:
             started(_started_text(target, said))
         return _outcome(target, child, err_r, said)
-    _relay(stdio, child, interactive, options.get("detach_keys"), bool(options.get("stay")))
+    stay = bool(options.get("stay"))
+    try:
+        _relay(stdio, child, interactive, options.get("detach_keys"), stay)
+    except Detached:
+        assert stdio.master is not None
+        raise ExecDetached(_watcher(target, stdio.master, child, err_r, done_r, stay,
+                                    before_fork)) from None
+    if done_r >= 0:
+        os.close(done_r)
     return _outcome(target, child, err_r)
+
+
+def _watcher(target: ExecTarget, master: int, child: int, err_r: int, done_r: int,
+             stay: bool, before_fork: Callable[[], None]
+             ) -> Callable[[Callable[[int], None]], int | None]:
+    """ExecDetached's `watch`: a server's worker (`stay`: its client's connection is shut
+    already) drains the pty and waits for J itself, records and returns the code (the
+    API's exec inspect then shows it); the CLI's process leaves at once (None), a child of
+    it that outlives it draining the pty and recording the code J wrote on `done_r`."""
+
+    def watch(record: Callable[[int], None]) -> int | None:
+        if stay:
+            drain(master)
+            os.close(done_r)
+            code = _outcome(target, child, err_r)
+            record(code)
+            return code
+
+        def behind() -> None:
+            drain(master)
+            said = os.read(done_r, 16)
+            if said.strip().lstrip(b"-").isdigit():  # nothing: J was killed, code unknown
+                record(int(said))
+
+        before_fork()
+        outlive(behind)
+        for fd in (master, done_r, err_r):
+            os.close(fd)
+        return None
+
+    return watch
 
 
 def _read_all(fd: int) -> bytes:
@@ -204,8 +251,9 @@ def _relay(stdio: Stdio, child: int, interactive: bool, detach_keys: bytes | Non
 
 
 def _joiner(target: ExecTarget, pidfd: int, flags: int, required: int, stdio: Stdio,
-            proc: ProcessSpec, err_w: int, seccomp: bytes | None) -> None:
-    """J: never returns. The exit code is E's, or 126 with NOT_RUNNING on the pipe."""
+            proc: ProcessSpec, err_w: int, seccomp: bytes | None, done_w: int) -> None:
+    """J: never returns. The exit code is E's (written on `done_w` too, if there is
+    one), or 126 with NOT_RUNNING on the error pipe."""
     try:
         _take_stdio(stdio)
         procs = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
@@ -229,7 +277,13 @@ def _joiner(target: ExecTarget, pidfd: int, flags: int, required: int, stdio: St
     os.close(err_w)
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
-    os._exit(128 - code if code < 0 else code)
+    code = 128 - code if code < 0 else code
+    if done_w >= 0:
+        try:  # noqa: SIM105 - a watcher gone is no reason not to exit with the code
+            os.write(done_w, str(code).encode())
+        except OSError:
+            pass
+    os._exit(code)
 
 
 def _take_stdio(stdio: Stdio) -> None:

@@ -427,7 +427,8 @@ class LinuxRuntime:
         root_ids = (idmap.host_uid(0), idmap.host_gid(0)) if idmap is not None else None
         target = ExecTarget(container.id, container.pid, container.start_time, dirs, root_ids)
         self.log.suspend()
-        return run_exec(target, spec, argv, user, options, self._seccomp(spec))
+        return run_exec(target, spec, argv, user, options, self._seccomp(spec),
+                        before_fork=self.log.suspend)
 
     def release(self, container: Container) -> None:
         cgroup = self._open_cgroup(container)

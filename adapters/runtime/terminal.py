@@ -57,9 +57,10 @@ def proxy_pty(master: int, child: int, interactive: bool = True,
               detach_keys: bytes | None = None, stay: bool = False) -> None:
     """Copy the pty to our stdout, and with -i our stdin to the pty, until the process
     hangs up (docker's `exec -t` without -i reads nothing of ours). With -i, typing
-    `detach_keys` lets go of the process, which runs on (docker's exec detach): with
-    `stay` (a server's worker) our stdio's socket is shut and we drain the pty until
-    the process ends; else a child of ours drains it and we raise Detached."""
+    `detach_keys` lets go of the process, which runs on (docker's exec detach): we raise
+    Detached, the pty still open (whoever watches the process drains it: `drain`); with
+    `stay` (a server's worker) our stdio's socket is shut first, else the process is
+    put out of our terminal's foreground group (its hang-up must spare it)."""
     from core.logfilter import EscapeProxy
 
     _set_size(master)
@@ -92,15 +93,12 @@ def proxy_pty(master: int, child: int, interactive: bool = True,
                 if data and escape is not None:
                     kept = escape.feed(data)
                     if kept is None:
-                        sel.unregister(stdin)
-                        detached = True
-                        if not stay:
+                        if stay:
+                            _hang_up_stdio()
+                        else:
                             with contextlib.suppress(OSError):  # out of our group: our
                                 os.setpgid(child, child)  # terminal's hang-up spares it
-                            _drain_behind(master)
-                            raise Detached
-                        _hang_up_stdio()
-                        continue
+                        raise Detached
                     data = kept
                     if not data:
                         continue
@@ -127,17 +125,28 @@ def _hang_up_stdio() -> None:
     os.close(null)
 
 
-def _drain_behind(master: int) -> None:
-    """A child that keeps the pty's master open and reads it until the process ends
-    (closing it would hang the process up), in a session of its own; we go on once it is
-    there: leaving before would hang up our terminal's foreground group with the child
-    still in it, and the process with it (one detach in seven lost its process)."""
+def drain(master: int) -> None:
+    """Read a detached process's pty until it hangs up (closing it would hang the process
+    up), then close it."""
+    signal.signal(signal.SIGWINCH, signal.SIG_DFL)  # no resizes of it any more
+    try:
+        while os.read(master, 65536):
+            pass
+    except OSError:  # EIO: its last slave closed
+        pass
+    os.close(master)
+
+
+def outlive(work: Callable[[], None]) -> None:
+    """Run `work` in a child of ours that outlives us, in a session of its own with
+    /dev/null for stdio (it exits after it); we return once the child is in its session:
+    leaving before would hang up our terminal's foreground group with the child still in
+    it (one detached exec in seven lost its process)."""
     ready_r, ready_w = os.pipe()
     if os.fork():
         os.close(ready_w)
         os.read(ready_r, 1)  # its setsid is done (or it died: EOF)
         os.close(ready_r)
-        os.close(master)
         return
     try:
         os.close(ready_r)
@@ -146,9 +155,8 @@ def _drain_behind(master: int) -> None:
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        while os.read(master, 65536):
-            pass
-    except OSError:
+        work()
+    except BaseException:  # noqa: BLE001, S110 - nothing may unwind into the caller's code
         pass
     os._exit(0)
 

@@ -14,6 +14,7 @@ from core.engine.base import EngineBase
 from core.errors import BadInput, Conflict, IllegalMove, NotFound
 from core.model import Container, Image, ProjectionError
 from core.naming import name_for
+from core.ports import ExecDetached
 from core.process import command_line, extra_host
 from core.references import check_name, short
 from events import types as ev
@@ -175,8 +176,19 @@ def exec_process(e: EngineBase, ref: str, argv: Sequence[str], user: str = "",
         # another exec) is taken: Command.append_locked's rule
         cmd.append_locked(c, ev.ExecStarted(id=c.id, exec_id=exec_id, argv=list(argv),
                                             user=user))
-        code = e.runtime.exec(c, argv, user, dict(options or {}))
-        # rm -f while exec ran closes the container's stream: the exec ended with it
-        with suppress(ProjectionError):
-            cmd.append([ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)], {})
+        def exited(code: int) -> None:
+            # rm -f while exec ran closes the container's stream: the exec ended with it
+            with suppress(ProjectionError):
+                cmd.append([ev.ExecExited(id=c.id, exec_id=exec_id, exit_code=code)], {})
+
+        try:
+            code = e.runtime.exec(c, argv, user, dict(options or {}))
+        except ExecDetached as detached:  # docker's exec_detach; its end comes later
+            with suppress(ProjectionError):
+                cmd.append([ev.ExecDetached(id=c.id, exec_id=exec_id)], {})
+            waited = detached.watch(exited)
+            if waited is None:
+                raise
+            return waited
+        exited(code)
         return code

@@ -300,7 +300,11 @@ def test_exec_d_returns_at_once_and_is_recorded(lamina: Lamina) -> None:
 
 
 def test_exec_it_detach_keys_leave_the_process_running(lamina: Lamina) -> None:
-    term = Terminal(_argv(lamina, "exec", "-it", "ex", "sh", "-c", "echo $$ > /tmp/pid; cat"))
+    """Detached with the keys on a real terminal: docker's words and exit 1, the process
+    runs on; the detach is recorded (ExecDetached), and so is the process's later end
+    with its real exit code (ExecExited), by what stays behind to watch it."""
+    script = "echo $$ > /tmp/pid; cat"
+    term = Terminal(_argv(lamina, "exec", "-it", "ex", "sh", "-c", script))
     time.sleep(1)
     term.type(b"typed\r")
     term.read_until(b"typed\r\n")
@@ -308,7 +312,27 @@ def test_exec_it_detach_keys_leave_the_process_running(lamina: Lamina) -> None:
     assert term.wait() == 1 and b"read escape sequence" in term.out
     pid = lamina.ok("exec", "ex", "cat", "/tmp/pid").strip()
     assert lamina("exec", "ex", "kill", "-0", pid).returncode == 0  # still there
-    lamina.ok("exec", "ex", "kill", pid)
+    exec_id = _exec_id(lamina, script)
+    assert _exec_events(lamina, exec_id) == ["ExecStarted", "ExecDetached"]
+    lamina.ok("exec", "ex", "kill", pid)  # SIGTERM: 143
+    deadline = time.monotonic() + 20
+    while "ExecExited" not in _exec_events(lamina, exec_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ends = [e["data"]["exit_code"] for e in lamina.events("container=ex")
+            if e["type"] == "ExecExited" and e["data"]["exec_id"] == exec_id]
+    assert ends == [143]
+    assert _exec_events(lamina, exec_id) == ["ExecStarted", "ExecDetached", "ExecExited"]
+
+
+def _exec_id(lamina: Lamina, script: str) -> str:
+    (found,) = [e["data"]["exec_id"] for e in lamina.events("container=ex")
+                if e["type"] == "ExecStarted" and e["data"]["argv"][-1] == script]
+    return str(found)
+
+
+def _exec_events(lamina: Lamina, exec_id: str) -> list[str]:
+    return [e["type"] for e in lamina.events("container=ex")
+            if e["data"].get("exec_id") == exec_id]
 
 
 # --- top ------------------------------------------------------------------------------------------

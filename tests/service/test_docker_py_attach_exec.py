@@ -410,6 +410,35 @@ def test_exec_detach_with_default(case: Case) -> None:
     assert_cat_socket_detached_with_keys(sock, [ctrl_with("p"), ctrl_with("q")])
 
 
+def test_exec_detached_with_the_keys_is_recorded_and_so_is_its_end(
+        case: Case, service: Service) -> None:
+    """Not a docker-py case: after the detach keys the exec runs on (inspect: Running);
+    docker's exec_detach is recorded, then its real end: ExitCode 143 once killed."""
+    id = _cat_container(case)
+    script = "echo $$ > /tmp/pid; cat"
+    exec_id = case.client.exec_create(id, ["sh", "-c", script], stdin=True, tty=True,
+                                      stdout=True)["Id"]
+    sock = case.client.exec_start(exec_id, tty=True, socket=True)
+    case.addCleanup(sock.close)
+    assert_cat_socket_detached_with_keys(sock, [ctrl_with("p"), ctrl_with("q")])
+    assert case.client.exec_inspect(exec_id)["Running"]
+    pid = case.client.exec_start(case.client.exec_create(id, ["cat", "/tmp/pid"]))
+    case.client.exec_start(case.client.exec_create(id, ["kill", pid.decode().strip()]))
+    deadline = time.monotonic() + 20
+    while case.client.exec_inspect(exec_id)["Running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert case.client.exec_inspect(exec_id)["ExitCode"] == 143
+    mine = [e for e in service.events() if e["data"].get("argv", [""])[-1] == script]
+    recorded = [e["type"] for e in service.events()
+                if e["data"].get("exec_id") == mine[0]["data"]["exec_id"]]
+    assert recorded == ["ExecStarted", "ExecDetached", "ExecExited"]
+    seen = case.client.events(since=0, until=int(time.time()) + 1, decode=True,
+                              filters={"event": ["exec_detach", "exec_die"]})
+    assert [(e["Action"], e["Actor"]["Attributes"].get("exitCode")) for e in seen
+            if e["Actor"]["ID"] == id and e["Actor"]["Attributes"]["execID"]
+            == mine[0]["data"]["exec_id"]] == [("exec_detach", None), ("exec_die", "143")]
+
+
 def test_exec_detach_with_config_file(case: Case) -> None:
     case.client._general_configs["detachKeys"] = "ctrl-p"
     id = _cat_container(case)

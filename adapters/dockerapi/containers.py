@@ -444,36 +444,50 @@ async def attach(ctx: Ctx, req: Request, ref: str) -> Any:
     """docker attach. stream=0: the log so far (logs=1) and the end. A stopped container:
     the 101 now, the stream when it starts (docker run attaches first). A running one: a
     worker joins its monitor's attach socket (output, stdin, the detach keys)."""
+    return await _attach(ctx, req, ref, "")
+
+
+@route("GET", "/containers/(?P<ref>[^/]+)/attach/ws", body="none")
+async def attach_ws(ctx: Ctx, req: Request, ref: str) -> Any:
+    """docker's websocket attach: as attach, its bytes in websocket messages (binary from
+    API 1.42, text before, as docker's daemon; adapters/dockerapi/wires.py)."""
+    version = tuple(int(n) for n in (req.api_version or "1.51").split("."))
+    return await _attach(ctx, req, ref, "binary" if version >= (1, 42) else "text")
+
+
+async def _attach(ctx: Ctx, req: Request, ref: str, ws: str) -> Any:
+    from adapters.dockerapi import wires
     from adapters.dockerapi.http import hijack_head
     from core.logfilter import detach_keys
 
     c = find_container(ctx, ref)
     try:
         keys = detach_keys(req.q("detachKeys") or None)
-    except LaminaError as err:
+        tty = bool(c.config.get("tty"))
+        head = wires.handshake(req.headers) if ws else hijack_head(req.upgrade, tty)
+    except (LaminaError, ValueError) as err:
         raise HttpError(400, str(err)) from None
-    tty = bool(c.config.get("tty"))
     if not req.flag("stream") or c.state != "stopped":
         fd = req.conn.sock.fileno()
         spec = streams.AttachSpec(fd, req.flag("stdin"), req.flag("stdout"),
-                                  req.flag("stderr"), req.conn.leftover())
-        upgrade, logs, cid = req.upgrade, req.flag("logs"), c.id
+                                  req.flag("stderr"), req.conn.leftover(), ws=ws)
+        logs, cid = req.flag("logs"), c.id
 
         def job(e: Any, _: Any) -> None:
             if not req.flag("stream"):
-                streams.logs_only(e, fd, upgrade, cid, tty, spec, logs)
+                streams.logs_only(e, fd, head, cid, tty, spec, logs)
             else:
-                streams.attach_running(e, fd, upgrade, cid, tty, spec, logs, keys)
+                streams.attach_running(e, fd, head, cid, tty, spec, logs, keys)
 
         return await take_over(ctx, req, job)
     old = ctx.parked.pop(c.id, None)
     if old is not None:
         old.conn.close()
     conn = req.conn
-    await conn.send(hijack_head(req.upgrade, tty))
+    await conn.send(head)
     conn.taken = True
     ctx.parked[c.id] = Parked(conn, req.flag("stdin"), req.flag("stdout"), req.flag("stderr"),
-                              conn.leftover())
+                              conn.leftover(), ws=ws)
     return TAKEN
 
 

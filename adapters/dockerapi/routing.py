@@ -37,6 +37,7 @@ class Parked:
     stderr: bool
     leftover: bytes
     since: float = field(default_factory=time.monotonic)
+    ws: str = ""  # a websocket attach: "binary" or "text" messages
 
 
 @dataclass

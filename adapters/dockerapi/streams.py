@@ -15,6 +15,7 @@ from typing import Any
 
 from adapters.dockerapi.http import error_body, hijack_head, raw_response
 from adapters.dockerapi.routing import capitalized, status_for
+from adapters.dockerapi.wires import Wire, wire_for
 from adapters.runtime import frames
 from core.errors import LaminaError
 
@@ -29,43 +30,46 @@ class AttachSpec:
     stderr: bool = False
     leftover: bytes = b""
     resize_fd: int = -1
+    ws: str = ""  # a websocket attach: "binary" or "text" messages (wires.WebSocket)
 
     @classmethod
     def of(cls, parked: Any, resize_fd: int) -> AttachSpec:
         if parked is None:
             return cls()
         return cls(parked.conn.sock.fileno(), parked.stdin, parked.stdout, parked.stderr,
-                   parked.leftover, resize_fd)
+                   parked.leftover, resize_fd, parked.ws)
 
 
 def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
     """Worker: start the container; report; then, when a client attached or the container
     removes itself on exit, stay as the monitor's client until the exit (pumping the
     stream), and remove the container if asked to (docker run --rm)."""
-    client = socket.socket(fileno=spec.fd) if spec.fd >= 0 else None
+    sock = socket.socket(fileno=spec.fd) if spec.fd >= 0 else None
     try:
         c = e.start(ref)
     except BaseException:
-        if client is not None:
-            _close(client)
+        if sock is not None:
+            _close(sock)
         with contextlib.suppress(LaminaError):  # docker run --rm removes what failed to start
             refused = e.container(ref)
             if refused.config.get("auto_remove") and refused.state == "stopped":
                 e.rm(refused.id, force=True, volumes=True)
         raise
     auto = bool(c.config.get("auto_remove"))
-    if client is None and not auto:
+    if sock is None and not auto:
         detach(e.runtime.attach(c.id))
         rep.ok(c.id)
         return
+    tty = bool(c.config.get("tty"))
+    client = wire_for(sock, tty, spec.ws, spec.leftover) if sock is not None else None
     ctl = e.runtime.attach(c.id)
     rep.ok(c.id)
     code = None
     if ctl is not None:
-        code = pump_attach(ctl, client, bool(c.config.get("tty")), spec)
+        code = pump_attach(ctl, client, tty, spec)
         detach(ctl)
     if client is not None:
-        _close(client)
+        client.close()
     if code is not None:
         _record_exit(e, c)
     if auto:
@@ -131,24 +135,25 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
+def pump_attach(ctl: socket.socket, client: Wire | None, tty: bool,
                 spec: AttachSpec, detach_keys: bytes = b"", stay: bool = True
                 ) -> int | None:
-    """Monitor frames to the client (raw with a TTY), the client's bytes to the container's
-    stdin, resizes from the server's pipe; until the exit code. A client that goes away
-    stops being written to; the pump still waits for the exit (unless not `stay`: an
-    attach to a running container just ends then). A client's half-close ends its input
-    only. With a TTY and stdin, the client's detach keys end the pump at once (None)."""
+    """Monitor frames to the client (in its wire's shape), the client's bytes to the
+    container's stdin, resizes from the server's pipe; until the exit code. A client that
+    goes away stops being written to; the pump still waits for the exit (unless not
+    `stay`: an attach to a running container just ends then). A client's half-close ends
+    its input only. With a TTY and stdin, the client's detach keys end the pump at once
+    (None)."""
     from core.logfilter import EscapeProxy
 
     escape = EscapeProxy(detach_keys) if detach_keys and tty and spec.stdin else None
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ, "ctl")
     if client is not None:
-        client.setblocking(True)
         sel.register(client, selectors.EVENT_READ, "client")
-        if spec.stdin and spec.leftover:
-            frames.send(ctl, frames.STDIN, spec.leftover)
+        first = client.pending()
+        if spec.stdin and first:
+            frames.send(ctl, frames.STDIN, first)
     if spec.resize_fd >= 0:
         sel.register(spec.resize_fd, selectors.EVENT_READ, "resize")
     wanted = {frames.STDOUT: spec.stdout or tty, frames.STDERR: spec.stderr}
@@ -163,7 +168,7 @@ def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
                     return int(payload)
                 if client is not None and wanted.get(stream):
                     try:
-                        client.sendall(payload if tty else frames.pack(stream, payload))
+                        client.send(stream, payload)
                     except OSError:
                         with contextlib.suppress(KeyError):
                             sel.unregister(client)
@@ -172,9 +177,11 @@ def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
                             return None
             elif key.data == "client":
                 try:
-                    data = client.recv(65536) if client is not None else b""
+                    data = client.recv() if client is not None else b""
                 except OSError:
                     data = b""
+                if data is None:  # no input (a websocket's ping)
+                    continue
                 if data and escape is not None:
                     kept = escape.feed(data)
                     if kept is None:
@@ -191,23 +198,19 @@ def pump_attach(ctl: socket.socket, client: socket.socket | None, tty: bool,
                 _resize(ctl, spec.resize_fd, sel)
 
 
-def attach_running(e: Any, fd: int, upgrade: bool, cid: str, tty: bool, spec: AttachSpec,
+def attach_running(e: Any, fd: int, head: bytes, cid: str, tty: bool, spec: AttachSpec,
                    logs: bool, detach_keys: bytes) -> None:
     """Worker: an attach to a running container, through its monitor's attach socket
-    (adapters/runtime/frames.Attachers): the log so far if asked, then its output from
-    now on and the client's bytes to its stdin, until it ends, the client leaves or types
-    the detach keys (docker's `docker attach`)."""
-    from core.logfilter import Selection, Window
-
-    client = socket.socket(fileno=fd)
-    client.setblocking(True)
+    (adapters/runtime/frames.Attachers): `head` (the 101 or 200), the log so far if
+    asked, then its output from now on and the client's bytes to its stdin, until it
+    ends, the client leaves or types the detach keys (docker's `docker attach`)."""
+    sock = socket.socket(fileno=fd)
+    client = wire_for(sock, tty, spec.ws, spec.leftover)
     ctl = frames.connect_attach(e.runtime.container_dir(cid))
     try:
-        client.sendall(hijack_head(upgrade, tty))
-        want = {"stdout": spec.stdout, "stderr": spec.stderr}
+        sock.sendall(head)
         if logs:
-            _, past = Selection(Window()).pick(e.runtime.logs(cid))
-            client.sendall(log_frames(past, want, tty))
+            _send_log(e, client, cid, tty, spec)
         if ctl is not None:
             pump_attach(ctl, client, tty, spec, detach_keys, stay=False)
     except OSError:
@@ -215,27 +218,31 @@ def attach_running(e: Any, fd: int, upgrade: bool, cid: str, tty: bool, spec: At
     finally:
         if ctl is not None:
             ctl.close()
-        _close(client)
+        client.close()
 
 
-def logs_only(e: Any, fd: int, upgrade: bool, cid: str, tty: bool, spec: AttachSpec,
+def logs_only(e: Any, fd: int, head: bytes, cid: str, tty: bool, spec: AttachSpec,
               logs: bool) -> None:
-    """Worker: an attach with stream=0: the log so far (with logs=1), then the end."""
-    from core.logfilter import Selection, Window
-
-    client = socket.socket(fileno=fd)
-    client.setblocking(True)
+    """Worker: an attach with stream=0: `head`, the log so far (with logs=1), the end."""
+    sock = socket.socket(fileno=fd)
+    client = wire_for(sock, tty, spec.ws, spec.leftover)
     try:
-        client.sendall(hijack_head(upgrade, tty))
-        _until_read(client)
+        sock.sendall(head)
+        _until_read(sock)
         if logs:
-            _, past = Selection(Window()).pick(e.runtime.logs(cid))
-            client.sendall(log_frames(past, {"stdout": spec.stdout, "stderr": spec.stderr},
-                                      tty))
+            _send_log(e, client, cid, tty, spec)
     except OSError:
         pass
     finally:
-        _close(client)
+        client.close()
+
+
+def _send_log(e: Any, client: Wire, cid: str, tty: bool, spec: AttachSpec) -> None:
+    from core.logfilter import Selection, Window
+
+    _, past = Selection(Window()).pick(e.runtime.logs(cid))
+    client.write(log_frames(past, {"stdout": spec.stdout, "stderr": spec.stderr},
+                            tty or client.raw_logs))
 
 
 def _resize(ctl: socket.socket, fd: int, sel: selectors.BaseSelector) -> None:

@@ -10,7 +10,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -178,6 +178,30 @@ STDIN_TWICE = ("cat; echo eof1; while [ ! -e /tmp/go ]; do echo w; sleep 0.1; do
                "cat; echo eof2")
 
 
+def stdin_once_holds(attach: list[str], env: dict[str, str] | None,
+                     go: Callable[[], object]) -> None:
+    """Against a started STDIN_TWICE container with StdinOnce: the first `attach` (an
+    argv)'s EOF ends its stdin, and a second attach, its input still open, finds it closed
+    once `go` lets the container read again: it ends with `eof2`, its input unread."""
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    first = subprocess.Popen(attach, env=env, **pipes)
+    assert first.stdin is not None and first.stdout is not None
+    first.stdin.write(b"one\n")
+    first.stdin.close()
+    assert first.stdout.readline() == b"one\n" and first.stdout.readline() == b"eof1\n"
+    first.kill()
+    first.wait()
+    second = subprocess.Popen(attach, env=env, **pipes)
+    assert second.stdin is not None and second.stdout is not None
+    second.stdin.write(b"two\n")  # and its stdin stays open
+    second.stdin.flush()
+    assert second.stdout.readline() == b"w\n"  # attached
+    go()
+    rest = b"".join(iter(second.stdout.readline, b""))
+    assert second.wait(20) == 0 and rest.replace(b"w\n", b"") == b"eof2\n"
+    second.stdin.close()
+
+
 def test_stdin_once_closes_the_container_s_stdin_when_the_first_attach_s_ends(
         lamina: Lamina) -> None:
     """docker's StdinOnce, which `create -i` (and `run -i` without -d) asks: the end of the
@@ -187,24 +211,8 @@ def test_stdin_once_closes_the_container_s_stdin_when_the_first_attach_s_ends(
               STDIN_TWICE)
     assert lamina.ok("inspect", "-f", "{{.Config.StdinOnce}}", "once") == "true\n"
     lamina.ok("start", "once")
-    first = subprocess.Popen(_argv(lamina, "attach", "once"), stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert first.stdin is not None and first.stdout is not None
-    first.stdin.write(b"one\n")
-    first.stdin.close()
-    assert first.stdout.readline() == b"one\n" and first.stdout.readline() == b"eof1\n"
-    first.kill()
-    first.wait()
-    second = subprocess.Popen(_argv(lamina, "attach", "once"), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert second.stdin is not None and second.stdout is not None
-    second.stdin.write(b"two\n")  # and its stdin stays open
-    second.stdin.flush()
-    assert second.stdout.readline() == b"w\n"  # attached
-    lamina.ok("exec", "once", "touch", "/tmp/go")
-    rest = b"".join(iter(second.stdout.readline, b""))
-    assert second.wait(20) == 0 and rest.replace(b"w\n", b"") == b"eof2\n"
-    second.stdin.close()
+    stdin_once_holds(_argv(lamina, "attach", "once"), None,
+                     lambda: lamina.ok("exec", "once", "touch", "/tmp/go"))
     lamina.ok("rm", "once")
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import pytest
 
+from tests.kernel.test_logs_attach import STDIN_TWICE, stdin_once_holds
 from tests.service.conftest import DOCKER, Service
 
 pytestmark = pytest.mark.kernel
@@ -707,29 +708,11 @@ def test_docker_cli_stdin_once(service: Service) -> None:
                          input="hi\n")
     assert (out.returncode, out.stdout) == (0, "hi\n")
     service.ok("create", "-i", "--name", "clionce", "--network", "none", TEST_IMG, "sh", "-c",
-               "cat; echo eof1; while [ ! -e /tmp/go ]; do echo w; sleep 0.1; done; "
-               "cat; echo eof2")
+               STDIN_TWICE)
     assert service.ok("inspect", "-f", "{{.Config.StdinOnce}}", "clionce") == "true\n"
     service.ok("start", "clionce")
-    attach = [DOCKER, "attach", "clionce"]
-    first = subprocess.Popen(attach, env=service.env, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert first.stdin is not None and first.stdout is not None
-    first.stdin.write(b"one\n")
-    first.stdin.close()
-    assert first.stdout.readline() == b"one\n" and first.stdout.readline() == b"eof1\n"
-    first.kill()
-    first.wait()
-    second = subprocess.Popen(attach, env=service.env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert second.stdin is not None and second.stdout is not None
-    second.stdin.write(b"two\n")  # its stdin stays open
-    second.stdin.flush()
-    assert second.stdout.readline() == b"w\n"
-    service.ok("exec", "clionce", "touch", "/tmp/go")
-    rest = b"".join(iter(second.stdout.readline, b""))
-    assert second.wait(20) == 0 and rest.replace(b"w\n", b"") == b"eof2\n"
-    second.stdin.close()
+    stdin_once_holds([DOCKER, "attach", "clionce"], service.env,
+                     lambda: service.ok("exec", "clionce", "touch", "/tmp/go"))
     service.ok("rm", "clionce")
 
 

@@ -167,6 +167,35 @@ def test_exec_records_start_and_exit(e) -> None:
     assert e.log.records[-1].data["exit_code"] == 1
 
 
+@pytest.mark.parametrize("stays", [False, True])
+def test_an_exec_detached_with_the_keys_records_the_detach_then_its_end(
+        e, monkeypatch, stays: bool) -> None:
+    """The runtime raises ExecDetached; the engine records it, then its watch records the
+    end (here at once): the CLI's leaves (the detach reaches the caller), a server's
+    worker stays and returns the code."""
+    from core.ports import ExecDetached
+
+    def watch(record):
+        record(143)
+        return 143 if stays else None
+
+    def detached(*_args, **_kw):
+        raise ExecDetached(watch)
+
+    e.create("busybox", ["sh"], name="c")
+    e.start("c")
+    monkeypatch.setattr(e.runtime, "exec", detached)
+    if stays:
+        assert e.exec("c", ["cat"]) == 143
+    else:
+        with pytest.raises(ExecDetached, match="read escape sequence"):
+            e.exec("c", ["cat"])
+    records = e.log.records[-3:]
+    assert [r.type for r in records] == ["ExecStarted", "ExecDetached", "ExecExited"]
+    assert {r.data["exec_id"] for r in records} == {records[0].data["exec_id"]}
+    assert records[-1].data["exit_code"] == 143
+
+
 def test_restart_and_exit(e) -> None:
     e.create("busybox", ["sh"], name="c")
     e.start("c")

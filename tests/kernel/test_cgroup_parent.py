@@ -121,6 +121,9 @@ def test_run_under_a_parent_limits_pauses_stats_and_cleans_up(lamina: Lamina,
         # two sleeps: sh execs the last one
         assert (stats["pids"], stats["memory_limit"]) == (2, 48 << 20), stats
         assert stats["cpu_ns"] > 0 and stats["memory"] > 0, stats
+        # an exec joins the container's cgroups: inside its cgroup namespace each is "/"
+        inside = lamina.ok("exec", cid, "cat", "/proc/self/cgroup").splitlines()
+        assert inside and all(line.endswith(":/") for line in inside), inside
         top = lamina.ok("top", cid)
         assert top.count("sleep 600") == 2, top
         lamina.ok("kill", cid)  # kill-all: its forked sleep dies with it

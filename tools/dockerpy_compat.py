@@ -223,8 +223,9 @@ def tally_json(t: Tally, when: str) -> dict:
 
 
 def _row(name: str, per: dict[str, dict[str, int]]) -> str:
-    cells = [f"{per[e]['passed']} / {per[e]['failed']} / {per[e]['skipped']}"
-             for e in ENGINES]
+    """One file's cells; an engine not run (--engines) shows as `-`."""
+    cells = [f"{per[e]['passed']} / {per[e]['failed']} / {per[e]['skipped']}" if e in per
+             else "-" for e in ENGINES]
     return f"| `{name}` | {cells[0]} | {cells[1]} |"
 
 
@@ -239,7 +240,7 @@ def _table(data: dict, files: Iterable[str]) -> list[str]:
         lines.append(_row(name, per))
         for e in ENGINES:
             for k in total[e]:
-                total[e][k] += per[e][k]
+                total[e][k] += per[e][k] if e in per else 0
     lines.append(_row("all", total).replace("`all`", "**all**"))
     return lines
 

@@ -125,23 +125,53 @@ def test_logs_follow_ends_with_the_container_or_at_until(lamina: Lamina) -> None
 # --- attach -------------------------------------------------------------------------------------
 
 
-def test_attach_sends_stdin_and_receives_output(lamina: Lamina) -> None:
-    lamina.ok("run", "-d", "-i", "--name", "att", "--network", "none", "busybox", "sh", "-c",
-              'while read l; do echo "got $l"; [ "$l" = quit ] && exit 3; done')
-    first = subprocess.Popen(_argv(lamina, "attach", "att"), stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    watcher = subprocess.Popen(_argv(lamina, "attach", "--no-stdin", "att"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+ECHO_UNTIL_QUIT = 'while read l; do echo "got $l"; [ "$l" = quit ] && exit 3; done'
+
+
+def attached(say: Callable[[], None], fd: int, line: bytes, timeout: float = 30) -> None:
+    """Until `fd` (an attach's stdout) shows `line`, `say` it again every half second (a
+    line the container echoes): then that attach is attached, however slow it started."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while line not in seen:
+        assert time.monotonic() < deadline, seen
+        say()
+        end = time.monotonic() + 0.5
+        while line not in seen and (left := end - time.monotonic()) > 0:
+            if select.select([fd], [], [], left)[0]:
+                chunk = os.read(fd, 4096)
+                assert chunk, seen
+                seen += chunk
+
+
+def two_attaches_hold(attach: list[str], env: dict[str, str] | None) -> None:
+    """Against a started ECHO_UNTIL_QUIT container made with -d -i: an attach's input
+    reaches it and its output comes back; a second attach (--no-stdin) sees what it prints
+    from then on; both end with its exit code when the first says quit."""
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    first = subprocess.Popen(attach, env=env, stdin=subprocess.PIPE, **pipes)
     assert first.stdin is not None and first.stdout is not None
-    time.sleep(1)
-    first.stdin.write(b"hello\n")
-    first.stdin.flush()
-    assert first.stdout.readline() == b"got hello\n"
+
+    def say() -> None:
+        assert first.stdin is not None
+        first.stdin.write(b"sync\n")
+        first.stdin.flush()
+
+    attached(say, first.stdout.fileno(), b"got sync\n")
+    watcher = subprocess.Popen([*attach[:-1], "--no-stdin", attach[-1]], env=env, **pipes)
+    assert watcher.stdout is not None
+    attached(say, watcher.stdout.fileno(), b"got sync\n")
     first.stdin.write(b"quit\n")
     first.stdin.close()
-    assert first.wait(20) == 3 and first.stdout.read() == b"got quit\n"
+    assert first.wait(20) == 3 and first.stdout.read().endswith(b"got quit\n")
     out, err = watcher.communicate(timeout=20)
-    assert (watcher.returncode, out) == (3, b"got hello\ngot quit\n"), err
+    assert watcher.returncode == 3 and out.endswith(b"got quit\n"), err
+
+
+def test_attach_sends_stdin_and_receives_output(lamina: Lamina) -> None:
+    lamina.ok("run", "-d", "-i", "--name", "att", "--network", "none", "busybox", "sh", "-c",
+              ECHO_UNTIL_QUIT)
+    two_attaches_hold(_argv(lamina, "attach", "att"), None)
     bad = lamina("attach", "att")
     assert bad.returncode != 0 and "cannot attach to a stopped container" in bad.stderr
     lamina.ok("rm", "att")

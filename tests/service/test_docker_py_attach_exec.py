@@ -10,14 +10,18 @@ import contextlib
 import os
 import re
 import socket
-import subprocess
 import threading
 import time
 from datetime import datetime
 
 import pytest
 
-from tests.kernel.test_logs_attach import STDIN_TWICE, stdin_once_holds
+from tests.kernel.test_logs_attach import (
+    ECHO_UNTIL_QUIT,
+    STDIN_TWICE,
+    stdin_once_holds,
+    two_attaches_hold,
+)
 from tests.service.conftest import DOCKER, Service
 
 pytestmark = pytest.mark.kernel
@@ -676,25 +680,9 @@ def test_docker_cli_attach(service: Service) -> None:
     not close the container's stdin), its output reaches us; a second attach sees what it
     prints next; its exit code is attach's."""
     service.ok("run", "-d", "-i", "--name", "cliattach", "--network", "none", TEST_IMG,
-               "sh", "-c", 'while read l; do echo "got $l"; [ "$l" = quit ] && exit 3; done')
-    first = subprocess.Popen([DOCKER, "attach", "cliattach"], env=service.env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-    assert first.stdin is not None and first.stdout is not None
-    time.sleep(1)
-    first.stdin.write(b"hello\n")
-    first.stdin.flush()
-    assert first.stdout.readline() == b"got hello\n"
-    second = subprocess.Popen([DOCKER, "attach", "--no-stdin", "cliattach"],
-                              env=service.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE)
-    time.sleep(1)
-    first.stdin.write(b"quit\n")
-    first.stdin.close()
-    assert first.wait(20) == 3 and first.stdout.read() == b"got quit\n"
-    out, _ = second.communicate(timeout=20)
-    assert second.returncode == 3 and out == b"got quit\n"
-    assert service.ok("logs", "cliattach") == "got hello\ngot quit\n"
+               "sh", "-c", ECHO_UNTIL_QUIT)
+    two_attaches_hold([DOCKER, "attach", "cliattach"], service.env)
+    assert service.ok("logs", "cliattach").endswith("got sync\ngot quit\n")
     bad = service.docker("attach", "cliattach")
     assert bad.returncode != 0 and "cannot attach to a stopped container" in bad.stderr
     service.ok("rm", "cliattach")

@@ -76,32 +76,16 @@ class Attachers:
     docker's attach does, unless the container asked StdinOnce (`once`): then it closes
     it, for this attach and every later one."""
 
-    def __init__(self, cdir: str, poller: Any, once: bool = False) -> None:
-        import _socket
-
+    def __init__(self, cdir: str, poller: Any, once: bool = False,
+                 listener: Any = None) -> None:
         self.cdir = cdir
         self.poller = poller
         self.once = once
         self.clients: dict[int, Any] = {}
         self.typing: set[int] = set()  # clients that sent stdin
-        self.listener: Any = None
-        dir_fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            address = attach_address(dir_fd)
-            try:  # noqa: SIM105 - contextlib would be one more import
-                os.unlink(address)
-            except FileNotFoundError:
-                pass
-            listener = _socket.socket(fileno=_high(_socket.socket(
-                _socket.AF_UNIX, _socket.SOCK_STREAM).detach()))
-            listener.bind(address)
-            listener.listen(16)
-            self.listener = listener
-            poller.register(listener.fileno(), 1)  # EPOLLIN
-        except OSError:
-            self.listener = None
-        finally:
-            os.close(dir_fd)
+        self.listener: Any = listener if listener is not None else listen(cdir)
+        if self.listener is not None:
+            poller.register(self.listener.fileno(), 1)  # EPOLLIN
 
     def __contains__(self, fd: int) -> bool:
         return fd in self.clients or (self.listener is not None
@@ -167,16 +151,8 @@ class Attachers:
 
     def close(self, code: int | None) -> None:
         """The process ended: each client gets its exit code; nobody attaches any more."""
-        if self.listener is not None:
-            dir_fd = os.open(self.cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.unlink(attach_address(dir_fd))
-            except OSError:
-                pass
-            finally:
-                os.close(dir_fd)
-            self.listener.close()
-            self.listener = None
+        unlisten(self.cdir, self.listener)
+        self.listener = None
         if code is not None:
             self.send(EXIT, str(code).encode())
         for fd in list(self.clients):
@@ -192,6 +168,52 @@ def closed_stdin(fd: int | None) -> int | None:
         except OSError:
             pass
     return None
+
+
+def listen(cdir: str) -> Any:
+    """The container's attach socket, listening (None if it can't be made): the monitor
+    makes it before it reports the start, so that an attach right after the start finds it
+    (clients wait in its backlog until the monitor watches the output)."""
+    import _socket
+
+    dir_fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        address = attach_address(dir_fd)
+        try:  # noqa: SIM105 - contextlib would be one more import
+            os.unlink(address)
+        except FileNotFoundError:
+            pass
+        listener = _socket.socket(fileno=_high(_socket.socket(
+            _socket.AF_UNIX, _socket.SOCK_STREAM).detach()))
+        try:
+            listener.bind(address)
+            listener.listen(16)
+        except OSError:
+            listener.close()
+            return None
+        return listener
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+
+
+def unlisten(cdir: str, listener: Any) -> None:
+    """The attach socket closed and its name gone: nobody attaches any more."""
+    if listener is None:
+        return
+    try:
+        dir_fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        dir_fd = -1
+    if dir_fd >= 0:
+        try:
+            os.unlink(attach_address(dir_fd))
+        except OSError:
+            pass
+        finally:
+            os.close(dir_fd)
+    listener.close()
 
 
 FD_FLOOR = 256  # attach sockets' numbers: never one the monitor's start client had

@@ -1,12 +1,14 @@
 """The monitor: one small detached process per running container, parent of its init.
 
-It exists because only a parent learns a process's exit status. Forked (twice, detached)
-from the command that starts the container, it makes the PID namespace (unshare
-CLONE_NEWPID, then fork init as PID 1 there; on a --userns-remap root one clone makes the
-user namespace and the PID namespace it owns) and the container's stdio, then execs the lean
-interpreter of adapters/runtime/supervise.py, which stays init's parent: it reports the
-start, copies the output to the json-file log and an attached client, writes the exit
-status, and has the exit recorded (adapters/record_exit.py).
+It exists because only a parent learns a process's exit status. Forked (detached) from the
+command that starts the container, it makes the PID namespace (unshare CLONE_NEWPID, then
+fork init as PID 1 there; on a --userns-remap root one clone makes the user namespace and
+the PID namespace it owns), the container's stdio, its attach socket and json log; it
+reports the start (init's exec, or why it failed) and waits for the client's word that the
+start is recorded. Then the watch (adapters/runtime/supervise.py: copy the output to the
+json-file log and an attached client, write the exit status, have the exit recorded by
+adapters/record_exit.py) runs here if init ended within a tenth of a second, else in the
+lean interpreter this process execs, which stays init's parent.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from adapters.kernel import libc
 from adapters.kernel.proc import close_all_but
-from adapters.runtime import supervise
+from adapters.runtime import frames, supervise
 from adapters.runtime.init import InitPlan, made_for_it
 from adapters.runtime.init import run as run_init
 
@@ -129,8 +131,6 @@ def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int
     try:
         pid = _start_init(job, ctl, err_w)
     except OSError as err:  # e.g. the user namespace: said, not "died before reporting"
-        from adapters.runtime import frames
-
         frames.send(ctl, frames.REPORT, f"failed 125 init: {err}".encode())
         return 1
     os.close(err_w)
@@ -140,12 +140,52 @@ def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int
         if fd not in outputs and fd != stdin_fd:
             os.close(fd)
     lean = {"root": job.root, "cid": job.container_id, "cdir": job.container_dir, "pid": pid,
-            "ctl": ctl.fileno(), "err": err_r, "stdin": stdin_fd,
+            "ctl": ctl.fileno(), "stdin": stdin_fd,
             "stdin_once": job.plan.spec.stdin_once and not job.plan.spec.tty, "log": (
                 job.plan.spec.log_driver, job.plan.spec.log_max_size,
                 job.plan.spec.log_max_file),
             "outputs": {str(fd): name for fd, name in outputs.items()}}
-    for fd in (ctl.fileno(), err_r, *outputs, *([stdin_fd] if stdin_fd is not None else [])):
+    # Made before the start is reported: a `run -d` returns as soon as the start is
+    # recorded, and an attach or `logs` right after it must find both.
+    listener = frames.listen(job.container_dir)
+    supervise.log_of(lean).close()
+    started = supervise.report_start(lean, ctl, err_r)
+    if started is None or not supervise.await_recorded(ctl):
+        if started is not None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        frames.unlisten(job.container_dir, listener)
+        return 1
+    if job.plan.spec.security.pid != "host" and _ends_soon(pid, ctl.fileno()):
+        return supervise.watch(lean, ctl, listener)  # here: no second interpreter to start
+    if listener is not None:
+        lean["attach"] = listener.fileno()
+    for fd in (ctl.fileno(), *outputs, *([stdin_fd] if stdin_fd is not None else []),
+               *([listener.fileno()] if listener is not None else [])):
         os.set_inheritable(fd, True)
     argv = supervise.boot_argv(lean)
     os.execv(argv[0], argv)  # the long watch runs in a lean interpreter (supervise.py)
+
+
+WARM_WINDOW = 0.1  # seconds a started container may take to end before the monitor execs
+
+
+def _ends_soon(pid: int, ctl_fd: int, window: float = WARM_WINDOW) -> bool:
+    """Whether init ends within `window` while its client says nothing: then this process,
+    forked from a warm lamina, watches the rest itself (the output already written, the
+    exit code), which spares a short container the ~15 ms (far more on a busy machine) of
+    starting the lean interpreter. Anything else (it still runs, or its client sent stdin,
+    a resize or its detach) goes to the lean interpreter, so a long-lived container's
+    monitor keeps its ~12 MB. A container in the host's PID namespace never stays here:
+    its init's end doesn't end its other processes, which may hold the output open."""
+    import select
+
+    pidfd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.register(ctl_fd, select.POLLIN)
+        ready = dict(poller.poll(int(window * 1000)))
+    finally:
+        os.close(pidfd)
+    return pidfd in ready and ctl_fd not in ready

@@ -1,12 +1,15 @@
-"""The monitor's long half: a lean interpreter that watches one container until it exits.
+"""The monitor's long half: what watches one container until it exits.
 
 Why a second program: the monitor is forked from the lamina command that starts the
 container, and a fork carries that command's whole memory (~25 MB with the engine
-imported). Right after forking the container's init, the monitor execs this module in a
-fresh `python -S` that imports only what watching needs (~10 MB), keeping its file
-descriptors and its place as init's parent. It:
-- reads init's start report (an exec failure arrives on a pipe) and tells the client;
-- waits for the client's word that the start is recorded (or kills init on silence);
+imported). The forked monitor (adapters/runtime/monitor.py) uses the functions here to
+read init's start report (an exec failure arrives on a pipe) and tell the client, and to
+wait for the client's word that the start is recorded (or kill init on silence). A
+container that has ended by then, or within a tenth of a second, is watched to its end by
+that same process (`watch`): starting a fresh interpreter would be most of its run's cost.
+Any other has its watch run by this module's `main`, in a fresh `python -S` that imports
+only what watching needs (~10 MB), which keeps the monitor's file descriptors and its place
+as init's parent. The watch:
 - copies the container's output to the json-file log and to an attached client;
 - when init ends, writes `exit.json` and sends the exit code to the attached client;
 - finally execs `python -m adapters.record_exit`, which records the exit in the
@@ -25,7 +28,6 @@ import fcntl
 import json
 import os
 import select
-import signal
 import struct
 import sys
 import termios
@@ -91,30 +93,35 @@ def main(arg: str) -> None:
     # _socket, not socket: this process starts with every container, and socket costs an
     # import; the object is the same one socket.socket wraps.
     ctl = cast("socket.socket", _socket.socket(fileno=job["ctl"]))
+    listener = cast("socket.socket", _socket.socket(fileno=job["attach"])) \
+        if job.get("attach") is not None else None
     code = 1
     try:
-        code = _run(job, ctl)
+        code = watch(job, ctl, listener)
     finally:
         os._exit(code)
 
 
-def _run(job: dict, ctl: socket.socket) -> int:
+def report_start(job: dict, ctl: socket.socket, err_fd: int) -> int | None:
+    """Init's start, told to the client: its pid, or None when it failed (reaped, said)."""
     pid = job["pid"]
-    failure = _read_all(job["err"])
+    failure = _read_all(err_fd)
     if failure:
         os.waitpid(pid, 0)
         _report(ctl, f"failed {failure}")
-        return 1
-    poller = select.epoll()
-    # lamina attach, the API's attach: its socket is there before the start is recorded,
-    # so whoever sees the container running can attach (they wait in its backlog)
-    attachers = frames.Attachers(job["cdir"], poller, bool(job.get("stdin_once")))
+        return None
     _report(ctl, f"started {pid}")
-    if not _await_recorded(ctl):
-        attachers.close(None)
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        return 1
+    return int(pid)
+
+
+def watch(job: dict, ctl: socket.socket, listener: socket.socket | None) -> int:
+    """Init's start is recorded: copy its output until it ends, then have its end recorded.
+    In the monitor forked from lamina, or in this lean interpreter it execs (main).
+    `listener`: the attach socket the monitor made before it reported the start (so that
+    whoever sees the container running can attach: they wait in its backlog)."""
+    pid = job["pid"]
+    poller = select.epoll()
+    attachers = frames.Attachers(job["cdir"], poller, bool(job.get("stdin_once")), listener)
     outputs = {int(fd): name for fd, name in job["outputs"].items()}
     client = _Client(ctl)
     code = _supervise(job, pid, client, outputs, job["stdin"], poller, attachers)
@@ -137,7 +144,7 @@ def _report(ctl: socket.socket, text: str) -> None:
         pass
 
 
-def _await_recorded(ctl: socket.socket) -> bool:
+def await_recorded(ctl: socket.socket) -> bool:
     """The client says ContainerStarted is in the log; silence or a hang-up means abort."""
     try:
         frame = frames.recv(ctl)
@@ -149,7 +156,7 @@ def _await_recorded(ctl: socket.socket) -> bool:
 def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
                stdin_fd: int | None, poller: select.epoll, attachers: frames.Attachers
                ) -> int:
-    log = _log(job)
+    log = log_of(job)
     for fd in outputs:
         poller.register(fd, select.EPOLLIN)
     assert client.sock is not None
@@ -189,7 +196,7 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
     return 0
 
 
-def _log(job: dict) -> JsonLog | NoLog:
+def log_of(job: dict) -> JsonLog | NoLog:
     """The container's log as its --log-driver/--log-opt ask (json-file unless said)."""
     driver, max_size, max_file = job.get("log") or ("json-file", -1, 1)
     if driver == "none":

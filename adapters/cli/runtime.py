@@ -27,9 +27,11 @@ def _engine(args: argparse.Namespace) -> Any:
 
 
 def _attached(e: Any, cid: str, interactive: bool, tty: bool,
-              detach_keys: str | None = None) -> int:
+              detach_keys: str | None = None, removing: bool = False) -> int:
     """Stream a started container's output until it exits; forward our signals to it.
-    With -it, the detach keys let go of it (docker's ctrl-p ctrl-q): it runs on."""
+    With -it, the detach keys let go of it (docker's ctrl-p ctrl-q): it runs on.
+    `removing`: the caller removes it next (--rm), and that record's fsync is this one's
+    too (SqliteEventLog.sync_deferred; the caller flushes if it removes nothing)."""
     from adapters.runtime.terminal import Detached, let_go, pump_attach
     from core.logfilter import detach_keys as keys_of
 
@@ -52,7 +54,8 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool,
     if c is not None and c.state in ("running", "paused"):
         from adapters.record_exit import record_exit
 
-        record_exit(e, cid, c.pid)  # at once, rather than wait for the monitor to
+        with e.log.sync_deferred() if removing else contextlib.nullcontext():
+            record_exit(e, cid, c.pid)  # at once, rather than wait for the monitor to
     sock.close()  # after the record: the monitor then finds nothing left to record
     return code
 
@@ -93,11 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         e.runtime.detach(cid)
         print(cid)
         return 0
-    code = _attached(e, cid, args.interactive, args.tty, args.detach_keys)
-    now = e.log.container(cid)
-    if args.rm and now is not None and now.state == "stopped":  # not when detached:
-        # docker's --rm takes the anonymous volumes along
-        e.rm(cid, force=True, volumes=True)
+    try:
+        code = _attached(e, cid, args.interactive, args.tty, args.detach_keys, args.rm)
+        now = e.log.container(cid)
+        if args.rm and now is not None and now.state == "stopped":  # not when detached:
+            # docker's --rm takes the anonymous volumes along
+            e.rm(cid, force=True, volumes=True)
+    finally:
+        e.log.flush()  # the exit's record on the disk, if the removal's didn't put it
     return code
 
 

@@ -143,6 +143,15 @@ class PostgresEventLog(ReadModel):
 
     suspend = close
 
+    @contextmanager
+    def sync_deferred(self) -> Iterator[None]:
+        """SqliteEventLog's one fsync for two appends: here each commit is as durable as
+        the server makes it, and there is nothing to defer."""
+        yield
+
+    def flush(self) -> None:
+        """Nothing was deferred (sync_deferred)."""
+
     # --- append -------------------------------------------------------------------------
 
     def append(self, events: Sequence[Event], *, expected: Mapping[str, int],

@@ -27,11 +27,14 @@ def _engine(args: argparse.Namespace) -> Any:
 
 
 def _attached(e: Any, cid: str, interactive: bool, tty: bool,
-              detach_keys: str | None = None, removing: bool = False) -> int:
+              detach_keys: str | None = None,
+              remove: Callable[[], None] | None = None) -> int:
     """Stream a started container's output until it exits; forward our signals to it.
     With -it, the detach keys let go of it (docker's ctrl-p ctrl-q): it runs on.
-    `removing`: the caller removes it next (--rm), and that record's fsync is this one's
-    too (SqliteEventLog.sync_deferred; the caller flushes if it removes nothing)."""
+    `remove` (--rm) runs once the exit is recorded, before we hang up on the monitor (it
+    then finds the container gone: nothing to check, no lock to take from the removal);
+    its record's fsync is the exit's too (SqliteEventLog.sync_deferred; the caller flushes
+    the log if nothing was removed)."""
     from adapters.runtime.terminal import Detached, let_go, pump_attach
     from core.logfilter import detach_keys as keys_of
 
@@ -50,13 +53,17 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool,
     if code is None:
         sock.close()
         return _wait_stopped(e, cid)
-    c = e.log.container(cid)
-    if c is not None and c.state in ("running", "paused"):
-        from adapters.record_exit import record_exit
+    try:
+        c = e.log.container(cid)
+        if c is not None and c.state in ("running", "paused"):
+            from adapters.record_exit import record_exit
 
-        with e.log.sync_deferred() if removing else contextlib.nullcontext():
-            record_exit(e, cid, c.pid)  # at once, rather than wait for the monitor to
-    sock.close()  # after the record: the monitor then finds nothing left to record
+            with e.log.sync_deferred() if remove else contextlib.nullcontext():
+                record_exit(e, cid, c.pid)  # at once, rather than wait for the monitor to
+        if remove is not None:
+            remove()
+    finally:
+        sock.close()  # after the record: the monitor then finds nothing left to record
     return code
 
 
@@ -96,12 +103,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         e.runtime.detach(cid)
         print(cid)
         return 0
-    try:
-        code = _attached(e, cid, args.interactive, args.tty, args.detach_keys, args.rm)
+
+    def remove() -> None:
         now = e.log.container(cid)
-        if args.rm and now is not None and now.state == "stopped":  # not when detached:
-            # docker's --rm takes the anonymous volumes along
-            e.rm(cid, force=True, volumes=True)
+        if now is not None and now.state == "stopped":  # not when detached:
+            e.rm(cid, force=True, volumes=True)  # docker's --rm takes the anonymous
+            # volumes along
+
+    try:
+        code = _attached(e, cid, args.interactive, args.tty, args.detach_keys,
+                         remove if args.rm else None)
+        if args.rm:
+            remove()  # stopped another way than the attached end (none left if removed)
     finally:
         e.log.flush()  # the exit's record on the disk, if the removal's didn't put it
     return code

@@ -335,6 +335,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
     results: dict[str, dict] = {}
+    loads = [os.getloadavg()[0]]
     try:
         tar = work / "busybox.tar"
         with open(tar, "wb") as f:
@@ -376,7 +377,10 @@ def main() -> None:
             results["docker"] = _docker(work, tar, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    loads.append(os.getloadavg()[0])
     print_table(results)
+    print_targets(results)
+    print(f"\nload average (1 min) {loads[0]:.1f} at the start, {loads[1]:.1f} at the end")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
@@ -413,6 +417,25 @@ def print_table(results: dict[str, dict]) -> None:
             else:
                 cells.append(results[e].get("error", "—") if row == rows[0] else "—")
         print(f"| {row} | " + " | ".join(cells) + " |")
+
+
+def print_targets(results: dict[str, dict]) -> None:
+    """Issue 20's lifecycle targets, as ratios within this run: run --rm <= 1.5x runc and
+    <= 60 ms, a pause pair <= 2x crun's, exec <= 1.5x runc's."""
+    def median(engine: str, row: str) -> float | None:
+        v = results.get(engine, {}).get(row)
+        return v["median"] if isinstance(v, dict) else None
+
+    print()
+    for row, peer, bound in (("run --rm true", "runc", 1.5), ("pause+unpause", "crun", 2.0),
+                             ("exec true", "runc", 1.5)):
+        ours, theirs = median("lamina", row), median(peer, row)
+        if ours is None or theirs is None:
+            continue
+        ratio = ours / theirs
+        extra = f", <= 60 ms: {'yes' if ours <= 60 else 'no'}" if row == "run --rm true" else ""
+        print(f"{row}: lamina {ours:.0f} ms = {ratio:.2f}x {peer} ({theirs:.0f} ms), "
+              f"target <= {bound}x: {'met' if ratio <= bound else 'not met'}{extra}")
 
 
 if __name__ == "__main__":

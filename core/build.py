@@ -94,6 +94,7 @@ class Extras:
     run_options: Mapping[str, Any] = field(default_factory=dict)
     keep_containers: bool = False
     aux: Callable[[str], None] | None = None
+    squash: bool = False  # the built stage's new layers merged into one (docker's --squash)
 
 
 @dataclass
@@ -114,6 +115,7 @@ class _Run:
     cached_steps: int = 0
     consumed: set[str] = field(default_factory=set)
     stage_images: dict[int, str] = field(default_factory=dict)
+    stage_bases: dict[int, str] = field(default_factory=dict)  # the image each FROM named
     source: CopySource | None = None
     extras: Extras = field(default_factory=Extras)
     cache_sources: set[str] | None = None  # the images that may serve the cache (cache_from)
@@ -153,6 +155,8 @@ def build(engine: Engine, host: BuildHost, context_dir: str, dockerfile: str | N
             run.source = source
             for stage in df.stages[:last + 1]:
                 _build_stage(run, stage)
+                if extras.squash and stage.index == last:
+                    run.stage_images[last] = _squash(run, last)
                 if extras.aux is not None:
                     extras.aux(run.stage_images[stage.index])
     except BaseException as err:
@@ -329,6 +333,7 @@ def _build_stage(run: _Run, stage: Stage) -> None:
         image = _scratch(run)
     else:
         image = _recorded(run.engine, base)
+    run.stage_bases[stage.index] = image.id
     state = StageState(image=image, config=dict(image.config.get("config") or {}))
     _done(run, t0, image.id, cached=True, container="", is_from=True)
     _triggers(run, state, stage, env)
@@ -344,6 +349,48 @@ def _build_stage(run: _Run, stage: Stage) -> None:
         state.config = dict(new.config.get("config") or {})
         _done(run, t0, new.id, cached, cid)
     run.stage_images[stage.index] = state.image.id
+
+
+def _squash(run: _Run, index: int) -> str:
+    """docker's --squash: the layers the stage made, merged into one on top of its base's
+    (which stay as they are); the stage's history entries kept, each marked empty_layer,
+    and one more that carries the merged layer, with docker's comment `merge sha256:BUILT
+    to sha256:BASE`. The unsquashed image stays as its parent (the cache's). A stage that
+    made no layer is its own squash."""
+    engine = run.engine
+    built = _recorded(engine, run.stage_images[index])
+    base = _recorded(engine, run.stage_bases[index])
+    kept = len(base.layers)
+    if len(built.layers) == kept or built.layers[:kept] != base.layers:
+        return built.id
+    parent_layer = base.layers[-1] if base.layers else None
+    info = engine.layers.squash_layers(built.layers[kept:], base.layers, parent_layer)
+    created = engine.clock()
+    comment = f"merge sha256:{built.id} to sha256:{base.id}"
+    history = list(built.config.get("history") or [])
+    below = len(base.config.get("history") or [])
+    cfg = {**built.config, "created": created,
+           "rootfs": {"type": "layers", "diff_ids": [*_diff_ids(base), info.diff_id]},
+           "history": [*history[:below], *({**h, "empty_layer": True}
+                                            for h in history[below:]),
+                       {"created": created, "comment": comment}]}
+    iid = image_id(cfg)
+    parent = engine.log.layer(parent_layer) if parent_layer else None
+    expected = {f"layer:{info.id}": 0, f"image:{iid}": run.cmd.stream_version(f"image:{iid}")}
+    try:
+        run.cmd.append([
+            ev.LayerRegistered(id=info.id, parent=parent_layer, diff_id=info.diff_id,
+                               chain_id=chain_id(parent.chain_id if parent else None,
+                                                 info.diff_id),
+                               size=info.size, created_by="", comment=comment),
+            ev.ImageCreated(id=iid, parent=built.id, layers=[*base.layers, info.id],
+                            config=cfg, created_by="", comment=comment, source="build")],
+            expected)
+    except BaseException:
+        engine.layers.remove_layer(info.id)
+        raise
+    run.out(f" ---> squashed {short(built.id)} to {short(iid)}\n")
+    return iid
 
 
 def _triggers(run: _Run, state: StageState, stage: Stage, env: Mapping[str, str]) -> None:

@@ -141,6 +141,13 @@ class LayerStore(Protocol):
         layer stays as it was."""
         ...
 
+    def squash_layers(self, layers: Sequence[str], below: Sequence[str],
+                      parent: str | None) -> LayerInfo:
+        """One new installed layer amounting to `layers` (bottom first) applied over
+        `below` (the base's layers): `build --squash`. What was added and deleted within
+        them leaves nothing; a deletion of a base's file stays one."""
+        ...
+
     def remove_rw_layer(self, rw_layer: str) -> None:
         """Delete a read-write layer (unmounting its view first); gone already is fine."""
         ...

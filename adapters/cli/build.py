@@ -47,7 +47,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         iid = build(e, args.context, dockerfile, args.tag or [],
                     parse_build_args(args.build_arg), args.no_cache, args.target,
-                    bar.update if args.only_id else out, extras=_extras(e, args.network))
+                    bar.update if args.only_id else out,
+                    extras=_extras(e, args.network, args.squash))
     finally:
         bar.close()
     if args.only_id:
@@ -55,18 +56,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extras(e: Any, network: str | None) -> Any:
+def _extras(e: Any, network: str | None, squash: bool = False) -> Any:
     """--network for the RUN steps: host unless asked, but none on a --userns-remap root,
-    whose containers can't share the host's network namespace (core/rootconfig.py)."""
+    whose containers can't share the host's network namespace (core/rootconfig.py);
+    --squash."""
+    from core.build import Extras
     from core.rootconfig import current
 
     if network is None and current(e.log).remapped:
         network = "none"
-    if network is None:
-        return None
-    from core.build import Extras
-
-    return Extras(run_options={"network": network})
+    return Extras(run_options={"network": network} if network else {}, squash=squash)
 
 
 class StepBar:
@@ -132,6 +131,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
                    help="the RUN steps' network (default: host; none on a --userns-remap "
                         "root, whose containers can't share the host's)")
     p.add_argument("--target", metavar="STAGE", help="build up to this stage")
+    p.add_argument("--squash", action="store_true",
+                   help="merge the layers the build makes into one over its base's")
     p.add_argument("-q", "--quiet", dest="only_id", action="store_true",
                    help="print only the image id")
     p.add_argument("context", metavar="CONTEXT_DIR",

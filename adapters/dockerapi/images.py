@@ -220,8 +220,7 @@ def in_context(dockerfile: str | None) -> str | None:
 
 # /build's fields lamina doesn't build, and the CLI flag docker's users know each by; one
 # with a value that asks for something is refused by name (and recorded) by the worker.
-BUILD_REFUSED = {"remote": "", "pull": "--pull", "squash": "--squash",
-                 "cgroupparent": "--cgroup-parent",
+BUILD_REFUSED = {"remote": "", "pull": "--pull", "cgroupparent": "--cgroup-parent",
                  "ulimits": "--ulimit", "outputs": "--output",
                  "session": "", "buildid": ""}
 _ZERO = ("", "0", "no", "false", "none", "null", "[]", "{}")  # docker's false, 0 or empty
@@ -323,7 +322,7 @@ def build_options(req: Request) -> dict[str, Any]:
             "cache_from": [shapes.familiar(str(r)) for r in cache_from]
             if cache_from is not None else None,
             "refused": build_refusals(req), "run_options": run_options,
-            "keep_containers": not removing}
+            "keep_containers": not removing, "squash": _truthy(req.q("squash"))}
 
 
 @route("POST", "/build", body="file")

@@ -449,7 +449,7 @@ def build_stream(e: Any, fd: int, body: str | None, tmp: str, options: dict[str,
     send = kept.append if options["quiet"] else out.send
     extras = Extras(labels=options["labels"], cache_from=options["cache_from"],
                     refused=options["refused"], run_options=options["run_options"],
-                    keep_containers=options["keep_containers"],
+                    keep_containers=options["keep_containers"], squash=options["squash"],
                     aux=lambda iid: send({"aux": {"ID": f"sha256:{iid}"}}))
     try:
         try:

@@ -287,20 +287,38 @@ class LinuxLayerStore:
     def _commit_stacked_copy(self, rw_layer: str, parent: str | None) -> LayerInfo:
         """A running container committed by rename before: its changes are its upper and
         its bases stacked. The bases are linked (they are read-only), the upper copied."""
-        from adapters.storage import layertar
-        from adapters.storage.archive import SplitWriter
+        with self.staging() as stage:
+            _link_tree([self.diff_dir(rw_layer), *self.bases(rw_layer)],
+                       os.path.join(stage, "diff"), copy_from=self.diff_dir(rw_layer))
+            return self._hash_and_install(stage, parent)
+
+    def squash_layers(self, layers: Sequence[str], below: Sequence[str],
+                      parent: str | None) -> LayerInfo:
+        """One new layer that amounts to `layers` (bottom first) over the layers `below`:
+        them stacked as a stacked commit's are (linked: they are read-only), less each
+        whiteout that hides nothing of `below` (adapters/storage/squash.py)."""
+        from adapters.storage.squash import drop_idle_whiteouts
 
         with self.staging() as stage:
             dest = os.path.join(stage, "diff")
-            _link_tree([self.diff_dir(rw_layer), *self.bases(rw_layer)], dest,
-                       copy_from=self.diff_dir(rw_layer))
-            split = SplitWriter(os.path.join(stage, SPLIT_FILE))
-            try:
-                diff_id, size = layertar.write_layer_tar(dest, _NullSink(), split)
-                split.finish(diff_id, size)
-            finally:
-                split.close()
-            return self._install(stage, diff_id, parent)
+            _link_tree([self.diff_dir(lid) for lid in reversed(layers)], dest)
+            drop_idle_whiteouts(dest, [self.diff_dir(lid) for lid in below])
+            return self._hash_and_install(stage, parent)
+
+    def _hash_and_install(self, stage: str, parent: str | None) -> LayerInfo:
+        """A layer made in `stage`/diff: its tar hashed (its diff_id) and its tar-split
+        kept, then installed."""
+        from adapters.storage import layertar
+        from adapters.storage.archive import SplitWriter
+
+        split = SplitWriter(os.path.join(stage, SPLIT_FILE))
+        try:
+            diff_id, size = layertar.write_layer_tar(os.path.join(stage, "diff"),
+                                                     _NullSink(), split)
+            split.finish(diff_id, size)
+        finally:
+            split.close()
+        return self._install(stage, diff_id, parent)
 
     def bases(self, rw_layer: str) -> list[str]:
         """The container's own lower dirs, top-most first: what its upper held at each

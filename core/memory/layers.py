@@ -230,6 +230,14 @@ class MemoryLayerStore:
     def commit_rw_layer(self, rw_layer: str, parent: str | None) -> LayerInfo:
         return self._new(self.rw[rw_layer])
 
+    def squash_layers(self, layers: Sequence[str], below: Sequence[str],
+                      parent: str | None) -> LayerInfo:
+        """A memory layer has only files (no deletions): the upper one's win."""
+        merged: dict[str, str] = {}
+        for lid in layers:
+            merged.update(self.layers[lid])
+        return self._new(merged)
+
     def remove_rw_layer(self, rw_layer: str) -> None:
         self.rw.pop(rw_layer, None)
 

@@ -121,6 +121,16 @@ class LayerStoreContract:
             ("C", "/etc"), ("A", "/etc/new"), ("C", "/etc/os-release"), ("A", "/srv"),
             ("A", "/srv/data")]
 
+    def test_squashed_layers_hold_what_they_amount_to_over_the_base(self, store) -> None:
+        base = store.import_layer(self.source(BASE), None)
+        one = store.import_layer(self.source({"etc/a": "1\n", "etc/b": "1\n"}), base.id)
+        two = store.import_layer(self.source({"etc/b": "2\n", "srv/c": "3\n"}), one.id)
+        info = store.squash_layers([one.id, two.id], [base.id], base.id)
+        assert self.files(store, info.id) == {"etc/a": "1\n", "etc/b": "2\n", "srv/c": "3\n"}
+        assert self.blob_bytes(store, info.id)[1].digest == info.diff_id
+        assert self.files(store, two.id) == {"etc/b": "2\n", "srv/c": "3\n"}
+        assert self.leftovers(store) == []
+
 
 class TestMemoryLayerStore(MemoryStoreHooks, LayerStoreContract):
     pass

@@ -74,3 +74,31 @@ def test_a_refused_field_is_one_command_rejected_and_nothing_else() -> None:
                  extras=Extras(refused=["extrahosts (--add-host)"]))
     assert [r.type for r in e.log.records[before:]] == ["CommandRejected"]
     assert events(e, "CommandRejected")[-1]["command"] == "build"
+
+
+def test_squash_merges_the_built_stages_layers_into_one_over_its_base() -> None:
+    """docker's --squash (its experimental builder, seen against dockerd 20.10 here): the
+    base's layers, then one; every history entry of the build kept with empty_layer, and
+    a last one carrying the merged layer, `merge sha256:BUILT to sha256:BASE`; the
+    unsquashed image is its parent; tags and aux name the squashed one."""
+    e = base_engine()
+    host = FakeHost(e, "FROM first\nRUN echo two\nENV A=1\nCOPY f /f\n", {"f": "x"})
+    do_build(e, FakeHost(e, TWO_STAGES), tags=["first"])
+    base = e.image("first")
+    said: list[str] = []
+    iid, out = do_build(e, host, tags=["squashed"],
+                        extras=Extras(squash=True, aux=said.append))
+    image, built = e.log.image(iid), e.log.image(e.log.image(iid).parent)
+    assert e.image("squashed").id == iid and said == [iid] and built.parent is not None
+    assert image.layers[:-1] == base.layers and len(image.layers) == len(base.layers) + 1
+    assert len(built.layers) == len(base.layers) + 2  # RUN and COPY, unsquashed
+    history = image.config["history"]
+    below = len(base.config["history"])
+    assert history[:below] == base.config["history"]
+    assert [h.get("empty_layer", False) for h in history[below:]] == [True] * 3 + [False]
+    assert history[-1]["comment"] == f"merge sha256:{built.id} to sha256:{base.id}"
+    assert image.config["rootfs"]["diff_ids"][:-1] == base.config["rootfs"]["diff_ids"]
+    assert image.config["config"]["Env"][-1] == "A=1"
+    assert f" ---> squashed {built.id[:12]} to {iid[:12]}\n" in out
+    same, _ = do_build(e, FakeHost(e, "FROM first\nENV B=2\n"), extras=Extras(squash=True))
+    assert e.log.image(same).layers == base.layers  # no new layer: nothing to squash

@@ -33,7 +33,8 @@ EVENTS = ["sched:sched_process_fork", "sched:sched_process_exec", "sched:sched_p
           "syscalls:sys_enter_execve", "syscalls:sys_enter_setsid",
           "syscalls:sys_enter_sendto", "syscalls:sys_enter_sendmsg",
           "syscalls:sys_enter_recvmsg", "syscalls:sys_enter_mount",
-          "syscalls:sys_enter_umount", "syscalls:sys_enter_connect",
+          "syscalls:sys_enter_umount", "syscalls:sys_exit_umount",
+          "syscalls:sys_enter_connect",
           "syscalls:sys_enter_exit_group"]
 LINE = re.compile(r"^\s*(\S.*?)\s+(\d+)/(\d+)\s+([\d.]+):\s+(\S+):\s*(.*)$")
 
@@ -89,7 +90,9 @@ def _one(rows: list[tuple[float, int, str, str, str]]) -> dict[str, float]:
                 monitor = int(rest.rsplit("child_pid=", 1)[1].split()[0])
                 mark("monitor forked", t)
             elif ev == "sys_enter_umount":
-                mark("overlay unmounted", t)
+                mark("overlay unmount begins", t)
+            elif ev == "sys_exit_umount":
+                mark("overlay unmount done", t)
             elif ev == "sys_enter_sendto" and "len: 0x00000004" in rest:
                 mark("exit code to the client", t)
         elif pid == monitor:

@@ -441,6 +441,8 @@ EVOLVERS: dict[str, Callable[[Any, Recorded], Any]] = {
     "ContainerUnlinked": _unlinked,
     "ExecStarted": _plain,
     "ExecDetached": _recorded_only,
+    "ContainerAttached": _recorded_only,
+    "ContainerDetached": _recorded_only,
     "ExecExited": _plain,
     "ImageCreated": _image_created,
     "ImageTagged": _image_tagged,

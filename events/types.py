@@ -238,6 +238,25 @@ class ContainerCommitted(Event):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
+class ContainerAttached(Event):
+    """A client attached to the running container (docker's attach): which of its streams
+    it takes. Audit only: the meta names who; the state does not move."""
+
+    KIND: ClassVar[str] = "container"
+    stdin: bool = False
+    stdout: bool = False
+    stderr: bool = False
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ContainerDetached(Event):
+    """An attached client let go with the detach keys (docker's detach); the container
+    runs on. Audit only."""
+
+    KIND: ClassVar[str] = "container"
+
+
+@dataclass(frozen=True, eq=False, repr=False)
 class ExecStarted(Event):
     KIND: ClassVar[str] = "container"
     exec_id: str
@@ -652,7 +671,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ContainerCreated, ContainerStarted, ContainerPaused, ContainerUnpaused,
         ContainerStopped, ContainerKilled, ContainerSignalled, ContainerExited,
         ContainerRestarted, ContainerRemoved, ContainerCommitted, ExecStarted, ExecDetached,
-        ExecExited,
+        ExecExited, ContainerAttached, ContainerDetached,
         LayerRegistered, LayerRemoved, ImageCreated, ImageTagged, ImageUntagged, ImageRemoved,
         CommandRejected, ImageSaved, ImageLoaded, ContainerExported, HostChecked, RootConfigured,
         PullStarted, LayerFetched, ImagePulled, Pushed,

@@ -260,6 +260,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if sock is None:
         raise LaminaError(f"cannot attach to container {c.id[:12]}: it has no attach socket "
                           "(not running, or started before lamina had attach)")
+    with contextlib.suppress(LaminaError):  # the audit's: who attached (removed meanwhile)
+        e.attached(c.id, interactive, True, True)
     if args.sig_proxy and not tty:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda signum, _f: _forward(e, c.id, signum))
@@ -267,6 +269,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
         code = pump_attach(sock, interactive, tty, keys)
     except Detached as detached:
         sock.close()
+        with contextlib.suppress(LaminaError):
+            e.detached(c.id)
         sys.stderr.write(f"{detached}\n")  # docker's attach says so, and exits 1
         return 1
     finally:

@@ -483,6 +483,8 @@ async def _attach(ctx: Ctx, req: Request, ref: str, ws: str) -> Any:
     old = ctx.parked.pop(c.id, None)
     if old is not None:
         old.conn.close()
+    stdin, stdout, stderr, cid = req.flag("stdin"), req.flag("stdout"), req.flag("stderr"), c.id
+    await ctx.run(req, lambda e, _: streams.audit(e.attached, cid, stdin, stdout, stderr))
     conn = req.conn
     await conn.send(head)
     conn.taken = True

@@ -233,6 +233,8 @@ _ACTIONS: dict[str, tuple[str, list[str]]] = {
     "ContainerHealthChanged": ("container", ["health_status"]),
     "ExecStarted": ("container", ["exec_start"]),
     "ExecDetached": ("container", ["exec_detach"]),
+    "ContainerAttached": ("container", ["attach"]),
+    "ContainerDetached": ("container", ["detach"]),
     "ExecExited": ("container", ["exec_die"]),
     "ImageCreated": ("image", ["create"]),
     "ImageTagged": ("image", ["tag"]),

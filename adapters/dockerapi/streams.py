@@ -95,6 +95,13 @@ def detach(ctl: socket.socket | None, timeout: float = 2) -> None:
     ctl.close()
 
 
+def audit(record: Any, *args: Any) -> None:
+    """An attach's audit record (Engine.attached, detached); one that fails (the container
+    removed meanwhile) does not end the attach."""
+    with contextlib.suppress(LaminaError):
+        record(*args)
+
+
 def _record_exit(e: Any, c: Any) -> None:
     """Record the exit now, as an attached `lamina run` does, where the runtime lets its
     client do so (adapters/record_exit.py: whoever comes first records it, the
@@ -135,6 +142,9 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
+DETACHED = -1  # pump_attach's answer when the client typed the detach keys
+
+
 def pump_attach(ctl: socket.socket, client: Wire | None, tty: bool,
                 spec: AttachSpec, detach_keys: bytes = b"", stay: bool = True
                 ) -> int | None:
@@ -143,7 +153,7 @@ def pump_attach(ctl: socket.socket, client: Wire | None, tty: bool,
     goes away stops being written to; the pump still waits for the exit (unless not
     `stay`: an attach to a running container just ends then). A client's half-close ends
     its input only. With a TTY and stdin, the client's detach keys end the pump at once
-    (None)."""
+    (DETACHED)."""
     from core.logfilter import EscapeProxy
 
     escape = EscapeProxy(detach_keys) if detach_keys and tty and spec.stdin else None
@@ -185,7 +195,7 @@ def pump_attach(ctl: socket.socket, client: Wire | None, tty: bool,
                 if data and escape is not None:
                     kept = escape.feed(data)
                     if kept is None:
-                        return None  # docker's detach: the container runs on
+                        return DETACHED  # docker's detach: the container runs on
                     if not kept:
                         continue
                     data = kept
@@ -212,7 +222,9 @@ def attach_running(e: Any, fd: int, head: bytes, cid: str, tty: bool, spec: Atta
         if logs:
             _send_log(e, client, cid, tty, spec)
         if ctl is not None:
-            pump_attach(ctl, client, tty, spec, detach_keys, stay=False)
+            audit(e.attached, cid, spec.stdin, spec.stdout, spec.stderr)
+            if pump_attach(ctl, client, tty, spec, detach_keys, stay=False) == DETACHED:
+                audit(e.detached, cid)
     except OSError:
         pass
     finally:

@@ -162,6 +162,7 @@ DOCKER_ACTIONS: dict[str, tuple[str, ...]] = {
     "rename": ("ContainerRenamed",), "update": ("ContainerUpdated",),
     "exec_start": ("ExecStarted",), "exec_die": ("ExecExited",),
     "exec_detach": ("ExecDetached",),
+    "attach": ("ContainerAttached",), "detach": ("ContainerDetached",),
     "archive-path": ("ContainerCopiedFrom",), "extract-to-dir": ("ContainerCopiedTo",),
     "connect": ("ContainerConnected",), "disconnect": ("ContainerDisconnected",),
     "mount": ("VolumeMounted",), "unmount": ("VolumeUnmounted",),

@@ -98,6 +98,14 @@ class Engine(EngineBase):
         """Run a new process in a running container's namespaces and cgroup."""
         return containers.exec_process(self, ref, argv, user, options)
 
+    def attached(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> None:
+        """Record a client's attach to a running container (docker's attach event)."""
+        containers.attached(self, ref, stdin, stdout, stderr)
+
+    def detached(self, ref: str) -> None:
+        """Record that an attached client let go with the detach keys (docker's detach)."""
+        containers.detached(self, ref)
+
     def commit(self, ref: str, tag: str | None = None, *, comment: str = "",
                author: str = "", config: dict[str, Any] | None = None,
                changes: Sequence[str] = ()) -> str:

@@ -192,3 +192,21 @@ def exec_process(e: EngineBase, ref: str, argv: Sequence[str], user: str = "",
             return waited
         exited(code)
         return code
+
+
+def attached(e: EngineBase, ref: str, stdin: bool, stdout: bool, stderr: bool) -> None:
+    """Record that a client attached to the running container (who: the command's meta)."""
+    _audit(e, "attach", ref, lambda c: ev.ContainerAttached(
+        id=c.id, stdin=stdin, stdout=stdout, stderr=stderr))
+
+
+def detached(e: EngineBase, ref: str) -> None:
+    """Record that an attached client let go with the detach keys."""
+    _audit(e, "detach", ref, lambda c: ev.ContainerDetached(id=c.id))
+
+
+def _audit(e: EngineBase, name: str, ref: str, event: Any) -> None:
+    with e.command(name, ref) as cmd:
+        c = e.container(ref)
+        with suppress(ProjectionError):  # removed meanwhile
+            cmd.append_locked(c, event(c))

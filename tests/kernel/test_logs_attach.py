@@ -264,6 +264,9 @@ def test_attach_detach_keys_on_a_terminal(lamina: Lamina) -> None:
     assert _running(lamina, "tty")
     bad = lamina("attach", "--detach-keys", "ctrl-1", "tty")
     assert bad.returncode != 0 and "Invalid detach keys (ctrl-1)" in bad.stderr
+    audit = [(e["type"], e["data"].get("stdin"), e["meta"]["argv"][-1])
+             for e in lamina.events("container=tty") if "tached" in e["type"]]
+    assert audit == [("ContainerAttached", True, "tty"), ("ContainerDetached", None, "tty")] * 2
     lamina.ok("rm", "-f", "tty")
 
 

@@ -284,6 +284,11 @@ def test_attach_websocket(case: Case, service: Service) -> None:
             case.client.kill(cid)
         logs = case.client.logs(cid, stderr=False)
         assert logs == b"got hello\ngot text\n" + (b"bye\n" if once else b"got again\n")
+    audit = [(e["data"]["id"], e["data"]["stdin"], e["meta"]["via"], e["meta"]["argv"][-1])
+             for e in service.events() if e["type"] == "ContainerAttached"]
+    ws_path = "/containers/{}/attach/ws"
+    assert audit[-4:] == [(created["Id"], False, "docker-api", ws_path.format(created["Id"]))] \
+        + [(c, True, "docker-api", ws_path.format(c)) for c in [audit[-3][0]] * 2 + [cid]]
     bad = service.raw(b"GET /v1.51/containers/%s/attach/ws?stream=1 HTTP/1.1\r\n"
                       b"Host: x\r\n\r\n" % cid.encode())
     assert bad.startswith(b"HTTP/1.1 400") and b"not using the websocket protocol" in bad

@@ -58,20 +58,20 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def _postgres_events(args: argparse.Namespace, log: Any) -> int:
-    """`events` of a root whose log is in PostgreSQL: --since and --until; --filter and a
-    template (docker's messages) are SQLite's queries so far, refused by name."""
+    """`events` of a root whose log is in PostgreSQL: --since, --until, --filter
+    container/type/event/user (PostgresEventLog.select); the other filters and a template
+    (docker's messages) are SQLite's queries so far, refused by name."""
     from adapters.cli.formats import is_template
     from adapters.cli.render import event_json, event_line, json_line
     from adapters.eventstore.query import parse_time
     from core.errors import BadInput
 
-    if args.filter or is_template(args.format):
-        what = "--filter" if args.filter else "--format TEMPLATE"
-        raise BadInput(f"events {what}: not available for a root whose log is in PostgreSQL "
-                       "(--since, --until and --format json are)")
+    if is_template(args.format):
+        raise BadInput("events --format TEMPLATE: not available for a root whose log is in "
+                       "PostgreSQL (--format json is)")
     since = parse_time(args.since) if args.since else None
     until = parse_time(args.until) if args.until else None
-    for rec in log.select(since, until):
+    for rec in log.select(since, until, args.filter or ()):
         if args.format == "json":
             json_line(event_json(rec), sys.stdout)
         else:

@@ -18,6 +18,7 @@ appends/s, 2.6 redos per append in serializable mode; docs/benchmarks.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.eventstore.pg_schema import DDL, SCHEMA_LOCK, SCHEMA_VERSION
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, ReadModel, recorded, utcnow
-from core.errors import ConcurrencyError, StoreError
+from core.errors import BadInput, ConcurrencyError, StoreError
 from core.model import KINDS, World, evolve, from_doc
 from core.model import to_doc as _to_doc
 from events.codec import bulk_decoder, decode, encode
@@ -318,22 +319,65 @@ class PostgresEventLog(ReadModel):
                            f"{verdict.checked}")
         return verdict
 
-    def select(self, since: str | None = None, until: str | None = None
-               ) -> Iterator[Recorded]:
+    def select(self, since: str | None = None, until: str | None = None,
+               filters: Sequence[str] = ()) -> Iterator[Recorded]:
         """`lamina events` on this host's chain: its events at or after `since` and at or
-        before `until` (ISO times, the `at` texts), in seq order."""
+        before `until` (ISO times, the `at` texts), in seq order, that pass `filters`
+        (KEY=VALUE, docker's rule: one key's values are alternatives, keys all hold)."""
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE host = %s"
         args: list[Any] = [self.host]
         for cond, value in (("at >= %s", since), ("at <= %s", until)):
             if value is not None:
                 sql += f" AND {cond}"
                 args.append(value)
+        for key, values in _by_key(filters).items():
+            parts = [self._filter(key, value) for value in values]
+            sql += " AND (" + " OR ".join(f"({p})" for p, _ in parts) + ")"
+            for _, more in parts:
+                args += more
         loads = bulk_decoder()
         with self.con.transaction(), self.con.cursor(name="lamina_select") as cur:
             cur.itersize = 2000
             cur.execute(sql + " ORDER BY seq", args)
             for row in cur:
                 yield recorded(row, loads)
+
+    def _filter(self, key: str, value: str) -> tuple[str, list[Any]]:
+        """One KEY=VALUE as SQL on this host's events: what query.py's SQLite clauses
+        select, for the keys done here (type, event, user, container)."""
+        from adapters.eventstore.query import DOCKER_ACTIONS, KINDS
+
+        if key in ("type", "event"):
+            if value in KINDS:
+                return "stream >= %s AND stream < %s", [f"{value}:", f"{value};"]
+            if key == "event" and value in DOCKER_ACTIONS:
+                return "type = ANY(%s)", [list(DOCKER_ACTIONS[value])]
+            return "type = %s", [value]
+        if key == "user":
+            return ("(meta::json ->> 'user' = %s OR meta::json ->> 'uid' = %s)",
+                    [value, value])
+        if key == "container":
+            return self._container_filter(value)
+        raise BadInput(f"events --filter {key}=: not available for a root whose log is in "
+                       "PostgreSQL (container, type, event and user are)")
+
+    def _container_filter(self, ref: str) -> tuple[str, list[Any]]:
+        """A container by a name it had (created or renamed so), its id or an id prefix:
+        its own stream, the events that name it as their target, the commands refused
+        on it."""
+        ids = [r[0] for r in self.con.execute(
+            "SELECT DISTINCT substr(stream, 11) FROM events WHERE host = %s AND type IN "
+            "('ContainerCreated', 'ContainerRenamed') AND data::json ->> 'name' = %s",
+            (self.host, ref))]
+        parts = ["stream = ANY(%s) OR data::json ->> 'target' = ANY(%s)",
+                 "type = 'CommandRejected' AND data::json ->> 'target' = %s"]
+        args: list[Any] = [[f"container:{i}" for i in ids], [*ids, ref], ref]
+        bare = ref[7:] if ref.startswith("sha256:") else ref
+        if re.match(r"^[0-9a-f]{1,64}$", bare):
+            parts += ["stream >= %s AND stream < %s",
+                      "type = 'CommandRejected' AND data::json ->> 'target' LIKE %s"]
+            args += [f"container:{bare}", f"container:{bare}\U0010ffff", bare + "%"]
+        return "(" + " OR ".join(f"({p})" for p in parts) + ")", args
 
     def rebuild(self) -> World:
         """The host's read model made again from its events (`lamina replay`): its rows
@@ -377,6 +421,16 @@ class PostgresEventLog(ReadModel):
             "id < %s ORDER BY id LIMIT %s",
             (self.host, kind, prefix, prefix + "\U0010ffff", limit))
         return [r[0] for r in rows]
+
+
+def _by_key(filters: Sequence[str]) -> dict[str, list[str]]:
+    by_key: dict[str, list[str]] = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or not value:
+            raise BadInput(f"invalid filter {f!r}: use key=value")
+        by_key.setdefault(key.strip(), []).append(value.strip())
+    return by_key
 
 
 def insert(con: psycopg.Connection, host: str, rows: Sequence[Row]) -> None:

@@ -73,6 +73,18 @@ def test_the_engine_runs_on_postgresql(tmp_path: Path, pg_url: str) -> None:
         assert types.count("ContainerRemoved") == 2 and "ContainerStopped" in types
         exited = [e for e in events if e["type"] == "ContainerExited"]
         assert [e["meta"]["argv"] for e in exited] == [["lamina-monitor"]]
+        def selected(*filters: str) -> list[tuple[str, str]]:
+            argv = [w for f in filters for w in ("--filter", f)]
+            out = ok(a, "events", "--format", "json", *argv, url=pg_url)
+            return [(e["stream"], e["type"]) for e in map(json.loads, out.splitlines())]
+
+        web = f"container:{ids[0]}"  # by name, then by id prefix, as SQLite's filters
+        assert selected("container=web") == [(e["stream"], e["type"]) for e in events
+                                             if e["stream"] == web]
+        assert selected(f"container={ids[0][:8]}") == selected("container=web")
+        assert selected("event=die", "container=web") == [(web, "ContainerStopped")]
+        assert "filter network=" in one_line_error(
+            lamina(a, "events", "--filter", "network=x", url=pg_url))
         assert ok(a, "audit", "verify", url=pg_url).strip() == \
             f"hash chain intact: {len(events)} events verified"
         fleet = Fleet(pg_url)

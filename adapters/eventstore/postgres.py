@@ -330,7 +330,9 @@ class PostgresEventLog(ReadModel):
             if value is not None:
                 sql += f" AND {cond}"
                 args.append(value)
-        for key, values in _by_key(filters).items():
+        from adapters.eventstore.query import by_key
+
+        for key, values in by_key(filters).items():
             parts = [self._filter(key, value) for value in values]
             sql += " AND (" + " OR ".join(f"({p})" for p, _ in parts) + ")"
             for _, more in parts:
@@ -421,16 +423,6 @@ class PostgresEventLog(ReadModel):
             "id < %s ORDER BY id LIMIT %s",
             (self.host, kind, prefix, prefix + "\U0010ffff", limit))
         return [r[0] for r in rows]
-
-
-def _by_key(filters: Sequence[str]) -> dict[str, list[str]]:
-    by_key: dict[str, list[str]] = {}
-    for f in filters:
-        key, sep, value = f.partition("=")
-        if not sep or not value:
-            raise BadInput(f"invalid filter {f!r}: use key=value")
-        by_key.setdefault(key.strip(), []).append(value.strip())
-    return by_key
 
 
 def insert(con: psycopg.Connection, host: str, rows: Sequence[Row]) -> None:

@@ -279,6 +279,18 @@ class ContainerNames(Mapping[str, str]):
         return len(self._all())
 
 
+def by_key(filters: Sequence[str]) -> dict[str, list[str]]:
+    """KEY=VALUE filters grouped by key (both stores apply docker's rule on them: one
+    key's values are alternatives, different keys must all hold)."""
+    found: dict[str, list[str]] = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or not value:
+            raise BadInput(f"invalid filter {f!r}: use key=value")
+        found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
 def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
                 filters: Sequence[str]) -> tuple[str, list]:
     """docker's rule: the values of one key are alternatives (any may hold), different keys
@@ -288,13 +300,7 @@ def build_query(con: sqlite3.Connection, since: str | None, until: str | None,
                                parse_time(until) if until else None)
     where += bounds
     args += more
-    by_key: dict[str, list[str]] = {}
-    for f in filters:
-        key, sep, value = f.partition("=")
-        if not sep or not value:
-            raise BadInput(f"invalid filter {f!r}: use key=value")
-        by_key.setdefault(key.strip(), []).append(value.strip())
-    for key, values in by_key.items():
+    for key, values in by_key(filters).items():
         if key == "label":  # every label value must hold (docker's), on the object's stream
             where.append("stream IN (SELECT value FROM json_each(?))")
             args.append(json.dumps(labelled_streams(con, values)))

@@ -489,7 +489,7 @@ async def _attach(ctx: Ctx, req: Request, ref: str, ws: str) -> Any:
     await conn.send(head)
     conn.taken = True
     ctx.parked[c.id] = Parked(conn, req.flag("stdin"), req.flag("stdout"), req.flag("stderr"),
-                              conn.leftover(), ws=ws)
+                              conn.leftover(), ws=ws, keys=keys)
     return TAKEN
 
 

@@ -38,6 +38,7 @@ class Parked:
     leftover: bytes
     since: float = field(default_factory=time.monotonic)
     ws: str = ""  # a websocket attach: "binary" or "text" messages
+    keys: bytes = b""  # its detach keys
 
 
 @dataclass

@@ -31,19 +31,22 @@ class AttachSpec:
     leftover: bytes = b""
     resize_fd: int = -1
     ws: str = ""  # a websocket attach: "binary" or "text" messages (wires.WebSocket)
+    keys: bytes = b""  # its detach keys (with a TTY and stdin)
 
     @classmethod
     def of(cls, parked: Any, resize_fd: int) -> AttachSpec:
         if parked is None:
             return cls()
         return cls(parked.conn.sock.fileno(), parked.stdin, parked.stdout, parked.stderr,
-                   parked.leftover, resize_fd, parked.ws)
+                   parked.leftover, resize_fd, parked.ws, parked.keys)
 
 
 def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
     """Worker: start the container; report; then, when a client attached or the container
     removes itself on exit, stay as the monitor's client until the exit (pumping the
-    stream), and remove the container if asked to (docker run --rm)."""
+    stream), and remove the container if asked to (docker run --rm). A client that
+    detaches with its keys (docker run -it) leaves the container running: its monitor
+    records its end, and removes it if asked to."""
     sock = socket.socket(fileno=spec.fd) if spec.fd >= 0 else None
     try:
         c = e.start(ref)
@@ -66,10 +69,13 @@ def start_and_attach(e: Any, rep: Any, ref: str, spec: AttachSpec) -> None:
     rep.ok(c.id)
     code = None
     if ctl is not None:
-        code = pump_attach(ctl, client, tty, spec)
+        code = pump_attach(ctl, client, tty, spec, spec.keys)
         detach(ctl)
     if client is not None:
         client.close()
+    if code == DETACHED:
+        audit(e.detached, c.id)
+        return
     if code is not None:
         _record_exit(e, c)
     if auto:

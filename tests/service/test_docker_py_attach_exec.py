@@ -332,6 +332,25 @@ def test_attach_detach_with_default(case: Case) -> None:
     assert_cat_socket_detached_with_keys(sock, [ctrl_with("p"), ctrl_with("q")])
 
 
+def test_attach_before_start_detaches_with_the_keys(case: Case, service: Service) -> None:
+    """Not a docker-py case: docker run -it's attach comes before the start; its detach
+    keys let go of the container, which runs on; both are in the audit (ContainerAttached,
+    ContainerDetached); its monitor records its end."""
+    cid = case.client.create_container(TEST_IMG, "cat", detach=True, stdin_open=True,
+                                       tty=True)["Id"]
+    case.tmp_containers.append(cid)
+    sock = case.client.attach_socket(cid, {"stdin": True, "stdout": True, "stream": True,
+                                           "detachKeys": "ctrl-x"})
+    case.addCleanup(sock.close)
+    case.client.start(cid)
+    assert_cat_socket_detached_with_keys(sock, [ctrl_with("x")])
+    assert case.client.inspect_container(cid)["State"]["Running"]
+    assert [e["type"] for e in service.events() if e["data"].get("id") == cid
+            and "tached" in e["type"]] == ["ContainerAttached", "ContainerDetached"]
+    case.client.kill(cid)
+    assert case.client.wait(cid, timeout=20)["StatusCode"] == 137
+
+
 def test_attach_detach_with_config_file(case: Case) -> None:
     case.client._general_configs["detachKeys"] = "ctrl-p"
 

@@ -92,7 +92,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = create_options(args)
     if args.rm:  # recorded: a detached one is removed by its monitor when it ends
         options["auto_remove"] = True
-    cid = e.create(args.image, args.cmd, name=args.name, config=options)
+    try:
+        with e.log.sync_deferred():  # on the disk with the start's record (or the flush)
+            cid = e.create(args.image, args.cmd, name=args.name, config=options)
+        return _run_created(e, args, cid)
+    finally:
+        e.log.flush()  # what sync_deferred committed, if no later record put it on the disk
+
+
+def _run_created(e: Any, args: argparse.Namespace, cid: str) -> int:
+    """Start the container `run` created; attached, until it exits (then removed, --rm)."""
     try:
         e.start(cid)
     except LaminaError:
@@ -110,13 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             e.rm(cid, force=True, volumes=True)  # docker's --rm takes the anonymous
             # volumes along
 
-    try:
-        code = _attached(e, cid, args.interactive, args.tty, args.detach_keys,
-                         remove if args.rm else None)
-        if args.rm:
-            remove()  # stopped another way than the attached end (none left if removed)
-    finally:
-        e.log.flush()  # the exit's record on the disk, if the removal's didn't put it
+    code = _attached(e, cid, args.interactive, args.tty, args.detach_keys,
+                     remove if args.rm else None)
+    if args.rm:
+        remove()  # stopped another way than the attached end (none left if removed)
     return code
 
 

@@ -227,9 +227,11 @@ def container_stack(source: Any, c: Container, store: Any) -> Stack:
         from adapters.storage import inspect
 
         upper = store.diff_dir(c.rw_layer)
-        changes = tuple(inspect.changes(upper, [store.init_dir(c.rw_layer), *lowers]))
-        rw = LayerBox(c.rw_layer, rw.created_by, tree_size(upper), rw=True)
-        union = union_entries([upper, store.init_dir(c.rw_layer), *lowers])
+        own = [upper, *store.bases(c.rw_layer)]  # a commit by rename's lowers (store.py)
+        changes = tuple(inspect.changes(own if len(own) > 1 else upper,
+                                        [store.init_dir(c.rw_layer), *lowers]))
+        rw = LayerBox(c.rw_layer, rw.created_by, sum(map(tree_size, own)), rw=True)
+        union = union_entries([*own, store.init_dir(c.rw_layer), *lowers])
     elif store is not None:
         union = union_entries(lowers)
     return Stack("container", c.id, c.name, c.state, source.seq, source.when, source.live,

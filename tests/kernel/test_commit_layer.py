@@ -186,3 +186,29 @@ def test_a_running_container_is_copied_and_its_layer_left_alone(tmp_path):
     (upper / "later").write_text("later\n")
     assert _tree(stored) == copied
     assert store.layer_tar(info.id, io.BytesIO())[0] == info.diff_id
+
+
+def test_a_running_container_committed_before_by_rename_is_copied_over_its_bases(tmp_path):
+    """Running after a commit by rename: its changes are its upper and base-1 stacked. The
+    new layer holds both; the upper's files are copied (it writes them in place), the
+    base's linked (read-only)."""
+    store = LinuxLayerStore(str(tmp_path / "root"))
+    rw = store.create_rw_layer(CID, [])
+    _fill(Path(store.diff_dir(rw)))
+    store.commit_rw_layer(rw, None)
+    merged = store.mount(rw, [])
+    try:
+        Path(merged, "later").write_text("later\n")
+        os.symlink("later", os.path.join(merged, "later.link"))
+        info = store.commit_rw_layer(rw, None)
+    finally:
+        store.unmount(rw)
+    stored, upper = Path(store.diff_dir(info.id)), Path(store.diff_dir(rw))
+    assert store.bases(rw) == [store.layer_dir(rw) + "/base-1"], "rebased while mounted"
+    assert (stored / "later").read_text() == "later\n"
+    assert os.lstat(stored / "later").st_ino != os.lstat(upper / "later").st_ino
+    assert os.readlink(stored / "later.link") == "later"
+    assert os.lstat(stored / "later.link").st_ino != os.lstat(upper / "later.link").st_ino
+    assert os.lstat(stored / "etc" / "conf").st_ino == \
+        os.lstat(Path(store.bases(rw)[0]) / "etc" / "conf").st_ino
+    _is_its_diff_ids_tar(store, info.id, info.diff_id)

@@ -2,6 +2,7 @@
 """Scale figures: how lamina's costs grow, at up to 10x the spine's sizes.
 
     .venv/bin/python bench/scale.py --only log                 # 1M, 3M, 10M events (~1 h)
+                                                               # (9 GiB at 10M: --tmp DIR)
     .venv/bin/python bench/scale.py --only log --sizes 100000,300000   # a smoke run
     .venv/bin/python bench/scale.py --only containers          # 10, 100, 1,000 running
     .venv/bin/python bench/scale.py --only layers              # images of 30, 60, 120 layers
@@ -9,10 +10,11 @@
 
 Not part of `make test`. Each section prints a Markdown table of sizes and times:
 
-- log: one log grown through the log API (SqliteEventLog.append, 5,000 events an append,
-  bench/eventlog.py's workload) to each size in turn; at each, a replay (rebuild without
-  snapshots) with its CPU time, `lamina events --since` of the last 1,000 events and of
-  none, a snapshot, the ps-style query, the file's size.
+- log: one log grown to each size in turn, in bulk (BulkLog: the rows an append writes,
+  hash chain included, 200,000 to a transaction) but for 10,000 events appended through
+  SqliteEventLog.append after a snapshot; at each size a replay with its CPU time, a
+  replay from the snapshot, `lamina ps`, `inspect`, `events --since` of the last 1,000
+  events and of none, `audit verify`, the ps-style query, the file's size.
 - containers: `sleep` containers started with `run -d --network none` through the root's
   fork server (started by the first command), in a network namespace of this run's own;
   at each count, the monitors' memory (their PSS summed: what they cost the machine; RSS

@@ -217,32 +217,23 @@ class LinuxLayerStore:
 
         1. the new layer is a tree of hard links to the container's files, built under
            <root>/tmp (from the read-write layer and what earlier commits made of it, as
-           overlay stacks them: see `bases`), then archived only to be hashed (its diff_id)
-           and to keep its tar-split;
+           overlay stacks them: see `bases`);
         2. the container is rebased (`_rebase`): its upper becomes a lower of its own,
            `base-N` in its read-write layer, read-only as the layer is, and a fresh empty
            upper takes its place. The two never write the inodes they share: a write
            through the union view copies the file up first, as for any image file. The
            container sees the same files;
-        3. the layer is renamed into the store (store.staged before it).
+        3. the layer is archived only to be hashed (its diff_id) and to keep its
+           tar-split, then renamed into the store (store.staged before it).
         A crash before 2 leaves the container as it was, with a staged layer reconcile
         removes; between 2's renames, a container with no upper and the fresh one beside
         it (`settle` puts it in place, at the next use or reconcile); after 2, a layer the
         log never knew (reconcile removes it) on a container that sees what it saw."""
-        from adapters.storage import layertar
-        from adapters.storage.archive import SplitWriter
-
         with self.staging() as stage:
-            dest = os.path.join(stage, "diff")
-            _link_tree([self.diff_dir(rw_layer), *self.bases(rw_layer)], dest)
-            split = SplitWriter(os.path.join(stage, SPLIT_FILE))
-            try:
-                diff_id, size = layertar.write_layer_tar(dest, _NullSink(), split)
-                split.finish(diff_id, size)
-            finally:
-                split.close()
-            self._rebase(rw_layer)
-            return self._install(stage, diff_id, parent)
+            _link_tree([self.diff_dir(rw_layer), *self.bases(rw_layer)],
+                       os.path.join(stage, "diff"))
+            self._rebase(rw_layer)  # the links are made: the upper may move
+            return self._hash_and_install(stage, parent)
 
     def _commit_by_copy(self, rw_layer: str, parent: str | None) -> LayerInfo:
         """Two things at once, one on each core: `cp -a` copies the read-write layer in the

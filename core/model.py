@@ -208,13 +208,42 @@ def membership(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {mode: dict((config.get("endpoints") or {}).get(mode) or {})}
 
 
+def in_member_order(config: dict[str, Any],
+                    networks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A container's networks in the order a start leases them (slot 0 is eth0 and holds
+    the published ports): its --network first, as docker's, then the others by name.
+
+    The order is a rule rather than the order of the connects because the read model and
+    snapshots keep an aggregate as canonical JSON, whose keys are sorted: an order that
+    lived only in a dict would differ between a container folded from its events and one
+    read back, and so would which network its ports are published on."""
+    primary = config.get("network")
+    names = sorted(networks, key=lambda n: (n != primary, n))
+    return {n: networks[n] for n in names}
+
+
+def settled(c: Container) -> Container:
+    """`c` read back from its text: networks in member order, endpoints in slot order (the
+    canonical JSON it was kept in sorted both by name)."""
+    if len(c.networks) < 2 and len(c.endpoints) < 2:
+        return c
+    return replace(c, networks=in_member_order(c.config, c.networks),
+                   endpoints=by_slot(c.endpoints))
+
+
+def by_slot(endpoints: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Endpoints in the order of their interfaces (eth0 first), whatever a text kept."""
+    return dict(sorted(endpoints.items(), key=lambda kv: kv[1].get("slot", 0)))
+
+
 def _connected(c: Container, rec: Recorded) -> Container:
     d = rec.data
     settings = {k: v for k, v in (("aliases", d.get("aliases")), ("ip", d.get("ip"))) if v}
     settings.update(d.get("settings") or {})
     endpoints = {**c.endpoints, d["network"]: d["endpoint"]} if d.get("endpoint") \
         else c.endpoints
-    return _moved(c, rec, networks={**c.networks, d["network"]: settings},
+    return _moved(c, rec, networks=in_member_order(c.config, {**c.networks,
+                                                              d["network"]: settings}),
                   endpoints=endpoints)
 
 
@@ -256,7 +285,7 @@ def _started(c: Container, rec: Recorded) -> Container:
 
 
 def _leases(rec: Recorded) -> dict[str, Any]:
-    return {"endpoints": dict(rec.data.get("networks") or {}),
+    return {"endpoints": by_slot(rec.data.get("networks") or {}),
             "ports": tuple(rec.data.get("ports") or ())}
 
 
@@ -500,7 +529,8 @@ def from_doc(kind: str, doc: dict[str, Any]) -> Aggregate:
     cls = KINDS[kind]
     if kind == "container":
         doc = {**doc, "cmd": tuple(doc.get("cmd") or ()), "ports": tuple(doc.get("ports") or ())}
-    elif kind == "image":
+        return settled(cls(**doc))
+    if kind == "image":
         doc = {**doc, "layers": tuple(doc["layers"]), "tags": tuple(doc.get("tags") or ())}
     return cls(**doc)
 

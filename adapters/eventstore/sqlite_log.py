@@ -27,6 +27,7 @@ from core.model import (
     Volume,
     evolve,
     from_doc,
+    settled,
     to_doc,
 )
 from events.codec import Decode, bulk_decoder, bulk_ready, decode, typed_decoder
@@ -396,7 +397,9 @@ def warm_decoders() -> None:
 
 def _typed(kind: str) -> Callable[[str | bytes], Any]:
     if kind not in _TYPED:
-        _TYPED[kind] = typed_decoder(KINDS[kind], lambda doc: from_doc(kind, json.loads(doc)))
+        typed: Callable[[str | bytes], Any] = typed_decoder(
+            KINDS[kind], lambda doc: from_doc(kind, json.loads(doc)))
+        _TYPED[kind] = (lambda doc: settled(typed(doc))) if kind == "container" else typed
     return _TYPED[kind]
 
 

@@ -140,3 +140,23 @@ def test_read_model_rows_decode_typed_as_from_doc_builds_them(tmp_path) -> None:
     text = encode(odd)
     got = typed_decoder(KINDS[kind], lambda t: from_doc(kind, json.loads(t)))(text)
     assert got.version == "one"
+
+
+def test_a_containers_network_order_survives_its_text() -> None:
+    """Canonical JSON sorts keys, so the read model and snapshots can't keep the order of a
+    container's networks or endpoints: both are read back in the order a start leases them
+    (its --network first, eth0 first), by from_doc and by a long listing's typed decoder, so
+    which network publishes its ports doesn't depend on where the container was read."""
+    from core.model import Container, in_member_order
+
+    c = Container(id="c" * 64, name="web", image="i" * 64, state="running", version=3,
+                  created="2026-12-06T00:00:00Z", config={"network": "n0"},
+                  networks=in_member_order({"network": "n0"}, {"n0": {}, "bridge": {}}),
+                  endpoints={"n1": {"slot": 0}, "bridge": {"slot": 1}})
+    assert list(c.networks) == ["n0", "bridge"]
+    text = encode(to_doc(c))
+    assert list(json.loads(text)["networks"]) == ["bridge", "n0"]  # what the text keeps
+    for got in (from_doc("container", json.loads(text)),
+                aggregates("container", [(text,)] * MANY_ROWS)[0]):
+        assert list(got.networks) == ["n0", "bridge"]
+        assert list(got.endpoints) == ["n1", "bridge"]

@@ -83,7 +83,7 @@ def test_refusals_are_one_line_and_recorded(lam: Lamina) -> None:
     assert fails(lam, "volume", "create", "a/b").startswith(
         'create a/b: "a/b" includes invalid characters for a local volume name')
     assert fails(lam, "volume", "create", "--driver", "nfs", "data") == \
-        "volume driver 'nfs' is not supported by lamina yet (only 'local')"
+        'create data: error looking up volume plugin nfs: plugin "nfs" not found'
     assert fails(lam, "volume", "create", "-o", "type=tmpfs", "data").startswith(
         "volume option 'type' (--opt type=...) is not supported by lamina yet")
     assert fails(lam, "volume", "create", "-o", "colour=blue", "data") == \

@@ -44,7 +44,7 @@ k.join_new_session = lambda *a, **kw: 0
 d.nodes_for = lambda security: list(DEFAULT_NODES)
 _create = c.Cgroup.create
 c.Cgroup.create = staticmethod(lambda id, limits=None, mode=None, root=c.CGROUP_ROOT,
-                               devices=None: _create(id, limits, mode, root))
+                               devices=None, **kw: _create(id, limits, mode, root, **kw))
 """
 ON = "pass"
 
@@ -153,7 +153,7 @@ def end_to_end(runs: int, work: Path) -> dict[str, float]:
     for i in range(runs + 2):  # alternate, so drift hits both alike; 2 warm-ups
         for label, setup in (("on", ON), ("off", OFF)):
             t0 = time.perf_counter()
-            cli(setup, "--root", str(root), "run", "--rm", "busybox", "true")
+            cli(setup, "--root", str(root), "run", "--rm", "--network", "none", "busybox", "true")
             if i >= 2:
                 samples[label].append((time.perf_counter() - t0) * 1000)
     for label in samples:
@@ -191,8 +191,8 @@ def remap_ab(runs: int, work: Path) -> dict[str, float]:
     for i in range(runs + 2):
         for label, root in roots.items():
             t0 = time.perf_counter()
-            subprocess.run([lamina, "--root", str(root), "run", "--rm", "busybox", "true"],
-                           check=True, stdin=subprocess.DEVNULL)
+            subprocess.run([lamina, "--root", str(root), "run", "--rm", "--network", "none",
+                            "busybox", "true"], check=True, stdin=subprocess.DEVNULL)
             if i >= 2:
                 samples[label].append((time.perf_counter() - t0) * 1000)
     out = {f"run --rm true, {label} root": statistics.median(v) for label, v in samples.items()}

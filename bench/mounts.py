@@ -27,6 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 LAMINA = str(Path(sys.executable).with_name("lamina"))
+# containers stay off the default bridge: a bench must not make one in the host's namespace
+NO_NET = ["--network", "none"]
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -38,8 +40,8 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 def ab(base: list[str], mounts: list[str], runs: int, env: dict[str, str]) -> dict[str, float]:
     plain, mounted = [], []
     for i in range(runs + 3):
-        p = timed([*base, "run", "--rm", "busybox", "true"], env)
-        m = timed([*base, "run", "--rm", *mounts, "busybox", "true"], env)
+        p = timed([*base, "run", "--rm", *NO_NET, "busybox", "true"], env)
+        m = timed([*base, "run", "--rm", *NO_NET, *mounts, "busybox", "true"], env)
         if i >= 3:  # warm-up rounds
             plain.append(p)
             mounted.append(m)

@@ -89,7 +89,7 @@ class Bench:
 def bench_big_layer(b: Bench, files: int, kb: int, work: str) -> None:
     script = (f"mkdir /data; i=0; while [ $i -lt {files} ]; do "
               f"head -c {kb * 1024} /dev/urandom > /data/f$i; i=$((i+1)); done")
-    b.lamina("run", "--name", "writer", "busybox", "sh", "-c", script)
+    b.lamina("run", "--network", "none", "--name", "writer", "busybox", "sh", "-c", script)
     import json
 
     upper = json.loads(b.lamina("inspect", "writer"))[0]["GraphDriver"]["Data"]["UpperDir"]
@@ -107,7 +107,7 @@ def bench_big_layer(b: Bench, files: int, kb: int, work: str) -> None:
     # best of 3, as the baseline: on a shared machine one run may wait on another's writes
     row("lamina commit (best of 3)",
         min(b.t("commit", "writer", tag) for tag in ("big", "big2", "big3")), size)
-    cid = b.lamina("create", "big", "true").strip()
+    cid = b.lamina("create", "--network", "none", "big", "true").strip()
     out = os.path.join(work, "export.tar")
     seconds = min(b.t("export", "-o", out, cid) for _ in range(3))
     row("lamina export (union view, best of 3)", seconds, os.path.getsize(out))
@@ -165,7 +165,8 @@ def bench_create(b: Bench, runs: int, work: str) -> None:
     for i in range(9):
         name = "deep0" if i == 0 else f"deep{i}"
         base = "busybox" if i == 0 else f"deep{i - 1}"
-        b.lamina("run", "--name", f"layer{i}", base, "sh", "-c", f"echo {i} > /layer{i}")
+        b.lamina("run", "--network", "none", "--name", f"layer{i}", base, "sh", "-c",
+                 f"echo {i} > /layer{i}")
         b.lamina("commit", f"layer{i}", name)
         b.lamina("rm", f"layer{i}")
     import json
@@ -173,11 +174,12 @@ def bench_create(b: Bench, runs: int, work: str) -> None:
     layers = json.loads(b.lamina("inspect", "deep8"))[0]["RootFS"]["Layers"]
     assert len(layers) == 10, layers
     version, create, made = [], [], []
-    made.append(b.lamina("create", "deep8", "true").strip())  # warm up: .pyc files written
+    # warm up: .pyc files written
+    made.append(b.lamina("create", "--network", "none", "deep8", "true").strip())
     for _ in range(runs):
         version.append(b.t("version"))
         t0 = time.perf_counter()
-        made.append(b.lamina("create", "deep8", "true").strip())
+        made.append(b.lamina("create", "--network", "none", "deep8", "true").strip())
         create.append(time.perf_counter() - t0)
     b.lamina("rm", *made)
     mv, mc = statistics.median(version), statistics.median(create)

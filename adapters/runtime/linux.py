@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from adapters.kernel.cgroups import Cgroup, CgroupError, Limits
+from adapters.kernel.cgroups import Cgroup, CgroupError, Limits, reap, warm_migration
 from core import cgroupparent
 from core.errors import LaminaError
 from core.model import Container, Image
@@ -97,9 +97,7 @@ class LinuxRuntime:
         return spec
 
     def start(self, container: Container, image: Image) -> Started:
-        from adapters.kernel import devices, rootfs
-        from adapters.runtime import frames, monitor
-        from adapters.runtime.init import InitPlan
+        from adapters.kernel import devices
 
         spec = self.spec(container, image)
         if spec.network not in ("none", "host") and not container.endpoints \
@@ -118,7 +116,21 @@ class LinuxRuntime:
         except BaseException:
             self.layers.unmount(container.rw_layer)
             raise
+        helper = warm_migration()  # init's joins then wait less of a grace period
+        try:
+            return self._launch(container, image, spec, cdir, nodes, idmap, merged, cgroup)
+        finally:
+            reap(helper)
+
+    def _launch(self, container: Container, image: Image, spec: ProcessSpec, cdir: str,
+                nodes: list[Node], idmap: IdMap | None, merged: str,
+                cgroup: Cgroup) -> Started:
+        """The rest of a start, once its view is mounted and its cgroups are made."""
         import socket
+
+        from adapters.kernel import rootfs
+        from adapters.runtime import frames, monitor
+        from adapters.runtime.init import InitPlan
 
         try:
             plan = InitPlan(

@@ -11,6 +11,7 @@ the cgroup (a process's existing memory stays charged where it was before `add`)
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -307,3 +308,26 @@ def test_bad_ids_and_limits_are_rejected() -> None:
     with pytest.raises(ValueError, match="at least 0.01"):
         Limits(cpus=0.001)
     assert Limits(cpus=1.5).cpu_quota_us() == 150_000
+
+
+def test_warm_migration_moves_its_helper_nowhere_and_ends() -> None:
+    """The helper a start spawns (warm_migration) makes a no-op migration: it ends with
+    status 0 after writing itself into the cgroup2 cgroup it was born in, so this process
+    and its cgroups are as they were; it is reaped, and reaping nothing is no error."""
+    require_root()
+    from adapters.kernel.cgroups import reap, warm_migration
+
+    before = Path("/proc/self/cgroup").read_text()
+    pid = warm_migration()
+    assert pid > 0
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert Path("/proc/self/cgroup").read_text() == before
+    reap(pid)  # already reaped: no error
+    reap(0)
+
+
+def test_warm_migration_without_a_cgroup2_tree_starts_nothing(tmp_path: Path) -> None:
+    from adapters.kernel.cgroups import warm_migration
+
+    assert warm_migration(root=tmp_path) == 0

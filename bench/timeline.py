@@ -62,12 +62,9 @@ def marks(rows: list[tuple[float, int, str, str, str]]) -> list[dict[str, float]
 
 def _one(rows: list[tuple[float, int, str, str, str]]) -> dict[str, float]:
     t0, client = rows[0][0], rows[0][1]
-    children: dict[int, list[int]] = defaultdict(list)
-    for _t, pid, _c, ev, rest in rows:
-        if ev == "sched_process_fork":
-            children[pid].append(int(rest.rsplit("child_pid=", 1)[1].split()[0]))
     m: dict[str, float] = {}
     cmd = monitor = init = None
+    forked: dict[int, float] = {}
 
     def mark(name: str, t: float) -> None:
         m.setdefault(name, (t - t0) * 1000)
@@ -86,15 +83,17 @@ def _one(rows: list[tuple[float, int, str, str, str]]) -> dict[str, float]:
                 mark(f"fsync {len(syncs)} done", t)
             elif ev == "sys_enter_mount":
                 mark("overlay mounted", t)
-            elif ev == "sched_process_fork" and monitor is None:
-                monitor = int(rest.rsplit("child_pid=", 1)[1].split()[0])
-                mark("monitor forked", t)
+            elif ev == "sched_process_fork":  # the monitor, or the start's cgroup helper
+                forked[int(rest.rsplit("child_pid=", 1)[1].split()[0])] = t
             elif ev == "sys_enter_umount":
                 mark("overlay unmount begins", t)
             elif ev == "sys_exit_umount":
                 mark("overlay unmount done", t)
             elif ev == "sys_enter_sendto" and "len: 0x00000004" in rest:
                 mark("exit code to the client", t)
+        elif monitor is None and pid in forked and ev == "sys_enter_setsid":
+            monitor = pid  # the monitor's first call (cgroups.warm_migration's sh makes none)
+            mark("monitor forked", forked[pid])
         elif pid == monitor:
             if ev == "sys_enter_unshare":
                 mark("monitor: PID namespace", t)

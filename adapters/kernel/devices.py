@@ -21,7 +21,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from adapters.kernel import libc
+from adapters.kernel import cgroupfs, libc
 from adapters.kernel.syscalls import LINUX, Syscalls
 from core.devices import (
     Node,
@@ -195,10 +195,9 @@ def make_nodes(dev_dir: str, nodes: Sequence[Node], *, syscall: Syscalls = LINUX
 
 def _write(path: Path, value: str) -> None:
     try:
-        with open(path, "w") as f:
-            f.write(value)
-    except OSError as err:
-        raise DeviceError(f"write {value!r} to {path}: {err.strerror}") from None
+        cgroupfs.write(path, value)
+    except cgroupfs.CgroupError as err:
+        raise DeviceError(str(err)) from None
 
 
 def _same(want: Policy, got: Policy) -> bool:

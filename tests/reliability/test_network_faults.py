@@ -146,8 +146,9 @@ def test_a_crash_at_any_step_leaves_no_bridge_or_chain(lam: NetRoot, command: st
         assert left in ([], complete), f"{command} killed at {point} left {left}"
         lam.ok("system", "reconcile")
         check = lam.popen(["system", "check"], {})
-        out, _ = check.communicate(timeout=120)
-        assert check.returncode == 0, f"{command} at {point}: system check found {out!r}"
+        out, err = check.communicate(timeout=120)
+        assert check.returncode == 0, \
+            f"{command} at {point}: system check found {out!r}, said {err!r}"
         bridges, chains = lam.on_host()
         recorded = lam.recorded()
         assert bridges == recorded and chains == recorded, \
@@ -297,7 +298,8 @@ def test_a_crash_wiring_a_container_leaves_nothing_stray(wired: NetRoot, command
         assert left in ([], complete, *partial), f"{command} killed at {point} left {left}"
         lam.ok("system", "reconcile")
         check = lam.popen(["system", "check"], {})
-        out, _ = check.communicate(timeout=120)
-        assert check.returncode == 0, f"{command} at {point}: system check found {out!r}"
+        out, err = check.communicate(timeout=120)
+        assert check.returncode == 0, \
+            f"{command} at {point}: system check found {out!r}, said {err!r}"
         assert _settled_wiring(lam) == [], f"{command} at {point}"
         assert settled(lam.root) == [], f"{command} at {point}"

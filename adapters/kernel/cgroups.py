@@ -213,25 +213,27 @@ def _mount_fstype(path: Path) -> str | None:
 
 
 _MOUNTS_FRESH = 1.0  # seconds a process reuses its read of the mount table
-_mounts_seen: tuple[int, float, list[tuple[str, str]]] | None = None
+_mounts_seen: tuple[tuple[int, int], float, list[tuple[str, str]]] | None = None
 
 
 def _mounts() -> list[tuple[str, str]]:
     """(mount point, fstype) of every mount of this mount namespace, in mountinfo order.
 
-    Read once a second at most by a process (not across a fork): a run reads the cgroup
-    layout five times (create, open, release, oom check, rm) and /proc/self/mountinfo
-    costs 0.1-2 ms a read (it waits for the host's mounts and unmounts); the cgroup
-    hierarchies' mounts don't move while a command runs."""
+    Read once a second at most by a process in one mount namespace (not across a fork,
+    an unshare or a setns, which the key of pid and namespace inode tells apart): a run
+    reads the cgroup layout five times (create, open, release, oom check, rm) and
+    /proc/self/mountinfo costs 0.1-2 ms a read (it waits for the host's mounts and
+    unmounts); the cgroup hierarchies' mounts don't move while a command runs."""
     global _mounts_seen
     now = time.monotonic()
+    key = (os.getpid(), os.stat("/proc/self/ns/mnt").st_ino)
     seen = _mounts_seen
-    if seen is not None and seen[0] == os.getpid() and now - seen[1] < _MOUNTS_FRESH:
+    if seen is not None and seen[0] == key and now - seen[1] < _MOUNTS_FRESH:
         return seen[2]
     with open("/proc/self/mountinfo") as f:
         mounts = [(fields.split()[4], rest.split()[0]) for fields, _, rest in
                   (line.partition(" - ") for line in f)]
-    _mounts_seen = (os.getpid(), now, mounts)
+    _mounts_seen = (key, now, mounts)
     return mounts
 
 

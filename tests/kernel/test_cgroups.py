@@ -331,3 +331,24 @@ def test_warm_migration_without_a_cgroup2_tree_starts_nothing(tmp_path: Path) ->
     from adapters.kernel.cgroups import warm_migration
 
     assert warm_migration(root=tmp_path) == 0
+
+
+# A process reads the mount table once a second at most; one that unshares its mount
+# namespace and mounts there must not be answered from the table of the namespace it left.
+_NEW_NAMESPACE = """
+import pathlib, sys
+from adapters.kernel import cgroups, libc
+cgroups._mounts()
+libc.unshare(libc.CLONE_NEWNS)
+libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+libc.mount("tmpfs", sys.argv[1], "tmpfs")
+print(cgroups._mount_fstype(pathlib.Path(sys.argv[1])))
+"""
+
+
+def test_a_new_mount_namespace_rereads_the_mount_table(tmp_path: Path) -> None:
+    require_root()
+    out = subprocess.run([sys.executable, "-c", _NEW_NAMESPACE, str(tmp_path)],
+                         capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "tmpfs", out.stderr

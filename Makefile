@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umoci gcc libc6-dev \
-	libseccomp2 keyutils nftables iproute2 docker-compose tini systemd logrotate postgresql
+	libseccomp2 keyutils nftables iproute2 docker-compose tini systemd logrotate postgresql \
+	systemd-container
 PYTEST_ARGS ?=
 # The suite runs on pytest-xdist workers, a test file's tests on one worker (its module
 # fixtures start once): the run is mostly CPU, so one worker a core. PYTEST_WORKERS=0 runs

@@ -3,8 +3,8 @@ changes), its systemd units checked by systemd-analyze, logrotate on a live serv
 and `lamina serve` socket-activated for real by systemd-socket-activate (systemd's own
 LISTEN_FDS launcher) with a NOTIFY_SOCKET it answers READY=1 on.
 
-systemd is not PID 1 on the machines this runs on, so `systemctl start lamina` itself is not
-run here (docs/operations.md says what was and wasn't).
+systemd is not PID 1 on the machines this runs on: tests/kernel/test_systemd_units.py runs
+the units under a systemd booted as PID 1 of a container (docs/operations.md).
 """
 
 from __future__ import annotations

@@ -22,16 +22,17 @@ from tests.conftest import require_root
 from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
 
 
-def require_tool(name: str) -> str:
+def require_tool(name: str, package: str | None = None) -> str:
     """The path of a host tool; skip without it, but fail under CI (where it must be
-    installed: `apt-get install -y <package>`)."""
+    installed: `apt-get install -y <package>`, the tool's name unless said)."""
     path = shutil.which(name)
     if path:
         return path
+    package = package or name
     if os.environ.get("CI") == "true":
         pytest.fail(f"{name} is not installed, and CI must run this test "
-                    f"(apt-get install -y {name})")
-    pytest.skip(f"needs {name} (apt-get install -y {name})")
+                    f"(apt-get install -y {package})")
+    pytest.skip(f"needs {name} (apt-get install -y {package})")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,170 @@
+"""lamina.socket + lamina.service as `make install` renders them, run by a real systemd:
+Debian's systemd booted as PID 1 of a container, with lamina installed in it the way
+`make install` installs it (tests/kernel/systemd_machine.py says how, and why a container).
+
+- `systemctl start lamina.socket`: systemd binds both sockets; the first connection, the
+  lamina command's, starts lamina.service (socket activation) and is served by its fork
+  server; the Docker API answers on /run/lamina.sock;
+- a SIGKILL of the service's main process: systemd starts it again (Restart=on-failure) on
+  the same sockets; the containers run on;
+- enabled, and the machine rebooted: lamina.service runs once the boot is over, and the
+  container run with `--restart always` is running again.
+
+Both take ~9 s each here (a boot of ~1 s, a reboot of ~3 s, RestartSec=2).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_root
+from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
+from tests.kernel.systemd_machine import NSPAWN, Machine, python_binds
+from tests.kernel.test_storage_support import require_tool
+
+pytestmark = pytest.mark.kernel
+REPO = Path(__file__).resolve().parents[2]
+BINDIR = "/opt/lamina/bin"
+ROOT = "/var/lib/lamina"  # in the machine: the test's root, bound there (the default root)
+
+
+def make(box: Machine, target: str) -> str:
+    """`make install` or `make uninstall` run in the machine as root runs it on a host whose
+    PID 1 is systemd (no DESTDIR: the group, systemctl daemon-reload), into the machine's
+    /opt/lamina and /etc, for the default root; `-o client`: the native client the test run
+    built is installed as it is (the checkout is read-only in the machine)."""
+    return box.ok("make", "-s", "-C", str(REPO), "-o", "client", "PREFIX=/opt/lamina",
+                  "UNITDIR=/etc/systemd/system", target, timeout=300)
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> Iterator[tuple[Machine, Lamina]]:
+    """A booted machine with lamina installed in it by `make install`, for a root holding
+    busybox."""
+    require_root()
+    require_tool(NSPAWN, "systemd-container")
+    root, tree = tmp_path / "root", tmp_path / "tree"
+    lam = Lamina(root)
+    lam.ok("import", str(busybox_tar(tmp_path)), "busybox")
+    Machine.make_tree(tree)
+    box = Machine(tree, binds=[f"{root}:{ROOT}"], ro_binds=[str(REPO), *python_binds()])
+    try:
+        box.boot()
+        out = make(box, "install")
+        assert "start it: systemctl enable --now lamina.socket lamina.service" in out, out
+        assert box.ok("getent", "group", "lamina").startswith("lamina:x:")
+        yield box, lam
+    finally:
+        box.stop()
+    assert leftovers(root, []) == []
+
+
+def api(box: Machine, path: str = "/_ping") -> bytes:
+    """GET path on the machine's /run/lamina.sock (reached through its PID 1's root)."""
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(60)
+        client.connect(f"/proc/{box.leader()}/root/run/lamina.sock")
+        client.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        return client.makefile("rb").read()
+
+
+def show(box: Machine, unit: str, *props: str) -> dict[str, str]:
+    out = box.ok("systemctl", "show", unit, *(f"--property={p}" for p in props))
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def wait_for(box: Machine, unit: str, want: dict[str, str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = show(box, unit, *want)
+        if all(got[k] == v for k, v in want.items()):
+            return got
+        assert time.monotonic() < deadline, f"{unit}: {got}\n{box.journal(unit)}"
+        time.sleep(0.05)
+
+
+def lamina(box: Machine, *argv: str) -> str:
+    """The lamina command run by a process of the machine (a transient service: under the
+    machine's seccomp filter, as lamina.service is), so that the service's fork server
+    may run it in its place (adapters/fastpath/peer.py); a client under nsenter alone would
+    differ from the server and run the command itself."""
+    return box.ok("systemd-run", "--wait", "--pipe", "--quiet", "--collect",
+                  f"{BINDIR}/lamina", *argv, timeout=120)
+
+
+def service_processes(box: Machine) -> list[str]:
+    """The command lines of the processes in lamina.service's cgroup."""
+    group = show(box, "lamina.service", "ControlGroup")["ControlGroup"]
+    return box.ok("sh", "-c", 'for p in $(cat "$1"); do tr "\\0" " " </proc/$p/cmdline; '
+                  'echo; done', "sh", f"/sys/fs/cgroup/systemd{group}/cgroup.procs"
+                  ).splitlines()
+
+
+def state(box: Machine, cid: str) -> dict:
+    return json.loads(lamina(box, "inspect", cid))[0]["State"]
+
+
+LOOP = ["busybox", "sh", "-c", "trap 'exit 0' TERM; while sleep 1; do :; done"]
+
+
+def test_socket_activation_and_restart_after_a_crash(machine: tuple[Machine, Lamina]) -> None:
+    """systemctl start lamina.socket: the first connection (the lamina command's, on
+    <root>/cli.sock) starts lamina.service, whose fork server runs the command (the
+    container's monitor is in the service's cgroup); the API answers on /run/lamina.sock;
+    a SIGKILL of the service's main process: systemd starts it again on the same sockets,
+    the container runs on untouched (KillMode=process), and both sockets answer again."""
+    box, lam = machine
+    box.ok("systemctl", "start", "lamina.socket")
+    assert show(box, "lamina.service", "ActiveState")["ActiveState"] == "inactive"
+    assert box.ok("stat", "-c", "%a %U %G", "/run/lamina.sock").split() == \
+        ["660", "root", "lamina"]
+    cid = lamina(box, "run", "-d", "--network", "none", *LOOP).strip()
+    wait_for(box, "lamina.service", {"ActiveState": "active", "SubState": "running"})
+    assert any(cid in line for line in service_processes(box)), service_processes(box)
+    listed = json.loads(api(box, "/containers/json").partition(b"\r\n\r\n")[2])
+    assert [c["Id"] for c in listed] == [cid]
+    assert "serving" in (lam.root / "serve.log").read_text()  # StandardOutput=append:
+    main = int(show(box, "lamina.service", "MainPID")["MainPID"])
+    pid = state(box, cid)["Pid"]
+
+    box.ok("kill", "-KILL", str(main))
+    wait_for(box, "lamina.service", {"ActiveState": "active", "SubState": "running",
+                                     "NRestarts": "1"})
+    assert int(show(box, "lamina.service", "MainPID")["MainPID"]) != main
+    assert api(box).endswith(b"\r\n\r\nOK")
+    after = state(box, cid)
+    assert (after["Running"], after["Pid"]) == (True, pid)
+    assert lamina(box, "run", "--rm", "--network", "none", "busybox", "echo",
+                  "back") == "back\n"
+    lamina(box, "rm", "-f", cid)
+    make(box, "uninstall")  # stops and disables both units, removes the files
+    gone = show(box, "lamina.socket", "ActiveState", "LoadState")
+    assert gone == {"ActiveState": "inactive", "LoadState": "not-found"}, gone
+    with pytest.raises(ConnectionRefusedError):  # the file stays (RemoveOnStop=no)
+        api(box)
+
+
+def test_enabled_it_starts_at_boot_with_the_restart_always_containers(
+        machine: tuple[Machine, Lamina]) -> None:
+    """systemctl enable, then a reboot of the machine: lamina.service is running once the
+    boot is over, before anyone connects, and the container run with --restart always is
+    running again (a new process: the old one ended with the machine), the one run
+    without a restart policy is not."""
+    box, lam = machine
+    box.ok("systemctl", "enable", "--now", "lamina.socket", "lamina.service")
+    kept = lamina(box, "run", "-d", "--restart", "always", "--network", "none",
+                  *LOOP).strip()
+    left = lamina(box, "run", "-d", "--network", "none", *LOOP).strip()
+    before = state(box, kept)
+    box.reboot()
+    wait_for(box, "lamina.service", {"ActiveState": "active", "SubState": "running"}, 5)
+    now = state(box, kept)
+    assert now["Running"] and now["Pid"] != before["Pid"], now
+    assert not state(box, left)["Running"]
+    lamina(box, "rm", "-f", kept, left)

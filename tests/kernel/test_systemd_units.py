@@ -8,7 +8,7 @@ Debian's systemd booted as PID 1 of a container, with lamina installed in it the
 - a SIGKILL of the service's main process: systemd starts it again (Restart=on-failure) on
   the same sockets; the containers run on;
 - enabled, and the machine rebooted: lamina.service runs once the boot is over, and the
-  container run with `--restart always` is running again.
+  containers run with `--restart always` or `unless-stopped` are running again.
 
 Both take ~9 s each here (a boot of ~1 s, a reboot of ~3 s, RestartSec=2).
 """
@@ -150,21 +150,25 @@ def test_socket_activation_and_restart_after_a_crash(machine: tuple[Machine, Lam
         api(box)
 
 
-def test_enabled_it_starts_at_boot_with_the_restart_always_containers(
+def test_enabled_it_starts_at_boot_with_the_containers_whose_policy_says_so(
         machine: tuple[Machine, Lamina]) -> None:
     """systemctl enable, then a reboot of the machine: lamina.service is running once the
-    boot is over, before anyone connects, and the container run with --restart always is
-    running again (a new process: the old one ended with the machine), the one run
-    without a restart policy is not."""
+    boot is over, before anyone connects, and the containers run with --restart always and
+    unless-stopped are running again (new processes: the old ones ended with the machine);
+    one without a policy is not, nor an unless-stopped one its user stopped."""
     box, lam = machine
     box.ok("systemctl", "enable", "--now", "lamina.socket", "lamina.service")
-    kept = lamina(box, "run", "-d", "--restart", "always", "--network", "none",
-                  *LOOP).strip()
-    left = lamina(box, "run", "-d", "--network", "none", *LOOP).strip()
-    before = state(box, kept)
+
+    def run(*policy: str) -> str:
+        return lamina(box, "run", "-d", *policy, "--network", "none", *LOOP).strip()
+
+    back = [run("--restart", "always"), run("--restart", "unless-stopped")]
+    stay = [run(), run("--restart", "unless-stopped")]
+    lamina(box, "stop", stay[1])
+    before = {cid: state(box, cid)["Pid"] for cid in back}
     box.reboot()
     wait_for(box, "lamina.service", {"ActiveState": "active", "SubState": "running"}, 5)
-    now = state(box, kept)
-    assert now["Running"] and now["Pid"] != before["Pid"], now
-    assert not state(box, left)["Running"]
-    lamina(box, "rm", "-f", kept, left)
+    now = {cid: state(box, cid) for cid in back + stay}
+    assert [now[cid]["Running"] for cid in back + stay] == [True, True, False, False], now
+    assert all(now[cid]["Pid"] != before[cid] for cid in back), now
+    lamina(box, "rm", "-f", *back, *stay)

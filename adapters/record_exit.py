@@ -21,12 +21,13 @@ from typing import Any
 from core.errors import LaminaError
 
 
-def record_exit(engine: Any, container_id: str, pid: int) -> Any:
+def record_exit(engine: Any, container_id: str, pid: int, release: bool = True) -> Any:
     """Record the exit the monitor wrote down for `pid`, if nobody recorded it yet.
 
     Through the Runtime port: its last_exit is the monitor's record for the recorded pid,
     so a container recorded with another pid (restarted) or gone (removed) has nothing
-    here to record, as Engine.exited(pid=...) would find too."""
+    here to record, as Engine.exited(pid=...) would find too. Without `release`, the
+    caller's rm right after releases the run (Engine.exited)."""
     c = engine.log.container(container_id)
     if c is None or c.pid != pid:
         return None
@@ -36,7 +37,7 @@ def record_exit(engine: Any, container_id: str, pid: int) -> Any:
     oom = engine.runtime.oom_killed(c)
     with contextlib.suppress(LaminaError):  # removed or restarted meanwhile
         return engine.exited(container_id, code, oom=oom, pid=pid,
-                             reason="out of memory" if oom else "")
+                             reason="out of memory" if oom else "", release=release)
     return None
 
 

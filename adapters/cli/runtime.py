@@ -34,7 +34,8 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool,
     `remove` (--rm) runs once the exit is recorded, before we hang up on the monitor (it
     then finds the container gone: nothing to check, no lock to take from the removal);
     its record's fsync is the exit's too (SqliteEventLog.sync_deferred; the caller flushes
-    the log if nothing was removed)."""
+    the log if nothing was removed), and it releases the run's cgroup and view, which the
+    exit's record leaves to it (after the answer in a served command: EngineBase.later)."""
     from adapters.runtime.terminal import Detached, let_go, pump_attach
     from core.logfilter import detach_keys as keys_of
 
@@ -55,16 +56,32 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool,
         return _wait_stopped(e, cid)
     try:
         c = e.log.container(cid)
+        kept = None
         if c is not None and c.state in ("running", "paused"):
             from adapters.record_exit import record_exit
 
             with e.log.sync_deferred() if remove else contextlib.nullcontext():
-                record_exit(e, cid, c.pid)  # at once, rather than wait for the monitor to
+                kept = record_exit(e, cid, c.pid, release=remove is None)  # at once,
+                # rather than wait for the monitor to
         if remove is not None:
-            remove()
+            try:
+                remove()
+            finally:
+                if kept is not None:
+                    _release_kept(e, cid)
     finally:
         sock.close()  # after the record: the monitor then finds nothing left to record
     return code
+
+
+def _release_kept(e: Any, cid: str) -> None:
+    """The exit was recorded without its release for an rm that did not remove the
+    container (it failed): release the run now, as the exit would have."""
+    with contextlib.suppress(LaminaError):
+        c = e.log.container(cid)
+        if c is not None and c.state == "stopped":
+            with e.runtime.ending(c):
+                e.runtime.release(c)
 
 
 def _forward(e: Any, cid: str, signum: int) -> None:

@@ -18,8 +18,10 @@ The log is the truth; the host is made to match it. Each check yields Findings: 
 - on a --userns-remap root, subordinate ranges that are no longer the ones it recorded.
 
 In-flight work is never taken for a leftover: a container whose lock (`Runtime.ending`) is
-held is being worked on (start, pause, commit, export, stop, rm all hold it), and a layer or
-staging directory stamped with a live writer's pid and start time is still being written.
+held is being worked on (start, pause, commit, export, stop, rm all hold it; a served rm
+until its release after the answer is done), so what it has on the host is neither listed
+nor repaired, and a layer or staging directory stamped with a live writer's pid and start
+time is still being written.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     owner = {ipam.veth_name(cid, nid): cid for cid in owners for nid in network_ids}
     for name, kind in bridge.links().items():
         cid = owner.get(name)
-        if kind != "veth" or cid is None or _wired(known.get(cid), veth=name):
+        if kind != "veth" or cid is None or _wired(known.get(cid), veth=name) \
+                or _busy(runtime, cid):
             continue
         yield Finding(f"veth {name} of container {cid[:12]}, {_unwired(known.get(cid))}",
                       partial(_locked, runtime, cid, partial(
@@ -137,7 +140,7 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     keys = {endpoints.publication_key(cid): cid for cid in owners}
     for key in nat.owned().publications:
         holder = keys.get(key) or _former(runtime, key)
-        if holder is None or _wired(known.get(holder), veth=None):
+        if holder is None or _wired(known.get(holder), veth=None) or _busy(runtime, holder):
             continue
         held = known.get(holder)
         yield Finding(f"published ports of container {holder[:12]}, " + (
@@ -226,7 +229,8 @@ def _cgroups(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     parents = {cgroupparent.DEFAULT, *(cgroupparent.of(c.config) for c in known.values())}
     for parent in sorted(parents):
         for cid in list_lamina_cgroups(parent=parent):
-            if not _ours(runtime, cid, known) or (cid in known and known[cid].state in LIVE):
+            if not _ours(runtime, cid, known) or (cid in known and known[cid].state in LIVE) \
+                    or _busy(runtime, cid):
                 continue
             where = f"{parent}/{cid[:12]}".lstrip("/")
             yield Finding(f"cgroup {where} belongs to no running container",
@@ -254,6 +258,13 @@ def _locked(runtime: Any, cid: str, fn: Callable[[], object]) -> None:
             fn()
 
 
+def _busy(runtime: Any, cid: str) -> bool:
+    """Someone works on the container now (holds its lock): what it has on the host is
+    theirs to finish, not a leftover to list."""
+    with idle(runtime, cid) as free:
+        return not free
+
+
 def _mounts(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     from adapters.storage.overlay import mounts_under, unmount
 
@@ -265,6 +276,8 @@ def _mounts(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
             continue
         top = os.path.relpath(m, layers_dir).split(os.sep)[0]
         cid = top.removeprefix("rw-")
+        if _busy(runtime, cid):
+            continue
         yield Finding(f"{m} is mounted but its container isn't running",
                       partial(_locked, runtime, cid, partial(unmount, m)))
 
@@ -349,6 +362,8 @@ def _layers(runtime: Any) -> Iterator[Finding]:
         if name in layers or name in rw or not os.path.isdir(path) or _owner_alive(path):
             continue
         if name.startswith("rw-"):
+            if _busy(runtime, name[3:]):
+                continue
             yield Finding(f"read-write layer {name[:15]} belongs to no container",
                           partial(_locked, runtime, name[3:],
                                   partial(store.remove_rw_layer, name)))
@@ -398,8 +413,10 @@ def _container_dirs(runtime: Any) -> Iterator[Finding]:
         return
     ids = {c.id for c in runtime.log.containers()}  # read after listing, as for layers
     for cid in names:
-        if cid in ids or next(runtime.log.read(stream=f"container:{cid}"), None) is None:
-            continue  # known, or never recorded (a create may be about to record it)
+        if cid in ids or next(runtime.log.read(stream=f"container:{cid}"), None) is None \
+                or _busy(runtime, cid):
+            continue  # known, never recorded (a create may be about to record it), or
+            # being removed
         yield Finding(f"files of removed container {cid[:12]} are left in {parent}",
                       partial(_locked, runtime, cid, partial(
                           shutil.rmtree, os.path.join(parent, cid), ignore_errors=True)))

@@ -140,10 +140,11 @@ class Engine(EngineBase):
         return processes.unpause(self, ref)
 
     def exited(self, ref: str, exit_code: int, oom: bool = False, reason: str = "",
-               pid: int | None = None) -> Container | None:
+               pid: int | None = None, release: bool = True) -> Container | None:
         """Record the process's own end (the monitor's report); with `pid`, only that
-        process's: None if the container was stopped or restarted meanwhile."""
-        return processes.exited(self, ref, exit_code, oom, reason, pid)
+        process's: None if the container was stopped or restarted meanwhile. Without
+        `release`, the rm the caller runs next releases the run's cgroup and view."""
+        return processes.exited(self, ref, exit_code, oom, reason, pid, release)
 
     # --- restart policies (core/engine/restarts.py) -------------------------------------
 

@@ -32,6 +32,9 @@ class EngineBase:
     volumes: VolumeStore
     networks: NetworkHost
     meta: Callable[[], dict[str, Any]] = field(default=dict)
+    # work a command leaves for after its caller has the answer (rm's release of the host):
+    # done at once unless the composition root hands a deferring one (adapters/deferred.py)
+    later: Callable[[Callable[[], None]], None] = field(default=lambda work: work())
 
     def command(self, name: str, target: str) -> Command:
         """A unit of work for one command (`with engine.command(name, target) as cmd:`),

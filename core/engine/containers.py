@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import signal as _signal
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
+from functools import partial
 from typing import Any
 
 from core import cgroupparent, compat, lifecycle, resources, rootconfig, runopts, security
@@ -140,27 +141,39 @@ def rm(e: EngineBase, ref: str, force: bool = False, volumes: bool = False) -> N
     from core.engine.images import apply_plan  # the image rules: not on pause's path
     from core.images import orphaned_by_container
 
-    with e.command("rm", ref) as cmd:
-        with ending(e, ref, "rm_force" if force else "rm") as c:
-            if c.restarting and not force:  # docker's: a restart is due, only -f ends it
-                raise IllegalMove(f"cannot remove container {short(c.id)}: container is "
-                                  "restarting: stop the container before removing or force "
-                                  "remove")
-            if c.state in ("running", "paused"):
-                e.runtime.signal(c, _signal.SIGKILL)
-            images = {i.id: i for i in e.log.images()}
-            plan = orphaned_by_container(c, images, e.log.containers(),
-                                         {la.id: la for la in e.log.layers()})
-            removed = ev.ContainerRemoved(id=c.id, force=force)
-            released, versions, gone = mounting.released(e, c, volumes) \
-                if c.config.get("mount_points") else ([], {}, [])
-            apply_plan(e, cmd, plan, images, force=force, extra=[removed, *released],
-                       expected={f"container:{c.id}": c.version, **versions})
-            e.runtime.release(c)
+    with e.command("rm", ref) as cmd, ExitStack() as lock:
+        c = lock.enter_context(ending(e, ref, "rm_force" if force else "rm"))
+        if c.restarting and not force:  # docker's: a restart is due, only -f ends it
+            raise IllegalMove(f"cannot remove container {short(c.id)}: container is "
+                              "restarting: stop the container before removing or force "
+                              "remove")
+        if c.state in ("running", "paused"):
+            e.runtime.signal(c, _signal.SIGKILL)
+        images = {i.id: i for i in e.log.images()}
+        plan = orphaned_by_container(c, images, e.log.containers(),
+                                     {la.id: la for la in e.log.layers()})
+        removed = ev.ContainerRemoved(id=c.id, force=force)
+        released, versions, gone = mounting.released(e, c, volumes) \
+            if c.config.get("mount_points") else ([], {}, [])
+        apply_plan(e, cmd, plan, images, force=force, extra=[removed, *released],
+                   expected={f"container:{c.id}": c.version, **versions})
+        e.later(partial(_cleared, e, c, gone, lock.pop_all()))
+
+
+def _cleared(e: EngineBase, c: Container, gone: Sequence[str], lock: ExitStack) -> None:
+    """What a removal leaves on the host once its record is in: the run's cgroup and view
+    (runtime.release), the read-write layer, the runtime files, the data of the volumes it
+    removed. After the answer where the caller defers (EngineBase.later: a served `run
+    --rm` answers before these ~15 ms), still holding the container's lock (`lock`,
+    released once they are gone), so that `system check` takes them for work in flight and
+    reconcile leaves them to this; a crash before or in between leaves what reconcile
+    clears for a removed container (adapters/runtime/hostcheck.py)."""
+    with lock:
+        e.runtime.release(c)
         e.layers.remove_rw_layer(c.rw_layer)
         e.runtime.remove(c)
-        for name in gone:
-            e.volumes.remove(name)
+    for name in gone:
+        e.volumes.remove(name)
 
 
 def exec_process(e: EngineBase, ref: str, argv: Sequence[str], user: str = "",

@@ -139,11 +139,13 @@ def unpause(e: EngineBase, ref: str) -> Container:
 
 
 def exited(e: EngineBase, ref: str, exit_code: int, oom: bool = False, reason: str = "",
-           pid: int | None = None) -> Container | None:
+           pid: int | None = None, release: bool = True) -> Container | None:
     """Record that the container's process ended by itself (the monitor's report).
 
     With `pid`, only that process's end is recorded: if the container was stopped or
-    restarted meanwhile, there is nothing to record and None is returned.
+    restarted meanwhile, there is nothing to record and None is returned. Without
+    `release`, the run's cgroup and view stay for the caller's rm, which records the
+    removal next and releases them (after its answer, where the caller defers).
     """
     with e.command("exit", ref) as cmd:
         if pid is not None and e.log.container(ref) is None:
@@ -160,7 +162,8 @@ def exited(e: EngineBase, ref: str, exit_code: int, oom: bool = False, reason: s
                 raise Conflict(f"container {short(c.id)}'s process is still running")
             cmd.append_locked(c, ev.ContainerExited(
                 id=c.id, exit_code=exit_code, oom=oom, reason=reason))
-            e.runtime.release(c)
+            if release:
+                e.runtime.release(c)
         return e.log.container(c.id) or c
 
 

@@ -97,6 +97,36 @@ def test_pause_unpause_and_a_forwarded_signal(served: Lamina) -> None:
     served.ok("rm", "-f", cid)
 
 
+def test_run_rm_answers_removed_and_releases_the_run_after(served: Lamina) -> None:
+    """A served `run --rm` records the exit and the removal before it answers, and leaves
+    the run's release (cgroups, view, layer, files) to its child after the answer: the
+    name is free at once, the events are the four of a run, and the host ends clean."""
+    for _ in range(3):
+        out = served("run", "--rm", "--name", "again", "--network", "none", "busybox",
+                     "sh", "-c", "exit 4")
+        assert out.returncode == 4, out.stderr
+    cid = served.events("type=ContainerRemoved")[-1]["data"]["id"]
+    assert [e["type"] for e in served.events(f"container={cid}")] == [
+        "ContainerCreated", "ContainerStarted", "ContainerExited", "ContainerRemoved"]
+    deadline = time.monotonic() + 10
+    while (left := _run_of(served.root, cid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == []
+    assert served.ok("system", "check").startswith("the log and the host agree")
+
+
+def _run_of(root: Path, cid: str) -> list[str]:
+    """What of container `cid`'s run is still on the host: its cgroups, view, layer and
+    files (renamed ones too: <root>/tmp)."""
+    import glob
+
+    with open("/proc/self/mountinfo") as f:
+        found = [line.split()[4] for line in f if cid in line.split()[4]]
+    found += glob.glob(f"/sys/fs/cgroup/*/lamina/{cid}")
+    found += glob.glob(f"{root}/layers/rw-{cid}") + glob.glob(f"{root}/containers/{cid}")
+    return found + glob.glob(f"{root}/tmp/*")
+
+
 def test_the_python_client_through_the_server(served: Lamina) -> None:
     """LAMINA is the native client `make` builds; pip installs bin/lamina, the Python one.
     Its requests match the native one's (tests/unit/test_client_contract.py); here it

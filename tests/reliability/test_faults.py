@@ -138,6 +138,7 @@ PREPARE: dict[str, Callable[[Root], list[str]]] = {
     "commit": lambda lam: ["commit", lam.run_d(), lam.unique("snap:")],
     "commit stopped": lambda lam: ["commit", lam.exited(), lam.unique("snap:")],
     "rm": lambda lam: ["rm", "-f", lam.run_d()],
+    "run --rm": lambda lam: ["run", "--rm", "--network", "none", "busybox", "true"],
     "rmi": lambda lam: ["rmi", lam.ok("import", lam.tar, lam.unique("gone:")) and
                         f"gone:{Root.n}"],
     "load": _load,
@@ -152,7 +153,12 @@ PREPARE: dict[str, Callable[[Root], list[str]]] = {
 }
 # Commands made of several appends: a crash leaves the steps done so far (their layers and
 # images are whole), never the final record; the log tells where the command stopped.
-FINAL = {"build": "BuildFinished"}
+FINAL = {"build": "BuildFinished", "run --rm": "ContainerRemoved"}
+# Their points (without LAMINA_SOAK): build's RUN step's container started, its layer made,
+# then removed; run --rm's exit recorded with its release left to the removal, the removal
+# recorded with the run not yet released, released but the layer and files not yet gone.
+CHOSEN = {"build": ("store.staged", "after:runtime.start", "after:layers.commit_rw_layer"),
+          "run --rm": ("after:log.append#3", "after:log.append#4", "after:runtime.release")}
 
 
 def _run(lam: Root, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -203,9 +209,8 @@ def _chosen(command: str, points: list[str]) -> list[str]:
     removed volume moved out of sight but not deleted."""
     if SOAK:
         return points
-    if command in FINAL:  # a RUN step's container started, its layer made, then removed
-        return [p for p in points if p in ("store.staged", "after:runtime.start",
-                                           "after:layers.commit_rw_layer")]
+    if command in CHOSEN:
+        return [p for p in points if p in CHOSEN[command]]
     append = points.index("before:log.append")
     chosen = {"store.staged", "store.rebased", "volumes.staged", "volumes.hidden",
               points[append - 1] if append else points[0], "after:log.append"}

@@ -152,12 +152,16 @@ def test_socket_activation_and_restart_after_a_crash(machine: tuple[Machine, Lam
 
 def test_enabled_it_starts_at_boot_with_the_containers_whose_policy_says_so(
         machine: tuple[Machine, Lamina]) -> None:
-    """systemctl enable, then a reboot of the machine: lamina.service is running once the
-    boot is over, before anyone connects, and the containers run with --restart always and
-    unless-stopped are running again (new processes: the old ones ended with the machine);
-    one without a policy is not, nor an unless-stopped one its user stopped."""
+    """systemctl start lamina (its socket comes with it), systemctl enable, then a reboot
+    of the machine: lamina.service is running once the boot is over, before anyone
+    connects, and the containers run with --restart always and unless-stopped are running
+    again (new processes: the old ones ended with the machine); one without a policy is
+    not, nor an unless-stopped one its user stopped."""
     box, lam = machine
-    box.ok("systemctl", "enable", "--now", "lamina.socket", "lamina.service")
+    box.ok("systemctl", "start", "lamina")  # its sockets with it (Requires=lamina.socket)
+    wait_for(box, "lamina.socket", {"ActiveState": "active"}, 5)
+    wait_for(box, "lamina.service", {"ActiveState": "active", "SubState": "running"}, 5)
+    box.ok("systemctl", "enable", "lamina.socket", "lamina.service")
 
     def run(*policy: str) -> str:
         return lamina(box, "run", "-d", *policy, "--network", "none", *LOOP).strip()

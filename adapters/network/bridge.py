@@ -118,6 +118,7 @@ def create_bridge(name: str, address: str, prefixlen: int, *, mtu: int | None = 
     check_bridge_name(name)
     with IPRoute() as ipr:
         index = _index(ipr, name)
+        existed = index is not None
         if index is None:
             spec: dict[str, Any] = {"ifname": name, "kind": "bridge",
                                     "address": mac_address(address)}
@@ -131,14 +132,16 @@ def create_bridge(name: str, address: str, prefixlen: int, *, mtu: int | None = 
             index = _index(ipr, name)
             if index is None:
                 raise LinkError(f"create bridge {name}: it vanished")
-        else:
-            kind = _kind(ipr.link("get", index=index)[0])
+        try:
+            kind = _kind(ipr.link("get", index=index)[0]) if existed else "bridge"
             if kind != "bridge":
                 raise LinkError(f"create bridge {name}: a {kind or 'link'} has that name")
-        _add_address(ipr, index, address, prefixlen, name)
-        if address6 is not None:
-            _add_address(ipr, index, *address6, name)
-        ipr.link("set", index=index, state="up")
+            _add_address(ipr, index, address, prefixlen, name)
+            if address6 is not None:
+                _add_address(ipr, index, *address6, name)
+            ipr.link("set", index=index, state="up")
+        except NetlinkError as err:  # deleted meanwhile (a racing network rm, reconcile)
+            raise _fail(f"create bridge {name}", err) from None
     if route_localnet:
         _write_sysctl(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "1")
     return int(index)
@@ -148,14 +151,19 @@ def delete_link(name: str) -> bool:
     """Delete the link `name` (a bridge, or a veth with its peer); False when it is gone."""
     with IPRoute() as ipr:
         index = _index(ipr, name)
-        if index is None:
+        return index is not None and _delete(ipr, index, name)
+
+
+def _delete(ipr: Any, index: int, name: str) -> bool:
+    """Delete the link at `index` (found as `name`); False when it went in between: a veth
+    whose peer's namespace just died is deleted by the kernel, in the background, at any
+    moment after its last process exits (ENODEV is then the kernel having done it)."""
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as err:
+        if err.code == errno.ENODEV:
             return False
-        try:
-            ipr.link("del", index=index)
-        except NetlinkError as err:
-            if err.code == errno.ENODEV:
-                return False
-            raise _fail(f"delete {name}", err) from None
+        raise _fail(f"delete {name}", err) from None
     return True
 
 
@@ -225,16 +233,18 @@ def attach(bridge: str, host_ifname: str, *, address: str, prefixlen: int, gatew
     link-local) on `ifname`; loopback up there too (unless `loopback` is False: a namespace
     made with it up already, adapters/network/endpoints.py).
 
-    A leftover `host_ifname` (a crash between two steps) is replaced. On failure, what this
-    call made is deleted before the error is raised."""
+    A leftover `host_ifname` is replaced: a crash's between two steps, or the last run's,
+    whose namespace the kernel may be deleting with it right then (gone before our delete
+    is as good as deleted). On failure, what this call made is deleted before the error is
+    raised."""
     mac = mac or mac_address(address)
     with _netns_fd(pid, netns_fd) as fd, IPRoute() as ipr:
         master = _ifindex(bridge)
         if master is None:
             raise LinkError(f"attach {host_ifname}: no bridge {bridge}")
         old = _ifindex(host_ifname)
-        if old is not None:
-            ipr.link("del", index=old)
+        if old is not None:  # a leftover: the last run's, its namespace perhaps dying now
+            _delete(ipr, old, host_ifname)
         # one message makes both ends: the host's on the bridge and up, the container's in
         # its namespace under its name (each netlink round trip costs ~0.5 ms in pyroute2)
         peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": fd, "address": mac}

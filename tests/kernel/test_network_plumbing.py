@@ -533,3 +533,41 @@ def test_links_go_with_their_namespace_and_attach_cleans_up(tmp_path: Path) -> N
         assert bridge.links() == {} and nat.listing() is None
 
     in_new_netns(scenario)
+
+
+def test_a_leftover_veth_the_kernel_deletes_meanwhile_is_replaced(tmp_path: Path) -> None:
+    """A restart's veth has the last run's name, and the last run's may still be there: the
+    kernel deletes a veth pair with the namespace of its peer, in the background, some time
+    after the container's last process exits. attach finds it and deletes it; here the
+    kernel's deletion lands between the two (as it did under load, a restart failing with
+    pyroute2's ENODEV), and the new veth is made all the same."""
+    def scenario() -> None:
+        from adapters.network import bridge
+
+        bridge.create_bridge(NET_A, GW_A, 16)
+        last, now = Box(), Box()
+        bridge.attach(NET_A, "lv000000000003", address="172.18.0.2", prefixlen=16,
+                      gateway=GW_A, pid=last.pid)
+        looked_up = bridge._ifindex
+
+        def then_the_kernel_deletes_it(name: str) -> int | None:
+            index = looked_up(name)
+            if name == "lv000000000003" and index is not None:
+                assert bridge.delete_link(name)  # the old namespace's teardown, right now
+            return index
+
+        bridge._ifindex = then_the_kernel_deletes_it  # type: ignore[assignment]
+        try:
+            bridge.attach(NET_A, "lv000000000003", address="172.18.0.2", prefixlen=16,
+                          gateway=GW_A, pid=now.pid)
+        finally:
+            bridge._ifindex = looked_up  # type: ignore[assignment]
+        ping(now, GW_A)
+        assert "eth0" not in last.ok("ip", "-o", "link")
+        for box in (last, now):
+            box.close()
+        bridge.delete_link("lv000000000003")
+        assert bridge.delete_bridge(NET_A)
+        assert bridge.links() == {}
+
+    in_new_netns(scenario)

@@ -362,14 +362,22 @@ def v1_roots(root: Path = CGROUP_ROOT) -> dict[str, Path]:
 def list_lamina_cgroups(mode: Mode | None = None, root: Path = CGROUP_ROOT,
                        parent: str = PARENT) -> list[str]:
     """Ids of every cgroup under `parent` (lamina's own by default, or a --cgroup-parent)
-    on the host, so a restarted engine can find leftovers."""
+    on the host, so a restarted engine can find leftovers.
+
+    A parent that isn't there holds none: also one that goes while we look, since the
+    last container's remove() takes the shared `lamina` parent with it, in any root on the
+    host (one listing, no is-it-there first: `system check` failed with ENOENT when another
+    root's last container went between the two)."""
     mode = mode or detect(root)
     parents = ([v2_root(root) / parent] if mode is Mode.V2
                else [r / parent for r in v1_roots(root).values()])
     ids: set[str] = set()
     for d in parents:
-        if d.is_dir():
-            ids.update(p.name for p in d.iterdir() if p.is_dir() and _ID.match(p.name))
+        try:
+            names = os.listdir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        ids.update(n for n in names if _ID.match(n) and (d / n).is_dir())
     return sorted(ids)
 
 

@@ -29,6 +29,8 @@ from adapters.kernel.cgroups import (
     Limits,
     Mode,
     list_lamina_cgroups,
+    v1_roots,
+    v2_root,
 )
 from tests.conftest import require_root
 
@@ -288,6 +290,36 @@ def test_open_list_and_duplicate(sandbox: Sandbox, mode: Mode) -> None:
     cg.remove()
     with pytest.raises(CgroupNotFound):
         Cgroup.open(cg.id, mode=mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_parent_that_goes_as_it_is_listed_holds_none(mode: Mode,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last container's remove() takes the shared `lamina` parent with it, whichever
+    root on the host it belongs to: a `system check` listing the parent just then failed
+    with ENOENT (exit 1, nothing on stdout). Here a parent of the test's own goes between
+    being found and being read, as it did then."""
+    require_root()
+    parent = f"test-gone-{uuid.uuid4().hex[:12]}"
+    dirs = [v2_root() / parent] if mode is Mode.V2 else \
+        [r / parent for r in v1_roots().values()]
+    for d in dirs:
+        d.mkdir()
+    listdir = os.listdir
+
+    def gone_first(path: str | os.PathLike[str] = ".") -> list[str]:
+        if Path(path) in dirs:
+            os.rmdir(path)  # another root's last container went, and its parent with it
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", gone_first)
+    try:
+        assert list_lamina_cgroups(mode, parent=parent) == []
+    finally:
+        monkeypatch.undo()
+        for d in dirs:
+            with contextlib.suppress(FileNotFoundError):
+                d.rmdir()
 
 
 def test_v2_limit_without_controller_fails_cleanly(sandbox: Sandbox) -> None:

@@ -347,6 +347,14 @@ class Runtime(Protocol):
         Raises ExecDetached when its client types the detach keys (the process runs on)."""
         ...
 
+    def ahead_of_exec(self) -> AbstractContextManager[None]:
+        """Held around an exec's whole command, from before its first read: the runtime may
+        start there what the exec's process would otherwise wait for when it joins the
+        container (on Linux, the grace period of the kernel's first cgroup migration), so
+        the wait overlaps the command's record; it tidies up when the block ends. Changes
+        nothing a caller can see."""
+        ...
+
     def release(self, container: Container) -> None:
         """Free what a stopped container's process left (cgroup, mounts kept by the runtime)."""
         ...

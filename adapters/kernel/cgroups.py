@@ -20,6 +20,7 @@ import os
 import re
 import select
 import signal
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -321,6 +322,56 @@ def reap(pid: int) -> None:
     if pid:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+
+
+SWITCH = 0.0001  # seconds: the GIL's switch interval while a Warming's thread runs
+
+
+class Warming:
+    """warm_migration's no-op migration, made by a thread of this process: it writes "0"
+    (this process) into the cgroup2 cgroup.procs of the cgroup it is already in. For a
+    caller that forks only later (an exec's command): a thread costs no exec of a shell
+    and no scheduling of a second process on a busy machine, and `wait()` before the
+    fork leaves the process single-threaded again. The kernel keeps the migration lock
+    fast for about a grace period after the write, so the fork's child joins the
+    container's cgroups without waiting a grace period of its own. A hint only: nothing
+    to write to (no cgroup2 tree) or a failed write starts or changes nothing."""
+
+    def __init__(self, root: Path = CGROUP_ROOT) -> None:
+        import threading
+
+        self._thread: threading.Thread | None = None
+        self._wrote = False
+        try:
+            procs = v2_root(root) / _own_v2_path().lstrip("/") / "cgroup.procs"
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        except (CgroupError, OSError):
+            return
+        # The thread needs the GIL for a few lines before its write: by default it would
+        # wait up to 5 ms (the switch interval) for this thread to let go of it.
+        self._interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH)
+        self._thread = threading.Thread(target=self._write, args=(fd,), daemon=True,
+                                        name="warm-migration")
+        self._thread.start()
+
+    def _write(self, fd: int) -> None:
+        try:
+            os.write(fd, b"0")
+            self._wrote = True
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def wait(self) -> bool:
+        """Until the write is done (at once if it is, or if there was none); whether the
+        migration was made."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            sys.setswitchinterval(self._interval)
+        return self._wrote
 
 
 def _own_v2_path() -> str:

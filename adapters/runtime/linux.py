@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from adapters.kernel.cgroups import Cgroup, CgroupError, Limits, reap, warm_migration
+from adapters.kernel.cgroups import (
+    Cgroup,
+    CgroupError,
+    Limits,
+    Warming,
+    reap,
+    warm_migration,
+)
 from core import cgroupparent
 from core.errors import LaminaError
 from core.model import Container, Image
@@ -63,6 +70,7 @@ class LinuxRuntime:
         self.layers = layers
         self.log = log  # suspended around fork()
         self.clients: dict[str, socket.socket] = {}
+        self._warming: Warming | None = None  # ahead_of_exec's, waited for before the fork
 
     # --- paths ---------------------------------------------------------------------------
 
@@ -427,6 +435,20 @@ class LinuxRuntime:
             raise RuntimeError_(f"container {container.id[:12]} has no cgroup to update")
         cgroup.update(limits)
 
+    @contextmanager
+    def ahead_of_exec(self) -> Iterator[None]:
+        """A no-op cgroup migration (cgroups.Warming) started as the exec's command begins:
+        the joiner's first cgroup.procs write then waits none of the kernel's RCU grace
+        period (5-20 ms when no migration came lately), which passes meanwhile, while the
+        command reads the container and records ExecStarted. Nothing an exec does before
+        its join needs the cgroup_mutex the waiting write holds."""
+        self._warming = Warming()
+        try:
+            yield
+        finally:
+            self._warming.wait()
+            self._warming = None
+
     def exec(self, container: Container, argv: Sequence[str], user: str,
              options: Mapping[str, Any]) -> int:
         from adapters.runtime.exec import ExecTarget, run_exec
@@ -439,6 +461,8 @@ class LinuxRuntime:
         root_ids = (idmap.host_uid(0), idmap.host_gid(0)) if idmap is not None else None
         target = ExecTarget(container.id, container.pid, container.start_time, dirs, root_ids)
         self.log.suspend()
+        if self._warming is not None:  # one thread again before the fork
+            self._warming.wait()
         return run_exec(target, spec, argv, user, options, self._seccomp(spec),
                         before_fork=self.log.suspend)
 

@@ -181,7 +181,7 @@ def exec_process(e: EngineBase, ref: str, argv: Sequence[str], user: str = "",
     """Run a new process in a running container's namespaces and cgroup."""
     if not argv:
         raise BadInput("exec needs a command")
-    with e.command("exec", ref) as cmd:
+    with e.command("exec", ref) as cmd, e.runtime.ahead_of_exec():
         c = e.container(ref)
         judge(c, "exec")
         exec_id = e.ids.new_id()

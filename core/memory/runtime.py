@@ -17,7 +17,7 @@ import signal as _signal
 import tarfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -170,6 +170,9 @@ class MemoryRuntime:
         if argv[0] == "false":
             return 1
         return 0
+
+    def ahead_of_exec(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def release(self, container: Container) -> None:
         proc = self.procs.get(container.id)

@@ -384,3 +384,32 @@ def test_a_new_mount_namespace_rereads_the_mount_table(tmp_path: Path) -> None:
                          capture_output=True,
                          text=True, timeout=60, check=True)
     assert out.stdout.strip() == "tmpfs", out.stderr
+
+
+def test_warming_moves_this_process_nowhere_and_leaves_one_thread() -> None:
+    """An exec's warming (cgroups.Warming) writes this very process into the cgroup2 cgroup
+    it is in, from a thread: once waited for, the thread is gone (the exec forks next) and
+    every hierarchy still holds this process where it was; a second wait is no error."""
+    require_root()
+    import threading
+
+    from adapters.kernel.cgroups import Warming
+
+    before = Path("/proc/self/cgroup").read_text()
+    threads = threading.active_count()
+    warming = Warming()
+    assert warming.wait()
+    assert threading.active_count() == threads
+    assert Path("/proc/self/cgroup").read_text() == before
+    assert warming.wait()
+
+
+def test_warming_without_a_cgroup2_tree_starts_no_thread(tmp_path: Path) -> None:
+    import threading
+
+    from adapters.kernel.cgroups import Warming
+
+    threads = threading.active_count()
+    warming = Warming(root=tmp_path)
+    assert threading.active_count() == threads
+    assert not warming.wait()

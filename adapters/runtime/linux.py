@@ -460,7 +460,13 @@ class LinuxRuntime:
         idmap = self.idmap()
         root_ids = (idmap.host_uid(0), idmap.host_gid(0)) if idmap is not None else None
         target = ExecTarget(container.id, container.pid, container.start_time, dirs, root_ids)
-        self.log.suspend()
+        # The log stays open across the joiner's fork, the one fork that may keep it: the
+        # joiner and its child never return into lamina's code (one execs, both leave by
+        # os._exit), so neither uses, closes nor finalizes the connection, and SQLite's
+        # locks are this process's alone (fcntl locks are not inherited). Reopened, it cost
+        # ExecExited a new connection's first commit (SQLite then syncs the directory of the
+        # WAL it opened too) and its page cache. `before_fork` closes it for the fork that
+        # runs on (a detached exec's watcher records the end).
         if self._warming is not None:  # one thread again before the fork
             self._warming.wait()
         return run_exec(target, spec, argv, user, options, self._seccomp(spec),

@@ -35,7 +35,11 @@ def prepare(root: str) -> None:
     (connect, check the schema) and read the live containers as Engine.recover does. The
     fork server's spare calls this while it waits for a client: the time, and the
     copy-on-write faults of the pages those paths touch, are then not the client's. It
-    changes nothing; a root without a log is left alone (a command creates it)."""
+    changes nothing; a root without a log is left alone (a command creates it). The mount
+    table the cgroup layout comes from is read ahead too (cgroups.read_mounts_ahead)."""
+    from adapters.kernel.cgroups import read_mounts_ahead
+
+    read_mounts_ahead()
     if not os.path.exists(os.path.join(root, "events.db")):
         return
     import sqlite3

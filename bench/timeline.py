@@ -168,14 +168,19 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"{len(runs)} runs, wall median {statistics.median(walls):.1f} ms "
           f"(under perf), load {load:.1f}")
+    table(names)
+    subprocess.run(["rm", "-rf", str(work)])  # the perf data, and the root it made
+
+
+def table(names: dict[str, list[float]], digits: int = 1) -> None:
+    """The marks in the order of their medians, each with its step from the one before."""
     print("| mark | ms after the client's exec (median) | step |")
     print("|---|---:|---:|")
     prev = 0.0
     for name, vals in sorted(names.items(), key=lambda kv: statistics.median(kv[1])):
         med = statistics.median(vals)
-        print(f"| {name} | {med:.1f} | {med - prev:+.1f} |")
+        print(f"| {name} | {med:.{digits}f} | {med - prev:+.{digits}f} |")
         prev = med
-    subprocess.run(["rm", "-rf", str(work)])  # the perf data, and the root it made
 
 
 if __name__ == "__main__":

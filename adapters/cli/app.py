@@ -281,6 +281,14 @@ class Served:
 
         with suppress(nat.NftablesError):  # none on this host: bridges fail by name later
             nat._library()  # libnftables loaded once here, not by every served start
+        from adapters.kernel import seccomp
+
+        with suppress(seccomp.SeccompError):  # none on this host: a start says so by name
+            seccomp.libseccomp_version()  # its dlopen (0.6 ms) not by every start and exec
+        import pwd
+
+        with suppress(KeyError):  # glibc's NSS set up once (nsswitch.conf read, no nscd
+            pwd.getpwuid(os.getuid())  # found), not by every command's caller_meta
         from adapters.eventstore.sqlite_log import warm_decoders
         from core import lifecycle
 

@@ -98,9 +98,12 @@ clean:
 # `make install`: the native client as $(PREFIX)/bin/lamina (it runs this checkout's venv
 # Python: keep the checkout), lamina.socket + lamina.service (socket activation of the
 # Docker API on /run/lamina.sock and of the command's fork server on $(LAMINA_ROOT)/cli.sock),
-# a logrotate file for serve.log, and the group lamina (members may use the API socket: they
-# are root's equals). With DESTDIR (staging a package) nothing outside DESTDIR is touched:
-# no group, no systemctl. Nothing is enabled or started: docs/operations.md says how.
+# lamina-shutdown.service (the host's shutdown stops the containers), a logrotate file for
+# serve.log, and the group lamina (members may use the API socket: they are root's equals).
+# With DESTDIR (staging a package) nothing outside DESTDIR is touched: no group, no
+# systemctl. Only lamina-shutdown.service is enabled and started (it runs nothing until the
+# machine goes down); docs/operations.md says how to enable the others. `make uninstall`
+# disables it without stopping it: that would stop the containers.
 PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
@@ -108,7 +111,8 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 LOGROTATEDIR ?= /etc/logrotate.d
 LAMINA_ROOT ?= /var/lib/lamina
 INSTALLED := $(DESTDIR)$(BINDIR)/lamina $(DESTDIR)$(UNITDIR)/lamina.socket \
-	$(DESTDIR)$(UNITDIR)/lamina.service $(DESTDIR)$(LOGROTATEDIR)/lamina
+	$(DESTDIR)$(UNITDIR)/lamina.service $(DESTDIR)$(UNITDIR)/lamina-shutdown.service \
+	$(DESTDIR)$(LOGROTATEDIR)/lamina
 RENDER = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@ROOT@|$(LAMINA_ROOT)|g' \
 	-e 's|@DOCDIR@|$(abspath docs)|g'
 
@@ -117,18 +121,21 @@ install: client
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOGROTATEDIR)
 	$(RENDER) dist/lamina.socket.in > $(DESTDIR)$(UNITDIR)/lamina.socket
 	$(RENDER) dist/lamina.service.in > $(DESTDIR)$(UNITDIR)/lamina.service
+	$(RENDER) dist/lamina-shutdown.service.in > $(DESTDIR)$(UNITDIR)/lamina-shutdown.service
 	$(RENDER) dist/lamina.logrotate.in > $(DESTDIR)$(LOGROTATEDIR)/lamina
 	chmod 0644 $(DESTDIR)$(UNITDIR)/lamina.socket $(DESTDIR)$(UNITDIR)/lamina.service \
-	  $(DESTDIR)$(LOGROTATEDIR)/lamina
+	  $(DESTDIR)$(UNITDIR)/lamina-shutdown.service $(DESTDIR)$(LOGROTATEDIR)/lamina
 	@if [ -z "$(DESTDIR)" ]; then \
 	  getent group lamina >/dev/null || groupadd --system lamina; \
 	  if [ -d /run/systemd/system ]; then systemctl daemon-reload; \
+	  systemctl enable --now --quiet lamina-shutdown.service; \
 	  echo "start it: systemctl enable --now lamina.socket lamina.service"; \
 	  else echo "systemd is not running here: no units started"; fi; fi
 
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-	  systemctl disable --now lamina.service lamina.socket 2>/dev/null || true; fi
+	  systemctl disable --now lamina.service lamina.socket 2>/dev/null || true; \
+	  systemctl disable --quiet lamina-shutdown.service 2>/dev/null || true; fi
 	rm -f $(INSTALLED)
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "kept: the group lamina and $(LAMINA_ROOT) (containers, images, the log)"

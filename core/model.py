@@ -49,10 +49,12 @@ class Container:
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     # the restart policy's (core/restart.py): a restart scheduled (docker's "restarting"),
     # the last back-off in seconds, the user's stop or kill since the last start, and the
-    # pid of the run that ended last (whose monitor applies the policy)
+    # pid of the run that ended last (whose monitor applies the policy); `shutdown_stopped`:
+    # the host's shutdown ended that run (no policy restarts it until the host starts again)
     restarting: bool = False
     restart_delay: float = 0.0
     manually_stopped: bool = False
+    shutdown_stopped: bool = False
     ended_pid: int = 0
     # the current run's last recorded health change (ContainerHealthChanged's status,
     # failing_streak, exit_code, output); empty from each start until its first change
@@ -281,7 +283,7 @@ def _started(c: Container, rec: Recorded) -> Container:
                   started_at=rec.at, exit_code=None, oom=False, exit_reason="", last_signal=0,
                   start_time=rec.data.get("start_time", 0), restart_count=0,
                   restart_delay=0.0, restarting=False, manually_stopped=False,
-                  health={}, **_leases(rec))
+                  shutdown_stopped=False, health={}, **_leases(rec))
 
 
 def _leases(rec: Recorded) -> dict[str, Any]:
@@ -298,18 +300,22 @@ def _restarted(c: Container, rec: Recorded) -> Container:
                   started_at=rec.at, exit_code=None, oom=False, exit_reason="",
                   restart_count=int(d.get("count", c.restart_count + 1)) if automatic else 0,
                   restart_delay=float(d.get("delay") or 0) if automatic else 0.0,
-                  restarting=False, manually_stopped=False,
+                  restarting=False, manually_stopped=False, shutdown_stopped=False,
                   start_time=d.get("start_time", 0), health={}, **_leases(rec))
 
 
 def _ended(c: Container, rec: Recorded) -> Container:
+    """A run's end: by the user (stop, kill: docker's "manually stopped"), by the host's
+    shutdown (a stop with `shutdown`), or by itself (an exit)."""
     d = rec.data
+    shutdown = bool(d.get("shutdown"))
     return _moved(c, rec, pid=0, cgroup="", start_time=0, endpoints={}, ports=(),
                   exit_code=d["exit_code"],
                   finished_at=rec.at,
                   oom=bool(d.get("oom", False)), exit_reason=d.get("reason", ""),
                   last_signal=d.get("signal", c.last_signal), ended_pid=c.pid,
-                  restarting=False, manually_stopped=rec.type != "ContainerExited")
+                  restarting=False, shutdown_stopped=shutdown,
+                  manually_stopped=rec.type != "ContainerExited" and not shutdown)
 
 
 def _restart_scheduled(c: Container, rec: Recorded) -> Container:

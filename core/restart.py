@@ -11,7 +11,10 @@ the last, at most a minute; a run of 10 s or more starts the count from 100 ms a
 `on-failure` restarts non-zero exits only, at most N times (0: no limit) counted by
 RestartCount; `unless-stopped` never after a user's stop; and a user's stop or kill cancels
 every policy's restart until the container is started again or the host starts
-(docker's "manually stopped").
+(docker's "manually stopped"). The host's shutdown (`lamina system shutdown`) stops
+containers without counting as the user's stop: no policy restarts them while the host goes
+down, and the host's next start brings back `always` and `unless-stopped` ones (docker's
+daemon shutdown: `IsShuttingDown()` in place of HasBeenManuallyStopped).
 """
 
 from __future__ import annotations
@@ -121,9 +124,11 @@ def backoff(previous: float, ran_for: float) -> float:
 
 
 def decide(p: Policy, exit_code: int | None, manually_stopped: bool, restart_count: int,
-           previous_delay: float, ran_for: float) -> Decision | None:
-    """After a run ended: start the container again (when and why), or not."""
-    if p.name == NO or manually_stopped:
+           previous_delay: float, ran_for: float, shutdown: bool = False
+           ) -> Decision | None:
+    """After a run ended: start the container again (when and why), or not. `shutdown`:
+    the host's shutdown ended it (no restart while the host goes down)."""
+    if p.name == NO or manually_stopped or shutdown:
         return None
     code = 0 if exit_code is None else exit_code
     if p.name == ON_FAILURE:

@@ -92,11 +92,17 @@ class ContainerUnpaused(Event):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ContainerStopped(Event):
-    """`stop`: SIGTERM, then SIGKILL after the timeout; `signal` is the one that ended it."""
+    """`stop`: SIGTERM, then SIGKILL after the timeout; `signal` is the one that ended it.
+
+    `shutdown`: the host's shutdown stopped it (`system shutdown`, lamina-shutdown.service),
+    not a user: no restart policy fires for this end, and the next host start brings it
+    back as its policy says of a container nobody stopped (docker's daemon shutdown). Older
+    rows have none: a user's stop (the schema stays 1: the field has a default)."""
 
     KIND: ClassVar[str] = "container"
     signal: int
     exit_code: int
+    shutdown: bool = False
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -159,7 +165,8 @@ class ContainerRestartScheduled(Event):
 @dataclass(frozen=True, eq=False, repr=False)
 class ContainerRestartCancelled(Event):
     """A scheduled restart that won't happen: a user's `stop` or `kill` during the back-off
-    (the container counts as stopped by the user), or the restart failed (`reason`)."""
+    (the container counts as stopped by the user), the host's shutdown (`reason`, not
+    `by_user`: the next host start brings it back), or the restart failed (`reason`)."""
 
     KIND: ClassVar[str] = "container"
     reason: str = ""

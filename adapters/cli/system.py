@@ -404,6 +404,17 @@ def cmd_system_info(args: argparse.Namespace) -> int:
 # --- the parsers ---------------------------------------------------------------------------
 
 
+def cmd_system_shutdown(args: argparse.Namespace) -> int:
+    """The host's shutdown (lamina-shutdown.service's ExecStop): every running and paused
+    container stopped at once, each line saying how; exit 1 if one was refused."""
+    e = _engine(args)
+    outcomes = e.shutdown()
+    for cid, outcome in outcomes.items():
+        c = e.log.container(cid)
+        print(f"{cid[:12]} {c.name if c else ''}: {outcome}")
+    return 1 if any(o.startswith("refused") for o in outcomes.values()) else 0
+
+
 def _add_prune_filters(p: argparse.ArgumentParser, keys: str) -> None:
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
     p.add_argument("--filter", action="append", metavar="FILTER",
@@ -463,6 +474,10 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     for name, what in (("check", "print the differences (exit 1 if any); change nothing"),
                        ("reconcile", "record lost processes' ends and clean leftovers")):
         actions.add_parser(name, help=what).set_defaults(func=runtime.cmd_system)
+    a = actions.add_parser("shutdown", help="the host is shutting down: stop every container "
+                                             "(its stop signal, then SIGKILL after its stop "
+                                             "timeout), all at once, not as a user's stop")
+    a.set_defaults(func=cmd_system_shutdown)
     a = actions.add_parser("configure", help="the root's settings (before its first "
                                               "container); without options, show them")
     runtime.add_userns_remap(a)

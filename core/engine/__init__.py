@@ -211,6 +211,14 @@ class Engine(EngineBase):
         """Record the end of live containers whose process and monitor are gone."""
         return host.recover(self)
 
+    def shutdown(self) -> dict[str, str]:
+        """The host's shutdown: every running and paused container stopped in parallel,
+        each with its stop signal and timeout, recorded as the host's stop (no restart
+        policy fires; the next host start brings back always/unless-stopped ones)."""
+        from core.engine.shutdown import shutdown
+
+        return shutdown(self)
+
     # --- volumes ------------------------------------------------------------------------
 
     def volume_create(self, name: str | None = None, driver: str = "local",

@@ -36,7 +36,7 @@ def ran_for(c: Container) -> float:
 def decision(c: Container) -> restart.Decision | None:
     """What the container's policy says of its last end (a stopped container)."""
     return restart.decide(restart.of(c.config), c.exit_code, c.manually_stopped,
-                          c.restart_count, c.restart_delay, ran_for(c))
+                          c.restart_count, c.restart_delay, ran_for(c), c.shutdown_stopped)
 
 
 def _find(e: EngineBase, ref: str) -> Container | None:

@@ -48,19 +48,24 @@ def test_make_install_stages_the_client_the_units_and_logrotate(tmp_path: Path) 
     client = stage / "usr/bin/lamina"
     units = stage / "usr/lib/systemd/system"
     rotate = stage / "etc/logrotate.d/lamina"
-    assert {p.name for p in units.iterdir()} == {"lamina.socket", "lamina.service"}
+    assert {p.name for p in units.iterdir()} == {"lamina.socket", "lamina.service",
+                                                 "lamina-shutdown.service"}
     assert client.stat().st_mode & 0o777 == 0o755 and rotate.stat().st_mode & 0o777 == 0o644
     service = (units / "lamina.service").read_text()
     assert f"ExecStart=/usr/bin/lamina --root {root} serve --socket /run/lamina.sock" in service
     assert f"ListenStream={root}/cli.sock" in (units / "lamina.socket").read_text()
-    assert "@" not in service + (units / "lamina.socket").read_text() + rotate.read_text()
+    halt = (units / "lamina-shutdown.service").read_text()
+    assert f"ExecStop=/usr/bin/lamina --no-server --root {root} system shutdown" in halt
+    assert "@" not in service + (units / "lamina.socket").read_text() + rotate.read_text() \
+        + halt
     out = subprocess.run([str(client), "--no-server", "version"], capture_output=True,
                          text=True, timeout=60)
     assert out.stdout.startswith("lamina "), out.stderr
     # systemd's own reading of the units, against the host's unit files under the stage
     shutil.copytree("/lib/systemd/system", stage / "lib/systemd/system", symlinks=True)
     verify = subprocess.run([tool("systemd-analyze"), "verify", f"--root={stage}",
-                             str(units / "lamina.socket"), str(units / "lamina.service")],
+                             *(str(units / u) for u in ("lamina.socket", "lamina.service",
+                                                         "lamina-shutdown.service"))],
                             capture_output=True, text=True, timeout=60)
     assert (verify.returncode, verify.stderr) == (0, "")
     # logrotate on a live server's log: rotated by copy, and the server writes on in place
@@ -78,7 +83,7 @@ def test_make_install_stages_the_client_the_units_and_logrotate(tmp_path: Path) 
     assert "stopped" in (root / "serve.log").read_text()
     done = subprocess.run([*make, "uninstall"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert not client.exists() and not (units / "lamina.service").exists()
+    assert not client.exists() and not any(units.iterdir())
     assert leftovers(root, []) == []
 
 

@@ -7,16 +7,22 @@ Debian's systemd booted as PID 1 of a container, with lamina installed in it the
   server; the Docker API answers on /run/lamina.sock;
 - a SIGKILL of the service's main process: systemd starts it again (Restart=on-failure) on
   the same sockets; the containers run on;
-- enabled, and the machine rebooted: lamina.service runs once the boot is over, and the
-  containers run with `--restart always` or `unless-stopped` are running again.
+- enabled, and the machine rebooted: lamina-shutdown.service (enabled by `make install`)
+  stops every container as the machine goes down, one whose init ignores SIGTERM by
+  SIGKILL after its stop timeout (10 s) instead of holding the shutdown for systemd's 90 s,
+  each recorded as the host's stop; lamina.service runs once the boot is over, and the
+  containers run with `--restart always` or `unless-stopped` are running again, not one an
+  `unless-stopped` container's user stopped.
 
-Both take ~9 s each here (a boot of ~1 s, a reboot of ~3 s, RestartSec=2).
+~9 s and ~20 s here (a boot of ~1 s, a reboot of ~3 s plus the 10 s stop timeout,
+RestartSec=2).
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +117,22 @@ def state(box: Machine, cid: str) -> dict:
 
 
 LOOP = ["busybox", "sh", "-c", "trap 'exit 0' TERM; while sleep 1; do :; done"]
+DEAF = ["busybox", "sh", "-c", "trap '' TERM; sleep 1000"]  # PID 1 ignoring SIGTERM
+
+
+def stops(root: Path) -> dict[str, list[dict]]:
+    """Each container's ContainerStopped records, oldest first, with their meta's command."""
+    con = sqlite3.connect(f"file:{root / 'events.db'}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT stream, data, meta FROM events WHERE type = "
+                           "'ContainerStopped' ORDER BY seq").fetchall()
+    finally:
+        con.close()
+    out: dict[str, list[dict]] = {}
+    for stream, data, meta in rows:
+        out.setdefault(stream.partition(":")[2], []).append(
+            {**json.loads(data), "command": json.loads(meta)["command"]})
+    return out
 
 
 def test_socket_activation_and_restart_after_a_crash(machine: tuple[Machine, Lamina]) -> None:
@@ -153,26 +175,41 @@ def test_socket_activation_and_restart_after_a_crash(machine: tuple[Machine, Lam
 def test_enabled_it_starts_at_boot_with_the_containers_whose_policy_says_so(
         machine: tuple[Machine, Lamina]) -> None:
     """systemctl start lamina (its socket comes with it), systemctl enable, then a reboot
-    of the machine: lamina.service is running once the boot is over, before anyone
-    connects, and the containers run with --restart always and unless-stopped are running
-    again (new processes: the old ones ended with the machine); one without a policy is
-    not, nor an unless-stopped one its user stopped."""
+    of the machine: lamina-shutdown.service stops every container as the machine goes
+    down, one whose init ignores SIGTERM by SIGKILL after its 10 s (the reboot takes well
+    under systemd's 90 s), recorded as the host's stop; lamina.service is running once the
+    boot is over, before anyone connects, and the containers run with --restart always and
+    unless-stopped are running again (new processes); one without a policy is not, nor an
+    unless-stopped one its user stopped."""
     box, lam = machine
     box.ok("systemctl", "start", "lamina")  # its sockets with it (Requires=lamina.socket)
     wait_for(box, "lamina.socket", {"ActiveState": "active"}, 5)
     wait_for(box, "lamina.service", {"ActiveState": "active", "SubState": "running"}, 5)
     box.ok("systemctl", "enable", "lamina.socket", "lamina.service")
+    assert show(box, "lamina-shutdown.service", "ActiveState", "UnitFileState") == {
+        "ActiveState": "active", "UnitFileState": "enabled"}  # make install's
 
-    def run(*policy: str) -> str:
-        return lamina(box, "run", "-d", *policy, "--network", "none", *LOOP).strip()
+    def run(*policy: str, argv: list[str] = LOOP) -> str:
+        return lamina(box, "run", "-d", *policy, "--network", "none", *argv).strip()
 
-    back = [run("--restart", "always"), run("--restart", "unless-stopped")]
+    back = [run("--restart", "always"), run("--restart", "unless-stopped"),
+            run("--restart", "unless-stopped", argv=DEAF)]
     stay = [run(), run("--restart", "unless-stopped")]
     lamina(box, "stop", stay[1])
     before = {cid: state(box, cid)["Pid"] for cid in back}
+    began = time.monotonic()
     box.reboot()
+    took = time.monotonic() - began
+    assert took < 40, f"the reboot took {took:.0f} s"  # 93 s before lamina-shutdown
     wait_for(box, "lamina.service", {"ActiveState": "active", "SubState": "running"}, 5)
     now = {cid: state(box, cid) for cid in back + stay}
-    assert [now[cid]["Running"] for cid in back + stay] == [True, True, False, False], now
+    assert [now[cid]["Running"] for cid in back + stay] == [True] * 3 + [False] * 2, now
     assert all(now[cid]["Pid"] != before[cid] for cid in back), now
+    ended = {cid: [(s["signal"], s.get("shutdown", False), s["command"]) for s in got]
+             for cid, got in stops(lam.root).items()}
+    assert ended == {back[0]: [(15, True, "system shutdown")],
+                     back[1]: [(15, True, "system shutdown")],
+                     back[2]: [(9, True, "system shutdown")],  # after its 10 s
+                     stay[0]: [(15, True, "system shutdown")],
+                     stay[1]: [(15, False, "stop")]}, ended
     lamina(box, "rm", "-f", *back, *stay)

@@ -174,3 +174,51 @@ def test_update_records_the_policy_in_the_apis_shape() -> None:
     assert restart.for_update({"Name": "no"}) == {"Name": "no", "MaximumRetryCount": 0}
     with pytest.raises(BadInput, match="unknown policy"):
         restart.for_update({"Name": "never"})
+
+
+def test_the_hosts_shutdown_stops_every_container_and_no_policy_fires(e) -> None:
+    """`system shutdown`: running and paused containers stopped (recorded with `shutdown`,
+    not as the user's stop), a restart due cancelled not by the user; no policy restarts
+    them meanwhile, and the host's next start brings back always and unless-stopped ones
+    but not one its user stopped before (docker's daemon shutdown)."""
+    for name, policy in (("a", "always"), ("u", "unless-stopped"), ("s", "unless-stopped"),
+                         ("n", "no"), ("p", "always"), ("r", "always")):
+        e.create("busybox", ["sh"], name=name, config={"restart": policy})
+        e.start(name)
+    e.stop("s")  # its user's stop
+    e.pause("p")
+    pids = {n: e.container(n).pid for n in "aunp"}
+    e.schedule_restart("r", _exit(e, "r", 1))  # in its back-off
+    done = e.shutdown()
+    assert {e.container(cid).name: o.split(" (")[0] for cid, o in done.items()} == {
+        "a": "stopped", "u": "stopped", "n": "stopped", "p": "stopped",
+        "r": "restart cancelled"}
+    stops = [r for r in e.log.records if r.type == "ContainerStopped"]
+    assert [r.data["shutdown"] for r in stops] == [False, True, True, True, True]
+    assert all(r.meta["command"] == "system shutdown" for r in stops[1:])
+    cancel = e.log.records[[r.type for r in e.log.records].index("ContainerRestartCancelled")]
+    assert not cancel.data["by_user"] and cancel.meta["command"] == "system shutdown"
+    for n in "aunpr":
+        c = e.container(n)
+        assert (c.state, c.restarting, c.manually_stopped) == ("stopped", False, False), c
+    assert all(e.schedule_restart(n, pid) is None for n, pid in pids.items())
+    assert e.shutdown() == {}  # nothing left to stop
+    back = {e.container(cid).name for cid in e.bring_back("host start")}
+    assert back == {"a", "u", "p", "r"}
+    assert e.container("s").state == "stopped" and e.container("n").state == "stopped"
+
+
+def test_a_shutdown_stop_is_not_a_users_and_a_start_clears_it() -> None:
+    assert decide(Policy("always"), 143, False, 0, 0, 1, shutdown=True) is None
+    assert decide(Policy("always"), 143, False, 0, 0, 1) is not None
+    e = memory_engine(user="t")
+    e.import_image({"bin/sh": "x"}, "busybox")
+    e.create("busybox", ["sh"], name="c", config={"restart": "always"})
+    e.start("c")
+    e.shutdown()
+    assert e.container("c").shutdown_stopped
+    e.start("c")
+    c = e.container("c")
+    assert not c.shutdown_stopped and not c.manually_stopped
+    pid = _exit(e, "c", 1)
+    assert e.schedule_restart("c", pid) is not None  # an exit of its own: the policy's

@@ -31,6 +31,13 @@ def enable() -> None:
         _pending = []
 
 
+def forget() -> None:
+    """Drop the deferred work this process inherited and do the next at once (a monitor
+    forked from a command that defers: the command runs its own work, the monitor none)."""
+    global _pending
+    _pending = None
+
+
 def later(work: Callable[[], None]) -> None:
     """Do `work` after the answer when this process defers, else now."""
     if _pending is None:

@@ -119,5 +119,19 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def in_monitor(argv: list[str]) -> int:
+    """main() in the container's warm monitor (adapters/runtime/supervise.py _record), a
+    fork of the command that started the container: first forget what that command was
+    doing for its client, which a recorder exec'd afresh never had: the client's identity
+    for the event meta (bootstrap.PEER: the exit is the monitor's, as `lamina-monitor`) and
+    the deletions deferred to after its answer (adapters/deferred.py: the monitor's own
+    would never run)."""
+    from adapters import bootstrap, deferred
+
+    bootstrap.PEER.clear()
+    deferred.forget()
+    return main(argv)
+
+
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

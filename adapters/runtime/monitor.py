@@ -157,7 +157,8 @@ def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int
         frames.unlisten(job.container_dir, listener)
         return 1
     if job.plan.spec.security.pid != "host" and _ends_soon(pid, ctl.fileno()):
-        return supervise.watch(lean, ctl, listener)  # here: no second interpreter to start
+        # here, the exit recorded here too: no second interpreter to start
+        return supervise.watch(lean, ctl, listener, warm=True)
     if listener is not None:
         lean["attach"] = listener.fileno()
     for fd in (ctl.fileno(), *outputs, *([stdin_fd] if stdin_fd is not None else []),

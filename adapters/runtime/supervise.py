@@ -12,7 +12,8 @@ only what watching needs (~10 MB), which keeps the monitor's file descriptors an
 as init's parent. The watch:
 - copies the container's output to the json-file log and to an attached client;
 - when init ends, writes `exit.json` and sends the exit code to the attached client;
-- finally execs `python -m adapters.record_exit`, which records the exit in the
+- finally has adapters/record_exit.py (exec'd as `python -m adapters.record_exit`; called
+  in-process by the warm monitor, which has it imported) record the exit in the
   log unless someone (stop, kill, the attached client) already did, and releases the
   container's cgroup and mount; with a restart policy, it applies it (waits the back-off
   and starts the container again, which forks the next run's monitor).
@@ -114,18 +115,20 @@ def report_start(job: dict, ctl: socket.socket, err_fd: int) -> int | None:
     return int(pid)
 
 
-def watch(job: dict, ctl: socket.socket, listener: socket.socket | None) -> int:
+def watch(job: dict, ctl: socket.socket, listener: socket.socket | None,
+          warm: bool = False) -> int:
     """Init's start is recorded: copy its output until it ends, then have its end recorded.
-    In the monitor forked from lamina, or in this lean interpreter it execs (main).
-    `listener`: the attach socket the monitor made before it reported the start (so that
-    whoever sees the container running can attach: they wait in its backlog)."""
+    In the monitor forked from lamina (`warm`: it records the end itself, see _record), or
+    in this lean interpreter it execs (main). `listener`: the attach socket the monitor
+    made before it reported the start (so that whoever sees the container running can
+    attach: they wait in its backlog)."""
     pid = job["pid"]
     poller = select.epoll()
     attachers = frames.Attachers(job["cdir"], poller, bool(job.get("stdin_once")), listener)
     outputs = {int(fd): name for fd, name in job["outputs"].items()}
     client = _Client(ctl)
     code = _supervise(job, pid, client, outputs, job["stdin"], poller, attachers)
-    _record(job, pid, attached=client.was_attached)
+    _record(job, pid, attached=client.was_attached, warm=warm)
     return code
 
 
@@ -296,17 +299,29 @@ def _recorded_in_log(job: dict, pid: int) -> tuple[bool, bool, bool]:
             bool(config.get("auto_remove")), policy != "no")
 
 
-def _record(job: dict, pid: int, attached: bool) -> None:
-    """Become the full interpreter that records the exit (it needs the engine), and removes
-    a container that asked for it (--rm, AutoRemove) when no client is attached to do it:
-    a detached one, or one whose client went away, is removed all the same."""
+def _record(job: dict, pid: int, attached: bool, warm: bool = False) -> None:
+    """Record the exit with the engine (adapters/record_exit.py), and remove a container
+    that asked for it (--rm, AutoRemove) when no client is attached to do it: a detached
+    one, or one whose client went away, is removed all the same.
+
+    The lean interpreter becomes the full one that does it (exec). A `warm` monitor, forked
+    from a lamina that has the engine imported (the watch of a container that ended at
+    once), calls it in this process: a fresh interpreter importing the engine cost ~100 ms
+    of CPU per container (far more on a busy machine), and the Docker API's `wait` for a
+    container nobody attached waits for this record. Named by string, not imported: the
+    runtime never imports the composition root that wires it (bootstrap)."""
     recorded, auto_remove, policy = _recorded(job, pid)
     remove = auto_remove and not attached
     if recorded and not remove and not policy:
         return
     # with a restart policy, whoever recorded the end: the recorder applies it (and, in
     # its back-off, is this container's monitor still: the same pid)
-    argv = [sys.executable, "-m", "adapters.record_exit", job["root"], job["cid"],
-            str(pid), *(["--remove"] if remove else []), *(["--policy"] if policy else [])]
+    args = [job["root"], job["cid"], str(pid), *(["--remove"] if remove else []),
+            *(["--policy"] if policy else [])]
+    if warm:
+        import importlib
+
+        importlib.import_module("adapters.record_exit").in_monitor(args)
+        return
     os.chdir(TOP)
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, [sys.executable, "-m", "adapters.record_exit", *args])

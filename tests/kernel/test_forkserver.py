@@ -81,6 +81,30 @@ def test_the_audit_names_the_client(served: Lamina) -> None:
     served.ok("rm", cid)
 
 
+def test_a_container_ending_at_once_is_recorded_and_removed_as_its_monitor(
+        served: Lamina) -> None:
+    """`run -d --rm` of a container that ends within the monitor's warm window: the
+    monitor, a fork of the server's child, records the end and removes the container in
+    its own process (adapters/record_exit.py in_monitor), as `lamina-monitor`, not as the
+    client the child served, and its deletions are done, not deferred to an answer it never
+    gives (nothing renamed is left under <root>/tmp)."""
+    proc = subprocess.Popen([LAMINA, "--root", str(served.root), "run", "-d", "--rm",
+                             "--network", "none", "busybox", "true"], stdout=subprocess.PIPE,
+                            text=True)
+    cid = proc.communicate(timeout=30)[0].strip()
+    assert proc.returncode == 0 and cid
+    deadline = time.monotonic() + 15
+    while cid in served.container_ids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cid not in served.container_ids()
+    events = {e["type"]: e["meta"] for e in served.events(f"container={cid}")}
+    for kind in ("ContainerExited", "ContainerRemoved"):
+        assert events[kind]["argv"] == ["lamina-monitor"], kind
+        assert events[kind]["pid"] != proc.pid, kind
+    tmp = served.root / "tmp"
+    assert not tmp.exists() or [p.name for p in tmp.iterdir() if cid in p.name] == []
+
+
 def test_pause_unpause_and_a_forwarded_signal(served: Lamina) -> None:
     cid = served.ok("run", "-d", "busybox", "sleep", "60").strip()
     served.ok("pause", cid)

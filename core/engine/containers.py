@@ -12,7 +12,7 @@ from typing import Any
 from core import cgroupparent, compat, lifecycle, resources, rootconfig, runopts, security
 from core.engine import attaching, mounting
 from core.engine.base import EngineBase
-from core.errors import BadInput, Conflict, IllegalMove, NotFound
+from core.errors import BadInput, ConcurrencyError, Conflict, IllegalMove, NotFound
 from core.model import Container, Image, ProjectionError
 from core.naming import name_for
 from core.ports import ExecDetached
@@ -102,8 +102,6 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
             raise IllegalMove("create is not a legal move")
         points = mounting.plan(e, config, image) if _asks_mounts(config, image_cfg) else []
         cid = e.ids.new_id()
-        if name is None:
-            name = name_for(cid, lambda n: e.log.container_named(n) is not None)
         if points:
             config["mount_points"] = [m.to_json() for m in points]
         config["image_ref"] = image_ref  # docker's Config.Image: the image as the client named it
@@ -113,18 +111,24 @@ def create(e: EngineBase, image_ref: str, cmd_args: Sequence[str] = (),
         except BaseException:
             e.layers.remove_rw_layer(rw)
             raise
-        event = ev.ContainerCreated(id=cid, name=name, image=image.id, cmd=list(cmd_args),
-                                    rw_layer=rw, config=config)
         # the root's setting as judged: a configure appended meanwhile fails this append
         expected = {f"container:{cid}": 0, rootconfig.ROOT_STREAM: root_version,
                     **prepared.expected}
-        try:
-            cmd.append([event, *prepared.events], expected)
-        except BaseException:
-            mounting.undo(e, prepared)  # the log never said they existed
-            e.layers.remove_rw_layer(rw)
-            raise
-        return cid
+        while True:
+            chosen = name_for(cid, lambda n: e.log.container_named(n) is not None) \
+                if name is None else name
+            event = ev.ContainerCreated(id=cid, name=chosen, image=image.id,
+                                        cmd=list(cmd_args), rw_layer=rw, config=config)
+            try:
+                cmd.append([event, *prepared.events], expected)
+                return cid
+            except BaseException as err:
+                if name is None and isinstance(err, ConcurrencyError) \
+                        and e.log.container_named(chosen) is not None:
+                    continue  # a create beside ours took the free name we drew: draw again
+                mounting.undo(e, prepared)  # the log never said they existed
+                e.layers.remove_rw_layer(rw)
+                raise
 
 
 _MOUNT_OPTIONS = ("binds", "mounts", "tmpfs", "volumes", "volumes_from")

@@ -382,6 +382,30 @@ def test_two_creates_racing_for_one_free_subnet_record_two(tmp_path) -> None:
     assert made is not None and first.networks.names() == [f"lm-{made.id[:12]}"]
 
 
+def test_two_creates_racing_for_one_generated_name_record_two(tmp_path) -> None:
+    """The loser's append meets the name the winner recorded meanwhile (the read model's
+    UNIQUE name): it draws the next free name and records its container, rather than
+    refusing a create that asked for no name (100 concurrent API clients met this)."""
+    root = str(tmp_path)
+    first, second = _engine(root), _engine(root, ids_from=500)
+    first.import_image({"bin/sh": "x"}, "busybox")
+    append = first.log.append
+    taken = []
+
+    def racing(events, *, expected, meta):  # type: ignore[no-untyped-def]
+        created = [e for e in events if isinstance(e, ev.ContainerCreated)]
+        if created and not taken:
+            taken.append(second.create("busybox", ["sh"], name=created[0].name))
+        return append(events, expected=expected, meta=meta)
+
+    first.log.append = racing  # type: ignore[method-assign]
+    cid = first.create("busybox", ["sh"])
+    mine, theirs = first.log.container(cid), first.log.container(taken[0])
+    assert mine is not None and theirs is not None
+    assert mine.name == f"{theirs.name}2"
+    assert not [r for r in first.log.read() if r.type == "CommandRejected"]
+
+
 # --- leases: the read model refuses a second holder ------------------------------------------
 
 

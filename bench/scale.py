@@ -25,7 +25,8 @@ Not part of `make test`. Each section prints a Markdown table of sizes and times
 - clients: 1, 10, 100 threads, each a client of the Docker API running what `docker run
   --rm --network none busybox true` asks (create, start, wait, remove) in a loop, against
   `lamina serve` and against Debian's dockerd (its own socket, data and exec roots,
-  --bridge=none --iptables=false), one after the other at each level: throughput,
+  --bridge=none --iptables=false), one after the other at each level (--engines: one
+  alone, e.g. two builds of lamina in turn from their own venvs): throughput,
   median and p99 latency.
 
 containers and clients: run them in a network namespace of their own (`unshare --net`).
@@ -46,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -504,8 +505,10 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-def bench_clients(tmp: str, levels: list[int], per_client: int) -> str:
-    """lamina serve's Docker API and dockerd's, side by side, in this network namespace."""
+def bench_clients(tmp: str, levels: list[int], per_client: int,
+                  engines_asked: Collection[str] = ("lamina", "dockerd")) -> str:
+    """lamina serve's Docker API and dockerd's, side by side, in this network namespace
+    (`engines_asked`: either alone, e.g. to compare two builds of lamina in turn)."""
     from network import Dockerd, peer_paths_before, remove_peer_leftovers
 
     work = Path(tmp) / "clients"
@@ -530,8 +533,9 @@ def bench_clients(tmp: str, levels: list[int], per_client: int) -> str:
             time.sleep(0.1)
         subprocess.run(["/usr/bin/docker", "-H", f"unix://{sock}", "import", str(tar),
                         "busybox"], check=True, capture_output=True)
-        engines["lamina serve"] = sock
-        if shutil.which("dockerd"):
+        if "lamina" in engines_asked:
+            engines["lamina serve"] = sock
+        if "dockerd" in engines_asked and shutil.which("dockerd"):
             docker = Dockerd(work, tar, ["--iptables=false", "--bridge=none"], "scale")
             engines["dockerd 20.10"] = docker.sock
         rows = []
@@ -563,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--depths", default="30,60,120", help="image depths")
     p.add_argument("--clients", default="1,10,100", help="concurrent API clients")
     p.add_argument("--per-client", type=int, default=3, help="run --rm each client does")
+    p.add_argument("--engines", default="lamina,dockerd", help="clients: whose API to load")
     p.add_argument("--txn", type=int, default=200_000, help="log: events per bulk transaction")
     p.add_argument("--grow", metavar="ROOT",
                    help="log: grow this root's log (kept) instead of a new one; with a "
@@ -588,7 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "clients" in only:
             levels = [int(s) for s in args.clients.split(",")]
             out.append(("Concurrent API clients running `docker run --rm`",
-                        bench_clients(tmp, levels, args.per_client)))
+                        bench_clients(tmp, levels, args.per_client,
+                                      set(args.engines.split(",")))))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load = os.getloadavg()

@@ -7,6 +7,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from adapters.dockerapi import shapes, streams
@@ -316,13 +317,34 @@ async def create(ctx: Ctx, req: Request) -> int:
     if not image:
         raise HttpError(400, "config cannot be empty in order to create a container")
     name = req.q("name") or None
-
-    def job(e: Any, _: Any) -> str:
-        return e.create(image, cmd, name=name, config=options)
-
-    cid = raise_for(await ctx.run(req, job))
+    cid = raise_for(await ctx.run(req, partial(_create, image, cmd, name, options)))
     await req.conn.respond(201, dumps({"Id": cid, "Warnings": []}))
     return 201
+
+
+# The jobs of the commands `docker run` makes: module-level functions (partial() gives them
+# their arguments), so that they pickle and run in the workers' fork server's spare
+# (spares.py) rather than in a child forked from the loop.
+
+
+def _create(image: str, cmd: Any, name: str | None, options: dict[str, Any], e: Any,
+            _: Any) -> Any:
+    return e.create(image, cmd, name=name, config=options)
+
+
+def _start(ref: str, spec: streams.AttachSpec, e: Any, rep: Any) -> None:
+    streams.start_and_attach(e, rep, ref, spec)
+
+
+def _rm(ref: str, force: bool, volumes: bool, e: Any, _: Any) -> None:
+    e.rm(ref, force=force, volumes=volumes)
+
+
+def _move(name: str, ref: str, args: tuple[Any, ...], e: Any, _: Any) -> None:
+    """stop, restart, kill, pause, unpause."""
+    getattr(e, name)(ref, *args)
+    if name == "restart":
+        streams.detach(e.runtime.attach(e.container(ref).id))
 
 
 @route("POST", "/containers/(?P<ref>[^/]+)/start")
@@ -339,16 +361,13 @@ async def start(ctx: Ctx, req: Request, ref: str) -> int:
         keep = (parked.conn.sock.fileno(), resize_r)
     spec = streams.AttachSpec.of(parked, resize_r)
 
-    def job(e: Any, rep: Any) -> None:
-        streams.start_and_attach(e, rep, ref, spec)
-
     def ended() -> None:
         if ctx.resizers.get(cid) == resize_w:
             ctx.resizers.pop(cid, None)
         with contextlib.suppress(OSError):
             os.close(resize_w) if resize_w >= 0 else None
 
-    pid, r = ctx.workers.fork(job, ctx.meta(req), keep, on_exit=ended)
+    r = ctx.workers.fork(partial(_start, ref, spec), ctx.meta(req), keep, on_exit=ended)
     if parked is not None:
         os.close(resize_r)
         ctx.resizers[cid] = resize_w
@@ -376,14 +395,7 @@ async def _answer(ctx: Ctx, req: Request, ref: str, report: Any,
 
 def _simple(name: str, call: Any, not_modified: bool = False) -> Any:
     async def handler(ctx: Ctx, req: Request, ref: str) -> int:
-        args = call(req)
-
-        def job(e: Any, _: Any) -> None:
-            getattr(e, name)(ref, *args)
-            if name == "restart":
-                streams.detach(e.runtime.attach(e.container(ref).id))
-
-        report = await ctx.run(req, job)
+        report = await ctx.run(req, partial(_move, name, ref, call(req)))
         return await _answer(ctx, req, ref, report, "stopped" if not_modified else None)
 
     handler.__name__ = name
@@ -413,12 +425,7 @@ route("POST", "/containers/(?P<ref>[^/]+)/unpause")(_simple("unpause", lambda re
 
 @route("DELETE", "/containers/(?P<ref>[^/]+)", body="none")
 async def remove(ctx: Ctx, req: Request, ref: str) -> int:
-    force, volumes = req.flag("force"), req.flag("v")
-
-    def job(e: Any, _: Any) -> None:
-        e.rm(ref, force=force, volumes=volumes)
-
-    raise_for(await ctx.run(req, job))
+    raise_for(await ctx.run(req, partial(_rm, ref, req.flag("force"), req.flag("v"))))
     for cid in [cid for cid in ctx.parked if ctx.log.container(cid) is None]:
         ctx.parked.pop(cid).conn.close()  # an attach to a container that is gone now
     await req.conn.respond(204)

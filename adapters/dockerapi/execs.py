@@ -93,7 +93,7 @@ async def start(ctx: Ctx, req: Request, exec_id: str) -> Any:
     def job(e: Any, _: Any) -> int:
         return streams.exec_stream(e, fd, upgrade, spec, detach, raw)
 
-    _, r = ctx.workers.fork(job, ctx.meta(req), keep=(fd,))
+    r = ctx.workers.fork(job, ctx.meta(req), keep=(fd,))
     req.conn.taken = True
     req.conn.close()
     inst["Running"] = True

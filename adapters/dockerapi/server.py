@@ -15,6 +15,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from adapters import logs
 from adapters.dockerapi import (  # noqa: F401 - their routes
@@ -24,12 +25,13 @@ from adapters.dockerapi import (  # noqa: F401 - their routes
     execs,
     images,
     networks,
+    spares,
     system,
     volumes,
 )
 from adapters.dockerapi.http import FILE_LIMIT, JSON_LIMIT, Conn, HttpError, Request, error_body
 from adapters.dockerapi.routing import TAKEN, Ctx, error_for, match
-from adapters.dockerapi.worker import Workers
+from adapters.dockerapi.worker import Reporter, Workers, run_job
 from adapters.fastpath.forkserver import file_id, unlink_own, unlink_stale
 from core.errors import LaminaError
 
@@ -175,6 +177,17 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None,
     preload()
     engine = build_engine(root)
     engine.log.con  # noqa: B018 - create or migrate the log before serving
+    # the workers' fork server first: nothing of the loop or the sockets may be in it
+    spare_pid, spare_address = spares.start(spares.Jobs(engine, _report_on_0(engine)), root)
+    try:
+        return _serve(root, engine, spare_address, socket_path, ready, listener, gid)
+    finally:
+        spares.stop(spare_pid)
+
+
+def _serve(root: str, engine: Any, spare_address: bytes, socket_path: str,
+           ready: Callable[[], None] | None, listener: socket.socket | None,
+           gid: int | None) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     stop = loop.create_future()
@@ -187,7 +200,7 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None,
     else:
         listener.setblocking(False)
         socket_path, mine = listener.getsockname(), None
-    ctx = Ctx(root=root, engine=engine, workers=Workers(engine, loop))
+    ctx = Ctx(root=root, engine=engine, workers=Workers(engine, loop, spares=spare_address))
     logs.log("info", "serving", socket=socket_path, root=root, pid=os.getpid())
     if ready is not None:
         ready()
@@ -205,6 +218,11 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None,
         loop.run_until_complete(_drain(ctx))
         loop.close()
     return 0
+
+
+def _report_on_0(engine: Any) -> Callable[[Any, dict[str, Any]], None]:
+    """How the spare runs a job: as a forked worker does, its report on descriptor 0."""
+    return lambda job, meta: run_job(engine, job, meta, Reporter(0))
 
 
 # What workers use, imported before the first fork: a child then pays nothing for imports,

@@ -469,7 +469,8 @@ def register(sub: Any, fmt: Callable[[argparse.ArgumentParser], None]) -> None:
     a.set_defaults(func=cmd_image_prune)
 
     p = sub.add_parser("system", help="prune, disk usage, info; compare the log with the "
-                                      "host, or repair; configure the root")
+                                      "host, or repair; configure the root; stop every "
+                                      "container as the host shuts down")
     actions = p.add_subparsers(dest="system_command", metavar="ACTION", required=True)
     for name, what in (("check", "print the differences (exit 1 if any); change nothing"),
                        ("reconcile", "record lost processes' ends and clean leftovers")):

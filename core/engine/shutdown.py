@@ -22,9 +22,10 @@ from core.command import Command
 from core.engine.base import EngineBase
 from core.engine.containers import ending
 from core.engine.processes import stop_plan
-from core.errors import LaminaError
+from core.errors import Conflict, LaminaError
 from core.model import Container
 from core.ports import Ended
+from core.references import short
 from events import types as ev
 
 COMMAND = "system shutdown"
@@ -46,11 +47,13 @@ class _Stopping:
 def shutdown(e: EngineBase) -> dict[str, str]:
     """Stop every running and paused container, in parallel, and cancel every restart due.
     What happened to each, by container id: `stopped (signal N, exit code M)`, `restart
-    cancelled`, or the refusal (also recorded as CommandRejected)."""
+    cancelled`, or the refusal (also recorded as CommandRejected; not tried again)."""
     done: dict[str, str] = {}
     for _ in range(PASSES):
-        live = e.log.containers(("running", "paused"))
-        due = [c for c in e.log.containers(("stopped",)) if c.restarting]
+        refused = {cid for cid, outcome in done.items() if outcome.startswith("refused")}
+        live = [c for c in e.log.containers(("running", "paused")) if c.id not in refused]
+        due = [c for c in e.log.containers(("stopped",))
+               if c.restarting and c.id not in refused]
         if not live and not due:
             break
         for c in due:
@@ -111,7 +114,12 @@ def _begin(e: EngineBase, c: Container) -> _Stopping:
 def _record(e: EngineBase, s: _Stopping) -> str:
     with s.held:  # the lock released, the command closed: it records a refusal
         assert s.ended is not None
-        ended = s.ended.result()
+        try:
+            ended = s.ended.result()
+        except LaminaError:
+            raise
+        except Exception as err:  # the host's failure: this one refused, the others stop on
+            raise Conflict(f"could not stop container {short(s.c.id)}: {err}") from err
         s.cmd.append_locked(s.c, ev.ContainerStopped(
             id=s.c.id, signal=ended.signal, exit_code=ended.exit_code, shutdown=True))
         e.runtime.release(s.c)

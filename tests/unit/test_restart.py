@@ -222,3 +222,27 @@ def test_a_shutdown_stop_is_not_a_users_and_a_start_clears_it() -> None:
     assert not c.shutdown_stopped and not c.manually_stopped
     pid = _exit(e, "c", 1)
     assert e.schedule_restart("c", pid) is not None  # an exit of its own: the policy's
+
+
+def test_a_container_the_shutdown_cant_stop_is_refused_and_the_others_stop(
+        e, monkeypatch) -> None:
+    """The host failing one stop (here its runtime raising, as a vanished cgroup would):
+    that container's stop is recorded as refused, every other one is stopped all the same."""
+    for name in ("a", "b"):
+        e.create("busybox", ["sh"], name=name)
+        e.start(name)
+    bad = e.container("a").id
+    stop = e.runtime.stop
+
+    def failing(c, timeout, sig=15):
+        if c.id == bad:
+            raise OSError("no such file or directory")
+        return stop(c, timeout, sig)
+
+    monkeypatch.setattr(e.runtime, "stop", failing)
+    done = e.shutdown()
+    assert done[bad].startswith("refused: could not stop container")
+    assert e.container("b").state == "stopped"
+    rejected = [r for r in e.log.records if r.type == "CommandRejected"]
+    assert [(r.data["command"], r.data["target"]) for r in rejected] == [
+        ("system shutdown", bad)]

@@ -353,7 +353,12 @@ class Warming:
         sys.setswitchinterval(SWITCH)
         self._thread = threading.Thread(target=self._write, args=(fd,), daemon=True,
                                         name="warm-migration")
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError:  # no thread to be had: no warming, nothing changed
+            self._thread = None
+            sys.setswitchinterval(self._interval)
+            os.close(fd)
 
     def _write(self, fd: int) -> None:
         try:

@@ -1,6 +1,9 @@
 """One worker of the concurrency test: random commands against a shared root, in-process.
 
-Run as `python -m tests.reliability.workload ROOT SEED SECONDS OUT.json`. Each command goes
+Run as `python -m tests.reliability.workload ROOT SEED SECONDS OUT.json`: SECONDS of commands,
+and on (up to twice as long again) while the log holds no container's exit yet, which the
+test needs and a loaded machine may not have given by then (its containers stopped or
+removed by other workers before they ended by themselves). Each command goes
 through a real Engine (build_engine: SQLite log, overlayfs, cgroups, monitors), as the CLI
 would run it, with the same start-up recovery. Outcomes are counted, not judged here:
 - ok: the command did what it was asked;
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import sqlite3
 import sys
 import time
 import traceback
@@ -76,7 +80,8 @@ def run(root: str, seed: int, seconds: float) -> dict[str, Any]:
     crashes: list[str] = []
     messages: set[str] = set()
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    last = deadline + 2 * seconds
+    while time.monotonic() < deadline or (time.monotonic() < last and not _exited(root)):
         e = build_engine(root)  # a new process would: start-up recovery included
         append = e.log.append
 
@@ -106,6 +111,16 @@ def run(root: str, seed: int, seconds: float) -> dict[str, Any]:
         finally:
             e.log.suspend()
     return {"counts": dict(counts), "crashes": crashes, "conflict_messages": sorted(messages)}
+
+
+def _exited(root: str) -> bool:
+    """Whether the log holds a container's exit (asked only once the time is up)."""
+    con = sqlite3.connect(f"file:{root}/events.db?mode=ro", uri=True, timeout=10)
+    try:
+        return con.execute("SELECT 1 FROM events WHERE type = 'ContainerExited' LIMIT 1"
+                           ).fetchone() is not None
+    finally:
+        con.close()
 
 
 if __name__ == "__main__":

@@ -121,10 +121,13 @@ DEATH = ["setpriv", "--pdeathsig", "KILL"]
 
 
 class Box:
-    """A process in a network namespace of its own: a test's container, or the outside."""
+    """A process in a network namespace of its own: a test's container, or the outside.
+    It sleeps until close() (or the test's end: DEATH), not for a fixed time: a module's
+    box outlived by its module (test_network_faults' took over 600 s under load) took the
+    namespace along, and the next command failed in nsenter."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([*DEATH, "unshare", "-n", "sleep", "600"])
+        self.proc = subprocess.Popen([*DEATH, "unshare", "-n", "sleep", "infinity"])
         mine = os.stat("/proc/self/ns/net").st_ino
         for _ in range(200):
             try:

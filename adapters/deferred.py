@@ -1,7 +1,8 @@
 """Work a command may finish after its caller has its answer: the deletion of what it has
 already renamed out of sight (a removed container's read-write layer and runtime files),
 and a removal's clearing of the host (core/engine/containers.py `_cleared`: the run's
-cgroups and view, then those renames; EngineBase.later is this module's later()).
+cgroups and view, then those renames) when `run --rm` hands this module's later() to the
+engine (EngineBase.later); a plain rm clears before its answer, as it always did.
 
 Why: a `run --rm` spends ~10 ms of its wall time deleting the read-write layer it renamed
 into <root>/tmp (rmdir on ext4 and overlay's work directories), after the container is

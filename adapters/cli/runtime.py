@@ -35,7 +35,8 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool,
     then finds the container gone: nothing to check, no lock to take from the removal);
     its record's fsync is the exit's too (SqliteEventLog.sync_deferred; the caller flushes
     the log if nothing was removed), and it releases the run's cgroup and view, which the
-    exit's record leaves to it (after the answer in a served command: EngineBase.later)."""
+    exit's record leaves to it (after the answer in a served command: cmd_run hands the
+    engine adapters/deferred.py's later)."""
     from adapters.runtime.terminal import Detached, let_go, pump_attach
     from core.logfilter import detach_keys as keys_of
 
@@ -109,6 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = create_options(args)
     if args.rm:  # recorded: a detached one is removed by its monitor when it ends
         options["auto_remove"] = True
+        from adapters import deferred
+
+        e.later = deferred.later  # served, the run's release comes after the answer
     try:
         with e.log.sync_deferred():  # on the disk with the start's record (or the flush)
             cid = e.create(args.image, args.cmd, name=args.name, config=options)

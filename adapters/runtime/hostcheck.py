@@ -18,10 +18,10 @@ The log is the truth; the host is made to match it. Each check yields Findings: 
 - on a --userns-remap root, subordinate ranges that are no longer the ones it recorded.
 
 In-flight work is never taken for a leftover: a container whose lock (`Runtime.ending`) is
-held is being worked on (start, pause, commit, export, stop, rm all hold it; a served rm
-until its release after the answer is done), so what it has on the host is neither listed
-nor repaired, and a layer or staging directory stamped with a live writer's pid and start
-time is still being written.
+held is being worked on (start, pause, commit, export, stop, rm all hold it; the rm of a
+served `run --rm` until its release after the answer is done), so what it has on the host
+is neither listed nor repaired, and a layer or staging directory stamped with a live
+writer's pid and start time is still being written.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class EngineBase:
     networks: NetworkHost
     meta: Callable[[], dict[str, Any]] = field(default=dict)
     # work a command leaves for after its caller has the answer (rm's release of the host):
-    # done at once unless the composition root hands a deferring one (adapters/deferred.py)
+    # done at once unless the caller hands a deferring one (`run --rm`: adapters/deferred.py)
     later: Callable[[Callable[[], None]], None] = field(default=lambda work: work())
 
     def command(self, name: str, target: str) -> Command:

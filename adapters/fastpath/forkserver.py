@@ -312,16 +312,30 @@ class ForkServer:
         self.sel.register(self._wakeup, selectors.EVENT_READ)
 
     def bind(self) -> None:
-        """Listen on the socket; one another server answers on is refused (Conflict)."""
+        """Listen on the socket; one another server answers on is refused (Conflict).
+
+        Bound under a name of its own and renamed into place once it listens: a socket
+        file that is there but not yet listening refuses a client's connect, and a
+        refused client starts a server of its own, which stops this one (served.started)."""
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         unlink_stale(self.path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        staged = f"{self.path}.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staged)  # a server of this pid before a reboot
         old = os.umask(0o177)
         try:
-            listener.bind(self.path)
+            listener.bind(staged)
         finally:
             os.umask(old)
-        listener.listen(64)
+        try:
+            listener.listen(64)
+            os.rename(staged, self.path)
+        except BaseException:
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+            raise
         self.listener = listener
         self.bound = file_id(self.path)
 

@@ -68,3 +68,33 @@ def test_the_client_imports_only_what_the_interpreter_has_built_in() -> None:
     own = {"adapters", "adapters.cmdline", "adapters.fastpath", "adapters.fastpath.client"}
     assert "adapters.fastpath.client" in out
     assert [m for m in out if m not in own and m not in sys.builtin_module_names] == []
+
+
+def test_the_socket_file_appears_only_once_it_listens(tmp_path, monkeypatch) -> None:
+    """A client refused by a socket file that does not listen yet starts a server of its
+    own, which stops the one binding (served.started): the file must appear listening."""
+    import socket
+
+    from adapters.fastpath import forkserver
+
+    path = str(tmp_path / "cli.sock")
+    seen: list[bool] = []
+
+    class Watched(socket.socket):
+        def listen(self, *args: int) -> None:
+            seen.append(os.path.exists(path))
+            super().listen(*args)
+
+    monkeypatch.setattr(forkserver.socket, "socket", Watched)
+    server = forkserver.ForkServer(str(tmp_path), {}, path)
+    server.bind()
+    try:
+        assert seen == [False]
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.connect(path)  # listening under its own name now
+        probe.close()
+        assert sorted(os.listdir(tmp_path)) == ["cli.sock"]
+        assert server.bound == forkserver.file_id(path)
+    finally:
+        server.close()
+    assert os.listdir(tmp_path) == []

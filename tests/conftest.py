@@ -13,6 +13,18 @@ from pathlib import Path
 import pytest
 
 
+def _timing_free_hypothesis() -> None:
+    """Hypothesis judges by the clock (a 200 ms deadline per example, a health check on
+    slow generation); on two cores shared with the kernel tests a loaded moment fails a
+    property that holds (test_codec's generation was once "too slow"). Properties here are
+    judged by what they assert; speed lives in bench/."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("lamina", deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("lamina")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Commands run in-process (LAMINA_NO_SERVER=1) unless LAMINA_TEST_SERVER=1: a test's
     root would otherwise get a fork server of its own on its second command (~0.4 s of CPU
@@ -30,6 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     its own (its pid is not the one LAMINA_TEST_NETNS names): workers share no bridge,
     nftables table, veth or port."""
     _as_without_workers()
+    _timing_free_hypothesis()
     if os.environ.get("LAMINA_TEST_SERVER") != "1":
         os.environ["LAMINA_NO_SERVER"] = "1"
     if os.geteuid() != 0 or os.environ.get("LAMINA_TEST_HOST_NETNS") == "1" \

@@ -129,6 +129,7 @@ def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
     happened to fork it. `recover`: first record the end of live containers whose process
     and monitor are gone (Engine.recover, the cheap start-up check); `system check` turns it
     off, since it must change nothing. $LAMINA_FAULT arms a fault point (adapters/faults.py)."""
+    from adapters import shutdown_mark
     from adapters.eventstore.sqlite_log import utcnow
     from adapters.network.host import LinuxNetworkHost
     from adapters.runtime.linux import LinuxRuntime
@@ -150,7 +151,8 @@ def build_engine(root: str, monitor: bool = False, recover: bool = True) -> Any:
         networks = wire_networks(networks)
     meta = (lambda: caller_meta(["lamina-monitor"])) if monitor else caller_meta
     engine = Engine(log=log, layers=layers, runtime=runtime, ids=RandomIds(), clock=utcnow,
-                    volumes=volumes, networks=networks, meta=meta)
+                    volumes=volumes, networks=networks, meta=meta,
+                    shutting_down=lambda: shutdown_mark.current(root))
     if recover and not monitor:
         engine.recover()
     return engine

@@ -166,7 +166,8 @@ class ContainerRestartScheduled(Event):
 class ContainerRestartCancelled(Event):
     """A scheduled restart that won't happen: a user's `stop` or `kill` during the back-off
     (the container counts as stopped by the user), the host's shutdown (`reason`, not
-    `by_user`: the next host start brings it back), or the restart failed (`reason`)."""
+    `by_user`: the next host start brings it back; also a restart the policy wanted after
+    an end while the host is shutting down, never scheduled), or the restart failed."""
 
     KIND: ClassVar[str] = "container"
     reason: str = ""

@@ -406,8 +406,14 @@ def cmd_system_info(args: argparse.Namespace) -> int:
 
 def cmd_system_shutdown(args: argparse.Namespace) -> int:
     """The host's shutdown (lamina-shutdown.service's ExecStop): every running and paused
-    container stopped at once, each line saying how; exit 1 if one was refused."""
+    container stopped at once, each line saying how; exit 1 if one was refused. The root
+    is marked first (adapters/shutdown_mark.py): no restart policy fires from then on, in
+    this boot."""
+    from adapters import shutdown_mark
+    from adapters.cmdline import root_dir
+
     e = _engine(args)
+    shutdown_mark.write(root_dir(args.root))
     outcomes = e.shutdown()
     for cid, outcome in outcomes.items():
         c = e.log.container(cid)

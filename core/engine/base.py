@@ -35,6 +35,9 @@ class EngineBase:
     # work a command leaves for after its caller has the answer (rm's release of the host):
     # done at once unless the caller hands a deferring one (`run --rm`: adapters/deferred.py)
     later: Callable[[Callable[[], None]], None] = field(default=lambda work: work())
+    # whether the host's shutdown is under way (or done, this boot): then no restart policy
+    # fires (docker's IsShuttingDown; adapters/shutdown_mark.py reads the root's mark)
+    shutting_down: Callable[[], bool] = field(default=lambda: False)
 
     def command(self, name: str, target: str) -> Command:
         """A unit of work for one command (`with engine.command(name, target) as cmd:`),

@@ -16,6 +16,7 @@ from core import restart
 from core.command import Command
 from core.engine.base import EngineBase
 from core.engine.containers import image_of, judge
+from core.engine.shutdown import REASON as SHUTTING_DOWN  # docker's IsShuttingDown
 from core.errors import LaminaError, NotFound
 from core.model import Container
 from events import types as ev
@@ -60,6 +61,10 @@ def schedule(e: EngineBase, ref: str, pid: int) -> Container | None:
         due = decision(now)
         if due is None:
             return None
+        if e.shutting_down():  # wanted, but not while the host goes down: recorded so
+            cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=SHUTTING_DOWN)],
+                       {f"container:{c.id}": now.version})
+            return None
         cmd.append([ev.ContainerRestartScheduled(id=c.id, delay=due.delay, count=due.count,
                                                  reason=due.reason)],
                    {f"container:{c.id}": now.version})
@@ -88,6 +93,9 @@ def _restart(e: EngineBase, c: Container, version: int, reason: str, count: int,
             now = e.log.container(c.id)
             if now is None or now.version != version:
                 return None
+            if e.shutting_down():  # the back-off ended after the host's shutdown began
+                _cancel_due(cmd, now, SHUTTING_DOWN)
+                return None
             judge(now, "restart")
             try:
                 launch(e, cmd, now, image_of(e, now), ev.ContainerRestarted,
@@ -106,11 +114,16 @@ def _cancel_failed(e: EngineBase, cmd: Command, c: Container, err: LaminaError) 
     """A restart that failed leaves the container stopped, no longer restarting (docker
     sets it stopped too)."""
     now = e.log.container(c.id)
-    if now is None or not now.restarting:
-        return
-    with suppress(LaminaError):
-        cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=f"restart failed: {err}")],
-                   {f"container:{c.id}": now.version})
+    if now is not None:
+        with suppress(LaminaError):
+            _cancel_due(cmd, now, f"restart failed: {err}")
+
+
+def _cancel_due(cmd: Command, c: Container, reason: str) -> None:
+    """A restart due (in its back-off) that won't be made, recorded with why."""
+    if c.restarting:
+        cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=reason)],
+                   {f"container:{c.id}": c.version})
 
 
 def bring_back(e: EngineBase, why: str, only: set[str] | None = None) -> list[str]:

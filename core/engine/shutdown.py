@@ -8,8 +8,9 @@ shutdown until systemd's final SIGKILL (90 s). docker's daemon shutdown does the
 container within its own stop timeout, none counted as "manually stopped" (an
 `unless-stopped` one comes back at the next start, one its user stopped doesn't), and no
 restart policy fires while the host goes down (ContainerStopped.shutdown; a restart due is
-cancelled, not by the user). A container that ended by itself and was restarted by its
-policy while this ran is stopped by a next pass.
+cancelled, not by the user). The caller marks the host as shutting down first
+(EngineBase.shutting_down: core/engine/restarts.py then restarts nothing); a container its
+policy restarted before the mark was seen is stopped by a next pass.
 """
 
 from __future__ import annotations

@@ -183,3 +183,24 @@ def test_rm_in_the_back_off_needs_force(lamina: Lamina) -> None:
     assert _events(lamina, "b", "CommandRejected")
     lamina.ok("rm", "-f", "b")
     assert lamina.container_ids() == []
+
+
+def test_no_policy_fires_while_this_boot_is_shutting_down(lamina: Lamina) -> None:
+    """`system shutdown` marks the root with the boot id first: a container that ends by
+    itself then is not restarted (its restart recorded as cancelled for the host); a mark
+    of another boot is stale, removed, and the policy restarts as always."""
+    mark = lamina.root / "shutting-down"
+    mark.write_text(Path("/proc/sys/kernel/random/boot_id").read_text())
+    _run(lamina, "a", "always", "sh", "-c", "exit 3")
+    cancel = _wait(lambda: _events(lamina, "a", "ContainerRestartCancelled"))
+    assert [(c["data"]["reason"], c["data"]["by_user"]) for c in cancel] == [
+        ("the host is shutting down", False)]
+    doc = _inspect(lamina, "a")
+    assert doc["State"]["Status"] == "stopped" and not doc["State"]["Restarting"]
+    assert _events(lamina, "a", "ContainerRestartScheduled") == []
+    assert _events(lamina, "a", "ContainerRestarted") == []
+    mark.write_text("00000000-0000-0000-0000-000000000000\n")  # an earlier boot's
+    _run(lamina, "b", "always", "sh", "-c", "exit 3")
+    _wait(lambda: _events(lamina, "b", "ContainerRestarted"))
+    assert not mark.exists()
+    lamina.ok("stop", "b")

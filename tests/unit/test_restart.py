@@ -246,3 +246,29 @@ def test_a_container_the_shutdown_cant_stop_is_refused_and_the_others_stop(
     rejected = [r for r in e.log.records if r.type == "CommandRejected"]
     assert [(r.data["command"], r.data["target"]) for r in rejected] == [
         ("system shutdown", bad)]
+
+
+def test_no_policy_fires_while_the_host_is_shutting_down(e) -> None:
+    """The root marked as shutting down (`system shutdown`, this boot): an end the policy
+    would restart is recorded as a restart cancelled for the host, never scheduled; a
+    back-off that ends meanwhile is cancelled too; once unmarked (the next boot), it is."""
+    down = [False]
+    e.shutting_down = lambda: down[0]
+    for name in ("a", "b"):
+        e.create("busybox", ["sh"], name=name, config={"restart": "always"})
+        e.start(name)
+    scheduled = e.schedule_restart("b", _exit(e, "b", 1))  # in its back-off
+    down[0] = True
+    assert e.schedule_restart("a", _exit(e, "a", 0)) is None
+    assert e.restart_scheduled("b", scheduled.version) is None
+    cancels = [r for r in e.log.records if r.type == "ContainerRestartCancelled"]
+    assert [(r.data["reason"], r.data["by_user"]) for r in cancels] == [
+        ("the host is shutting down", False)] * 2
+    assert not any(r.type == "ContainerRestartScheduled" and r.stream.endswith(e.container("a").id)
+                   for r in e.log.records)
+    for n in "ab":
+        c = e.container(n)
+        assert (c.state, c.restarting, c.manually_stopped) == ("stopped", False, False)
+    assert e.bring_back("host start") == []
+    down[0] = False
+    assert len(e.bring_back("host start")) == 2

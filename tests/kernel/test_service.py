@@ -56,6 +56,7 @@ def test_make_install_stages_the_client_the_units_and_logrotate(tmp_path: Path) 
     assert f"ListenStream={root}/cli.sock" in (units / "lamina.socket").read_text()
     halt = (units / "lamina-shutdown.service").read_text()
     assert f"ExecStop=/usr/bin/lamina --no-server --root {root} system shutdown" in halt
+    assert f"ExecStart=/usr/bin/rm -f {root}/shutting-down" in halt
     assert "@" not in service + (units / "lamina.socket").read_text() + rotate.read_text() \
         + halt
     out = subprocess.run([str(client), "--no-server", "version"], capture_output=True,
@@ -63,6 +64,7 @@ def test_make_install_stages_the_client_the_units_and_logrotate(tmp_path: Path) 
     assert out.stdout.startswith("lamina "), out.stderr
     # systemd's own reading of the units, against the host's unit files under the stage
     shutil.copytree("/lib/systemd/system", stage / "lib/systemd/system", symlinks=True)
+    shutil.copy2("/usr/bin/rm", stage / "usr/bin/rm")  # lamina-shutdown's ExecStart
     verify = subprocess.run([tool("systemd-analyze"), "verify", f"--root={stage}",
                              *(str(units / u) for u in ("lamina.socket", "lamina.service",
                                                          "lamina-shutdown.service"))],

@@ -1334,7 +1334,7 @@ def clone(engine: Engine) -> Engine:
                   volumes=MemoryVolumeStore(data={k: dict(v) for k, v in volumes.data.items()},
                                             host=set(volumes.host)),
                   networks=MemoryNetworkHost(bridges=dict(nets.bridges)),  # values: frozen
-                  meta=engine.meta, later=engine.later)
+                  meta=engine.meta, later=engine.later, shutting_down=engine.shutting_down)
 
 
 _RUNTIME = {"procs", "next_pid", "clients", "output", "links"}
@@ -1349,7 +1349,7 @@ def _runtime_has_files() -> bool:
 @cache
 def _shapes_known() -> bool:
     shapes = {Engine: {"log", "layers", "runtime", "ids", "clock", "volumes", "networks",
-                       "meta", "later"},
+                       "meta", "later", "shutting_down"},
               MemoryVolumeStore: {"data", "host"},
               MemoryNetworkHost: {"bridges"},
               MemoryLayerStore: {"ids", "layers", "rw", "copied"},

@@ -16,10 +16,11 @@ from core import restart
 from core.command import Command
 from core.engine.base import EngineBase
 from core.engine.containers import image_of, judge
-from core.engine.shutdown import REASON as SHUTTING_DOWN  # docker's IsShuttingDown
 from core.errors import LaminaError, NotFound
 from core.model import Container
 from events import types as ev
+
+SHUTTING_DOWN = "the host is shutting down"  # no restart then (docker's IsShuttingDown)
 
 COMMAND = "restart policy"  # the meta's command of what the policy records
 
@@ -94,7 +95,7 @@ def _restart(e: EngineBase, c: Container, version: int, reason: str, count: int,
             if now is None or now.version != version:
                 return None
             if e.shutting_down():  # the back-off ended after the host's shutdown began
-                _cancel_due(cmd, now, SHUTTING_DOWN)
+                cancel_due(cmd, now, SHUTTING_DOWN)
                 return None
             judge(now, "restart")
             try:
@@ -116,10 +117,10 @@ def _cancel_failed(e: EngineBase, cmd: Command, c: Container, err: LaminaError) 
     now = e.log.container(c.id)
     if now is not None:
         with suppress(LaminaError):
-            _cancel_due(cmd, now, f"restart failed: {err}")
+            cancel_due(cmd, now, f"restart failed: {err}")
 
 
-def _cancel_due(cmd: Command, c: Container, reason: str) -> None:
+def cancel_due(cmd: Command, c: Container, reason: str) -> None:
     """A restart due (in its back-off) that won't be made, recorded with why."""
     if c.restarting:
         cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=reason)],

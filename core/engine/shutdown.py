@@ -23,6 +23,7 @@ from core.command import Command
 from core.engine.base import EngineBase
 from core.engine.containers import ending
 from core.engine.processes import stop_plan
+from core.engine.restarts import SHUTTING_DOWN, cancel_due
 from core.errors import Conflict, LaminaError
 from core.model import Container
 from core.ports import Ended
@@ -31,7 +32,6 @@ from events import types as ev
 
 COMMAND = "system shutdown"
 PASSES = 3  # a pass stops what a restart policy started during the one before, if any
-REASON = "the host is shutting down"
 
 
 @dataclass
@@ -70,8 +70,7 @@ def _cancel(e: EngineBase, c: Container) -> str:
             now = e.log.container(c.id)
             if now is None or not now.restarting:
                 return "restart no longer due"
-            cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=REASON)],
-                       {f"container:{c.id}": now.version})
+            cancel_due(cmd, now, SHUTTING_DOWN)
         return "restart cancelled"
     except LaminaError as err:
         return f"refused: {err}"

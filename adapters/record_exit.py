@@ -5,7 +5,9 @@ Whoever comes first records `ContainerExited` (under the runtime's per-container
 Engine.exited); the other finds the container already stopped and records nothing.
 
 `python -m adapters.record_exit ROOT CONTAINER_ID PID [--remove | --policy]`; with
-`--policy` it then applies the container's restart policy (`follow_policy`). Beside the
+`--policy` it then applies the container's restart policy (`follow_policy`). The same work
+is done in the container's warm monitor (`in_monitor`), and in the root's fork server's
+child when a lean monitor asks it (`for_monitor`: no interpreter started for it). Beside the
 composition root rather than in adapters/runtime: it builds an engine
 (bootstrap.build_engine), which wires the runtime, so the runtime names it to exec and
 never imports it.
@@ -14,6 +16,7 @@ never imports it.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from typing import Any
@@ -89,8 +92,6 @@ def own_pid_namespace() -> None:
     """This process was the monitor, which unshared a PID namespace for its children: the
     ended run's, whose init is gone, so no child can be forked there any more (ENOMEM).
     The next run's monitor is forked from here: its children go back to our own one."""
-    import os
-
     try:
         if os.stat("/proc/self/ns/pid_for_children").st_ino == os.stat("/proc/self/ns/pid").st_ino:
             return
@@ -110,12 +111,51 @@ def main(argv: list[str]) -> int:
 
     root, container_id, pid = argv[0], argv[1], int(argv[2])
     with contextlib.suppress(Exception):  # reconciliation catches what this misses
+        after_exit(build_engine(root, monitor=True), container_id, pid, argv[3:])
+    return 0
+
+
+def after_exit(engine: Any, container_id: str, pid: int, flags: list[str]) -> None:
+    """What the monitor has done once run `pid` ended: record it, then remove the
+    container (`--remove`) or follow its restart policy (`--policy`)."""
+    record_exit(engine, container_id, pid)
+    if "--remove" in flags:
+        remove_ended(engine, container_id)
+    elif "--policy" in flags:
+        follow_policy(engine, container_id, pid)
+
+
+NOT_YOURS = 3  # for_monitor's answer to a request that is not the container's monitor's
+
+
+def for_monitor(argv: list[str], peer: dict[str, int]) -> int:
+    """main() in the fork server's child, for the container's lean monitor that asks it
+    instead of exec'ing this module (adapters/runtime/supervise.py _served; the request
+    comes through app.Served.run): the same record, as `lamina-monitor` with the
+    monitor's pid (bootstrap.PEER, from the socket's peer credentials), as main() run
+    in the monitor's own process would write it.
+
+    Only the container's monitor may ask: the peer must be the process <cdir>/monitor
+    names (pid and start time, written at the start: LinuxRuntime's _note_monitor), which
+    holds for no other process; anything else is NOT_YOURS, and the monitor that gets a
+    non-zero answer execs this module as before."""
+    from adapters import bootstrap
+    from adapters.bootstrap import build_engine
+    from adapters.kernel import proc
+
+    try:
+        root, container_id, pid = argv[0], argv[1], int(argv[2])
         engine = build_engine(root, monitor=True)
-        record_exit(engine, container_id, pid)
-        if "--remove" in argv[3:]:
-            remove_ended(engine, container_id)
-        elif "--policy" in argv[3:]:
-            follow_policy(engine, container_id, pid)
+        with open(os.path.join(engine.runtime.container_dir(container_id), "monitor")) as f:
+            monitor = f.read().strip()
+    except (IndexError, ValueError, LaminaError, OSError):
+        return NOT_YOURS
+    if monitor != proc.stamp(peer.get("pid", 0)):
+        return NOT_YOURS
+    bootstrap.PEER.clear()
+    bootstrap.PEER.update(peer)
+    with contextlib.suppress(Exception):  # as main(): reconciliation catches the rest
+        after_exit(engine, container_id, pid, argv[3:])
     return 0
 
 

@@ -304,9 +304,18 @@ class Served:
         bootstrap.prepare(root)
 
     def run(self, argv: list[str], peer: dict[str, int]) -> int:
-        """The command, recorded as the client's (`peer`: its uid and pid), not the child's."""
+        """The command, recorded as the client's (`peer`: its uid and pid), not the child's.
+        One request is no command line: a container's monitor asking for its exit to be
+        recorded (adapters/record_exit.py for_monitor), which no parser knows, so that a
+        server of older code refuses it by name (argparse) and the monitor records it
+        itself."""
         from adapters import bootstrap, deferred, logs
+        from adapters.runtime.supervise import SERVED_RECORD
 
+        if argv[:1] == [SERVED_RECORD]:
+            from adapters.record_exit import for_monitor
+
+            return for_monitor(argv[1:], peer)
         bootstrap.PEER.update(peer)
         logs.configure()  # the command's own --log-* options decide, not the server's
         deferred.enable()  # deletions after the answer (adapters/deferred.py)

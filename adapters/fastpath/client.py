@@ -197,6 +197,24 @@ def via_server(argv: list[str], env: dict[str, str]) -> int | None:
     return code
 
 
+def ask(root: str, argv: list[str], env: dict[str, str]) -> int | None:
+    """Have the fork server already serving `root` run `argv` (with our stdio, in /) and
+    return its exit code; None when no server ran it: none listens (none is started for
+    this), it went away before its answer, or it answered RUN_HERE or REFUSED. For
+    lamina's own processes that carry on without a server (a container's monitor,
+    adapters/runtime/supervise.py), not for a user's command (via_server)."""
+    sock = _connect(f"{root}/{SOCKET_NAME}")
+    if sock is None:
+        return None
+    try:
+        umask = posix.umask(0)
+        posix.umask(umask)
+        pid = _hand_over(sock, encode_request(argv, "/", umask, env))
+        return _recv_int(sock) if pid is not None and pid > 0 else None
+    finally:
+        sock.close()  # type: ignore[attr-defined]
+
+
 def _hand_over(sock: object, request: bytes) -> int | None:
     """Send the request with our fds 0, 1, 2; the server's first answer (a pid, RUN_HERE or
     REFUSED), None when it closed without one."""

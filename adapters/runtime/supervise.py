@@ -12,11 +12,12 @@ only what watching needs (~10 MB), which keeps the monitor's file descriptors an
 as init's parent. The watch:
 - copies the container's output to the json-file log and to an attached client;
 - when init ends, writes `exit.json` and sends the exit code to the attached client;
-- finally has adapters/record_exit.py (exec'd as `python -m adapters.record_exit`; called
-  in-process by the warm monitor, which has it imported) record the exit in the
-  log unless someone (stop, kill, the attached client) already did, and releases the
-  container's cgroup and mount; with a restart policy, it applies it (waits the back-off
-  and starts the container again, which forks the next run's monitor).
+- finally has adapters/record_exit.py record the exit in the log unless someone (stop,
+  kill, the attached client) already did, and release the container's cgroup and mount;
+  with a restart policy, apply it (wait the back-off and start the container again, which
+  forks the next run's monitor). The warm monitor calls it in-process; this lean one asks
+  the root's fork server to run it (`_served`: its warm child, no interpreter to start),
+  and only when no server does it becomes `python -m adapters.record_exit` (exec).
 
 Imports here are limited to the interpreter's fast built-ins, json, and the two small
 modules the stream and log formats live in.
@@ -304,7 +305,8 @@ def _record(job: dict, pid: int, attached: bool, warm: bool = False) -> None:
     that asked for it (--rm, AutoRemove) when no client is attached to do it: a detached
     one, or one whose client went away, is removed all the same.
 
-    The lean interpreter becomes the full one that does it (exec). A `warm` monitor, forked
+    The lean interpreter asks the root's fork server to do it (_served), or else becomes
+    the full one that does it (exec). A `warm` monitor, forked
     from a lamina that has the engine imported (the watch of a container that ended at
     once), calls it in this process: a fresh interpreter importing the engine cost ~100 ms
     of CPU per container (far more on a busy machine), and the Docker API's `wait` for a
@@ -323,5 +325,35 @@ def _record(job: dict, pid: int, attached: bool, warm: bool = False) -> None:
 
         importlib.import_module("adapters.record_exit").in_monitor(args)
         return
+    if _served(job["root"], args):
+        return
     os.chdir(TOP)
     os.execv(sys.executable, [sys.executable, "-m", "adapters.record_exit", *args])
+
+
+SERVED_RECORD = "monitor-exit/1"  # what a monitor asks the fork server (app.Served.run)
+
+
+def _served(root: str, args: list[str]) -> bool:
+    """Whether the root's running fork server recorded the exit (and did the rest the
+    recorder does: adapters/record_exit.py for_monitor): its spare, forked from a server
+    with the engine imported and the log open, does in ~10 ms of CPU what the recorder
+    exec'd afresh does in ~110 (an interpreter's start, lamina's imports). While it
+    follows a restart policy's back-off, this process waits for its answer: it is still
+    the container's monitor (LinuxRuntime.watched), as the recorder it would become is.
+
+    Not when our environment (the starting command's) has LAMINA_NO_SERVER, and not
+    when no server answers (none runs, it stops, it runs the command elsewhere: peer.py),
+    nor when it did not say 0: a server of older code that doesn't know the request
+    (argparse's 2), or one that refused it (we are not the container's monitor it knows):
+    then the recorder is exec'd as before. Whoever records first wins (Engine.exited), and
+    a removal or restart asked twice is done once, so a server that went away after
+    recording leaves the recorder nothing to do."""
+    if os.environ.get("LAMINA_NO_SERVER"):
+        return False
+    try:
+        from adapters.fastpath import client
+
+        return client.ask(root, [SERVED_RECORD, *args], client.environment()) == 0
+    except Exception:  # noqa: BLE001 - whatever went wrong, the recorder still records
+        return False

@@ -38,12 +38,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from adapters.fastpath import hotpages
 from adapters.fastpath.client import CLI_LOCK, REFUSED, RUN_HERE, SOCKET_NAME
 from adapters.fastpath.peer import View, runs_like, view_of
 from core.errors import Conflict
 
 MAX_REQUEST = 1 << 20
 WATCH_EVERY = 2.0  # seconds between two looks of a watched server at its socket and code
+HOT_EVERY = 1.0  # seconds: how often a command's child lists its pages for the spares
+HOT = b"H"  # a message on ctl that lists them (hotpages.py), not a taken connection
 
 
 class Commands(Protocol):
@@ -307,6 +310,9 @@ class ForkServer:
         self.watch: Callable[[], str | None] | None = None  # why to stop, looked at now and then
         self.view: View | None = view_of("self")  # what a client must share (peer.py)
         self._next_look = 0.0
+        self.hot = b""  # the pages the last listing child took (hotpages.py): spares take them
+        self._hot_at = -HOT_EVERY  # when that list came
+        self._list_hot = True  # whether the next spare lists its pages when its command ends
         self.sel.register(self.ctl, selectors.EVENT_READ)
         self._wakeup, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self._wakeup, selectors.EVENT_READ)
@@ -394,6 +400,7 @@ class ForkServer:
 
     def _fork_spare(self) -> None:
         server = os.getpid()
+        self._list_hot = time.monotonic() - self._hot_at >= HOT_EVERY
         pid = os.fork()
         if pid == 0:
             self._spare(server)
@@ -402,8 +409,13 @@ class ForkServer:
         self.sel.register(pidfd, selectors.EVENT_READ, self.spare)
 
     def _taken(self) -> None:
-        """The spare took a connection: keep a copy of it, and fork the next spare."""
-        data, ancdata, _flags, _addr = self.ctl.recvmsg(16, socket.CMSG_SPACE(4))
+        """The spare took a connection: keep a copy of it, and fork the next spare. Or a
+        command's child lists the pages it took (hotpages.py), for the next spares."""
+        data, ancdata, _flags, _addr = self.ctl.recvmsg(1 + hotpages.MAX_PAGES * 8,
+                                                        socket.CMSG_SPACE(4))
+        if data[:1] == HOT:
+            self.hot, self._hot_at = data[1:], time.monotonic()
+            return
         pid = int.from_bytes(data, "big")
         for level, kind, cdata in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -451,6 +463,8 @@ class ForkServer:
                 os.close(job.pidfd)
                 if job.conn is not None:
                     job.conn.close()
+            hotpages.take_ahead(self.hot)  # before the clock runs: the faults a command takes
+            self.hot = b""
             self._get_ready()
             code = self._serve_one()
         finally:
@@ -478,7 +492,6 @@ class ForkServer:
                                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                       struct.pack("i", conn.fileno()))])
         self.listener.close()
-        self._spare_ctl.close()
         try:
             pid, uid = _peer(conn)
             if uid not in (0, os.getuid()):
@@ -501,7 +514,19 @@ class ForkServer:
         conn.close()
         let_go_of_stdio()
         self.commands.finish()
+        self._send_hot()
         return code
+
+    def _send_hot(self) -> None:
+        """After the answer: the pages this child took, for the spares the server forks
+        next (at most one list every HOT_EVERY: listing costs ~1 ms of CPU)."""
+        try:
+            if self._list_hot:
+                self._spare_ctl.send(HOT + hotpages.dirty())
+        except OSError:  # a server that went: no spares to tell
+            pass
+        finally:
+            self._spare_ctl.close()
 
 
 def run_command(request: Request, fds: list[int], peer: dict[str, int],

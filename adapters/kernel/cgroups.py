@@ -187,10 +187,27 @@ def _between(root: Path, path: Path) -> list[Path]:
     return [p for p in path.parents if p != root and root in p.parents]
 
 
+def _real(path: Path) -> str:
+    """os.path.realpath(path), remembered while the mount table read with it is (_mounts):
+    for a hierarchy's root and a container's parent there (`lamina`, a --cgroup-parent),
+    which every start, pause and stop resolves again. A container's own directory is never
+    looked up through it: it is made by our mkdir, and cgroupfs holds no symlinks."""
+    _mounts()  # a fresh read of the table forgets what was resolved with the old one
+    key = str(path)
+    real = _reals.get(key)
+    if real is None:
+        real = _reals[key] = os.path.realpath(path)
+    return real
+
+
+_reals: dict[str, str] = {}
+
+
 def _inside(root: Path, path: Path) -> Path:
     """path, once its real path is known to stay in root's hierarchy (a --cgroup-parent
-    can't reach another hierarchy, or a directory outside cgroupfs, by a symlink)."""
-    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    can't reach another hierarchy, or a directory outside cgroupfs, by a symlink). Its
+    last name is the container's own, made by our mkdir: only its parent is resolved."""
+    real_root, real = _real(root), os.path.join(_real(path.parent), path.name)
     if os.path.commonpath([real_root, real]) != real_root:
         raise CgroupError(f"cgroup {path} resolves to {real}, outside the hierarchy at "
                           f"{root}")
@@ -235,6 +252,7 @@ def _mounts() -> list[tuple[str, str]]:
         mounts = [(fields.split()[4], rest.split()[0]) for fields, _, rest in
                   (line.partition(" - ") for line in f)]
     _mounts_seen = (key, now, mounts)
+    _reals.clear()
     return mounts
 
 
@@ -625,7 +643,7 @@ class CgroupV1(Cgroup):
         # cpu and cpuacct are often one hierarchy reached through two symlinks.
         unique: dict[str, Path] = {}
         for d in self._dir.values():
-            unique.setdefault(os.path.realpath(d), d)
+            unique.setdefault(os.path.join(_real(d.parent), d.name), d)
         return list(unique.values())
 
     def _controller(self, name: str) -> Path:

@@ -194,6 +194,8 @@ def mounts_under(path: str) -> list[str]:
 
 def _unescape(field: bytes) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
+    if b"\\" not in field:  # nearly every mount point: no regular expression to run
+        return os.fsdecode(field)
     return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field))
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import select
 import selectors
 import signal
 import socket
@@ -463,12 +464,17 @@ class ForkServer:
                 os.close(job.pidfd)
                 if job.conn is not None:
                     job.conn.close()
-            hotpages.take_ahead(self.hot)  # before the clock runs: the faults a command takes
-            self.hot = b""
             self._get_ready()
+            hotpages.take_ahead(self.hot, self._client_waits)  # the faults a command takes,
+            self.hot = b""  # taken while no client waits
             code = self._serve_one()
         finally:
             os._exit(code)
+
+    def _client_waits(self) -> bool:
+        """Whether a client's connection waits to be accepted (by this spare)."""
+        assert self.listener is not None
+        return bool(select.select([self.listener], [], [], 0)[0])
 
     def _get_ready(self) -> None:
         """While no client waits, do what the next command does first: open the root's

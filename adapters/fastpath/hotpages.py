@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import os
 from array import array
+from collections.abc import Callable
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PRESENT = 1 << 63  # /proc/PID/pagemap (Documentation/admin-guide/mm/pagemap.rst)
@@ -61,14 +62,19 @@ def dirty() -> bytes:
     return pages[:MAX_PAGES].tobytes()
 
 
-def take_ahead(listed: bytes) -> int:
+def take_ahead(listed: bytes, until: Callable[[], bool] = lambda: False,
+               chunk: int = 256) -> int:
     """Write each listed page that lies in this process's anonymous writable memory with
-    the byte it holds; returns how many were written. Only for a single-threaded process
-    (a spare before its command): no one else may write those bytes meanwhile."""
+    the byte it holds; returns how many were written. Stops early once `until()` says so,
+    asked every `chunk` pages (a spare: once a client waits, its faults are its own again).
+    Only for a single-threaded process (a spare before its command): no one else may
+    write those bytes meanwhile."""
     pages = sorted(array("Q", listed[:len(listed) - len(listed) % 8]))
     ranges = anonymous_writable()
     done = i = 0
-    for page in pages:
+    for n, page in enumerate(pages):
+        if n % chunk == 0 and n and until():
+            break
         while i < len(ranges) and ranges[i][1] <= page:
             i += 1
         if i == len(ranges):

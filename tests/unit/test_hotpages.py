@@ -93,3 +93,20 @@ def test_the_server_keeps_the_last_list_for_its_next_spares(tmp_path: Path) -> N
     finally:
         server.ctl.close()
         server._spare_ctl.close()
+
+
+def test_a_spare_stops_taking_pages_once_a_client_waits() -> None:
+    buf, base = _private_buffer()
+    listed = array("Q", [base + n * hotpages.PAGE for n in range(PAGES)]).tobytes()
+
+    def spare() -> bytes:
+        asked = []
+
+        def waits() -> bool:
+            asked.append(1)
+            return len(asked) >= 2
+
+        return bytes([hotpages.take_ahead(listed, waits, chunk=4), len(asked)])
+
+    assert _in_child(spare) == bytes([8, 2])
+    buf.close()

@@ -255,7 +255,7 @@ WARM_MODULES = (
     # each a cost of every command that needs it: adapters.network.host every engine's)
     "adapters.network.host", "adapters.kernel.idmap", "adapters.kernel.units", "core.health",
     "core.logfilter", "calendar", "adapters.record_exit", "adapters.dockerapi.shapes",
-    "core.sizes", "adapters.storage.inspect", "adapters.deferred",
+    "core.sizes", "adapters.storage.inspect", "adapters.deferred", "adapters.shutdown_mark",
 )
 
 WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),
@@ -285,6 +285,9 @@ class Served:
 
         with suppress(seccomp.SeccompError):  # none on this host: a start says so by name
             seccomp.libseccomp_version()  # its dlopen (0.6 ms) not by every start and exec
+        from adapters.kernel import rootfs
+
+        rootfs.compile_patterns()
         import pwd
 
         with suppress(KeyError):  # glibc's NSS set up once (nsswitch.conf read, no nscd

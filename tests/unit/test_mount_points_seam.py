@@ -120,3 +120,18 @@ def test_a_failed_mount_closes_its_target() -> None:
         rootfs.mount_points(ROOT, [(MountPoint("bind", "/www", "/srv/www"), "/srv/www")],
                             syscall=rec)
     assert rec.open_fds() == {}
+
+
+def test_the_masked_paths_wildcards_are_compiled_ahead_by_a_warm_process() -> None:
+    """rootfs.compile_patterns (the fork server's warm-up): every container's init then
+    finds MASKED_PATHS' wildcards in fnmatch's cache instead of compiling them."""
+    import fnmatch
+
+    from adapters.kernel import rootfs
+
+    fnmatch._compile_pattern.cache_clear()
+    rootfs.compile_patterns()
+    cached = fnmatch._compile_pattern.cache_info().currsize
+    assert cached == sum(1 for p in rootfs.MASKED_PATHS for n in p.split("/") if "*" in n)
+    fnmatch.filter([], "cpu*")
+    assert fnmatch._compile_pattern.cache_info().hits >= 1

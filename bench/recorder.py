@@ -9,10 +9,13 @@ For each way, N containers (`run -d --network none -v DIR:/sig busybox sh -c 're
 /sig/I'`: they live until told, well past the monitor's warm window, so every monitor is
 the lean supervisor) are started, then ended one at a time (the FIFO /sig/I opened and
 closed: `read` gets EOF). Measured:
-- CPU per recorded exit: the cpuacct.usage of a cgroup v1 cpuacct group (or cpu.stat of a
-  v2 group) holding every lamina process of the run (the commands, the server and its
+- CPU per recorded exit: the cpuacct.usage of cgroup v1 cpuacct groups (or cpu.stat of v2
+  ones) holding every lamina process of the run (the commands, the server and its
   children, the monitors; each container's init is in a cgroup of its own), from before
-  the first end until the last monitor is gone, divided by N; this script stays outside;
+  the first end until the last monitor is gone, divided by N, split into what the
+  monitors spend (moved to a group of their own once started: the supervisor's end, the
+  recorder it may exec) and the rest (the server: its child that records, the next
+  spare); this script stays outside;
 - end to record: from the monitor's exit.json (written as init is reaped) to the
   ContainerExited event's time, median and the worst;
 - the monitors' memory while all N run (PSS and RSS each, smaps_rollup).
@@ -47,18 +50,21 @@ ENV = {k: v for k, v in os.environ.items()
 class Account:
     """A cgroup that counts the CPU of the processes put in it and of their descendants."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         v1 = Path("/sys/fs/cgroup/cpuacct")
         self.v1 = (v1 / "cpuacct.usage").exists()
         base = v1 if self.v1 else Path("/sys/fs/cgroup/unified")
         if not (base / "cgroup.procs").exists():
             base = Path("/sys/fs/cgroup")
-        self.dir = base / f"lamina-bench-recorder-{os.getpid()}"
+        self.dir = base / f"lamina-bench-recorder-{os.getpid()}-{name}"
         self.dir.mkdir()
 
     def join(self) -> None:
         """In a child before its exec (preexec_fn): into the group."""
-        (self.dir / "cgroup.procs").write_text(str(os.getpid()))
+        self.put(os.getpid())
+
+    def put(self, pid: int) -> None:
+        (self.dir / "cgroup.procs").write_text(str(pid))
 
     def usage(self) -> float:
         """CPU seconds used in the group so far."""
@@ -115,7 +121,7 @@ def one_way(base: Path, tar: Path, count: int, served: bool) -> list[str]:
     root, sig = base / ("served" if served else "in-process"), base / "sig"
     shutil.rmtree(sig, ignore_errors=True)
     sig.mkdir()
-    account = Account()
+    account, tails = Account("lamina"), Account("monitors")
     try:
         lamina(root, account, "import", str(tar), "busybox", served=False)
         lamina(root, account, "ps", served=served)  # the server, when there is to be one
@@ -129,12 +135,14 @@ def one_way(base: Path, tar: Path, count: int, served: bool) -> list[str]:
         monitors = [monitor_of(root, cid) for cid in cids]
         pss = [kib(pid, "Pss") for pid in monitors]
         rss = [kib(pid, "Rss") for pid in monitors]
-        before = account.usage()
+        for pid in monitors:  # apart: what the monitors spend, and the rest (the server)
+            tails.put(pid)
+        before = account.usage(), tails.usage()
         for i, pid in enumerate(monitors):
             os.close(os.open(sig / str(i), os.O_WRONLY))  # the reader's EOF: it ends
             wait_gone(pid)
         time.sleep(0.5)  # the server's next spare, forked after the last request
-        cpu = (account.usage() - before) / count
+        rest, tail = account.usage() - before[0], tails.usage() - before[1]
         at = exited_times(root, cids)
         lags = [at[cid] - (root / "containers" / cid / "exit.json").stat().st_mtime
                 for cid in cids]
@@ -145,8 +153,11 @@ def one_way(base: Path, tar: Path, count: int, served: bool) -> list[str]:
 
         stop_server(str(root))
         account.remove()
+        tails.remove()
     return ["fork server" if served else "no server (recorder exec'd)", str(count),
-            f"{cpu * 1000:.1f} ms", f"{statistics.median(lags) * 1000:.1f} ms",
+            f"{(rest + tail) / count * 1000:.1f} ms",
+            f"{tail / count * 1000:.1f} ms", f"{rest / count * 1000:.1f} ms",
+            f"{statistics.median(lags) * 1000:.1f} ms",
             f"{max(lags) * 1000:.1f} ms", f"{statistics.mean(pss) / 1024:.2f} MiB",
             f"{statistics.mean(rss) / 1024:.1f} MiB"]
 
@@ -166,7 +177,8 @@ def main() -> None:
         rows = [one_way(base, tar, args.count, served) for served in (True, False)]
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    head = ["recorded by", "exits", "CPU per exit", "end to record (median)",
+    head = ["recorded by", "exits", "CPU per exit", "in the monitor", "in the server",
+            "end to record (median)",
             "end to record (worst)", "monitor PSS each", "monitor RSS each"]
     print(f"load average at the start {load:.1f}, at the end {os.getloadavg()[0]:.1f}")
     print("| " + " | ".join(head) + " |")

@@ -7,7 +7,7 @@ import signal as _signal
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core import cgroupparent, compat, lifecycle, resources, rootconfig, runopts, security
 from core.engine import attaching, mounting
@@ -19,6 +19,9 @@ from core.ports import ExecDetached
 from core.process import command_line, extra_host
 from core.references import check_name, short
 from events import types as ev
+
+if TYPE_CHECKING:
+    from core.images import RmiPlan
 
 # What the CLI says when the machine refuses a move, keyed by (trigger, state).
 _REFUSALS = {
@@ -143,7 +146,6 @@ def rm(e: EngineBase, ref: str, force: bool = False, volumes: bool = False) -> N
     """Delete the read-write layer and its files; -f kills a live container first; -v
     (`volumes`) removes its anonymous volumes too, unless another container uses them."""
     from core.engine.images import apply_plan  # the image rules: not on pause's path
-    from core.images import orphaned_by_container
 
     with e.command("rm", ref) as cmd, ExitStack() as lock:
         c = lock.enter_context(ending(e, ref, "rm_force" if force else "rm"))
@@ -153,15 +155,28 @@ def rm(e: EngineBase, ref: str, force: bool = False, volumes: bool = False) -> N
                               "remove")
         if c.state in ("running", "paused"):
             e.runtime.signal(c, _signal.SIGKILL)
-        images = {i.id: i for i in e.log.images()}
-        plan = orphaned_by_container(c, images, e.log.containers(),
-                                     {la.id: la for la in e.log.layers()})
+        images, plan = _orphaned(e, c)
         removed = ev.ContainerRemoved(id=c.id, force=force)
         released, versions, gone = mounting.released(e, c, volumes) \
             if c.config.get("mount_points") else ([], {}, [])
         apply_plan(e, cmd, plan, images, force=force, extra=[removed, *released],
                    expected={f"container:{c.id}": c.version, **versions})
         e.later(partial(_cleared, e, c, gone, lock.pop_all()))
+
+
+def _orphaned(e: EngineBase, c: Container) -> tuple[dict[str, Image], RmiPlan]:
+    """The images (and their layers) a removal takes along: only an image `rmi -f` marked
+    removed and kept for its containers can go, so every image, container and layer is read
+    only when the container's image is such a one (an rm used to read them all, every time:
+    a cost that grew with the root, at a thousand containers)."""
+    from core.images import RmiPlan, orphaned_by_container
+
+    image = e.log.image(c.image)
+    if image is None or not image.removed:
+        return {}, RmiPlan()
+    images = {i.id: i for i in e.log.images()}
+    return images, orphaned_by_container(c, images, e.log.containers(),
+                                         {la.id: la for la in e.log.layers()})
 
 
 def _cleared(e: EngineBase, c: Container, gone: Sequence[str], lock: ExitStack) -> None:

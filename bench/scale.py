@@ -156,8 +156,9 @@ class BulkLog:
 
     def __init__(self, root: str, txn: int = 200_000) -> None:
         log = SqliteEventLog(root)  # creates or migrates the schema
-        self.con, self.txn = log.con, txn
+        self.con, self.txn, self.path = log.con, txn, log.path
         self.con.execute("PRAGMA synchronous=OFF")
+        self.con.execute("PRAGMA wal_autocheckpoint=1000")  # after each big transaction
         self.con.execute("PRAGMA cache_size=-262144")  # 256 MiB
         self.indexes = self.con.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
@@ -194,14 +195,14 @@ class BulkLog:
                     rows.append((seq, stream, version, type_, schema, data, meta_text, at,
                                  prev, h))
                     prev = h
-            with write_transaction(self.con, "bulk"):
+            with write_transaction(self.con, self.path):
                 self.con.executemany(sql, rows)
         self.seq, self.prev = seq, prev
 
     def index(self) -> None:
         """Build the events table's indexes again (the schema's own statements)."""
         if self.dropped:
-            with write_transaction(self.con, "bulk"):
+            with write_transaction(self.con, self.path):
                 for _, sql in self.indexes:
                     self.con.execute(sql)
             self.dropped = False

@@ -129,43 +129,33 @@ NOT_YOURS = 3  # for_monitor's answer to a request that is not the container's m
 
 
 def for_monitor(argv: list[str], peer: dict[str, int]) -> int:
-    """In the fork server's child, for the container's lean monitor that asks it (argv:
-    ROOT CONTAINER_ID PID attached|detached; adapters/runtime/supervise.py _served, through
-    app.Served.run) instead of exec'ing this module: what the monitor would do, with the
-    same code (supervise.recorder_args' look at the log, then main()'s work), recorded as
-    `lamina-monitor` with the monitor's pid (bootstrap.PEER, from the socket's peer
-    credentials), as main() run in the monitor's own process writes it.
+    """main(argv) in the fork server's child, for the container's lean monitor that asks
+    it instead of exec'ing this module (adapters/runtime/supervise.py _served, through
+    app.Served.run): the same work, recorded as `lamina-monitor` with the monitor's pid
+    (bootstrap.PEER, from the socket's peer credentials), as main() run in the monitor's
+    own process writes it.
 
     Only the container's monitor may ask: the peer must be the process <cdir>/monitor
     names (pid and start time, written at the start: LinuxRuntime's _note_monitor), which
     holds for no other process; anything else is NOT_YOURS, and the monitor that gets a
-    non-zero answer does it itself. A container whose directory is gone (rm) has nothing
-    left to record (as recorder_args would find): 0."""
+    non-zero answer execs this module as before."""
     from adapters import bootstrap
     from adapters.bootstrap import build_engine
     from adapters.kernel import proc
-    from adapters.runtime.supervise import recorder_args
 
     try:
-        root, container_id, pid, attached = argv[0], argv[1], int(argv[2]), argv[3]
+        root, container_id, pid = argv[0], argv[1], int(argv[2])
         engine = build_engine(root, monitor=True)
-        cdir = engine.runtime.container_dir(container_id)
+        with open(os.path.join(engine.runtime.container_dir(container_id), "monitor")) as f:
+            monitor = f.read().strip()
     except (IndexError, ValueError, LaminaError, OSError):
         return NOT_YOURS
-    try:
-        with open(os.path.join(cdir, "monitor")) as f:
-            monitor = f.read().strip()
-    except OSError:
-        return NOT_YOURS if os.path.isdir(cdir) else 0
     if monitor != proc.stamp(peer.get("pid", 0)):
         return NOT_YOURS
     bootstrap.PEER.clear()
     bootstrap.PEER.update(peer)
-    job = {"root": root, "cid": container_id, "cdir": cdir}
     with contextlib.suppress(Exception):  # as main(): reconciliation catches the rest
-        args = recorder_args(job, pid, attached == "attached")
-        if args is not None:
-            after_exit(engine, container_id, pid, args[3:])
+        after_exit(engine, container_id, pid, argv[3:])
     return 0
 
 

@@ -3,7 +3,7 @@
 root's fork server (adapters/runtime/supervise.py _served) against it exec'ing a fresh
 `python -m adapters.record_exit` (what it does without a server, and all it did before).
 
-    unshare --net -- .venv/bin/python bench/recorder.py [--count 20]
+    unshare --net -- .venv/bin/python bench/recorder.py [--count 20] [--kill]
 
 For each way, N containers (`run -d --network none -v DIR:/sig busybox sh -c 'read x <
 /sig/I'`: they live until told, well past the monitor's warm window, so every monitor is
@@ -117,7 +117,7 @@ def lamina_events(root: Path) -> list[dict]:
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def one_way(base: Path, tar: Path, count: int, served: bool) -> list[str]:
+def one_way(base: Path, tar: Path, count: int, served: bool, kill: bool) -> list[str]:
     root, sig = base / ("served" if served else "in-process"), base / "sig"
     shutil.rmtree(sig, ignore_errors=True)
     sig.mkdir()
@@ -139,13 +139,18 @@ def one_way(base: Path, tar: Path, count: int, served: bool) -> list[str]:
             tails.put(pid)
         before = account.usage(), tails.usage()
         for i, pid in enumerate(monitors):
-            os.close(os.open(sig / str(i), os.O_WRONLY))  # the reader's EOF: it ends
+            if kill:  # in-process and outside the groups: only the monitor's end counts
+                subprocess.run([LAMINA, "--root", str(root), "kill", cids[i]], check=True,
+                               capture_output=True, env={**ENV, "LAMINA_NO_SERVER": "1"})
+            else:
+                os.close(os.open(sig / str(i), os.O_WRONLY))  # the reader's EOF: it ends
             wait_gone(pid)
         time.sleep(0.5)  # the server's next spare, forked after the last request
         rest, tail = account.usage() - before[0], tails.usage() - before[1]
         at = exited_times(root, cids)
-        lags = [at[cid] - (root / "containers" / cid / "exit.json").stat().st_mtime
-                for cid in cids]
+        lags = [0.0] if kill else [
+            at[cid] - (root / "containers" / cid / "exit.json").stat().st_mtime
+            for cid in cids]
         ids = lamina(root, account, "ps", "-aq", served=served).split()
         lamina(root, account, "rm", "-f", *ids, served=served)
     finally:
@@ -154,7 +159,8 @@ def one_way(base: Path, tar: Path, count: int, served: bool) -> list[str]:
         stop_server(str(root))
         account.remove()
         tails.remove()
-    return ["fork server" if served else "no server (recorder exec'd)", str(count),
+    return ["fork server" if served else "no server (recorder exec'd)",
+            "lamina kill" if kill else "by itself", str(count),
             f"{(rest + tail) / count * 1000:.1f} ms",
             f"{tail / count * 1000:.1f} ms", f"{rest / count * 1000:.1f} ms",
             f"{statistics.median(lags) * 1000:.1f} ms",
@@ -165,6 +171,9 @@ def one_way(base: Path, tar: Path, count: int, served: bool) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--kill", action="store_true",
+                        help="end them with `lamina kill` (run outside the groups), which "
+                        "records the end itself: what the monitor then spends finding so")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     base = Path(tempfile.mkdtemp(prefix="lamina-bench-recorder-"))
@@ -174,10 +183,10 @@ def main() -> None:
         tar = base / "busybox.tar"
         with open(tar, "wb") as f:
             write_busybox_rootfs_tar(f)
-        rows = [one_way(base, tar, args.count, served) for served in (True, False)]
+        rows = [one_way(base, tar, args.count, served, args.kill) for served in (True, False)]
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    head = ["recorded by", "exits", "CPU per exit", "in the monitor", "in the server",
+    head = ["recorded by", "ended", "exits", "CPU per exit", "in the monitor", "in the server",
             "end to record (median)",
             "end to record (worst)", "monitor PSS each", "monitor RSS each"]
     print(f"load average at the start {load:.1f}, at the end {os.getloadavg()[0]:.1f}")

@@ -305,15 +305,13 @@ def _record(job: dict, pid: int, attached: bool, warm: bool = False) -> None:
     that asked for it (--rm, AutoRemove) when no client is attached to do it: a detached
     one, or one whose client went away, is removed all the same.
 
-    The lean interpreter asks the root's fork server to do it all (_served), or else
-    becomes the full one that does it (exec). A `warm` monitor, forked
+    The lean interpreter asks the root's fork server to do it (_served), or else becomes
+    the full one that does it (exec). A `warm` monitor, forked
     from a lamina that has the engine imported (the watch of a container that ended at
     once), calls it in this process: a fresh interpreter importing the engine cost ~100 ms
     of CPU per container (far more on a busy machine), and the Docker API's `wait` for a
     container nobody attached waits for this record. Named by string, not imported: the
     runtime never imports the composition root that wires it (bootstrap)."""
-    if not warm and _served(job, pid, attached):
-        return
     args = recorder_args(job, pid, attached)
     if args is None:
         return
@@ -321,6 +319,8 @@ def _record(job: dict, pid: int, attached: bool, warm: bool = False) -> None:
         import importlib
 
         importlib.import_module("adapters.record_exit").in_monitor(args)
+        return
+    if _served(job["root"], args):
         return
     os.chdir(TOP)
     os.execv(sys.executable, [sys.executable, "-m", "adapters.record_exit", *args])
@@ -340,18 +340,19 @@ def recorder_args(job: dict, pid: int, attached: bool) -> list[str] | None:
             *(["--policy"] if policy else [])]
 
 
-SERVED_RECORD = "monitor-exit/2"  # what a monitor asks the fork server (app.Served.run)
+SERVED_RECORD = "monitor-exit/3"  # what a monitor asks the fork server (app.Served.run)
 
 
-def _served(job: dict, pid: int, attached: bool) -> bool:
-    """Whether the root's running fork server saw to the end of run `pid` (all of it:
-    recorder_args' look at the log, then the recorder's work, in
-    adapters/record_exit.py for_monitor): its spare, forked from a server with the engine
-    imported and the log open, does in ~25 ms of CPU what the recorder exec'd afresh does
-    in ~130-150 (an interpreter's start, lamina's imports: bench/recorder.py), and ~10x
-    sooner; this process does not even import sqlite3 (~6 ms) for the look. While it
-    follows a restart policy's back-off, this process waits for its answer: it is still
-    the container's monitor (LinuxRuntime.watched), as the recorder it would become is.
+def _served(root: str, args: list[str]) -> bool:
+    """Whether the root's running fork server did the recorder's work (`args`:
+    recorder_args'; adapters/record_exit.py for_monitor): its spare, forked from a server
+    with the engine imported and the log open, does in ~25 ms of CPU what the recorder
+    exec'd afresh does in ~130-150 (an interpreter's start, lamina's imports:
+    bench/recorder.py), and ~10x sooner. Asked only once the look at the log found work to
+    do: an end that stop, kill or an attached client recorded costs this process that
+    look (~5 ms), not a request (~25 ms). While the server's child follows a restart
+    policy's back-off, this process waits for its answer: it is still the container's
+    monitor (LinuxRuntime.watched), as the recorder it would become is.
 
     Not when our environment (the starting command's) has LAMINA_NO_SERVER, and not
     when no server answers (none runs, it stops, it runs the command elsewhere: peer.py),
@@ -365,8 +366,6 @@ def _served(job: dict, pid: int, attached: bool) -> bool:
     try:
         from adapters.fastpath import client
 
-        request = [SERVED_RECORD, job["root"], job["cid"], str(pid),
-                   "attached" if attached else "detached"]
-        return client.ask(job["root"], request, client.environment()) == 0
+        return client.ask(root, [SERVED_RECORD, *args], client.environment()) == 0
     except Exception:  # noqa: BLE001 - whatever went wrong, the recorder still records
         return False

@@ -143,19 +143,19 @@ def test_a_restart_policy_fires_through_the_server(lamina: Lamina) -> None:
 
 def test_only_the_containers_monitor_may_ask(lamina: Lamina) -> None:
     """The request from another process (this test, root as the monitor is) is refused
-    and changes nothing; a server of code that doesn't know the request (here: one asked
-    in an older form) says so as argparse does (2), and the monitor then records it
-    itself. Once the container is removed, there is nothing left to record: 0."""
+    and changes nothing (not even once the container is removed); a server of code that
+    doesn't know the request (here: one asked in an older form) says so as argparse does
+    (2), and the monitor then records it itself."""
     served(lamina)
     cid = lamina.ok("run", "-d", "--rm", "--network", "none", "busybox", "sleep",
                     "30").strip()
     root, pid = str(lamina.root), str(inspect(lamina, cid)["State"]["Pid"])
     env = client.environment()
-    assert client.ask(root, [SERVED_RECORD, root, cid, pid, "detached"], env) == 3
-    assert client.ask(root, ["monitor-exit/1", root, cid, pid], env) == 2
+    assert client.ask(root, [SERVED_RECORD, root, cid, pid, "--remove"], env) == 3
+    assert client.ask(root, ["monitor-exit/2", root, cid, pid, "detached"], env) == 2
     assert inspect(lamina, cid)["State"]["Status"] == "running"
     lamina.ok("rm", "-f", cid)
-    assert client.ask(root, [SERVED_RECORD, root, cid, pid, "detached"], env) == 0
+    assert client.ask(root, [SERVED_RECORD, root, cid, pid, "--remove"], env) == 3
 
 
 def test_without_a_server_the_recorder_is_exec_d(lamina: Lamina,

@@ -52,8 +52,15 @@ ExecStart=/bin/sh -c 'for d in /sys/fs/cgroup/*/; do mount -o remount,bind,rw "$
 class Machine:
     """A systemd container on `tree`; `boot()`, `sh()`, `reboot()`, `stop()`."""
 
-    def __init__(self, tree: Path, binds: list[str], ro_binds: list[str]) -> None:
+    def __init__(self, tree: Path, binds: list[str], ro_binds: list[str],
+                 unified: bool = False) -> None:
+        """`unified`: the machine sees cgroup v2 alone at /sys/fs/cgroup, as a host booted
+        with systemd.unified_cgroup_hierarchy=1 does (nspawn's
+        SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1: its own cgroup2 subtree, writable); bpf(2) is
+        then let through its seccomp filter too, for lamina's v2 device programs. On this
+        hybrid host the v2 tree has no controllers: the v1 ones hold them all."""
         self.tree = tree
+        self.unified = unified
         self.name = f"lamina-machine-{uuid.uuid4().hex[:8]}"
         self.binds, self.ro_binds = binds, ro_binds
         self.cgroup: Cgroup | None = None
@@ -61,7 +68,7 @@ class Machine:
         self.console = tree.parent / f"{self.name}.console"
 
     @staticmethod
-    def make_tree(tree: Path) -> None:
+    def make_tree(tree: Path, unified: bool = False) -> None:
         """An OS tree: /usr is the host's (bound at boot), the rest the test's own."""
         for d in ("usr", "etc/systemd/system/sysinit.target.wants", "var", "tmp", "run",
                   "root", "proc", "sys", "dev", "opt"):
@@ -78,6 +85,8 @@ class Machine:
         (etc / "group").write_text("root:x:0:\n")  # `make install` adds lamina
         (etc / "machine-id").write_text(uuid.uuid4().hex + "\n")  # not a first boot
         (etc / "hostname").write_text("lamina-machine\n")
+        if unified:  # no v1 hierarchy to make writable
+            return
         units = etc / "systemd/system"
         (units / "cgroups-writable.service").write_text(WRITABLE_UNIT)
         (units / "sysinit.target.wants/cgroups-writable.service").symlink_to(
@@ -89,7 +98,8 @@ class Machine:
             self.cgroup = Cgroup.create(self.name, parent="")
         cgroup = self.cgroup
         argv = [NSPAWN, "--quiet", "--register=no", "--keep-unit", "--private-network",
-                "--console=passive", "--system-call-filter=@keyring", f"--machine={self.name}",
+                "--console=passive", "--system-call-filter=@keyring" + " bpf" * self.unified,
+                f"--machine={self.name}",
                 f"--directory={self.tree}", "--bind-ro=/usr",
                 *(f"--bind-ro=/{d}" for d in MERGED if not os.path.islink(f"/{d}")
                   and os.path.isdir(f"/{d}")),  # a host whose /usr is not merged
@@ -97,8 +107,10 @@ class Machine:
                 *(f"--bind-ro={b}" for b in self.ro_binds),
                 "--boot", "--", "--unit=multi-user.target"]
         with open(self.console, "ab") as console:
+            env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"} if self.unified \
+                else None
             self.nspawn = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console,
-                                           stderr=subprocess.STDOUT,
+                                           stderr=subprocess.STDOUT, env=env,
                                            preexec_fn=lambda: cgroup.add(os.getpid()))
         self.wait_running(timeout)
 

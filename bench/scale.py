@@ -7,6 +7,7 @@
     .venv/bin/python bench/scale.py --only containers          # 10, 100, 1,000 running
     .venv/bin/python bench/scale.py --only layers              # images of 30, 60, 120 layers
     unshare --net -- .venv/bin/python bench/scale.py --only containers,clients
+    .venv/bin/python bench/scale.py --only appenders           # the log's write lock (~1 min)
 
 Not part of `make test`. Each section prints a Markdown table of sizes and times:
 
@@ -28,6 +29,11 @@ Not part of `make test`. Each section prints a Markdown table of sizes and times
   --bridge=none --iptables=false), one after the other at each level (--engines: one
   alone, e.g. two builds of lamina in turn from their own venvs): throughput,
   median and p99 latency.
+
+- appenders: N processes at once appending what a `run --rm` records (four appends, 2 ms
+  of CPU before each) to one log, each write transaction timed (its wait for the lock,
+  its hold); N@CPUS holds them to CPUS CPUs in a cgroup of the run's own (a lock holder
+  descheduled as on a loaded machine, without loading this one).
 
 containers and clients: run them in a network namespace of their own (`unshare --net`).
 
@@ -574,16 +580,141 @@ def bench_clients(tmp: str, levels: list[int], per_client: int,
     return table(head, rows)
 
 
+# --- concurrent appenders --------------------------------------------------------------------
+
+APPENDER_WORK = 0.002  # CPU seconds an appender spends between its appends (its command)
+
+
+def _appender(root: str, index: int, runs: int, out: str) -> None:
+    """One process appending what a `run --rm` records (created, started, exited, removed:
+    four appends) `runs` times, each write transaction timed: its wait for the lock
+    (BEGIN IMMEDIATE, and the writers' queue before it where there is one) and its hold
+    (to the end of COMMIT)."""
+    from contextlib import contextmanager
+
+    from adapters.eventstore import sqlite_log
+    from core.errors import StoreError
+    from events import types as ev
+
+    waits: list[float] = []
+    holds: list[float] = []
+    plain = sqlite_log.write_transaction
+
+    @contextmanager
+    def timed(con: Any, path: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        with plain(con, path):
+            t1 = time.perf_counter()
+            waits.append(t1 - t0)
+            yield
+        holds.append(time.perf_counter() - t1)
+
+    sqlite_log.write_transaction = timed
+    log = sqlite_log.SqliteEventLog(root)
+    refused = 0
+    meta = {"uid": 0, "user": "root", "argv": ["run", "--rm", "busybox", "true"]}
+    for run in range(runs):
+        cid = f"{index:032x}{run:032x}"
+        stream = f"container:{cid}"
+        steps = [ev.ContainerCreated(id=cid, name=f"a{index}-{run}", image="i" * 64,
+                                     cmd=["true"]),
+                 ev.ContainerStarted(id=cid, pid=1000 + run),
+                 ev.ContainerExited(id=cid, exit_code=0), ev.ContainerRemoved(id=cid)]
+        for version, event in enumerate(steps):
+            end = time.process_time() + APPENDER_WORK
+            while time.process_time() < end:
+                pass
+            try:
+                log.append([event], expected={stream: version}, meta=meta)
+            except StoreError:
+                refused += 1
+                break
+    with open(out, "w") as f:
+        json.dump({"waits": waits, "holds": holds, "refused": refused}, f)
+
+
+class CpuLimit:
+    """A cgroup of this run's own holding its processes to `cpus` CPUs (cgroup v1's cpu
+    controller or v2's cpu.max): a holder of the lock is then descheduled as on a machine
+    loaded far past its cores, without loading this one. Removed by close()."""
+
+    def __init__(self, cpus: float) -> None:
+        v1 = "/sys/fs/cgroup/cpu"
+        self.base = v1 if os.path.exists(f"{v1}/cpu.cfs_quota_us") else "/sys/fs/cgroup"
+        self.path = f"{self.base}/lamina-bench-{os.getpid()}"
+        os.mkdir(self.path)
+        quota = str(int(cpus * 100_000))
+        if self.base == v1:
+            Path(self.path, "cpu.cfs_period_us").write_text("100000")
+            Path(self.path, "cpu.cfs_quota_us").write_text(quota)
+        else:
+            Path(self.path, "cpu.max").write_text(f"{quota} 100000")
+        Path(self.path, "cgroup.procs").write_text(str(os.getpid()))
+
+    def close(self) -> None:
+        Path(self.base, "cgroup.procs").write_text(str(os.getpid()))
+        os.rmdir(self.path)
+
+
+def bench_appenders(tmp: str, levels: list[str], runs: int) -> str:
+    """`levels`: N or N@CPUS, N processes appending at once (held to CPUS CPUs)."""
+    rows = []
+    for level in levels:
+        n, _, cpus = level.partition("@")
+        procs = int(n)
+        root = os.path.join(tmp, f"appenders-{level}")
+        SqliteEventLog(root).close()
+        print(f"[appenders] {procs} processes" + (f" on {cpus} CPU" if cpus else ""),
+              flush=True)
+        limit = CpuLimit(float(cpus)) if cpus else None
+        try:
+            t0 = time.perf_counter()
+            pids = []
+            for index in range(procs):
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        _appender(root, index, runs, f"{root}/out.{index}")
+                    finally:
+                        os._exit(0)
+                pids.append(pid)
+            for pid in pids:
+                os.waitpid(pid, 0)
+            elapsed = time.perf_counter() - t0
+        finally:
+            if limit is not None:
+                limit.close()
+        waits: list[float] = []
+        holds: list[float] = []
+        refused = 0
+        for index in range(procs):
+            with open(f"{root}/out.{index}") as f:
+                done = json.load(f)
+            waits += done["waits"]
+            holds += done["holds"]
+            refused += done["refused"]
+        rows.append([str(procs), cpus or "2 (all)", f"{len(holds):,}", str(refused),
+                     f"{len(holds) / elapsed:,.0f}/s", ms(statistics.median(waits)),
+                     ms(p99(waits)), ms(max(waits)), ms(statistics.median(holds)),
+                     ms(p99(holds)), ms(max(holds)), f"{sum(holds) / elapsed:.0%}"])
+        print("  " + " | ".join(rows[-1]), flush=True)
+    head = ["appenders", "CPUs", "appends", "refused", "rate", "wait median", "wait p99",
+            "wait max", "hold median", "hold p99", "hold max", "lock busy"]
+    return table(head, rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="log,containers,layers,clients")
+    p.add_argument("--only", default="log,containers,layers,appenders,clients")
     p.add_argument("--sizes", default="1000000,3000000,10000000", help="log sizes")
     p.add_argument("--counts", default="10,100,1000", help="running containers")
     p.add_argument("--depths", default="30,60,120", help="image depths")
     p.add_argument("--clients", default="1,10,100", help="concurrent API clients")
     p.add_argument("--per-client", type=int, default=3, help="run --rm each client does")
     p.add_argument("--engines", default="lamina,dockerd", help="clients: whose API to load")
+    p.add_argument("--appenders", default="20,100@0.3",
+                   help="appenders: N processes at once, or N@CPUS held to CPUS CPUs")
     p.add_argument("--txn", type=int, default=200_000, help="log: events per bulk transaction")
     p.add_argument("--grow", metavar="ROOT",
                    help="log: grow this root's log (kept) instead of a new one; with a "
@@ -606,6 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "layers" in only:
             depths = [int(s) for s in args.depths.split(",")]
             out.append(("Deep images", bench_layers(tmp, depths)))
+        if "appenders" in only:
+            out.append(("Concurrent appenders to one log",
+                        bench_appenders(tmp, args.appenders.split(","), args.per_client)))
         if "clients" in only:
             levels = [int(s) for s in args.clients.split(",")]
             out.append(("Concurrent API clients running `docker run --rm`",

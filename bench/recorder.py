@@ -163,8 +163,8 @@ def one_way(base: Path, tar: Path, count: int, served: bool, kill: bool) -> list
             "lamina kill" if kill else "by itself", str(count),
             f"{(rest + tail) / count * 1000:.1f} ms",
             f"{tail / count * 1000:.1f} ms", f"{rest / count * 1000:.1f} ms",
-            f"{statistics.median(lags) * 1000:.1f} ms",
-            f"{max(lags) * 1000:.1f} ms", f"{statistics.mean(pss) / 1024:.2f} MiB",
+            "-" if kill else f"{statistics.median(lags) * 1000:.1f} ms",
+            "-" if kill else f"{max(lags) * 1000:.1f} ms", f"{statistics.mean(pss) / 1024:.2f} MiB",
             f"{statistics.mean(rss) / 1024:.1f} MiB"]
 
 

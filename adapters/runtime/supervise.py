@@ -346,13 +346,14 @@ SERVED_RECORD = "monitor-exit/3"  # what a monitor asks the fork server (app.Ser
 def _served(root: str, args: list[str]) -> bool:
     """Whether the root's running fork server did the recorder's work (`args`:
     recorder_args'; adapters/record_exit.py for_monitor): its spare, forked from a server
-    with the engine imported and the log open, does in ~25 ms of CPU what the recorder
-    exec'd afresh does in ~130-150 (an interpreter's start, lamina's imports:
-    bench/recorder.py), and ~10x sooner. Asked only once the look at the log found work to
-    do: an end that stop, kill or an attached client recorded costs this process that
-    look (~5 ms), not a request (~25 ms). While the server's child follows a restart
-    policy's back-off, this process waits for its answer: it is still the container's
-    monitor (LinuxRuntime.watched), as the recorder it would become is.
+    with the engine imported and the log open, does in ~25-40 ms of CPU (the next spare's
+    preparation included) what the recorder exec'd afresh does in ~130-180 (an
+    interpreter's start, lamina's imports: bench/recorder.py), and ~10x sooner. Asked only
+    once the look at the log found work to do: an end that stop, kill or an attached
+    client recorded costs this process that look (~5 ms), not a request. While the
+    server's child follows a restart policy's back-off, this process waits for its
+    answer: it is still the container's monitor (LinuxRuntime.watched), as the recorder
+    it would become is.
 
     Not when our environment (the starting command's) has LAMINA_NO_SERVER, and not
     when no server answers (none runs, it stops, it runs the command elsewhere: peer.py),

@@ -90,27 +90,27 @@ class _Stalled(Exception):
 
 
 def _take_woken(fd: int, timeout: float) -> bool:
-    """flock(LOCK_EX) in the main thread, interrupted by SIGALRM every timeout/4 s
+    """flock(LOCK_EX) in the main thread, interrupted by SIGALRM every `timeout` s
     (Python's handlers interrupt system calls) to see whether a turn was taken meanwhile;
-    the handler ends the wait when none was for `timeout` s. Each interruption puts the
-    writer at the end of the queue again (Python retries the flock), hence the long
-    period. The process's own SIGALRM handler and timer, if any, are put back after."""
+    the handler ends the wait when none was since the last look, so a stuck holder is
+    given up on after one to two timeouts. Each interruption puts the writer at the end of
+    the queue again (Python retries the flock): hence a look as seldom as that. The
+    process's own SIGALRM handler and timer, if any, are put back after."""
     import signal
 
-    seen, since, waiting = _count(fd), time.monotonic(), True
+    seen, waiting = _count(fd), True
 
     def tick(signum: int, frame: object) -> None:
-        nonlocal seen, since
+        nonlocal seen
         if not waiting:
             return
-        now, count = time.monotonic(), _count(fd)
-        if count != seen:
-            seen, since = count, now
-        elif now - since >= timeout:
+        count = _count(fd)
+        if count == seen:
             raise _Stalled
+        seen = count
 
     handler = signal.signal(signal.SIGALRM, tick)
-    timer = signal.setitimer(signal.ITIMER_REAL, timeout / 4, timeout / 4)
+    timer = signal.setitimer(signal.ITIMER_REAL, timeout, timeout)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return True

@@ -132,6 +132,35 @@ def test_a_writer_that_can_make_no_thread_is_woken_to_look(tmp_path) -> None:
         signal.signal(signal.SIGALRM, before)
 
 
+def _hold_until(db: str, release) -> None:
+    with writers.turn(db, 30):
+        release.wait(30)
+
+
+def test_a_writer_woken_to_look_waits_out_a_queue_that_moves(tmp_path) -> None:
+    """Four turns of 0.15 s ahead of it: past its 0.5 s timeout, it takes the lock."""
+    db = str(tmp_path / "events.db")
+    release = FORK.Event()
+    first = FORK.Process(target=_hold_until, args=(db, release))
+    first.start()
+    _until(lambda: os.path.exists(writers.queue_path(db)) and not _free(db))
+    holders = [first]
+    for index in range(4):
+        holders.append(FORK.Process(target=_hold, args=(db, 0.15)))
+        holders[-1].start()
+        _until(lambda n=index + 1: _blocked(writers.queue_path(db)) == n)
+    fd = os.open(writers.queue_path(db), os.O_RDWR | os.O_CLOEXEC)
+    try:
+        threading.Timer(0.1, release.set).start()  # once this writer waits too
+        t0 = time.monotonic()
+        assert writers._take_woken(fd, 0.5) is True
+        assert time.monotonic() - t0 > 0.5
+    finally:
+        os.close(fd)
+    for p in holders:
+        p.join(30)
+
+
 def _append_in_new_pid_namespace(root: str, results) -> None:
     """What a container's monitor does: it unshared a PID namespace for its children, so
     it can make no thread, and records the exit from its main thread. (`results`: a pipe,

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from core.errors import BadInput
+from core.model import Container
 
 NO, ALWAYS, UNLESS_STOPPED, ON_FAILURE = "no", "always", "unless-stopped", "on-failure"
 NAMES = (NO, ALWAYS, ON_FAILURE, UNLESS_STOPPED)
@@ -171,3 +173,19 @@ def for_update(value: Any) -> dict[str, Any]:
     running container's monitor reads its policy from the log when its process ends, so
     the change holds from that end on."""
     return policy(value).api()
+
+
+def ran_for(c: Container) -> float:
+    """How long the run that ended lasted, in seconds (0 if unknown)."""
+    try:
+        start = datetime.fromisoformat(c.started_at)
+        end = datetime.fromisoformat(c.finished_at)
+    except (TypeError, ValueError):
+        return 0.0
+    return max((end - start).total_seconds(), 0.0)
+
+
+def decision(c: Container) -> Decision | None:
+    """What the container's policy says of its last end (a stopped container)."""
+    return decide(of(c.config), c.exit_code, c.manually_stopped, c.restart_count,
+                  c.restart_delay, ran_for(c), c.shutdown_stopped)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal as _signal
 from typing import Any
 
+from core import restart as policies
 from core import rootconfig, runopts
 from core.command import Command
 from core.engine import attaching
@@ -168,15 +169,19 @@ def exited(e: EngineBase, ref: str, exit_code: int, oom: bool = False, reason: s
 
 
 def cancel_restart(e: EngineBase, cmd: Command, ref: str, by: str) -> Container | None:
-    """A user's stop or kill of a container in its back-off: the restart won't happen, and
-    the container counts as stopped by the user (docker's). None when it isn't restarting
-    (the caller judges the move as it would have)."""
+    """A user's stop or kill of a container whose policy restarts it: in its back-off, or
+    ended by itself a moment ago with the restart its policy wants not recorded yet (its
+    monitor records the end, then the restart: a stop between the two was refused as "not
+    running", and the container came back). The restart won't happen, and the container
+    counts as stopped by the user (docker's: a stop of a restarting container stops it).
+    None when neither holds (the caller judges the move as it would have)."""
     c = e.log.container(ref) or e.container(ref)
-    if not c.restarting:
+    if not c.restarting and (c.state != "stopped" or policies.decision(c) is None):
         return None
     with e.runtime.ending(c):
         now = e.log.container(c.id)
-        if now is None or not now.restarting or now.state != "stopped":
+        if now is None or now.state != "stopped" or \
+                not now.restarting and policies.decision(now) is None:
             return None
         cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=f"{by} by the user",
                                                  by_user=True)],

@@ -10,7 +10,6 @@ container since (the version read then): a user's start, stop, kill or rm meanwh
 from __future__ import annotations
 
 from contextlib import suppress
-from datetime import datetime
 
 from core import restart
 from core.command import Command
@@ -23,22 +22,6 @@ from events import types as ev
 SHUTTING_DOWN = "the host is shutting down"  # no restart then (docker's IsShuttingDown)
 
 COMMAND = "restart policy"  # the meta's command of what the policy records
-
-
-def ran_for(c: Container) -> float:
-    """How long the run that ended lasted, in seconds (0 if unknown)."""
-    try:
-        start = datetime.fromisoformat(c.started_at)
-        end = datetime.fromisoformat(c.finished_at)
-    except (TypeError, ValueError):
-        return 0.0
-    return max((end - start).total_seconds(), 0.0)
-
-
-def decision(c: Container) -> restart.Decision | None:
-    """What the container's policy says of its last end (a stopped container)."""
-    return restart.decide(restart.of(c.config), c.exit_code, c.manually_stopped,
-                          c.restart_count, c.restart_delay, ran_for(c), c.shutdown_stopped)
 
 
 def _find(e: EngineBase, ref: str) -> Container | None:
@@ -59,7 +42,7 @@ def schedule(e: EngineBase, ref: str, pid: int) -> Container | None:
         now = e.log.container(c.id)
         if now is None or now.state != "stopped" or now.ended_pid != pid or now.restarting:
             return None
-        due = decision(now)
+        due = restart.decision(now)
         if due is None:
             return None
         if e.shutting_down():  # wanted, but not while the host goes down: recorded so
@@ -78,7 +61,7 @@ def restart_scheduled(e: EngineBase, ref: str, version: int) -> Container | None
     c = _find(e, ref)
     if c is None or c.version != version or not c.restarting:
         return None
-    due = decision(c)  # as scheduled: the same end, count and policy
+    due = restart.decision(c)  # as scheduled: the same end, count and policy
     if due is None:
         return None
     return _restart(e, c, version, due.reason, due.count, c.restart_delay)

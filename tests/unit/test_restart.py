@@ -272,3 +272,25 @@ def test_no_policy_fires_while_the_host_is_shutting_down(e) -> None:
     assert e.bring_back("host start") == []
     down[0] = False
     assert len(e.bring_back("host start")) == 2
+
+
+def test_a_stop_between_the_end_and_its_restart_keeps_it_stopped(e) -> None:
+    """The monitor records a container's end, then the restart its policy wants: a user's
+    stop in between is the stop of a restarting container (docker's), not "not running",
+    and the restart is not scheduled after it."""
+    e.create("busybox", ["sh"], name="c", config={"restart": "always"})
+    e.start("c")
+    pid = _exit(e, "c", 3)
+    e.stop("c")
+    assert e.schedule_restart("c", pid) is None
+    c = e.container("c")
+    assert (c.state, c.restarting, c.manually_stopped) == ("stopped", False, True)
+    cancel = [r.data for r in e.log.records if r.type == "ContainerRestartCancelled"]
+    assert cancel == [{"id": c.id, "reason": "stopped by the user", "by_user": True}]
+    with pytest.raises(IllegalMove):  # stopped by its user now: as any stopped container
+        e.stop("c")
+    e.create("busybox", ["sh"], name="n")  # no policy: a stop after its end is refused
+    e.start("n")
+    _exit(e, "n", 3)
+    with pytest.raises(IllegalMove):
+        e.stop("n")

@@ -110,6 +110,8 @@ def main(argv: list[str]) -> int:
     from adapters.bootstrap import build_engine
 
     root, container_id, pid = argv[0], argv[1], int(argv[2])
+    with contextlib.suppress(OSError):  # first: a thread is a child of the namespace too
+        own_pid_namespace()  # (the log's writers wait for their turn in one: writers.py)
     with contextlib.suppress(Exception):  # reconciliation catches what this misses
         after_exit(build_engine(root, monitor=True), container_id, pid, argv[3:])
     return 0

@@ -71,7 +71,8 @@ def _take(fd: int, timeout: float) -> bool:
     """Take the lock on `fd`: at once if it is free, else in turn. False if the queue
     stood still for `timeout` seconds. flock has no timeout: a thread waits in it while
     the writer looks at the queue every POLL s (_take_beside). A process that can make no
-    thread (a container's monitor: it unshared a PID namespace for its children) waits in
+    thread (its PID namespace for children isn't its own: a container's monitor, until its
+    recorder goes back to its own, record_exit.own_pid_namespace) waits in
     it itself, woken by SIGALRM to look (_take_woken)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -178,3 +178,47 @@ def test_without_a_server_the_recorder_is_exec_d(lamina: Lamina,
     assert "recorder" in next(iter(monitors(lamina, other).values()))
     assert [e["data"]["exit_code"] for e in exited(lamina, other)] == [0]
     lamina.ok("rm", cid, other)
+
+
+def test_the_recorder_leaves_the_pid_namespace_it_made_for_init_first(tmp_path: Path) -> None:
+    """A monitor unshared a PID namespace for its children (init's): until it goes back to
+    its own, it can make no thread (the kernel refuses a thread outside its process's PID
+    namespace), and the log's writers wait for their turn in one. record_exit.main goes
+    back first (own_pid_namespace), so the recorder waits in the queue as every writer."""
+    import os
+    import threading
+
+    from adapters import record_exit
+    from adapters.kernel import libc
+
+    require_root()
+
+    def can_thread() -> bool:
+        thread = threading.Thread(target=lambda: None)
+        try:
+            thread.start()
+        except RuntimeError:
+            return False
+        thread.join()
+        return True
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            libc.unshare(libc.CLONE_NEWPID)
+            init = os.fork()  # the namespace is made by its first child, as init is
+            if init == 0:
+                os._exit(0)
+            os.waitpid(init, 0)
+            before = can_thread()
+            record_exit.main([str(tmp_path / "root"), "0" * 64, "1"])  # records nothing
+            os.write(w, bytes([before, can_thread()]))
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        got = f.read()
+    os.waitpid(pid, 0)
+    assert got == bytes([False, True])

@@ -95,12 +95,21 @@ def cmd_wait(args: argparse.Namespace) -> int:
 def wait_for(e: Any, ref: str, condition: str = "not-running", poll: float = 0.05) -> int:
     """docker's wait: until the container is not running (`not-running`), ends the run
     after now (`next-exit`) or is removed (`removed`); its exit code (the last recorded
-    one once removed)."""
+    one once removed). While it runs, once a second, the engine's recover(): a process
+    whose monitor died with it (killed, or its record failed) has its end recorded by the
+    wait itself, as by the next command that changes state, instead of a wait that never
+    ends."""
     if condition not in CONDITIONS:
         raise BadInput(f"invalid condition: {condition!r}")
     c = e.container(ref)
     first = c.finished_at
+    from core.engine.host import RECOVER_EVERY
+
+    look = time.monotonic() + RECOVER_EVERY
     while True:
+        if time.monotonic() >= look:
+            e.recover()
+            look = time.monotonic() + RECOVER_EVERY
         now = e.log.container(c.id)
         if now is None:
             if condition in ("removed", "next-exit") or c.state == "stopped":

@@ -98,6 +98,9 @@ def _networks(e: EngineBase, repair: bool) -> list[str]:
     return findings
 
 
+RECOVER_EVERY = 1.0  # seconds between the recover() calls of a waiting command (`wait`)
+
+
 def recover(e: EngineBase) -> list[str]:
     """The cheap check every state-changing process runs first: a running or paused
     container whose process is gone (pid and start time) and whose monitor is gone too

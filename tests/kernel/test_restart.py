@@ -204,3 +204,29 @@ def test_no_policy_fires_while_this_boot_is_shutting_down(lamina: Lamina) -> Non
     _wait(lambda: _events(lamina, "b", "ContainerRestarted"))
     assert not mark.exists()
     lamina.ok("stop", "b")
+
+
+def test_a_wait_records_a_run_whose_monitor_died_with_it(lamina: Lamina) -> None:
+    """A container's monitor killed, then its init: nobody records the end (the monitor
+    would have), and a wait that began before it used to wait for ever (until the next
+    command that changes state). The wait looks once a second (Engine.recover) and records
+    it itself."""
+    cid = lamina.ok("run", "-d", "--network", "none", "--name", "w", "busybox", "sleep",
+                    "1000").strip()
+    init = _inspect(lamina, "w")["State"]["Pid"]
+    monitor = int((lamina.root / "containers" / cid / "monitor").read_text().split(".")[0])
+    waiting = subprocess.Popen([LAMINA, "--root", str(lamina.root), "wait", "w"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # the wait is polling
+    os.kill(monitor, signal.SIGKILL)
+    stat = Path(f"/proc/{monitor}/stat")
+    _wait(lambda: not stat.exists() or stat.read_text().split(") ")[1].startswith("Z"))
+    os.kill(init, signal.SIGKILL)
+    try:
+        out, err = waiting.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        waiting.kill()
+        raise AssertionError("the wait did not see the run end") from None
+    assert waiting.returncode == 0, err
+    assert out.strip().lstrip("-").isdigit(), out
+    assert _inspect(lamina, "w")["State"]["Status"] in ("stopped", "exited"), out

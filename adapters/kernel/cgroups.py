@@ -323,7 +323,7 @@ def warm_migration(root: Path = CGROUP_ROOT) -> int:
     posix_spawn (a vfork), not fork: a fork of this process costs more in page tables and
     copy-on-write faults than the grace period it would save."""
     try:
-        procs = v2_root(root) / _own_v2_path().lstrip("/") / "cgroup.procs"
+        procs = _own_procs(root)
         quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, flags, 0)
                  for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY))]
         return os.posix_spawn(_SH, ["sh", "-c", 'echo 0 > "$1"', "sh", str(procs)], {},
@@ -361,7 +361,7 @@ class Warming:
         self._thread: threading.Thread | None = None
         self._wrote = False
         try:
-            procs = v2_root(root) / _own_v2_path().lstrip("/") / "cgroup.procs"
+            procs = _own_procs(root)
             fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
         except (CgroupError, OSError):
             return
@@ -395,6 +395,12 @@ class Warming:
             self._thread = None
             sys.setswitchinterval(self._interval)
         return self._wrote
+
+
+def _own_procs(root: Path) -> Path:
+    """The cgroup.procs of this process's own cgroup2 cgroup: writing "0" to it is the
+    no-op migration warm_migration and Warming make."""
+    return v2_root(root) / _own_v2_path().lstrip("/") / "cgroup.procs"
 
 
 def _own_v2_path() -> str:

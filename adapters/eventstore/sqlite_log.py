@@ -87,11 +87,13 @@ CHECKPOINT_EVERY = 128
 
 
 @contextmanager
-def write_transaction(con: sqlite3.Connection, path: str) -> Iterator[None]:
+def write_transaction(con: sqlite3.Connection, path: str,
+                      sync: bool = True) -> Iterator[None]:
     """A turn in the writers' queue of the log at `path`, and in it BEGIN IMMEDIATE ...
     COMMIT, rolled back on any error; sqlite errors become StoreError. After the turn,
     every CHECKPOINT_EVERY turns, a passive checkpoint (it waits for no one, and no writer
-    waits for it)."""
+    waits for it), then the WAL's fsync (`sync`: the commit is on the disk when this
+    returns; SqliteEventLog.append syncs itself, so that sync_deferred can defer it)."""
     try:
         with turn(path, busy_timeout()) as number, _transaction(con, path):
             yield
@@ -103,6 +105,23 @@ def write_transaction(con: sqlite3.Connection, path: str) -> Iterator[None]:
     if number % CHECKPOINT_EVERY == 0:
         with suppress(sqlite3.OperationalError):
             con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    if sync:
+        sync_wal(path)
+
+
+def sync_wal(path: str) -> None:
+    """fdatasync the log's WAL: what its commits (synchronous=NORMAL, _connect) leave to
+    their writer, outside its turn. A WAL gone (its last connection checkpointed it into
+    the database, synced, and removed it) or restarted (only after a checkpoint of all of
+    it) holds nothing that the database file doesn't have on the disk already."""
+    try:
+        fd = os.open(path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -264,8 +283,8 @@ class SqliteEventLog(ReadModel):
         encoded = [(event, data, canonical(data)) for event in events
                    for data in (event.data(),)]
         meta_text = canonical(dict(meta))
-        with write_transaction(self.con, self.path):
-            out = self._append_locked(encoded, expected, meta, meta_text)
+        with write_transaction(self.con, self.path, sync=False):  # flush() syncs, or a
+            out = self._append_locked(encoded, expected, meta, meta_text)  # later append
         self._unsynced = True
         if not self._deferring:
             self.flush()
@@ -288,20 +307,9 @@ class SqliteEventLog(ReadModel):
             self._deferring = False
 
     def flush(self) -> None:
-        """Put on the disk what was committed without waiting for it, if nothing did since.
-        A WAL gone (its last connection checkpointed it into the database, synced, and
-        removed it) or restarted (only after a checkpoint of all of it) holds nothing of
-        ours that the database file doesn't have on the disk already."""
+        """Put on the disk what was committed without waiting for it, if nothing did since."""
         if self._unsynced:
-            try:
-                fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                fd = -1
-            if fd >= 0:
-                try:
-                    os.fdatasync(fd)
-                finally:
-                    os.close(fd)
+            sync_wal(self.path)
             self._unsynced = False
 
     def _version(self, stream: str) -> int:

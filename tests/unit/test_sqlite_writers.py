@@ -325,3 +325,23 @@ def test_the_fsync_and_the_checkpoints_come_after_the_turn(tmp_path, monkeypatch
     checkpoints = [free for sql, free in traced if "wal_checkpoint" in sql]
     assert turns == 8 and checkpoints == [True, True]  # turns 3 and 6 (1: the schema)
     assert not [sql for sql, free in traced if sql.startswith(("BEGIN", "COMMIT")) and free]
+
+
+def test_every_writer_s_commit_is_on_the_disk_when_it_returns(tmp_path, monkeypatch) -> None:
+    """Commits leave the WAL's fsync to their writer (synchronous=NORMAL): a snapshot or a
+    rebuild (adapters/eventstore/replay.py), not only append, syncs it after its turn."""
+    from adapters.eventstore import replay
+
+    log = SqliteEventLog(str(tmp_path))
+    log.append([ev.ImageCreated(id=IID, parent=None, layers=[])], expected={}, meta=META)
+    synced = []
+    fdatasync = os.fdatasync
+
+    def spy(fd: int) -> None:
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), _free(log.path)))
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    replay.snapshot(log.con)
+    replay.rebuild(log.con)
+    assert synced == [(log.path + "-wal", True)] * 2

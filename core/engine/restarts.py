@@ -46,8 +46,7 @@ def schedule(e: EngineBase, ref: str, pid: int) -> Container | None:
         if due is None:
             return None
         if e.shutting_down():  # wanted, but not while the host goes down: recorded so
-            cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=SHUTTING_DOWN)],
-                       {f"container:{c.id}": now.version})
+            _cancelled(cmd, now, SHUTTING_DOWN)
             return None
         cmd.append([ev.ContainerRestartScheduled(id=c.id, delay=due.delay, count=due.count,
                                                  reason=due.reason)],
@@ -106,8 +105,13 @@ def _cancel_failed(e: EngineBase, cmd: Command, c: Container, err: LaminaError) 
 def cancel_due(cmd: Command, c: Container, reason: str) -> None:
     """A restart due (in its back-off) that won't be made, recorded with why."""
     if c.restarting:
-        cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=reason)],
-                   {f"container:{c.id}": c.version})
+        _cancelled(cmd, c, reason)
+
+
+def _cancelled(cmd: Command, c: Container, reason: str) -> None:
+    """The restart `c`'s policy wants, not made, and why (not the user's doing)."""
+    cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=reason)],
+               {f"container:{c.id}": c.version})
 
 
 def bring_back(e: EngineBase, why: str, only: set[str] | None = None) -> list[str]:

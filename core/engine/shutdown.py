@@ -101,14 +101,10 @@ def _stop_all(e: EngineBase, live: list[Container]) -> dict[str, str]:
 def _begin(e: EngineBase, c: Container) -> _Stopping:
     """The container's command opened and its lock taken, the stop judged (a refusal is
     recorded by the command as it leaves)."""
-    held = ExitStack()
-    cmd = held.enter_context(e.command(COMMAND, c.id))
-    try:
+    with ExitStack() as held:
+        cmd = held.enter_context(e.command(COMMAND, c.id))
         now = held.enter_context(ending(e, c.id, "stop"))
-    except BaseException as err:
-        held.__exit__(type(err), err, err.__traceback__)
-        raise
-    return _Stopping(now, cmd, held)
+        return _Stopping(now, cmd, held.pop_all())
 
 
 def _record(e: EngineBase, s: _Stopping) -> str:

@@ -54,7 +54,7 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool,
         return 0
     if code is None:
         sock.close()
-        return _wait_stopped(e, cid)
+        return wait_for(e, cid, poll=0.02)
     try:
         c = e.log.container(cid)
         kept = None
@@ -90,15 +90,46 @@ def _forward(e: Any, cid: str, signum: int) -> None:
         e.kill(cid, signum)
 
 
-def _wait_stopped(e: Any, ref: str, poll: float = 0.02) -> int:
-    cid = e.container(ref).id
+CONDITIONS = ("not-running", "next-exit", "removed")  # docker wait --condition
+
+
+def wait_for(e: Any, ref: str, condition: str = "not-running", poll: float = 0.05) -> int:
+    """docker's wait: until the container is not running (`not-running`), ends the run
+    after now (`next-exit`) or is removed (`removed`); its exit code (the last recorded
+    one once removed). While it runs, once a second, the engine's recover(): a process
+    whose monitor died with it (killed, or its record failed) has its end recorded by the
+    wait itself, as by the next command that changes state, instead of a wait that never
+    ends."""
+    if condition not in CONDITIONS:
+        raise BadInput(f"invalid condition: {condition!r}")
+    c = e.container(ref)
+    first = c.finished_at
+    from core.engine.host import RECOVER_EVERY
+
+    look = time.monotonic() + RECOVER_EVERY
     while True:
-        c = e.log.container(cid)
-        if c is None:
-            raise LaminaError(f"container {cid[:12]} was removed while waiting")
-        if c.state == "stopped":
-            return c.exit_code if c.exit_code is not None else 0
+        if time.monotonic() >= look:
+            e.recover()
+            look = time.monotonic() + RECOVER_EVERY
+        now = e.log.container(c.id)
+        if now is None:
+            if condition in ("removed", "next-exit") or c.state == "stopped":
+                return last_exit_code(e, c.id)
+            raise LaminaError(f"container {c.id[:12]} was removed while waiting")
+        if condition != "removed" and now.state == "stopped" and \
+                (condition == "not-running" or now.finished_at != first):
+            return now.exit_code if now.exit_code is not None else 0
+        c = now
         time.sleep(poll)
+
+
+def last_exit_code(e: Any, cid: str) -> int:
+    """The exit code of a container's last run, from its stream (it may be removed)."""
+    code = 0
+    for rec in e.log.read(stream=f"container:{cid}"):
+        if rec.type in ("ContainerExited", "ContainerStopped", "ContainerKilled"):
+            code = int(rec.data.get("exit_code") or 0)
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -303,7 +334,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     if code is None:
-        return _wait_stopped(e, c.id)
+        return wait_for(e, c.id, poll=0.02)
     from adapters.record_exit import wait_recorded
 
     wait_recorded(e, c.id, timeout=5)  # as docker's attach answers after its wait: the end is in

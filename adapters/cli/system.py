@@ -13,11 +13,11 @@ from typing import Any
 from adapters.cli import runtime
 from adapters.cli.common import confirmed, for_each
 from adapters.cli.resources import add_resource_flags, resource_options
+from adapters.cli.runtime import CONDITIONS, wait_for
 from core.errors import BadInput, LaminaError
 
 COMMANDS = ("rename", "update", "wait", "stats", "container", "image", "system", "info")
 
-CONDITIONS = ("not-running", "next-exit", "removed")
 
 # docker update's flags lamina can't apply yet: refused by name (core/compat.py's words)
 _UNSUPPORTED_UPDATE = (
@@ -89,45 +89,6 @@ def cmd_wait(args: argparse.Namespace) -> int:
         except LaminaError as err:
             print(f"lamina: error: {err}", file=sys.stderr)
             code = 1
-    return code
-
-
-def wait_for(e: Any, ref: str, condition: str = "not-running", poll: float = 0.05) -> int:
-    """docker's wait: until the container is not running (`not-running`), ends the run
-    after now (`next-exit`) or is removed (`removed`); its exit code (the last recorded
-    one once removed). While it runs, once a second, the engine's recover(): a process
-    whose monitor died with it (killed, or its record failed) has its end recorded by the
-    wait itself, as by the next command that changes state, instead of a wait that never
-    ends."""
-    if condition not in CONDITIONS:
-        raise BadInput(f"invalid condition: {condition!r}")
-    c = e.container(ref)
-    first = c.finished_at
-    from core.engine.host import RECOVER_EVERY
-
-    look = time.monotonic() + RECOVER_EVERY
-    while True:
-        if time.monotonic() >= look:
-            e.recover()
-            look = time.monotonic() + RECOVER_EVERY
-        now = e.log.container(c.id)
-        if now is None:
-            if condition in ("removed", "next-exit") or c.state == "stopped":
-                return last_exit_code(e, c.id)
-            raise LaminaError(f"container {c.id[:12]} was removed while waiting")
-        if condition != "removed" and now.state == "stopped" and \
-                (condition == "not-running" or now.finished_at != first):
-            return now.exit_code if now.exit_code is not None else 0
-        c = now
-        time.sleep(poll)
-
-
-def last_exit_code(e: Any, cid: str) -> int:
-    """The exit code of a container's last run, from its stream (it may be removed)."""
-    code = 0
-    for rec in e.log.read(stream=f"container:{cid}"):
-        if rec.type in ("ContainerExited", "ContainerStopped", "ContainerKilled"):
-            code = int(rec.data.get("exit_code") or 0)
     return code
 
 

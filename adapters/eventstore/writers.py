@@ -46,21 +46,32 @@ def turn(db_path: str, timeout: float) -> Iterator[int]:
     """Hold the log's writers' lock for the block; yields this turn's number (1, 2, ...:
     how many turns have been taken, this one included). The file is opened for this turn
     only, so no fork can share its lock (flock belongs to the open file)."""
-    try:
+    with _named(db_path):
         fd = os.open(queue_path(db_path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as err:
-        raise QueueError(f"{queue_path(db_path)}: {err.strerror}") from None
     try:
-        if not _take(fd, timeout):
+        with _named(db_path):
+            taken = _take(fd, timeout)
+        if not taken:
             raise QueueTimeout(f"no writer of {db_path} took a turn for {timeout:g}s")
         try:
-            number = _count(fd) + 1
-            os.pwrite(fd, number.to_bytes(COUNT, "little"), 0)
+            with _named(db_path):
+                number = _count(fd) + 1
+                os.pwrite(fd, number.to_bytes(COUNT, "little"), 0)
             yield number
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _named(db_path: str) -> Iterator[None]:
+    """An OSError of the queue's file (its open, lock or count) as a QueueError naming it,
+    which the log refuses by name (sqlite_log.write_transaction), not a bare OSError."""
+    try:
+        yield
+    except OSError as err:
+        raise QueueError(f"{queue_path(db_path)}: {err.strerror}") from None
 
 
 def _count(fd: int) -> int:

@@ -72,7 +72,8 @@ def follow_policy(engine: Any, container_id: str, pid: int,
     This process is the container's monitor while it waits (the same pid: `watched`), so a
     host start leaves the restart to it. The wait is cut short when the container moves (a
     user's start, stop, kill or rm): then nothing is restarted. Returns the container
-    started again, or None."""
+    started again, or None. Its restart forks the next monitor: main() has already taken
+    this process back to its own PID namespace (own_pid_namespace)."""
     scheduled = engine.schedule_restart(container_id, pid)
     if scheduled is None:
         return None
@@ -82,7 +83,6 @@ def follow_policy(engine: Any, container_id: str, pid: int,
         now = engine.log.container(container_id)
         if now is None or now.version != scheduled.version:
             return None
-    own_pid_namespace()
     with contextlib.suppress(LaminaError):  # refused and recorded (e.g. its image gone)
         return engine.restart_scheduled(container_id, scheduled.version)
     return None
@@ -148,11 +148,10 @@ def for_monitor(argv: list[str], peer: dict[str, int]) -> int:
     try:
         root, container_id, pid = argv[0], argv[1], int(argv[2])
         engine = build_engine(root, monitor=True)
-        with open(os.path.join(engine.runtime.container_dir(container_id), "monitor")) as f:
-            monitor = f.read().strip()
-    except (IndexError, ValueError, LaminaError, OSError):
+        monitor = engine.runtime.monitor_stamp(container_id)
+    except (IndexError, ValueError, LaminaError):
         return NOT_YOURS
-    if monitor != proc.stamp(peer.get("pid", 0)):
+    if monitor is None or monitor != proc.stamp(peer.get("pid", 0)):
         return NOT_YOURS
     bootstrap.PEER.clear()
     bootstrap.PEER.update(peer)

@@ -561,11 +561,17 @@ class LinuxRuntime:
     def watched(self, container: Container, settle: float = 0) -> bool:
         from adapters.kernel.proc import wait_gone
 
+        stamp = self.monitor_stamp(container.id)
+        return stamp is not None and not wait_gone(stamp, settle)
+
+    def monitor_stamp(self, cid: str) -> str | None:
+        """`pid.starttime` of the container's monitor, as the start wrote it (_note_monitor);
+        None when there is none."""
         try:
-            with open(os.path.join(self.container_dir(container.id), "monitor")) as f:
-                return not wait_gone(f.read(), settle)
+            with open(os.path.join(self.container_dir(cid), "monitor")) as f:
+                return f.read().strip()
         except OSError:
-            return False
+            return None
 
     def last_exit(self, container: Container) -> int | None:
         from adapters.runtime import supervise

@@ -1,11 +1,13 @@
 """Recording a container's exit: what the monitor execs once the container's init ended,
 and what an attached `run` or `start -a` does itself when it gets the exit code.
 
-Whoever comes first records `ContainerExited` (under the runtime's per-container lock, see
-Engine.exited); the other finds the container already stopped and records nothing.
+Whoever comes first records `ContainerExited`, with the restart the container's policy
+wants in the same append (under the runtime's per-container lock, see Engine.exited); the
+other finds the container already stopped and records nothing.
 
 `python -m adapters.record_exit ROOT CONTAINER_ID PID [--remove | --policy]`; with
-`--policy` it then applies the container's restart policy (`follow_policy`). The same work
+`--policy` it then waits out the scheduled restart's back-off and makes it
+(`follow_policy`). The same work
 is done in the container's warm monitor (`in_monitor`), and in the root's fork server's
 child when a lean monitor asks it (`for_monitor`: no interpreter started for it). Beside the
 composition root rather than in adapters/runtime: it builds an engine
@@ -66,8 +68,9 @@ def remove_ended(engine: Any, container_id: str) -> None:
 
 def follow_policy(engine: Any, container_id: str, pid: int,
                   sleep: Any = time.sleep, poll: float = 0.5) -> Any:
-    """The container's restart policy after the end of run `pid` (core/restart.py): record
-    the restart it wants (ContainerRestartScheduled), wait the back-off, start it again.
+    """The container's restart policy after the end of run `pid` (core/restart.py): the
+    restart its end's record scheduled (ContainerRestartScheduled, in the same append as
+    the end: Engine.exited), waited out for its back-off, then made.
 
     This process is the container's monitor while it waits (the same pid: `watched`), so a
     host start leaves the restart to it. The wait is cut short when the container moves (a

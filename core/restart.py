@@ -2,9 +2,11 @@
 
 `--restart no|always|unless-stopped|on-failure[:N]` (the API's HostConfig.RestartPolicy
 {Name, MaximumRetryCount}) is recorded in ContainerCreated's config under `restart` in the
-API's shape, whichever side made it. After a container's process ends, its monitor asks
-`decide` whether and when to start it again; `lamina serve` and the first command after a
-reboot ask `at_host_start` (adapters/record_exit.py, core/engine/restarts.py).
+API's shape, whichever side made it. When a container's process ends by itself, the
+record of its end asks `after_exit` whether and when to start it again (the end and the
+restart it wants are one append: core/engine/processes.py exited), and its monitor waits
+the back-off (adapters/record_exit.py, core/engine/restarts.py); `lamina serve` and the
+first command after a reboot ask `at_host_start`.
 
 The back-off is moby's restartmanager: the first restart waits 100 ms, each next one twice
 the last, at most a minute; a run of 10 s or more starts the count from 100 ms again.
@@ -34,6 +36,8 @@ FIRST_DELAY = 0.1  # seconds: moby's defaultTimeout
 MAX_DELAY = 60.0  # maxRestartTimeout
 MULTIPLIER = 2  # backoffMultiplier
 RESET_AFTER = 10.0  # a run this long resets the back-off
+
+SHUTTING_DOWN = "the host is shutting down"  # no restart then (docker's IsShuttingDown)
 
 
 @dataclass(frozen=True)
@@ -175,17 +179,31 @@ def for_update(value: Any) -> dict[str, Any]:
     return policy(value).api()
 
 
-def ran_for(c: Container) -> float:
-    """How long the run that ended lasted, in seconds (0 if unknown)."""
+def ran_for(started_at: str, finished_at: str) -> float:
+    """How long a run lasted, in seconds, from its recorded start and end (0 if unknown)."""
     try:
-        start = datetime.fromisoformat(c.started_at)
-        end = datetime.fromisoformat(c.finished_at)
+        start = datetime.fromisoformat(started_at)
+        end = datetime.fromisoformat(finished_at)
     except (TypeError, ValueError):
         return 0.0
     return max((end - start).total_seconds(), 0.0)
 
 
 def decision(c: Container) -> Decision | None:
-    """What the container's policy says of its last end (a stopped container)."""
+    """What the container's policy said of its last end (a stopped container): the
+    scheduled restart's count and reason, as its end's record decided them."""
     return decide(of(c.config), c.exit_code, c.manually_stopped, c.restart_count,
-                  c.restart_delay, ran_for(c), c.shutdown_stopped)
+                  c.restart_delay, ran_for(c.started_at, c.finished_at), c.shutdown_stopped)
+
+
+def after_exit(c: Container, exit_code: int, finished_at: str) -> Decision | None:
+    """What the policy of `c` (running or paused) says of its process's own end with
+    `exit_code` at `finished_at`: decided before the end is recorded, so that the end and
+    the restart it wants are one record (processes.exited). An unreadable policy restarts
+    nothing: the end is recorded all the same."""
+    try:
+        p = of(c.config)
+    except BadInput:
+        return None
+    return decide(p, exit_code, False, c.restart_count, c.restart_delay,
+                  ran_for(c.started_at, finished_at))

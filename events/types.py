@@ -153,8 +153,9 @@ class ContainerRestarted(Event):
 @dataclass(frozen=True, eq=False, repr=False)
 class ContainerRestartScheduled(Event):
     """The restart policy will start the stopped container again after `delay` seconds
-    (docker's "restarting"): recorded by its monitor right after the exit, `count` being
-    the RestartCount that restart will make, `reason` why (core/restart.py)."""
+    (docker's "restarting"): recorded with the exit, in the same append (older logs: by
+    its monitor right after it), `count` being the RestartCount that restart will make,
+    `reason` why (core/restart.py)."""
 
     KIND: ClassVar[str] = "container"
     delay: float

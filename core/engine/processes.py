@@ -141,7 +141,8 @@ def unpause(e: EngineBase, ref: str) -> Container:
 
 def exited(e: EngineBase, ref: str, exit_code: int, oom: bool = False, reason: str = "",
            pid: int | None = None, release: bool = True) -> Container | None:
-    """Record that the container's process ended by itself (the monitor's report).
+    """Record that the container's process ended by itself (the monitor's report), and
+    with it the restart its policy wants (_record_end: one append).
 
     With `pid`, only that process's end is recorded: if the container was stopped or
     restarted meanwhile, there is nothing to record and None is returned. Without
@@ -161,27 +162,53 @@ def exited(e: EngineBase, ref: str, exit_code: int, oom: bool = False, reason: s
             judge(c, "exit")
             if e.runtime.alive(c):
                 raise Conflict(f"container {short(c.id)}'s process is still running")
-            cmd.append_locked(c, ev.ContainerExited(
-                id=c.id, exit_code=exit_code, oom=oom, reason=reason))
+            # an exec, export or commit record may move the version meanwhile (never the
+            # state): a second try reads it again (Command.append_locked's rule)
+            cmd.retrying(lambda: _record_end(e, cmd, e.log.container(c.id) or c, exit_code,
+                                             oom, reason))
             if release:
                 e.runtime.release(c)
         return e.log.container(c.id) or c
 
 
+def _record_end(e: EngineBase, cmd: Command, c: Container, exit_code: int, oom: bool,
+                reason: str) -> None:
+    """The process's own end and, in the same append, what the container's policy makes
+    of it (_after_end). One record, so there is no moment when the container is stopped
+    with the restart its policy wants not recorded yet: a stop then could not tell it from
+    a container stopped for good (cancel_restart judges from the log alone)."""
+    judge(c, "exit")
+    cmd.append([ev.ContainerExited(id=c.id, exit_code=exit_code, oom=oom, reason=reason),
+                *_after_end(e, c, exit_code)], {f"container:{c.id}": c.version})
+
+
+def _after_end(e: EngineBase, c: Container, exit_code: int) -> list[ev.Event]:
+    """The restart `c`'s policy wants after its end (core/restart.py after_exit): scheduled
+    after its back-off (the monitor waits it out: core/engine/restarts.py), or, once the
+    host is shutting down, cancelled for it (docker's IsShuttingDown); none without one."""
+    due = policies.after_exit(c, exit_code, e.clock())
+    if due is None:
+        return []
+    if e.shutting_down():
+        return [ev.ContainerRestartCancelled(id=c.id, reason=policies.SHUTTING_DOWN)]
+    return [ev.ContainerRestartScheduled(id=c.id, delay=due.delay, count=due.count,
+                                         reason=due.reason)]
+
+
 def cancel_restart(e: EngineBase, cmd: Command, ref: str, by: str) -> Container | None:
-    """A user's stop or kill of a container whose policy restarts it: in its back-off, or
-    ended by itself a moment ago with the restart its policy wants not recorded yet (its
-    monitor records the end, then the restart: a stop between the two was refused as "not
-    running", and the container came back). The restart won't happen, and the container
-    counts as stopped by the user (docker's: a stop of a restarting container stops it).
-    None when neither holds (the caller judges the move as it would have)."""
+    """A user's stop or kill of a container in its back-off (a ContainerRestartScheduled
+    pending): the restart won't happen, and the container counts as stopped by the user
+    (docker's: a stop of a restarting container stops it). Judged from the log alone: an
+    end is recorded with the restart its policy wants (exited), so a stopped container
+    with none pending is stopped for good (its policy said no, its restart was cancelled
+    for the host's shutdown or failed) and its stop is refused as "not running". None
+    then (the caller judges the move as it would have)."""
     c = e.log.container(ref) or e.container(ref)
-    if not c.restarting and (c.state != "stopped" or policies.decision(c) is None):
+    if not c.restarting:
         return None
     with e.runtime.ending(c):
         now = e.log.container(c.id)
-        if now is None or now.state != "stopped" or \
-                not now.restarting and policies.decision(now) is None:
+        if now is None or now.state != "stopped" or not now.restarting:
             return None
         cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=f"{by} by the user",
                                                  by_user=True)],

@@ -1,10 +1,13 @@
-"""Restart policies applied: after a run's end (its monitor asks), when the host starts
-(`lamina serve`, the first command after a reboot), and a user's stop during the back-off.
+"""Restart policies applied: after a run's end (its monitor waits the back-off), when the
+host starts (`lamina serve`, the first command after a reboot), and a user's stop during the
+back-off.
 
-The rules are core/restart.py's; here they meet the log. A restart is scheduled by its own
-event once the exit is recorded (ContainerRestartScheduled: the container stays stopped,
-docker's "restarting"), and made after the back-off only if nothing happened to the
-container since (the version read then): a user's start, stop, kill or rm meanwhile wins.
+The rules are core/restart.py's; here they meet the log. The restart a run's end wants is
+recorded with the end, in the same append (core/engine/processes.py exited:
+ContainerRestartScheduled, the container stays stopped, docker's "restarting"; or, while
+the host shuts down, ContainerRestartCancelled), and made after the back-off only if
+nothing happened to the container since (the version read then): a user's start, stop,
+kill or rm meanwhile wins.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ from core.errors import LaminaError, NotFound
 from core.model import Container
 from events import types as ev
 
-SHUTTING_DOWN = "the host is shutting down"  # no restart then (docker's IsShuttingDown)
-
 COMMAND = "restart policy"  # the meta's command of what the policy records
 
 
@@ -33,25 +34,16 @@ def _find(e: EngineBase, ref: str) -> Container | None:
 
 def schedule(e: EngineBase, ref: str, pid: int) -> Container | None:
     """After the run of init `pid` ended and its end is recorded (by whoever came first):
-    record the restart the policy wants, if any. None when there is nothing to do: no
-    policy, the user stopped it, another run since, or scheduled already."""
+    the restart that record scheduled, while it is still pending (the container as it
+    stands: its version is what restart_scheduled compares). None when there is none: no
+    policy or one that says no, the user stopped it, the host is shutting down, another
+    run since, or the restart made or cancelled already. Nothing is appended here: an end
+    and the restart it wants are one record (processes.exited), so a restart is never
+    scheduled after the fact (a stop or a shutdown between the two would be overridden)."""
     c = _find(e, ref)
-    if c is None or restart.of(c.config).name == restart.NO:
+    if c is None or c.state != "stopped" or c.ended_pid != pid or not c.restarting:
         return None
-    with e.command(COMMAND, c.id) as cmd, e.runtime.ending(c):
-        now = e.log.container(c.id)
-        if now is None or now.state != "stopped" or now.ended_pid != pid or now.restarting:
-            return None
-        due = restart.decision(now)
-        if due is None:
-            return None
-        if e.shutting_down():  # wanted, but not while the host goes down: recorded so
-            _cancelled(cmd, now, SHUTTING_DOWN)
-            return None
-        cmd.append([ev.ContainerRestartScheduled(id=c.id, delay=due.delay, count=due.count,
-                                                 reason=due.reason)],
-                   {f"container:{c.id}": now.version})
-    return e.log.container(c.id)
+    return c
 
 
 def restart_scheduled(e: EngineBase, ref: str, version: int) -> Container | None:
@@ -77,7 +69,7 @@ def _restart(e: EngineBase, c: Container, version: int, reason: str, count: int,
             if now is None or now.version != version:
                 return None
             if e.shutting_down():  # the back-off ended after the host's shutdown began
-                cancel_due(cmd, now, SHUTTING_DOWN)
+                cancel_due(cmd, now, restart.SHUTTING_DOWN)
                 return None
             judge(now, "restart")
             try:
@@ -103,15 +95,11 @@ def _cancel_failed(e: EngineBase, cmd: Command, c: Container, err: LaminaError) 
 
 
 def cancel_due(cmd: Command, c: Container, reason: str) -> None:
-    """A restart due (in its back-off) that won't be made, recorded with why."""
+    """A restart due (in its back-off) that won't be made, recorded with why (not the
+    user's doing: theirs is processes.cancel_restart)."""
     if c.restarting:
-        _cancelled(cmd, c, reason)
-
-
-def _cancelled(cmd: Command, c: Container, reason: str) -> None:
-    """The restart `c`'s policy wants, not made, and why (not the user's doing)."""
-    cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=reason)],
-               {f"container:{c.id}": c.version})
+        cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=reason)],
+                   {f"container:{c.id}": c.version})
 
 
 def bring_back(e: EngineBase, why: str, only: set[str] | None = None) -> list[str]:

@@ -9,8 +9,10 @@ container within its own stop timeout, none counted as "manually stopped" (an
 `unless-stopped` one comes back at the next start, one its user stopped doesn't), and no
 restart policy fires while the host goes down (ContainerStopped.shutdown; a restart due is
 cancelled, not by the user). The caller marks the host as shutting down first
-(EngineBase.shutting_down: core/engine/restarts.py then restarts nothing); a container its
-policy restarted before the mark was seen is stopped by a next pass.
+(EngineBase.shutting_down: an end recorded from then on has its restart cancelled in the
+same append, core/engine/processes.py exited, and core/engine/restarts.py restarts
+nothing); a container its policy restarted before the mark was seen is stopped by a next
+pass.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from core.command import Command
 from core.engine.base import EngineBase
 from core.engine.containers import ending
 from core.engine.processes import stop_plan
-from core.engine.restarts import SHUTTING_DOWN, cancel_due
+from core.engine.restarts import cancel_due
 from core.errors import Conflict, LaminaError
 from core.model import Container
 from core.ports import Ended
 from core.references import short
+from core.restart import SHUTTING_DOWN
 from events import types as ev
 
 COMMAND = "system shutdown"

@@ -7,7 +7,7 @@ import pytest
 
 from core import restart
 from core.compat import checked
-from core.errors import BadInput, IllegalMove
+from core.errors import BadInput, Conflict, IllegalMove
 from core.memory import memory_engine
 from core.restart import Policy, backoff, decide
 
@@ -102,7 +102,9 @@ def test_an_exit_schedules_a_restart_that_counts(e) -> None:
     scheduled = e.schedule_restart("c", pid)
     assert scheduled.restarting and scheduled.state == "stopped"
     assert scheduled.restart_delay == 0.1
-    assert e.schedule_restart("c", pid) is None  # once
+    n = len(e.log.records)
+    assert e.schedule_restart("c", pid) == scheduled  # the pending one, nothing appended
+    assert len(e.log.records) == n
     c = e.restart_scheduled("c", scheduled.version)
     assert c.state == "running" and c.restart_count == 1 and not c.restarting
     last = e.log.records[-1]
@@ -274,14 +276,62 @@ def test_no_policy_fires_while_the_host_is_shutting_down(e) -> None:
     assert len(e.bring_back("host start")) == 2
 
 
+def test_an_end_and_the_restart_it_wants_are_one_append(e) -> None:
+    """No moment when the container is stopped with its restart not yet recorded: the
+    exit's record schedules it (one append, one command), and the monitor's ask after it
+    finds it pending and appends nothing."""
+    e.create("busybox", ["sh"], name="c", config={"restart": "on-failure"})
+    e.start("c")
+    c = e.container("c")
+    e.runtime.finish(c.id, 3)
+    n = len(e.log.records)
+    ended = e.exited(c.id, 3, pid=c.pid)
+    assert (ended.state, ended.restarting, ended.restart_delay) == ("stopped", True, 0.1)
+    new = e.log.records[n:]
+    assert [r.type for r in new] == ["ContainerExited", "ContainerRestartScheduled"]
+    assert new[0].meta == new[1].meta and new[0].meta["command"] == "exit"
+    assert new[1].data == {"id": c.id, "delay": 0.1, "count": 1,
+                           "reason": "on-failure: exited with code 3"}
+    assert e.schedule_restart("c", c.pid) == ended and len(e.log.records) == n + 2
+    e.start("c")  # a clean end: on-failure wants nothing, nothing but the end recorded
+    n = len(e.log.records)
+    _exit(e, "c", 0)
+    assert not e.container("c").restarting
+    assert [r.type for r in e.log.records[n:]] == ["ContainerExited"]
+
+
+def test_the_one_append_on_sqlites_log(tmp_path) -> None:
+    """The same on the real log: both rows in one transaction (consecutive seqs, one
+    command), the read model's row restarting, and a rebuild of it agrees."""
+    from adapters.eventstore import replay
+    from tests.sessions import engine as session_engine
+
+    e = session_engine(str(tmp_path))
+    e.import_image({"bin/sh": "x"}, "busybox")
+    e.create("busybox", ["sh"], name="c", config={"restart": "always"})
+    e.start("c")
+    seq = e.log.last_seq()
+    _exit(e, "c", 3)
+    rows = list(e.log.read(after=seq))
+    assert [(r.seq - seq, r.type) for r in rows] == [
+        (1, "ContainerExited"), (2, "ContainerRestartScheduled")]
+    assert rows[0].meta["command_id"] == rows[1].meta["command_id"]
+    assert e.log.container(e.container("c").id).restarting
+    before = replay.read_model_rows(e.log.con)
+    replay.rebuild(e.log.con)
+    assert replay.read_model_rows(e.log.con) == before
+
+
 def test_a_stop_between_the_end_and_its_restart_keeps_it_stopped(e) -> None:
-    """The monitor records a container's end, then the restart its policy wants: a user's
-    stop in between is the stop of a restarting container (docker's), not "not running",
-    and the restart is not scheduled after it."""
+    """The monitor records a container's end with the restart its policy wants, then
+    waits the back-off: a user's stop then is the stop of a restarting container
+    (docker's), not "not running", and nothing is restarted after it."""
     e.create("busybox", ["sh"], name="c", config={"restart": "always"})
     e.start("c")
     pid = _exit(e, "c", 3)
+    pending = e.container("c")
     e.stop("c")
+    assert e.restart_scheduled("c", pending.version) is None
     assert e.schedule_restart("c", pid) is None
     c = e.container("c")
     assert (c.state, c.restarting, c.manually_stopped) == ("stopped", False, True)
@@ -294,3 +344,59 @@ def test_a_stop_between_the_end_and_its_restart_keeps_it_stopped(e) -> None:
     _exit(e, "n", 3)
     with pytest.raises(IllegalMove):
         e.stop("n")
+
+
+def _refused_not_running(e, name: str) -> None:
+    """A stop and a kill of a stopped container with no restart pending: refused by the
+    state machine, each recorded as one CommandRejected, the container as it was."""
+    before = e.container(name)
+    for move in (e.stop, e.kill):
+        n = len(e.log.records)
+        with pytest.raises(IllegalMove, match="is not running"):
+            move(name)
+        assert [r.type for r in e.log.records[n:]] == ["CommandRejected"]
+    assert e.container(name) == before
+
+
+def test_a_stop_after_a_restart_cancelled_for_the_shutdown_is_refused(e) -> None:
+    """An end while the host shuts down: its restart is cancelled for the host in the
+    end's own append. A user's stop after it is no stop of a restarting container: refused
+    "not running" (it was recorded "stopped by the user", which would keep an
+    unless-stopped container down at the next host start)."""
+    down = [False]
+    e.shutting_down = lambda: down[0]
+    e.create("busybox", ["sh"], name="c", config={"restart": "unless-stopped"})
+    e.start("c")
+    down[0] = True
+    n = len(e.log.records)
+    pid = _exit(e, "c", 1)
+    assert e.schedule_restart("c", pid) is None  # the monitor's ask: nothing to wait for
+    _refused_not_running(e, "c")
+    c = e.container("c")
+    assert [(r.type, r.data.get("reason"), r.meta["command"]) for r in e.log.records[n:]] \
+        == [("ContainerExited", "", "exit"),
+            ("ContainerRestartCancelled", "the host is shutting down", "exit"),
+            *[("CommandRejected", f"container {c.id[:12]} is not running", name)
+              for name in ("stop", "kill")]]
+    assert (c.state, c.restarting, c.manually_stopped) == ("stopped", False, False)
+    down[0] = False
+    assert e.bring_back("host start") == [c.id]  # not the user's stop: it comes back
+
+
+def test_a_stop_after_a_failed_restart_is_refused(e) -> None:
+    """A restart that failed (here its host port taken meanwhile) leaves the container
+    stopped for good: a user's stop after it is refused "not running", as for any stopped
+    container, not recorded as the stop of a restarting one."""
+    e.create("busybox", ["sh"], name="a", config={"restart": "always",
+                                                   "port_bindings": ["8080:80"]})
+    e.create("busybox", ["sh"], name="b", config={"port_bindings": ["8080:80"]})
+    e.start("a")
+    pending = e.schedule_restart("a", _exit(e, "a", 1))
+    e.start("b")  # takes the port in a's back-off
+    with pytest.raises(Conflict, match="port is already allocated"):
+        e.restart_scheduled("a", pending.version)
+    cancel = [r.data for r in e.log.records if r.type == "ContainerRestartCancelled"]
+    assert [(d["reason"].split(":")[0], d["by_user"]) for d in cancel] == [
+        ("restart failed", False)]
+    _refused_not_running(e, "a")
+    assert not e.container("a").manually_stopped

@@ -7,7 +7,7 @@ other finds the container already stopped and records nothing.
 
 `python -m adapters.record_exit ROOT CONTAINER_ID PID [--remove | --policy]`; with
 `--policy` it then waits out the scheduled restart's back-off and makes it
-(`follow_policy`). The same work
+(`follow_policy`). What fails is said in <root>/serve.log and exits 1 (`failed`). The same work
 is done in the container's warm monitor (`in_monitor`), and in the root's fork server's
 child when a lean monitor asks it (`for_monitor`: no interpreter started for it). Beside the
 composition root rather than in adapters/runtime: it builds an engine
@@ -27,12 +27,24 @@ from core.errors import LaminaError
 
 
 def record_exit(engine: Any, container_id: str, pid: int, release: bool = True) -> Any:
-    """Record the exit the monitor wrote down for `pid`, if nobody recorded it yet.
+    """Record the exit the monitor wrote down for `pid`, if nobody recorded it yet: an
+    attached client's try (`lamina run`, the API's attach), which leaves a failure to the
+    container's monitor, whose recorder says it (after_exit).
 
     Through the Runtime port: its last_exit is the monitor's record for the recorded pid,
     so a container recorded with another pid (restarted) or gone (removed) has nothing
     here to record, as Engine.exited(pid=...) would find too. Without `release`, the
     caller's rm right after releases the run (Engine.exited)."""
+    with contextlib.suppress(LaminaError):
+        return _record(engine, container_id, pid, release)
+    return None
+
+
+def _record(engine: Any, container_id: str, pid: int, release: bool = True) -> Any:
+    """record_exit's work; what fails is raised, but for a container removed meanwhile
+    (nothing to record)."""
+    from core.errors import NotFound
+
     c = engine.log.container(container_id)
     if c is None or c.pid != pid:
         return None
@@ -40,7 +52,7 @@ def record_exit(engine: Any, container_id: str, pid: int, release: bool = True) 
     if code is None:
         return None
     oom = engine.runtime.oom_killed(c)
-    with contextlib.suppress(LaminaError):  # removed or restarted meanwhile
+    with contextlib.suppress(NotFound):
         return engine.exited(container_id, code, oom=oom, pid=pid,
                              reason="out of memory" if oom else "", release=release)
     return None
@@ -109,25 +121,65 @@ def own_pid_namespace() -> None:
         os.close(fd)
 
 
+FAILED = 1  # the recorder's exit code (and for_monitor's answer) when its work failed
+RECORD = "record its end"  # the first step, whose failure leaves the container "running"
+
+
 def main(argv: list[str]) -> int:
     from adapters.bootstrap import build_engine
 
     root, container_id, pid = argv[0], argv[1], int(argv[2])
     with contextlib.suppress(OSError):  # first: a thread is a child of the namespace too
         own_pid_namespace()  # (the log's writers wait for their turn in one: writers.py)
-    with contextlib.suppress(Exception):  # reconciliation catches what this misses
-        after_exit(build_engine(root, monitor=True), container_id, pid, argv[3:])
+    try:
+        engine = build_engine(root, monitor=True)
+    except Exception as err:  # noqa: BLE001 - said where an operator looks, answered 1
+        return failed(root, container_id, pid, RECORD, err)
+    return after_exit(engine, root, container_id, pid, argv[3:])
+
+
+def after_exit(engine: Any, root: str, container_id: str, pid: int, flags: list[str]) -> int:
+    """What the monitor has done once run `pid` ended: record it, then remove the
+    container (`--remove`) or follow its restart policy (`--policy`). 0, or FAILED once
+    what failed is said in the root's serve.log (`failed`): no retry here (the next lamina
+    command records an end this missed: Engine.recover)."""
+    step = RECORD
+    try:
+        _record(engine, container_id, pid)
+        if "--remove" in flags:
+            step = "remove it after its end"
+            remove_ended(engine, container_id)
+        elif "--policy" in flags:
+            step = "follow its restart policy"
+            follow_policy(engine, container_id, pid)
+    except Exception as err:  # noqa: BLE001 - said where an operator looks, answered 1
+        return failed(root, container_id, pid, step, err)
     return 0
 
 
-def after_exit(engine: Any, container_id: str, pid: int, flags: list[str]) -> None:
-    """What the monitor has done once run `pid` ended: record it, then remove the
-    container (`--remove`) or follow its restart policy (`--policy`)."""
-    record_exit(engine, container_id, pid)
-    if "--remove" in flags:
-        remove_ended(engine, container_id)
-    elif "--policy" in flags:
-        follow_policy(engine, container_id, pid)
+def failed(root: str, container_id: str, pid: int, step: str, err: BaseException) -> int:
+    """Say that the recorder could not do `step`, where lamina's background processes
+    log: the root's serve.log (the fork server's, adapters/cli/served.py), else our stderr
+    (a monitor's is /dev/null). Before, a failure was swallowed: the container looked
+    running, with nothing saying why. FAILED."""
+    from adapters.fastpath.client import SERVER_LOG
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    note = " (the log shows it running until the next lamina command records its end)" \
+        if step == RECORD else ""
+    line = (f"{stamp} lamina exit recorder {os.getpid()}: could not {step}: container "
+            f"{container_id[:12]}, process {pid}: {str(err) or type(err).__name__}{note}\n")
+    try:
+        fd = os.open(os.path.join(root, SERVER_LOG),
+                     os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        sys.stderr.write(line)
+        return FAILED
+    try:
+        os.write(fd, line.encode(errors="replace"))
+    finally:
+        os.close(fd)
+    return FAILED
 
 
 NOT_YOURS = 3  # for_monitor's answer to a request that is not the container's monitor's
@@ -143,7 +195,8 @@ def for_monitor(argv: list[str], peer: dict[str, int]) -> int:
     Only the container's monitor may ask: the peer must be the process <cdir>/monitor
     names (pid and start time, written at the start: LinuxRuntime's _note_monitor), which
     holds for no other process; anything else is NOT_YOURS, and the monitor that gets a
-    non-zero answer execs this module as before."""
+    non-zero answer execs this module as before. So does one whose request failed
+    (FAILED, said in serve.log as main says it): one more try, by the recorder alone."""
     from adapters import bootstrap
     from adapters.bootstrap import build_engine
     from adapters.kernel import proc
@@ -158,9 +211,7 @@ def for_monitor(argv: list[str], peer: dict[str, int]) -> int:
         return NOT_YOURS
     bootstrap.PEER.clear()
     bootstrap.PEER.update(peer)
-    with contextlib.suppress(Exception):  # as main(): reconciliation catches the rest
-        after_exit(engine, container_id, pid, argv[3:])
-    return 0
+    return after_exit(engine, root, container_id, pid, argv[3:])
 
 
 def in_monitor(argv: list[str]) -> int:

@@ -101,13 +101,21 @@ async def top(ctx: Ctx, req: Request, ref: str) -> int:
 @route("POST", "/containers/(?P<ref>[^/]+)/wait")
 async def wait(ctx: Ctx, req: Request, ref: str) -> int:
     """Answer when the container is stopped (`not-running`), ends its next run (`next-exit`)
-    or is removed (`removed`)."""
+    or is removed (`removed`). After its first second, the engine's recover() once a second
+    (Ctx.recover, in a worker), as `lamina wait` does: a run whose monitor died with it
+    (killed, or its record failed) has its end recorded, instead of a wait that never ends."""
+    from core.engine.host import RECOVER_EVERY
+
     condition = req.q("condition") or "not-running"
     c = find_container(ctx, ref)
     first = c.finished_at
     conn = req.conn
     await conn.start_stream(200, "application/json")
+    look = time.monotonic() + RECOVER_EVERY
     while True:
+        if time.monotonic() >= look:
+            ctx.recover(req)
+            look = time.monotonic() + RECOVER_EVERY
         now = ctx.log.container(c.id)
         code = None
         if now is None:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters import logs
 from adapters.dockerapi.http import Conn, HttpError, Request
 from adapters.dockerapi.worker import Report, Workers
 from core.errors import Ambiguous, BadInput, Conflict, IllegalMove, LaminaError, NotFound
@@ -50,6 +51,8 @@ class Ctx:
     resizers: dict[str, int] = field(default_factory=dict)
     execs: dict[str, Any] = field(default_factory=dict)
     clients: int = 0
+    next_recover: float = 0.0  # when recover() may start the engine's recover() again
+    recovering: set[asyncio.Task[Report]] = field(default_factory=set)
 
     @property
     def log(self) -> Any:
@@ -81,6 +84,39 @@ class Ctx:
                   keep: tuple[int, ...] = (), on_exit: Callable[[], None] | None = None
                   ) -> Report:
         return await self.workers.call(job, self.meta(req), keep, on_exit)
+
+    def recover(self, req: Request) -> None:
+        """The engine's recover() (a live container whose process and monitor are gone gets
+        its end recorded), at most once every RECOVER_EVERY seconds however many ask, for
+        the requests that wait on a container (wait): nothing else would record such an end
+        until the next command that changes state. It changes state, so it runs in a worker
+        as every such command does, never in this process; it does not block the caller,
+        whose next look at the log (Ctx.idle wakes when the worker ends) sees what it did."""
+        from core.engine.host import RECOVER_EVERY
+
+        now = time.monotonic()
+        if now < self.next_recover:
+            return
+        self.next_recover = now + RECOVER_EVERY
+        task = asyncio.ensure_future(self.run(req, recover_host))
+        self.recovering.add(task)
+        task.add_done_callback(_recovered)
+        task.add_done_callback(self.recovering.discard)
+
+
+def recover_host(e: Any, _: Any) -> list[str]:
+    """Ctx.recover's job, module-level so that it pickles (it runs in the workers' spare)."""
+    return list(e.recover())
+
+
+def _recovered(task: asyncio.Task[Report]) -> None:
+    """A recover that failed is logged; the next one looks again."""
+    if task.cancelled():
+        return
+    err = task.exception()
+    error = repr(err) if err is not None else task.result().error
+    if error:
+        logs.log("warning", "recover failed", error=error)
 
 
 def raise_for(report: Report, not_modified: bool = False, capital: bool = True) -> Any:

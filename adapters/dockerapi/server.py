@@ -31,7 +31,7 @@ from adapters.dockerapi import (  # noqa: F401 - their routes
 )
 from adapters.dockerapi.http import FILE_LIMIT, JSON_LIMIT, Conn, HttpError, Request, error_body
 from adapters.dockerapi.routing import TAKEN, Ctx, error_for, match
-from adapters.dockerapi.worker import Reporter, Workers, run_job
+from adapters.dockerapi.worker import Workers
 from adapters.fastpath.forkserver import file_id, unlink_own, unlink_stale
 from core.errors import LaminaError
 
@@ -178,7 +178,7 @@ def serve(root: str, socket_path: str, ready: Callable[[], None] | None = None,
     engine = build_engine(root)
     engine.log.con  # noqa: B018 - create or migrate the log before serving
     # the workers' fork server first: nothing of the loop or the sockets may be in it
-    spare_pid, spare_address = spares.start(spares.Jobs(engine, _report_on_0(engine)), root)
+    spare_pid, spare_address = spares.start(spares.Jobs(engine), root)
     try:
         return _serve(root, engine, spare_address, socket_path, ready, listener, gid)
     finally:
@@ -218,11 +218,6 @@ def _serve(root: str, engine: Any, spare_address: bytes, socket_path: str,
         loop.run_until_complete(_drain(ctx))
         loop.close()
     return 0
-
-
-def _report_on_0(engine: Any) -> Callable[[Any, dict[str, Any]], None]:
-    """How the spare runs a job: as a forked worker does, its report on descriptor 0."""
-    return lambda job, meta: run_job(engine, job, meta, Reporter(0))
 
 
 # What workers use, imported before the first fork: a child then pays nothing for imports,

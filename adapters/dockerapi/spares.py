@@ -27,20 +27,20 @@ import os
 import pickle
 import signal
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from adapters.dockerapi.reporter import Reporter, run_job
 
 JOB = "docker-api-job"
 
 
 @dataclass
 class Jobs:
-    """The API's jobs as the fork server runs them (forkserver.Commands); `runner(job,
-    meta)` runs one and reports on descriptor 0 (worker.run_job)."""
+    """The API's jobs as the fork server runs them (forkserver.Commands): each as a forked
+    worker runs it (reporter.run_job), its report on descriptor 0."""
 
     engine: Any
-    runner: Callable[[Any, dict[str, Any]], None]
 
     def warm(self) -> None:
         """Nothing to import: this process was forked from the service after its preload."""
@@ -53,7 +53,7 @@ class Jobs:
         if argv[:1] != [JOB] or len(argv) != 2:
             return 125
         job, meta = pickle.loads(base64.b64decode(argv[1]))  # noqa: S301 - from our service
-        self.runner(job, meta)
+        run_job(self.engine, job, meta, Reporter(0))
         return 0
 
     def finish(self) -> None:

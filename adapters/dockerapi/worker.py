@@ -23,15 +23,13 @@ import os
 import signal
 import socket
 import struct
-import sys
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.dockerapi.reporter import Job, Reporter, run_job
 from adapters.dockerapi.spares import JOB, pickled
 from adapters.fastpath.client import encode_request
-from core.errors import LaminaError
 
 
 @dataclass
@@ -48,39 +46,6 @@ class Report:
         return not self.kind
 
 
-class Reporter:
-    """The child's side of the report pipe: one JSON line, then the pipe is closed."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd: int | None = fd
-
-    def send(self, report: dict[str, Any]) -> None:
-        if self.fd is None:
-            return
-        data = (json.dumps(report) + "\n").encode()
-        with contextlib.suppress(OSError):
-            os.write(self.fd, data)
-        self.done()
-
-    def ok(self, value: Any = None) -> None:
-        self.send({"value": value})
-
-    def error(self, err: BaseException) -> None:
-        if isinstance(err, LaminaError):
-            self.send({"error": str(err), "kind": type(err).__name__,
-                       "exit_code": err.exit_code})
-        else:
-            self.send({"error": f"{type(err).__name__}: {err}", "kind": "internal",
-                       "exit_code": 125})
-
-    def done(self) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
-            self.fd = None
-
-
-Job = Callable[[Any, Reporter], Any]
 
 
 @dataclass
@@ -262,22 +227,3 @@ def _child(engine: Any, job: Job, meta: dict[str, Any], keep: set[int], w: int) 
         run_job(engine, job, meta, reporter)
     finally:
         os._exit(0)
-
-
-def run_job(engine: Any, job: Job, meta: dict[str, Any], reporter: Reporter) -> None:
-    """Run the job as the caller `meta` names (the event meta), and report its value or
-    the error that refused it; a worker's, forked here or by the spare (spares.Jobs)."""
-    try:
-        engine.meta = lambda: dict(meta)
-        value = job(engine, reporter)
-        reporter.ok(value)
-    except BaseException as err:  # noqa: BLE001 - a child must never unwind into the server
-        if not isinstance(err, LaminaError):
-            with contextlib.suppress(Exception):
-                traceback.print_exc(file=sys.stderr)
-        reporter.error(err)
-    finally:
-        reporter.done()
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()

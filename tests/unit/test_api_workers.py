@@ -1,7 +1,8 @@
-"""The Docker API's workers (adapters/dockerapi/worker.py, spares.py): a job that pickles runs
-in the workers' fork server's spare, not in a child of the serving process; a closure, or a
-job handed a descriptor, is forked from it; either way its report and its end come back,
-and its events carry the caller's meta."""
+"""The Docker API's workers (adapters/dockerapi/worker.py, spares.py, reporter.py): a job
+that pickles runs in the workers' fork server's spare, not in a child of the serving
+process; a closure, or a job handed a descriptor, is forked from it; either way its report
+and its end come back, and its events carry the caller's meta. The spare runs the service's
+own spares.Jobs, as `lamina serve` starts it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from adapters.dockerapi import spares
-from adapters.dockerapi.worker import Reporter, Workers, run_job
+from adapters.dockerapi.worker import Workers
 from tests.sessions import engine as _engine
 
 META = {"uid": 0, "user": "root", "pid": 4242, "via": "docker-api"}
@@ -38,9 +39,7 @@ def _refused(e: Any, _rep: Any) -> None:
 def served(tmp_path: Any) -> Iterator[tuple[Any, Workers, int]]:
     e = _engine(str(tmp_path))
     e.log.con  # noqa: B018 - made, as the service makes it before it forks
-    pid, address = spares.start(spares.Jobs(e, lambda job, meta: run_job(e, job, meta,
-                                                                          Reporter(0))),
-                                str(tmp_path))
+    pid, address = spares.start(spares.Jobs(e), str(tmp_path))
     loop = asyncio.new_event_loop()
     try:
         yield e, Workers(e, loop, spares=address), pid

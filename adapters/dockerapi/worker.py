@@ -29,7 +29,7 @@ from typing import Any
 
 from adapters.dockerapi.reporter import Job, Reporter, run_job
 from adapters.dockerapi.spares import JOB, pickled
-from adapters.fastpath.client import encode_request
+from adapters.fastpath.client import request_for
 
 
 @dataclass
@@ -98,7 +98,7 @@ class Workers:
         pid = None
         try:
             await self.loop.sock_connect(sock, self.spares)
-            request = encode_request([JOB, payload], os.getcwd(), _umask(), dict(os.environ))
+            request = request_for([JOB, payload], os.getcwd(), dict(os.environ))
             fds = struct.pack("3i", w, 1, 2)
             sent = sock.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
             await self.loop.sock_sendall(sock, request[sent:])
@@ -162,13 +162,6 @@ class Workers:
         """Wait for the next child to end, or `timeout` seconds."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.changed.wait(), timeout)
-
-
-def _umask() -> int:
-    """This process's umask (read by setting it, then set back), for the spare to take."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 async def _recv_int(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> int | None:

@@ -51,6 +51,16 @@ def encode_request(argv: list[str], cwd: str, umask: int, env: dict[str, str]) -
     return len(payload).to_bytes(4, "big") + payload
 
 
+def request_for(argv: list[str], cwd: str, env: dict[str, str]) -> bytes:
+    """The request of a command to run as this process would: in `cwd`, with `env` and our
+    umask (read by setting it, then set back: there is no other way to read it; owner-only
+    meanwhile, so that a file another thread makes then is never the looser for it: the API
+    service has threads)."""
+    umask = posix.umask(0o077)
+    posix.umask(umask)
+    return encode_request(argv, cwd, umask, env)
+
+
 def _recv_int(sock: object) -> int | None:
     data = b""
     while len(data) < 4:
@@ -167,9 +177,7 @@ def via_server(argv: list[str], env: dict[str, str]) -> int | None:
     pending: list[int] = []  # a Ctrl-C before the command's pid is known waits for it
     previous = {sig: _signal.signal(sig, lambda signum, _frame: pending.append(signum))
                 for sig in FORWARDED_SIGNALS}
-    umask = posix.umask(0)
-    posix.umask(umask)
-    request = encode_request(argv, posix.getcwd(), umask, env)
+    request = request_for(argv, posix.getcwd(), env)
     pid = _hand_over(sock, request)
     if pid is None:
         sock.close()  # type: ignore[attr-defined]
@@ -207,9 +215,7 @@ def ask(root: str, argv: list[str], env: dict[str, str]) -> int | None:
     if sock is None:
         return None
     try:
-        umask = posix.umask(0)
-        posix.umask(umask)
-        pid = _hand_over(sock, encode_request(argv, "/", umask, env))
+        pid = _hand_over(sock, request_for(argv, "/", env))
         return _recv_int(sock) if pid is not None and pid > 0 else None
     finally:
         sock.close()  # type: ignore[attr-defined]

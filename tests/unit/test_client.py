@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.cmdline import absolute, command_name, no_server, root_option
-from adapters.fastpath.client import encode_request
+from adapters.fastpath.client import encode_request, request_for
 from adapters.fastpath.forkserver import decode_request
 
 text = st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=["Cs"]))
@@ -26,6 +26,17 @@ def test_requests_round_trip(argv: list[str], cwd: str, umask: int,
     assert int.from_bytes(raw[:4], "big") == len(raw) - 4
     request = decode_request(raw[4:])
     assert (request.argv, request.cwd, request.umask, request.env) == (argv, cwd, umask, env)
+
+
+def test_a_request_carries_our_umask_and_leaves_it_as_it_was() -> None:
+    old = os.umask(0o027)
+    try:
+        request = decode_request(request_for(["ps"], "/x", {"A": "b"})[4:])
+        assert os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)
+    assert (request.argv, request.cwd, request.umask, request.env) == \
+        (["ps"], "/x", 0o027, {"A": "b"})
 
 
 def test_the_command_word_skips_global_options() -> None:

@@ -126,13 +126,12 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     owner = {ipam.veth_name(cid, nid): cid for cid in owners for nid in network_ids}
     for name, kind in bridge.links().items():
         cid = owner.get(name)
-        if kind != "veth" or cid is None or _wired(known.get(cid), veth=name) \
-                or _busy(runtime, cid):
+        if kind != "veth" or cid is None or _wired(known.get(cid), veth=name):
             continue
-        yield Finding(f"veth {name} of container {cid[:12]}, {_unwired(known.get(cid))}",
-                      partial(_locked, runtime, cid, partial(
-                          _unless_wired, runtime, cid, partial(bridge.detach, name),
-                          veth=name)))
+        yield from _stray(runtime, cid,
+                          f"veth {name} of container {cid[:12]}, {_unwired(known.get(cid))}",
+                          partial(_unless_wired, runtime, cid, partial(bridge.detach, name),
+                                  veth=name))
     if not _nftables():
         return
     from adapters.network import nat
@@ -140,14 +139,13 @@ def _wiring(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     keys = {endpoints.publication_key(cid): cid for cid in owners}
     for key in nat.owned().publications:
         holder = keys.get(key) or _former(runtime, key)
-        if holder is None or _wired(known.get(holder), veth=None) or _busy(runtime, holder):
+        if holder is None or _wired(known.get(holder), veth=None):
             continue
         held = known.get(holder)
-        yield Finding(f"published ports of container {holder[:12]}, " + (
-            _unwired(held) if held is None or held.state not in LIVE else "which has none"),
-                      partial(_locked, runtime, holder, partial(
-                          _unless_wired, runtime, holder, partial(nat.unpublish, key),
-                          veth=None)))
+        why = _unwired(held) if held is None or held.state not in LIVE else "which has none"
+        yield from _stray(runtime, holder, f"published ports of container {holder[:12]}, {why}",
+                          partial(_unless_wired, runtime, holder, partial(nat.unpublish, key),
+                                  veth=None))
 
 
 def _legacy_table() -> Iterator[Finding]:
@@ -229,12 +227,11 @@ def _cgroups(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
     parents = {cgroupparent.DEFAULT, *(cgroupparent.of(c.config) for c in known.values())}
     for parent in sorted(parents):
         for cid in list_lamina_cgroups(parent=parent):
-            if not _ours(runtime, cid, known) or (cid in known and known[cid].state in LIVE) \
-                    or _busy(runtime, cid):
+            if not _ours(runtime, cid, known) or (cid in known and known[cid].state in LIVE):
                 continue
             where = f"{parent}/{cid[:12]}".lstrip("/")
-            yield Finding(f"cgroup {where} belongs to no running container",
-                          partial(_locked, runtime, cid, partial(_remove_cgroup, cid, parent)))
+            yield from _stray(runtime, cid, f"cgroup {where} belongs to no running container",
+                              partial(_remove_cgroup, cid, parent))
 
 
 def _remove_cgroup(cid: str, parent: str) -> None:
@@ -258,6 +255,15 @@ def _locked(runtime: Any, cid: str, fn: Callable[[], object]) -> None:
             fn()
 
 
+def _stray(runtime: Any, cid: str, text: str, repair: Callable[[], object]
+           ) -> Iterator[Finding]:
+    """What the container `cid` left on the host, as a finding, unless someone works on it
+    now (_busy); its repair runs under the container's lock, only if nobody holds it then
+    (_locked). Every leftover of a container is judged this way."""
+    if not _busy(runtime, cid):
+        yield Finding(text, partial(_locked, runtime, cid, repair))
+
+
 def _busy(runtime: Any, cid: str) -> bool:
     """Someone works on the container now (holds its lock): what it has on the host is
     theirs to finish, not a leftover to list."""
@@ -276,10 +282,8 @@ def _mounts(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
             continue
         top = os.path.relpath(m, layers_dir).split(os.sep)[0]
         cid = top.removeprefix("rw-")
-        if _busy(runtime, cid):
-            continue
-        yield Finding(f"{m} is mounted but its container isn't running",
-                      partial(_locked, runtime, cid, partial(unmount, m)))
+        yield from _stray(runtime, cid, f"{m} is mounted but its container isn't running",
+                          partial(unmount, m))
 
 
 def _views(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
@@ -362,11 +366,9 @@ def _layers(runtime: Any) -> Iterator[Finding]:
         if name in layers or name in rw or not os.path.isdir(path) or _owner_alive(path):
             continue
         if name.startswith("rw-"):
-            if _busy(runtime, name[3:]):
-                continue
-            yield Finding(f"read-write layer {name[:15]} belongs to no container",
-                          partial(_locked, runtime, name[3:],
-                                  partial(store.remove_rw_layer, name)))
+            yield from _stray(runtime, name[3:],
+                              f"read-write layer {name[:15]} belongs to no container",
+                              partial(store.remove_rw_layer, name))
         else:
             yield Finding(f"layer {name[:12]} on disk is in no image the log knows "
                           "(half-written or half-removed)",
@@ -413,13 +415,11 @@ def _container_dirs(runtime: Any) -> Iterator[Finding]:
         return
     ids = {c.id for c in runtime.log.containers()}  # read after listing, as for layers
     for cid in names:
-        if cid in ids or next(runtime.log.read(stream=f"container:{cid}"), None) is None \
-                or _busy(runtime, cid):
-            continue  # known, never recorded (a create may be about to record it), or
-            # being removed
-        yield Finding(f"files of removed container {cid[:12]} are left in {parent}",
-                      partial(_locked, runtime, cid, partial(
-                          shutil.rmtree, os.path.join(parent, cid), ignore_errors=True)))
+        if cid in ids or next(runtime.log.read(stream=f"container:{cid}"), None) is None:
+            continue  # known, or never recorded (a create may be about to record it)
+        yield from _stray(runtime, cid,
+                          f"files of removed container {cid[:12]} are left in {parent}",
+                          partial(shutil.rmtree, os.path.join(parent, cid), ignore_errors=True))
 
 
 def _staging(runtime: Any) -> Iterator[Finding]:

@@ -3,8 +3,9 @@
 Docker's 8-byte header: one byte naming the stream, three zero bytes, a big-endian 32-bit
 length, then the payload. Streams 0/1/2 are stdin/stdout/stderr as in docker; lamina adds 3
 (the exit code, sent last), 4 (a terminal resize: "rows cols"), 5 (the client's word that the
-start is recorded), 6 (a start report: "started PID" or "failed MESSAGE") and 7 (the client
-lets go: it won't record the exit, nor remove an --rm container; the monitor will).
+start is recorded), 6 (a start report: "started PID STARTTIME" or "failed MESSAGE") and 7
+(the client lets go: it won't record the exit, nor remove an --rm container; the monitor
+will).
 """
 
 from __future__ import annotations

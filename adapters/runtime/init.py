@@ -63,6 +63,9 @@ class InitPlan:
     # init enters first thing (the monitor stays in the caller's, where the run's end is
     # unwired); -1: none (init unshares its own, or --network host keeps the host's)
     netns_fd: int = -1
+    # a pipe's read end: the union view is mounted once a byte comes (its EOF: the start
+    # was given up); -1: mounted before init was forked (a remapped one's)
+    go_fd: int = -1
 
 
 def _join_cgroup(plan: InitPlan) -> None:
@@ -76,6 +79,14 @@ def _join_cgroup(plan: InitPlan) -> None:
     for d in plan.cgroup_dirs:
         with open(os.path.join(d, "cgroup.procs"), "w") as f:
             f.write("0")
+
+
+def _await_view(go_fd: int) -> None:
+    """Wait for the starting command's word that the union view is mounted."""
+    word = os.read(go_fd, 1)
+    os.close(go_fd)
+    if word != b"g":
+        raise RuntimeError("the start was given up before its view was mounted")
 
 
 def _stdio(plan: InitPlan) -> None:
@@ -166,6 +177,9 @@ def run(plan: InitPlan, err_fd: int) -> None:
     try:
         step = "cgroup"
         _join_cgroup(plan)
+        if plan.go_fd >= 0:  # before the mount namespace, which must hold the view
+            step = "view"
+            _await_view(plan.go_fd)
         step = "namespaces"
         if plan.netns_fd >= 0:  # wired for it (adapters/network/endpoints.py): its first
             libc.setns(plan.netns_fd, libc.CLONE_NEWNET)  # instruction has its address

@@ -68,11 +68,14 @@ def boot_argv(job: dict) -> list[str]:
 
 
 class _Client:
-    """The attached client, if any; once it goes away we stop writing to it."""
+    """The attached client, if any; once it goes away we stop writing to it. `recorded`:
+    it said its start is in the log (frames.RECORDED), without which the end is not ours
+    to record (a start whose record failed has no end to record)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, recorded: bool = True) -> None:
         self.sock: socket.socket | None = sock
         self.was_attached = False  # still there when the container's process ended
+        self.recorded = recorded
 
     def send(self, stream: int, data: bytes) -> None:
         if self.sock is None:
@@ -84,8 +87,24 @@ class _Client:
 
     def drop(self) -> None:
         if self.sock is not None:
+            if not self.recorded:
+                self._drain()
             self.sock.close()
             self.sock = None
+
+    def _drain(self) -> None:
+        """Read what the client sent before it went: a client that let go at once (`run
+        -d` of a container that ended before its start was recorded) sent RECORDED, then
+        DETACH, and closed, maybe before we wrote to it; that word must not be lost with
+        the socket (its end would go unrecorded until a recovery)."""
+        assert self.sock is not None
+        self.sock.setblocking(False)
+        try:
+            while (frame := frames.recv(self.sock)) is not None:
+                if frame[0] == frames.RECORDED:
+                    self.recorded = True
+        except OSError:  # nothing more (EAGAIN), or its reset once the queue is read
+            pass
 
 
 def main(arg: str) -> None:
@@ -104,32 +123,37 @@ def main(arg: str) -> None:
         os._exit(code)
 
 
-def report_start(job: dict, ctl: socket.socket, err_fd: int) -> int | None:
-    """Init's start, told to the client: its pid, or None when it failed (reaped, said)."""
+def report_start(job: dict, ctl: socket.socket, err_fd: int, start_time: int) -> int | None:
+    """Init's start, told to the client: its pid and start time, or None when it failed
+    (reaped, said)."""
     pid = job["pid"]
     failure = _read_all(err_fd)
     if failure:
         os.waitpid(pid, 0)
         _report(ctl, f"failed {failure}")
         return None
-    _report(ctl, f"started {pid}")
+    _report(ctl, f"started {pid} {start_time}")
     return int(pid)
 
 
 def watch(job: dict, ctl: socket.socket, listener: socket.socket | None,
-          warm: bool = False) -> int:
-    """Init's start is recorded: copy its output until it ends, then have its end recorded.
-    In the monitor forked from lamina (`warm`: it records the end itself, see _record), or
-    in this lean interpreter it execs (main). `listener`: the attach socket the monitor
-    made before it reported the start (so that whoever sees the container running can
-    attach: they wait in its backlog)."""
+          warm: bool = False, recorded: bool = True) -> int:
+    """Copy init's output until it ends, then have its end recorded. In the monitor forked
+    from lamina (`warm`: it records the end itself, see _record), or in this lean
+    interpreter it execs (main). `listener`: the attach socket the monitor made before it
+    reported the start (so that whoever sees the container running can attach: they wait
+    in its backlog). `recorded` False: the warm monitor of an init that ended before its
+    client said the start is recorded; the output and the exit code go out at once (the
+    client reads them once it has recorded the start) and the end is recorded only after
+    that word."""
     pid = job["pid"]
     poller = select.epoll()
     attachers = frames.Attachers(job["cdir"], poller, bool(job.get("stdin_once")), listener)
     outputs = {int(fd): name for fd, name in job["outputs"].items()}
-    client = _Client(ctl)
+    client = _Client(ctl, recorded)
     code = _supervise(job, pid, client, outputs, job["stdin"], poller, attachers)
-    _record(job, pid, attached=client.was_attached, warm=warm)
+    if client.recorded:
+        _record(job, pid, attached=client.was_attached, warm=warm)
     return code
 
 
@@ -209,17 +233,20 @@ def log_of(job: dict) -> JsonLog | NoLog:
 
 
 def _await_hangup(client: _Client, timeout: float = 5) -> None:
-    """An attached client records the exit itself, then hangs up: wait for that."""
+    """An attached client records the exit itself, then hangs up: wait for that (without
+    a limit while its start's record is still to come, as the monitor's start waits)."""
     if client.sock is None:
         return
     poller = select.epoll()
     poller.register(client.sock.fileno(), select.EPOLLIN)
     try:
-        while poller.poll(timeout):
+        while poller.poll(timeout if client.recorded else -1):
             frame = frames.recv(client.sock)
             if frame is None:
                 break
-            if frame[0] == frames.DETACH:  # it let go before it heard of the exit
+            if frame[0] == frames.RECORDED:
+                client.recorded = True
+            elif frame[0] == frames.DETACH:  # it let go before it heard of the exit
                 client.was_attached = False
     except OSError:
         pass
@@ -252,7 +279,9 @@ def _from_client(client: _Client, poller: select.epoll, ctl_fd: int, stdin_fd: i
         client.drop()
         return frames.closed_stdin(stdin_fd) if frame is None and once else stdin_fd
     stream, payload = frame
-    if stream == frames.STDIN and stdin_fd is not None:
+    if stream == frames.RECORDED:
+        client.recorded = True
+    elif stream == frames.STDIN and stdin_fd is not None:
         if not payload:
             return frames.closed_stdin(stdin_fd) if once else stdin_fd
         os.write(stdin_fd, payload)

@@ -299,3 +299,22 @@ def test_a_detached_terminal_container_outlives_its_starting_command(lamina: Lam
         time.sleep(0.3)
         assert lamina.ok("exec", cid, "echo", "alive") == "alive\n"
         lamina.ok("rm", "-f", cid)
+
+
+def test_a_view_that_fails_to_mount_leaves_nothing_behind(lamina: Lamina) -> None:
+    """A plain root mounts the union view once the monitor is forked, while init waits for
+    it: a mount that fails then must end init and its monitor, say why, and leave no
+    cgroup, mount or process behind; the container starts once its layer is whole
+    again."""
+    cid = lamina.ok("create", "--name", "broken-view", "busybox", "true").strip()
+    lamina.seen.append(cid)
+    work = lamina.root / "layers" / f"rw-{cid}" / "work"
+    os.rename(work, work.with_name("work.away"))  # overlayfs refuses an upper without it
+    out = lamina("start", cid)
+    assert out.returncode != 0  # the mount's own error, not init's "given up"
+    assert "No such file or directory" in out.stderr and "given up" not in out.stderr, \
+        out.stderr
+    assert leftovers(lamina.root, [cid]) == []
+    os.rename(work.with_name("work.away"), work)
+    assert lamina("start", "-a", cid).returncode == 0
+    lamina.ok("rm", cid)

@@ -256,6 +256,7 @@ WARM_MODULES = (
     "adapters.network.host", "adapters.kernel.idmap", "adapters.kernel.units", "core.health",
     "core.logfilter", "calendar", "adapters.record_exit", "adapters.dockerapi.shapes",
     "core.sizes", "adapters.storage.inspect", "adapters.deferred", "adapters.shutdown_mark",
+    "adapters.kernel.readycgroup", "adapters.kernel.rtbudget",  # the server's cgroups
 )
 
 WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),
@@ -270,7 +271,8 @@ class Served:
     is handed this rather than importing it."""
 
     def warm(self) -> None:
-        """Import what commands need, build every parser, fill the lifecycle's caches."""
+        """Import what commands need, build every parser, fill the lifecycle's caches; and
+        keep a container's cgroup ready (adapters/kernel/readycgroup.py)."""
         import importlib
 
         for name in WARM_MODULES:
@@ -299,6 +301,10 @@ class Served:
         prebuild(WARM_SAMPLES)
         for state in lifecycle.STATES:
             lifecycle.legal_triggers(state)
+        from adapters.kernel import readycgroup
+
+        readycgroup.sweep()  # of servers killed outright
+        readycgroup.keep()
 
     def prepare(self, root: str) -> None:
         """Open the root's event log and read its live containers (bootstrap.prepare)."""
@@ -330,6 +336,17 @@ class Served:
         from adapters import deferred
 
         deferred.run_pending()
+
+    def gone(self, pid: int) -> None:
+        """A container's cgroup made ready again if the child took it (readycgroup.py)."""
+        from adapters.kernel import readycgroup
+
+        readycgroup.keep()
+
+    def stopped(self) -> None:
+        from adapters.kernel import readycgroup
+
+        readycgroup.release()
 
 
 SERVED = Served()

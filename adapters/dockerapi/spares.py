@@ -59,6 +59,13 @@ class Jobs:
     def finish(self) -> None:
         """Nothing left for after the answer."""
 
+    def gone(self, pid: int) -> None:
+        """Nothing kept for the jobs (a start makes its cgroup: readycgroup.py is the CLI
+        server's)."""
+
+    def stopped(self) -> None:
+        """Nothing kept."""
+
 
 def pickled(job: Any, meta: dict[str, Any]) -> str | None:
     """The job and its meta as the spare takes them; None when the job does not pickle

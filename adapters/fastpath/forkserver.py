@@ -66,6 +66,13 @@ class Commands(Protocol):
     def finish(self) -> None:
         """In the command's child, once the client has its exit code and its stdio is let
         go: the work the command left for after the answer."""
+
+    def gone(self, pid: int) -> None:
+        """In the server, once its child `pid` (a spare or a command's) is reaped: make
+        again what the server keeps for its commands, if that one took it."""
+
+    def stopped(self) -> None:
+        """In the server, once it serves no more: remove what it kept for its commands."""
 def socket_path(root: str) -> str:
     return os.path.join(root, SOCKET_NAME)
 
@@ -434,6 +441,7 @@ class ForkServer:
         os.close(job.pidfd)
         del self.jobs[job.pid]
         _, status = os.waitpid(job.pid, 0)
+        self.commands.gone(job.pid)
         if self.spare is job:
             self.spare = None
             time.sleep(0.05)  # a spare that dies at once must not make the loop spin
@@ -613,4 +621,7 @@ def run_server(server: ForkServer) -> None:
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     warm(server.commands)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        server.commands.stopped()

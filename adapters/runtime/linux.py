@@ -279,12 +279,15 @@ class LinuxRuntime:
                 parent: str) -> Cgroup:
         """The container's cgroup with its limits and its device allow-list, both in place
         before init joins it (the nodes made in its /dev and the rules are the same list)."""
+        from adapters.kernel import readycgroup
         from core.devices import rules_for
 
         limits = Limits.of(spec.limits)
+        rules = rules_for(spec.security, nodes)
         with suppress(CgroupError):
             Cgroup.open(cid, parent=parent).remove()
-        return Cgroup.create(cid, limits, devices=rules_for(spec.security, nodes), parent=parent)
+        return readycgroup.take(cid, limits, rules, parent) or \
+            Cgroup.create(cid, limits, devices=rules, parent=parent)
 
     def _files(self, cdir: str, spec: ProcessSpec, idmap: IdMap | None,
                container: Container) -> dict[str, str | int]:

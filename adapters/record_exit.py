@@ -193,7 +193,7 @@ def for_monitor(argv: list[str], peer: dict[str, int]) -> int:
     own process writes it.
 
     Only the container's monitor may ask: the peer must be the process <cdir>/monitor
-    names (pid and start time, written at the start: LinuxRuntime's _note_monitor), which
+    names (pid and start time, written at the start by the monitor itself: monitor._note), which
     holds for no other process; anything else is NOT_YOURS, and the monitor that gets a
     non-zero answer execs this module as before. So does one whose request failed
     (FAILED, said in serve.log as main says it): one more try, by the recorder alone."""

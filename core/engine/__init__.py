@@ -149,8 +149,8 @@ class Engine(EngineBase):
     # --- restart policies (core/engine/restarts.py) -------------------------------------
 
     def schedule_restart(self, ref: str, pid: int) -> Container | None:
-        """After the end of run `pid` is recorded: the restart its policy wants, recorded
-        (None: no restart)."""
+        """After the end of run `pid` is recorded: the restart its policy wanted, which
+        that record scheduled, while it is still pending (None: no restart)."""
         from core.engine import restarts
 
         return restarts.schedule(self, ref, pid)

@@ -5,6 +5,7 @@ templates through `lamina serve`'s fork server giving the same output."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -185,7 +186,7 @@ TEMPLATES = [
 
 
 def test_the_fork_server_gives_the_same_output(lam: Lamina) -> None:
-    direct = [lam(*argv) for argv in TEMPLATES]
+    direct = [lam("--no-server", *argv) for argv in TEMPLATES]  # in-process, even served
     with _served(lam):
         through = [lam(*argv) for argv in TEMPLATES]
     for argv, a, b in zip(TEMPLATES, direct, through, strict=True):
@@ -193,12 +194,18 @@ def test_the_fork_server_gives_the_same_output(lam: Lamina) -> None:
 
 
 class _served:
-    """`lamina serve`'s fork server (python -m adapters.cli.served) up for the block."""
+    """`lamina serve`'s fork server (python -m adapters.cli.served) up for the block, and
+    the block's commands sent to it: without the run's LAMINA_NO_SERVER (tests/conftest.py),
+    with which they would run in-process."""
 
     def __init__(self, lam: Lamina) -> None:
         self.lam = lam
+        self.no_server: str | None = None
 
     def __enter__(self) -> None:
+        from tests.servers import stop_servers_of
+
+        stop_servers_of(str(self.lam.root))  # the one commands started (LAMINA_TEST_SERVER=1)
         self.server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
                                         str(self.lam.root)], stderr=subprocess.PIPE)
         sock = self.lam.root / "cli.sock"
@@ -206,7 +213,10 @@ class _served:
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
         assert sock.exists(), "the fork server did not come up"
+        self.no_server = os.environ.pop("LAMINA_NO_SERVER", None)
 
     def __exit__(self, *exc: object) -> None:
+        if self.no_server is not None:
+            os.environ["LAMINA_NO_SERVER"] = self.no_server
         self.server.send_signal(signal.SIGTERM)
         assert self.server.wait(10) == 0

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from adapters.kernel import inroot
+from adapters.kernel.proc import stat_fields
 from adapters.storage import copyio
 from tests.conftest import require_root
 from tests.kernel.runtime_env import Lamina, busybox_lamina
@@ -534,7 +535,9 @@ def test_a_copy_killed_midway_leaves_no_process_and_no_mount(lamina: Lamina, tmp
                                                              state: str) -> None:
     """SIGKILL the cp command while its child is in the container's view, waiting for more
     of the tar: the child dies with it (PR_SET_PDEATHSIG), and its mounts with its mount
-    namespace."""
+    namespace. Served (LAMINA_TEST_SERVER=1), the command is the fork server's child, not
+    the client killed: it reads the tar until its end, which comes when the client is gone
+    and we close our end, and then ends with its child all the same."""
     import signal
 
     cid = _container(lamina, state)
@@ -548,36 +551,50 @@ def test_a_copy_killed_midway_leaves_no_process_and_no_mount(lamina: Lamina, tmp
     assert proc.stdin is not None
     proc.stdin.write(head.getvalue()[:512] + b"x" * (1 << 20))
     proc.stdin.flush()
-    mine = f"{cid}:/tmp".encode()
-
-    def copying() -> list[str]:
-        found = []
-        for pid in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if mine in f.read():
-                        found.append(pid)
-            except OSError:
-                continue
-        return found
-
+    pipe = f"pipe:[{os.fstat(proc.stdin.fileno()).st_ino}]"
+    readers: set[int] = set()
+    children: set[int] = set()
     for _ in range(200):  # the command and its child, in the view
-        if len(copying()) >= 2:
+        readers, children = _copying(pipe)
+        if children:
             break
         time.sleep(0.02)
-    assert len(copying()) >= 2
+    assert readers and children
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdin.close()
     for _ in range(200):
-        if not copying():
+        if not _alive(readers | children) and _copying(pipe) == (set(), set()):
             break
         time.sleep(0.02)
-    assert copying() == []
+    assert _alive(readers | children) == set()
+    assert _copying(pipe) == (set(), set())
     assert _only_views(lamina)
     assert (str(lamina.root / "layers" / f"rw-{cid}" / "merged") in
             _mounts_under(lamina.root)) == (state == "running")
     assert lamina.ok("system", "check").splitlines()[0] == "the log and the host agree"
+
+
+def _copying(pipe: str) -> tuple[set[int], set[int]]:
+    """The processes reading the tar from `pipe` as their stdin (the command; served, the
+    client and the fork server's child that runs the command), and their children that
+    don't (the copy's child in the container's view, once it kept only its own pipes)."""
+    readers, parents = set(), {}
+    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/0") == pipe:
+                readers.add(pid)
+        except OSError:
+            pass
+        fields = stat_fields(pid)
+        if fields is not None:
+            parents[pid] = int(fields[1])
+    return readers, {pid for pid, ppid in parents.items() if ppid in readers} - readers
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie waiting for its reaper is not)."""
+    return {pid for pid in pids if (f := stat_fields(pid)) is not None and f[0] != "Z"}
 
 
 # --- a --userns-remap root ---------------------------------------------------------------------

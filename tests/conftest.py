@@ -31,6 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
     and a resident process each, for hundreds of roots). The server path has its own tests
     (tests/kernel/test_autostart.py, test_forkserver.py); LAMINA_TEST_SERVER=1 runs every
     test through auto-started servers, and pytest_sessionfinish makes sure none is left.
+    `make test` runs the everyday lifecycle's files so a second time (the Makefile's
+    SERVED_TESTS, docs/architecture.md).
 
     As root, the whole run moves into a network namespace of its own (lo up), before
     any test or thread exists: every process it starts inherits it. Containers join the

@@ -422,9 +422,25 @@ def read_mounts_ahead() -> None:
     _mounts()
 
 
+def _from_table(what: str, root: Path, read: Callable[[], Any]) -> Any:
+    """What `read` makes of the mount table, remembered while that read of it is (_mounts):
+    every Cgroup.open scanned the whole table twice (detect, v1_roots), four to six times
+    a `run`, in proportion to the host's mounts."""
+    mounts = _mounts()
+    key = (what, str(root))
+    seen = _layout.get(key)
+    if seen is None or seen[0] is not mounts:
+        seen = _layout[key] = (mounts, read())
+    return seen[1]
+
+
+_layout: dict[tuple[str, str], tuple[list[tuple[str, str]], Any]] = {}
+
+
 def detect(root: Path = CGROUP_ROOT) -> Mode:
     """V2 on a unified host (root itself is cgroup2), else V1 (legacy or hybrid)."""
-    return Mode.V2 if _mount_fstype(Path(root)) == "cgroup2" else Mode.V1
+    return _from_table("mode", root, lambda: Mode.V2 if _mount_fstype(Path(root)) ==
+                       "cgroup2" else Mode.V1)
 
 
 def v2_root(root: Path = CGROUP_ROOT) -> Path:
@@ -444,8 +460,12 @@ def v1_roots(root: Path = CGROUP_ROOT) -> dict[str, Path]:
     process holding CAP_SYS_ADMIN could mount the hierarchy and reach its release_agent
     (CVE-2022-0492) or other cgroups' files."""
     root = Path(root)
-    points = [Path(point) for point, kind in _mounts() if kind in ("cgroup", "cgroup2")]
-    return {p.name: p for p in points if p.parent == root}
+
+    def read() -> dict[str, Path]:
+        points = [Path(point) for point, kind in _mounts() if kind in ("cgroup", "cgroup2")]
+        return {p.name: p for p in points if p.parent == root}
+
+    return dict(_from_table("v1", root, read))
 
 
 def list_lamina_cgroups(mode: Mode | None = None, root: Path = CGROUP_ROOT,

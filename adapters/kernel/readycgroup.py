@@ -66,7 +66,7 @@ def keep() -> None:
     global _owner, _rules
     me = os.getpid()
     try:
-        if _owner == me and _claim_dir(Cgroup.open(name(me))).is_dir():
+        if _owner == me and _claim_dir(Cgroup.open(name(me)).dirs()).is_dir():
             return
     except (CgroupError, OSError):
         pass
@@ -76,8 +76,9 @@ def keep() -> None:
         _rules = default_rules()
         for leftover in (MAKING, PREFIX):  # of a taker that lost a race, or a failed make
             _remove(f"{leftover}{me}")
-        made = Cgroup.create(f"{MAKING}{me}", Limits(), devices=_rules)
-        _move(made, name(me), claim_last=True)
+        dirs = Cgroup.create(f"{MAKING}{me}", Limits(), devices=_rules).dirs()
+        claim = _claim_dir(dirs)
+        _move([*(d for d in dirs if d != claim), claim], name(me))  # the claim's last
     except (CgroupError, OSError):
         _remove(f"{MAKING}{me}")
         return
@@ -94,12 +95,14 @@ def take(cid: str, limits: Limits, rules: Sequence[Rule], parent: str) -> Cgroup
         ready = Cgroup.open(name(_owner))
     except (CgroupError, OSError):
         return None
+    dirs = ready.dirs()
+    claim = _claim_dir(dirs)
     try:
-        os.rename(_claim_dir(ready), _claim_dir(ready).parent / cid)  # the claim
+        os.rename(claim, claim.parent / cid)  # the claim
     except OSError:
         return None  # another start took it, or the server is still making it
     try:
-        _move(ready, cid, claim_last=False, claimed=True)
+        _move([d for d in dirs if d != claim], cid)
         return Cgroup.open(cid, parent=parent)
     except (OSError, CgroupError):
         _remove(cid)
@@ -130,17 +133,12 @@ def sweep() -> None:
             _remove(cid)
 
 
-def _claim_dir(cgroup: Cgroup) -> Path:
-    return next(d for d in cgroup.dirs() if d.parent.parent.name == CLAIM)
+def _claim_dir(dirs: list[Path]) -> Path:
+    return next(d for d in dirs if d.parent.parent.name == CLAIM)
 
 
-def _move(cgroup: Cgroup, to: str, claim_last: bool, claimed: bool = False) -> None:
-    """Rename each of the cgroup's directories to `to`; the claim's last (when putting a
-    set in place) or not at all (`claimed`: a taker renamed it first)."""
-    claim = _claim_dir(cgroup)
-    dirs = [d for d in cgroup.dirs() if d != claim]
-    if claim_last:
-        dirs.append(claim)
+def _move(dirs: list[Path], to: str) -> None:
+    """Rename each of these cgroup directories to `to`, in this order."""
     for old in dirs:
         new = old.parent / to
         try:

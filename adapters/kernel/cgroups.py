@@ -158,10 +158,16 @@ def _mkdir(path: Path) -> None:
     --cgroup-parent's, made as docker's runtime makes them); an existing one is an error.
 
     The `lamina` parent is removed by the last container's `remove()`, possibly between our
-    two mkdirs: then make it again."""
+    two mkdirs (then make it again), or within the parent's own: pathlib's exist_ok mkdir
+    checks is_dir() after its EEXIST, and raised FileExistsError when the parent went in
+    between, which read as this container's directory existing (a start refused "already
+    exists", seen under load)."""
     for attempt in range(5):
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:  # there, then gone: again
+                continue
             path.mkdir()
             return
         except FileExistsError:
@@ -171,6 +177,7 @@ def _mkdir(path: Path) -> None:
                 raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
         except OSError as e:
             raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
+    raise CgroupError(f"mkdir {path.parent}: it kept going away while being made")
 
 
 def _inherit_cpuset(root: Path, path: Path) -> None:

@@ -388,17 +388,11 @@ def main() -> None:
         interleaved(args)
         return
     only = set(args.only.split(",")) if args.only else set(ENGINES)
-    from adapters.storage.busybox import build_busybox_rootfs, write_busybox_rootfs_tar
-
     work = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
     results: dict[str, dict] = {}
     loads = [os.getloadavg()[0]]
     try:
-        tar = work / "busybox.tar"
-        with open(tar, "wb") as f:
-            write_busybox_rootfs_tar(f)
-        rootfs = work / "rootfs"
-        build_busybox_rootfs(str(rootfs))
+        tar, rootfs = _inputs(work)
         for key, kind in (("lamina", Lamina), ("lamina-no-server", LaminaInProcess),
                           ("lamina-python", LaminaPython)):
             if key in only:
@@ -442,18 +436,25 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 
-def interleaved(args: argparse.Namespace) -> None:
+def _inputs(work: Path) -> tuple[Path, Path]:
+    """The busybox every engine runs: a tar (lamina, podman, docker import it) and a root
+    filesystem (runc's and crun's bundles)."""
     from adapters.storage.busybox import build_busybox_rootfs, write_busybox_rootfs_tar
 
+    tar = work / "busybox.tar"
+    with open(tar, "wb") as f:
+        write_busybox_rootfs_tar(f)
+    rootfs = work / "rootfs"
+    build_busybox_rootfs(str(rootfs))
+    return tar, rootfs
+
+
+def interleaved(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="lamina-bench-"))
     loads = [os.getloadavg()[0]]
     engines: dict[str, Any] = {}
     try:
-        tar = work / "busybox.tar"
-        with open(tar, "wb") as f:
-            write_busybox_rootfs_tar(f)
-        rootfs = work / "rootfs"
-        build_busybox_rootfs(str(rootfs))
+        tar, rootfs = _inputs(work)
         engines["lamina"] = Lamina(work, tar, "lamina")
         for name in ("runc", "crun"):
             if shutil.which(name):

@@ -66,7 +66,8 @@ def keep() -> None:
     global _owner, _rules
     me = os.getpid()
     try:
-        if _owner == me and _claim_dir(Cgroup.open(name(me)).dirs()).is_dir():
+        claim = _claim_dir(Cgroup.open(name(me)).dirs()) if _owner == me else None
+        if claim is not None and claim.is_dir():
             return
     except (CgroupError, OSError):
         pass
@@ -78,6 +79,9 @@ def keep() -> None:
             _remove(f"{leftover}{me}")
         dirs = Cgroup.create(f"{MAKING}{me}", Limits(), devices=_rules).dirs()
         claim = _claim_dir(dirs)
+        if claim is None:  # no freezer directory of that name (a co-mounted one): none kept
+            _remove(f"{MAKING}{me}")
+            return
         _move([*(d for d in dirs if d != claim), claim], name(me))  # the claim's last
     except (CgroupError, OSError):
         _remove(f"{MAKING}{me}")
@@ -97,6 +101,8 @@ def take(cid: str, limits: Limits, rules: Sequence[Rule], parent: str) -> Cgroup
         return None
     dirs = ready.dirs()
     claim = _claim_dir(dirs)
+    if claim is None:
+        return None
     try:
         os.rename(claim, claim.parent / cid)  # the claim
     except OSError:
@@ -133,8 +139,8 @@ def sweep() -> None:
             _remove(cid)
 
 
-def _claim_dir(dirs: list[Path]) -> Path:
-    return next(d for d in dirs if d.parent.parent.name == CLAIM)
+def _claim_dir(dirs: list[Path]) -> Path | None:
+    return next((d for d in dirs if d.parent.parent.name == CLAIM), None)
 
 
 def _move(dirs: list[Path], to: str) -> None:

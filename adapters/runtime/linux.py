@@ -211,9 +211,13 @@ class LinuxRuntime:
         (closing `go` unwritten ends it)."""
         try:
             self.layers.mount(container.rw_layer, image.layers)
-            os.write(go, b"g")
         except BaseException as err:  # noqa: BLE001 - raised by the caller, after the report
+            os.close(go)
             return err
+        try:
+            os.write(go, b"g")
+        except BrokenPipeError:  # init ended before it read it (its join failed, say): the
+            pass                 # report says why, which a "broken pipe" must not hide
         finally:
             os.close(go)
         return None

@@ -38,6 +38,7 @@ from adapters.kernel.cgroups import (
 )
 from core.cgroupparent import DEFAULT as PARENT
 from core.devices import Rule
+from core.errors import LaminaError
 
 PREFIX = "ready-"
 MAKING = "making-"
@@ -83,8 +84,8 @@ def keep() -> None:
             _remove(f"{MAKING}{me}")
             return
         _move([*(d for d in dirs if d != claim), claim], name(me))  # the claim's last
-    except (CgroupError, OSError):
-        _remove(f"{MAKING}{me}")
+    except (CgroupError, OSError, LaminaError):  # a hint only, in the server's loop: a
+        _remove(f"{MAKING}{me}")                  # start without it makes its own
         return
     _owner = me
 

@@ -3,13 +3,14 @@
 Why: making a container's cgroups is ~2 ms of every start (2.2 ms at load 9: ten mkdirs in
 cgroupfs, a memory cgroup's the dearest, then the cpuset and the device rules), and a
 served start waited for it. The fork server keeps one made (`keep`): `lamina/ready-<its
-pid>`, as a start without options would make a container's (no limits, the default device
-rules). A start of one of its commands whose cgroup would be exactly that `take`s it,
-renamed to `lamina/<id>` (~0.2 ms: cgroup v1 renames a cgroup in place; the hybrid's
-controller-less cgroup2 directory is made anew), and the server makes the next one once
-that command has ended. Anything else (limits, --device, --privileged, a --cgroup-parent, a
-start without a server, a host with cgroup2 alone, which renames nothing) makes its cgroup
-as before. Commands that start nothing cost nothing: the one made stays.
+pid>.<its start time>`, as a start without options would make a container's (no limits,
+the default device rules). A start of one of its commands whose cgroup would be exactly
+that `take`s it, renamed to `lamina/<id>` (~0.2 ms: cgroup v1 renames a cgroup in place;
+the hybrid's controller-less cgroup2 directory is made anew), and the server makes the next
+one once that command has ended. Anything else (limits, --device, --privileged, a
+--cgroup-parent, a start without a server, a host with cgroup2 alone, which renames
+nothing) makes its cgroup as before. Commands that start nothing cost nothing: the one made
+stays.
 
 One set, many takers (commands run side by side): the freezer hierarchy's directory is the
 claim. The server renames it into place last, once the whole set is made under another
@@ -25,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from adapters.kernel import proc
 from adapters.kernel.cgroups import (
     Cgroup,
     CgroupError,
@@ -44,12 +47,14 @@ PREFIX = "ready-"
 MAKING = "making-"
 CLAIM = "freezer"  # the hierarchy whose directory says whose the set is
 
-_owner: int | None = None  # the fork server that keeps one (inherited by its children)
+_owner: str | None = None  # the name of the set its fork server keeps (its children inherit it)
 _rules: list[Rule] = []  # the device rules it was made with
 
 
-def name(pid: int) -> str:
-    return f"{PREFIX}{pid}"
+def name(pid: int | None = None) -> str:
+    """The ready cgroup process `pid` (this one by default) keeps: named by its stamp (pid
+    and start time), so that a pid used again is never taken for its server."""
+    return PREFIX + proc.stamp(pid)
 
 
 def default_rules() -> list[Rule]:
@@ -65,9 +70,10 @@ def keep() -> None:
     """In the fork server, at its start and after each child ends: make the ready cgroup
     unless it is there (one stat), or the host's cgroups can't rename it (cgroup2 alone)."""
     global _owner, _rules
-    me = os.getpid()
+    mine = name()
+    making = MAKING + mine.removeprefix(PREFIX)
     try:
-        claim = _claim_dir(Cgroup.open(name(me)).dirs()) if _owner == me else None
+        claim = _claim_dir(Cgroup.open(mine).dirs()) if _owner == mine else None
         if claim is not None and claim.is_dir():
             return
     except (CgroupError, OSError):
@@ -76,18 +82,18 @@ def keep() -> None:
         if detect() is not Mode.V1:
             return
         _rules = default_rules()
-        for leftover in (MAKING, PREFIX):  # of a taker that lost a race, or a failed make
-            _remove(f"{leftover}{me}")
-        dirs = Cgroup.create(f"{MAKING}{me}", Limits(), devices=_rules).dirs()
+        for leftover in (making, mine):  # of a taker that lost a race, or a failed make
+            _remove(leftover)
+        dirs = Cgroup.create(making, Limits(), devices=_rules).dirs()
         claim = _claim_dir(dirs)
         if claim is None:  # no freezer directory of that name (a co-mounted one): none kept
-            _remove(f"{MAKING}{me}")
+            _remove(making)
             return
-        _move([*(d for d in dirs if d != claim), claim], name(me))  # the claim's last
+        _move([*(d for d in dirs if d != claim), claim], mine)  # the claim's last
     except (CgroupError, OSError, LaminaError):  # a hint only, in the server's loop: a
-        _remove(f"{MAKING}{me}")                  # start without it makes its own
+        _remove(making)                           # start without it makes its own
         return
-    _owner = me
+    _owner = mine
 
 
 def take(cid: str, limits: Limits, rules: Sequence[Rule], parent: str) -> Cgroup | None:
@@ -97,7 +103,7 @@ def take(cid: str, limits: Limits, rules: Sequence[Rule], parent: str) -> Cgroup
     if _owner is None or parent != PARENT or limits != Limits() or list(rules) != _rules:
         return None
     try:
-        ready = Cgroup.open(name(_owner))
+        ready = Cgroup.open(_owner)
     except (CgroupError, OSError):
         return None
     dirs = ready.dirs()
@@ -118,8 +124,8 @@ def take(cid: str, limits: Limits, rules: Sequence[Rule], parent: str) -> Cgroup
 
 def release() -> None:
     """In the fork server as it stops: its ready cgroup goes."""
-    if _owner == os.getpid():
-        _remove(name(_owner))
+    if _owner is not None and _owner == name():
+        _remove(_owner)
 
 
 def orphans() -> list[str]:
@@ -127,10 +133,13 @@ def orphans() -> list[str]:
     out = []
     for cid in list_lamina_cgroups():
         for prefix in (PREFIX, MAKING):
-            pid = cid.removeprefix(prefix)
-            if cid.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+            stamp = cid.removeprefix(prefix)
+            if cid.startswith(prefix) and _STAMP.match(stamp) and not proc.stamp_alive(stamp):
                 out.append(cid)
     return out
+
+
+_STAMP = re.compile(r"^\d+\.\d+$")
 
 
 def sweep() -> None:
@@ -158,13 +167,3 @@ def _move(dirs: list[Path], to: str) -> None:
 def _remove(cid: str) -> None:
     with contextlib.suppress(CgroupError, OSError):
         Cgroup.open(cid).remove()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -25,8 +25,8 @@ from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
 pytestmark = pytest.mark.kernel
 
 
-def ready_dirs(pid: int) -> list[str]:
-    return glob.glob(f"/sys/fs/cgroup/*/lamina/{readycgroup.name(pid)}")
+def ready_dirs(name: str) -> list[str]:
+    return glob.glob(f"/sys/fs/cgroup/*/lamina/{name}")
 
 
 def memory_ino(name: str) -> int:
@@ -39,20 +39,20 @@ def kept() -> Iterator[list[str]]:
     cgroups it renamed it to, goes after."""
     require_root()
     readycgroup.keep()
-    names = [readycgroup.name(os.getpid())]
+    names = [readycgroup.name()]
     yield names
     readycgroup.release()
     readycgroup._owner = None
     for name in names:
         with contextlib.suppress(CgroupError):  # gone already
             Cgroup.open(name).remove()
-    assert not ready_dirs(os.getpid())
+    assert not ready_dirs(readycgroup.name())
 
 
 def test_a_start_without_options_takes_it_by_rename(kept: list[str]) -> None:
-    before = ready_dirs(os.getpid())
+    ours = readycgroup.name()
+    before = ready_dirs(ours)
     assert len(before) >= 8  # one per v1 hierarchy, and the hybrid's cgroup2
-    ours = readycgroup.name(os.getpid())
     made = memory_ino(ours)
     allowed = Path(f"/sys/fs/cgroup/devices/lamina/{ours}/devices.list").read_text()
     assert "a *:* rwm" not in allowed  # a container's cgroup denies all but its devices
@@ -60,7 +60,7 @@ def test_a_start_without_options_takes_it_by_rename(kept: list[str]) -> None:
     kept.append(cid)
     cgroup = readycgroup.take(cid, Limits(), readycgroup.default_rules(), "lamina")
     assert cgroup is not None and cgroup.id == cid
-    assert ready_dirs(os.getpid()) == []
+    assert ready_dirs(ours) == []
     assert sorted(str(d) for d in cgroup.dirs()) == sorted(d.replace(ours, cid)
                                                            for d in before)
     assert memory_ino(cid) == made  # renamed, not made anew
@@ -68,7 +68,7 @@ def test_a_start_without_options_takes_it_by_rename(kept: list[str]) -> None:
     again = uuid.uuid4().hex
     assert readycgroup.take(again, Limits(), readycgroup.default_rules(), "lamina") is None
     readycgroup.keep()  # the server, once that command ended: the next one
-    assert len(ready_dirs(os.getpid())) == len(before) and memory_ino(ours) != made
+    assert len(ready_dirs(ours)) == len(before) and memory_ino(ours) != made
     readycgroup.keep()  # there: nothing made
     assert again not in list_lamina_cgroups()
 
@@ -76,11 +76,11 @@ def test_a_start_without_options_takes_it_by_rename(kept: list[str]) -> None:
 def test_other_starts_make_their_own_and_leave_it(kept: list[str]) -> None:
     rules = readycgroup.default_rules()
     cid = uuid.uuid4().hex
-    made = memory_ino(readycgroup.name(os.getpid()))
+    made = memory_ino(readycgroup.name())
     assert readycgroup.take(cid, Limits(memory=64 << 20), rules, "lamina") is None
     assert readycgroup.take(cid, Limits(), rules[:-1], "lamina") is None
     assert readycgroup.take(cid, Limits(), rules, "elsewhere") is None
-    assert memory_ino(readycgroup.name(os.getpid())) == made  # still there, untouched
+    assert memory_ino(readycgroup.name()) == made  # still there, untouched
     assert cid not in list_lamina_cgroups()
 
 
@@ -102,7 +102,7 @@ def test_of_starts_side_by_side_one_takes_it(kept: list[str]) -> None:
     won = [cid for cid, pid in zip(cids, pids, strict=True)
            if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 1]
     assert len(won) == 1
-    assert ready_dirs(os.getpid()) == []
+    assert ready_dirs(readycgroup.name()) == []
     lamina_ids = list_lamina_cgroups()
     assert won[0] in lamina_ids and not set(cids) - set(won) & set(lamina_ids)
     assert len(Cgroup.open(won[0]).dirs()) >= 8
@@ -111,10 +111,11 @@ def test_of_starts_side_by_side_one_takes_it(kept: list[str]) -> None:
 def test_a_set_being_made_is_not_taken(kept: list[str]) -> None:
     """The server puts the freezer's directory in place last: before that, a taker finds
     no claim to make and makes its own."""
-    ours = readycgroup.name(os.getpid())
+    ours = readycgroup.name()
+    making = readycgroup.MAKING + ours.removeprefix(readycgroup.PREFIX)
     freezer = Path(f"/sys/fs/cgroup/freezer/lamina/{ours}")
-    freezer.rename(freezer.with_name(f"{readycgroup.MAKING}{os.getpid()}"))
-    kept.append(f"{readycgroup.MAKING}{os.getpid()}")
+    freezer.rename(freezer.with_name(making))
+    kept.append(making)
     cid = uuid.uuid4().hex
     assert readycgroup.take(cid, Limits(), readycgroup.default_rules(), "lamina") is None
     assert cid not in list_lamina_cgroups()
@@ -122,30 +123,31 @@ def test_a_set_being_made_is_not_taken(kept: list[str]) -> None:
     assert freezer.is_dir()
 
 
-def orphan() -> int:
-    """A ready cgroup whose server was killed outright: its pid."""
+def orphan() -> str:
+    """A ready cgroup whose server was killed outright: its name."""
     top = str(Path(__file__).resolve().parents[2])
     code = (f"import sys, time; sys.path.insert(0, {top!r}); from adapters.kernel import "
             "readycgroup as r; r.keep(); print('kept', flush=True); time.sleep(60)")
     server = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdout.readline() == "kept\n"
-        assert ready_dirs(server.pid)
-        assert readycgroup.name(server.pid) not in readycgroup.orphans()  # it lives
+        name = readycgroup.name(server.pid)
+        assert ready_dirs(name)
+        assert name not in readycgroup.orphans()  # it lives
         readycgroup.sweep()
-        assert ready_dirs(server.pid)
+        assert ready_dirs(name)
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait()
-    return server.pid
+    return name
 
 
 def test_sweep_removes_those_of_servers_gone() -> None:
     require_root()
-    pid = orphan()
-    assert readycgroup.name(pid) in readycgroup.orphans()
+    name = orphan()
+    assert name in readycgroup.orphans()
     readycgroup.sweep()
-    assert ready_dirs(pid) == []
+    assert ready_dirs(name) == []
 
 
 def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(
@@ -168,13 +170,14 @@ def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(
         assert out.returncode == 0, out.stderr
         return out.stdout
 
-    ours = readycgroup.name(server.pid)
     try:
-        assert _wait_for(lambda: (root / "cli.sock").exists() and ready_dirs(server.pid))
+        assert _wait_for(lambda: (root / "cli.sock").exists())
+        ours = readycgroup.name(server.pid)
+        assert _wait_for(lambda: ready_dirs(ours))
         made = memory_ino(ours)
         cid = served("run", "-d", "--network", "none", "busybox", "sleep", "30").strip()
         assert memory_ino(cid) == made  # the server's, renamed
-        assert _wait_for(lambda: ready_dirs(server.pid))  # the next one, once it ended
+        assert _wait_for(lambda: ready_dirs(ours))  # the next one, once it ended
         again = memory_ino(ours)
         assert again != made
         served("pause", cid)
@@ -186,7 +189,7 @@ def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(10) == 0
-    assert ready_dirs(server.pid) == []
+    assert ready_dirs(ours) == []
     assert leftovers(root, []) == []
 
 

@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterator
 
 from adapters.kernel.proc import parent, stat_fields
+from adapters.runtime.monitor import NAME as MONITOR_NAME
+from adapters.runtime.sparemonitor import SPARE_NAME
 
 SERVED = b"adapters.cli.served"
 
@@ -35,9 +37,20 @@ def servers_under(top: str) -> list[tuple[int, str]]:
         if SERVED not in argv or b"--root" not in argv:
             continue
         root = argv[argv.index(b"--root") + 1].decode(errors="replace")
-        if (root + "/").startswith(top.rstrip("/") + "/") and _is_leader(pid):
+        if (root + "/").startswith(top.rstrip("/") + "/") and _is_leader(pid) \
+                and not _is_monitor(pid):
             found.append((pid, root))
     return found
+
+
+def _is_monitor(pid: int) -> bool:
+    """A container's monitor forked by a server (a spare, or one handed a start: no child
+    of the server's, it has the server's command line until it execs)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip() in (SPARE_NAME, MONITOR_NAME)
+    except OSError:
+        return False
 
 
 def _is_leader(pid: int) -> bool:

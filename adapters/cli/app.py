@@ -272,7 +272,8 @@ class Served:
 
     def warm(self) -> None:
         """Import what commands need, build every parser, fill the lifecycle's caches; and
-        keep a container's cgroup ready (adapters/kernel/readycgroup.py)."""
+        keep a container's cgroup ready (adapters/kernel/readycgroup.py) and a monitor
+        forked (adapters/runtime/sparemonitor.py)."""
         import importlib
 
         for name in WARM_MODULES:
@@ -302,8 +303,11 @@ class Served:
         for state in lifecycle.STATES:
             lifecycle.legal_triggers(state)
         from adapters.kernel import readycgroup
+        from adapters.runtime import sparemonitor
 
-        readycgroup.sweep()  # of servers killed outright
+        sparemonitor.sweep()  # and readycgroup's: of servers killed outright
+        sparemonitor.keep()
+        readycgroup.sweep()
         readycgroup.keep()
 
     def prepare(self, root: str) -> None:
@@ -338,15 +342,20 @@ class Served:
         deferred.run_pending()
 
     def gone(self, pid: int) -> None:
-        """A container's cgroup made ready again if the child took it (readycgroup.py)."""
+        """A container's cgroup made ready again if the child took it (readycgroup.py),
+        and its spare monitor (sparemonitor.py)."""
         from adapters.kernel import readycgroup
+        from adapters.runtime import sparemonitor
 
+        sparemonitor.keep()  # first: it is forked and gets ready beside the cgroup's making
         readycgroup.keep()
 
     def stopped(self) -> None:
         from adapters.kernel import readycgroup
+        from adapters.runtime import sparemonitor
 
         readycgroup.release()
+        sparemonitor.release()
 
 
 SERVED = Served()

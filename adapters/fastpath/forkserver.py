@@ -41,7 +41,7 @@ from typing import Protocol
 
 from adapters.fastpath import hotpages
 from adapters.fastpath.client import CLI_LOCK, REFUSED, RUN_HERE, SOCKET_NAME
-from adapters.fastpath.peer import View, runs_like, view_of
+from adapters.fastpath.peer import View, peer_of, runs_like, view_of
 from core.errors import Conflict
 
 MAX_REQUEST = 1 << 20
@@ -110,13 +110,6 @@ def decode_request(payload: bytes) -> Request:
     argv = fields[3:3 + argc]
     env = dict(item.partition("=")[::2] for item in fields[3 + argc:] if "=" in item)
     return Request(argv=argv, cwd=cwd, umask=umask, env=env)
-
-
-def _peer(conn: socket.socket) -> tuple[int, int]:
-    """(pid, uid) of the connected client, from the kernel."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, _gid = struct.unpack("3i", creds)
-    return pid, uid
 
 
 def _receive(conn: socket.socket) -> tuple[Request, list[int]]:
@@ -507,7 +500,7 @@ class ForkServer:
                                       struct.pack("i", conn.fileno()))])
         self.listener.close()
         try:
-            pid, uid = _peer(conn)
+            pid, uid = peer_of(conn)
             if uid not in (0, os.getuid()):
                 conn.sendall(REFUSED.to_bytes(4, "big", signed=True))
                 return 125

@@ -21,6 +21,10 @@ from __future__ import annotations
 import os
 import resource
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
 
 NAMESPACES = ("mnt", "net", "pid", "ipc", "uts", "user", "cgroup")
 CREDENTIALS = frozenset({"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd",
@@ -50,6 +54,16 @@ def view_of(pid: int | str) -> View | None:
         return None
     credentials = tuple(line for line in lines if line.partition(":")[0] in CREDENTIALS)
     return View(namespaces, (st.st_dev, st.st_ino), credentials)
+
+
+def peer_of(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a unix socket, from the kernel."""
+    import socket
+    import struct
+
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return pid, uid
 
 
 def adopt_limits(pid: int) -> bool:

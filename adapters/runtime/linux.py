@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from adapters.kernel.idmap import IdMap
     from adapters.runtime.init import InitPlan
+    from adapters.runtime.monitor import MonitorJob
     from core.devices import Node
     from core.mounts import MountPoint
 
@@ -137,7 +138,6 @@ class LinuxRuntime:
                 nodes: list[Node], idmap: IdMap | None, merged: str,
                 cgroup: Cgroup) -> Started:
         """The rest of a start, once its view is mounted and its cgroups are made."""
-        import socket
 
         from adapters.kernel import rootfs
         from adapters.runtime import frames, monitor
@@ -167,15 +167,13 @@ class LinuxRuntime:
         except BaseException:
             self._cleanup(container, cgroup)
             raise
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         go = -1
         if idmap is None:
             plan.go_fd, go = os.pipe2(os.O_CLOEXEC)
             held.append(plan.go_fd)
-        self.log.suspend()
         try:
-            monitor.spawn(monitor.MonitorJob(self.root, container.id, cdir, plan),
-                          tuple(held), theirs)
+            mine = self._monitor(monitor.MonitorJob(self.root, container.id, cdir, plan),
+                                 tuple(held))
         except BaseException:
             if go >= 0:
                 os.close(go)
@@ -183,7 +181,6 @@ class LinuxRuntime:
         finally:
             for fd in held:
                 os.close(fd)
-        theirs.close()
         unmounted = self._mount_view(container, image, go) if go >= 0 else None
         report = frames.recv(mine)
         text = report[1].decode() if report else "failed the monitor died before reporting"
@@ -202,6 +199,28 @@ class LinuxRuntime:
         pid, start_time = int(pid_text), int(started_at)
         self._probe_health(container, image, plan, pid, start_time)
         return Started(pid=pid, cgroup=cgroup.path, start_time=start_time)
+
+    def _monitor(self, job: MonitorJob, held: tuple[int, ...]) -> socket.socket:
+        """The start's monitor, given `job` and the descriptors `held`: the fork server's
+        spare if it keeps one this start may take (adapters/runtime/sparemonitor.py: no
+        fork on the start's path), else one forked now. Returns the control socket."""
+        import socket
+
+        from adapters.runtime import monitor, sparemonitor
+
+        spare = sparemonitor.hand(job, held)
+        if spare is not None:
+            return spare
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.log.suspend()  # no connection crosses a fork
+        try:
+            monitor.spawn(job, held, theirs)
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return mine
 
     def _mount_view(self, container: Container, image: Image, go: int) -> BaseException | None:
         """Mount the union view while the monitor starts init, which waits at `go` (a pipe)

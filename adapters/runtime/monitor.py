@@ -13,6 +13,7 @@ lean interpreter this process execs, which stays init's parent.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ from adapters.runtime import frames, supervise
 from adapters.runtime.init import InitPlan, made_for_it
 from adapters.runtime.init import run as run_init
 
+NAME = "lamina-monitor"  # in ps -e and top, until it execs the lean interpreter
 TTY_GID = 5  # the container's tty group, owner of its console as of its devpts' ptys
 
 
@@ -47,10 +49,16 @@ def spawn(job: MonitorJob, keep_fds: tuple[int, ...], ctl: socket.socket) -> Non
         return
     try:
         os.setsid()
-        code = _main(job, ctl, keep_fds)
+        code = run(job, ctl, keep_fds)
     except BaseException:  # noqa: BLE001 - a monitor must never unwind into the client
         code = 1
     os._exit(code)
+
+
+def name_process(name: str) -> None:
+    """This process's name (its comm, 15 bytes at most) as ps -e and top show it."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
+        f.write(name)
 
 
 def _stdio_pipes(job: MonitorJob) -> tuple[dict[int, str], int | None]:
@@ -89,7 +97,7 @@ def _start_init(job: MonitorJob, ctl: socket.socket, err_w: int) -> int:
     remapped init binds came opened (LinuxRuntime.start): it can't walk to them."""
     plan = job.plan
 
-    def run() -> int:
+    def init() -> int:
         ctl.close()
         run_init(plan, err_w)
         return 127
@@ -97,7 +105,7 @@ def _start_init(job: MonitorJob, ctl: socket.socket, err_w: int) -> int:
     if plan.idmap is None:
         pid = os.fork()
         if pid == 0:
-            os._exit(run())
+            os._exit(init())
         return pid
     from adapters.kernel import userns
 
@@ -107,7 +115,7 @@ def _start_init(job: MonitorJob, ctl: socket.socket, err_w: int) -> int:
     plan.cgroup_fds = _open_procs(plan.cgroup_dirs)
     os.chdir(plan.rootfs)  # rootfs.build works from here
     try:
-        return userns.spawn(plan.idmap, run, flags=libc.CLONE_NEWUSER | libc.CLONE_NEWPID)
+        return userns.spawn(plan.idmap, init, flags=libc.CLONE_NEWUSER | libc.CLONE_NEWPID)
     finally:
         os.chdir("/")
 
@@ -116,7 +124,12 @@ def _open_procs(dirs: Sequence[str]) -> list[int]:
     return [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) for d in dirs]
 
 
-def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int:
+def run(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...],
+        pid_namespace_made: bool = False) -> int:
+    """The monitor's life, in a process of its own session: forked for the start, or a
+    spare that was given the job (adapters/runtime/sparemonitor.py), which has unshared
+    its PID namespace already."""
+    name_process(NAME)
     close_all_but({0, 1, 2, ctl.fileno(), *keep_fds})
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
@@ -124,7 +137,8 @@ def _main(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...]) -> int
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    if job.plan.spec.security.pid != "host" and job.plan.idmap is None:
+    if job.plan.spec.security.pid != "host" and job.plan.idmap is None \
+            and not pid_namespace_made:
         libc.unshare(libc.CLONE_NEWPID)
     outputs, stdin_fd = _stdio_pipes(job)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)

@@ -38,3 +38,50 @@ def test_what_was_resolved_goes_with_the_mount_table(hierarchy: Path,
     monkeypatch.setattr(cgroups, "_mounts_seen", None)  # as a fresh read would find it
     with pytest.raises(cgroups.CgroupError, match="outside the hierarchy"):
         cgroups._inside(hierarchy, hierarchy / "lamina" / "c1")
+
+
+def _table(monkeypatch: pytest.MonkeyPatch, mounts: list[tuple[str, str]]) -> None:
+    """`mounts` as this process's fresh read of its mount table (the key _mounts checks)."""
+    import os
+    import time
+
+    key = (os.getpid(), os.stat("/proc/self/ns/mnt").st_ino)
+    monkeypatch.setattr(cgroups, "_mounts_seen", (key, time.monotonic(), mounts))
+    monkeypatch.setattr(cgroups, "_layout", {})
+
+
+def test_the_spare_makes_the_v1_layout_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_mounts_ahead (the fork server's spare) makes the mode and the hierarchies'
+    roots from the table while no client waits: the command's Cgroup.open reuses them.
+    The table is changed in place after it (still the same read): the layout made
+    ahead is what the command sees, not one made again from the table."""
+    root = Path("/sys/fs/cgroup")
+    mounts = [(str(root), "tmpfs"), (f"{root}/freezer", "cgroup"),
+              (f"{root}/memory", "cgroup"), (f"{root}/unified", "cgroup2")]
+    _table(monkeypatch, mounts)
+    cgroups.read_mounts_ahead()
+    mounts[:] = [(str(root), "cgroup2")]
+    assert cgroups.detect() is cgroups.Mode.V1
+    assert cgroups.v1_roots() == {name: root / name for name in ("freezer", "memory",
+                                                                  "unified")}
+
+
+def test_the_spare_makes_the_v2_layout_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path("/sys/fs/cgroup")
+    mounts = [(str(root), "cgroup2")]
+    _table(monkeypatch, mounts)
+    cgroups.read_mounts_ahead()
+    mounts[:] = [(str(root), "tmpfs")]
+    assert cgroups.detect() is cgroups.Mode.V2
+    assert cgroups.v2_root() == root
+
+
+def test_a_new_read_of_the_table_makes_the_layout_again(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    """What was made ahead goes with the read it was made from."""
+    root = Path("/sys/fs/cgroup")
+    _table(monkeypatch, [(str(root), "cgroup2")])
+    cgroups.read_mounts_ahead()
+    _table(monkeypatch, [(str(root), "tmpfs"), (f"{root}/unified", "cgroup2")])
+    assert cgroups.detect() is cgroups.Mode.V1
+    assert cgroups.v2_root() == root / "unified"

@@ -116,27 +116,23 @@ def kill(e: EngineBase, ref: str, sig: int | str = _signal.SIGKILL) -> Container
 
 def pause(e: EngineBase, ref: str) -> Container:
     """Freeze every process of the container through the cgroup freezer; no signals."""
-    with e.command("pause", ref) as cmd:
-        with ending(e, ref, "pause") as c:
-            e.runtime.freeze(c)
-            try:  # an exec recorded meanwhile moves the version: take the new one
-                cmd.append_locked(c, ev.ContainerPaused(id=c.id))
-            except BaseException:
-                e.runtime.thaw(c)  # not recorded: the host must not stay frozen
-                raise
-        return e.log.container(c.id) or c
+    with e.command("pause", ref) as cmd, ending(e, ref, "pause") as c:
+        e.runtime.freeze(c)
+        try:  # an exec recorded meanwhile moves the version: take the new one
+            return cmd.append_locked(c, ev.ContainerPaused(id=c.id))
+        except BaseException:
+            e.runtime.thaw(c)  # not recorded: the host must not stay frozen
+            raise
 
 
 def unpause(e: EngineBase, ref: str) -> Container:
-    with e.command("unpause", ref) as cmd:
-        with ending(e, ref, "unpause") as c:
-            e.runtime.thaw(c)
-            try:
-                cmd.append_locked(c, ev.ContainerUnpaused(id=c.id))
-            except BaseException:
-                e.runtime.freeze(c)  # not recorded: the host stays paused as the log says
-                raise
-        return e.log.container(c.id) or c
+    with e.command("unpause", ref) as cmd, ending(e, ref, "unpause") as c:
+        e.runtime.thaw(c)
+        try:
+            return cmd.append_locked(c, ev.ContainerUnpaused(id=c.id))
+        except BaseException:
+            e.runtime.freeze(c)  # not recorded: the host stays paused as the log says
+            raise
 
 
 def exited(e: EngineBase, ref: str, exit_code: int, oom: bool = False, reason: str = "",

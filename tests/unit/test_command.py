@@ -160,6 +160,45 @@ def test_an_append_under_the_lock_takes_a_version_moved_without_a_state_change()
     assert e.container("db").state == "paused"
 
 
+def test_an_append_under_the_lock_answers_with_the_container_the_log_now_holds() -> None:
+    """append_locked's container is the read model's after the append (pause and unpause
+    answer with it, reading nothing back), also when an exec moved the version first."""
+    e, _ = engine_with_image()
+    cid = e.create("busybox", ["sh"], name="web")
+    e.start("web")
+    assert e.pause("web") == e.log.container(cid) and e.log.container(cid).state == "paused"
+    assert e.unpause("web") == e.log.container(cid) and e.log.container(cid).state == "running"
+    read = e.container("web")
+    assert e.exec("web", ["true"]) == 0  # two versions on, the state unchanged
+    paused = e.command("pause", "web").append_locked(read, ev.ContainerPaused(id=cid))
+    assert paused == e.log.container(cid)
+    assert (paused.state, paused.version) == ("paused", read.version + 3)
+
+
+def test_on_sqlite_the_container_answered_is_the_one_read_back(tmp_path: Path) -> None:
+    """The same on SQLite, whose read model keeps the container as JSON text: the answer
+    made without reading it is equal to the one read back from that text."""
+    from adapters.eventstore.sqlite_log import SqliteEventLog
+
+    log = SqliteEventLog(str(tmp_path))
+    cid = "c" * 64
+    log.append([ev.ContainerCreated(id=cid, name="web", image="i" * 64, cmd=["sh", "-c", "x"],
+                                    config={"env": ["A=1"], "labels": {"k": "v"},
+                                            "network": "none"})],
+               expected={f"container:{cid}": 0}, meta={})
+    log.append([ev.ContainerStarted(id=cid, pid=7, cgroup=f"lamina/{cid}", start_time=9)],
+               expected={f"container:{cid}": 1}, meta={})
+    read = log.container(cid)
+    log.append([ev.ExecStarted(id=cid, exec_id="e1", argv=["true"])],
+               expected={f"container:{cid}": 2}, meta={})
+    cmd = Command.begin(log, "pause", "web", {"user": "t"}, "c0ffee")
+    paused = cmd.append_locked(read, ev.ContainerPaused(id=cid))
+    assert paused == log.container(cid) and paused.state == "paused" and paused.version == 4
+    unpaused = cmd.append_locked(paused, ev.ContainerUnpaused(id=cid))
+    assert unpaused == log.container(cid) and unpaused.state == "running"
+    log.close()
+
+
 # --- no module of core reaches into another's private names --------------------------------
 
 

@@ -421,17 +421,17 @@ def _own_v2_path() -> str:
 # --- mode detection and layout -----------------------------------------------------------
 
 def read_mounts_ahead() -> None:
-    """Read the mount table now, and the cgroup layout it gives (the mode and the
-    hierarchies' roots, as Cgroup.open asks them), for the command this process runs next
-    (the fork server's spare, while no client waits: bootstrap.prepare): within
-    _MOUNTS_FRESH, that command's pause, exec or stop then costs it no read of
-    /proc/self/mountinfo (in a freshly forked child, ~1 ms of CPU with its parsing, and a
-    wait for the host's mounts and unmounts), nor the layout's making from it (0.25 ms of
-    a served pause's CPU in its fresh child: docs/benchmarks.md)."""
+    """Read the mount table now, and the cgroup layout it gives (the mode, the
+    hierarchies' roots and lamina's parent in each, as Cgroup.open asks them), for the
+    command this process runs next (the fork server's spare, while no client waits:
+    bootstrap.prepare): within _MOUNTS_FRESH, that command's pause, exec or stop then
+    costs it no read of /proc/self/mountinfo (in a freshly forked child, ~1 ms of CPU with
+    its parsing, and a wait for the host's mounts and unmounts), nor the layout's making
+    from it (0.25 ms of a served pause's CPU in its fresh child: docs/benchmarks.md)."""
     if detect() is Mode.V2:
         v2_root()
     else:
-        v1_roots()
+        _v1_layout(CGROUP_ROOT, PARENT)
 
 
 def _from_table(what: str, root: Path, read: Callable[[], Any]) -> Any:
@@ -484,6 +484,19 @@ def v1_roots(root: Path = CGROUP_ROOT) -> dict[str, Path]:
     return dict(_from_table("v1", root, read))
 
 
+def _v1_layout(root: Path, parent: str) -> tuple[dict[str, Path], dict[str, Path]]:
+    """v1_roots, and hierarchy name -> `<its root>/<parent>`, made with the layout
+    (_from_table, which the fork server's spare fills ahead: read_mounts_ahead) in one
+    look at the table: a CgroupV1 joins its id onto these, ten joins where it made twenty
+    (in a freshly forked child each new Path costs copy-on-write faults: ~0.1 ms of a
+    served pause). Read only: CgroupV1's own, never handed out."""
+    def read() -> tuple[dict[str, Path], dict[str, Path]]:
+        roots = v1_roots(root)
+        return roots, {c: r / parent for c, r in roots.items()}
+
+    return _from_table(f"v1 {parent}", root, read)
+
+
 def list_lamina_cgroups(mode: Mode | None = None, root: Path = CGROUP_ROOT,
                        parent: str = PARENT) -> list[str]:
     """Ids of every cgroup under `parent` (lamina's own by default, or a --cgroup-parent)
@@ -521,7 +534,7 @@ class Cgroup(ABC):
     def _for(id: str, mode: Mode | None, root: Path, parent: str) -> Cgroup:
         mode = Mode(mode) if mode else detect(root)
         return CgroupV2(id, v2_root(root), parent) if mode is Mode.V2 \
-            else CgroupV1(id, v1_roots(root), parent)
+            else CgroupV1(id, root, parent)
 
     @staticmethod
     def create(id: str, limits: Limits | None = None, mode: Mode | None = None,
@@ -665,12 +678,13 @@ class Cgroup(ABC):
 class CgroupV1(Cgroup):
     """Legacy/hybrid hierarchies: one directory per controller, joined by the same pid."""
 
-    def __init__(self, id: str, roots: dict[str, Path], parent: str = PARENT) -> None:
+    def __init__(self, id: str, root: Path = CGROUP_ROOT, parent: str = PARENT) -> None:
         super().__init__(id, parent)
+        roots, parents = _v1_layout(root, parent)
         if "freezer" not in roots:
             raise CgroupError("no cgroup v1 freezer hierarchy: cannot pause or kill reliably")
         self._roots = roots
-        self._dir = {c: r / parent / id for c, r in roots.items()}
+        self._dir = {c: d / id for c, d in parents.items()}
 
     @property
     def mode(self) -> Mode:

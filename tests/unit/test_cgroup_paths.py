@@ -64,6 +64,10 @@ def test_the_spare_makes_the_v1_layout_ahead(monkeypatch: pytest.MonkeyPatch) ->
     assert cgroups.detect() is cgroups.Mode.V1
     assert cgroups.v1_roots() == {name: root / name for name in ("freezer", "memory",
                                                                   "unified")}
+    assert cgroups.CgroupV1("c1").dirs() == [root / name / "lamina" / "c1" for name in
+                                             ("freezer", "memory", "unified")]
+    assert cgroups.CgroupV1("c2", parent="x/y").dirs() == [
+        root / name / "x/y/c2" for name in ("freezer", "memory", "unified")]
 
 
 def test_the_spare_makes_the_v2_layout_ahead(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,3 +89,19 @@ def test_a_new_read_of_the_table_makes_the_layout_again(monkeypatch: pytest.Monk
     _table(monkeypatch, [(str(root), "tmpfs"), (f"{root}/unified", "cgroup2")])
     assert cgroups.detect() is cgroups.Mode.V1
     assert cgroups.v2_root() == root / "unified"
+
+
+def test_the_freezers_wait_gives_its_cpu_away_while_it_spins(monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """A task still FREEZING must run to freeze: each look of the spin is followed by a
+    sched_yield, so that a task queued on the waiter's CPU gets it; the predicate's
+    answer is what ends the wait."""
+    import os
+
+    yields = []
+    monkeypatch.setattr(os, "sched_yield", lambda: yields.append(1))
+    monkeypatch.setattr(cgroups, "SPIN", 60.0)  # every look in the spin, however slow
+    answers = iter([False, False, False, True])
+    assert cgroups._wait(lambda: next(answers), timeout=1.0)
+    assert len(yields) == 3
+    assert not cgroups._wait(lambda: False, timeout=0.002)

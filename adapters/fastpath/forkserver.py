@@ -47,6 +47,11 @@ from core.errors import Conflict
 MAX_REQUEST = 1 << 20
 WATCH_EVERY = 2.0  # seconds between two looks of a watched server at its socket and code
 HOT_EVERY = 1.0  # seconds: how often a command's child lists its pages for the spares
+# Children kept forked ahead. Two: a spare needs a few ms after its fork to get ready (the
+# root's log opened, its live containers read, its pages taken ahead), and a command that
+# follows another at once (a script's pause then unpause) found the one forked for it not
+# yet accepting, waiting out the rest; with two, one is ready while the other gets ready.
+SPARES = 2
 HOT = b"H"  # a message on ctl that lists them (hotpages.py), not a taken connection
 
 
@@ -285,8 +290,8 @@ def _holder(fd: int, wait: float = 1.0) -> str:
 
 
 class ForkServer:
-    """Keeps one spare child forked ahead of time, blocked in accept(): a command starts
-    in a process that is already forked, so the fork is not on the client's clock. (Also
+    """Keeps spare children forked ahead of time (SPARES), blocked in accept(): a command
+    starts in a process that is already forked, so the fork is not on the client's clock. (Also
     walking every object in the spare, to take the copy-on-write faults early, was
     measured: it cost more CPU, beside the next client, than it saved.)
     The spare hands the server a copy of the connection it took (over `ctl`), the server
@@ -304,7 +309,7 @@ class ForkServer:
         self.listener: socket.socket | None = listener
         self.ctl, self._spare_ctl = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.jobs: dict[int, _Job] = {}  # by pid
-        self.spare: _Job | None = None
+        self.spares: dict[int, _Job] = {}  # by pid: forked, no command taken yet
         self.stopping = False
         self.bound: tuple[int, int] | None = None  # the socket file we made (file_id)
         self.lock: int | None = None  # <root>/cli.pid's claim, dropped when we stop serving
@@ -368,7 +373,7 @@ class ForkServer:
                 self.close()
             if self.listener is None and not self.jobs:
                 return
-            if self.listener is not None and self.spare is None:
+            while self.listener is not None and len(self.spares) < SPARES:
                 self._fork_spare()
             if self.watch is not None and self.listener is not None:
                 self._look()
@@ -406,8 +411,8 @@ class ForkServer:
         if pid == 0:
             self._spare(server)
         pidfd = os.pidfd_open(pid)
-        self.spare = self.jobs[pid] = _Job(pid, pidfd)
-        self.sel.register(pidfd, selectors.EVENT_READ, self.spare)
+        self.spares[pid] = self.jobs[pid] = _Job(pid, pidfd)
+        self.sel.register(pidfd, selectors.EVENT_READ, self.jobs[pid])
 
     def _taken(self) -> None:
         """The spare took a connection: keep a copy of it, and fork the next spare. Or a
@@ -426,8 +431,7 @@ class ForkServer:
                     os.close(fd)
                     continue
                 job.conn = socket.socket(fileno=fd)
-        if self.spare is not None and self.spare.pid == pid:
-            self.spare = None
+        self.spares.pop(pid, None)
 
     def _reap(self, job: _Job) -> None:
         self.sel.unregister(job.pidfd)
@@ -435,8 +439,7 @@ class ForkServer:
         del self.jobs[job.pid]
         _, status = os.waitpid(job.pid, 0)
         self.commands.gone(job.pid)
-        if self.spare is job:
-            self.spare = None
+        if self.spares.pop(job.pid, None) is not None:
             time.sleep(0.05)  # a spare that dies at once must not make the loop spin
         if job.conn is not None:
             if os.WIFSIGNALED(status):

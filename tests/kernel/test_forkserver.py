@@ -207,3 +207,59 @@ def test_lamina_serve_runs_the_fork_server_and_takes_it_down(tmp_path: Path) -> 
         time.sleep(0.05)
     assert not sock.exists(), "the fork server outlived lamina serve"
     assert leftovers(root, []) == []
+
+
+def _spares_of(server: int) -> list[int]:
+    """The server's live children (its spares, when no command runs)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == server and fields[0] != "Z":
+            out.append(int(name))
+    return sorted(out)
+
+
+def _settled_spares(server: int, timeout: float = 20) -> list[int]:
+    """The server's children once the same for 0.2 s (its spare monitor's child between
+    lives for a moment, commands' children for a little longer)."""
+    deadline = time.monotonic() + timeout
+    last = _spares_of(server)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _spares_of(server)
+        if now == last and now:
+            return now
+        last = now
+    return last
+
+
+def test_the_server_keeps_spares_forked_ahead_of_back_to_back_commands(tmp_path: Path) -> None:
+    """SPARES children wait for commands: one that follows another at once finds one ready
+    while the one forked for it is still getting ready."""
+    require_root()
+    from adapters.fastpath.forkserver import SPARES
+
+    root = tmp_path / "root"
+    lamina = Lamina(root)
+    lamina.ok("import", str(busybox_tar(tmp_path)), "busybox")
+    server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
+                               str(root)], stderr=subprocess.PIPE)
+    try:
+        before = _settled_spares(server.pid)
+        assert SPARES == 2 and len(before) == SPARES
+        client = [LAMINA, "--root", str(root)]
+        env = {k: v for k, v in os.environ.items() if k != "LAMINA_NO_SERVER"}
+        for _ in range(2):  # back to back: each taken by a spare forked before it came
+            subprocess.run([*client, "ps"], env=env, check=True, capture_output=True)
+        after = _settled_spares(server.pid)
+        assert len(after) == SPARES and len(set(after) - set(before)) == 2
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    assert leftovers(root, []) == []

@@ -44,6 +44,44 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
+MSG_PEEK, MSG_DONTWAIT = 0x2, 0x40  # socket's, without importing it
+PEEK = 1 << 16  # bytes looked at for the exit code's frame
+
+
+def exit_waiting(sock: socket.socket) -> bool:
+    """Whether the exit code is among the frames the monitor has sent and nobody has read
+    yet (looked at, not taken; within the first PEEK bytes): a container that ended before
+    its start was recorded (a monitor sends its output and exit code at once then)."""
+    try:
+        data = sock.recv(PEEK, MSG_PEEK | MSG_DONTWAIT)
+    except OSError:  # nothing sent yet (BlockingIOError), or a monitor gone
+        return False
+    offset = 0
+    while offset + HEADER.size <= len(data):
+        stream, size = HEADER.unpack_from(data, offset)
+        if stream == EXIT:
+            return True
+        offset += HEADER.size + size
+    return False
+
+
+def exit_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the exit code comes within `seconds` (exit_waiting, taking nothing): the
+    client's next step is to wait for it anyway. Output without the exit is looked at
+    again every millisecond; nothing at all is waited for in select()."""
+    import select
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not exit_waiting(sock):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if select.select([sock], [], [], left)[0]:  # something came, or was there
+            time.sleep(min(0.001, max(left, 0)))  # output without the exit: look again
+    return True
+
+
 def recv(sock: socket.socket) -> tuple[int, bytes] | None:
     """One frame, or None at end of stream."""
     head = _recv_exact(sock, HEADER.size)

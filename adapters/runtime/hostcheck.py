@@ -257,9 +257,12 @@ def _locked(runtime: Any, cid: str, fn: Callable[[], object]) -> None:
 
 def _stray(runtime: Any, cid: str, text: str, repair: Callable[[], object]
            ) -> Iterator[Finding]:
-    """What the container `cid` left on the host, as a finding, unless someone works on it
-    now (_busy); its repair runs under the container's lock, only if nobody holds it then
-    (_locked). Every leftover of a container is judged this way."""
+    """What the container `cid` left on the host, or a state of its own there that the log
+    doesn't account for (a freezer, an unmounted view, a half-done rebase), as a finding,
+    unless someone works on it now (_busy): a pause or commit in flight sets its freezer, a
+    start mounts its view, a commit rebases its layer. Its repair runs under the
+    container's lock, only if nobody holds it then (_locked). Every finding about a
+    container is judged this way."""
     if not _busy(runtime, cid):
         yield Finding(text, partial(_locked, runtime, cid, repair))
 
@@ -294,9 +297,9 @@ def _views(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
         merged = runtime.layers.merged_dir(c.rw_layer)
         if c.state not in LIVE or os.path.ismount(merged):
             continue
-        yield Finding(f"container {c.id[:12]} ({c.name}) is {c.state} but its union view "
-                      f"{merged} is not mounted on the host",
-                      partial(_locked, runtime, c.id, partial(_remount, runtime, c)))
+        yield from _stray(runtime, c.id, f"container {c.id[:12]} ({c.name}) is {c.state} but "
+                          f"its union view {merged} is not mounted on the host",
+                          partial(_remount, runtime, c))
 
 
 def _remount(runtime: Any, c: Container) -> None:
@@ -319,10 +322,9 @@ def _freezer(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
         if frozen == (c.state == "paused"):
             continue
         want = "freeze" if c.state == "paused" else "thaw"
-        yield Finding(f"container {c.id[:12]} ({c.name}) is {c.state} in the log but "
-                      f"{'frozen' if frozen else 'not frozen'} on the host",
-                      partial(_locked, runtime, c.id,
-                              partial(_set_freezer, c.id, cgroupparent.of(c.config), want)))
+        yield from _stray(runtime, c.id, f"container {c.id[:12]} ({c.name}) is {c.state} in "
+                          f"the log but {'frozen' if frozen else 'not frozen'} on the host",
+                          partial(_set_freezer, c.id, cgroupparent.of(c.config), want))
 
 
 def _set_freezer(cid: str, parent: str, want: str) -> None:
@@ -375,9 +377,9 @@ def _layers(runtime: Any) -> Iterator[Finding]:
                           partial(store.remove_layer, name))
     for name in rw:
         if name and store.unsettled(name):  # killed inside a commit's rebase (store.py)
-            yield Finding(f"read-write layer {name[:15]} was left between two steps of a "
-                          "commit (its fresh upper not in place)",
-                          partial(_locked, runtime, name[3:], partial(store.settle, name)))
+            yield from _stray(runtime, name[3:], f"read-write layer {name[:15]} was left "
+                              "between two steps of a commit (its fresh upper not in place)",
+                              partial(store.settle, name))
     for la in layers.values():
         problem = _layer_problem(store, la.id, la.diff_id)
         if problem:

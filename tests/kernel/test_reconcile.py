@@ -194,3 +194,44 @@ def test_layer_directories_no_event_knows_are_removed_unless_in_flight(lamina: L
 
     shutil.rmtree(alive)
     assert lamina("system", "check").returncode == 0
+
+
+def _freeze(root, cid: str) -> None:
+    from adapters.kernel.cgroups import Cgroup
+
+    Cgroup.open(cid).freeze()  # as a pause in flight has, before it records
+
+
+def _unmount_view(root, cid: str) -> None:
+    from adapters.storage.overlay import unmount
+
+    unmount(str(root / "layers" / f"rw-{cid}" / "merged"))
+
+
+def _half_rebase(root, cid: str) -> None:
+    from adapters.storage.store import NEXT_UPPER
+
+    (root / "layers" / f"rw-{cid}" / NEXT_UPPER).mkdir()  # as a commit in flight makes it
+
+
+@pytest.mark.parametrize("make, says", [
+    (_freeze, "is running in the log but frozen on the host"),
+    (_unmount_view, "is running but its union view"),
+    (_half_rebase, "was left between two steps of a commit"),
+])
+def test_what_a_command_in_flight_has_set_is_not_listed(lamina: Lamina, make, says) -> None:
+    """A container whose lock is held (a pause, start or commit on it, between its change on
+    the host and its record) is not judged: listed once the lock is free, if still so."""
+    from adapters.bootstrap import build_engine
+
+    cid = lamina.ok("run", "-d", "--network", "none", "busybox", "sleep", "600").strip()
+    engine = build_engine(str(lamina.root))
+    with engine.runtime.ending(engine.log.container(cid)):  # as the engine's commands hold it
+        make(lamina.root, cid)
+        check = lamina("system", "check")
+        assert check.returncode == 0 and cid[:12] not in check.stdout, check.stdout
+        lamina.ok("system", "reconcile")  # and nothing repaired under it
+    check = lamina("system", "check")
+    assert check.returncode == 1 and says in check.stdout and cid[:12] in check.stdout
+    lamina.ok("system", "reconcile")
+    assert lamina("system", "check").returncode == 0

@@ -16,10 +16,11 @@ One set, many takers (commands run side by side): the freezer hierarchy's direct
 claim. The server renames it into place last, once the whole set is made under another
 name; a taker renames it first, then the rest; a taker that finds it gone makes its own.
 
-Nobody else sees these: a ready cgroup holds no process, and `system check` passes over it
-(no log knows its name; it is no root's). The server removes its own when it stops
-(`release`); one left by a server killed outright is an orphan (its pid is gone), which the
-next fork server to start removes, whichever its root (`sweep`).
+Nobody else sees these: a ready cgroup holds no process, and `system check` passes over a
+live server's (no log knows its name; it is no root's). The server removes its own when it
+stops (`release`); one left by a server killed outright is an orphan (its stamp is dead),
+which the next fork server to start removes, whichever its root (`sweep`), and which any
+root's `system check` lists and `system reconcile` removes meanwhile (`orphans`, `remove`).
 """
 
 from __future__ import annotations
@@ -83,15 +84,15 @@ def keep() -> None:
             return
         _rules = default_rules()
         for leftover in (making, mine):  # of a taker that lost a race, or a failed make
-            _remove(leftover)
+            remove(leftover)
         dirs = Cgroup.create(making, Limits(), devices=_rules).dirs()
         claim = _claim_dir(dirs)
         if claim is None:  # no freezer directory of that name (a co-mounted one): none kept
-            _remove(making)
+            remove(making)
             return
         _move([*(d for d in dirs if d != claim), claim], mine)  # the claim's last
     except (CgroupError, OSError, LaminaError):  # a hint only, in the server's loop: a
-        _remove(making)                           # start without it makes its own
+        remove(making)                           # start without it makes its own
         return
     _owner = mine
 
@@ -118,14 +119,14 @@ def take(cid: str, limits: Limits, rules: Sequence[Rule], parent: str) -> Cgroup
         _move([d for d in dirs if d != claim], cid)
         return Cgroup.open(cid, parent=parent)
     except (OSError, CgroupError):
-        _remove(cid)
+        remove(cid)
         return None
 
 
 def release() -> None:
     """In the fork server as it stops: its ready cgroup goes."""
     if _owner is not None and _owner == name():
-        _remove(_owner)
+        remove(_owner)
 
 
 def orphans() -> list[str]:
@@ -146,7 +147,7 @@ def sweep() -> None:
     """Remove every orphan (a fork server does as it starts)."""
     with contextlib.suppress(CgroupError, OSError):
         for cid in orphans():
-            _remove(cid)
+            remove(cid)
 
 
 def _claim_dir(dirs: list[Path]) -> Path | None:
@@ -164,6 +165,8 @@ def _move(dirs: list[Path], to: str) -> None:
             old.rmdir()
 
 
-def _remove(cid: str) -> None:
+def remove(cid: str) -> None:
+    """This set gone from every hierarchy, if it is there (an orphan's: `sweep`, and
+    `system reconcile`'s repair of one, adapters/runtime/hostcheck.py)."""
     with contextlib.suppress(CgroupError, OSError):
         Cgroup.open(cid).remove()

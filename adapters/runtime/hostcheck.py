@@ -3,7 +3,8 @@
 The log is the truth; the host is made to match it. Each check yields Findings: one line for
 `system check` and the repair `system reconcile` runs. What is looked at:
 
-- cgroups of this root's containers that aren't running or paused (killed, thawed, removed);
+- cgroups of this root's containers that aren't running or paused (killed, thawed, removed),
+  and those a fork server kept ready for its starts, whichever its root, once it is gone;
 - union views mounted under <root>/layers for containers that aren't running or paused;
 - a running container whose cgroup is frozen, or a paused one whose cgroup is not (a pause,
   unpause or commit that died between the freezer and the log): the freezer is set back to
@@ -74,8 +75,8 @@ def idle(runtime: Any, cid: str) -> Iterator[bool]:
 
 
 def findings(runtime: Any, known: Mapping[str, Container]) -> list[Finding]:
-    return [*_cgroups(runtime, known), *_mounts(runtime, known), *_views(runtime, known),
-            *_freezer(runtime, known),
+    return [*_cgroups(runtime, known), *_ready(), *_mounts(runtime, known),
+            *_views(runtime, known), *_freezer(runtime, known),
             *_layers(runtime), *_container_dirs(runtime), *_staging(runtime),
             *_remap(runtime), *_wiring(runtime, known)]
 
@@ -232,6 +233,17 @@ def _cgroups(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
             where = f"{parent}/{cid[:12]}".lstrip("/")
             yield from _stray(runtime, cid, f"cgroup {where} belongs to no running container",
                               partial(_remove_cgroup, cid, parent))
+
+
+def _ready() -> Iterator[Finding]:
+    """A cgroup set a fork server kept ready for its starts (adapters/kernel/readycgroup.py)
+    whose server was killed outright: no log knows it, so any root's check lists it (the
+    next fork server to start sweeps it too); a live server's is its own, passed over."""
+    from adapters.kernel import readycgroup
+
+    for name in readycgroup.orphans():
+        yield Finding(f"cgroup lamina/{name} was kept ready by a fork server that is gone",
+                      partial(readycgroup.remove, name))
 
 
 def _remove_cgroup(cid: str, parent: str) -> None:

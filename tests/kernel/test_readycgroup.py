@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,8 +123,9 @@ def test_a_set_being_made_is_not_taken(kept: list[str]) -> None:
     assert freezer.is_dir()
 
 
-def orphan() -> str:
-    """A ready cgroup whose server was killed outright: its name."""
+def orphan(while_alive: Callable[[str], object] = lambda name: None) -> str:
+    """A ready cgroup whose server was killed outright: its name. `while_alive` is given it
+    while its server still runs."""
     top = str(Path(__file__).resolve().parents[2])
     code = (f"import sys, time; sys.path.insert(0, {top!r}); from adapters.kernel import "
             "readycgroup as r; r.keep(); print('kept', flush=True); time.sleep(60)")
@@ -136,6 +137,7 @@ def orphan() -> str:
         assert name not in readycgroup.orphans()  # it lives
         readycgroup.sweep()
         assert ready_dirs(name)
+        while_alive(name)
     finally:
         server.send_signal(signal.SIGKILL)
         server.wait()
@@ -148,6 +150,37 @@ def test_sweep_removes_those_of_servers_gone() -> None:
     assert name in readycgroup.orphans()
     readycgroup.sweep()
     assert ready_dirs(name) == []
+
+
+def test_system_check_lists_an_orphan_and_reconcile_removes_it(tmp_path: Path) -> None:
+    """A set whose server was killed outright is no root's: any root's check lists it and
+    its reconcile removes it; a live server's is neither listed nor removed. Checked in this
+    process: a fork server starting meanwhile sweeps orphans (a CLI check's own would)."""
+    require_root()
+    from adapters.bootstrap import build_engine
+
+    engine = build_engine(str(tmp_path / "root"), recover=False)
+
+    def says(name: str) -> str:
+        return f"cgroup lamina/{name} was kept ready by a fork server that is gone"
+
+    def live(name: str) -> None:
+        assert says(name) not in engine.reconcile(repair=False)
+        engine.reconcile(repair=True)
+        assert ready_dirs(name)
+
+    name = ""
+    try:
+        name = orphan(while_alive=live)
+        assert says(name) in engine.reconcile(repair=False)
+        assert ready_dirs(name)  # a check changes nothing
+        engine.reconcile(repair=True)
+        assert ready_dirs(name) == []
+        assert says(name) not in engine.reconcile(repair=False)
+    finally:
+        if name:
+            readycgroup.remove(name)
+        engine.log.suspend()
 
 
 def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(

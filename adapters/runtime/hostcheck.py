@@ -311,10 +311,16 @@ def _views(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
             continue
         yield from _stray(runtime, c.id, f"container {c.id[:12]} ({c.name}) is {c.state} but "
                           f"its union view {merged} is not mounted on the host",
-                          partial(_remount, runtime, c))
+                          partial(_remount, runtime, c.id))
 
 
-def _remount(runtime: Any, c: Container) -> None:
+def _remount(runtime: Any, cid: str) -> None:
+    """Mount the view again if the log still says the container runs (read again under
+    its lock: a stop may have recorded since the finding) and nobody mounted it since."""
+    c = runtime.log.container(cid)
+    if c is None or c.state not in LIVE or os.path.ismount(
+            runtime.layers.merged_dir(c.rw_layer)):
+        return
     image = runtime.log.image(c.image)
     if image is not None:
         runtime.layers.mount(c.rw_layer, image.layers, idmap=runtime.idmap())
@@ -333,17 +339,26 @@ def _freezer(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
             continue  # no cgroup: the lost-process check speaks for this container
         if frozen == (c.state == "paused"):
             continue
-        want = "freeze" if c.state == "paused" else "thaw"
         yield from _stray(runtime, c.id, f"container {c.id[:12]} ({c.name}) is {c.state} in "
                           f"the log but {'frozen' if frozen else 'not frozen'} on the host",
-                          partial(_set_freezer, c.id, cgroupparent.of(c.config), want))
+                          partial(_set_freezer, runtime, c.id))
 
 
-def _set_freezer(cid: str, parent: str, want: str) -> None:
+def _set_freezer(runtime: Any, cid: str) -> None:
+    """The freezer set to what the log says now (read again under the container's lock: a
+    pause or unpause may have recorded since the finding was made)."""
     from adapters.kernel.cgroups import Cgroup, CgroupError
+    from core import cgroupparent
 
+    c = runtime.log.container(cid)
+    if c is None or c.state not in LIVE:
+        return
     with contextlib.suppress(CgroupError, OSError):
-        getattr(Cgroup.open(cid, parent=parent), want)()
+        cgroup = Cgroup.open(cid, parent=cgroupparent.of(c.config))
+        if c.state == "paused":
+            cgroup.freeze()
+        else:
+            cgroup.thaw()
 
 
 # --- layers and staging ----------------------------------------------------------------------

@@ -235,3 +235,32 @@ def test_what_a_command_in_flight_has_set_is_not_listed(lamina: Lamina, make, sa
     assert check.returncode == 1 and says in check.stdout and cid[:12] in check.stdout
     lamina.ok("system", "reconcile")
     assert lamina("system", "check").returncode == 0
+
+
+def test_a_repair_judges_again_under_the_lock(lamina: Lamina) -> None:
+    """The freezer's and the view's repairs read the log again once they hold the
+    container's lock: a pause recorded since the check is not thawed, and the view of a
+    container stopped since is not mounted again."""
+    from adapters.bootstrap import build_engine
+    from adapters.kernel.cgroups import Cgroup
+    from adapters.runtime import hostcheck
+
+    cid = lamina.ok("run", "-d", "--network", "none", "busybox", "sleep", "600").strip()
+    merged = lamina.root / "layers" / f"rw-{cid}" / "merged"
+    _freeze(lamina.root, cid)
+    _unmount_view(lamina.root, cid)
+    engine = build_engine(str(lamina.root), recover=False)
+    try:
+        known = {c.id: c for c in engine.log.containers()}
+        found = {f.text: f for f in hostcheck.findings(engine.runtime, known)}
+        freezer, = (f for text, f in found.items() if "running in the log but frozen" in text)
+        view, = (f for text, f in found.items() if "union view" in text)
+        lamina.ok("pause", cid)  # between the check and its repair
+        freezer.repair()
+        assert Cgroup.open(cid).is_frozen()
+        lamina.ok("stop", "-t", "1", cid)
+        view.repair()
+        assert not os.path.ismount(merged)
+    finally:
+        engine.log.suspend()
+    assert lamina("system", "check").returncode == 0

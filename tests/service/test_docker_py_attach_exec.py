@@ -19,6 +19,7 @@ import pytest
 from tests.kernel.test_logs_attach import (
     ECHO_UNTIL_QUIT,
     STDIN_TWICE,
+    go_by_view,
     stdin_once_holds,
     two_attaches_hold,
 )
@@ -723,8 +724,8 @@ def test_docker_cli_stdin_once(service: Service) -> None:
                STDIN_TWICE)
     assert service.ok("inspect", "-f", "{{.Config.StdinOnce}}", "clionce") == "true\n"
     service.ok("start", "clionce")
-    stdin_once_holds([DOCKER, "attach", "clionce"], service.env,
-                     lambda: service.ok("exec", "clionce", "touch", "/tmp/go"))
+    cid = service.ok("inspect", "-f", "{{.Id}}", "clionce").strip()
+    stdin_once_holds([DOCKER, "attach", "clionce"], service.env, go_by_view(service.root, cid))
     service.ok("rm", "clionce")
 
 

@@ -122,6 +122,7 @@ class Attachers:
         self.once = once
         self.clients: dict[int, Any] = {}
         self.typing: set[int] = set()  # clients that sent stdin
+        self.gone: set[int] = set()  # clients a send found gone, dropped at their hang-up
         self.listener: Any = listener if listener is not None else listen(cdir)
         if self.listener is not None:
             poller.register(self.listener.fileno(), 1)  # EPOLLIN
@@ -173,15 +174,22 @@ class Attachers:
         return stdin_fd
 
     def send(self, stream: int, data: bytes) -> None:
+        """A frame to every client still there. One found gone is sent nothing more, but
+        stays open until its own hang-up's event (ready): closed now, its descriptor could
+        still have an event in the poll being handled, which would then read a closed
+        descriptor (EBADF, the monitor's end) or a new client's that took its number."""
         for fd, sock in list(self.clients.items()):
+            if fd in self.gone:
+                continue
             try:
                 send(sock, stream, data)
             except OSError:
-                self.drop(fd)
+                self.gone.add(fd)
 
     def drop(self, fd: int) -> None:
         sock = self.clients.pop(fd)
         self.typing.discard(fd)
+        self.gone.discard(fd)
         try:  # noqa: SIM105
             self.poller.unregister(fd)
         except (OSError, ValueError):

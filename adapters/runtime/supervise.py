@@ -200,6 +200,8 @@ def _supervise(job: dict, pid: int, client: _Client, outputs: dict[int, str],
             if fd in attachers:
                 stdin_fd = attachers.ready(fd, stdin_fd)
                 continue
+            if fd not in open_outputs:  # closed earlier in this poll's events: none of ours
+                continue
             data = _read(fd)
             if not data:
                 poller.unregister(fd)

@@ -69,6 +69,37 @@ def busybox_lamina(base: Path) -> Iterator[Lamina]:
     assert leftovers(lam.root, ids) == []
 
 
+class Served:
+    """A root under `base` with the busybox image and a real fork server of its own
+    (`python -m adapters.cli.served`, in the foreground): `run` is a command through it
+    (its stdout; it must succeed), with the client's umask and extra environment."""
+
+    def __init__(self, base: Path) -> None:
+        self.lamina = Lamina(base / "root")
+        self.lamina.ok("import", str(busybox_tar(base)), "busybox")
+        self.server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served",
+                                        "--root", str(self.lamina.root)],
+                                       stderr=subprocess.PIPE)
+
+    def run(self, *argv: str, umask: int = -1, **extra: str) -> str:
+        import os
+
+        env = {k: v for k, v in os.environ.items() if k != "LAMINA_NO_SERVER"}
+        out = subprocess.run([LAMINA, "--root", str(self.lamina.root), *argv],
+                             env={**env, **extra}, capture_output=True, text=True,
+                             timeout=30, umask=umask)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def stop(self) -> None:
+        """SIGTERM; it must end at once and cleanly, leaving nothing of the root's."""
+        import signal
+
+        self.server.send_signal(signal.SIGTERM)
+        assert self.server.wait(10) == 0
+        assert leftovers(self.lamina.root, []) == []
+
+
 def leftovers(root: Path, ids: list[str]) -> list[str]:
     """Mounts under root, cgroups and monitor processes of these containers still around.
     The root's fork server (under LAMINA_TEST_SERVER=1) is stopped first: it outlives

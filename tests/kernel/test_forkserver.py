@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers
+from tests.kernel.runtime_env import LAMINA, Lamina, Served, busybox_tar, leftovers
 
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("served_environment")]
 
@@ -245,21 +245,13 @@ def test_the_server_keeps_spares_forked_ahead_of_back_to_back_commands(tmp_path:
     require_root()
     from adapters.fastpath.forkserver import SPARES
 
-    root = tmp_path / "root"
-    lamina = Lamina(root)
-    lamina.ok("import", str(busybox_tar(tmp_path)), "busybox")
-    server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
-                               str(root)], stderr=subprocess.PIPE)
+    it = Served(tmp_path)
     try:
-        before = _settled_spares(server.pid)
+        before = _settled_spares(it.server.pid)
         assert SPARES == 2 and len(before) == SPARES
-        client = [LAMINA, "--root", str(root)]
-        env = {k: v for k, v in os.environ.items() if k != "LAMINA_NO_SERVER"}
         for _ in range(2):  # back to back: each taken by a spare forked before it came
-            subprocess.run([*client, "ps"], env=env, check=True, capture_output=True)
-        after = _settled_spares(server.pid)
+            it.run("ps")
+        after = _settled_spares(it.server.pid)
         assert len(after) == SPARES and len(set(after) - set(before)) == 2
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(10) == 0
-    assert leftovers(root, []) == []
+        it.stop()

@@ -20,7 +20,7 @@ import pytest
 from adapters.kernel import readycgroup
 from adapters.kernel.cgroups import Cgroup, CgroupError, Limits, list_lamina_cgroups
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
+from tests.kernel.runtime_env import Served
 
 pytestmark = pytest.mark.kernel
 
@@ -189,23 +189,11 @@ def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(
     the server keeps the next once that command ended, a pause takes none, `system check`
     passes over it, and the server's stop leaves none."""
     require_root()
-    root = tmp_path / "root"
-    lamina = Lamina(root)
-    lamina.ok("import", str(busybox_tar(tmp_path)), "busybox")
-    server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
-                               str(root)], stderr=subprocess.PIPE)
-    client = [str(Path(sys.executable).with_name("lamina")), "--root", str(root)]
-    env = {k: v for k, v in os.environ.items() if k != "LAMINA_NO_SERVER"}
-
-    def served(*argv: str) -> str:
-        out = subprocess.run([*client, *argv], env=env, capture_output=True, text=True,
-                             timeout=30)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
+    it = Served(tmp_path)
+    lamina, served, root = it.lamina, it.run, it.lamina.root
     try:
         assert _wait_for(lambda: (root / "cli.sock").exists())
-        ours = readycgroup.name(server.pid)
+        ours = readycgroup.name(it.server.pid)
         assert _wait_for(lambda: ready_dirs(ours))
         made = memory_ino(ours)
         cid = served("run", "-d", "--network", "none", "busybox", "sleep", "30").strip()
@@ -220,10 +208,8 @@ def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(
         check = lamina("system", "check")
         assert check.returncode == 0 and "ready" not in check.stdout, check.stdout
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(10) == 0
+        it.stop()
     assert ready_dirs(ours) == []
-    assert leftovers(root, []) == []
 
 
 def _wait_for(predicate, timeout: float = 10) -> bool:

@@ -19,7 +19,7 @@ import pytest
 from adapters.kernel import proc
 from adapters.runtime import sparemonitor
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
+from tests.kernel.runtime_env import Served
 
 pytestmark = pytest.mark.kernel
 
@@ -128,41 +128,27 @@ def test_an_unclaimed_spare_ends_with_its_server_and_sweep_removes_what_is_left(
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Lamina, subprocess.Popen, Callable[..., str]]]:
-    """A root with busybox, served by a real fork server; stopped after, leaving nothing."""
+def served(tmp_path: Path) -> Iterator[Served]:
+    """A root with busybox, served by a real fork server; stopped after, leaving nothing
+    (no spare's file either)."""
     require_root()
-    root = tmp_path / "root"
-    lamina = Lamina(root)
-    lamina.ok("import", str(busybox_tar(tmp_path)), "busybox")
-    server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
-                               str(root)], stderr=subprocess.PIPE)
-    client = [str(Path(sys.executable).with_name("lamina")), "--root", str(root)]
-    env = {k: v for k, v in os.environ.items() if k != "LAMINA_NO_SERVER"}
-
-    def run(*argv: str, umask: int = -1, **extra: str) -> str:
-        out = subprocess.run([*client, *argv], env={**env, **extra}, capture_output=True,
-                             text=True, timeout=30, umask=umask)
-        assert out.returncode == 0, out.stderr
-        return out.stdout
-
+    served = Served(tmp_path)
     try:
-        assert wait_for(lambda: (root / "cli.sock").exists())
-        yield lamina, server, run
+        assert wait_for(lambda: (served.lamina.root / "cli.sock").exists())
+        yield served
     finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(10) == 0
-    path = sparemonitor.path_for(proc.stamp(server.pid))
+        served.stop()
+    path = sparemonitor.path_for(proc.stamp(served.server.pid))
     assert not [n for n in os.listdir(sparemonitor.DIR)
                 if n.startswith(os.path.basename(path))]
-    assert leftovers(root, []) == []
 
 
-def test_a_served_start_is_handed_to_the_spare(served, tmp_path: Path) -> None:
+def test_a_served_start_is_handed_to_the_spare(served: Served) -> None:
     """The run's monitor is the spare the server kept (it was there before the command
     began), with the command's environment and umask, in a PID namespace of the
     container's; the server keeps the next once that command ended."""
-    lamina, server, run = served
-    path = sparemonitor.path_for(proc.stamp(server.pid))
+    lamina, run = served.lamina, served.run
+    path = sparemonitor.path_for(proc.stamp(served.server.pid))
     assert wait_for(lambda: listening(path))
     first = listening(path)
     time.sleep(0.05)  # past a clock tick: the spare's start time is before the marker's
@@ -190,10 +176,10 @@ def test_a_served_start_is_handed_to_the_spare(served, tmp_path: Path) -> None:
                "echo $$").strip() == "1"
 
 
-def test_a_host_pid_start_forks_its_own(served) -> None:
+def test_a_host_pid_start_forks_its_own(served: Served) -> None:
     """--pid host can't have the spare (its PID namespace is made): the spare stays."""
-    _lamina, server, run = served
-    path = sparemonitor.path_for(proc.stamp(server.pid))
+    run = served.run
+    path = sparemonitor.path_for(proc.stamp(served.server.pid))
     assert wait_for(lambda: listening(path))
     first = listening(path)
     pid = run("run", "--rm", "--pid", "host", "--network", "none", "busybox", "sh", "-c",
@@ -203,10 +189,10 @@ def test_a_host_pid_start_forks_its_own(served) -> None:
     assert listening(path) == first
 
 
-def test_a_start_with_no_spare_forks_its_own(served) -> None:
+def test_a_start_with_no_spare_forks_its_own(served: Served) -> None:
     """A spare taken (by a start beside, say) leaves the next start to fork one."""
-    lamina, server, run = served
-    path = sparemonitor.path_for(proc.stamp(server.pid))
+    run = served.run
+    path = sparemonitor.path_for(proc.stamp(served.server.pid))
     assert wait_for(lambda: listening(path))
     aside = f"{path}.aside"
     os.rename(path, aside)  # claimed, as a start beside would

@@ -19,7 +19,7 @@ name; a taker renames it first, then the rest; a taker that finds it gone makes 
 Nobody else sees these: a ready cgroup holds no process, and `system check` passes over a
 live server's (no log knows its name; it is no root's). The server removes its own when it
 stops (`release`); one left by a server killed outright is an orphan (its stamp is dead),
-which the next fork server to start removes, whichever its root (`sweep`), and which any
+which the next fork server to start removes, whichever its root (`sweep`), and which its
 root's `system check` lists and `system reconcile` removes meanwhile (`orphans`, `remove`).
 """
 
@@ -141,6 +141,11 @@ def orphans() -> list[str]:
 
 
 _STAMP = re.compile(r"^\d+\.\d+$")
+
+
+def stamp_of(name: str) -> str:
+    """The stamp (pid.starttime) of the server a ready set's name names."""
+    return name.removeprefix(PREFIX).removeprefix(MAKING)
 
 
 def sweep() -> None:

@@ -4,7 +4,7 @@ The log is the truth; the host is made to match it. Each check yields Findings: 
 `system check` and the repair `system reconcile` runs. What is looked at:
 
 - cgroups of this root's containers that aren't running or paused (killed, thawed, removed),
-  and those a fork server kept ready for its starts, whichever its root, once it is gone;
+  and the one its fork server kept ready for its starts, once that server is gone;
 - union views mounted under <root>/layers for containers that aren't running or paused;
 - a running container whose cgroup is frozen, or a paused one whose cgroup is not (a pause,
   unpause or commit that died between the freezer and the log): the freezer is set back to
@@ -75,7 +75,7 @@ def idle(runtime: Any, cid: str) -> Iterator[bool]:
 
 
 def findings(runtime: Any, known: Mapping[str, Container]) -> list[Finding]:
-    return [*_cgroups(runtime, known), *_ready(), *_mounts(runtime, known),
+    return [*_cgroups(runtime, known), *_ready(runtime), *_mounts(runtime, known),
             *_views(runtime, known), *_freezer(runtime, known),
             *_layers(runtime), *_container_dirs(runtime), *_staging(runtime),
             *_remap(runtime), *_wiring(runtime, known)]
@@ -235,15 +235,24 @@ def _cgroups(runtime: Any, known: Mapping[str, Container]) -> Iterator[Finding]:
                               partial(_remove_cgroup, cid, parent))
 
 
-def _ready() -> Iterator[Finding]:
-    """A cgroup set a fork server kept ready for its starts (adapters/kernel/readycgroup.py)
-    whose server was killed outright: no log knows it, so any root's check lists it (the
-    next fork server to start sweeps it too); a live server's is its own, passed over."""
+def _ready(runtime: Any) -> Iterator[Finding]:
+    """A cgroup set this root's fork server kept ready for its starts (adapters/kernel/
+    readycgroup.py) and left when it was killed outright: the server <root>/cli.pid names
+    last. Another root's is not this root's to list: its check would fail on what another
+    root's killed server left (the next fork server to start, whichever its root, sweeps
+    them all). A live server's is its own, passed over."""
+    from adapters.fastpath.client import CLI_LOCK
     from adapters.kernel import readycgroup
 
+    try:
+        with open(os.path.join(runtime.root, CLI_LOCK)) as f:
+            last = f.read().strip()
+    except OSError:
+        return
     for name in readycgroup.orphans():
-        yield Finding(f"cgroup lamina/{name} was kept ready by a fork server that is gone",
-                      partial(readycgroup.remove, name))
+        if readycgroup.stamp_of(name).partition(".")[0] == last:
+            yield Finding(f"cgroup lamina/{name} was kept ready by this root's fork server, "
+                          "which is gone", partial(readycgroup.remove, name))
 
 
 def _remove_cgroup(cid: str, parent: str) -> None:

@@ -153,18 +153,22 @@ def test_sweep_removes_those_of_servers_gone() -> None:
 
 
 def test_system_check_lists_an_orphan_and_reconcile_removes_it(tmp_path: Path) -> None:
-    """A set whose server was killed outright is no root's: any root's check lists it and
-    its reconcile removes it; a live server's is neither listed nor removed. Checked in this
-    process: a fork server starting meanwhile sweeps orphans (a CLI check's own would)."""
+    """A set whose server was killed outright: its root's check lists it and its reconcile
+    removes it; another root's check passes over it (it must not fail on what another
+    root's killed server left), and a live server's is neither listed nor removed. Checked
+    in this process: a fork server starting meanwhile sweeps orphans (a CLI check's would)."""
     require_root()
     from adapters.bootstrap import build_engine
 
     engine = build_engine(str(tmp_path / "root"), recover=False)
+    other = build_engine(str(tmp_path / "other"), recover=False)
 
     def says(name: str) -> str:
-        return f"cgroup lamina/{name} was kept ready by a fork server that is gone"
+        return f"cgroup lamina/{name} was kept ready by this root's fork server, which is gone"
 
-    def live(name: str) -> None:
+    def live(name: str) -> None:  # the root's server, as claim() names it in cli.pid
+        (tmp_path / "root" / "cli.pid").write_text(
+            readycgroup.stamp_of(name).partition(".")[0] + "\n")
         assert says(name) not in engine.reconcile(repair=False)
         engine.reconcile(repair=True)
         assert ready_dirs(name)
@@ -172,6 +176,7 @@ def test_system_check_lists_an_orphan_and_reconcile_removes_it(tmp_path: Path) -
     name = ""
     try:
         name = orphan(while_alive=live)
+        assert says(name) not in other.reconcile(repair=False)
         assert says(name) in engine.reconcile(repair=False)
         assert ready_dirs(name)  # a check changes nothing
         engine.reconcile(repair=True)
@@ -181,6 +186,7 @@ def test_system_check_lists_an_orphan_and_reconcile_removes_it(tmp_path: Path) -
         if name:
             readycgroup.remove(name)
         engine.log.suspend()
+        other.log.suspend()
 
 
 def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(

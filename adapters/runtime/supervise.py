@@ -87,22 +87,26 @@ class _Client:
 
     def drop(self) -> None:
         if self.sock is not None:
-            if not self.recorded:
-                self._drain()
+            self._drain()
             self.sock.close()
             self.sock = None
 
     def _drain(self) -> None:
         """Read what the client sent before it went: a client that let go at once (`run
-        -d` of a container that ended before its start was recorded) sent RECORDED, then
-        DETACH, and closed, maybe before we wrote to it; that word must not be lost with
-        the socket (its end would go unrecorded until a recovery)."""
+        -d` of a container that ended at once) sent RECORDED, then DETACH, and closed,
+        maybe before we wrote to it, or before the exit code we then failed to write.
+        Neither word may be lost with the socket: without RECORDED its end would go
+        unrecorded until a recovery; without DETACH it would be taken for a client that
+        was there at the end, which records the end and removes an --rm container itself:
+        nobody would remove it."""
         assert self.sock is not None
         self.sock.setblocking(False)
         try:
             while (frame := frames.recv(self.sock)) is not None:
                 if frame[0] == frames.RECORDED:
                     self.recorded = True
+                elif frame[0] == frames.DETACH:
+                    self.was_attached = False
         except OSError:  # nothing more (EAGAIN), or its reset once the queue is read
             pass
 

@@ -39,3 +39,20 @@ def test_a_client_that_hung_up_without_the_word_gave_the_start_up() -> None:
     client = supervise._Client(ours, recorded=False)
     client.send(frames.EXIT, b"0")
     assert client.sock is None and not client.recorded
+
+
+def test_a_client_that_let_go_before_the_exit_code_is_not_taken_for_one_still_there() -> None:
+    """`run -d --rm` of a container that ended at once, the start's word read by the
+    monitor's loop: at the loop's end the client was still connected, then it sent DETACH
+    and closed before the exit code went out. The DETACH, unread, must still count: a
+    client there at the end records the end and removes the container itself, so the
+    monitor, thinking it attached, removed nothing (test_forkserver's CI failure)."""
+    ours, theirs = socket.socketpair()
+    client = supervise._Client(ours, recorded=True)
+    client.send(frames.STDOUT, b"")  # the output went while it was there
+    client.was_attached = client.sock is not None  # as _supervise judges at its loop's end
+    assert client.was_attached
+    frames.send(theirs, frames.DETACH, b"")
+    theirs.close()
+    client.send(frames.EXIT, b"0")  # to a socket gone: dropped
+    assert client.sock is None and not client.was_attached

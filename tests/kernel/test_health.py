@@ -56,8 +56,19 @@ def health_processes(lamina: Lamina, cid: str) -> list[int]:
                         found.append(int(pid))
             except OSError:
                 continue
-    # a probe is forked by the health process before it execs: not another health process
-    return [pid for pid in found if _parent(pid) not in found]
+    # a probe is forked by the health process before it execs (its joiner, then the
+    # process that execs in the container, reparented into the container once the joiner
+    # has gone): not another health process. The health process stays out of the
+    # container's cgroups; a probe on its way in has joined them.
+    return [pid for pid in found if _parent(pid) not in found and not _joined(pid, cid)]
+
+
+def _joined(pid: int, cid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f"/{cid}" in f.read()
+    except OSError:
+        return False
 
 
 def _parent(pid: int) -> int:

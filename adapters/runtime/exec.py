@@ -27,7 +27,7 @@ from typing import Any
 
 from adapters.kernel import namespaces
 from adapters.kernel.proc import is_init_of
-from adapters.runtime import users
+from adapters.runtime import frames, users
 from adapters.runtime.init import exec_process, fail, made_for_it
 from adapters.runtime.terminal import Detached, PipeRelay, drain, outlive, proxy_pty
 from core.ports import ExecDetached
@@ -96,7 +96,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     for fd in {pidfd, err_w, done_w, *stdio.child} - {-1}:
         os.close(fd)
     if detached:  # exec -d: no stdio to relay; say whether it started, then wait for it
-        said = _read_all(err_r)
+        said = frames.read_to_end(err_r)
         started = options.get("started")
         if started is not None:
             started(_started_text(target, said))
@@ -142,14 +142,6 @@ def _watcher(target: ExecTarget, master: int, child: int, err_r: int, done_r: in
         return None
 
     return watch
-
-
-def _read_all(fd: int) -> bytes:
-    """All of the error pipe: EOF once E exec'd (its end is close-on-exec) or failed."""
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _started_text(target: ExecTarget, said: bytes) -> str:

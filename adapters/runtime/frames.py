@@ -34,6 +34,15 @@ def send(sock: socket.socket, stream: int, payload: bytes) -> None:
     sock.sendall(pack(stream, payload), MSG_NOSIGNAL)
 
 
+def read_to_end(fd: int) -> bytes:
+    """A pipe's whole content, up to its writers' end: the word a monitor, an exec's joiner
+    or a spare monitor sends once and closes. Non-blocking and not ended: BlockingIOError."""
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     buf = bytearray()
     while len(buf) < n:

@@ -107,7 +107,7 @@ def _settled(block: bool) -> bool:
     if block:
         os.set_blocking(ready_r, True)
     try:
-        word = _read_all(ready_r)
+        word = frames.read_to_end(ready_r)
     except BlockingIOError:
         return False
     with contextlib.suppress(ChildProcessError):
@@ -147,14 +147,6 @@ def sweep() -> None:
         if not proc.stamp_alive(stamp):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(DIR, name))
-
-
-def _read_all(fd: int) -> bytes:
-    """Up to the pipe's end; BlockingIOError (non-blocking) if the end hasn't come."""
-    out = b""
-    while chunk := os.read(fd, 64):
-        out += chunk
-    return out
 
 
 # --- in a start ---------------------------------------------------------------------------

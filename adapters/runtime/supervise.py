@@ -131,7 +131,8 @@ def report_start(job: dict, ctl: socket.socket, err_fd: int, start_time: int) ->
     """Init's start, told to the client: its pid and start time, or None when it failed
     (reaped, said)."""
     pid = job["pid"]
-    failure = _read_all(err_fd)
+    failure = frames.read_to_end(err_fd).decode(errors="replace")
+    os.close(err_fd)
     if failure:
         os.waitpid(pid, 0)
         _report(ctl, f"failed {failure}")
@@ -159,14 +160,6 @@ def watch(job: dict, ctl: socket.socket, listener: socket.socket | None,
     if client.recorded:
         _record(job, pid, attached=client.was_attached, warm=warm)
     return code
-
-
-def _read_all(fd: int) -> str:
-    chunks = []
-    while chunk := os.read(fd, 4096):
-        chunks.append(chunk)
-    os.close(fd)
-    return b"".join(chunks).decode(errors="replace")
 
 
 def _report(ctl: socket.socket, text: str) -> None:

@@ -9,10 +9,23 @@ from __future__ import annotations
 import glob
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 LAMINA = str(Path(sys.executable).with_name("lamina"))
+
+
+def wait_for(what: Callable[[], Any], timeout: float = 10, step: float = 0.02) -> Any:
+    """`what()`'s first true value within `timeout`, else its last (false) one: for what a
+    process does on its own time (a spare getting ready, a probe, a server's socket)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
 
 
 class Lamina:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from adapters.kernel import readycgroup
 from adapters.kernel.cgroups import Cgroup, CgroupError, Limits, list_lamina_cgroups
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Served
+from tests.kernel.runtime_env import Served, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -198,13 +197,13 @@ def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(
     it = Served(tmp_path)
     lamina, served, root = it.lamina, it.run, it.lamina.root
     try:
-        assert _wait_for(lambda: (root / "cli.sock").exists())
+        assert wait_for(lambda: (root / "cli.sock").exists())
         ours = readycgroup.name(it.server.pid)
-        assert _wait_for(lambda: ready_dirs(ours))
+        assert wait_for(lambda: ready_dirs(ours))
         made = memory_ino(ours)
         cid = served("run", "-d", "--network", "none", "busybox", "sleep", "30").strip()
         assert memory_ino(cid) == made  # the server's, renamed
-        assert _wait_for(lambda: ready_dirs(ours))  # the next one, once it ended
+        assert wait_for(lambda: ready_dirs(ours))  # the next one, once it ended
         again = memory_ino(ours)
         assert again != made
         served("pause", cid)
@@ -218,10 +217,3 @@ def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(
     assert ready_dirs(ours) == []
 
 
-def _wait_for(predicate, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True

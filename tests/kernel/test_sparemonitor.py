@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +19,9 @@ import pytest
 from adapters.kernel import proc
 from adapters.runtime import sparemonitor
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Served
+from tests.kernel.runtime_env import Served, wait_for
 
 pytestmark = pytest.mark.kernel
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def alive(pid: int) -> bool:

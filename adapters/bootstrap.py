@@ -40,8 +40,8 @@ def prepare(root: str) -> None:
     from adapters.kernel.cgroups import read_mounts_ahead
 
     read_mounts_ahead()
-    if not os.path.exists(os.path.join(root, "events.db")):
-        return
+    if root in _PREPARED or not os.path.exists(os.path.join(root, "events.db")):
+        return  # one kept already (a child that serves another command): checked at use
     import sqlite3
 
     from adapters.eventstore.sqlite_log import SqliteEventLog

@@ -270,6 +270,8 @@ class Served:
     top parser): the serve command's module is one this module imports for its table, so it
     is handed this rather than importing it."""
 
+    serves_again = True  # its children serve command after command (fastpath/reuse.py)
+
     def warm(self) -> None:
         """Import what commands need, build every parser, fill the lifecycle's caches; and
         keep a container's cgroup ready (adapters/kernel/readycgroup.py) and a monitor
@@ -341,7 +343,7 @@ class Served:
 
         deferred.run_pending()
 
-    def gone(self, pid: int) -> None:
+    def done(self, pid: int) -> None:
         """A container's cgroup made ready again if the child took it (readycgroup.py),
         and its spare monitor (sparemonitor.py)."""
         from adapters.kernel import readycgroup

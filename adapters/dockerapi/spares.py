@@ -41,6 +41,7 @@ class Jobs:
     worker runs it (reporter.run_job), its report on descriptor 0."""
 
     engine: Any
+    serves_again = False  # a worker's engine and report pipe are one job's (forkserver.Commands)
 
     def warm(self) -> None:
         """Nothing to import: this process was forked from the service after its preload."""
@@ -59,7 +60,7 @@ class Jobs:
     def finish(self) -> None:
         """Nothing left for after the answer."""
 
-    def gone(self, pid: int) -> None:
+    def done(self, pid: int) -> None:
         """Nothing kept for the jobs (a start makes its cgroup: readycgroup.py is the CLI
         server's)."""
 

@@ -1,11 +1,15 @@
 """The fork server: a resident, single-threaded process with lamina already imported, that
-forks one child per CLI command (`lamina serve` starts it; client.py talks to it).
+keeps children forked ahead, each of which runs CLI commands (`lamina serve` starts it;
+client.py talks to it).
 
 Why a fork server and not threads: a command's child forks the container's monitor and
 init, which run Python before they exec; fork() is only safe from a process with one
-thread. Why fork per command: every command then runs exactly the code it runs without a
-server (adapters.cli.run), in a fresh process, with its own SQLite connection; the server
+thread. Why children: every command then runs exactly the code it runs without a server
+(adapters.cli.run), in a process of its own, with its own SQLite connection; the server
 holds none (a connection must never cross a fork) and no state besides imported modules.
+A child whose command left nothing behind (no descriptor, thread, child process, signal
+handler, limit, namespace or credential changed: reuse.py) takes the next command instead
+of exiting, once its client has gone; any other ends, and the server forks anew.
 What it imports, prepares and runs is the CLI's to say (Commands: adapters/cli/app.Served):
 this package knows no command, and the CLI that starts it is the only one to import it.
 
@@ -39,7 +43,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from adapters.fastpath import hotpages
+from adapters.fastpath import hotpages, reuse
 from adapters.fastpath.client import CLI_LOCK, REFUSED, RUN_HERE, SOCKET_NAME
 from adapters.fastpath.peer import View, peer_of, runs_like, view_of
 from core.errors import Conflict
@@ -52,11 +56,19 @@ HOT_EVERY = 1.0  # seconds: how often a command's child lists its pages for the 
 # follows another at once (a script's pause then unpause) found the one forked for it not
 # yet accepting, waiting out the rest; with two, one is ready while the other gets ready.
 SPARES = 2
+# The second of them is forked only once one has been short this long: a child whose command
+# is over comes back as a spare within a few ms (reuse.py; a `run --rm` after its deletions),
+# and back-to-back commands then run with no fork at all. The first is never waited for.
+SECOND_AFTER = 0.05
 HOT = b"H"  # a message on ctl that lists them (hotpages.py), not a taken connection
+BACK = b"B"  # a message on ctl: a child whose command is over may serve another (reuse.py)
+HANG_UP_WITHIN = 2.0  # seconds a child waits for its client to go before it serves another
 
 
 class Commands(Protocol):
     """What the server runs, handed in by whoever starts it (the CLI: adapters/cli/app.Served)."""
+
+    serves_again: bool  # whether a child whose command is over may take another (reuse.py)
 
     def warm(self) -> None:
         """In the server, once: import what commands need and build what they build first."""
@@ -72,9 +84,10 @@ class Commands(Protocol):
         """In the command's child, once the client has its exit code and its stdio is let
         go: the work the command left for after the answer."""
 
-    def gone(self, pid: int) -> None:
-        """In the server, once its child `pid` (a spare or a command's) is reaped: make
-        again what the server keeps for its commands, if that one took it."""
+    def done(self, pid: int) -> None:
+        """In the server, once its child `pid` (a spare or a command's) is reaped or its
+        command is over: make again what the server keeps for its commands, if that one
+        took it."""
 
     def stopped(self) -> None:
         """In the server, once it serves no more: remove what it kept for its commands."""
@@ -98,6 +111,7 @@ class _Job:
 
     pid: int
     pidfd: int
+    reply: socket.socket  # the server's answer to the child's BACK: the listener, or none
     conn: socket.socket | None = None  # the client's connection, once the child took one
 
 
@@ -319,6 +333,8 @@ class ForkServer:
         self.hot = b""  # the pages the last listing child took (hotpages.py): spares take them
         self._hot_at = -HOT_EVERY  # when that list came
         self._list_hot = True  # whether the next spare lists its pages when its command ends
+        self._reply: socket.socket | None = None  # a child's end of its _Job.reply
+        self._short_since: float | None = None  # since when fewer than SPARES wait (_short_for)
         self.sel.register(self.ctl, selectors.EVENT_READ)
         self._wakeup, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.sel.register(self._wakeup, selectors.EVENT_READ)
@@ -373,11 +389,12 @@ class ForkServer:
                 self.close()
             if self.listener is None and not self.jobs:
                 return
-            while self.listener is not None and len(self.spares) < SPARES:
+            while self.listener is not None and len(self.spares) < SPARES and \
+                    (not self.spares or self._short_for() >= SECOND_AFTER):
                 self._fork_spare()
             if self.watch is not None and self.listener is not None:
                 self._look()
-            for key, _ in self.sel.select(WATCH_EVERY if self.watch else None):
+            for key, _ in self.sel.select(self._timeout()):
                 if key.fileobj is self.ctl:
                     self._taken()
                 elif key.fileobj is self._wakeup:
@@ -385,6 +402,22 @@ class ForkServer:
                         os.read(self._wakeup, 512)
                 else:
                     self._reap(key.data)
+
+    def _short_for(self) -> float:
+        """How long the server has kept fewer than SPARES spares (0 when it has them)."""
+        if len(self.spares) >= SPARES:
+            self._short_since = None
+            return 0.0
+        if self._short_since is None:
+            self._short_since = time.monotonic()
+        return time.monotonic() - self._short_since
+
+    def _timeout(self) -> float | None:
+        """The select's: until the second spare is due, or the next look of the watch."""
+        waits = [WATCH_EVERY] if self.watch else []
+        if self.listener is not None and 0 < len(self.spares) < SPARES:
+            waits.append(max(0.0, SECOND_AFTER - self._short_for()))
+        return min(waits, default=None)
 
     def _look(self) -> None:
         """A watched server stops when its watch gives a reason (served.py: its socket file
@@ -407,11 +440,19 @@ class ForkServer:
     def _fork_spare(self) -> None:
         server = os.getpid()
         self._list_hot = time.monotonic() - self._hot_at >= HOT_EVERY
-        pid = os.fork()
+        reply, self._reply = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError:
+            self._reply.close()
+            reply.close()
+            raise
         if pid == 0:
+            reply.close()
             self._spare(server)
+        self._reply.close()
         pidfd = os.pidfd_open(pid)
-        self.spares[pid] = self.jobs[pid] = _Job(pid, pidfd)
+        self.spares[pid] = self.jobs[pid] = _Job(pid, pidfd, reply)
         self.sel.register(pidfd, selectors.EVENT_READ, self.jobs[pid])
 
     def _taken(self) -> None:
@@ -421,6 +462,9 @@ class ForkServer:
                                                         socket.CMSG_SPACE(4))
         if data[:1] == HOT:
             self.hot, self._hot_at = data[1:], time.monotonic()
+            return
+        if data[:1] == BACK:
+            self._back(int.from_bytes(data[1:5], "big"))
             return
         pid = int.from_bytes(data, "big")
         for level, kind, cdata in ancdata:
@@ -433,12 +477,33 @@ class ForkServer:
                 job.conn = socket.socket(fileno=fd)
         self.spares.pop(pid, None)
 
+    def _back(self, pid: int) -> None:
+        """A child whose command is over and that is as it was forked (reuse.py) asks to
+        wait for another client: it gets the listener, unless the server stops or keeps
+        enough spares already (one more than SPARES: the one forked when it was taken)."""
+        job = self.jobs.get(pid)
+        if job is None:
+            return
+        if job.conn is not None:
+            job.conn.close()
+            job.conn = None
+        take = self.listener is not None and not self.stopping and len(self.spares) <= SPARES
+        with contextlib.suppress(OSError):  # it died meanwhile: reaped as any child
+            if take:
+                assert self.listener is not None
+                socket.send_fds(job.reply, [b"Y"], [self.listener.fileno()])
+                self.spares[pid] = job
+            else:
+                job.reply.send(b"N")
+        self.commands.done(pid)
+
     def _reap(self, job: _Job) -> None:
         self.sel.unregister(job.pidfd)
         os.close(job.pidfd)
+        job.reply.close()
         del self.jobs[job.pid]
         _, status = os.waitpid(job.pid, 0)
-        self.commands.gone(job.pid)
+        self.commands.done(job.pid)
         if self.spares.pop(job.pid, None) is not None:
             time.sleep(0.05)  # a spare that dies at once must not make the loop spin
         if job.conn is not None:
@@ -466,14 +531,45 @@ class ForkServer:
             self.ctl.close()
             for job in self.jobs.values():
                 os.close(job.pidfd)
+                job.reply.close()
                 if job.conn is not None:
                     job.conn.close()
             self._get_ready()
             hotpages.take_ahead(self.hot, self._client_waits)  # the faults a command takes,
             self.hot = b""  # taken while no client waits
-            code = self._serve_one()
+            assert self.listener is not None
+            base = reuse.baseline(self.listener.fileno())
+            served = 0
+            while True:
+                code, again = self._serve_one()
+                served += 1
+                if not again or not self._again(server, base, served):
+                    break
         finally:
             os._exit(code)
+
+    def _again(self, server: int, base: reuse.Baseline, served: int) -> bool:
+        """Whether this child, its command over, waits for another client: only when it is
+        as it was before its first (reuse.py) and the server hands it the listener again."""
+        from adapters.kernel import libc
+
+        reuse.restore(base)
+        gc.collect()  # what the command dropped in cycles, with their descriptors
+        self._get_ready()
+        if reuse.changed(base, served) is not None:
+            return False
+        assert self._reply is not None
+        try:
+            self._spare_ctl.send(BACK + os.getpid().to_bytes(4, "big"))
+            answer, fds, _flags, _addr = socket.recv_fds(self._reply, 1, 1)
+        except OSError:
+            return False
+        if answer != b"Y" or len(fds) != 1:
+            _close_all(fds)
+            return False
+        self.listener = socket.socket(fileno=fds[0])
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # waiting, it goes with its server
+        return os.getppid() == server
 
     def _client_waits(self) -> bool:
         """Whether a client's connection waits to be accepted (by this spare)."""
@@ -491,7 +587,11 @@ class ForkServer:
         of containers, on every command."""
         self.commands.prepare(self.root)
 
-    def _serve_one(self) -> int:
+    def _serve_one(self) -> tuple[int, bool]:
+        """Take a client, run its command, answer, and do what the command left for after
+        the answer; (its exit code, whether it may serve another). One that may waits for
+        its client's hang-up first: a signal the client forwards to this pid must never
+        reach the next client's command."""
         assert self.listener is not None
         conn, _ = self.listener.accept()
         from adapters.kernel import libc
@@ -502,18 +602,32 @@ class ForkServer:
                                     [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                       struct.pack("i", conn.fileno()))])
         self.listener.close()
+        self.listener = None
+        try:
+            code, ran = self._answer(conn)
+            if ran:
+                let_go_of_stdio()
+                self.commands.finish()
+                self._send_hot()
+            again = self.commands.serves_again and _hung_up(conn)
+        finally:
+            conn.close()
+        return code, again
+
+    def _answer(self, conn: socket.socket) -> tuple[int, bool]:
+        """The client's command run and answered: its exit code, and whether it ran here."""
         try:
             pid, uid = peer_of(conn)
             if uid not in (0, os.getuid()):
                 conn.sendall(REFUSED.to_bytes(4, "big", signed=True))
-                return 125
+                return 125, False
             request, fds = _receive(conn)
             if not runs_like(self.view, pid):  # not in the client's place: it runs it
                 _close_all(fds)
                 conn.sendall(RUN_HERE.to_bytes(4, "big", signed=True))
-                return 0
+                return 0, False
         except (OSError, ValueError):
-            return 125
+            return 125, False
         code = 125
         try:
             conn.sendall(os.getpid().to_bytes(4, "big", signed=True))
@@ -521,22 +635,28 @@ class ForkServer:
         finally:
             with contextlib.suppress(OSError):
                 conn.sendall(code.to_bytes(4, "big", signed=True))
-        conn.close()
-        let_go_of_stdio()
-        self.commands.finish()
-        self._send_hot()
-        return code
+        return code, True
 
     def _send_hot(self) -> None:
         """After the answer: the pages this child took, for the spares the server forks
         next (at most one list every HOT_EVERY: listing costs ~1 ms of CPU)."""
-        try:
-            if self._list_hot:
-                self._spare_ctl.send(HOT + hotpages.dirty())
-        except OSError:  # a server that went: no spares to tell
+        if not self._list_hot:
+            return
+        self._list_hot = False  # once a child: later, its pages are all its own
+        with contextlib.suppress(OSError):  # a server that went: no spares to tell
+            self._spare_ctl.send(HOT + hotpages.dirty())
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the client closed its end within HANG_UP_WITHIN (it has its answer and is
+    gone): whatever it sends meanwhile is read and dropped."""
+    conn.settimeout(HANG_UP_WITHIN)
+    try:
+        while conn.recv(4096):
             pass
-        finally:
-            self._spare_ctl.close()
+    except OSError:
+        return False
+    return True
 
 
 def run_command(request: Request, fds: list[int], peer: dict[str, int],
@@ -548,7 +668,8 @@ def run_command(request: Request, fds: list[int], peer: dict[str, int],
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    os.setsid()  # the server's session and signals are not the command's
+    if os.getsid(0) != os.getpid():  # a child serving its second command has its own
+        os.setsid()  # the server's session and signals are not the command's
     os.umask(request.umask)
     os.environ.clear()
     os.environ.update(request.env)

@@ -50,6 +50,7 @@ CLAIM = "freezer"  # the hierarchy whose directory says whose the set is
 
 _owner: str | None = None  # the name of the set its fork server keeps (its children inherit it)
 _rules: list[Rule] = []  # the device rules it was made with
+_kept: Path | None = None  # its claim directory, in the server that made it (keep's one stat)
 
 
 def name(pid: int | None = None) -> str:
@@ -70,15 +71,12 @@ def default_rules() -> list[Rule]:
 def keep() -> None:
     """In the fork server, at its start and after each child ends: make the ready cgroup
     unless it is there (one stat), or the host's cgroups can't rename it (cgroup2 alone)."""
-    global _owner, _rules
+    global _owner, _rules, _kept
+    if _kept is not None and _kept.is_dir():
+        return
+    _kept = None
     mine = name()
     making = MAKING + mine.removeprefix(PREFIX)
-    try:
-        claim = _claim_dir(Cgroup.open(mine).dirs()) if _owner == mine else None
-        if claim is not None and claim.is_dir():
-            return
-    except (CgroupError, OSError):
-        pass
     try:
         if detect() is not Mode.V1:
             return
@@ -95,6 +93,7 @@ def keep() -> None:
         remove(making)                           # start without it makes its own
         return
     _owner = mine
+    _kept = claim.parent / mine
 
 
 def take(cid: str, limits: Limits, rules: Sequence[Rule], parent: str) -> Cgroup | None:

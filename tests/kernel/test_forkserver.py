@@ -241,7 +241,8 @@ def _settled_spares(server: int, timeout: float = 20) -> list[int]:
 
 def test_the_server_keeps_spares_forked_ahead_of_back_to_back_commands(tmp_path: Path) -> None:
     """SPARES children wait for commands: one that follows another at once finds one ready
-    while the one forked for it is still getting ready."""
+    while the one forked for it is still getting ready. A child whose command is over comes
+    back as one more (adapters/fastpath/reuse.py), never more than that."""
     require_root()
     from adapters.fastpath.forkserver import SPARES
 
@@ -252,6 +253,6 @@ def test_the_server_keeps_spares_forked_ahead_of_back_to_back_commands(tmp_path:
         for _ in range(2):  # back to back: each taken by a spare forked before it came
             it.run("ps")
         after = _settled_spares(it.server.pid)
-        assert len(after) == SPARES and len(set(after) - set(before)) == 2
+        assert SPARES <= len(after) <= SPARES + 1 and set(after) - set(before)
     finally:
         it.stop()

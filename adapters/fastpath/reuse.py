@@ -14,9 +14,10 @@ environment, directory and umask the child had; everything else a command could 
 behind must be as it was, or the child exits as before:
 - its descriptors (a leaked pipe end would keep a container's stdin from its EOF), its
   threads and its child processes;
-- its signal handlers and signal mask, its resource limits (adopted from each client:
-  peer.adopt_limits), its namespaces, root directory and credentials (peer.view_of), and
-  no controlling terminal;
+- its signal handlers, signal mask and timers, its resource limits (adopted from each
+  client: peer.adopt_limits), its scheduling (nice value, CPU affinity), its name, its
+  namespaces, root directory and credentials (peer.view_of), its own session and process
+  group (run_command made them) and no controlling terminal;
 - and at most MAX_COMMANDS commands, so that what a command leaves in Python's heap
   (caches, fragments) stays bounded.
 """
@@ -43,6 +44,7 @@ class Baseline:
     handlers: tuple[object, ...]
     mask: frozenset[int]
     limits: tuple[tuple[int, int], ...]
+    scheduling: tuple[object, ...]
     view: View | None
     env: tuple[tuple[str, str], ...]
     cwd: str
@@ -54,7 +56,8 @@ def baseline(listener: int) -> Baseline:
     closes once it has one, left out)."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return Baseline(_fds(listener), _handlers(), _mask(), _limits(), view_of("self"),
+    return Baseline(_fds(listener), _handlers(), _mask(), _limits(), _scheduling(),
+                    view_of("self"),
                     tuple(os.environ.items()), os.getcwd(), mask)
 
 
@@ -82,10 +85,14 @@ def changed(base: Baseline, commands: int) -> str | None:
         return "it has a thread"
     if _has_children():
         return "it has a child process"
-    if _handlers() != base.handlers or _mask() != base.mask:
+    if _handlers() != base.handlers or _mask() != base.mask or _timers():
         return "its signal handling changed"
     if _limits() != base.limits:
         return "its resource limits changed"
+    if _scheduling() != base.scheduling:
+        return "its scheduling or name changed"
+    if not os.getsid(0) == os.getpgrp() == os.getpid():
+        return "its session or process group changed"
     if _controlling_terminal() or view_of("self") != base.view:
         return "its namespaces, root, credentials or terminal changed"
     return None
@@ -111,6 +118,18 @@ def _handlers() -> tuple[object, ...]:
 
 def _mask() -> frozenset[int]:
     return frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+
+def _timers() -> bool:
+    """Whether an alarm or interval timer is set (it would go off in the next command)."""
+    return any(signal.getitimer(which) != (0.0, 0.0)
+               for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF))
+
+
+def _scheduling() -> tuple[object, ...]:
+    with open("/proc/self/comm") as f:
+        name = f.read()
+    return (os.getpriority(os.PRIO_PROCESS, 0), frozenset(os.sched_getaffinity(0)), name)
 
 
 def _limits() -> tuple[tuple[int, int], ...]:

@@ -2,8 +2,9 @@
 serve another only if nothing a command could leave behind is left (descriptors, threads,
 children, signal handling, limits), and what each command sets for itself is put back.
 
-Each test runs in a forked child, single-threaded as a fork server's child is (the test
-runner's own process may have threads of its own)."""
+Each test runs in a forked child, single-threaded and the leader of a session of its own, as
+a fork server's child is once it ran a command (the test runner's own process may have
+threads of its own)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def in_child(test: Callable[..., None]) -> Callable[..., None]:
             os.close(r)
             code = 0
             try:
+                os.setsid()
                 test(*args, **kwargs)
             except BaseException:  # noqa: BLE001 - every failure goes to the parent
                 os.write(w, traceback.format_exc().encode())
@@ -125,6 +127,40 @@ def test_a_handler_or_mask_a_command_set_is_seen() -> None:
     assert reuse.changed(base, 1) == "its signal handling changed"
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])
     assert reuse.changed(base, 1) is None
+
+
+@in_child
+def test_an_alarm_left_set_is_seen() -> None:
+    base = reuse.baseline(-1)
+    signal.setitimer(signal.ITIMER_REAL, 60)
+    assert reuse.changed(base, 1) == "its signal handling changed"
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    assert reuse.changed(base, 1) is None
+
+
+@in_child
+def test_a_nice_value_a_command_set_is_seen() -> None:
+    base = reuse.baseline(-1)
+    os.nice(1)  # raising it needs no privilege
+    assert reuse.changed(base, 1) == "its scheduling or name changed"
+
+
+@in_child
+def test_a_name_a_command_gave_its_process_is_seen() -> None:
+    base = reuse.baseline(-1)
+    with open("/proc/self/comm", "w") as f:
+        f.write("renamed")
+    assert reuse.changed(base, 1) == "its scheduling or name changed"
+
+
+@in_child
+def test_a_process_group_of_its_own_is_kept() -> None:
+    base = reuse.baseline(-1)
+    pid = os.fork()
+    if pid == 0:  # a child that is no session leader (as a spare before its first command)
+        os._exit(0 if reuse.changed(base, 1) == "its session or process group changed" else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 @in_child

@@ -71,8 +71,9 @@ def _one(rows: list[tuple[float, int, str, str, str]]) -> dict[str, float]:
 
     syncs: list[str] = []
     for t, pid, _comm, ev, rest in rows:
-        if cmd is None and ev == "sys_enter_setsid" and pid != client:
-            cmd = pid
+        if cmd is None and ev == "sys_enter_sendto" and "len: 0x00000004" in rest and \
+                pid != client:  # its pid, sent once it has the request (a child that
+            cmd = pid           # served before makes no setsid: fastpath/reuse.py)
             mark("child has the request", t)
             continue
         if pid == cmd:
@@ -94,6 +95,11 @@ def _one(rows: list[tuple[float, int, str, str, str]]) -> dict[str, float]:
         elif monitor is None and pid in forked and ev == "sys_enter_setsid":
             monitor = pid  # the monitor's first call (cgroups.warm_migration's sh makes none)
             mark("monitor forked", forked[pid])
+        elif monitor is None and cmd is not None and ev == "sched_process_fork" and \
+                _comm in ("lamina-spare", "lamina-monitor") and pid != cmd:
+            monitor = pid  # a spare monitor the server forked ahead, handed this start
+            init = int(rest.rsplit("child_pid=", 1)[1].split()[0])
+            mark("monitor: init forked", t)
         elif pid == monitor:
             if ev == "sys_enter_unshare":
                 mark("monitor: PID namespace", t)

@@ -17,6 +17,15 @@ from typing import Any
 LAMINA = str(Path(sys.executable).with_name("lamina"))
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie has ended: it only waits to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_for(what: Callable[[], Any], timeout: float = 10, step: float = 0.02) -> Any:
     """`what()`'s first true value within `timeout`, else its last (false) one: for what a
     process does on its own time (a spare getting ready, a probe, a server's socket)."""

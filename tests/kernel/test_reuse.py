@@ -14,7 +14,7 @@ import pytest
 from adapters.fastpath import client
 from adapters.fastpath.forkserver import HANG_UP_WITHIN, SPARES
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Served, wait_for
+from tests.kernel.runtime_env import Served, alive, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -41,12 +41,15 @@ def _ask(root: Path, *argv: str) -> tuple[int, int, object]:
     return pid, code, sock
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def _versions(root: Path, n: int = 6) -> set[int]:
+    """The pids that ran `n` back-to-back `version`s."""
+    pids = set()
+    for _ in range(n):
+        pid, code, sock = _ask(root, "version")
+        sock.close()  # type: ignore[attr-defined]
+        assert code == 0
+        pids.add(pid)
+    return pids
 
 
 def test_back_to_back_commands_are_served_by_children_that_served_before(
@@ -75,13 +78,8 @@ def test_a_client_still_connected_keeps_its_child_from_serving_another(served: S
     held, code, sock = _ask(root, "version")
     assert code == 0
     try:
-        others = set()
-        for _ in range(6):
-            pid, _code, other = _ask(root, "version")
-            other.close()  # type: ignore[attr-defined]
-            others.add(pid)
-        assert held not in others
-        assert wait_for(lambda: not _alive(held), HANG_UP_WITHIN + 5), "it served on"
+        assert held not in _versions(root)
+        assert wait_for(lambda: not alive(held), HANG_UP_WITHIN + 5), "it served on"
     finally:
         sock.close()  # type: ignore[attr-defined]
 
@@ -95,13 +93,8 @@ def test_a_command_that_leaves_a_child_process_serves_no_other(served: Served) -
                            "busybox", "sleep", "60")
     sock.close()  # type: ignore[attr-defined]
     assert code == 0
-    later = set()
-    for _ in range(6):
-        other, _code, sock = _ask(root, "version")
-        sock.close()  # type: ignore[attr-defined]
-        later.add(other)
-    assert pid not in later
-    assert wait_for(lambda: not _alive(pid)), "it waits for clients still"
+    assert pid not in _versions(root)
+    assert wait_for(lambda: not alive(pid)), "it waits for clients still"
     for cid in served.run("ps", "-q").split():
         served.run("rm", "-f", cid)
     assert served.run("ps", "-a", "-q") == ""

@@ -19,17 +19,9 @@ import pytest
 from adapters.kernel import proc
 from adapters.runtime import sparemonitor
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Served, wait_for
+from tests.kernel.runtime_env import Served, alive, wait_for
 
 pytestmark = pytest.mark.kernel
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def listening(path: str) -> int:

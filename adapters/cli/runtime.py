@@ -26,13 +26,6 @@ def _engine(args: argparse.Namespace) -> Any:
     return engine(args)
 
 
-# seconds an attached run waits for its container's end before its start's record goes on
-# the disk on its own: one that ends sooner (`run --rm true`) has the start's fsync done by
-# its end's record (one fsync instead of two before the answer); output shows at most this
-# much later at the run's beginning.
-START_SYNC_WITHIN = 0.02
-
-
 def _attached(e: Any, cid: str, interactive: bool, tty: bool,
               detach_keys: str | None = None,
               remove: Callable[[], None] | None = None) -> int:
@@ -52,7 +45,7 @@ def _attached(e: Any, cid: str, interactive: bool, tty: bool,
     sock = e.runtime.attach(cid)
     if sock is None:
         raise LaminaError(f"cannot attach to container {cid[:12]}")
-    if not frames.exit_within(sock, START_SYNC_WITHIN):  # it runs on: its start (cmd_run's,
+    if not frames.exit_within(sock, frames.START_SYNC_WITHIN):  # it runs on: its start (cmd_run's,
         e.log.flush()  # committed without the fsync) goes on the disk now
     if not tty:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -255,11 +248,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
         e.refuse("exec", args.container, "the input device is not a TTY")
     if args.detach:
         return _exec_detached(e, args.container, args.cmd, args.user or "", options)
-    try:
-        return e.exec(args.container, args.cmd, args.user or "", options)
+    try:  # ExecStarted and ExecExited on the disk with one fsync: the exec's own flush,
+        with e.log.sync_deferred():  # once it runs on past START_SYNC_WITHIN, or ours
+            return e.exec(args.container, args.cmd, args.user or "", options)
     except ExecDetached as detached:  # recorded; the process's end will be too
         sys.stderr.write(f"{detached}\n")  # docker's exec says so, and exits 1
         return 1
+    finally:
+        e.log.flush()
 
 
 def _exec_detached(e: Any, ref: str, argv: list[str], user: str,

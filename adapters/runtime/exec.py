@@ -63,10 +63,14 @@ class Stdio:
 
 def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: str,
              options: Mapping[str, Any], seccomp: bytes | None = None,
-             before_fork: Callable[[], None] = lambda: None) -> int:
+             before_fork: Callable[[], None] = lambda: None,
+             durable: Callable[[], None] = lambda: None) -> int:
     """Run argv in the container; its exit code, or 126 with one line on stderr. With a
     terminal and stdin, the detach keys raise ExecDetached (see `_watcher`);
-    `before_fork` readies the caller for a fork then (closes its log)."""
+    `before_fork` readies the caller for a fork then (closes its log); `durable` puts the
+    exec's start on the disk, if its caller deferred that (SqliteEventLog.sync_deferred):
+    at once for a process that may wait for us (stdin, a terminal) or runs detached, else
+    once it has run START_SYNC_WITHIN without ending (_sync_start)."""
     tty, interactive = bool(options.get("tty")), bool(options.get("interactive"))
     proc = ProcessSpec(argv=tuple(argv), env=merge_env(spec.env, options.get("env") or []),
                        cwd=options.get("workdir") or spec.cwd, user=user or spec.user,
@@ -97,10 +101,12 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         os.close(fd)
     if detached:  # exec -d: no stdio to relay; say whether it started, then wait for it
         said = frames.read_to_end(err_r)
+        durable()
         started = options.get("started")
         if started is not None:
             started(_started_text(target, said))
         return _outcome(target, child, err_r, said)
+    _sync_start(child, tty or interactive, durable)
     stay = bool(options.get("stay"))
     try:
         _relay(stdio, child, interactive, options.get("detach_keys"), stay)
@@ -111,6 +117,23 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     if done_r >= 0:
         os.close(done_r)
     return _outcome(target, child, err_r)
+
+
+def _sync_start(child: int, waits_for_us: bool, durable: Callable[[], None]) -> None:
+    """`durable()` now, unless J (`child`) ends within START_SYNC_WITHIN: then the caller's
+    record of its end takes its start to the disk with it. A process that may wait for our
+    stdin or terminal is not waited for; one that writes more than a pipe holds meanwhile
+    blocks until we relay, and so is synced after START_SYNC_WITHIN, like any long one."""
+    import select
+
+    if not waits_for_us:
+        done = os.pidfd_open(child)
+        try:
+            if select.select([done], [], [], frames.START_SYNC_WITHIN)[0]:
+                return  # ended (not reaped: _outcome does)
+        finally:
+            os.close(done)
+    durable()
 
 
 def _watcher(target: ExecTarget, master: int, child: int, err_r: int, done_r: int,

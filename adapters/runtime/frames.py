@@ -74,6 +74,13 @@ def exit_waiting(sock: socket.socket) -> bool:
     return False
 
 
+# seconds an attached run or exec waits for its process's end before its start's record goes
+# on the disk on its own: one that ends sooner (`run --rm true`, `exec true`) has the start's
+# fsync done by its end's record (one fsync instead of two before the answer); output shows
+# at most this much later at the run's beginning (SqliteEventLog.sync_deferred).
+START_SYNC_WITHIN = 0.02
+
+
 def exit_within(sock: socket.socket, seconds: float) -> bool:
     """Whether the exit code comes within `seconds` (exit_waiting, taking nothing): the
     client's next step is to wait for it anyway. Output without the exit is looked at

@@ -525,7 +525,7 @@ class LinuxRuntime:
         if self._warming is not None:  # one thread again before the fork
             self._warming.wait()
         return run_exec(target, spec, argv, user, options, self._seccomp(spec),
-                        before_fork=self.log.suspend)
+                        before_fork=self.log.suspend, durable=self.log.flush)
 
     def release(self, container: Container) -> None:
         cgroup = self._open_cgroup(container)

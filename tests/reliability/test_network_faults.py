@@ -36,7 +36,7 @@ import pytest
 from tests.conftest import require_root
 from tests.kernel.runtime_env import LAMINA, busybox_tar
 from tests.kernel.test_network_plumbing import Box, host_network
-from tests.reliability.invariants import settled
+from tests.reliability.invariants import appended_by, last_seq, settled
 
 SOAK = os.environ.get("LAMINA_SOAK") == "1"
 LIVE = ("running", "paused")
@@ -114,20 +114,15 @@ PREPARE: dict[str, Callable[[NetRoot], list[str]]] = {
 }
 
 
-def _by(lam: NetRoot, since: int, pid: int) -> list[str]:
-    return sorted(e["type"] for e in lam.events()[since:] if e["meta"].get("pid") == pid
-                  and e["type"] != "HostChecked")
-
-
 @pytest.mark.parametrize("command", list(PREPARE))
 def test_a_crash_at_any_step_leaves_no_bridge_or_chain(lam: NetRoot, command: str,
                                                        tmp_path: Path) -> None:
     trace = tmp_path / "trace"
-    since = len(lam.events())
+    since = last_seq(lam.root)
     proc = lam.popen(PREPARE[command](lam), {"LAMINA_FAULT_TRACE": str(trace)})
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    complete = _by(lam, since, proc.pid)
+    complete = appended_by(lam.root, since, proc.pid)
     seen: dict[str, int] = {}
     points = []
     for name in trace.read_text().split():
@@ -137,12 +132,12 @@ def test_a_crash_at_any_step_leaves_no_bridge_or_chain(lam: NetRoot, command: st
     assert complete, f"{command} appended nothing"
     for point in points:
         argv = PREPARE[command](lam)
-        since = len(lam.events())
+        since = last_seq(lam.root)
         proc = lam.popen(argv, {"LAMINA_FAULT": point})
         proc.communicate(timeout=120)
         assert proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), \
             f"{command}: {point} was not reached"
-        left = _by(lam, since, proc.pid)
+        left = appended_by(lam.root, since, proc.pid)
         assert left in ([], complete), f"{command} killed at {point} left {left}"
         lam.ok("system", "reconcile")
         check = lam.popen(["system", "check"], {})
@@ -263,7 +258,7 @@ def _settled_wiring(lam: NetRoot, timeout: float = 10) -> list[str]:
 def _trace(lam: NetRoot, argv: list[str], trace: Path) -> tuple[list[str], list[str], int]:
     """The points a complete run passes (a point passed again is `name#N`), the event types
     it appends, and its pid."""
-    since = len(lam.events())
+    since = last_seq(lam.root)
     proc = lam.popen(argv, {"LAMINA_FAULT_TRACE": str(trace)})
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -272,7 +267,7 @@ def _trace(lam: NetRoot, argv: list[str], trace: Path) -> tuple[list[str], list[
     for name in trace.read_text().split():
         seen[name] = seen.get(name, 0) + 1
         points.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
-    return points, _by(lam, since, proc.pid), proc.pid
+    return points, appended_by(lam.root, since, proc.pid), proc.pid
 
 
 @pytest.mark.parametrize("command", list(WIRED))
@@ -289,12 +284,12 @@ def test_a_crash_wiring_a_container_leaves_nothing_stray(wired: NetRoot, command
     partial = [["ContainerCreated"]] if command.startswith("run") else []
     for point in chosen:
         argv = WIRED[command](lam)
-        since = len(lam.events())
+        since = last_seq(lam.root)
         proc = lam.popen(argv, {"LAMINA_FAULT": point})
         proc.communicate(timeout=120)
         assert proc.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), \
             f"{command}: {point} was not reached"
-        left = _by(lam, since, proc.pid)
+        left = appended_by(lam.root, since, proc.pid)
         assert left in ([], complete, *partial), f"{command} killed at {point} left {left}"
         lam.ok("system", "reconcile")
         check = lam.popen(["system", "check"], {})

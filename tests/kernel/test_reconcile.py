@@ -39,8 +39,14 @@ def _ppid(pid: int) -> int:
 
 
 def _gone(pid: int, timeout: float = 5) -> None:
+    """Until `pid` has ended: gone, or a zombie, as lamina takes it (adapters/kernel/proc
+    .is_same). A killed monitor's orphans are reaped by the machine's init, which here does
+    so only every ~2 s: waiting for /proc/PID to go cost ~2 s a process."""
+    from adapters.kernel.proc import stat_fields
+
     deadline = time.monotonic() + timeout
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+    while (fields := stat_fields(pid)) and fields[0] not in ("Z", "X") \
+            and time.monotonic() < deadline:
         time.sleep(0.02)
 
 

@@ -118,7 +118,16 @@ def _lose(lamina: Lamina, cid: str) -> None:
         monitor = int(f.read().split(".")[0])
     os.kill(monitor, signal.SIGKILL)
     os.kill(pid, signal.SIGKILL)  # PID 1 of its namespace: the rest go with it
-    _wait(lambda: not os.path.exists(f"/proc/{pid}") and not os.path.exists(f"/proc/{monitor}"))
+    _wait(lambda: _ended(pid) and _ended(monitor))
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie, as lamina takes it (adapters/kernel/proc.is_same): the orphans
+    are reaped by the machine's init, which here does so only every ~2 s."""
+    from adapters.kernel.proc import stat_fields
+
+    fields = stat_fields(pid)
+    return fields is None or fields[0] in ("Z", "X")
 
 
 def test_after_the_monitor_is_killed_the_next_command_brings_it_back(lamina: Lamina) -> None:

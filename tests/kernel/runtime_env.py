@@ -60,6 +60,14 @@ class Lamina:
         out = self.ok("ps", "-a", "--format", "json")
         return [json.loads(line)["id"] for line in out.splitlines()]
 
+    def remove_all(self) -> list[str]:
+        """rm -f of every container, in one command (a command's start is ~0.1 s); the ids
+        it removed, for leftovers()."""
+        ids = self.container_ids()
+        if ids:
+            self("rm", "-f", *ids)
+        return ids
+
     def events(self, *filters: str) -> list[dict]:
         import json
 
@@ -85,10 +93,7 @@ def busybox_lamina(base: Path) -> Iterator[Lamina]:
     lam = Lamina(base / "root")
     lam.ok("import", str(busybox_tar(base)), "busybox")
     yield lam
-    ids = lam.container_ids()
-    for cid in ids:
-        lam("rm", "-f", cid)
-    assert leftovers(lam.root, ids) == []
+    assert leftovers(lam.root, lam.remove_all()) == []
 
 
 class Served:

@@ -614,9 +614,7 @@ def remapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
     configure(lam, subid_prefix(base / "prefix"))
     lam.ok("import", str(busybox_tar(base)), "busybox")
     yield lam
-    ids = lam.container_ids()
-    for cid in ids:
-        lam("rm", "-f", cid)
+    ids = lam.remove_all()
     assert leftovers(lam.root, ids) == []
     assert host_state() == accounts
 

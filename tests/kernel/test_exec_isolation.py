@@ -84,9 +84,7 @@ def lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
         lam.ok("import", str(_with_file(busybox_tar(base), probe, base / "probe.tar")), "probe")
     lam.probe = probe
     yield lam
-    ids = lam.container_ids()
-    for cid in ids:
-        lam("rm", "-f", cid)
+    ids = lam.remove_all()
     assert leftovers(lam.root, ids) == []
 
 

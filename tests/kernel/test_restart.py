@@ -24,9 +24,7 @@ def lamina(tmp_path: Path) -> Iterator[Lamina]:
     lam = Lamina(tmp_path / "root")
     lam.ok("import", str(busybox_tar(tmp_path)), "busybox")
     yield lam
-    ids = lam.container_ids()
-    for cid in ids:
-        lam("rm", "-f", cid)
+    ids = lam.remove_all()
     deadline = time.monotonic() + 5  # a monitor in its back-off sees the rm within 0.5 s
     while leftovers(lam.root, ids) and time.monotonic() < deadline:
         time.sleep(0.05)

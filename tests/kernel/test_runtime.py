@@ -29,9 +29,7 @@ def lamina(request, tmp_path_factory) -> Lamina:
     seen: list[str] = []
     lam.seen = seen
     yield lam
-    ids = lam.container_ids()
-    for cid in ids:
-        lam("rm", "-f", cid)
+    ids = lam.remove_all()
     assert leftovers(lam.root, ids + seen) == []
     assert host_state() == before, "the host's users, ids or device nodes changed"
 

@@ -71,9 +71,7 @@ def lam(tmp_path_factory) -> Root:
     lam.context = tmp / "context"
     lam.context.mkdir()
     yield lam
-    ids = lam.container_ids()
-    if ids:  # one command for all of them: a process start each cost ~0.1 s
-        lam("rm", "-f", *ids)
+    lam.remove_all()
     assert settled(lam.root) == []
 
 

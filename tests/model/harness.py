@@ -330,6 +330,7 @@ class Outcome:
     error: LaminaError | None
     new: list[Recorded]
     result: Any = None
+    after: Snapshot | None = None  # the state the step left, observed for its checks
 
 
 class ModelViolation(AssertionError):
@@ -340,9 +341,13 @@ def _fail(message: str) -> None:
     raise ModelViolation(message)
 
 
-def run_step(engine: Engine, step: Step, registry: MemoryRegistry | None = None) -> Outcome:
-    """Perform `step` and check the per-move rules (not the state invariants)."""
-    before = Snapshot.of(engine)
+def run_step(engine: Engine, step: Step, registry: MemoryRegistry | None = None,
+             before: Snapshot | None = None) -> Outcome:
+    """Perform `step` and check the per-move rules (not the state invariants). `before`:
+    the engine's Snapshot when the caller has it already (the BFS's clones of one state all
+    start from that state's, its `after`: observing a state twice cost ~8% of the BFS)."""
+    if before is None:
+        before = Snapshot.of(engine)
     error: LaminaError | None = None
     result = None
     try:
@@ -357,7 +362,7 @@ def run_step(engine: Engine, step: Step, registry: MemoryRegistry | None = None)
                                  registry, error, result)
         if problem:
             _fail(f"{step}: {problem}")
-    return Outcome(step, error, new, result)
+    return Outcome(step, error, new, result, after)
 
 
 def check_move(step: Step, before: Snapshot, after: Snapshot, error: LaminaError | None,

@@ -85,6 +85,7 @@ from tests.model.harness import (
     SOAK_VOLUME_WORLD,
     Abstract,
     ModelViolation,
+    Snapshot,
     Step,
     abstract,
     check_world,
@@ -116,6 +117,7 @@ class Node:
     replayed: World
     path: tuple[str, ...]
     shape: Abstract  # the state's abstraction (its key is what `seen` holds)
+    snapshot: Snapshot  # what the move rules compare each child's state with
 
 
 @dataclass
@@ -136,7 +138,8 @@ def explore(depth: int,
     fixed = fixtures()
     log = engine.log
     assert isinstance(log, MemoryEventLog)
-    root = Node(engine, replay(log.records), (), abstraction(log.world, names))
+    root = Node(engine, replay(log.records), (), abstraction(log.world, names),
+                Snapshot.of(engine))
     check_world(engine, root.replayed)
     seen = {root.shape.key}
     frontier, per_depth = [root], [1]
@@ -161,7 +164,7 @@ def explore(depth: int,
                 registry = copy_registry(fixed.registry) if step.op == "push" else \
                     fixed.registry  # a pull only reads it; a push's changes are dropped
                 try:
-                    outcome = run_step(child, step, registry)
+                    outcome = run_step(child, step, registry, node.snapshot)
                     replayed = replay(outcome.new, node.replayed)
                     check_world(child, replayed)
                 except Exception as err:
@@ -180,7 +183,8 @@ def explore(depth: int,
                     # once per state, the whole log from scratch, not just the new records
                     if replay(child.log.records) != child.log.world:
                         raise ModelViolation(_trace(node.path, step, "full replay differs"))
-                    following.append(Node(child, replayed, path, child_shape))
+                    assert outcome.after is not None
+                    following.append(Node(child, replayed, path, child_shape, outcome.after))
             # the clones shared the parent's records and World: they must be untouched
             world = parent_log.world
             assert len(parent_log.records) == n, _trace(node.path, None, "log grew")

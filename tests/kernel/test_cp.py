@@ -537,7 +537,9 @@ def test_a_copy_killed_midway_leaves_no_process_and_no_mount(lamina: Lamina, tmp
     of the tar: the child dies with it (PR_SET_PDEATHSIG), and its mounts with its mount
     namespace. Served (LAMINA_TEST_SERVER=1), the command is the fork server's child, not
     the client killed: it reads the tar until its end, which comes when the client is gone
-    and we close our end, and then ends with its child all the same."""
+    and we close our end, and then its child ends all the same; the fork server's child
+    itself may live on to serve another command (adapters/fastpath/reuse.py), holding
+    nothing of this one's."""
     import signal
 
     cid = _container(lamina, state)
@@ -563,11 +565,13 @@ def test_a_copy_killed_midway_leaves_no_process_and_no_mount(lamina: Lamina, tmp
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdin.close()
+    served = os.environ.get("LAMINA_TEST_SERVER") == "1"
+    gone = children if served else readers | children
     for _ in range(200):
-        if not _alive(readers | children) and _copying(pipe) == (set(), set()):
+        if not _alive(gone) and _copying(pipe) == (set(), set()):
             break
         time.sleep(0.02)
-    assert _alive(readers | children) == set()
+    assert _alive(gone) == set()
     assert _copying(pipe) == (set(), set())
     assert _only_views(lamina)
     assert (str(lamina.root / "layers" / f"rw-{cid}" / "merged") in

@@ -28,6 +28,12 @@ def ready_dirs(name: str) -> list[str]:
     return glob.glob(f"/sys/fs/cgroup/*/lamina/{name}")
 
 
+def whole(name: str) -> bool:
+    """Whether the server's ready set `name` is whole: its claim directory is renamed last
+    (readycgroup.keep), once every other hierarchy's is in place."""
+    return os.path.isdir(f"/sys/fs/cgroup/{readycgroup.CLAIM}/lamina/{name}")
+
+
 def memory_ino(name: str) -> int:
     return os.stat(f"/sys/fs/cgroup/memory/lamina/{name}").st_ino
 
@@ -199,11 +205,11 @@ def test_a_served_start_takes_the_servers_and_check_reconcile_and_stop_clean_up(
     try:
         assert wait_for(lambda: (root / "cli.sock").exists())
         ours = readycgroup.name(it.server.pid)
-        assert wait_for(lambda: ready_dirs(ours))
+        assert wait_for(lambda: whole(ours))
         made = memory_ino(ours)
         cid = served("run", "-d", "--network", "none", "busybox", "sleep", "30").strip()
         assert memory_ino(cid) == made  # the server's, renamed
-        assert wait_for(lambda: ready_dirs(ours))  # the next one, once it ended
+        assert wait_for(lambda: whole(ours))  # the next one, once that command is over
         again = memory_ino(ours)
         assert again != made
         served("pause", cid)

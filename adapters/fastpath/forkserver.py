@@ -567,6 +567,9 @@ class ForkServer:
         if answer != b"Y" or len(fds) != 1:
             _close_all(fds)
             return False
+        # SCM_RIGHTS hands it over inheritable; closed once a client is taken, and no exec
+        # may ever take it meanwhile either
+        os.set_inheritable(fds[0], False)
         self.listener = socket.socket(fileno=fds[0])
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)  # waiting, it goes with its server
         return os.getppid() == server

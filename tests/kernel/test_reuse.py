@@ -70,6 +70,32 @@ def test_back_to_back_commands_are_served_by_children_that_served_before(
     assert served.run("ps", "-a", "-q") == ""
 
 
+def _inheritable(pid: int) -> list[str]:
+    """What process `pid` holds that an exec would pass on, its stdio aside."""
+    held = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+            flags = next(int(line.split()[1], 8) for line in f if line.startswith("flags:"))
+        if fd not in ("0", "1", "2") and not flags & os.O_CLOEXEC:
+            held.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return held
+
+
+def test_a_child_waiting_again_holds_nothing_an_exec_would_pass_on(served: Served) -> None:
+    """The listener comes back over SCM_RIGHTS, which hands a descriptor over inheritable:
+    a child waiting for its next client must hold it close-on-exec, as every other."""
+    root = served.lamina.root
+    pids = []
+    for _ in range(6):
+        pid, _code, sock = _ask(root, "version")
+        sock.close()  # type: ignore[attr-defined]
+        pids.append(pid)
+        time.sleep(0.3)  # back among the spares, the listener in hand
+    again = {pid for pid in pids if pids.count(pid) > 1 and alive(pid)}
+    assert again
+    assert {pid: _inheritable(pid) for pid in again} == {pid: [] for pid in again}
+
+
 def test_a_client_still_connected_keeps_its_child_from_serving_another(served: Served) -> None:
     """A client forwards its signals to the pid that ran its command until it has gone: a
     child waits for its client's hang-up before it takes another, and one whose client

@@ -50,7 +50,7 @@ class Root(Lamina):
                              stdin=None if input is not None else subprocess.DEVNULL)
         if check and out.returncode != 0:
             raise AssertionError(f"lamina {' '.join(argv)} exited {out.returncode}: "
-                                 f"{out.stderr}")
+                                 f"{out.stderr}{out.stdout}")
         return out
 
     def server(self) -> int | None:

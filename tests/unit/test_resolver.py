@@ -19,6 +19,7 @@ import pytest
 from adapters.eventstore.sqlite_log import SqliteEventLog
 from adapters.network import dns, resolver
 from events import types as ev
+from tests.kernel.runtime_env import alive
 
 META = {"uid": 0, "user": "root"}
 IMAGE = "e" * 64
@@ -160,7 +161,7 @@ def test_ensure_starts_one_resolver_that_follows_the_log(root: Root) -> None:
     resolver.ensure(root.path, port=root.port)
     assert _pid(root) == pid
     assert resolver.stop(root.path) and not resolver.running(root.path)
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_ensure_is_cheap_when_one_runs(root: Root) -> None:
@@ -201,7 +202,7 @@ def test_it_leaves_with_the_last_network_and_comes_back(root: Root) -> None:
     pid = _pid(root)
     root.remove_network("front")
     eventually(lambda: not resolver.running(root.path))
-    eventually(lambda: not _alive(pid))
+    eventually(lambda: not alive(pid))
     root.network("again", 40)
     root.run("a" * 64, "web", "again", "127.40.0.2")
     resolver.ensure(root.path, port=root.port)
@@ -214,7 +215,7 @@ def test_it_leaves_when_the_root_is_deleted(root: Root) -> None:
     pid = _pid(root)
     root.log.close()
     shutil.rmtree(root.path)
-    eventually(lambda: not _alive(pid))
+    eventually(lambda: not alive(pid))
 
 
 def test_ensure_without_a_network_starts_nothing(root: Root) -> None:
@@ -267,14 +268,6 @@ def _answers(root: Root, name: str, octet: int) -> bool:
 def _pid(root: Root) -> int:
     with open(os.path.join(root.path, resolver.PIDFILE)) as f:
         return int(f.read().split()[0])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _ppid(pid: int) -> int:

@@ -363,10 +363,12 @@ class Warming:
     """warm_migration's no-op migration, made by a thread of this process: it writes "0"
     (this process) into the cgroup2 cgroup.procs of the cgroup it is already in. For a
     caller that forks only later (an exec's command): a thread costs no exec of a shell
-    and no scheduling of a second process on a busy machine, and `wait()` before the
-    fork leaves the process single-threaded again. The kernel keeps the migration lock
-    fast for about a grace period after the write, so the fork's child joins the
-    container's cgroups without waiting a grace period of its own. A hint only: nothing
+    and no scheduling of a second process on a busy machine. The kernel keeps the
+    migration lock fast for about a grace period after the write, so the fork's child
+    joins the container's cgroups without waiting a grace period of its own; forked while
+    the write still waits, it waits only for the rest of it (the write holds the
+    cgroup_mutex its joins need), and `wait()` just after the fork leaves the caller
+    single-threaded again. A hint only: nothing
     to write to (no cgroup2 tree) or a failed write starts or changes nothing."""
 
     def __init__(self, root: Path = CGROUP_ROOT) -> None:

@@ -64,13 +64,16 @@ class Stdio:
 def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: str,
              options: Mapping[str, Any], seccomp: bytes | None = None,
              before_fork: Callable[[], None] = lambda: None,
-             durable: Callable[[], None] = lambda: None) -> int:
+             durable: Callable[[], None] = lambda: None,
+             forked: Callable[[], object] = lambda: None) -> int:
     """Run argv in the container; its exit code, or 126 with one line on stderr. With a
     terminal and stdin, the detach keys raise ExecDetached (see `_watcher`);
     `before_fork` readies the caller for a fork then (closes its log); `durable` puts the
     exec's start on the disk, if its caller deferred that (SqliteEventLog.sync_deferred):
     at once for a process that may wait for us (stdin, a terminal) or runs detached, else
-    once it has run START_SYNC_WITHIN without ending (_sync_start)."""
+    once it has run START_SYNC_WITHIN without ending (_sync_start); `forked()` runs in this
+    process once the joiner is forked (the caller's cgroups.Warming waits there: see
+    LinuxRuntime.exec)."""
     tty, interactive = bool(options.get("tty")), bool(options.get("interactive"))
     proc = ProcessSpec(argv=tuple(argv), env=merge_env(spec.env, options.get("env") or []),
                        cwd=options.get("workdir") or spec.cwd, user=user or spec.user,
@@ -97,6 +100,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     if child == 0:
         os.close(err_r)
         _joiner(target, pidfd, flags, required, stdio, proc, err_w, seccomp, done_w)
+    forked()
     for fd in {pidfd, err_w, done_w, *stdio.child} - {-1}:
         os.close(fd)
     if detached:  # exec -d: no stdio to relay; say whether it started, then wait for it

@@ -71,7 +71,7 @@ class LinuxRuntime:
         self.layers = layers
         self.log = log  # suspended around fork()
         self.clients: dict[str, socket.socket] = {}
-        self._warming: Warming | None = None  # ahead_of_exec's, waited for before the fork
+        self._warming: Warming | None = None  # ahead_of_exec's, waited for after J's fork
 
     # --- paths ---------------------------------------------------------------------------
 
@@ -522,10 +522,15 @@ class LinuxRuntime:
         # ExecExited a new connection's first commit (SQLite then syncs the directory of the
         # WAL it opened too) and its page cache. `before_fork` closes it for the fork that
         # runs on (a detached exec's watcher records the end).
-        if self._warming is not None:  # one thread again before the fork
-            self._warming.wait()
+        # The warming's write may still wait out its grace period: the joiner is forked
+        # meanwhile and gets as far as its first cgroup.procs write, which then waits only
+        # for the rest of it (the warming holds the cgroup_mutex). A fork with the thread
+        # still in its write is safe for the joiner, which runs none of this process's
+        # threads' code and leaves by exec or os._exit.
+        warming = self._warming
         return run_exec(target, spec, argv, user, options, self._seccomp(spec),
-                        before_fork=self.log.suspend, durable=self.log.flush)
+                        before_fork=self.log.suspend, durable=self.log.flush,
+                        forked=warming.wait if warming is not None else lambda: None)
 
     def release(self, container: Container) -> None:
         cgroup = self._open_cgroup(container)

@@ -15,6 +15,10 @@ starts a session of its own (no controlling terminal of the caller's: /dev/tty r
 nothing) and goes through init.exec_process. J passes E's exit status back; P relays the
 pipes or the pty to its own stdio until J ends. Any failure to join is "container X is not
 running", exit 126 (docker's code for an exec that could not start), and no process runs.
+
+J and E are the native program lamina-join when it is built (adapters/runtime/joiner.c,
+nativejoin.py: P resolves the user and writes the plan, then posix_spawns it), else forks
+of this process (`_joiner`, `_execer`): the same steps, the same words.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import Any
 
 from adapters.kernel import namespaces
 from adapters.kernel.proc import is_init_of
-from adapters.runtime import frames, users
-from adapters.runtime.init import exec_process, fail, made_for_it
+from adapters.runtime import frames, nativejoin, users
+from adapters.runtime.init import exec_process, fail, made_for_it, process_env
 from adapters.runtime.terminal import Detached, PipeRelay, drain, outlive, proxy_pty
 from core.ports import ExecDetached
 from core.process import ProcessSpec, merge_env
@@ -84,6 +88,25 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         return _not_running(target)
     required = namespaces.owned_flags(spec.network, spec.security,
                                       remapped=target.root_ids is not None)
+    native = nativejoin.program()
+    if native is not None:  # the user resolved here: the program reads no file of theirs
+        try:
+            if required & ~flags:
+                raise namespaces.NotJoinable("its init shares namespaces it must own")
+            ident = nativejoin.identity(target.pid, pidfd, proc)
+            plan = nativejoin.plan(
+                proc, ident, process_env(proc, ident), flags=flags,
+                remapped=target.root_ids is not None, cgroups=len(target.cgroup_dirs),
+                done=bool(tty and interactive and options.get("detach_keys")),
+                seccomp=seccomp)
+            cgroups = nativejoin.open_cgroups(target.cgroup_dirs)
+        except (OSError, namespaces.NotJoinable):
+            os.close(pidfd)
+            return _not_running(target)
+        except Exception as err:  # noqa: BLE001 - what E said of a user it can't become
+            os.close(pidfd)
+            return _refused(target, f"{CANNOT_START} setup: {err}".encode(), options,
+                            durable)
     _own_std_fds()
     detached = bool(options.get("detach"))
     stdio = _no_stdio() if detached else make_stdio(tty, interactive)
@@ -96,10 +119,13 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     # parent (the CLI's process that is leaves at once), so it can't wait for J
     done_r, done_w = os.pipe2(os.O_CLOEXEC) if stdio.master is not None and interactive \
         and options.get("detach_keys") else (-1, -1)
-    child = os.fork()
-    if child == 0:
-        os.close(err_r)
-        _joiner(target, pidfd, flags, required, stdio, proc, err_w, seccomp, done_w)
+    if native is not None:
+        child = nativejoin.spawn(native, stdio.child, pidfd, err_w, done_w, cgroups, plan)
+    else:
+        child = os.fork()
+        if child == 0:
+            os.close(err_r)
+            _joiner(target, pidfd, flags, required, stdio, proc, err_w, seccomp, done_w)
     forked()
     for fd in {pidfd, err_w, done_w, *stdio.child} - {-1}:
         os.close(fd)
@@ -179,6 +205,19 @@ def _started_text(target: ExecTarget, said: bytes) -> str:
     if message.startswith(NOT_RUNNING):
         return f"{CANNOT_START} container {target.container_id[:12]} is not running"
     return f"{code} exec failed: {message}"
+
+
+def _refused(target: ExecTarget, said: bytes, options: Mapping[str, Any],
+             durable: Callable[[], None]) -> int:
+    """What E says of a start it can't make (`CODE MESSAGE`), said before there is one: to
+    a detached exec's `started`, and on stderr, as `_outcome` tells E's."""
+    started = options.get("started")
+    if options.get("detach") and started is not None:
+        durable()
+        started(_started_text(target, said))
+    code, _, message = said.decode(errors="replace").partition(" ")
+    sys.stderr.write(f"lamina: exec failed: {message}\n")
+    return int(code)
 
 
 def _no_stdio() -> Stdio:
@@ -272,8 +311,11 @@ def _relay(stdio: Stdio, child: int, interactive: bool, detach_keys: bytes | Non
 def _joiner(target: ExecTarget, pidfd: int, flags: int, required: int, stdio: Stdio,
             proc: ProcessSpec, err_w: int, seccomp: bytes | None, done_w: int) -> None:
     """J: never returns. The exit code is E's (written on `done_w` too, if there is
-    one), or 126 with NOT_RUNNING on the error pipe."""
+    one), or 126 with NOT_RUNNING on the error pipe. A session of its own first: never in
+    our terminal's foreground group, which our end hangs up (a detached exec's J outlives
+    us to pass its code on)."""
     try:
+        os.setsid()
         _take_stdio(stdio)
         procs = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
                  for d in target.cgroup_dirs]  # opened in our mount namespace

@@ -53,12 +53,12 @@ import errno
 import json
 import os
 import signal
-import stat as st
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
 from adapters.kernel import inroot, libc, namespaces
+from adapters.runtime import users
 from adapters.storage import copyio
 from core.errors import BadInput, LaminaError, NotFound
 from core.model import Container
@@ -228,30 +228,6 @@ def _writable(view: View, root: int, path: str) -> None:
         raise BadInput("container rootfs is marked read-only")
 
 
-def _read_in_root(root: int, path: str) -> str:
-    """A small text file of the container (its /etc/passwd): found in root, opened only
-    once fstat says it is a regular file (a FIFO there never blocks us); "" if missing."""
-    try:
-        fd = inroot.open_in_root(root, path, os.O_PATH)
-    except FileNotFoundError:
-        return ""
-    try:
-        if not st.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        data = inroot.reopen(fd, os.O_RDONLY)
-        try:
-            return os.read(data, 1 << 20).decode(errors="replace")
-        finally:
-            os.close(data)
-    finally:
-        os.close(fd)
-
-
-def _entries(text: str) -> list[list[str]]:
-    return [line.split(":") for line in text.splitlines()
-            if line.strip() and not line.startswith("#")]
-
-
 def _user_ids(root: int, user: str) -> tuple[int, int]:
     """docker's getUIDGID for copyUIDGID: the container's USER (`name`, `uid`,
     `name:group`, `uid:gid`...) looked up in the container's own /etc/passwd and /etc/group;
@@ -259,7 +235,7 @@ def _user_ids(root: int, user: str) -> tuple[int, int]:
     name, _, group = user.partition(":")
     uid = gid = 0
     if name:
-        passwd = _entries(_read_in_root(root, "/etc/passwd"))
+        passwd = users.entries(users.read_in_root(root, "/etc/passwd"))
         if name.isdigit():
             entry = next((e for e in passwd if len(e) > 3 and e[2] == name), None)
             uid, gid = int(name), int(entry[3]) if entry and entry[3].isdigit() else 0
@@ -273,7 +249,7 @@ def _user_ids(root: int, user: str) -> tuple[int, int]:
         if group.isdigit():
             gid = int(group)
         else:
-            groups = _entries(_read_in_root(root, "/etc/group"))
+            groups = users.entries(users.read_in_root(root, "/etc/group"))
             found = next((e for e in groups if len(e) > 2 and e[0] == group), None)
             if found is None or not found[2].isdigit():
                 raise BadInput(f'failed to look up group "{group}" in container: no '

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -493,3 +493,90 @@ def test_exec_with_a_terminal_still_works(lamina: Lamina, sleeper: str) -> None:
                                       sleeper, "sh", "-c", script])
     assert code == 3 and output == "ok\r\n", output
 
+
+
+# --- the native joiner (adapters/runtime/joiner.c) and Python's -----------------------------
+
+# What an exec's process is and what it is told when it can't start, each way it can fail.
+_AGREE = [
+    ("sh", "-c", "id; pwd; echo $HOME; env | sort; ls /proc/self/fd | wc -l; "
+     "grep -E '^(Cap|NoNewPrivs|Seccomp|SigIgn|SigBlk)' /proc/self/status"),
+    ("-u", "nobody", "-w", "/made/for/it", "@", "sh", "-c", "id; pwd; echo $HOME"),
+    ("-u", "1234:5678", "-e", "A=b c", "@", "sh", "-c", 'id; echo "$A"; ulimit -n'),
+    ("@", "nosuch"),
+    ("@", "/etc/passwd"),
+    ("-u", "nosuchuser", "@", "true"),
+    ("-u", "0:nosuchgroup", "@", "true"),
+    ("-w", "/etc/passwd", "@", "true"),
+    ("-w", "/etc/passwd/below", "@", "true"),
+    ("-e", "PATH=/nowhere:/etc", "@", "passwd"),
+    ("@", "sh", "-c", "kill -TERM $$"),
+    ("@", "sh", "-c", "exit 7"),
+]
+
+
+def _exec_case(lamina: Lamina, cid: str, case: tuple[str, ...]) -> tuple[int, str, str]:
+    argv = [cid if a == "@" else a for a in case] if "@" in case else [cid, *case]
+    out = lamina("exec", *argv)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_the_native_joiner_and_pythons_agree(lamina: Lamina, sleeper: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same process (user, groups, directory, environment, capabilities, seccomp,
+    descriptors, signals, limits) and the same codes and words for every failure, with
+    lamina-join or with exec's Python J and E (LAMINA_JOINER=python)."""
+    native = [_exec_case(lamina, sleeper, case) for case in _AGREE]
+    monkeypatch.setenv("LAMINA_JOINER", "python")
+    python = [_exec_case(lamina, sleeper, case) for case in _AGREE]
+    for case, a, b in zip(_AGREE, native, python, strict=True):
+        assert a == b, case
+    codes = [code for code, _, _ in native]
+    assert codes == [0, 0, 0, 127, 126, 126, 126, 127, 127, 126, 143, 7], native
+
+
+@pytest.mark.parametrize("joiner", ["native", "python"])
+def test_an_exec_runs_under_the_joiner_it_is_given(lamina: Lamina, sleeper: str, joiner: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built by `make`, lamina-join is what starts an exec's process (its parent on the
+    host); LAMINA_JOINER=python forks Python's J instead. Either way J is in a session of
+    its own, never its caller's."""
+    if joiner == "python":
+        monkeypatch.setenv("LAMINA_JOINER", "python")
+    tag = f"joiner-{joiner}-{os.getpid()}"
+    lamina.ok("exec", "-d", sleeper, "sh", "-c", f"sleep 30; : {tag}")
+    pid = wait_for(lambda: _pid_by_cmdline(tag))
+    assert pid, "the exec's process did not show up"
+    try:
+        parent = _caller_of(pid)
+        exe = os.path.basename(os.readlink(f"/proc/{parent}/exe"))
+        assert (exe == "lamina-join") == (joiner == "native"), exe
+        assert os.getsid(parent) not in (os.getsid(0), os.getsid(_caller_of(parent)))
+    finally:
+        os.killpg(pid, signal.SIGKILL)  # its session's, the sleep with it
+        assert wait_for(lambda: _exec_ended(lamina, tag))
+
+
+def _exec_ended(lamina: Lamina, tag: str) -> bool:
+    """Whether the log has the end of the exec whose argv holds `tag` (ExecExited names
+    only its exec id)."""
+    events = lamina.events("container=sleeper")
+    ids = {e["data"]["exec_id"] for e in events
+           if e["type"] == "ExecStarted" and tag in " ".join(e["data"]["argv"])}
+    return any(e["type"] == "ExecExited" and e["data"].get("exec_id") in ids for e in events)
+
+
+def _pid_by_cmdline(tag: str) -> int | None:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cmdline = Path(entry.path, "cmdline").read_bytes()
+                if cmdline.startswith(b"sh\0-c\0") and tag.encode() in cmdline:
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def _caller_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

@@ -1,0 +1,141 @@
+"""An exec's J and E as the native program adapters/runtime/joiner.c (the venv's
+bin/lamina-join): finding it, what the command decides for it (the user, resolved in the
+container's own files; the plan), and its start.
+
+Why: J and E were forks of the command's ~45 MB Python process, E ran its setup in Python
+and its exec tore that image down; started with posix_spawn (a vfork) the program does the
+same in a fraction of the time (docs/benchmarks.md). Without it (a checkout not built with
+`make`, or LAMINA_JOINER=python) exec forks J and E in Python as before: the same steps,
+the same messages, which tests hold both to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+
+from adapters.kernel import namespaces, security
+from adapters.runtime import users
+from core.process import ProcessSpec
+
+PROGRAM = os.path.join(os.path.dirname(sys.executable), "lamina-join")
+VERSION = "lamina-join 1"
+# where the program finds what it is given (see joiner.c): stdio 0-2, then these
+PIDFD, ERR, DONE, PLAN, CGROUPS = 3, 4, 5, 6, 7
+_ABOVE = 64  # sources are moved up here first, so that no dup2 overwrites another's fd
+_DEFAULT = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+
+
+def program() -> str | None:
+    """The native joiner's path, if it is built and not turned off (LAMINA_JOINER=python)."""
+    if os.environ.get("LAMINA_JOINER") == "python":
+        return None
+    return PROGRAM if os.access(PROGRAM, os.X_OK) else None
+
+
+@contextlib.contextmanager
+def container_files(pid: int, pidfd: int) -> Iterator[users.Reader]:
+    """The container's files as its init sees them, for users.resolve: paths in its root
+    (/proc/PID/root, each resolved inside it: its symlinks never lead to the host's), and
+    its /proc/self's id maps (/proc/PID's). Opened while `pidfd`'s process still lives, so
+    they are that process's and not a reused pid's."""
+    root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        proc = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(root)
+        raise
+    try:
+        if select.select([pidfd], [], [], 0)[0]:
+            raise namespaces.NotJoinable("its init exited")
+
+        def read(path: str) -> str | None:
+            if not path.startswith("/proc/self/"):
+                return users.read_in_root(root, path)
+            try:
+                fd = os.open(path.removeprefix("/proc/self/"), os.O_RDONLY | os.O_CLOEXEC,
+                             dir_fd=proc)
+            except FileNotFoundError:
+                return None
+            try:
+                return os.read(fd, 1 << 16).decode()
+            finally:
+                os.close(fd)
+
+        yield read
+    finally:
+        os.close(proc)
+        os.close(root)
+
+
+def identity(pid: int, pidfd: int, proc: ProcessSpec) -> users.Identity:
+    """The process's user, resolved in the container's /etc as E did inside it."""
+    with container_files(pid, pidfd) as read:
+        return users.resolve(proc.user, group_add=proc.security.group_add, read=read)
+
+
+def plan(proc: ProcessSpec, ident: users.Identity, env: dict[str, str], *, flags: int,
+         remapped: bool, cgroups: int, done: bool, seccomp: bytes | None) -> bytes:
+    """The program's plan: NUL-terminated fields in joiner.c's read_plan order, the
+    compiled seccomp filter last. ValueError for a NUL in a string (execve's refusal)."""
+    sec = proc.security
+    environ = [f"{k}={v}" for k, v in env.items()]
+    fields: list[object] = [
+        VERSION, flags, int(remapped), cgroups, int(done), int(proc.tty), ident.uid,
+        ident.gid, len(ident.groups), *ident.groups, security.caps_mask(sec.caps),
+        int(sec.no_new_privs), len(proc.rlimits), *(n for row in proc.rlimits for n in row),
+        proc.cwd, len(proc.argv), *proc.argv, len(environ), *environ,
+        ":".join(os.get_exec_path(env)), len(seccomp or b"")]
+    encoded = [os.fsencode(str(f)) for f in fields]
+    if any(b"\0" in f for f in encoded):
+        raise ValueError("embedded null byte")
+    return b"".join(f + b"\0" for f in encoded) + (seccomp or b"")
+
+
+def open_cgroups(cgroup_dirs: Sequence[str]) -> list[int]:
+    """The container's cgroup.procs files, opened here in the host's mount namespace for
+    the program to write to (an OSError: the container is not running for this exec)."""
+    fds: list[int] = []
+    try:
+        for d in cgroup_dirs:
+            fds.append(os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return fds
+
+
+def spawn(path: str, stdio: Sequence[int], pidfd: int, err_w: int, done_w: int,
+          cgroups: Sequence[int], plan_bytes: bytes) -> int:
+    """Start the program (posix_spawn: a vfork, nothing of this process copied) with what
+    it is given on its fds, every signal at its default and none blocked, in a session of
+    its own: never in our terminal's foreground group, which our end hangs up (a detached
+    exec's J outlives us to pass its code on); its pid. The
+    `cgroups` fds (open_cgroups') are closed here, whatever happens."""
+    opened: list[int] = list(cgroups)
+    try:
+        memfd = os.memfd_create("lamina-join-plan", os.MFD_CLOEXEC)
+        opened.append(memfd)
+        view = memoryview(plan_bytes)
+        while view:
+            view = view[os.write(memfd, view):]
+        given = {0: stdio[0], 1: stdio[1], 2: stdio[2], PIDFD: pidfd, ERR: err_w,
+                 PLAN: memfd, **{CGROUPS + i: fd for i, fd in enumerate(cgroups)}}
+        if done_w >= 0:
+            given[DONE] = done_w
+        actions = []
+        for target, fd in given.items():
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _ABOVE)
+            opened.append(high)
+            actions.append((os.POSIX_SPAWN_DUP2, high, target))
+        return os.posix_spawn(path, ["lamina-join"], {}, file_actions=actions,
+                              setsigdef=_DEFAULT, setsigmask=(), setsid=True)
+    finally:
+        for fd in opened:
+            os.close(fd)

@@ -159,8 +159,18 @@ def rm(e: EngineBase, ref: str, force: bool = False, volumes: bool = False) -> N
         removed = ev.ContainerRemoved(id=c.id, force=force)
         released, versions, gone = mounting.released(e, c, volumes) \
             if c.config.get("mount_points") else ([], {}, [])
-        apply_plan(e, cmd, plan, images, force=force, extra=[removed, *released],
-                   expected={f"container:{c.id}": c.version, **versions})
+
+        def record(version: int) -> None:
+            apply_plan(e, cmd, plan, images, force=force, extra=[removed, *released],
+                       expected={f"container:{c.id}": version, **versions})
+
+        try:
+            record(c.version)
+        except ConcurrencyError:  # as Command.append_locked: under the lock only an exec's
+            now = e.log.container(c.id)  # records move the stream (-f's kill ends a
+            if now is None or now.state != c.state:  # detached one, whose watcher
+                raise  # records its end), and they change no state
+            record(now.version)
         e.later(partial(_cleared, e, c, gone, lock.pop_all()))
 
 

@@ -196,6 +196,34 @@ def test_an_exec_detached_with_the_keys_records_the_detach_then_its_end(
     assert records[-1].data["exit_code"] == 143
 
 
+def test_rm_f_takes_the_end_its_kill_gave_a_detached_exec(e, monkeypatch) -> None:
+    """-f's kill ends a detached exec, whose watcher records ExecExited while rm holds the
+    container's lock: rm takes the version that moved (an exec's records change no state)
+    instead of failing with "changed while this command ran"."""
+    from core.ports import ExecDetached
+
+    watchers = []
+
+    def detached(*_args, **_kw):
+        raise ExecDetached(lambda record: watchers.append(record))
+
+    e.create("busybox", ["sh"], name="c")
+    e.start("c")
+    monkeypatch.setattr(e.runtime, "exec", detached)
+    with pytest.raises(ExecDetached):
+        e.exec("c", ["cat"])
+    kill = e.runtime.signal
+
+    def kill_ending_the_exec(c, sig):
+        kill(c, sig)
+        watchers.pop()(137)
+
+    monkeypatch.setattr(e.runtime, "signal", kill_ending_the_exec)
+    e.rm("c", force=True)
+    assert [r.type for r in e.log.records[-2:]] == ["ExecExited", "ContainerRemoved"]
+    assert e.log.container("c") is None and not watchers
+
+
 def test_restart_and_exit(e) -> None:
     e.create("busybox", ["sh"], name="c")
     e.start("c")

@@ -305,8 +305,10 @@ class Served:
         for state in lifecycle.STATES:
             lifecycle.legal_triggers(state)
         from adapters.kernel import readycgroup
-        from adapters.runtime import sparemonitor
+        from adapters.runtime import nativejoin, sparemonitor
 
+        if nativejoin.program() is not None:  # its sealed copy, shared by every child
+            nativejoin.sealed()
         sparemonitor.sweep()  # and readycgroup's: of servers killed outright
         sparemonitor.keep()
         readycgroup.sweep()

@@ -44,7 +44,12 @@ class Jobs:
     serves_again = False  # a worker's engine and report pipe are one job's (forkserver.Commands)
 
     def warm(self) -> None:
-        """Nothing to import: this process was forked from the service after its preload."""
+        """Nothing to import: this process was forked from the service after its preload.
+        The exec joiner's sealed copy is made once here, for every worker."""
+        from adapters.runtime import nativejoin
+
+        if nativejoin.program() is not None:
+            nativejoin.sealed()
 
     def prepare(self, root: str) -> None:
         """In the spare: open the log now, not when the job's first query comes."""

@@ -431,6 +431,7 @@ int main(void) {
     /* the error pipe goes no further than E's exec, the exit code pipe no further than J */
     if (fcntl(FD_ERR, F_SETFD, FD_CLOEXEC) < 0)
         _exit(CANNOT_START);
+    prctl(PR_SET_NAME, "lamina-join", 0, 0, 0);  /* started as /proc/self/fd/N: its name */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         fail(NOT_RUNNING, CANNOT_START, "prctl(PR_SET_DUMPABLE): " OSERR, errno,
              strerror(errno));

@@ -31,11 +31,52 @@ _ABOVE = 64  # sources are moved up here first, so that no dup2 overwrites anoth
 _DEFAULT = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
-def program() -> str | None:
-    """The native joiner's path, if it is built and not turned off (LAMINA_JOINER=python)."""
-    if os.environ.get("LAMINA_JOINER") == "python":
+# this process's sealed copy of PROGRAM (a memfd), once made: its fd, and its inode, so
+# that a number a caller closed (exec -d's child closes all but its pipe) and reused for
+# another file is never taken for it
+_sealed: tuple[int, int, int] | None = None
+
+
+def program() -> int | None:
+    """The native joiner to start: a sealed copy of it (see `sealed`), if it is built and
+    not turned off (LAMINA_JOINER=python)."""
+    if os.environ.get("LAMINA_JOINER") == "python" or not os.access(PROGRAM, os.X_OK):
         return None
-    return PROGRAM if os.access(PROGRAM, os.X_OK) else None
+    return sealed()
+
+
+def sealed() -> int:
+    """A memfd holding a copy of PROGRAM, sealed against any write, made once per process
+    (the fork server makes it before its first fork: its children share it).
+
+    Why not the file itself: E runs the program inside the container until its exec, and
+    a container process allowed to trace it (--cap-add SYS_PTRACE) could open /proc/E/exe
+    then and, once no joiner runs it, write the host's binary through that descriptor:
+    the next exec would run its code as the host's root (runc's CVE-2019-5736). A sealed
+    memfd can't be written by anyone. Close-on-exec: nothing started keeps it."""
+    global _sealed
+    if _sealed is not None:
+        fd, dev, ino = _sealed
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            st = None
+        if st is not None and (st.st_dev, st.st_ino) == (dev, ino):
+            return fd
+        _sealed = None
+    src = os.open(PROGRAM, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.memfd_create("lamina-join", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        size, done = os.fstat(src).st_size, 0
+        while done < size:
+            done += os.sendfile(fd, src, done, size - done)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
+                    | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    finally:
+        os.close(src)
+    st = os.fstat(fd)
+    _sealed = (fd, st.st_dev, st.st_ino)
+    return _sealed[0]
 
 
 @contextlib.contextmanager
@@ -111,7 +152,7 @@ def open_cgroups(cgroup_dirs: Sequence[str]) -> list[int]:
     return fds
 
 
-def spawn(path: str, stdio: Sequence[int], pidfd: int, err_w: int, done_w: int,
+def spawn(program_fd: int, stdio: Sequence[int], pidfd: int, err_w: int, done_w: int,
           cgroups: Sequence[int], plan_bytes: bytes) -> int:
     """Start the program (posix_spawn: a vfork, nothing of this process copied) with what
     it is given on its fds, every signal at its default and none blocked, in a session of
@@ -134,7 +175,10 @@ def spawn(path: str, stdio: Sequence[int], pidfd: int, err_w: int, done_w: int,
             high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _ABOVE)
             opened.append(high)
             actions.append((os.POSIX_SPAWN_DUP2, high, target))
-        return os.posix_spawn(path, ["lamina-join"], {}, file_actions=actions,
+        # started by a number no dup2 above lands on (they all go below _ABOVE)
+        exe = fcntl.fcntl(program_fd, fcntl.F_DUPFD_CLOEXEC, _ABOVE)
+        opened.append(exe)
+        return os.posix_spawn(f"/proc/self/fd/{exe}", ["lamina-join"], {}, file_actions=actions,
                               setsigdef=_DEFAULT, setsigmask=(), setsid=True)
     finally:
         for fd in opened:

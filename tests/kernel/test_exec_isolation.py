@@ -539,8 +539,9 @@ def test_the_native_joiner_and_pythons_agree(lamina: Lamina, sleeper: str,
 def test_an_exec_runs_under_the_joiner_it_is_given(lamina: Lamina, sleeper: str, joiner: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Built by `make`, lamina-join is what starts an exec's process (its parent on the
-    host); LAMINA_JOINER=python forks Python's J instead. Either way J is in a session of
-    its own, never its caller's."""
+    host), run from a copy sealed against writes (no host file a container could write
+    through /proc/J/exe); LAMINA_JOINER=python forks Python's J instead. Either way J is
+    in a session of its own, never its caller's."""
     if joiner == "python":
         monkeypatch.setenv("LAMINA_JOINER", "python")
     tag = f"joiner-{joiner}-{os.getpid()}"
@@ -549,8 +550,14 @@ def test_an_exec_runs_under_the_joiner_it_is_given(lamina: Lamina, sleeper: str,
     assert pid, "the exec's process did not show up"
     try:
         parent = _caller_of(pid)
-        exe = os.path.basename(os.readlink(f"/proc/{parent}/exe"))
-        assert (exe == "lamina-join") == (joiner == "native"), exe
+        exe = os.readlink(f"/proc/{parent}/exe")
+        assert exe.startswith("/memfd:lamina-join") == (joiner == "native"), exe
+        if joiner == "native":
+            program = os.open(f"/proc/{parent}/exe", os.O_RDONLY)
+            try:
+                assert fcntl.fcntl(program, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE
+            finally:
+                os.close(program)
         assert os.getsid(parent) not in (os.getsid(0), os.getsid(_caller_of(parent)))
     finally:
         os.killpg(pid, signal.SIGKILL)  # its session's, the sleep with it

@@ -124,6 +124,7 @@ def make_mounts_private(path: str = "/") -> None:
 # --- prctl(2) and capget/capset(2), used by security.py -------------------------------------
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.kernel import namespaces
+from adapters.kernel import libc, namespaces
 from adapters.kernel.proc import is_init_of
 from adapters.runtime import frames, nativejoin, users
 from adapters.runtime.init import exec_process, fail, made_for_it, process_env
@@ -316,6 +316,9 @@ def _joiner(target: ExecTarget, pidfd: int, flags: int, required: int, stdio: St
     us to pass its code on)."""
     try:
         os.setsid()
+        # no longer dumpable (runc's rule; E inherits it until its exec): a container
+        # process can't open our /proc files, /proc/E/exe (the host's python3) among them
+        libc.prctl(libc.PR_SET_DUMPABLE, 0)
         _take_stdio(stdio)
         procs = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
                  for d in target.cgroup_dirs]  # opened in our mount namespace

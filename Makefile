@@ -8,11 +8,12 @@ DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umo
 	systemd-container
 PYTEST_ARGS ?=
 # The suite runs on pytest-xdist workers, a test file's tests on one worker (its module
-# fixtures start once): the run is mostly CPU, so one worker a core. PYTEST_WORKERS=0 runs
-# it in this one process (to debug). docs/architecture.md says what a test must respect to
-# run beside others.
+# fixtures start once): the run is mostly CPU, so one worker a core. The files are handed
+# out in the order tests/conftest.py gives them (the longest first), not xdist's (the most
+# tests first). PYTEST_WORKERS=0 runs it in this one process (to debug).
+# docs/architecture.md says what a test must respect to run beside others.
 PYTEST_WORKERS ?= 2
-XDIST = -n $(PYTEST_WORKERS) --dist loadfile
+XDIST = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: all demo test served unit lint docs bench deb pyc client joiner probes clean compat
 

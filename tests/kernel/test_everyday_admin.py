@@ -4,7 +4,9 @@ cgroup changed under a running container, each change one event."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import LAMINA, Lamina, busybox_lamina
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_lamina, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -101,6 +103,28 @@ def test_wait_conditions(lam: Lamina) -> None:
     lam.ok("rm", "-f", "w")
 
 
+CLEAR = "\033[2J\033[H"  # what stats writes before each table it draws
+
+
+def _until_drawn_twice(proc: subprocess.Popen) -> bytes:
+    """What a streaming `stats` wrote once it drew its second table (about two seconds in:
+    a table a second), read as it comes; the pipe is left blocking for the rest."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    shown = bytearray()
+
+    def twice() -> bool:
+        with contextlib.suppress(BlockingIOError):
+            shown.extend(os.read(fd, 65536))
+        return len([f for f in shown.split(CLEAR.encode()) if f.strip()]) >= 2
+
+    drawn = wait_for(twice, timeout=20)
+    os.set_blocking(fd, True)
+    assert drawn, f"stats drew fewer than two tables: {bytes(shown)!r}"
+    return bytes(shown)
+
+
 def test_stats_streams_until_interrupted(lam: Lamina) -> None:
     cid = run_d(lam, "st", "busybox", "sh", "-c", "while :; do :; done")
     out = lam.ok("stats", "--no-stream", "st").splitlines()
@@ -111,12 +135,12 @@ def test_stats_streams_until_interrupted(lam: Lamina) -> None:
              lam.ok("stats", "--no-stream", "--format", "json", "st").splitlines()]
     assert doc["cpu_percent"] > 10 and doc["pids"] >= 1
     proc = subprocess.Popen([LAMINA, "--root", str(lam.root), "stats", "st"],
-                            stdout=subprocess.PIPE, text=True)
-    time.sleep(3.5)
+                            stdout=subprocess.PIPE)
+    shown = _until_drawn_twice(proc)
     proc.send_signal(signal.SIGINT)
-    text = proc.communicate(timeout=20)[0]
+    text = (shown + proc.communicate(timeout=20)[0]).decode()
     assert proc.returncode == 0
-    frames = text.split("\033[2J\033[H")
+    frames = text.split(CLEAR)
     assert len([f for f in frames if f.strip()]) >= 2  # refreshed, not one sample
     lam.ok("rm", "-f", "st")
     assert lam.events("event=stats") == []  # a query: nothing recorded

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import LAMINA, Lamina, busybox_lamina
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_lamina, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -55,6 +55,17 @@ class Terminal:
                     break
         return self.out
 
+    def wait_raw(self) -> None:
+        """Until the command put our terminal in raw mode: it does so once attached (its
+        socket connected, or the exec's process started), and keys typed before would
+        meet the line discipline (ctrl-q is its START, never read)."""
+        import termios
+
+        def raw() -> bool:  # a pty's master reads its terminal's (the slave's) modes
+            return not termios.tcgetattr(self.fd)[3] & termios.ICANON
+
+        assert wait_for(raw), f"never in raw mode: {self.out!r}"
+
     def type(self, *keys: bytes) -> None:
         for key in keys:  # one read each, as a person's keys come
             os.write(self.fd, key)
@@ -73,6 +84,15 @@ class Terminal:
         os.waitpid(self.pid, 0)
         os.close(self.fd)
         raise AssertionError(f"still running: {self.out!r}")
+
+
+def _wait_attached(lamina: Lamina, name: str, count: int) -> None:
+    """Until `count` attaches to `name` are recorded: an attach records itself once its
+    socket to the monitor is connected (what it then writes reaches the container, and
+    the container's output reaches it)."""
+    assert wait_for(lambda: len(lamina.events(f"container={name}",
+                                              "type=ContainerAttached")) >= count), \
+        f"{name}: fewer than {count} attaches recorded"
 
 
 def _running(lamina: Lamina, name: str) -> bool:
@@ -184,7 +204,7 @@ def test_stdin_eof_of_an_attach_leaves_the_container_s_stdin_open(lamina: Lamina
     one = subprocess.Popen(_argv(lamina, "attach", "open"), stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert one.stdin is not None and one.stdout is not None
-    time.sleep(1)
+    _wait_attached(lamina, "open", 1)
     one.stdin.write(b"first\n")
     one.stdin.close()  # our EOF; cat reads on
     assert one.stdout.readline() == b"first\n"
@@ -194,7 +214,7 @@ def test_stdin_eof_of_an_attach_leaves_the_container_s_stdin_open(lamina: Lamina
     two = subprocess.Popen(_argv(lamina, "attach", "open"), stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert two.stdin is not None and two.stdout is not None
-    time.sleep(1)
+    _wait_attached(lamina, "open", 2)
     two.stdin.write(b"second\n")
     two.stdin.flush()
     assert two.stdout.readline() == b"second\n"
@@ -265,14 +285,14 @@ def test_stdin_once_closes_the_container_s_stdin_when_the_first_attach_s_ends(
 def test_attach_detach_keys_on_a_terminal(lamina: Lamina) -> None:
     lamina.ok("run", "-d", "-it", "--name", "tty", "--network", "none", "busybox", "cat")
     term = Terminal(_argv(lamina, "attach", "tty"))
-    time.sleep(1)
+    term.wait_raw()
     term.type(b"hi\r")
     term.read_until(b"hi\r\n")
     term.type(b"\x10", b"\x11")  # ctrl-p ctrl-q
     assert term.wait() == 1 and b"read escape sequence" in term.out
     assert _running(lamina, "tty")
     term = Terminal(_argv(lamina, "attach", "--detach-keys", "ctrl-a,b", "tty"))
-    time.sleep(1)
+    term.wait_raw()
     term.type(b"\x10", b"\x11", b"x\r")  # docker's default keys are plain input now
     term.read_until(b"x\r\n")
     term.type(b"\x01", b"b")
@@ -371,7 +391,7 @@ def test_exec_it_detach_keys_leave_the_process_running(lamina: Lamina) -> None:
     with its real exit code (ExecExited), by what stays behind to watch it."""
     script = "echo $$ > /tmp/pid; cat"
     term = Terminal(_argv(lamina, "exec", "-it", "ex", "sh", "-c", script))
-    time.sleep(1)
+    term.wait_raw()
     term.type(b"typed\r")
     term.read_until(b"typed\r\n")
     term.type(b"\x10", b"\x11")

@@ -6,7 +6,9 @@ the root, no lamina cgroup of ours, no process of ours.
 
 from __future__ import annotations
 
+import functools
 import glob
+import io
 import subprocess
 import sys
 import time
@@ -78,13 +80,23 @@ class Lamina:
 
 
 def busybox_tar(directory: Path) -> Path:
-    from adapters.storage.busybox import write_busybox_rootfs_tar
-
     path = directory / "busybox.tar"
     if not path.exists():
-        with open(path, "wb") as f:
-            write_busybox_rootfs_tar(f)
+        path.write_bytes(_busybox_tar_bytes())
     return path
+
+
+@functools.cache
+def _busybox_tar_bytes() -> bytes:
+    """The busybox image's tar, made once a process: making it costs ~0.3 s of CPU (a
+    rootfs of 268 symlinks written and read back) and a run makes a root with busybox for
+    most of its tests, each tar the same byte for byte (tests/kernel/test_storage_busybox.py
+    checks that of write_busybox_rootfs_tar itself)."""
+    from adapters.storage.busybox import write_busybox_rootfs_tar
+
+    tar = io.BytesIO()
+    write_busybox_rootfs_tar(tar)
+    return tar.getvalue()
 
 
 def busybox_lamina(base: Path) -> Iterator[Lamina]:

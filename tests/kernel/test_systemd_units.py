@@ -46,10 +46,11 @@ ROOT = "/var/lib/lamina"  # in the machine: the test's root, bound there (the de
 def make(box: Machine, target: str) -> str:
     """`make install` or `make uninstall` run in the machine as root runs it on a host whose
     PID 1 is systemd (no DESTDIR: the group, systemctl daemon-reload), into the machine's
-    /opt/lamina and /etc, for the default root; `-o client`: the native client the test run
-    built is installed as it is (the checkout is read-only in the machine)."""
-    return box.ok("make", "-s", "-C", str(REPO), "-o", "client", "PREFIX=/opt/lamina",
-                  "UNITDIR=/etc/systemd/system", target, timeout=300)
+    /opt/lamina and /etc, for the default root; `-o client -o joiner`: the native client
+    and exec's joiner the test run built are installed as they are (the checkout is
+    read-only in the machine, which has no Debian mirror for `deb`)."""
+    return box.ok("make", "-s", "-C", str(REPO), "-o", "client", "-o", "joiner",
+                  "PREFIX=/opt/lamina", "UNITDIR=/etc/systemd/system", target, timeout=300)
 
 
 @pytest.fixture

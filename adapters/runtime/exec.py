@@ -103,6 +103,9 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         except (OSError, namespaces.NotJoinable):
             os.close(pidfd)
             return _not_running(target)
+        except nativejoin.Unstartable as err:  # what E's exec step said of it
+            os.close(pidfd)
+            return _refused(target, f"127 exec: {err}".encode(), options, durable)
         except Exception as err:  # noqa: BLE001 - what E said of a user it can't become
             os.close(pidfd)
             return _refused(target, f"{CANNOT_START} setup: {err}".encode(), options,

@@ -120,10 +120,14 @@ def identity(pid: int, pidfd: int, proc: ProcessSpec) -> users.Identity:
         return users.resolve(proc.user, group_add=proc.security.group_add, read=read)
 
 
+class Unstartable(ValueError):
+    """A string execve would refuse (a NUL in it): E's exec step says so, exit 127."""
+
+
 def plan(proc: ProcessSpec, ident: users.Identity, env: dict[str, str], *, flags: int,
          remapped: bool, cgroups: int, done: bool, seccomp: bytes | None) -> bytes:
     """The program's plan: NUL-terminated fields in joiner.c's read_plan order, the
-    compiled seccomp filter last. ValueError for a NUL in a string (execve's refusal)."""
+    compiled seccomp filter last. Unstartable for a NUL in a string (execve's refusal)."""
     sec = proc.security
     environ = [f"{k}={v}" for k, v in env.items()]
     fields: list[object] = [
@@ -134,7 +138,7 @@ def plan(proc: ProcessSpec, ident: users.Identity, env: dict[str, str], *, flags
         ":".join(os.get_exec_path(env)), len(seccomp or b"")]
     encoded = [os.fsencode(str(f)) for f in fields]
     if any(b"\0" in f for f in encoded):
-        raise ValueError("embedded null byte")
+        raise Unstartable("embedded null byte")
     return b"".join(f + b"\0" for f in encoded) + (seccomp or b"")
 
 

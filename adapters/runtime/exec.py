@@ -88,6 +88,11 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         return _not_running(target)
     required = namespaces.owned_flags(spec.network, spec.security,
                                       remapped=target.root_ids is not None)
+    # J's exit code, written on a pipe as well when the detach keys may leave it: a
+    # detached exec's watcher is not J's parent (the CLI's process that is leaves at
+    # once), so it can't wait for J
+    watched = tty and interactive and bool(options.get("detach_keys")) \
+        and not options.get("detach")
     native = nativejoin.program()
     if native is not None:  # the user resolved here: the program reads no file of theirs
         try:
@@ -97,7 +102,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
             plan = nativejoin.plan(
                 proc, ident, process_env(proc, ident), flags=flags,
                 remapped=target.root_ids is not None, cgroups=len(target.cgroup_dirs),
-                done=bool(tty and interactive and options.get("detach_keys")),
+                done=watched,
                 seccomp=seccomp)
             cgroups = nativejoin.open_cgroups(target.cgroup_dirs)
         except (OSError, namespaces.NotJoinable):
@@ -118,10 +123,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
             if made_for_it(fd):  # not a stdin of /dev/null: that is the host's node
                 os.fchown(fd, *target.root_ids)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    # J's exit code, written on a pipe as well: a detached exec's watcher is not J's
-    # parent (the CLI's process that is leaves at once), so it can't wait for J
-    done_r, done_w = os.pipe2(os.O_CLOEXEC) if stdio.master is not None and interactive \
-        and options.get("detach_keys") else (-1, -1)
+    done_r, done_w = os.pipe2(os.O_CLOEXEC) if watched else (-1, -1)
     if native is not None:
         child = nativejoin.spawn(native, stdio.child, pidfd, err_w, done_w, cgroups, plan)
     else:

@@ -28,6 +28,12 @@ def alive(pid: int) -> bool:
         return False
 
 
+def parent_of(pid: int) -> int:
+    """Process `pid`'s parent (OSError once it is gone)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 def wait_for(what: Callable[[], Any], timeout: float = 10, step: float = 0.02) -> Any:
     """`what()`'s first true value within `timeout`, else its last (false) one: for what a
     process does on its own time (a spare getting ready, a probe, a server's socket)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers, wait_for
+from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers, parent_of, wait_for
 
 pytestmark = pytest.mark.kernel
 
@@ -549,7 +549,7 @@ def test_an_exec_runs_under_the_joiner_it_is_given(lamina: Lamina, sleeper: str,
     pid = wait_for(lambda: _pid_by_cmdline(tag))
     assert pid, "the exec's process did not show up"
     try:
-        parent = _caller_of(pid)
+        parent = parent_of(pid)
         exe = os.readlink(f"/proc/{parent}/exe")
         assert exe.startswith("/memfd:lamina-join") == (joiner == "native"), exe
         if joiner == "native":
@@ -558,7 +558,7 @@ def test_an_exec_runs_under_the_joiner_it_is_given(lamina: Lamina, sleeper: str,
                 assert fcntl.fcntl(program, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE
             finally:
                 os.close(program)
-        assert os.getsid(parent) not in (os.getsid(0), os.getsid(_caller_of(parent)))
+        assert os.getsid(parent) not in (os.getsid(0), os.getsid(parent_of(parent)))
     finally:
         os.killpg(pid, signal.SIGKILL)  # its session's, the sleep with it
         assert wait_for(lambda: _exec_ended(lamina, tag))
@@ -583,7 +583,3 @@ def _pid_by_cmdline(tag: str) -> int | None:
             except OSError:
                 continue
     return None
-
-
-def _caller_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])

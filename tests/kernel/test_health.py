@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Lamina, busybox_lamina
+from tests.kernel.runtime_env import Lamina, busybox_lamina, parent_of
 
 pytestmark = pytest.mark.kernel
 
@@ -73,9 +73,8 @@ def _joined(pid: int, cid: str) -> bool:
 
 def _parent(pid: int) -> int:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
+        return parent_of(pid)
+    except OSError:  # gone meanwhile
         return 0
 
 

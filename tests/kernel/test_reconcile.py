@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import require_root
-from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers
+from tests.kernel.runtime_env import Lamina, busybox_tar, leftovers, parent_of
 
 
 @pytest.fixture
@@ -31,11 +31,6 @@ def _doc(lamina: Lamina, name: str) -> dict:
                 .splitlines() if json.loads(line)["name"] == name)
 
 
-def _ppid(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
-
-
 def _gone(pid: int, timeout: float = 5) -> None:
     """Until `pid` has ended: gone, or a zombie, as lamina takes it (adapters/kernel/proc
     .is_same). A killed monitor's orphans are reaped by the machine's init, which here does
@@ -51,7 +46,7 @@ def _gone(pid: int, timeout: float = 5) -> None:
 def test_a_lost_process_is_found_and_recorded(lamina: Lamina) -> None:
     lamina.ok("run", "-d", "--name", "lost", "busybox", "sleep", "600")
     doc = _doc(lamina, "lost")
-    monitor = _ppid(doc["pid"])
+    monitor = parent_of(doc["pid"])
     os.kill(monitor, signal.SIGKILL)  # nobody watches any more...
     _gone(monitor)
     os.kill(doc["pid"], signal.SIGKILL)  # ...when the container's process dies
@@ -87,7 +82,7 @@ def test_a_reboot_converges_and_start_brings_containers_back(lamina: Lamina) -> 
                         "done; cat /data/f /anon/f").split()
     docs = [_doc(lamina, "up"), _doc(lamina, "frozen")]
     for doc in docs:  # the reboot: every process and monitor, every mount and cgroup gone
-        monitor = _ppid(doc["pid"])
+        monitor = parent_of(doc["pid"])
         os.kill(monitor, signal.SIGKILL)
         _gone(monitor)
         cgroup = Cgroup.open(doc["id"])
@@ -153,7 +148,7 @@ def test_the_next_command_records_a_lost_process_by_itself(lamina: Lamina) -> No
     lamina.ok("run", "-d", "--name", "lost", "busybox", "sleep", "600")
     doc = _doc(lamina, "lost")
     assert doc["start_time"] > 0
-    monitor = _ppid(doc["pid"])
+    monitor = parent_of(doc["pid"])
     os.kill(monitor, signal.SIGKILL)
     _gone(monitor)
     os.kill(doc["pid"], signal.SIGKILL)

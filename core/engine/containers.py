@@ -53,19 +53,29 @@ def judge(c: Container, trigger: str) -> None:
 
 
 @contextmanager
-def ending(e: EngineBase, ref: str, trigger: str) -> Iterator[Container]:
+def ending(e: EngineBase, ref: str, trigger: str, backoff: bool = False
+           ) -> Iterator[Container]:
     """Judge a move that ends the process while holding the right to record the end.
 
     The container is read again under the guard: the monitor may have recorded an exit
-    between the first read and the guard.
+    between the first read and the guard. With `backoff`, a container in its restart
+    back-off (stopped, a restart pending: in_backoff) is yielded unjudged: a stop or kill
+    of it cancels that restart (processes.cancel_restart), decided on this read, so a run
+    that ends with its restart scheduled just before the guard is not "not running".
     """
     c = e.container(ref)
     with e.runtime.ending(c):
         now = e.log.container(c.id)
         if now is None:  # removed meanwhile: nothing left to move (or to mount)
             raise NotFound(f"no such container: {ref}")
-        judge(now, trigger)
+        if not (backoff and in_backoff(now)):
+            judge(now, trigger)
         yield now
+
+
+def in_backoff(c: Container) -> bool:
+    """Stopped with a restart its policy scheduled still pending: docker's "restarting"."""
+    return c.state == "stopped" and c.restarting
 
 
 def image_of(e: EngineBase, c: Container) -> Image:

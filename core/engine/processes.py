@@ -14,7 +14,7 @@ from core import rootconfig, runopts
 from core.command import Command
 from core.engine import attaching
 from core.engine.base import EngineBase
-from core.engine.containers import ending, image_of, judge
+from core.engine.containers import ending, image_of, in_backoff, judge
 from core.errors import Conflict
 from core.model import Container, Image
 from core.references import short
@@ -82,10 +82,9 @@ def stop(e: EngineBase, ref: str, timeout: float | None = None) -> Container:
     SIGKILL after `timeout` seconds (--stop-timeout's, or 10, unless given) (seed: `docker
     stop`)."""
     with e.command("stop", ref) as cmd:
-        cancelled = cancel_restart(e, cmd, ref, "stopped")
-        if cancelled is not None:  # in its back-off: docker's stop of a restarting one
-            return cancelled
-        with ending(e, ref, "stop") as c:
+        with ending(e, ref, "stop", backoff=True) as c:
+            if in_backoff(c):  # docker's stop of a restarting container
+                return cancel_restart(e, cmd, c, "stopped")
             ended = e.runtime.stop(c, *stop_plan(c, e.log.image(c.image), timeout))
             cmd.append_locked(c, ev.ContainerStopped(
                 id=c.id, signal=ended.signal, exit_code=ended.exit_code))
@@ -98,10 +97,9 @@ def kill(e: EngineBase, ref: str, sig: int | str = _signal.SIGKILL) -> Container
     container stops if its process ends. A bad signal is refused and recorded."""
     with e.command("kill", ref) as cmd:
         sig = parse_signal(sig)
-        cancelled = cancel_restart(e, cmd, ref, "killed")
-        if cancelled is not None:
-            return cancelled
-        with ending(e, ref, "signal") as c:
+        with ending(e, ref, "signal", backoff=True) as c:
+            if in_backoff(c):
+                return cancel_restart(e, cmd, c, "killed")
             ended = e.runtime.signal(c, int(sig))
             if ended is None:
                 event: ev.Event = ev.ContainerSignalled(id=c.id, signal=int(sig))
@@ -191,22 +189,15 @@ def _after_end(e: EngineBase, c: Container, exit_code: int) -> list[ev.Event]:
                                          reason=due.reason)]
 
 
-def cancel_restart(e: EngineBase, cmd: Command, ref: str, by: str) -> Container | None:
-    """A user's stop or kill of a container in its back-off (a ContainerRestartScheduled
-    pending): the restart won't happen, and the container counts as stopped by the user
-    (docker's: a stop of a restarting container stops it). Judged from the log alone: an
-    end is recorded with the restart its policy wants (exited), so a stopped container
-    with none pending is stopped for good (its policy said no, its restart was cancelled
-    for the host's shutdown or failed) and its stop is refused as "not running". None
-    then (the caller judges the move as it would have)."""
-    c = e.log.container(ref) or e.container(ref)
-    if not c.restarting:
-        return None
-    with e.runtime.ending(c):
-        now = e.log.container(c.id)
-        if now is None or now.state != "stopped" or not now.restarting:
-            return None
-        cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=f"{by} by the user",
-                                                 by_user=True)],
-                   {f"container:{c.id}": now.version})
-    return e.log.container(c.id)
+def cancel_restart(e: EngineBase, cmd: Command, c: Container, by: str) -> Container:
+    """A user's stop or kill of `c` in its back-off (in_backoff, read under its guard,
+    which the caller holds): the restart won't happen, and the container counts as
+    stopped by the user (docker's: a stop of a restarting container stops it). Judged
+    from the log alone: an end is recorded with the restart its policy wants (exited), so
+    a stopped container with none pending is stopped for good (its policy said no, its
+    restart was cancelled for the host's shutdown or failed), and its stop is refused as
+    "not running" by the judge as before."""
+    cmd.append([ev.ContainerRestartCancelled(id=c.id, reason=f"{by} by the user",
+                                             by_user=True)],
+               {f"container:{c.id}": c.version})
+    return e.log.container(c.id) or c

@@ -346,6 +346,37 @@ def test_a_stop_between_the_end_and_its_restart_keeps_it_stopped(e) -> None:
         e.stop("n")
 
 
+@pytest.mark.parametrize("move", ["stop", "kill"])
+def test_a_run_that_ends_as_its_stop_waits_for_the_guard_is_a_restarting_ones(
+        e, monkeypatch, move: str) -> None:
+    """The user's stop reads the container running; its run ends, recorded with the
+    restart it wants, before the stop holds the container's guard. The stop is then the
+    stop of a restarting container, judged on what it reads under the guard: the restart
+    cancelled by the user, not "not running" (CI's served pass saw that refusal after a
+    restart of an `exit 3` container)."""
+    e.create("busybox", ["sh"], name="c", config={"restart": "always"})
+    e.start("c")
+    guard = e.runtime.ending
+    ended = []
+
+    def ends_first(c):
+        if not ended:  # once: the exit's own record takes the guard too
+            ended.append(e.container("c").pid)
+            _exit(e, "c", 3)
+            assert e.container("c").restarting
+        return guard(c)
+
+    monkeypatch.setattr(e.runtime, "ending", ends_first)
+    getattr(e, move)("c")
+    c = e.container("c")
+    assert (c.state, c.restarting, c.manually_stopped) == ("stopped", False, True)
+    verb = {"stop": "stopped", "kill": "killed"}[move]
+    assert [(r.type, r.data.get("reason")) for r in e.log.records[-3:]] == [
+        ("ContainerExited", ""), ("ContainerRestartScheduled", "always: exited with code 3"),
+        ("ContainerRestartCancelled", f"{verb} by the user")]
+    assert e.schedule_restart("c", ended[0]) is None
+
+
 def _refused_not_running(e, name: str) -> None:
     """A stop and a kill of a stopped container with no restart pending: refused by the
     state machine, each recorded as one CommandRejected, the container as it was."""

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEB_PACKAGES := busybox-static docker-registry apache2-utils graphviz skopeo umoci gcc libc6-dev \
+DEB_PACKAGES := busybox-static strace docker-registry apache2-utils graphviz skopeo umoci gcc libc6-dev \
 	libseccomp2 keyutils nftables iproute2 docker-compose tini systemd logrotate postgresql \
 	systemd-container
 PYTEST_ARGS ?=
@@ -49,13 +49,15 @@ client: $(STAMP) deb
 	@cc -O2 -Wall -Wextra -DLAMINA_PYTHON='"$(abspath $(BIN))/python3"' \
 	  -o $(BIN)/lamina.new adapters/fastpath/client.c && mv $(BIN)/lamina.new $(BIN)/lamina
 
-# An exec's joiner (adapters/runtime/joiner.c) as the venv's bin/lamina-join: it joins the
-# container and execs the process for the command, which starts it with posix_spawn instead
-# of forking its ~45 MB Python twice; static, since it runs on in the container's mount
-# namespace. Without it exec forks Python as before (adapters/runtime/nativejoin.py).
+# An exec's joiner and a container's init (adapters/runtime/joiner.c, init.c) as the venv's
+# bin/lamina-join: it joins the container and execs the process for exec's command, or
+# builds a new container's root and execs its process for the monitor, which start it with
+# posix_spawn instead of forking their Python; static, since it runs on in the container's
+# mount namespace. Without it both fork Python as before (nativejoin.py, nativeinit.py).
+NATIVE = adapters/runtime/joiner.c adapters/runtime/init.c
 joiner: $(BIN)/lamina-join
-$(BIN)/lamina-join: adapters/runtime/joiner.c | $(STAMP) deb
-	cc -static -O2 -Wall -Wextra -o $@.new $< && mv $@.new $@
+$(BIN)/lamina-join: $(NATIVE) adapters/runtime/joiner.h | $(STAMP) deb
+	cc -static -O2 -Wall -Wextra -o $@.new $(NATIVE) && mv $@.new $@
 
 # The isolation probes (tests/probes/probe.c): one static binary that tries, from inside a
 # container, everything a container must not do; static so it runs in any image.

@@ -74,15 +74,19 @@ def mount_dev(rootfs: str, console: str | None, security: Security,
     if security.ipc == "host":
         syscall.mount("/dev/shm", dev + "/shm", None, libc.MS_BIND)
     elif security.ipc != "none":
-        size = f"{shm_size // 1024}k" if shm_size % 1024 == 0 else str(shm_size)
-        syscall.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC,
-                      f"mode=1777,size={size}")
+        syscall.mount("shm", dev + "/shm", "tmpfs", NOSUID_NODEV_NOEXEC, shm_options(shm_size))
     _mkdir(syscall, dev + "/mqueue")
     if sources is None or security.ipc != "host":  # the host's IPC namespace's mqueue is
         syscall.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)  # not ours
     if console:
         syscall.touch(dev + "/console")
         syscall.mount(console, dev + "/console", None, libc.MS_BIND)
+
+
+def shm_options(shm_size: int) -> str:
+    """/dev/shm's tmpfs options for --shm-size (bytes)."""
+    size = f"{shm_size // 1024}k" if shm_size % 1024 == 0 else str(shm_size)
+    return f"mode=1777,size={size}"
 
 
 def bind(source: str | int, target: str, *, syscall: Syscalls = LINUX) -> None:

@@ -29,6 +29,9 @@
  * every signal at its default, and the exec, searched in the plan's PATH as Python's
  * os.execvpe does. Its failures: "CODE step: error" with docker's codes (127, 126).
  *
+ * The same program is a container's init when its plan says so (init.c; the plan's first
+ * field names the role): the two share the plan's process part and E's steps (joiner.h).
+ *
  * Built by `make` (the `joiner` target) into the venv's bin/lamina-join, static: it runs on
  * in the container's mount namespace, where the host's libraries are out of reach.
  */
@@ -56,76 +59,62 @@
 #include <grp.h>
 #include <unistd.h>
 
+#include "joiner.h"
+
 #define FD_PIDFD 3
-#define FD_ERR 4
 #define FD_DONE 5
-#define FD_PLAN 6
 #define FD_CGROUPS 7
 
-#define NOT_RUNNING "not-running"
-#define CANNOT_START 126
 #define KEYCTL_JOIN_SESSION_KEYRING 1
 #define BPF_MAXINSNS_ 4096
 
 /* --- the plan -------------------------------------------------------------------------- */
 
-struct plan {
-    long flags;           /* setns flags of the namespaces to join */
-    int remapped;         /* take the container root's ids after the user namespace */
-    int ncgroups;         /* cgroup.procs fds at FD_CGROUPS.. */
-    int done;             /* FD_DONE is open: write J's exit code on it */
-    int tty;
-    uid_t uid;
-    gid_t gid;
-    int ngroups;
-    gid_t *groups;
-    uint64_t caps;        /* kept: bounding, effective, permitted */
-    int nnp;
-    int nrlimits;
-    long *rlimits;        /* which, soft, hard (-1: unlimited) each */
-    char *cwd;
-    char **argv;
-    char **envp;
-    char *path;           /* the environment's PATH, or Python's os.defpath */
-    size_t seccomp_len;
-    unsigned char *seccomp;
-};
 
 static char *cursor, *end;
+static const char *reading = "joiner";  /* the step a bad plan fails with */
 
-static void fail(const char *step, int code, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
+void begin(char *buf, size_t len, const char *step) {
+    cursor = buf;
+    end = buf + len;
+    reading = step;
+}
 
-static char *field(void) {
+char *field(void) {
     char *s = cursor;
     char *nul = memchr(cursor, '\0', (size_t)(end - cursor));
     if (nul == NULL)
-        fail("joiner", CANNOT_START, "the plan ends early");
+        fail(reading, CANNOT_START, "the plan ends early");
     cursor = nul + 1;
     return s;
 }
 
-static long number(void) {
-    char *s = field(), *rest;
+long number(void) {
+    char *s = field(), *after;
     errno = 0;
-    long n = strtol(s, &rest, 10);
-    if (errno || *s == '\0' || *rest != '\0')
-        fail("joiner", CANNOT_START, "not a number in the plan: %.20s", s);
+    long n = strtol(s, &after, 10);
+    if (errno || *s == '\0' || *after != '\0')
+        fail(reading, CANNOT_START, "not a number in the plan: %.20s", s);
     return n;
 }
 
-static char **strings(long n) {
+char **strings(long n) {
     if (n < 0 || n > 1 << 20)
-        fail("joiner", CANNOT_START, "a bad count in the plan");
+        fail(reading, CANNOT_START, "a bad count in the plan");
     char **v = calloc((size_t)n + 1, sizeof *v);
     if (v == NULL)
-        fail("joiner", CANNOT_START, "out of memory");
+        fail(reading, CANNOT_START, "out of memory");
     for (long i = 0; i < n; i++)
         v[i] = field();
     return v;
 }
 
-static void read_plan(struct plan *p) {
+char *rest(size_t *len) {
+    *len = (size_t)(end - cursor);
+    return cursor;
+}
+
+char *load_plan(size_t *len) {
     struct stat st;
     if (fstat(FD_PLAN, &st) < 0 || st.st_size <= 0)
         fail("joiner", CANNOT_START, "no plan");
@@ -136,10 +125,13 @@ static void read_plan(struct plan *p) {
     if (got != st.st_size)
         fail("joiner", CANNOT_START, "the plan could not be read");
     close(FD_PLAN);
-    cursor = buf;
-    end = buf + st.st_size;
+    *len = (size_t)st.st_size;
+    return buf;
+}
+
+void parse_process(struct plan *p) {
     if (strcmp(field(), "lamina-join 1") != 0)
-        fail("joiner", CANNOT_START, "a plan of another version");
+        fail(reading, CANNOT_START, "a plan of another version");
     p->flags = number();
     p->remapped = (int)number();
     p->ncgroups = (int)number();
@@ -149,7 +141,7 @@ static void read_plan(struct plan *p) {
     p->gid = (gid_t)number();
     p->ngroups = (int)number();
     if (p->ngroups < 0 || p->ngroups > 65536)
-        fail("joiner", CANNOT_START, "a bad count in the plan");
+        fail(reading, CANNOT_START, "a bad count in the plan");
     p->groups = calloc((size_t)p->ngroups + 1, sizeof *p->groups);
     for (int i = 0; i < p->ngroups; i++)
         p->groups[i] = (gid_t)number();
@@ -157,26 +149,25 @@ static void read_plan(struct plan *p) {
     p->nnp = (int)number();
     p->nrlimits = (int)number();
     if (p->nrlimits < 0 || p->nrlimits > 64)
-        fail("joiner", CANNOT_START, "a bad count in the plan");
+        fail(reading, CANNOT_START, "a bad count in the plan");
     p->rlimits = calloc((size_t)p->nrlimits * 3 + 1, sizeof *p->rlimits);
     for (int i = 0; i < p->nrlimits * 3; i++)
         p->rlimits[i] = number();
     p->cwd = field();
     p->argv = strings(number());
     if (p->argv[0] == NULL)
-        fail("joiner", CANNOT_START, "no command in the plan");
+        fail(reading, CANNOT_START, "no command in the plan");
     p->envp = strings(number());
     p->path = field();
     p->seccomp_len = (size_t)number();
     if (p->seccomp_len > (size_t)(end - cursor))
-        fail("joiner", CANNOT_START, "the plan ends early");
+        fail(reading, CANNOT_START, "the plan ends early");
     p->seccomp = (unsigned char *)cursor;
 }
 
 /* --- failing --------------------------------------------------------------------------- */
 
-/* "CODE STEP: message" on the error pipe, then exit CODE; NOT_RUNNING's step is a tag. */
-static void fail(const char *step, int code, const char *fmt, ...) {
+void fail(const char *step, int code, const char *fmt, ...) {
     char msg[1024];
     int n = snprintf(msg, sizeof msg, strcmp(step, NOT_RUNNING) == 0 ? "%d %s " : "%d %s: ",
                      code, step);
@@ -192,9 +183,6 @@ static void fail(const char *step, int code, const char *fmt, ...) {
     }
     _exit(code);
 }
-
-/* Python's OSError text, which the Python joiner's messages carry: "[Errno N] text". */
-#define OSERR "[Errno %d] %s"
 
 /* --- J ----------------------------------------------------------------------------------- */
 
@@ -249,13 +237,19 @@ static int failed_code(int err) {  /* exec_process: PermissionError 126, else 12
     return err == EACCES || err == EPERM ? 126 : 127;
 }
 
-/* Python's os.makedirs(name, exist_ok=True), error for error: the parents first (one that
- * exists as something else is left to the mkdir below to fail on), then the name itself,
- * whose failure counts only if it is not a directory now. */
-static void makedirs(const char *name, int parent) {
+/* Python's os.makedirs(name, mode, exist_ok=True), error for error: the parents first
+ * (made 0777; one that exists as something else is left to the mkdir below to fail on),
+ * then the name itself, whose failure counts only if it is not a directory now. -1 with
+ * errno and the path that failed in `failed`. */
+static char failed[4096];
+
+static int made(const char *name, mode_t mode, int parent) {
     char head[4096];
-    if (snprintf(head, sizeof head, "%s", name) >= (int)sizeof head)
-        fail("workdir", 127, OSERR ": '%s'", ENAMETOOLONG, strerror(ENAMETOOLONG), name);
+    if (snprintf(head, sizeof head, "%s", name) >= (int)sizeof head) {
+        snprintf(failed, sizeof failed, "%s", name);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     size_t n = strlen(head);
     while (n > 1 && head[n - 1] == '/')
         head[--n] = '\0';
@@ -266,21 +260,32 @@ static void makedirs(const char *name, int parent) {
         struct stat st;
         if (cut > head) {
             *cut = '\0';
-            if (stat(head, &st) < 0)
-                makedirs(head, 1);
+            if (stat(head, &st) < 0 && made(head, 0777, 1) < 0)
+                return -1;
         }
     }
-    if (mkdir(name, 0777) < 0) {
+    if (mkdir(name, mode) < 0) {
         int err = errno;
         struct stat st;
         if ((stat(name, &st) == 0 && S_ISDIR(st.st_mode)) || (parent && err == EEXIST))
-            return;
-        fail("workdir", failed_code(err), OSERR ": '%s'", err, strerror(err), name);
+            return 0;
+        snprintf(failed, sizeof failed, "%s", name);
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+void makedirs(const char *name, mode_t mode, const char *step) {
+    if (made(name, mode, 0) < 0) {
+        int err = errno;
+        fail(step, strcmp(step, "workdir") == 0 ? failed_code(err) : 127, OSERR ": '%s'", err,
+             strerror(err), failed);
     }
 }
 
 static void workdir(const char *cwd) {
-    makedirs(cwd, 0);
+    makedirs(cwd, 0777, "workdir");
     if (chdir(cwd) < 0) {
         int err = errno;
         fail("workdir", failed_code(err), OSERR ": '%s'", err, strerror(err), cwd);
@@ -382,7 +387,7 @@ static void clean_signals(void) {  /* init.clean_signals */
 /* Python's os.execvpe: a name with a slash as is, else each directory of PATH in turn; the
  * first error that is not "no such file" is the one told, else the last; named by the
  * path that was tried, as Python's OSError names it. */
-static void exec_in_path(const struct plan *p) {
+static __attribute__((noreturn)) void exec_in_path(const struct plan *p) {
     const char *file = p->argv[0];
     char tried[4096], told[4096];
     int err = ENOENT, saved = 0;
@@ -415,7 +420,7 @@ static void exec_in_path(const struct plan *p) {
     fail("exec", 127, OSERR ": '%s'", err, strerror(err), told);
 }
 
-static void execer(const struct plan *p) {
+void execer(const struct plan *p) {
     if (setsid() < 0 || (p->tty && ioctl(0, TIOCSCTTY, 0) < 0))
         fail("setup", CANNOT_START, OSERR, errno, strerror(errno));
     workdir(p->cwd);
@@ -431,12 +436,17 @@ int main(void) {
     /* the error pipe goes no further than E's exec, the exit code pipe no further than J */
     if (fcntl(FD_ERR, F_SETFD, FD_CLOEXEC) < 0)
         _exit(CANNOT_START);
+    size_t len;
+    char *buf = load_plan(&len);
+    begin(buf, len, "joiner");
+    if (len > 13 && memcmp(buf, "lamina-init 1", 14) == 0)
+        init_main();
     prctl(PR_SET_NAME, "lamina-join", 0, 0, 0);  /* started as /proc/self/fd/N: its name */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         fail(NOT_RUNNING, CANNOT_START, "prctl(PR_SET_DUMPABLE): " OSERR, errno,
              strerror(errno));
     struct plan p;
-    read_plan(&p);
+    parse_process(&p);
     if (p.done)
         fcntl(FD_DONE, F_SETFD, FD_CLOEXEC);
     join(&p);

@@ -17,12 +17,11 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from adapters.kernel import libc, proc
 from adapters.kernel.proc import close_all_but
-from adapters.runtime import frames, supervise
+from adapters.runtime import frames, nativeinit, nativejoin, supervise
 from adapters.runtime.init import InitPlan, made_for_it
 from adapters.runtime.init import run as run_init
 
@@ -112,16 +111,12 @@ def _start_init(job: MonitorJob, ctl: socket.socket, err_w: int) -> int:
     # Opened here, written by init: the kernel judges a cgroup.procs write by who opened it,
     # so init joins as its first step, as a plain one does (joining from here instead
     # would hold the monitor ~12 ms, the cost of a migration, off its own start).
-    plan.cgroup_fds = _open_procs(plan.cgroup_dirs)
+    plan.cgroup_fds = nativejoin.open_cgroups(plan.cgroup_dirs)
     os.chdir(plan.rootfs)  # rootfs.build works from here
     try:
         return userns.spawn(plan.idmap, init, flags=libc.CLONE_NEWUSER | libc.CLONE_NEWPID)
     finally:
         os.chdir("/")
-
-
-def _open_procs(dirs: Sequence[str]) -> list[int]:
-    return [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) for d in dirs]
 
 
 def run(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...],
@@ -130,7 +125,8 @@ def run(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...],
     spare that was given the job (adapters/runtime/sparemonitor.py), which has unshared
     its PID namespace already."""
     name_process(NAME)
-    close_all_but({0, 1, 2, ctl.fileno(), *keep_fds})
+    exe = nativejoin.held() if job.plan.native else set()  # the program init is
+    close_all_but({0, 1, 2, ctl.fileno(), *keep_fds, *exe})
     devnull = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
@@ -142,9 +138,14 @@ def run(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...],
         libc.unshare(libc.CLONE_NEWPID)
     outputs, stdin_fd = _stdio_pipes(job)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    ask = None
     try:
-        pid = _start_init(job, ctl, err_w)
-    except OSError as err:  # e.g. the user namespace: said, not "died before reporting"
+        if job.plan.native:
+            pid, ask = nativeinit.spawn(job.plan, err_w)
+        else:
+            pid = _start_init(job, ctl, err_w)
+    except (OSError, ValueError) as err:  # the user namespace, a plan: said, not "died
+        # before reporting"
         frames.send(ctl, frames.REPORT, f"failed 125 init: {err}".encode())
         return 1
     os.close(err_w)
@@ -166,6 +167,8 @@ def run(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...],
     listener = frames.listen(job.container_dir)
     supervise.log_of(lean).close()
     start_time = _note(job.container_dir, pid)
+    if ask is not None:  # the native init's root is built: the user, and the process
+        nativeinit.answer(ask, pid, job.plan)
     started = supervise.report_start(lean, ctl, err_r, start_time)
     own_pids = job.plan.spec.security.pid != "host"
     if started is not None and own_pids and _ended_first(pid, ctl.fileno()):

@@ -37,12 +37,28 @@ _DEFAULT = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signa
 _sealed: tuple[int, int, int] | None = None
 
 
+def built() -> bool:
+    """Whether the native program is built and not turned off (LAMINA_JOINER=python, for
+    exec's joiner and a container's init alike)."""
+    return os.environ.get("LAMINA_JOINER") != "python" and os.access(PROGRAM, os.X_OK)
+
+
 def program() -> int | None:
-    """The native joiner to start: a sealed copy of it (see `sealed`), if it is built and
-    not turned off (LAMINA_JOINER=python)."""
-    if os.environ.get("LAMINA_JOINER") == "python" or not os.access(PROGRAM, os.X_OK):
-        return None
-    return sealed()
+    """The native joiner to start: a sealed copy of it (see `sealed`), if it is `built`."""
+    return sealed() if built() else None
+
+
+def held() -> set[int]:
+    """The sealed copy's fd while this process holds it: a process that closes all its
+    other descriptors (a spare monitor) keeps this one, which a start then needs."""
+    if _sealed is None:
+        return set()
+    fd, dev, ino = _sealed
+    with contextlib.suppress(OSError):
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) == (dev, ino):
+            return {fd}
+    return set()
 
 
 def sealed() -> int:
@@ -158,32 +174,39 @@ def open_cgroups(cgroup_dirs: Sequence[str]) -> list[int]:
 
 def spawn(program_fd: int, stdio: Sequence[int], pidfd: int, err_w: int, done_w: int,
           cgroups: Sequence[int], plan_bytes: bytes) -> int:
-    """Start the program (posix_spawn: a vfork, nothing of this process copied) with what
-    it is given on its fds, every signal at its default and none blocked, in a session of
-    its own: never in our terminal's foreground group, which our end hangs up (a detached
-    exec's J outlives us to pass its code on); its pid. The
-    `cgroups` fds (open_cgroups') are closed here, whatever happens."""
-    opened: list[int] = list(cgroups)
+    """Start the program as exec's joiner with what it is given on its fds, in a session
+    of its own: never in our terminal's foreground group, which our end hangs up (a
+    detached exec's J outlives us to pass its code on); its pid. The `cgroups` fds
+    (open_cgroups') are closed here, whatever happens."""
+    given = {0: stdio[0], 1: stdio[1], 2: stdio[2], PIDFD: pidfd, ERR: err_w,
+             **{CGROUPS + i: fd for i, fd in enumerate(cgroups)}}
+    if done_w >= 0:
+        given[DONE] = done_w
+    return start(program_fd, "lamina-join", given, plan_bytes, setsid=True, closing=cgroups)
+
+
+def start(program_fd: int, name: str, given: dict[int, int], plan_bytes: bytes, *,
+          setsid: bool, closing: Sequence[int] = ()) -> int:
+    """posix_spawn the program (a vfork: nothing of this process copied) with each fd of
+    `given` at its number, the plan at PLAN, every signal at its default and none
+    blocked; its pid. `closing` is closed here, whatever happens."""
+    opened: list[int] = list(closing)
     try:
-        memfd = os.memfd_create("lamina-join-plan", os.MFD_CLOEXEC)
+        memfd = os.memfd_create(f"{name}-plan", os.MFD_CLOEXEC)
         opened.append(memfd)
         view = memoryview(plan_bytes)
         while view:
             view = view[os.write(memfd, view):]
-        given = {0: stdio[0], 1: stdio[1], 2: stdio[2], PIDFD: pidfd, ERR: err_w,
-                 PLAN: memfd, **{CGROUPS + i: fd for i, fd in enumerate(cgroups)}}
-        if done_w >= 0:
-            given[DONE] = done_w
         actions = []
-        for target, fd in given.items():
+        for target, fd in {**given, PLAN: memfd}.items():
             high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _ABOVE)
             opened.append(high)
             actions.append((os.POSIX_SPAWN_DUP2, high, target))
         # started by a number no dup2 above lands on (they all go below _ABOVE)
         exe = fcntl.fcntl(program_fd, fcntl.F_DUPFD_CLOEXEC, _ABOVE)
         opened.append(exe)
-        return os.posix_spawn(f"/proc/self/fd/{exe}", ["lamina-join"], {}, file_actions=actions,
-                              setsigdef=_DEFAULT, setsigmask=(), setsid=True)
+        return os.posix_spawn(f"/proc/self/fd/{exe}", [name], {}, file_actions=actions,
+                              setsigdef=_DEFAULT, setsigmask=(), setsid=setsid)
     finally:
         for fd in opened:
             os.close(fd)

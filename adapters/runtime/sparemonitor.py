@@ -38,7 +38,7 @@ from collections.abc import Mapping
 
 from adapters.fastpath.peer import adopt_limits, peer_of
 from adapters.kernel import libc, proc
-from adapters.runtime import frames
+from adapters.runtime import frames, nativejoin
 from adapters.runtime.init import InitPlan
 from adapters.runtime.monitor import MonitorJob, name_process
 
@@ -239,7 +239,7 @@ def _spare(server: int, path: str, ready_w: int) -> None:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        proc.close_all_but({server, ready_w})
+        proc.close_all_but({server, ready_w, *nativejoin.held()})  # a native init's program
         devnull = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             if fd != devnull:

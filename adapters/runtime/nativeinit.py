@@ -1,0 +1,125 @@
+"""A container's init as the native program's other role (adapters/runtime/init.c): when
+it may be, the plan the monitor hands it, its start, and the answer to its one question.
+
+Why: init was a fork of the monitor's Python process that ran its setup in Python and then
+tore that image down with its exec, about a third of a `run --rm true`; the program does
+init.py's steps in their order, with their messages, started with posix_spawn. Every
+decision stays here: the root's plan names each mount, node, file and mask with
+rootfs.py's own lists and values, and once the root is built the monitor resolves the user
+in the container's own files (through /proc/PID/root, as exec's command does) and answers
+with the process's plan (nativejoin.plan), which the end shared with exec's joiner runs.
+
+Not yet native: a container with -v/--mount/--tmpfs (their targets are resolved inside
+the root, inroot.py's walk) and a --userns-remap root's (its init is cloned into a user
+namespace, its sources are detached trees); those run init.py, as does every container
+without the program (LAMINA_JOINER=python, or no `make`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from adapters.kernel import namespaces, rootfs
+from adapters.runtime import nativejoin
+from adapters.runtime.init import InitPlan, process_env
+from core.devices import inside_parts
+
+VERSION = "lamina-init 1"
+# where the program finds what it is given (see init.c): stdio 0-2, then these
+ASK, ERR, GO, NETNS, CGROUPS = 3, 4, 5, 7, 8
+_SNDBUF_FORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+
+
+def eligible(plan: InitPlan) -> bool:
+    """Whether this start's init may be the native program (decided by the starting
+    command, whose environment says whether it is turned off)."""
+    return plan.idmap is None and not plan.mounts and nativejoin.built()
+
+
+def plan(init: InitPlan) -> bytes:
+    """The root's plan: NUL-terminated fields in init.c's read_root order."""
+    spec, sec = init.spec, init.spec.security
+    masked = sec.masked_paths
+    fields: list[object] = [
+        VERSION, len(init.cgroup_dirs), int(init.go_fd >= 0), int(init.netns_fd >= 0),
+        namespaces.container_flags(spec.network, sec), int(sec.uts != "host"), spec.hostname,
+        int(spec.network == "none"), init.rootfs, int(sec.privileged), sec.ipc,
+        rootfs.shm_options(spec.shm_size), init.console or "", len(init.devices)]
+    for node in init.devices:
+        inside_parts(node.path)  # a clean path below /dev: init.c counts on it
+        fields += [node.path, node.type, node.major, node.minor, node.mode, node.uid, node.gid]
+    fields += [len(rootfs.DEV_LINKS), *(x for link in rootfs.DEV_LINKS for x in link),
+               len(init.files)]
+    for inside, host in init.files.items():
+        if not isinstance(host, str):
+            raise TypeError(f"{inside}: a detached tree is not for the native init")
+        fields += [inside, host]
+    fields += [len(init.cgroup_mounts),
+               *(x for cg in init.cgroup_mounts for x in (cg.name, cg.fstype, cg.data)),
+               len(rootfs.MASKED_PATHS) if masked else 0,
+               *(rootfs.MASKED_PATHS if masked else ()),
+               len(rootfs.READONLY_PATHS) if masked else 0,
+               *(rootfs.READONLY_PATHS if masked else ()), int(sec.read_only)]
+    encoded = [os.fsencode(str(f)) for f in fields]
+    if any(b"\0" in f for f in encoded):
+        raise ValueError("embedded null byte")
+    return b"".join(f + b"\0" for f in encoded)
+
+
+def spawn(init: InitPlan, err_w: int) -> tuple[int, socket.socket]:
+    """Start the program as PID 1 of the namespace the monitor made (no session of its
+    own yet: E's steps make one, as init.py's do), given the root's plan; its pid and our
+    end of the socket it asks on."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        cgroups = nativejoin.open_cgroups(init.cgroup_dirs)
+        given = {0: init.stdin, 1: init.stdout, 2: init.stderr, ASK: theirs.fileno(),
+                 ERR: err_w, **{CGROUPS + i: fd for i, fd in enumerate(cgroups)}}
+        if init.go_fd >= 0:
+            given[GO] = init.go_fd
+        if init.netns_fd >= 0:
+            given[NETNS] = init.netns_fd
+        pid = nativejoin.start(nativejoin.sealed(), "lamina-init", given, plan(init),
+                               setsid=False, closing=cgroups)
+    except BaseException:
+        mine.close()
+        raise
+    finally:
+        theirs.close()
+    return pid, mine
+
+
+def answer(ask: socket.socket, pid: int, init: InitPlan) -> None:
+    """Wait for init's question (its root is built) and answer it: the process's plan, or
+    the failure it is to report. Init gone before it asked: its error pipe says why."""
+    with ask:
+        try:
+            if ask.recv(1) != b"?":
+                return
+            reply = _reply(pid, init)
+            if len(reply) > 1 << 16:  # one message: room for an argv and env of any size
+                ask.setsockopt(socket.SOL_SOCKET, _SNDBUF_FORCE, 2 * len(reply))
+            ask.send(reply)
+        except OSError:
+            return  # init ended meanwhile: its report is the monitor's
+
+
+def _reply(pid: int, init: InitPlan) -> bytes:
+    """"P" and the process's plan, or "F" and "CODE step: message" as init.py would have
+    failed (any error resolving the user is its step's, exit 127)."""
+    spec = init.spec
+    try:
+        pidfd = os.pidfd_open(pid)
+        try:
+            ident = nativejoin.identity(pid, pidfd, spec)
+        finally:
+            os.close(pidfd)
+    except Exception as err:  # noqa: BLE001 - init.py's step catches everything too
+        return f"F127 user: {err}".encode()
+    try:
+        return b"P" + nativejoin.plan(spec, ident, process_env(spec, ident), flags=0,
+                                      remapped=False, cgroups=0, done=False,
+                                      seccomp=init.seccomp)
+    except nativejoin.Unstartable as err:
+        return f"F127 exec: {err}".encode()

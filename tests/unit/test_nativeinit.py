@@ -1,0 +1,84 @@
+"""adapters/runtime/nativeinit.py: which inits are native, and the root's plan; the native
+init's effects are tests/kernel/test_native_init.py's."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from adapters.kernel import libc, rootfs
+from adapters.kernel.idmap import IdMap
+from adapters.runtime import nativeinit, nativejoin
+from adapters.runtime.init import InitPlan
+from core.devices import Node
+from core.mounts import MountPoint
+from core.process import ProcessSpec
+from core.security import Security
+
+
+@pytest.fixture
+def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lamina-join").write_bytes(b"\x7fELF")
+    (tmp_path / "lamina-join").chmod(0o755)
+    monkeypatch.setattr(nativejoin, "PROGRAM", str(tmp_path / "lamina-join"))
+    monkeypatch.delenv("LAMINA_JOINER", raising=False)
+
+
+def _plan(**kw: object) -> InitPlan:
+    spec = ProcessSpec(argv=("true",), env=(), hostname="h1", network="none",
+                       shm_size=1 << 20)
+    return InitPlan(spec=spec, rootfs="/r", cgroup_dirs=["/c/a", "/c/b"], **kw)  # type: ignore[arg-type]
+
+
+def test_plain_containers_are_native_remapped_ones_and_mounts_not_yet(
+        built: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert nativeinit.eligible(_plan())
+    assert not nativeinit.eligible(_plan(mounts=[(MountPoint("bind", "/data", "/src"), "/src")]))
+    assert not nativeinit.eligible(_plan(idmap=IdMap.shifted(100000, 65536)))
+    monkeypatch.setenv("LAMINA_JOINER", "python")  # turns both programs off
+    assert not nativeinit.eligible(_plan())
+
+
+def test_not_built_none_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nativejoin, "PROGRAM", "/nonexistent/lamina-join")
+    assert not nativeinit.eligible(_plan())
+
+
+def test_the_plan_is_init_cs_fields_in_order_with_rootfs_own_lists() -> None:
+    node = Node("/dev/extra/null", "c", 1, 3, 0o640, 5, 6)
+    plan = _plan(files={"/etc/hosts": "/host/hosts"}, devices=[node], console="/dev/pts/3",
+                 cgroup_mounts=[rootfs.CgroupMount("memory", "cgroup", "memory")])
+    plan.go_fd = 9
+    fields = nativeinit.plan(plan).split(b"\0")
+    assert fields[-1] == b""  # every field ends with its NUL
+    links = [x.encode() for link in rootfs.DEV_LINKS for x in link]
+    masked = [p.encode() for p in rootfs.MASKED_PATHS]
+    readonly = [p.encode() for p in rootfs.READONLY_PATHS]
+    flags = libc.CLONE_NEWNS | libc.CLONE_NEWCGROUP | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC \
+        | libc.CLONE_NEWNET
+    assert fields[:-1] == [
+        b"lamina-init 1", b"2", b"1", b"0", str(flags).encode(), b"1", b"h1", b"1", b"/r",
+        b"0", b"", b"mode=1777,size=1024k", b"/dev/pts/3", b"1",
+        b"/dev/extra/null", b"c", b"1", b"3", str(0o640).encode(), b"5", b"6",
+        str(len(rootfs.DEV_LINKS)).encode(), *links, b"1", b"/etc/hosts", b"/host/hosts",
+        b"1", b"memory", b"cgroup", b"memory", str(len(masked)).encode(), *masked,
+        str(len(readonly)).encode(), *readonly, b"0"]
+
+
+def test_privileged_uts_host_and_no_masks_are_said() -> None:
+    sec = Security(privileged=True, uts="host", masked_paths=False, read_only=True)
+    plan = _plan()
+    plan.spec = dataclasses.replace(plan.spec, security=sec, network="host")
+    fields = nativeinit.plan(plan).split(b"\0")
+    flags = libc.CLONE_NEWNS | libc.CLONE_NEWCGROUP | libc.CLONE_NEWIPC
+    assert fields[4:10] == [str(flags).encode(), b"0", b"h1", b"0", b"/r", b"1"]
+    assert fields[-5:-1] == [b"0", b"0", b"0", b"1"]  # no masks, no read-only paths, --read-only
+
+
+def test_a_nul_or_a_detached_tree_is_refused_before_any_start() -> None:
+    with pytest.raises(ValueError, match="null byte"):
+        nativeinit.plan(_plan(files={"/etc/hosts": "/a\0b"}))
+    with pytest.raises(TypeError, match="detached tree"):
+        nativeinit.plan(_plan(files={"/etc/hosts": 7}))

@@ -280,7 +280,7 @@ def mount_points(rootfs: str, mounts: Sequence[tuple[MountPoint, str | int]], *,
     with its source's peer group, and gets its propagation (rprivate unless asked) once
     attached. `ro` is a read-only remount of the new mount, found again through the view,
     which a container without CAP_SYS_ADMIN can't undo."""
-    for m, source in sorted(mounts, key=lambda ms: len(ms[0].target.strip("/").split("/"))):
+    for m, source in in_mount_order(mounts):
         is_dir = m.type != "bind" or isinstance(source, int) or syscall.isdir(source)
         fd = syscall.mount_target(rootfs, m.target, is_dir)
         try:
@@ -295,9 +295,7 @@ def mount_points(rootfs: str, mounts: Sequence[tuple[MountPoint, str | int]], *,
                 syscall.mount(source, where, None, libc.MS_BIND | libc.MS_REC)
         finally:
             syscall.close(fd)
-        propagation = PROPAGATION_FLAGS[m.propagation] if isinstance(source, int) else 0
-        remount = libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY \
-            if m.read_only and not isinstance(source, int) else 0
+        propagation, remount = flags_after(m, source)
         fd = syscall.mount_target(rootfs, m.target, is_dir) if propagation or remount else -1
         try:  # through the view again: now the new mount's root
             for flags in (f for f in (propagation, remount) if f):
@@ -305,6 +303,21 @@ def mount_points(rootfs: str, mounts: Sequence[tuple[MountPoint, str | int]], *,
         finally:
             if fd >= 0:
                 syscall.close(fd)
+
+
+def in_mount_order(mounts: Sequence[tuple[MountPoint, str | int]]
+                   ) -> list[tuple[MountPoint, str | int]]:
+    """A parent before what is mounted below it (docker's order)."""
+    return sorted(mounts, key=lambda ms: len(ms[0].target.strip("/").split("/")))
+
+
+def flags_after(m: MountPoint, source: str | int) -> tuple[int, int]:
+    """(propagation, read-only remount) made on a mount once it is there (0: none): a
+    detached tree's propagation (it came with its source's peer group), a bind's `ro`."""
+    tree = isinstance(source, int)
+    propagation = PROPAGATION_FLAGS[m.propagation] if tree else 0
+    remount = libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY if m.read_only and not tree else 0
+    return propagation, remount
 
 
 # docker's bind propagation modes as mount(2) flags ("": docker's default, rprivate)

@@ -18,10 +18,13 @@
  *   6    the plan (a memfd)           7  the network namespace made for it, if any
  *   8..  the container's cgroup.procs files, opened by the monitor
  *
+ *   8+n  the detached trees its mounts attach (a volume's subpath, a shared bind), after
+ *        the n cgroup.procs files
+ *
  * The steps and their names are init.py's (cgroup, view, namespaces, rootfs, user), the
- * root's build is rootfs.py's `build` for a container with no -v/--mount/--tmpfs on a root
- * without --userns-remap (nativeinit.eligible; the others are Python's). Failures: "127
- * STEP: message" on the error pipe, exit 127, as init.py's.
+ * root's build is rootfs.py's `build` for a root without --userns-remap (nativeinit
+ * .eligible; a remapped one's init is Python's). Failures: "127 STEP: message" on the
+ * error pipe, exit 127, as init.py's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +33,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +59,11 @@
 struct node { char *path, *type; long major, minor, mode, uid, gid; };
 struct pair { char *a, *b; };
 struct cgmount { char *name, *fstype, *data; };
+/* one of -v/--mount/--tmpfs, as rootfs.py's mount_points mounts it: kind "tmpfs", "bind"
+ * (a host path) or "tree" (a detached tree at fd `tree`); `flags` the mount's own, then
+ * the propagation and the read-only remount made through the view again (0: none) */
+struct point { char *target, *kind, *source, *data; int tree, is_dir;
+               long flags, propagation, remount; };
 
 /* nativeinit.py `plan`'s fields, in its order */
 struct root {
@@ -81,6 +90,9 @@ struct root {
     int nreadonly;
     char **readonly;
     int read_only;
+    int npoints;
+    struct point *points;   /* a parent before what is mounted below it */
+    long root_propagation;  /* after pivot_root (0: private, as it is) */
 };
 
 static const char *step = "start";
@@ -145,6 +157,21 @@ static void read_root(struct root *r) {
     r->nreadonly = count(1024);
     r->readonly = strings(r->nreadonly);
     r->read_only = (int)number();
+    r->npoints = count(1 << 12);
+    r->points = calloc((size_t)r->npoints + 1, sizeof *r->points);
+    for (int i = 0; i < r->npoints; i++) {
+        struct point *m = &r->points[i];
+        m->target = field();
+        m->kind = field();
+        m->source = field();
+        m->tree = (int)number();
+        m->is_dir = (int)number();
+        m->flags = number();
+        m->data = field();
+        m->propagation = number();
+        m->remount = number();
+    }
+    r->root_propagation = number();
 }
 
 /* --- what init.py does before the root ---------------------------------------------------- */
@@ -359,6 +386,175 @@ static void bind_files(const struct root *r) {
     }
 }
 
+/* --- the container's mounts: rootfs.py's mount_points, inroot.py's walk ------------------- */
+
+#define RESOLVE_NO_MAGICLINKS 0x02
+#define RESOLVE_IN_ROOT 0x10
+#define MAXSYMLINKS 40
+#define MAX_STEPS (1 << 16)
+
+struct how { uint64_t flags, mode, resolve; };
+
+/* inroot.open_in_root: `path` resolved inside root_fd (absolute links restart there, ".."
+ * stops there, magic links refused); EINTR and EAGAIN retried. -1 with errno. */
+static int in_root(int root_fd, const char *path, int flags) {
+    struct how how = {(uint64_t)(flags | O_CLOEXEC), 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    for (int i = 0; i < 64; i++) {
+        long fd = syscall(SYS_openat2, root_fd, path[0] ? path : ".", &how, sizeof how);
+        if (fd >= 0)
+            return (int)fd;
+        if (errno != EINTR && errno != EAGAIN)
+            return -1;
+    }
+    return -1;
+}
+
+/* a stack of path components: `todo` is popped from its end */
+struct parts { char **v; int n, cap; };
+
+static void push(struct parts *p, char *part) {
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 16;
+        p->v = realloc(p->v, (size_t)p->cap * sizeof *p->v);
+        if (p->v == NULL)
+            STEP_FAIL("%s", "out of memory");
+    }
+    p->v[p->n++] = part;
+}
+
+static void push_reversed(struct parts *todo, const char *path) {  /* _components[::-1] */
+    struct parts in = {0};
+    char *copy = strdup(path), *save = NULL;
+    for (char *part = strtok_r(copy, "/", &save); part; part = strtok_r(NULL, "/", &save))
+        if (strcmp(part, ".") != 0)
+            push(&in, part);
+    for (int i = in.n - 1; i >= 0; i--)
+        push(todo, in.v[i]);
+    free(in.v);
+}
+
+static char *joined(const struct parts *done, int upto) {  /* _join: "/" + "/".join */
+    size_t len = 2;
+    for (int i = 0; i < upto; i++)
+        len += strlen(done->v[i]) + 1;
+    char *s = malloc(len), *at = s;
+    *at++ = '/';
+    for (int i = 0; i < upto; i++)
+        at += sprintf(at, i ? "/%s" : "%s", done->v[i]);
+    *at = '\0';
+    return s;
+}
+
+#define IN_ROOT_FAIL(err, path) STEP_FAIL(OSERR ": '%s'", err, strerror(err), path)
+
+/* inroot.mkdirs_in_root: the directory at `path` inside root, its missing components made
+ * (0755 less the umask) in their parents opened in root, symlinks on the way followed
+ * inside root (a dangling one gets its target made); an O_RDONLY|O_DIRECTORY fd. */
+static int mkdirs_in_root(int root_fd, const char *path) {
+    struct parts todo = {0}, done = {0};
+    push_reversed(&todo, path);
+    int links = 0, steps = 0;
+    while (todo.n) {
+        char *part = todo.v[--todo.n];
+        if (strcmp(part, "..") == 0) {
+            if (done.n)
+                done.n--;
+            continue;
+        }
+        if (++steps > MAX_STEPS)
+            STEP_FAIL("[Errno %d] path keeps changing while being resolved: '%s'", ELOOP, path);
+        char *where = joined(&done, done.n);
+        int parent = in_root(root_fd, where, O_PATH | O_DIRECTORY);
+        if (parent < 0)
+            IN_ROOT_FAIL(errno, where);
+        char target[4096];
+        ssize_t n = readlinkat(parent, part, target, sizeof target - 1);
+        int err = errno;
+        if (n < 0 && err == ENOENT && mkdirat(parent, part, 0755) < 0 && errno != EEXIST)
+            IN_ROOT_FAIL(errno, part);  /* os.mkdir's words: the name in its parent */
+        close(parent);
+        if (n < 0) {
+            if (err == ENOENT) {  /* made now (or meanwhile): look again */
+                push(&todo, part);
+                continue;
+            }
+            push(&done, part);
+            if (err == EINVAL)  /* there, and not a symlink */
+                continue;
+            IN_ROOT_FAIL(err, joined(&done, done.n));
+        }
+        target[n] = '\0';
+        if (++links > MAXSYMLINKS)
+            STEP_FAIL(OSERR ": '%s'", ELOOP, strerror(ELOOP), path);
+        if (target[0] == '/')
+            done.n = 0;
+        push_reversed(&todo, strdup(target));
+    }
+    char *found = joined(&done, done.n);
+    int fd = in_root(root_fd, found, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        IN_ROOT_FAIL(errno, found);
+    return fd;
+}
+
+/* syscalls.mount_target: an O_PATH fd of `path` inside the view, its missing directories
+ * made there and, for a file's bind, an empty file as its target */
+static int mount_target(const char *rootfs, const char *path, int is_dir) {
+    int root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0)
+        STEP_FAIL(OSERR ": '%s'", errno, strerror(errno), rootfs);
+    if (is_dir) {
+        close(mkdirs_in_root(root_fd, path));
+    } else {
+        char *parent = strdup(path), *cut = strrchr(parent, '/');
+        const char *name = cut ? cut + 1 : path;
+        if (cut)
+            *cut = '\0';
+        int dir = mkdirs_in_root(root_fd, parent);
+        int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST)
+            STEP_FAIL(OSERR ": '%s'", errno, strerror(errno), name);
+        if (fd >= 0)
+            close(fd);
+        close(dir);
+    }
+    int fd = in_root(root_fd, path, O_PATH);
+    if (fd < 0)
+        IN_ROOT_FAIL(errno, path);
+    close(root_fd);
+    return fd;
+}
+
+static void mount_points(const struct root *r) {
+    char where[64];
+    for (int i = 0; i < r->npoints; i++) {
+        const struct point *m = &r->points[i];
+        int fd = mount_target(r->rootfs, m->target, m->is_dir);
+        snprintf(where, sizeof where, "/proc/self/fd/%d", fd);
+        if (strcmp(m->kind, "tree") == 0) {  /* made read-only where it was cloned */
+            if (syscall(SYS_move_mount, m->tree, "", fd, "",
+                        MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                STEP_FAIL("[Errno %d] cannot attach a mount at %d: %s", errno, fd,
+                          strerror(errno));
+            close(m->tree);
+        } else {
+            mnt(strcmp(m->kind, "tmpfs") == 0 ? "tmpfs" : m->source, where,
+                strcmp(m->kind, "tmpfs") == 0 ? "tmpfs" : NULL, (unsigned long)m->flags,
+                m->data[0] ? m->data : NULL);
+        }
+        close(fd);
+        if (!m->propagation && !m->remount)
+            continue;
+        fd = mount_target(r->rootfs, m->target, m->is_dir);  /* now the new mount's root */
+        snprintf(where, sizeof where, "/proc/self/fd/%d", fd);
+        if (m->propagation)
+            mnt(NULL, where, NULL, (unsigned long)m->propagation, NULL);
+        if (m->remount)
+            mnt(NULL, where, NULL, (unsigned long)m->remount, NULL);
+        close(fd);
+    }
+}
+
 static void mask(const char *rootfs, const char *full) {
     if (isdir(full) && !islink(full))
         mnt("tmpfs", full, "tmpfs", MS_RDONLY, NULL);
@@ -409,6 +605,7 @@ static void build(const struct root *r) {
     mount_cgroups(r);
     mount_dev(r);
     bind_files(r);
+    mount_points(r);
     if (r->nmasked || r->nreadonly) {
         mask_paths(r);
         readonly_paths(r);
@@ -416,6 +613,8 @@ static void build(const struct root *r) {
     if (r->read_only)
         mnt(NULL, r->rootfs, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
     pivot(r->rootfs);
+    if (r->root_propagation)  /* after pivot_root, which refuses a shared root */
+        mnt(NULL, "/", NULL, (unsigned long)r->root_propagation, NULL);
 }
 
 /* --- the user, then the process ------------------------------------------------------------ */

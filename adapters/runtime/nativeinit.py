@@ -9,10 +9,9 @@ rootfs.py's own lists and values, and once the root is built the monitor resolve
 in the container's own files (through /proc/PID/root, as exec's command does) and answers
 with the process's plan (nativejoin.plan), which the end shared with exec's joiner runs.
 
-Not yet native: a container with -v/--mount/--tmpfs (their targets are resolved inside
-the root, inroot.py's walk) and a --userns-remap root's (its init is cloned into a user
-namespace, its sources are detached trees); those run init.py, as does every container
-without the program (LAMINA_JOINER=python, or no `make`).
+Not yet native: a --userns-remap root's init (cloned into a user namespace, its sources
+detached trees it binds from inside); it runs init.py, as does every container without
+the program (LAMINA_JOINER=python, or no `make`).
 """
 
 from __future__ import annotations
@@ -20,10 +19,11 @@ from __future__ import annotations
 import os
 import socket
 
-from adapters.kernel import namespaces, rootfs
+from adapters.kernel import libc, namespaces, rootfs
 from adapters.runtime import nativejoin
 from adapters.runtime.init import InitPlan, process_env
 from core.devices import inside_parts
+from core.mounts import root_propagation
 
 VERSION = "lamina-init 1"
 # where the program finds what it is given (see init.c): stdio 0-2, then these
@@ -34,7 +34,7 @@ _SNDBUF_FORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 def eligible(plan: InitPlan) -> bool:
     """Whether this start's init may be the native program (decided by the starting
     command, whose environment says whether it is turned off)."""
-    return plan.idmap is None and not plan.mounts and nativejoin.built()
+    return plan.idmap is None and nativejoin.built()
 
 
 def plan(init: InitPlan) -> bytes:
@@ -60,7 +60,23 @@ def plan(init: InitPlan) -> bytes:
                len(rootfs.MASKED_PATHS) if masked else 0,
                *(rootfs.MASKED_PATHS if masked else ()),
                len(rootfs.READONLY_PATHS) if masked else 0,
-               *(rootfs.READONLY_PATHS if masked else ()), int(sec.read_only)]
+               *(rootfs.READONLY_PATHS if masked else ()), int(sec.read_only),
+               len(init.mounts)]
+    trees = 0
+    for m, source in rootfs.in_mount_order(init.mounts):
+        propagation, remount = rootfs.flags_after(m, source)
+        if m.type == "tmpfs":
+            kind, flags, data = "tmpfs", *rootfs.tmpfs_options(m)
+        else:
+            kind, flags, data = "bind", libc.MS_BIND | libc.MS_REC, None
+        tree = -1
+        if isinstance(source, int):
+            kind, tree, trees = "tree", CGROUPS + len(init.cgroup_dirs) + trees, trees + 1
+        is_dir = m.type != "bind" or isinstance(source, int) or os.path.isdir(source)
+        fields += [m.target, kind, source if isinstance(source, str) else "", tree,
+                   int(is_dir), flags, data or "", propagation, remount]
+    root = root_propagation([m for m, _ in init.mounts])
+    fields.append(rootfs.PROPAGATION_FLAGS[root] if root else 0)
     encoded = [os.fsencode(str(f)) for f in fields]
     if any(b"\0" in f for f in encoded):
         raise ValueError("embedded null byte")
@@ -80,6 +96,8 @@ def spawn(init: InitPlan, err_w: int) -> tuple[int, socket.socket]:
             given[GO] = init.go_fd
         if init.netns_fd >= 0:
             given[NETNS] = init.netns_fd
+        trees = [s for _, s in rootfs.in_mount_order(init.mounts) if isinstance(s, int)]
+        given.update({CGROUPS + len(cgroups) + i: fd for i, fd in enumerate(trees)})
         pid = nativejoin.start(nativejoin.sealed(), "lamina-init", given, plan(init),
                                setsid=False, closing=cgroups)
     except BaseException:

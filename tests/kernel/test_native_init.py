@@ -50,10 +50,22 @@ _CASES = [
 ]
 _CODES = [0, 1, 0, 0, 1, 0, 127, 127, 127, 127, 126, 126, 143, 7]
 
+# -v/--mount/--tmpfs: binds of a directory and of a file, read-only, a tmpfs with options,
+# a volume, a volume's subpath (a detached tree), a target below a file (refused)
+MOUNTS = ("cut -d' ' -f4- /proc/self/mountinfo; ls -la /data /mnt/f /t /ro /vol /sub; "
+          "cat /mnt/f; touch /ro/x || echo refused")
+_MOUNT_CASES = [
+    (("-v", "{src}:/data", "-v", "{src}/f:/mnt/f", "--tmpfs", "/t:size=1m,mode=700", "-v",
+      "{src}:/ro:ro", "-v", "vol1:/vol", "--mount",
+      "type=volume,source=vol2,target=/sub,volume-subpath=inner"), ("sh", "-c", MOUNTS)),
+    (("-v", "{src}/f:/etc/passwd/below"), ("true",)),
+]
+
 _IDS = re.compile(r"\b[0-9a-f]{64}\b|\b[0-9a-f]{12}\b")
 _PIPES = re.compile(r"pipe:\[\d+\]")
 _TIMES = re.compile(r"\w{3} +\d+ \d\d:\d\d")
 _PIDS = re.compile(r"^ +\d+ ", re.M)
+_PTYS = re.compile(r"/dev/pts/\d+|\b88:[0-9a-f]+\b")  # the host's pty (major 136) of -t
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +74,10 @@ def lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
     base = tmp_path_factory.mktemp("nativeinit")
     lam = Lamina(base / "root")
     lam.ok("import", str(busybox_tar(base)), "busybox")
+    (base / "src").mkdir()
+    (base / "src" / "f").write_text("a bound file\n")
+    lam.ok("volume", "create", "vol2")
+    lam.ok("run", "--rm", "--network", "none", "-v", "vol2:/v", "busybox", "mkdir", "/v/inner")
     yield lam
     ids = lam.remove_all()
     assert leftovers(lam.root, ids) == []
@@ -69,11 +85,11 @@ def lamina(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
 
 def _started(lamina: Lamina, options: tuple[str, ...], argv: tuple[str, ...]
              ) -> tuple[int, str, str]:
-    """One container's whole run, its ids, pipe numbers, times and the host's pids (with
-    --pid host) written out of what it said."""
+    """One container's whole run, its ids, pipe numbers, times, the host's pids (with
+    --pid host) and pty written out of what it said."""
     out = lamina("run", "--rm", "--network", "none", *options, "busybox", *argv)
-    return (out.returncode, *(_PIDS.sub(" PID ", _TIMES.sub("TIME", _PIPES.sub(
-        "pipe", _IDS.sub("ID", text)))) for text in (out.stdout, out.stderr)))
+    return (out.returncode, *(_PTYS.sub("PTY", _PIDS.sub(" PID ", _TIMES.sub("TIME", _PIPES.sub(
+        "pipe", _IDS.sub("ID", text))))) for text in (out.stdout, out.stderr)))
 
 
 def test_the_native_init_and_pythons_agree(lamina: Lamina,
@@ -113,3 +129,20 @@ def test_a_start_runs_the_init_it_is_given(lamina: Lamina, init: str, tmp_path: 
     native = re.search(r'execve\("/proc/self/fd/\d+", \["lamina-init"\]', execs)
     assert bool(native) == (init == "native"), execs
     assert re.search(r'execve\("/bin/true", \["true"\]', execs), execs
+
+
+def test_both_inits_mount_the_same(lamina: Lamina, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's -v/--mount/--tmpfs, each kind of source, mounted alike by both inits
+    (every mount with its flags), and a target neither may make refused alike."""
+    src = str(lamina.root.parent / "src")
+    cases = [(tuple(o.format(src=src) for o in opts), argv) for opts, argv in _MOUNT_CASES]
+    native = [_started(lamina, *case) for case in cases]
+    monkeypatch.setenv("LAMINA_JOINER", "python")
+    python = [_started(lamina, *case) for case in cases]
+    assert native == python
+    (code, out, _), (refused, _, err) = native
+    assert code == 0 and refused == 127, native
+    assert " /ro ro," in out and "refused" in out and "a bound file" in out
+    assert " /t rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,size=1024k,mode=700" in out
+    assert "vol2/_data/inner /sub rw," in out
+    assert "Not a directory" in err

@@ -32,10 +32,10 @@ def _plan(**kw: object) -> InitPlan:
     return InitPlan(spec=spec, rootfs="/r", cgroup_dirs=["/c/a", "/c/b"], **kw)  # type: ignore[arg-type]
 
 
-def test_plain_containers_are_native_remapped_ones_and_mounts_not_yet(
+def test_every_container_is_native_but_a_remapped_roots(
         built: None, monkeypatch: pytest.MonkeyPatch) -> None:
     assert nativeinit.eligible(_plan())
-    assert not nativeinit.eligible(_plan(mounts=[(MountPoint("bind", "/data", "/src"), "/src")]))
+    assert nativeinit.eligible(_plan(mounts=[(MountPoint("bind", "/data", "/src"), "/src")]))
     assert not nativeinit.eligible(_plan(idmap=IdMap.shifted(100000, 65536)))
     monkeypatch.setenv("LAMINA_JOINER", "python")  # turns both programs off
     assert not nativeinit.eligible(_plan())
@@ -64,7 +64,7 @@ def test_the_plan_is_init_cs_fields_in_order_with_rootfs_own_lists() -> None:
         b"/dev/extra/null", b"c", b"1", b"3", str(0o640).encode(), b"5", b"6",
         str(len(rootfs.DEV_LINKS)).encode(), *links, b"1", b"/etc/hosts", b"/host/hosts",
         b"1", b"memory", b"cgroup", b"memory", str(len(masked)).encode(), *masked,
-        str(len(readonly)).encode(), *readonly, b"0"]
+        str(len(readonly)).encode(), *readonly, b"0", b"0", b"0"]
 
 
 def test_privileged_uts_host_and_no_masks_are_said() -> None:
@@ -74,7 +74,8 @@ def test_privileged_uts_host_and_no_masks_are_said() -> None:
     fields = nativeinit.plan(plan).split(b"\0")
     flags = libc.CLONE_NEWNS | libc.CLONE_NEWCGROUP | libc.CLONE_NEWIPC
     assert fields[4:10] == [str(flags).encode(), b"0", b"h1", b"0", b"/r", b"1"]
-    assert fields[-5:-1] == [b"0", b"0", b"0", b"1"]  # no masks, no read-only paths, --read-only
+    # no masks, no read-only paths, --read-only; no mounts, the root's propagation as is
+    assert fields[-7:-1] == [b"0", b"0", b"0", b"1", b"0", b"0"]
 
 
 def test_a_nul_or_a_detached_tree_is_refused_before_any_start() -> None:
@@ -82,3 +83,28 @@ def test_a_nul_or_a_detached_tree_is_refused_before_any_start() -> None:
         nativeinit.plan(_plan(files={"/etc/hosts": "/a\0b"}))
     with pytest.raises(TypeError, match="detached tree"):
         nativeinit.plan(_plan(files={"/etc/hosts": 7}))
+
+
+def test_mounts_go_parent_first_with_rootfs_flags_and_trees_after_the_cgroups(
+        tmp_path: Path) -> None:
+    """Each mount point as rootfs.mount_points mounts it: a parent first, a tmpfs's options
+    as tmpfs_options reads them, a bind recursive with its `ro` a remount after, a
+    detached tree (here fd 40 in the monitor) at its number in init after the cgroup.procs
+    files, with its propagation; a shared bind makes the root shared after pivot_root."""
+    src = tmp_path / "d"
+    src.mkdir()
+    mounts = [
+        (MountPoint("bind", "/a/b", str(src), read_only=True), str(src)),
+        (MountPoint("tmpfs", "/t", options="size=1m,exec"), ""),
+        (MountPoint("bind", "/a", str(src), propagation="shared"), 40),
+    ]
+    fields = nativeinit.plan(_plan(mounts=mounts)).split(b"\0")
+    at = fields.index(b"3", len(fields) - 30)
+    tmpfs_flags = libc.MS_NOSUID | libc.MS_NODEV
+    bind = libc.MS_BIND | libc.MS_REC
+    remount = libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY
+    assert [f.decode() for f in fields[at + 1:-1]] == [
+        "/t", "tmpfs", "", "-1", "1", str(tmpfs_flags), "size=1m", "0", "0",
+        "/a", "tree", "", "10", "1", str(bind), "", str(libc.MS_SHARED), "0",
+        "/a/b", "bind", str(src), "-1", "1", str(bind), "", "0", str(remount),
+        str(libc.MS_SHARED)]

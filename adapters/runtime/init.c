@@ -56,8 +56,13 @@
 #define NOSUID_NODEV_NOEXEC (MS_NOSUID | MS_NODEV | MS_NOEXEC)
 #define SETUP 127
 
-struct node { char *path, *type; long major, minor, mode, uid, gid; };
+/* a node of /dev: made (mknod), or on a remapped root a bind of the host's node, a detached
+ * tree at fd `tree` (a user namespace may not mknod) */
+struct node { char *path, *type; long major, minor, mode, uid, gid, tree; };
 struct pair { char *a, *b; };
+/* a file bound over the container's (hostname, hosts, resolv.conf): a host path, or a
+ * detached tree at fd `tree` (-1: none) */
+struct file { char *inside, *host; long tree; };
 struct cgmount { char *name, *fstype, *data; };
 /* one of -v/--mount/--tmpfs, as rootfs.py's mount_points mounts it: kind "tmpfs", "bind"
  * (a host path) or "tree" (a detached tree at fd `tree`); `flags` the mount's own, then
@@ -72,7 +77,8 @@ struct root {
     int set_hostname;
     char *hostname;
     int loopback;
-    char *rootfs;
+    char *rootfs;           /* "." on a remapped root: the monitor starts init in the view */
+    int remapped;
     int privileged;
     char *ipc;              /* "host", "none", or anything else: its own */
     char *shm_data;         /* /dev/shm's tmpfs options */
@@ -82,7 +88,7 @@ struct root {
     int nlinks;
     struct pair *links;     /* /dev's symlinks: name, target */
     int nfiles;
-    struct pair *files;     /* bound files: inside, host path */
+    struct file *files;
     int ncg;
     struct cgmount *cgs;
     int nmasked;
@@ -117,6 +123,7 @@ static void read_root(struct root *r) {
     r->hostname = field();
     r->loopback = (int)number();
     r->rootfs = field();
+    r->remapped = (int)number();
     r->privileged = (int)number();
     r->ipc = field();
     r->shm_data = field();
@@ -132,6 +139,7 @@ static void read_root(struct root *r) {
         n->mode = number();
         n->uid = number();
         n->gid = number();
+        n->tree = number();
     }
     r->nlinks = count(64);
     r->links = calloc((size_t)r->nlinks + 1, sizeof *r->links);
@@ -142,8 +150,9 @@ static void read_root(struct root *r) {
     r->nfiles = count(1024);
     r->files = calloc((size_t)r->nfiles + 1, sizeof *r->files);
     for (int i = 0; i < r->nfiles; i++) {
-        r->files[i].a = field();
-        r->files[i].b = field();
+        r->files[i].inside = field();
+        r->files[i].host = field();
+        r->files[i].tree = number();
     }
     r->ncg = count(64);
     r->cgs = calloc((size_t)r->ncg + 1, sizeof *r->cgs);
@@ -295,6 +304,40 @@ static void mount_cgroups(const struct root *r) {
     mnt(NULL, target, NULL, MS_REMOUNT | NOSUID_NODEV_NOEXEC | MS_RDONLY, "mode=755");
 }
 
+/* rootfs.bind: a host path's bind, or a detached tree attached (move_mount) at `target` */
+static void attach(long tree, const char *source, const char *target) {
+    if (tree < 0) {
+        mnt(source, target, NULL, MS_BIND, NULL);
+        return;
+    }
+    if (syscall(SYS_move_mount, (int)tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        STEP_FAIL("[Errno %d] cannot attach a mount at %s: %s", errno, target,
+                  strerror(errno));
+    close((int)tree);
+}
+
+/* rootfs.bind_nodes: each node a bind of the host's (an empty file made first as the
+ * target), on a remapped root */
+static void bind_nodes(const char *dev, const struct root *r) {
+    for (int i = 0; i < r->nnodes; i++) {
+        const struct node *n = &r->nodes[i];
+        char *target = join2(dev, n->path + strlen("/dev")), *parent = strdup(target);
+        *strrchr(parent, '/') = '\0';
+        dirs(parent, 0755);
+        int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            STEP_FAIL("cannot bind device node %s: %s", n->path, strerror(errno));
+        close(fd);
+        if (n->tree < 0)
+            STEP_FAIL("cannot bind device node %s: no host node", n->path);
+        if (syscall(SYS_move_mount, (int)n->tree, "", AT_FDCWD, target,
+                    MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            STEP_FAIL("cannot bind device node %s: cannot attach a mount at %s: %s", n->path,
+                      target, strerror(errno));
+        close((int)n->tree);
+    }
+}
+
 /* devices.make_nodes: each component opened in its parent with O_NOFOLLOW, so a symlink
  * fails the call instead of being followed; the umask 0 meanwhile. */
 static void node_failed(const struct node *n, int err) {
@@ -344,7 +387,10 @@ static void mount_dev(const struct root *r) {
     char *dev = join2(r->rootfs, "/dev");
     dirs(dev, 0755);
     mnt("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
-    make_nodes(dev, r);
+    if (r->remapped)
+        bind_nodes(dev, r);
+    else
+        make_nodes(dev, r);
     for (int i = 0; i < r->nlinks; i++) {
         char *link;
         if (asprintf(&link, "%s/%s", dev, r->links[i].a) < 0)
@@ -362,7 +408,8 @@ static void mount_dev(const struct root *r) {
     else if (strcmp(r->ipc, "none") != 0)
         mnt("shm", shm, "tmpfs", NOSUID_NODEV_NOEXEC, r->shm_data);
     dirs(mq, 0755);
-    mnt("mqueue", mq, "mqueue", NOSUID_NODEV_NOEXEC, NULL);
+    if (!r->remapped || strcmp(r->ipc, "host") != 0)  /* the host IPC namespace's is not ours */
+        mnt("mqueue", mq, "mqueue", NOSUID_NODEV_NOEXEC, NULL);
     if (r->console[0]) {
         char *console = join2(dev, "/console");
         touch(console);
@@ -372,7 +419,7 @@ static void mount_dev(const struct root *r) {
 
 static void bind_files(const struct root *r) {
     for (int i = 0; i < r->nfiles; i++) {
-        char *target = join2(r->rootfs, r->files[i].a), *parent = strdup(target);
+        char *target = join2(r->rootfs, r->files[i].inside), *parent = strdup(target);
         char *cut = strrchr(parent, '/');
         if (cut != NULL)
             *(cut == parent ? cut + 1 : cut) = '\0';
@@ -382,7 +429,7 @@ static void bind_files(const struct root *r) {
                 STEP_FAIL(OSERR ": '%s'", errno, strerror(errno), target);
             touch(target);
         }
-        mnt(r->files[i].b, target, NULL, MS_BIND, NULL);
+        attach(r->files[i].tree, r->files[i].host, target);
     }
 }
 
@@ -597,10 +644,27 @@ static void pivot(const char *rootfs) {  /* runc's pivot_root(".", ".") */
         STEP_FAIL(OSERR ": '/'", errno, strerror(errno));
 }
 
+/* rootfs.enter_bind_of_cwd: a remapped init's view (its cwd) bound onto itself by a
+ * detached clone, and entered through it: a mount copied into a namespace of a less
+ * privileged user namespace is locked, and pivot_root refuses it */
+static void enter_bind_of_cwd(void) {
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, ".", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (fd < 0)
+        STEP_FAIL("[Errno %d] cannot clone .: %s", errno, strerror(errno));
+    if (syscall(SYS_move_mount, fd, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        STEP_FAIL("[Errno %d] cannot attach a mount at .: %s", errno, strerror(errno));
+    if (fchdir(fd) < 0)
+        STEP_FAIL(OSERR, errno, strerror(errno));
+    close(fd);
+}
+
 static void build(const struct root *r) {
     step = "rootfs";
     mnt(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);  /* before anything: nothing leaks out */
-    mnt(r->rootfs, r->rootfs, NULL, MS_BIND | MS_REC, NULL);  /* pivot_root needs a mount */
+    if (r->remapped)
+        enter_bind_of_cwd();
+    else  /* pivot_root needs a mount */
+        mnt(r->rootfs, r->rootfs, NULL, MS_BIND | MS_REC, NULL);
     mount_proc_sys(r);
     mount_cgroups(r);
     mount_dev(r);

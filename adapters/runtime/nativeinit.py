@@ -9,13 +9,13 @@ rootfs.py's own lists and values, and once the root is built the monitor resolve
 in the container's own files (through /proc/PID/root, as exec's command does) and answers
 with the process's plan (nativejoin.plan), which the end shared with exec's joiner runs.
 
-Not yet native: a --userns-remap root's init (cloned into a user namespace, its sources
-detached trees it binds from inside); it runs init.py, as does every container without
-the program (LAMINA_JOINER=python, or no `make`).
+Without the program (LAMINA_JOINER=python, or no `make`) every container's init runs
+init.py.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 
@@ -34,27 +34,44 @@ _SNDBUF_FORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 def eligible(plan: InitPlan) -> bool:
     """Whether this start's init may be the native program (decided by the starting
     command, whose environment says whether it is turned off)."""
-    return plan.idmap is None and nativejoin.built()
+    return nativejoin.built()
 
 
-def plan(init: InitPlan) -> bytes:
-    """The root's plan: NUL-terminated fields in init.c's read_root order."""
-    spec, sec = init.spec, init.spec.security
+class _Trees:
+    """The detached trees init attaches (a remapped root's files and nodes, a volume's
+    subpath, a shared bind), numbered in the order the plan names them: after the
+    cgroup.procs files."""
+
+    def __init__(self, first: int) -> None:
+        self.first, self.fds = first, list[int]()
+
+    def number(self, source: str | int) -> int:
+        if not isinstance(source, int):
+            return -1
+        self.fds.append(source)
+        return self.first + len(self.fds) - 1
+
+
+def plan(init: InitPlan) -> tuple[bytes, list[int]]:
+    """The root's plan (NUL-terminated fields in init.c's read_root order) and the trees
+    it names, to be given at their numbers."""
+    spec, sec, remapped = init.spec, init.spec.security, init.idmap is not None
+    trees = _Trees(CGROUPS + len(init.cgroup_dirs))
     masked = sec.masked_paths
     fields: list[object] = [
         VERSION, len(init.cgroup_dirs), int(init.go_fd >= 0), int(init.netns_fd >= 0),
         namespaces.container_flags(spec.network, sec), int(sec.uts != "host"), spec.hostname,
-        int(spec.network == "none"), init.rootfs, int(sec.privileged), sec.ipc,
-        rootfs.shm_options(spec.shm_size), init.console or "", len(init.devices)]
+        int(spec.network == "none"), "." if remapped else init.rootfs, int(remapped),
+        int(sec.privileged), sec.ipc, rootfs.shm_options(spec.shm_size), init.console or "",
+        len(init.devices)]
     for node in init.devices:
         inside_parts(node.path)  # a clean path below /dev: init.c counts on it
-        fields += [node.path, node.type, node.major, node.minor, node.mode, node.uid, node.gid]
+        fields += [node.path, node.type, node.major, node.minor, node.mode, node.uid, node.gid,
+                   trees.number(init.dev_sources[node.path]) if remapped else -1]
     fields += [len(rootfs.DEV_LINKS), *(x for link in rootfs.DEV_LINKS for x in link),
                len(init.files)]
     for inside, host in init.files.items():
-        if not isinstance(host, str):
-            raise TypeError(f"{inside}: a detached tree is not for the native init")
-        fields += [inside, host]
+        fields += [inside, host if isinstance(host, str) else "", trees.number(host)]
     fields += [len(init.cgroup_mounts),
                *(x for cg in init.cgroup_mounts for x in (cg.name, cg.fstype, cg.data)),
                len(rootfs.MASKED_PATHS) if masked else 0,
@@ -62,16 +79,15 @@ def plan(init: InitPlan) -> bytes:
                len(rootfs.READONLY_PATHS) if masked else 0,
                *(rootfs.READONLY_PATHS if masked else ()), int(sec.read_only),
                len(init.mounts)]
-    trees = 0
     for m, source in rootfs.in_mount_order(init.mounts):
         propagation, remount = rootfs.flags_after(m, source)
         if m.type == "tmpfs":
             kind, flags, data = "tmpfs", *rootfs.tmpfs_options(m)
         else:
             kind, flags, data = "bind", libc.MS_BIND | libc.MS_REC, None
-        tree = -1
-        if isinstance(source, int):
-            kind, tree, trees = "tree", CGROUPS + len(init.cgroup_dirs) + trees, trees + 1
+        tree = trees.number(source)
+        if tree >= 0:
+            kind = "tree"
         is_dir = m.type != "bind" or isinstance(source, int) or os.path.isdir(source)
         fields += [m.target, kind, source if isinstance(source, str) else "", tree,
                    int(is_dir), flags, data or "", propagation, remount]
@@ -80,32 +96,68 @@ def plan(init: InitPlan) -> bytes:
     encoded = [os.fsencode(str(f)) for f in fields]
     if any(b"\0" in f for f in encoded):
         raise ValueError("embedded null byte")
-    return b"".join(f + b"\0" for f in encoded)
+    return b"".join(f + b"\0" for f in encoded), trees.fds
 
 
 def spawn(init: InitPlan, err_w: int) -> tuple[int, socket.socket]:
     """Start the program as PID 1 of the namespace the monitor made (no session of its
     own yet: E's steps make one, as init.py's do), given the root's plan; its pid and our
-    end of the socket it asks on."""
+    end of the socket it asks on. A remapped root's is cloned into its user namespace and
+    a PID namespace that namespace owns, in the view's directory (`_remapped`)."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    cgroups: list[int] = []
     try:
         cgroups = nativejoin.open_cgroups(init.cgroup_dirs)
+        plan_bytes, trees = plan(init)
         given = {0: init.stdin, 1: init.stdout, 2: init.stderr, ASK: theirs.fileno(),
-                 ERR: err_w, **{CGROUPS + i: fd for i, fd in enumerate(cgroups)}}
+                 ERR: err_w, **{CGROUPS + i: fd for i, fd in enumerate(cgroups)},
+                 **{CGROUPS + len(cgroups) + i: fd for i, fd in enumerate(trees)}}
         if init.go_fd >= 0:
             given[GO] = init.go_fd
         if init.netns_fd >= 0:
             given[NETNS] = init.netns_fd
-        trees = [s for _, s in rootfs.in_mount_order(init.mounts) if isinstance(s, int)]
-        given.update({CGROUPS + len(cgroups) + i: fd for i, fd in enumerate(trees)})
-        pid = nativejoin.start(nativejoin.sealed(), "lamina-init", given, plan(init),
-                               setsid=False, closing=cgroups)
+        if init.idmap is None:
+            pid = nativejoin.start(nativejoin.sealed(), "lamina-init", given, plan_bytes,
+                                   setsid=False)
+        else:
+            pid = _remapped(init, given, plan_bytes, err_w)
     except BaseException:
         mine.close()
         raise
     finally:
         theirs.close()
+        for fd in cgroups:
+            os.close(fd)
     return pid, mine
+
+
+def _remapped(init: InitPlan, given: dict[int, int], plan_bytes: bytes, err_w: int) -> int:
+    """A remapped root's init: cloned into a new user namespace (its maps written before it
+    runs a line: userns.spawn) and a PID namespace it owns, in the view's directory, where
+    the clone puts each fd at its number and execs the program."""
+    from adapters.kernel import userns
+
+    assert init.idmap is not None
+    given = {**given, nativejoin.PLAN: nativejoin.plan_file("lamina-init", plan_bytes)}
+    exe = nativejoin.sealed()
+
+    def child() -> int:
+        try:
+            high = {t: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for t, fd in given.items()}
+            program = fcntl.fcntl(exe, fcntl.F_DUPFD_CLOEXEC, 64)
+            for target, fd in high.items():
+                os.dup2(fd, target)  # inheritable there
+            os.execve(f"/proc/self/fd/{program}", ["lamina-init"], {})
+        except OSError as err:
+            os.write(err_w, f"127 init: {err}".encode())
+        return 127
+
+    os.chdir(init.rootfs)  # init.c's build works from here
+    try:
+        return userns.spawn(init.idmap, child, flags=libc.CLONE_NEWUSER | libc.CLONE_NEWPID)
+    finally:
+        os.chdir("/")
+        os.close(given[nativejoin.PLAN])
 
 
 def answer(ask: socket.socket, pid: int, init: InitPlan) -> None:

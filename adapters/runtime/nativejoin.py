@@ -192,11 +192,8 @@ def start(program_fd: int, name: str, given: dict[int, int], plan_bytes: bytes, 
     blocked; its pid. `closing` is closed here, whatever happens."""
     opened: list[int] = list(closing)
     try:
-        memfd = os.memfd_create(f"{name}-plan", os.MFD_CLOEXEC)
+        memfd = plan_file(name, plan_bytes)
         opened.append(memfd)
-        view = memoryview(plan_bytes)
-        while view:
-            view = view[os.write(memfd, view):]
         actions = []
         for target, fd in {**given, PLAN: memfd}.items():
             high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _ABOVE)
@@ -210,3 +207,16 @@ def start(program_fd: int, name: str, given: dict[int, int], plan_bytes: bytes, 
     finally:
         for fd in opened:
             os.close(fd)
+
+
+def plan_file(name: str, plan_bytes: bytes) -> int:
+    """A memfd holding the plan, for the program to find at PLAN (close-on-exec here)."""
+    memfd = os.memfd_create(f"{name}-plan", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(plan_bytes)
+        while view:
+            view = view[os.write(memfd, view):]
+    except BaseException:
+        os.close(memfd)
+        raise
+    return memfd

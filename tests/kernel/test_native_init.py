@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root
+from tests.kernel.remap_env import configure, host_state, subid_prefix
 from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar, leftovers
 
 pytestmark = pytest.mark.kernel
@@ -146,3 +147,38 @@ def test_both_inits_mount_the_same(lamina: Lamina, monkeypatch: pytest.MonkeyPat
     assert " /t rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,size=1024k,mode=700" in out
     assert "vol2/_data/inner /sub rw," in out
     assert "Not a directory" in err
+
+
+@pytest.fixture(scope="module")
+def remapped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lamina]:
+    """A --userns-remap root (remap_env: its ids in a prefix of the test's own)."""
+    require_root()
+    accounts = host_state()
+    base = tmp_path_factory.mktemp("nativeremap")
+    lam = Lamina(base / "root")
+    configure(lam, subid_prefix(base / "prefix"))
+    lam.ok("import", str(busybox_tar(base)), "busybox")
+    (base / "src").mkdir()
+    yield lam
+    ids = lam.remove_all()
+    assert leftovers(lam.root, ids) == []
+    assert host_state() == accounts
+
+
+def test_both_inits_agree_on_a_remapped_root(remapped: Lamina,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remapped root's init is cloned into its user namespace and works from the view:
+    the same container each way (the nodes bound from the host's, the files and mounts
+    attached from detached trees) and the same failures."""
+    src = str(remapped.root.parent / "src")
+    cases = [((), ("sh", "-c", PROBE)),
+             (("-v", f"{src}:/data", "--tmpfs", "/t", "-u", "nobody", "--ipc", "host"),
+              ("sh", "-c", "id; cut -d' ' -f4- /proc/self/mountinfo; ls -la /data /t")),
+             (("-u", "nosuchuser"), ("true",)), (("-u", "70000"), ("true",))]
+    native = [_started(remapped, *case) for case in cases]
+    monkeypatch.setenv("LAMINA_JOINER", "python")
+    python = [_started(remapped, *case) for case in cases]
+    assert native == python
+    assert [code for code, _, _ in native] == [0, 0, 127, 127], native
+    assert "/null /dev/null rw,relatime - devtmpfs" in native[0][1]  # the host's node, bound
+    assert "outside the container's id map" in native[3][2]

@@ -32,11 +32,11 @@ def _plan(**kw: object) -> InitPlan:
     return InitPlan(spec=spec, rootfs="/r", cgroup_dirs=["/c/a", "/c/b"], **kw)  # type: ignore[arg-type]
 
 
-def test_every_container_is_native_but_a_remapped_roots(
+def test_every_container_is_native_once_built(
         built: None, monkeypatch: pytest.MonkeyPatch) -> None:
     assert nativeinit.eligible(_plan())
     assert nativeinit.eligible(_plan(mounts=[(MountPoint("bind", "/data", "/src"), "/src")]))
-    assert not nativeinit.eligible(_plan(idmap=IdMap.shifted(100000, 65536)))
+    assert nativeinit.eligible(_plan(idmap=IdMap.shifted(100000, 65536)))
     monkeypatch.setenv("LAMINA_JOINER", "python")  # turns both programs off
     assert not nativeinit.eligible(_plan())
 
@@ -51,7 +51,7 @@ def test_the_plan_is_init_cs_fields_in_order_with_rootfs_own_lists() -> None:
     plan = _plan(files={"/etc/hosts": "/host/hosts"}, devices=[node], console="/dev/pts/3",
                  cgroup_mounts=[rootfs.CgroupMount("memory", "cgroup", "memory")])
     plan.go_fd = 9
-    fields = nativeinit.plan(plan).split(b"\0")
+    fields = nativeinit.plan(plan)[0].split(b"\0")
     assert fields[-1] == b""  # every field ends with its NUL
     links = [x.encode() for link in rootfs.DEV_LINKS for x in link]
     masked = [p.encode() for p in rootfs.MASKED_PATHS]
@@ -60,10 +60,10 @@ def test_the_plan_is_init_cs_fields_in_order_with_rootfs_own_lists() -> None:
         | libc.CLONE_NEWNET
     assert fields[:-1] == [
         b"lamina-init 1", b"2", b"1", b"0", str(flags).encode(), b"1", b"h1", b"1", b"/r",
-        b"0", b"", b"mode=1777,size=1024k", b"/dev/pts/3", b"1",
-        b"/dev/extra/null", b"c", b"1", b"3", str(0o640).encode(), b"5", b"6",
+        b"0", b"0", b"", b"mode=1777,size=1024k", b"/dev/pts/3", b"1",
+        b"/dev/extra/null", b"c", b"1", b"3", str(0o640).encode(), b"5", b"6", b"-1",
         str(len(rootfs.DEV_LINKS)).encode(), *links, b"1", b"/etc/hosts", b"/host/hosts",
-        b"1", b"memory", b"cgroup", b"memory", str(len(masked)).encode(), *masked,
+        b"-1", b"1", b"memory", b"cgroup", b"memory", str(len(masked)).encode(), *masked,
         str(len(readonly)).encode(), *readonly, b"0", b"0", b"0"]
 
 
@@ -71,18 +71,36 @@ def test_privileged_uts_host_and_no_masks_are_said() -> None:
     sec = Security(privileged=True, uts="host", masked_paths=False, read_only=True)
     plan = _plan()
     plan.spec = dataclasses.replace(plan.spec, security=sec, network="host")
-    fields = nativeinit.plan(plan).split(b"\0")
+    fields = nativeinit.plan(plan)[0].split(b"\0")
     flags = libc.CLONE_NEWNS | libc.CLONE_NEWCGROUP | libc.CLONE_NEWIPC
-    assert fields[4:10] == [str(flags).encode(), b"0", b"h1", b"0", b"/r", b"1"]
+    assert fields[4:11] == [str(flags).encode(), b"0", b"h1", b"0", b"/r", b"0", b"1"]
     # no masks, no read-only paths, --read-only; no mounts, the root's propagation as is
     assert fields[-7:-1] == [b"0", b"0", b"0", b"1", b"0", b"0"]
 
 
-def test_a_nul_or_a_detached_tree_is_refused_before_any_start() -> None:
+def test_a_nul_is_refused_before_any_start() -> None:
     with pytest.raises(ValueError, match="null byte"):
         nativeinit.plan(_plan(files={"/etc/hosts": "/a\0b"}))
-    with pytest.raises(TypeError, match="detached tree"):
-        nativeinit.plan(_plan(files={"/etc/hosts": 7}))
+
+
+def test_a_remapped_roots_plan_works_in_its_view_with_trees_in_order() -> None:
+    """A remapped init works from the view it is started in ("."), and binds each node and
+    file from the detached trees the runtime cloned (fds 40, 41, 42 in the monitor),
+    numbered after the two cgroup.procs files in the order the plan names them."""
+    node = Node("/dev/null", "c", 1, 3)
+    plan = _plan(idmap=IdMap.shifted(100000, 65536), devices=[node],
+                 dev_sources={"/dev/null": 41}, files={"/etc/hosts": 42})
+    plan.mounts = [(MountPoint("volume", "/v", "vol"), 40)]
+    encoded, trees = nativeinit.plan(plan)
+    fields = encoded.split(b"\0")
+    assert fields[8:10] == [b".", b"1"]
+    assert fields[15:23] == [b"/dev/null", b"c", b"1", b"3", str(0o666).encode(), b"0",
+                             b"0", b"10"]
+    hosts = fields.index(b"/etc/hosts")
+    assert fields[hosts:hosts + 3] == [b"/etc/hosts", b"", b"11"]
+    volume = fields.index(b"/v")
+    assert fields[volume:volume + 4] == [b"/v", b"tree", b"", b"12"]
+    assert trees == [41, 42, 40]
 
 
 def test_mounts_go_parent_first_with_rootfs_flags_and_trees_after_the_cgroups(
@@ -98,7 +116,7 @@ def test_mounts_go_parent_first_with_rootfs_flags_and_trees_after_the_cgroups(
         (MountPoint("tmpfs", "/t", options="size=1m,exec"), ""),
         (MountPoint("bind", "/a", str(src), propagation="shared"), 40),
     ]
-    fields = nativeinit.plan(_plan(mounts=mounts)).split(b"\0")
+    fields = nativeinit.plan(_plan(mounts=mounts))[0].split(b"\0")
     at = fields.index(b"3", len(fields) - 30)
     tmpfs_flags = libc.MS_NOSUID | libc.MS_NODEV
     bind = libc.MS_BIND | libc.MS_REC

@@ -62,10 +62,12 @@ class Watch:
     def _code() -> dict[str, tuple[int, int, int]]:
         top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         mine = tuple(os.path.join(top, name) + os.sep for name in SOURCES)
+        from adapters.runtime.nativejoin import PROGRAM  # its sealed copy is the server's
+
         stamps = {}
-        for module in list(sys.modules.values()):
-            path = getattr(module, "__file__", None)
-            if not path or not path.startswith(mine):
+        paths = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
+        for path in [*paths, PROGRAM]:
+            if not path or not (path.startswith(mine) or path == PROGRAM):
                 continue
             try:
                 st = os.stat(path)

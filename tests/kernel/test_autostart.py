@@ -142,8 +142,6 @@ def test_without_a_server_when_asked(root: Root) -> None:
 
 
 def test_a_server_leaves_when_its_socket_or_its_code_changes(base: Path) -> None:
-    from adapters.runtime import nativejoin
-
     root = Root(base)
     root.ok("ps")
     (base / "cli.sock").unlink()  # as when the root is removed
@@ -156,17 +154,8 @@ def test_a_server_leaves_when_its_socket_or_its_code_changes(base: Path) -> None
         root.wait_no_server(WATCH_EVERY * 3 + 5)
     finally:
         os.utime(module, ns=(st.st_atime_ns, st.st_mtime_ns))
-    root.ok("ps")
-    program = Path(nativejoin.PROGRAM)  # a rebuilt lamina-join: the server's copy is stale
-    st = program.stat()
-    try:
-        os.utime(program, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-        root.wait_no_server(WATCH_EVERY * 3 + 5)
-    finally:
-        os.utime(program, ns=(st.st_atime_ns, st.st_mtime_ns))
     log = (base / "serve.log").read_text()
     assert "stopping: its socket" in log and "stopping: lamina's code changed on disk" in log
-    assert f"stopping: lamina's code changed on disk ({program})" in log
 
 
 def test_a_client_the_server_cannot_stand_in_for_runs_its_command_itself(base: Path) -> None:

@@ -404,16 +404,12 @@ class SqliteEventLog(ReadModel):
 
     def _all(self, kind: str, states: Sequence[str] | None = None) -> list[Any]:
         """Every aggregate of a kind, or those in `states` (filtered in SQL: ps lists only
-        live ones), in the order they were made. The docs come as bytes (CAST AS BLOB),
-        which both decoders read: SQLite's text would be decoded into str first, a fifth
-        of a 1,000-container `ps`."""
+        live ones), in the order they were made."""
         if states is None:
-            return aggregates(kind, self.con.execute(
-                f"SELECT CAST(doc AS BLOB) FROM {kind}s ORDER BY rowid"))
+            return aggregates(kind, self.con.execute(f"SELECT doc FROM {kind}s ORDER BY rowid"))
         marks = ",".join("?" * len(states))
         return aggregates(kind, self.con.execute(
-            f"SELECT CAST(doc AS BLOB) FROM {kind}s WHERE state IN ({marks}) ORDER BY rowid",
-            tuple(states)))
+            f"SELECT doc FROM {kind}s WHERE state IN ({marks}) ORDER BY rowid", tuple(states)))
 
     def _ids(self, kind: str, prefix: str, limit: int) -> list[str]:
         rows = self.con.execute(f"SELECT id FROM {kind}s WHERE id >= ? AND id < ? LIMIT ?",
@@ -426,7 +422,7 @@ class SqliteEventLog(ReadModel):
 MANY_ROWS = 500
 
 
-def aggregates(kind: str, rows: Iterable[Sequence[str | bytes]]) -> list[Any]:
+def aggregates(kind: str, rows: Iterable[Sequence[str]]) -> list[Any]:
     """The aggregates of read-model `doc` rows, in order: `ps` of 1,000 containers is
     mostly this, so a long list (or one in a process that has the fast decoders already,
     such as the server) is decoded straight into the dataclasses."""

@@ -22,9 +22,9 @@
  *        the n cgroup.procs files
  *
  * The steps and their names are init.py's (cgroup, view, namespaces, rootfs, user), the
- * root's build is rootfs.py's `build` for a root without --userns-remap (nativeinit
- * .eligible; a remapped one's init is Python's). Failures: "127 STEP: message" on the
- * error pipe, exit 127, as init.py's.
+ * root's build is rootfs.py's `build`; a --userns-remap root's init is cloned into its user
+ * namespace and execs this from the view (nativeinit.py `_remapped`). Failures: "127 STEP:
+ * message" on the error pipe, exit 127, as init.py's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -699,12 +699,9 @@ static void ask(struct plan *p) {
     if (buf == NULL || recv(FD_ASK, buf, (size_t)size, 0) != size)
         STEP_FAIL("%s", "the monitor's answer could not be read");
     close(FD_ASK);
-    if (buf[0] == 'F') {
-        char *text = buf + 1;
-        int code = atoi(text);
-        char *message = strchr(text, ' ');
-        size_t len = (size_t)size - (size_t)(text - buf);
-        if (write(FD_ERR, text, len) < 0 || message == NULL) {
+    if (buf[0] == 'F') {  /* said as it is, then its code */
+        int code = atoi(buf + 1);
+        if (write(FD_ERR, buf + 1, (size_t)size - 1) < 0) {
             /* the exit code says it */
         }
         _exit(code > 0 && code < 256 ? code : SETUP);

@@ -65,8 +65,8 @@ class InitPlan:
     # a pipe's read end: the union view is mounted once a byte comes (its EOF: the start
     # was given up); -1: mounted before init was forked (a remapped one's)
     go_fd: int = -1
-    # the native program is this init (adapters/runtime/nativeinit.py: eligible), decided
-    # by the starting command
+    # the native program is this init (adapters/runtime/nativeinit.py), as the starting
+    # command decided: when it is built and its environment does not turn it off
     native: bool = False
 
 

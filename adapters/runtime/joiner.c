@@ -109,11 +109,6 @@ char **strings(long n) {
     return v;
 }
 
-char *rest(size_t *len) {
-    *len = (size_t)(end - cursor);
-    return cursor;
-}
-
 char *load_plan(size_t *len) {
     struct stat st;
     if (fstat(FD_PLAN, &st) < 0 || st.st_size <= 0)

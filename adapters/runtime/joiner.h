@@ -53,7 +53,6 @@ void begin(char *buf, size_t len, const char *step);
 char *field(void);
 long number(void);
 char **strings(long n);
-char *rest(size_t *len);          /* what follows the last field read */
 char *load_plan(size_t *len);     /* the whole of FD_PLAN, which is closed then */
 void parse_process(struct plan *p);  /* nativejoin.py `plan`, from its version on */
 

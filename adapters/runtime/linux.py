@@ -140,7 +140,7 @@ class LinuxRuntime:
         """The rest of a start, once its view is mounted and its cgroups are made."""
 
         from adapters.kernel import rootfs
-        from adapters.runtime import frames, monitor, nativeinit
+        from adapters.runtime import frames, monitor, nativejoin
         from adapters.runtime.init import InitPlan
 
         try:
@@ -150,7 +150,7 @@ class LinuxRuntime:
                 cgroup_mounts=rootfs.cgroup_mounts(cgroup.dirs()), devices=nodes,
                 idmap=idmap, dev_sources=rootfs.node_sources(nodes, spec.security)
                 if idmap is not None else {}, mounts=self._mount_sources(spec))
-            plan.native = nativeinit.eligible(plan)
+            plan.native = nativejoin.built()  # the command's environment may turn it off
             held = _hold_host_inputs(plan) if idmap is not None else _hold_subpaths(plan)
             if container.endpoints or spec.network.startswith("container:"):
                 try:

@@ -31,12 +31,6 @@ ASK, ERR, GO, NETNS, CGROUPS = 3, 4, 5, 7, 8
 _SNDBUF_FORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 
 
-def eligible(plan: InitPlan) -> bool:
-    """Whether this start's init may be the native program (decided by the starting
-    command, whose environment says whether it is turned off)."""
-    return nativejoin.built()
-
-
 class _Trees:
     """The detached trees init attaches (a remapped root's files and nodes, a volume's
     subpath, a shared bind), numbered in the order the plan names them: after the

@@ -32,18 +32,16 @@ def _plan(**kw: object) -> InitPlan:
     return InitPlan(spec=spec, rootfs="/r", cgroup_dirs=["/c/a", "/c/b"], **kw)  # type: ignore[arg-type]
 
 
-def test_every_container_is_native_once_built(
+def test_built_and_not_turned_off_every_init_is_native(
         built: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert nativeinit.eligible(_plan())
-    assert nativeinit.eligible(_plan(mounts=[(MountPoint("bind", "/data", "/src"), "/src")]))
-    assert nativeinit.eligible(_plan(idmap=IdMap.shifted(100000, 65536)))
-    monkeypatch.setenv("LAMINA_JOINER", "python")  # turns both programs off
-    assert not nativeinit.eligible(_plan())
-
-
-def test_not_built_none_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The starting command's one test (InitPlan.native), for every container alike;
+    LAMINA_JOINER=python turns off both programs, and so does a missing one."""
+    assert nativejoin.built()
+    monkeypatch.setenv("LAMINA_JOINER", "python")
+    assert not nativejoin.built()
+    monkeypatch.delenv("LAMINA_JOINER")
     monkeypatch.setattr(nativejoin, "PROGRAM", "/nonexistent/lamina-join")
-    assert not nativeinit.eligible(_plan())
+    assert not nativejoin.built()
 
 
 def test_the_plan_is_init_cs_fields_in_order_with_rootfs_own_lists() -> None:

@@ -1,5 +1,5 @@
-"""A container's init as the native program's other role (adapters/runtime/init.c): when
-it may be, the plan the monitor hands it, its start, and the answer to its one question.
+"""A container's init as the native program's other role (adapters/runtime/init.c): the
+plan the monitor hands it, its start, and the answer to its one question.
 
 Why: init was a fork of the monitor's Python process that ran its setup in Python and then
 tore that image down with its exec, about a third of a `run --rm true`; the program does

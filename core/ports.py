@@ -19,7 +19,7 @@ core/, and the CLI and Docker API adapters for the runtime's attach and logs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypedDict
@@ -53,7 +53,9 @@ class EventLog(Protocol):
 
     def image(self, iid: str) -> Image | None: ...
 
-    def images(self) -> list[Image]: ...
+    def images(self, ids: Collection[str] | None = None) -> list[Image]:
+        """Every image, or those of `ids` that exist (in the order they were made)."""
+        ...
 
     def image_ids(self, prefix: str, limit: int = 2) -> list[str]: ...
 

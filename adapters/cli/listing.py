@@ -44,8 +44,13 @@ def cmd_ps(args: argparse.Namespace) -> int:
         formats.templated(args.format, _ps_rows(args, log, containers, images),
                          _headers("PsRow"))
         return 0
-    from adapters.storage.netsettings import ports_text, summary_ports
+    from datetime import UTC, datetime
 
+    from adapters.dockerapi.shapes import health_word
+    from adapters.storage.netsettings import ports_text, summary_ports
+    from core.health import suffix
+
+    now = datetime.now(UTC)  # one clock for every row's CREATED, as docker's
     rows = []
     for c in containers:
         image = images.get(c.image)
@@ -53,7 +58,9 @@ def cmd_ps(args: argparse.Namespace) -> int:
         command = " ".join(c.cmd)
         row = [c.id if args.no_trunc else render.short(c.id), shown,
                f'"{command}"' if args.no_trunc else f'"{command[:20]}"',
-               render.ago(c.created), render.status(c) + _health(c, image),
+               render.ago(c.created, now),
+               render.status(c) + (suffix(health_word(c, image)) if c.state == "running"
+                                   else ""),
                ports_text(summary_ports(c, image)), c.name]
         if args.size:
             row.append(next(iter(_ps_rows(args, log, [c], images))).Size())
@@ -64,32 +71,17 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def _images_of(log: Any, containers: list[Any]) -> dict[str, Any]:
-    """The images the listed containers run, by id: read one by one when they are a few
-    (a root with a thousand images need not decode them all for a short list)."""
+    """The images the listed containers run, by id, in one query (a root with a thousand
+    images need not decode them all for a short list)."""
     if log is None:
         return {}
-    ids = {c.image for c in containers}
-    if len(ids) > 64:
-        return {i.id: i for i in log.images()}
-    found = {iid: log.image(iid) for iid in ids}
-    return {iid: image for iid, image in found.items() if image is not None}
+    return {i.id: i for i in log.images({c.image for c in containers})}
 
 
 def _headers(name: str) -> Any:
     from adapters.cli import rows
 
     return getattr(rows, name).HEADERS
-
-
-def _health(c: Any, image: Any) -> str:
-    """` (healthy)`, ` (unhealthy)`, ` (health: starting)` after a running container's
-    state, in docker's words (core/health.py); nothing without a healthcheck."""
-    if c.state != "running":
-        return ""
-    from adapters.dockerapi.shapes import health_word
-    from core.health import suffix
-
-    return suffix(health_word(c, image))
 
 
 def _ps_rows(args: argparse.Namespace, log: Any, containers: list[Any],

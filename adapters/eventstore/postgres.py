@@ -19,7 +19,7 @@ appends/s, 2.6 redos per append in serializable mode; docs/benchmarks.md).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -416,6 +416,11 @@ class PostgresEventLog(ReadModel):
             args.append(list(states))
         return [from_doc(kind, decode(doc))
                 for (doc,) in self.con.execute(sql + " ORDER BY ord", args)]
+
+    def _some(self, kind: str, ids: Collection[str]) -> list[Any]:
+        return [from_doc(kind, decode(doc)) for (doc,) in self.con.execute(
+            "SELECT doc FROM aggregates WHERE host = %s AND kind = %s AND id = ANY(%s) "
+            "ORDER BY ord", (self.host, kind, list(ids)))]
 
     def _ids(self, kind: str, prefix: str, limit: int) -> list[str]:
         rows = self.con.execute(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from core import networks as ipam
@@ -36,8 +36,8 @@ class WorldReader:
     def image(self, iid: str) -> Image | None:
         return self.world.images.get(iid)
 
-    def images(self) -> list[Image]:
-        return list(self.world.images.values())
+    def images(self, ids: Collection[str] | None = None) -> list[Image]:
+        return [i for i in self.world.images.values() if ids is None or i.id in ids]
 
     def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
         return sorted(i for i in self.world.images if i.startswith(prefix))[:limit]

@@ -97,6 +97,15 @@ class EventLogContract:
         assert log.container_ids("e") == []
         assert log.image_ids("a") == [IID]
 
+    def test_images_of_some_ids_are_those_that_exist_in_the_order_made(self, log) -> None:
+        other = "f" * 64
+        log.append([ev.ImageCreated(id=other, parent=None, layers=[LID], config={})],
+                   expected={f"image:{other}": 0}, meta=META)
+        assert [i.id for i in log.images({other, IID, "e" * 64})] == [IID, other]
+        assert [i.id for i in log.images([other])] == [other]
+        assert log.images(set()) == []
+        assert [i.id for i in log.images()] == [IID, other]
+
     def test_removal_deletes_the_read_model_row_and_frees_the_name(self, log) -> None:
         self.create(log)
         log.append([ev.ContainerRemoved(id=CID)], expected={f"container:{CID}": 1}, meta=META)

@@ -142,6 +142,38 @@ def test_read_model_rows_decode_typed_as_from_doc_builds_them(tmp_path) -> None:
     assert got.version == "one"
 
 
+def test_a_long_listing_decodes_with_the_collector_off_and_leaves_it_as_it_was(tmp_path,
+                                                                               monkeypatch
+                                                                               ) -> None:
+    """The collector is off while the rows decode (their objects are in no cycle), and
+    as it was after: on again, or still off for a caller that had turned it off."""
+    import gc
+
+    e = _session(str(tmp_path))
+    doc = e.log.con.execute("SELECT doc FROM images").fetchone()[0]
+    seen = []
+    real = from_doc
+
+    def watching(kind, d):
+        seen.append(gc.isenabled())
+        return real(kind, d)
+
+    monkeypatch.setattr("adapters.eventstore.sqlite_log.from_doc", watching)
+    odd = json.loads(doc)
+    odd["version"] = "one"  # decoded by from_doc, the typed decoder's fallback
+    rows = [(encode(odd),)] * MANY_ROWS
+    assert gc.isenabled()
+    assert len(aggregates("image", rows)) == MANY_ROWS
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        aggregates("image", rows)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_a_containers_network_order_survives_its_text() -> None:
     """Canonical JSON sorts keys, so the read model and snapshots can't keep the order of a
     container's networks or endpoints: both are read back in the order a start leases them

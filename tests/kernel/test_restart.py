@@ -44,14 +44,24 @@ def _events(lamina: Lamina, name: str, kind: str) -> list[dict]:
     return [e for e in lamina.events(f"container={name}") if e["type"] == kind]
 
 
-def _wait(what, timeout: float = 15, step: float = 0.05):
+def _wait(what, timeout: float = 15, step: float = 0.05, lamina: Lamina | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = what()
         if got:
             return got
         time.sleep(step)
-    raise AssertionError("timed out")
+    raise AssertionError("timed out" + (_story(lamina) if lamina is not None else ""))
+
+
+def _story(lamina: Lamina) -> str:
+    """What a wait that timed out leaves to go on: the root's containers' events and what
+    its background processes said (a monitor's failed restart is in serve.log)."""
+    lines = [f"{e['at']} {e['type']} {e['stream'][:22]} {json.dumps(e['data'], sort_keys=True)}"
+             for e in lamina.events()]
+    log = Path(lamina.root) / "serve.log"
+    told = log.read_text() if log.exists() else "(no serve.log)"
+    return ":\nevents:\n" + "\n".join(lines[-40:]) + "\nserve.log:\n" + told[-4000:]
 
 
 def _at(event: dict) -> datetime:
@@ -61,7 +71,7 @@ def _at(event: dict) -> datetime:
 def test_always_comes_back_within_dockers_backoff_and_counts(lamina: Lamina) -> None:
     _run(lamina, "a", "always", "sh", "-c", "exit 3")
     restarts = _wait(lambda: (r := _events(lamina, "a", "ContainerRestarted"))
-                     and len(r) >= 3 and r)
+                     and len(r) >= 3 and r, lamina=lamina)
     exits = _events(lamina, "a", "ContainerExited")
     for n, r in enumerate(restarts[:3]):
         d = r["data"]
@@ -85,8 +95,9 @@ def test_always_comes_back_within_dockers_backoff_and_counts(lamina: Lamina) -> 
 def test_on_failure_stops_after_its_maximum_and_never_for_zero(lamina: Lamina) -> None:
     _run(lamina, "f", "on-failure:2", "sh", "-c", "exit 1")
     _run(lamina, "z", "on-failure", "true")
-    _wait(lambda: len(_events(lamina, "f", "ContainerExited")) == 3)
+    _wait(lambda: len(_events(lamina, "f", "ContainerExited")) >= 3, lamina=lamina)
     time.sleep(1.5)  # a third restart would be due after 0.4 s
+    assert len(_events(lamina, "f", "ContainerExited")) == 3
     assert [e["data"]["count"] for e in _events(lamina, "f", "ContainerRestarted")] == [1, 2]
     doc = _inspect(lamina, "f")
     assert doc["State"]["Status"] == "stopped" and doc["RestartCount"] == 2
@@ -180,7 +191,7 @@ def test_rm_in_the_back_off_needs_force(lamina: Lamina) -> None:
     # machine may start our rm after the back-off ended: ask in the next, twice as long
     for _ in range(3):
         _wait(lambda: (s := _inspect(lamina, cid))["RestartCount"] >= 4
-              and s["State"]["Restarting"], step=0.02, timeout=30)
+              and s["State"]["Restarting"], step=0.02, timeout=30, lamina=lamina)
         out = lamina("rm", "b")
         if "container is running" not in out.stderr:
             break
@@ -199,7 +210,7 @@ def test_no_policy_fires_while_this_boot_is_shutting_down(lamina: Lamina) -> Non
     mark = lamina.root / "shutting-down"
     mark.write_text(Path("/proc/sys/kernel/random/boot_id").read_text())
     _run(lamina, "a", "always", "sh", "-c", "exit 3")
-    cancel = _wait(lambda: _events(lamina, "a", "ContainerRestartCancelled"))
+    cancel = _wait(lambda: _events(lamina, "a", "ContainerRestartCancelled"), lamina=lamina)
     assert [(c["data"]["reason"], c["data"]["by_user"]) for c in cancel] == [
         ("the host is shutting down", False)]
     doc = _inspect(lamina, "a")
@@ -208,7 +219,7 @@ def test_no_policy_fires_while_this_boot_is_shutting_down(lamina: Lamina) -> Non
     assert _events(lamina, "a", "ContainerRestarted") == []
     mark.write_text("00000000-0000-0000-0000-000000000000\n")  # an earlier boot's
     _run(lamina, "b", "always", "sh", "-c", "exit 3")
-    _wait(lambda: _events(lamina, "b", "ContainerRestarted"))
+    _wait(lambda: _events(lamina, "b", "ContainerRestarted"), lamina=lamina)
     assert not mark.exists()
     lamina.ok("stop", "b")
 

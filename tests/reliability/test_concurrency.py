@@ -6,7 +6,7 @@ Afterwards: no illegal move in the log (replayed through the lifecycle from the 
 event), replay equals the read model, the hash chain verifies, every conflict that reached a
 caller said so in words (ConcurrencyError), no command failed any other way than a clear
 refusal, and the host matches the projection (`system check` finds nothing, and
-tests/reliability/invariants.py agrees). ~20 s in `make test`; LAMINA_SOAK=1 runs the same
+tests/reliability/invariants.py agrees). ~12 s in `make test`; LAMINA_SOAK=1 runs the same
 for 60 s. On a machine so loaded that no container has ended by itself when the time is up,
 the workers go on until one has (three times as long at most: tests/reliability/workload.py).
 The totals go to $LAMINA_CONCURRENCY_REPORT if set.
@@ -91,7 +91,7 @@ def _soak(tmp_path: Path, seconds: float) -> dict:
 
 
 def test_eight_processes_at_once(tmp_path: Path) -> None:
-    _soak(tmp_path, 20)
+    _soak(tmp_path, 12)
 
 
 @pytest.mark.slow

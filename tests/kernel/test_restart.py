@@ -41,7 +41,15 @@ def _inspect(lamina: Lamina, name: str) -> dict:
 
 
 def _events(lamina: Lamina, name: str, kind: str) -> list[dict]:
-    return [e for e in lamina.events(f"container={name}") if e["type"] == kind]
+    """The events of kind `kind` of the container created as `name`. The filter
+    `container=NAME` matches an id that begins with NAME too, as docker's does: the
+    container `z`, whose id began with an f, once had its exit counted as `f`'s."""
+    found = lamina.events(f"container={name}")
+    ids = {e["data"]["id"] for e in found
+           if e["type"] == "ContainerCreated" and e["data"]["name"] == name}
+    return [e for e in found if e["type"] == kind and (
+        e["stream"].removeprefix("container:") in ids  # its own stream, or a refusal of
+        or e["data"].get("target") in {name, *ids})]  # a command that named it
 
 
 def _wait(what, timeout: float = 15, step: float = 0.05, lamina: Lamina | None = None):
@@ -57,8 +65,9 @@ def _wait(what, timeout: float = 15, step: float = 0.05, lamina: Lamina | None =
 def _story(lamina: Lamina) -> str:
     """What a wait that timed out leaves to go on: the root's containers' events and what
     its background processes said (a monitor's failed restart is in serve.log)."""
-    lines = [f"{e['at']} {e['type']} {e['stream'][:22]} {json.dumps(e['data'], sort_keys=True)}"
-             for e in lamina.events()]
+    lines = [f"{e['at']} #{e['seq']} {e['type']} {e['stream'][:22]} "
+             f"{json.dumps(e['data'], sort_keys=True)} {e['meta'].get('command')} "
+             f"{e['meta'].get('pid', '')}" for e in lamina.events()]
     log = Path(lamina.root) / "serve.log"
     told = log.read_text() if log.exists() else "(no serve.log)"
     return ":\nevents:\n" + "\n".join(lines[-40:]) + "\nserve.log:\n" + told[-4000:]
@@ -97,7 +106,7 @@ def test_on_failure_stops_after_its_maximum_and_never_for_zero(lamina: Lamina) -
     _run(lamina, "z", "on-failure", "true")
     _wait(lambda: len(_events(lamina, "f", "ContainerExited")) >= 3, lamina=lamina)
     time.sleep(1.5)  # a third restart would be due after 0.4 s
-    assert len(_events(lamina, "f", "ContainerExited")) == 3
+    assert len(_events(lamina, "f", "ContainerExited")) == 3, _story(lamina)
     assert [e["data"]["count"] for e in _events(lamina, "f", "ContainerRestarted")] == [1, 2]
     doc = _inspect(lamina, "f")
     assert doc["State"]["Status"] == "stopped" and doc["RestartCount"] == 2

@@ -8,11 +8,14 @@ DEB_PACKAGES := busybox-static strace docker-registry apache2-utils graphviz sko
 	systemd-container
 PYTEST_ARGS ?=
 # The suite runs on pytest-xdist workers, a test file's tests on one worker (its module
-# fixtures start once): the run is mostly CPU, so one worker a core. The files are handed
-# out in the order tests/conftest.py gives them (the longest first), not xdist's (the most
-# tests first). PYTEST_WORKERS=0 runs it in this one process (to debug).
+# fixtures start once). Three on this 2-core machine: the run is mostly CPU, but its tests
+# also wait (their containers, sleeps, fsyncs), and a third worker fills a core the other
+# two leave idle meanwhile (`.ci/run` 899 s with two, 806 s with three, one after the
+# other on 2026-12-07). The files are handed out in the order tests/conftest.py gives them
+# (the longest first), not xdist's (the most tests first). PYTEST_WORKERS=0 runs it in this
+# one process (to debug).
 # docs/architecture.md says what a test must respect to run beside others.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 XDIST = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: all demo test served unit lint docs bench deb pyc client joiner probes clean compat

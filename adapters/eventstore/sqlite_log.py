@@ -150,7 +150,8 @@ class ReadModel:
     """The read model's accessors of the EventLog port, written once for both stores over
     the queries each writes in its own SQL: `_by` (one aggregate by id or name), `_tagged`
     (the image with a tag), `_all` (a kind's aggregates, or those in some states, in the
-    order they were made) and `_ids` (ids from a prefix)."""
+    order they were made), `_some` (those of some ids, in that order) and `_ids` (ids from
+    a prefix)."""
 
     def _by(self, kind: str, column: str, value: str) -> Any:
         raise NotImplementedError
@@ -394,7 +395,7 @@ class SqliteEventLog(ReadModel):
     def last_seq(self) -> int:
         return self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
 
-    # --- read model: the accessors are ReadModel's, over these three queries -------------
+    # --- read model: the accessors are ReadModel's, over these queries -------------------
 
     def _by(self, kind: str, column: str, value: str) -> Any:
         row = self.con.execute(f"SELECT doc FROM {kind}s WHERE {column} = ?",

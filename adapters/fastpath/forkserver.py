@@ -368,8 +368,17 @@ class ForkServer:
         self.bound = file_id(self.path)
 
     def close(self) -> None:
-        """Stop taking commands: the socket goes, spares go, commands in flight stay; the
-        claim on cli.pid goes with the socket (a successor may start while they finish)."""
+        """Stop taking commands: the socket goes, commands in flight stay; the claim on
+        cli.pid goes with the socket (a successor may start while they finish).
+
+        Each child waiting for a client is told to leave by the end of its reply socket
+        (_wait_for_client), and leaves unless a client came first. Which child is a spare
+        is the child's to know: one that has just taken a client says so on `ctl`, and a
+        server busy elsewhere (done() forking a spare monitor under load) may not have read
+        that yet. Killing the ones the server still listed as spares killed such a command
+        after its answer, amid its deferred deletions (adapters/deferred.py), and left them
+        under <root>/tmp. The listening socket itself is left as it is: systemd may hold it
+        too (lamina.socket), and polls it to start the next server."""
         if self.listener is not None:
             self.listener.close()
             self.listener = None
@@ -378,9 +387,8 @@ class ForkServer:
             os.close(self.lock)
             self.lock = None
         for job in self.jobs.values():
-            if job.conn is None:  # a spare: it runs no command
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(job.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                job.reply.shutdown(socket.SHUT_WR)
 
     def serve_forever(self) -> None:
         """Serve until `stop()`; then reap the commands in flight and return."""
@@ -504,7 +512,7 @@ class ForkServer:
         del self.jobs[job.pid]
         _, status = os.waitpid(job.pid, 0)
         self.commands.done(job.pid)
-        if self.spares.pop(job.pid, None) is not None:
+        if self.spares.pop(job.pid, None) is not None and self.listener is not None:
             time.sleep(0.05)  # a spare that dies at once must not make the loop spin
         if job.conn is not None:
             if os.WIFSIGNALED(status):
@@ -538,6 +546,7 @@ class ForkServer:
             hotpages.take_ahead(self.hot, self._client_waits)  # the faults a command takes,
             self.hot = b""  # taken while no client waits
             assert self.listener is not None
+            self.listener.setblocking(False)  # shared by every child: _wait_for_client
             base = reuse.baseline(self.listener.fileno())
             served = 0
             while True:
@@ -595,8 +604,10 @@ class ForkServer:
         the answer; (its exit code, whether it may serve another). One that may waits for
         its client's hang-up first: a signal the client forwards to this pid must never
         reach the next client's command."""
+        conn = self._wait_for_client()
+        if conn is None:
+            return 0, False
         assert self.listener is not None
-        conn, _ = self.listener.accept()
         from adapters.kernel import libc
 
         libc.prctl(libc.PR_SET_PDEATHSIG, 0)  # a command, once taken, finishes on its own
@@ -616,6 +627,21 @@ class ForkServer:
         finally:
             conn.close()
         return code, again
+
+    def _wait_for_client(self) -> socket.socket | None:
+        """The next client's connection, or None once the server has told this child to
+        leave (close: its reply socket ends) and no client came first. The listener is
+        non-blocking (_spare): every child waiting wakes for a client, one takes it."""
+        assert self.listener is not None and self._reply is not None
+        while True:
+            ready = select.select([self.listener, self._reply], [], [])[0]
+            if self.listener in ready:
+                try:
+                    return self.listener.accept()[0]
+                except BlockingIOError:  # another child took it
+                    pass
+            if self._reply in ready:
+                return None
 
     def _answer(self, conn: socket.socket) -> tuple[int, bool]:
         """The client's command run and answered: its exit code, and whether it ran here."""

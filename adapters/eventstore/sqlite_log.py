@@ -230,6 +230,7 @@ class SqliteEventLog(ReadModel):
         self._file = _identity(self.path)
         self._deferring = False  # in sync_deferred(): commits don't wait for the disk
         self._unsynced = False  # a commit made so is not on the disk yet (flush() puts it)
+        self._listed: tuple[Any, list[Container]] | None = None  # containers(): the last
         try:
             self._check_schema(create)
         except sqlite3.Error as err:
@@ -260,6 +261,18 @@ class SqliteEventLog(ReadModel):
             self._con = _connect(self.path, self.timeout)
         return self._con
 
+    def containers(self, states: Sequence[str] | None = None) -> list[Container]:
+        """As ReadModel's, but the last listing is kept while the file is as it was then:
+        the fork server's spare lists the live containers ahead (bootstrap.prepare), and
+        its command then lists them again, in recover and in `ps` (784 of them: ~7 ms of
+        decoding each time). Unchanged means: no commit by another connection (SQLite's
+        data_version, read before the query) and none by this one (total_changes)."""
+        key = (tuple(states) if states is not None else None,
+               self.con.execute("PRAGMA data_version").fetchone()[0], self.con.total_changes)
+        if self._listed is None or self._listed[0] != key:
+            self._listed = (key, super().containers(states))
+        return list(self._listed[1])
+
     def still_current(self) -> bool:
         """Whether a log opened a while ago (the fork server's spare opens one ahead of its
         command) still writes the root's log file under the settings a command would open
@@ -273,6 +286,7 @@ class SqliteEventLog(ReadModel):
         if self._con is not None:
             self._con.close()
             self._con = None
+        self._listed = None  # a new connection counts its own data_version
 
     close = suspend
 

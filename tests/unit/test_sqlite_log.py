@@ -11,7 +11,7 @@ import pytest
 from adapters.eventstore import replay
 from adapters.eventstore.audit import verify
 from adapters.eventstore.schema import SCHEMA_VERSION
-from adapters.eventstore.sqlite_log import SqliteEventLog, utcnow
+from adapters.eventstore.sqlite_log import ReadModel, SqliteEventLog, utcnow
 from core.errors import ConcurrencyError, StoreError
 from events import types as ev
 from events.hashchain import row_hash
@@ -463,3 +463,40 @@ def test_a_network_with_leases_is_not_removed_and_a_removed_one_leases_nothing(t
     from core.networks import DEFAULT_NETWORK_ID
 
     _on(log, "3" * 64, DEFAULT_NETWORK_ID, "172.17.0.2")  # the predefined bridge: no row
+
+
+def test_a_kept_listing_is_read_again_after_any_commit(tmp_path, monkeypatch) -> None:
+    """containers() keeps its last listing while the file is unchanged (the fork server's
+    spare lists ahead of its command): a commit through this connection, or through any
+    other, makes the next call read the table again."""
+    root = str(tmp_path)
+    e = _engine(root)
+    e.import_image({"bin/sh": "x"}, "busybox")
+    e.create("busybox", ["sh"], name="web")
+    e.start("web")
+    log = SqliteEventLog(root)  # a second process's connection, say the spare's
+    reads: list[object] = []
+    real = ReadModel.containers  # the query itself
+    monkeypatch.setattr(ReadModel, "containers",
+                        lambda self, states=None: reads.append(states) or real(self, states))
+    live = ("running", "paused")
+
+    def names() -> list[tuple[str, str]]:
+        return [(c.name, c.state) for c in log.containers(live)]
+
+    assert names() == [("web", "running")] and names() == [("web", "running")]
+    assert len(reads) == 1  # the second came from the listing kept
+    all_of_them = log.containers()
+    assert len(reads) == 2 and len(all_of_them) == 1  # other states: read
+    e.pause("web")  # another connection commits
+    assert names() == [("web", "paused")] and len(reads) == 3
+    web = log.container_named("web")
+    assert web is not None
+    log.append([ev.ContainerUnpaused(id=web.id)], expected={f"container:{web.id}": web.version},
+               meta=META)  # this connection commits: data_version does not change for it
+    assert names() == [("web", "running")] and len(reads) == 4
+    kept = log.containers(live)
+    kept.clear()  # a caller's list is its own
+    assert names() == [("web", "running")] and len(reads) == 4
+    log.suspend()  # a new connection starts its own count
+    assert names() == [("web", "running")] and len(reads) == 5

@@ -52,16 +52,17 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
     now = datetime.now(UTC)  # one clock for every row's CREATED, as docker's
     rows = []
-    for c in containers:
+    for c in containers:  # a thousand of them: nothing here that a row does not need
         image = images.get(c.image)
         shown = image.tags[0] if image is not None and image.tags else render.short(c.image)
         command = " ".join(c.cmd)
-        row = [c.id if args.no_trunc else render.short(c.id), shown,
+        status = render.status(c)
+        if c.state == "running":
+            status += suffix(health_word(c, image))
+        ports = summary_ports(c, image)
+        row = [c.id if args.no_trunc else c.id[:12], shown,
                f'"{command}"' if args.no_trunc else f'"{command[:20]}"',
-               render.ago(c.created, now),
-               render.status(c) + (suffix(health_word(c, image)) if c.state == "running"
-                                   else ""),
-               ports_text(summary_ports(c, image)), c.name]
+               render.ago(c.created, now), status, ports_text(ports) if ports else "", c.name]
         if args.size:
             row.append(next(iter(_ps_rows(args, log, [c], images))).Size())
         rows.append(row)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from core import health
 from core.model import Container, Image, Layer, Network
 
 
@@ -129,8 +130,6 @@ def command_text(c: Container, image: Image | None) -> str:
 
 def health_word(c: Container, image: Image | None) -> str:
     """docker's health status of a container: none, starting, healthy or unhealthy."""
-    from core import health
-
     cfg = (image.config.get("config") if image else None) or {}
     return health.status_of(c.state, c.ran, c.health, health.effective(cfg, c.config))
 

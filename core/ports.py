@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypedDict
 
-from core.model import Container, Image, Layer, Network, Volume
+from core.model import Container, Image, ImageBrief, Layer, Network, Volume
 from events.envelope import Recorded
 
 if TYPE_CHECKING:
@@ -55,6 +55,11 @@ class EventLog(Protocol):
 
     def images(self, ids: Collection[str] | None = None) -> list[Image]:
         """Every image, or those of `ids` that exist (in the order they were made)."""
+        ...
+
+    def image_briefs(self, ids: Collection[str]) -> list[ImageBrief]:
+        """The briefs of the images of `ids` that exist, in the order they were made: what
+        a container listing shows of each (core/model.py ImageBrief)."""
         ...
 
     def image_ids(self, prefix: str, limit: int = 2) -> list[str]: ...

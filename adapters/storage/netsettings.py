@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from core.model import Container, Image, Network
+from core.model import Container, Image, ImageBrief, Network
 
 LIVE = ("running", "paused")
 DEFAULT = "bridge"  # the default bridge network: the deprecated top-level fields mirror it
@@ -156,7 +156,7 @@ def network_settings(c: Container, image: Image | None, resolve: Resolve,
 # --- ports ---------------------------------------------------------------------------------
 
 
-def exposed(c: Container, image: Image | None) -> list[str]:
+def exposed(c: Container, image: Image | ImageBrief | None) -> list[str]:
     """The ports a container exposes (`80/tcp`): its image's EXPOSE, --expose, -p's."""
     from core.engine.attaching import exposed_of
 
@@ -171,7 +171,7 @@ def _bridged(c: Container) -> bool:
         not (c.config.get("network") or "").startswith("container:")
 
 
-def port_map(c: Container, image: Image | None) -> dict[str, Any]:
+def port_map(c: Container, image: Image | ImageBrief | None) -> dict[str, Any]:
     """NetworkSettings.Ports while the container runs on a bridge: every exposed port, with
     its bindings or null when it is not published; {} otherwise (docker's)."""
     if not running(c) or not _bridged(c):
@@ -185,7 +185,8 @@ def port_map(c: Container, image: Image | None) -> dict[str, Any]:
     return dict(sorted(out.items()))  # Go marshals a map's keys in order
 
 
-def summary_ports(c: Container, image: Image | None) -> list[dict[str, Any]]:
+def summary_ports(c: Container, image: Image | ImageBrief | None
+                  ) -> list[dict[str, Any]]:
     """GET /containers/json's Ports: each binding {IP, PrivatePort, PublicPort, Type}, each
     exposed port not published {PrivatePort, Type}; none while it does not run."""
     out: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 from core import networks as ipam
 from core.errors import ConcurrencyError
-from core.model import Container, Image, Layer, Network, Volume, World
+from core.model import Container, Image, ImageBrief, Layer, Network, Volume, World, brief_of
 from events.envelope import Recorded
 from events.types import Event
 
@@ -38,6 +38,9 @@ class WorldReader:
 
     def images(self, ids: Collection[str] | None = None) -> list[Image]:
         return [i for i in self.world.images.values() if ids is None or i.id in ids]
+
+    def image_briefs(self, ids: Collection[str]) -> list[ImageBrief]:
+        return [brief_of(i) for i in self.images(ids)]
 
     def image_ids(self, prefix: str, limit: int = 2) -> list[str]:
         return sorted(i for i in self.world.images if i.startswith(prefix))[:limit]

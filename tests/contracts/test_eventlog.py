@@ -16,7 +16,7 @@ from adapters.eventstore import audit, replay
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, SqliteEventLog
 from core.errors import ConcurrencyError
 from core.memory import MemoryEventLog
-from core.model import ProjectionError
+from core.model import ImageBrief, ProjectionError, brief_of
 from events import types as ev
 from events.hashchain import GENESIS, canonical, row_hash
 
@@ -105,6 +105,25 @@ class EventLogContract:
         assert [i.id for i in log.images([other])] == [other]
         assert log.images(set()) == []
         assert [i.id for i in log.images()] == [IID, other]
+
+    def test_image_briefs_are_the_images_own_in_the_order_made(self, log) -> None:
+        """A brief holds the tags and, of the config, only the health check and the
+        exposed ports, as the store decodes them; the same as brief_of the whole image."""
+        config = {"architecture": "amd64", "history": [{"created_by": "x"}],
+                  "config": {"Cmd": ["sh"], "Healthcheck": {"Test": ["CMD", "true"]},
+                             "ExposedPorts": {"80/tcp": {}}}}
+        others = {"f" * 64: config, "e" * 64: {"config": None}, "d" * 64: {"os": "linux"}}
+        for iid, cfg in others.items():
+            log.append([ev.ImageCreated(id=iid, parent=None, layers=[LID], config=cfg)],
+                       expected={f"image:{iid}": 0}, meta=META)
+        briefs = log.image_briefs({*others, IID, "c" * 64})
+        assert [b.id for b in briefs] == [IID, *others]
+        assert briefs == [brief_of(i) for i in log.images({*others, IID})]
+        assert briefs[0] == ImageBrief(id=IID, tags=("busybox:latest",), config={})
+        assert briefs[1].config == {"config": {"Healthcheck": {"Test": ["CMD", "true"]},
+                                               "ExposedPorts": {"80/tcp": {}}}}
+        assert (briefs[2].config, briefs[3].config) == ({"config": None}, {})
+        assert log.image_briefs(set()) == []
 
     def test_removal_deletes_the_read_model_row_and_frees_the_name(self, log) -> None:
         self.create(log)

@@ -180,6 +180,9 @@ def test_the_images_healthcheck_and_no_healthcheck(lamina: Lamina, tmp_path: Pat
         assert health_processes(lamina, off) == []
         assert off in filtered(lamina, "none") and on not in filtered(lamina, "none")
         assert not ps_status(lamina, off).endswith(")")
+        table = {line[:12]: line for line in lamina.ok("ps").splitlines()[1:]}  # the briefs'
+        assert "running (healthy)" in table[on[:12]] and "running " in table[off[:12]]
+        assert "(" not in table[off[:12]].split("running", 1)[1]
         assert changes(lamina, off) == []
     finally:
         lamina.ok("rm", "-f", on, off)

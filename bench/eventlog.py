@@ -38,7 +38,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from adapters.eventstore.replay import read_model_rows, rebuild, snapshot, state_at  # noqa: E402
-from adapters.eventstore.sqlite_log import SqliteEventLog  # noqa: E402
+from adapters.eventstore.sqlite_log import ReadModel, SqliteEventLog  # noqa: E402
 from events import types as ev  # noqa: E402
 
 # The targets: (key in RESULTS, what, comparison, bound, unit).
@@ -559,11 +559,21 @@ def bench_queries(rep: Report, root: str, n: int, snap_seq: int, runs: int,
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
+        _ = ReadModel.containers(log, LIVE)  # the query itself, past the kept listing
+        times.append(time.perf_counter() - t0)
+    s = summary(times)
+    rep.row("4", "ps: containers(running, paused), log already open", runs, s, "",
+            "the query and decoding")
+    rep.results["ps_open"] = s
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
         _ = log.containers(LIVE)
         times.append(time.perf_counter() - t0)
     s = summary(times)
-    rep.row("4", "ps: containers(running, paused), log already open", runs, s, "", "")
-    rep.results["ps_open"] = s
+    rep.row("4", "ps: containers(running, paused), listing kept", runs, s, "",
+            "unchanged since the last call (a served command after its spare's)")
+    rep.results["ps_kept"] = s
 
     mid = n // 2
     con = log.con

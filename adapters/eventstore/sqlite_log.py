@@ -440,10 +440,7 @@ class SqliteEventLog(ReadModel):
         """Each image's document decoded straight into its brief (events/codec.py
         typed_decoder): the fields no row shows are skipped, not built (~2 us an image,
         against ~8 us whole)."""
-        if "brief" not in _TYPED:
-            _TYPED["brief"] = typed_decoder(
-                ImageBrief, lambda doc: brief_of(cast(Image, from_doc("image", json.loads(doc)))))
-        decode_one = _TYPED["brief"]
+        decode_one = _brief()
         return [decode_one(doc) for (doc,) in self._docs("image", ids)]
 
     def _ids(self, kind: str, prefix: str, limit: int) -> list[str]:
@@ -503,6 +500,7 @@ def warm_decoders() -> None:
     bulk_decoder()
     for kind in KINDS:
         _typed(kind)
+    _brief()
 
 
 def _typed(kind: str) -> Callable[[str | bytes], Any]:
@@ -511,6 +509,14 @@ def _typed(kind: str) -> Callable[[str | bytes], Any]:
             KINDS[kind], lambda doc: from_doc(kind, json.loads(doc)))
         _TYPED[kind] = (lambda doc: settled(typed(doc))) if kind == "container" else typed
     return _TYPED[kind]
+
+
+def _brief() -> Callable[[str | bytes], Any]:
+    """An image's document straight into its ImageBrief (SqliteEventLog.image_briefs)."""
+    if "brief" not in _TYPED:
+        _TYPED["brief"] = typed_decoder(
+            ImageBrief, lambda doc: brief_of(cast(Image, from_doc("image", json.loads(doc)))))
+    return _TYPED["brief"]
 
 
 def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:

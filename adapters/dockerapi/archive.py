@@ -3,9 +3,10 @@
 - HEAD: the path stat in the `X-Docker-Container-Path-Stat` header (base64 JSON), no body;
   404 when the container or the path is missing. A query: it records nothing.
 - GET: the path as a tar (application/x-tar), the same header in the head; recorded as
-  ContainerCopiedFrom once the last byte is out. The answer is written by a worker that
-  took the connection over (as export's), the head with the first byte, so a refusal
-  before it is still docker's error JSON.
+  ContainerCopiedFrom once the last byte is produced, and the tar's end is sent after
+  the record (streams.HttpWriter). The answer is written by a worker that took the
+  connection over (streams.download, as export's), the head with the first bytes, so a
+  refusal before them is still docker's error JSON.
 - PUT ?path=&noOverwriteDirNonDir=&copyUIDGID=: the body (a tar, plain, gzip, bzip2 or xz),
   spooled to <root>/tmp, extracted into the directory `path`; 200 with no body. 404 for a
   missing container or path, 400 when `path` is not a directory, a mount of it is
@@ -19,13 +20,13 @@ The engine does the work (core/engine/files.py), each request as the CLI's `cp` 
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
-from adapters.dockerapi.http import HttpError, Request, error_body, raw_response
+from adapters.dockerapi import streams
+from adapters.dockerapi.http import HttpError, Request, error_body
 from adapters.dockerapi.routing import Ctx, capitalized, route, status_for, take_over
 from adapters.dockerapi.worker import Report
-from core.errors import BadInput, LaminaError
+from core.errors import BadInput
 
 PATH_STAT_HEADER = "X-Docker-Container-Path-Stat"
 _NOT_FOUND = {"NotFound", "PathNotFound", "CopyPathNotFound"}
@@ -67,7 +68,9 @@ async def get_archive(ctx: Ctx, req: Request, ref: str) -> Any:
     fd = req.conn.sock.fileno()
 
     def job(e: Any, _: Any) -> None:
-        _download(fd, e, ref, path)
+        streams.download(fd, lambda out: e.copy_from(
+            ref, path, out, on_stat=lambda stat: out.headers.append(
+                (PATH_STAT_HEADER, _header(stat)))), status=_status)
 
     return await take_over(ctx, req, job)
 
@@ -89,57 +92,6 @@ async def _head(ctx: Ctx, req: Request, ref: str) -> int:
     await req.conn.respond(200, b"", content_type="application/x-tar",
                            extra=[(PATH_STAT_HEADER, _header(report.value))], head=True)
     return 200
-
-
-class _TarAnswer:
-    """The GET's answer on a taken-over socket: the head (with the path stat) goes with
-    the first bytes of the tar; until then an error can still be docker's error JSON."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.stat: dict[str, Any] | None = None
-        self.started = False
-
-    def on_stat(self, stat: dict[str, Any]) -> None:
-        self.stat = stat
-
-    def write(self, data: Any) -> int:
-        if not self.started:
-            headers = [("Content-Type", "application/x-tar"), ("Connection", "close")]
-            if self.stat is not None:
-                headers.append((PATH_STAT_HEADER, _header(self.stat)))
-            self.sock.sendall(raw_response(200, "OK", headers))
-            self.started = True
-        self.sock.sendall(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def _download(fd: int, e: Any, ref: str, path: str) -> None:
-    """Worker: the tar straight onto the connection. A client gone mid-way ends the worker
-    (the copy is then not recorded: its event comes after the last byte)."""
-    import contextlib
-
-    sock = socket.socket(fileno=fd)
-    sock.setblocking(True)
-    answer = _TarAnswer(sock)
-    try:
-        e.copy_from(ref, path, answer, on_stat=answer.on_stat)
-        if not answer.started:
-            answer.write(b"")
-    except LaminaError as err:
-        if not answer.started:
-            status = _status(type(err).__name__)
-            sock.sendall(raw_response(status, "Error", [("Content-Type", "application/json"),
-                                                        ("Connection", "close")],
-                                      error_body(capitalized(str(err)))))
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
 
 
 @route("PUT", "/containers/(?P<ref>[^/]+)/archive", body="file")

@@ -365,41 +365,75 @@ def _frame_pipes(conn: socket.socket, pipes: dict[int, int], out: bool, err: boo
 
 
 class HttpWriter:
-    """A file-like writer on a taken-over socket that sends the 200 head with the first
-    bytes: until then an error can still be answered as docker's error JSON."""
+    """A file-like writer on a taken-over socket that sends the 200 head (with `headers`,
+    which may grow until then) with the first bytes: until then an error can still be
+    answered as docker's error JSON.
+
+    The last TAIL bytes are held back until finish(). The engine records a download (its
+    event) once it has produced the last byte, and a tar's end (two zero blocks, padded
+    to a 10 KiB record) lets a client stop reading before the connection closes: docker's
+    CLI then exits, and its next `docker events` could miss the record. Held back, the
+    end reaches the client only after the record, as docker's daemon, which records
+    before it streams, has it. An error before the first TAIL bytes is still an error
+    answer, not a cut tar."""
+
+    TAIL = 10240
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.started = False
+        self.headers: list[tuple[str, str]] = [("Content-Type", "application/x-tar"),
+                                               ("Connection", "close")]
+        self.held = b""
 
     def write(self, data: bytes) -> int:
-        if not self.started:
-            self.sock.sendall(raw_response(200, "OK", [("Content-Type", "application/x-tar"),
-                                                       ("Connection", "close")]))
-            self.started = True
-        self.sock.sendall(data)
-        return len(data)
+        view = memoryview(data)
+        if len(view) >= self.TAIL:
+            self._send(self.held)
+            self._send(view[:-self.TAIL])
+            self.held = bytes(view[-self.TAIL:])
+        else:
+            self.held += bytes(view)
+            if len(self.held) > self.TAIL:
+                self._send(self.held[:-self.TAIL])
+                self.held = self.held[-self.TAIL:]
+        return len(view)
 
     def flush(self) -> None:
         pass
 
+    def finish(self) -> None:
+        """The held tail (and the head, when nothing went before it): the answer is whole."""
+        self._send(self.held, always=True)
+        self.held = b""
 
-def download(fd: int, produce: Callable[[HttpWriter], Any]) -> None:
-    """Worker: a tar (save, export) straight onto the connection. A client gone mid-way
-    ends the worker; the engine recorded nothing (its event comes after the last byte)."""
+    def _send(self, data: bytes | memoryview, always: bool = False) -> None:
+        if not data and not always:
+            return
+        if not self.started:
+            self.sock.sendall(raw_response(200, "OK", self.headers))
+            self.started = True
+        self.sock.sendall(data)
+
+
+def download(fd: int, produce: Callable[[HttpWriter], Any],
+             status: Callable[[str], int] = status_for) -> None:
+    """Worker: a tar (save, export, a container's path) straight onto the connection, its
+    end once `produce` has returned, the engine's record made (HttpWriter). A client gone
+    mid-way ends the worker; the engine recorded nothing (its event comes after the last
+    byte). An error before the answer began is answered with `status` of its kind."""
 
     sock = socket.socket(fileno=fd)
     sock.setblocking(True)
     out = HttpWriter(sock)
     try:
         produce(out)
-        if not out.started:
-            out.write(b"")
+        out.finish()
     except LaminaError as err:
         if not out.started:
-            status = status_for(type(err).__name__)
-            sock.sendall(raw_response(status, "Error", [("Content-Type", "application/json"),
-                                                        ("Connection", "close")],
+            sock.sendall(raw_response(status(type(err).__name__), "Error",
+                                      [("Content-Type", "application/json"),
+                                       ("Connection", "close")],
                                       error_body(capitalized(str(err)))))
         raise
     finally:

@@ -117,3 +117,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         assert not os.path.exists(sock), "serve left its socket behind"
         time.sleep(0.2)
         assert leftovers(root, ids) == []
+
+
+@pytest.fixture(autouse=True)
+def _temporary_files_in_the_tests_own_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-py's helpers, kept as they are there, make temporary files and directories
+    and never remove them: send them into the test's own directory, which pytest prunes,
+    so runs do not pile them up in /tmp."""
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))

@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 3
 XDIST = -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: all demo test served unit lint docs bench deb pyc client joiner probes clean compat
+.PHONY: all demo test in-process unit lint docs bench deb pyc client joiner probes clean compat
 
 all: test
 
@@ -79,25 +79,22 @@ unit: $(STAMP)
 	$(BIN)/pytest -q $(XDIST) -m "not kernel" $(PYTEST_ARGS) tests/unit tests/contracts tests/model \
 	  tests/registry/test_pure.py
 
-# The served pass: the tests of the everyday lifecycle (run, start, stop, kill, pause, exec,
-# logs, attach, restart, cp, rm, health, a reboot's recovery) once more, the way a user's
-# commands run by default: the first command of each test root starts its fork server and
-# every later one runs in a pre-forked child of it (LAMINA_TEST_SERVER=1; the first pass runs
-# every command in-process: tests/conftest.py). ~75 s on 2 cores. Left out: the racing execs,
-# which go through a fork server in the first pass already. `make served` runs only this pass.
-SERVED_TESTS ?= $(addprefix tests/kernel/,test_runtime.py test_restart.py test_logs_attach.py \
-	test_everyday_admin.py test_exec_isolation.py test_run_options.py test_health.py \
-	test_cp.py test_mounts.py test_volumes_cli.py test_isolation.py test_reconcile.py)
-SERVED_ARGS ?= --deselect \
-	tests/kernel/test_exec_isolation.py::test_a_thousand_execs_racing_a_dying_container_never_run_on_the_host
-SERVED_PASS = LAMINA_TEST_SERVER=1 $(BIN)/pytest -q $(XDIST) $(SERVED_ARGS) $(SERVED_TESTS)
+# The suite runs every command the way a user's run by default: the first command of each
+# test root starts its fork server and every later one runs in a pre-forked child of it,
+# through the native client (tests/conftest.py). The in-process pass runs the everyday
+# lifecycle (run, start, stop, kill, pause, exec, logs, restart policies, a reboot's
+# recovery) once more with every command in a fresh interpreter, as `--no-server` and
+# LAMINA_NO_SERVER=1 run them (LAMINA_TEST_IN_PROCESS=1); the fault injection's suites run
+# in-process in the first pass already. ~95 s on 2 cores. `make in-process` runs only it.
+IN_PROCESS_TESTS ?= $(addprefix tests/kernel/,test_runtime.py test_restart.py test_reconcile.py)
+IN_PROCESS_PASS = LAMINA_TEST_IN_PROCESS=1 $(BIN)/pytest -q $(XDIST) $(IN_PROCESS_TESTS)
 
 test: $(STAMP) deb pyc client joiner probes lint
 	$(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
-	$(SERVED_PASS)
+	$(IN_PROCESS_PASS)
 
-served: $(STAMP) deb pyc client joiner probes
-	$(SERVED_PASS)
+in-process: $(STAMP) deb pyc client joiner probes
+	$(IN_PROCESS_PASS)
 
 demo: $(STAMP) deb pyc client joiner
 	$(BIN)/python -m tools.demo

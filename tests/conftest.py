@@ -26,13 +26,16 @@ def _timing_free_hypothesis() -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Commands run in-process (LAMINA_NO_SERVER=1) unless LAMINA_TEST_SERVER=1: a test's
-    root would otherwise get a fork server of its own on its second command (~0.4 s of CPU
-    and a resident process each, for hundreds of roots). The server path has its own tests
-    (tests/kernel/test_autostart.py, test_forkserver.py); LAMINA_TEST_SERVER=1 runs every
-    test through auto-started servers, and pytest_sessionfinish makes sure none is left.
-    `make test` runs the everyday lifecycle's files so a second time (the Makefile's
-    SERVED_TESTS, docs/architecture.md).
+    """Commands go through fork servers, as a user's do by default: the first command of
+    each test root starts the root's server, every later one runs in a pre-forked child of
+    it, through the native client. LAMINA_TEST_IN_PROCESS=1 runs every command in-process
+    instead (LAMINA_NO_SERVER=1, a fresh interpreter each): `make test`'s second pass runs
+    the everyday lifecycle's files so (the Makefile's IN_PROCESS_TESTS). A module whose
+    commands must run in their own process whatever the pass asks for (the fault injection's
+    crash points are in the command's process) uses `in_process_environment`. Served, the
+    suite takes under half the time: a command skips the interpreter's start-up and imports
+    (the lifecycle's twelve files, 85 s against 212 s in-process on 2 cores, 2026-12-07).
+    pytest_sessionfinish makes sure no server is left.
 
     As root, the whole run moves into a network namespace of its own (lo up), before
     any test or thread exists: every process it starts inherits it. Containers join the
@@ -45,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     nftables table, veth or port."""
     _as_without_workers()
     _timing_free_hypothesis()
-    if os.environ.get("LAMINA_TEST_SERVER") != "1":
+    if not served_run():
         os.environ["LAMINA_NO_SERVER"] = "1"
     if os.geteuid() != 0 or os.environ.get("LAMINA_TEST_HOST_NETNS") == "1" \
             or os.environ.get("LAMINA_TEST_NETNS") == str(os.getpid()):
@@ -56,6 +59,17 @@ def pytest_configure(config: pytest.Config) -> None:
     libc.unshare(libc.CLONE_NEWNET)
     loopback_up()
     os.environ["LAMINA_TEST_NETNS"] = str(os.getpid())
+
+
+def served_run() -> bool:
+    """Whether this pass runs commands through fork servers (pytest_configure)."""
+    return os.environ.get("LAMINA_TEST_IN_PROCESS") != "1"
+
+
+def served_now() -> bool:
+    """Whether a command a test starts now goes through a fork server: this pass's choice,
+    unless its module asked otherwise (in_process_environment, served_environment)."""
+    return os.environ.get("LAMINA_NO_SERVER") != "1"
 
 
 # The files that take longest, longest first (their seconds in a `make test` on 2 cores,
@@ -104,10 +118,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def _servers_stop_with_their_module(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Under LAMINA_TEST_SERVER=1, the servers a module's commands started stop with the
-    module (a fixture's teardown may still use its root's server until then)."""
+    """The servers a module's commands started stop with the module (a fixture's teardown
+    may still use its root's server until then)."""
     yield
-    if os.environ.get("LAMINA_TEST_SERVER") == "1":
+    if served_run():
         from tests.servers import servers_under, stop
 
         factory = request.config._tmp_path_factory  # type: ignore[attr-defined]
@@ -116,9 +130,21 @@ def _servers_stop_with_their_module(request: pytest.FixtureRequest) -> Iterator[
 
 
 @pytest.fixture(scope="module")
+def in_process_environment() -> Iterator[None]:
+    """For a module whose commands must each run in a process of their own, whatever the
+    pass: LAMINA_NO_SERVER=1 while it runs (a fault injection's crash point is set in the
+    environment of the command it crashes; a fork server's child has the server's)."""
+    saved = os.environ.get("LAMINA_NO_SERVER")
+    os.environ["LAMINA_NO_SERVER"] = "1"
+    yield
+    if saved is None:
+        del os.environ["LAMINA_NO_SERVER"]
+
+
+@pytest.fixture(scope="module")
 def served_environment() -> Iterator[None]:
-    """For a module whose commands are to go through fork servers: without the run's
-    LAMINA_NO_SERVER (pytest_configure) while it runs."""
+    """For a module whose commands are to go through fork servers whatever the pass: without
+    the in-process pass's LAMINA_NO_SERVER (pytest_configure) while it runs."""
     saved = os.environ.pop("LAMINA_NO_SERVER", None)
     yield
     if saved is not None:

@@ -147,7 +147,7 @@ class Served:
 
 def leftovers(root: Path, ids: list[str]) -> list[str]:
     """Mounts under root, cgroups and monitor processes of these containers still around.
-    The root's fork server (under LAMINA_TEST_SERVER=1) is stopped first: it outlives
+    The root's fork server (a served pass's) is stopped first: it outlives
     commands by design, not the test."""
     from tests.servers import stop_servers_of
 

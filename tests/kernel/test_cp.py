@@ -24,7 +24,7 @@ import pytest
 from adapters.kernel import inroot
 from adapters.kernel.proc import stat_fields
 from adapters.storage import copyio
-from tests.conftest import require_root
+from tests.conftest import require_root, served_now
 from tests.kernel.runtime_env import Lamina, busybox_lamina
 
 pytestmark = pytest.mark.kernel
@@ -535,7 +535,7 @@ def test_a_copy_killed_midway_leaves_no_process_and_no_mount(lamina: Lamina, tmp
                                                              state: str) -> None:
     """SIGKILL the cp command while its child is in the container's view, waiting for more
     of the tar: the child dies with it (PR_SET_PDEATHSIG), and its mounts with its mount
-    namespace. Served (LAMINA_TEST_SERVER=1), the command is the fork server's child, not
+    namespace. Served, the command is the fork server's child, not
     the client killed: it reads the tar until its end, which comes when the client is gone
     and we close our end, and then its child ends all the same; the fork server's child
     itself may live on to serve another command (adapters/fastpath/reuse.py), holding
@@ -565,7 +565,7 @@ def test_a_copy_killed_midway_leaves_no_process_and_no_mount(lamina: Lamina, tmp
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdin.close()
-    served = os.environ.get("LAMINA_TEST_SERVER") == "1"
+    served = served_now()
     gone = children if served else readers | children
     for _ in range(200):
         if not _alive(gone) and _copying(pipe) == (set(), set()):

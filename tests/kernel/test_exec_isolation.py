@@ -165,9 +165,9 @@ def _race_round(lamina: Lamina, pool: ThreadPoolExecutor, execs: int, host: str)
 def served(lamina: Lamina, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lamina]:
     """The module's root with a fork server on it (`lamina serve`'s warm process), so that
     an exec costs ~30 ms rather than ~150 ms; stopped afterwards. The commands go to it:
-    without the run's LAMINA_NO_SERVER (tests/conftest.py), with which the client would run
-    each in a fresh interpreter and leave the server idle. Under LAMINA_TEST_SERVER=1 the
-    one the root's commands started goes first: a root has one server."""
+    without the in-process pass's LAMINA_NO_SERVER (tests/conftest.py), with which the client
+    would run each in a fresh interpreter and leave the server idle. The one the root's
+    commands started goes first: a root has one server."""
     from tests.servers import stop_servers_of
 
     monkeypatch.delenv("LAMINA_NO_SERVER", raising=False)

@@ -93,7 +93,7 @@ def test_run_rm_takes_its_anonymous_volumes_along(lamina: Lamina) -> None:
     before = set(os.listdir(lamina.root / "volumes")) if (lamina.root / "volumes").exists() \
         else set()
     sh(lamina, "-v", "/tmp/anon", script="echo x > /tmp/anon/f")
-    # served (LAMINA_TEST_SERVER=1), the data goes just after the answer, with the run's
+    # served, the data goes just after the answer, with the run's
     # release (core/engine/containers.py _cleared); the log says it is gone at the answer
     assert not [v for v in lamina.ok("volume", "ls", "-q").split() if v not in before]
     deadline = time.monotonic() + 10

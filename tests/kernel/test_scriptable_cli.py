@@ -195,8 +195,8 @@ def test_the_fork_server_gives_the_same_output(lam: Lamina) -> None:
 
 class _served:
     """`lamina serve`'s fork server (python -m adapters.cli.served) up for the block, and
-    the block's commands sent to it: without the run's LAMINA_NO_SERVER (tests/conftest.py),
-    with which they would run in-process."""
+    the block's commands sent to it: without the in-process pass's LAMINA_NO_SERVER
+    (tests/conftest.py), with which they would run in-process."""
 
     def __init__(self, lam: Lamina) -> None:
         self.lam = lam
@@ -205,7 +205,7 @@ class _served:
     def __enter__(self) -> None:
         from tests.servers import stop_servers_of
 
-        stop_servers_of(str(self.lam.root))  # the one commands started (LAMINA_TEST_SERVER=1)
+        stop_servers_of(str(self.lam.root))  # the one the commands started
         self.server = subprocess.Popen([sys.executable, "-m", "adapters.cli.served", "--root",
                                         str(self.lam.root)], stderr=subprocess.PIPE)
         sock = self.lam.root / "cli.sock"

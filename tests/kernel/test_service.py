@@ -103,7 +103,7 @@ def test_lamina_serve_socket_activated_by_systemd(tmp_path: Path) -> None:
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(60)
     env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify")}
-    env.pop("LAMINA_NO_SERVER")
+    env.pop("LAMINA_NO_SERVER", None)
     launcher = subprocess.Popen([activate, "-E", "NOTIFY_SOCKET", "-l", str(api), "-l",
                                  str(root / "cli.sock"),
                                  LAMINA, "--root", str(root), "serve", "--socket", str(api)],

@@ -28,6 +28,7 @@ from tests.conftest import require_root
 from tests.kernel.runtime_env import Lamina, busybox_tar
 from tests.reliability.invariants import settled
 from tests.reliability.workload import CMDS, IMAGES
+from tests.servers import stop_servers_of
 
 WORKERS = 8
 
@@ -68,6 +69,7 @@ def _soak(tmp_path: Path, seconds: float) -> dict:
         messages.update(result["conflict_messages"])
     try:
         left = _settle(lam)
+        stop_servers_of(str(lam.root))  # the root's fork server names it, by design
         found = settled(lam.root)
         events = lam.events()
         types = Counter(e["type"] for e in events)

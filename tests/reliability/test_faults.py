@@ -31,6 +31,9 @@ from tests.kernel.runtime_env import LAMINA, Lamina, busybox_tar
 from tests.reliability.invariants import appended_by, last_seq, settled
 
 SOAK = os.environ.get("LAMINA_SOAK") == "1"
+
+# crash points are set in the command's own environment: each runs in-process
+pytestmark = pytest.mark.usefixtures("in_process_environment")
 REPORT: dict[str, dict] = {}
 
 

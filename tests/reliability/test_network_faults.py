@@ -41,7 +41,8 @@ from tests.reliability.invariants import appended_by, last_seq, settled
 SOAK = os.environ.get("LAMINA_SOAK") == "1"
 LIVE = ("running", "paused")
 
-pytestmark = pytest.mark.kernel
+# crash points are set in the command's own environment: each runs in-process
+pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("in_process_environment")]
 
 
 class NetRoot:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import served_now
 from tests.sessions import session
 
 pytestmark = pytest.mark.usefixtures("root_required")  # the CLI is root's only
@@ -140,13 +141,13 @@ def test_bad_filters_and_times(root: Path) -> None:
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
-    """The root's files, but a fork server's (LAMINA_TEST_SERVER=1 starts one): its own,
+    """The root's files, but a fork server's (a served pass starts one): its own,
     and SQLite's -wal and -shm, which come and go with the connection its spare opens
     ahead of the next command (bootstrap.prepare)."""
     from adapters.fastpath.client import CLI_LOCK, SERVER_LOG, START_LOCK
 
     server = {CLI_LOCK, SERVER_LOG, START_LOCK}
-    if os.environ.get("LAMINA_TEST_SERVER") == "1":
+    if served_now():
         server |= {"events.db-wal", "events.db-shm"}
     return {p.name: p.read_bytes() for p in root.iterdir() if p.is_file() and
             p.name not in server}

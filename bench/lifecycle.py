@@ -39,11 +39,15 @@ LAMINA = str(Path(sys.executable).with_name("lamina"))  # the native client, as 
 PYTHON_CLIENT = [sys.executable, "-S", str(HERE / "bin" / "lamina")]  # as pip installs it
 
 
-def timed(fn: Callable[[], object], runs: int, warmup: int = 2) -> dict[str, float]:
+def timed(fn: Callable[[], object], runs: int, warmup: int = 2,
+          before: Callable[[], object] | None = None) -> dict[str, float]:
+    """`fn`'s wall times: median and p95 of `runs`; `before` runs ahead of each, untimed."""
     for _ in range(warmup):
         fn()
     samples = []
     for _ in range(runs):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
@@ -98,11 +102,15 @@ class Lamina:
     def remove(self, cid: str) -> None:
         self.l(["rm", "-f", cid])
 
-    def first_command(self) -> None:
-        """`ps` with no server up: the command that starts it, and waits for it."""
+    def no_server(self) -> None:
+        """The root's server stopped and gone (untimed, before each `first_command`)."""
         from adapters.fastpath.forkserver import stop_server
 
-        stop_server(self.root)
+        stop_server(self.root, gone=True)
+        time.sleep(0.2)
+
+    def first_command(self) -> None:
+        """`ps` with no server up: the command that starts it."""
         self.l(["ps"])
 
     def monitor_rss_kb(self, cid: str) -> int:
@@ -318,8 +326,8 @@ def measure(engine, runs: int) -> dict[str, object]:
         finally:
             engine.remove(cid)
     if hasattr(engine, "first_command") and engine.env.get("LAMINA_NO_SERVER") != "1":
-        out["first command (starts the server)"] = timed(engine.first_command,
-                                                         max(3, runs // 4), warmup=0)
+        out["first command (starts the server)"] = timed(
+            engine.first_command, max(3, runs // 4), warmup=0, before=engine.no_server)
     return out
 
 

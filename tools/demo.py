@@ -176,7 +176,7 @@ def main() -> None:
         restore_host_network(had_bridge, forward)
         from adapters.fastpath.forkserver import stop_server
 
-        stop_server(root)  # the one the first command after the import started
+        stop_server(root, gone=True)  # the one the first command after the import started
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -124,7 +124,7 @@ def concept_pictures(directory: str, ext: str = "svg") -> list[str]:
         finally:
             from adapters.fastpath.forkserver import stop_server
 
-            stop_server(root)  # the root's fork server, started by its commands
+            stop_server(root, gone=True)  # the root's fork server, which its commands started
             shutil.rmtree(work, ignore_errors=True)
     return written
 

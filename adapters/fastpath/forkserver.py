@@ -259,21 +259,39 @@ def holder(root: str, name: str = CLI_LOCK) -> int | None:
     return None if kind == fcntl.F_UNLCK else pid
 
 
-def stop_server(root: str, wait: float = 20.0, only: int | None = None) -> int | None:
+def stop_server(root: str, wait: float = 20.0, only: int | None = None,
+                gone: bool = False) -> int | None:
     """Ask the fork server serving `root` (if any; `only`: if it is that process) to stop,
     and wait until it has let go of the socket; its commands in flight finish on their
-    own. The pid asked, or None. Conflict when it still serves after `wait` seconds."""
+    own. With `gone`, wait until the server has exited too, its commands reaped: for a
+    caller about to remove the root, which they may still write to until then. The pid
+    asked, or None. Conflict when it still serves (or, `gone`, runs) after `wait` s."""
     pid = holder(root)
     if pid is None or pid <= 0 or only not in (None, pid):
         return None
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
-    while holder(root) == pid:
-        if time.monotonic() > deadline:
-            raise Conflict(f"the fork server of {root} (pid {pid}) did not stop")
-        time.sleep(0.02)
+    exited = _pidfd(pid) if gone else None
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        while holder(root) == pid:
+            if time.monotonic() > deadline:
+                raise Conflict(f"the fork server of {root} (pid {pid}) did not stop")
+            time.sleep(0.02)
+        if exited is not None and not select.select(
+                [exited], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise Conflict(f"the fork server of {root} (pid {pid}) did not exit")
+    finally:
+        if exited is not None:
+            os.close(exited)
     return pid
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
 
 
 START_LOCK = "cli.start"

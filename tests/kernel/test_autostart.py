@@ -133,6 +133,21 @@ def test_a_dead_server_is_replaced_by_the_next_command(root: Root) -> None:
     assert root.server() not in (None, first)
 
 
+def test_a_stop_that_waits_for_the_server_to_be_gone(root: Root) -> None:
+    """stop_server returns once the socket is let go; with gone=True only once the server
+    has exited, its commands reaped: a caller may then remove the root (tools/docs.py did,
+    and a server still stopping wrote events.db-shm into it again)."""
+    from adapters.fastpath.forkserver import stop_server
+    from tests.kernel.runtime_env import alive
+
+    root.ok("ps")
+    pid = root.server()
+    assert pid is not None
+    assert stop_server(str(root.root), gone=True) == pid
+    assert not alive(pid)
+    assert stop_server(str(root.root), gone=True) is None
+
+
 def test_without_a_server_when_asked(root: Root) -> None:
     root.ok("--no-server", "ps", "-a")
     root.ok("ps", "-a", env={**served_env(), "LAMINA_NO_SERVER": "1"})

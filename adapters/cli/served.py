@@ -40,22 +40,25 @@ def say(message: str) -> None:
 class Watch:
     """Why a started server should stop, looked at every few seconds (ForkServer.watch):
     its socket file is no longer the one it bound, or one of lamina's modules it imported
-    changed on disk since it first looked (after warm-up: every module is imported)."""
+    changed on disk. A module's stamp is taken when the watch is made (before the warm-up)
+    or, for one the warm-up imported, at the first look; such a module also counts as
+    changed when its file was written after the warm-up began (the first command runs in
+    its client meanwhile, and an upgrade may come right after it)."""
 
     def __init__(self, server: ForkServer) -> None:
         self.server = server
-        self.code: dict[str, tuple[int, int, int]] | None = None
+        self.since = time.time_ns()
+        self.code = self._code()
 
     def __call__(self) -> str | None:
         if file_id(self.server.path) != self.server.bound:
             return f"its socket {self.server.path} is gone"
-        now = self._code()
-        if self.code is None:
-            self.code = now
-        elif now != self.code:
-            changed = sorted(p for p in self.code.keys() | now.keys()
-                             if self.code.get(p) != now.get(p))
+        now, clock = self._code(), time.time_ns()
+        changed = sorted(p for p, stamp in now.items() if self.code.get(p, stamp) != stamp
+                         or (p not in self.code and self.since < stamp[0] <= clock))
+        if changed:
             return f"lamina's code changed on disk ({changed[0]})"
+        self.code = now
         return None
 
     @staticmethod

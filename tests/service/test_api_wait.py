@@ -58,8 +58,9 @@ def test_the_api_wait_records_a_run_whose_monitor_died_with_it(service: Service)
         assert took < 5, took
         box.reload()
         assert box.status == "exited"
-        checked = [e for e in service.events() if e["type"] == "HostChecked"]
-        assert checked and checked[-1]["data"]["repaired"], checked
+        # the finding is the recovery's last append, just after the exit the wait answered
+        checked = _until(lambda: [e for e in service.events() if e["type"] == "HostChecked"])
+        assert checked[-1]["data"]["repaired"], checked
         meta = checked[-1]["meta"]  # recorded by a worker (run_job), as the wait's caller
         assert meta["via"] == "docker-api", meta
     finally:

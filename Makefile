@@ -85,7 +85,7 @@ unit: $(STAMP)
 # lifecycle (run, start, stop, kill, pause, exec, logs, restart policies, a reboot's
 # recovery) once more with every command in a fresh interpreter, as `--no-server` and
 # LAMINA_NO_SERVER=1 run them (LAMINA_TEST_IN_PROCESS=1); the fault injection's suites run
-# in-process in the first pass already. ~95 s on 2 cores. `make in-process` runs only it.
+# in-process in the first pass already (tests/conftest.py in_process_environment). ~95 s on 2 cores. `make in-process` runs only it.
 IN_PROCESS_TESTS ?= $(addprefix tests/kernel/,test_runtime.py test_restart.py test_reconcile.py)
 IN_PROCESS_PASS = LAMINA_TEST_IN_PROCESS=1 $(BIN)/pytest -q $(XDIST) $(IN_PROCESS_TESTS)
 

@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
     instead (LAMINA_NO_SERVER=1, a fresh interpreter each): `make test`'s second pass runs
     the everyday lifecycle's files so (the Makefile's IN_PROCESS_TESTS). A module whose
     commands must run in their own process whatever the pass asks for (the fault injection's
-    crash points are in the command's process) uses `in_process_environment`. Served, the
+    crash points are armed as lamina loads) uses `in_process_environment`. Served, the
     suite takes under half the time: a command skips the interpreter's start-up and imports
     (the lifecycle's twelve files, 85 s against 212 s in-process on 2 cores, 2026-12-07).
     pytest_sessionfinish makes sure no server is left.
@@ -132,8 +132,9 @@ def _servers_stop_with_their_module(request: pytest.FixtureRequest) -> Iterator[
 @pytest.fixture(scope="module")
 def in_process_environment() -> Iterator[None]:
     """For a module whose commands must each run in a process of their own, whatever the
-    pass: LAMINA_NO_SERVER=1 while it runs (a fault injection's crash point is set in the
-    environment of the command it crashes; a fork server's child has the server's)."""
+    pass: LAMINA_NO_SERVER=1 while it runs (a fault injection's crash point is armed from
+    the environment as lamina's modules load, adapters/faults.py, and a fork server's child
+    has the modules its server loaded before the command's environment came)."""
     saved = os.environ.get("LAMINA_NO_SERVER")
     os.environ["LAMINA_NO_SERVER"] = "1"
     yield

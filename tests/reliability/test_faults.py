@@ -32,7 +32,7 @@ from tests.reliability.invariants import appended_by, last_seq, settled
 
 SOAK = os.environ.get("LAMINA_SOAK") == "1"
 
-# crash points are set in the command's own environment: each runs in-process
+# crash points are armed from the environment as lamina loads: commands run in-process
 pytestmark = pytest.mark.usefixtures("in_process_environment")
 REPORT: dict[str, dict] = {}
 

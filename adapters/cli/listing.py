@@ -16,7 +16,10 @@ def cmd_ps(args: argparse.Namespace) -> int:
     log = event_log(args, create=False)
     limit = 1 if args.latest else args.last
     states = None if args.all or args.filter or limit > 0 else ("running", "paused")
-    containers = log.containers(states) if log is not None else []
+    # filters, json, templates and --size read whole containers; the table and -q, briefs
+    whole = bool(args.filter or limit > 0 or args.size) or args.format not in (None, "table")
+    containers: list[Any] = [] if log is None else \
+        log.containers(states) if whole else list(log.container_briefs(states))
     images: dict[str, Any] | None = None
     if args.filter or limit > 0:  # docker's rule, as the API's ps (core/filters.py)
         from core import filters

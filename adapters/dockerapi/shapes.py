@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core import health
-from core.model import Container, Image, ImageBrief, Layer, Network
+from core.model import Container, ContainerBrief, Image, ImageBrief, Layer, Network
 
 
 def parse_at(at: str) -> datetime | None:
@@ -128,7 +128,7 @@ def command_text(c: Container, image: Image | None) -> str:
         return " ".join(c.cmd)
 
 
-def health_word(c: Container, image: Image | ImageBrief | None) -> str:
+def health_word(c: Container | ContainerBrief, image: Image | ImageBrief | None) -> str:
     """docker's health status of a container: none, starting, healthy or unhealthy."""
     cfg = (image.config.get("config") if image else None) or {}
     return health.status_of(c.state, c.ran, c.health, health.effective(cfg, c.config))

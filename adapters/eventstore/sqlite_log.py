@@ -26,12 +26,14 @@ from core.errors import ConcurrencyError, StoreError
 from core.model import (
     KINDS,
     Container,
+    ContainerBrief,
     Image,
     ImageBrief,
     Layer,
     Network,
     Volume,
     brief_of,
+    container_brief_of,
     evolve,
     from_doc,
     settled,
@@ -176,6 +178,11 @@ class ReadModel:
     def containers(self, states: Sequence[str] | None = None) -> list[Container]:
         return self._all("container", states)
 
+    def container_briefs(self, states: Sequence[str] | None = None
+                         ) -> Sequence[Container | ContainerBrief]:
+        """Briefs of the containers decoded whole: a store with a faster way overrides it."""
+        return [container_brief_of(c) for c in self.containers(states)]
+
     def container_named(self, name: str) -> Container | None:
         return self._by("container", "name", name)
 
@@ -273,11 +280,31 @@ class SqliteEventLog(ReadModel):
         its command then lists them again, in recover and in `ps` (784 of them: ~7 ms of
         decoding each time). Unchanged means: no commit by another connection (SQLite's
         data_version, read before the query) and none by this one (total_changes)."""
-        key = (tuple(states) if states is not None else None,
-               self.con.execute("PRAGMA data_version").fetchone()[0], self.con.total_changes)
+        key = self._listing_key(states)
         if self._listed is None or self._listed[0] != key:
             self._listed = (key, super().containers(states))
         return list(self._listed[1])
+
+    def container_briefs(self, states: Sequence[str] | None = None
+                         ) -> Sequence[Container | ContainerBrief]:
+        """The kept listing when there is one (a served `ps` after its spare's), else each
+        container's document decoded straight into its brief (~4 us a row, against ~9 us
+        whole, for the 784 live containers of a 1M-event log)."""
+        if self._listed is not None and self._listed[0] == self._listing_key(states):
+            return list(self._listed[1])
+        decode_one = _container_brief()
+        if states is None:
+            rows = self.con.execute("SELECT doc FROM containers ORDER BY rowid")
+        else:
+            rows = self.con.execute("SELECT doc FROM containers WHERE state IN "
+                                    f"({','.join('?' * len(states))}) ORDER BY rowid",
+                                    tuple(states))
+        with no_collections():
+            return [decode_one(doc) for (doc,) in rows]
+
+    def _listing_key(self, states: Sequence[str] | None) -> tuple[Any, ...]:
+        return (tuple(states) if states is not None else None,
+                self.con.execute("PRAGMA data_version").fetchone()[0], self.con.total_changes)
 
     def still_current(self) -> bool:
         """Whether a log opened a while ago (the fork server's spare opens one ahead of its
@@ -501,6 +528,7 @@ def warm_decoders() -> None:
     for kind in KINDS:
         _typed(kind)
     _brief()
+    _container_brief()
 
 
 def _typed(kind: str) -> Callable[[str | bytes], Any]:
@@ -517,6 +545,15 @@ def _brief() -> Callable[[str | bytes], Any]:
         _TYPED["brief"] = typed_decoder(
             ImageBrief, lambda doc: brief_of(cast(Image, from_doc("image", json.loads(doc)))))
     return _TYPED["brief"]
+
+
+def _container_brief() -> Callable[[str | bytes], Any]:
+    """A container's document straight into its ContainerBrief (container_briefs)."""
+    if "container brief" not in _TYPED:
+        _TYPED["container brief"] = typed_decoder(
+            ContainerBrief, lambda doc: container_brief_of(
+                cast(Container, from_doc("container", json.loads(doc)))))
+    return _TYPED["container brief"]
 
 
 def write_row(con: sqlite3.Connection, kind: str, agg: Any) -> None:

@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from core.model import Container, Image, ImageBrief, Network
+from core.model import Container, ContainerBrief, Image, ImageBrief, Network
 
 LIVE = ("running", "paused")
 DEFAULT = "bridge"  # the default bridge network: the deprecated top-level fields mirror it
@@ -80,7 +80,7 @@ def live_endpoint(c: Container, network: Network) -> dict[str, Any] | None:
     return next((ep for ep in c.endpoints.values() if ep.get("id") == network.id), None)
 
 
-def running(c: Container) -> bool:
+def running(c: Container | ContainerBrief) -> bool:
     return c.state in LIVE
 
 
@@ -156,7 +156,7 @@ def network_settings(c: Container, image: Image | None, resolve: Resolve,
 # --- ports ---------------------------------------------------------------------------------
 
 
-def exposed(c: Container, image: Image | ImageBrief | None) -> list[str]:
+def exposed(c: Container | ContainerBrief, image: Image | ImageBrief | None) -> list[str]:
     """The ports a container exposes (`80/tcp`): its image's EXPOSE, --expose, -p's."""
     from core.engine.attaching import exposed_of
 
@@ -166,12 +166,13 @@ def exposed(c: Container, image: Image | ImageBrief | None) -> list[str]:
 _NO_IMAGE = Image(id="", parent=None, layers=(), version=0, created="")
 
 
-def _bridged(c: Container) -> bool:
+def _bridged(c: Container | ContainerBrief) -> bool:
     return (c.config.get("network") or "none") not in ("none", "host") and \
         not (c.config.get("network") or "").startswith("container:")
 
 
-def port_map(c: Container, image: Image | ImageBrief | None) -> dict[str, Any]:
+def port_map(c: Container | ContainerBrief, image: Image | ImageBrief | None
+             ) -> dict[str, Any]:
     """NetworkSettings.Ports while the container runs on a bridge: every exposed port, with
     its bindings or null when it is not published; {} otherwise (docker's)."""
     if not running(c) or not _bridged(c):
@@ -185,7 +186,7 @@ def port_map(c: Container, image: Image | ImageBrief | None) -> dict[str, Any]:
     return dict(sorted(out.items()))  # Go marshals a map's keys in order
 
 
-def summary_ports(c: Container, image: Image | ImageBrief | None
+def summary_ports(c: Container | ContainerBrief, image: Image | ImageBrief | None
                   ) -> list[dict[str, Any]]:
     """GET /containers/json's Ports: each binding {IP, PrivatePort, PublicPort, Type}, each
     exposed port not published {PrivatePort, Type}; none while it does not run."""

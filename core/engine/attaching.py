@@ -26,7 +26,7 @@ from core import networks as ipam
 from core.engine.base import EngineBase
 from core.engine.networks import check_endpoint, endpoint, find
 from core.errors import BadInput, Conflict, NotFound
-from core.model import Container, Image, ImageBrief, Network
+from core.model import Container, ContainerBrief, Image, ImageBrief, Network
 
 DEFAULT_MODE = ipam.DEFAULT_NETWORK
 LIVE = ("running", "paused")
@@ -285,7 +285,7 @@ def _bindings(c: Container, image: Image, others: list[Container],
     return ipam.bind_ports(specs, bound)
 
 
-def exposed_of(c: Container, image: Image | ImageBrief) -> list[str]:
+def exposed_of(c: Container | ContainerBrief, image: Image | ImageBrief) -> list[str]:
     """The ports a container exposes: its image's EXPOSE, its --expose, its -p's."""
     cfg = image.config.get("config") or {}
     ports = set(exposed(cfg.get("ExposedPorts") or ())) | set(c.config.get("exposed_ports")

@@ -8,7 +8,18 @@ from typing import Any
 
 from core import networks as ipam
 from core.errors import ConcurrencyError
-from core.model import Container, Image, ImageBrief, Layer, Network, Volume, World, brief_of
+from core.model import (
+    Container,
+    ContainerBrief,
+    Image,
+    ImageBrief,
+    Layer,
+    Network,
+    Volume,
+    World,
+    brief_of,
+    container_brief_of,
+)
 from events.envelope import Recorded
 from events.types import Event
 
@@ -26,6 +37,9 @@ class WorldReader:
 
     def containers(self, states: Sequence[str] | None = None) -> list[Container]:
         return [c for c in self.world.containers.values() if states is None or c.state in states]
+
+    def container_briefs(self, states: Sequence[str] | None = None) -> list[ContainerBrief]:
+        return [container_brief_of(c) for c in self.containers(states)]
 
     def container_named(self, name: str) -> Container | None:
         return next((c for c in self.world.containers.values() if c.name == name), None)

@@ -16,7 +16,7 @@ from adapters.eventstore import audit, replay
 from adapters.eventstore.sqlite_log import EVENT_COLUMNS, SqliteEventLog
 from core.errors import ConcurrencyError
 from core.memory import MemoryEventLog
-from core.model import ImageBrief, ProjectionError, brief_of
+from core.model import ContainerBrief, ImageBrief, ProjectionError, brief_of, container_brief_of
 from events import types as ev
 from events.hashchain import GENESIS, canonical, row_hash
 
@@ -124,6 +124,33 @@ class EventLogContract:
                                                "ExposedPorts": {"80/tcp": {}}}}
         assert (briefs[2].config, briefs[3].config) == ({"config": None}, {})
         assert log.image_briefs(set()) == []
+
+    def test_container_briefs_are_the_containers_own_in_the_order_made(self, log) -> None:
+        """A brief holds what a listing's table shows (of the config: the network, health
+        check, --expose and -p), as the store decodes it; the same as container_brief_of
+        the whole container, or the container itself where the store kept it."""
+        config = {"network": "bridge", "env": ["A=1"], "labels": {"x": "y"},
+                  "healthcheck": {"Test": ["CMD", "true"]}, "exposed_ports": ["81/tcp"],
+                  "port_bindings": [{"container_port": 80, "proto": "tcp", "host_ip": "",
+                                     "host_port": 8080}]}
+        log.append([ev.ContainerCreated(id=CID2, name="db", image=IID, cmd=["sh"],
+                                        config=config)],
+                   expected={f"container:{CID2}": 0}, meta=META)
+        self.create(log)
+        log.append([ev.ContainerStarted(id=CID, pid=42)], expected={f"container:{CID}": 1},
+                   meta=META)
+        fields = ContainerBrief.__dataclass_fields__
+        for states, ids in ((None, [CID2, CID]), (("running", "paused"), [CID]),
+                            (("running", "paused"), [CID])):  # the last, listed just before
+            briefs = log.container_briefs(states)
+            assert [b.id for b in briefs] == ids
+            assert [{f: getattr(b, f) for f in fields} for b in briefs] == \
+                [{f: getattr(b, f) for f in fields} for b in map(container_brief_of,
+                                                                 log.containers(states))]
+        brief = container_brief_of(log.container(CID2))
+        assert brief.config == {key: config[key] for key in
+                                ("network", "healthcheck", "exposed_ports", "port_bindings")}
+        assert (brief.name, brief.cmd, brief.state) == ("db", ("sh",), "stopped")
 
     def test_removal_deletes_the_read_model_row_and_frees_the_name(self, log) -> None:
         self.create(log)

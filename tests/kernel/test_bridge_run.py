@@ -115,6 +115,9 @@ def test_the_default_bridge_publishes_a_port_and_records_the_leases(lam: NetLami
     assert data["networks"]["bridge"]["address"] == "172.17.0.2"
     assert sorted((p["host_port"], p["proto"]) for p in data["ports"]) == \
         [(18080, "tcp"), (18081, "udp")]
+    table = lam.ok("ps").splitlines()  # the table reads each container's brief
+    row = next(line for line in table[1:] if line.split()[-1] == "web")
+    assert "0.0.0.0:18080->80/tcp, 0.0.0.0:18081->80/udp" in row, table
     clash = lam("run", "-d", "-p", "18080:80", "busybox", *HTTPD)
     assert clash.returncode != 0
     assert "Bind for 0.0.0.0:18080 failed: port is already allocated" in clash.stderr

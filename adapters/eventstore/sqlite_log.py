@@ -293,12 +293,7 @@ class SqliteEventLog(ReadModel):
         if self._listed is not None and self._listed[0] == self._listing_key(states):
             return list(self._listed[1])
         decode_one = _container_brief()
-        if states is None:
-            rows = self.con.execute("SELECT doc FROM containers ORDER BY rowid")
-        else:
-            rows = self.con.execute("SELECT doc FROM containers WHERE state IN "
-                                    f"({','.join('?' * len(states))}) ORDER BY rowid",
-                                    tuple(states))
+        rows = self._docs_in("container", states)
         with no_collections():
             return [decode_one(doc) for (doc,) in rows]
 
@@ -457,11 +452,14 @@ class SqliteEventLog(ReadModel):
     def _all(self, kind: str, states: Sequence[str] | None = None) -> list[Any]:
         """Every aggregate of a kind, or those in `states` (filtered in SQL: ps lists only
         live ones), in the order they were made."""
+        return aggregates(kind, self._docs_in(kind, states))
+
+    def _docs_in(self, kind: str, states: Sequence[str] | None) -> sqlite3.Cursor:
         if states is None:
-            return aggregates(kind, self.con.execute(f"SELECT doc FROM {kind}s ORDER BY rowid"))
+            return self.con.execute(f"SELECT doc FROM {kind}s ORDER BY rowid")
         marks = ",".join("?" * len(states))
-        return aggregates(kind, self.con.execute(
-            f"SELECT doc FROM {kind}s WHERE state IN ({marks}) ORDER BY rowid", tuple(states)))
+        return self.con.execute(
+            f"SELECT doc FROM {kind}s WHERE state IN ({marks}) ORDER BY rowid", tuple(states))
 
     def image_briefs(self, ids: Collection[str]) -> list[ImageBrief]:
         """Each image's document decoded straight into its brief (events/codec.py

@@ -556,33 +556,20 @@ def bench_queries(rep: Report, root: str, n: int, snap_seq: int, runs: int,
             f"{len(running):,} live of {total:,} rows; includes opening the log")
     rep.results["ps"] = {**s, "running": len(running), "rows": total}
     rep.results["ps_ms"] = s["median_ms"]
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        _ = ReadModel.containers(log, LIVE)  # the query itself, past the kept listing
-        times.append(time.perf_counter() - t0)
-    s = summary(times)
-    rep.row("4", "ps: containers(running, paused), log already open", runs, s, "",
-            "the query and decoding whole containers (filters, json, templates)")
-    rep.results["ps_open"] = s
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        _ = log.container_briefs(LIVE)  # no listing of these states kept: decoded
-        times.append(time.perf_counter() - t0)
-    s = summary(times)
-    rep.row("4", "ps: container_briefs(running, paused), log already open", runs, s, "",
-            "the query and decoding briefs (the table)")
-    rep.results["ps_briefs_open"] = s
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        _ = log.containers(LIVE)
-        times.append(time.perf_counter() - t0)
-    s = summary(times)
-    rep.row("4", "ps: containers(running, paused), listing kept", runs, s, "",
-            "unchanged since the last call (a served command after its spare's)")
-    rep.results["ps_kept"] = s
+    on_open_log: list[tuple[str, Callable[[], Any], str, str]] = [
+        ("ps_open", lambda: ReadModel.containers(log, LIVE),  # past the kept listing
+         "ps: containers(running, paused), log already open",
+         "the query and decoding whole containers (filters, json, templates)"),
+        ("ps_briefs_open", lambda: log.container_briefs(LIVE),  # none of these kept yet
+         "ps: container_briefs(running, paused), log already open",
+         "the query and decoding briefs (the table)"),
+        ("ps_kept", lambda: log.containers(LIVE),
+         "ps: containers(running, paused), listing kept",
+         "unchanged since the last call (a served command after its spare's)")]
+    for key, query, what, note in on_open_log:
+        s = summary([timed(query)[0] for _ in range(runs)])
+        rep.row("4", what, runs, s, "", note)
+        rep.results[key] = s
 
     mid = n // 2
     con = log.con

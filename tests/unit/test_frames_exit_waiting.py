@@ -47,11 +47,19 @@ def test_an_exit_that_comes_within_the_wait_is_seen_one_that_does_not_is_not() -
     mine, theirs = socket.socketpair()
     with mine, theirs:
         frames.send(theirs, frames.STDOUT, b"started\n")  # output first: looked at again
-        later = threading.Timer(0.05, frames.send, (theirs, frames.EXIT, b"3"))
+        sent = threading.Event()
+
+        def exit_later() -> None:
+            time.sleep(0.05)
+            sent.set()  # before the send: a wait that ended early finds it unset
+            frames.send(theirs, frames.EXIT, b"3")
+
+        later = threading.Thread(target=exit_later)
         later.start()
         began = time.monotonic()
         assert frames.exit_within(mine, 2.0)
-        assert 0.04 < time.monotonic() - began < 1.0
+        assert sent.is_set()  # it waited for the exit, however the threads were scheduled
+        assert time.monotonic() - began < 1.0
         later.join()
         began = time.monotonic()
         other, silent = socket.socketpair()

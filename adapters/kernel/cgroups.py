@@ -157,23 +157,25 @@ def _mkdir(path: Path) -> None:
     """Make a container's dir (and its parents: the shared `lamina` one, or a
     --cgroup-parent's, made as docker's runtime makes them); an existing one is an error.
 
+    The directory itself is tried first: its parents are there on every start but a
+    host's first (a start's ten hierarchies saved ten mkdirs and ten stats of the parent).
     The `lamina` parent is removed by the last container's `remove()`, possibly between our
     two mkdirs (then make it again), or within the parent's own: pathlib's exist_ok mkdir
     checks is_dir() after its EEXIST, and raised FileExistsError when the parent went in
     between, which read as this container's directory existing (a start refused "already
     exists", seen under load)."""
-    for attempt in range(5):
+    for _ in range(5):
         try:
+            os.mkdir(path)
+            return
+        except FileExistsError:
+            raise CgroupError(f"cgroup {path} already exists") from None
+        except FileNotFoundError:  # no parent (yet, or any more): made, then again
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except FileExistsError:  # there, then gone: again
                 continue
-            path.mkdir()
-            return
-        except FileExistsError:
-            raise CgroupError(f"cgroup {path} already exists") from None
-        except FileNotFoundError as e:
-            if attempt == 4:
+            except OSError as e:
                 raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
         except OSError as e:
             raise CgroupError(f"mkdir {e.filename}: {e.strerror}") from e
@@ -200,10 +202,16 @@ def _real(path: Path) -> str:
     which every start, pause and stop resolves again. A container's own directory is never
     looked up through it: it is made by our mkdir, and cgroupfs holds no symlinks."""
     _mounts()  # a fresh read of the table forgets what was resolved with the old one
+    return _resolved(path)
+
+
+def _resolved(path: Path) -> str:
+    """_real's lookup, for a caller that has just called _mounts() (one stat of the mount
+    namespace for a whole set of hierarchies, not one per path)."""
     key = str(path)
     real = _reals.get(key)
     if real is None:
-        real = _reals[key] = os.path.realpath(path)
+        real = _reals[key] = os.path.realpath(key)
     return real
 
 
@@ -214,7 +222,8 @@ def _inside(root: Path, path: Path) -> Path:
     """path, once its real path is known to stay in root's hierarchy (a --cgroup-parent
     can't reach another hierarchy, or a directory outside cgroupfs, by a symlink). Its
     last name is the container's own, made by our mkdir: only its parent is resolved."""
-    real_root, real = _real(root), os.path.join(_real(path.parent), path.name)
+    _mounts()
+    real_root, real = _resolved(root), os.path.join(_resolved(path.parent), path.name)
     if os.path.commonpath([real_root, real]) != real_root:
         raise CgroupError(f"cgroup {path} resolves to {real}, outside the hierarchy at "
                           f"{root}")
@@ -302,8 +311,14 @@ def _rmdir_tree(top: Path, timeout: float) -> None:
     Why retry: a killed task leaves cgroup.procs a moment after the signal is sent, and
     rmdir fails with EBUSY until it has. Already-missing directories are fine (idempotent).
     """
-    if not top.exists():
+    try:  # a container's own cgroup has no sub-cgroups: one rmdir, no walk of its files
+        os.rmdir(top)
         return
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+            raise CgroupError(f"rmdir {top}: {e.strerror} (pids {_pids_in(top)})") from e
     dirs = [Path(d) for d, _, _ in os.walk(top, topdown=False)]
     deadline = time.monotonic() + timeout
     for d in dirs:
@@ -707,8 +722,9 @@ class CgroupV1(Cgroup):
     def dirs(self) -> list[Path]:
         # cpu and cpuacct are often one hierarchy reached through two symlinks.
         unique: dict[str, Path] = {}
+        _mounts()
         for d in self._dir.values():
-            unique.setdefault(os.path.join(_real(d.parent), d.name), d)
+            unique.setdefault(os.path.join(_resolved(d.parent), d.name), d)
         return list(unique.values())
 
     def _controller(self, name: str) -> Path:

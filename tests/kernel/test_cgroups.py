@@ -293,6 +293,37 @@ def test_open_list_and_duplicate(sandbox: Sandbox, mode: Mode) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_remove_takes_the_sub_cgroups_a_container_made(sandbox: Sandbox, mode: Mode) -> None:
+    """remove() tries one rmdir of each directory first; a container that made cgroups of
+    its own inside (a writable cgroup mount) still has them all removed, deepest first."""
+    require_root()
+    cg = sandbox.cgroup(mode)
+    for d in cg.dirs():
+        (d / "inner" / "deeper").mkdir(parents=True)
+    cg.remove()
+    assert not any(d.exists() for d in cg.dirs())
+    assert cg.id not in list_lamina_cgroups(mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_create_makes_a_parent_that_is_not_there(mode: Mode) -> None:
+    """create() tries the container's own directory first; where its parent is missing (a
+    --cgroup-parent not made yet) the parent is made, then the directory."""
+    require_root()
+    parent = f"lamina-test-{uuid.uuid4().hex[:8]}/inner"
+    cg = Cgroup.create(f"test-{uuid.uuid4().hex[:12]}", mode=mode, parent=parent)
+    try:
+        assert cg.dirs() and all(d.is_dir() and d.parent.name == "inner" for d in cg.dirs())
+    finally:
+        cg.remove()
+        for d in cg.dirs():
+            with contextlib.suppress(FileNotFoundError):
+                d.parent.rmdir()
+                d.parent.parent.rmdir()
+    assert not any(d.parent.parent.exists() for d in cg.dirs())
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_parent_that_goes_as_it_is_listed_holds_none(mode: Mode,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The last container's remove() takes the shared `lamina` parent with it, whichever

@@ -196,6 +196,20 @@ def test_rules_refused_on_a_populated_cgroup(cgroups: Callable[..., Cgroup],
         proc.wait()
 
 
+def test_a_rule_the_kernel_refuses_names_its_file(cgroups: Callable[..., Cgroup]) -> None:
+    """v1 takes the rules through two files held open, one write each: a rule refused (a
+    child may not allow what its parent denies) is an error naming the rule and the file."""
+    cg = cgroups(Mode.V1, [])  # deny all
+    inner = next(d for d in cg.dirs() if "devices" in str(d)) / "inner"
+    inner.mkdir()
+    try:
+        with pytest.raises(kdev.DeviceError, match=r"write 'c 1:3 rwm' to .*/inner/devices"
+                                                   r"\.allow: Operation not permitted"):
+            kdev.apply_v1(inner, [Rule("c", 1, 3, "rwm")])
+    finally:
+        inner.rmdir()
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_overlay_whiteout_under_deny_all(cgroups: Callable[..., Cgroup], mode: Mode,
                                          tmp_path: Path) -> None:

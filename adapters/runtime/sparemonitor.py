@@ -8,9 +8,11 @@ namespace and forked init beside it, each on the client's clock. A spare is fork
 server once a command has ended, with its PID namespace made, and waits.
 
 How: the server (`keep`, at its start and after each of its commands ends, as it keeps a
-container's cgroup ready) forks one spare through a child that exits at once, so that the
-spare is no child of the server (whose loop reaps only its commands) and is reparented as
-a monitor forked by a command always was. The spare listens on `/run/lamina/spares/<the
+container's cgroup ready) makes one spare that is no child of the server (whose loop
+reaps only its commands): where the server's parent is init (a server a client started,
+or systemd's), cloned as init's child directly (CLONE_PARENT); elsewhere forked through a
+child that exits at once, so that init adopts it, as a monitor forked by a command always
+was. The spare listens on `/run/lamina/spares/<the
 server's stamp>.sock` (a 0700 directory of root's), named so only once it listens. A start
 in one of the server's commands whose monitor would be plain (no --userns-remap, its own
 PID namespace) claims it by renaming that file (one taker wins), connects, and sends the
@@ -86,16 +88,42 @@ def keep() -> None:
         return
     server, path = os.getpid(), path_for(proc.stamp())
     try:
-        child = os.fork()
+        child = _beside(path, ready_r, ready_w) if os.getppid() == 1 else 0
+        if child == 0:
+            child = os.fork()
+            if child == 0:
+                _between(server, path, ready_r, ready_w)
     except OSError:
         os.close(ready_r)
         os.close(ready_w)
         return
-    if child == 0:
-        _between(server, path, ready_r, ready_w)
     os.close(ready_w)
     os.set_blocking(ready_r, False)
     _path, _pending = path, (child, ready_r)
+
+
+def _beside(path: str, ready_r: int, ready_w: int) -> int:
+    """The spare cloned as a child of the server's parent, init (CLONE_PARENT), which reaps
+    it as it reaps an orphan: one fork of the server where _between makes two and an exit
+    (each fork of the ~45 MB server copies its page tables, ~3 ms of CPU, and each exit
+    tears them down: docs/benchmarks.md). Its pid, or 0 where a raw clone can't be made
+    (a thread in the server: userns.clone refuses), and _between does it."""
+    from adapters.kernel import userns
+
+    watch = os.pidfd_open(os.getpid())  # opened ahead: the spare never watches a stranger
+    try:
+        child = userns.clone(CLONE_PARENT)
+    except userns.UsernsError:
+        os.close(watch)
+        return 0
+    if child == 0:
+        os.close(ready_r)
+        _spare(watch, path, ready_w)
+    os.close(watch)
+    return child
+
+
+CLONE_PARENT = 0x00008000
 
 
 def _settled(block: bool) -> bool:
@@ -110,7 +138,7 @@ def _settled(block: bool) -> bool:
         word = frames.read_to_end(ready_r)
     except BlockingIOError:
         return False
-    with contextlib.suppress(ChildProcessError):
+    with contextlib.suppress(ChildProcessError):  # (a spare cloned beside is no child)
         os.waitpid(child, 0)  # it forked the spare and exited: long done
     os.close(ready_r)
     _pending = None

@@ -185,3 +185,52 @@ def test_a_start_with_no_spare_forks_its_own(served: Served) -> None:
     finally:  # unclaimed, it ends with the server
         with contextlib.suppress(FileNotFoundError):
             os.unlink(aside)
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
+
+
+def test_a_server_that_is_inits_child_clones_its_spare_beside_it() -> None:
+    """A server whose parent is init (a client double-forks it) clones the spare as init's
+    child itself (CLONE_PARENT): the pid keep() made is the spare's, no child between. A
+    server with another parent (this test process) forks it through a child that exits."""
+    require_root()
+    theirs, mine = os.pipe()
+    first = os.fork()
+    if first == 0:  # the "server": a grandchild of this process, adopted by init
+        code = 1
+        try:
+            os.close(theirs)
+            if os.fork() == 0:
+                while os.getppid() != 1:
+                    time.sleep(0.001)
+                sparemonitor.keep()
+                assert sparemonitor._pending is not None
+                made = sparemonitor._pending[0]
+                assert sparemonitor._settled(block=True)
+                spare = sparemonitor._pid
+                os.write(mine, f"{made} {spare} {_ppid(spare)}\n".encode())
+                sparemonitor.release()
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(mine)
+    os.waitpid(first, 0)
+    with os.fdopen(theirs) as f:
+        made, spare, parent = map(int, f.read().split())
+    assert made == spare and parent == 1
+    assert wait_for(lambda: not alive(spare))
+
+
+def test_a_server_with_another_parent_forks_its_spare_through_a_child(kept: str) -> None:
+    assert os.getppid() != 1
+    pid = sparemonitor._pid
+    sparemonitor.release()
+    assert wait_for(lambda: not alive(pid))
+    sparemonitor.keep()
+    assert sparemonitor._pending is not None
+    made = sparemonitor._pending[0]
+    assert sparemonitor._settled(block=True)
+    assert made != sparemonitor._pid and _ppid(sparemonitor._pid) != os.getpid()

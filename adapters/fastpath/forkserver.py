@@ -85,9 +85,9 @@ class Commands(Protocol):
         go: the work the command left for after the answer."""
 
     def done(self, pid: int) -> None:
-        """In the server, once its child `pid` (a spare or a command's) is reaped or its
-        command is over: make again what the server keeps for its commands, if that one
-        took it."""
+        """In the server, once its child `pid` (a spare or a command's) is reaped, takes a
+        client, or its command is over: make again what the server keeps for its commands,
+        if a command took it."""
 
     def stopped(self) -> None:
         """In the server, once it serves no more: remove what it kept for its commands."""
@@ -483,7 +483,14 @@ class ForkServer:
 
     def _taken(self) -> None:
         """The spare took a connection: keep a copy of it, and fork the next spare. Or a
-        command's child lists the pages it took (hotpages.py), for the next spares."""
+        command's child lists the pages it took (hotpages.py), for the next spares.
+
+        A connection taken also makes again what a command before it took of what the server
+        keeps (Commands.done: a ready cgroup, a spare monitor), while that command still
+        finishes after its answer: the command just taken asks for them ~10 ms on, and one
+        made only once the command before had finished came too late for it in one run of
+        eight of a tight loop (it forked its own monitor: +14 ms, and a child that can't
+        serve again)."""
         data, ancdata, _flags, _addr = self.ctl.recvmsg(1 + hotpages.MAX_PAGES * 8,
                                                         socket.CMSG_SPACE(4))
         if data[:1] == HOT:
@@ -502,6 +509,7 @@ class ForkServer:
                     continue
                 job.conn = socket.socket(fileno=fd)
         self.spares.pop(pid, None)
+        self.commands.done(pid)
 
     def _back(self, pid: int) -> None:
         """A child whose command is over and that is as it was forked (reuse.py) asks to

@@ -41,7 +41,9 @@ SERVER = textwrap.dedent("""
             open(os.path.join(self.marks, f"finished-{self.after}"), "w").close()
 
         def done(self, pid):
-            if self.busy:  # the first child reaped: the server is away for a second
+            # the first command over (its child reaped, or the next take): the server is
+            # away for a second
+            if self.busy and os.path.exists(os.path.join(self.marks, "finished-0.0")):
                 self.busy = False
                 time.sleep(1.0)
 

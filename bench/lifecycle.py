@@ -41,19 +41,36 @@ PYTHON_CLIENT = [sys.executable, "-S", str(HERE / "bin" / "lamina")]  # as pip i
 
 def timed(fn: Callable[[], object], runs: int, warmup: int = 2,
           before: Callable[[], object] | None = None) -> dict[str, float]:
-    """`fn`'s wall times: median and p95 of `runs`; `before` runs ahead of each, untimed."""
+    """`fn`'s wall times: median and p95 of `runs`; `before` runs ahead of each, untimed.
+    Also the machine's CPU time a run (`cpu`: every process's, the kernel's included, from
+    /proc/stat over the runs and 0.3 s after them, for the work each run leaves behind):
+    back to back on 2 CPUs, a command that takes more CPU than its wall time on one CPU
+    slows the next."""
     for _ in range(warmup):
         fn()
     samples = []
+    time.sleep(0.3)
+    busy = machine_cpu_ms()
     for _ in range(runs):
         if before is not None:
             before()
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
+    time.sleep(0.3)
+    cpu = (machine_cpu_ms() - busy) / runs
     samples.sort()
     return {"median": statistics.median(samples),
-            "p95": samples[min(len(samples) - 1, int(len(samples) * 0.95))]}
+            "p95": samples[min(len(samples) - 1, int(len(samples) * 0.95))], "cpu": cpu}
+
+
+def machine_cpu_ms() -> float:
+    """CPU time the machine has spent busy since boot (user, nice, system, irq, softirq:
+    not idle, I/O wait or steal), in ms."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -496,8 +513,11 @@ def _docker(work: Path, tar: Path, runs: int) -> dict[str, object]:
         docker.close()
 
 
+CPU_ROW = "run --rm true: machine CPU a run"
+
+
 def print_table(results: dict[str, dict]) -> None:
-    rows = ["run --rm true", "create+start+wait+rm", "pause+unpause", "exec true",
+    rows = ["run --rm true", CPU_ROW, "create+start+wait+rm", "pause+unpause", "exec true",
             "monitor RSS (KiB)", "first command (starts the server)"]
     engines = list(results)
     print("| work | " + " | ".join(engines) + " |")
@@ -508,6 +528,8 @@ def print_table(results: dict[str, dict]) -> None:
             v = results[e].get(row)
             if isinstance(v, dict):
                 cells.append(f"{v['median']:.0f} ms (p95 {v['p95']:.0f})")
+            elif row == CPU_ROW and isinstance(results[e].get(rows[0]), dict):
+                cells.append(f"{results[e][rows[0]]['cpu']:.0f} ms")
             elif v is not None:
                 cells.append(str(v))
             else:

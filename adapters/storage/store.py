@@ -404,10 +404,14 @@ class LinuxLayerStore:
 
     def create_rw_layer(self, container_id: str, layers: Sequence[str]) -> str:
         rw = RW_PREFIX + container_id
+        shared = self._shared_init(layers)
         with self.staging() as stage:
             for sub in ("diff", "work", "merged"):
                 os.mkdir(os.path.join(stage, sub))
-            _init_layer(os.path.join(stage, "init"), self.lowers(layers))
+            if shared is None:
+                _init_layer(os.path.join(stage, "init"), self.lowers(layers))
+            else:
+                os.symlink(shared, os.path.join(stage, "init"))
             with open(os.path.join(stage, "lower"), "w") as f:
                 f.write("\n".join(layers))
             with open(os.path.join(stage, "owner"), "w") as f:
@@ -415,6 +419,33 @@ class LinuxLayerStore:
             self.fault("store.staged")
             os.rename(stage, self.layer_dir(rw))
         return rw
+
+    def _shared_init(self, layers: Sequence[str]) -> str | None:
+        """The init layer of every container of this stack of layers, made by the first
+        (its contents depend on the image's layers alone, which never change), as a path
+        relative to a read-write layer's directory; None for an image without layers.
+
+        Why: each container made its own (six directories, four files and the image's
+        owners and modes on them: ~1.5 ms of every create, on the command's clock, and as
+        many entries to delete at its removal). It lives in the top layer's directory,
+        named by the whole stack, and goes with that layer: no container of the stack can
+        outlive it. Two creates making it at once: one rename wins, the other's copy goes."""
+        if not layers:
+            return None
+        import hashlib
+
+        key = hashlib.sha256("\n".join(layers).encode()).hexdigest()[:16]
+        name = f"{INIT_PREFIX}{key}"
+        path = os.path.join(self.layer_dir(layers[-1]), name)
+        if not os.path.isdir(path):
+            with self.staging() as stage:
+                _init_layer(os.path.join(stage, name), self.lowers(layers))
+                try:
+                    os.rename(os.path.join(stage, name), path)
+                except OSError:
+                    if not os.path.isdir(path):
+                        raise  # not made meanwhile by another create: a real failure
+        return os.path.join("..", layers[-1], name)
 
     def lowers(self, layers: Sequence[str]) -> list[str]:
         """Lower directories for overlayfs, top-most first; an empty image gets an empty dir."""
@@ -620,6 +651,7 @@ class LinuxLayerStore:
 # only what the image lacks is made: a directory the image has keeps its own mode, owner and
 # mtime in the union (the init layer is the top-most lower, so its copy would win).
 INIT_DIRS = ("dev", "proc", "sys", "etc", "dev/pts", "dev/shm")
+INIT_PREFIX = "init-"  # a stack's shared init layer, in its top layer's directory
 INIT_FILES = ("etc/hostname", "etc/hosts", "etc/resolv.conf", "dev/console")
 
 

@@ -188,3 +188,53 @@ def test_loaded_image_without_history_or_parent(lam: Root, tmp_path: Path) -> No
                                                 "nohist:1").splitlines()]
     assert [r["Id"][:7] for r in rows] == ["sha256:", "<missin", "<missin"]
     assert lam.inspect("nohist:1")[0]["Parent"] == ""
+
+
+def test_the_containers_of_one_stack_share_its_init_layer(lam: Root) -> None:
+    """The init layer (the mount points and bound files the image lacks) is made once per
+    stack of layers, in its top layer's directory, and every container of that stack has
+    it below its own layer; a container's removal leaves it, the image's takes it."""
+    first = lam.ok("create", "busybox", "true").strip()
+    second = lam.ok("create", "busybox", "true").strip()
+    rws = [lam.root / "layers" / f"rw-{cid}" for cid in (first, second)]
+    assert all((rw / "init").is_symlink() for rw in rws)
+    shared = {(rw / "init").resolve() for rw in rws}
+    assert len(shared) == 1
+    init = shared.pop()
+    top = lam.inspect("busybox")[0]
+    assert init.parent.parent == lam.root / "layers" and init.name.startswith("init-")
+    assert sorted(p.name for p in init.iterdir()) == ["dev", "etc"]  # busybox has the rest
+    assert sorted(p.name for p in (init / "etc").iterdir()) == [
+        "hostname", "hosts", "resolv.conf"]
+    assert len(lam.ok("run", "--rm", "busybox", "cat", "/etc/hostname").strip()) == 12
+    assert lam.ok("diff", first) == ""  # what the init layer holds is no change of its own
+    lam.ok("rm", first, second)
+    assert init.is_dir()
+    lam.ok("rmi", top["Id"])
+    assert not init.exists() and not init.parent.exists()
+
+
+def test_two_creates_making_one_shared_init_layer_both_use_the_one_that_won(
+        lam: Root, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create that finds no init layer makes one and renames it in; one made meanwhile by
+    another create (the rename then fails: not empty) is the one both use."""
+    from adapters.storage.store import LinuxLayerStore
+
+    made = lam.ok("create", "busybox", "true").strip()
+    init = (lam.root / "layers" / f"rw-{made}" / "init").resolve()
+    store = LinuxLayerStore(str(lam.root))
+    layers = (lam.root / "layers" / f"rw-{made}" / "lower").read_text().split()
+    real_isdir, looks = os.path.isdir, []
+
+    def isdir(path: str) -> bool:  # the first look misses it: made "meanwhile"
+        looks.append(path)
+        return real_isdir(path) and not (path == str(init) and len(looks) == 1)
+
+    monkeypatch.setattr(os.path, "isdir", isdir)
+    rw = store.create_rw_layer("f" * 64, layers)
+    monkeypatch.undo()
+    try:
+        assert (Path(store.layer_dir(rw)) / "init").resolve() == init and init.is_dir()
+        assert not os.listdir(store.tmp_dir)  # the copy that lost went with its staging
+    finally:
+        store.remove_rw_layer(rw)

@@ -8,7 +8,7 @@ why they can't disagree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypedDict, cast
 
@@ -158,6 +158,25 @@ def container_brief_of(c: Container) -> ContainerBrief:
                           created=c.created, cmd=c.cmd,
                           config=cast(BriefContainerConfig, config), exit_code=c.exit_code,
                           ran=c.ran, restarting=c.restarting, ports=c.ports, health=c.health)
+
+
+_BRIEF_FIELDS = tuple(f.name for f in fields(ContainerBrief))
+
+
+def brief_doc(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Of a container's document (to_doc's), the brief's fields: what a store keeps beside
+    it for listings, and decodes into a ContainerBrief as it would the whole document."""
+    brief = {name: doc[name] for name in _BRIEF_FIELDS if name in doc}
+    config = doc.get("config") or {}
+    brief["config"] = {key: config[key] for key in BRIEF_CONTAINER_KEYS if key in config}
+    return brief
+
+
+def brief_from_doc(doc: Mapping[str, Any]) -> ContainerBrief:
+    """A ContainerBrief from brief_doc's dict (or a whole container's document)."""
+    brief = brief_doc(doc)
+    return ContainerBrief(**{**brief, "cmd": tuple(brief.get("cmd") or ()),
+                             "ports": tuple(brief.get("ports") or ())})
 
 
 @dataclass(frozen=True, slots=True)

@@ -500,3 +500,38 @@ def test_a_kept_listing_is_read_again_after_any_commit(tmp_path, monkeypatch) ->
     assert names() == [("web", "running")] and len(reads) == 4
     log.suspend()  # a new connection starts its own count
     assert names() == [("web", "running")] and len(reads) == 5
+
+
+def _briefs(log: SqliteEventLog) -> list:
+    log._listed = None  # not the kept listing: the table's own rows
+    return list(log.container_briefs())
+
+
+def test_a_log_from_before_the_briefs_table_gains_it_filled(tmp_path) -> None:
+    """Schema 5 kept no briefs: opening it makes container_briefs from the documents, in
+    their order, the same briefs the whole containers give; rows go with their
+    containers (an rm, a rebuild) and come with new ones."""
+    from core.model import container_brief_of
+
+    root = str(tmp_path)
+    e = _session(root)
+    con = sqlite3.connect(tmp_path / "events.db")
+    con.execute("DROP TRIGGER containers_brief_gone")
+    con.execute("DROP TABLE container_briefs")
+    con.execute("PRAGMA user_version = 5")
+    con.commit()
+    con.close()
+    log = SqliteEventLog(root)
+    assert log.con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    whole = [container_brief_of(c) for c in log.containers()]
+    assert len(whole) > 1 and _briefs(log) == whole
+    e.log = log
+    e.rm("web", force=True)
+    left = [container_brief_of(c) for c in log.containers()]
+    assert _briefs(log) == left and len(left) == len(whole) - 1
+    assert log.con.execute("SELECT count(*) FROM container_briefs").fetchone()[0] == len(left)
+    replay.rebuild(log.con, use_snapshots=False)
+    assert _briefs(log) == left
+    running = [b for b in left if b.state in ("running", "paused")]
+    log._listed = None
+    assert list(log.container_briefs(["running", "paused"])) == running

@@ -3,14 +3,14 @@
 Why: making a container's cgroups is ~2 ms of every start (2.2 ms at load 9: ten mkdirs in
 cgroupfs, a memory cgroup's the dearest, then the cpuset and the device rules), and a
 served start waited for it. The fork server keeps one made (`keep`): `lamina/ready-<its
-pid>.<its start time>`, as a start without options would make a container's (no limits,
-the default device rules). A start of one of its commands whose cgroup would be exactly
-that `take`s it, renamed to `lamina/<id>` (~0.2 ms: cgroup v1 renames a cgroup in place;
-the hybrid's controller-less cgroup2 directory is made anew), and the server makes the next
-one once that command has ended. Anything else (limits, --device, --privileged, a
---cgroup-parent, a start without a server, a host with cgroup2 alone, which renames
-nothing) makes its cgroup as before. Commands that start nothing cost nothing: the one made
-stays.
+pid>.<its start time>`, as a start without options would make a container's (no limits, the
+default device rules). A start of one of its commands whose cgroup would be exactly that
+`take`s it, renamed to `lamina/<id>` (~0.2 ms: cgroup v1 renames a cgroup in place; the
+hybrid's controller-less cgroup2 directory is made anew), and the server makes the next one
+as its next command is taken, or once that command has ended. Anything else (limits,
+--device, --privileged, a --cgroup-parent, a start without a server, a host with cgroup2
+alone, which renames nothing) makes its cgroup as before. Commands that start nothing cost
+nothing: the one made stays.
 
 One set, many takers (commands run side by side): the freezer hierarchy's directory is the
 claim. The server renames it into place last, once the whole set is made under another

@@ -5,20 +5,20 @@ Why: a served start forked its monitor from the command's child, a ~45 MB proces
 of page tables in the fork, then ~1,100 copy-on-write faults (~4 ms) in what the command
 ran next (the union view's mount, the start's record) while the monitor made its PID
 namespace and forked init beside it, each on the client's clock. A spare is forked by the
-server once a command has ended, with its PID namespace made, and waits.
+server ahead of the start that takes it, with its PID namespace made, and waits.
 
-How: the server (`keep`, at its start and after each of its commands ends, as it keeps a
-container's cgroup ready) makes one spare that is no child of the server (whose loop
-reaps only its commands): where the server's parent is init (a server a client started,
-or systemd's), cloned as init's child directly (CLONE_PARENT); elsewhere forked through a
-child that exits at once, so that init adopts it, as a monitor forked by a command always
-was. The spare listens on `/run/lamina/spares/<the
-server's stamp>.sock` (a 0700 directory of root's), named so only once it listens. A start
-in one of the server's commands whose monitor would be plain (no --userns-remap, its own
-PID namespace) claims it by renaming that file (one taker wins), connects, and sends the
-job: the MonitorJob, its descriptors, the command's environment and umask. The connection
-is then the start's control socket, as the socketpair was. Anything else, or no spare (a
-start beside took it, the next is not made yet, no server), forks a monitor as before.
+How: the server (`keep`, at its start, as each child takes a client and after each of its
+commands ends, as it keeps a container's cgroup ready) makes one spare that is no child of
+the server (whose loop reaps only its commands): where the server's parent is init (a
+server a client started, or systemd's), cloned as init's child directly (CLONE_PARENT);
+elsewhere forked through a child that exits at once, so that init adopts it, as a monitor
+forked by a command always was. The spare listens on `/run/lamina/spares/<the server's
+stamp>.sock` (a 0700 directory of root's), named so only once it listens. A start in one of
+the server's commands whose monitor would be plain (no --userns-remap, its own PID
+namespace) claims it by renaming that file (one taker wins), connects, and sends the job:
+the MonitorJob, its descriptors, the command's environment and umask. The connection is
+then the start's control socket, as the socketpair was. Anything else, or no spare (a start
+beside took it, the next is not made yet, no server), forks a monitor as before.
 
 An unclaimed spare also watches its server (a pidfd): when the server ends, killed
 outright or not, it unlinks its file and exits. `release` (the server's stop) claims and

@@ -18,6 +18,20 @@ from events.hashchain import row_hash
 from tests.sessions import engine as _engine
 from tests.sessions import session as _session
 
+
+def _written_by_schema(path, version: int, *statements: str) -> list:
+    """The log at `path` made as schema `version` left it (`statements` undo what came
+    after); its events, to compare with what the migration leaves."""
+    con = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            con.execute(statement)
+        con.execute(f"PRAGMA user_version = {version}")
+        con.commit()
+        return con.execute("SELECT * FROM events ORDER BY seq").fetchall()
+    finally:
+        con.close()
+
 IID, LID, CID = "a" * 64, "b" * 64, "c" * 64
 META = {"uid": 0, "user": "root"}
 
@@ -236,14 +250,8 @@ def test_a_log_from_before_volumes_gains_their_table(tmp_path) -> None:
     """Schema 1 had no volumes table: opening it migrates in place, events untouched."""
     root = str(tmp_path)
     _session(root)
-    path = tmp_path / "events.db"
-    con = sqlite3.connect(path)
-    con.execute("DROP TABLE volumes")
-    con.execute("DROP TABLE networks")
-    con.execute("PRAGMA user_version = 1")
-    con.commit()
-    events_before = con.execute("SELECT * FROM events ORDER BY seq").fetchall()
-    con.close()
+    events_before = _written_by_schema(tmp_path / "events.db", 1, "DROP TABLE volumes",
+                                       "DROP TABLE networks")
     log = SqliteEventLog(root)
     assert log.con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert log.con.execute("SELECT * FROM events ORDER BY seq").fetchall() == events_before
@@ -283,13 +291,9 @@ def test_a_log_from_before_the_type_stream_index_gains_it_and_replays_the_same(t
     root = str(tmp_path)
     e = _session(root)
     e.rm("web", force=True)
-    con = sqlite3.connect(tmp_path / "events.db")
-    con.execute("DROP INDEX events_type_stream")
-    con.execute("CREATE INDEX events_type ON events (type)")
-    con.execute("PRAGMA user_version = 4")
-    con.commit()
-    events_before = con.execute("SELECT * FROM events ORDER BY seq").fetchall()
-    con.close()
+    events_before = _written_by_schema(tmp_path / "events.db", 4,
+                                       "DROP INDEX events_type_stream",
+                                       "CREATE INDEX events_type ON events (type)")
     log = SqliteEventLog(root)
     indexes = {r[0] for r in log.con.execute("SELECT name FROM sqlite_master "
                                              "WHERE type = 'index' AND tbl_name = 'events'")}
@@ -315,11 +319,7 @@ def test_a_log_from_before_networks_gains_their_table(tmp_path) -> None:
     """Schema 2 had no networks table: opening it migrates in place, events untouched."""
     root = str(tmp_path)
     _session(root)
-    con = sqlite3.connect(tmp_path / "events.db")
-    con.execute("DROP TABLE networks")
-    con.execute("PRAGMA user_version = 2")
-    con.commit()
-    con.close()
+    _written_by_schema(tmp_path / "events.db", 2, "DROP TABLE networks")
     log = SqliteEventLog(root)
     assert log.con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     log.append([_net(NET_A, "front", "172.18.0.0/16")], expected={f"network:{NET_A}": 0},
@@ -515,12 +515,8 @@ def test_a_log_from_before_the_briefs_table_gains_it_filled(tmp_path) -> None:
 
     root = str(tmp_path)
     e = _session(root)
-    con = sqlite3.connect(tmp_path / "events.db")
-    con.execute("DROP TRIGGER containers_brief_gone")
-    con.execute("DROP TABLE container_briefs")
-    con.execute("PRAGMA user_version = 5")
-    con.commit()
-    con.close()
+    _written_by_schema(tmp_path / "events.db", 5, "DROP TRIGGER containers_brief_gone",
+                       "DROP TABLE container_briefs")
     log = SqliteEventLog(root)
     assert log.con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     whole = [container_brief_of(c) for c in log.containers()]

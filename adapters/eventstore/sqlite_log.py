@@ -295,12 +295,7 @@ class SqliteEventLog(ReadModel):
         if self._listed is not None and self._listed[0] == self._listing_key(states):
             return list(self._listed[1])
         decode_one = _container_brief()
-        if states is None:
-            rows = self.con.execute("SELECT brief FROM container_briefs ORDER BY made")
-        else:
-            rows = self.con.execute(
-                f"SELECT brief FROM container_briefs WHERE state IN "
-                f"({','.join('?' * len(states))}) ORDER BY made", tuple(states))
+        rows = self._in_states("SELECT brief FROM container_briefs", "made", states)
         with no_collections():
             return [decode_one(doc) for (doc,) in rows]
 
@@ -462,11 +457,16 @@ class SqliteEventLog(ReadModel):
         return aggregates(kind, self._docs_in(kind, states))
 
     def _docs_in(self, kind: str, states: Sequence[str] | None) -> sqlite3.Cursor:
+        return self._in_states(f"SELECT doc FROM {kind}s", "rowid", states)
+
+    def _in_states(self, select: str, order: str, states: Sequence[str] | None
+                   ) -> sqlite3.Cursor:
+        """`select`'s rows, or those in `states` (filtered in SQL), ordered by `order`."""
         if states is None:
-            return self.con.execute(f"SELECT doc FROM {kind}s ORDER BY rowid")
+            return self.con.execute(f"{select} ORDER BY {order}")
         marks = ",".join("?" * len(states))
-        return self.con.execute(
-            f"SELECT doc FROM {kind}s WHERE state IN ({marks}) ORDER BY rowid", tuple(states))
+        return self.con.execute(f"{select} WHERE state IN ({marks}) ORDER BY {order}",
+                                tuple(states))
 
     def image_briefs(self, ids: Collection[str]) -> list[ImageBrief]:
         """Each image's document decoded straight into its brief (events/codec.py

@@ -531,3 +531,16 @@ def test_a_log_from_before_the_briefs_table_gains_it_filled(tmp_path) -> None:
     running = [b for b in left if b.state in ("running", "paused")]
     log._listed = None
     assert list(log.container_briefs(["running", "paused"])) == running
+
+
+def test_a_brief_the_fast_decoder_refuses_reads_the_same_the_slow_way(tmp_path) -> None:
+    """container_briefs' decoder falls back to core/model.py brief_from_doc for a text
+    msgspec refuses: the same brief as the whole container gives."""
+    from adapters.eventstore.sqlite_log import _container_brief
+    from core.model import brief_doc, brief_from_doc, container_brief_of, to_doc
+
+    log = _session(str(tmp_path)).log
+    for c in log.containers():
+        doc = brief_doc(to_doc(c))
+        assert brief_from_doc(doc) == container_brief_of(c)
+        assert _container_brief()(json.dumps({**doc, "ran": "not a bool"})).ran == "not a bool"

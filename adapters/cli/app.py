@@ -257,6 +257,7 @@ WARM_MODULES = (
     "core.logfilter", "calendar", "adapters.record_exit", "adapters.dockerapi.shapes",
     "core.sizes", "adapters.storage.inspect", "adapters.deferred", "adapters.shutdown_mark",
     "adapters.kernel.readycgroup", "adapters.kernel.rtbudget",  # the server's cgroups
+    "adapters.eventstore.peek",  # each monitor's look at the log as its container ends
 )
 
 WARM_SAMPLES = (("ps", "-a"), ("run", "--rm", "-e", "A=b", "--name", "x", "image", "true"),

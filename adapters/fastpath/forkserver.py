@@ -46,6 +46,7 @@ from typing import Protocol
 from adapters.fastpath import hotpages, reuse
 from adapters.fastpath.client import CLI_LOCK, REFUSED, RUN_HERE, SOCKET_NAME
 from adapters.fastpath.peer import View, peer_of, runs_like, view_of
+from adapters.kernel import proc
 from core.errors import Conflict
 
 MAX_REQUEST = 1 << 20
@@ -726,8 +727,7 @@ def run_command(request: Request, fds: list[int], peer: dict[str, int],
     if os.getsid(0) != os.getpid():  # a child serving its second command has its own
         os.setsid()  # the server's session and signals are not the command's
     os.umask(request.umask)
-    os.environ.clear()
-    os.environ.update(request.env)
+    proc.take_environment(request.env)
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stdio
     sys.stdout = open(1, "w", buffering=1 if os.isatty(1) else -1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)  # noqa: SIM115

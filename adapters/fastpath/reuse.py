@@ -30,6 +30,7 @@ import signal
 from dataclasses import dataclass
 
 from adapters.fastpath.peer import LIMITS, View, view_of
+from adapters.kernel import proc
 
 MAX_COMMANDS = 100
 SIGNALS = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
@@ -64,8 +65,7 @@ def baseline(listener: int) -> Baseline:
 def restore(base: Baseline) -> None:
     """Put back what every command sets for itself (forkserver.run_command): the
     environment, directory, umask and the handlers of SIGTERM, SIGHUP, SIGCHLD, SIGINT."""
-    os.environ.clear()
-    os.environ.update(base.env)
+    proc.take_environment(dict(base.env))
     os.chdir(base.cwd)
     os.umask(base.umask)
     for sig in OWN_HANDLERS:

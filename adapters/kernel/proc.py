@@ -10,6 +10,7 @@ chance this module accepts: the check is a cheap guard, not a proof).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 
 def stat_fields(pid: int | str) -> list[str] | None:
@@ -91,6 +92,20 @@ def wait_gone(text: str, timeout: float) -> bool:
         return bool(select.select([fd], [], [], max(timeout, 0))[0])  # readable: it ended
     finally:
         os.close(fd)
+
+
+def take_environment(env: Mapping[str, str]) -> None:
+    """Make this process's environment (os.environ and the C one its children inherit)
+    exactly `env`, unsetting and setting only the entries that differ. A served command's
+    child takes its client's environment and a spare monitor its start's, mostly the one
+    they have: clear() and update() unset and set every entry again (35 entries: 0.17 ms
+    of CPU, against 0.04)."""
+    current = os.environ
+    for key in [key for key in current if key not in env]:
+        del current[key]
+    for key, value in env.items():
+        if current.get(key) != value:
+            current[key] = value
 
 
 def close_all_but(keep: set[int]) -> None:

@@ -346,8 +346,7 @@ def _run(handed: Handed, fds: list[int], conn: socket.socket) -> int:
     numbers its plan has here."""
     from adapters.runtime import monitor
 
-    os.environ.clear()
-    os.environ.update(handed.env)
+    proc.take_environment(handed.env)
     os.umask(handed.umask)
     moved = dict(zip(handed.fds, fds, strict=True))
     job = dataclasses.replace(handed.job, plan=renumbered(handed.job.plan, moved))

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from adapters.fastpath import reuse
+from adapters.kernel import proc
 
 
 def in_child(test: Callable[..., None]) -> Callable[..., None]:
@@ -185,3 +186,26 @@ def test_restore_puts_back_environment_directory_umask_and_the_commands_handlers
     assert "REUSE_TEST" not in os.environ and os.getcwd() == str(tmp_path)
     assert os.umask(0o022) == base.umask
     assert reuse.changed(base, 1) is None
+
+
+@in_child
+def test_take_environment_leaves_exactly_the_given_one_for_children_too() -> None:
+    os.environ.update({"KEEP": "same", "CHANGE": "old", "DROP": "gone"})
+    wanted = {**{k: v for k, v in os.environ.items() if k != "DROP"},
+              "CHANGE": "new", "ADD": "added"}
+    proc.take_environment(wanted)
+    assert dict(os.environ) == wanted
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # what an exec'd child inherits is the C environment, not os.environ
+        os.dup2(w, 1)
+        os.execv("/usr/bin/env", ["env", "-0"])
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        inherited = dict(item.decode().partition("=")[::2]
+                         for item in f.read().split(b"\0") if item)
+    os.waitpid(pid, 0)
+    # (only os.environ's keys are ours to set: a library of the test runner's, readline,
+    # puts LINES and COLUMNS in the C environment behind its back)
+    assert {key: inherited.get(key) for key in wanted} == wanted
+    assert "DROP" not in inherited

@@ -187,7 +187,9 @@ FIELDS: tuple[Field, ...] = (
           "options refused by name"),
     Field("HostConfig.ContainerIDFile", "--cidfile", C,
           note="written by the client, as docker's daemon leaves it to its CLI"),
-    Field("HostConfig.ConsoleSize", "", C, note="the client sizes the terminal after start"),
+    Field("HostConfig.ConsoleSize", "-t, --tty", A, "console_size",
+          "[height, width]: the terminal's size as the container starts (run and create -t "
+          "send the client's terminal's); later resizes come from the attached client"),
     Field("HostConfig.Annotations", "--annotation", R, "annotations", "no OCI runtime below"),
     Field("HostConfig.Runtime", "--runtime", A, "runtime",
           "runc only, docker's default runtime's name: lamina is its own runtime; others "

@@ -45,6 +45,9 @@ class ProcessSpec:
     log_max_size: int = -1  # --log-opt max-size, in bytes; -1: no rotation
     log_max_file: int = 1  # --log-opt max-file
     shm_size: int = DEFAULT_SHM_SIZE  # --shm-size: /dev/shm's tmpfs, in bytes
+    # with tty: the terminal's (rows, columns) as the container starts (HostConfig.
+    # ConsoleSize; `run -t` sends its own terminal's); (0, 0): left to the first resize
+    console_size: tuple[int, int] = (0, 0)
 
 
 HOST_GATEWAY = "host-gateway"
@@ -196,4 +199,5 @@ def process_spec(image_config: Mapping[str, Any], cmd: Sequence[str],
         rlimits=runopts.rlimits(options),
         log_driver=log["Type"], log_max_size=max_size, log_max_file=max_file,
         shm_size=options.get("shm_size") or DEFAULT_SHM_SIZE,
+        console_size=runopts.console_size(options),
     )

@@ -210,6 +210,23 @@ class LogsNotSupported(BadInput):
     """docker's ErrReadLogsNotSupported (its API answers 501)."""
 
 
+# --- the terminal's size ---------------------------------------------------------------------
+
+
+def checked_console_size(value: Any) -> list[int]:
+    """docker's HostConfig.ConsoleSize: [height, width], each 0-65535 (a winsize's fields)."""
+    if not isinstance(value, list | tuple) or len(value) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF for v in value):
+        raise BadInput(f"invalid ConsoleSize: {value!r}: [height, width] expected")
+    return [int(value[0]), int(value[1])]
+
+
+def console_size(options: Mapping[str, Any]) -> tuple[int, int]:
+    """The recorded (rows, columns) a terminal starts with; (0, 0) when none was given."""
+    rows, cols = options.get("console_size") or (0, 0)
+    return rows, cols
+
+
 # --- all of them, at create ----------------------------------------------------------------
 
 
@@ -241,6 +258,10 @@ def normalized(options: Mapping[str, Any]) -> dict[str, Any]:
             raise BadInput("SHM size can not be less than 0")
         if not out["shm_size"]:
             del out["shm_size"]
+    if "console_size" in out:
+        out["console_size"] = checked_console_size(out["console_size"])
+        if out["console_size"] == [0, 0]:
+            del out["console_size"]
     if "init" in out:
         if not isinstance(out["init"], bool):
             raise BadInput(f"invalid Init: {out['init']!r}")

@@ -63,6 +63,7 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
                "user": args.user,
                "hostname": args.hostname, "network": args.network, "memory": memory,
                "pids": args.pids_limit, "cpus": cpus, "shm_size": shm, "tty": args.tty,
+               "console_size": _console_size() if args.tty else None,
                "interactive": args.interactive, "privileged": args.privileged,
                # docker's CLI: stdin attached (-i, not -d) closes when the client's ends
                "stdin_once": args.interactive and not getattr(args, "detach", False),
@@ -90,6 +91,16 @@ def create_options(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "stop_timeout", None) is not None:
         options["stop_timeout"] = args.stop_timeout
     return options
+
+
+def _console_size() -> list[int] | None:
+    """Our terminal's size, for a container with one (docker's CLI sends it as
+    HostConfig.ConsoleSize): its process starts with it, not with 0x0 until our first
+    resize lands (`stty size` as the first command failed)."""
+    from adapters.runtime.terminal import window_size
+
+    size = window_size()
+    return list(size) if size else None
 
 
 def _healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:

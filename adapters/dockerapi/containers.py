@@ -251,6 +251,7 @@ _DEFAULTS: dict[str, tuple[Any, ...]] = {
     "HostConfig.NetworkMode": ("default",), "HostConfig.CgroupnsMode": ("private",),
     "HostConfig.MemorySwappiness": (-1,),
     "HostConfig.PidsLimit": (-1,), "HostConfig.MemorySwap": (-1,),
+    "HostConfig.ConsoleSize": ([0, 0],),
 }
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "HostConfig.NanoCpus": lambda v: v / 1e9,

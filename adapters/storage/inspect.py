@@ -204,6 +204,7 @@ def resource_host_config(opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("memory_swappiness") == 0:
         out["MemorySwappiness"] = 0
     return {**out, "ShmSize": opts.get("shm_size") or DEFAULT_SHM_SIZE,
+            "ConsoleSize": list(opts.get("console_size") or (0, 0)),
             "CgroupnsMode": "private", "CgroupParent": opts.get("cgroup_parent") or "",
             "Isolation": opts.get("isolation") or "",
             "Runtime": opts.get("runtime") or "runc"}

@@ -37,11 +37,17 @@ def _argv(lamina: Lamina, *argv: str) -> list[str]:
 class Terminal:
     """A lamina command on a pseudo-terminal, as a person types at it."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], size: tuple[int, int] | None = None) -> None:
         import pty
 
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
+            if size is not None:  # (rows, columns), as the person's window has it
+                import fcntl
+                import struct
+                import termios
+
+                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
             os.execv(argv[0], argv)
         self.out = b""
 
@@ -97,6 +103,21 @@ def _wait_attached(lamina: Lamina, name: str, count: int) -> None:
 
 def _running(lamina: Lamina, name: str) -> bool:
     return lamina.ok("inspect", "-f", "{{.State.Running}}", name).strip() == "true"
+
+
+# --- a terminal's size ---------------------------------------------------------------------------
+
+
+def test_run_t_starts_with_the_terminals_size(lamina: Lamina) -> None:
+    """The container's first process reads its terminal's size, not 0x0 until the client's
+    first resize lands (`stty size` failed so): run -t records ours as ConsoleSize."""
+    term = Terminal(_argv(lamina, "run", "-t", "--name", "sized", "--network", "none",
+                          "busybox", "stty", "size"), size=(37, 121))
+    assert term.wait() == 0, term.out
+    assert term.out.split() == [b"37", b"121"]
+    assert lamina.ok("inspect", "-f", "{{json .HostConfig.ConsoleSize}}", "sized") == \
+        "[37,121]\n"
+    lamina.ok("rm", "sized")
 
 
 # --- logs ---------------------------------------------------------------------------------------

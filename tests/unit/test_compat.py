@@ -46,7 +46,7 @@ def test_api_defaults_are_no_request_and_requests_are_refused() -> None:
     body = {"Image": "busybox", "Cmd": ["true"], "Volumes": {}, "Labels": {},
             "HostConfig": {"NetworkMode": "default", "LogConfig": {"Type": "", "Config": {}},
                            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-                           "MemorySwappiness": -1, "PidsLimit": 0, "ConsoleSize": [24, 80],
+                           "MemorySwappiness": -1, "PidsLimit": 0, "ConsoleSize": [0, 0],
                            "Binds": None, "CgroupnsMode": "", "KernelMemory": 0},
             "NetworkingConfig": {"EndpointsConfig": {"default": {"IPAMConfig": None}}}}
     _, options = api_options(body)

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from adapters.dockerapi.containers import create_options as api_options
 from adapters.runtime import logfile
 from core import runopts
 from core.errors import BadInput
@@ -63,6 +64,19 @@ def test_init_runs_the_command_under_docker_init():
 
 
 # --- stop --------------------------------------------------------------------------------------
+
+def test_console_size_recorded_as_docker_sends_it_and_given_to_the_spec():
+    _, options = api_options({"Image": "busybox", "Tty": True,
+                              "HostConfig": {"ConsoleSize": [30, 100]}})
+    recorded = runopts.normalized(options)
+    assert recorded["console_size"] == [30, 100]
+    assert process_spec({}, ["sh"], recorded, "c" * 64).console_size == (30, 100)
+    assert "console_size" not in runopts.normalized({"console_size": [0, 0]})
+    assert process_spec({}, ["sh"], {}, "c" * 64).console_size == (0, 0)
+    for bad in ([30], [30, -1], ["30", "100"], [30, 1 << 16], 30, [True, 1]):
+        with pytest.raises(BadInput, match="^invalid ConsoleSize: .*\\[height, width\\]"):
+            runopts.normalized({"console_size": bad})
+
 
 def test_stop_signal_the_flag_then_the_image_then_term():
     assert runopts.stop_signal({"stop_signal": "USR1"}, IMAGE["config"]) == 10

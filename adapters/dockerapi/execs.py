@@ -4,6 +4,7 @@ connection: ExecStarted/ExecExited are its events), inspect (its exit code)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from typing import Any
 
@@ -17,8 +18,8 @@ MAX_EXECS = 10000  # finished instances kept for inspect; the oldest go first
 
 
 # An exec's fields lamina doesn't build: a request that sets one is refused by name and
-# recorded (the others, Cmd, Env, WorkingDir, User, Tty, DetachKeys and the Attach* flags,
-# are applied; ConsoleSize is the client's).
+# recorded (the others, Cmd, Env, WorkingDir, User, Tty, ConsoleSize, DetachKeys and the
+# Attach* flags, are applied).
 EXEC_REFUSED = {"Privileged": "exec --privileged"}
 
 
@@ -42,6 +43,7 @@ async def create(ctx: Ctx, req: Request, ref: str) -> int:
     try:
         asked = next((v for k, v in body.items() if k.lower() == "detachkeys"), None)
         keys = detach_keys(asked or None)  # Go's JSON names match case-insensitively
+        size = _console_size(body)
     except LaminaError as err:
         raise HttpError(400, str(err)) from None
     c = find_container(ctx, ref)
@@ -58,11 +60,24 @@ async def create(ctx: Ctx, req: Request, ref: str) -> int:
         "AttachStdin": bool(body.get("AttachStdin")),
         "AttachStdout": bool(body.get("AttachStdout", True)),
         "AttachStderr": bool(body.get("AttachStderr", True)),
-        "DetachKeys": keys.hex(), "Running": False, "ExitCode": None, "done": None,
+        "DetachKeys": keys.hex(), "ConsoleSize": size, "Running": False, "ExitCode": None,
+        "done": None,
     }
     _trim(ctx)
     await req.conn.respond(201, dumps({"Id": exec_id}))
     return 201
+
+
+def _console_size(body: Any) -> list[int] | None:
+    """ConsoleSize [height, width] of an exec's create or start body (docker's CLI sends it
+    in both); None when it is absent or [0, 0]."""
+    from core.runopts import checked_console_size
+
+    value = body.get("ConsoleSize") if isinstance(body, dict) else None
+    if value is None:
+        return None
+    size = checked_console_size(value)
+    return size if any(size) else None
 
 
 def _trim(ctx: Ctx) -> None:
@@ -86,23 +101,37 @@ async def start(ctx: Ctx, req: Request, exec_id: str) -> Any:
     raw = bool(body.get("Tty")) if isinstance(body, dict) else False  # framing: start's Tty
     if inst["Running"] or inst["ExitCode"] is not None:
         raise HttpError(409, f"exec {exec_id[:12]} has already run")
+    try:
+        size = _console_size(body)
+    except LaminaError as err:
+        raise HttpError(400, str(err)) from None
     fd = req.conn.sock.fileno()
     upgrade = req.upgrade
-    spec = {k: v for k, v in inst.items() if k != "done"}
+    # its terminal's resizes (/exec/ID/resize) reach the worker that holds the pty here
+    resize_r, resize_w = os.pipe2(os.O_CLOEXEC) if inst["Tty"] and not detach else (-1, -1)
+    spec = {**{k: v for k, v in inst.items() if k not in ("done", "resize_w")},
+            "ConsoleSize": size or inst["ConsoleSize"], "resize_fd": resize_r}
 
     def job(e: Any, _: Any) -> int:
         return streams.exec_stream(e, fd, upgrade, spec, detach, raw)
 
-    r = ctx.workers.fork(job, ctx.meta(req), keep=(fd,))
+    try:
+        r = ctx.workers.fork(job, ctx.meta(req), keep=(fd, resize_r) if resize_r >= 0 else (fd,))
+    finally:
+        if resize_r >= 0:
+            os.close(resize_r)
     req.conn.taken = True
     req.conn.close()
     inst["Running"] = True
+    inst["resize_w"] = resize_w
     inst["done"] = asyncio.ensure_future(_finish(ctx, inst, r))
     return TAKEN
 
 
 async def _finish(ctx: Ctx, inst: dict[str, Any], r: int) -> None:
     report = await ctx.workers.report(r)
+    if inst.get("resize_w", -1) >= 0:
+        os.close(inst.pop("resize_w"))
     inst["Running"] = False
     inst["ExitCode"] = report.value if report.ok and isinstance(report.value, int) else 126
     inst["Error"] = report.error
@@ -127,6 +156,15 @@ async def inspect(ctx: Ctx, req: Request, exec_id: str) -> int:
 
 @route("POST", "/exec/(?P<exec_id>[^/]+)/resize", body="none")
 async def resize(ctx: Ctx, req: Request, exec_id: str) -> int:
-    _instance(ctx, exec_id)
+    """The running exec's terminal resized: the worker relaying its pty sets the size. An
+    exec without a terminal, or not running, has none to size (docker's answer: 200)."""
+    inst = _instance(ctx, exec_id)
+    h, w = req.q("h") or "0", req.q("w") or "0"
+    if not (h.isdigit() and w.isdigit()):
+        raise HttpError(400, "resize needs numeric h and w")
+    fd = inst.get("resize_w", -1)
+    if fd >= 0 and int(h) and int(w):
+        with contextlib.suppress(OSError):
+            os.write(fd, f"{h} {w}\n".encode())
     await req.conn.respond(200)
     return 200

@@ -291,7 +291,8 @@ def exec_stream(e: Any, fd: int, upgrade: bool, inst: dict[str, Any], detach: bo
     tty = bool(inst["Tty"])
     options = {"env": inst["Env"], "workdir": inst["WorkingDir"], "tty": tty,
                "interactive": bool(inst["AttachStdin"]),
-               "detach_keys": bytes.fromhex(inst.get("DetachKeys") or ""), "stay": True}
+               "detach_keys": bytes.fromhex(inst.get("DetachKeys") or ""), "stay": True,
+               "console_size": inst.get("ConsoleSize"), "resize_fd": inst.get("resize_fd", -1)}
     argv, user, cid = inst["Cmd"], inst["User"], inst["ContainerID"]
     if detach:
         conn.sendall(raw_response(200, "OK", [("Content-Type", "application/json")], b""))

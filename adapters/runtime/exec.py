@@ -33,7 +33,15 @@ from adapters.kernel import libc, namespaces
 from adapters.kernel.proc import is_init_of
 from adapters.runtime import frames, nativejoin, users
 from adapters.runtime.init import exec_process, fail, made_for_it, process_env
-from adapters.runtime.terminal import Detached, PipeRelay, drain, outlive, proxy_pty
+from adapters.runtime.terminal import (
+    Detached,
+    PipeRelay,
+    drain,
+    outlive,
+    proxy_pty,
+    set_size,
+    window_size,
+)
 from core.ports import ExecDetached
 from core.process import ProcessSpec, merge_env
 
@@ -117,7 +125,8 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
                             durable)
     _own_std_fds()
     detached = bool(options.get("detach"))
-    stdio = _no_stdio() if detached else make_stdio(tty, interactive)
+    stdio = _no_stdio() if detached else make_stdio(tty, interactive,
+                                                     _start_size(options))
     if target.root_ids is not None:  # the container's root gives them to its user
         for fd in set(stdio.child):
             if made_for_it(fd):  # not a stdin of /dev/null: that is the host's node
@@ -144,7 +153,8 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     _sync_start(child, tty or interactive, durable)
     stay = bool(options.get("stay"))
     try:
-        _relay(stdio, child, interactive, options.get("detach_keys"), stay)
+        _relay(stdio, child, interactive, options.get("detach_keys"), stay,
+               int(options.get("resize_fd", -1)))
     except Detached:
         assert stdio.master is not None
         raise ExecDetached(_watcher(target, stdio.master, child, err_r, done_r, stay,
@@ -286,11 +296,21 @@ def _own_std_fds() -> None:
             os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
 
 
-def make_stdio(tty: bool, interactive: bool) -> Stdio:
-    """A pty with -t; else pipes for stdout and stderr, and for stdin a pipe with -i or
-    /dev/null without (docker's closed stdin). All close-on-exec until J moves them."""
+def _start_size(options: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The size an exec's terminal starts with: the API's ConsoleSize, else our own
+    terminal's (the CLI's client's)."""
+    given = options.get("console_size")
+    return (int(given[0]), int(given[1])) if given else window_size()
+
+
+def make_stdio(tty: bool, interactive: bool, size: tuple[int, int] | None = None) -> Stdio:
+    """A pty with -t (at `size`, rows and columns, before the process reads it); else pipes
+    for stdout and stderr, and for stdin a pipe with -i or /dev/null without (docker's
+    closed stdin). All close-on-exec until J moves them."""
     if tty:
         master, slave = os.openpty()
+        if size is not None and all(size):
+            set_size(master, *size)
         return Stdio(child=(slave, slave, slave), outputs={}, master=master)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -302,9 +322,9 @@ def make_stdio(tty: bool, interactive: bool) -> Stdio:
 
 
 def _relay(stdio: Stdio, child: int, interactive: bool, detach_keys: bytes | None = None,
-           stay: bool = False) -> None:
+           stay: bool = False, resize_fd: int = -1) -> None:
     if stdio.master is not None:
-        proxy_pty(stdio.master, child, interactive, detach_keys, stay)
+        proxy_pty(stdio.master, child, interactive, detach_keys, stay, resize_fd)
         return
     done = os.pidfd_open(child)
     try:

@@ -14,17 +14,14 @@ lean interpreter this process execs, which stays init's parent.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import socket
-import struct
-import termios
 from dataclasses import dataclass
 
 from adapters.kernel import libc, proc
 from adapters.kernel.proc import close_all_but
-from adapters.runtime import frames, nativeinit, nativejoin, supervise
+from adapters.runtime import frames, nativeinit, nativejoin, supervise, terminal
 from adapters.runtime.init import InitPlan, made_for_it
 from adapters.runtime.init import run as run_init
 
@@ -72,9 +69,8 @@ def _stdio_pipes(job: MonitorJob) -> tuple[dict[int, str], int | None]:
     plan = job.plan
     if plan.spec.tty:
         master, slave = os.openpty()
-        if any(plan.spec.console_size):  # the size it starts with, before any resize
-            rows, cols = plan.spec.console_size
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        if all(plan.spec.console_size):  # the size it starts with, before any resize
+            terminal.set_size(master, *plan.spec.console_size)
         plan.stdin = plan.stdout = plan.stderr = slave
         plan.console = os.ttyname(slave)
         if plan.idmap is not None:

@@ -43,10 +43,29 @@ def window_size() -> tuple[int, int] | None:
     return rows, cols
 
 
+def set_size(fd: int, rows: int, cols: int) -> None:
+    """A pty's window size (its master's or its slave's: they share it)."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
 def _set_size(fd: int) -> None:
     size = window_size()
     if size:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+        set_size(fd, *size)
+
+
+def _resized(fd: int, master: int) -> bool:
+    """Apply the last "ROWS COLS" line a server's resize pipe holds (the Docker API's
+    /exec/ID/resize); False once the pipe is closed."""
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        data = b""
+    words = data.split()
+    if len(words) >= 2 and words[-2].isdigit() and words[-1].isdigit():
+        with contextlib.suppress(OSError):
+            set_size(master, int(words[-2]), int(words[-1]))
+    return bool(data)
 
 
 def _on_winch(fn: Callable[[], None]) -> None:
@@ -54,13 +73,15 @@ def _on_winch(fn: Callable[[], None]) -> None:
 
 
 def proxy_pty(master: int, child: int, interactive: bool = True,
-              detach_keys: bytes | None = None, stay: bool = False) -> None:
+              detach_keys: bytes | None = None, stay: bool = False,
+              resize_fd: int = -1) -> None:
     """Copy the pty to our stdout, and with -i our stdin to the pty, until the process
     hangs up (docker's `exec -t` without -i reads nothing of ours). With -i, typing
     `detach_keys` lets go of the process, which runs on (docker's exec detach): we raise
     Detached, the pty still open (whoever watches the process drains it: `drain`); with
     `stay` (a server's worker) our stdio's socket is shut first, else the process is
-    put out of our terminal's foreground group (its hang-up must spare it)."""
+    put out of our terminal's foreground group (its hang-up must spare it). Resizes come
+    from our terminal (SIGWINCH), or from `resize_fd` (a server's worker: ROWS COLS lines)."""
     from core.logfilter import EscapeProxy
 
     _set_size(master)
@@ -71,10 +92,16 @@ def proxy_pty(master: int, child: int, interactive: bool = True,
     sel.register(master, selectors.EVENT_READ)
     if interactive:
         sel.register(stdin, selectors.EVENT_READ)
+    if resize_fd >= 0:
+        sel.register(resize_fd, selectors.EVENT_READ)
     detached = False
     with raw_terminal() if interactive else contextlib.nullcontext():
         while True:
             for key, _ in sel.select():
+                if key.fd == resize_fd:
+                    if not _resized(resize_fd, master):
+                        sel.unregister(resize_fd)
+                    continue
                 if key.fd == master:
                     try:
                         data = os.read(master, 65536)

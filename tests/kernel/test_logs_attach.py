@@ -108,7 +108,7 @@ def _running(lamina: Lamina, name: str) -> bool:
 # --- a terminal's size ---------------------------------------------------------------------------
 
 
-def test_run_t_starts_with_the_terminals_size(lamina: Lamina) -> None:
+def test_run_t_and_exec_t_start_with_the_terminals_size(lamina: Lamina) -> None:
     """The container's first process reads its terminal's size, not 0x0 until the client's
     first resize lands (`stty size` failed so): run -t records ours as ConsoleSize."""
     term = Terminal(_argv(lamina, "run", "-t", "--name", "sized", "--network", "none",
@@ -118,6 +118,11 @@ def test_run_t_starts_with_the_terminals_size(lamina: Lamina) -> None:
     assert lamina.ok("inspect", "-f", "{{json .HostConfig.ConsoleSize}}", "sized") == \
         "[37,121]\n"
     lamina.ok("rm", "sized")
+    lamina.ok("run", "-d", "--name", "sized", "--network", "none", "busybox", "sleep", "60")
+    term = Terminal(_argv(lamina, "exec", "-t", "sized", "stty", "size"), size=(23, 77))
+    assert term.wait() == 0, term.out
+    assert term.out.split() == [b"23", b"77"]
+    lamina.ok("rm", "-f", "sized")
 
 
 # --- logs ---------------------------------------------------------------------------------------

@@ -472,6 +472,28 @@ def test_exec_start_socket(case: Case) -> None:
     assert data.decode("utf-8") == line
 
 
+def test_exec_terminal_starts_at_its_console_size_and_follows_resizes(case: Case) -> None:
+    """An exec's terminal starts at the ConsoleSize of its create (docker's CLI sends its
+    own terminal's) and follows /exec/ID/resize, which lamina used to answer and drop."""
+    api = case.client
+    container_id = _cat_container(case)
+    res = api._post_json(api._url("/containers/{0}/exec", container_id), data={
+        "Cmd": ["stty", "size"], "Tty": True, "AttachStdout": True, "ConsoleSize": [33, 99]})
+    assert api.exec_start(api._result(res, True)["Id"], tty=True) == b"33 99\r\n"
+    exec_id = api.exec_create(container_id, ["sh", "-c", "while read x; do stty size; done"],
+                              stdin=True, tty=True)["Id"]
+    sock = api.exec_start(exec_id, socket=True, tty=True)._sock
+    case.addCleanup(sock.close)
+    api.exec_resize(exec_id, height=40, width=120)
+    out, deadline = b"", time.monotonic() + 10
+    sock.settimeout(0.5)
+    while b"40 120" not in out and time.monotonic() < deadline:
+        sock.sendall(b"\n")  # each line asks the size again
+        with contextlib.suppress(TimeoutError):
+            out += sock.recv(4096)
+    assert b"40 120" in out, out
+
+
 def test_exec_start_detached(case: Case) -> None:
     container_id = _cat_container(case)
 

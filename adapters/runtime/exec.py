@@ -24,6 +24,8 @@ of this process (`_joiner`, `_execer`): the same steps, the same words.
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,10 +69,12 @@ class Stdio:
     child: tuple[int, int, int]
     outputs: dict[int, int]  # our read end of a pipe -> our fd (1, 2) it is copied to
     stdin: int | None = None  # our write end of its stdin pipe (-i without -t)
-    master: int | None = None  # the pty's master (-t)
+    master: int | None = None  # the pty's master (-t), once E has sent it
+    console: int | None = None  # our end of the socket E sends it on (-t)
 
     def ours(self) -> list[int]:
-        return [*self.outputs, *(fd for fd in (self.stdin, self.master) if fd is not None)]
+        return [*self.outputs, *(fd for fd in (self.stdin, self.master, self.console)
+                                 if fd is not None)]
 
 
 def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: str,
@@ -86,10 +90,13 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     once it has run START_SYNC_WITHIN without ending (_sync_start); `forked()` runs in this
     process once the joiner is forked (the caller's cgroups.Warming waits there: see
     LinuxRuntime.exec)."""
-    tty, interactive = bool(options.get("tty")), bool(options.get("interactive"))
+    detached = bool(options.get("detach"))  # exec -d: /dev/null, no terminal (docker's)
+    tty = bool(options.get("tty")) and not detached
+    interactive = bool(options.get("interactive"))
     proc = ProcessSpec(argv=tuple(argv), env=merge_env(spec.env, options.get("env") or []),
                        cwd=options.get("workdir") or spec.cwd, user=user or spec.user,
-                       tty=tty, security=spec.security, rlimits=spec.rlimits)
+                       tty=tty, security=spec.security, rlimits=spec.rlimits,
+                       console_size=_start_size(options) if tty else (0, 0))
     try:
         pidfd, flags = hold_init(target)
     except (OSError, namespaces.NotJoinable):
@@ -111,7 +118,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
                 proc, ident, process_env(proc, ident), flags=flags,
                 remapped=target.root_ids is not None, cgroups=len(target.cgroup_dirs),
                 done=watched,
-                seccomp=seccomp)
+                seccomp=seccomp, console=True)
             cgroups = nativejoin.open_cgroups(target.cgroup_dirs)
         except (OSError, namespaces.NotJoinable):
             os.close(pidfd)
@@ -124,9 +131,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
             return _refused(target, f"{CANNOT_START} setup: {err}".encode(), options,
                             durable)
     _own_std_fds()
-    detached = bool(options.get("detach"))
-    stdio = _no_stdio() if detached else make_stdio(tty, interactive,
-                                                     _start_size(options))
+    stdio = _no_stdio() if detached else make_stdio(tty, interactive)
     if target.root_ids is not None:  # the container's root gives them to its user
         for fd in set(stdio.child):
             if made_for_it(fd):  # not a stdin of /dev/null: that is the host's node
@@ -151,6 +156,10 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
             started(_started_text(target, said))
         return _outcome(target, child, err_r, said)
     _sync_start(child, tty or interactive, durable)
+    if stdio.console is not None:
+        stdio.master = _console_master(stdio)
+        if stdio.master is None:  # E failed before its terminal: the error pipe says why
+            return _outcome(target, child, err_r)
     stay = bool(options.get("stay"))
     try:
         _relay(stdio, child, interactive, options.get("detach_keys"), stay,
@@ -296,22 +305,22 @@ def _own_std_fds() -> None:
             os.open("/dev/null", os.O_RDWR)  # the lowest free number: this one
 
 
-def _start_size(options: Mapping[str, Any]) -> tuple[int, int] | None:
+def _start_size(options: Mapping[str, Any]) -> tuple[int, int]:
     """The size an exec's terminal starts with: the API's ConsoleSize, else our own
-    terminal's (the CLI's client's)."""
+    terminal's (the CLI's client's); (0, 0) for none."""
     given = options.get("console_size")
-    return (int(given[0]), int(given[1])) if given else window_size()
+    if given:
+        return int(given[0]), int(given[1])
+    return window_size() or (0, 0)
 
 
-def make_stdio(tty: bool, interactive: bool, size: tuple[int, int] | None = None) -> Stdio:
-    """A pty with -t (at `size`, rows and columns, before the process reads it); else pipes
-    for stdout and stderr, and for stdin a pipe with -i or /dev/null without (docker's
-    closed stdin). All close-on-exec until J moves them."""
+def make_stdio(tty: bool, interactive: bool) -> Stdio:
+    """With -t, a socket for E to send the master of the pty it makes in the container
+    (_console); else pipes for stdout and stderr, and for stdin a pipe with -i or
+    /dev/null without (docker's closed stdin). All close-on-exec until J moves them."""
     if tty:
-        master, slave = os.openpty()
-        if size is not None and all(size):
-            set_size(master, *size)
-        return Stdio(child=(slave, slave, slave), outputs={}, master=master)
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        return Stdio(child=(theirs.detach(),) * 3, outputs={}, console=mine.detach())
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     if interactive:
@@ -319,6 +328,45 @@ def make_stdio(tty: bool, interactive: bool, size: tuple[int, int] | None = None
         return Stdio((in_r, out_w, err_w), {out_r: 1, err_r: 2}, stdin=in_w)
     null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     return Stdio((null, out_w, err_w), {out_r: 1, err_r: 2})
+
+
+def _console_master(stdio: Stdio) -> int | None:
+    """The master E sent (None: it ended without one); the socket is done with then."""
+    assert stdio.console is not None
+    sock = socket.socket(fileno=stdio.console)
+    stdio.console = None
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    return fds[0] if fds else None
+
+
+def _console(size: tuple[int, int]) -> None:
+    """E with -t (joiner.c's `console`, which the native program does): a pty from the
+    container's own /dev/ptmx, so the process sees itself on the container's /dev/pts/N
+    (a host pty is nowhere in its /dev: `tty` said "not a tty"), sized before it runs; its
+    master sent over the socket on fd 0, its slave onto 0-2."""
+    import fcntl
+
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    if all(size):
+        set_size(master, *size)
+    with socket.socket(fileno=os.dup(0)) as sock:
+        socket.send_fds(sock, [b"M"], [master])
+    os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+
+
+TIOCSPTLCK = 0x40045431  # _IOW('T', 0x31, int): lock or unlock a pty's slave
+TIOCGPTPEER = 0x5441  # _IO('T', 0x41): open the slave from its master, no path walked
 
 
 def _relay(stdio: Stdio, child: int, interactive: bool, detach_keys: bytes | None = None,
@@ -391,8 +439,11 @@ def _exited(pidfd: int) -> bool:
 
 
 def _execer(proc: ProcessSpec, err_w: int, seccomp: bytes | None) -> None:
-    """E: a session of its own, the pty as its terminal with -t, then the shared end."""
+    """E: with -t its pty made in the container (_console); a session of its own, the pty
+    its terminal; then the shared end."""
     try:
+        if proc.tty:
+            _console(proc.console_size)
         os.setsid()
         if proc.tty:
             import fcntl

@@ -52,6 +52,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -125,13 +126,15 @@ char *load_plan(size_t *len) {
 }
 
 void parse_process(struct plan *p) {
-    if (strcmp(field(), "lamina-join 1") != 0)
+    if (strcmp(field(), "lamina-join 2") != 0)
         fail(reading, CANNOT_START, "a plan of another version");
     p->flags = number();
     p->remapped = (int)number();
     p->ncgroups = (int)number();
     p->done = (int)number();
     p->tty = (int)number();
+    p->rows = (int)number();
+    p->cols = (int)number();
     p->uid = (uid_t)number();
     p->gid = (gid_t)number();
     p->ngroups = (int)number();
@@ -415,7 +418,49 @@ static __attribute__((noreturn)) void exec_in_path(const struct plan *p) {
     fail("exec", 127, OSERR ": '%s'", err, strerror(err), told);
 }
 
+#define SETUP_FAIL(what) \
+    fail("setup", CANNOT_START, what OSERR, errno, strerror(errno))
+
+/* TTY_CONSOLE: a pty from the container's /dev/ptmx (its own devpts: the process sees
+ * itself on /dev/pts/N, as under runc), at the plan's size before the process can read
+ * it; the master goes to whoever relays it over the socket on fd 0, the slave onto 0-2. */
+static void console(const struct plan *p) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        SETUP_FAIL("/dev/ptmx: ");
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        SETUP_FAIL("unlocking the pty: ");
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (slave < 0)
+        SETUP_FAIL("opening the pty's slave: ");
+    struct winsize size = {.ws_row = (unsigned short)p->rows, .ws_col = (unsigned short)p->cols};
+    if (p->rows > 0 && p->cols > 0 && ioctl(master, TIOCSWINSZ, &size) < 0)
+        SETUP_FAIL("sizing the pty: ");
+    char byte = 'M';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &master, sizeof master);
+    if (sendmsg(0, &msg, MSG_NOSIGNAL) != 1)
+        SETUP_FAIL("passing the pty on: ");
+    close(master);
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(slave, fd) < 0)
+            SETUP_FAIL("");
+    if (slave > 2)
+        close(slave);
+}
+
 void execer(const struct plan *p) {
+    if (p->tty == TTY_CONSOLE)
+        console(p);
     if (setsid() < 0 || (p->tty && ioctl(0, TIOCSCTTY, 0) < 0))
         fail("setup", CANNOT_START, OSERR, errno, strerror(errno));
     workdir(p->cwd);

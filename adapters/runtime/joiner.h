@@ -20,13 +20,19 @@
 /* Python's OSError text, which the Python code's messages carry: "[Errno N] text". */
 #define OSERR "[Errno %d] %s"
 
+/* plan.tty: no terminal; stdio (0-2) is one already (a container's init: its monitor's);
+ * or fd 0 is a socket to send the master of a pty made in the container's own devpts
+ * (/dev/ptmx), whose slave then becomes 0-2 (an exec's: runc's console socket). */
+enum { TTY_NONE = 0, TTY_STDIO = 1, TTY_CONSOLE = 2 };
+
 /* The process to run: nativejoin.py `plan`'s fields, in its order. */
 struct plan {
     long flags;           /* setns flags of the namespaces to join (J only) */
     int remapped;         /* take the container root's ids after the user namespace (J) */
     int ncgroups;         /* cgroup.procs fds to write (J) */
     int done;             /* J's exit code pipe is open (J) */
-    int tty;
+    int tty;              /* TTY_*: none, stdio is the terminal, or make it (CONSOLE) */
+    int rows, cols;       /* the terminal's size, when this program makes it (0: none) */
     uid_t uid;
     gid_t gid;
     int ngroups;

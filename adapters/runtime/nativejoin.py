@@ -24,7 +24,8 @@ from adapters.runtime import users
 from core.process import ProcessSpec
 
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "lamina-join")
-VERSION = "lamina-join 1"
+VERSION = "lamina-join 2"
+TTY_NONE, TTY_STDIO, TTY_CONSOLE = 0, 1, 2  # joiner.h: what the plan's terminal is
 # where the program finds what it is given (see joiner.c): stdio 0-2, then these
 PIDFD, ERR, DONE, PLAN, CGROUPS = 3, 4, 5, 6, 7
 _ABOVE = 64  # sources are moved up here first, so that no dup2 overwrites another's fd
@@ -141,13 +142,18 @@ class Unstartable(ValueError):
 
 
 def plan(proc: ProcessSpec, ident: users.Identity, env: dict[str, str], *, flags: int,
-         remapped: bool, cgroups: int, done: bool, seccomp: bytes | None) -> bytes:
+         remapped: bool, cgroups: int, done: bool, seccomp: bytes | None,
+         console: bool = False) -> bytes:
     """The program's plan: NUL-terminated fields in joiner.c's read_plan order, the
-    compiled seccomp filter last. Unstartable for a NUL in a string (execve's refusal)."""
+    compiled seccomp filter last. Unstartable for a NUL in a string (execve's refusal).
+    `console`: with a terminal, fd 0 is the socket E sends the master of the pty it makes
+    in the container on (exec's), else stdio is the terminal already (init's)."""
     sec = proc.security
     environ = [f"{k}={v}" for k, v in env.items()]
+    tty = (TTY_CONSOLE if console else TTY_STDIO) if proc.tty else TTY_NONE
+    rows, cols = proc.console_size if tty == TTY_CONSOLE else (0, 0)
     fields: list[object] = [
-        VERSION, flags, int(remapped), cgroups, int(done), int(proc.tty), ident.uid,
+        VERSION, flags, int(remapped), cgroups, int(done), tty, rows, cols, ident.uid,
         ident.gid, len(ident.groups), *ident.groups, security.caps_mask(sec.caps),
         int(sec.no_new_privs), len(proc.rlimits), *(n for row in proc.rlimits for n in row),
         proc.cwd, len(proc.argv), *proc.argv, len(environ), *environ,

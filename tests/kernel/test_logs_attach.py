@@ -125,6 +125,21 @@ def test_run_t_and_exec_t_start_with_the_terminals_size(lamina: Lamina) -> None:
     lamina.ok("rm", "-f", "sized")
 
 
+@pytest.mark.parametrize("joiner", ["native", "python"])
+def test_exec_t_is_on_the_containers_own_pts(lamina: Lamina, joiner: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """exec -t's pty is made in the container's devpts (runc's console), not the host's:
+    `tty` named nothing (\"not a tty\") and /proc/self/fd/0 led to a host path."""
+    if joiner == "python":
+        monkeypatch.setenv("LAMINA_JOINER", "python")
+    lamina.ok("run", "-d", "--name", "pts", "--network", "none", "busybox", "sleep", "60")
+    term = Terminal(_argv(lamina, "exec", "-t", "pts", "sh", "-c",
+                          "tty; readlink /proc/self/fd/0; ls /dev/pts"), size=(24, 80))
+    assert term.wait() == 0, term.out
+    assert term.out.split() == [b"/dev/pts/0", b"/dev/pts/0", b"0", b"ptmx"]
+    lamina.ok("rm", "-f", "pts")
+
+
 # --- logs ---------------------------------------------------------------------------------------
 
 

@@ -442,3 +442,16 @@ def test_volumes_binds_and_tmpfs_of_a_remapped_container(remapped: Root,
     data = remapped.root / "volumes" / "rvol" / "_data"
     assert (os.lstat(data / "root-file").st_uid, os.lstat(data / "u").st_uid) == (0, 1000)
     assert not (host / "x").exists()
+
+
+def test_exec_t_makes_its_terminal_in_the_containers_devpts(remapped: Root) -> None:
+    """exec -t's pty is made by the container's root in the container's own devpts (under
+    the user namespace), sized, and its user's: the process sees itself on /dev/pts/N."""
+    from tests.kernel.test_logs_attach import Terminal
+
+    remapped.ok("run", "-d", "--name", "ttyx", "--network", "none", "busybox", "sleep", "60")
+    term = Terminal([LAMINA, "--root", str(remapped.root), "exec", "-t", "-u", "nobody",
+                     "ttyx", "sh", "-c", "tty; stty size; stat -c %U $(tty)"], size=(20, 70))
+    assert term.wait() == 0, term.out
+    assert term.out.split() == [b"/dev/pts/0", b"20", b"70", b"nobody"]
+    remapped.ok("rm", "-f", "ttyx")

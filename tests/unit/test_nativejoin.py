@@ -64,14 +64,20 @@ def test_turned_off_or_not_built_there_is_none(program: bytes,
 
 def test_the_plan_is_joiners_fields_in_order() -> None:
     proc = ProcessSpec(argv=("sh", "-c", "echo hi"), env=(), cwd="/w", user="",
-                       tty=True, rlimits=((7, 100, -1),))
+                       tty=True, rlimits=((7, 100, -1),), console_size=(33, 99))
     ident = users.Identity(uid=5, gid=6, groups=(6, 9), home="/h")
     plan = nativejoin.plan(proc, ident, {"HOME": "/h", "PATH": "/a:/b"}, flags=0x20000,
-                           remapped=True, cgroups=3, done=False, seccomp=b"12345678")
+                           remapped=True, cgroups=3, done=False, seccomp=b"12345678",
+                           console=True)
     fields = plan[:-8].split(b"\0")
     assert plan.endswith(b"\0" + b"12345678")
+    # an exec's terminal (2: made by E, at 33x99); a container's init's is its stdio (1)
+    init_plan = nativejoin.plan(proc, ident, {}, flags=0, remapped=False, cgroups=0,
+                                done=False, seccomp=None)
+    assert init_plan.split(b"\0")[5:8] == [b"1", b"0", b"0"]
     assert fields[:-1] == [
-        b"lamina-join 1", b"131072", b"1", b"3", b"0", b"1", b"5", b"6", b"2", b"6", b"9",
+        b"lamina-join 2", b"131072", b"1", b"3", b"0", b"2", b"33", b"99", b"5", b"6", b"2",
+        b"6", b"9",
         str(nativejoin.security.caps_mask(proc.security.caps)).encode(),
         str(int(proc.security.no_new_privs)).encode(), b"1", b"7",
         b"100", b"-1", b"/w", b"3", b"sh", b"-c", b"echo hi", b"2", b"HOME=/h",

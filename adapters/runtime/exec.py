@@ -159,7 +159,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
     if stdio.console is not None:
         stdio.master = _console_master(stdio)
         if stdio.master is None:  # E failed before its terminal: the error pipe says why
-            return _outcome(target, child, err_r)
+            return _reaped(target, child, err_r, done_r)
     stay = bool(options.get("stay"))
     try:
         _relay(stdio, child, interactive, options.get("detach_keys"), stay,
@@ -168,9 +168,19 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         assert stdio.master is not None
         raise ExecDetached(_watcher(target, stdio.master, child, err_r, done_r, stay,
                                     before_fork)) from None
-    if done_r >= 0:
-        os.close(done_r)
-    return _outcome(target, child, err_r)
+    return _reaped(target, child, err_r, done_r)
+
+
+def _reaped(target: ExecTarget, child: int, err_r: int, done_r: int) -> int:
+    """_outcome, J's exit code pipe closed only once J is reaped: J writes the code there
+    after E ends, and a pipe with no reader kills it (SIGPIPE: 141). The pty's hang-up,
+    which ends the relay, comes with E's end, before that write, now that J does not
+    hold the terminal (E makes it)."""
+    try:
+        return _outcome(target, child, err_r)
+    finally:
+        if done_r >= 0:
+            os.close(done_r)
 
 
 def _sync_start(child: int, waits_for_us: bool, durable: Callable[[], None]) -> None:

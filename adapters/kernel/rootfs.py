@@ -46,7 +46,7 @@ def _mkdir(syscall: Syscalls, path: str, mode: int = 0o755) -> None:
     syscall.makedirs(path, mode, True)
 
 
-def mount_dev(rootfs: str, console: str | None, security: Security,
+def mount_dev(rootfs: str, security: Security,
               nodes: Sequence[Node], sources: Mapping[str, str | int] | None = None, *,
               shm_size: int = 64 << 20, syscall: Syscalls = LINUX) -> None:
     """tmpfs /dev with its device nodes (docker's defaults, --device's, or the host's with
@@ -78,9 +78,6 @@ def mount_dev(rootfs: str, console: str | None, security: Security,
     _mkdir(syscall, dev + "/mqueue")
     if sources is None or security.ipc != "host":  # the host's IPC namespace's mqueue is
         syscall.mount("mqueue", dev + "/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)  # not ours
-    if console:
-        syscall.touch(dev + "/console")
-        syscall.mount(console, dev + "/console", None, libc.MS_BIND)
 
 
 def shm_options(shm_size: int) -> str:
@@ -143,7 +140,6 @@ class CgroupMount:
 @dataclass(frozen=True)
 class RootfsPlan:
     path: str
-    console: str | None
     files: Mapping[str, str | int]
     security: Security = field(default_factory=Security)
     cgroups: Sequence[CgroupMount] = ()
@@ -386,7 +382,7 @@ def build(plan: RootfsPlan, *, syscall: Syscalls = LINUX) -> None:
         syscall.mount(rootfs, rootfs, None, libc.MS_BIND | libc.MS_REC)
     mount_proc_sys(rootfs, security, syscall=syscall)
     mount_cgroups(rootfs, plan.cgroups, security, syscall=syscall)
-    mount_dev(rootfs, plan.console, security, plan.devices,
+    mount_dev(rootfs, security, plan.devices,
               plan.dev_sources if plan.remapped else None, shm_size=plan.shm_size,
               syscall=syscall)
     bind_files(rootfs, plan.files, syscall=syscall)

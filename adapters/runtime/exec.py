@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,14 +33,14 @@ from typing import Any
 from adapters.kernel import libc, namespaces
 from adapters.kernel.proc import is_init_of
 from adapters.runtime import frames, nativejoin, users
-from adapters.runtime.init import exec_process, fail, made_for_it, process_env
+from adapters.runtime.init import exec_process, fail, made_for_it, make_console, process_env
 from adapters.runtime.terminal import (
     Detached,
     PipeRelay,
     drain,
     outlive,
     proxy_pty,
-    set_size,
+    received_master,
     window_size,
 )
 from core.ports import ExecDetached
@@ -118,7 +117,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
                 proc, ident, process_env(proc, ident), flags=flags,
                 remapped=target.root_ids is not None, cgroups=len(target.cgroup_dirs),
                 done=watched,
-                seccomp=seccomp, console=True)
+                seccomp=seccomp)
             cgroups = nativejoin.open_cgroups(target.cgroup_dirs)
         except (OSError, namespaces.NotJoinable):
             os.close(pidfd)
@@ -157,7 +156,7 @@ def run_exec(target: ExecTarget, spec: ProcessSpec, argv: Sequence[str], user: s
         return _outcome(target, child, err_r, said)
     _sync_start(child, tty or interactive, durable)
     if stdio.console is not None:
-        stdio.master = _console_master(stdio)
+        stdio.master, stdio.console = received_master(stdio.console), None
         if stdio.master is None:  # E failed before its terminal: the error pipe says why
             return _reaped(target, child, err_r, done_r)
     stay = bool(options.get("stay"))
@@ -340,45 +339,6 @@ def make_stdio(tty: bool, interactive: bool) -> Stdio:
     return Stdio((null, out_w, err_w), {out_r: 1, err_r: 2})
 
 
-def _console_master(stdio: Stdio) -> int | None:
-    """The master E sent (None: it ended without one); the socket is done with then."""
-    assert stdio.console is not None
-    sock = socket.socket(fileno=stdio.console)
-    stdio.console = None
-    try:
-        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
-    except OSError:
-        return None
-    finally:
-        sock.close()
-    return fds[0] if fds else None
-
-
-def _console(size: tuple[int, int]) -> None:
-    """E with -t (joiner.c's `console`, which the native program does): a pty from the
-    container's own /dev/ptmx, so the process sees itself on the container's /dev/pts/N
-    (a host pty is nowhere in its /dev: `tty` said "not a tty"), sized before it runs; its
-    master sent over the socket on fd 0, its slave onto 0-2."""
-    import fcntl
-
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
-    if all(size):
-        set_size(master, *size)
-    with socket.socket(fileno=os.dup(0)) as sock:
-        socket.send_fds(sock, [b"M"], [master])
-    os.close(master)
-    for fd in (0, 1, 2):
-        os.dup2(slave, fd)
-    if slave > 2:
-        os.close(slave)
-
-
-TIOCSPTLCK = 0x40045431  # _IOW('T', 0x31, int): lock or unlock a pty's slave
-TIOCGPTPEER = 0x5441  # _IO('T', 0x41): open the slave from its master, no path walked
-
-
 def _relay(stdio: Stdio, child: int, interactive: bool, detach_keys: bytes | None = None,
            stay: bool = False, resize_fd: int = -1) -> None:
     if stdio.master is not None:
@@ -453,7 +413,7 @@ def _execer(proc: ProcessSpec, err_w: int, seccomp: bytes | None) -> None:
     its terminal; then the shared end."""
     try:
         if proc.tty:
-            _console(proc.console_size)
+            make_console(proc.console_size, bound=False)
         os.setsid()
         if proc.tty:
             import fcntl

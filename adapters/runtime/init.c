@@ -13,7 +13,8 @@
  * nativejoin.py's, which the end shared with exec's joiner (joiner.c `execer`) runs.
  *
  * Descriptors on entry (posix_spawn puts them there; every other one is close-on-exec):
- *   0-2  the process's stdio          3  a SOCK_SEQPACKET socket to the monitor (the ask)
+ *   0-2  the process's stdio (with -t a socket to send the monitor the terminal it makes)
+ *   3    a SOCK_SEQPACKET socket to the monitor (the ask)
  *   4    the error pipe's write end   5  the go pipe (the view is mounted: "g")
  *   6    the plan (a memfd)           7  the network namespace made for it, if any
  *   8..  the container's cgroup.procs files, opened by the monitor
@@ -82,7 +83,6 @@ struct root {
     int privileged;
     char *ipc;              /* "host", "none", or anything else: its own */
     char *shm_data;         /* /dev/shm's tmpfs options */
-    char *console;          /* "": no terminal */
     int nnodes;
     struct node *nodes;
     int nlinks;
@@ -113,7 +113,7 @@ static int count(long most) {
 }
 
 static void read_root(struct root *r) {
-    if (strcmp(field(), "lamina-init 1") != 0)
+    if (strcmp(field(), "lamina-init 2") != 0)
         fail("joiner", CANNOT_START, "a plan of another version");
     r->ncgroups = count(64);
     r->go = (int)number();
@@ -127,7 +127,6 @@ static void read_root(struct root *r) {
     r->privileged = (int)number();
     r->ipc = field();
     r->shm_data = field();
-    r->console = field();
     r->nnodes = count(1 << 16);
     r->nodes = calloc((size_t)r->nnodes + 1, sizeof *r->nodes);
     for (int i = 0; i < r->nnodes; i++) {
@@ -410,11 +409,6 @@ static void mount_dev(const struct root *r) {
     dirs(mq, 0755);
     if (!r->remapped || strcmp(r->ipc, "host") != 0)  /* the host IPC namespace's is not ours */
         mnt("mqueue", mq, "mqueue", NOSUID_NODEV_NOEXEC, NULL);
-    if (r->console[0]) {
-        char *console = join2(dev, "/console");
-        touch(console);
-        mnt(r->console, console, NULL, MS_BIND, NULL);
-    }
 }
 
 static void bind_files(const struct root *r) {

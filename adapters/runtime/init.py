@@ -18,7 +18,9 @@ import fcntl
 import os
 import resource  # here, not at its use: after pivot_root the host's modules are out of reach
 import signal
+import socket
 import stat
+import struct
 import termios
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING
 from adapters.kernel import keyring, libc, namespaces, rootfs, security
 from adapters.kernel import seccomp as filters
 from adapters.runtime import users
+from adapters.runtime.terminal import set_size
 from core.devices import Node
 from core.mounts import MountPoint, root_propagation
 from core.process import ProcessSpec
@@ -45,7 +48,6 @@ class InitPlan:
     stdin: int = -1
     stdout: int = -1
     stderr: int = -1
-    console: str | None = None  # the pty slave's path when there is a terminal
     seccomp: bytes | None = None  # the compiled filter (adapters/kernel/seccomp.py)
     cgroup_mounts: Sequence[CgroupMount] = ()  # its /sys/fs/cgroup, namespaced
     devices: Sequence[Node] = ()  # the nodes of its /dev (adapters/kernel/devices.py)
@@ -92,12 +94,45 @@ def _await_view(go_fd: int) -> None:
 
 
 def _stdio(plan: InitPlan) -> None:
+    """Stdio onto 0-2; with -t the terminal made here (fd 0 was the monitor's socket for
+    it: make_console), in a session of its own."""
     for fd, target in ((plan.stdin, 0), (plan.stdout, 1), (plan.stderr, 2)):
         if fd != target:
             os.dup2(fd, target)
+    if plan.spec.tty:
+        make_console(plan.spec.console_size, bound=True)
     os.setsid()
     if plan.spec.tty:
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+TIOCSPTLCK = 0x40045431  # _IOW('T', 0x31, int): lock or unlock a pty's slave
+TIOCGPTPEER = 0x5441  # _IO('T', 0x41): open the slave from its master, no path walked
+TIOCGPTN = 0x80045430  # _IOR('T', 0x30, unsigned int): the pty's number
+
+
+def make_console(size: tuple[int, int], bound: bool) -> None:
+    """A terminal as runc's console socket makes it (joiner.c `console`, which the native
+    program does): a pty from the container's own /dev/ptmx, so the process sees itself on
+    the container's /dev/pts/N (the host's pty is nowhere in its /dev), sized before it
+    runs, on /dev/console too for a container's init (`bound`); its master sent over the
+    socket on fd 0, its slave onto 0-2. Run in the container, after pivot_root."""
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    if all(size):
+        set_size(master, *size)
+    if bound:
+        number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
+        os.close(os.open("/dev/console", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        libc.mount(f"/dev/pts/{number}", "/dev/console", None, libc.MS_BIND)
+    with socket.socket(fileno=os.dup(0)) as sock:
+        socket.send_fds(sock, [b"M"], [master])
+    os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
 
 
 def become(ident: users.Identity, spec: ProcessSpec, seccomp: bytes | None) -> None:
@@ -188,7 +223,7 @@ def run(plan: InitPlan, err_fd: int) -> None:
         namespaces.enter(spec.network, spec.security, spec.hostname)
         step = "rootfs"
         rootfs.build(rootfs.RootfsPlan(
-            path=plan.rootfs if plan.idmap is None else ".", console=plan.console,
+            path=plan.rootfs if plan.idmap is None else ".",
             files=plan.files, security=spec.security, cgroups=plan.cgroup_mounts,
             devices=plan.devices, remapped=plan.idmap is not None,
             dev_sources=plan.dev_sources, mounts=plan.mounts, shm_size=spec.shm_size,

@@ -11,7 +11,8 @@
  * the capabilities and compiles the seccomp filter, and hands this program a plan.
  *
  * Descriptors on entry (posix_spawn puts them there; every other one is close-on-exec):
- *   0-2  the process's stdio          3  a pidfd of the container's init
+ *   0-2  the process's stdio (with -t a socket for E to send the terminal it makes)
+ *   3    a pidfd of the container's init
  *   4    the error pipe's write end   5  J's exit code pipe (when the plan says so)
  *   6    the plan (a memfd)           7.. the container's cgroup.procs files, opened by
  *                                         the command in the host's mount namespace
@@ -50,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -421,9 +423,25 @@ static __attribute__((noreturn)) void exec_in_path(const struct plan *p) {
 #define SETUP_FAIL(what) \
     fail("setup", CANNOT_START, what OSERR, errno, strerror(errno))
 
-/* TTY_CONSOLE: a pty from the container's /dev/ptmx (its own devpts: the process sees
- * itself on /dev/pts/N, as under runc), at the plan's size before the process can read
- * it; the master goes to whoever relays it over the socket on fd 0, the slave onto 0-2. */
+/* /dev/console: a bind of the container's terminal, as runc's mountConsole makes it. */
+static void bind_console(int master) {
+    int n;
+    char pts[64];
+    if (ioctl(master, TIOCGPTN, &n) < 0)
+        SETUP_FAIL("the pty's number: ");
+    snprintf(pts, sizeof pts, "/dev/pts/%d", n);
+    int fd = open("/dev/console", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        SETUP_FAIL("/dev/console: ");
+    close(fd);
+    if (mount(pts, "/dev/console", NULL, MS_BIND, NULL) < 0)
+        SETUP_FAIL("binding /dev/console: ");
+}
+
+/* TTY_CONSOLE, TTY_BOUND: a pty from the container's /dev/ptmx (its own devpts: the
+ * process sees itself on /dev/pts/N, as under runc), at the plan's size before the
+ * process can read it, bound on /dev/console for a container's init (TTY_BOUND); the
+ * master goes to whoever relays it over the socket on fd 0, the slave onto 0-2. */
 static void console(const struct plan *p) {
     int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0)
@@ -437,6 +455,8 @@ static void console(const struct plan *p) {
     struct winsize size = {.ws_row = (unsigned short)p->rows, .ws_col = (unsigned short)p->cols};
     if (p->rows > 0 && p->cols > 0 && ioctl(master, TIOCSWINSZ, &size) < 0)
         SETUP_FAIL("sizing the pty: ");
+    if (p->tty == TTY_BOUND)
+        bind_console(master);
     char byte = 'M';
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
     union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } control;
@@ -459,7 +479,7 @@ static void console(const struct plan *p) {
 }
 
 void execer(const struct plan *p) {
-    if (p->tty == TTY_CONSOLE)
+    if (p->tty == TTY_CONSOLE || p->tty == TTY_BOUND)
         console(p);
     if (setsid() < 0 || (p->tty && ioctl(0, TIOCSCTTY, 0) < 0))
         fail("setup", CANNOT_START, OSERR, errno, strerror(errno));
@@ -479,7 +499,7 @@ int main(void) {
     size_t len;
     char *buf = load_plan(&len);
     begin(buf, len, "joiner");
-    if (len > 13 && memcmp(buf, "lamina-init 1", 14) == 0)
+    if (len > 13 && memcmp(buf, "lamina-init 2", 14) == 0)
         init_main();
     prctl(PR_SET_NAME, "lamina-join", 0, 0, 0);  /* started as /proc/self/fd/N: its name */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)

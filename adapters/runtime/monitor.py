@@ -26,7 +26,6 @@ from adapters.runtime.init import InitPlan, made_for_it
 from adapters.runtime.init import run as run_init
 
 NAME = "lamina-monitor"  # in ps -e and top, until it execs the lean interpreter
-TTY_GID = 5  # the container's tty group, owner of its console as of its devpts' ptys
 
 
 @dataclass
@@ -42,8 +41,8 @@ def spawn(job: MonitorJob, keep_fds: tuple[int, ...], ctl: socket.socket) -> Non
 
     One fork, not the daemon's classic two: the starting command is short-lived, so the
     monitor is soon the init process's to reap, and a second fork of a 25 MB process
-    (plus waiting for it) cost the start ~5 ms. The pty the monitor opens is opened with
-    O_NOCTTY (openpty), so being a session leader gives it no controlling terminal."""
+    (plus waiting for it) cost the start ~5 ms. The pty's master init sends it was opened
+    with O_NOCTTY, so being a session leader gives the monitor no controlling terminal."""
     if os.fork():
         return
     try:
@@ -60,22 +59,19 @@ def name_process(name: str) -> None:
         f.write(name)
 
 
-def _stdio_pipes(job: MonitorJob) -> tuple[dict[int, str], int | None]:
-    """Make the container's stdio; returns (our read fds -> stream name, our stdin fd).
+def _stdio_pipes(job: MonitorJob) -> tuple[dict[int, str], int | None, int | None]:
+    """Make the container's stdio; returns (our read fds -> stream name, our stdin fd, the
+    socket init sends its terminal's master on). With -t init makes the terminal in the
+    container's own devpts (init.make_console, joiner.c `console`), as runc's init does.
 
-    A remapped container's root owns its ends (its pty as root:tty, as runc's console):
-    only then may init give them to a non-root user (init.own_stdio), since root of a user
-    namespace has no say over files of host ids it does not map."""
+    A remapped container's root owns the pipes' ends: only then may init give them to a
+    non-root user (init.own_stdio), since root of a user namespace has no say over files
+    of host ids it does not map."""
     plan = job.plan
     if plan.spec.tty:
-        master, slave = os.openpty()
-        if all(plan.spec.console_size):  # the size it starts with, before any resize
-            terminal.set_size(master, *plan.spec.console_size)
-        plan.stdin = plan.stdout = plan.stderr = slave
-        plan.console = os.ttyname(slave)
-        if plan.idmap is not None:
-            os.fchown(slave, plan.idmap.host_uid(0), plan.idmap.host_gid(TTY_GID))
-        return {master: "stdout"}, master
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        plan.stdin = plan.stdout = plan.stderr = theirs.detach()
+        return {}, None, mine.detach()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     if plan.spec.interactive:
@@ -87,7 +83,7 @@ def _stdio_pipes(job: MonitorJob) -> tuple[dict[int, str], int | None]:
         for fd in {out_w, err_w, in_r}:
             if made_for_it(fd):  # not a stdin of /dev/null: that is the host's node
                 os.fchown(fd, plan.idmap.host_uid(0), plan.idmap.host_gid(0))
-    return {out_r: "stdout", err_r: "stderr"}, in_w
+    return {out_r: "stdout", err_r: "stderr"}, in_w, None
 
 
 def _start_init(job: MonitorJob, ctl: socket.socket, err_w: int) -> int:
@@ -138,7 +134,7 @@ def run(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...],
     if job.plan.spec.security.pid != "host" and job.plan.idmap is None \
             and not pid_namespace_made:
         libc.unshare(libc.CLONE_NEWPID)
-    outputs, stdin_fd = _stdio_pipes(job)
+    outputs, stdin_fd, console = _stdio_pipes(job)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ask = None
     try:
@@ -171,6 +167,11 @@ def run(job: MonitorJob, ctl: socket.socket, keep_fds: tuple[int, ...],
     start_time = _note(job.container_dir, pid)
     if ask is not None:  # the native init's root is built: the user, and the process
         nativeinit.answer(ask, pid, job.plan)
+    if console is not None:  # its terminal, made in its root (None: it failed before)
+        master = terminal.received_master(console)
+        if master is not None:
+            outputs, stdin_fd = {master: "stdout"}, master
+            lean.update(stdin=master, outputs={str(master): "stdout"})
     started = supervise.report_start(lean, ctl, err_r, start_time)
     own_pids = job.plan.spec.security.pid != "host"
     if started is not None and own_pids and _ended_first(pid, ctl.fileno()):

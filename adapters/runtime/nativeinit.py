@@ -25,7 +25,7 @@ from adapters.runtime.init import InitPlan, process_env
 from core.devices import inside_parts
 from core.mounts import root_propagation
 
-VERSION = "lamina-init 1"
+VERSION = "lamina-init 2"
 # where the program finds what it is given (see init.c): stdio 0-2, then these
 ASK, ERR, GO, NETNS, CGROUPS = 3, 4, 5, 7, 8
 _SNDBUF_FORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
@@ -56,7 +56,7 @@ def plan(init: InitPlan) -> tuple[bytes, list[int]]:
         VERSION, len(init.cgroup_dirs), int(init.go_fd >= 0), int(init.netns_fd >= 0),
         namespaces.container_flags(spec.network, sec), int(sec.uts != "host"), spec.hostname,
         int(spec.network == "none"), "." if remapped else init.rootfs, int(remapped),
-        int(sec.privileged), sec.ipc, rootfs.shm_options(spec.shm_size), init.console or "",
+        int(sec.privileged), sec.ipc, rootfs.shm_options(spec.shm_size),
         len(init.devices)]
     for node in init.devices:
         inside_parts(node.path)  # a clean path below /dev: init.c counts on it
@@ -184,6 +184,6 @@ def _reply(pid: int, init: InitPlan) -> bytes:
     try:
         return b"P" + nativejoin.plan(spec, ident, process_env(spec, ident), flags=0,
                                       remapped=False, cgroups=0, done=False,
-                                      seccomp=init.seccomp)
+                                      seccomp=init.seccomp, terminal=nativejoin.TTY_BOUND)
     except nativejoin.Unstartable as err:
         return f"F127 exec: {err}".encode()

@@ -25,7 +25,7 @@ from core.process import ProcessSpec
 
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "lamina-join")
 VERSION = "lamina-join 2"
-TTY_NONE, TTY_STDIO, TTY_CONSOLE = 0, 1, 2  # joiner.h: what the plan's terminal is
+TTY_NONE, TTY_STDIO, TTY_CONSOLE, TTY_BOUND = 0, 1, 2, 3  # joiner.h: the plan's terminal
 # where the program finds what it is given (see joiner.c): stdio 0-2, then these
 PIDFD, ERR, DONE, PLAN, CGROUPS = 3, 4, 5, 6, 7
 _ABOVE = 64  # sources are moved up here first, so that no dup2 overwrites another's fd
@@ -143,15 +143,16 @@ class Unstartable(ValueError):
 
 def plan(proc: ProcessSpec, ident: users.Identity, env: dict[str, str], *, flags: int,
          remapped: bool, cgroups: int, done: bool, seccomp: bytes | None,
-         console: bool = False) -> bytes:
+         terminal: int = TTY_CONSOLE) -> bytes:
     """The program's plan: NUL-terminated fields in joiner.c's read_plan order, the
     compiled seccomp filter last. Unstartable for a NUL in a string (execve's refusal).
-    `console`: with a terminal, fd 0 is the socket E sends the master of the pty it makes
-    in the container on (exec's), else stdio is the terminal already (init's)."""
+    `terminal`, with proc.tty: the pty the program makes in the container and sends over
+    fd 0 (TTY_CONSOLE, an exec's; TTY_BOUND, a container's init's, on /dev/console too),
+    or TTY_STDIO, stdio being one already."""
     sec = proc.security
     environ = [f"{k}={v}" for k, v in env.items()]
-    tty = (TTY_CONSOLE if console else TTY_STDIO) if proc.tty else TTY_NONE
-    rows, cols = proc.console_size if tty == TTY_CONSOLE else (0, 0)
+    tty = terminal if proc.tty else TTY_NONE
+    rows, cols = proc.console_size if tty in (TTY_CONSOLE, TTY_BOUND) else (0, 0)
     fields: list[object] = [
         VERSION, flags, int(remapped), cgroups, int(done), tty, rows, cols, ident.uid,
         ident.gid, len(ident.groups), *ident.groups, security.caps_mask(sec.caps),

@@ -54,6 +54,20 @@ def _set_size(fd: int) -> None:
         set_size(fd, *size)
 
 
+def received_master(fd: int) -> int | None:
+    """The pty master a process sent over the socket `fd` (a container's init, an exec's
+    E: they make the terminal in the container); None when it ended without sending one.
+    The socket is closed."""
+    sock = socket.socket(fileno=fd)
+    try:
+        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    return fds[0] if fds else None
+
+
 def _resized(fd: int, master: int) -> bool:
     """Apply the last "ROWS COLS" line a server's resize pipe holds (the Docker API's
     /exec/ID/resize); False once the pipe is closed."""

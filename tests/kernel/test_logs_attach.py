@@ -126,6 +126,20 @@ def test_run_t_and_exec_t_start_with_the_terminals_size(lamina: Lamina) -> None:
 
 
 @pytest.mark.parametrize("joiner", ["native", "python"])
+def test_run_t_is_on_the_containers_own_pts_and_its_console(
+        lamina: Lamina, joiner: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's -t terminal is made by its init in its own devpts and bound on
+    /dev/console, as runc's: `tty` said /dev/console, its pty being the host's."""
+    if joiner == "python":
+        monkeypatch.setenv("LAMINA_JOINER", "python")
+    term = Terminal(_argv(lamina, "run", "-t", "--rm", "--network", "none", "busybox",
+                          "sh", "-c", "tty; readlink /proc/self/fd/0; "
+                          "stat -c %t:%T /dev/console /dev/pts/0"), size=(24, 80))
+    assert term.wait() == 0, term.out
+    assert term.out.split() == [b"/dev/pts/0", b"/dev/pts/0", b"88:0", b"88:0"]
+
+
+@pytest.mark.parametrize("joiner", ["native", "python"])
 def test_exec_t_is_on_the_containers_own_pts(lamina: Lamina, joiner: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """exec -t's pty is made in the container's devpts (runc's console), not the host's:

@@ -444,11 +444,18 @@ def test_volumes_binds_and_tmpfs_of_a_remapped_container(remapped: Root,
     assert not (host / "x").exists()
 
 
-def test_exec_t_makes_its_terminal_in_the_containers_devpts(remapped: Root) -> None:
-    """exec -t's pty is made by the container's root in the container's own devpts (under
-    the user namespace), sized, and its user's: the process sees itself on /dev/pts/N."""
+def test_run_t_and_exec_t_make_their_terminals_in_the_containers_devpts(
+        remapped: Root) -> None:
+    """A -t pty, the container's and an exec's, is made by the container's root in the
+    container's own devpts (under the user namespace), sized, and its user's: the process
+    sees itself on /dev/pts/N."""
     from tests.kernel.test_logs_attach import Terminal
 
+    term = Terminal([LAMINA, "--root", str(remapped.root), "run", "-t", "--rm", "-u",
+                     "nobody", "--network", "none", "busybox", "sh", "-c",
+                     "tty; stty size; stat -c %U $(tty)"], size=(21, 71))
+    assert term.wait() == 0, term.out
+    assert term.out.split() == [b"/dev/pts/0", b"21", b"71", b"nobody"]
     remapped.ok("run", "-d", "--name", "ttyx", "--network", "none", "busybox", "sleep", "60")
     term = Terminal([LAMINA, "--root", str(remapped.root), "exec", "-t", "-u", "nobody",
                      "ttyx", "sh", "-c", "tty; stty size; stat -c %U $(tty)"], size=(20, 70))

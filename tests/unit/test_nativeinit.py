@@ -46,7 +46,7 @@ def test_built_and_not_turned_off_every_init_is_native(
 
 def test_the_plan_is_init_cs_fields_in_order_with_rootfs_own_lists() -> None:
     node = Node("/dev/extra/null", "c", 1, 3, 0o640, 5, 6)
-    plan = _plan(files={"/etc/hosts": "/host/hosts"}, devices=[node], console="/dev/pts/3",
+    plan = _plan(files={"/etc/hosts": "/host/hosts"}, devices=[node],
                  cgroup_mounts=[rootfs.CgroupMount("memory", "cgroup", "memory")])
     plan.go_fd = 9
     fields = nativeinit.plan(plan)[0].split(b"\0")
@@ -57,8 +57,8 @@ def test_the_plan_is_init_cs_fields_in_order_with_rootfs_own_lists() -> None:
     flags = libc.CLONE_NEWNS | libc.CLONE_NEWCGROUP | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC \
         | libc.CLONE_NEWNET
     assert fields[:-1] == [
-        b"lamina-init 1", b"2", b"1", b"0", str(flags).encode(), b"1", b"h1", b"1", b"/r",
-        b"0", b"0", b"", b"mode=1777,size=1024k", b"/dev/pts/3", b"1",
+        b"lamina-init 2", b"2", b"1", b"0", str(flags).encode(), b"1", b"h1", b"1", b"/r",
+        b"0", b"0", b"", b"mode=1777,size=1024k", b"1",
         b"/dev/extra/null", b"c", b"1", b"3", str(0o640).encode(), b"5", b"6", b"-1",
         str(len(rootfs.DEV_LINKS)).encode(), *links, b"1", b"/etc/hosts", b"/host/hosts",
         b"-1", b"1", b"memory", b"cgroup", b"memory", str(len(masked)).encode(), *masked,
@@ -92,7 +92,7 @@ def test_a_remapped_roots_plan_works_in_its_view_with_trees_in_order() -> None:
     encoded, trees = nativeinit.plan(plan)
     fields = encoded.split(b"\0")
     assert fields[8:10] == [b".", b"1"]
-    assert fields[15:23] == [b"/dev/null", b"c", b"1", b"3", str(0o666).encode(), b"0",
+    assert fields[14:22] == [b"/dev/null", b"c", b"1", b"3", str(0o666).encode(), b"0",
                              b"0", b"10"]
     hosts = fields.index(b"/etc/hosts")
     assert fields[hosts:hosts + 3] == [b"/etc/hosts", b"", b"11"]

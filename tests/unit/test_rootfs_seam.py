@@ -41,7 +41,7 @@ MOUNTS = ("mount", "umount", "attach", "pivot_root")
 
 
 def plan(security: Security | None = None, **kw: object) -> rootfs.RootfsPlan:
-    fields: dict = {"path": ROOT, "console": None, "files": FILES, "cgroups": CGROUPS,
+    fields: dict = {"path": ROOT, "files": FILES, "cgroups": CGROUPS,
                     "security": security or Security()}
     return rootfs.RootfsPlan(**(fields | kw))
 
@@ -135,7 +135,6 @@ VARIANTS: dict[str, Callable[[], Recording]] = {
     "read-only": lambda: built(plan(security_of({"read_only": True}))),
     "ipc host": lambda: built(plan(security_of({"ipc": "host"}))),
     "ipc none": lambda: built(plan(security_of({"ipc": "none"}))),
-    "tty": lambda: built(plan(console="/dev/pts/3")),
     "unified cgroup": lambda: built(plan(cgroups=(rootfs.CgroupMount("", "cgroup2", ""),))),
     "no cgroups": lambda: built(plan(cgroups=())),
     "remapped": lambda: remapped_build()[0],
@@ -229,16 +228,6 @@ def test_ipc_host_and_none() -> None:
     assert f"mount mqueue /r/dev/mqueue mqueue - {NOSUID_NODEV_NOEXEC}" in host
     assert not [line for line in none if " /r/dev/shm " in line], "--ipc none: no /dev/shm"
     assert f"mount mqueue /r/dev/mqueue mqueue - {NOSUID_NODEV_NOEXEC}" in none
-
-
-def test_a_tty_is_bound_at_dev_console() -> None:
-    rec = built(plan(console="/dev/pts/3"))
-    devpts = rec.trace().index("mount devpts /r/dev/pts devpts newinstance,ptmxmode=0666,"
-                               "mode=0620,gid=5 MS_NOSUID|MS_NOEXEC")
-    assert rec.trace()[devpts:].count("touch /r/dev/console") == 1
-    touch = rec.trace().index("touch /r/dev/console")
-    assert rec.trace()[touch + 1] == "mount /dev/pts/3 /r/dev/console - - MS_BIND"
-    assert [c for c in built(plan()).calls if "console" in str(c.target)] == []
 
 
 def test_unified_and_no_cgroups() -> None:

@@ -20,11 +20,10 @@
 /* Python's OSError text, which the Python code's messages carry: "[Errno N] text". */
 #define OSERR "[Errno %d] %s"
 
-/* plan.tty: no terminal; stdio (0-2) is one already; or fd 0 is a socket to send the
- * master of a pty made in the container's own devpts (/dev/ptmx), whose slave then
- * becomes 0-2 (an exec's: runc's console socket), and also /dev/console (TTY_BOUND: a
- * container's init). */
-enum { TTY_NONE = 0, TTY_STDIO = 1, TTY_CONSOLE = 2, TTY_BOUND = 3 };
+/* plan.tty: no terminal; or fd 0 is a socket to send the master of a pty made in the
+ * container's own devpts (/dev/ptmx), whose slave then becomes 0-2 (an exec's: runc's
+ * console socket), and also /dev/console (TTY_BOUND: a container's init). */
+enum { TTY_NONE = 0, TTY_CONSOLE = 2, TTY_BOUND = 3 };
 
 /* The process to run: nativejoin.py `plan`'s fields, in its order. */
 struct plan {

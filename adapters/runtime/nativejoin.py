@@ -25,7 +25,7 @@ from core.process import ProcessSpec
 
 PROGRAM = os.path.join(os.path.dirname(sys.executable), "lamina-join")
 VERSION = "lamina-join 2"
-TTY_NONE, TTY_STDIO, TTY_CONSOLE, TTY_BOUND = 0, 1, 2, 3  # joiner.h: the plan's terminal
+TTY_NONE, TTY_CONSOLE, TTY_BOUND = 0, 2, 3  # joiner.h: the plan's terminal
 # where the program finds what it is given (see joiner.c): stdio 0-2, then these
 PIDFD, ERR, DONE, PLAN, CGROUPS = 3, 4, 5, 6, 7
 _ABOVE = 64  # sources are moved up here first, so that no dup2 overwrites another's fd
@@ -147,8 +147,7 @@ def plan(proc: ProcessSpec, ident: users.Identity, env: dict[str, str], *, flags
     """The program's plan: NUL-terminated fields in joiner.c's read_plan order, the
     compiled seccomp filter last. Unstartable for a NUL in a string (execve's refusal).
     `terminal`, with proc.tty: the pty the program makes in the container and sends over
-    fd 0 (TTY_CONSOLE, an exec's; TTY_BOUND, a container's init's, on /dev/console too),
-    or TTY_STDIO, stdio being one already."""
+    fd 0 (TTY_CONSOLE, an exec's; TTY_BOUND, a container's init's, on /dev/console too)."""
     sec = proc.security
     environ = [f"{k}={v}" for k, v in env.items()]
     tty = terminal if proc.tty else TTY_NONE

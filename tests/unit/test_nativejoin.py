@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 from pathlib import Path
@@ -71,13 +72,14 @@ def test_the_plan_is_joiners_fields_in_order() -> None:
     fields = plan[:-8].split(b"\0")
     assert plan.endswith(b"\0" + b"12345678")
     # an exec's terminal (2: made by E, at 33x99); a container's init's is made and bound
-    # on /dev/console (3); one already on stdio (1) has no size to set
+    # on /dev/console (3); none without a tty
     init_plan = nativejoin.plan(proc, ident, {}, flags=0, remapped=False, cgroups=0,
                                 done=False, seccomp=None, terminal=nativejoin.TTY_BOUND)
     assert init_plan.split(b"\0")[5:8] == [b"3", b"33", b"99"]
-    stdio_plan = nativejoin.plan(proc, ident, {}, flags=0, remapped=False, cgroups=0,
-                                 done=False, seccomp=None, terminal=nativejoin.TTY_STDIO)
-    assert stdio_plan.split(b"\0")[5:8] == [b"1", b"0", b"0"]
+    plain = dataclasses.replace(proc, tty=False)
+    no_tty = nativejoin.plan(plain, ident, {}, flags=0, remapped=False, cgroups=0, done=False,
+                             seccomp=None, terminal=nativejoin.TTY_BOUND)
+    assert no_tty.split(b"\0")[5:8] == [b"0", b"0", b"0"]
     assert fields[:-1] == [
         b"lamina-join 2", b"131072", b"1", b"3", b"0", b"2", b"33", b"99", b"5", b"6", b"2",
         b"6", b"9",

@@ -57,10 +57,11 @@ def _set_size(fd: int) -> None:
 def received_master(fd: int) -> int | None:
     """The pty master a process sent over the socket `fd` (a container's init, an exec's
     E: they make the terminal in the container); None when it ended without sending one.
-    The socket is closed."""
+    The socket is closed; the master is close-on-exec, as openpty's were (what execs on
+    with it says so: the monitor's lean watch)."""
     sock = socket.socket(fileno=fd)
     try:
-        _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+        _, fds, _, _ = socket.recv_fds(sock, 1, 1, socket.MSG_CMSG_CLOEXEC)
     except OSError:
         return None
     finally:

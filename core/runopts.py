@@ -213,12 +213,14 @@ class LogsNotSupported(BadInput):
 # --- the terminal's size ---------------------------------------------------------------------
 
 
-def checked_console_size(value: Any) -> list[int]:
-    """docker's HostConfig.ConsoleSize: [height, width], each 0-65535 (a winsize's fields)."""
+def checked_console_size(value: Any) -> list[int] | None:
+    """docker's ConsoleSize (a container's HostConfig, an exec's create or start):
+    [height, width], each 0-65535 (a winsize's fields); None for [0, 0], which asks for
+    nothing."""
     if not isinstance(value, list | tuple) or len(value) != 2 or not all(
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF for v in value):
         raise BadInput(f"invalid ConsoleSize: {value!r}: [height, width] expected")
-    return [int(value[0]), int(value[1])]
+    return [int(value[0]), int(value[1])] if any(value) else None
 
 
 def console_size(options: Mapping[str, Any]) -> tuple[int, int]:
@@ -260,7 +262,7 @@ def normalized(options: Mapping[str, Any]) -> dict[str, Any]:
             del out["shm_size"]
     if "console_size" in out:
         out["console_size"] = checked_console_size(out["console_size"])
-        if out["console_size"] == [0, 0]:
+        if out["console_size"] is None:
             del out["console_size"]
     if "init" in out:
         if not isinstance(out["init"], bool):

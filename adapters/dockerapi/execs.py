@@ -74,10 +74,7 @@ def _console_size(body: Any) -> list[int] | None:
     from core.runopts import checked_console_size
 
     value = body.get("ConsoleSize") if isinstance(body, dict) else None
-    if value is None:
-        return None
-    size = checked_console_size(value)
-    return size if any(size) else None
+    return None if value is None else checked_console_size(value)
 
 
 def _trim(ctx: Ctx) -> None:

@@ -479,7 +479,7 @@ static void console(const struct plan *p) {
 }
 
 void execer(const struct plan *p) {
-    if (p->tty == TTY_CONSOLE || p->tty == TTY_BOUND)
+    if (p->tty)  /* TTY_CONSOLE or TTY_BOUND: every terminal is made here */
         console(p);
     if (setsid() < 0 || (p->tty && ioctl(0, TIOCSCTTY, 0) < 0))
         fail("setup", CANNOT_START, OSERR, errno, strerror(errno));
